@@ -1,0 +1,54 @@
+"""Keep TensorFlow's and TFLite's native log lines (written to fd 2) off the terminal.
+
+TensorFlow, the converter and LiteRT log from C++ straight to file descriptor 2
+("All log messages before absl::InitializeLog()", "Created TensorFlow Lite XNNPACK
+delegate", MapDataset attribute errors); TF_CPP_MIN_LOG_LEVEL does not silence all of
+them. While capturing, fd 2 points at a temporary file, and Python's ``sys.stderr``
+(progress, error lines) is moved to a copy of the real stderr so it still shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+
+class NativeLog:
+    def __init__(self, sink=None) -> None:
+        self._sink = sink
+
+    def text(self) -> str:
+        if self._sink is None:
+            return ""
+        self._sink.flush()
+        self._sink.seek(0)
+        return self._sink.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def captured_native_stderr(*, enabled: bool = True) -> Iterator[NativeLog]:
+    if not enabled:
+        yield NativeLog()
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    swapped = None
+    try:
+        if sys.stderr.fileno() == 2:
+            swapped = sys.stderr
+            sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
+    except (AttributeError, OSError, ValueError):  # pytest's capture: no real fd behind it
+        pass
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield NativeLog(sink)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if swapped is not None:
+                sys.stderr.close()
+                sys.stderr = swapped

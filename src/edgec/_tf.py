@@ -1,0 +1,37 @@
+"""The one module that imports TensorFlow, tf_keras and TF-MOT.
+
+TensorFlow reads ``TF_USE_LEGACY_KERAS`` once, when ``tf.keras`` is first touched, and
+TF-MOT only accepts Keras 2 (tf_keras) objects. Setting the variable here, before the
+first TensorFlow import, and importing TensorFlow nowhere else keeps the behaviour
+independent of import order (see shared/reference/facts.md, section 2).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO/WARNING noise off
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-stable float results
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+__all__ = ["tf", "keras", "tfmot", "set_threads"]
+
+
+def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage needs it.
+    if name == "tfmot":
+        import tensorflow_model_optimization as tfmot
+
+        return tfmot
+    raise AttributeError(name)
+
+
+def set_threads(count: int) -> None:
+    """Limit TensorFlow's thread pools (must run before the first op executes)."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(count)
+    except RuntimeError:  # already initialised: keep what is set
+        pass

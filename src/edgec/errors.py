@@ -1,0 +1,33 @@
+"""One error base for everything edgec expects to go wrong.
+
+An ``EdgecError`` is shown to the user as one line on stderr (no traceback unless
+``--debug``) and ends the process with its ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class EdgecError(Exception):
+    """An expected failure, caused by the input or the environment, not by a bug."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class InputError(EdgecError):
+    """A model, data set, profile or option the user gave cannot be used."""
+
+
+class ConversionError(EdgecError):
+    """The TFLite converter failed, or its result is not a deployable int8 model."""
+
+
+class ToolError(EdgecError):
+    """An external tool or runtime edgec relies on is missing or misbehaved."""

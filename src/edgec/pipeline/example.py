@@ -1,0 +1,57 @@
+"""The built-in example: a small CNN trained, seeded and deterministic, on the digits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from edgec.datasets.digits import load_digits
+from edgec.datasets.loading import Dataset
+
+NAME = "digits_cnn"
+SEED = 0
+EPOCHS = 20
+HOLDOUT = 600  # samples kept out of training: calibration (300) + evaluation (300)
+
+
+def example_data() -> tuple[Dataset, Dataset]:
+    """(training set, held-out set) of the digits, split the same way every time."""
+    data = load_digits()
+    order = np.random.default_rng(SEED).permutation(len(data))
+    return data.subset(order[HOLDOUT:]), data.subset(order[:HOLDOUT])
+
+
+def build_example_model(train: Dataset, on_epoch: Callable[[int, int, dict], None] | None = None):
+    """Train the example CNN; same weights on every run on the same machine."""
+    from edgec._tf import keras, tf
+
+    keras.utils.set_random_seed(SEED)
+    tf.config.experimental.enable_op_determinism()
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            layers.Input((8, 8, 1), name="image"),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(10, name="logits"),
+        ],
+        name=NAME,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    callbacks = []
+    if on_epoch is not None:
+        callbacks.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, EPOCHS, dict(logs or {}))
+            )
+        )
+    model.fit(train.x, train.y, epochs=EPOCHS, batch_size=32, verbose=0, shuffle=True, callbacks=callbacks)
+    return model

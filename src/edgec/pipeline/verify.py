@@ -1,0 +1,134 @@
+"""Does the int8 model still do its job? Float vs int8 accuracy, LiteRT vs TFLM agreement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgec.datasets.loading import Dataset
+from edgec.report import Accuracy, Check
+from edgec.targets.tflite_model import Tensor
+
+MIN_COSINE = 0.98  # for models judged without class labels
+
+
+def quantize(x: np.ndarray, tensor: Tensor) -> np.ndarray:
+    """float samples -> the model input's dtype: q = round(x / scale) + zero_point."""
+    if tensor.dtype == "float32":
+        return x.astype(np.float32)
+    info = np.iinfo(np.dtype(tensor.dtype))
+    q = np.round(x / tensor.scales[0]) + tensor.zero_points[0]
+    return np.clip(q, info.min, info.max).astype(tensor.dtype)
+
+
+def dequantize(q: np.ndarray, tensor: Tensor) -> np.ndarray:
+    if tensor.dtype == "float32":
+        return q.astype(np.float32)
+    return (q.astype(np.float32) - tensor.zero_points[0]) * tensor.scales[0]
+
+
+def run_litert(model: bytes, x: np.ndarray) -> np.ndarray:
+    """Raw outputs (model output dtype) of LiteRT on each sample, batch 1."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model, num_threads=1)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    results = []
+    for sample in x:
+        interpreter.set_tensor(inp, sample[None])
+        interpreter.invoke()
+        results.append(interpreter.get_tensor(out)[0].copy())
+    return np.stack(results)
+
+
+def run_tflm(model: bytes, x: np.ndarray, arena_bytes: int) -> np.ndarray:
+    """Raw outputs of the tflite-micro interpreter (the on-MCU kernels), batch 1."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
+    results = []
+    for sample in x:
+        interpreter.set_input(sample[None], 0)
+        interpreter.invoke()
+        results.append(np.array(interpreter.get_output(0))[0].copy())
+    return np.stack(results)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: Accuracy
+    check: Check
+
+
+def evaluate(
+    float_out: np.ndarray, int8_out: np.ndarray, data: Dataset, *, max_drop: float
+) -> Evaluation:
+    """Compare float and (dequantized) int8 outputs on the evaluation set."""
+    flat_f = float_out.reshape(len(float_out), -1).astype(np.float64)
+    flat_q = int8_out.reshape(len(int8_out), -1).astype(np.float64)
+    detail = {
+        "output_rmse": float(np.sqrt(np.mean((flat_f - flat_q) ** 2))),
+        "output_cosine": _cosine(flat_f, flat_q),
+    }
+    n = len(data)
+    if flat_f.shape[1] > 1:
+        detail["top1_agreement"] = float(np.mean(flat_f.argmax(1) == flat_q.argmax(1)) * 100)
+    if data.labels == "classes" and flat_f.shape[1] > 1:
+        y = data.y
+        f_acc = float(np.mean(flat_f.argmax(1) == y) * 100)
+        q_acc = float(np.mean(flat_q.argmax(1) == y) * 100)
+        acc = Accuracy("top1", round(f_acc, 2), round(q_acc, 2), n, _rounded(detail))
+        drop = f_acc - q_acc
+        ok = drop <= max_drop
+        text = (
+            f"top-1 float {f_acc:.2f}% vs int8 {q_acc:.2f}% on {n} evaluation samples: "
+            f"{'drop' if drop >= 0 else 'gain'} of {abs(drop):.2f} points "
+            f"({'within' if ok else 'over'} the allowed {max_drop:g})"
+        )
+        return Evaluation(acc, Check("accuracy", ok, text, value=round(drop, 3), limit=max_drop, unit="points"))
+    if data.labels == "targets":
+        y = data.y.reshape(n, -1).astype(np.float64)
+        f_rmse = float(np.sqrt(np.mean((flat_f - y) ** 2)))
+        q_rmse = float(np.sqrt(np.mean((flat_q - y) ** 2)))
+        acc = Accuracy("rmse", round(f_rmse, 6), round(q_rmse, 6), n, _rounded(detail))
+    else:
+        acc = Accuracy("cosine", 1.0, round(detail["output_cosine"], 6), n, _rounded(detail))
+    cos = detail["output_cosine"]
+    ok = cos >= MIN_COSINE
+    text = (
+        f"int8 outputs vs float outputs: cosine similarity {cos:.4f} "
+        f"({'>=' if ok else '<'} {MIN_COSINE}), RMSE {detail['output_rmse']:.4g} on {n} samples"
+    )
+    return Evaluation(acc, Check("accuracy", ok, text, value=round(cos, 6), limit=MIN_COSINE))
+
+
+def agreement_check(litert_raw: np.ndarray, tflm_raw: np.ndarray) -> Check:
+    """LiteRT (optimized kernels) and TFLM (reference kernels) must agree to one step."""
+    diff = np.abs(litert_raw.astype(np.int64) - tflm_raw.astype(np.int64))
+    worst = int(diff.max()) if diff.size else 0
+    same = float(np.mean(np.all(diff.reshape(len(diff), -1) == 0, axis=1)) * 100)
+    ok = worst <= 1
+    return Check(
+        "litert_vs_tflm",
+        ok,
+        f"{len(diff)} samples: {same:.1f}% bit-identical outputs, largest difference "
+        f"{worst} quantization step{'s' if worst != 1 else ''} (allowed: 1)",
+        value=worst,
+        limit=1,
+        unit="steps",
+    )
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    num = np.sum(a * b, axis=1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    both_zero = den == 0
+    cos = np.where(both_zero, 1.0, num / np.where(both_zero, 1.0, den))
+    return float(np.mean(cos))
+
+
+def _rounded(detail: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 6) for k, v in detail.items()}

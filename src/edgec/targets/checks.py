@@ -1,0 +1,84 @@
+"""Checks of a converted model against a target profile, on the flatbuffer itself."""
+
+from __future__ import annotations
+
+from edgec.report import Check
+from edgec.targets.profile import TargetProfile
+from edgec.targets.tflite_model import TfliteModel
+
+# Constant tensors that are legitimately 32-bit in an int8 model: biases and the shape /
+# axis / padding parameters of ops like RESHAPE, MEAN, PAD.
+_CONSTANT_DTYPES = ("int8", "int32")
+
+
+def check_ops(model: TfliteModel, profile: TargetProfile) -> Check:
+    missing = [op for op in model.operators if op.name not in profile.ops]
+    if not missing:
+        return Check(
+            "ops",
+            True,
+            f"all {len(model.op_names)} op types are provided by {profile.runtime.name}: "
+            + ", ".join(model.op_names),
+        )
+    names = sorted({op.name for op in missing})
+    where = "; ".join(op.describe() for op in missing[:5])
+    return Check(
+        "ops",
+        False,
+        f"{profile.runtime.name} has no kernel for {', '.join(names)}: {where}",
+        value=len(names),
+        limit=0,
+    )
+
+
+def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Check:
+    """Every activation and weight must be a dtype the target runs (int32 biases allowed).
+
+    Graph inputs and outputs may be ``io_type`` (uint8 or float32 I/O adds QUANTIZE and
+    DEQUANTIZE ops at the edges).
+    """
+    allowed = set(profile.tensor_dtypes)
+    edges = set(model.inputs) | set(model.outputs)
+    offenders: list[str] = []
+    for op in model.operators:
+        for index in (*op.inputs, *op.outputs):
+            if index < 0:  # optional input left out
+                continue
+            tensor = model.tensors[index]
+            if tensor.dtype in allowed:
+                continue
+            if tensor.is_constant and tensor.dtype in _CONSTANT_DTYPES:
+                continue
+            if index in edges and tensor.dtype == io_type:
+                continue
+            role = "input" if index in op.inputs else "output"
+            offenders.append(f"{op.describe()} {role} '{tensor.name.split(';')[0]}' is {tensor.dtype}")
+    if not offenders:
+        return Check(
+            "dtypes",
+            True,
+            f"all activations and weights are {'/'.join(sorted(allowed))} "
+            f"(int32 biases; model I/O {io_type})",
+        )
+    more = f" (+{len(offenders) - 3} more)" if len(offenders) > 3 else ""
+    return Check("dtypes", False, "; ".join(offenders[:3]) + more, value=len(offenders), limit=0)
+
+
+def check_static_shapes(model: TfliteModel) -> Check:
+    dynamic = [t for t in model.tensors if t.is_dynamic]
+    if not dynamic:
+        batch = model.input_tensor().shape[:1]
+        return Check("static_shapes", True, f"no dynamic dimension; batch size {batch[0] if batch else 1}")
+    names = ", ".join(f"'{t.name.split(';')[0]}' {list(t.shape_signature)}" for t in dynamic[:3])
+    return Check("static_shapes", False, f"dynamic dimensions (-1) in {names}", value=len(dynamic), limit=0)
+
+
+def check_budget(name: str, used: int | None, limit: int, what: str) -> Check:
+    if used is None:
+        return Check(name, False, f"{what} could not be measured", limit=limit, unit="bytes")
+    share = f"{used / limit:.1%}" if limit else "no budget"
+    if used <= limit:
+        text = f"{what} {used:,} B of a {limit:,} B budget ({share}, {limit - used:,} B left)"
+    else:
+        text = f"{what} {used:,} B is over the {limit:,} B budget by {used - limit:,} B ({share})"
+    return Check(name, used <= limit, text, value=used, limit=limit, unit="bytes")

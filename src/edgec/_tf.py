@@ -17,7 +17,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-stable float results
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-__all__ = ["tf", "keras", "tfmot", "set_threads"]
+__all__ = ["tf", "keras", "set_threads"]  # and tfmot, lazily
 
 
 def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage needs it.

@@ -23,7 +23,11 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
 
 
 debug_option = click.option(
-    "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
     help="Show tracebacks and the converter's log.",
 )
 
@@ -43,27 +47,69 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option("--target", "-t", required=True, metavar="NAME|PROFILE.toml",
-              help="Built-in target name (see 'edgec targets') or a profile TOML file.")
-@click.option("--data", "-d", type=click.Path(path_type=Path), metavar="DATA",
-              help="Calibration/evaluation samples: .npz (x, optional y), .npy, or a folder "
-                   "of class folders of images. Required with MODEL.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("edgec-out"),
-              show_default=True, help="Output directory (replaced atomically).")
-@click.option("--budget", metavar="flash=SIZE,ram=SIZE",
-              help="Override the target's model budget, e.g. flash=256KiB,ram=64KiB "
-                   "(units B, KB=1000, KiB=1024, MB, MiB).")
-@click.option("--io-type", type=click.Choice(["int8", "uint8", "float32"]), default="int8",
-              show_default=True, help="dtype of the model's input and output tensors.")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Samples used to calibrate int8 ranges; the rest evaluate the model.")
-@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="Largest allowed top-1 drop, in percentage points, from float to int8.")
+@click.option(
+    "--target",
+    "-t",
+    required=True,
+    metavar="NAME|PROFILE.toml",
+    help="Built-in target name (see 'edgec targets') or a profile TOML file.",
+)
+@click.option(
+    "--data",
+    "-d",
+    type=click.Path(path_type=Path),
+    metavar="DATA",
+    help="Calibration/evaluation samples: .npz (x, optional y), .npy, or a folder "
+    "of class folders of images. Required with MODEL.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("edgec-out"),
+    show_default=True,
+    help="Output directory (replaced atomically).",
+)
+@click.option(
+    "--budget",
+    metavar="flash=SIZE,ram=SIZE",
+    help="Override the target's model budget, e.g. flash=256KiB,ram=64KiB "
+    "(units B, KB=1000, KiB=1024, MB, MiB).",
+)
+@click.option(
+    "--io-type",
+    type=click.Choice(["int8", "uint8", "float32"]),
+    default="int8",
+    show_default=True,
+    help="dtype of the model's input and output tensors.",
+)
+@click.option(
+    "--calibration-samples",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Samples used to calibrate int8 ranges; the rest evaluate the model.",
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Largest allowed top-1 drop, in percentage points, from float to int8.",
+)
 @click.option("--name", help="Model name for C identifiers (default: the file name).")
 @debug_option
-def build(model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
-          io_type: str, calibration_samples: int, max_accuracy_drop: float,
-          name: str | None) -> None:
+def build(
+    model: Path | None,
+    target: str,
+    data: Path | None,
+    out: Path,
+    budget: str | None,
+    io_type: str,
+    calibration_samples: int,
+    max_accuracy_drop: float,
+    name: str | None,
+) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
 
     Without MODEL, a built-in example (a small CNN trained on scikit-learn's digits) is
@@ -75,9 +121,16 @@ def build(model: Path | None, target: str, data: Path | None, out: Path, budget:
     from edgec.pipeline.build import BuildOptions, run_build, write_build
 
     options = BuildOptions(
-        model=model, target=target, data=data, out=out, budget=budget, io_type=io_type,
-        calibration_samples=calibration_samples, max_accuracy_drop=max_accuracy_drop,
-        name=name, debug=_state["debug"],
+        model=model,
+        target=target,
+        data=data,
+        out=out,
+        budget=budget,
+        io_type=io_type,
+        calibration_samples=calibration_samples,
+        max_accuracy_drop=max_accuracy_drop,
+        name=name,
+        debug=_state["debug"],
     )
     start = time.perf_counter()
     with captured_native_stderr(enabled=not _state["debug"]), ui.BuildProgress() as progress:
@@ -126,8 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     except (click.Abort, KeyboardInterrupt) as exc:
         _fail("error: interrupted; nothing was written", exc, EXIT_ERROR)
     except Exception as exc:  # a bug: say so in one line, traceback with --debug
-        _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-              exc, EXIT_ERROR)
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            exc,
+            EXIT_ERROR,
+        )
     sys.exit(code if isinstance(code, int) else EXIT_OK)  # --help/--version return 0
 
 

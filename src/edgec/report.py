@@ -98,7 +98,9 @@ class BuildReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildReport:
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"report schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}")
+            raise ValueError(
+                f"report schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}"
+            )
         nested = {
             "model": ModelInfo,
             "memory": Memory,

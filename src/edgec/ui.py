@@ -60,7 +60,13 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         ("RAM (TFLM arena)", mem.arena_bytes, mem.ram_budget_bytes, "ram"),
     ):
         ok = checks[key].ok
-        verdict = "[green]ok" if ok else "[red]not measured" if used is None else f"[red]over by {used - limit:,} B"
+        verdict = (
+            "[green]ok"
+            if ok
+            else "[red]not measured"
+            if used is None
+            else f"[red]over by {used - limit:,} B"
+        )
         table.add_row(label, _bytes(used), _bytes(limit), verdict)
     if acc.metric == "top1":
         table.add_row("top-1 float → int8", f"{acc.float:.2f}% → {acc.int8:.2f}%", "", "")
@@ -88,8 +94,14 @@ def print_targets(profiles: list[TargetProfile]) -> None:
     for column in ("name", "kind", "part", "model flash budget", "model RAM budget", "runtime"):
         table.add_column(column)
     for p in profiles:
-        table.add_row(p.name, p.kind, f"{p.part} ({p.cpu})", format_size(p.budget.flash_bytes),
-                      format_size(p.budget.ram_bytes), p.runtime.name)
+        table.add_row(
+            p.name,
+            p.kind,
+            f"{p.part} ({p.cpu})",
+            format_size(p.budget.flash_bytes),
+            format_size(p.budget.ram_bytes),
+            p.runtime.name,
+        )
     out.print(table)
     out.print("[dim]edgec targets show NAME for details; --target FILE.toml for your own part[/]")
 

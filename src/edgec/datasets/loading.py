@@ -28,7 +28,9 @@ class Dataset:
     def labels(self) -> str:
         if self.y is None:
             return "none"
-        return "classes" if self.y.ndim == 1 and np.issubdtype(self.y.dtype, np.integer) else "targets"
+        return (
+            "classes" if self.y.ndim == 1 and np.issubdtype(self.y.dtype, np.integer) else "targets"
+        )
 
     def subset(self, index: np.ndarray) -> Dataset:
         return Dataset(
@@ -125,8 +127,6 @@ def _load_npz(path: Path) -> Dataset:
         y = archive["y"] if "y" in archive.files else None
     if y is not None and not np.issubdtype(y.dtype, np.number):
         raise InputError(f"data {path}: y has dtype {y.dtype}, expected class numbers or targets")
-    if y is not None and np.issubdtype(y.dtype, np.floating) and y.ndim == 1 and np.all(y == np.round(y)):
-        pass  # float targets stay targets; integer classes must be stored as integers
     return Dataset(x=x, y=y, source=str(path))
 
 
@@ -141,7 +141,9 @@ def _load_image_folder(path: Path, input_shape: tuple[int, ...]) -> Dataset:
     height, width, channels = input_shape
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise InputError(f"data folder {path} has no class sub-folders", hint="use DATA/<class>/<image>")
+        raise InputError(
+            f"data folder {path} has no class sub-folders", hint="use DATA/<class>/<image>"
+        )
     xs, ys = [], []
     mode = "L" if channels == 1 else "RGB"
     for label, name in enumerate(classes):

@@ -111,8 +111,12 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
 
     from edgec.pipeline.convert import convert_int8
 
-    with stage("convert", f"Converting to full-integer int8 ({len(calibration)} calibration samples)"):
-        tflite = convert_int8(model, calibration.x, io_type=options.io_type, quiet=not options.debug)
+    with stage(
+        "convert", f"Converting to full-integer int8 ({len(calibration)} calibration samples)"
+    ):
+        tflite = convert_int8(
+            model, calibration.x, io_type=options.io_type, quiet=not options.debug
+        )
     flat = TfliteModel.from_bytes(tflite, source="the converted model")
 
     profile = plan.profile
@@ -137,7 +141,9 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         x_q = _model_input(flat, evaluation.x)
         litert_raw = verify.run_litert(tflite, x_q)
         result = verify.evaluate(
-            float_out, verify.dequantize(litert_raw, flat.output_tensor()), evaluation,
+            float_out,
+            verify.dequantize(litert_raw, flat.output_tensor()),
+            evaluation,
             max_drop=options.max_accuracy_drop,
         )
         checks.append(result.check)
@@ -229,11 +235,17 @@ def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:
 
 def tool_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for package in ("edgec", "tensorflow", "tf-keras", "tensorflow-model-optimization",
-                    "ai-edge-litert", "tflite-micro", "numpy"):
+    for package in (
+        "edgec",
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "tflite-micro",
+        "numpy",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
-

@@ -12,7 +12,9 @@ from edgec.errors import ConversionError
 IO_TYPES = ("int8", "uint8", "float32")
 
 
-def convert_int8(model, calibration_x: np.ndarray, *, io_type: str = "int8", quiet: bool = True) -> bytes:
+def convert_int8(
+    model, calibration_x: np.ndarray, *, io_type: str = "int8", quiet: bool = True
+) -> bytes:
     """Convert a tf_keras model to a full-integer TFLite flatbuffer.
 
     TFLITE_BUILTINS_INT8 only (no silent float fallback), per-channel weights, and a

@@ -53,5 +53,7 @@ def build_example_model(train: Dataset, on_epoch: Callable[[int, int, dict], Non
                 on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, EPOCHS, dict(logs or {}))
             )
         )
-    model.fit(train.x, train.y, epochs=EPOCHS, batch_size=32, verbose=0, shuffle=True, callbacks=callbacks)
+    model.fit(
+        train.x, train.y, epochs=EPOCHS, batch_size=32, verbose=0, shuffle=True, callbacks=callbacks
+    )
     return model

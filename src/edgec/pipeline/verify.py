@@ -88,7 +88,9 @@ def evaluate(
             f"{'drop' if drop >= 0 else 'gain'} of {abs(drop):.2f} points "
             f"({'within' if ok else 'over'} the allowed {max_drop:g})"
         )
-        return Evaluation(acc, Check("accuracy", ok, text, value=round(drop, 3), limit=max_drop, unit="points"))
+        return Evaluation(
+            acc, Check("accuracy", ok, text, value=round(drop, 3), limit=max_drop, unit="points")
+        )
     if data.labels == "targets":
         y = data.y.reshape(n, -1).astype(np.float64)
         f_rmse = float(np.sqrt(np.mean((flat_f - y) ** 2)))

@@ -16,7 +16,8 @@ import numpy as np
 def main() -> None:
     from tflite_micro.python.tflite_micro import runtime
 
-    model = open(sys.argv[1], "rb").read()
+    with open(sys.argv[1], "rb") as f:
+        model = f.read()
     inputs = np.load(sys.argv[2], allow_pickle=False)
     samples = [inputs[key] for key in sorted(inputs.files)]
     for line in sys.stdin:

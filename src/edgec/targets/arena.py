@@ -109,11 +109,15 @@ def measure_arena(model: bytes, inputs: list[np.ndarray]) -> ArenaResult:
         fresh_ok, fresh_fail = _Worker(*args), _Worker(*args)
         try:
             if not fresh_ok.probe(high) or (high > ALIGN and fresh_fail.probe(high - ALIGN)):
-                raise ToolError(f"arena search did not converge near {high} bytes: {_last_error(log)}")
+                raise ToolError(
+                    f"arena search did not converge near {high} bytes: {_last_error(log)}"
+                )
         finally:
             fresh_ok.close()
             fresh_fail.close()
-        return ArenaResult(bytes=high, probes=probes + 2, crashes=worker.crashes + fresh_fail.crashes)
+        return ArenaResult(
+            bytes=high, probes=probes + 2, crashes=worker.crashes + fresh_fail.crashes
+        )
 
 
 def _last_error(log: Path) -> str:

@@ -52,7 +52,9 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
             if index in edges and tensor.dtype == io_type:
                 continue
             role = "input" if index in op.inputs else "output"
-            offenders.append(f"{op.describe()} {role} '{tensor.name.split(';')[0]}' is {tensor.dtype}")
+            offenders.append(
+                f"{op.describe()} {role} '{tensor.name.split(';')[0]}' is {tensor.dtype}"
+            )
     if not offenders:
         return Check(
             "dtypes",
@@ -68,9 +70,13 @@ def check_static_shapes(model: TfliteModel) -> Check:
     dynamic = [t for t in model.tensors if t.is_dynamic]
     if not dynamic:
         batch = model.input_tensor().shape[:1]
-        return Check("static_shapes", True, f"no dynamic dimension; batch size {batch[0] if batch else 1}")
+        return Check(
+            "static_shapes", True, f"no dynamic dimension; batch size {batch[0] if batch else 1}"
+        )
     names = ", ".join(f"'{t.name.split(';')[0]}' {list(t.shape_signature)}" for t in dynamic[:3])
-    return Check("static_shapes", False, f"dynamic dimensions (-1) in {names}", value=len(dynamic), limit=0)
+    return Check(
+        "static_shapes", False, f"dynamic dimensions (-1) in {names}", value=len(dynamic), limit=0
+    )
 
 
 def check_budget(name: str, used: int | None, limit: int, what: str) -> Check:

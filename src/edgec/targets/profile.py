@@ -115,7 +115,9 @@ def parse_budget(text: str) -> dict[str, int]:
 
 def builtin_names() -> list[str]:
     folder = resources.files("edgec.targets") / "profiles"
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load_target(spec: str) -> TargetProfile:

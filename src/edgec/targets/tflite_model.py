@@ -108,8 +108,12 @@ class TfliteModel:
             elif buf is not None and buf.offset > 1:  # large models keep data after the buffer
                 raw = data[buf.offset : buf.offset + buf.size]
             q = t.quantization
-            scales = tuple(float(s) for s in (q.scale if q is not None and q.scale is not None else ()))
-            zps = tuple(int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
+            scales = tuple(
+                float(s) for s in (q.scale if q is not None and q.scale is not None else ())
+            )
+            zps = tuple(
+                int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else ())
+            )
             shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
             sig = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None else shape
             tensors.append(

@@ -56,7 +56,8 @@ def load_dataset(path: str | Path, input_shape: tuple[int, ...]) -> Dataset:
     else:
         raise InputError(
             f"data {path} has an unknown format",
-            hint="give an .npz with arrays x (and y), an .npy of samples, or a folder of class folders",
+            hint="give an .npz with arrays x (and y), an .npy of samples, "
+            "or a folder of class folders",
         )
     validate_samples(data, input_shape)
     return data

@@ -36,7 +36,8 @@ def inspect_model_file(path: Path) -> str:
     version = _saved_keras_version(path)
     if version.startswith("3"):
         raise InputError(
-            f"model {path} was saved with Keras {version}; edgec (and TF-MOT) need Keras 2 (tf_keras)",
+            f"model {path} was saved with Keras {version}; "
+            "edgec (and TF-MOT) need Keras 2 (tf_keras)",
             hint="rebuild the model with 'import tf_keras as keras' and save it again, "
             "or load its weights into a tf_keras copy of the architecture",
         )

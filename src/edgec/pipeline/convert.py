@@ -45,23 +45,26 @@ def convert_int8(
         try:
             return bytes(converter.convert())
         except Exception as exc:  # ConverterError, ValueError, RuntimeError ...
-            raise _conversion_error(str(exc) + "\n" + log.text()) from None
+            raise _conversion_error(str(exc) + "\n" + log.text(), concrete.graph) from None
 
 
-def _conversion_error(text: str) -> ConversionError:
+def _conversion_error(text: str, graph) -> ConversionError:
+    """One line from the converter's MLIR diagnostics: which op, which layer, what to try."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     error = next((ln for ln in lines if "error:" in ln), lines[0] if lines else "unknown error")
-    error = re.sub(r"^.*?error:\s*", "", error)
-    op = re.search(r"'(tf\.\w+|tfl\.\w+)'", error) or re.search(r"op: (\w+)", error)
-    where = re.search(r'loc\((?:callsite\()?"([^"]+)"', text)
-    detail = error[:300]
-    if where:
-        detail += f" (at {where.group(1).split(';')[0]})"
-    if "neither a custom op nor a flex op" in error or "not supported" in error.lower():
-        hint = "this op has no int8 TFLite builtin kernel; replace the layer with a supported one"
+    error = re.sub(r"^.*?error:\s*", "", error)[:300]
+    op = re.search(r"'tf\.(\w+)'", error)
+    layer = ""
+    if op:
+        # The converter only gives a Python source location; the traced graph keeps the
+        # Keras name scope of the op ("sequential/my_layer/Cumprod").
+        names = [o.name for o in graph.get_operations() if o.type == op.group(1)]
+        if names:
+            layer = f"layer '{names[0].rsplit('/', 1)[0]}': "
+    if "neither a custom op nor a flex op" in error:
+        hint = "the op has no TFLite builtin kernel; replace the layer with supported ops"
     elif "quantiz" in error.lower():
-        hint = "the op cannot be quantized to int8; try another activation/layer or QAT"
+        hint = "the op has no int8 kernel; use another layer/activation, or QAT"
     else:
         hint = "run with --debug for the converter's full log"
-    name = f"op {op.group(1)}: " if op else ""
-    return ConversionError(f"TFLite int8 conversion failed: {name}{detail}", hint=hint)
+    return ConversionError(f"TFLite int8 conversion failed: {layer}{error}", hint=hint)

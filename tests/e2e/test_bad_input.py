@@ -1,0 +1,108 @@
+"""Every bad input: one clear line, exit 1, no traceback, nothing written."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_clean_failure, run_edgec
+
+
+def build(tmp_path, *args):
+    out = tmp_path / "out"
+    run = run_edgec("build", *args, "--out", out)
+    return run, out
+
+
+def nothing_written(tmp_path, out):
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if ".edgec-" in p.name]
+
+
+def test_missing_model(tmp_path):
+    run, out = build(tmp_path, tmp_path / "nope.keras", "--target", "cortex-m", "--data", "x.npz")
+    assert_clean_failure(run, "does not exist")
+    nothing_written(tmp_path, out)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_corrupt_model(tmp_path, suffix, user_model):
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_bytes(b"\x00garbage" * 100)
+    run, out = build(tmp_path, bad, "--target", "cortex-m", "--data", user_model.data)
+    assert_clean_failure(run, str(bad), "not a readable")
+    nothing_written(tmp_path, out)
+
+
+def test_truncated_keras_archive(tmp_path, user_model):
+    bad = tmp_path / "cut.keras"
+    bad.write_bytes(user_model.keras.read_bytes()[:2000])
+    run, out = build(tmp_path, bad, "--target", "cortex-m", "--data", user_model.data)
+    assert_clean_failure(run, "cut.keras")
+    nothing_written(tmp_path, out)
+
+
+def test_keras3_model(tmp_path, keras3_model, user_model):
+    run, out = build(tmp_path, keras3_model, "--target", "cortex-m", "--data", user_model.data)
+    assert_clean_failure(run, "saved with Keras 3", "tf_keras")
+    nothing_written(tmp_path, out)
+
+
+@pytest.mark.parametrize(
+    ("x", "needle"),
+    [
+        (np.zeros((20, 28, 28, 1), np.float32), "has shape (20, 28, 28, 1) but the model takes (N, 8, 8, 1)"),
+        (np.zeros((0, 8, 8, 1), np.float32), "is empty"),
+        (np.where(np.arange(20 * 64).reshape(20, 8, 8, 1) == 77, np.nan, 0.5), "NaN"),
+    ],
+    ids=["shape", "empty", "nan"],
+)
+def test_bad_data(tmp_path, user_model, x, needle):
+    np.savez(tmp_path / "d.npz", x=x)
+    run, out = build(tmp_path, user_model.keras, "--target", "cortex-m", "--data", tmp_path / "d.npz")
+    assert_clean_failure(run, needle)
+    nothing_written(tmp_path, out)
+
+
+def test_user_model_without_data(tmp_path, user_model):
+    run, out = build(tmp_path, user_model.keras, "--target", "cortex-m")
+    assert_clean_failure(run, "no --data", "calibration needs real samples")
+    nothing_written(tmp_path, out)
+
+
+def test_unknown_target_lists_known(tmp_path):
+    run, out = build(tmp_path, "--target", "cortex-z")
+    assert_clean_failure(run, "unknown target 'cortex-z'", "cortex-m")
+    nothing_written(tmp_path, out)
+
+
+def test_malformed_profile_names_the_key(tmp_path):
+    profile = tmp_path / "board.toml"
+    profile.write_text(
+        'schema_version = 1\nname = "b"\ntitle = "b"\nkind = "mcu"\n'
+        '[part]\nname = "x"\ncpu = "cortex-m4"\nclock_hz = 1\nflash_bytes = 1024\nram_bytes = "big"\n'
+    )
+    run, out = build(tmp_path, "--target", profile)
+    assert_clean_failure(run, "'big' is not a size")
+    profile.write_text(profile.read_text().replace('ram_bytes = "big"', "ram_bytes = 1024\nfpu = true"))
+    run, out = build(tmp_path, "--target", profile)
+    assert_clean_failure(run, "unknown key 'part.fpu'")
+    nothing_written(tmp_path, out)
+
+
+def test_output_path_is_a_file(tmp_path):
+    target = tmp_path / "out"
+    target.write_text("keep me")
+    run = run_edgec("build", "--target", "cortex-m", "--out", target)
+    assert_clean_failure(run, "is a file")
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("budget", ["ram=1 potato", "rom=1KiB", "flash"])
+def test_bad_budget(tmp_path, budget):
+    run, out = build(tmp_path, "--target", "cortex-m", "--budget", budget)
+    assert_clean_failure(run, "budget" if "=" not in budget or "rom" in budget else "is not a size")
+    nothing_written(tmp_path, out)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    run = run_edgec("build", "--target", "cortex-z", "--debug", "--out", tmp_path / "o")
+    assert run.code == 1 and "Traceback" in run.err

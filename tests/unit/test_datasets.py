@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgec.datasets import load_dataset, split_calibration
+from edgec.datasets.digits import load_digits
+from edgec.errors import InputError
+
+SHAPE = (8, 8, 1)
+
+
+def test_npz_with_labels(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((10, *SHAPE), np.uint8), y=np.arange(10))
+    data = load_dataset(path, SHAPE)
+    assert data.x.dtype == np.float32 and data.labels == "classes"
+
+
+def test_npy_samples_only(tmp_path):
+    np.save(tmp_path / "d.npy", np.ones((4, *SHAPE), np.float64))
+    assert load_dataset(tmp_path / "d.npy", SHAPE).labels == "none"
+
+
+def test_image_folder(tmp_path):
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((20, 30, 3), 200 if label == "dog" else 10, np.uint8)).save(
+                tmp_path / label / f"{i}.png"
+            )
+    data = load_dataset(tmp_path, SHAPE)
+    assert data.x.shape == (6, *SHAPE)
+    assert data.class_names == ("cat", "dog") and list(data.y) == [0, 0, 0, 1, 1, 1]
+    assert 0.0 <= data.x.min() and data.x.max() <= 1.0
+    assert "resized to 8x8" in data.preprocessing
+
+
+@pytest.mark.parametrize(
+    ("x", "needle"),
+    [
+        (np.zeros((0, *SHAPE)), "is empty"),
+        (np.zeros((5, 8, 8)), "add the channel axis"),
+        (np.zeros((5, 28, 28, 1)), "takes (N, 8, 8, 1)"),
+        (np.full((5, *SHAPE), np.nan), "NaN"),
+    ],
+)
+def test_bad_samples(tmp_path, x, needle):
+    np.savez(tmp_path / "d.npz", x=x)
+    with pytest.raises(InputError) as info:
+        load_dataset(tmp_path / "d.npz", SHAPE)
+    assert needle in str(info.value)
+
+
+def test_bad_files(tmp_path):
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="cannot be read"):
+        load_dataset(tmp_path / "junk.npz", SHAPE)
+    np.savez(tmp_path / "nox.npz", images=np.zeros((2, *SHAPE)))
+    with pytest.raises(InputError, match="no array 'x'"):
+        load_dataset(tmp_path / "nox.npz", SHAPE)
+    (tmp_path / "d.csv").write_text("1,2")
+    with pytest.raises(InputError, match="unknown format"):
+        load_dataset(tmp_path / "d.csv", SHAPE)
+
+
+def test_split_is_deterministic_and_keeps_half_for_evaluation():
+    data = load_digits()
+    cal, ev = split_calibration(data, 300)
+    assert (len(cal), len(ev)) == (300, len(data) - 300)
+    cal2, _ = split_calibration(data, 300)
+    assert np.array_equal(cal.x, cal2.x)
+    small_cal, small_ev = split_calibration(data.subset(np.arange(100)), 300)
+    assert (len(small_cal), len(small_ev)) == (50, 50)
+    with pytest.raises(InputError, match="at least 2"):
+        split_calibration(data.subset(np.arange(1)))

@@ -49,7 +49,10 @@ def test_keras3_model(tmp_path, keras3_model, user_model):
 @pytest.mark.parametrize(
     ("x", "needle"),
     [
-        (np.zeros((20, 28, 28, 1), np.float32), "has shape (20, 28, 28, 1) but the model takes (N, 8, 8, 1)"),
+        (
+            np.zeros((20, 28, 28, 1), np.float32),
+            "has shape (20, 28, 28, 1) but the model takes (N, 8, 8, 1)",
+        ),
         (np.zeros((0, 8, 8, 1), np.float32), "is empty"),
         (np.where(np.arange(20 * 64).reshape(20, 8, 8, 1) == 77, np.nan, 0.5), "NaN"),
     ],
@@ -57,7 +60,9 @@ def test_keras3_model(tmp_path, keras3_model, user_model):
 )
 def test_bad_data(tmp_path, user_model, x, needle):
     np.savez(tmp_path / "d.npz", x=x)
-    run, out = build(tmp_path, user_model.keras, "--target", "cortex-m", "--data", tmp_path / "d.npz")
+    run, out = build(
+        tmp_path, user_model.keras, "--target", "cortex-m", "--data", tmp_path / "d.npz"
+    )
     assert_clean_failure(run, needle)
     nothing_written(tmp_path, out)
 
@@ -78,11 +83,14 @@ def test_malformed_profile_names_the_key(tmp_path):
     profile = tmp_path / "board.toml"
     profile.write_text(
         'schema_version = 1\nname = "b"\ntitle = "b"\nkind = "mcu"\n'
-        '[part]\nname = "x"\ncpu = "cortex-m4"\nclock_hz = 1\nflash_bytes = 1024\nram_bytes = "big"\n'
+        '[part]\nname = "x"\ncpu = "cortex-m4"\nclock_hz = 1\n'
+        'flash_bytes = 1024\nram_bytes = "big"\n'
     )
     run, out = build(tmp_path, "--target", profile)
     assert_clean_failure(run, "'big' is not a size")
-    profile.write_text(profile.read_text().replace('ram_bytes = "big"', "ram_bytes = 1024\nfpu = true"))
+    profile.write_text(
+        profile.read_text().replace('ram_bytes = "big"', "ram_bytes = 1024\nfpu = true")
+    )
     run, out = build(tmp_path, "--target", profile)
     assert_clean_failure(run, "unknown key 'part.fpu'")
     nothing_written(tmp_path, out)

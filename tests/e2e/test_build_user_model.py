@@ -13,14 +13,18 @@ from tests.conftest import run_edgec
 def build(tmp_path, *args):
     out = tmp_path / "out"
     run = run_edgec("build", *args, "--target", "cortex-m", "--out", out)
-    report = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
+    report = (
+        json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None
+    )
     return run, out, report
 
 
 def test_keras_file(tmp_path, user_model):
     run, out, report = build(tmp_path, user_model.keras, "--data", user_model.data)
     assert run.code == 0, run.err
-    assert report["model"]["name"] == "digits" and report["model"]["source"] == str(user_model.keras)
+    assert report["model"]["name"] == "digits" and report["model"]["source"] == str(
+        user_model.keras
+    )
     assert report["data"]["labels"] == "classes"
     assert report["accuracy"]["float"] - report["accuracy"]["int8"] <= 2.0
     assert "g_digits_model_data" in (out / "model_data.h").read_text()
@@ -28,7 +32,14 @@ def test_keras_file(tmp_path, user_model):
 
 def test_h5_file_uint8_io_and_custom_name(tmp_path, user_model):
     run, out, report = build(
-        tmp_path, user_model.h5, "--data", user_model.data, "--io-type", "uint8", "--name", "My KWS-1"
+        tmp_path,
+        user_model.h5,
+        "--data",
+        user_model.data,
+        "--io-type",
+        "uint8",
+        "--name",
+        "My KWS-1",
     )
     assert run.code == 0, run.err
     model = TfliteModel.from_bytes((out / "model.tflite").read_bytes())
@@ -38,7 +49,9 @@ def test_h5_file_uint8_io_and_custom_name(tmp_path, user_model):
 
 
 def test_over_budget_exits_3_and_still_writes(tmp_path, user_model):
-    run, out, report = build(tmp_path, user_model.keras, "--data", user_model.data, "--budget", "ram=1KiB")
+    run, out, report = build(
+        tmp_path, user_model.keras, "--data", user_model.data, "--budget", "ram=1KiB"
+    )
     assert run.code == 3
     assert report["ok"] is False
     ram = next(c for c in report["checks"] if c["name"] == "ram")
@@ -57,7 +70,9 @@ def test_image_folder_data(tmp_path, user_model):
     run, out, report = build(tmp_path, user_model.keras, "--data", folder)
     assert run.code == 0, run.err
     assert "resized to 8x8" in report["data"]["preprocessing"]
-    assert report["data"]["calibration_samples"] == 60 and report["data"]["evaluation_samples"] == 60
+    assert (
+        report["data"]["calibration_samples"] == 60 and report["data"]["evaluation_samples"] == 60
+    )
 
 
 def test_converter_failure_names_the_layer(tmp_path):

@@ -33,12 +33,37 @@ def test_host_gcc_and_gxx(example_build, tmp_path):
     (tmp_path / "main.c").write_text(MAIN)
     src = example_build.out
     # The header is C-compatible; the array itself is C++ (alignas), as in TFLM.
-    subprocess.run([gcc, "-std=c11", "-Wall", "-Werror", "-c", "-I", src, tmp_path / "main.c",
-                    "-o", tmp_path / "main.o"], check=True)
-    subprocess.run([gxx, "-std=c++11", "-Wall", "-Werror", "-c", src / "model_data.cc",
-                    "-o", tmp_path / "model_data.o"], check=True)
-    subprocess.run([gxx, tmp_path / "main.o", tmp_path / "model_data.o", "-o", tmp_path / "dump"],
-                   check=True)
+    subprocess.run(
+        [
+            gcc,
+            "-std=c11",
+            "-Wall",
+            "-Werror",
+            "-c",
+            "-I",
+            src,
+            tmp_path / "main.c",
+            "-o",
+            tmp_path / "main.o",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            gxx,
+            "-std=c++11",
+            "-Wall",
+            "-Werror",
+            "-c",
+            src / "model_data.cc",
+            "-o",
+            tmp_path / "model_data.o",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [gxx, tmp_path / "main.o", tmp_path / "model_data.o", "-o", tmp_path / "dump"], check=True
+    )
     done = subprocess.run([tmp_path / "dump"], capture_output=True, check=True)
     assert done.stdout == example_build.tflite
 
@@ -47,9 +72,23 @@ def test_arm_none_eabi_cortex_m4(example_build, tmp_path):
     cc = need("arm-none-eabi-gcc")
     objcopy, readelf = need("arm-none-eabi-objcopy"), need("arm-none-eabi-readelf")
     obj = tmp_path / "model_data.o"
-    subprocess.run([cc, "-mcpu=cortex-m4", "-mthumb", "-Os", "-fdata-sections", "-std=c++11",
-                    "-Wall", "-Werror", "-c", example_build.out / "model_data.cc", "-o", obj],
-                   check=True)
+    subprocess.run(
+        [
+            cc,
+            "-mcpu=cortex-m4",
+            "-mthumb",
+            "-Os",
+            "-fdata-sections",
+            "-std=c++11",
+            "-Wall",
+            "-Werror",
+            "-c",
+            example_build.out / "model_data.cc",
+            "-o",
+            obj,
+        ],
+        check=True,
+    )
     section = ".rodata.g_digits_cnn_model_data"
     raw = tmp_path / "array.bin"
     subprocess.run([objcopy, "-O", "binary", f"--only-section={section}", obj, raw], check=True)

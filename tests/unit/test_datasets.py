@@ -31,7 +31,7 @@ def test_image_folder(tmp_path):
     data = load_dataset(tmp_path, SHAPE)
     assert data.x.shape == (6, *SHAPE)
     assert data.class_names == ("cat", "dog") and list(data.y) == [0, 0, 0, 1, 1, 1]
-    assert 0.0 <= data.x.min() and data.x.max() <= 1.0
+    assert data.x.min() >= 0.0 and data.x.max() <= 1.0
     assert "resized to 8x8" in data.preprocessing
 
 

@@ -42,7 +42,9 @@ def test_every_builtin_profile_names_only_real_tflite_ops():
 
     for name in builtin_names():
         profile = load_target(name)
-        unknown = [op for op in profile.runtime.builtin_ops if not hasattr(schema.BuiltinOperator, op)]
+        unknown = [
+            op for op in profile.runtime.builtin_ops if not hasattr(schema.BuiltinOperator, op)
+        ]
         assert not unknown, (name, unknown)
         assert all(m.startswith("Add") for m in profile.runtime.builtin_ops.values())
 
@@ -65,9 +67,15 @@ def test_unknown_target_lists_known():
         (lambda t: t.replace('kind = "mcu"', 'kind = "mcu"\nflash = 1'), "unknown key 'flash'"),
         (lambda t: t.replace("clock_hz = 100_000_000\n", ""), "missing key 'part.clock_hz'"),
         (lambda t: t.replace("ram_bytes = 131072", 'ram_bytes = "lots"'), "'lots' is not a size"),
-        (lambda t: t.replace("clock_hz = 100_000_000", 'clock_hz = "fast"'), "'part.clock_hz' must be int"),
+        (
+            lambda t: t.replace("clock_hz = 100_000_000", 'clock_hz = "fast"'),
+            "'part.clock_hz' must be int",
+        ),
         (lambda t: t.replace('name = "tflite-micro"', 'name = "tflite-nano"'), "unknown runtime"),
-        (lambda t: t.replace("flash_bytes = 65536", "flash_bytes = 99999999"), "reserved.flash_bytes"),
+        (
+            lambda t: t.replace("flash_bytes = 65536", "flash_bytes = 99999999"),
+            "reserved.flash_bytes",
+        ),
         (lambda t: t.replace("schema_version = 1", "schema_version = 9"), "schema_version 9"),
         (lambda t: t.replace('kind = "mcu"', 'kind = "toaster"'), "'kind' must be one of"),
         (lambda t: t.replace("[runtime]", "[runtime"), "not valid TOML"),

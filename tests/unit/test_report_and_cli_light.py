@@ -30,7 +30,9 @@ def _modules_after(*args: str) -> set[str]:
         f"try:\n    main({list(args)!r})\nexcept SystemExit:\n    pass\n"
         "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     line = next(ln for ln in done.stderr.splitlines() if ln.startswith("MODULES"))
     return set(line.split()[1:])
 

@@ -7,8 +7,16 @@ from edgec.units import parse_size
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("4096", 4096), ("16B", 16), ("1KB", 1000), ("1KiB", 1024), ("64kib", 65536),
-     ("1.5MiB", 1572864), ("2MB", 2_000_000), (" 256 KiB ", 262144)],
+    [
+        ("4096", 4096),
+        ("16B", 16),
+        ("1KB", 1000),
+        ("1KiB", 1024),
+        ("64kib", 65536),
+        ("1.5MiB", 1572864),
+        ("2MB", 2_000_000),
+        (" 256 KiB ", 262144),
+    ],
 )
 def test_parse_size(text, expected):
     assert parse_size(text) == expected

@@ -6,6 +6,7 @@ and round-trips through ``BuildReport.from_dict(report.to_dict())``.
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -59,11 +60,12 @@ class Memory:
 
 @dataclass(frozen=True, slots=True)
 class Accuracy:
+    # The field names are the report's keys; "float" shadows the builtin inside this class.
     metric: str  # top1 | rmse | cosine
-    float: float | None
-    int8: float | None
+    float: builtins.float | None
+    int8: builtins.float | None
     samples: int = 0
-    detail: dict[str, float] = field(default_factory=dict)
+    detail: dict[str, builtins.float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

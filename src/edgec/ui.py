@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
 from edgec.pipeline.build import Progress
@@ -22,6 +23,8 @@ out = Console(highlight=False)
 class BuildProgress(Progress):
     """A spinner per stage, then one line per finished stage with its time."""
 
+    _status: Status | None = None
+
     def __enter__(self) -> BuildProgress:
         self._status = None
         return self
@@ -33,12 +36,12 @@ class BuildProgress(Progress):
     @contextlib.contextmanager
     def stage(self, name: str, description: str) -> Iterator[None]:
         start = time.perf_counter()
-        self._status = err.status(f"{description}…")
-        self._status.start()
+        status = self._status = err.status(f"{description}…")
+        status.start()
         try:
             yield
         finally:
-            self._status.stop()
+            status.stop()
             self._status = None
         err.print(f"[green]✓[/] {description} [dim]({time.perf_counter() - start:.1f} s)[/]")
 

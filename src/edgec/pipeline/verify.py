@@ -91,7 +91,7 @@ def evaluate(
         return Evaluation(
             acc, Check("accuracy", ok, text, value=round(drop, 3), limit=max_drop, unit="points")
         )
-    if data.labels == "targets":
+    if data.labels == "targets" and data.y is not None:
         y = data.y.reshape(n, -1).astype(np.float64)
         f_rmse = float(np.sqrt(np.mean((flat_f - y) ** 2)))
         q_rmse = float(np.sqrt(np.mean((flat_q - y) ** 2)))

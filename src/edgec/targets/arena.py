@@ -78,7 +78,8 @@ def measure_arena(model: bytes, inputs: list[np.ndarray]) -> ArenaResult:
     with tempfile.TemporaryDirectory(prefix="edgec-arena-") as tmp:
         folder = Path(tmp)
         (folder / "model.tflite").write_bytes(model)
-        np.savez(folder / "inputs.npz", **{f"i{n:03d}": x for n, x in enumerate(inputs)})
+        arrays: dict[str, np.ndarray] = {f"i{n:03d}": x for n, x in enumerate(inputs)}
+        np.savez(folder / "inputs.npz", **arrays)  # type: ignore[arg-type]
         log = folder / "probe.log"
         args = (folder / "model.tflite", folder / "inputs.npz", log)
         worker = _Worker(*args)

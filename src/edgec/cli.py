@@ -41,6 +41,7 @@ def cli() -> None:
     \b
     edgec build --target cortex-m                    the built-in example
     edgec build model.keras --target cortex-m --data calib.npz
+    edgec inspect model.tflite                       per-layer table
     edgec targets                                    list target profiles
     """
 
@@ -138,6 +139,35 @@ def build(
     write_build(result, out)
     ui.print_summary(result.report, out, time.perf_counter() - start)
     sys.exit(EXIT_OK if result.report.ok else EXIT_CHECK_FAILED)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="A table for people, or JSON for scripts.",
+)
+@debug_option
+def inspect(model: Path, fmt: str) -> None:
+    """Per-layer table of MODEL (.tflite, .keras, .h5 or SavedModel): op, shapes,
+    parameters, weight bytes, sparsity, unique values, MACs and live activation bytes."""
+    from edgec import ui
+    from edgec._native_log import captured_native_stderr
+    from edgec.pipeline.inspect import inspect_model
+
+    with captured_native_stderr(enabled=not _state["debug"]):
+        result = inspect_model(model)
+    if fmt == "json":
+        import dataclasses
+        import json
+
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+    else:
+        ui.print_layers(result)
 
 
 @cli.group(invoke_without_command=True)

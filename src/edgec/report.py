@@ -77,6 +77,25 @@ class DataInfo:
     preprocessing: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One operator of the converted model, in execution order."""
+
+    index: int
+    op: str
+    name: str
+    input_shapes: list[list[int]]
+    output_shape: list[int]
+    parameters: int
+    weight_bytes: int
+    sparsity: builtins.float | None  # share of zeros in the kernel
+    unique_values: int | None  # distinct values in the kernel
+    macs: int
+    live_bytes: int  # activation bytes alive while the op runs
+    error_rmse: builtins.float | None = None  # float vs int8 at this op's output
+    error_steps: builtins.float | None = None  # the same, in output quantization steps
+
+
 @dataclass(slots=True)
 class BuildReport:
     ok: bool
@@ -89,6 +108,7 @@ class BuildReport:
     artifacts: list[Artifact] = field(default_factory=list)
     stages: list[Stage] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    layers: list[Layer] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,9 +129,11 @@ class BuildReport:
             "accuracy": Accuracy,
             "data": DataInfo,
         }
-        lists = {"checks": Check, "artifacts": Artifact, "stages": Stage}
+        lists = {"checks": Check, "artifacts": Artifact, "stages": Stage, "layers": Layer}
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
+            if f.name not in data and f.name in lists:
+                continue  # optional lists, absent in older reports
             value = data[f.name]
             if f.name in nested:
                 value = nested[f.name](**value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +13,14 @@ from rich.status import Status
 from rich.table import Table
 
 from edgec.pipeline.build import Progress
+from edgec.pipeline.inspect import Inspection
 from edgec.report import BuildReport
 from edgec.targets.profile import TargetProfile
 from edgec.units import format_size
 
 err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; keep rows whole.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 
 
 class BuildProgress(Progress):
@@ -79,7 +82,11 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     for check in report.checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
         out.print(f" {mark} {check.name}: {check.detail}")
-    files = ", ".join(a.path for a in report.artifacts) + ", report.json"
+    from edgec.pipeline.layer_error import error_summary
+
+    for line in error_summary(report.layers):
+        out.print(f" [dim]quantization:[/] {line}")
+    files = ", ".join(a.path for a in report.artifacts) + ", report.json, report.html"
     out.print(f"\nWrote {folder}/: {files}  [dim]({seconds:.1f} s)[/]")
     if report.ok:
         out.print("[bold green]PASS[/] all checks passed")
@@ -90,6 +97,32 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
 
 def _bytes(n: int | None) -> str:
     return "-" if n is None else f"{n:,} B"
+
+
+def print_layers(result: Inspection) -> None:
+    from edgec.targets.layers import LIVE_METHOD, MACS_METHOD
+
+    layers = result.layers
+    table = Table(title=f"{result.source}: {result.what}", title_justify="left")
+    for column in ("#", "op", "layer", "output", "params", "weight B", "sparsity", "unique",
+                   "MACs", "live B"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("op", "layer") else "right")
+    for layer in layers:
+        table.add_row(
+            str(layer.index), layer.op, layer.name, "x".join(map(str, layer.output_shape)),
+            f"{layer.parameters:,}", f"{layer.weight_bytes:,}",
+            "-" if layer.sparsity is None else f"{layer.sparsity:.1%}",
+            "-" if layer.unique_values is None else str(layer.unique_values),
+            f"{layer.macs:,}", f"{layer.live_bytes:,}",
+        )  # fmt: skip
+    out.print(table)
+    peak = max((layer.live_bytes for layer in layers), default=0)
+    out.print(
+        f"{len(layers)} ops, {result.size_bytes:,} B, "
+        f"{sum(x.parameters for x in layers):,} parameters, "
+        f"{sum(x.macs for x in layers):,} MACs, peak live activations {peak:,} B"
+    )
+    out.print(f"[dim]MACs: {MACS_METHOD}.\nlive B: {LIVE_METHOD}.[/]")
 
 
 def print_targets(profiles: list[TargetProfile]) -> None:

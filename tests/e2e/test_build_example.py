@@ -6,7 +6,7 @@ import sys
 
 from edgec.targets.tflite_model import TfliteModel
 
-FILES = {"model.tflite", "model_data.h", "model_data.cc", "report.json"}
+FILES = {"model.tflite", "model_data.h", "model_data.cc", "report.json", "report.html"}
 
 
 def test_example_build_passes(example_build):
@@ -33,7 +33,7 @@ def test_report_describes_the_artifacts(example_build):
     report = example_build.report
     assert report["memory"]["flash_bytes"] == len(example_build.tflite)
     listed = {a["path"]: a for a in report["artifacts"]}
-    assert set(listed) == FILES - {"report.json"}
+    assert set(listed) == FILES - {"report.json", "report.html"}
     for path, artifact in listed.items():
         content = (example_build.out / path).read_bytes()
         assert artifact["size_bytes"] == len(content)

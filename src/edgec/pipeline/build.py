@@ -28,6 +28,7 @@ from edgec.targets import TargetProfile, TfliteModel, load_target, parse_budget
 from edgec.targets import checks as target_checks
 from edgec.targets.arena import METHOD as ARENA_METHOD
 from edgec.targets.arena import measure_arena
+from edgec.targets.layers import analyze_layers
 
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
 
@@ -154,6 +155,11 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         else:
             checks.append(Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks"))
 
+    from edgec.pipeline.layer_error import with_layer_errors
+
+    with stage("analyze_layers", "Measuring per-layer float vs int8 error"):
+        layers = with_layer_errors(analyze_layers(flat), model, tflite, flat, calibration.x)
+
     budget = profile.budget.overridden(plan.overrides)
     checks.append(target_checks.check_budget("flash", len(tflite), budget.flash_bytes, "model"))
     checks.append(target_checks.check_budget("ram", arena, budget.ram_bytes, "TFLM arena"))
@@ -195,12 +201,23 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         ],
         stages=stages,
         versions=tool_versions(),
+        layers=layers,
     )
     return BuildResult(report=report, files=files)
 
 
 def write_build(result: BuildResult, out: Path) -> None:
-    write_outputs(out, {**result.files, "report.json": result.report.to_json().encode()})
+    from edgec.report_html import render_html
+
+    report = result.report
+    write_outputs(
+        out,
+        {
+            **result.files,
+            "report.json": report.to_json().encode(),
+            "report.html": render_html(report).encode(),
+        },
+    )
 
 
 def _validate(options: BuildOptions) -> _Plan:

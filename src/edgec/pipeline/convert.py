@@ -24,10 +24,7 @@ def convert_int8(
     """
     from edgec._tf import tf
 
-    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32, name="input")
-    function = tf.function(lambda x: model(x, training=False))
-    concrete = function.get_concrete_function(spec)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    converter, graph = _batch1_converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_type]
@@ -41,11 +38,31 @@ def convert_int8(
             yield [samples[i : i + 1]]
 
     converter.representative_dataset = representative
+    return _convert(converter, graph, quiet)
+
+
+def convert_float(model, *, quiet: bool = True) -> bytes:
+    """A plain float32 TFLite model (batch 1), for looking at a Keras model's layers."""
+    converter, graph = _batch1_converter(model)
+    return _convert(converter, graph, quiet)
+
+
+def _batch1_converter(model):
+    """A converter for ``model`` with a fixed batch-1 input signature, and its traced graph."""
+    from edgec._tf import tf
+
+    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32, name="input")
+    function = tf.function(lambda x: model(x, training=False))
+    concrete = function.get_concrete_function(spec)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model), concrete.graph
+
+
+def _convert(converter, graph, quiet: bool) -> bytes:
     with captured_native_stderr(enabled=quiet) as log:
         try:
             return bytes(converter.convert())
         except Exception as exc:  # ConverterError, ValueError, RuntimeError ...
-            raise _conversion_error(str(exc) + "\n" + log.text(), concrete.graph) from None
+            raise _conversion_error(str(exc) + "\n" + log.text(), graph) from None
 
 
 def _conversion_error(text: str, graph) -> ConversionError:

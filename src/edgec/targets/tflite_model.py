@@ -136,7 +136,7 @@ class TfliteModel:
             is_custom = builtin == schema.BuiltinOperator.CUSTOM
             name = _text(code.customCode) if is_custom else op_names.get(builtin, f"OP_{builtin}")
             outs = tuple(int(x) for x in (op.outputs if op.outputs is not None else ()))
-            location = tensors[outs[0]].name.split(";")[0] if outs else ""
+            location = _location(tensors, op.inputs, outs)
             operators.append(
                 Operator(
                     index=i,
@@ -166,6 +166,21 @@ class TfliteModel:
 
     def output_tensor(self, i: int = 0) -> Tensor:
         return self.tensors[self.outputs[i]]
+
+
+def _location(tensors: list[Tensor], inputs, outputs: tuple[int, ...]) -> str:
+    """A layer-scoped name for an op: its output tensor's, else a weight tensor's.
+
+    Graph outputs are renamed after the signature ("StatefulPartitionedCall:0"); their
+    weights keep the Keras scope ("model/logits/MatMul").
+    """
+    names = [tensors[i].name.split(";")[0] for i in outputs]
+    if names and "/" in names[0]:
+        return names[0]
+    for i in inputs if inputs is not None else ():
+        if i >= 0 and tensors[i].is_constant and "/" in tensors[i].name:
+            return tensors[i].name.split(";")[0]
+    return names[0] if names else ""
 
 
 def _text(value: bytes | str | None) -> str:

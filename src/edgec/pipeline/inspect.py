@@ -1,0 +1,42 @@
+"""``edgec inspect``: the per-layer table of a .tflite or Keras model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgec.errors import InputError
+from edgec.report import Layer
+from edgec.targets.layers import analyze_layers
+from edgec.targets.tflite_model import TfliteModel
+
+
+@dataclass(frozen=True)
+class Inspection:
+    source: str
+    what: str  # how the table was obtained
+    size_bytes: int
+    layers: list[Layer]
+
+
+def inspect_model(path: Path) -> Inspection:
+    if not path.exists():
+        raise InputError(f"model {path} does not exist")
+    if path.is_file() and path.suffix.lower() == ".tflite":
+        data = path.read_bytes()
+        flat = TfliteModel.from_bytes(data, source=str(path))
+        dtypes = sorted({t.dtype for t in flat.tensors if t.is_constant and len(t.shape) >= 2})
+        return Inspection(str(path), f"TFLite model, weights {'/'.join(dtypes) or 'none'}",
+                          len(data), analyze_layers(flat))  # fmt: skip
+    from edgec.pipeline.convert import convert_float
+    from edgec.pipeline.model_io import load_keras_model
+
+    model = load_keras_model(path)  # refuses anything that is not a tf_keras model
+    data = convert_float(model)
+    return Inspection(
+        str(path),
+        "Keras model, shown as its float32 TFLite conversion (batch 1); "
+        "'edgec build' gives the int8 figures",
+        len(data),
+        analyze_layers(TfliteModel.from_bytes(data)),
+    )

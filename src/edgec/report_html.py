@@ -1,0 +1,254 @@
+"""``report.html``: the build report as one self-contained page people read.
+
+Everything is inline (CSS, SVG plots, a few lines of script); nothing is fetched, so the
+file can be attached to a CI run or mailed. The page is a pure function of the report,
+so it can be regenerated from ``report.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+from edgec.pipeline.layer_error import error_summary
+from edgec.report import BuildReport, Layer
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
+max-width:1100px;color:#1d2330;padding:0 1em}
+h1{font-size:1.5em;margin-bottom:.2em}
+h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #dde}
+.verdict{display:inline-block;padding:.15em .6em;border-radius:4px;color:#fff;font-weight:600}
+.pass{background:#1a7f37}.fail{background:#cf222e}
+.cards{display:flex;gap:1em;flex-wrap:wrap;margin:1em 0}
+.card{border:1px solid #dde;border-radius:6px;padding:.6em 1em;min-width:150px}
+.card b{display:block;font-size:1.3em}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{border-bottom:1px solid #eef;padding:3px 6px;text-align:right} th{text-align:left}
+th:first-child,td:first-child,td.l{text-align:left} td.ok{color:#1a7f37} td.bad{color:#cf222e}
+.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:1.5em}
+figure{margin:0} figcaption{font-weight:600;margin-bottom:.3em}
+svg text{font:11px system-ui,sans-serif;fill:#1d2330} .muted{color:#667}
+"""
+
+_SCRIPT = """
+window.addEventListener('load', function () {
+  var plots = document.querySelectorAll('svg.plot'), drawn = 0;
+  plots.forEach(function (svg) {
+    var box = svg.getBBox(), marks = svg.querySelectorAll('rect.bar,circle.point').length;
+    if (box.width > 0 && box.height > 0 && marks > 0) { drawn += 1; svg.dataset.rendered = 'yes'; }
+  });
+  document.body.dataset.plotsExpected = String(plots.length);
+  document.body.dataset.plotsRendered = String(drawn);
+});
+"""
+
+
+def render_html(report: BuildReport) -> str:
+    mem, acc = report.memory, report.accuracy
+    verdict = (
+        '<span class="verdict pass">PASS</span>'
+        if report.ok
+        else '<span class="verdict fail">FAIL</span>'
+    )
+    accuracy = (
+        f"{acc.float:.2f}% → {acc.int8:.2f}%"
+        if acc.metric == "top1" and acc.float is not None
+        else f"{acc.metric} {acc.float:.4g} → {acc.int8:.4g}"
+    )
+    cards = [
+        ("flash (model)", f"{mem.flash_bytes:,} B", f"budget {mem.flash_budget_bytes:,} B"),
+        (
+            "RAM (TFLM arena)",
+            f"{mem.arena_bytes:,} B" if mem.arena_bytes is not None else "not measured",
+            f"budget {mem.ram_budget_bytes:,} B",
+        ),
+        ("accuracy float → int8", accuracy, f"{acc.samples} evaluation samples"),
+        (
+            "MACs / inference",
+            f"{sum(layer.macs for layer in report.layers):,}",
+            f"{len(report.layers)} ops",
+        ),
+    ]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>edgec: {escape(report.model.name)} on {escape(report.target)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{escape(report.model.name)} on {escape(report.target)} {verdict}</h1>",
+        f"<div class='muted'>{escape(report.model.source)} · input {report.model.input_shape} "
+        f"{escape(report.model.io_type)} · edgec {escape(report.versions.get('edgec', '?'))}</div>",
+        "<div class='cards'>"
+        + "".join(
+            f"<div class='card'>{escape(t)}<b>{escape(v)}</b>"
+            f"<span class='muted'>{escape(s)}</span></div>"
+            for t, v, s in cards
+        )
+        + "</div>",
+        "<h2>Checks</h2>",
+        _table(
+            ["check", "result", "detail", "how"],
+            [
+                [
+                    c.name,
+                    ("ok" if c.ok else "FAILED", "ok" if c.ok else "bad"),
+                    (c.detail, "l"),
+                    c.method,
+                ]
+                for c in report.checks
+            ],
+        ),
+    ]
+    summary = error_summary(report.layers)
+    if summary:
+        parts.append(
+            "<h2>Quantization</h2><ul>"
+            + "".join(f"<li>{escape(s)}</li>" for s in summary)
+            + "</ul>"
+        )
+    parts += ["<h2>Plots</h2><div class='plots'>", *_plots(report), "</div>"]
+    parts += ["<h2>Layers</h2>", _layer_table(report.layers)]
+    parts += [
+        "<h2>Stages</h2>",
+        _table(["stage", "seconds"], [[s.name, f"{s.seconds:.2f}"] for s in report.stages]),
+        "<h2>Artifacts</h2>",
+        _table(
+            ["file", "bytes", "sha256"],
+            [[a.path, f"{a.size_bytes:,}", (a.sha256[:16] + "…", "l")] for a in report.artifacts],
+        ),
+        "<p class='muted'>"
+        + escape(", ".join(f"{k} {v}" for k, v in report.versions.items()))
+        + "</p>",
+        f"<p class='muted'>Arena: {escape(mem.arena_method)}</p>",
+        f"<script>{_SCRIPT}</script></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _plots(report: BuildReport) -> list[str]:
+    layers = report.layers
+    labels = [f"{layer.index} {layer.op}" for layer in layers]
+    plots = [
+        _figure(
+            "Weight bytes per layer", _bars(labels, [layer.weight_bytes for layer in layers], "B")
+        ),
+    ]
+    live = [layer.live_bytes for layer in layers]
+    peak = max(range(len(live)), key=live.__getitem__) if live else None
+    plots.append(
+        _figure(
+            "Arena over the execution order (live activation bytes per op; peak in red)",
+            _bars(labels, live, "B", highlight=peak),
+            note=f"measured TFLM arena: {report.memory.arena_bytes:,} B (adds persistent buffers)"
+            if report.memory.arena_bytes is not None
+            else "",
+        )
+    )
+    sizes = [
+        ("float32 (Keras)", report.model.parameters * 4, report.accuracy.float),
+        ("int8 (model.tflite)", report.memory.flash_bytes, report.accuracy.int8),
+    ]
+    unit = "%" if report.accuracy.metric == "top1" else f" {report.accuracy.metric}"
+    plots.append(
+        _figure(
+            "Size and accuracy per stage",
+            _bars(
+                [f"{name}: {acc:.4g}{unit}" if acc is not None else name for name, _, acc in sizes],
+                [size for _, size, _ in sizes],
+                "B",
+            ),
+        )
+    )
+    errors = [
+        (label, layer.error_steps)
+        for label, layer in zip(labels, layers, strict=True)
+        if layer.error_steps is not None
+    ]
+    if errors:
+        plots.append(
+            _figure(
+                "Float vs int8 error per layer (RMSE in output quantization steps)",
+                _bars([e[0] for e in errors], [float(e[1] or 0) for e in errors], " steps"),
+            )
+        )
+    return plots
+
+
+def _figure(title: str, svg: str, note: str = "") -> str:
+    extra = f"<div class='muted'>{escape(note)}</div>" if note else ""
+    return f"<figure><figcaption>{escape(title)}</figcaption>{svg}{extra}</figure>"
+
+
+def _bars(
+    labels: list[str], values: Sequence[float], unit: str, highlight: int | None = None
+) -> str:
+    """A horizontal bar chart as inline SVG."""
+    row, label_w, bar_w = 20, 190, 260
+    top = max(values, default=0) or 1
+    height = row * len(values) + 10
+    out = [f"<svg class='plot' width='{label_w + bar_w + 110}' height='{height}' role='img'>"]
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
+        y = 5 + i * row
+        width = max(1.0, bar_w * value / top)
+        color = "#cf222e" if i == highlight else "#3b6fd8"
+        text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
+        out.append(
+            f"<text x='{label_w - 6}' y='{y + 13}' text-anchor='end'>{escape(label[:30])}</text>"
+            f"<rect class='bar' x='{label_w}' y='{y + 2}' width='{width:.1f}' height='{row - 6}' "
+            f"fill='{color}'><title>{escape(label)}: {text}{escape(unit)}</title></rect>"
+            f"<text x='{label_w + width + 4:.1f}' y='{y + 13}'>{text}{escape(unit)}</text>"
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _layer_table(layers: list[Layer]) -> str:
+    rows = []
+    for layer in layers:
+        rows.append(
+            [
+                str(layer.index),
+                (layer.op, "l"),
+                (layer.name, "l"),
+                " ".join("x".join(map(str, s)) for s in layer.input_shapes),
+                "x".join(map(str, layer.output_shape)),
+                f"{layer.parameters:,}",
+                f"{layer.weight_bytes:,}",
+                "-" if layer.sparsity is None else f"{layer.sparsity:.1%}",
+                "-" if layer.unique_values is None else str(layer.unique_values),
+                f"{layer.macs:,}",
+                f"{layer.live_bytes:,}",
+                "-" if layer.error_steps is None else f"{layer.error_steps:.2f}",
+            ]
+        )
+    return _table(
+        [
+            "#",
+            "op",
+            "layer",
+            "input",
+            "output",
+            "params",
+            "weight B",
+            "sparsity",
+            "unique",
+            "MACs",
+            "live B",
+            "error (steps)",
+        ],
+        rows,
+    )
+
+
+def _table(head: list[str], rows: list[list]) -> str:
+    cells = ["<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
+    for row in rows:
+        tds = []
+        for cell in row:
+            text, cls = cell if isinstance(cell, tuple) else (cell, "")
+            tds.append(
+                f"<td class='{cls}'>{escape(str(text))}</td>"
+                if cls
+                else f"<td>{escape(str(text))}</td>"
+            )
+        cells.append("<tr>" + "".join(tds) + "</tr>")
+    return "".join(cells) + "</table>"

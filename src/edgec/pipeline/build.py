@@ -140,18 +140,27 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     with stage("evaluate", f"Evaluating float vs int8 on {len(evaluation)} samples"):
         float_out = model.predict(evaluation.x, batch_size=256, verbose=0)
         x_q = _model_input(flat, evaluation.x)
-        litert_raw = verify.run_litert(tflite, x_q)
+        final = next(op for op in flat.operators if flat.outputs[0] in op.outputs)
+        keep = [final.inputs[0]] if final.name in verify.AMPLIFYING else []
+        n = min(len(x_q), EVAL_RUNTIME_SAMPLES)
+        litert = verify.run_litert(tflite, x_q, keep=keep)
         result = verify.evaluate(
             float_out,
-            verify.dequantize(litert_raw, flat.output_tensor()),
+            verify.dequantize(litert.raw, flat.output_tensor()),
             evaluation,
             max_drop=options.max_accuracy_drop,
         )
         checks.append(result.check)
         if arena is not None:
-            n = min(len(x_q), EVAL_RUNTIME_SAMPLES)
-            tflm_raw = verify.run_tflm(tflite, x_q[:n], arena)
-            checks.append(verify.agreement_check(litert_raw[:n], tflm_raw))
+            # With the exact arena: every evaluation sample must run in it.
+            tflm = verify.run_tflm(tflite, x_q[:n], arena)
+            if keep:
+                tflm = verify.Outputs(tflm.raw, verify.run_tflm(tflite, x_q[:n], arena, keep).kept)
+            checks.append(
+                verify.agreement_check(
+                    litert.first(n), tflm, final_op=final.name, final_input=final.inputs[0]
+                )
+            )
         else:
             checks.append(Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks"))
 

@@ -9,7 +9,6 @@ the device: a layer's figure includes what earlier layers lost.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 
@@ -24,10 +23,8 @@ def with_layer_errors(
     layers: list[Layer], keras_model, tflite: bytes, flat: TfliteModel, x: np.ndarray
 ) -> list[Layer]:
     """``layers`` with ``error_rmse``/``error_steps`` filled where an op maps to a layer."""
-    from ai_edge_litert.interpreter import Interpreter
-
     from edgec._tf import keras
-    from edgec.pipeline.verify import dequantize, quantize
+    from edgec.pipeline.verify import dequantize, quantize, run_litert
 
     matched = _match_layers(keras_model, flat)
     if not matched:
@@ -40,27 +37,15 @@ def with_layer_errors(
     if len(matched) == 1:
         float_outs = [float_outs]
 
-    with warnings.catch_warnings():  # LiteRT warns that keeping all tensors costs memory
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = Interpreter(
-            model_content=tflite, experimental_preserve_all_tensors=True, num_threads=1
-        )
-    interpreter.allocate_tensors()
-    x_q = quantize(x, flat.input_tensor())
     outputs = {i: flat.operators[i].outputs[0] for i in matched}
-    int8_outs: dict[int, list[np.ndarray]] = {i: [] for i in matched}
-    for sample in x_q:
-        interpreter.set_tensor(flat.inputs[0], sample[None])
-        interpreter.invoke()
-        for op_index, tensor_index in outputs.items():
-            int8_outs[op_index].append(interpreter.get_tensor(tensor_index)[0].copy())
+    kept = run_litert(tflite, quantize(x, flat.input_tensor()), keep=list(outputs.values())).kept
 
     result = list(layers)
     for (op_index, _), float_out in zip(matched.items(), float_outs, strict=True):
         tensor = flat.tensors[outputs[op_index]]
         if not tensor.scales:
             continue
-        q = dequantize(np.stack(int8_outs[op_index]), tensor).reshape(len(x), -1)
+        q = dequantize(kept[outputs[op_index]][:, 0], tensor).reshape(len(x), -1)
         f = np.asarray(float_out).reshape(len(x), -1)
         if q.shape != f.shape:
             continue

@@ -21,7 +21,7 @@ class Check:
     value: float | None = None
     limit: float | None = None
     unit: str = ""
-    method: str = "measured"  # measured | estimated | rule-based
+    method: str = "measured"  # measured | host-measured | estimated | rule-based
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,29 @@ class Memory:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetSection:
+    """One target's verdict on one model: its budgets, checks and kind-specific figures."""
+
+    target: str
+    kind: str
+    part: str
+    ok: bool
+    memory: Memory
+    checks: list[Check] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetSection:
+        return cls(
+            **{
+                **data,
+                "memory": Memory(**data["memory"]),
+                "checks": [Check(**c) for c in data["checks"]],
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Accuracy:
     metric: str  # top1 | rmse | cosine
     float: float | None
@@ -87,6 +110,8 @@ class BuildReport:
     artifacts: list[Artifact] = field(default_factory=list)
     stages: list[Stage] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    # every target of the build, the first one also as target/memory/checks above
+    targets: list[TargetSection] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +135,9 @@ class BuildReport:
         lists = {"checks": Check, "artifacts": Artifact, "stages": Stage}
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
+            if f.name == "targets":  # added in edgec 0.1 without a schema bump (optional)
+                kwargs["targets"] = [TargetSection.from_dict(t) for t in data.get("targets", [])]
+                continue
             value = data[f.name]
             if f.name in nested:
                 value = nested[f.name](**value)
@@ -121,3 +149,30 @@ class BuildReport:
     @property
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """``edgec check``: an existing .tflite against one or more targets (no training data)."""
+
+    ok: bool
+    model: str  # the file checked
+    size_bytes: int
+    sha256: str
+    ops: list[str]
+    targets: list[TargetSection]
+    versions: dict[str, str] = field(default_factory=dict)
+    kind: str = "check"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckReport:
+        if data.get("schema_version") != SCHEMA_VERSION or data.get("kind") != "check":
+            raise ValueError("not an edgec check report of schema_version 1")
+        return cls(**{**data, "targets": [TargetSection.from_dict(t) for t in data["targets"]]})

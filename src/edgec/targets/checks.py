@@ -13,11 +13,14 @@ _CONSTANT_DTYPES = ("int8", "int32")
 
 def check_ops(model: TfliteModel, profile: TargetProfile) -> Check:
     missing = [op for op in model.operators if op.name not in profile.ops]
+    runtime = profile.runtime.name
+    if profile.runtime.fallback is not None:
+        runtime += f" (CPU fallback: {profile.runtime.fallback.name})"
     if not missing:
         return Check(
             "ops",
             True,
-            f"all {len(model.op_names)} op types are provided by {profile.runtime.name}: "
+            f"all {len(model.op_names)} op types are provided by {runtime}: "
             + ", ".join(model.op_names),
         )
     names = sorted({op.name for op in missing})
@@ -25,7 +28,7 @@ def check_ops(model: TfliteModel, profile: TargetProfile) -> Check:
     return Check(
         "ops",
         False,
-        f"{profile.runtime.name} has no kernel for {', '.join(names)}: {where}",
+        f"{runtime} has no kernel for {', '.join(names)}: {where}",
         value=len(names),
         limit=0,
     )
@@ -63,7 +66,16 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
             f"(int32 biases; model I/O {io_type})",
         )
     more = f" (+{len(offenders) - 3} more)" if len(offenders) > 3 else ""
-    return Check("dtypes", False, "; ".join(offenders[:3]) + more, value=len(offenders), limit=0)
+    lead = ""
+    if not any(t.dtype in ("int8", "uint8", "int16") for t in model.tensors if not t.is_constant):
+        lead = (
+            f"the model is not quantized (float), but {profile.name} needs "
+            f"{'/'.join(sorted(allowed))}: convert it with full-integer quantization "
+            "(edgec build does): "
+        )
+    return Check(
+        "dtypes", False, lead + "; ".join(offenders[:3]) + more, value=len(offenders), limit=0
+    )
 
 
 def check_static_shapes(model: TfliteModel) -> Check:

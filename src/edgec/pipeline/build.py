@@ -23,11 +23,11 @@ from edgec.firmware_export import (
     write_outputs,
 )
 from edgec.pipeline.convert import IO_TYPES
-from edgec.report import Artifact, BuildReport, Check, DataInfo, Memory, ModelInfo, Stage
-from edgec.targets import TargetProfile, TfliteModel, load_target, parse_budget
-from edgec.targets import checks as target_checks
-from edgec.targets.arena import METHOD as ARENA_METHOD
-from edgec.targets.arena import measure_arena
+from edgec.report import Artifact, BuildReport, Check, DataInfo, ModelInfo, Stage, TargetSection
+from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
+from edgec.targets.analyzers import analyze_target
+from edgec.targets.analyzers.mcu import tflm_arena
+from edgec.targets.profile import load_runtime
 
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
 
@@ -66,7 +66,7 @@ class BuildResult:
 class _Plan:
     """Everything about the inputs that can be checked before TensorFlow starts."""
 
-    profile: TargetProfile
+    profiles: list[TargetProfile]
     overrides: dict[str, int]
 
 
@@ -119,20 +119,18 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         )
     flat = TfliteModel.from_bytes(tflite, source="the converted model")
 
-    profile = plan.profile
-    with stage("check", f"Checking against {profile.name}"):
-        checks = [
-            target_checks.check_ops(flat, profile),
-            target_checks.check_dtypes(flat, profile, options.io_type),
-            target_checks.check_static_shapes(flat),
-        ]
-    runnable = checks[0].ok
+    sections: list[TargetSection] = []
+    target_files: dict[str, bytes] = {}
+    for profile in plan.profiles:
+        with stage(f"check:{profile.name}", f"Checking against {profile.name} ({profile.kind})"):
+            section, produced = analyze_target(tflite, flat, profile, plan.overrides)
+        sections.append(section)
+        target_files.update(produced)
+    first = sections[0]
 
-    arena: int | None = None
-    if runnable:
-        with stage("measure_arena", "Measuring the exact TFLM arena"):
-            sample = _model_input(flat, evaluation.x[:1])
-            arena = measure_arena(tflite, [sample]).bytes
+    # The LiteRT-vs-TFLM comparison needs the TFLM arena (measured once per model, cached).
+    tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
+    arena, _ = tflm_arena(tflite, flat, runnable=tflm_ok)
 
     from edgec.pipeline import verify
 
@@ -146,24 +144,26 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             evaluation,
             max_drop=options.max_accuracy_drop,
         )
-        checks.append(result.check)
+        model_checks = [result.check]
         if arena is not None:
             n = min(len(x_q), EVAL_RUNTIME_SAMPLES)
             tflm_raw = verify.run_tflm(tflite, x_q[:n], arena)
-            checks.append(verify.agreement_check(litert_raw[:n], tflm_raw))
+            model_checks.append(verify.agreement_check(litert_raw[:n], tflm_raw))
         else:
-            checks.append(Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks"))
-
-    budget = profile.budget.overridden(plan.overrides)
-    checks.append(target_checks.check_budget("flash", len(tflite), budget.flash_bytes, "model"))
-    checks.append(target_checks.check_budget("ram", arena, budget.ram_bytes, "TFLM arena"))
+            model_checks.append(
+                Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks")
+            )
+    # The first target's checks stay at the top level (report.json of one target is
+    # unchanged); every target, the first included, also has its section in `targets`.
+    checks = [*first.checks[:3], *model_checks, *first.checks[3:]]
 
     with stage("export", "Writing C arrays"):
         files = {"model.tflite": tflite, **model_data_sources(tflite, name, source=source)}
+        files.update(target_files)
 
     report = BuildReport(
-        ok=all(c.ok for c in checks),
-        target=profile.name,
+        ok=all(c.ok for c in checks) and all(s.ok for s in sections),
+        target=first.target,
         model=ModelInfo(
             name=name,
             source=source,
@@ -173,13 +173,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             ops=list(flat.op_names),
             parameters=int(model.count_params()),
         ),
-        memory=Memory(
-            flash_bytes=len(tflite),
-            arena_bytes=arena,
-            flash_budget_bytes=budget.flash_bytes,
-            ram_budget_bytes=budget.ram_bytes,
-            arena_method=ARENA_METHOD if arena is not None else "not measured",
-        ),
+        memory=first.memory,
         accuracy=result.accuracy,
         data=DataInfo(
             source=data.source,
@@ -195,6 +189,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         ],
         stages=stages,
         versions=tool_versions(),
+        targets=sections,
     )
     return BuildResult(report=report, files=files)
 
@@ -205,7 +200,7 @@ def write_build(result: BuildResult, out: Path) -> None:
 
 def _validate(options: BuildOptions) -> _Plan:
     """Check every input that can be checked without TensorFlow, before any work."""
-    profile = load_target(options.target)
+    profiles = load_targets(options.target)
     overrides = parse_budget(options.budget) if options.budget is not None else {}
     if options.io_type not in IO_TYPES:
         raise InputError(f"unknown --io-type '{options.io_type}' (use {', '.join(IO_TYPES)})")
@@ -224,7 +219,7 @@ def _validate(options: BuildOptions) -> _Plan:
             )
     if options.data is not None and not options.data.exists():
         raise InputError(f"data {options.data} does not exist")
-    return _Plan(profile=profile, overrides=overrides)
+    return _Plan(profiles=profiles, overrides=overrides)
 
 
 def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:
@@ -233,17 +228,21 @@ def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:
     return quantize(x, flat.input_tensor())
 
 
-def tool_versions() -> dict[str, str]:
+_PACKAGES = (
+    "edgec",
+    "tensorflow",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "ai-edge-litert",
+    "tflite-micro",
+    "ethos-u-vela",
+    "numpy",
+)
+
+
+def tool_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for package in (
-        "edgec",
-        "tensorflow",
-        "tf-keras",
-        "tensorflow-model-optimization",
-        "ai-edge-litert",
-        "tflite-micro",
-        "numpy",
-    ):
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -55,7 +55,9 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     table.add_column("budget", justify="right")
     table.add_column("", justify="left")
     checks = {c.name: c for c in report.checks}
-    ram_label = "RAM (TFLM arena)" if report.targets[:1] and report.targets[0].kind == "mcu" else "RAM"
+    ram_label = (
+        "RAM (TFLM arena)" if report.targets[:1] and report.targets[0].kind == "mcu" else "RAM"
+    )
     for label, used, limit, key in (
         ("flash (model)", mem.flash_bytes, mem.flash_budget_bytes, "flash"),
         (ram_label, mem.arena_bytes, mem.ram_budget_bytes, "ram"),
@@ -99,7 +101,7 @@ def _bytes(n: int | None) -> str:
 def print_targets(profiles: list[TargetProfile]) -> None:
     table = Table(title="Built-in targets", title_justify="left")
     for column in ("name", "kind", "part", "model flash budget", "model RAM budget", "runtime"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "name")
     for p in profiles:
         table.add_row(
             p.name,
@@ -107,7 +109,7 @@ def print_targets(profiles: list[TargetProfile]) -> None:
             f"{p.part} ({p.cpu})",
             format_size(p.budget.flash_bytes),
             format_size(p.budget.ram_bytes),
-            p.runtime.name,
+            p.runtime.name + (f" + {p.runtime.fallback.name}" if p.runtime.fallback else ""),
         )
     out.print(table)
     out.print("[dim]edgec targets show NAME for details; --target FILE.toml for your own part[/]")
@@ -135,7 +137,9 @@ def sections_table(sections: list[TargetSection], title: str) -> Table:
     """One row per target: verdict, flash and RAM against the budget, latency and method."""
     table = Table(title=title, title_justify="left")
     for column in ("target", "verdict", "flash used / budget", "RAM used / budget"):
-        table.add_column(column, justify="right" if "/" in column else "left")
+        table.add_column(
+            column, justify="right" if "/" in column else "left", no_wrap=column == "target"
+        )
     table.add_column("latency", justify="right")
     for s in sections:
         latency = next((c for c in s.checks if c.name == "latency"), None)

@@ -36,6 +36,8 @@ def run_check(
         sha256=hashlib.sha256(data).hexdigest(),
         ops=list(model.op_names),
         targets=sections,
-        versions=tool_versions(packages=("edgec", "ai-edge-litert", "tflite-micro", "ethos-u-vela")),
+        versions=tool_versions(
+            packages=("edgec", "ai-edge-litert", "tflite-micro", "ethos-u-vela")
+        ),
     )
     return report, files

@@ -149,7 +149,8 @@ def op_reasons(op: Operator, model: TfliteModel, supported: dict[str, str]) -> l
         x = model.tensors[op.inputs[0]]
         if sum(d > 1 for d in x.shape) > 1 or math.prod(x.shape) > SOFTMAX_MAX_ELEMENTS:
             reasons.append(
-                f"SOFTMAX input {list(x.shape)} is not 1-D with <= {SOFTMAX_MAX_ELEMENTS:,} elements"
+                f"SOFTMAX input {list(x.shape)} is not 1-D with at most "
+                f"{SOFTMAX_MAX_ELEMENTS:,} elements"
             )
     if op.name in _REDUCTIONS and len(op.inputs) > 1:
         axes = _constant(model, op.inputs[1])

@@ -51,7 +51,8 @@ def analyze(tflite: bytes, model: TfliteModel, profile: TargetProfile, runnable:
                 "latency",
                 True,
                 f"estimate: {seconds * 1000:.3f} ms = {macs:,} MAC x {profile.cycles_per_mac:g} "
-                f"cycles/MAC / {profile.clock_hz / 1e6:g} MHz ({profile.estimate_note or 'profile'})",
+                f"cycles/MAC / {profile.clock_hz / 1e6:g} MHz "
+                f"({profile.estimate_note or 'cycles_per_mac from the profile'})",
                 value=round(seconds * 1000, 4),
                 unit="ms",
                 method="estimated",

@@ -77,5 +77,6 @@ def activation_bytes(model: TfliteModel) -> int:
     return sum(
         int(np.prod(t.shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize
         for t in model.tensors
-        if not t.is_constant and t.dtype in ("int8", "uint8", "int16", "int32", "float16", "float32")
+        if not t.is_constant
+        and t.dtype in ("int8", "uint8", "int16", "int32", "float16", "float32")
     )

@@ -127,6 +127,27 @@ def print_target(p: TargetProfile) -> None:
         ("model flash budget", format_size(p.budget.flash_bytes)),
         ("model RAM budget", format_size(p.budget.ram_bytes)),
         ("tensor dtypes", ", ".join(p.tensor_dtypes)),
+        *(
+            [("latency estimate", f"{p.cycles_per_mac:g} cycles/MAC ({p.estimate_note})")]
+            if p.cycles_per_mac is not None
+            else []
+        ),
+        *(
+            [("Vela", f"{p.vela.accelerator_config}, {p.vela.system_config}, {p.vela.memory_mode}")]
+            if p.vela is not None
+            else []
+        ),
+        *(
+            [
+                (
+                    "LiteRT timing",
+                    f"median of {p.phone.benchmark_runs} runs, "
+                    f"{p.phone.threads} thread(s), on this host",
+                )
+            ]
+            if p.phone is not None
+            else []
+        ),
         (f"ops ({p.runtime.name}, {len(p.ops)})", ", ".join(sorted(p.ops))),
     ]
     for key, value in rows:

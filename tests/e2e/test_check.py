@@ -32,6 +32,7 @@ class Models:
     leaky: Path  # Conv2D -> LeakyReLU (no Edge TPU op) -> Conv2D -> Dense
     big_dims: Path  # a broadcast Add on a 5-D tensor with four dimensions > 1
     float_model: Path  # the dwres model converted without quantization
+    pool_relu: Path  # MaxPool -> ReLU (the converter fuses it) -> dilated DepthwiseConv2D
 
 
 def _convert_float(model) -> bytes:
@@ -82,7 +83,12 @@ def models(tmp_path_factory) -> Models:
     x = layers.Lambda(lambda t: t + tf.constant(offsets))(x)
     x = layers.Reshape((16, 16, 8))(x)
     big, _ = save("big_dims.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
-    return Models(folder, dwres, macs, leaky, big, float_model)
+
+    x_in = layers.Input((16, 16, 3))
+    x = layers.ReLU()(layers.MaxPooling2D()(layers.Conv2D(8, 3, padding="same")(x_in)))
+    x = layers.DepthwiseConv2D(3, dilation_rate=2, padding="same")(x)
+    pool, _ = save("pool_relu.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
+    return Models(folder, dwres, macs, leaky, big, float_model, pool)
 
 
 @pytest.fixture(scope="session")
@@ -208,6 +214,18 @@ def test_edgetpu_rejects_tensors_with_more_than_three_big_dimensions(tmp_path, m
     shapes = TfliteModel.from_bytes(models.big_dims.read_bytes())
     op = shapes.operators[first]
     assert any(sum(d > 1 for d in shapes.tensors[i].shape) > 3 for i in (*op.inputs, *op.outputs))
+
+
+def test_edgetpu_reads_op_options(tmp_path, models):
+    """The converter fuses ReLU into MAX_POOL_2D; a fused activation keeps a pool on the CPU."""
+    code, report = check_json(tmp_path, models.pool_relu, "edgetpu")
+    assert code == 3
+    figures = report.targets[0].figures
+    rows = figures["op_mapping"]
+    first = figures["cpu_fallback_op"]
+    assert rows[first]["op"] == "MAX_POOL_2D" and "fused RELU" in rows[first]["reason"]
+    dw = next(r for r in rows if r["op"] == "DEPTHWISE_CONV_2D")
+    assert "dilated" in dw["reason"]
 
 
 def test_budget_violation_exits_3_with_one_junit_testcase_per_check(tmp_path, example_tflite):

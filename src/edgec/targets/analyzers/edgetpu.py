@@ -6,8 +6,11 @@ tensor, and the op list with per-op limits (runtimes/edgetpu.toml). The Edge TPU
 maps ops in graph order until the first one it cannot map; that op and every op after it
 run on the CPU. About 8 MiB of on-chip SRAM caches the parameters (the profile's RAM).
 
-Limits that need an op's options (fused activations on pooling, dilation, slice strides)
-are not read here; ``edgetpu_compiler`` checks them, and runs when it is on PATH.
+Per-op limits are checked from the op's options and constant inputs where the flatbuffer
+tells them (fused activations, dilation, batch/channel reductions and padding, slice
+strides, output ranks); limits that depend on the compiler's internals ("certain reshapes
+might not be mapped for large tensor sizes", resize precision) are not: ``edgetpu_compiler``
+decides those, and runs when it is on PATH.
 """
 
 from __future__ import annotations
@@ -142,6 +145,24 @@ def op_reasons(op: Operator, model: TfliteModel, supported: dict[str, str]) -> l
                 f"tensor '{name}' {list(t.shape)} has {big} dimensions > 1 "
                 f"(the Edge TPU allows at most {MAX_BIG_DIMS})"
             )
+    options = op.options
+    fused = options.get("fusedActivationFunction", "NONE")
+    if op.name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION") and fused != "NONE":
+        reasons.append(f"{op.name} has a fused {fused} activation")
+    if op.name == "CONV_2D" and options.get("dilationWFactor", 1) != options.get(
+        "dilationHFactor", 1
+    ):
+        reasons.append("CONV_2D dilation differs in x and y")
+    if op.name == "DEPTHWISE_CONV_2D" and (
+        options.get("dilationWFactor", 1) > 1 or options.get("dilationHFactor", 1) > 1
+    ):
+        reasons.append("DEPTHWISE_CONV_2D is dilated")
+    if op.name == "STRIDED_SLICE" and len(op.inputs) > 3:
+        strides = _constant(model, op.inputs[3])
+        if strides is not None and (strides != 1).any():
+            reasons.append(f"STRIDED_SLICE strides {strides.tolist()} are not all 1")
+        if options.get("ellipsisMask", 0) or options.get("newAxisMask", 0):
+            reasons.append("STRIDED_SLICE uses an ellipsis or new-axis mask")
     out = model.tensors[op.outputs[0]] if op.outputs else None
     if op.name == "FULLY_CONNECTED" and out is not None and sum(d > 1 for d in out.shape) > 1:
         reasons.append(f"FULLY_CONNECTED output {list(out.shape)} is not one-dimensional")

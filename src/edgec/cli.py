@@ -101,6 +101,13 @@ def cli() -> None:
     help="Largest allowed top-1 drop, in percentage points, from float to int8.",
 )
 @click.option("--name", help="Model name for C identifiers (default: the file name).")
+@click.option(
+    "--phone-variants",
+    metavar="float16,dynamic-range",
+    default="",
+    help="For phone targets, also convert float16 and/or dynamic-range models and report "
+    "their size, host-measured LiteRT latency and accuracy.",
+)
 @debug_option
 def build(
     model: Path | None,
@@ -112,6 +119,7 @@ def build(
     calibration_samples: int,
     max_accuracy_drop: float,
     name: str | None,
+    phone_variants: str,
 ) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
 
@@ -133,6 +141,7 @@ def build(
         calibration_samples=calibration_samples,
         max_accuracy_drop=max_accuracy_drop,
         name=name,
+        phone_variants=tuple(v.strip() for v in phone_variants.split(",") if v.strip()),
         debug=_state["debug"],
     )
     start = time.perf_counter()

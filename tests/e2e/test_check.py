@@ -290,35 +290,57 @@ def test_diff_fails_when_the_arena_grows(tmp_path, example_tflite, models, examp
     assert run.code == 0 and "+0 B" in run.out
 
 
-def test_multi_target_build(tmp_path_factory, user_model):
+def test_multi_target_build_with_phone_variants(tmp_path_factory, user_model):
     out = tmp_path_factory.mktemp("multi") / "out"
+    targets = "cortex-m4,cortex-m7,edgetpu,cortex-m55-ethos-u55,android-arm64"
     run = run_edgec(
-        "build",
-        user_model.keras,
-        "--data",
-        user_model.data,
-        "--target",
-        "cortex-m4,cortex-m7,edgetpu,cortex-m55-ethos-u55",
-        "--out",
-        out,
-    )
+        "build", user_model.keras, "--data", user_model.data, "--target", targets,
+        "--phone-variants", "float16,dynamic-range", "--out", out,
+    )  # fmt: skip
     assert run.code == 0, run.err + run.out
     data = json.loads((out / "report.json").read_text())
     report = BuildReport.from_dict(data)
     assert BuildReport.from_dict(json.loads(report.to_json())) == report
     assert report.target == "cortex-m4"
-    assert [s.target for s in report.targets] == [
-        "cortex-m4",
-        "cortex-m7",
-        "edgetpu",
-        "cortex-m55-ethos-u55",
-    ]
+    assert [s.target for s in report.targets] == targets.split(",")
     assert report.memory == report.targets[0].memory
     assert report.memory.arena_bytes == report.targets[1].memory.arena_bytes  # same model
     assert {"accuracy", "litert_vs_tflm", "flash", "ram", "macs"} <= {c.name for c in report.checks}
     assert (out / "cortex-m55-ethos-u55" / "model_vela.tflite").is_file()
-    assert "model_vela.tflite" in " ".join(a.path for a in report.artifacts)
     assert "Other targets" in run.out
+    # phone variants: converted from the Keras model, timed and evaluated on this host
+    phone = report.targets[-1]
+    rows = {r["variant"]: r for r in phone.figures["variants"]}
+    assert set(rows) == {"float16", "dynamic-range"}
+    int8_size = report.memory.flash_bytes
+    for variant, row in rows.items():
+        content = (out / row["path"]).read_bytes()
+        assert row["size_bytes"] == len(content) and row["latency_host_ms"] > 0
+        assert row["accuracy"] > 80  # top-1 on the held-out digits
+        check = next(c for c in phone.checks if c.name == f"variant_{variant}")
+        assert check.ok and check.method == "host-measured"
+        model = TfliteModel.from_bytes(content)
+        assert model.input_tensor().dtype == "float32"
+        weights = {t.dtype for t in model.tensors if t.is_constant and len(t.shape) > 1}
+        # dynamic-range leaves weights under 1024 elements in float32 (the first conv here)
+        assert ("float16" if variant == "float16" else "int8") in weights
+        assert weights <= {"float16", "float32"} if variant == "float16" else True
+    assert rows["float16"]["size_bytes"] > int8_size  # 2-byte weights vs 1-byte
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--target", "cortex-m4", "--phone-variants", "float16"], "needs a phone target"),
+        (["--target", "android-arm64", "--phone-variants", "bf16"], "unknown phone variant"),
+        (["--target", "cortex-m4,cortex-m4"], "given twice"),
+    ],
+)
+def test_bad_build_targets(tmp_path, user_model, args, needle):
+    out = tmp_path / "out"
+    run = run_edgec("build", user_model.keras, "--data", user_model.data, *args, "--out", out)
+    assert_clean_failure(run, needle)
+    assert not out.exists()
 
 
 # bad input: one clear line, exit 1 (a float model is a failed check: exit 3)

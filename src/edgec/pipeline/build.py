@@ -22,7 +22,7 @@ from edgec.firmware_export import (
     prepare_output_dir,
     write_outputs,
 )
-from edgec.pipeline.convert import IO_TYPES
+from edgec.pipeline.convert import IO_TYPES, PHONE_VARIANTS
 from edgec.report import Artifact, BuildReport, Check, DataInfo, ModelInfo, Stage, TargetSection
 from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
@@ -53,6 +53,7 @@ class BuildOptions:
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     max_accuracy_drop: float = 2.0
     name: str | None = None
+    phone_variants: tuple[str, ...] = ()  # float16, dynamic-range (phone targets only)
     debug: bool = False
 
 
@@ -126,7 +127,6 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             section, produced = analyze_target(tflite, flat, profile, plan.overrides)
         sections.append(section)
         target_files.update(produced)
-    first = sections[0]
 
     # The LiteRT-vs-TFLM comparison needs the TFLM arena (measured once per model, cached).
     tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
@@ -153,6 +153,22 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             model_checks.append(
                 Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks")
             )
+    if options.phone_variants:
+        from edgec.pipeline.variants import add_phone_variants
+
+        with stage("phone_variants", f"Phone variants: {', '.join(options.phone_variants)}"):
+            sections, variant_files = add_phone_variants(
+                model,
+                options.phone_variants,
+                sections,
+                plan.profiles,
+                evaluation,
+                float_out,
+                max_drop=options.max_accuracy_drop,
+                quiet=not options.debug,
+            )
+        target_files.update(variant_files)
+    first = sections[0]
     # The first target's checks stay at the top level (report.json of one target is
     # unchanged); every target, the first included, also has its section in `targets`.
     checks = [*first.checks[:3], *model_checks, *first.checks[3:]]
@@ -204,6 +220,16 @@ def _validate(options: BuildOptions) -> _Plan:
     overrides = parse_budget(options.budget) if options.budget is not None else {}
     if options.io_type not in IO_TYPES:
         raise InputError(f"unknown --io-type '{options.io_type}' (use {', '.join(IO_TYPES)})")
+    for variant in options.phone_variants:
+        if variant not in PHONE_VARIANTS:
+            raise InputError(
+                f"unknown phone variant '{variant}'", hint=f"use {', '.join(PHONE_VARIANTS)}"
+            )
+    if options.phone_variants and not any(p.kind == "phone" for p in profiles):
+        raise InputError(
+            "--phone-variants needs a phone target",
+            hint="add one, e.g. --target cortex-m4,android-arm64",
+        )
     if options.calibration_samples < 1:
         raise InputError("--calibration-samples must be at least 1")
     prepare_output_dir(options.out)

@@ -209,6 +209,8 @@ def check(
         prepare_output_dir(artifacts)
     if out is not None and out.is_dir():
         raise InputError(f"--out {out} is a directory", hint="give a file name, e.g. checks.xml")
+    if out is not None and not out.parent.is_dir():
+        raise InputError(f"folder {out.parent} for --out does not exist")
     from edgec._native_log import captured_native_stderr
 
     with captured_native_stderr(enabled=not _state["debug"]):

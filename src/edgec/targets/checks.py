@@ -39,6 +39,10 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
 
     Graph inputs and outputs may be ``io_type`` (uint8 or float32 I/O adds QUANTIZE and
     DEQUANTIZE ops at the edges).
+
+    Trap seen here: even with TFLITE_BUILTINS_INT8 only, the converter (TF 2.21) left a
+    Keras ELU layer in float32 between DEQUANTIZE and QUANTIZE ops, without an error; this
+    check is what catches such float islands inside an "int8" model.
     """
     allowed = set(profile.tensor_dtypes)
     edges = set(model.inputs) | set(model.outputs)

@@ -146,6 +146,8 @@ def op_reasons(op: Operator, model: TfliteModel, supported: dict[str, str]) -> l
                 f"(the Edge TPU allows at most {MAX_BIG_DIMS})"
             )
     options = op.options
+    # Trap seen here: the converter fuses a ReLU that follows MaxPooling2D into MAX_POOL_2D,
+    # which the Edge TPU does not map; put the ReLU before the pooling (same result).
     fused = options.get("fusedActivationFunction", "NONE")
     if op.name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION") and fused != "NONE":
         reasons.append(f"{op.name} has a fused {fused} activation")
@@ -204,13 +206,51 @@ def _constant(model: TfliteModel, index: int) -> np.ndarray | None:
 
 
 _COUNT = re.compile(r"Number of operations that will run on (Edge TPU|CPU): (\d+)")
+_MEMORY = re.compile(
+    r"^(On-chip memory used for caching|On-chip memory remaining for caching|"
+    r"Off-chip memory used for streaming uncached) model parameters: ([\d.]+)\s*([KMG]i)?B",
+    re.M,
+)
+_OP_ROW = re.compile(r"^([A-Z][A-Z0-9_]+)\s+(\d+)\s+(\S.*?)\s*$", re.M)
+_MEMORY_KEYS = {
+    "On-chip memory used for caching": "on_chip_parameter_bytes",
+    "On-chip memory remaining for caching": "on_chip_remaining_bytes",
+    "Off-chip memory used for streaming uncached": "off_chip_parameter_bytes",
+}
+
+
+def parse_compiler_output(text: str) -> dict:
+    """Figures from ``edgetpu_compiler -s`` output (summary lines and the operator table).
+
+    The compiler prints memory in rounded units (3.34MiB): those figures are approximate.
+    """
+    counts = dict(_COUNT.findall(text))
+    if set(counts) != {"Edge TPU", "CPU"}:
+        raise ToolError("edgetpu_compiler printed no operation counts; run with --debug")
+    scale = {None: 1, "": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+    memory = {
+        _MEMORY_KEYS[what]: round(float(value) * scale[unit])
+        for what, value, unit in _MEMORY.findall(text)
+    }
+    table = text.split("Operator", 1)[1] if "\nOperator " in text else ""
+    ops = [
+        {"op": op, "count": int(count), "status": status}
+        for op, count, status in _OP_ROW.findall(table)
+    ]
+    return {
+        "edgetpu_operations": int(counts["Edge TPU"]),
+        "cpu_operations": int(counts["CPU"]),
+        **memory,
+        "operators": ops,
+    }
 
 
 def run_compiler(compiler: str, tflite: bytes, target: str) -> tuple[dict, dict[str, bytes]]:
-    """Run ``edgetpu_compiler -s`` and read its summary lines; keep its model and log."""
+    """Run ``edgetpu_compiler -s`` and read its output; keep its model and log."""
     with tempfile.TemporaryDirectory(prefix="edgec-edgetpu-") as tmp:
         folder = Path(tmp)
         (folder / "model.tflite").write_bytes(tflite)
+        (folder / "out").mkdir()
         try:
             proc = subprocess.run(
                 [compiler, "-s", "-o", str(folder / "out"), str(folder / "model.tflite")],
@@ -220,16 +260,11 @@ def run_compiler(compiler: str, tflite: bytes, target: str) -> tuple[dict, dict[
             )
         except subprocess.TimeoutExpired:
             raise ToolError(f"edgetpu_compiler did not finish in {COMPILER_TIMEOUT_S} s") from None
-        counts = dict(_COUNT.findall(proc.stdout))
-        if proc.returncode != 0 or set(counts) != {"Edge TPU", "CPU"}:
+        if proc.returncode != 0:
             lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
             raise ToolError(f"edgetpu_compiler failed: {lines[-1] if lines else proc.returncode}")
-        files = {f"{target}/edgetpu_compiler.log": proc.stdout.encode()}
-        compiled = folder / "out" / "model_edgetpu.tflite"
-        if compiled.is_file():
-            files[f"{target}/model_edgetpu.tflite"] = compiled.read_bytes()
-        result = {
-            "edgetpu_operations": int(counts["Edge TPU"]),
-            "cpu_operations": int(counts["CPU"]),
-        }
+        result = parse_compiler_output(proc.stdout)
+        files = {f"{target}/edgetpu_compiler.txt": proc.stdout.encode()}
+        for produced in (folder / "out").iterdir():  # model_edgetpu.tflite, model_edgetpu.log
+            files[f"{target}/{produced.name}"] = produced.read_bytes()
         return result, files

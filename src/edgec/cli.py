@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from edgec import __version__
-from edgec.errors import EdgecError
+from edgec.errors import EdgecError, InputError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 
@@ -43,6 +43,8 @@ def cli() -> None:
     edgec build model.keras --target cortex-m --data calib.npz
     edgec inspect model.tflite                       per-layer table
     edgec targets                                    list target profiles
+    edgec check model.tflite --target cortex-m4,edgetpu --format junit --out checks.xml
+    edgec diff old/report.json new/report.json --max-growth 5%
     """
 
 
@@ -52,8 +54,9 @@ def cli() -> None:
     "--target",
     "-t",
     required=True,
-    metavar="NAME|PROFILE.toml",
-    help="Built-in target name (see 'edgec targets') or a profile TOML file.",
+    metavar="NAME|PROFILE.toml[,...]",
+    help="Built-in target name (see 'edgec targets') or a profile TOML file; several "
+    "separated by commas are checked against one converted model.",
 )
 @click.option(
     "--data",
@@ -99,6 +102,13 @@ def cli() -> None:
     help="Largest allowed top-1 drop, in percentage points, from float to int8.",
 )
 @click.option("--name", help="Model name for C identifiers (default: the file name).")
+@click.option(
+    "--phone-variants",
+    metavar="float16,dynamic-range",
+    default="",
+    help="For phone targets, also convert float16 and/or dynamic-range models and report "
+    "their size, host-measured LiteRT latency and accuracy.",
+)
 @debug_option
 def build(
     model: Path | None,
@@ -110,6 +120,7 @@ def build(
     calibration_samples: int,
     max_accuracy_drop: float,
     name: str | None,
+    phone_variants: str,
 ) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
 
@@ -131,6 +142,7 @@ def build(
         calibration_samples=calibration_samples,
         max_accuracy_drop=max_accuracy_drop,
         name=name,
+        phone_variants=tuple(v.strip() for v in phone_variants.split(",") if v.strip()),
         debug=_state["debug"],
     )
     start = time.perf_counter()
@@ -168,6 +180,127 @@ def inspect(model: Path, fmt: str) -> None:
         click.echo(json.dumps(dataclasses.asdict(result), indent=2))
     else:
         ui.print_layers(result)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--target",
+    "-t",
+    required=True,
+    metavar="NAME|PROFILE.toml[,...]",
+    help="Target(s) to check against, comma-separated (see 'edgec targets').",
+)
+@click.option(
+    "--budget",
+    metavar="flash=SIZE,ram=SIZE",
+    help="Override every target's model budget, e.g. flash=256KiB,ram=64KiB.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "junit", "markdown"]),
+    default="text",
+    show_default=True,
+    help="Report format: json is report.json's target sections, junit one testcase per "
+    "check, markdown a pull-request comment.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Write the report (in --format) to this file; the text summary still goes to stdout.",
+)
+@click.option(
+    "--artifacts",
+    type=click.Path(path_type=Path),
+    help="Directory for report.json and the files the targets produce (e.g. the "
+    "Vela-optimised .tflite); replaced atomically.",
+)
+@debug_option
+def check(
+    model: Path,
+    target: str,
+    budget: str | None,
+    fmt: str,
+    out: Path | None,
+    artifacts: Path | None,
+) -> None:
+    """Check an existing MODEL.tflite against target(s), without retraining.
+
+    Exit codes: 0 every check passes on every target, 3 a check failed (over budget,
+    unsupported op or dtype), 1 error.
+    """
+    from edgec import ci, ui
+    from edgec.firmware_export import prepare_output_dir, write_outputs
+    from edgec.pipeline.check import run_check
+
+    if artifacts is not None:
+        prepare_output_dir(artifacts)
+    if out is not None and out.is_dir():
+        raise InputError(f"--out {out} is a directory", hint="give a file name, e.g. checks.xml")
+    if out is not None and not out.parent.is_dir():
+        raise InputError(f"folder {out.parent} for --out does not exist")
+    from edgec._native_log import captured_native_stderr
+
+    with captured_native_stderr(enabled=not _state["debug"]):
+        report, files = run_check(
+            model, target, budget, progress=lambda p: ui.err.print(f"checking {p.name}…")
+        )
+    rendered = {
+        "json": report.to_json,
+        "junit": lambda: ci.junit_xml(report.targets, str(model)),
+        "markdown": lambda: ci.markdown(report.targets, str(model)),
+        "text": lambda: ui.check_text(report),
+    }[fmt]()
+    if out is not None:
+        _write_atomically(out, rendered)
+    if out is not None or fmt == "text":
+        ui.print_check(report)
+        if out is not None:
+            ui.out.print(f"Wrote {out} ({fmt})")
+    else:
+        click.echo(rendered, nl=False)
+    if artifacts is not None:
+        write_outputs(artifacts, {**files, "report.json": report.to_json().encode()})
+    sys.exit(EXIT_OK if report.ok else EXIT_CHECK_FAILED)
+
+
+@cli.command()
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option(
+    "--max-growth",
+    default="5%",
+    show_default=True,
+    metavar="PERCENT",
+    help="Largest allowed growth of flash or RAM per target, e.g. 5%.",
+)
+@debug_option
+def diff(old: Path, new: Path, max_growth: str) -> None:
+    """Compare flash and RAM per target of two reports (report.json of build or check).
+
+    Exit codes: 0 nothing grew beyond --max-growth, 3 something did, 1 error.
+    """
+    from edgec import ci, ui
+
+    limit = ci.parse_growth(max_growth)
+    deltas = ci.diff_reports(old, new)
+    grown = [d for d in deltas if d.growth is not None and d.growth > limit]
+    ui.print_diff(deltas, limit, grown)
+    sys.exit(EXIT_CHECK_FAILED if grown else EXIT_OK)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    if not path.parent.exists():
+        raise InputError(f"folder {path.parent} for --out does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 @cli.group(invoke_without_command=True)

@@ -22,7 +22,7 @@ class Check:
     value: float | None = None
     limit: float | None = None
     unit: str = ""
-    method: str = "measured"  # measured | estimated | rule-based
+    method: str = "measured"  # measured | host-measured | estimated | rule-based
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,29 @@ class Memory:
     flash_budget_bytes: int
     ram_budget_bytes: int
     arena_method: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSection:
+    """One target's verdict on one model: its budgets, checks and kind-specific figures."""
+
+    target: str
+    kind: str
+    part: str
+    ok: bool
+    memory: Memory
+    checks: list[Check] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetSection:
+        return cls(
+            **{
+                **data,
+                "memory": Memory(**data["memory"]),
+                "checks": [Check(**c) for c in data["checks"]],
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +132,8 @@ class BuildReport:
     stages: list[Stage] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     layers: list[Layer] = field(default_factory=list)
+    # every target of the build, the first one also as target/memory/checks above
+    targets: list[TargetSection] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +159,9 @@ class BuildReport:
         for f in fields(cls):
             if f.name not in data and f.name in lists:
                 continue  # optional lists, absent in older reports
+            if f.name == "targets":  # added in edgec 0.1 without a schema bump (optional)
+                kwargs["targets"] = [TargetSection.from_dict(t) for t in data.get("targets", [])]
+                continue
             value = data[f.name]
             if f.name in nested:
                 value = nested[f.name](**value)
@@ -145,3 +173,30 @@ class BuildReport:
     @property
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """``edgec check``: an existing .tflite against one or more targets (no training data)."""
+
+    ok: bool
+    model: str  # the file checked
+    size_bytes: int
+    sha256: str
+    ops: list[str]
+    targets: list[TargetSection]
+    versions: dict[str, str] = field(default_factory=dict)
+    kind: str = "check"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckReport:
+        if data.get("schema_version") != SCHEMA_VERSION or data.get("kind") != "check":
+            raise ValueError("not an edgec check report of schema_version 1")
+        return cls(**{**data, "targets": [TargetSection.from_dict(t) for t in data["targets"]]})

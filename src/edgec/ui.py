@@ -14,7 +14,7 @@ from rich.table import Table
 
 from edgec.pipeline.build import Progress
 from edgec.pipeline.inspect import Inspection
-from edgec.report import BuildReport
+from edgec.report import BuildReport, CheckReport, TargetSection
 from edgec.targets.profile import TargetProfile
 from edgec.units import format_size
 
@@ -61,9 +61,12 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     table.add_column("budget", justify="right")
     table.add_column("", justify="left")
     checks = {c.name: c for c in report.checks}
+    ram_label = (
+        "RAM (TFLM arena)" if report.targets[:1] and report.targets[0].kind == "mcu" else "RAM"
+    )
     for label, used, limit, key in (
         ("flash (model)", mem.flash_bytes, mem.flash_budget_bytes, "flash"),
-        ("RAM (TFLM arena)", mem.arena_bytes, mem.ram_budget_bytes, "ram"),
+        (ram_label, mem.arena_bytes, mem.ram_budget_bytes, "ram"),
     ):
         ok = checks[key].ok
         verdict = (
@@ -82,6 +85,9 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     for check in report.checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
         out.print(f" {mark} {check.name}: {check.detail}")
+    if len(report.targets) > 1:
+        out.print()
+        print_sections(report.targets[1:], "Other targets (same converted model)")
     from edgec.pipeline.layer_error import error_summary
 
     for line in error_summary(report.layers):
@@ -91,7 +97,10 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     if report.ok:
         out.print("[bold green]PASS[/] all checks passed")
     else:
-        failed = ", ".join(c.name for c in report.failed_checks)
+        failed = ", ".join(
+            [c.name for c in report.failed_checks]
+            + [f"{s.target}: {c.name}" for s in report.targets[1:] for c in s.checks if not c.ok]
+        )
         out.print(f"[bold red]FAIL[/] failed checks: {failed} (exit code 3)")
 
 
@@ -128,7 +137,7 @@ def print_layers(result: Inspection) -> None:
 def print_targets(profiles: list[TargetProfile]) -> None:
     table = Table(title="Built-in targets", title_justify="left")
     for column in ("name", "kind", "part", "model flash budget", "model RAM budget", "runtime"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "name")
     for p in profiles:
         table.add_row(
             p.name,
@@ -136,7 +145,7 @@ def print_targets(profiles: list[TargetProfile]) -> None:
             f"{p.part} ({p.cpu})",
             format_size(p.budget.flash_bytes),
             format_size(p.budget.ram_bytes),
-            p.runtime.name,
+            p.runtime.name + (f" + {p.runtime.fallback.name}" if p.runtime.fallback else ""),
         )
     out.print(table)
     out.print("[dim]edgec targets show NAME for details; --target FILE.toml for your own part[/]")
@@ -154,7 +163,111 @@ def print_target(p: TargetProfile) -> None:
         ("model flash budget", format_size(p.budget.flash_bytes)),
         ("model RAM budget", format_size(p.budget.ram_bytes)),
         ("tensor dtypes", ", ".join(p.tensor_dtypes)),
+        *(
+            [("latency estimate", f"{p.cycles_per_mac:g} cycles/MAC ({p.estimate_note})")]
+            if p.cycles_per_mac is not None
+            else []
+        ),
+        *(
+            [("Vela", f"{p.vela.accelerator_config}, {p.vela.system_config}, {p.vela.memory_mode}")]
+            if p.vela is not None
+            else []
+        ),
+        *(
+            [
+                (
+                    "LiteRT timing",
+                    f"median of {p.phone.benchmark_runs} runs, "
+                    f"{p.phone.threads} thread(s), on this host",
+                )
+            ]
+            if p.phone is not None
+            else []
+        ),
         (f"ops ({p.runtime.name}, {len(p.ops)})", ", ".join(sorted(p.ops))),
     ]
     for key, value in rows:
         out.print(f"  {key:22} {value}")
+
+
+def sections_table(sections: list[TargetSection], title: str) -> Table:
+    """One row per target: verdict, flash and RAM against the budget, latency and method."""
+    table = Table(title=title, title_justify="left")
+    for column in ("target", "verdict", "flash used / budget", "RAM used / budget"):
+        table.add_column(
+            column, justify="right" if "/" in column else "left", no_wrap=column == "target"
+        )
+    table.add_column("latency", justify="right")
+    for s in sections:
+        latency = next((c for c in s.checks if c.name == "latency"), None)
+        lat = (
+            f"{latency.value:.3f} ms ({latency.method})"
+            if latency is not None and latency.value is not None
+            else "-"
+        )
+        mem = s.memory
+        table.add_row(
+            s.target,
+            "[green]pass[/]" if s.ok else "[red]FAIL[/]",
+            f"{_bytes(mem.flash_bytes)} / {_bytes(mem.flash_budget_bytes)}",
+            f"{_bytes(mem.arena_bytes)} / {_bytes(mem.ram_budget_bytes)}",
+            lat,
+        )
+    return table
+
+
+def print_sections(sections: list[TargetSection], title: str, console: Console = out) -> None:
+    console.print(sections_table(sections, title))
+    for s in sections:
+        console.print(f"[bold]{s.target}[/] ({s.kind}, {s.part})")
+        for check in s.checks:
+            mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+            console.print(f" {mark} {check.name} [dim]\\[{check.method}][/]: {check.detail}")
+
+
+def print_check(report: CheckReport, console: Console = out) -> None:
+    print_sections(report.targets, f"{report.model} ({report.size_bytes:,} B)", console)
+    if report.ok:
+        console.print("[bold green]PASS[/] all checks passed on every target")
+    else:
+        failed = ", ".join(
+            f"{s.target}: {', '.join(c.name for c in s.checks if not c.ok)}"
+            for s in report.targets
+            if not s.ok
+        )
+        console.print(f"[bold red]FAIL[/] {failed} (exit code 3)")
+
+
+def check_text(report: CheckReport) -> str:
+    """The text summary without colours, for --format text --out FILE."""
+    import io
+
+    buffer = io.StringIO()
+    print_check(report, Console(file=buffer, width=160, no_color=True, highlight=False))
+    return buffer.getvalue()
+
+
+def print_diff(deltas, limit: float, grown) -> None:
+    from edgec.units import format_size
+
+    table = Table(title=f"Growth per target (limit {limit:.1%})", title_justify="left")
+    for column in ("target", "figure", "old", "new", "change", ""):
+        table.add_column(column, justify="right" if column in ("old", "new", "change") else "left")
+    for d in deltas:
+        change, verdict = "-", ""
+        if d.old is not None and d.new is not None:
+            change = f"{d.new - d.old:+,} B"
+            if d.growth != float("inf"):
+                change += f" ({d.growth:+.1%})"
+            verdict = "[red]grew too much[/]" if d in grown else "[green]ok[/]"
+        elif d.old is None and d.new is None:
+            verdict = "[dim]not measured[/]"
+        else:
+            verdict = "[yellow]only in " + ("new" if d.old is None else "old") + "[/]"
+        table.add_row(d.target, d.figure, format_size(d.old), format_size(d.new), change, verdict)
+    out.print(table)
+    if grown:
+        what = ", ".join(f"{d.target} {d.figure}" for d in grown)
+        out.print(f"[bold red]FAIL[/] grew more than {limit:.1%}: {what} (exit code 3)")
+    else:
+        out.print(f"[bold green]PASS[/] nothing grew more than {limit:.1%}")

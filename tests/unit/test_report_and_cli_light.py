@@ -38,7 +38,7 @@ def _modules_after(*args: str) -> set[str]:
 
 
 def test_help_and_targets_do_not_import_tensorflow():
-    for args in (["--help"], ["targets"], ["targets", "show", "cortex-m"]):
+    for args in (["--help"], ["targets"], ["targets", "show", "cortex-m"], ["check", "--help"]):
         modules = _modules_after(*args)
         assert "edgec.cli" in modules
         assert not {"tensorflow", "tf_keras", "tensorflow_model_optimization"} & modules, args

@@ -22,13 +22,13 @@ from edgec.firmware_export import (
     prepare_output_dir,
     write_outputs,
 )
-from edgec.pipeline.convert import IO_TYPES
-from edgec.report import Artifact, BuildReport, Check, DataInfo, Memory, ModelInfo, Stage
-from edgec.targets import TargetProfile, TfliteModel, load_target, parse_budget
-from edgec.targets import checks as target_checks
-from edgec.targets.arena import METHOD as ARENA_METHOD
-from edgec.targets.arena import measure_arena
+from edgec.pipeline.convert import IO_TYPES, PHONE_VARIANTS
+from edgec.report import Artifact, BuildReport, Check, DataInfo, ModelInfo, Stage, TargetSection
+from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
+from edgec.targets.analyzers import analyze_target
+from edgec.targets.analyzers.mcu import tflm_arena
 from edgec.targets.layers import analyze_layers
+from edgec.targets.profile import load_runtime
 
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
 
@@ -54,6 +54,7 @@ class BuildOptions:
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     max_accuracy_drop: float = 2.0
     name: str | None = None
+    phone_variants: tuple[str, ...] = ()  # float16, dynamic-range (phone targets only)
     debug: bool = False
 
 
@@ -67,7 +68,7 @@ class BuildResult:
 class _Plan:
     """Everything about the inputs that can be checked before TensorFlow starts."""
 
-    profile: TargetProfile
+    profiles: list[TargetProfile]
     overrides: dict[str, int]
 
 
@@ -120,20 +121,17 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         )
     flat = TfliteModel.from_bytes(tflite, source="the converted model")
 
-    profile = plan.profile
-    with stage("check", f"Checking against {profile.name}"):
-        checks = [
-            target_checks.check_ops(flat, profile),
-            target_checks.check_dtypes(flat, profile, options.io_type),
-            target_checks.check_static_shapes(flat),
-        ]
-    runnable = checks[0].ok
+    sections: list[TargetSection] = []
+    target_files: dict[str, bytes] = {}
+    for profile in plan.profiles:
+        with stage(f"check:{profile.name}", f"Checking against {profile.name} ({profile.kind})"):
+            section, produced = analyze_target(tflite, flat, profile, plan.overrides)
+        sections.append(section)
+        target_files.update(produced)
 
-    arena: int | None = None
-    if runnable:
-        with stage("measure_arena", "Measuring the exact TFLM arena"):
-            sample = _model_input(flat, evaluation.x[:1])
-            arena = measure_arena(tflite, [sample]).bytes
+    # The LiteRT-vs-TFLM comparison needs the TFLM arena (measured once per model, cached).
+    tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
+    arena, _ = tflm_arena(tflite, flat, runnable=tflm_ok)
 
     from edgec.pipeline import verify
 
@@ -150,35 +148,53 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             evaluation,
             max_drop=options.max_accuracy_drop,
         )
-        checks.append(result.check)
+        model_checks = [result.check]
         if arena is not None:
             # With the exact arena: every evaluation sample must run in it.
             tflm = verify.run_tflm(tflite, x_q[:n], arena)
             if keep:
                 tflm = verify.Outputs(tflm.raw, verify.run_tflm(tflite, x_q[:n], arena, keep).kept)
-            checks.append(
+            model_checks.append(
                 verify.agreement_check(
                     litert.first(n), tflm, final_op=final.name, final_input=final.inputs[0]
                 )
             )
         else:
-            checks.append(Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks"))
+            model_checks.append(
+                Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks")
+            )
+    if options.phone_variants:
+        from edgec.pipeline.variants import add_phone_variants
+
+        with stage("phone_variants", f"Phone variants: {', '.join(options.phone_variants)}"):
+            sections, variant_files = add_phone_variants(
+                model,
+                options.phone_variants,
+                sections,
+                plan.profiles,
+                evaluation,
+                float_out,
+                max_drop=options.max_accuracy_drop,
+                quiet=not options.debug,
+            )
+        target_files.update(variant_files)
+    first = sections[0]
+    # The first target's checks stay at the top level (report.json of one target is
+    # unchanged); every target, the first included, also has its section in `targets`.
+    checks = [*first.checks[:3], *model_checks, *first.checks[3:]]
 
     from edgec.pipeline.layer_error import with_layer_errors
 
     with stage("analyze_layers", "Measuring per-layer float vs int8 error"):
         layers = with_layer_errors(analyze_layers(flat), model, tflite, flat, calibration.x)
 
-    budget = profile.budget.overridden(plan.overrides)
-    checks.append(target_checks.check_budget("flash", len(tflite), budget.flash_bytes, "model"))
-    checks.append(target_checks.check_budget("ram", arena, budget.ram_bytes, "TFLM arena"))
-
     with stage("export", "Writing C arrays"):
         files = {"model.tflite": tflite, **model_data_sources(tflite, name, source=source)}
+        files.update(target_files)
 
     report = BuildReport(
-        ok=all(c.ok for c in checks),
-        target=profile.name,
+        ok=all(c.ok for c in checks) and all(s.ok for s in sections),
+        target=first.target,
         model=ModelInfo(
             name=name,
             source=source,
@@ -188,13 +204,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             ops=list(flat.op_names),
             parameters=int(model.count_params()),
         ),
-        memory=Memory(
-            flash_bytes=len(tflite),
-            arena_bytes=arena,
-            flash_budget_bytes=budget.flash_bytes,
-            ram_budget_bytes=budget.ram_bytes,
-            arena_method=ARENA_METHOD if arena is not None else "not measured",
-        ),
+        memory=first.memory,
         accuracy=result.accuracy,
         data=DataInfo(
             source=data.source,
@@ -211,6 +221,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         stages=stages,
         versions=tool_versions(),
         layers=layers,
+        targets=sections,
     )
     return BuildResult(report=report, files=files)
 
@@ -231,10 +242,20 @@ def write_build(result: BuildResult, out: Path) -> None:
 
 def _validate(options: BuildOptions) -> _Plan:
     """Check every input that can be checked without TensorFlow, before any work."""
-    profile = load_target(options.target)
+    profiles = load_targets(options.target)
     overrides = parse_budget(options.budget) if options.budget is not None else {}
     if options.io_type not in IO_TYPES:
         raise InputError(f"unknown --io-type '{options.io_type}' (use {', '.join(IO_TYPES)})")
+    for variant in options.phone_variants:
+        if variant not in PHONE_VARIANTS:
+            raise InputError(
+                f"unknown phone variant '{variant}'", hint=f"use {', '.join(PHONE_VARIANTS)}"
+            )
+    if options.phone_variants and not any(p.kind == "phone" for p in profiles):
+        raise InputError(
+            "--phone-variants needs a phone target",
+            hint="add one, e.g. --target cortex-m4,android-arm64",
+        )
     if options.calibration_samples < 1:
         raise InputError("--calibration-samples must be at least 1")
     prepare_output_dir(options.out)
@@ -250,7 +271,7 @@ def _validate(options: BuildOptions) -> _Plan:
             )
     if options.data is not None and not options.data.exists():
         raise InputError(f"data {options.data} does not exist")
-    return _Plan(profile=profile, overrides=overrides)
+    return _Plan(profiles=profiles, overrides=overrides)
 
 
 def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:
@@ -259,17 +280,21 @@ def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:
     return quantize(x, flat.input_tensor())
 
 
-def tool_versions() -> dict[str, str]:
+_PACKAGES = (
+    "edgec",
+    "tensorflow",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "ai-edge-litert",
+    "tflite-micro",
+    "ethos-u-vela",
+    "numpy",
+)
+
+
+def tool_versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for package in (
-        "edgec",
-        "tensorflow",
-        "tf-keras",
-        "tensorflow-model-optimization",
-        "ai-edge-litert",
-        "tflite-micro",
-        "numpy",
-    ):
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

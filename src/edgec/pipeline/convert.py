@@ -85,3 +85,32 @@ def _conversion_error(text: str, graph) -> ConversionError:
     else:
         hint = "run with --debug for the converter's full log"
     return ConversionError(f"TFLite int8 conversion failed: {layer}{error}", hint=hint)
+
+
+PHONE_VARIANTS = ("float16", "dynamic-range")
+
+
+def convert_variant(model, variant: str, *, quiet: bool = True) -> bytes:
+    """A phone variant besides int8: float16 weights, or dynamic-range int8 weights.
+
+    Both keep float32 activations and I/O (LiteRT/XNNPACK run them on a phone's CPU or
+    GPU); like ``convert_int8`` they are converted from a batch-1 concrete function.
+    """
+    from edgec._tf import tf
+
+    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32, name="input")
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    # Dynamic range (no representative dataset): the converter quantizes weights to int8 but
+    # leaves constant tensors under 1024 elements in float32 (seen here: the digits CNN's
+    # first conv kernel, 144 values, and its 640-value logits kernel stay float32).
+    elif variant != "dynamic-range":
+        raise ValueError(f"unknown variant {variant}")
+    with captured_native_stderr(enabled=quiet) as log:
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:
+            raise _conversion_error(str(exc) + "\n" + log.text(), concrete.graph) from None

@@ -1,6 +1,21 @@
 """Target profiles and the checks a converted model must pass on them (no TensorFlow)."""
 
-from edgec.targets.profile import Budget, TargetProfile, builtin_names, load_target, parse_budget
+from edgec.targets.profile import (
+    Budget,
+    TargetProfile,
+    builtin_names,
+    load_target,
+    load_targets,
+    parse_budget,
+)
 from edgec.targets.tflite_model import TfliteModel
 
-__all__ = ["Budget", "TargetProfile", "TfliteModel", "builtin_names", "load_target", "parse_budget"]
+__all__ = [
+    "Budget",
+    "TargetProfile",
+    "TfliteModel",
+    "builtin_names",
+    "load_target",
+    "load_targets",
+    "parse_budget",
+]

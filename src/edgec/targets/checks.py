@@ -13,11 +13,14 @@ _CONSTANT_DTYPES = ("int8", "int32")
 
 def check_ops(model: TfliteModel, profile: TargetProfile) -> Check:
     missing = [op for op in model.operators if op.name not in profile.ops]
+    runtime = profile.runtime.name
+    if profile.runtime.fallback is not None:
+        runtime += f" (CPU fallback: {profile.runtime.fallback.name})"
     if not missing:
         return Check(
             "ops",
             True,
-            f"all {len(model.op_names)} op types are provided by {profile.runtime.name}: "
+            f"all {len(model.op_names)} op types are provided by {runtime}: "
             + ", ".join(model.op_names),
         )
     names = sorted({op.name for op in missing})
@@ -25,7 +28,7 @@ def check_ops(model: TfliteModel, profile: TargetProfile) -> Check:
     return Check(
         "ops",
         False,
-        f"{profile.runtime.name} has no kernel for {', '.join(names)}: {where}",
+        f"{runtime} has no kernel for {', '.join(names)}: {where}",
         value=len(names),
         limit=0,
     )
@@ -36,6 +39,10 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
 
     Graph inputs and outputs may be ``io_type`` (uint8 or float32 I/O adds QUANTIZE and
     DEQUANTIZE ops at the edges).
+
+    Trap seen here: even with TFLITE_BUILTINS_INT8 only, the converter (TF 2.21) left a
+    Keras ELU layer in float32 between DEQUANTIZE and QUANTIZE ops, without an error; this
+    check is what catches such float islands inside an "int8" model.
     """
     allowed = set(profile.tensor_dtypes)
     edges = set(model.inputs) | set(model.outputs)
@@ -63,7 +70,16 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
             f"(int32 biases; model I/O {io_type})",
         )
     more = f" (+{len(offenders) - 3} more)" if len(offenders) > 3 else ""
-    return Check("dtypes", False, "; ".join(offenders[:3]) + more, value=len(offenders), limit=0)
+    lead = ""
+    if not any(t.dtype in ("int8", "uint8", "int16") for t in model.tensors if not t.is_constant):
+        lead = (
+            f"the model is not quantized (float), but {profile.name} needs "
+            f"{'/'.join(sorted(allowed))}: convert it with full-integer quantization "
+            "(edgec build does): "
+        )
+    return Check(
+        "dtypes", False, lead + "; ".join(offenders[:3]) + more, value=len(offenders), limit=0
+    )
 
 
 def check_static_shapes(model: TfliteModel) -> Check:

@@ -7,8 +7,9 @@ and wrong types are errors that name the key, so a typo cannot silently change a
 
 from __future__ import annotations
 
+import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Any
 from edgec.errors import InputError
 from edgec.units import parse_size
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # version 1 grew optional tables only ([estimate], [vela], [phone])
 KINDS = ("mcu", "npu", "phone", "edgetpu")
+DTYPES = ("int8", "uint8", "int16", "float16", "float32")
 
 # key -> (type, required); nested tables are dicts of the same form.
 _SCHEMA: dict[str, Any] = {
@@ -42,7 +44,28 @@ _SCHEMA: dict[str, Any] = {
         "name": (str, True),
         "tensor_dtypes": (list, True),
     },
+    # optional, per kind: the MCU latency estimate ...
+    "estimate": {
+        "cycles_per_mac": (float, True),
+        "note": (str, False),
+        "_optional": True,
+    },
+    # ... how to run Arm's Vela compiler for an Ethos-U target (required for kind "npu") ...
+    "vela": {
+        "accelerator_config": (str, True),
+        "system_config": (str, True),
+        "memory_mode": (str, True),
+        "_optional": True,
+    },
+    # ... and how to time the model with LiteRT on this host (kind "phone").
+    "phone": {
+        "benchmark_runs": (int, True),
+        "threads": (int, True),
+        "_optional": True,
+    },
 }
+# kind -> optional table it requires
+_KIND_TABLES = {"npu": "vela", "phone": "phone"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +84,36 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
+    """An op set as data: runtimes/NAME.toml.
+
+    For tflite-micro the value of each op is its MicroMutableOpResolver method
+    (AddConv2D); for accelerator runtimes it is the documented limitation of the op.
+    Ops an accelerator cannot take run on its ``fallback`` runtime (the CPU).
+    """
+
     name: str
-    builtin_ops: dict[str, str]  # op name -> resolver method (AddConv2D)
+    title: str
+    builtin_ops: dict[str, str]
     custom_ops: dict[str, str]
+    fallback: Runtime | None = None
+
+    @property
+    def ops(self) -> frozenset[str]:
+        own = frozenset(self.builtin_ops) | frozenset(self.custom_ops)
+        return own | (self.fallback.ops if self.fallback is not None else frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class VelaConfig:
+    accelerator_config: str  # ethos-u55-128 ...
+    system_config: str  # a System_Config section of Vela's Arm/vela.ini
+    memory_mode: str  # a Memory_Mode section of Vela's Arm/vela.ini
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneConfig:
+    benchmark_runs: int
+    threads: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +131,51 @@ class TargetProfile:
     runtime: Runtime
     tensor_dtypes: tuple[str, ...]
     source: str  # "built-in" or the file it came from
+    reserved_note: str = ""
+    cycles_per_mac: float | None = None  # MCU latency estimate
+    estimate_note: str = ""
+    vela: VelaConfig | None = None
+    phone: PhoneConfig | None = None
 
     @property
     def ops(self) -> frozenset[str]:
-        return frozenset(self.runtime.builtin_ops) | frozenset(self.runtime.custom_ops)
+        return self.runtime.ops
+
+    def to_toml(self) -> str:
+        """This profile as profile TOML; ``load`` of the result gives an equal profile."""
+        tables: dict[str, dict[str, Any]] = {
+            "part": {
+                "name": self.part,
+                "cpu": self.cpu,
+                "clock_hz": self.clock_hz,
+                "flash_bytes": self.flash_bytes,
+                "ram_bytes": self.ram_bytes,
+            },
+            "reserved": {
+                "flash_bytes": self.reserved_flash_bytes,
+                "ram_bytes": self.reserved_ram_bytes,
+                **({"note": self.reserved_note} if self.reserved_note else {}),
+            },
+            "runtime": {"name": self.runtime.name, "tensor_dtypes": list(self.tensor_dtypes)},
+        }
+        if self.cycles_per_mac is not None:
+            tables["estimate"] = {"cycles_per_mac": self.cycles_per_mac}
+            if self.estimate_note:
+                tables["estimate"]["note"] = self.estimate_note
+        if self.vela is not None:
+            tables["vela"] = asdict(self.vela)
+        if self.phone is not None:
+            tables["phone"] = asdict(self.phone)
+        lines = [
+            f"schema_version = {SCHEMA_VERSION}",
+            f"name = {_toml_value(self.name)}",
+            f"title = {_toml_value(self.title)}",
+            f"kind = {_toml_value(self.kind)}",
+        ]
+        for table, values in tables.items():
+            lines += ["", f"[{table}]"]
+            lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        return "\n".join(lines) + "\n"
 
     @property
     def budget(self) -> Budget:
@@ -120,6 +211,25 @@ def builtin_names() -> list[str]:
     )
 
 
+def load_targets(spec: str) -> list[TargetProfile]:
+    """``'cortex-m4,cortex-m7,board.toml'`` -> one profile each, in order, no repeats."""
+    names = [item.strip() for item in spec.split(",") if item.strip()]
+    if not names:
+        raise InputError("empty --target", hint="e.g. --target cortex-m4,edgetpu")
+    profiles = [load_target(name) for name in names]
+    seen: set[str] = set()
+    for profile in profiles:
+        if profile.name in seen:
+            raise InputError(f"target '{profile.name}' is given twice in --target {spec}")
+        seen.add(profile.name)
+    return profiles
+
+
+def load_target_text(text: str, *, source: str) -> TargetProfile:
+    """A profile from TOML text (``source`` names it in errors)."""
+    return _load(text.encode(), source=source)
+
+
 def load_target(spec: str) -> TargetProfile:
     """A built-in profile by name, or a profile TOML file by path."""
     if spec.endswith(".toml") or "/" in spec or Path(spec).is_file():
@@ -136,13 +246,27 @@ def load_target(spec: str) -> TargetProfile:
     return _load(data, source="built-in")
 
 
+def runtime_names() -> list[str]:
+    folder = resources.files("edgec.targets") / "runtimes"
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
+
+
 @cache
 def load_runtime(name: str) -> Runtime:
     path = resources.files("edgec.targets") / "runtimes" / f"{name}.toml"
     if not path.is_file():
-        raise InputError(f"unknown runtime '{name}' (known: tflite-micro)")
+        raise InputError(f"unknown runtime '{name}' (known: {', '.join(runtime_names())})")
     table = tomllib.loads(path.read_text())
-    return Runtime(name=name, builtin_ops=dict(table["builtin"]), custom_ops=dict(table["custom"]))
+    fallback = table.get("fallback")
+    return Runtime(
+        name=name,
+        title=table.get("title", name),
+        builtin_ops=dict(table["builtin"]),
+        custom_ops=dict(table.get("custom", {})),
+        fallback=load_runtime(fallback) if fallback else None,
+    )
 
 
 def _load(data: bytes, *, source: str) -> TargetProfile:
@@ -167,8 +291,20 @@ def _load(data: bytes, *, source: str) -> TargetProfile:
         if not 0 <= reserved[key] < part[key]:
             raise InputError(f"{where}: key 'reserved.{key}' must be >= 0 and below part.{key}")
     dtypes = runtime["tensor_dtypes"]
-    if not dtypes or not all(d in ("int8", "uint8", "int16", "float16", "float32") for d in dtypes):
-        raise InputError(f"{where}: key 'runtime.tensor_dtypes' lists unknown dtypes: {dtypes}")
+    if not dtypes or not all(d in DTYPES for d in dtypes):
+        raise InputError(
+            f"{where}: key 'runtime.tensor_dtypes' lists unknown dtypes: {dtypes}",
+            hint=f"use some of {', '.join(DTYPES)}",
+        )
+    needed = _KIND_TABLES.get(table["kind"])
+    if needed and needed not in table:
+        raise InputError(f"{where}: kind '{table['kind']}' needs a [{needed}] table")
+    estimate = table.get("estimate")
+    if estimate is not None and estimate["cycles_per_mac"] <= 0:
+        raise InputError(f"{where}: key 'estimate.cycles_per_mac' must be positive")
+    phone = table.get("phone")
+    if phone is not None and (phone["benchmark_runs"] < 1 or phone["threads"] < 1):
+        raise InputError(f"{where}: keys 'phone.benchmark_runs' and 'phone.threads' must be >= 1")
     return TargetProfile(
         name=table["name"],
         title=table["title"],
@@ -183,19 +319,40 @@ def _load(data: bytes, *, source: str) -> TargetProfile:
         runtime=load_runtime(runtime["name"]),
         tensor_dtypes=tuple(dtypes),
         source=source,
+        reserved_note=reserved.get("note", ""),
+        cycles_per_mac=float(estimate["cycles_per_mac"]) if estimate else None,
+        estimate_note=estimate.get("note", "") if estimate else "",
+        vela=VelaConfig(**table["vela"]) if "vela" in table else None,
+        phone=PhoneConfig(**phone) if phone else None,
     )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
 
 
 def _validate(table: dict[str, Any], schema: dict[str, Any], where: str, prefix: str) -> None:
     for key in table:
-        if key not in schema:
+        if key not in schema or key == "_optional":
             raise InputError(
                 f"{where}: unknown key '{prefix}{key}'",
-                hint=f"allowed here: {', '.join(schema)}",
+                hint=f"allowed here: {', '.join(k for k in schema if k != '_optional')}",
             )
     for key, spec in schema.items():
         name = f"{prefix}{key}"
+        if key == "_optional":
+            continue
         if isinstance(spec, dict):
+            if key not in table and spec.get("_optional"):
+                continue
             if not isinstance(table.get(key), dict):
                 raise InputError(f"{where}: missing table [{name}]")
             _validate(table[key], spec, where, prefix=f"{name}.")
@@ -209,5 +366,7 @@ def _validate(table: dict[str, Any], schema: dict[str, Any], where: str, prefix:
         # sizes may be written as strings with units ("1MiB"); bool is not an int here
         if kind is int and isinstance(value, str) and name.endswith("_bytes"):
             table[key] = value = parse_size(value)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            table[key] = value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise InputError(f"{where}: key '{name}' must be {kind.__name__}, got {value!r}")

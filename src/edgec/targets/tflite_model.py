@@ -6,8 +6,9 @@ read from the artifact itself through this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +67,9 @@ class Operator:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     location: str  # a short, human-readable name: the first output tensor's name
+    # the op's scalar builtin options (strideW, dilationHFactor, ...); the fused activation
+    # as a name under "fusedActivationFunction" ("NONE", "RELU", ...)
+    options: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def describe(self) -> str:
         return f"op #{self.index} {self.name} ({self.location})"
@@ -98,6 +102,7 @@ class TfliteModel:
             raise InputError(f"{source} has no subgraph")
         op_names = _enum_names(schema.BuiltinOperator)
         type_names = _enum_names(schema.TensorType)
+        activations = _enum_names(schema.ActivationFunctionType)
         graph = model.subgraphs[0]
         tensors = []
         for i, t in enumerate(graph.tensors or []):
@@ -145,6 +150,7 @@ class TfliteModel:
                     inputs=tuple(int(x) for x in (op.inputs if op.inputs is not None else ())),
                     outputs=outs,
                     location=location,
+                    options=_options(op.builtinOptions, activations),
                 )
             )
         return cls(
@@ -181,6 +187,16 @@ def _location(tensors: list[Tensor], inputs, outputs: tuple[int, ...]) -> str:
         if i >= 0 and tensors[i].is_constant and "/" in tensors[i].name:
             return tensors[i].name.split(";")[0]
     return names[0] if names else ""
+
+
+def _options(options: object, activations: dict[int, str]) -> dict[str, Any]:
+    if options is None:
+        return {}
+    scalars = {k: v for k, v in vars(options).items() if isinstance(v, bool | int | float | str)}
+    if "fusedActivationFunction" in scalars:
+        code = int(scalars["fusedActivationFunction"])
+        scalars["fusedActivationFunction"] = activations.get(code, f"ACTIVATION_{code}")
+    return scalars
 
 
 def _text(value: bytes | str | None) -> str:

@@ -1,0 +1,120 @@
+"""Microcontrollers with TensorFlow Lite Micro: exact arena, MACs, latency estimate."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+
+from edgec.errors import ToolError
+from edgec.report import Check
+from edgec.targets.analyzers import Analysis
+from edgec.targets.arena import METHOD as ARENA_METHOD
+from edgec.targets.arena import measure_arena
+from edgec.targets.profile import TargetProfile
+from edgec.targets.tflite_model import TfliteModel
+
+_ARENAS: dict[str, int] = {}  # sha256 of the model -> arena: one search per model and process
+# ops whose MACs are counted (from tensor shapes); other ops are not counted
+COUNTED_OPS = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "TRANSPOSE_CONV",
+    "BATCH_MATMUL",
+    "CONV_3D",
+)
+
+
+def analyze(tflite: bytes, model: TfliteModel, profile: TargetProfile, runnable: bool) -> Analysis:
+    arena, ram_detail = tflm_arena(tflite, model, runnable)
+    macs = count_macs(model)
+    checks = [
+        Check(
+            "macs",
+            True,
+            f"{macs:,} multiply-accumulates per inference, counted from the tensor shapes of "
+            f"{', '.join(op for op in COUNTED_OPS if op in model.op_names) or 'no'} ops "
+            "(other ops not counted)",
+            value=macs,
+            unit="MAC",
+            method="measured",
+        )
+    ]
+    figures: dict = {"macs": macs, "ram_detail": ram_detail}
+    if profile.cycles_per_mac is not None:
+        seconds = macs * profile.cycles_per_mac / profile.clock_hz
+        figures["latency_estimate_ms"] = round(seconds * 1000, 4)
+        checks.append(
+            Check(
+                "latency",
+                True,
+                f"estimate: {seconds * 1000:.3f} ms = {macs:,} MAC x {profile.cycles_per_mac:g} "
+                f"cycles/MAC / {profile.clock_hz / 1e6:g} MHz "
+                f"({profile.estimate_note or 'cycles_per_mac from the profile'})",
+                value=round(seconds * 1000, 4),
+                unit="ms",
+                method="estimated",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "latency",
+                True,
+                "not estimated: the profile has no [estimate] cycles_per_mac",
+                method="estimated",
+            )
+        )
+    return Analysis(
+        checks=checks,
+        flash_bytes=len(tflite),
+        ram_bytes=arena,
+        ram_method="TFLM arena",
+        figures=figures,
+    )
+
+
+def tflm_arena(tflite: bytes, model: TfliteModel, runnable: bool) -> tuple[int | None, str]:
+    """The exact TFLM arena (cached per model), or None with the reason."""
+    if not runnable:
+        return None, "not measured: the model has ops TFLM lacks"
+    key = hashlib.sha256(tflite).hexdigest()
+    if key not in _ARENAS:
+        # The arena does not depend on input values: zeros of each input's shape and dtype.
+        inputs = [
+            np.zeros(model.tensors[i].shape, dtype=np.dtype(model.tensors[i].dtype))
+            for i in model.inputs
+        ]
+        try:
+            _ARENAS[key] = measure_arena(tflite, inputs).bytes
+        except ToolError as exc:
+            return None, f"not measured: {exc}"
+    return _ARENAS[key], ARENA_METHOD
+
+
+def count_macs(model: TfliteModel) -> int:
+    """Multiply-accumulates of one inference, from the flatbuffer's tensor shapes."""
+    total = 0
+    for op in model.operators:
+        if op.name not in COUNTED_OPS:
+            continue
+        out = model.tensors[op.outputs[0]].shape
+        if op.name in ("CONV_2D", "CONV_3D"):
+            weights = model.tensors[op.inputs[1]].shape  # [Cout, (kd,) kh, kw, Cin]
+            total += math.prod(out) * math.prod(weights[1:])
+        elif op.name == "DEPTHWISE_CONV_2D":
+            weights = model.tensors[op.inputs[1]].shape  # [1, kh, kw, Cout]
+            total += math.prod(out) * weights[1] * weights[2]
+        elif op.name == "FULLY_CONNECTED":
+            weights = model.tensors[op.inputs[1]].shape  # [units, depth]
+            total += math.prod(out) * weights[-1]
+        elif op.name == "TRANSPOSE_CONV":
+            weights = model.tensors[op.inputs[1]].shape  # [Cout, kh, kw, Cin]
+            source = model.tensors[op.inputs[2]].shape  # [N, H, W, Cin]
+            total += math.prod(source) * weights[0] * weights[1] * weights[2]
+        elif op.name == "BATCH_MATMUL":
+            lhs = model.tensors[op.inputs[0]].shape
+            total += math.prod(out) * lhs[-1]
+    return int(total)

@@ -11,16 +11,18 @@ import math
 import numpy as np
 
 from edgec.report import Layer
-from edgec.targets.tflite_model import Tensor, TfliteModel
+from edgec.targets.tflite_model import Operator, Tensor, TfliteModel
 
 ITEMSIZE = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "float16": 2, "int32": 4,
             "float32": 4, "int64": 8, "float64": 8}  # fmt: skip
 
-# Ops whose cost is multiply-accumulates, and where their weights sit.
-_MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
+# Ops whose cost is multiply-accumulates; other ops count 0.
+MAC_OPS = (
+    "CONV_2D", "CONV_3D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"
+)  # fmt: skip
 MACS_METHOD = (
-    "counted from tensor shapes: conv, depthwise conv, fully connected, transpose conv and "
-    "batch matmul; other ops count 0"
+    "counted from tensor shapes: conv (2-D, 3-D), depthwise conv, fully connected, transpose "
+    "conv and batch matmul; other ops count 0"
 )
 LIVE_METHOD = (
     "sum of activation tensors alive during each op (from the flatbuffer's tensor lifetimes); "
@@ -47,7 +49,7 @@ def analyze_layers(model: TfliteModel) -> list[Layer]:
                 weight_bytes=sum(len(t.data or b"") for t in constants),
                 sparsity=_sparsity(kernel) if kernel is not None else None,
                 unique_values=int(np.unique(kernel.array()).size) if kernel is not None else None,
-                macs=_macs(op.name, tensors, out),
+                macs=op_macs(model, op),
                 live_bytes=live[op.index],
             )
         )
@@ -80,7 +82,7 @@ def live_bytes_per_op(model: TfliteModel) -> list[int]:
 
 def _kernel(op: str, tensors: list[Tensor]) -> Tensor | None:
     """The op's main weight tensor: the largest constant input of a weighted op."""
-    if op not in _MAC_OPS:
+    if op not in MAC_OPS:
         return None
     constants = [t for t in tensors if t.is_constant and len(t.shape) >= 2]
     return max(constants, key=lambda t: math.prod(t.shape), default=None)
@@ -92,21 +94,25 @@ def _sparsity(kernel: Tensor) -> float:
     return float(np.mean(values == zero))
 
 
-def _macs(op: str, tensors: list[Tensor], out: Tensor | None) -> int:
-    if op not in _MAC_OPS or out is None:
+def op_macs(model: TfliteModel, op: Operator) -> int:
+    """Multiply-accumulates of one op, from the flatbuffer's tensor shapes (0 if not counted)."""
+    if op.name not in MAC_OPS or not op.outputs:
         return 0
-    kernel = _kernel(op, tensors)
-    outputs = math.prod(out.shape)
-    if op == "CONV_2D" and kernel is not None:  # filter: (out_ch, kh, kw, in_ch)
-        return outputs * math.prod(kernel.shape[1:])
-    if op == "DEPTHWISE_CONV_2D" and kernel is not None:  # filter: (1, kh, kw, out_ch)
-        return outputs * kernel.shape[1] * kernel.shape[2]
-    if op == "FULLY_CONNECTED" and kernel is not None:  # weights: (out, in)
-        return outputs * kernel.shape[-1]
-    if op == "TRANSPOSE_CONV" and kernel is not None:  # each input pixel scatters a filter
-        activations = [t for t in tensors if not t.is_constant]
-        return math.prod(activations[0].shape) * math.prod(kernel.shape[:3]) if activations else 0
-    if op == "BATCH_MATMUL":
-        inputs = [t for t in tensors if len(t.shape) >= 2]
-        return outputs * inputs[0].shape[-1] if inputs else 0
+    out = model.tensors[op.outputs[0]].shape
+    shape = [model.tensors[i].shape if i >= 0 else () for i in op.inputs]
+    if op.name in ("CONV_2D", "CONV_3D"):  # weights [Cout, (kd,) kh, kw, Cin]
+        return math.prod(out) * math.prod(shape[1][1:])
+    if op.name == "DEPTHWISE_CONV_2D":  # weights [1, kh, kw, Cout]
+        return math.prod(out) * shape[1][1] * shape[1][2]
+    if op.name == "FULLY_CONNECTED":  # weights [units, depth]
+        return math.prod(out) * shape[1][-1]
+    if op.name == "TRANSPOSE_CONV":  # weights [Cout, kh, kw, Cin]; each input pixel scatters
+        return math.prod(shape[2]) * shape[1][0] * shape[1][1] * shape[1][2]
+    if op.name == "BATCH_MATMUL":
+        return math.prod(out) * shape[0][-1]
     return 0
+
+
+def count_macs(model: TfliteModel) -> int:
+    """Multiply-accumulates of one inference."""
+    return sum(op_macs(model, op) for op in model.operators)

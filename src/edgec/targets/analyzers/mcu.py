@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 
 import numpy as np
 
@@ -12,19 +11,11 @@ from edgec.report import Check
 from edgec.targets.analyzers import Analysis
 from edgec.targets.arena import METHOD as ARENA_METHOD
 from edgec.targets.arena import measure_arena
+from edgec.targets.layers import MAC_OPS, count_macs
 from edgec.targets.profile import TargetProfile
 from edgec.targets.tflite_model import TfliteModel
 
 _ARENAS: dict[str, int] = {}  # sha256 of the model -> arena: one search per model and process
-# ops whose MACs are counted (from tensor shapes); other ops are not counted
-COUNTED_OPS = (
-    "CONV_2D",
-    "DEPTHWISE_CONV_2D",
-    "FULLY_CONNECTED",
-    "TRANSPOSE_CONV",
-    "BATCH_MATMUL",
-    "CONV_3D",
-)
 
 
 def analyze(tflite: bytes, model: TfliteModel, profile: TargetProfile, runnable: bool) -> Analysis:
@@ -35,7 +26,7 @@ def analyze(tflite: bytes, model: TfliteModel, profile: TargetProfile, runnable:
             "macs",
             True,
             f"{macs:,} multiply-accumulates per inference, counted from the tensor shapes of "
-            f"{', '.join(op for op in COUNTED_OPS if op in model.op_names) or 'no'} ops "
+            f"{', '.join(op for op in MAC_OPS if op in model.op_names) or 'no'} ops "
             "(other ops not counted)",
             value=macs,
             unit="MAC",
@@ -92,29 +83,3 @@ def tflm_arena(tflite: bytes, model: TfliteModel, runnable: bool) -> tuple[int |
         except ToolError as exc:
             return None, f"not measured: {exc}"
     return _ARENAS[key], ARENA_METHOD
-
-
-def count_macs(model: TfliteModel) -> int:
-    """Multiply-accumulates of one inference, from the flatbuffer's tensor shapes."""
-    total = 0
-    for op in model.operators:
-        if op.name not in COUNTED_OPS:
-            continue
-        out = model.tensors[op.outputs[0]].shape
-        if op.name in ("CONV_2D", "CONV_3D"):
-            weights = model.tensors[op.inputs[1]].shape  # [Cout, (kd,) kh, kw, Cin]
-            total += math.prod(out) * math.prod(weights[1:])
-        elif op.name == "DEPTHWISE_CONV_2D":
-            weights = model.tensors[op.inputs[1]].shape  # [1, kh, kw, Cout]
-            total += math.prod(out) * weights[1] * weights[2]
-        elif op.name == "FULLY_CONNECTED":
-            weights = model.tensors[op.inputs[1]].shape  # [units, depth]
-            total += math.prod(out) * weights[-1]
-        elif op.name == "TRANSPOSE_CONV":
-            weights = model.tensors[op.inputs[1]].shape  # [Cout, kh, kw, Cin]
-            source = model.tensors[op.inputs[2]].shape  # [N, H, W, Cin]
-            total += math.prod(source) * weights[0] * weights[1] * weights[2]
-        elif op.name == "BATCH_MATMUL":
-            lhs = model.tensors[op.inputs[0]].shape
-            total += math.prod(out) * lhs[-1]
-    return int(total)

@@ -75,6 +75,23 @@ class DataInfo:
     preprocessing: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Firmware:
+    """The firmware package: layout, the arena it declares, LUT compression, object size."""
+
+    layout: str  # plain | arduino | cmake
+    c_language: str  # cc | c
+    section: str | None
+    tensor_arena_bytes: int  # kTensorArenaSize: measured arena + margin, 16-byte multiple
+    arena_margin_percent: float
+    resolver_methods: list[str] = field(default_factory=list)
+    # {"method": "lut", "flash_bytes_before", "flash_bytes_after", "saving_percent", "tensors"}
+    compression: dict[str, Any] | None = None
+    # arm-none-eabi-size of the model array object: {"cpu", "text", "data", "bss", ...}
+    object_size: dict[str, Any] | None = None
+    object_size_note: str = ""
+
+
 @dataclass(slots=True)
 class BuildReport:
     ok: bool
@@ -87,6 +104,7 @@ class BuildReport:
     artifacts: list[Artifact] = field(default_factory=list)
     stages: list[Stage] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    firmware: Firmware | None = None  # None when the model cannot run on the target's runtime
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,12 +124,13 @@ class BuildReport:
             "memory": Memory,
             "accuracy": Accuracy,
             "data": DataInfo,
+            "firmware": Firmware,
         }
         lists = {"checks": Check, "artifacts": Artifact, "stages": Stage}
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
-            value = data[f.name]
-            if f.name in nested:
+            value = data.get(f.name) if f.name == "firmware" else data[f.name]
+            if f.name in nested and value is not None:
                 value = nested[f.name](**value)
             elif f.name in lists:
                 value = [lists[f.name](**item) for item in value]

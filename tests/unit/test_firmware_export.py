@@ -9,7 +9,7 @@ from edgec.firmware_export import c_identifier, model_data_sources, prepare_outp
 @pytest.mark.parametrize(
     ("name", "expected"),
     [("digits_cnn", "digits_cnn"), ("My Model-v2", "my_model_v2"), ("2024 kws", "m_2024_kws"),
-     ("café ünïcode", "cafe_unicode"), ("", "model"), ("日本", "model"), ("int", "int_model")],
+     ("café ünïcode", "cafe_unicode"), ("", "model"), ("日本", "model_cf2abf"), ("int", "int_model")],
 )
 def test_c_identifier(name, expected):
     ident = c_identifier(name)

@@ -17,19 +17,35 @@ from edgec.datasets import load_dataset, split_calibration
 from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
 from edgec.errors import InputError
 from edgec.firmware_export import (
+    LAYOUTS,
+    ExportSpec,
     c_identifier,
+    check_section,
+    export_package,
     model_data_sources,
     prepare_output_dir,
     write_outputs,
 )
+from edgec.firmware_export.c_array import LANGUAGES
+from edgec.firmware_export.toolchain import measure_model_object
 from edgec.pipeline.convert import IO_TYPES
-from edgec.report import Artifact, BuildReport, Check, DataInfo, Memory, ModelInfo, Stage
+from edgec.report import (
+    Artifact,
+    BuildReport,
+    Check,
+    DataInfo,
+    Firmware,
+    Memory,
+    ModelInfo,
+    Stage,
+)
 from edgec.targets import TargetProfile, TfliteModel, load_target, parse_budget
 from edgec.targets import checks as target_checks
 from edgec.targets.arena import METHOD as ARENA_METHOD
 from edgec.targets.arena import measure_arena
 
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
+COMPRESSIONS = ("lut",)
 
 
 class Progress:
@@ -54,6 +70,12 @@ class BuildOptions:
     max_accuracy_drop: float = 2.0
     name: str | None = None
     debug: bool = False
+    # firmware package
+    compress: str | None = None  # "lut": tflite-micro LUT compression of clustered weights
+    layout: str = "plain"
+    c_lang: str = "cc"
+    section: str | None = None
+    arena_margin: float = 10.0  # percent added to the measured arena for kTensorArenaSize
 
 
 @dataclass
@@ -154,12 +176,41 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         else:
             checks.append(Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks"))
 
+    shipped, compression = tflite, None
+    if options.compress == "lut":
+        with stage("compress", "LUT-compressing clustered weights (tflite-micro compressor)"):
+            shipped, arena, compression, check = _compress_lut(tflite, flat, x_q, arena)
+            checks.append(check)
+
     budget = profile.budget.overridden(plan.overrides)
-    checks.append(target_checks.check_budget("flash", len(tflite), budget.flash_bytes, "model"))
+    checks.append(target_checks.check_budget("flash", len(shipped), budget.flash_bytes, "model"))
     checks.append(target_checks.check_budget("ram", arena, budget.ram_bytes, "TFLM arena"))
 
-    with stage("export", "Writing C arrays"):
-        files = {"model.tflite": tflite, **model_data_sources(tflite, name, source=source)}
+    firmware: Firmware | None = None
+    with stage("export", "Writing the firmware package"):
+        if arena is None:  # no op resolver and no arena for a model TFLM cannot run
+            progress.message("firmware headers not written: the model has ops TFLM lacks")
+            files = {"model.tflite": shipped, **model_data_sources(shipped, name, source=source)}
+        else:
+            spec = ExportSpec(
+                model=shipped,
+                name=name,
+                source=source,
+                target=profile.name,
+                runtime=profile.runtime,
+                arena_bytes=arena,
+                arena_margin_percent=options.arena_margin,
+                class_names=data.class_names,
+                preprocessing=data.preprocessing,
+                raw_scale=data.raw_scale,
+                recipe=None,  # issue 3 (compression recipes) fills this in
+                versions=tool_versions(),
+                lang=options.c_lang,
+                section=options.section,
+                layout=options.layout,
+            )
+            files = export_package(spec)
+            firmware = _firmware_info(spec, files, profile.cpu, compression)
 
     report = BuildReport(
         ok=all(c.ok for c in checks),
@@ -174,7 +225,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             parameters=int(model.count_params()),
         ),
         memory=Memory(
-            flash_bytes=len(tflite),
+            flash_bytes=len(shipped),
             arena_bytes=arena,
             flash_budget_bytes=budget.flash_bytes,
             ram_budget_bytes=budget.ram_bytes,
@@ -195,6 +246,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         ],
         stages=stages,
         versions=tool_versions(),
+        firmware=firmware,
     )
     return BuildResult(report=report, files=files)
 
@@ -211,6 +263,16 @@ def _validate(options: BuildOptions) -> _Plan:
         raise InputError(f"unknown --io-type '{options.io_type}' (use {', '.join(IO_TYPES)})")
     if options.calibration_samples < 1:
         raise InputError("--calibration-samples must be at least 1")
+    if options.compress is not None and options.compress not in COMPRESSIONS:
+        raise InputError(f"unknown --compress '{options.compress}' (use lut)")
+    if options.layout not in LAYOUTS:
+        raise InputError(f"unknown --layout '{options.layout}' (use {', '.join(LAYOUTS)})")
+    if options.c_lang not in LANGUAGES:
+        raise InputError(f"unknown --c-lang '{options.c_lang}' (use {', '.join(LANGUAGES)})")
+    if options.section is not None:
+        check_section(options.section)
+    if not 0 <= options.arena_margin <= 1000:
+        raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
     prepare_output_dir(options.out)
     if options.model is not None:
         from edgec.pipeline.model_io import inspect_model_file
@@ -225,6 +287,74 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.data is not None and not options.data.exists():
         raise InputError(f"data {options.data} does not exist")
     return _Plan(profile=profile, overrides=overrides)
+
+
+def _compress_lut(
+    tflite: bytes, flat: TfliteModel, x_q: np.ndarray, arena: int | None
+) -> tuple[bytes, int | None, dict | None, Check]:
+    """LUT-compress, re-measure the arena, and demand bit-identical TFLM outputs."""
+    from edgec.firmware_export.lut import compress_lut
+    from edgec.pipeline import verify
+
+    if arena is None:
+        return tflite, arena, None, Check("lut_bit_identical", False, "not run: TFLM lacks ops")
+    lut = compress_lut(tflite)
+    # DECODE writes each decompressed tensor into the arena (no alternate decompression
+    # memory is given), so the compressed model needs its own, larger, arena.
+    lut_arena = measure_arena(lut.model, [x_q[:1]]).bytes
+    reference = verify.run_tflm(tflite, x_q, arena)
+    compressed = verify.run_tflm(lut.model, x_q, lut_arena)
+    check = verify.bit_identical_check(reference, compressed, "lut_bit_identical")
+    info = {
+        "method": "lut",
+        "flash_bytes_before": lut.bytes_before,
+        "flash_bytes_after": lut.bytes_after,
+        "saving_percent": round(lut.saving_percent, 2),
+        "arena_bytes_before": arena,
+        "arena_bytes_after": lut_arena,
+        "tensors": [
+            {"name": t.name, "bits": t.bits, "mode": t.mode, "bytes_before": t.bytes_before}
+            for t in lut.tensors
+        ],
+    }
+    return lut.model, lut_arena, info, check
+
+
+def _firmware_info(
+    spec: ExportSpec, files: dict[str, bytes], cpu: str, compression: dict | None
+) -> Firmware:
+    from edgec.firmware_export.ops import resolver_methods
+    from edgec.firmware_export.settings import ArenaSize
+
+    source = next(v for k, v in files.items() if k.endswith(f"model_data.{spec.lang}"))
+    header = next(v for k, v in files.items() if k.endswith("model_data.h"))
+    size = measure_model_object(source, header, lang=spec.lang, cpu=cpu)
+    note = (
+        f"measured: {size.command}"
+        if size is not None
+        else f"not measured: arm-none-eabi-gcc/-size not found or no flags for CPU '{cpu}'"
+    )
+    flat = TfliteModel.from_bytes(spec.model)
+    return Firmware(
+        layout=spec.layout,
+        c_language=spec.lang,
+        section=spec.section,
+        tensor_arena_bytes=ArenaSize(spec.arena_bytes, spec.arena_margin_percent).bytes,
+        arena_margin_percent=spec.arena_margin_percent,
+        resolver_methods=[m for _, m in resolver_methods(flat, spec.runtime)],
+        compression=compression,
+        object_size=None
+        if size is None
+        else {
+            "cpu": size.cpu,
+            "text": size.text,
+            "data": size.data,
+            "bss": size.bss,
+            "flash_bytes": size.flash_bytes,
+            "ram_bytes": size.ram_bytes,
+        },
+        object_size_note=note,
+    )
 
 
 def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:

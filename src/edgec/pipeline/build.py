@@ -29,6 +29,7 @@ from edgec.firmware_export import (
 from edgec.firmware_export.c_array import LANGUAGES
 from edgec.firmware_export.toolchain import measure_model_object
 from edgec.pipeline.convert import IO_TYPES
+from edgec.pipeline.lut import compress_lut_verified
 from edgec.report import (
     Artifact,
     BuildReport,
@@ -179,8 +180,12 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     shipped, compression = tflite, None
     if options.compress == "lut":
         with stage("compress", "LUT-compressing clustered weights (tflite-micro compressor)"):
-            shipped, arena, compression, check = _compress_lut(tflite, flat, x_q, arena)
-            checks.append(check)
+            if arena is None:
+                checks.append(Check("lut_bit_identical", False, "not run: TFLM lacks ops"))
+            else:
+                lut = compress_lut_verified(tflite, x_q, arena)
+                shipped, arena, compression = lut.model, lut.arena_bytes, lut.info()
+                checks.append(lut.check)
 
     budget = profile.budget.overridden(plan.overrides)
     checks.append(target_checks.check_budget("flash", len(shipped), budget.flash_bytes, "model"))
@@ -287,37 +292,6 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.data is not None and not options.data.exists():
         raise InputError(f"data {options.data} does not exist")
     return _Plan(profile=profile, overrides=overrides)
-
-
-def _compress_lut(
-    tflite: bytes, flat: TfliteModel, x_q: np.ndarray, arena: int | None
-) -> tuple[bytes, int | None, dict | None, Check]:
-    """LUT-compress, re-measure the arena, and demand bit-identical TFLM outputs."""
-    from edgec.firmware_export.lut import compress_lut
-    from edgec.pipeline import verify
-
-    if arena is None:
-        return tflite, arena, None, Check("lut_bit_identical", False, "not run: TFLM lacks ops")
-    lut = compress_lut(tflite)
-    # DECODE writes each decompressed tensor into the arena (no alternate decompression
-    # memory is given), so the compressed model needs its own, larger, arena.
-    lut_arena = measure_arena(lut.model, [x_q[:1]]).bytes
-    reference = verify.run_tflm(tflite, x_q, arena)
-    compressed = verify.run_tflm(lut.model, x_q, lut_arena)
-    check = verify.bit_identical_check(reference, compressed, "lut_bit_identical")
-    info = {
-        "method": "lut",
-        "flash_bytes_before": lut.bytes_before,
-        "flash_bytes_after": lut.bytes_after,
-        "saving_percent": round(lut.saving_percent, 2),
-        "arena_bytes_before": arena,
-        "arena_bytes_after": lut_arena,
-        "tensors": [
-            {"name": t.name, "bits": t.bits, "mode": t.mode, "bytes_before": t.bytes_before}
-            for t in lut.tensors
-        ],
-    }
-    return lut.model, lut_arena, info, check
 
 
 def _firmware_info(

@@ -1,0 +1,57 @@
+"""The ``compress`` stage for ``--compress lut``: compress, re-measure, prove bit-exactness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgec.firmware_export.lut import LutResult, compress_lut
+from edgec.pipeline import verify
+from edgec.report import Check
+from edgec.targets.arena import measure_arena
+
+
+@dataclass(frozen=True)
+class VerifiedLut:
+    result: LutResult
+    arena_bytes_before: int
+    arena_bytes: int  # measured for the compressed model
+    check: Check  # lut_bit_identical
+
+    @property
+    def model(self) -> bytes:
+        return self.result.model
+
+    def info(self) -> dict[str, Any]:
+        """The ``firmware.compression`` entry of report.json."""
+        return {
+            "method": "lut",
+            "flash_bytes_before": self.result.bytes_before,
+            "flash_bytes_after": self.result.bytes_after,
+            "saving_percent": round(self.result.saving_percent, 2),
+            "arena_bytes_before": self.arena_bytes_before,
+            "arena_bytes_after": self.arena_bytes,
+            "tensors": [
+                {"name": t.name, "bits": t.bits, "mode": t.mode, "bytes_before": t.bytes_before}
+                for t in self.result.tensors
+            ],
+        }
+
+
+def compress_lut_verified(tflite: bytes, x_q: np.ndarray, arena_bytes: int) -> VerifiedLut:
+    """LUT-compress ``tflite`` and compare TFLM outputs on every sample of ``x_q``.
+
+    ``x_q`` holds the evaluation inputs in the model's input dtype; ``arena_bytes`` is the
+    uncompressed model's measured arena.
+    """
+    result = compress_lut(tflite)
+    # DECODE writes each decompressed tensor into the arena (the interpreter gets no
+    # alternate decompression memory: alt_decompression_memory_size=0, the default), so
+    # the compressed model needs its own, larger arena: measure it, don't guess.
+    arena = measure_arena(result.model, [x_q[:1]]).bytes
+    reference = verify.run_tflm(tflite, x_q, arena_bytes)
+    compressed = verify.run_tflm(result.model, x_q, arena)
+    check = verify.bit_identical_check(reference, compressed, "lut_bit_identical")
+    return VerifiedLut(result, arena_bytes, arena, check)

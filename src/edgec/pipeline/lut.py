@@ -34,7 +34,13 @@ class VerifiedLut:
             "arena_bytes_before": self.arena_bytes_before,
             "arena_bytes_after": self.arena_bytes,
             "tensors": [
-                {"name": t.name, "bits": t.bits, "mode": t.mode, "bytes_before": t.bytes_before}
+                {
+                    "name": t.name,
+                    "bits": t.bits,
+                    "mode": t.mode,
+                    "bytes_before": t.bytes_before,
+                    "model_saving_bytes": t.model_saving_bytes,
+                }
                 for t in self.result.tensors
             ],
         }

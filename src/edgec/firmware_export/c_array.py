@@ -56,7 +56,9 @@ extern const unsigned int {array}_size;
 
 #endif  // {guard}
 """
-    attribute = f'__attribute__((section("{check_section(section)}"))) ' if section else ""
+    attribute = ""
+    if section is not None:
+        attribute = f'__attribute__((section("{check_section(section)}"))) '
     align = f"alignas({ALIGNMENT})" if lang == "cc" else f"_Alignas({ALIGNMENT})"
     body = f"""{banner}#include "model_data.h"
 

@@ -130,3 +130,27 @@ def test_missing_kernel_is_a_build_time_error():
     ok = TfliteModel(100, (tensor,), ops[:1], (0,), (0,), 1)
     header = model_ops_header(ok, load_runtime("tflite-micro"), "m", source="s").decode()
     assert "MicroMutableOpResolver<1>" in header and "resolver.AddRelu()" in header
+
+
+def test_report_with_firmware_round_trips():
+    import json
+
+    from edgec.report import Accuracy, BuildReport, DataInfo, Firmware, Memory, ModelInfo
+
+    report = BuildReport(
+        ok=True,
+        target="cortex-m",
+        model=ModelInfo("m", "m.keras"),
+        memory=Memory(1000, 496, 2000, 400),
+        accuracy=Accuracy("top1", 97.0, 96.5),
+        data=DataInfo("d.npz", 300, 300, "classes"),
+        firmware=Firmware(
+            "cmake", "c", ".rodata.model", 560, 10.0, ["AddConv2D", "AddDecode"],
+            {"method": "lut", "flash_bytes_before": 2000, "flash_bytes_after": 1000},
+            {"cpu": "cortex-m4", "text": 1016, "data": 0, "bss": 0},
+        ),
+    )  # fmt: skip
+    data = json.loads(report.to_json())
+    assert BuildReport.from_dict(data) == report
+    del data["firmware"]  # a report written before the firmware section existed
+    assert BuildReport.from_dict(data).firmware is None

@@ -2,7 +2,7 @@
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc g++ cmake gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
+ && apt-get install -y --no-install-recommends gcc g++ gcc-arm-none-eabi libnewlib-arm-none-eabi \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/edgec

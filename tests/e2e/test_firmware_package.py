@@ -147,7 +147,7 @@ def test_arduino_library(layouts, tmp_path):
         line.split("=", 1) for line in (out / "library.properties").read_text().splitlines()
     )
     assert props["name"] == name and props["includes"] == f"{name}.h"
-    for key in ("version", "author", "maintainer", "sentence", "paragraph", "category", "url"):
+    for key in ("version", "author", "maintainer", "sentence", "paragraph", "category"):
         assert props[key], key
     assert props["architectures"] == "*"
     # The library compiles the way the Arduino IDE builds src/: C++ with the umbrella header.
@@ -215,3 +215,45 @@ def test_compress_lut_on_an_unclustered_model_fails_cleanly(user_model, tmp_path
     )  # fmt: skip
     assert_clean_failure(run, "--compress lut", "cluster the model")
     assert not out.exists()
+
+
+def test_settings_for_float_io_and_awkward_labels_compile(tmp_path):
+    """Labels with quotes, backslashes and non-ASCII; a float32 input without scale."""
+    from edgec.firmware_export.settings import ArenaSize, model_settings_header
+    from edgec.targets.tflite_model import Operator, Tensor
+
+    inp = Tensor(0, "in", "float32", (1, 3), (1, 3), None, (), (), 0)
+    out = Tensor(1, "out", "uint8", (1, 3), (1, 3), None, (0.5,), (128,), 0)
+    model = TfliteModel(
+        10, (inp, out), (Operator(0, "RELU", False, (0,), (1,), "r"),), (0,), (1,), 1
+    )
+    labels = ('say "hi"', "back\\slash", "café 猫")
+    header = model_settings_header(
+        model, "odd", source="s", arena=ArenaSize(100, 10), class_names=labels,
+        preprocessing="multi\nline */ text", raw_scale=1 / 255,
+    )  # fmt: skip
+    (tmp_path / "model_settings.h").write_bytes(header)
+    (tmp_path / "main.c").write_text(
+        '#include <stdio.h>\n#include "model_settings.h"\n'
+        "static const char *labels[] = ODD_LABELS;\n"
+        "int main(void) { int i; for (i = 0; i < ODD_LABEL_COUNT; ++i) puts(labels[i]);\n"
+        'printf("%g %d %u\\n", ODD_OUTPUT_SCALE, ODD_OUTPUT_ZERO_POINT, ODD_TENSOR_ARENA_SIZE);\n'
+        "return 0; }\n"
+    )
+    (tmp_path / "main.cc").write_text(
+        '#include "model_settings.h"\nint main() { return odd::kLabelCount == 3 ? 0 : 1; }\n'
+    )
+    gcc, gxx = need("gcc"), need("g++")
+    subprocess.run(
+        [gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", tmp_path, tmp_path / "main.c",
+         "-o", tmp_path / "c"],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        [gxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I", tmp_path, tmp_path / "main.cc",
+         "-o", tmp_path / "cc"],
+        check=True,
+    )  # fmt: skip
+    printed = subprocess.run([tmp_path / "c"], capture_output=True, check=True).stdout.decode()
+    assert printed.splitlines() == [*labels, "0.5 128 112"]
+    subprocess.run([tmp_path / "cc"], check=True)

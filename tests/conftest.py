@@ -119,6 +119,10 @@ class Clustered:
 
 @pytest.fixture(scope="session")
 def clustered(tmp_path_factory) -> Clustered:
+    return make_clustered(tmp_path_factory.mktemp("clustered"))
+
+
+def make_clustered(folder: Path) -> Clustered:
     """Cluster (16, k-means++), fine-tune 1 epoch, strip; then CQAT 1 epoch, convert.
 
     CQAT (cluster-preserving QAT, facts.md section 3) is the TF-MOT flow for deploying a
@@ -129,7 +133,6 @@ def clustered(tmp_path_factory) -> Clustered:
     from edgec.pipeline.convert import convert_int8
     from edgec.pipeline.example import SEED, build_example_model, example_data
 
-    folder = tmp_path_factory.mktemp("clustered")
     train, held_out = example_data()
     model = build_example_model(train)
     keras.utils.set_random_seed(SEED)

@@ -97,8 +97,9 @@ def _firmware_line(report: BuildReport) -> str:
     if fw.compression is not None:
         c = fw.compression
         parts.append(
-            f"LUT {c['flash_bytes_before']:,} → {c['flash_bytes_after']:,} B "
-            f"(-{c['saving_percent']:.1f}%)"
+            f"LUT flash {c['flash_bytes_before']:,} → {c['flash_bytes_after']:,} B "
+            f"(-{c['saving_percent']:.1f}%), arena {c['arena_bytes_before']:,} → "
+            f"{c['arena_bytes_after']:,} B (DECODE expands weights into the arena)"
         )
     if fw.object_size is not None:
         o = fw.object_size

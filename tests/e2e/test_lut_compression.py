@@ -123,6 +123,11 @@ def test_cli_compress_lut(cli_builds, clustered):
     check = next(c for c in report["checks"] if c["name"] == "lut_bit_identical")
     assert check["ok"] and check["value"] == 0
     assert report["memory"]["arena_bytes"] == info["arena_bytes_after"]
+    growth = info["arena_bytes_after"] - info["arena_bytes_before"]
+    assert growth > 0 and f"grows by {growth:,} B" in info["note"]
+    summary = " ".join(lut.out.split())  # the terminal summary wraps at 80 columns
+    assert f"LUT flash {len(before):,} → {len(after):,} B" in summary
+    assert "DECODE expands weights into the arena" in summary
     assert "AddDecode" in report["firmware"]["resolver_methods"]
     assert "resolver.AddDecode()" in (folder / "lut" / "model_ops.h").read_text()
     # Independently: the shipped files agree bit for bit in TFLM on all held-out samples.

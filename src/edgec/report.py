@@ -128,9 +128,13 @@ class BuildReport:
         }
         lists = {"checks": Check, "artifacts": Artifact, "stages": Stage}
         kwargs: dict[str, Any] = {}
+        optional = {"firmware"}  # added after schema 1 shipped; absent in older reports
         for f in fields(cls):
-            value = data.get(f.name) if f.name == "firmware" else data[f.name]
-            if f.name in nested and value is not None:
+            if f.name in optional and data.get(f.name) is None:
+                kwargs[f.name] = None
+                continue
+            value = data[f.name]
+            if f.name in nested:
                 value = nested[f.name](**value)
             elif f.name in lists:
                 value = [lists[f.name](**item) for item in value]

@@ -1,6 +1,6 @@
 """The exported C sources on real Cortex-M toolchains and emulated cores.
 
-For each built-in CPU flag set (M0+, M4, M7, M33, M55), the model array and settings
+For each built-in CPU flag set (M0+, M3, M4, M7, M33, M55), the model array and settings
 header are compiled with arm-none-eabi-gcc and linked into a bare-metal image (startup,
 linker script and check program in tests/firmware/). Under QEMU the image checks the
 array's 16-byte alignment, size and FNV-1a checksum against model.tflite and prints the
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edgec.firmware_export.toolchain import CPU_FLAGS
+from edgec.firmware_export.toolchain import cpu_flags
 
 pytestmark = pytest.mark.toolchain
 
@@ -36,6 +36,7 @@ class Machine:
 # instruction set as the M0+, so -mcpu=cortex-m0plus code runs on it.
 MACHINES = {
     "cortex-m0plus": Machine("microbit", (0x0, 256 * 1024), (0x20000000, 16 * 1024)),
+    "cortex-m3": Machine("mps2-an385", (0x0, 4 << 20), (0x20000000, 4 << 20)),
     "cortex-m4": Machine("mps2-an386", (0x0, 4 << 20), (0x20000000, 4 << 20)),
     "cortex-m7": Machine("mps2-an500", (0x0, 4 << 20), (0x20000000, 4 << 20)),
     "cortex-m33": Machine("mps2-an505", (0x10000000, 4 << 20), (0x38000000, 2 << 20)),
@@ -93,7 +94,7 @@ def build_image(
     }.items():
         script = script.replace(key, value)
     (work / "link.ld").write_text(script)
-    flags = [*CPU_FLAGS[cpu], "-Os", "-g0", "-Wall", "-Wextra", "-Werror"]
+    flags = [*cpu_flags()[cpu], "-Os", "-g0", "-Wall", "-Wextra", "-Werror"]
     objects = []
     sources = [
         (FIRMWARE / "startup.c", ["-std=c11"]),
@@ -113,7 +114,7 @@ def build_image(
     subprocess.run(
         [
             gcc,
-            *CPU_FLAGS[cpu],
+            *cpu_flags()[cpu],
             "--specs=rdimon.specs",
             "-nostartfiles",
             "-T",
@@ -156,6 +157,10 @@ def firmware_line(done: subprocess.CompletedProcess[str]) -> str:
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("edgec-firmware")]
     assert len(lines) == 1, (done.stdout, done.stderr)
     return lines[0]
+
+
+def test_every_cpu_flag_set_has_a_qemu_machine():
+    assert set(cpu_flags()) == set(MACHINES)
 
 
 @pytest.mark.parametrize("cpu", sorted(MACHINES))

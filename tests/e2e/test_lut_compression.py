@@ -130,6 +130,10 @@ def test_cli_compress_lut(cli_builds, clustered):
     assert "DECODE expands weights into the arena" in summary
     assert "AddDecode" in report["firmware"]["resolver_methods"]
     assert "resolver.AddDecode()" in (folder / "lut" / "model_ops.h").read_text()
+    decodes = len(info["tensors"])
+    assert (
+        f"LUT-compressed: {decodes} DECODE ops" in (folder / "lut" / "model_settings.h").read_text()
+    )
     # Independently: the shipped files agree bit for bit in TFLM on all held-out samples.
     flat = TfliteModel.from_bytes(before)
     x_q = quantize(np.load(clustered.data)["x"], flat.input_tensor())

@@ -48,6 +48,7 @@ class LutResult:
     tensors: tuple[LutTensor, ...]
     bytes_before: int
     bytes_after: int
+    skipped: tuple[str, ...] = ()  # candidates left uncompressed, each with the reason
 
     @property
     def saving_percent(self) -> float:
@@ -89,11 +90,17 @@ def compress_lut(data: bytes, *, max_bits: int = MAX_BITS) -> LutResult:
     # the flatbuffer (measured here: 400-1,000 bytes), so a small tensor can make the
     # model bigger (the digits CNN's 640-byte logits kernel: +232 bytes). Measure each
     # candidate alone and keep the ones that shrink the model.
-    plan = []
+    plan, skipped = [], []
     for item in plan_lut(model, max_bits=max_bits):
-        saving = len(data) - len(_compress(data, model, [item]))
+        try:
+            saving = len(data) - len(_compress(data, model, [item]))
+        except ConversionError as exc:  # e.g. a tensor the compressor must leave constant
+            skipped.append(f"{item.name}: {exc}")
+            continue
         if saving > 0:
             plan.append(dataclasses.replace(item, model_saving_bytes=saving))
+        else:
+            skipped.append(f"{item.name}: would make the model {-saving:,} B bigger")
     if not plan:
         raise InputError(
             f"--compress lut: no constant tensor has at most {2**max_bits} distinct values "
@@ -101,7 +108,7 @@ def compress_lut(data: bytes, *, max_bits: int = MAX_BITS) -> LutResult:
             hint="cluster the model's weights first (e.g. 16 clusters), or drop --compress",
         )
     compressed = _compress(data, model, plan)
-    return LutResult(compressed, tuple(plan), len(data), len(compressed))
+    return LutResult(compressed, tuple(plan), len(data), len(compressed), tuple(skipped))
 
 
 def _compress(data: bytes, model: TfliteModel, plan: list[LutTensor]) -> bytes:

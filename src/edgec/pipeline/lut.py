@@ -47,6 +47,7 @@ class VerifiedLut:
                 }
                 for t in self.result.tensors
             ],
+            "skipped": list(self.result.skipped),
         }
 
 

@@ -109,6 +109,38 @@ def cli() -> None:
     help="For phone targets, also convert float16 and/or dynamic-range models and report "
     "their size, host-measured LiteRT latency and accuracy.",
 )
+@click.option(
+    "--compress",
+    type=click.Choice(["lut"]),
+    help="lut: store clustered weights as packed indices + value tables (tflite-micro "
+    "LUT compression, DECODE op); outputs must stay bit-identical in TFLM.",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["plain", "arduino", "cmake"]),
+    default="plain",
+    show_default=True,
+    help="Firmware package layout: a plain folder, an Arduino library, or a CMake target.",
+)
+@click.option(
+    "--c-lang",
+    type=click.Choice(["cc", "c"]),
+    default="cc",
+    show_default=True,
+    help="Model array source: C++ (model_data.cc, alignas) or C11 (model_data.c, _Alignas).",
+)
+@click.option(
+    "--section",
+    metavar="NAME",
+    help="Place the model array in this linker section, e.g. .rodata.model.",
+)
+@click.option(
+    "--arena-margin",
+    type=click.FloatRange(min=0, max=1000),
+    default=10.0,
+    show_default=True,
+    help="Percent added to the measured TFLM arena for kTensorArenaSize.",
+)
 @debug_option
 def build(
     model: Path | None,
@@ -121,6 +153,11 @@ def build(
     max_accuracy_drop: float,
     name: str | None,
     phone_variants: str,
+    compress: str | None,
+    layout: str,
+    c_lang: str,
+    section: str | None,
+    arena_margin: float,
 ) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
 
@@ -144,6 +181,11 @@ def build(
         name=name,
         phone_variants=tuple(v.strip() for v in phone_variants.split(",") if v.strip()),
         debug=_state["debug"],
+        compress=compress,
+        layout=layout,
+        c_lang=c_lang,
+        section=section,
+        arena_margin=arena_margin,
     )
     start = time.perf_counter()
     with captured_native_stderr(enabled=not _state["debug"]), ui.BuildProgress() as progress:

@@ -119,6 +119,23 @@ class Layer:
     error_steps: builtins.float | None = None  # the same, in output quantization steps
 
 
+@dataclass(frozen=True, slots=True)
+class Firmware:
+    """The firmware package: layout, the arena it declares, LUT compression, object size."""
+
+    layout: str  # plain | arduino | cmake
+    c_language: str  # cc | c
+    section: str | None
+    tensor_arena_bytes: int  # kTensorArenaSize: measured arena + margin, 16-byte multiple
+    arena_margin_percent: float
+    resolver_methods: list[str] = field(default_factory=list)
+    # {"method": "lut", "flash_bytes_before", "flash_bytes_after", "saving_percent", "tensors"}
+    compression: dict[str, Any] | None = None
+    # arm-none-eabi-size of the model array object: {"cpu", "text", "data", "bss", ...}
+    object_size: dict[str, Any] | None = None
+    object_size_note: str = ""
+
+
 @dataclass(slots=True)
 class BuildReport:
     ok: bool
@@ -134,6 +151,7 @@ class BuildReport:
     layers: list[Layer] = field(default_factory=list)
     # every target of the build, the first one also as target/memory/checks above
     targets: list[TargetSection] = field(default_factory=list)
+    firmware: Firmware | None = None  # None when the model cannot run on the target's runtime
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,14 +171,19 @@ class BuildReport:
             "memory": Memory,
             "accuracy": Accuracy,
             "data": DataInfo,
+            "firmware": Firmware,
         }
         lists = {"checks": Check, "artifacts": Artifact, "stages": Stage, "layers": Layer}
         kwargs: dict[str, Any] = {}
+        optional = {"firmware"}  # added after schema 1 shipped; absent in older reports
         for f in fields(cls):
             if f.name not in data and f.name in lists:
                 continue  # optional lists, absent in older reports
             if f.name == "targets":  # added in edgec 0.1 without a schema bump (optional)
                 kwargs["targets"] = [TargetSection.from_dict(t) for t in data.get("targets", [])]
+                continue
+            if f.name in optional and data.get(f.name) is None:
+                kwargs[f.name] = None
                 continue
             value = data[f.name]
             if f.name in nested:

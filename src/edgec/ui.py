@@ -82,6 +82,8 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     else:
         table.add_row(f"{acc.metric} float → int8", f"{acc.float:.4g} → {acc.int8:.4g}", "", "")
     out.print(table)
+    if report.firmware is not None:
+        out.print(_firmware_line(report))
     for check in report.checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
         out.print(f" {mark} {check.name}: {check.detail}")
@@ -102,6 +104,29 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
             + [f"{s.target}: {c.name}" for s in report.targets[1:] for c in s.checks if not c.ok]
         )
         out.print(f"[bold red]FAIL[/] failed checks: {failed} (exit code 3)")
+
+
+def _firmware_line(report: BuildReport) -> str:
+    fw, arena = report.firmware, report.memory.arena_bytes
+    assert fw is not None and arena is not None
+    parts = [
+        f"{fw.layout} layout, kTensorArenaSize {fw.tensor_arena_bytes:,} B "
+        f"({arena:,} B measured + {fw.arena_margin_percent:g}%)"
+    ]
+    if fw.compression is not None:
+        c = fw.compression
+        parts.append(
+            f"LUT flash {c['flash_bytes_before']:,} → {c['flash_bytes_after']:,} B "
+            f"(-{c['saving_percent']:.1f}%), arena {c['arena_bytes_before']:,} → "
+            f"{c['arena_bytes_after']:,} B (DECODE expands weights into the arena)"
+        )
+    if fw.object_size is not None:
+        o = fw.object_size
+        parts.append(
+            f"model object {o['flash_bytes']:,} B flash, {o['ram_bytes']:,} B RAM on {o['cpu']} "
+            "(arm-none-eabi-size)"
+        )
+    return " firmware: " + "; ".join(parts)
 
 
 def _bytes(n: int | None) -> str:

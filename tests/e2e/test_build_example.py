@@ -6,7 +6,16 @@ import sys
 
 from edgec.targets.tflite_model import TfliteModel
 
-FILES = {"model.tflite", "model_data.h", "model_data.cc", "report.json", "report.html"}
+FILES = {
+    "model.tflite",
+    "model_data.h",
+    "model_data.cc",
+    "model_settings.h",
+    "model_ops.h",
+    "manifest.json",
+    "report.json",
+    "report.html",
+}
 
 
 def test_example_build_passes(example_build):

@@ -19,7 +19,7 @@ from edgec.firmware_export import (
         ("2024 kws", "m_2024_kws"),
         ("café ünïcode", "cafe_unicode"),
         ("", "model"),
-        ("日本", "model"),
+        ("日本", "model_cf2abf"),
         ("int", "int_model"),
     ],
 )
@@ -68,3 +68,89 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(TypeError):
         write_outputs(out, {"report.json": b"{}", "bad": "not bytes"})  # type: ignore[dict-item]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_model_data_plain_c_in_a_linker_section():
+    files = model_data_sources(
+        bytes(30), "kws", source="kws.keras", lang="c", section=".rodata.model"
+    )
+    assert set(files) == {"model_data.h", "model_data.c"}
+    body = files["model_data.c"].decode()
+    assert (
+        '__attribute__((section(".rodata.model"))) _Alignas(16) const unsigned char '
+        "g_kws_model_data[] = {" in body
+    )
+    assert "in linker section .rodata.model" in files["model_data.h"].decode()
+
+
+@pytest.mark.parametrize("section", ["my section", '.x")))', "", "1abc"])
+def test_bad_linker_section(section):
+    with pytest.raises(InputError, match="linker section"):
+        model_data_sources(b"x", "kws", source="s", section=section)
+
+
+def test_bad_c_language():
+    with pytest.raises(InputError, match="--c-lang"):
+        model_data_sources(b"x", "kws", source="s", lang="rust")
+
+
+def test_c_identifiers_stay_unique_and_valid():
+    names = ["日本", "中文", "ß", "モデル", "a" * 80, "a" * 81, "kws-v1", "kws v1 ", "2024", "int"]
+    idents = [c_identifier(n) for n in names]
+    assert all(re.fullmatch(r"[a-z_][a-z0-9_]{0,39}", i) for i in idents), idents
+    # 'kws-v1' and 'kws v1 ' are the same name to a C compiler; the rest must differ.
+    assert len(set(idents)) == len(names) - 1
+    assert c_identifier("日本") == c_identifier("日本")  # stable across runs
+
+
+@pytest.mark.parametrize(("measured", "margin"), [(6096, 10), (6096, 0), (1, 10), (12345, 25)])
+def test_arena_size_margin_rounded_to_16(measured, margin):
+    from edgec.firmware_export.settings import ArenaSize
+
+    size = ArenaSize(measured, margin).bytes
+    assert size % 16 == 0
+    assert size >= measured * (1 + margin / 100)
+    assert size - 16 < measured * (1 + margin / 100)
+
+
+def test_missing_kernel_is_a_build_time_error():
+    from edgec.errors import ConversionError
+    from edgec.firmware_export.ops import model_ops_header
+    from edgec.targets.profile import load_runtime
+    from edgec.targets.tflite_model import Operator, Tensor, TfliteModel
+
+    tensor = Tensor(0, "x", "int8", (1, 4), (1, 4), None, (0.1,), (0,), 0)
+    ops = (
+        Operator(0, "RELU", False, (0,), (0,), "relu"),
+        Operator(1, "DENSIFY", False, (0,), (0,), "sparse/densify"),
+    )
+    model = TfliteModel(100, (tensor,), ops, (0,), (0,), 1)
+    with pytest.raises(ConversionError, match=r"no kernel for op #1 DENSIFY \(sparse/densify\)"):
+        model_ops_header(model, load_runtime("tflite-micro"), "m", source="s")
+    ok = TfliteModel(100, (tensor,), ops[:1], (0,), (0,), 1)
+    header = model_ops_header(ok, load_runtime("tflite-micro"), "m", source="s").decode()
+    assert "MicroMutableOpResolver<1>" in header and "resolver.AddRelu()" in header
+
+
+def test_report_with_firmware_round_trips():
+    import json
+
+    from edgec.report import Accuracy, BuildReport, DataInfo, Firmware, Memory, ModelInfo
+
+    report = BuildReport(
+        ok=True,
+        target="cortex-m",
+        model=ModelInfo("m", "m.keras"),
+        memory=Memory(1000, 496, 2000, 400),
+        accuracy=Accuracy("top1", 97.0, 96.5),
+        data=DataInfo("d.npz", 300, 300, "classes"),
+        firmware=Firmware(
+            "cmake", "c", ".rodata.model", 560, 10.0, ["AddConv2D", "AddDecode"],
+            {"method": "lut", "flash_bytes_before": 2000, "flash_bytes_after": 1000},
+            {"cpu": "cortex-m4", "text": 1016, "data": 0, "bss": 0},
+        ),
+    )  # fmt: skip
+    data = json.loads(report.to_json())
+    assert BuildReport.from_dict(data) == report
+    del data["firmware"]  # a report written before the firmware section existed
+    assert BuildReport.from_dict(data).firmware is None

@@ -21,4 +21,5 @@ def load_digits() -> Dataset:
         source="scikit-learn digits (built-in)",
         preprocessing=PREPROCESSING,
         class_names=tuple(str(i) for i in range(10)),
+        raw_scale=1 / 16,
     )

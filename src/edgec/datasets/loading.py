@@ -20,6 +20,7 @@ class Dataset:
     source: str
     preprocessing: str = "none: samples used as given"
     class_names: tuple[str, ...] = ()
+    raw_scale: float = 1.0  # x = raw * raw_scale: the scaling part of ``preprocessing``
 
     def __len__(self) -> int:
         return len(self.x)
@@ -39,6 +40,7 @@ class Dataset:
             source=self.source,
             preprocessing=self.preprocessing,
             class_names=self.class_names,
+            raw_scale=self.raw_scale,
         )
 
 
@@ -169,4 +171,5 @@ def _load_image_folder(path: Path, input_shape: tuple[int, ...]) -> Dataset:
             f"{height}x{width} (bilinear), pixels scaled to [0, 1]; classes in folder-name order"
         ),
         class_names=tuple(classes),
+        raw_scale=1 / 255,
     )

@@ -1,7 +1,17 @@
-"""What firmware needs: C arrays of the model, and writing outputs atomically."""
+"""What firmware needs: the model array, settings and op headers, packaged for a build."""
 
-from edgec.firmware_export.c_array import model_data_sources
+from edgec.firmware_export.c_array import check_section, model_data_sources
 from edgec.firmware_export.names import c_identifier
+from edgec.firmware_export.package import LAYOUTS, ExportSpec, export_package
 from edgec.firmware_export.writer import prepare_output_dir, write_outputs
 
-__all__ = ["c_identifier", "model_data_sources", "prepare_output_dir", "write_outputs"]
+__all__ = [
+    "LAYOUTS",
+    "ExportSpec",
+    "c_identifier",
+    "check_section",
+    "export_package",
+    "model_data_sources",
+    "prepare_output_dir",
+    "write_outputs",
+]

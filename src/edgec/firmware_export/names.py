@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import keyword
 import re
 import unicodedata
+
+MAX_LENGTH = 40  # well inside every compiler's significant-length limit
 
 _C_KEYWORDS = frozenset(
     [
@@ -66,8 +69,17 @@ _C_KEYWORDS = frozenset(
 
 
 def c_identifier(name: str, *, fallback: str = "model") -> str:
-    """``'My Model-v2 (ü)'`` -> ``'my_model_v2_u'``; never empty, never starts with a digit."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    """``'My Model-v2 (ü)'`` -> ``'my_model_v2_u'``; never empty, never starts with a digit.
+
+    The result is also a safe file, Arduino library and CMake target name. Characters that
+    have no ASCII form (``'日本'``) and overlong names would make different names collide,
+    so those get a short hash of the original name: ``'日本'`` -> ``'model_cf2abf'``.
+    """
+    decomposed = unicodedata.normalize("NFKD", name)
+    ascii_name = decomposed.encode("ascii", "ignore").decode()
+    lossy = any(
+        ord(ch) > 127 and not unicodedata.combining(ch) for ch in decomposed
+    )  # a letter dropped, not just an accent
     ident = re.sub(r"[^0-9a-zA-Z]+", "_", ascii_name).strip("_").lower()
     if not ident:
         ident = fallback
@@ -75,4 +87,7 @@ def c_identifier(name: str, *, fallback: str = "model") -> str:
         ident = f"m_{ident}"
     if ident in _C_KEYWORDS or keyword.iskeyword(ident):
         ident = f"{ident}_model"
+    if lossy or len(ident) > MAX_LENGTH:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+        ident = f"{ident[: MAX_LENGTH - 7].rstrip('_')}_{digest}"
     return ident

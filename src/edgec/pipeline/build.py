@@ -17,13 +17,29 @@ from edgec.datasets import load_dataset, split_calibration
 from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
 from edgec.errors import InputError
 from edgec.firmware_export import (
+    LAYOUTS,
+    ExportSpec,
     c_identifier,
+    check_section,
+    export_package,
     model_data_sources,
     prepare_output_dir,
     write_outputs,
 )
+from edgec.firmware_export.c_array import LANGUAGES
+from edgec.firmware_export.toolchain import measure_model_object
 from edgec.pipeline.convert import IO_TYPES, PHONE_VARIANTS
-from edgec.report import Artifact, BuildReport, Check, DataInfo, ModelInfo, Stage, TargetSection
+from edgec.pipeline.lut import compress_lut_verified
+from edgec.report import (
+    Artifact,
+    BuildReport,
+    Check,
+    DataInfo,
+    Firmware,
+    ModelInfo,
+    Stage,
+    TargetSection,
+)
 from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
 from edgec.targets.analyzers.mcu import tflm_arena
@@ -31,6 +47,7 @@ from edgec.targets.layers import analyze_layers
 from edgec.targets.profile import load_runtime
 
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
+COMPRESSIONS = ("lut",)
 
 
 class Progress:
@@ -56,6 +73,12 @@ class BuildOptions:
     name: str | None = None
     phone_variants: tuple[str, ...] = ()  # float16, dynamic-range (phone targets only)
     debug: bool = False
+    # firmware package
+    compress: str | None = None  # "lut": tflite-micro LUT compression of clustered weights
+    layout: str = "plain"
+    c_lang: str = "cc"
+    section: str | None = None
+    arena_margin: float = 10.0  # percent added to the measured arena for kTensorArenaSize
 
 
 @dataclass
@@ -121,23 +144,37 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         )
     flat = TfliteModel.from_bytes(tflite, source="the converted model")
 
+    # The TFLM arena of the converted model (measured once per model, cached).
+    tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
+    arena, _ = tflm_arena(tflite, flat, runnable=tflm_ok)
+    x_q = _model_input(flat, evaluation.x)
+
+    # What ships: the converted model, or its LUT-compressed form. Targets are checked
+    # against what ships, so flash and arena budgets see the compressed model.
+    shipped, compression = tflite, None
+    model_checks: list[Check] = []
+    if options.compress == "lut":
+        with stage("compress", "LUT-compressing clustered weights (tflite-micro compressor)"):
+            if arena is None:
+                model_checks.append(Check("lut_bit_identical", False, "not run: TFLM lacks ops"))
+            else:
+                lut = compress_lut_verified(tflite, x_q, arena)
+                shipped, compression = lut.model, lut.info()
+                model_checks.append(lut.check)
+    shipped_flat = TfliteModel.from_bytes(shipped, source="the shipped model")
+
     sections: list[TargetSection] = []
     target_files: dict[str, bytes] = {}
     for profile in plan.profiles:
         with stage(f"check:{profile.name}", f"Checking against {profile.name} ({profile.kind})"):
-            section, produced = analyze_target(tflite, flat, profile, plan.overrides)
+            section, produced = analyze_target(shipped, shipped_flat, profile, plan.overrides)
         sections.append(section)
         target_files.update(produced)
-
-    # The LiteRT-vs-TFLM comparison needs the TFLM arena (measured once per model, cached).
-    tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
-    arena, _ = tflm_arena(tflite, flat, runnable=tflm_ok)
 
     from edgec.pipeline import verify
 
     with stage("evaluate", f"Evaluating float vs int8 on {len(evaluation)} samples"):
         float_out = model.predict(evaluation.x, batch_size=256, verbose=0)
-        x_q = _model_input(flat, evaluation.x)
         final = next(op for op in flat.operators if flat.outputs[0] in op.outputs)
         keep = [final.inputs[0]] if final.name in verify.AMPLIFYING else []
         n = min(len(x_q), EVAL_RUNTIME_SAMPLES)
@@ -148,20 +185,21 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             evaluation,
             max_drop=options.max_accuracy_drop,
         )
-        model_checks = [result.check]
+        model_checks.insert(0, result.check)
         if arena is not None:
             # With the exact arena: every evaluation sample must run in it.
             tflm = verify.run_tflm(tflite, x_q[:n], arena)
             if keep:
                 tflm = verify.Outputs(tflm.raw, verify.run_tflm(tflite, x_q[:n], arena, keep).kept)
-            model_checks.append(
+            model_checks.insert(
+                1,
                 verify.agreement_check(
                     litert.first(n), tflm, final_op=final.name, final_input=final.inputs[0]
-                )
+                ),
             )
         else:
-            model_checks.append(
-                Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks")
+            model_checks.insert(
+                1, Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks")
             )
     if options.phone_variants:
         from edgec.pipeline.variants import add_phone_variants
@@ -178,7 +216,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
                 quiet=not options.debug,
             )
         target_files.update(variant_files)
-    first = sections[0]
+    first, first_profile = sections[0], plan.profiles[0]
     # The first target's checks stay at the top level (report.json of one target is
     # unchanged); every target, the first included, also has its section in `targets`.
     checks = [*first.checks[:3], *model_checks, *first.checks[3:]]
@@ -188,8 +226,32 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     with stage("analyze_layers", "Measuring per-layer float vs int8 error"):
         layers = with_layer_errors(analyze_layers(flat), model, tflite, flat, calibration.x)
 
-    with stage("export", "Writing C arrays"):
-        files = {"model.tflite": tflite, **model_data_sources(tflite, name, source=source)}
+    shipped_arena, _ = tflm_arena(shipped, shipped_flat, runnable=tflm_ok)
+    firmware: Firmware | None = None
+    with stage("export", "Writing the firmware package"):
+        if shipped_arena is None:  # no op resolver and no arena for a model TFLM cannot run
+            progress.message("firmware headers not written: the model has ops TFLM lacks")
+            files = {"model.tflite": shipped, **model_data_sources(shipped, name, source=source)}
+        else:
+            spec = ExportSpec(
+                model=shipped,
+                name=name,
+                source=source,
+                target=first_profile.name,
+                runtime=load_runtime("tflite-micro"),
+                arena_bytes=shipped_arena,
+                arena_margin_percent=options.arena_margin,
+                class_names=data.class_names,
+                preprocessing=data.preprocessing,
+                raw_scale=data.raw_scale,
+                recipe=None,  # issue 3 (compression recipes) fills this in
+                versions=tool_versions(),
+                lang=options.c_lang,
+                section=options.section,
+                layout=options.layout,
+            )
+            files = export_package(spec)
+            firmware = _firmware_info(spec, files, first_profile.cpu, compression)
         files.update(target_files)
 
     report = BuildReport(
@@ -222,6 +284,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         versions=tool_versions(),
         layers=layers,
         targets=sections,
+        firmware=firmware,
     )
     return BuildResult(report=report, files=files)
 
@@ -258,6 +321,16 @@ def _validate(options: BuildOptions) -> _Plan:
         )
     if options.calibration_samples < 1:
         raise InputError("--calibration-samples must be at least 1")
+    if options.compress is not None and options.compress not in COMPRESSIONS:
+        raise InputError(f"unknown --compress '{options.compress}' (use lut)")
+    if options.layout not in LAYOUTS:
+        raise InputError(f"unknown --layout '{options.layout}' (use {', '.join(LAYOUTS)})")
+    if options.c_lang not in LANGUAGES:
+        raise InputError(f"unknown --c-lang '{options.c_lang}' (use {', '.join(LANGUAGES)})")
+    if options.section is not None:
+        check_section(options.section)
+    if not 0 <= options.arena_margin <= 1000:
+        raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
     prepare_output_dir(options.out)
     if options.model is not None:
         from edgec.pipeline.model_io import inspect_model_file
@@ -272,6 +345,43 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.data is not None and not options.data.exists():
         raise InputError(f"data {options.data} does not exist")
     return _Plan(profiles=profiles, overrides=overrides)
+
+
+def _firmware_info(
+    spec: ExportSpec, files: dict[str, bytes], cpu: str, compression: dict | None
+) -> Firmware:
+    from edgec.firmware_export.ops import resolver_methods
+    from edgec.firmware_export.settings import ArenaSize
+
+    source = next(v for k, v in files.items() if k.endswith(f"model_data.{spec.lang}"))
+    header = next(v for k, v in files.items() if k.endswith("model_data.h"))
+    size = measure_model_object(source, header, lang=spec.lang, cpu=cpu)
+    note = (
+        f"measured: {size.command}"
+        if size is not None
+        else f"not measured: arm-none-eabi-gcc/-size not found or no flags for CPU '{cpu}'"
+    )
+    flat = TfliteModel.from_bytes(spec.model)
+    return Firmware(
+        layout=spec.layout,
+        c_language=spec.lang,
+        section=spec.section,
+        tensor_arena_bytes=ArenaSize(spec.arena_bytes, spec.arena_margin_percent).bytes,
+        arena_margin_percent=spec.arena_margin_percent,
+        resolver_methods=[m for _, m in resolver_methods(flat, spec.runtime)],
+        compression=compression,
+        object_size=None
+        if size is None
+        else {
+            "cpu": size.cpu,
+            "text": size.text,
+            "data": size.data,
+            "bss": size.bss,
+            "flash_bytes": size.flash_bytes,
+            "ram_bytes": size.ram_bytes,
+        },
+        object_size_note=note,
+    )
 
 
 def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:

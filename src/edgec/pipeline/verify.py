@@ -175,6 +175,25 @@ def _step_diff(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
     return worst, same
 
 
+def bit_identical_check(reference: np.ndarray, candidate: np.ndarray, name: str) -> Check:
+    """Same runtime, two models: every output of every sample must be bit-identical."""
+    differs = np.any(
+        reference.reshape(len(reference), -1) != candidate.reshape(len(candidate), -1), axis=1
+    )
+    worst = int(np.abs(reference.astype(np.int64) - candidate.astype(np.int64)).max(initial=0))
+    bad = int(differs.sum())
+    return Check(
+        name,
+        bad == 0,
+        f"TFLM outputs of the compressed vs the uncompressed model on {len(reference)} "
+        f"evaluation samples: {len(reference) - bad} bit-identical, {bad} differ"
+        + (f" (by up to {worst} steps)" if bad else ""),
+        value=bad,
+        limit=0,
+        unit="samples",
+    )
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     num = np.sum(a * b, axis=1)
     den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)

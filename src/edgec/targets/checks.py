@@ -9,6 +9,8 @@ from edgec.targets.tflite_model import TfliteModel
 # Constant tensors that are legitimately 32-bit in an int8 model: biases and the shape /
 # axis / padding parameters of ops like RESHAPE, MEAN, PAD.
 _CONSTANT_DTYPES = ("int8", "int32")
+# TFLM's DECODE (LUT compression) reads constant uint8 buffers: packed indices and tables.
+DECODE_OP = "TFLM_DECODE"
 
 
 def check_ops(model: TfliteModel, profile: TargetProfile) -> Check:
@@ -55,6 +57,8 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
             if tensor.dtype in allowed:
                 continue
             if tensor.is_constant and tensor.dtype in _CONSTANT_DTYPES:
+                continue
+            if tensor.is_constant and op.name == DECODE_OP:  # packed LUT indices and tables
                 continue
             if index in edges and tensor.dtype == io_type:
                 continue

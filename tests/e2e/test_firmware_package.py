@@ -1,0 +1,263 @@
+"""The firmware package: op resolver, settings header, manifest, Arduino and CMake layouts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from edgec.targets import TfliteModel
+from edgec.targets.profile import load_runtime
+from tests.conftest import assert_clean_failure, run_edgec
+from tests.e2e.test_build_example import _runs_with_arena
+from tests.e2e.test_firmware_qemu import build_image, firmware_line, need, run_qemu
+
+IDENT = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def test_model_ops_lists_exactly_the_flatbuffers_ops(example_build):
+    header = (example_build.out / "model_ops.h").read_text()
+    methods = re.findall(r"resolver\.(Add\w+)\(\)", header)
+    runtime = load_runtime("tflite-micro")
+    by_method = {m: op for op, m in {**runtime.builtin_ops, **runtime.custom_ops}.items()}
+    flat = TfliteModel.from_bytes(example_build.tflite)
+    # Op codes straight from the flatbuffer: the operator-code table of the model.
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(example_build.tflite), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = {names[max(c.builtinCode, c.deprecatedBuiltinCode)] for c in model.operatorCodes}
+    assert sorted(by_method[m] for m in methods) == sorted(codes) == sorted(flat.op_names)
+    assert len(methods) == len(set(methods))
+    assert f"tflite::MicroMutableOpResolver<{len(codes)}>" in header
+    assert f"kDigitsCnnOpCount = {len(codes)};" in header
+    report = example_build.report["firmware"]
+    assert report["resolver_methods"] == methods
+
+
+def test_tensor_arena_size_covers_the_measured_arena(example_build):
+    settings = (example_build.out / "model_settings.h").read_text()
+    size = int(re.search(r"#define DIGITS_CNN_TENSOR_ARENA_SIZE (\d+)", settings).group(1))
+    measured = example_build.report["memory"]["arena_bytes"]
+    assert size >= measured and size % 16 == 0
+    assert size == math.ceil(math.ceil(measured * 1.10) / 16) * 16  # the stated 10% margin
+    assert example_build.report["firmware"]["tensor_arena_bytes"] == size
+    assert _runs_with_arena(example_build.out / "model.tflite", size)
+    assert "constexpr unsigned kTensorArenaSize = DIGITS_CNN_TENSOR_ARENA_SIZE;" in settings
+
+
+PRINT_SETTINGS = r"""#include <stdio.h>
+#include "model_settings.h"
+static const int in_shape[] = DIGITS_CNN_INPUT_SHAPE;
+static const int out_shape[] = DIGITS_CNN_OUTPUT_SHAPE;
+static const char *labels[] = DIGITS_CNN_LABELS;
+int main(void) {
+  int i;
+  printf("in %.9g %d %d", DIGITS_CNN_INPUT_SCALE, DIGITS_CNN_INPUT_ZERO_POINT,
+         DIGITS_CNN_INPUT_DIMS);
+  for (i = 0; i < DIGITS_CNN_INPUT_DIMS; ++i) printf(" %d", in_shape[i]);
+  printf("\nout %.9g %d %d", DIGITS_CNN_OUTPUT_SCALE, DIGITS_CNN_OUTPUT_ZERO_POINT,
+         DIGITS_CNN_OUTPUT_DIMS);
+  for (i = 0; i < DIGITS_CNN_OUTPUT_DIMS; ++i) printf(" %d", out_shape[i]);
+  printf("\nraw %.9g\nlabels", DIGITS_CNN_INPUT_RAW_SCALE);
+  for (i = 0; i < DIGITS_CNN_LABEL_COUNT; ++i) printf(" %s", labels[i]);
+  printf("\n");
+  return 0;
+}
+"""
+
+
+def test_model_settings_match_the_flatbuffer(example_build, tmp_path):
+    """Compile a C program against model_settings.h and compare what it prints."""
+    gcc = need("gcc")
+    (tmp_path / "main.c").write_text(PRINT_SETTINGS)
+    exe = tmp_path / "settings"
+    subprocess.run(
+        [gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", example_build.out,
+         tmp_path / "main.c", "-o", exe],
+        check=True,
+    )  # fmt: skip
+    lines = subprocess.run([exe], capture_output=True, text=True, check=True).stdout.splitlines()
+    flat = TfliteModel.from_bytes(example_build.tflite)
+    for line, tensor in zip(lines[:2], (flat.input_tensor(), flat.output_tensor()), strict=True):
+        _, scale, zero_point, dims, *shape = line.split()
+        assert math.isclose(float(scale), tensor.scales[0], rel_tol=1e-6)
+        assert int(zero_point) == tensor.zero_points[0]
+        assert int(dims) == len(tensor.shape) and tuple(map(int, shape)) == tensor.shape
+    assert float(lines[2].split()[1]) == 1 / 16  # digits: pixel values 0..16 / 16
+    assert lines[3].split()[1:] == [str(i) for i in range(10)]
+    header = (example_build.out / "model_settings.h").read_text()
+    assert "pixel values 0..16 divided by 16" in header  # the preprocessing, as a comment
+
+
+def test_manifest_lists_every_file(example_build):
+    manifest = json.loads((example_build.out / "manifest.json").read_text())
+    files = {p.name for p in example_build.out.iterdir()} - {
+        "manifest.json",
+        "report.json",
+        "report.html",
+    }
+    assert set(manifest["files"]) == files
+    for path, entry in manifest["files"].items():
+        content = (example_build.out / path).read_bytes()
+        assert entry == {"size_bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+    assert manifest["target"] == "cortex-m" and manifest["recipe"] is None
+    assert manifest["layout"] == "plain"
+    assert manifest["versions"]["tflite-micro"] != "not installed"
+
+
+def test_object_size_is_measured_with_the_arm_toolchain(example_build):
+    need("arm-none-eabi-size")
+    size = example_build.report["firmware"]["object_size"]
+    assert size["cpu"] == "cortex-m4"  # the cortex-m profile's part
+    assert size["data"] == 0 and size["bss"] == 0  # const: nothing of the model in RAM
+    model = len(example_build.tflite)
+    assert model <= size["text"] < model + 64  # the array, its size constant, padding
+    assert size["flash_bytes"] == size["text"] and size["ram_bytes"] == 0
+
+
+@pytest.fixture(scope="module")
+def layouts(user_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("layouts")
+    common = ("build", user_model.keras, "--target", "cortex-m", "--data", user_model.data)
+    arduino = run_edgec(
+        *common, "--layout", "arduino", "--name", "2024 Café-KWS v2", "--out", folder / "arduino"
+    )
+    cmake = run_edgec(
+        *common, "--layout", "cmake", "--c-lang", "c", "--section", ".rodata.model",
+        "--name", "日本 model", "--out", folder / "cmake",
+    )  # fmt: skip
+    assert arduino.code == 0, arduino.err
+    assert cmake.code == 0, cmake.err
+    return folder
+
+
+def test_arduino_library(layouts, tmp_path):
+    out = layouts / "arduino"
+    name = json.loads((out / "report.json").read_text())["model"]["name"]
+    assert name == "m_2024_cafe_kws_v2" and IDENT.fullmatch(name)
+    expected = {
+        "library.properties", "model.tflite", "manifest.json", "report.json", "report.html",
+        f"src/{name}.h", "src/model_data.h", "src/model_data.cc", "src/model_settings.h",
+        "src/model_ops.h",
+    }  # fmt: skip
+    assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == expected
+    props = dict(
+        line.split("=", 1) for line in (out / "library.properties").read_text().splitlines()
+    )
+    assert props["name"] == name and props["includes"] == f"{name}.h"
+    for key in ("version", "author", "maintainer", "sentence", "paragraph", "category"):
+        assert props[key], key
+    assert props["architectures"] == "*"
+    # The library compiles the way the Arduino IDE builds src/: C++ with the umbrella header.
+    gxx = need("g++")
+    (tmp_path / "sketch.cc").write_text(
+        f'#include "{name}.h"\nint main() {{ return g_{name}_model_data_size > 0 ? 0 : 1; }}\n'
+    )
+    subprocess.run(
+        [gxx, "-std=c++11", "-Wall", "-Werror", "-I", out / "src", tmp_path / "sketch.cc",
+         out / "src" / "model_data.cc", "-o", tmp_path / "sketch"],
+        check=True,
+    )  # fmt: skip
+    subprocess.run([tmp_path / "sketch"], check=True)
+
+
+def test_cmake_target_configures_and_builds(layouts, tmp_path):
+    cmake = need("cmake")
+    out = layouts / "cmake"
+    name = json.loads((out / "report.json").read_text())["model"]["name"]
+    assert re.fullmatch(r"model_[0-9a-f]{6}", name)  # '日本 model': the kanji have no ASCII
+    assert (out / "include" / "model_settings.h").is_file()
+    assert (out / "src" / "model_data.c").is_file() and (out / "CMakeLists.txt").is_file()
+    assert (
+        f"add_library({name}_model STATIC src/model_data.c)" in (out / "CMakeLists.txt").read_text()
+    )
+    build = tmp_path / "build"
+    subprocess.run([cmake, "-S", out, "-B", build], check=True, capture_output=True, timeout=300)
+    subprocess.run([cmake, "--build", build], check=True, capture_output=True, timeout=300)
+    library = build / f"lib{name}_model.a"
+    assert library.is_file()
+    readelf = shutil.which("readelf")
+    if readelf:
+        sections = subprocess.run(
+            [readelf, "-SW", library], capture_output=True, text=True, check=True
+        ).stdout
+        assert ".rodata.model" in sections  # --section reached the object file
+
+
+def test_plain_c_array_in_a_linker_section_on_cortex_m0plus(layouts, tmp_path):
+    """The cmake package's C11 array (with --section) in a bare-metal image under QEMU."""
+    out = layouts / "cmake"
+    name = json.loads((out / "report.json").read_text())["model"]["name"]
+    elf = build_image(out, name, "cortex-m0plus", tmp_path, lang="c", src="src", include="include")
+    symbols = subprocess.run(
+        [need("arm-none-eabi-nm"), elf], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"g_{name}_model_data" in symbols
+    done = run_qemu("cortex-m0plus", elf)
+    assert firmware_line(done).endswith("result=PASS")
+
+
+def test_bad_section_is_refused_before_any_work(tmp_path):
+    run = run_edgec(
+        "build", "--target", "cortex-m", "--section", "my section", "--out", tmp_path / "o"
+    )
+    assert_clean_failure(run, "--section 'my section'")
+    assert not (tmp_path / "o").exists()
+
+
+def test_compress_lut_on_an_unclustered_model_fails_cleanly(user_model, tmp_path):
+    out = tmp_path / "out"
+    run = run_edgec(
+        "build", user_model.keras, "--target", "cortex-m", "--data", user_model.data,
+        "--compress", "lut", "--out", out,
+    )  # fmt: skip
+    assert_clean_failure(run, "--compress lut", "cluster the model")
+    assert not out.exists()
+
+
+def test_settings_for_float_io_and_awkward_labels_compile(tmp_path):
+    """Labels with quotes, backslashes and non-ASCII; a float32 input without scale."""
+    from edgec.firmware_export.settings import ArenaSize, model_settings_header
+    from edgec.targets.tflite_model import Operator, Tensor
+
+    inp = Tensor(0, "in", "float32", (1, 3), (1, 3), None, (), (), 0)
+    out = Tensor(1, "out", "uint8", (1, 3), (1, 3), None, (0.5,), (128,), 0)
+    model = TfliteModel(
+        10, (inp, out), (Operator(0, "RELU", False, (0,), (1,), "r"),), (0,), (1,), 1
+    )
+    labels = ('say "hi"', "back\\slash", "café 猫")
+    header = model_settings_header(
+        model, "odd", source="s", arena=ArenaSize(100, 10), class_names=labels,
+        preprocessing="multi\nline */ text", raw_scale=1 / 255,
+    )  # fmt: skip
+    (tmp_path / "model_settings.h").write_bytes(header)
+    (tmp_path / "main.c").write_text(
+        '#include <stdio.h>\n#include "model_settings.h"\n'
+        "static const char *labels[] = ODD_LABELS;\n"
+        "int main(void) { int i; for (i = 0; i < ODD_LABEL_COUNT; ++i) puts(labels[i]);\n"
+        'printf("%g %d %u\\n", ODD_OUTPUT_SCALE, ODD_OUTPUT_ZERO_POINT, ODD_TENSOR_ARENA_SIZE);\n'
+        "return 0; }\n"
+    )
+    (tmp_path / "main.cc").write_text(
+        '#include "model_settings.h"\nint main() { return odd::kLabelCount == 3 ? 0 : 1; }\n'
+    )
+    gcc, gxx = need("gcc"), need("g++")
+    subprocess.run(
+        [gcc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", tmp_path, tmp_path / "main.c",
+         "-o", tmp_path / "c"],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        [gxx, "-std=c++11", "-Wall", "-Wextra", "-Werror", "-I", tmp_path, tmp_path / "main.cc",
+         "-o", tmp_path / "cc"],
+        check=True,
+    )  # fmt: skip
+    printed = subprocess.run([tmp_path / "c"], capture_output=True, check=True).stdout.decode()
+    assert printed.splitlines() == [*labels, "0.5 128 112"]
+    subprocess.run([tmp_path / "cc"], check=True)

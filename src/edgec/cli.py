@@ -41,6 +41,7 @@ def cli() -> None:
     \b
     edgec build --target cortex-m                    the built-in example
     edgec build model.keras --target cortex-m --data calib.npz
+    edgec build --target cortex-m --recipe prune-cluster-qat
     edgec targets                                    list target profiles
     """
 
@@ -98,6 +99,28 @@ def cli() -> None:
     help="Largest allowed top-1 drop, in percentage points, from float to int8.",
 )
 @click.option("--name", help="Model name for C identifiers (default: the file name).")
+@click.option(
+    "--recipe",
+    metavar="NAME|RECIPE.toml",
+    help="Compression recipe run before int8 conversion: prune-qat, cluster-qat, "
+    "prune-cluster-qat, distill, or a recipe TOML file. Training uses DATA's x and y "
+    "(the built-in example uses its own training split).",
+)
+@click.option(
+    "--distill",
+    metavar="WIDTH|STUDENT",
+    help="Short form: distil into a student WIDTH times as wide (e.g. 0.5) or a model file.",
+)
+@click.option("--prune", metavar="SPARSITY|2:4", help="Short form: prune, e.g. 0.75 or 2:4.")
+@click.option(
+    "--cluster", type=click.IntRange(min=2), metavar="N", help="Short form: N clusters per kernel."
+)
+@click.option("--qat", is_flag=True, help="Short form: quantization-aware training (last).")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="Epochs of each short-form stage (default: per stage).",
+)
 @debug_option
 def build(
     model: Path | None,
@@ -109,6 +132,12 @@ def build(
     calibration_samples: int,
     max_accuracy_drop: float,
     name: str | None,
+    recipe: str | None,
+    distill: str | None,
+    prune: str | None,
+    cluster: int | None,
+    qat: bool,
+    epochs: int | None,
 ) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
 
@@ -131,6 +160,12 @@ def build(
         max_accuracy_drop=max_accuracy_drop,
         name=name,
         debug=_state["debug"],
+        recipe=recipe,
+        distill=distill,
+        prune=prune,
+        cluster=cluster,
+        qat=qat,
+        epochs=epochs,
     )
     start = time.perf_counter()
     with captured_native_stderr(enabled=not _state["debug"]), ui.BuildProgress() as progress:

@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from edgec.datasets import load_dataset, split_calibration
-from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
+from edgec.datasets.split import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    split_holdout,
+    split_validation,
+)
 from edgec.errors import InputError
 from edgec.firmware_export import (
     c_identifier,
@@ -23,11 +27,13 @@ from edgec.firmware_export import (
     write_outputs,
 )
 from edgec.pipeline.convert import IO_TYPES
+from edgec.pipeline.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.report import Artifact, BuildReport, Check, DataInfo, Memory, ModelInfo, Stage
 from edgec.targets import TargetProfile, TfliteModel, load_target, parse_budget
 from edgec.targets import checks as target_checks
 from edgec.targets.arena import METHOD as ARENA_METHOD
 from edgec.targets.arena import measure_arena
+from edgec.targets.weights import compression_checks
 
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
 
@@ -54,6 +60,13 @@ class BuildOptions:
     max_accuracy_drop: float = 2.0
     name: str | None = None
     debug: bool = False
+    # compression: a recipe (built-in name or TOML file), or the short forms
+    recipe: str | None = None
+    distill: str | None = None  # width multiplier ("0.5") or a student model file
+    prune: str | None = None  # final sparsity ("0.75") or "2:4"
+    cluster: int | None = None  # clusters per kernel
+    qat: bool = False
+    epochs: int | None = None  # overrides every short-form stage's epochs
 
 
 @dataclass
@@ -68,6 +81,7 @@ class _Plan:
 
     profile: TargetProfile
     overrides: dict[str, int]
+    recipe: Recipe | None
 
 
 def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
@@ -76,24 +90,19 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     stages: list[Stage] = []
 
     @contextlib.contextmanager
-    def stage(name: str, description: str) -> Iterator[None]:
+    def stage(name: str, description: str) -> Iterator[dict]:
         start = time.perf_counter()
+        metrics: dict = {}
         with progress.stage(name, description):
-            yield
-        stages.append(Stage(name, round(time.perf_counter() - start, 3)))
+            yield metrics
+        stages.append(Stage(name, round(time.perf_counter() - start, 3), metrics))
 
+    recipe = plan.recipe
     if options.model is None:
-        from edgec.pipeline.example import NAME, build_example_model, example_data
+        from edgec.pipeline.example import NAME, example_data, example_model
 
-        with stage("train_example", "Training the built-in example (digits CNN)"):
-            train, data = example_data()
-            model = build_example_model(
-                train,
-                on_epoch=lambda e, n, logs: progress.message(
-                    f"epoch {e}/{n}: loss {logs.get('loss', 0):.3f}, "
-                    f"accuracy {logs.get('accuracy', 0) * 100:.1f}%"
-                ),
-            )
+        train, data = example_data()
+        model = example_model()  # trained below, after the recipe is validated
         name, source = options.name or NAME, "built-in example: digits CNN (scikit-learn digits)"
     else:
         from edgec.pipeline.model_io import load_keras_model
@@ -107,7 +116,52 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     with stage("load_data", "Loading calibration and evaluation data"):
         if options.data is not None:  # a user model always has data (see _validate)
             data = load_dataset(options.data, input_shape)
+        if recipe is not None and options.model is not None:
+            train, data = split_holdout(data, 2 * options.calibration_samples)
         calibration, evaluation = split_calibration(data, options.calibration_samples)
+        if recipe is not None:
+            train, validation = split_validation(train)
+
+    compression = None
+    if recipe is not None:
+        from edgec.pipeline import stages as compress
+
+        with stage("validate_recipe", f"Checking recipe {recipe.name} against the model"):
+            compression = compress.validate(recipe, model, train)
+
+    if options.model is None:
+        from edgec.pipeline.example import train_example_model
+
+        with stage("train_example", "Training the built-in example (digits CNN)"):
+            train_example_model(
+                model,
+                train,
+                on_epoch=lambda e, n, logs: progress.message(
+                    f"epoch {e}/{n}: loss {logs.get('loss', 0):.3f}, "
+                    f"accuracy {logs.get('accuracy', 0) * 100:.1f}%"
+                ),
+            )
+
+    input_model_out = None
+    if compression is not None:
+        input_model_out = model.predict(evaluation.x, batch_size=256, verbose=0)
+        pruned = clustered = False
+        for sp in compression.stages:
+            with stage(sp.spec.type, _describe(sp.spec)) as metrics:
+                done = compress.run_stage(
+                    sp,
+                    compression,
+                    model,
+                    train,
+                    validation,
+                    pruned=pruned,
+                    clustered=clustered,
+                    on_epoch=progress.message,
+                )
+                metrics.update(done.metrics)
+            model = done.model
+            pruned |= sp.spec.type == "prune"
+            clustered |= sp.spec.type == "cluster"
 
     from edgec.pipeline.convert import convert_int8
 
@@ -147,12 +201,17 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             max_drop=options.max_accuracy_drop,
         )
         checks.append(result.check)
+        if input_model_out is not None:
+            result = _with_input_model_accuracy(result, input_model_out, evaluation)
         if arena is not None:
             n = min(len(x_q), EVAL_RUNTIME_SAMPLES)
             tflm_raw = verify.run_tflm(tflite, x_q[:n], arena)
             checks.append(verify.agreement_check(litert_raw[:n], tflm_raw))
         else:
             checks.append(Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks"))
+
+    if compression is not None:
+        checks.extend(compression_checks(flat, compression.expectations()))
 
     budget = profile.budget.overridden(plan.overrides)
     checks.append(target_checks.check_budget("flash", len(tflite), budget.flash_bytes, "model"))
@@ -211,6 +270,7 @@ def _validate(options: BuildOptions) -> _Plan:
         raise InputError(f"unknown --io-type '{options.io_type}' (use {', '.join(IO_TYPES)})")
     if options.calibration_samples < 1:
         raise InputError("--calibration-samples must be at least 1")
+    recipe = _recipe(options)
     prepare_output_dir(options.out)
     if options.model is not None:
         from edgec.pipeline.model_io import inspect_model_file
@@ -224,7 +284,51 @@ def _validate(options: BuildOptions) -> _Plan:
             )
     if options.data is not None and not options.data.exists():
         raise InputError(f"data {options.data} does not exist")
-    return _Plan(profile=profile, overrides=overrides)
+    return _Plan(profile=profile, overrides=overrides, recipe=recipe)
+
+
+def _recipe(options: BuildOptions) -> Recipe | None:
+    short = recipe_from_options(
+        distill=options.distill,
+        prune=options.prune,
+        cluster=options.cluster,
+        qat=options.qat,
+        epochs=options.epochs if options.recipe is None else None,
+    )
+    if options.recipe is None:
+        return short
+    if short is not None or options.epochs is not None:
+        raise InputError(
+            "--recipe cannot be combined with --distill/--prune/--cluster/--qat/--epochs",
+            hint="put every stage and its epochs in the recipe, or use only the short forms",
+        )
+    return load_recipe(options.recipe)
+
+
+def _describe(spec) -> str:
+    what = {
+        "distill": "Distilling into the student",
+        "prune": "Pruning",
+        "cluster": "Clustering",
+        "qat": "Quantization-aware training",
+    }[spec.type]
+    return f"{what} ({spec['epochs']} epoch{'s' if spec['epochs'] != 1 else ''})"
+
+
+def _with_input_model_accuracy(result, input_out: np.ndarray, evaluation):
+    """Add the uncompressed input model's float figure to the accuracy detail."""
+    from dataclasses import replace
+
+    from edgec.pipeline.verify import Evaluation
+
+    flat = input_out.reshape(len(input_out), -1)
+    detail = dict(result.accuracy.detail)
+    if result.accuracy.metric == "top1":
+        detail["input_model_float"] = round(float(np.mean(flat.argmax(1) == evaluation.y) * 100), 2)
+    elif result.accuracy.metric == "rmse":
+        y = evaluation.y.reshape(len(flat), -1)
+        detail["input_model_float"] = round(float(np.sqrt(np.mean((flat - y) ** 2))), 6)
+    return Evaluation(replace(result.accuracy, detail=detail), result.check)
 
 
 def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:

@@ -24,6 +24,11 @@ def example_data() -> tuple[Dataset, Dataset]:
 
 def build_example_model(train: Dataset, on_epoch: Callable[[int, int, dict], None] | None = None):
     """Train the example CNN; same weights on every run on the same machine."""
+    return train_example_model(example_model(), train, on_epoch)
+
+
+def example_model():
+    """The example CNN, compiled and untrained (seeded initial weights)."""
     from edgec._tf import keras, tf
 
     keras.utils.set_random_seed(SEED)
@@ -46,6 +51,14 @@ def build_example_model(train: Dataset, on_epoch: Callable[[int, int, dict], Non
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+    return model
+
+
+def train_example_model(
+    model, train: Dataset, on_epoch: Callable[[int, int, dict], None] | None = None
+):
+    from edgec._tf import keras
+
     callbacks = []
     if on_epoch is not None:
         callbacks.append(

@@ -120,14 +120,16 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             train, data = split_holdout(data, 2 * options.calibration_samples)
         calibration, evaluation = split_calibration(data, options.calibration_samples)
         if recipe is not None:
-            train, validation = split_validation(train)
+            # The built-in example itself still trains on its whole training split (the
+            # same model as without a recipe); the compression stages fit on fit_on.
+            fit_on, validation = split_validation(train)
 
     compression = None
     if recipe is not None:
         from edgec.pipeline import stages as compress
 
         with stage("validate_recipe", f"Checking recipe {recipe.name} against the model"):
-            compression = compress.validate(recipe, model, train)
+            compression = compress.validate(recipe, model, fit_on)
 
     if options.model is None:
         from edgec.pipeline.example import train_example_model
@@ -143,6 +145,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             )
 
     input_model_out = None
+    parameters = None  # QAT adds quantizer variables: the stages count the weights
     if compression is not None:
         input_model_out = model.predict(evaluation.x, batch_size=256, verbose=0)
         pruned = clustered = False
@@ -152,7 +155,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
                     sp,
                     compression,
                     model,
-                    train,
+                    fit_on,
                     validation,
                     pruned=pruned,
                     clustered=clustered,
@@ -160,6 +163,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
                 )
                 metrics.update(done.metrics)
             model = done.model
+            parameters = done.metrics.get("parameters", parameters)
             pruned |= sp.spec.type == "prune"
             clustered |= sp.spec.type == "cluster"
 
@@ -230,7 +234,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             output_shape=list(flat.output_tensor().shape),
             io_type=options.io_type,
             ops=list(flat.op_names),
-            parameters=int(model.count_params()),
+            parameters=parameters if parameters is not None else int(model.count_params()),
         ),
         memory=Memory(
             flash_bytes=len(tflite),

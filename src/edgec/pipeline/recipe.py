@@ -64,14 +64,14 @@ def _common(epochs: int, learning_rate: float) -> dict[str, Param]:
 # stage type -> parameter name -> Param. The defaults are what the built-in recipes use.
 STAGE_PARAMS: dict[str, dict[str, Param]] = {
     "distill": {
-        **_common(15, 1e-3),
+        **_common(30, 1e-3),
         "student": Param(str, "", help="student model file; empty: derive one with width"),
         "width": Param(float, 0.5, 0, 1, open_low=True, help="filter/unit multiplier"),
         "temperature": Param(float, 4.0, 0, 100, open_low=True, help="softening temperature"),
         "alpha": Param(float, 0.1, 0, 1, help="weight of the hard (label) loss"),
     },
     "prune": {
-        **_common(4, 5e-4),
+        **_common(6, 1e-3),
         "sparsity": Param(float, 0.75, 0, 0.99, open_low=True, help="final zero fraction"),
         "initial_sparsity": Param(float, 0.0, 0, 0.99, help="polynomial schedule start"),
         "schedule": Param(str, "polynomial", choices=SCHEDULES),
@@ -81,7 +81,7 @@ STAGE_PARAMS: dict[str, dict[str, Param]] = {
         "layer_sparsity": Param(dict, {}, help="per-layer final sparsity, by layer name"),
     },
     "cluster": {
-        **_common(2, 1e-4),
+        **_common(3, 2e-4),
         "clusters": Param(int, 16, 2, 256, help="values per kernel (per channel)"),
         "init": Param(str, "kmeans++", choices=CENTROID_INITS),
         "per_channel": Param(bool, True, help="cluster each Conv2D output channel separately"),

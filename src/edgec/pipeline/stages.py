@@ -521,6 +521,12 @@ def steps_per_epoch(samples: int, batch_size: int) -> int:
     return max(1, math.ceil(samples / batch_size))
 
 
+def pruning_end_step(total_steps: int) -> int:
+    """Reach the final sparsity after two thirds of the steps; the rest fine-tunes with the
+    final mask (ending the schedule on the very last step leaves no time to recover)."""
+    return max(1, (2 * total_steps) // 3) if total_steps > 2 else total_steps
+
+
 def pruning_frequency(span: int) -> int:
     """The largest divisor of ``span`` up to span / 4: the mask is updated about 4 times and
     the final update lands exactly on the end step (TF-MOT's default frequency=100 would
@@ -534,7 +540,7 @@ def _prune(sp, plan, model, train, validation, on_epoch) -> StageResult:
 
     sparsity = tfmot.sparsity.keras
     spec = sp.spec
-    end_step = spec["epochs"] * steps_per_epoch(len(train), spec["batch_size"])
+    end_step = pruning_end_step(spec["epochs"] * steps_per_epoch(len(train), spec["batch_size"]))
     frequency = pruning_frequency(end_step)
 
     def wrap(layer):

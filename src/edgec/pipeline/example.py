@@ -37,11 +37,13 @@ def example_model():
     model = keras.Sequential(
         [
             layers.Input((8, 8, 1), name="image"),
-            layers.Conv2D(16, 3, padding="same", activation="relu"),
-            layers.Conv2D(32, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Flatten(),
-            layers.Dense(64, activation="relu"),
+            # Fixed names: Keras numbers default names per process (conv2d_4 ...), and
+            # recipes and the int8 weight checks refer to layers by name.
+            layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2d"),
+            layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2d_1"),
+            layers.MaxPooling2D(name="max_pooling2d"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(64, activation="relu", name="dense"),
             layers.Dense(10, name="logits"),
         ],
         name=NAME,

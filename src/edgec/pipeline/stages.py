@@ -64,6 +64,7 @@ class CompressionPlan:
     recipe: Recipe
     stages: list[StagePlan]
     task: str  # "classes" | "targets"
+    output_shape: tuple[int, ...] = ()
     student: Any = None  # distill: the (untrained) student model
 
     def expectations(self) -> Expectations:
@@ -92,7 +93,8 @@ def validate(recipe: Recipe, model, train: Dataset | None) -> CompressionPlan:
 
     _check_model_kind(model, keras)
     task = _check_training_data(recipe, model, train)
-    plan = CompressionPlan(recipe=recipe, stages=[], task=task)
+    output_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
+    plan = CompressionPlan(recipe=recipe, stages=[], task=task, output_shape=output_shape)
     target = model  # the model later stages apply to: the student after distill
     pruned = False
     for spec in recipe.stages:
@@ -150,7 +152,7 @@ def _check_training_data(recipe: Recipe, model, train: Dataset | None) -> str:
                 "y must hold class numbers 0..N-1 for a model with N outputs",
             )
         return "classes"
-    if tuple(train.y.shape[1:]) != out_shape:
+    if int(np.prod(train.y.shape[1:])) != int(np.prod(out_shape)):
         raise _fail(
             first,
             f"the targets y have shape {list(train.y.shape[1:])} per sample but the model "
@@ -505,12 +507,17 @@ def _fit(model, sp: StagePlan, plan, train, validation, on_epoch, callbacks=(), 
             parts.append(f"validation loss {logs['val_loss']:.4f}")
         on_epoch(f"{spec.type} epoch {epoch + 1}/{epochs}: " + ", ".join(parts))
 
+    def labels(data: Dataset) -> np.ndarray:
+        if plan.task == "classes":
+            return data.y
+        return data.y.reshape((len(data), *plan.output_shape)).astype(np.float32)
+
     model.fit(
         train.x,
-        train.y,
+        labels(train),
         epochs=epochs,
         batch_size=spec["batch_size"],
-        validation_data=(validation.x, validation.y),
+        validation_data=(validation.x, labels(validation)),
         shuffle=True,
         verbose=0,
         callbacks=[*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=report)],

@@ -118,13 +118,47 @@ def test_distilled_student_is_smaller_and_both_accuracies_are_reported(distill_b
     report = distill_build.report
     m = _stages(report)["distill"]["metrics"]
     assert m["student_parameters"] * 2 <= m["teacher_parameters"], m
-    assert m["accuracy_before"] > 90 and m["accuracy_after"] > 85  # teacher, student
+    assert m["teacher_accuracy"] == m["accuracy_before"] > 90
+    assert m["student_accuracy"] == m["accuracy_after"] > 85
     assert report["model"]["parameters"] == m["student_parameters"]
     assert report["accuracy"]["detail"]["input_model_float"] > 90  # the teacher, int8 eval set
     assert report["accuracy"]["float"] > 85  # the student
     # the int8 artifact is the student's: its kernels have the student's widths
     flat = TfliteModel.from_bytes(distill_build.tflite)
     assert find_kernel(kernel_stats(flat), "conv2d").shape[0] == 8  # 16 filters x 0.5
+
+
+def test_distill_regression_model_uses_mse(tmp_path_factory, tmp_path):
+    """A non-classifier: the student learns the teacher's outputs by MSE."""
+    from edgec._tf import keras
+    from edgec.pipeline.example import example_data
+
+    folder = tmp_path_factory.mktemp("regression")
+    train, held_out = example_data()
+    x = np.concatenate([train.x, held_out.x])
+    y = x.mean(axis=(1, 2, 3)) * 4.0  # a smooth real-valued target
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    model = keras.Sequential(
+        [layers.Input((8, 8, 1)), layers.Conv2D(8, 3, activation="relu"), layers.Flatten(),
+         layers.Dense(32, activation="relu"), layers.Dense(1)]
+    )  # fmt: skip
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=3, verbose=0)
+    model.save(folder / "reg.keras")
+    np.savez(folder / "reg.npz", x=x, y=y.astype(np.float32))
+    out = tmp_path / "out"
+    run = run_edgec(
+        "build", folder / "reg.keras", "--target", "cortex-m", "--data", folder / "reg.npz",
+        "--distill", "0.5", "--epochs", "3", "--out", out,
+    )  # fmt: skip
+    assert run.code == 0, run.out + run.err
+    report = Build(run, out).report
+    m = _stages(report)["distill"]["metrics"]
+    assert {"mse_before", "mse_after"} <= set(m) and "accuracy_after" not in m
+    assert m["student_parameters"] * 2 <= m["teacher_parameters"]
+    assert m["mse_after"] < float(np.var(y))  # better than predicting the mean
+    assert report["accuracy"]["metric"] == "rmse"
 
 
 def test_checks_fail_when_the_effect_is_missing(example_build):
@@ -141,14 +175,32 @@ def test_checks_fail_when_the_effect_is_missing(example_build):
 
 
 def test_user_model_trains_on_its_own_data(user_model, tmp_path):
+    """Per-layer targets, layer selection by type, block sparsity, constant schedule."""
     out = tmp_path / "out"
+    recipe = _recipe(
+        tmp_path,
+        '[[stage]]\ntype = "prune"\nschedule = "constant"\nsparsity = 0.5\nepochs = 2\n'
+        'layers = ["Dense"]\nblock = [4, 1]\n[stage.layer_sparsity]\ndense = 0.8\n',
+    )
     run = run_edgec(
         "build", user_model.keras, "--target", "cortex-m", "--data", user_model.data,
-        "--prune", "0.5", "--epochs", "1", "--out", out,
+        "--recipe", recipe, "--out", out,
     )  # fmt: skip
     assert run.code == 0, run.out + run.err
     report = Build(run, out).report
     prune = _stages(report)["prune"]["metrics"]
+    assert set(prune["layers"]) == {"dense", "logits"}  # by type: the Dense layers only
+    stats = kernel_stats(TfliteModel.from_bytes(Build(run, out).tflite))
+    dense, logits = find_kernel(stats, "dense"), find_kernel(stats, "logits")
+    assert dense.zeros >= 0.8 - 0.005 and logits.zeros >= 0.5 - 0.005
+    assert find_kernel(stats, "conv2d_1").zeros < 0.1  # not selected: stays dense
+    # block [4, 1] on the Keras (in, out) kernel: 4 neighbouring inputs of one output are
+    # zero together; in the TFLite (out, in) layout those are 4 neighbouring columns
+    flat = TfliteModel.from_bytes(Build(run, out).tflite)
+    fc = [op for op in flat.operators if op.name == "FULLY_CONNECTED"][0]
+    w = flat.tensors[fc.inputs[1]].array()
+    blocks = w.reshape(w.shape[0], w.shape[1] // 4, 4) == 0
+    assert np.mean(blocks.all(axis=2)) >= 0.8 - 0.005
     # 600 labelled samples: 300 held out (150 calibration + 150 evaluation), 300 to train
     assert report["data"]["calibration_samples"] + report["data"]["evaluation_samples"] == 300
     assert prune["training_samples"] + prune["validation_samples"] == 300
@@ -255,6 +307,7 @@ def _recipe(tmp_path: Path, text: str) -> Path:
         ("plain", "data", "prune-layer", ["'layers' names 'dense_7'", "layers: "]),
         ("plain", "data", "prune-ls", ["layer_sparsity names layer 'flatten'"]),
         ("plain", "data", "block", ["cannot take block sparsity [1, 4] (Dense kernels only)"]),
+        ("plain", "data", "block-div", ["has a 288x4 kernel, not a multiple of block [1, 3]"]),
         ("plain", "data", "cluster-big", ["has only", "not more than 256 clusters"]),
         ("plain", "data", "student", ["student's output shape [6]", "teacher's [4]"]),
     ],
@@ -266,6 +319,7 @@ def test_recipe_errors_against_the_model(odd_models, tmp_path, model, data, reci
         "prune-layer": '[[stage]]\ntype = "prune"\nlayers = ["Conv2D", "dense_7"]\n',
         "prune-ls": '[[stage]]\ntype = "prune"\n[stage.layer_sparsity]\nflatten = 0.5\n',
         "block": '[[stage]]\ntype = "prune"\nblock = [1, 4]\nlayers = ["Conv2D"]\n',
+        "block-div": '[[stage]]\ntype = "prune"\nblock = [1, 3]\nlayers = ["Dense"]\n',
         "cluster-big": '[[stage]]\ntype = "cluster"\nclusters = 256\nlayers = ["Conv2D"]\n',
         "student": f'[[stage]]\ntype = "distill"\nstudent = "{odd_models["six_outputs"]}"\n',
     }

@@ -281,6 +281,7 @@ def _plan_cluster(sp: StagePlan, model, *, preserve_sparsity: bool) -> None:
 
 
 def _check_qat(spec: StageSpec, model, keras) -> None:
+    registry = _qat_registry()
     for layer in model.layers:
         kind = type(layer).__name__
         if kind == "InputLayer":
@@ -315,8 +316,7 @@ def _check_qat(spec: StageSpec, model, keras) -> None:
                     "Conv2D, DepthwiseConv2D or Dense without activation; QAT cannot fold it",
                     "move it right after a linear Conv2D/Dense, or remove it",
                 )
-        registry = _qat_registry()
-        if registry is not None and not registry.supports(layer) and kind != "BatchNormalization":
+        if kind != "BatchNormalization" and not registry.supports(layer):
             raise _fail(
                 spec,
                 f"layer '{layer.name}' ({kind}) has no default 8-bit QAT configuration",
@@ -325,16 +325,10 @@ def _check_qat(spec: StageSpec, model, keras) -> None:
 
 
 def _qat_registry():
+    """What quantize_apply consults: the default 8-bit scheme's layer registry."""
     from edgec._tf import tfmot
 
-    try:  # not re-exported publicly; the registry is what quantize_apply consults
-        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-            default_8bit_quantize_registry as registry,
-        )
-    except ImportError:  # pragma: no cover - TF-MOT layout changed; the explicit list remains
-        return None
-    del tfmot
-    return registry.Default8BitQuantizeRegistry()
+    return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
 
 
 def _as_list(value) -> list:

@@ -266,7 +266,7 @@ def _checked_value(key: str, value: Any, spec: Param, label: str) -> Any:
         raise InputError(
             f"{label}: parameter '{key}' is '{value}'", hint=f"use {spec.describe_range()}"
         )
-    if kind in (int, float):
+    if isinstance(value, int | float):
         too_low = spec.low is not None and (
             value <= spec.low if spec.open_low else value < spec.low
         )
@@ -276,7 +276,11 @@ def _checked_value(key: str, value: Any, spec: Param, label: str) -> Any:
                 f"{label}: parameter '{key}' = {value:g} is out of range",
                 hint=f"use a value {spec.describe_range()}",
             )
-    if key == "layers" and not all(isinstance(v, str) and v for v in value):
+    if (
+        key == "layers"
+        and isinstance(value, list)
+        and not all(isinstance(v, str) and v for v in value)
+    ):
         raise InputError(f"{label}: 'layers' must be a list of layer names or layer types")
     return value
 

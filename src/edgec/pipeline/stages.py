@@ -19,6 +19,7 @@ TF-MOT traps handled here (see shared/reference/facts.md, section 3):
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,13 @@ def validate(recipe: Recipe, model, train: Dataset | None) -> CompressionPlan:
     return plan
 
 
+def _y(data: Dataset) -> np.ndarray:
+    """Labels of data that ``validate`` already required to be labelled."""
+    if data.y is None:
+        raise InputError(f"data {data.source} has no labels (y); training stages need them")
+    return data.y
+
+
 def _fail(spec: StageSpec, text: str, hint: str) -> InputError:
     return InputError(f"recipe {spec.label}: {text}", hint=hint)
 
@@ -144,7 +152,7 @@ def _check_training_data(recipe: Recipe, model, train: Dataset | None) -> str:
         )
     out_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
     if train.labels == "classes":
-        classes = int(train.y.max()) + 1
+        classes = int(_y(train).max()) + 1
         if len(out_shape) != 1 or out_shape[0] < classes or out_shape[0] < 2:
             raise _fail(
                 first,
@@ -152,10 +160,10 @@ def _check_training_data(recipe: Recipe, model, train: Dataset | None) -> str:
                 "y must hold class numbers 0..N-1 for a model with N outputs",
             )
         return "classes"
-    if int(np.prod(train.y.shape[1:])) != int(np.prod(out_shape)):
+    if int(np.prod(_y(train).shape[1:])) != int(np.prod(out_shape)):
         raise _fail(
             first,
-            f"the targets y have shape {list(train.y.shape[1:])} per sample but the model "
+            f"the targets y have shape {list(_y(train).shape[1:])} per sample but the model "
             f"output is {list(out_shape)}",
             "give y in the model's output shape, or integer class numbers",
         )
@@ -452,12 +460,12 @@ def evaluate_model(model, data: Dataset, task: str) -> dict[str, float]:
     """Loss and accuracy (classes) or MSE (targets) on ``data``, in numpy."""
     out = np.asarray(model.predict(data.x, batch_size=256, verbose=0), dtype=np.float64)
     if task == "classes":
-        y = data.y.astype(np.int64)
+        y = _y(data).astype(np.int64)
         probs = out if _outputs_probabilities(model) else _softmax(out)
         loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
         acc = float(np.mean(out.argmax(1) == y) * 100)
         return {"loss": round(loss, 5), "accuracy": round(acc, 2)}
-    mse = float(np.mean((out.reshape(len(out), -1) - data.y.reshape(len(out), -1)) ** 2))
+    mse = float(np.mean((out.reshape(len(out), -1) - _y(data).reshape(len(out), -1)) ** 2))
     return {"loss": round(mse, 6), "mse": round(mse, 6)}
 
 
@@ -509,8 +517,8 @@ def _fit(model, sp: StagePlan, plan, train, validation, on_epoch, callbacks=(), 
 
     def labels(data: Dataset) -> np.ndarray:
         if plan.task == "classes":
-            return data.y
-        return data.y.reshape((len(data), *plan.output_shape)).astype(np.float32)
+            return _y(data)
+        return _y(data).reshape((len(data), *plan.output_shape)).astype(np.float32)
 
     model.fit(
         train.x,
@@ -660,10 +668,28 @@ def _qat(sp, plan, model, train, validation, on_epoch, pruned, clustered) -> Sta
         if scheme is not None
         else quantize.quantize_apply(annotated)
     )
-    _fit(qat_model, sp, plan, train, validation, on_epoch)
+    # CQAT/PCQAT train the cluster centroids, not the original kernels, so tf_keras warns
+    # "Gradients do not exist for variables [...kernel:0]" every epoch. Expected, and it
+    # reads like a bug to the user: filtered for this fit only.
+    tf_logger = logging.getLogger("tensorflow")
+    quiet = _DropMessage("Gradients do not exist for variables")
+    tf_logger.addFilter(quiet)
+    try:
+        _fit(qat_model, sp, plan, train, validation, on_epoch)
+    finally:
+        tf_logger.removeFilter(quiet)
     if clustered:
         qat_model = combine.strip_clustering_cqat(qat_model)
     return StageResult(qat_model, {"scheme": scheme_name, "parameters": parameters})
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in str(record.msg)
 
 
 def kernel_summary(model, name: str) -> dict[str, Any]:

@@ -134,7 +134,9 @@ def _missing(layer: str) -> str:
 
 
 def _check_sparsity(stats: list[KernelStats], targets: dict[str, float]) -> Check:
-    parts, bad, lowest = [], [], 1.0
+    parts: list[str] = []
+    bad: list[str] = []
+    lowest = 1.0
     for layer, target in targets.items():
         s = find_kernel(stats, layer)
         if s is None:
@@ -153,7 +155,9 @@ def _check_sparsity(stats: list[KernelStats], targets: dict[str, float]) -> Chec
 
 
 def _check_2_4(stats: list[KernelStats], layers: tuple[str, ...]) -> Check:
-    parts, bad, worst = [], [], 1.0
+    parts: list[str] = []
+    bad: list[str] = []
+    worst = 1.0
     for layer in layers:
         s = find_kernel(stats, layer)
         if s is None:
@@ -172,7 +176,9 @@ def _check_2_4(stats: list[KernelStats], layers: tuple[str, ...]) -> Check:
 
 
 def _check_clusters(stats: list[KernelStats], clusters: dict[str, int]) -> Check:
-    parts, bad, worst = [], [], 0
+    parts: list[str] = []
+    bad: list[str] = []
+    worst = 0
     for layer, limit in clusters.items():
         s = find_kernel(stats, layer)
         if s is None:

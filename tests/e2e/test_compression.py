@@ -211,17 +211,49 @@ def test_user_model_trains_on_its_own_data(user_model, tmp_path):
 
 
 class Recorder:
-    """A Progress that remembers which stages started."""
+    """A Progress that remembers which stages started and what it was told."""
 
     def __init__(self) -> None:
         self.started: list[str] = []
+        self.messages: list[str] = []
 
     def stage(self, name: str, description: str):
         self.started.append(name)
         return contextlib.nullcontext()
 
     def message(self, text: str) -> None:
-        pass
+        self.messages.append(text)
+
+
+def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
+    """A user's student file is distilled from the user's model, then pruned."""
+    from edgec._tf import keras
+    from edgec.pipeline.build import BuildOptions, run_build
+
+    layers = keras.layers
+    student = keras.Sequential(
+        [layers.Input((8, 8, 1)), layers.Conv2D(4, 3, activation="relu", name="c"),
+         layers.Flatten(), layers.Dense(10, name="d")], name="small",
+    )  # fmt: skip
+    student.save(tmp_path / "small.keras")
+    recorder = Recorder()
+    options = BuildOptions(
+        model=user_model.keras, data=user_model.data, target="cortex-m", out=tmp_path / "out",
+        distill=str(tmp_path / "small.keras"), prune="0.5", epochs=2,
+    )  # fmt: skip
+    result = run_build(options, recorder)  # type: ignore[arg-type]
+    stages = {s.name: s for s in result.report.stages}
+    m = stages["distill"].metrics
+    assert m["student"] == str(tmp_path / "small.keras")
+    assert m["student_parameters"] == student.count_params() < m["teacher_parameters"]
+    assert set(stages["prune"].metrics["layers"]) == {"c", "d"}  # the student's layers
+    assert result.report.model.parameters == student.count_params()
+    for stage in ("distill", "prune"):
+        for epoch in (1, 2):
+            assert any(
+                t.startswith(f"{stage} epoch {epoch}/2: loss ") and "validation" in t
+                for t in recorder.messages
+            ), (stage, epoch, recorder.messages)
 
 
 def _run_build_fails(tmp_path: Path, **options) -> tuple[str, list[str]]:

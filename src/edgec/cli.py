@@ -42,6 +42,7 @@ def cli() -> None:
     edgec build --target cortex-m                    the built-in example
     edgec build model.keras --target cortex-m --data calib.npz
     edgec inspect model.tflite                       per-layer table
+    edgec build --target cortex-m --recipe prune-cluster-qat
     edgec targets                                    list target profiles
     edgec check model.tflite --target cortex-m4,edgetpu --format junit --out checks.xml
     edgec diff old/report.json new/report.json --max-growth 5%
@@ -141,6 +142,28 @@ def cli() -> None:
     show_default=True,
     help="Percent added to the measured TFLM arena for kTensorArenaSize.",
 )
+@click.option(
+    "--recipe",
+    metavar="NAME|RECIPE.toml",
+    help="Compression recipe run before int8 conversion: prune-qat, cluster-qat, "
+    "prune-cluster-qat, distill, or a recipe TOML file. Training uses DATA's x and y "
+    "(the built-in example uses its own training split).",
+)
+@click.option(
+    "--distill",
+    metavar="WIDTH|STUDENT",
+    help="Short form: distil into a student WIDTH times as wide (e.g. 0.5) or a model file.",
+)
+@click.option("--prune", metavar="SPARSITY|2:4", help="Short form: prune, e.g. 0.75 or 2:4.")
+@click.option(
+    "--cluster", type=click.IntRange(min=2), metavar="N", help="Short form: N clusters per kernel."
+)
+@click.option("--qat", is_flag=True, help="Short form: quantization-aware training (last).")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="Epochs of each short-form stage (default: per stage).",
+)
 @debug_option
 def build(
     model: Path | None,
@@ -158,6 +181,12 @@ def build(
     c_lang: str,
     section: str | None,
     arena_margin: float,
+    recipe: str | None,
+    distill: str | None,
+    prune: str | None,
+    cluster: int | None,
+    qat: bool,
+    epochs: int | None,
 ) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
 
@@ -186,6 +215,12 @@ def build(
         c_lang=c_lang,
         section=section,
         arena_margin=arena_margin,
+        recipe=recipe,
+        distill=distill,
+        prune=prune,
+        cluster=cluster,
+        qat=qat,
+        epochs=epochs,
     )
     start = time.perf_counter()
     with captured_native_stderr(enabled=not _state["debug"]), ui.BuildProgress() as progress:

@@ -36,6 +36,7 @@ class Artifact:
 class Stage:
     name: str
     seconds: float
+    metrics: dict[str, Any] = field(default_factory=dict)  # compression stages: measurements
 
 
 @dataclass(frozen=True, slots=True)

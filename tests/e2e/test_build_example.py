@@ -35,7 +35,8 @@ def test_example_build_passes(example_build):
     assert report["data"]["calibration_samples"] == 300
     for key in ("tensorflow", "tf-keras", "tflite-micro", "ai-edge-litert", "edgec"):
         assert report["versions"][key] != "not installed"
-    assert [s["name"] for s in report["stages"]][:2] == ["train_example", "load_data"]
+    # data first: a recipe is validated against the training data before the example trains
+    assert [s["name"] for s in report["stages"]][:2] == ["load_data", "train_example"]
 
 
 def test_report_describes_the_artifacts(example_build):

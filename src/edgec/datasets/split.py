@@ -27,3 +27,38 @@ def split_calibration(
     order = np.random.default_rng(seed).permutation(len(data))
     count = min(calibration_samples, len(data) // 2)
     return data.subset(order[:count]), data.subset(order[count:])
+
+
+VALIDATION_FRACTION = 0.1
+
+
+def split_holdout(
+    data: Dataset, held_out_samples: int, *, seed: int = 0
+) -> tuple[Dataset, Dataset]:
+    """(training, held-out) for recipes that train on the user's data.
+
+    Same rules as ``split_calibration``: a seeded shuffle, and the training part keeps at
+    least half of the data. The held-out part then goes through ``split_calibration``.
+    """
+    if len(data) < 4:
+        raise InputError(
+            f"data {data.source} has {len(data)} samples; training needs at least 4",
+            hint="training, validation, calibration and evaluation each need samples",
+        )
+    order = np.random.default_rng(seed + 1).permutation(len(data))
+    count = min(held_out_samples, len(data) // 2)
+    return data.subset(order[count:]), data.subset(order[:count])
+
+
+def split_validation(
+    data: Dataset, fraction: float = VALIDATION_FRACTION, *, seed: int = 0
+) -> tuple[Dataset, Dataset]:
+    """(training, validation): a seeded ``fraction`` (at least one sample) for validation."""
+    if len(data) < 2:
+        raise InputError(
+            f"training data {data.source} has {len(data)} sample; need at least 2",
+            hint="one part trains, the rest validates each epoch",
+        )
+    order = np.random.default_rng(seed + 2).permutation(len(data))
+    count = min(max(1, round(len(data) * fraction)), len(data) - 1)
+    return data.subset(order[count:]), data.subset(order[:count])

@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from edgec.datasets import load_dataset, split_calibration
-from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
+from edgec.datasets.split import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    split_holdout,
+    split_validation,
+)
 from edgec.errors import InputError
 from edgec.firmware_export import (
     LAYOUTS,
@@ -30,6 +34,7 @@ from edgec.firmware_export.c_array import LANGUAGES
 from edgec.firmware_export.toolchain import measure_model_object
 from edgec.pipeline.convert import IO_TYPES, PHONE_VARIANTS
 from edgec.pipeline.lut import compress_lut_verified
+from edgec.pipeline.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.report import (
     Artifact,
     BuildReport,
@@ -45,6 +50,7 @@ from edgec.targets.analyzers import analyze_target
 from edgec.targets.analyzers.mcu import tflm_arena
 from edgec.targets.layers import analyze_layers
 from edgec.targets.profile import load_runtime
+from edgec.targets.weights import compression_checks
 
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
 COMPRESSIONS = ("lut",)
@@ -79,6 +85,13 @@ class BuildOptions:
     c_lang: str = "cc"
     section: str | None = None
     arena_margin: float = 10.0  # percent added to the measured arena for kTensorArenaSize
+    # compression: a recipe (built-in name or TOML file), or the short forms
+    recipe: str | None = None
+    distill: str | None = None  # width multiplier ("0.5") or a student model file
+    prune: str | None = None  # final sparsity ("0.75") or "2:4"
+    cluster: int | None = None  # clusters per kernel
+    qat: bool = False
+    epochs: int | None = None  # overrides every short-form stage's epochs
 
 
 @dataclass
@@ -93,6 +106,7 @@ class _Plan:
 
     profiles: list[TargetProfile]
     overrides: dict[str, int]
+    recipe: Recipe | None
 
 
 def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
@@ -101,24 +115,19 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     stages: list[Stage] = []
 
     @contextlib.contextmanager
-    def stage(name: str, description: str) -> Iterator[None]:
+    def stage(name: str, description: str) -> Iterator[dict]:
         start = time.perf_counter()
+        metrics: dict = {}
         with progress.stage(name, description):
-            yield
-        stages.append(Stage(name, round(time.perf_counter() - start, 3)))
+            yield metrics
+        stages.append(Stage(name, round(time.perf_counter() - start, 3), metrics))
 
+    recipe = plan.recipe
     if options.model is None:
-        from edgec.pipeline.example import NAME, build_example_model, example_data
+        from edgec.pipeline.example import NAME, example_data, example_model
 
-        with stage("train_example", "Training the built-in example (digits CNN)"):
-            train, data = example_data()
-            model = build_example_model(
-                train,
-                on_epoch=lambda e, n, logs: progress.message(
-                    f"epoch {e}/{n}: loss {logs.get('loss', 0):.3f}, "
-                    f"accuracy {logs.get('accuracy', 0) * 100:.1f}%"
-                ),
-            )
+        train, data = example_data()
+        model = example_model()  # trained below, after the recipe is validated
         name, source = options.name or NAME, "built-in example: digits CNN (scikit-learn digits)"
     else:
         from edgec.pipeline.model_io import load_keras_model
@@ -132,7 +141,56 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     with stage("load_data", "Loading calibration and evaluation data"):
         if options.data is not None:  # a user model always has data (see _validate)
             data = load_dataset(options.data, input_shape)
+        if recipe is not None and options.model is not None:
+            train, data = split_holdout(data, 2 * options.calibration_samples)
         calibration, evaluation = split_calibration(data, options.calibration_samples)
+        if recipe is not None:
+            # The built-in example itself still trains on its whole training split (the
+            # same model as without a recipe); the compression stages fit on fit_on.
+            fit_on, validation = split_validation(train)
+
+    recipe_plan = None
+    if recipe is not None:
+        from edgec.pipeline import stages as compress
+
+        with stage("validate_recipe", f"Checking recipe {recipe.name} against the model"):
+            recipe_plan = compress.validate(recipe, model, fit_on)
+
+    if options.model is None:
+        from edgec.pipeline.example import train_example_model
+
+        with stage("train_example", "Training the built-in example (digits CNN)"):
+            train_example_model(
+                model,
+                train,
+                on_epoch=lambda e, n, logs: progress.message(
+                    f"epoch {e}/{n}: loss {logs.get('loss', 0):.3f}, "
+                    f"accuracy {logs.get('accuracy', 0) * 100:.1f}%"
+                ),
+            )
+
+    input_model_out = None
+    parameters = None  # QAT adds quantizer variables: the stages count the weights
+    if recipe_plan is not None:
+        input_model_out = model.predict(evaluation.x, batch_size=256, verbose=0)
+        pruned = clustered = False
+        for sp in recipe_plan.stages:
+            with stage(sp.spec.type, _describe(sp.spec)) as metrics:
+                done = compress.run_stage(
+                    sp,
+                    recipe_plan,
+                    model,
+                    fit_on,
+                    validation,
+                    pruned=pruned,
+                    clustered=clustered,
+                    on_epoch=progress.message,
+                )
+                metrics.update(done.metrics)
+            model = done.model
+            parameters = done.metrics.get("parameters", parameters)
+            pruned |= sp.spec.type == "prune"
+            clustered |= sp.spec.type == "cluster"
 
     from edgec.pipeline.convert import convert_int8
 
@@ -151,7 +209,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
 
     # What ships: the converted model, or its LUT-compressed form. Targets are checked
     # against what ships, so flash and arena budgets see the compressed model.
-    shipped, compression = tflite, None
+    shipped, lut_info = tflite, None
     model_checks: list[Check] = []
     if options.compress == "lut":
         with stage("compress", "LUT-compressing clustered weights (tflite-micro compressor)"):
@@ -159,7 +217,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
                 model_checks.append(Check("lut_bit_identical", False, "not run: TFLM lacks ops"))
             else:
                 lut = compress_lut_verified(tflite, x_q, arena)
-                shipped, compression = lut.model, lut.info()
+                shipped, lut_info = lut.model, lut.info()
                 model_checks.append(lut.check)
     shipped_flat = TfliteModel.from_bytes(shipped, source="the shipped model")
 
@@ -186,6 +244,8 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             max_drop=options.max_accuracy_drop,
         )
         model_checks.insert(0, result.check)
+        if input_model_out is not None:
+            result = _with_input_model_accuracy(result, input_model_out, evaluation)
         if arena is not None:
             # With the exact arena: every evaluation sample must run in it.
             tflm = verify.run_tflm(tflite, x_q[:n], arena)
@@ -216,6 +276,8 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
                 quiet=not options.debug,
             )
         target_files.update(variant_files)
+    if recipe_plan is not None:  # pruning/2:4/clusters must survive into the int8 model
+        model_checks.extend(compression_checks(flat, recipe_plan.expectations()))
     first, first_profile = sections[0], plan.profiles[0]
     # The first target's checks stay at the top level (report.json of one target is
     # unchanged); every target, the first included, also has its section in `targets`.
@@ -244,14 +306,16 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
                 class_names=data.class_names,
                 preprocessing=data.preprocessing,
                 raw_scale=data.raw_scale,
-                recipe=None,  # issue 3 (compression recipes) fills this in
+                recipe=None
+                if recipe is None
+                else f"{recipe.name} ({recipe.source}): {' -> '.join(recipe.types)}",
                 versions=tool_versions(),
                 lang=options.c_lang,
                 section=options.section,
                 layout=options.layout,
             )
             files = export_package(spec)
-            firmware = _firmware_info(spec, files, first_profile.cpu, compression)
+            firmware = _firmware_info(spec, files, first_profile.cpu, lut_info)
         files.update(target_files)
 
     report = BuildReport(
@@ -264,7 +328,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             output_shape=list(flat.output_tensor().shape),
             io_type=options.io_type,
             ops=list(flat.op_names),
-            parameters=int(model.count_params()),
+            parameters=parameters if parameters is not None else int(model.count_params()),
         ),
         memory=first.memory,
         accuracy=result.accuracy,
@@ -331,6 +395,7 @@ def _validate(options: BuildOptions) -> _Plan:
         check_section(options.section)
     if not 0 <= options.arena_margin <= 1000:
         raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
+    recipe = _recipe(options)
     prepare_output_dir(options.out)
     if options.model is not None:
         from edgec.pipeline.model_io import inspect_model_file
@@ -344,7 +409,7 @@ def _validate(options: BuildOptions) -> _Plan:
             )
     if options.data is not None and not options.data.exists():
         raise InputError(f"data {options.data} does not exist")
-    return _Plan(profiles=profiles, overrides=overrides)
+    return _Plan(profiles=profiles, overrides=overrides, recipe=recipe)
 
 
 def _firmware_info(
@@ -382,6 +447,50 @@ def _firmware_info(
         },
         object_size_note=note,
     )
+
+
+def _recipe(options: BuildOptions) -> Recipe | None:
+    short = recipe_from_options(
+        distill=options.distill,
+        prune=options.prune,
+        cluster=options.cluster,
+        qat=options.qat,
+        epochs=options.epochs if options.recipe is None else None,
+    )
+    if options.recipe is None:
+        return short
+    if short is not None or options.epochs is not None:
+        raise InputError(
+            "--recipe cannot be combined with --distill/--prune/--cluster/--qat/--epochs",
+            hint="put every stage and its epochs in the recipe, or use only the short forms",
+        )
+    return load_recipe(options.recipe)
+
+
+def _describe(spec) -> str:
+    what = {
+        "distill": "Distilling into the student",
+        "prune": "Pruning",
+        "cluster": "Clustering",
+        "qat": "Quantization-aware training",
+    }[spec.type]
+    return f"{what} ({spec['epochs']} epoch{'s' if spec['epochs'] != 1 else ''})"
+
+
+def _with_input_model_accuracy(result, input_out: np.ndarray, evaluation):
+    """Add the uncompressed input model's float figure to the accuracy detail."""
+    from dataclasses import replace
+
+    from edgec.pipeline.verify import Evaluation
+
+    flat = input_out.reshape(len(input_out), -1)
+    detail = dict(result.accuracy.detail)
+    if result.accuracy.metric == "top1":
+        detail["input_model_float"] = round(float(np.mean(flat.argmax(1) == evaluation.y) * 100), 2)
+    elif result.accuracy.metric == "rmse":
+        y = evaluation.y.reshape(len(flat), -1)
+        detail["input_model_float"] = round(float(np.sqrt(np.mean((flat - y) ** 2))), 6)
+    return Evaluation(replace(result.accuracy, detail=detail), result.check)
 
 
 def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:

@@ -24,6 +24,11 @@ def example_data() -> tuple[Dataset, Dataset]:
 
 def build_example_model(train: Dataset, on_epoch: Callable[[int, int, dict], None] | None = None):
     """Train the example CNN; same weights on every run on the same machine."""
+    return train_example_model(example_model(), train, on_epoch)
+
+
+def example_model():
+    """The example CNN, compiled and untrained (seeded initial weights)."""
     from edgec._tf import keras, tf
 
     keras.utils.set_random_seed(SEED)
@@ -32,11 +37,13 @@ def build_example_model(train: Dataset, on_epoch: Callable[[int, int, dict], Non
     model = keras.Sequential(
         [
             layers.Input((8, 8, 1), name="image"),
-            layers.Conv2D(16, 3, padding="same", activation="relu"),
-            layers.Conv2D(32, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Flatten(),
-            layers.Dense(64, activation="relu"),
+            # Fixed names: Keras numbers default names per process (conv2d_4 ...), and
+            # recipes and the int8 weight checks refer to layers by name.
+            layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2d"),
+            layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2d_1"),
+            layers.MaxPooling2D(name="max_pooling2d"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(64, activation="relu", name="dense"),
             layers.Dense(10, name="logits"),
         ],
         name=NAME,
@@ -46,6 +53,14 @@ def build_example_model(train: Dataset, on_epoch: Callable[[int, int, dict], Non
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+    return model
+
+
+def train_example_model(
+    model, train: Dataset, on_epoch: Callable[[int, int, dict], None] | None = None
+):
+    from edgec._tf import keras
+
     callbacks = []
     if on_epoch is not None:
         callbacks.append(

@@ -30,9 +30,11 @@ def with_layer_errors(
     if not matched:
         return layers
     x = x[:SAMPLES]
-    probe = keras.Model(
-        keras_model.inputs, [keras_model.get_layer(n).output for n in matched.values()]
-    )
+    try:
+        outputs_of = [_output_in(keras_model, keras_model.get_layer(n)) for n in matched.values()]
+        probe = keras.Model(keras_model.inputs, outputs_of)
+    except ValueError:  # a layer this model does not reach from its input: no figures
+        return layers
     float_outs = probe.predict(x, batch_size=64, verbose=0)
     if len(matched) == 1:
         float_outs = [float_outs]
@@ -58,6 +60,20 @@ def with_layer_errors(
     return result
 
 
+def _output_in(model, layer):
+    """The layer's output in ``model``'s own graph.
+
+    A layer object reused in several models (TF-MOT stages and distillation re-wrap
+    layers) has one inbound node per call, and ``layer.output`` is the first one's: a
+    probe built on it is "graph disconnected". The model lists its own nodes.
+    """
+    nodes = getattr(model, "_network_nodes", set())
+    for index in range(len(layer.inbound_nodes)):
+        if f"{layer.name}_ib-{index}" in nodes:
+            return layer.get_output_at(index)
+    return layer.output
+
+
 def _match_layers(keras_model, flat: TfliteModel) -> dict[int, str]:
     """op index -> Keras layer name, from the scope in each op's location."""
     names = {layer.name for layer in keras_model.layers if not hasattr(layer, "layers")}
@@ -75,7 +91,11 @@ def error_summary(layers: list[Layer], *, worst: int = 3) -> list[str]:
     """The layers that lose most, with what to try, for the terminal and the HTML report."""
     measured = [layer for layer in layers if layer.error_steps is not None]
     if not measured:
-        return []
+        return (
+            ["per-layer float vs int8 error not measured: no op could be matched to a Keras "
+             "layer output of this model"]
+            if layers else []
+        )  # fmt: skip
     ranked = sorted(measured, key=lambda layer: layer.error_steps or 0.0, reverse=True)[:worst]
     top = ranked[0]
     if (top.error_steps or 0.0) < NOTICEABLE_STEPS:

@@ -1,0 +1,382 @@
+"""Compression recipes end to end: the effects are measured in the int8 flatbuffer.
+
+Each expensive build runs once per session; the recipe-error tests use small untrained
+models, because validation must fail before anything trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgec.errors import InputError
+from edgec.targets import TfliteModel
+from edgec.targets.weights import Expectations, compression_checks, find_kernel, kernel_stats
+from tests.conftest import Build, assert_clean_failure, run_edgec
+
+KERNEL_LAYERS = ("conv2d", "conv2d_1", "dense", "logits")  # the example CNN's kernels
+TRAINING_STAGES = {"train_example", "distill", "prune", "cluster", "qat"}
+
+
+def _build(tmp_path_factory, name: str, *args: str) -> Build:
+    out = tmp_path_factory.mktemp(name) / "edgec-out"
+    return Build(run_edgec("build", "--target", "cortex-m", "--out", out, *args), out)
+
+
+@pytest.fixture(scope="session")
+def pcq_build(tmp_path_factory) -> Build:
+    """The acceptance command: the built-in example through prune -> cluster -> PCQAT."""
+    return _build(tmp_path_factory, "pcq", "--recipe", "prune-cluster-qat")
+
+
+@pytest.fixture(scope="session")
+def p24_build(tmp_path_factory) -> Build:
+    return _build(tmp_path_factory, "p24", "--prune", "2:4", "--qat", "--epochs", "2")
+
+
+@pytest.fixture(scope="session")
+def distill_build(tmp_path_factory) -> Build:
+    return _build(tmp_path_factory, "distill", "--recipe", "distill")
+
+
+def _stages(report: dict) -> dict[str, dict]:
+    return {s["name"]: s for s in report["stages"]}
+
+
+# ---------------------------------------------------------------------------- acceptance
+
+
+def test_prune_cluster_qat_survives_into_int8(pcq_build):
+    assert pcq_build.run.code == 0, pcq_build.run.out + pcq_build.run.err
+    stats = kernel_stats(TfliteModel.from_bytes(pcq_build.tflite))
+    for layer in KERNEL_LAYERS:
+        kernel = find_kernel(stats, layer)
+        assert kernel is not None, layer
+        assert kernel.zeros >= 0.70, (layer, kernel.zeros)
+        assert kernel.unique_measured <= 16, (layer, kernel)
+    conv = find_kernel(stats, "conv2d_1")
+    assert conv.per_channel and conv.unique_per_channel <= 16
+    checks = {c["name"]: c for c in pcq_build.report["checks"]}
+    assert checks["sparsity"]["ok"] and checks["clusters"]["ok"] and checks["dtypes"]["ok"]
+
+
+def test_prune_cluster_qat_keeps_accuracy(pcq_build):
+    accuracy = pcq_build.report["accuracy"]
+    input_float = accuracy["detail"]["input_model_float"]  # the uncompressed model
+    assert accuracy["int8"] >= input_float - 2.0, accuracy
+    assert accuracy["int8"] >= accuracy["float"] - 2.0, accuracy
+
+
+def test_prune_cluster_qat_reports_each_stage(pcq_build):
+    stages = _stages(pcq_build.report)
+    assert [s for s in stages if s in TRAINING_STAGES - {"train_example"}] == [
+        "prune",
+        "cluster",
+        "qat",
+    ]
+    prune, cluster, qat = stages["prune"], stages["cluster"], stages["qat"]
+    for stage in (prune, cluster, qat):
+        m = stage["metrics"]
+        assert {"accuracy_before", "accuracy_after", "loss_before", "loss_after"} <= set(m)
+        assert m["parameters"] > 0 and stage["seconds"] > 0
+    assert "end step" in prune["metrics"]["schedule"]
+    for layer in KERNEL_LAYERS:
+        assert prune["metrics"]["layers"][layer]["sparsity"] >= 0.70
+        assert cluster["metrics"]["layers"][layer]["preserve_sparsity"] is True
+    # the first conv (9 weights per channel) cannot be clustered per channel: said so
+    assert cluster["metrics"]["layers"]["conv2d"]["per_channel"] is False
+    assert "per tensor" in cluster["metrics"]["layers"]["conv2d"]["note"]
+    assert cluster["metrics"]["layers"]["conv2d_1"]["per_channel"] is True
+    assert qat["metrics"]["scheme"] == "PCQAT"
+    assert "prune: validation accuracy" in pcq_build.run.out
+
+
+def test_pruned_model_has_the_2_4_pattern_in_int8(p24_build):
+    assert p24_build.run.code == 0, p24_build.run.out + p24_build.run.err
+    flat = TfliteModel.from_bytes(p24_build.tflite)
+    for layer in ("conv2d_1", "dense", "logits"):
+        weights = find_kernel(kernel_stats(flat), layer)
+        assert weights is not None and weights.groups_2_4 == 1.0, (layer, weights)
+    # measured independently: every 4 consecutive input-channel weights hold >= 2 zeros
+    for op in flat.operators:
+        if op.name == "CONV_2D" and flat.tensors[op.inputs[1]].shape[-1] % 4 == 0:
+            w = flat.tensors[op.inputs[1]].array()
+            assert (np.sum(w.reshape(-1, 4) == 0, axis=1) >= 2).all()
+    stages = _stages(p24_build.report)
+    assert stages["qat"]["metrics"]["scheme"] == "PQAT"
+    skipped = stages["prune"]["metrics"]["skipped_layers"]
+    assert "1 input channel" in skipped["conv2d"]  # not silently left out
+    checks = {c["name"]: c for c in p24_build.report["checks"]}
+    assert checks["pattern_2_4"]["ok"] and "conv2d_1" in checks["pattern_2_4"]["detail"]
+
+
+def test_distilled_student_is_smaller_and_both_accuracies_are_reported(distill_build):
+    assert distill_build.run.code == 0, distill_build.run.out + distill_build.run.err
+    report = distill_build.report
+    m = _stages(report)["distill"]["metrics"]
+    assert m["student_parameters"] * 2 <= m["teacher_parameters"], m
+    assert m["teacher_accuracy"] == m["accuracy_before"] > 90
+    assert m["student_accuracy"] == m["accuracy_after"] > 85
+    assert report["model"]["parameters"] == m["student_parameters"]
+    assert report["accuracy"]["detail"]["input_model_float"] > 90  # the teacher, int8 eval set
+    assert report["accuracy"]["float"] > 85  # the student
+    # the int8 artifact is the student's: its kernels have the student's widths
+    flat = TfliteModel.from_bytes(distill_build.tflite)
+    assert find_kernel(kernel_stats(flat), "conv2d").shape[0] == 8  # 16 filters x 0.5
+
+
+def test_distill_regression_model_uses_mse(tmp_path_factory, tmp_path):
+    """A non-classifier: the student learns the teacher's outputs by MSE."""
+    from edgec._tf import keras
+    from edgec.pipeline.example import example_data
+
+    folder = tmp_path_factory.mktemp("regression")
+    train, held_out = example_data()
+    x = np.concatenate([train.x, held_out.x])
+    y = x.mean(axis=(1, 2, 3)) * 4.0  # a smooth real-valued target
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    model = keras.Sequential(
+        [layers.Input((8, 8, 1)), layers.Conv2D(8, 3, activation="relu"), layers.Flatten(),
+         layers.Dense(32, activation="relu"), layers.Dense(1)]
+    )  # fmt: skip
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=3, verbose=0)
+    model.save(folder / "reg.keras")
+    np.savez(folder / "reg.npz", x=x, y=y.astype(np.float32))
+    out = tmp_path / "out"
+    run = run_edgec(
+        "build", folder / "reg.keras", "--target", "cortex-m", "--data", folder / "reg.npz",
+        "--distill", "0.5", "--epochs", "3", "--out", out,
+    )  # fmt: skip
+    assert run.code == 0, run.out + run.err
+    report = Build(run, out).report
+    m = _stages(report)["distill"]["metrics"]
+    assert {"mse_before", "mse_after"} <= set(m) and "accuracy_after" not in m
+    assert m["student_parameters"] * 2 <= m["teacher_parameters"]
+    assert m["mse_after"] < float(np.var(y))  # better than predicting the mean
+    assert report["accuracy"]["metric"] == "rmse"
+
+
+def test_checks_fail_when_the_effect_is_missing(example_build):
+    """A plain int8 model (no recipe) has neither zeros nor clusters: every proof fails."""
+    flat = TfliteModel.from_bytes(example_build.tflite)
+    expected = Expectations(
+        sparsity={"dense": 0.75}, pattern_2_4=("dense",), clusters={"dense": 16, "nope": 16}
+    )
+    checks = {c.name: c for c in compression_checks(flat, expected)}
+    assert set(checks) == {"sparsity", "pattern_2_4", "clusters"}
+    assert not any(c.ok for c in checks.values())
+    assert "nope: no int8 kernel found" in checks["clusters"].detail
+    assert "did not survive" in checks["sparsity"].detail
+
+
+def test_user_model_trains_on_its_own_data(user_model, tmp_path):
+    """Per-layer targets, layer selection by type, block sparsity, constant schedule."""
+    out = tmp_path / "out"
+    recipe = _recipe(
+        tmp_path,
+        '[[stage]]\ntype = "prune"\nschedule = "constant"\nsparsity = 0.5\nepochs = 2\n'
+        'layers = ["Dense"]\nblock = [4, 1]\n[stage.layer_sparsity]\ndense = 0.8\n',
+    )
+    run = run_edgec(
+        "build", user_model.keras, "--target", "cortex-m", "--data", user_model.data,
+        "--recipe", recipe, "--out", out,
+    )  # fmt: skip
+    assert run.code == 0, run.out + run.err
+    report = Build(run, out).report
+    prune = _stages(report)["prune"]["metrics"]
+    assert set(prune["layers"]) == {"dense", "logits"}  # by type: the Dense layers only
+    stats = kernel_stats(TfliteModel.from_bytes(Build(run, out).tflite))
+    dense, logits = find_kernel(stats, "dense"), find_kernel(stats, "logits")
+    assert dense.zeros >= 0.8 - 0.005 and logits.zeros >= 0.5 - 0.005
+    assert find_kernel(stats, "conv2d_1").zeros < 0.1  # not selected: stays dense
+    # block [4, 1] on the Keras (in, out) kernel: 4 neighbouring inputs of one output are
+    # zero together; in the TFLite (out, in) layout those are 4 neighbouring columns
+    flat = TfliteModel.from_bytes(Build(run, out).tflite)
+    fc = [op for op in flat.operators if op.name == "FULLY_CONNECTED"][0]
+    w = flat.tensors[fc.inputs[1]].array()
+    blocks = w.reshape(w.shape[0], w.shape[1] // 4, 4) == 0
+    assert np.mean(blocks.all(axis=2)) >= 0.8 - 0.005
+    # 600 labelled samples: 300 held out (150 calibration + 150 evaluation), 300 to train
+    assert report["data"]["calibration_samples"] + report["data"]["evaluation_samples"] == 300
+    assert prune["training_samples"] + prune["validation_samples"] == 300
+    assert prune["validation_samples"] == 30
+
+
+# ---------------------------------------------------------------------------- recipe errors
+
+
+class Recorder:
+    """A Progress that remembers which stages started and what it was told."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.messages: list[str] = []
+
+    def stage(self, name: str, description: str):
+        self.started.append(name)
+        return contextlib.nullcontext()
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+
+def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
+    """A user's student file is distilled from the user's model, then pruned."""
+    from edgec._tf import keras
+    from edgec.pipeline.build import BuildOptions, run_build
+
+    layers = keras.layers
+    student = keras.Sequential(
+        [layers.Input((8, 8, 1)), layers.Conv2D(4, 3, activation="relu", name="c"),
+         layers.Flatten(), layers.Dense(10, name="d")], name="small",
+    )  # fmt: skip
+    student.save(tmp_path / "small.keras")
+    recorder = Recorder()
+    options = BuildOptions(
+        model=user_model.keras, data=user_model.data, target="cortex-m", out=tmp_path / "out",
+        distill=str(tmp_path / "small.keras"), prune="0.5", epochs=2,
+    )  # fmt: skip
+    result = run_build(options, recorder)  # type: ignore[arg-type]
+    stages = {s.name: s for s in result.report.stages}
+    m = stages["distill"].metrics
+    assert m["student"] == str(tmp_path / "small.keras")
+    assert m["student_parameters"] == student.count_params() < m["teacher_parameters"]
+    assert set(stages["prune"].metrics["layers"]) == {"c", "d"}  # the student's layers
+    assert result.report.model.parameters == student.count_params()
+    for stage in ("distill", "prune"):
+        for epoch in (1, 2):
+            assert any(
+                t.startswith(f"{stage} epoch {epoch}/2: loss ") and "validation" in t
+                for t in recorder.messages
+            ), (stage, epoch, recorder.messages)
+
+
+def _run_build_fails(tmp_path: Path, **options) -> tuple[str, list[str]]:
+    from edgec.pipeline.build import BuildOptions, run_build
+
+    recorder = Recorder()
+    opts = BuildOptions(target="cortex-m", out=tmp_path / "out", **options)
+    with pytest.raises(InputError) as info:
+        run_build(opts, recorder)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+    return str(info.value), recorder.started
+
+
+def test_example_recipe_error_stops_before_the_example_trains(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[[stage]]\ntype = "prune"\npattern = "2:4"\nlayers = ["conv2d"]\n')
+    text, started = _run_build_fails(tmp_path, model=None, recipe=str(recipe))
+    assert "stage 1 (prune): layer 'conv2d' (Conv2D) has 1 input channel(s)" in text
+    assert "multiple of 4" in text
+    assert started == ["load_data", "validate_recipe"], started  # nothing trained
+
+
+@pytest.fixture(scope="session")
+def odd_models(tmp_path_factory) -> dict[str, Path]:
+    """Small untrained models with layers the stages cannot take, and matching data."""
+    from edgec._tf import keras
+
+    layers = keras.layers
+    folder = tmp_path_factory.mktemp("odd")
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 8, 8, 1), dtype=np.float32)
+    y = rng.integers(0, 4, 40)
+    np.savez(folder / "data.npz", x=x, y=y)
+    np.savez(folder / "nolabels.npz", x=x)
+    np.savez(folder / "seq.npz", x=x[..., 0], y=y)
+
+    def image_model(*body, name):
+        model = keras.Sequential([layers.Input((8, 8, 1)), *body], name=name)
+        model.save(folder / f"{name}.keras")
+
+    head = (layers.Flatten(), layers.Dense(4))
+    image_model(layers.Conv2D(8, 3, activation="relu6"), *head, name="relu6")
+    image_model(layers.Conv2D(8, 3), layers.LayerNormalization(), *head, name="layernorm")
+    image_model(layers.Conv2D(8, 3, activation="relu"), layers.BatchNormalization(), *head,
+                name="bn_after_relu")  # fmt: skip
+    image_model(layers.Conv2D(8, 3), *head, name="plain")
+    image_model(layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(6), name="six_outputs")
+    image_model(layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2), name="two_outputs")
+    keras.Sequential([layers.Input((8, 8)), layers.Conv1D(8, 3), layers.Flatten(),
+                      layers.Dense(4)], name="conv1d").save(folder / "conv1d.keras")  # fmt: skip
+    inner = keras.Sequential([layers.Input((8, 8, 1)), layers.Conv2D(8, 3)], name="inner")
+    outer = keras.Sequential([layers.Input((8, 8, 1)), inner, *head], name="nested")
+    outer.save(folder / "nested.keras")
+    return {p.stem: p for p in folder.iterdir()}
+
+
+def _recipe(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "recipe", "needles"),
+    [
+        (
+            "conv1d",
+            "seq",
+            "qat",
+            ["stage 1 (qat)", "layer 'conv1d' (Conv1D) cannot be quant", "Conv2D"],
+        ),
+        ("relu6", "data", "qat", ["layer 'conv2d", "activation='relu6'", "ReLU(6.0)"]),
+        ("layernorm", "data", "qat", ["(LayerNormalization) cannot be quantization-aware"]),
+        ("bn_after_relu", "data", "qat", ["(BatchNormalization) does not directly follow"]),
+        ("nested", "data", "prune", ["nested model 'inner'", "flatten it"]),
+        (
+            "plain",
+            "nolabels",
+            "prune",
+            ["stage 1 (prune): training needs labelled data", "arrays x and y"],
+        ),
+        ("two_outputs", "data", "prune", ["4 classes", "model output is [2]"]),
+        ("plain", "data", "prune-layer", ["'layers' names 'dense_7'", "layers: "]),
+        ("plain", "data", "prune-ls", ["layer_sparsity names layer 'flatten'"]),
+        ("plain", "data", "block", ["cannot take block sparsity [1, 4] (Dense kernels only)"]),
+        ("plain", "data", "block-div", ["has a 288x4 kernel, not a multiple of block [1, 3]"]),
+        ("plain", "data", "cluster-big", ["has only", "not more than 256 clusters"]),
+        ("plain", "data", "student", ["student's output shape [6]", "teacher's [4]"]),
+    ],
+)
+def test_recipe_errors_against_the_model(odd_models, tmp_path, model, data, recipe, needles):
+    recipes = {
+        "qat": '[[stage]]\ntype = "qat"\n',
+        "prune": '[[stage]]\ntype = "prune"\n',
+        "prune-layer": '[[stage]]\ntype = "prune"\nlayers = ["Conv2D", "dense_7"]\n',
+        "prune-ls": '[[stage]]\ntype = "prune"\n[stage.layer_sparsity]\nflatten = 0.5\n',
+        "block": '[[stage]]\ntype = "prune"\nblock = [1, 4]\nlayers = ["Conv2D"]\n',
+        "block-div": '[[stage]]\ntype = "prune"\nblock = [1, 3]\nlayers = ["Dense"]\n',
+        "cluster-big": '[[stage]]\ntype = "cluster"\nclusters = 256\nlayers = ["Conv2D"]\n',
+        "student": f'[[stage]]\ntype = "distill"\nstudent = "{odd_models["six_outputs"]}"\n',
+    }
+    path = _recipe(tmp_path, recipes[recipe])
+    text, started = _run_build_fails(
+        tmp_path, model=odd_models[model], data=odd_models[data], recipe=str(path)
+    )
+    for needle in needles:
+        assert needle in text, (needle, text)
+    assert not TRAINING_STAGES & set(started), started
+
+
+def test_recipe_error_on_the_command_line_is_one_clean_line(odd_models, tmp_path):
+    run = run_edgec(
+        "build", odd_models["relu6"], "--target", "cortex-m", "--data", odd_models["data"],
+        "--qat", "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert_clean_failure(run, "recipe stage 1 (qat): layer 'conv2d", "ReLU(6.0)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_recipe_and_short_forms_do_not_mix(tmp_path):
+    run = run_edgec(
+        "build", "--target", "cortex-m", "--recipe", "prune-qat", "--qat", "--out", tmp_path
+    )
+    assert_clean_failure(run, "--recipe cannot be combined")
+    run = run_edgec("build", "--target", "cortex-m", "--recipe", "squeeze", "--out", tmp_path)
+    assert_clean_failure(run, "recipe 'squeeze' is neither a built-in recipe")

@@ -141,3 +141,23 @@ def test_cli_compress_lut(cli_builds, clustered):
     x_q = quantize(np.load(clustered.data)["x"], flat.input_tensor())
     arenas = report["memory"]["arena_bytes"]
     assert np.array_equal(run_tflm(before, x_q, arenas).raw, run_tflm(after, x_q, arenas).raw)
+
+
+def test_cli_cluster_qat_recipe_with_lut_is_35_percent_smaller(tmp_path):
+    """The acceptance through one command: cluster-qat recipe, then LUT compression."""
+    import json
+
+    out = tmp_path / "out"
+    run = run_edgec(
+        "build", "--target", "cortex-m", "--recipe", "cluster-qat", "--compress", "lut",
+        "--out", out,
+    )  # fmt: skip
+    assert run.code == 0, run.err + run.out
+    report = json.loads((out / "report.json").read_text())
+    info = report["firmware"]["compression"]
+    assert info["flash_bytes_after"] <= 0.65 * info["flash_bytes_before"], info
+    assert report["memory"]["flash_bytes"] == (out / "model.tflite").stat().st_size
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["lut_bit_identical"]["ok"] and checks["lut_bit_identical"]["value"] == 0
+    assert checks["clusters"]["ok"]  # clusters survived into int8 before compression
+    assert report["accuracy"]["float"] - report["accuracy"]["int8"] <= 2.0

@@ -10,6 +10,7 @@ them. While capturing, fd 2 points at a temporary file, and Python's ``sys.stder
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -50,5 +51,16 @@ def captured_native_stderr(*, enabled: bool = True) -> Iterator[NativeLog]:
             os.dup2(saved, 2)
             os.close(saved)
             if swapped is not None:
-                sys.stderr.close()
-                sys.stderr = swapped
+                temporary, sys.stderr = sys.stderr, swapped
+                _repoint_log_handlers(temporary, swapped)
+                temporary.close()
+
+
+def _repoint_log_handlers(old, new) -> None:
+    """Logging handlers created during the capture (absl's, TensorFlow's) hold the
+    temporary stream; point them at the real stderr before it is closed."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)

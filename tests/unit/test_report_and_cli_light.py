@@ -49,3 +49,16 @@ def test_console_script_targets():
     assert done.returncode == 0 and "cortex-m" in done.stdout and "nRF52840" in done.stdout
     shown = subprocess.run(["edgec", "targets", "show", "cortex-m"], capture_output=True, text=True)
     assert shown.returncode == 0 and "AddConv2D" not in shown.stdout and "CONV_2D" in shown.stdout
+
+
+def test_log_handlers_made_while_capturing_survive_the_capture():
+    """absl/TensorFlow add logging handlers while native stderr is captured."""
+    script = (
+        "import logging\nfrom edgec._native_log import captured_native_stderr\n"
+        "with captured_native_stderr():\n"
+        "    logging.getLogger('edgec-test').addHandler(logging.StreamHandler())\n"
+        "logging.getLogger('edgec-test').warning('after the capture')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "after the capture" in done.stderr and "Logging error" not in done.stderr

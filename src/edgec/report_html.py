@@ -143,19 +143,10 @@ def _plots(report: BuildReport) -> list[str]:
             else "",
         )
     )
-    sizes = [
-        ("float32 (Keras)", report.model.parameters * 4, report.accuracy.float),
-        ("int8 (model.tflite)", report.memory.flash_bytes, report.accuracy.int8),
-    ]
-    unit = "%" if report.accuracy.metric == "top1" else f" {report.accuracy.metric}"
     plots.append(
         _figure(
-            "Size and accuracy per stage",
-            _bars(
-                [f"{name}: {acc:.4g}{unit}" if acc is not None else name for name, _, acc in sizes],
-                [size for _, size, _ in sizes],
-                "B",
-            ),
+            "Size and accuracy per stage (evaluation set unless marked 'validation')",
+            *_stage_bars(report),
         )
     )
     errors = [
@@ -173,6 +164,40 @@ def _plots(report: BuildReport) -> list[str]:
     return plots
 
 
+def _stage_bars(report: BuildReport) -> tuple[str, str]:
+    """Bytes after each stage, labelled with the accuracy known at that point."""
+    acc = report.accuracy
+    unit = "%" if acc.metric == "top1" else f" {acc.metric}"
+    rows: list[tuple[str, int]] = []
+    stage_rows = [s for s in report.stages if "parameters" in s.metrics]
+    base = acc.detail.get("input_model_float")
+    if stage_rows:
+        first = stage_rows[0].metrics
+        params = first.get("teacher_parameters", first["parameters"])
+        text = f": {base:.4g}{unit}" if base is not None else ""
+        rows.append((f"input model, float32{text}", int(params) * 4))
+        for stage in stage_rows:
+            m = stage.metrics
+            text = ""
+            if "accuracy_after" in m:
+                text = f": validation {m['accuracy_after']:.4g}%"
+            elif "mse_after" in m:
+                text = f": validation mse {m['mse_after']:.4g}"
+            size = int(m.get("student_parameters", m["parameters"])) * 4
+            rows.append((f"after {stage.name}, float32{text}", size))
+    else:
+        text = f": {acc.float:.4g}{unit}" if acc.float is not None else ""
+        rows.append((f"float32 (Keras){text}", report.model.parameters * 4))
+    lut = report.firmware.compression if report.firmware is not None else None
+    int8_bytes = lut["flash_bytes_before"] if lut else report.memory.flash_bytes
+    text = f": {acc.int8:.4g}{unit}" if acc.int8 is not None else ""
+    rows.append((f"int8 model.tflite{text}", int8_bytes))
+    if lut:
+        rows.append(("LUT-compressed, bit-identical", lut["flash_bytes_after"]))
+    note = "float32 sizes: parameters x 4 B; int8 sizes: bytes of the flatbuffer"
+    return _bars([r[0] for r in rows], [r[1] for r in rows], "B"), note
+
+
 def _figure(title: str, svg: str, note: str = "") -> str:
     extra = f"<div class='muted'>{escape(note)}</div>" if note else ""
     return f"<figure><figcaption>{escape(title)}</figcaption>{svg}{extra}</figure>"
@@ -182,7 +207,7 @@ def _bars(
     labels: list[str], values: Sequence[float], unit: str, highlight: int | None = None
 ) -> str:
     """A horizontal bar chart as inline SVG."""
-    row, label_w, bar_w = 20, 190, 260
+    row, label_w, bar_w = 20, 250, 220
     top = max(values, default=0) or 1
     height = row * len(values) + 10
     out = [f"<svg class='plot' width='{label_w + bar_w + 110}' height='{height}' role='img'>"]
@@ -192,7 +217,7 @@ def _bars(
         color = "#cf222e" if i == highlight else "#3b6fd8"
         text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
         out.append(
-            f"<text x='{label_w - 6}' y='{y + 13}' text-anchor='end'>{escape(label[:30])}</text>"
+            f"<text x='{label_w - 6}' y='{y + 13}' text-anchor='end'>{escape(label[:44])}</text>"
             f"<rect class='bar' x='{label_w}' y='{y + 2}' width='{width:.1f}' height='{row - 6}' "
             f"fill='{color}'><title>{escape(label)}: {text}{escape(unit)}</title></rect>"
             f"<text x='{label_w + width + 4:.1f}' y='{y + 13}'>{text}{escape(unit)}</text>"

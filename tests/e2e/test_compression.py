@@ -380,3 +380,20 @@ def test_recipe_and_short_forms_do_not_mix(tmp_path):
     assert_clean_failure(run, "--recipe cannot be combined")
     run = run_edgec("build", "--target", "cortex-m", "--recipe", "squeeze", "--out", tmp_path)
     assert_clean_failure(run, "recipe 'squeeze' is neither a built-in recipe")
+
+
+def test_softmax_output_is_recognised_through_qat_wrappers():
+    """A QAT'd softmax classifier must not be trained with from_logits=True."""
+    from edgec._tf import keras, tfmot
+    from edgec.pipeline.stages import _outputs_probabilities
+
+    def head(*last):
+        return keras.Sequential(
+            [keras.Input((8,)), keras.layers.Dense(4, activation="relu"), *last]
+        )
+
+    dense_softmax = head(keras.layers.Dense(3, activation="softmax"))
+    assert _outputs_probabilities(dense_softmax)
+    assert _outputs_probabilities(tfmot.quantization.keras.quantize_model(dense_softmax))
+    assert _outputs_probabilities(head(keras.layers.Dense(3), keras.layers.Activation("softmax")))
+    assert not _outputs_probabilities(head(keras.layers.Dense(3)))

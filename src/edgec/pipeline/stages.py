@@ -478,8 +478,13 @@ def _outputs_probabilities(model) -> bool:
     """True if the model ends in a softmax (its outputs are probabilities, not logits)."""
     last = model.layers[-1]
     inner = getattr(last, "layer", last)  # QAT/prune wrappers
-    config = inner.get_config()
-    return type(inner).__name__ == "Softmax" or config.get("activation") == "softmax"
+    # QAT replaces a layer's activation with a QuantizeAwareActivation that holds the
+    # original function: without looking through it, a QAT'd softmax classifier was
+    # compiled with from_logits=True (softmax applied to probabilities).
+    activation = getattr(inner, "activation", None)
+    activation = getattr(activation, "activation", activation)
+    name = getattr(activation, "__name__", activation)
+    return type(inner).__name__ == "Softmax" or name == "softmax"
 
 
 def _loss_and_metrics(model, task: str, keras):

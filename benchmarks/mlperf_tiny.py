@@ -107,15 +107,21 @@ def run(workload: Workload, folder: Path, recipes: list[str | None]) -> dict:
         print(f"   {recipe or 'plain PTQ'}", file=sys.stderr, flush=True)
         out = folder / f"out-{recipe or 'ptq'}"
         start = time.perf_counter()
-        result = run_build(
-            BuildOptions(
-                model=model_path,
-                data=recipe_data if recipe else ptq_data,
-                target="cortex-m",
-                out=out,
-                recipe=recipe,
+        try:
+            result = run_build(
+                BuildOptions(
+                    model=model_path,
+                    data=recipe_data if recipe else ptq_data,
+                    target="cortex-m",
+                    out=out,
+                    recipe=recipe,
+                )
             )
-        )
+        except Exception as exc:  # one failing build is a row of the table, not the end
+            builds.append(
+                {"recipe": recipe or "plain PTQ", "error": f"{type(exc).__name__}: {exc}"}
+            )
+            continue
         seconds = time.perf_counter() - start
         tflite = result.files["model.tflite"]
         builds.append(
@@ -175,6 +181,10 @@ def markdown(rows: list[dict], seconds: float, command: str) -> str:
             "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for b in row["builds"]:
+            if "error" in b:
+                error = " ".join(b["error"].split())[:160].replace("|", "/")
+                lines.append(f"| {b['recipe']} | build error: {error} |" + " |" * 8)
+                continue
             r = b["report"]
             acc = r.accuracy
             base = acc.detail.get("input_model_float")
@@ -192,7 +202,7 @@ def markdown(rows: list[dict], seconds: float, command: str) -> str:
                 f"{'pass' if r.ok else 'FAIL: ' + failed} | "
                 f"{'yes' if b['check_agrees'] else 'NO'} |"
             )
-        stages = row["builds"][0]["report"].stages
+        stages = row["builds"][0]["report"].stages if "report" in row["builds"][0] else []
         lines += [
             "",
             "Plain PTQ, seconds per stage: "

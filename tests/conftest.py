@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -94,6 +96,16 @@ def keras3_model(tmp_path_factory) -> Path:
     )
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
     return path
+
+
+def need_tool(*names: str, package: str) -> str:
+    """The path of the first tool found; skip without it, but fail on CI (.ci/run installs it)."""
+    for name in names:
+        if path := shutil.which(name):
+            return path
+    if os.environ.get("CI"):
+        pytest.fail(f"{names[0]} is missing: .ci/run must install Debian's {package}")
+    pytest.skip(f"{names[0]} not installed (apt-get install {package})")
 
 
 def assert_clean_failure(run: Run, *needles: str, code: int = 1) -> None:

@@ -397,3 +397,30 @@ def test_softmax_output_is_recognised_through_qat_wrappers():
     assert _outputs_probabilities(tfmot.quantization.keras.quantize_model(dense_softmax))
     assert _outputs_probabilities(head(keras.layers.Dense(3), keras.layers.Activation("softmax")))
     assert not _outputs_probabilities(head(keras.layers.Dense(3)))
+
+
+def test_pruned_then_clustered_kernels_with_few_survivors_cluster_per_tensor():
+    """TF-MOT's sparsity-preserving k-means++ crashes when a channel keeps too few weights
+    (seen on MobileNetV1's 1x1 convs): such layers are planned per tensor, and said so."""
+    from edgec._tf import keras
+    from edgec.datasets.loading import Dataset
+    from edgec.pipeline.recipe import load_recipe
+    from edgec.pipeline.stages import validate
+
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 32)),
+            keras.layers.Conv2D(64, 1, name="pointwise"),  # 32 weights per channel
+            keras.layers.Conv2D(8, 3, name="wide"),  # 576 weights per channel
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(4, name="head"),
+        ]
+    )
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((64, 8, 8, 32), dtype=np.float32), rng.integers(0, 4, 64), "t")
+    plan = validate(load_recipe("prune-cluster-qat"), model, train)
+    cluster = next(sp for sp in plan.stages if sp.spec.type == "cluster")
+    # 75% pruned: 8 of 32 weights left per channel, under 4 per cluster for 16 clusters
+    assert cluster.layers["pointwise"]["per_channel"] is False
+    assert "after pruning" in cluster.layers["pointwise"]["note"]
+    assert cluster.layers["wide"]["per_channel"] is True  # 144 left per channel

@@ -9,8 +9,6 @@ result through semihosting.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from edgec.firmware_export.toolchain import cpu_flags
+from tests.conftest import need_tool
 
 pytestmark = pytest.mark.toolchain
 
@@ -45,12 +44,7 @@ MACHINES = {
 
 
 def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is missing: .ci/run must install it")
-        pytest.skip(f"{tool} not installed (apt-get install gcc-arm-none-eabi qemu-system-arm)")
-    return path
+    return need_tool(tool, package="gcc-arm-none-eabi qemu-system-arm cmake")
 
 
 def fnv1a(data: bytes) -> int:

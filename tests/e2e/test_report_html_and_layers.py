@@ -1,14 +1,10 @@
 """report.html in a real browser, the per-layer figures, and ``edgec inspect``."""
 
 import json
-import os
 import re
-import shutil
 import subprocess
 
-import pytest
-
-from tests.conftest import assert_clean_failure, run_edgec
+from tests.conftest import assert_clean_failure, need_tool, run_edgec
 
 
 def test_layers_in_the_report(example_build):
@@ -27,12 +23,7 @@ def test_layers_in_the_report(example_build):
 
 
 def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    if os.environ.get("CI"):
-        pytest.fail("chromium is missing: .ci/run must install it")
-    pytest.skip("chromium not installed (apt-get install chromium)")
+    return need_tool("chromium", "chromium-browser", "google-chrome", package="chromium")
 
 
 def test_report_html_renders_in_chromium(example_build, tmp_path):

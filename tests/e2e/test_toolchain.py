@@ -1,21 +1,16 @@
 """model_data.cc compiles for the host and for Cortex-M4, and holds model.tflite exactly."""
 
-import os
-import shutil
 import subprocess
 
 import pytest
+
+from tests.conftest import need_tool
 
 pytestmark = pytest.mark.toolchain
 
 
 def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is missing: .ci/run must install it")
-        pytest.skip(f"{tool} not installed (apt-get install gcc-arm-none-eabi)")
-    return path
+    return need_tool(tool, package="gcc-arm-none-eabi")
 
 
 MAIN = """#include <stdio.h>

@@ -97,7 +97,7 @@ def validate(recipe: Recipe, model, train: Dataset | None) -> CompressionPlan:
     output_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
     plan = CompressionPlan(recipe=recipe, stages=[], task=task, output_shape=output_shape)
     target = model  # the model later stages apply to: the student after distill
-    pruned = False
+    pruned: dict[str, float] = {}  # layer -> sparsity the prune stage leaves
     for spec in recipe.stages:
         sp = StagePlan(spec)
         if spec.type == "distill":
@@ -105,9 +105,9 @@ def validate(recipe: Recipe, model, train: Dataset | None) -> CompressionPlan:
             _check_model_kind(target, keras, what="the student")
         elif spec.type == "prune":
             _plan_prune(sp, target)
-            pruned = True
+            pruned = {name: cfg["sparsity"] for name, cfg in sp.layers.items()}
         elif spec.type == "cluster":
-            _plan_cluster(sp, target, preserve_sparsity=pruned)
+            _plan_cluster(sp, target, pruned=pruned)
         elif spec.type == "qat":
             _check_qat(spec, target, keras)
         plan.stages.append(sp)
@@ -259,9 +259,18 @@ def _plan_prune(sp: StagePlan, model) -> None:
         }
 
 
-def _plan_cluster(sp: StagePlan, model, *, preserve_sparsity: bool) -> None:
+# After pruning, sparsity-preserving clustering runs k-means++ separately on the negative
+# and the positive weights that are left; TF-MOT fails (InvalidArgumentError "Expected
+# num_to_sample <= points.rows()", seen on MobileNetV1's 1x1 convs per channel) when one
+# sign has fewer weights than its share of the centroids. Ask for this many surviving
+# weights per cluster, per channel or per tensor, before choosing that granularity.
+_SURVIVORS_PER_CLUSTER = 4
+
+
+def _plan_cluster(sp: StagePlan, model, *, pruned: dict[str, float]) -> None:
     spec = sp.spec
     n = spec["clusters"]
+    preserve_sparsity = bool(pruned)
 
     def mode(layer) -> tuple[str | None, bool]:
         kind = type(layer).__name__
@@ -269,10 +278,18 @@ def _plan_cluster(sp: StagePlan, model, *, preserve_sparsity: bool) -> None:
             return f"cannot be clustered (clusterable: {', '.join(CLUSTERABLE)})", False
         size = int(np.prod(layer.kernel.shape))
         per_channel_size = size // int(layer.kernel.shape[-1])
-        if spec["per_channel"] and kind == "Conv2D" and per_channel_size > n:
+        kept = 1.0 - pruned.get(layer.name, 0.0)
+        need = _SURVIVORS_PER_CLUSTER * n if layer.name in pruned else n + 1
+        if spec["per_channel"] and kind == "Conv2D" and per_channel_size * kept >= need:
             return None, True
         if size <= n:
             return f"has only {size} weights, not more than {n} clusters", False
+        if size * kept < need:
+            return (
+                f"keeps only {int(size * kept)} weights after pruning: too few for {n} "
+                "sparsity-preserving clusters",
+                False,
+            )
         return None, False
 
     chosen = _select(sp, model, lambda layer: mode(layer)[0], CLUSTERABLE)
@@ -280,7 +297,9 @@ def _plan_cluster(sp: StagePlan, model, *, preserve_sparsity: bool) -> None:
         per_channel = mode(layer)[1]
         note = ""
         if spec["per_channel"] and type(layer).__name__ == "Conv2D" and not per_channel:
-            note = "per tensor: too few weights per channel for per-channel clustering"
+            note = (
+                "per tensor: too few weights per channel (after pruning) for per-channel clustering"
+            )
         sp.layers[layer.name] = {
             "per_channel": per_channel,
             "preserve_sparsity": preserve_sparsity,

@@ -420,7 +420,7 @@ def test_pruned_then_clustered_kernels_with_few_survivors_cluster_per_tensor():
     train = Dataset(rng.random((64, 8, 8, 32), dtype=np.float32), rng.integers(0, 4, 64), "t")
     plan = validate(load_recipe("prune-cluster-qat"), model, train)
     cluster = next(sp for sp in plan.stages if sp.spec.type == "cluster")
-    # 75% pruned: 8 of 32 weights left per channel, under 4 per cluster for 16 clusters
+    # 75% pruned: 8 of 32 weights left per channel, under 2 per cluster for 16 clusters
     assert cluster.layers["pointwise"]["per_channel"] is False
     assert "after pruning" in cluster.layers["pointwise"]["note"]
     assert cluster.layers["wide"]["per_channel"] is True  # 144 left per channel

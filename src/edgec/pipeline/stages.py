@@ -264,7 +264,7 @@ def _plan_prune(sp: StagePlan, model) -> None:
 # num_to_sample <= points.rows()", seen on MobileNetV1's 1x1 convs per channel) when one
 # sign has fewer weights than its share of the centroids. Ask for this many surviving
 # weights per cluster, per channel or per tensor, before choosing that granularity.
-_SURVIVORS_PER_CLUSTER = 4
+_SURVIVORS_PER_CLUSTER = 2
 
 
 def _plan_cluster(sp: StagePlan, model, *, pruned: dict[str, float]) -> None:

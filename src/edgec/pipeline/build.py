@@ -204,7 +204,8 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
 
     # The TFLM arena of the converted model (measured once per model, cached).
     tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
-    arena, _ = tflm_arena(tflite, flat, runnable=tflm_ok)
+    with stage("measure_arena", "Measuring the exact TFLM arena"):
+        arena, _ = tflm_arena(tflite, flat, runnable=tflm_ok)
     x_q = _model_input(flat, evaluation.x)
 
     # What ships: the converted model, or its LUT-compressed form. Targets are checked

@@ -130,11 +130,11 @@ class Clustered:
 
 
 @pytest.fixture(scope="session")
-def clustered(tmp_path_factory) -> Clustered:
-    return make_clustered(tmp_path_factory.mktemp("clustered"))
+def clustered(tmp_path_factory, user_model) -> Clustered:
+    return make_clustered(tmp_path_factory.mktemp("clustered"), trained=user_model.keras)
 
 
-def make_clustered(folder: Path) -> Clustered:
+def make_clustered(folder: Path, trained: Path | None = None) -> Clustered:
     """Cluster (16, k-means++), fine-tune 1 epoch, strip; then CQAT 1 epoch, convert.
 
     CQAT (cluster-preserving QAT, facts.md section 3) is the TF-MOT flow for deploying a
@@ -146,7 +146,12 @@ def make_clustered(folder: Path) -> Clustered:
     from edgec.pipeline.example import SEED, build_example_model, example_data
 
     train, held_out = example_data()
-    model = build_example_model(train)
+    # The example CNN is deterministic: reuse a trained copy (the user_model fixture's)
+    # instead of training it a second time in the same session.
+    if trained is not None:
+        model = keras.models.load_model(trained, compile=False)
+    else:
+        model = build_example_model(train)
     keras.utils.set_random_seed(SEED)
     clustering = tfmot.clustering.keras
 

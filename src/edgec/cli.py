@@ -194,40 +194,38 @@ def build(
     built. Exit codes: 0 all checks pass, 3 a check failed (over budget, unsupported op,
     accuracy), 1 error.
     """
-    from edgec import ui
+    from edgec import api, ui
     from edgec._native_log import captured_native_stderr
-    from edgec.pipeline.build import BuildOptions, run_build, write_build
 
-    options = BuildOptions(
-        model=model,
-        target=target,
-        data=data,
-        out=out,
-        budget=budget,
-        io_type=io_type,
-        calibration_samples=calibration_samples,
-        max_accuracy_drop=max_accuracy_drop,
-        name=name,
-        phone_variants=tuple(v.strip() for v in phone_variants.split(",") if v.strip()),
-        debug=_state["debug"],
-        compress=compress,
-        layout=layout,
-        c_lang=c_lang,
-        section=section,
-        arena_margin=arena_margin,
-        recipe=recipe,
-        distill=distill,
-        prune=prune,
-        cluster=cluster,
-        qat=qat,
-        epochs=epochs,
-    )
     start = time.perf_counter()
     with captured_native_stderr(enabled=not _state["debug"]), ui.BuildProgress() as progress:
-        result = run_build(options, progress)
-    write_build(result, out)
-    ui.print_summary(result.report, out, time.perf_counter() - start)
-    sys.exit(EXIT_OK if result.report.ok else EXIT_CHECK_FAILED)
+        report = api.build(
+            model,
+            target=target,
+            data=data,
+            recipe=recipe,
+            out=out,
+            progress=progress,
+            budget=budget,
+            io_type=io_type,
+            calibration_samples=calibration_samples,
+            max_accuracy_drop=max_accuracy_drop,
+            name=name,
+            phone_variants=phone_variants,
+            debug=_state["debug"],
+            compress=compress,
+            layout=layout,
+            c_lang=c_lang,
+            section=section,
+            arena_margin=arena_margin,
+            distill=distill,
+            prune=prune,
+            cluster=cluster,
+            qat=qat,
+            epochs=epochs,
+        )
+    ui.print_summary(report, out, time.perf_counter() - start)
+    sys.exit(EXIT_OK if report.ok else EXIT_CHECK_FAILED)
 
 
 @cli.command()
@@ -244,12 +242,11 @@ def build(
 def inspect(model: Path, fmt: str) -> None:
     """Per-layer table of MODEL (.tflite, .keras, .h5 or SavedModel): op, shapes,
     parameters, weight bytes, sparsity, unique values, MACs and live activation bytes."""
-    from edgec import ui
+    from edgec import api, ui
     from edgec._native_log import captured_native_stderr
-    from edgec.pipeline.inspect import inspect_model
 
     with captured_native_stderr(enabled=not _state["debug"]):
-        result = inspect_model(model)
+        result = api.inspect(model)
     if fmt == "json":
         import dataclasses
         import json
@@ -308,21 +305,20 @@ def check(
     Exit codes: 0 every check passes on every target, 3 a check failed (over budget,
     unsupported op or dtype), 1 error.
     """
-    from edgec import ci, ui
-    from edgec.firmware_export import prepare_output_dir, write_outputs
-    from edgec.pipeline.check import run_check
+    from edgec import api, ci, ui
+    from edgec._native_log import captured_native_stderr
 
-    if artifacts is not None:
-        prepare_output_dir(artifacts)
     if out is not None and out.is_dir():
         raise InputError(f"--out {out} is a directory", hint="give a file name, e.g. checks.xml")
     if out is not None and not out.parent.is_dir():
         raise InputError(f"folder {out.parent} for --out does not exist")
-    from edgec._native_log import captured_native_stderr
-
     with captured_native_stderr(enabled=not _state["debug"]):
-        report, files = run_check(
-            model, target, budget, progress=lambda p: ui.err.print(f"checking {p.name}…")
+        report = api.check(
+            model,
+            target=target,
+            budget=budget,
+            artifacts=artifacts,
+            progress=lambda p: ui.err.print(f"checking {p.name}…"),
         )
     rendered = {
         "json": report.to_json,
@@ -338,8 +334,6 @@ def check(
             ui.out.print(f"Wrote {out} ({fmt})")
     else:
         click.echo(rendered, nl=False)
-    if artifacts is not None:
-        write_outputs(artifacts, {**files, "report.json": report.to_json().encode()})
     sys.exit(EXIT_OK if report.ok else EXIT_CHECK_FAILED)
 
 
@@ -381,15 +375,28 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 @cli.group(invoke_without_command=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="A table for people, or JSON (name, kind, part, budgets) for scripts.",
+)
 @click.pass_context
 @debug_option
-def targets(ctx: click.Context) -> None:
+def targets(ctx: click.Context, fmt: str) -> None:
     """List the built-in target profiles ('edgec targets show NAME' for one)."""
     if ctx.invoked_subcommand is None:
-        from edgec import ui
-        from edgec.targets import builtin_names, load_target
+        from edgec import api, ui
 
-        ui.print_targets([load_target(n) for n in builtin_names()])
+        profiles = api.target_profiles()
+        if fmt == "json":
+            import json
+
+            click.echo(json.dumps([api.target_summary(p) for p in profiles], indent=2))
+        else:
+            ui.print_targets(profiles)
 
 
 @targets.command("show")

@@ -71,7 +71,7 @@ class BuildOptions:
     model: Path | None  # None: the built-in example
     target: str
     data: Path | None = None
-    out: Path = Path("edgec-out")
+    out: Path | None = Path("edgec-out")  # None: nothing is written (the Python API)
     budget: str | None = None
     io_type: str = "int8"
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
@@ -397,7 +397,8 @@ def _validate(options: BuildOptions) -> _Plan:
     if not 0 <= options.arena_margin <= 1000:
         raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
     recipe = _recipe(options)
-    prepare_output_dir(options.out)
+    if options.out is not None:
+        prepare_output_dir(options.out)
     if options.model is not None:
         from edgec.pipeline.model_io import inspect_model_file
 

@@ -1,0 +1,214 @@
+"""The public Python API: what ``edgec build``, ``check``, ``inspect`` and ``targets`` do.
+
+The command line is a thin layer over these functions, so a notebook gets exactly what a
+CI job gets: the same checks, the same typed reports, the same errors (an
+:class:`edgec.errors.EdgecError` with a one-line message, a hint and an exit code).
+TensorFlow is imported only by :func:`build` (and by :func:`inspect` on a Keras model).
+
+Example:
+    Build the built-in example for a Cortex-M4 board, then check and inspect what
+    shipped (``folder`` is any empty directory)::
+
+        >>> import edgec
+        >>> report = edgec.build(target="cortex-m", out=folder / "out")
+        >>> report.ok, report.memory.arena_bytes > 0
+        (True, True)
+        >>> checked = edgec.check(folder / "out" / "model.tflite", target="cortex-m4")
+        >>> checked.ok, checked.targets[0].target
+        (True, 'cortex-m4')
+        >>> edgec.inspect(folder / "out" / "model.tflite").layers[0].op
+        'CONV_2D'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgec.errors import InputError
+
+if TYPE_CHECKING:  # the runtime imports stay inside the functions (TensorFlow is slow)
+    from edgec.pipeline.build import BuildOptions, Progress
+    from edgec.pipeline.inspect import Inspection
+    from edgec.report import BuildReport, CheckReport
+    from edgec.targets import TargetProfile
+
+__all__ = ["build", "check", "inspect", "target_profiles"]
+
+
+def build(
+    model: str | Path | None = None,
+    *,
+    target: str,
+    data: str | Path | None = None,
+    recipe: str | None = None,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> BuildReport:
+    """Convert a Keras model to int8, check it against targets and export firmware files.
+
+    Args:
+        model: a Keras ``.keras``/``.h5`` file or SavedModel folder; ``None`` builds the
+            built-in example (a small CNN trained on scikit-learn's digits).
+        target: a built-in target name, a profile TOML file, or several comma-separated.
+        data: calibration/evaluation data (``.npz``, ``.npy`` or an image folder);
+            required with ``model``.
+        recipe: a built-in recipe name or a recipe TOML file.
+        out: the output folder (replaced atomically); ``None`` writes nothing and only
+            returns the report.
+        progress: an :class:`edgec.pipeline.Progress` told about each stage.
+        **options: the other ``edgec build`` options, by their CLI names with
+            underscores: ``budget="flash=256KiB"``, ``io_type``, ``calibration_samples``,
+            ``max_accuracy_drop``, ``name``, ``phone_variants`` (a sequence or a
+            comma-separated string), ``compress``, ``layout``, ``c_lang``, ``section``,
+            ``arena_margin``, ``distill``, ``prune``, ``cluster``, ``qat``, ``epochs``,
+            ``debug``.
+
+    Returns:
+        The build report (also written as ``report.json`` when ``out`` is given);
+        ``report.ok`` is False when a check failed.
+
+    Raises:
+        edgec.errors.EdgecError: bad input or a failed step; nothing is written.
+
+    Example:
+        Every input is checked before any work starts; a bad one is an ``EdgecError``::
+
+            >>> import edgec
+            >>> try:
+            ...     edgec.build(target="no-such-chip")
+            ... except edgec.errors.EdgecError as error:
+            ...     print(error.exit_code, error.message)
+            1 unknown target 'no-such-chip'
+    """
+    from edgec.pipeline.build import run_build, write_build
+
+    build_options = _build_options(model, target, data, recipe, out, options)
+    result = run_build(build_options, progress)
+    if build_options.out is not None:
+        write_build(result, build_options.out)
+    return result.report
+
+
+def check(
+    path: str | Path,
+    *,
+    target: str,
+    budget: str | None = None,
+    artifacts: str | Path | None = None,
+    progress: Callable[[TargetProfile], None] | None = None,
+) -> CheckReport:
+    """Check an existing ``.tflite`` against targets, without TensorFlow or data.
+
+    Args:
+        path: the model file.
+        target: a built-in target name, a profile TOML file, or several comma-separated.
+        budget: overrides every target's model budget, e.g. ``"flash=256KiB,ram=64KiB"``.
+        artifacts: a folder for ``report.json`` and what the targets produce (the
+            Vela-optimised model, ...), replaced atomically; ``None`` writes nothing.
+        progress: called with each target profile before it is checked.
+
+    Returns:
+        One section per target; ``report.ok`` is False when a check failed on any.
+
+    Example:
+        >>> import edgec
+        >>> report = edgec.check(tflite_path, target="cortex-m4,cortex-m0plus")
+        >>> [(s.target, s.ok) for s in report.targets]
+        [('cortex-m4', True), ('cortex-m0plus', True)]
+    """
+    from edgec.firmware_export import prepare_output_dir, write_outputs
+    from edgec.pipeline.check import run_check
+
+    folder = Path(artifacts) if artifacts is not None else None
+    if folder is not None:
+        prepare_output_dir(folder)
+    report, files = run_check(Path(path), target, budget, progress=progress)
+    if folder is not None:
+        write_outputs(folder, {**files, "report.json": report.to_json().encode()})
+    return report
+
+
+def inspect(path: str | Path) -> Inspection:
+    """The per-layer table of a ``.tflite`` (no TensorFlow) or a Keras model.
+
+    Example:
+        >>> import edgec
+        >>> table = edgec.inspect(tflite_path)
+        >>> [layer.op for layer in table.layers][-2:]
+        ['FULLY_CONNECTED', 'FULLY_CONNECTED']
+    """
+    from edgec.pipeline.inspect import inspect_model
+
+    return inspect_model(Path(path))
+
+
+def target_profiles() -> list[TargetProfile]:
+    """The built-in target profiles.
+
+    Example:
+        >>> import edgec
+        >>> "cortex-m4" in [p.name for p in edgec.target_profiles()]
+        True
+    """
+    from edgec.targets import builtin_names, load_target
+
+    return [load_target(name) for name in builtin_names()]
+
+
+def target_summary(profile: TargetProfile) -> dict[str, Any]:
+    """What ``edgec targets --format json`` lists for one profile."""
+    return {
+        "name": profile.name,
+        "kind": profile.kind,
+        "title": profile.title,
+        "part": profile.part,
+        "cpu": profile.cpu,
+        "clock_hz": profile.clock_hz,
+        "flash_bytes": profile.flash_bytes,
+        "ram_bytes": profile.ram_bytes,
+        "model_flash_budget_bytes": profile.budget.flash_bytes,
+        "model_ram_budget_bytes": profile.budget.ram_bytes,
+        "runtime": profile.runtime.name,
+        "fallback_runtime": profile.runtime.fallback.name if profile.runtime.fallback else None,
+        "source": profile.source,
+    }
+
+
+def _build_options(
+    model: str | Path | None,
+    target: str,
+    data: str | Path | None,
+    recipe: str | None,
+    out: str | Path | None,
+    options: dict[str, Any],
+) -> BuildOptions:
+    from edgec.pipeline.build import BuildOptions
+
+    known = {f.name for f in dataclasses.fields(BuildOptions)}
+    reserved = {"model", "target", "data", "recipe", "out"}
+    unknown = sorted(set(options) - (known - reserved))
+    if unknown:
+        raise InputError(
+            f"unknown build option{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+            hint=f"use {', '.join(sorted(known - reserved))}",
+        )
+    variants = options.get("phone_variants", ())
+    if isinstance(variants, str):
+        variants = variants.split(",")
+    options = {**options, "phone_variants": _stripped(variants)}
+    return BuildOptions(
+        model=Path(model) if model is not None else None,
+        target=target,
+        data=Path(data) if data is not None else None,
+        recipe=recipe,
+        out=Path(out) if out is not None else None,
+        **options,
+    )
+
+
+def _stripped(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(s.strip() for s in items if s.strip())

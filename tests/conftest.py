@@ -7,6 +7,7 @@ suite; a few tests start a real ``edgec`` process where process behaviour matter
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -38,7 +39,27 @@ def run_edgec(*args: str | Path) -> Run:
             main([str(a) for a in args])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+    validate_written_reports([str(a) for a in args])
     return Run(code, out.getvalue(), err.getvalue())
+
+
+def validate_written_reports(args: list[str]) -> None:
+    """Every report.json (or check --format json file) a command wrote must fit the schema."""
+    import jsonschema
+
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag not in ("--out", "-o", "--artifacts"):
+            continue
+        path = Path(value) / "report.json" if Path(value).is_dir() else Path(value)
+        if path.suffix == ".json" and path.is_file():
+            jsonschema.validate(json.loads(path.read_text()), _report_schema())
+
+
+@functools.cache
+def _report_schema() -> dict:
+    from edgec.report_schema import json_schema
+
+    return json_schema()
 
 
 @dataclass

@@ -1,0 +1,42 @@
+"""The import contracts in pyproject.toml hold: imports flow down, TensorFlow only via _tf."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+def _lint_imports(root: Path = ROOT, src: Path = ROOT / "src") -> subprocess.CompletedProcess:
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    if not Path(exe).exists():
+        pytest.fail("lint-imports is missing: pip install -e '.[test]' installs import-linter")
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    return subprocess.run(
+        [exe, "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_import_contracts_are_kept():
+    run = _lint_imports()
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "0 broken" in run.stdout
+
+
+def test_a_lower_layer_importing_a_higher_one_breaks_the_contract(tmp_path):
+    """The contract is live: an upward import (targets -> pipeline) in a copy is caught."""
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copytree(
+        ROOT / "src" / "edgec", tmp_path / "src" / "edgec", ignore=shutil.ignore_patterns("*.pyc")
+    )
+    probe = tmp_path / "src" / "edgec" / "targets" / "_layering_probe.py"
+    probe.write_text("from edgec.pipeline import build  # noqa: F401\n")
+    run = _lint_imports(tmp_path, tmp_path / "src")
+    assert run.returncode != 0
+    assert "edgec.targets._layering_probe -> edgec.pipeline" in run.stdout

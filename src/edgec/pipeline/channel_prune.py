@@ -322,7 +322,7 @@ def _check_per_layer(a: _Analysis, per_layer: dict[str, float]) -> dict[str, flo
         if name not in layers:
             raise InputError(
                 f"channel pruning: per_layer names '{name}', which is not a layer of the model",
-                hint=f"layers with filters or units: {', '.join(sorted(p.name for p in a.producer.values()))}",
+                hint="layers with filters or units: " + ", ".join(sorted(a.producer)),
             )
         if name not in a.producer:
             raise InputError(
@@ -370,7 +370,7 @@ def _importance(
     norms = []
     for layer in producers:
         weights = _weights(layer)
-        kernel = weights.get("pointwise_kernel", weights.get("kernel"))
+        kernel = weights["pointwise_kernel" if "pointwise_kernel" in weights else "kernel"]
         flat = kernel.reshape(-1, kernel.shape[-1])
         norms.append(np.linalg.norm(flat, ord=order, axis=0))
     return _summed(norms), measure
@@ -472,7 +472,9 @@ def prune_channels_iteratively(
             f"channel pruning: steps must be a positive integer, got {steps!r}",
             hint="1 prunes at once; 3-5 steps with fine-tuning between keep more accuracy",
         )
-    plan_channel_pruning(model, fraction, per_layer=per_layer, multiple=multiple, importance=importance)
+    plan_channel_pruning(
+        model, fraction, per_layer=per_layer, multiple=multiple, importance=importance
+    )
     plans = []
     for step in range(1, steps + 1):
         plan = plan_channel_pruning(
@@ -491,4 +493,3 @@ def _step_fraction(total: float, step: int, steps: int) -> float:
     """The fraction of the current channels to remove at ``step`` to reach ``total`` overall."""
     before, after = total * (step - 1) / steps, total * step / steps
     return 1 - (1 - after) / (1 - before)
-

@@ -108,7 +108,9 @@ def rebuild(model, replace: Callable[[GraphNode], Replacement | None]):
         replacement = replace(gn)
         if replacement is None:
             if id(gn.layer) not in clones:
-                clones[id(gn.layer)] = Replacement((clone_layer(gn.layer),), (gn.layer.get_weights(),))
+                clones[id(gn.layer)] = Replacement(
+                    (clone_layer(gn.layer),), (gn.layer.get_weights(),)
+                )
             replacement = clones[id(gn.layer)]
         outputs = _apply(replacement, args, kwargs)
         for key, value in zip(gn.outputs, tf.nest.flatten(outputs), strict=True):

@@ -142,7 +142,10 @@ def _unsupported(gn: GraphNode) -> str | None:
         return f"it is a {kind}, not Dense or Conv2D"
     if gn.shared:
         return "the layer is called more than once"
-    if config.get("groups", 1) != 1 or config.get("data_format", "channels_last") != "channels_last":
+    if (
+        config.get("groups", 1) != 1
+        or config.get("data_format", "channels_last") != "channels_last"
+    ):
         return "grouped or channels_first convolution"
     return None
 
@@ -169,7 +172,9 @@ def _plan_layer(
     kind = type(layer).__name__
     if rank >= pays:
         note = f"rank {rank} does not pay: needs rank < {pays:.1f}"
-        return None, LowRankLayer(layer.name, kind, params, macs, None, params, macs, 1.0, None, note)
+        return None, LowRankLayer(
+            layer.name, kind, params, macs, None, params, macs, 1.0, None, note
+        )
     root = np.sqrt(s[:rank])
     factors = _Factors(rank, u[:, :rank] * root, root[:, None] * vt[:rank], float(power[rank - 1]))
     new_params, new_macs = rank * (rows + cols) + bias, positions * rank * (rows + cols)
@@ -222,4 +227,3 @@ def _output_errors(model, new, names: list[str], x: np.ndarray | None) -> dict[s
         scale = float(np.linalg.norm(reference)) or 1.0
         errors[name] = float(np.linalg.norm(approx - reference)) / scale
     return errors
-

@@ -438,3 +438,13 @@ def test_low_rank_on_the_example_dense_layer(user_model):
     assert accuracy(new) >= accuracy(model) - 0.01
     before, after = _int8(model, held_out.x[:100]), _int8(new, held_out.x[:100])
     assert len(after.tflite) < len(before.tflite) and after.macs < before.macs
+
+
+def test_low_rank_refuses_a_name_its_factor_would_take():
+    from edgec._tf import keras
+
+    inputs = keras.layers.Input((64,))
+    x = keras.layers.Dense(64, name="fc")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(64, name="fc" + SUFFIX)(x))
+    with pytest.raises(InputError, match="already has a layer named 'fc_lowrank'"):
+        factorise(model, rank_fraction=0.1)

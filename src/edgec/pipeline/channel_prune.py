@@ -30,6 +30,7 @@ from edgec.pipeline.graph_rewrite import (
     clone_layer,
     graph_nodes,
     rebuild,
+    tensor_id,
 )
 
 IMPORTANCE = ("l1", "l2", "bn")
@@ -167,7 +168,7 @@ def _analyze(model) -> _Analysis:
     for gn in a.nodes:
         _read_node(a, gn)
     for out in model.outputs:
-        a.freeze(a.layouts[str(id(out))], "reaches the model output")
+        a.freeze(a.layouts[tensor_id(out)], "reaches the model output")
     return a
 
 
@@ -202,6 +203,8 @@ def _role(gn: GraphNode, kind: str, ins: list[_Layout]) -> str:
     config = layer.get_config()
     if gn.shared or len(gn.outputs) != 1 or not _channels_last(layer):
         return "unknown"
+    if kind == "Flatten" and None in gn.node.keras_inputs[0].shape[1:]:
+        return "unknown"  # the number of positions per channel is not known
     if kind in _PRODUCERS:
         ok = config.get("groups", 1) == 1 and len(ins) == 1
         return ("separable" if kind.startswith("Separable") else "producer") if ok else "unknown"

@@ -119,21 +119,31 @@ def _candidates(model, names: Iterable[str] | None) -> list[GraphNode]:
     nodes = [gn for gn in graph_nodes(model) if not gn.node.is_input]
     by_name = {gn.layer.name: gn for gn in nodes}
     if names is None:
-        return [gn for gn in nodes if _unsupported(gn) is None]
-    chosen = []
-    for name in names:
-        if name not in by_name:
+        chosen = [gn for gn in nodes if _unsupported(gn) is None]
+    else:
+        chosen = [_named(by_name, name) for name in names]
+    for gn in chosen:
+        if gn.layer.name + SUFFIX in by_name:
             raise InputError(
-                f"low-rank factorisation: layers names '{name}', which is not a layer of the model",
-                hint="see `edgec inspect MODEL` for the layer names",
+                f"low-rank factorisation: the model already has a layer named "
+                f"'{gn.layer.name + SUFFIX}', the name of '{gn.layer.name}'s first factor",
+                hint="rename that layer, or factorise the model only once",
             )
-        if (why := _unsupported(by_name[name])) is not None:
-            raise InputError(
-                f"low-rank factorisation: layer '{name}' cannot be factorised: {why}",
-                hint="name Dense or Conv2D layers (groups=1, channels_last)",
-            )
-        chosen.append(by_name[name])
     return chosen
+
+
+def _named(by_name: dict[str, GraphNode], name: str) -> GraphNode:
+    if name not in by_name:
+        raise InputError(
+            f"low-rank factorisation: layers names '{name}', which is not a layer of the model",
+            hint="see `edgec inspect MODEL` for the layer names",
+        )
+    if (why := _unsupported(by_name[name])) is not None:
+        raise InputError(
+            f"low-rank factorisation: layer '{name}' cannot be factorised: {why}",
+            hint="name Dense or Conv2D layers (groups=1, channels_last)",
+        )
+    return by_name[name]
 
 
 def _unsupported(gn: GraphNode) -> str | None:
@@ -147,6 +157,8 @@ def _unsupported(gn: GraphNode) -> str | None:
         or config.get("data_format", "channels_last") != "channels_last"
     ):
         return "grouped or channels_first convolution"
+    if None in gn.node.outputs.shape[1:]:
+        return "its output shape is not fully known"
     return None
 
 

@@ -51,6 +51,7 @@ def measure(label: str, model, options: BuildOptions, x: np.ndarray, y: np.ndarr
         "macs": count_macs(TfliteModel.from_bytes(tflite)),
         "flash": report.memory.flash_bytes,
         "arena": report.memory.arena_bytes,
+        "float": 100.0 * float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y)),
         "acc": int8_accuracy(tflite, x, y),
         "verdict": "pass"
         if report.ok
@@ -124,14 +125,15 @@ def table(name: str, rows: list[dict]) -> str:
         f"## {name}",
         "",
         "| build | params | MACs | int8 flash B | TFLM arena B | int8 top-1 % (held-out) | "
-        "MACs / plain | flash / plain | verdict | build s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "float top-1 % | MACs / plain | flash / plain | verdict | build s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['build']} | {r['params']:,} | {r['macs']:,} | {r['flash']:,} | "
-            f"{r['arena']:,} | {r['acc']:.1f} | {base['macs'] / r['macs']:.2f}x fewer | "
-            f"{base['flash'] / r['flash']:.2f}x less | {r['verdict']} | {r['seconds']:.1f} |"
+            f"{r['arena']:,} | {r['acc']:.1f} | {r['float']:.1f} | "
+            f"{base['macs'] / r['macs']:.2f}x fewer | {base['flash'] / r['flash']:.2f}x less | "
+            f"{r['verdict']} | {r['seconds']:.1f} |"
         )
     return "\n".join(lines)
 

@@ -405,6 +405,7 @@ def test_low_rank_skips_layers_where_it_does_not_pay():
         ({"energy": 1.5}, "energy must be a number in (0, 1]"),
         ({"energy": 0.9, "layers": ["nope"]}, "'nope', which is not a layer"),
         ({"energy": 0.9, "layers": ["max_pooling2d"]}, "it is a MaxPooling2D"),
+        ({"energy": 0.9, "conv": "tucker"}, "conv 'tucker' is unknown"),
     ],
 )
 def test_low_rank_bad_options_are_input_errors(user_model, kwargs, needle):
@@ -448,3 +449,28 @@ def test_low_rank_refuses_a_name_its_factor_would_take():
     model = keras.Model(inputs, keras.layers.Dense(64, name="fc" + SUFFIX)(x))
     with pytest.raises(InputError, match="already has a layer named 'fc_lowrank'"):
         factorise(model, rank_fraction=0.1)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_spatial_svd_is_exact_on_separable_kernels(padding):
+    """A kernel that is a sum of 2 (kh x 1) x (1 x kw) products: spatial SVD at rank 2 is exact."""
+    from edgec._tf import keras
+
+    keras.utils.set_random_seed(SEED)
+    inputs = keras.layers.Input((11, 10, 8))
+    conv = keras.layers.Conv2D(24, 3, strides=2, padding=padding, activation="relu", name="conv")
+    model = keras.Model(inputs, conv(inputs))
+    rng = np.random.default_rng(SEED)
+    a, b = rng.normal(size=(3, 8, 2)), rng.normal(size=(2, 3, 24))  # (kh, Cin, r), (r, kw, Cout)
+    conv.set_weights([np.einsum("hcr,rwo->hwco", a, b), conv.bias.numpy() + 0.1])
+    x = _x((11, 10, 8), 4)
+    new, report = factorise(model, energy=0.9999, conv="spatial", multiple=1, x=x)
+    (row,) = report.layers
+    assert row.method == "spatial" and row.rank == 2 and row.output_error < 1e-5, row
+    assert row.new_params < row.params and row.new_macs < row.macs
+    assert new.get_layer("conv" + SUFFIX).get_config()["kernel_size"] == (3, 1)
+    assert new.get_layer("conv").get_config()["strides"] == (1, 2)
+    reference = model(x).numpy()
+    np.testing.assert_allclose(new(x).numpy(), reference, atol=1e-4 * np.abs(reference).max())
+    flat = TfliteModel.from_bytes(convert_int8(new, x))
+    assert count_macs(flat) == row.new_macs

@@ -7,6 +7,12 @@ bias, activation), from the SVD of the kernel reshaped to (k*k*Cin, Cout). With
 W = U S V^T the two kernels are U_r sqrt(S_r) and sqrt(S_r) V_r^T. Both factors run at
 the layer's output resolution, so parameters and MACs shrink by the same ratio: a layer
 is factorised only when r * (k*k*Cin + Cout) < k*k*Cin*Cout.
+
+Spatial SVD (``conv="spatial"``) instead decomposes the kernel as a (kh*Cin, kw*Cout)
+matrix into a kh x 1 conv (Cin -> r, strided in height) and a 1 x kw conv (r -> Cout,
+strided in width); "same" and "valid" padding split per axis, so the result is exact at
+full rank. The first factor runs at the input's width, so its MACs are counted there. A
+layer is factorised only if both its parameters and its MACs go down.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from edgec.pipeline.graph_rewrite import (
     rebuild,
 )
 
+CONV_METHODS = ("channel", "spatial")
 SUFFIX = "_lowrank"  # name of the first factor; the second keeps the layer's name
 
 
@@ -36,6 +43,7 @@ class LowRankLayer:
 
     name: str
     kind: str  # Dense or Conv2D
+    method: str  # channel (k x k to r, then 1x1) or spatial (k x 1 to r, then 1 x k)
     params: int
     macs: int  # per sample
     rank: int | None  # None: not factorised
@@ -65,6 +73,7 @@ class _Factors:
     first: np.ndarray  # (rows, r)
     second: np.ndarray  # (r, cols)
     energy: float
+    method: str
 
 
 def factorise(
@@ -74,6 +83,7 @@ def factorise(
     rank_fraction: float | None = None,
     layers: Iterable[str] | None = None,
     multiple: int = 4,
+    conv: str = "channel",
     x: np.ndarray | None = None,
 ):
     """Factorise Dense/Conv2D layers of ``model``; returns (new model, LowRankReport).
@@ -82,14 +92,20 @@ def factorise(
     ``rank_fraction`` of the largest possible rank; it is rounded up to a multiple of
     ``multiple`` where that still pays. ``layers`` limits the candidates (default: every
     Dense and Conv2D). With samples ``x``, each factorised layer's relative output error
-    is measured on them (inputs from the original model).
+    is measured on them (inputs from the original model). ``conv="spatial"`` splits a
+    k x k Conv2D into k x 1 and 1 x k convs instead (spatial SVD).
     """
     check_graph_model(model, "low-rank factorisation")
     _check_rank_options(energy, rank_fraction)
+    if conv not in CONV_METHODS:
+        raise InputError(
+            f"low-rank factorisation: conv {conv!r} is unknown",
+            hint=f"use one of {', '.join(CONV_METHODS)}",
+        )
     candidates = _candidates(model, layers)
     plans: dict[str, tuple[_Factors | None, LowRankLayer]] = {}
     for gn in candidates:
-        plans[gn.layer.name] = _plan_layer(gn, energy, rank_fraction, multiple)
+        plans[gn.layer.name] = _plan_layer(gn, energy, rank_fraction, multiple, conv)
 
     def substitute(gn: GraphNode) -> Replacement | None:
         factors = plans[gn.layer.name][0] if gn.layer.name in plans else None
@@ -163,64 +179,105 @@ def _unsupported(gn: GraphNode) -> str | None:
 
 
 def _plan_layer(
-    gn: GraphNode, energy: float | None, rank_fraction: float | None, multiple: int
+    gn: GraphNode, energy: float | None, rank_fraction: float | None, multiple: int, method: str
 ) -> tuple[_Factors | None, LowRankLayer]:
     layer = gn.layer
     kernel = layer.kernel.numpy()
-    rows, cols = math.prod(kernel.shape[:-1]), kernel.shape[-1]
+    if kernel.ndim != 4 or min(kernel.shape[:2]) == 1:
+        method = "channel"  # Dense or 1x1 conv: nothing spatial to split
+    bias = kernel.shape[-1] if layer.use_bias else 0
     positions = math.prod(int(d) for d in gn.node.outputs.shape[1:-1])  # output pixels
-    bias = cols if layer.use_bias else 0
-    params, macs = rows * cols + bias, positions * rows * cols
-    u, s, vt = np.linalg.svd(kernel.reshape(rows, cols).astype(np.float64), full_matrices=False)
+    params, macs = kernel.size + bias, positions * kernel.size
+    matrix, cost = _matrix_and_cost(gn, kernel, method)
+    u, s, vt = np.linalg.svd(matrix.astype(np.float64), full_matrices=False)
     power = np.cumsum(s**2) / max(float(np.sum(s**2)), 1e-30)
     if energy is not None:
         rank = int(np.searchsorted(power, energy - 1e-12) + 1)
     else:
         rank = max(1, math.ceil((rank_fraction or 0) * len(s)))
-    pays = (rows * cols) / (rows + cols)  # r must stay below this
+
+    def pays(r: int) -> bool:
+        new_params, new_macs = cost(r)
+        return new_params + bias < params and new_macs < macs
+
     rounded = multiple * math.ceil(rank / multiple)
-    if rounded < pays and rounded <= len(s):
+    if rounded <= len(s) and pays(rounded):
         rank = rounded
     kind = type(layer).__name__
-    if rank >= pays:
-        note = f"rank {rank} does not pay: needs rank < {pays:.1f}"
-        return None, LowRankLayer(
-            layer.name, kind, params, macs, None, params, macs, 1.0, None, note
+    if not pays(rank):
+        new_params, new_macs = cost(rank)
+        note = (
+            f"rank {rank} does not pay: params {params:,} -> {new_params + bias:,}, "
+            f"MACs {macs:,} -> {new_macs:,}"
         )
+        row = LowRankLayer(layer.name, kind, method, params, macs, None, params, macs, 1.0, None)
+        return None, replace(row, note=note)
     root = np.sqrt(s[:rank])
-    factors = _Factors(rank, u[:, :rank] * root, root[:, None] * vt[:rank], float(power[rank - 1]))
-    new_params, new_macs = rank * (rows + cols) + bias, positions * rank * (rows + cols)
-    row = LowRankLayer(
-        layer.name, kind, params, macs, rank, new_params, new_macs, factors.energy, None
+    factors = _Factors(
+        rank, u[:, :rank] * root, root[:, None] * vt[:rank], float(power[rank - 1]), method
     )
+    new_params, new_macs = cost(rank)
+    row = LowRankLayer(
+        layer.name, kind, method, params, macs, rank, new_params + bias, new_macs, factors.energy,
+        None,
+    )  # fmt: skip
     return factors, row
+
+
+def _matrix_and_cost(gn: GraphNode, kernel: np.ndarray, method: str):
+    """The kernel as the matrix to decompose, and rank -> (weights, MACs) of the two factors."""
+    positions = math.prod(int(d) for d in gn.node.outputs.shape[1:-1])
+    if method == "channel":  # (k*k*Cin, Cout): k x k conv to r channels, then 1x1
+        rows, cols = math.prod(kernel.shape[:-1]), kernel.shape[-1]
+        return kernel.reshape(rows, cols), lambda r: (
+            r * (rows + cols),
+            positions * r * (rows + cols),
+        )
+    # spatial: (kh*Cin, kw*Cout): a kh x 1 conv (strided in H only) to r channels, then 1 x kw
+    kh, kw, cin, cout = kernel.shape
+    out_h = int(gn.node.outputs.shape[1])
+    in_w = int(gn.node.keras_inputs[0].shape[2])
+    matrix = kernel.transpose(0, 2, 1, 3).reshape(kh * cin, kw * cout)
+    return matrix, lambda r: (
+        r * (kh * cin + kw * cout),
+        out_h * in_w * kh * cin * r + positions * kw * r * cout,
+    )
 
 
 def _replacement(layer, factors: _Factors) -> Replacement:
     from edgec._tf import keras
 
     config = layer.get_config()
-    kernel_shape = layer.kernel.shape
-    first_kernel = factors.first.reshape(*kernel_shape[:-1], factors.rank).astype(np.float32)
-    second_kernel = factors.second.astype(np.float32)
+    shape = tuple(layer.kernel.shape)
+    r = factors.rank
     common = {"use_bias": False, "name": layer.name + SUFFIX, "dtype": config.get("dtype")}
     if type(layer).__name__ == "Dense":
-        first = keras.layers.Dense(factors.rank, **common)
+        first = keras.layers.Dense(r, **common)
         second = clone_layer(layer)
-    else:
+        first_kernel, second_kernel = factors.first, factors.second
+    elif factors.method == "channel":
         first = keras.layers.Conv2D(
-            factors.rank,
-            config["kernel_size"],
-            strides=config["strides"],
-            padding=config["padding"],
-            dilation_rate=config["dilation_rate"],
-            **common,
-        )
+            r, config["kernel_size"], strides=config["strides"], padding=config["padding"],
+            dilation_rate=config["dilation_rate"], **common,
+        )  # fmt: skip
         config.update(kernel_size=(1, 1), strides=(1, 1), padding="valid", dilation_rate=(1, 1))
         second = clone_layer(layer, config)
-        second_kernel = second_kernel.reshape(1, 1, *second_kernel.shape)
-    second_weights = [second_kernel] + ([layer.bias.numpy()] if layer.use_bias else [])
-    return Replacement((first, second), ([first_kernel], second_weights))
+        first_kernel = factors.first.reshape(*shape[:-1], r)
+        second_kernel = factors.second.reshape(1, 1, r, shape[-1])
+    else:  # spatial
+        (kh, kw), (sh, sw) = config["kernel_size"], config["strides"]
+        dh, dw = config["dilation_rate"]
+        first = keras.layers.Conv2D(
+            r, (kh, 1), strides=(sh, 1), padding=config["padding"], dilation_rate=(dh, 1),
+            **common,
+        )  # fmt: skip
+        config.update(kernel_size=(1, kw), strides=(1, sw), dilation_rate=(1, dw))
+        second = clone_layer(layer, config)
+        first_kernel = factors.first.reshape(kh, 1, shape[2], r)
+        second_kernel = factors.second.reshape(r, kw, shape[3]).transpose(1, 0, 2)[None]
+    second_weights = [second_kernel.astype(np.float32)]
+    second_weights += [layer.bias.numpy()] if layer.use_bias else []
+    return Replacement((first, second), ([first_kernel.astype(np.float32)], second_weights))
 
 
 def _output_errors(model, new, names: list[str], x: np.ndarray | None) -> dict[str, float]:

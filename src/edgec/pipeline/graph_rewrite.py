@@ -1,0 +1,136 @@
+"""Walk and rebuild a tf_keras graph model layer call by layer call.
+
+The one way edgec rewrites a model's structure (channel pruning, low-rank factorisation):
+every layer call of a Sequential or Functional model is visited in topological order,
+and each layer is either cloned with its weights or replaced by a chain of new layers
+with new weights. The result is a new functional model with the same inputs and outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgec.errors import InputError
+
+
+@dataclass(frozen=True, slots=True)
+class GraphNode:
+    """One call of a layer in the model: the ids of the tensors it reads and writes."""
+
+    layer: Any
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    node: Any  # the tf_keras Node
+    shared: bool  # the layer is called more than once in this model
+
+
+@dataclass(frozen=True, slots=True)
+class Replacement:
+    """New layers applied one after another in place of one layer, and their weights."""
+
+    layers: tuple[Any, ...]
+    weights: tuple[Sequence[np.ndarray], ...]
+
+
+def tensor_id(tensor) -> str:
+    return str(id(tensor))
+
+
+def check_graph_model(model, what: str) -> None:
+    """A clear error unless ``model`` is a built tf_keras Sequential/Functional model."""
+    from edgec._tf import keras
+
+    if not isinstance(model, keras.Model):
+        raise InputError(
+            f"{what} needs a tf_keras model, got {type(model).__module__}.{type(model).__name__}",
+            hint="load the model with tf_keras (Keras 2); Keras 3 models are not supported here",
+        )
+    if not getattr(model, "_is_graph_network", False):
+        raise InputError(
+            f"{what} needs a Sequential or Functional model with a known input shape; "
+            f"'{model.name}' is subclassed or not built",
+            hint="build the model from keras.Input(...) layers",
+        )
+
+
+def graph_nodes(model) -> list[GraphNode]:
+    """The model's layer calls, inputs first, each after the calls it depends on."""
+    nodes = [
+        node
+        for depth in sorted(model._nodes_by_depth, reverse=True)
+        for node in model._nodes_by_depth[depth]
+    ]
+    calls: dict[int, int] = {}
+    for node in nodes:
+        calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
+    return [
+        GraphNode(
+            layer=node.layer,
+            inputs=tuple(node.flat_input_ids),
+            outputs=tuple(node.flat_output_ids),
+            node=node,
+            shared=calls[id(node.layer)] > 1,
+        )
+        for node in nodes
+    ]
+
+
+def clone_layer(layer, config: dict | None = None):
+    """A new layer of the same class from ``config`` (default: the layer's own)."""
+    return layer.__class__.from_config(config if config is not None else layer.get_config())
+
+
+def rebuild(model, replace: Callable[[GraphNode], Replacement | None]):
+    """A new functional model: each layer cloned with its weights, or as ``replace`` says.
+
+    ``replace`` sees every non-input layer call; it returns None to keep the layer as is.
+    The new layers are called on the rebuilt inputs, then their weights are set.
+    """
+    from edgec._tf import keras, tf
+
+    tensors: dict[str, Any] = {}
+    for old in model.inputs:
+        tensors[tensor_id(old)] = keras.Input(
+            shape=old.shape[1:], dtype=old.dtype, name=old._keras_history.layer.name
+        )
+    clones: dict[int, Any] = {}  # a shared layer stays one (shared) layer
+    for gn in graph_nodes(model):
+        if gn.node.is_input:
+            continue
+        args, kwargs = tf.nest.map_structure(
+            lambda t: tensors[tensor_id(t)] if hasattr(t, "_keras_history") else t,
+            (gn.node.call_args, gn.node.call_kwargs),
+        )
+        replacement = replace(gn)
+        if replacement is None:
+            if id(gn.layer) not in clones:
+                clones[id(gn.layer)] = Replacement(
+                    (clone_layer(gn.layer),), (gn.layer.get_weights(),)
+                )
+            replacement = clones[id(gn.layer)]
+        outputs = _apply(replacement, args, kwargs)
+        for key, value in zip(gn.outputs, tf.nest.flatten(outputs), strict=True):
+            tensors[key] = value
+    inputs = [tensors[tensor_id(t)] for t in model.inputs]
+    outputs = [tensors[tensor_id(t)] for t in model.outputs]
+    return keras.Model(
+        inputs[0] if len(inputs) == 1 else inputs,
+        outputs[0] if len(outputs) == 1 else outputs,
+        name=model.name,
+    )
+
+
+def _apply(replacement: Replacement, args, kwargs):
+    first, *rest = replacement.layers
+    built = first.built
+    out = first(*args, **kwargs)
+    for layer in rest:
+        out = layer(out)
+    if not built:  # a shared clone gets its weights once, on its first call
+        for layer, weights in zip(replacement.layers, replacement.weights, strict=True):
+            layer.set_weights(list(weights))
+    return out

@@ -70,11 +70,20 @@ class _Worker:
             self._proc.wait()
 
 
-def measure_arena(model: bytes, inputs: list[np.ndarray]) -> ArenaResult:
+def measure_arena(
+    model: bytes, inputs: list[np.ndarray], *, floor_bytes: int = 0
+) -> ArenaResult:
     """Find the smallest arena (a multiple of 16 bytes) that runs ``model`` on ``inputs``.
 
     ``inputs`` holds one batch-1 array per model input, in the model's input dtype.
+    ``floor_bytes`` is a size the arena cannot be below (the largest activation tensor):
+    the search starts there, and gives up at once if it exceeds what any probe may use.
     """
+    if floor_bytes > _MAX_ARENA:
+        raise ToolError(
+            f"an activation tensor alone needs {floor_bytes:,} bytes, more than the "
+            f"{_MAX_ARENA // 2**20} MiB the arena search probes"
+        )
     with tempfile.TemporaryDirectory(prefix="edgec-arena-") as tmp:
         folder = Path(tmp)
         (folder / "model.tflite").write_bytes(model)
@@ -85,7 +94,8 @@ def measure_arena(model: bytes, inputs: list[np.ndarray]) -> ArenaResult:
         worker = _Worker(*args)
         probes = 0
         try:
-            low, high = 0, max(4096, len(model) // ALIGN * ALIGN)  # low fails, high unknown
+            start = max(4096, len(model), floor_bytes)
+            low, high = 0, -(-start // ALIGN) * ALIGN  # low fails, high unknown
             while True:
                 probes += 1
                 if worker.probe(high):

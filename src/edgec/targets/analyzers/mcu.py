@@ -75,11 +75,12 @@ def tflm_arena(tflite: bytes, model: TfliteModel, runnable: bool) -> tuple[int |
     if key not in _ARENAS:
         # The arena does not depend on input values: zeros of each input's shape and dtype.
         inputs = [
-            np.zeros(model.tensors[i].shape, dtype=np.dtype(model.tensors[i].dtype))
+            np.zeros(model.tensors[i].shape, dtype=model.tensors[i].numpy_dtype())
             for i in model.inputs
         ]
         try:
-            _ARENAS[key] = measure_arena(tflite, inputs).bytes
+            floor = max((t.nbytes for t in model.tensors if not t.is_constant), default=0)
+            _ARENAS[key] = measure_arena(tflite, inputs, floor_bytes=floor).bytes
         except ToolError as exc:
             return None, f"not measured: {exc}"
     return _ARENAS[key], ARENA_METHOD

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from edgec import __version__
-from edgec.errors import EdgecError, InputError
+from edgec.errors import EdgecError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 
@@ -252,9 +252,10 @@ def inspect(model: Path, fmt: str) -> None:
         result = inspect_model(model)
     if fmt == "json":
         import dataclasses
-        import json
 
-        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        from edgec.report import json_text
+
+        click.echo(json_text(dataclasses.asdict(result)), nl=False)
     else:
         ui.print_layers(result)
 
@@ -310,14 +311,13 @@ def check(
     """
     from edgec import ci, ui
     from edgec.firmware_export import prepare_output_dir, write_outputs
+    from edgec.firmware_export.writer import prepare_output_file, write_file_atomically
     from edgec.pipeline.check import run_check
 
     if artifacts is not None:
         prepare_output_dir(artifacts)
-    if out is not None and out.is_dir():
-        raise InputError(f"--out {out} is a directory", hint="give a file name, e.g. checks.xml")
-    if out is not None and not out.parent.is_dir():
-        raise InputError(f"folder {out.parent} for --out does not exist")
+    if out is not None:
+        prepare_output_file(out)
     from edgec._native_log import captured_native_stderr
 
     with captured_native_stderr(enabled=not _state["debug"]):
@@ -331,7 +331,7 @@ def check(
         "text": lambda: ui.check_text(report),
     }[fmt]()
     if out is not None:
-        _write_atomically(out, rendered)
+        write_file_atomically(out, rendered.encode())
     if out is not None or fmt == "text":
         ui.print_check(report)
         if out is not None:
@@ -366,18 +366,6 @@ def diff(old: Path, new: Path, max_growth: str) -> None:
     grown = [d for d in deltas if d.growth is not None and d.growth > limit]
     ui.print_diff(deltas, limit, grown)
     sys.exit(EXIT_CHECK_FAILED if grown else EXIT_OK)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    if not path.parent.exists():
-        raise InputError(f"folder {path.parent} for --out does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 @cli.group(invoke_without_command=True)

@@ -88,6 +88,8 @@ def _kernel(op: str, tensors: list[Tensor]) -> Tensor | None:
 
 def _sparsity(kernel: Tensor) -> float:
     values = kernel.array()
+    if values.size == 0:
+        return 0.0
     zero = kernel.zero_points[0] if kernel.zero_points and kernel.dtype != "float32" else 0
     return float(np.mean(values == zero))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from edgec.errors import InputError
+from edgec.errors import InputError, UsageError
 from edgec.report import TargetSection
 
 DIFF_FIGURES = (("flash_bytes", "flash"), ("arena_bytes", "RAM"))
@@ -94,9 +94,9 @@ class Delta:
 
 def parse_growth(text: str) -> float:
     """``'5%'`` or ``'5'`` -> 0.05."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%?\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,12}(?:\.[0-9]{1,12})?)\s*%?\s*", text, re.ASCII)
     if not match:
-        raise InputError(f"--max-growth '{text}' is not a percentage", hint="e.g. --max-growth 5%")
+        raise UsageError(f"--max-growth '{text}' is not a percentage", hint="e.g. --max-growth 5%")
     return float(match.group(1)) / 100
 
 

@@ -392,26 +392,30 @@ def targets_show(name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: one clear line and exit 1 for every expected error."""
+    """Console entry point: exit 0 pass, 3 failed checks, 1 errors, 2 usage errors,
+    130/143 on SIGINT/SIGTERM (temporary files removed in every case)."""
+    from edgec._process import command_scope, exit_status
+
     _state["debug"] = False
-    try:
-        code = cli.main(args=argv, prog_name="edgec", standalone_mode=False)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        sys.exit(code)
-    except EdgecError as exc:
-        _fail(f"error: {exc}", exc, exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_ERROR)
-    except (click.Abort, KeyboardInterrupt) as exc:
-        _fail("error: interrupted; nothing was written", exc, EXIT_ERROR)
-    except Exception as exc:  # a bug: say so in one line, traceback with --debug
-        _fail(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-            exc,
-            EXIT_ERROR,
-        )
+    with command_scope():
+        try:
+            code = cli.main(args=argv, prog_name="edgec", standalone_mode=False)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            sys.exit(code)
+        except EdgecError as exc:
+            _fail(f"error: {exc}", exc, exc.exit_code)
+        except click.ClickException as exc:  # UsageError and BadParameter carry exit code 2
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt) as exc:  # SIGINT, and SIGTERM (_process)
+            _fail("error: interrupted; nothing was written", exc, exit_status(exc))
+        except Exception as exc:  # a bug: say so in one line, traceback with --debug
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                exc,
+                EXIT_ERROR,
+            )
     sys.exit(code if isinstance(code, int) else EXIT_OK)  # --help/--version return 0
 
 

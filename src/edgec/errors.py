@@ -25,6 +25,12 @@ class InputError(EdgecError):
     """A model, data set, profile or option the user gave cannot be used."""
 
 
+class UsageError(InputError):
+    """The command line itself is wrong: an option value that cannot be parsed (exit 2)."""
+
+    exit_code = 2
+
+
 class ConversionError(EdgecError):
     """The TFLite converter failed, or its result is not a deployable int8 model."""
 

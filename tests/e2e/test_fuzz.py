@@ -212,12 +212,14 @@ def _outcome(run: Run, seconds: float, case: str) -> str:
     text = run.out + run.err
     assert "Traceback" not in text, (case, text[-2000:])
     assert "internal error" not in text, (case, text[-2000:])
-    assert run.code in (0, 1, 3), (case, run.code, text[-2000:])
+    assert run.code in (0, 1, 2, 3), (case, run.code, text[-2000:])
     assert seconds < MAX_SECONDS, (case, seconds)
     if run.code == 1:
         errors = [ln for ln in run.err.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1, (case, run.err)
         return "exit 1 message"
+    if run.code == 2:
+        return "exit 2 usage"
     return {0: "ok", 3: "exit 3"}[run.code]
 
 
@@ -292,7 +294,7 @@ def _profile(**changes: str) -> str:
             "ram_bytes": "262144",
         },
         "reserved": {"flash_bytes": "0", "ram_bytes": "0"},
-        "runtime": {"name": '"tflite-micro"', "tensor_dtypes": '["int8", "int32"]'},
+        "runtime": {"name": '"tflite-micro"', "tensor_dtypes": '["int8"]'},
         "estimate": {"cycles_per_mac": "2.5"},
     }
     for key, value in changes.items():
@@ -323,6 +325,13 @@ BAD_PROFILES = {
     "dtypes-empty": {"runtime__tensor_dtypes": "[]"},
     "dtypes-int": {"runtime__tensor_dtypes": "[1]"},
 }
+
+
+def test_the_base_profile_is_good(tmp_path, seed_tflite):
+    (tmp_path / "board.toml").write_text(_profile())
+    (tmp_path / "m.tflite").write_bytes(seed_tflite)
+    run = run_edgec("check", tmp_path / "m.tflite", "-t", tmp_path / "board.toml")
+    assert run.code == 0, run.err
 
 
 @pytest.mark.parametrize("case", BAD_PROFILES, ids=list(BAD_PROFILES))
@@ -358,7 +367,7 @@ def test_bad_budgets(tmp_path, seed_tflite, budget):
     model = tmp_path / "m.tflite"
     model.write_bytes(seed_tflite)
     run, seconds = _timed("check", model, "--target", "edgetpu", "--budget", budget)
-    assert _outcome(run, seconds, budget) == "exit 1 message"
+    assert _outcome(run, seconds, budget) == "exit 2 usage"
 
 
 def _data_files(folder: Path) -> dict[str, Path]:

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgec.errors import InputError
+from edgec.errors import InputError, UsageError
 from edgec.units import MAX_BYTES, parse_size
 
 SCHEMA_VERSION = 1  # version 1 grew optional tables only ([estimate], [vela], [phone])
@@ -197,15 +197,18 @@ def parse_budget(text: str) -> dict[str, int]:
         key, sep, value = item.partition("=")
         key = key.strip().lower()
         if not sep or key not in ("flash", "ram"):
-            raise InputError(
+            raise UsageError(
                 f"bad budget '{item}'",
                 hint="write --budget flash=SIZE,ram=SIZE, e.g. flash=256KiB,ram=64KiB",
             )
         if key in overrides:
-            raise InputError(f"budget '{key}' given twice in '{text}'")
-        overrides[key] = parse_size(value)
+            raise UsageError(f"budget '{key}' given twice in '{text}'")
+        try:
+            overrides[key] = parse_size(value)
+        except InputError as exc:
+            raise UsageError(f"--budget {key}: {exc.message}", hint=exc.hint) from None
     if not overrides:
-        raise InputError("empty --budget", hint="e.g. --budget flash=256KiB,ram=64KiB")
+        raise UsageError("empty --budget", hint="e.g. --budget flash=256KiB,ram=64KiB")
     return overrides
 
 

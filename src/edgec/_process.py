@@ -33,8 +33,16 @@ class Terminated(KeyboardInterrupt):
 
 
 def exit_status(exc: BaseException) -> int:
-    """128 + the signal number, the shell's convention: 130 for SIGINT, 143 for SIGTERM."""
-    return 128 + getattr(exc, "signum", signal.SIGINT)
+    """128 + the signal number, the shell's convention: 130 for SIGINT, 143 for SIGTERM.
+
+    click turns a KeyboardInterrupt into ``click.Abort``; the signal is on its context.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, Terminated):
+            return 128 + seen.signum
+        seen = seen.__cause__ or seen.__context__
+    return 128 + signal.SIGINT
 
 
 @contextlib.contextmanager

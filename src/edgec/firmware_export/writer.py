@@ -29,7 +29,8 @@ def confined(root: Path, rel: str) -> Path:
     """
     pure = PurePosixPath(rel)
     if (
-        not rel
+        not pure.parts
+        or str(pure) != rel  # "./x", "a//b", "a/.": not the plain form
         or pure.is_absolute()
         or any(part in ("..", ".") for part in pure.parts)
         or "\\" in rel

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from edgec import __version__
-from edgec.errors import EdgecError
+from edgec.errors import EdgecError, printable
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 
@@ -322,7 +322,7 @@ def check(
 
     with captured_native_stderr(enabled=not _state["debug"]):
         report, files = run_check(
-            model, target, budget, progress=lambda p: ui.err.print(f"checking {p.name}…")
+            model, target, budget, progress=lambda p: ui.err.print(f"checking {ui.t(p.name)}…")
         )
     rendered = {
         "json": report.to_json,
@@ -335,7 +335,7 @@ def check(
     if out is not None or fmt == "text":
         ui.print_check(report)
         if out is not None:
-            ui.out.print(f"Wrote {out} ({fmt})")
+            ui.out.print(f"Wrote {ui.t(out)} ({fmt})")
     else:
         click.echo(rendered, nl=False)
     if artifacts is not None:
@@ -422,5 +422,5 @@ def main(argv: list[str] | None = None) -> None:
 def _fail(line: str, exc: BaseException, code: int) -> None:
     if _state["debug"]:
         traceback.print_exception(exc)
-    click.echo(line, err=True)
+    click.echo(printable(line), err=True)
     sys.exit(code)

@@ -268,6 +268,23 @@ def test_huge_activation_gives_up_early(tmp_path, seed_tflite):
     assert run.code in (1, 3) and "Traceback" not in run.err, run.err
 
 
+def test_hostile_names_reach_the_terminal_as_text(tmp_path, seed_tflite):
+    """Tensor names with rich markup and escape sequences: printed as inert text."""
+
+    def rename(g, m):
+        for i, t in enumerate(g.tensors):
+            t.name = f"[/bold]\x1b[31mRED\x1b]0;t\x07[link=x]{i}".encode()
+
+    path = tmp_path / "names.tflite"
+    path.write_bytes(_mutated(seed_tflite, rename))
+    for args in (("inspect", path), ("check", path, "-t", "cortex-m,edgetpu")):
+        run = run_edgec(*args)
+        assert run.code == 0, run.err
+        assert "\x1b" not in run.out + run.err and "\x07" not in run.out + run.err
+        if args[0] == "inspect":
+            assert "[/bold]?[31mRED" in run.out
+
+
 # --- errors are messages -------------------------------------------------------------------
 
 

@@ -79,8 +79,16 @@ def tflm_arena(tflite: bytes, model: TfliteModel, runnable: bool) -> tuple[int |
             for i in model.inputs
         ]
         try:
-            floor = max((t.nbytes for t in model.tensors if not t.is_constant), default=0)
-            _ARENAS[key] = measure_arena(tflite, inputs, floor_bytes=floor).bytes
+            activations = [t.nbytes for t in model.tensors if not t.is_constant]
+            # generous: every activation live at once, 16x for kernels' scratch buffers
+            # (TRANSPOSE_CONV keeps 8 bytes per output element), plus TFLM's structures
+            bound = 16 * sum(activations) + 256 * (len(model.tensors) + len(model.operators))
+            _ARENAS[key] = measure_arena(
+                tflite,
+                inputs,
+                floor_bytes=max(activations, default=0),
+                crash_bound_bytes=bound + 64 * 1024,
+            ).bytes
         except ToolError as exc:
             return None, f"not measured: {exc}"
     return _ARENAS[key], ARENA_METHOD

@@ -143,6 +143,27 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path, out):
     assert time.perf_counter() - start < 5  # no training happened (not a timing figure)
 
 
+def test_immutable_parent_is_refused_before_any_work(tmp_path, seed_tflite):
+    """chattr +i: even root cannot create entries there; said before the build runs."""
+    chattr = shutil.which("chattr")
+    folder = tmp_path / "immutable"
+    folder.mkdir()
+    if chattr is None or subprocess.run([chattr, "+i", folder], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here (needs root and ext4/xfs)")
+    try:
+        start = time.perf_counter()
+        run = run_edgec("build", "--target", "cortex-m", "--out", folder / "out")
+        assert_clean_failure(run, "cannot write to", "immutable")
+        assert time.perf_counter() - start < 5  # refused before any training
+        model = tmp_path / "m.tflite"
+        model.write_bytes(seed_tflite)
+        run = run_edgec("check", model, "-t", "edgetpu", "--out", folder / "r.xml")
+        assert_clean_failure(run, "cannot write to")
+    finally:
+        subprocess.run([chattr, "-i", folder], check=True)
+    assert list(folder.iterdir()) == []
+
+
 def test_outputs_follow_the_umask(tmp_path, seed_tflite):
     from edgec.firmware_export import write_outputs
     from edgec.firmware_export.writer import write_file_atomically

@@ -209,6 +209,7 @@ class TfliteModel:
                     options=_options(op.builtinOptions, activations),
                 )
             )
+        _check_channels(tensors, operators)
         inputs = _indices(graph.inputs, len(tensors), "graph input")
         outputs = _indices(graph.outputs, len(tensors), "graph output")
         if not inputs or not outputs:
@@ -291,11 +292,8 @@ def _tensor(i: int, t: Any, buffers: list, data: bytes, type_names: dict[int, st
         raise _Malformed(f"{where}: a quantization scale is not a finite number")
     if zps and len(zps) != len(scales):
         raise _Malformed(f"{where}: {len(scales)} scales but {len(zps)} zero points")
-    if len(scales) > 1 and not (0 <= axis < len(shape) and shape[axis] == len(scales)):
-        raise _Malformed(
-            f"{where}: {len(scales)} per-channel scales do not match dimension {axis} "
-            f"of shape {list(shape)}"
-        )
+    if len(scales) > 1 and not 0 <= axis < len(shape):
+        raise _Malformed(f"{where}: quantized dimension {axis} is not in shape {list(shape)}")
     return Tensor(
         index=i,
         name=name,
@@ -307,6 +305,22 @@ def _tensor(i: int, t: Any, buffers: list, data: bytes, type_names: dict[int, st
         zero_points=zps,
         quantized_dimension=axis,
     )
+
+
+def _check_channels(tensors: list[Tensor], operators: list[Operator]) -> None:
+    """Per-channel scales match the channel dimension, except in LUT-packed tensors.
+
+    tflite-micro's LUT compression stores a tensor as packed indices (a flat uint8
+    vector) read by a DECODE op, and keeps the original per-channel quantization on it.
+    """
+    packed = {i for op in operators if op.name == "TFLM_DECODE" for i in op.inputs}
+    for t in tensors:
+        axis = t.quantized_dimension
+        if t.per_channel and t.index not in packed and t.shape[axis] != len(t.scales):
+            raise _Malformed(
+                f"tensor {t.index} '{t.name[:60]}': {len(t.scales)} per-channel scales do not "
+                f"match dimension {axis} of shape {list(t.shape)}"
+            )
 
 
 def _buffer_data(buf: Any, data: bytes, where: str) -> bytes | None:

@@ -136,11 +136,10 @@ def test_check_out_refuses_devices_and_links(tmp_path, seed_tflite):
 
 @pytest.mark.parametrize("out", ["/proc/x/out", "/proc/x", "/sys/x"])
 def test_unwritable_out_is_refused_before_any_work(tmp_path, out):
-    """The built-in example would train for seconds; the refusal comes first."""
-    start = time.perf_counter()
+    """The built-in example would train first; the refusal comes before any stage."""
     run = run_edgec("build", "--target", "cortex-m", "--out", out)
     assert_clean_failure(run, "cannot write to")
-    assert time.perf_counter() - start < 5  # no training happened (not a timing figure)
+    assert "✓" not in run.err  # refused before the first build stage
 
 
 def test_immutable_parent_is_refused_before_any_work(tmp_path, seed_tflite):
@@ -151,10 +150,9 @@ def test_immutable_parent_is_refused_before_any_work(tmp_path, seed_tflite):
     if chattr is None or subprocess.run([chattr, "+i", folder], capture_output=True).returncode:
         pytest.skip("chattr +i is not available here (needs root and ext4/xfs)")
     try:
-        start = time.perf_counter()
         run = run_edgec("build", "--target", "cortex-m", "--out", folder / "out")
         assert_clean_failure(run, "cannot write to", "immutable")
-        assert time.perf_counter() - start < 5  # refused before any training
+        assert "✓" not in run.err  # refused before the first build stage
         model = tmp_path / "m.tflite"
         model.write_bytes(seed_tflite)
         run = run_edgec("check", model, "-t", "edgetpu", "--out", folder / "r.xml")

@@ -46,19 +46,40 @@ def confined(root: Path, rel: str) -> Path:
 
 def prepare_output_dir(out: Path) -> None:
     """Refuse, before any work, an output folder edgec must not replace or cannot write."""
-    if out.is_symlink():
-        raise InputError(
-            f"output path {out} is a symbolic link", hint="give the real directory with --out"
-        )
-    if out.exists() and not out.is_dir():
-        what = "a file" if out.is_file() else "not a directory"
-        raise InputError(f"output path {out} is {what}", hint="give a directory with --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+    names = _listing(out)
+    if names and MARKER not in names:
         raise InputError(
             f"output directory {out} is not empty and holds no earlier edgec build",
             hint="give a new or empty directory with --out",
         )
     check_writable(out)
+
+
+def _listing(out: Path) -> list[str]:
+    """The names in ``out`` (empty if it does not exist), read through one open handle.
+
+    One handle gives a consistent view of one directory even while another edgec run
+    renames builds in and out of this path; a symbolic link is refused, not followed.
+    """
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        if out.is_symlink():
+            raise InputError(
+                f"output path {out} is a symbolic link", hint="give the real directory with --out"
+            ) from None
+        if exc.errno == errno.ENOTDIR:
+            what = "a file" if out.is_file() else "not a directory"
+            raise InputError(
+                f"output path {out} is {what}", hint="give a directory with --out"
+            ) from None
+        raise InputError(f"cannot open output path {out}: {exc.strerror}") from None
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
 
 
 def prepare_output_file(path: Path) -> None:

@@ -32,24 +32,10 @@ ITEMSIZE: dict[str, float | None] = {
     "uint64": 8, "resource": None, "variant": None, "uint32": 4, "uint16": 2, "int4": 0.5,
     "bfloat16": 2, "int2": 0.25, "uint4": 0.5, "float8_e4m3fn": 1, "float8_e5m2": 1,
 }  # fmt: skip
-_NUMPY_DTYPES = frozenset(
-    [
-        "float32",
-        "float16",
-        "int32",
-        "uint8",
-        "int64",
-        "bool",
-        "int16",
-        "complex64",
-        "int8",
-        "float64",
-        "complex128",
-        "uint64",
-        "uint32",
-        "uint16",
-    ]
-)
+_NUMPY_DTYPES = frozenset([
+    "float32", "float16", "int32", "uint8", "int64", "bool", "int16", "complex64", "int8",
+    "float64", "complex128", "uint64", "uint32", "uint16",
+])  # fmt: skip
 
 
 class _Malformed(Exception):

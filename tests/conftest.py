@@ -83,6 +83,21 @@ def example_build(tmp_path_factory) -> Build:
     return Build(run_edgec("build", "--target", "cortex-m", "--out", out), out)
 
 
+@pytest.fixture(scope="session")
+def seed_tflite() -> bytes:
+    """A tiny int8 model (Conv2D -> Flatten -> Dense, 2.4 KB): the fuzz tests' seed."""
+    from edgec._tf import keras
+    from edgec.pipeline.convert import convert_int8
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    x_in = layers.Input((8, 8, 1))
+    x = layers.Flatten()(layers.Conv2D(4, 3, activation="relu")(x_in))
+    model = keras.Model(x_in, layers.Dense(3)(x))
+    calibration = np.random.default_rng(0).normal(size=(16, 8, 8, 1)).astype(np.float32)
+    return convert_int8(model, calibration)
+
+
 @dataclass
 class UserModel:
     keras: Path

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from edgec.errors import InputError
+from edgec.errors import InputError, UsageError
 from edgec.report import TargetSection
 
 DIFF_FIGURES = (("flash_bytes", "flash"), ("arena_bytes", "RAM"))
@@ -94,19 +94,26 @@ class Delta:
 
 def parse_growth(text: str) -> float:
     """``'5%'`` or ``'5'`` -> 0.05."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%?\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,12}(?:\.[0-9]{1,12})?)\s*%?\s*", text, re.ASCII)
     if not match:
-        raise InputError(f"--max-growth '{text}' is not a percentage", hint="e.g. --max-growth 5%")
+        raise UsageError(f"--max-growth '{text}' is not a percentage", hint="e.g. --max-growth 5%")
     return float(match.group(1)) / 100
 
 
 def load_report_figures(path: Path) -> dict[str, dict[str, int | None]]:
     """target -> {flash_bytes, arena_bytes} from a build or check report.json."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), parse_constant=_no_constant)
     except FileNotFoundError:
         raise InputError(f"report {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise InputError(
+            f"report {path} is a directory",
+            hint=f"give the report.json inside it: {path}/report.json",
+        ) from None
+    except OSError as exc:
+        raise InputError(f"cannot read report {path}: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise InputError(f"{path} is not a JSON report: {exc}") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise InputError(f"{path} is not an edgec report (no schema_version)")
@@ -116,11 +123,24 @@ def load_report_figures(path: Path) -> dict[str, dict[str, int | None]]:
     if not sections:
         raise InputError(f"{path} is an edgec report without targets")
     try:
-        return {
-            s["target"]: {key: s["memory"].get(key) for key, _ in DIFF_FIGURES} for s in sections
+        figures = {
+            str(s["target"]): {key: s["memory"].get(key) for key, _ in DIFF_FIGURES}
+            for s in sections
         }
     except (KeyError, TypeError, AttributeError):
         raise InputError(f"{path}: a target section has no memory figures") from None
+    for target, values in figures.items():
+        for key, value in values.items():
+            if value is not None and (type(value) is not int or value < 0):
+                raise InputError(
+                    f"{path}: target {target[:60]!r}: {key} is {value!r:.60}, not a byte count",
+                    hint="compare report.json files written by edgec",
+                )
+    return figures
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def diff_reports(old: Path, new: Path) -> list[Delta]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from edgec import __version__
-from edgec.errors import EdgecError, InputError
+from edgec.errors import EdgecError, printable
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 
@@ -249,9 +249,10 @@ def inspect(model: Path, fmt: str) -> None:
         result = api.inspect(model)
     if fmt == "json":
         import dataclasses
-        import json
 
-        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        from edgec.report import json_text
+
+        click.echo(json_text(dataclasses.asdict(result)), nl=False)
     else:
         ui.print_layers(result)
 
@@ -307,18 +308,17 @@ def check(
     """
     from edgec import api, ci, ui
     from edgec._native_log import captured_native_stderr
+    from edgec.firmware_export.writer import prepare_output_file, write_file_atomically
 
-    if out is not None and out.is_dir():
-        raise InputError(f"--out {out} is a directory", hint="give a file name, e.g. checks.xml")
-    if out is not None and not out.parent.is_dir():
-        raise InputError(f"folder {out.parent} for --out does not exist")
+    if out is not None:
+        prepare_output_file(out)
     with captured_native_stderr(enabled=not _state["debug"]):
         report = api.check(
             model,
             target=target,
             budget=budget,
             artifacts=artifacts,
-            progress=lambda p: ui.err.print(f"checking {p.name}…"),
+            progress=lambda p: ui.err.print(f"checking {ui.t(p.name)}…"),
         )
     rendered = {
         "json": report.to_json,
@@ -327,11 +327,11 @@ def check(
         "text": lambda: ui.check_text(report),
     }[fmt]()
     if out is not None:
-        _write_atomically(out, rendered)
+        write_file_atomically(out, rendered.encode())
     if out is not None or fmt == "text":
         ui.print_check(report)
         if out is not None:
-            ui.out.print(f"Wrote {out} ({fmt})")
+            ui.out.print(f"Wrote {ui.t(out)} ({fmt})")
     else:
         click.echo(rendered, nl=False)
     sys.exit(EXIT_OK if report.ok else EXIT_CHECK_FAILED)
@@ -362,18 +362,6 @@ def diff(old: Path, new: Path, max_growth: str) -> None:
     sys.exit(EXIT_CHECK_FAILED if grown else EXIT_OK)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    if not path.parent.exists():
-        raise InputError(f"folder {path.parent} for --out does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 @cli.group(invoke_without_command=True)
 @click.option(
     "--format",
@@ -392,9 +380,9 @@ def targets(ctx: click.Context, fmt: str) -> None:
 
         profiles = api.target_profiles()
         if fmt == "json":
-            import json
+            from edgec.report import json_text
 
-            click.echo(json.dumps([api.target_summary(p) for p in profiles], indent=2))
+            click.echo(json_text([api.target_summary(p) for p in profiles]), nl=False)
         else:
             ui.print_targets(profiles)
 
@@ -411,31 +399,35 @@ def targets_show(name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: one clear line and exit 1 for every expected error."""
+    """Console entry point: exit 0 pass, 3 failed checks, 1 errors, 2 usage errors,
+    130/143 on SIGINT/SIGTERM (temporary files removed in every case)."""
+    from edgec._process import command_scope, exit_status
+
     _state["debug"] = False
-    try:
-        code = cli.main(args=argv, prog_name="edgec", standalone_mode=False)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        sys.exit(code)
-    except EdgecError as exc:
-        _fail(f"error: {exc}", exc, exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_ERROR)
-    except (click.Abort, KeyboardInterrupt) as exc:
-        _fail("error: interrupted; nothing was written", exc, EXIT_ERROR)
-    except Exception as exc:  # a bug: say so in one line, traceback with --debug
-        _fail(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-            exc,
-            EXIT_ERROR,
-        )
+    with command_scope():
+        try:
+            code = cli.main(args=argv, prog_name="edgec", standalone_mode=False)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            sys.exit(code)
+        except EdgecError as exc:
+            _fail(f"error: {exc}", exc, exc.exit_code)
+        except click.ClickException as exc:  # UsageError and BadParameter carry exit code 2
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt) as exc:  # SIGINT, and SIGTERM (_process)
+            _fail("error: interrupted; nothing was written", exc, exit_status(exc))
+        except Exception as exc:  # a bug: say so in one line, traceback with --debug
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                exc,
+                EXIT_ERROR,
+            )
     sys.exit(code if isinstance(code, int) else EXIT_OK)  # --help/--version return 0
 
 
 def _fail(line: str, exc: BaseException, code: int) -> None:
     if _state["debug"]:
         traceback.print_exception(exc)
-    click.echo(line, err=True)
+    click.echo(printable(line), err=True)
     sys.exit(code)

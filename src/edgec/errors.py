@@ -6,6 +6,15 @@ An ``EdgecError`` is shown to the user as one line on stderr (no traceback unles
 
 from __future__ import annotations
 
+# C0 and C1 control characters (newlines, ESC of terminal escape sequences, ...)
+_CONTROL = dict.fromkeys([*range(32), 127, *range(0x80, 0xA0)], "?")
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters: names from untrusted files cannot move the
+    cursor, recolour or retitle the user's terminal, or fake extra output lines."""
+    return text.translate(_CONTROL)
+
 
 class EdgecError(Exception):
     """An expected failure, caused by the input or the environment, not by a bug."""
@@ -23,6 +32,12 @@ class EdgecError(Exception):
 
 class InputError(EdgecError):
     """A model, data set, profile or option the user gave cannot be used."""
+
+
+class UsageError(InputError):
+    """The command line itself is wrong: an option value that cannot be parsed (exit 2)."""
+
+    exit_code = 2
 
 
 class ConversionError(EdgecError):

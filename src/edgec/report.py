@@ -14,6 +14,15 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 
+
+def json_text(data: Any) -> str:
+    """The one JSON writer for edgec's outputs: indented, and never NaN or Infinity.
+
+    ``json.dumps`` writes ``NaN``/``Infinity`` by default, which strict JSON readers
+    reject; a non-finite figure reaching here is a bug, so it raises ``ValueError``.
+    """
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
 @dataclass(frozen=True, slots=True)
 class Check:
     name: str
@@ -159,7 +168,7 @@ class BuildReport:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        return json_text(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildReport:
@@ -217,7 +226,7 @@ class CheckReport:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        return json_text(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckReport:

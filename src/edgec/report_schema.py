@@ -76,7 +76,8 @@ def _schema(hint: Any, defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _own_doc(cls: type) -> bool:
-    return bool(cls.__doc__) and not cls.__doc__.startswith(f"{cls.__name__}(")
+    doc = cls.__doc__
+    return bool(doc) and doc is not None and not doc.startswith(f"{cls.__name__}(")
 
 
 def _first_line(text: str | None) -> str:

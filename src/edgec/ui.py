@@ -9,14 +9,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
+from edgec.errors import printable
 from edgec.pipeline.build import Progress
 from edgec.pipeline.inspect import Inspection
 from edgec.report import BuildReport, CheckReport, TargetSection
 from edgec.targets.profile import TargetProfile
 from edgec.units import format_size
+
+# Names, paths and details come from untrusted files: every piece of data printed through
+# rich goes through _t, so "[/bold]" in a tensor name is text (not markup, which would
+# raise MarkupError) and escape sequences cannot reach the terminal.
+
+
+def t(value: object) -> str:
+    """Untrusted text for a rich markup string: control characters replaced, markup escaped."""
+    return escape(printable(str(value)))
+
 
 err = Console(stderr=True, highlight=False)
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; keep rows whole.
@@ -39,23 +51,23 @@ class BuildProgress(Progress):
     @contextlib.contextmanager
     def stage(self, name: str, description: str) -> Iterator[None]:
         start = time.perf_counter()
-        status = self._status = err.status(f"{description}…")
+        status = self._status = err.status(f"{t(description)}…")
         status.start()
         try:
             yield
         finally:
             status.stop()
             self._status = None
-        err.print(f"[green]✓[/] {description} [dim]({time.perf_counter() - start:.1f} s)[/]")
+        err.print(f"[green]✓[/] {t(description)} [dim]({time.perf_counter() - start:.1f} s)[/]")
 
     def message(self, text: str) -> None:
         if self._status is not None:
-            self._status.update(text)
+            self._status.update(t(text))
 
 
 def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     mem, acc = report.memory, report.accuracy
-    table = Table(title=f"{report.model.name} on {report.target}", title_justify="left")
+    table = Table(title=t(f"{report.model.name} on {report.target}"), title_justify="left")
     table.add_column("")
     table.add_column("used", justify="right")
     table.add_column("budget", justify="right")
@@ -83,22 +95,22 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         table.add_row(f"{acc.metric} float → int8", f"{acc.float:.4g} → {acc.int8:.4g}", "", "")
     out.print(table)
     if report.firmware is not None:
-        out.print(_firmware_line(report))
+        out.print(t(_firmware_line(report)))
     for stage in report.stages:
         if stage.metrics:
-            out.print(f" [bold]{stage.name}[/]: {_stage_line(stage.metrics)}")
+            out.print(f" [bold]{t(stage.name)}[/]: {t(_stage_line(stage.metrics))}")
     for check in report.checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-        out.print(f" {mark} {check.name}: {check.detail}")
+        out.print(f" {mark} {t(check.name)}: {t(check.detail)}")
     if len(report.targets) > 1:
         out.print()
         print_sections(report.targets[1:], "Other targets (same converted model)")
     from edgec.pipeline.layer_error import error_summary
 
     for line in error_summary(report.layers):
-        out.print(f" [dim]quantization:[/] {line}")
+        out.print(f" [dim]quantization:[/] {t(line)}")
     files = ", ".join(a.path for a in report.artifacts) + ", report.json, report.html"
-    out.print(f"\nWrote {folder}/: {files}  [dim]({seconds:.1f} s)[/]")
+    out.print(f"\nWrote {t(folder)}/: {t(files)}  [dim]({seconds:.1f} s)[/]")
     if report.ok:
         out.print("[bold green]PASS[/] all checks passed")
     else:
@@ -106,7 +118,7 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
             [c.name for c in report.failed_checks]
             + [f"{s.target}: {c.name}" for s in report.targets[1:] for c in s.checks if not c.ok]
         )
-        out.print(f"[bold red]FAIL[/] failed checks: {failed} (exit code 3)")
+        out.print(f"[bold red]FAIL[/] failed checks: {t(failed)} (exit code 3)")
 
 
 def _firmware_line(report: BuildReport) -> str:
@@ -166,13 +178,13 @@ def print_layers(result: Inspection) -> None:
     from edgec.targets.layers import LIVE_METHOD, MACS_METHOD
 
     layers = result.layers
-    table = Table(title=f"{result.source}: {result.what}", title_justify="left")
+    table = Table(title=t(f"{result.source}: {result.what}"), title_justify="left")
     for column in ("#", "op", "layer", "output", "params", "weight B", "sparsity", "unique",
                    "MACs", "live B"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("op", "layer") else "right")
     for layer in layers:
         table.add_row(
-            str(layer.index), layer.op, layer.name, "x".join(map(str, layer.output_shape)),
+            str(layer.index), t(layer.op), t(layer.name), "x".join(map(str, layer.output_shape)),
             f"{layer.parameters:,}", f"{layer.weight_bytes:,}",
             "-" if layer.sparsity is None else f"{layer.sparsity:.1%}",
             "-" if layer.unique_values is None else str(layer.unique_values),
@@ -194,9 +206,9 @@ def print_targets(profiles: list[TargetProfile]) -> None:
         table.add_column(column, no_wrap=column == "name")
     for p in profiles:
         table.add_row(
-            p.name,
-            p.kind,
-            f"{p.part} ({p.cpu})",
+            t(p.name),
+            t(p.kind),
+            t(f"{p.part} ({p.cpu})"),
             format_size(p.budget.flash_bytes),
             format_size(p.budget.ram_bytes),
             p.runtime.name + (f" + {p.runtime.fallback.name}" if p.runtime.fallback else ""),
@@ -206,7 +218,7 @@ def print_targets(profiles: list[TargetProfile]) -> None:
 
 
 def print_target(p: TargetProfile) -> None:
-    out.print(f"[bold]{p.name}[/]: {p.title}  [dim]({p.source})[/]")
+    out.print(f"[bold]{t(p.name)}[/]: {t(p.title)}  [dim]({t(p.source)})[/]")
     rows = [
         ("kind", p.kind),
         ("part", f"{p.part}, {p.cpu} at {p.clock_hz / 1e6:g} MHz"),
@@ -241,12 +253,12 @@ def print_target(p: TargetProfile) -> None:
         (f"ops ({p.runtime.name}, {len(p.ops)})", ", ".join(sorted(p.ops))),
     ]
     for key, value in rows:
-        out.print(f"  {key:22} {value}")
+        out.print(f"  {t(key):22} {t(value)}")
 
 
 def sections_table(sections: list[TargetSection], title: str) -> Table:
     """One row per target: verdict, flash and RAM against the budget, latency and method."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=t(title), title_justify="left")
     for column in ("target", "verdict", "flash used / budget", "RAM used / budget"):
         table.add_column(
             column, justify="right" if "/" in column else "left", no_wrap=column == "target"
@@ -261,11 +273,11 @@ def sections_table(sections: list[TargetSection], title: str) -> Table:
         )
         mem = s.memory
         table.add_row(
-            s.target,
+            t(s.target),
             "[green]pass[/]" if s.ok else "[red]FAIL[/]",
             f"{_bytes(mem.flash_bytes)} / {_bytes(mem.flash_budget_bytes)}",
             f"{_bytes(mem.arena_bytes)} / {_bytes(mem.ram_budget_bytes)}",
-            lat,
+            t(lat),
         )
     return table
 
@@ -273,10 +285,12 @@ def sections_table(sections: list[TargetSection], title: str) -> Table:
 def print_sections(sections: list[TargetSection], title: str, console: Console = out) -> None:
     console.print(sections_table(sections, title))
     for s in sections:
-        console.print(f"[bold]{s.target}[/] ({s.kind}, {s.part})")
+        console.print(f"[bold]{t(s.target)}[/] ({t(s.kind)}, {t(s.part)})")
         for check in s.checks:
             mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-            console.print(f" {mark} {check.name} [dim]\\[{check.method}][/]: {check.detail}")
+            console.print(
+                f" {mark} {t(check.name)} [dim]\\[{t(check.method)}][/]: {t(check.detail)}"
+            )
 
 
 def print_check(report: CheckReport, console: Console = out) -> None:
@@ -289,7 +303,7 @@ def print_check(report: CheckReport, console: Console = out) -> None:
             for s in report.targets
             if not s.ok
         )
-        console.print(f"[bold red]FAIL[/] {failed} (exit code 3)")
+        console.print(f"[bold red]FAIL[/] {t(failed)} (exit code 3)")
 
 
 def check_text(report: CheckReport) -> str:
@@ -318,10 +332,12 @@ def print_diff(deltas, limit: float, grown) -> None:
             verdict = "[dim]not measured[/]"
         else:
             verdict = "[yellow]only in " + ("new" if d.old is None else "old") + "[/]"
-        table.add_row(d.target, d.figure, format_size(d.old), format_size(d.new), change, verdict)
+        table.add_row(
+            t(d.target), d.figure, format_size(d.old), format_size(d.new), change, verdict
+        )
     out.print(table)
     if grown:
         what = ", ".join(f"{d.target} {d.figure}" for d in grown)
-        out.print(f"[bold red]FAIL[/] grew more than {limit:.1%}: {what} (exit code 3)")
+        out.print(f"[bold red]FAIL[/] grew more than {limit:.1%}: {t(what)} (exit code 3)")
     else:
         out.print(f"[bold green]PASS[/] nothing grew more than {limit:.1%}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from edgec.errors import InputError
 
@@ -15,7 +16,9 @@ _UNITS = {
     "gb": 1000**3,
     "gib": 1024**3,
 }
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+# ASCII digits only: Python's \d also takes full-width and other scripts' digits
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$", re.ASCII)
+MAX_BYTES = 1 << 50  # 1 PiB: beyond any part; keeps figures exact in JSON and C
 
 
 def parse_size(text: str) -> int:
@@ -27,9 +30,15 @@ def parse_size(text: str) -> int:
             f"'{text}' is not a size",
             hint="write a number with a unit: B, KB, KiB, MB or MiB, e.g. 256KiB",
         )
-    value = float(match.group(1)) * _UNITS[unit or "b"]
-    if value != int(value):
+    if len(match.group(1)) > 30:
+        raise InputError(
+            f"size '{text[:40]}...' is too long", hint=f"sizes go up to {MAX_BYTES:,} B"
+        )
+    value = Fraction(match.group(1)) * _UNITS[unit or "b"]  # exact: no float rounding
+    if value.denominator != 1:
         raise InputError(f"'{text}' is not a whole number of bytes")
+    if value > MAX_BYTES:
+        raise InputError(f"size '{text}' is too large", hint=f"sizes go up to {MAX_BYTES:,} B")
     return int(value)
 
 

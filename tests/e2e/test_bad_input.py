@@ -107,7 +107,8 @@ def test_output_path_is_a_file(tmp_path):
 @pytest.mark.parametrize("budget", ["ram=1 potato", "rom=1KiB", "flash"])
 def test_bad_budget(tmp_path, budget):
     run, out = build(tmp_path, "--target", "cortex-m", "--budget", budget)
-    assert_clean_failure(run, "budget" if "=" not in budget or "rom" in budget else "is not a size")
+    needle = "budget" if "=" not in budget or "rom" in budget else "is not a size"
+    assert_clean_failure(run, needle, code=2)  # a usage error
     nothing_written(tmp_path, out)
 
 

@@ -385,6 +385,7 @@ def test_missing_model_and_bad_growth(tmp_path):
     assert_clean_failure(
         run_edgec("diff", tmp_path / "r.json", tmp_path / "r.json", "--max-growth", "lots"),
         "not a percentage",
+        code=2,  # a usage error
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,19 @@ def _as_samples(array: np.ndarray, path: Path) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def _member(archive, name: str, path: Path) -> np.ndarray:
+    """One array of an .npz, read without unpickling (the file is untrusted)."""
+    try:
+        return archive[name]
+    except ValueError as exc:  # "Object arrays cannot be loaded when allow_pickle=False"
+        raise InputError(
+            f"data {path}: array '{name}' holds Python objects, not numbers ({exc})",
+            hint="save numeric arrays: np.savez(path, x=x.astype('float32'), y=labels)",
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(f"data {path}: array '{name}' cannot be read: {exc}") from None
+
+
 def _load_npz(path: Path) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
@@ -126,8 +140,8 @@ def _load_npz(path: Path) -> Dataset:
                 f"data {path} has no array 'x' (it has: {', '.join(archive.files) or 'nothing'})",
                 hint="save it with np.savez(path, x=samples, y=labels)",
             )
-        x = _as_samples(archive["x"], path)
-        y = archive["y"] if "y" in archive.files else None
+        x = _as_samples(_member(archive, "x", path), path)
+        y = _member(archive, "y", path) if "y" in archive.files else None
     if y is not None and not np.issubdtype(y.dtype, np.number):
         raise InputError(f"data {path}: y has dtype {y.dtype}, expected class numbers or targets")
     return Dataset(x=x, y=y, source=str(path))

@@ -1,4 +1,4 @@
-"""Valid C identifiers from whatever a model is called."""
+"""Valid C identifiers, and comment-safe text, from whatever a model is called."""
 
 from __future__ import annotations
 
@@ -91,3 +91,19 @@ def c_identifier(name: str, *, fallback: str = "model") -> str:
         digest = hashlib.sha256(name.encode()).hexdigest()[:6]
         ident = f"{ident[: MAX_LENGTH - 7].rstrip('_')}_{digest}"
     return ident
+
+
+def c_comment(text: str, *, limit: int = 200) -> str:
+    """``text`` made safe inside a ``//`` or ``/* */`` comment of generated C.
+
+    Names and paths come from untrusted files: a newline would end a ``//`` comment (and
+    let ``#define X`` through), a trailing backslash would continue it onto the next
+    line, ``*/`` would close a block comment, and ``??/`` is a trigraph for a backslash.
+    Only printable ASCII survives; the rest becomes ``_``.
+    """
+    safe = "".join(ch if " " <= ch <= "~" else "_" for ch in text[: limit * 4])
+    safe = safe.replace("\\", "/")
+    for bad, good in (("*/", "* /"), ("/*", "/ *"), ("??", "?_")):
+        while bad in safe:
+            safe = safe.replace(bad, good)
+    return safe[:limit]

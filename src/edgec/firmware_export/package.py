@@ -15,15 +15,16 @@ recipe and the target) sit at the top of every layout; ``report.json`` is added 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edgec import __version__
 from edgec.errors import InputError
 from edgec.firmware_export.c_array import model_data_sources
+from edgec.firmware_export.names import c_comment
 from edgec.firmware_export.ops import model_ops_header
 from edgec.firmware_export.settings import ArenaSize, model_settings_header
+from edgec.report import json_text
 from edgec.targets.profile import Runtime
 from edgec.targets.tflite_model import TfliteModel
 
@@ -57,6 +58,7 @@ def export_package(spec: ExportSpec) -> dict[str, bytes]:
     if spec.layout not in LAYOUTS:
         raise InputError(f"unknown --layout '{spec.layout}' (use {', '.join(LAYOUTS)})")
     flat = TfliteModel.from_bytes(spec.model, source="the exported model")
+    spec = replace(spec, source=c_comment(spec.source))  # it reaches every C file's banner
     arena = ArenaSize(spec.arena_bytes, spec.arena_margin_percent)
     sources = model_data_sources(
         spec.model, spec.name, source=spec.source, lang=spec.lang, section=spec.section
@@ -154,4 +156,4 @@ def _manifest(spec: ExportSpec, files: dict[str, bytes], arena: ArenaSize) -> by
             for path, content in sorted(files.items())
         },
     }
-    return (json.dumps(manifest, indent=2) + "\n").encode()
+    return json_text(manifest).encode()

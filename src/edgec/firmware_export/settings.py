@@ -157,4 +157,6 @@ def _c_string(text: str) -> str:
 
 
 def _comment(text: str) -> str:
-    return text.replace("*/", "* /").replace("\n", " ").replace("\\", "/")
+    from edgec.firmware_export.names import c_comment
+
+    return c_comment(text, limit=2000)

@@ -20,6 +20,7 @@ from edgec.errors import ToolError
 
 ALIGN = 16
 _MAX_ARENA = 256 * 1024 * 1024
+_CRASHES_TO_GIVE_UP = 3
 METHOD = (
     "measured: smallest arena (16-byte steps) at which the tflite-micro interpreter "
     "allocates and invokes the model; host build, 64-bit pointers, so on a 32-bit MCU "
@@ -70,11 +71,27 @@ class _Worker:
             self._proc.wait()
 
 
-def measure_arena(model: bytes, inputs: list[np.ndarray]) -> ArenaResult:
+def measure_arena(
+    model: bytes,
+    inputs: list[np.ndarray],
+    *,
+    floor_bytes: int = 0,
+    crash_bound_bytes: int = _MAX_ARENA,
+) -> ArenaResult:
     """Find the smallest arena (a multiple of 16 bytes) that runs ``model`` on ``inputs``.
 
     ``inputs`` holds one batch-1 array per model input, in the model's input dtype.
+    ``floor_bytes`` is a size the arena cannot be below (the largest activation tensor):
+    the search starts there, and gives up at once if it exceeds what any probe may use.
+    ``crash_bound_bytes`` is a generous upper bound of the arena: once probes beyond it
+    keep crashing the interpreter (rather than raising "too small"), the model is
+    malformed and the search stops there instead of doubling up to 256 MiB.
     """
+    if floor_bytes > _MAX_ARENA:
+        raise ToolError(
+            f"an activation tensor alone needs {floor_bytes:,} bytes, more than the "
+            f"{_MAX_ARENA // 2**20} MiB the arena search probes"
+        )
     with tempfile.TemporaryDirectory(prefix="edgec-arena-") as tmp:
         folder = Path(tmp)
         (folder / "model.tflite").write_bytes(model)
@@ -85,11 +102,21 @@ def measure_arena(model: bytes, inputs: list[np.ndarray]) -> ArenaResult:
         worker = _Worker(*args)
         probes = 0
         try:
-            low, high = 0, max(4096, len(model) // ALIGN * ALIGN)  # low fails, high unknown
+            start = max(4096, len(model), floor_bytes)
+            low, high = 0, -(-start // ALIGN) * ALIGN  # low fails, high unknown
+            crashes_in_a_row = 0
             while True:
                 probes += 1
+                crashes = worker.crashes
                 if worker.probe(high):
                     break
+                crashes_in_a_row = crashes_in_a_row + 1 if worker.crashes > crashes else 0
+                if crashes_in_a_row >= _CRASHES_TO_GIVE_UP and high > crash_bound_bytes:
+                    raise ToolError(
+                        f"the tflite-micro interpreter crashed at every arena size up to "
+                        f"{high:,} bytes, far above what the model's tensors need: "
+                        "the model is malformed or TFLM cannot run it"
+                    )
                 low, high = high, high * 2
                 if high > _MAX_ARENA:
                     raise ToolError(

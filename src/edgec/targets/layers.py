@@ -10,11 +10,9 @@ import math
 
 import numpy as np
 
+from edgec.errors import InputError
 from edgec.report import Layer
 from edgec.targets.tflite_model import Operator, Tensor, TfliteModel
-
-ITEMSIZE = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "float16": 2, "int32": 4,
-            "float32": 4, "int64": 8, "float64": 8}  # fmt: skip
 
 # Ops whose cost is multiply-accumulates; other ops count 0.
 MAC_OPS = (
@@ -57,7 +55,7 @@ def analyze_layers(model: TfliteModel) -> list[Layer]:
 
 
 def tensor_bytes(tensor: Tensor) -> int:
-    return math.prod(tensor.shape) * ITEMSIZE.get(tensor.dtype, 4)
+    return tensor.nbytes
 
 
 def live_bytes_per_op(model: TfliteModel) -> list[int]:
@@ -90,6 +88,8 @@ def _kernel(op: str, tensors: list[Tensor]) -> Tensor | None:
 
 def _sparsity(kernel: Tensor) -> float:
     values = kernel.array()
+    if values.size == 0:
+        return 0.0
     zero = kernel.zero_points[0] if kernel.zero_points and kernel.dtype != "float32" else 0
     return float(np.mean(values == zero))
 
@@ -100,15 +100,25 @@ def op_macs(model: TfliteModel, op: Operator) -> int:
         return 0
     out = model.tensors[op.outputs[0]].shape
     shape = [model.tensors[i].shape if i >= 0 else () for i in op.inputs]
-    if op.name in ("CONV_2D", "CONV_3D"):  # weights [Cout, (kd,) kh, kw, Cin]
+    try:
+        return _macs(op.name, out, shape)
+    except IndexError:  # an untrusted file: too few inputs, or weights of the wrong rank
+        raise InputError(
+            f"{op.describe()}: input shapes {[list(s) for s in shape]} do not fit a {op.name}",
+            hint="the model file is malformed; convert it again",
+        ) from None
+
+
+def _macs(name: str, out: tuple[int, ...], shape: list[tuple[int, ...]]) -> int:
+    if name in ("CONV_2D", "CONV_3D"):  # weights [Cout, (kd,) kh, kw, Cin]
         return math.prod(out) * math.prod(shape[1][1:])
-    if op.name == "DEPTHWISE_CONV_2D":  # weights [1, kh, kw, Cout]
+    if name == "DEPTHWISE_CONV_2D":  # weights [1, kh, kw, Cout]
         return math.prod(out) * shape[1][1] * shape[1][2]
-    if op.name == "FULLY_CONNECTED":  # weights [units, depth]
+    if name == "FULLY_CONNECTED":  # weights [units, depth]
         return math.prod(out) * shape[1][-1]
-    if op.name == "TRANSPOSE_CONV":  # weights [Cout, kh, kw, Cin]; each input pixel scatters
+    if name == "TRANSPOSE_CONV":  # weights [Cout, kh, kw, Cin]; each input pixel scatters
         return math.prod(shape[2]) * shape[1][0] * shape[1][1] * shape[1][2]
-    if op.name == "BATCH_MATMUL":
+    if name == "BATCH_MATMUL":
         return math.prod(out) * shape[0][-1]
     return 0
 

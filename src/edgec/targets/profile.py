@@ -8,6 +8,8 @@ and wrong types are errors that name the key, so a typo cannot silently change a
 from __future__ import annotations
 
 import json
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -15,8 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgec.errors import InputError
-from edgec.units import parse_size
+from edgec.errors import InputError, UsageError
+from edgec.units import MAX_BYTES, parse_size
 
 SCHEMA_VERSION = 1  # version 1 grew optional tables only ([estimate], [vela], [phone])
 KINDS = ("mcu", "npu", "phone", "edgetpu")
@@ -64,6 +66,9 @@ _SCHEMA: dict[str, Any] = {
         "_optional": True,
     },
 }
+# A profile's name becomes a folder under --artifacts and a report key: a plain slug.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+MAX_CLOCK_HZ = 10**12
 # kind -> optional table it requires
 _KIND_TABLES = {"npu": "vela", "phone": "phone"}
 
@@ -192,15 +197,18 @@ def parse_budget(text: str) -> dict[str, int]:
         key, sep, value = item.partition("=")
         key = key.strip().lower()
         if not sep or key not in ("flash", "ram"):
-            raise InputError(
+            raise UsageError(
                 f"bad budget '{item}'",
                 hint="write --budget flash=SIZE,ram=SIZE, e.g. flash=256KiB,ram=64KiB",
             )
         if key in overrides:
-            raise InputError(f"budget '{key}' given twice in '{text}'")
-        overrides[key] = parse_size(value)
+            raise UsageError(f"budget '{key}' given twice in '{text}'")
+        try:
+            overrides[key] = parse_size(value)
+        except InputError as exc:
+            raise UsageError(f"--budget {key}: {exc.message}", hint=exc.hint) from None
     if not overrides:
-        raise InputError("empty --budget", hint="e.g. --budget flash=256KiB,ram=64KiB")
+        raise UsageError("empty --budget", hint="e.g. --budget flash=256KiB,ram=64KiB")
     return overrides
 
 
@@ -255,9 +263,13 @@ def runtime_names() -> list[str]:
 
 @cache
 def load_runtime(name: str) -> Runtime:
+    """A built-in runtime: only names listed in edgec's runtimes folder, never a path."""
+    if name not in runtime_names():
+        raise InputError(
+            f"unknown runtime '{name[:80]}'",
+            hint=f"known runtimes: {', '.join(runtime_names())}",
+        )
     path = resources.files("edgec.targets") / "runtimes" / f"{name}.toml"
-    if not path.is_file():
-        raise InputError(f"unknown runtime '{name}' (known: {', '.join(runtime_names())})")
     table = tomllib.loads(path.read_text())
     fallback = table.get("fallback")
     return Runtime(
@@ -281,12 +293,21 @@ def _load(data: bytes, *, source: str) -> TargetProfile:
             f"{where}: schema_version {table['schema_version']} is not supported "
             f"(this edgec reads version {SCHEMA_VERSION})"
         )
+    if not _NAME.fullmatch(table["name"]):
+        raise InputError(
+            f"{where}: key 'name' {table['name'][:80]!r} is not a plain name",
+            hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
     if table["kind"] not in KINDS:
         raise InputError(f"{where}: key 'kind' must be one of {', '.join(KINDS)}")
     part, reserved, runtime = table["part"], table["reserved"], table["runtime"]
-    for key in ("clock_hz", "flash_bytes", "ram_bytes"):
-        if part[key] <= 0:
-            raise InputError(f"{where}: key 'part.{key}' must be positive")
+    for key, limit in (
+        ("clock_hz", MAX_CLOCK_HZ),
+        ("flash_bytes", MAX_BYTES),
+        ("ram_bytes", MAX_BYTES),
+    ):
+        if not 0 < part[key] <= limit:
+            raise InputError(f"{where}: key 'part.{key}' must be positive and at most {limit:,}")
     for key in ("flash_bytes", "ram_bytes"):
         if not 0 <= reserved[key] < part[key]:
             raise InputError(f"{where}: key 'reserved.{key}' must be >= 0 and below part.{key}")
@@ -300,11 +321,19 @@ def _load(data: bytes, *, source: str) -> TargetProfile:
     if needed and needed not in table:
         raise InputError(f"{where}: kind '{table['kind']}' needs a [{needed}] table")
     estimate = table.get("estimate")
-    if estimate is not None and estimate["cycles_per_mac"] <= 0:
-        raise InputError(f"{where}: key 'estimate.cycles_per_mac' must be positive")
+    if estimate is not None and not 0 < estimate["cycles_per_mac"] < math.inf:
+        raise InputError(
+            f"{where}: key 'estimate.cycles_per_mac' must be positive and finite, "
+            f"got {estimate['cycles_per_mac']!r}"
+        )
     phone = table.get("phone")
-    if phone is not None and (phone["benchmark_runs"] < 1 or phone["threads"] < 1):
-        raise InputError(f"{where}: keys 'phone.benchmark_runs' and 'phone.threads' must be >= 1")
+    if phone is not None and not (
+        1 <= phone["benchmark_runs"] <= 10_000 and 1 <= phone["threads"] <= 256
+    ):
+        raise InputError(
+            f"{where}: keys 'phone.benchmark_runs' (1-10000) and 'phone.threads' (1-256) "
+            "are out of range"
+        )
     return TargetProfile(
         name=table["name"],
         title=table["title"],

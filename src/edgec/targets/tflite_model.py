@@ -6,6 +6,7 @@ read from the artifact itself through this module.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -15,6 +16,30 @@ import numpy as np
 from edgec.errors import InputError
 
 _FILE_IDENTIFIER = b"TFL3"
+_DAMAGED_HINT = "give a .tflite file written by the TFLite converter"
+# Bounds for an untrusted file. The largest target edgec knows holds 256 MiB of RAM and
+# 112 MiB of flash; a tensor beyond MAX_TENSOR_BYTES fits no target, and checking sizes
+# first keeps numpy and the tflite-micro interpreter away from absurd allocations.
+MAX_SUBGRAPHS = 1024
+MAX_TENSORS = 100_000
+MAX_OPERATORS = 100_000
+MAX_RANK = 8
+MAX_TENSOR_BYTES = 1 << 30
+# Bytes per element of each TFLite dtype; sub-byte types are packed. None: no fixed size.
+ITEMSIZE: dict[str, float | None] = {
+    "float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "string": None,
+    "bool": 1, "int16": 2, "complex64": 8, "int8": 1, "float64": 8, "complex128": 16,
+    "uint64": 8, "resource": None, "variant": None, "uint32": 4, "uint16": 2, "int4": 0.5,
+    "bfloat16": 2, "int2": 0.25, "uint4": 0.5, "float8_e4m3fn": 1, "float8_e5m2": 1,
+}  # fmt: skip
+_NUMPY_DTYPES = frozenset([
+    "float32", "float16", "int32", "uint8", "int64", "bool", "int16", "complex64", "int8",
+    "float64", "complex128", "uint64", "uint32", "uint16",
+])  # fmt: skip
+
+
+class _Malformed(Exception):
+    """A structural problem found while validating; becomes one InputError line."""
 
 
 def _schema():
@@ -52,11 +77,27 @@ class Tensor:
     def per_channel(self) -> bool:
         return len(self.scales) > 1
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tensor's contents take (0 for dtypes without a fixed size)."""
+        return _nbytes(self.shape, self.dtype)
+
+    def numpy_dtype(self) -> np.dtype:
+        """The numpy dtype of the tensor's elements; an InputError for packed or odd types."""
+        if self.dtype not in _NUMPY_DTYPES:
+            raise InputError(
+                f"tensor {self.index} '{self.name}' has data type {self.dtype}, "
+                "which edgec cannot read as numbers",
+                hint="edgec handles int8, uint8, int16, int32 and float tensors",
+            )
+        return np.dtype(self.dtype)
+
     def array(self) -> np.ndarray:
         """The constant contents as a numpy array of the tensor's shape."""
         if self.data is None:
             raise ValueError(f"tensor {self.name} is not constant")
-        return np.frombuffer(self.data, dtype=np.dtype(self.dtype)).reshape(self.shape)
+        # the reader checked len(data) == nbytes, so the reshape cannot fail
+        return np.frombuffer(self.data, dtype=self.numpy_dtype()).reshape(self.shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +129,11 @@ class TfliteModel:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "model") -> TfliteModel:
+        """Parse and validate an untrusted flatbuffer: every index, size and dtype used.
+
+        A damaged or hostile file gives one ``InputError`` naming the tensor or op at
+        fault, never an exception from deeper down (IndexError, numpy's reshape, ...).
+        """
         if len(data) < 8 or data[4:8] != _FILE_IDENTIFIER:
             raise InputError(
                 f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)",
@@ -97,68 +143,69 @@ class TfliteModel:
         try:
             model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
         except Exception as exc:  # the generated reader raises anything on bad offsets
-            raise InputError(f"{source} is a damaged TFLite flatbuffer: {exc}") from None
+            raise InputError(
+                f"{source} is a damaged TFLite flatbuffer: {type(exc).__name__}: {exc}",
+                hint=_DAMAGED_HINT,
+            ) from None
+        try:
+            return cls._from_object(model, data, schema)
+        except _Malformed as exc:
+            raise InputError(f"{source} is malformed: {exc}", hint=_DAMAGED_HINT) from None
+
+    @classmethod
+    def _from_object(cls, model: Any, data: bytes, schema: Any) -> TfliteModel:
         if not model.subgraphs:
-            raise InputError(f"{source} has no subgraph")
-        op_names = _enum_names(schema.BuiltinOperator)
-        type_names = _enum_names(schema.TensorType)
-        activations = _enum_names(schema.ActivationFunctionType)
+            raise _Malformed("it has no subgraph")
+        _limit("subgraphs", len(model.subgraphs), MAX_SUBGRAPHS)
         graph = model.subgraphs[0]
-        tensors = []
-        for i, t in enumerate(graph.tensors or []):
-            buf = model.buffers[t.buffer] if t.buffer < len(model.buffers or []) else None
-            raw = None
-            if buf is not None and buf.data is not None and len(buf.data):
-                raw = bytes(np.asarray(buf.data, dtype=np.uint8))
-            elif buf is not None and buf.offset > 1:  # large models keep data after the buffer
-                raw = data[buf.offset : buf.offset + buf.size]
-            q = t.quantization
-            scales = tuple(
-                float(s) for s in (q.scale if q is not None and q.scale is not None else ())
-            )
-            zps = tuple(
-                int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else ())
-            )
-            shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
-            sig = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None else shape
-            tensors.append(
-                Tensor(
-                    index=i,
-                    name=_text(t.name),
-                    dtype=type_names.get(t.type, f"type{t.type}").lower(),
-                    shape=shape,
-                    shape_signature=sig,
-                    data=raw,
-                    scales=scales,
-                    zero_points=zps,
-                    quantized_dimension=int(q.quantizedDimension) if q is not None else 0,
-                )
-            )
+        _limit("tensors", len(graph.tensors or []), MAX_TENSORS)
+        _limit("operators", len(graph.operators or []), MAX_OPERATORS)
+        if not graph.operators:
+            raise _Malformed("its graph has no operators (nothing to run)")
+        buffers = model.buffers or []
+        type_names = _enum_names(schema.TensorType)
+        tensors = [
+            _tensor(i, t, buffers, data, type_names) for i, t in enumerate(graph.tensors or [])
+        ]
+        op_names = _enum_names(schema.BuiltinOperator)
+        activations = _enum_names(schema.ActivationFunctionType)
+        codes = model.operatorCodes or []
         operators = []
-        for i, op in enumerate(graph.operators or []):
-            code = model.operatorCodes[op.opcodeIndex]
+        for i, op in enumerate(graph.operators):
+            where = f"operator {i}"
+            if not 0 <= op.opcodeIndex < len(codes):
+                raise _Malformed(
+                    f"{where}: opcode index {op.opcodeIndex} is out of range "
+                    f"(the model has {len(codes)} opcodes)"
+                )
+            code = codes[op.opcodeIndex]
             builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
             is_custom = builtin == schema.BuiltinOperator.CUSTOM
             name = _text(code.customCode) if is_custom else op_names.get(builtin, f"OP_{builtin}")
-            outs = tuple(int(x) for x in (op.outputs if op.outputs is not None else ()))
-            location = _location(tensors, op.inputs, outs)
+            ins = _indices(op.inputs, len(tensors), f"{where} input", optional=True)
+            outs = _indices(op.outputs, len(tensors), f"{where} output")
             operators.append(
                 Operator(
                     index=i,
                     name=name,
                     custom=is_custom,
-                    inputs=tuple(int(x) for x in (op.inputs if op.inputs is not None else ())),
+                    inputs=ins,
                     outputs=outs,
-                    location=location,
+                    location=_location(tensors, ins, outs),
                     options=_options(op.builtinOptions, activations),
                 )
             )
+        _check_channels(tensors, operators)
+        inputs = _indices(graph.inputs, len(tensors), "graph input")
+        outputs = _indices(graph.outputs, len(tensors), "graph output")
+        if not inputs or not outputs:
+            raise _Malformed("its graph has no inputs or no outputs")
         return cls(
             size_bytes=len(data),
             tensors=tuple(tensors),
             operators=tuple(operators),
-            inputs=tuple(int(x) for x in graph.inputs),
-            outputs=tuple(int(x) for x in graph.outputs),
+            inputs=inputs,
+            outputs=outputs,
             subgraph_count=len(model.subgraphs),
         )
 
@@ -172,6 +219,109 @@ class TfliteModel:
 
     def output_tensor(self, i: int = 0) -> Tensor:
         return self.tensors[self.outputs[i]]
+
+
+def _limit(what: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise _Malformed(f"{count:,} {what} exceed edgec's limit of {limit:,}")
+
+
+def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    size = ITEMSIZE.get(dtype)
+    return 0 if size is None else math.ceil(math.prod(shape) * size)
+
+
+def _indices(values: Any, count: int, what: str, *, optional: bool = False) -> tuple[int, ...]:
+    """Tensor indices, each in range (-1 marks an omitted optional input)."""
+    result = tuple(int(x) for x in (values if values is not None else ()))
+    for i in result:
+        if not (0 <= i < count or (optional and i == -1)):
+            raise _Malformed(f"{what} refers to tensor {i}, but the graph has {count} tensors")
+    return result
+
+
+def _tensor(i: int, t: Any, buffers: list, data: bytes, type_names: dict[int, str]) -> Tensor:
+    """One tensor, with its shape, dtype, buffer and quantization checked."""
+    name = _text(t.name)
+    where = f"tensor {i} '{name[:60]}'"
+    if t.type not in type_names:
+        raise _Malformed(f"{where}: data type {t.type} is not a TFLite type")
+    dtype = type_names[t.type].lower()
+    shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+    sig = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None else shape
+    if len(shape) > MAX_RANK or len(sig) != len(shape) and t.shapeSignature is not None:
+        raise _Malformed(f"{where}: shape {list(shape)} / signature {list(sig)} is not usable")
+    for d in shape:
+        if d < 0:
+            raise _Malformed(f"{where}: dimension {d} is negative")
+    if any(d < -1 for d in sig):
+        raise _Malformed(f"{where}: shape signature {list(sig)} has a dimension below -1")
+    nbytes = _nbytes(shape, dtype)
+    if nbytes > MAX_TENSOR_BYTES:
+        raise _Malformed(
+            f"{where}: dimension {max(shape)} exceeds what any target holds "
+            f"(shape {list(shape)} is {nbytes:,} bytes; the limit is {MAX_TENSOR_BYTES:,})"
+        )
+    if not 0 <= t.buffer < max(len(buffers), 1):
+        raise _Malformed(f"{where}: buffer {t.buffer} is out of range ({len(buffers)} buffers)")
+    raw = _buffer_data(buffers[t.buffer] if buffers else None, data, where)
+    if raw is not None and ITEMSIZE[dtype] is not None and len(raw) != nbytes:
+        raise _Malformed(
+            f"{where}: its buffer holds {len(raw):,} bytes but shape {list(shape)} of "
+            f"{dtype} needs {nbytes:,}"
+        )
+    q = t.quantization
+    scales = tuple(float(s) for s in (q.scale if q is not None and q.scale is not None else ()))
+    zps = tuple(int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
+    axis = int(q.quantizedDimension) if q is not None else 0
+    if not all(math.isfinite(s) for s in scales):
+        raise _Malformed(f"{where}: a quantization scale is not a finite number")
+    if zps and len(zps) != len(scales):
+        raise _Malformed(f"{where}: {len(scales)} scales but {len(zps)} zero points")
+    if len(scales) > 1 and not 0 <= axis < len(shape):
+        raise _Malformed(f"{where}: quantized dimension {axis} is not in shape {list(shape)}")
+    return Tensor(
+        index=i,
+        name=name,
+        dtype=dtype,
+        shape=shape,
+        shape_signature=sig,
+        data=raw,
+        scales=scales,
+        zero_points=zps,
+        quantized_dimension=axis,
+    )
+
+
+def _check_channels(tensors: list[Tensor], operators: list[Operator]) -> None:
+    """Per-channel scales match the channel dimension, except in LUT-packed tensors.
+
+    tflite-micro's LUT compression stores a tensor as packed indices (a flat uint8
+    vector) read by a DECODE op, and keeps the original per-channel quantization on it.
+    """
+    packed = {i for op in operators if op.name == "TFLM_DECODE" for i in op.inputs}
+    for t in tensors:
+        axis = t.quantized_dimension
+        if t.per_channel and t.index not in packed and t.shape[axis] != len(t.scales):
+            raise _Malformed(
+                f"tensor {t.index} '{t.name[:60]}': {len(t.scales)} per-channel scales do not "
+                f"match dimension {axis} of shape {list(t.shape)}"
+            )
+
+
+def _buffer_data(buf: Any, data: bytes, where: str) -> bytes | None:
+    if buf is None:
+        return None
+    if buf.data is not None and len(buf.data):
+        return bytes(np.asarray(buf.data, dtype=np.uint8))
+    if buf.offset > 1:  # large models keep data after the flatbuffer
+        if buf.offset + buf.size > len(data):
+            raise _Malformed(
+                f"{where}: its data at offset {buf.offset:,} (+{buf.size:,} bytes) lies "
+                f"beyond the end of the {len(data):,}-byte file"
+            )
+        return data[buf.offset : buf.offset + buf.size]
+    return None
 
 
 def _location(tensors: list[Tensor], inputs, outputs: tuple[int, ...]) -> str:

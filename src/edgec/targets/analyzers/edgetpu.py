@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from edgec._process import find_tool
 from edgec.errors import ToolError
 from edgec.report import Check
 from edgec.targets.analyzers import Analysis
@@ -70,7 +70,7 @@ def analyze(tflite: bytes, model: TfliteModel, profile: TargetProfile, runnable:
         "ram_detail": "parameters of the ops mapped to the Edge TPU against its on-chip cache "
         "(rule-based)",
     }
-    compiler = shutil.which("edgetpu_compiler")
+    compiler = find_tool("edgetpu_compiler")
     if compiler is None:
         figures["edgetpu_compiler"] = "not on PATH: the analysis is rule-based only"
         files: dict[str, bytes] = {}

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from edgec._process import find_tool
 from edgec.errors import InputError, ToolError
 from edgec.report import Check
 from edgec.targets.analyzers import Analysis
@@ -81,10 +81,10 @@ def analyze(tflite: bytes, model: TfliteModel, profile: TargetProfile, runnable:
 
 
 def run_vela(tflite: bytes, profile: TargetProfile) -> dict:
-    vela = shutil.which("vela")
+    vela = find_tool("vela")
     if vela is None:
         raise ToolError(
-            "Arm's Vela compiler ('vela') is not on PATH",
+            "Arm's Vela compiler ('vela') is not on PATH nor beside this Python",
             hint="pip install ethos-u-vela==5.2.0",
         )
     config = profile.vela

@@ -75,11 +75,20 @@ def tflm_arena(tflite: bytes, model: TfliteModel, runnable: bool) -> tuple[int |
     if key not in _ARENAS:
         # The arena does not depend on input values: zeros of each input's shape and dtype.
         inputs = [
-            np.zeros(model.tensors[i].shape, dtype=np.dtype(model.tensors[i].dtype))
+            np.zeros(model.tensors[i].shape, dtype=model.tensors[i].numpy_dtype())
             for i in model.inputs
         ]
         try:
-            _ARENAS[key] = measure_arena(tflite, inputs).bytes
+            activations = [t.nbytes for t in model.tensors if not t.is_constant]
+            # generous: every activation live at once, 16x for kernels' scratch buffers
+            # (TRANSPOSE_CONV keeps 8 bytes per output element), plus TFLM's structures
+            bound = 16 * sum(activations) + 256 * (len(model.tensors) + len(model.operators))
+            _ARENAS[key] = measure_arena(
+                tflite,
+                inputs,
+                floor_bytes=max(activations, default=0),
+                crash_bound_bytes=bound + 64 * 1024,
+            ).bytes
         except ToolError as exc:
             return None, f"not measured: {exc}"
     return _ARENAS[key], ARENA_METHOD

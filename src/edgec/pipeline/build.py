@@ -162,7 +162,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
 
         with stage("translate_keras3", "Rebuilding the Keras 3 model as tf_keras") as metrics:
             translation = translate(model, calibration.x, custom_objects)
-            metrics.update(max_abs_diff=translation.max_abs_diff, layers=translation.layers,
+            metrics.update(max_abs_diff=translation.max_abs_diff, layers_rebuilt=translation.layers,
                            keras_version=translation.keras_version)  # fmt: skip
         model = translation.model
 

@@ -52,8 +52,13 @@ def _build(keras3_dir: Path, tmp_path: Path, model: str, *extra: str):
     return run, out
 
 
-def _leftovers() -> set[str]:
-    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("edgec-")}
+@pytest.fixture
+def own_tmpdir(tmp_path, monkeypatch) -> Path:
+    """A private temporary folder for the build, so leftovers can be checked exactly."""
+    folder = tmp_path / "tmpdir"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.mark.parametrize(
@@ -117,17 +122,16 @@ def test_recipe_on_savedmodel_without_keras_metadata(keras3_dir, tmp_path):
     "model,data,needle",
     [("gru.keras", "waves.npz", "is a GRU"), ("cnn.keras", "huge.npz", "beyond what int8")],
 )
-def test_unconvertible_input_fails_cleanly(keras3_dir, tmp_path, model, data, needle):
+def test_unconvertible_input_fails_cleanly(keras3_dir, tmp_path, own_tmpdir, model, data, needle):
     np.savez(keras3_dir / "huge.npz", x=np.full((40, 8, 8, 1), 3e38, np.float32))
-    before = _leftovers()
     out = tmp_path / "out"
     run = run_edgec("build", keras3_dir / model, "--data", keras3_dir / data,
                     "--target", "cortex-m", "--out", out)  # fmt: skip
     assert_clean_failure(run, needle)
-    assert not out.exists() and _leftovers() <= before
+    assert not out.exists() and not list(own_tmpdir.iterdir())
 
 
-def test_converter_crash_is_one_line(keras3_dir, monkeypatch):
+def test_converter_crash_is_one_line(keras3_dir, own_tmpdir, monkeypatch):
     """With the GRU check off, TF's calibrator really segfaults: only the child dies."""
     from edgec.errors import ConversionError
     from edgec.pipeline import convert
@@ -135,11 +139,10 @@ def test_converter_crash_is_one_line(keras3_dir, monkeypatch):
 
     model = load_keras_model(keras3_dir / "gru.keras")
     monkeypatch.setattr(convert, "check_recurrent", lambda model: None)
-    before = _leftovers()
     x = np.load(keras3_dir / "waves.npz")["x"][:8]
     with pytest.raises(ConversionError, match=r"crashed \(signal SIGSEGV\) while calibrating"):
         convert.convert_int8(model, x)
-    assert _leftovers() <= before
+    assert not list(own_tmpdir.iterdir())
     digits = np.load(keras3_dir / "digits.npz")["x"][:8]  # the next job gets a new child
     assert convert.convert_int8(load_keras_model(keras3_dir / "cnn.keras"), digits)
 

@@ -78,7 +78,7 @@ def load_keras_model(path: Path, custom_objects: dict | None = None):
     except Exception as exc:  # Keras raises many types for unreadable or custom models
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = None
-        if "Unknown layer" in first or "custom" in first.lower() or "Could not locate" in first:
+        if any(s in first for s in ("Unknown layer", "custom", "Could not locate", "deserialized")):
             hint = "the model uses custom layers: give their code with --custom-objects FILE.py"
         raise InputError(f"cannot load model {path}: {first}", hint=hint) from None
     check_model_io(model, str(path))

@@ -105,3 +105,22 @@ custom_inputs = keras.Input((8, 8, 1))
 scaled = Scale(name="scale")(layers.Flatten()(custom_inputs))  # noqa: F821
 custom = keras.Model(custom_inputs, layers.Dense(10, activation="softmax")(scaled))
 fit(custom, x_img, y_img, 4).save(out / "custom.keras")
+
+# For the rebuild: a nested Sequential (flattened), a keras.ops node (cannot be rebuilt),
+# and an unrolled GRU (converts to int8 builtin ops)
+x_flat = x_img.reshape(len(x_img), 64)
+np.savez(out / "flat.npz", x=x_flat, y=y_img)
+flat_inputs = keras.Input((64,))
+inner = keras.Sequential(
+    [keras.Input((16,)), layers.Dense(16, activation="relu"), layers.Dense(10)]
+)
+nested = keras.Model(flat_inputs, inner(layers.Dense(16, activation="relu")(flat_inputs)))
+fit(nested, x_flat, y_img, 3, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+nested.save(out / "nested.keras")
+h = layers.Dense(16)(flat_inputs)
+ops_model = keras.Model(flat_inputs, layers.Dense(10)(keras.ops.relu(h) * 2.0))
+ops_model.save(out / "ops.keras")
+gru_unrolled = keras.Sequential(
+    [keras.Input((32, 1)), layers.GRU(8, unroll=True), layers.Dense(3, activation="softmax")]
+)
+fit(gru_unrolled, x_wave, y_seq, 3).save(out / "gru_unrolled.keras")

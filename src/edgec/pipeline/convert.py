@@ -38,15 +38,11 @@ def convert_int8(
     samples = check_calibration_data(calibration_x)
     check_recurrent(model)
     concrete = batch1_function(model)
-    # The function's own variables, tracked explicitly: Keras 3 models do not expose them
-    # to tf.saved_model as a trackable (see _batch1_converter).
-    holder = tf.Module()
-    holder.captured = list(concrete.variables)
     with tempfile.TemporaryDirectory(prefix="edgec-convert-") as tmp:
         folder = Path(tmp)
         (folder / "tmp").mkdir()
         with captured_native_stderr(enabled=quiet):
-            tf.saved_model.save(holder, str(folder / "model"), signatures=concrete)
+            tf.saved_model.save(variables_of(concrete), str(folder / "model"), signatures=concrete)
         job = {"int8": True, "io_type": io_type}
         (folder / "job.json").write_text(json.dumps(job))
         np.save(folder / "calibration.npy", samples)
@@ -111,17 +107,24 @@ def _batch1_converter(model):
     from edgec._tf import tf
 
     concrete = batch1_function(model)
-    # Keras 3 variables are not found through the model as a trackable object: the
-    # converter then keeps READ_VARIABLE ops that fail to invoke ("variable != nullptr").
-    # Without the trackable the converter freezes the captured variables itself.
-    trackable = model if type(model).__module__.startswith("tf_keras") else None
-    objects = [concrete]
-    converter = (
-        tf.lite.TFLiteConverter.from_concrete_functions(objects, trackable)
-        if trackable is not None
-        else tf.lite.TFLiteConverter.from_concrete_functions(objects)
-    )
+    trackable = model if type(model).__module__.startswith("tf_keras") else variables_of(concrete)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], trackable)
     return converter, concrete.graph
+
+
+def variables_of(concrete):
+    """A trackable holding the variables ``concrete`` captures.
+
+    Keras 3 models (and SavedModel signatures) do not expose their variables to the
+    converter or to tf.saved_model as a trackable: given the model, the converter keeps
+    READ_VARIABLE ops that fail to invoke ("variable != nullptr"); without any trackable
+    it takes a deprecated path (and warns). Tracking the captured variables works for all.
+    """
+    from edgec._tf import tf
+
+    holder = tf.Module()
+    holder.captured = list(concrete.variables)
+    return holder
 
 
 def flat_layers(model) -> list:
@@ -163,6 +166,7 @@ class _Worker:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[str] | None = None
+        atexit.register(self.close)
 
     def start(self) -> None:
         """Start the child (if not running) so that its TensorFlow import overlaps other work."""
@@ -174,7 +178,6 @@ class _Worker:
                 stderr=subprocess.DEVNULL,
                 text=True,
             )
-            atexit.register(self.close)
 
     def run(self, folder: Path) -> int | None:
         """Run the job in ``folder``; None when it finished, else the child's exit status."""

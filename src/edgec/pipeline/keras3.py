@@ -148,10 +148,13 @@ def _layer(spec: dict, tf_keras, custom_objects: dict):
     module = str(spec.get("module") or "")
     if module.startswith(("keras.src.ops", "keras.ops")) or cls_name in ("Functional", "Model"):
         what = "is a keras.ops node" if "ops" in module else "is a nested functional sub-model"
-        raise TranslationError(name, f"{what} ({cls_name}), which has no tf_keras layer",
-                               "replace it with a Keras layer (e.g. keras.layers.Add)")  # fmt: skip
+        raise TranslationError(
+            name,
+            f"{what} ({cls_name}), which has no tf_keras layer",
+            "use the matching keras.layers layer (ReLU, Add, Multiply, ...)",
+        )
     cls = custom_objects.get(cls_name) or getattr(tf_keras.layers, cls_name, None)
-    if cls is None or not isinstance(cls, type):
+    if not (isinstance(cls, type) and issubclass(cls, tf_keras.layers.Layer)):  # Keras 3 class
         raise TranslationError(
             name, f"is of type {cls_name}, which tf_keras does not know",
             "give a tf_keras version of the layer with --custom-objects",

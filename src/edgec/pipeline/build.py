@@ -304,9 +304,14 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     from edgec.pipeline.layer_error import with_layer_errors
 
     with stage("analyze_layers", "Measuring per-layer float vs int8 error"):
-        layers = analyze_layers(flat)
-        if model.layers and not is_keras3(model):  # Keras 3 / signature: no layer mapping
-            layers = with_layer_errors(layers, model, tflite, flat, calibration.x)
+        layers, reference = analyze_layers(flat), model
+        if is_keras3(model):  # compared through its proven tf_keras twin, if it has one
+            from edgec.pipeline.keras3 import tf_keras_twin
+
+            scopes = {part for op in flat.operators for part in op.location.split("/")}
+            reference = tf_keras_twin(model, calibration.x, custom_objects, scopes)
+        if reference is not None and reference.layers:  # a SavedModel signature has none
+            layers = with_layer_errors(layers, reference, tflite, flat, calibration.x)
 
     shipped_arena, _ = tflm_arena(shipped, shipped_flat, runnable=tflm_ok)
     firmware: Firmware | None = None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 

@@ -78,7 +78,7 @@ def test_plain_build(keras3_dir, tmp_path, model):
     acc = report["accuracy"]
     if acc["metric"] == "top1" and "accuracy" not in PLAIN[model][1]:
         assert abs(acc["float"] - acc["int8"]) <= 2.0, acc
-        assert acc["float"] > 50.0, acc  # a trained model: the figures mean something
+        assert acc["float"] > 40.0, acc  # above chance (3 or 10 classes): a trained model
     if model == "ae.keras":
         assert acc["metric"] == "cosine" and acc["int8"] > 0.98, acc
 

@@ -65,7 +65,8 @@ def build(
             ``max_accuracy_drop``, ``name``, ``phone_variants`` (a sequence or a
             comma-separated string), ``compress``, ``layout``, ``c_lang``, ``section``,
             ``arena_margin``, ``distill``, ``prune``, ``cluster``, ``qat``, ``epochs``,
-            ``debug``.
+            ``custom_objects`` (a ``.py`` file or module with the model's own layers;
+            executed, so trusted code only), ``debug``.
 
     Returns:
         The build report (also written as ``report.json`` when ``out`` is given);
@@ -132,8 +133,13 @@ def check(
     return report
 
 
-def inspect(path: str | Path) -> Inspection:
+def inspect(path: str | Path, *, custom_objects: str | None = None) -> Inspection:
     """The per-layer table of a ``.tflite`` (no TensorFlow) or a Keras model.
+
+    Args:
+        path: a ``.tflite``, a Keras 2 or Keras 3 ``.keras``/``.h5`` file, or a SavedModel.
+        custom_objects: a ``.py`` file or module path defining the model's own layers
+            (it is executed: trusted code only).
 
     Example:
         >>> import edgec
@@ -143,7 +149,7 @@ def inspect(path: str | Path) -> Inspection:
     """
     from edgec.pipeline.inspect import inspect_model
 
-    return inspect_model(Path(path))
+    return inspect_model(Path(path), custom_objects)
 
 
 def target_profiles() -> list[TargetProfile]:

@@ -49,6 +49,13 @@ def cli() -> None:
     """
 
 
+custom_objects_option = click.option(
+    "--custom-objects",
+    metavar="FILE.py|MODULE",
+    help="Python file or module defining the model's own layers (it is executed: trusted code).",
+)
+
+
 @cli.command()
 @click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option(
@@ -164,6 +171,7 @@ def cli() -> None:
     type=click.IntRange(min=1),
     help="Epochs of each short-form stage (default: per stage).",
 )
+@custom_objects_option
 @debug_option
 def build(
     model: Path | None,
@@ -187,6 +195,7 @@ def build(
     cluster: int | None,
     qat: bool,
     epochs: int | None,
+    custom_objects: str | None,
 ) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
 
@@ -223,6 +232,7 @@ def build(
             cluster=cluster,
             qat=qat,
             epochs=epochs,
+            custom_objects=custom_objects,
         )
     ui.print_summary(report, out, time.perf_counter() - start)
     sys.exit(EXIT_OK if report.ok else EXIT_CHECK_FAILED)
@@ -238,15 +248,16 @@ def build(
     show_default=True,
     help="A table for people, or JSON for scripts.",
 )
+@custom_objects_option
 @debug_option
-def inspect(model: Path, fmt: str) -> None:
+def inspect(model: Path, fmt: str, custom_objects: str | None) -> None:
     """Per-layer table of MODEL (.tflite, .keras, .h5 or SavedModel): op, shapes,
     parameters, weight bytes, sparsity, unique values, MACs and live activation bytes."""
     from edgec import api, ui
     from edgec._native_log import captured_native_stderr
 
     with captured_native_stderr(enabled=not _state["debug"]):
-        result = api.inspect(model)
+        result = api.inspect(model, custom_objects=custom_objects)
     if fmt == "json":
         import dataclasses
 

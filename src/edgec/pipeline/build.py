@@ -92,6 +92,7 @@ class BuildOptions:
     cluster: int | None = None  # clusters per kernel
     qat: bool = False
     epochs: int | None = None  # overrides every short-form stage's epochs
+    custom_objects: str | None = None  # a .py file or module with the model's own layers
 
 
 @dataclass
@@ -113,6 +114,9 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     progress = progress or Progress()
     plan = _validate(options)
     stages: list[Stage] = []
+    from edgec.pipeline.convert import start_converter
+
+    start_converter()  # the conversion child imports TensorFlow while this process works
 
     @contextlib.contextmanager
     def stage(name: str, description: str) -> Iterator[dict]:
@@ -123,6 +127,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         stages.append(Stage(name, round(time.perf_counter() - start, 3), metrics))
 
     recipe = plan.recipe
+    custom_objects: dict = {}
     if options.model is None:
         from edgec.pipeline.example import NAME, example_data, example_model
 
@@ -130,10 +135,11 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         model = example_model()  # trained below, after the recipe is validated
         name, source = options.name or NAME, "built-in example: digits CNN (scikit-learn digits)"
     else:
-        from edgec.pipeline.model_io import load_keras_model
+        from edgec.pipeline.model_io import load_custom_objects, load_keras_model
 
+        custom_objects = load_custom_objects(options.custom_objects)
         with stage("load_model", f"Loading {options.model}"):
-            model = load_keras_model(options.model)
+            model = load_keras_model(options.model, custom_objects)
         name, source = options.name or options.model.stem, str(options.model)
     name = c_identifier(name)
     input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
@@ -148,6 +154,17 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             # The built-in example itself still trains on its whole training split (the
             # same model as without a recipe); the compression stages fit on fit_on.
             fit_on, validation = split_validation(train)
+
+    from edgec.pipeline.convert import is_keras3, needs_tf_keras
+
+    if is_keras3(model) and (recipe is not None or needs_tf_keras(model)):
+        from edgec.pipeline.keras3 import translate
+
+        with stage("translate_keras3", "Rebuilding the Keras 3 model as tf_keras") as metrics:
+            translation = translate(model, calibration.x, custom_objects)
+            metrics.update(max_abs_diff=translation.max_abs_diff, layers_rebuilt=translation.layers,
+                           keras_version=translation.keras_version)  # fmt: skip
+        model = translation.model
 
     recipe_plan = None
     if recipe is not None:
@@ -287,7 +304,14 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     from edgec.pipeline.layer_error import with_layer_errors
 
     with stage("analyze_layers", "Measuring per-layer float vs int8 error"):
-        layers = with_layer_errors(analyze_layers(flat), model, tflite, flat, calibration.x)
+        layers, reference = analyze_layers(flat), model
+        if is_keras3(model):  # compared through its proven tf_keras twin, if it has one
+            from edgec.pipeline.keras3 import tf_keras_twin
+
+            scopes = {part for op in flat.operators for part in op.location.split("/")}
+            reference = tf_keras_twin(model, calibration.x, custom_objects, scopes)
+        if reference is not None and reference.layers:  # a SavedModel signature has none
+            layers = with_layer_errors(layers, reference, tflite, flat, calibration.x)
 
     shipped_arena, _ = tflm_arena(shipped, shipped_flat, runnable=tflm_ok)
     firmware: Firmware | None = None
@@ -400,9 +424,14 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.out is not None:
         prepare_output_dir(options.out)
     if options.model is not None:
-        from edgec.pipeline.model_io import inspect_model_file
+        from edgec.pipeline.model_io import SAVEDMODEL, inspect_model_file
 
-        inspect_model_file(options.model)
+        if inspect_model_file(options.model) == SAVEDMODEL and recipe is not None:
+            raise InputError(
+                f"model {options.model} is a SavedModel without Keras metadata: a recipe "
+                "needs the Keras model",
+                hint="a plain build (no recipe) works; for a recipe give the .keras file",
+            )
         if options.data is None:
             raise InputError(
                 f"no --data for {options.model}: int8 calibration needs real samples",

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import re
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from edgec._native_log import captured_native_stderr
-from edgec.errors import ConversionError
+from edgec.errors import ConversionError, InputError
 
 IO_TYPES = ("int8", "uint8", "float32")
 
@@ -15,30 +22,70 @@ IO_TYPES = ("int8", "uint8", "float32")
 def convert_int8(
     model, calibration_x: np.ndarray, *, io_type: str = "int8", quiet: bool = True
 ) -> bytes:
-    """Convert a tf_keras model to a full-integer TFLite flatbuffer.
+    """Convert a Keras model (tf_keras, Keras 3 or a SavedModel signature) to full int8.
 
     TFLITE_BUILTINS_INT8 only (no silent float fallback), per-channel weights, and a
     static batch size of 1: converting from a concrete function with a fixed input
     signature leaves no dynamic dimension in the flatbuffer (``from_keras_model`` would
     keep batch = -1, which Vela warns about and the Edge TPU rejects).
+
+    The model is traced here and saved with its variables; conversion, calibration and
+    quantization run in a child process (``_convert_worker``), where a native crash
+    becomes a ``ConversionError``.
     """
     from edgec._tf import tf
 
-    converter, graph = _batch1_converter(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_type]
-    converter.inference_input_type = dtype
-    converter.inference_output_type = dtype
+    samples = check_calibration_data(calibration_x)
+    check_recurrent(model)
+    concrete = batch1_function(model)
+    with tempfile.TemporaryDirectory(prefix="edgec-convert-") as tmp:
+        folder = Path(tmp)
+        (folder / "tmp").mkdir()
+        with captured_native_stderr(enabled=quiet):
+            tf.saved_model.save(variables_of(concrete), str(folder / "model"), signatures=concrete)
+        job = {"int8": True, "io_type": io_type}
+        (folder / "job.json").write_text(json.dumps(job))
+        np.save(folder / "calibration.npy", samples)
+        crashed = _WORKER.run(folder)
+        log = (
+            (folder / "log.txt").read_text("utf-8", "replace")
+            if (folder / "log.txt").exists()
+            else ""
+        )
+        if not quiet and log:
+            print(log, file=sys.stderr)
+        if crashed is not None:
+            raise _crash_error(crashed, folder / "progress", len(samples))
+        if (folder / "error.txt").exists():
+            text = (folder / "error.txt").read_text("utf-8", "replace")
+            raise _conversion_error(text + "\n" + log, concrete.graph)
+        return (folder / "model.tflite").read_bytes()
 
-    samples = calibration_x.astype(np.float32)
 
-    def representative():
-        for i in range(len(samples)):
-            yield [samples[i : i + 1]]
+# The calibrator computes min/max and (max - min) / 255 in float32: beyond this the
+# ranges overflow (calibration data around 3e38 crashed mlir_quantize here, facts.md 10).
+MAX_CALIBRATION_MAGNITUDE = 1e30
 
-    converter.representative_dataset = representative
-    return _convert(converter, graph, quiet)
+
+def check_calibration_data(x: np.ndarray) -> np.ndarray:
+    """The calibration samples as float32, refused when the quantizer cannot represent them."""
+    samples = np.asarray(x, dtype=np.float64)
+    bad = ~np.isfinite(samples)
+    if bad.any():
+        index = int(np.argwhere(bad.reshape(len(samples), -1).any(axis=1))[0][0])
+        raise InputError(
+            f"calibration data has {int(bad.sum())} non-finite values (NaN or infinity), "
+            f"the first in sample {index}",
+            hint="remove or repair those samples; int8 ranges need finite values",
+        )
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    if peak > MAX_CALIBRATION_MAGNITUDE:
+        raise InputError(
+            f"calibration data reaches {peak:.3g}, beyond what int8 quantization can "
+            f"represent (|x| <= {MAX_CALIBRATION_MAGNITUDE:.0e})",
+            hint="scale the data as the model expects it (e.g. divide raw values) or fix the file",
+        )
+    return samples.astype(np.float32)
 
 
 def convert_float(model, *, quiet: bool = True) -> bytes:
@@ -47,14 +94,135 @@ def convert_float(model, *, quiet: bool = True) -> bytes:
     return _convert(converter, graph, quiet)
 
 
+def batch1_function(model):
+    """``model`` traced with a fixed batch-1 float32 input: a TensorFlow concrete function."""
+    from edgec._tf import tf
+
+    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32, name="input")
+    return tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+
+
 def _batch1_converter(model):
     """A converter for ``model`` with a fixed batch-1 input signature, and its traced graph."""
     from edgec._tf import tf
 
-    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32, name="input")
-    function = tf.function(lambda x: model(x, training=False))
-    concrete = function.get_concrete_function(spec)
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model), concrete.graph
+    concrete = batch1_function(model)
+    trackable = model if type(model).__module__.startswith("tf_keras") else variables_of(concrete)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], trackable)
+    return converter, concrete.graph
+
+
+def variables_of(concrete):
+    """A trackable holding the variables ``concrete`` captures.
+
+    Keras 3 models (and SavedModel signatures) do not expose their variables to the
+    converter or to tf.saved_model as a trackable: given the model, the converter keeps
+    READ_VARIABLE ops that fail to invoke ("variable != nullptr"); without any trackable
+    it takes a deprecated path (and warns). Tracking the captured variables works for all.
+    """
+    from edgec._tf import tf
+
+    holder = tf.Module()
+    holder.captured = list(concrete.variables)
+    return holder
+
+
+def flat_layers(model) -> list:
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.extend(flat_layers(layer) if hasattr(layer, "layers") else [layer])
+    return out
+
+
+def needs_tf_keras(model) -> bool:
+    """Recurrent layers convert to TFLM's fused LSTM only from tf_keras (Keras 3 LSTMs crash
+    the calibrator: they lack the ``tf._implements`` annotation that fuses them)."""
+    return any(type(layer).__name__ in ("LSTM", "GRU") for layer in flat_layers(model))
+
+
+def check_recurrent(model) -> None:
+    """A GRU (not unrolled) crashes TensorFlow's calibrator: say so before converting."""
+    for layer in flat_layers(model):
+        if type(layer).__name__ == "GRU" and not getattr(layer, "unroll", False):
+            raise ConversionError(
+                f"layer '{layer.name}' is a GRU: TensorFlow's int8 calibrator crashes on its "
+                "loop, and TFLM has no GRU kernel",
+                hint="rebuild it with GRU(..., unroll=True) (converts to int8 builtin ops), "
+                "or use an LSTM",
+            )
+
+
+def is_keras3(model) -> bool:
+    """A Keras 3 (``keras`` package) model, told apart without importing Keras 3."""
+    return type(model).__module__.split(".")[0] == "keras"
+
+
+class _Worker:
+    """The conversion child, started on first use and reused; restarted after a crash.
+
+    Importing TensorFlow costs the child about 2.5 s, once per edgec process; a crash
+    costs only the job that caused it.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+        atexit.register(self.close)
+
+    def start(self) -> None:
+        """Start the child (if not running) so that its TensorFlow import overlaps other work."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "edgec.pipeline._convert_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+
+    def run(self, folder: Path) -> int | None:
+        """Run the job in ``folder``; None when it finished, else the child's exit status."""
+        self.start()
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(f"{folder}\n")
+            proc.stdin.flush()
+            if proc.stdout.readline().strip() == "done":
+                return None
+        except BrokenPipeError:
+            pass
+        code = proc.wait()
+        self._proc = None
+        return code
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            self._proc.wait()
+        self._proc = None
+
+
+_WORKER = _Worker()
+start_converter = _WORKER.start
+
+
+def _crash_error(code: int, progress: Path, samples: int) -> ConversionError:
+    """What the converter was doing when its process died."""
+    steps = progress.read_text().split() if progress.exists() else []
+    how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+    if not steps:
+        where = "while converting the graph (before calibration)"
+        hint = "run with --debug for the converter's log; a plain float model may show the layer"
+    elif steps[-1] == "quantize":
+        where = "while quantizing the calibrated model (mlir_quantize)"
+        hint = "check the calibration data's range and the model's layers (recurrent layers)"
+    else:
+        where = f"while calibrating on calibration sample {steps[-1]} of {samples}"
+        hint = "check that sample for extreme values, and the model's recurrent layers"
+    return ConversionError(
+        f"the TFLite converter crashed ({how}) {where}; nothing was written", hint=hint
+    )
 
 
 def _convert(converter, graph, quiet: bool) -> bytes:
@@ -98,9 +266,7 @@ def convert_variant(model, variant: str, *, quiet: bool = True) -> bytes:
     """
     from edgec._tf import tf
 
-    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32, name="input")
-    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    converter, graph = _batch1_converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
@@ -109,8 +275,4 @@ def convert_variant(model, variant: str, *, quiet: bool = True) -> bytes:
     # first conv kernel, 144 values, and its 640-value logits kernel stay float32).
     elif variant != "dynamic-range":
         raise ValueError(f"unknown variant {variant}")
-    with captured_native_stderr(enabled=quiet) as log:
-        try:
-            return bytes(converter.convert())
-        except Exception as exc:
-            raise _conversion_error(str(exc) + "\n" + log.text(), concrete.graph) from None
+    return _convert(converter, graph, quiet)

@@ -19,7 +19,7 @@ class Inspection:
     layers: list[Layer]
 
 
-def inspect_model(path: Path) -> Inspection:
+def inspect_model(path: Path, custom_objects: str | None = None) -> Inspection:
     if not path.exists():
         raise InputError(f"model {path} does not exist")
     if path.is_file() and path.suffix.lower() == ".tflite":
@@ -29,9 +29,9 @@ def inspect_model(path: Path) -> Inspection:
         return Inspection(str(path), f"TFLite model, weights {'/'.join(dtypes) or 'none'}",
                           len(data), analyze_layers(flat))  # fmt: skip
     from edgec.pipeline.convert import convert_float
-    from edgec.pipeline.model_io import load_keras_model
+    from edgec.pipeline.model_io import load_custom_objects, load_keras_model
 
-    model = load_keras_model(path)  # refuses anything that is not a tf_keras model
+    model = load_keras_model(path, load_custom_objects(custom_objects))
     data = convert_float(model)
     return Inspection(
         str(path),

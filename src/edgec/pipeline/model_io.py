@@ -1,4 +1,4 @@
-"""Loading the user's Keras model: tf_keras (Keras 2) files only, with clear refusals."""
+"""Loading the user's model: tf_keras or Keras 3 files, SavedModel folders, custom objects."""
 
 from __future__ import annotations
 
@@ -6,15 +6,19 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from edgec.errors import InputError
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
+SAVEDMODEL = "savedmodel"  # a SavedModel without Keras metadata: built from its signature
 
 
 def inspect_model_file(path: Path) -> str:
     """Check that ``path`` is a tf_keras model file before TensorFlow is imported.
 
-    Returns the Keras version it was saved with (``"2.21.0"``, or ``"unknown"``).
+    Returns the Keras version it was saved with (``"2.21.0"``, ``"3.15.1"``, ``"unknown"``),
+    or ``SAVEDMODEL`` for a SavedModel folder without Keras metadata.
     """
     if not path.exists():
         raise InputError(f"model {path} does not exist")
@@ -22,26 +26,14 @@ def inspect_model_file(path: Path) -> str:
         if not (path / "saved_model.pb").is_file():
             raise InputError(f"model {path} is a folder but not a SavedModel (no saved_model.pb)")
         if not (path / "keras_metadata.pb").is_file():
-            raise InputError(
-                f"model {path} is a SavedModel without Keras metadata (Keras 3 export() or "
-                "tf.saved_model.save)",
-                hint="save the model with tf_keras (model.save('model.keras')) and pass that file",
-            )
+            return SAVEDMODEL  # Keras 3 export() or tf.saved_model.save: its serving signature
         return "unknown"
     if path.suffix.lower() not in SUFFIXES:
         raise InputError(
             f"model {path} is not a Keras model file",
-            hint="give a tf_keras .keras or .h5 file, or a SavedModel folder",
+            hint="give a Keras .keras or .h5 file, or a SavedModel folder",
         )
-    version = _saved_keras_version(path)
-    if version.startswith("3"):
-        raise InputError(
-            f"model {path} was saved with Keras {version}; "
-            "edgec (and TF-MOT) need Keras 2 (tf_keras)",
-            hint="rebuild the model with 'import tf_keras as keras' and save it again, "
-            "or load its weights into a tf_keras copy of the architecture",
-        )
-    return version
+    return _saved_keras_version(path)
 
 
 def _saved_keras_version(path: Path) -> str:
@@ -68,21 +60,126 @@ def _saved_keras_version(path: Path) -> str:
     return version.decode() if isinstance(version, bytes) else str(version)
 
 
-def load_keras_model(path: Path):
-    """Load a tf_keras model (TensorFlow is imported here)."""
-    inspect_model_file(path)
-    from edgec._tf import keras
+def load_keras_model(path: Path, custom_objects: dict | None = None):
+    """Load a tf_keras or Keras 3 model, or a SavedModel's signature (TensorFlow imported here)."""
+    version = inspect_model_file(path)
+    if version == SAVEDMODEL:
+        model = SignatureModel.load(path)
+        check_model_io(model, str(path))
+        return model
+    if version.startswith("3"):
+        from edgec.pipeline import keras3
 
+        loader = keras3.load_model
+    else:
+        loader = _load_tf_keras
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = loader(path, custom_objects)
     except Exception as exc:  # Keras raises many types for unreadable or custom models
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = None
-        if "Unknown layer" in first or "custom" in first.lower():
-            hint = "the model uses custom layers; edgec needs built-in Keras layers"
+        if any(s in first for s in ("Unknown layer", "custom", "Could not locate", "deserialized")):
+            hint = "the model uses custom layers: give their code with --custom-objects FILE.py"
         raise InputError(f"cannot load model {path}: {first}", hint=hint) from None
     check_model_io(model, str(path))
     return model
+
+
+def _load_tf_keras(path: Path, custom_objects: dict | None = None):
+    from edgec._tf import keras
+
+    return keras.models.load_model(path, compile=False, custom_objects=custom_objects)
+
+
+def load_custom_objects(spec: str | None) -> dict:
+    """The classes and functions of a Python file or importable module, by name.
+
+    The file is executed: it is trusted code, like the model it belongs to.
+    """
+    if spec is None:
+        return {}
+    import importlib
+    import importlib.util
+
+    try:
+        if spec.endswith(".py") or Path(spec).exists():
+            path = Path(spec)
+            if not path.is_file():
+                raise InputError(f"--custom-objects file {spec} does not exist")
+            loader_spec = importlib.util.spec_from_file_location(f"edgec_custom_{path.stem}", path)
+            if loader_spec is None or loader_spec.loader is None:
+                raise InputError(f"--custom-objects {spec} is not a Python file")
+            module = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(spec)
+    except InputError:
+        raise
+    except ModuleNotFoundError as exc:
+        raise InputError(f"--custom-objects {spec}: no module named '{exc.name}'",
+                         hint="give a .py file or a module on PYTHONPATH") from None  # fmt: skip
+    except Exception as exc:  # the user's code raised while it was imported
+        raise InputError(f"--custom-objects {spec} raised {type(exc).__name__} on import: {exc}",
+                         hint="fix that file; it is run as Python code") from None  # fmt: skip
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if not name.startswith("_") and callable(value)
+    }
+
+
+class SignatureModel:
+    """A SavedModel without Keras metadata, seen through its serving signature.
+
+    It offers what a build uses of a Keras model: ``inputs``/``outputs`` shapes,
+    ``__call__``, ``predict`` and ``count_params``; it has no layers (no per-layer error,
+    no recipe).
+    """
+
+    layers: list = []
+
+    def __init__(self, loaded, signature) -> None:
+        self._loaded = loaded  # keeps the variables alive
+        self._function = signature
+        kwargs = signature.structured_input_signature[1]
+        if len(kwargs) != 1 or len(signature.structured_outputs) != 1:
+            self._input = ""
+            self.inputs, self.outputs = list(kwargs.values()), list(signature.structured_outputs)
+            return
+        ((self._input, spec),) = kwargs.items()
+        self.inputs = [spec]
+        self.outputs = list(signature.structured_outputs.values())
+
+    @classmethod
+    def load(cls, path: Path) -> SignatureModel:
+        from edgec._tf import tf
+
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as exc:
+            raise InputError(f"cannot load SavedModel {path}: {str(exc).splitlines()[0]}") from None
+        signature = loaded.signatures.get("serving_default")
+        if signature is None:
+            raise InputError(
+                f"SavedModel {path} has no 'serving_default' signature",
+                hint="export it with model.export() or a serving signature",
+            )
+        return cls(loaded, signature)
+
+    def __call__(self, x, training: bool = False):
+        return next(iter(self._function(**{self._input: x}).values()))
+
+    def predict(self, x: np.ndarray, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
+        from edgec._tf import tf
+
+        parts = [
+            self(tf.constant(x[i : i + batch_size], tf.float32)).numpy()
+            for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(parts)
+
+    def count_params(self) -> int:
+        return int(sum(np.prod(v.shape) for v in self._function.variables))
 
 
 def check_model_io(model, source: str) -> None:

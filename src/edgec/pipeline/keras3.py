@@ -1,0 +1,212 @@
+"""Keras 3 models in: the one module that imports Keras 3 (the ``keras`` package).
+
+A plain build converts a Keras 3 model directly (TensorFlow backend, batch-1 concrete
+function). TF-MOT only takes tf_keras (Keras 2) objects, so a build with a recipe first
+rebuilds the model as tf_keras, layer by layer: each layer's config translated
+(facts.md section 2), weights copied, and the rebuild proven by comparing outputs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgec.errors import InputError
+
+TOLERANCE = 1e-5  # relative to the output's magnitude: float32 re-association only
+_DROP = ("module", "registered_name", "build_config", "compile_config", "shared_object_id")
+# tf_keras Layer.__init__ accepts these through **kwargs; anything else it rejects.
+_LAYER_KWARGS = {"trainable", "name", "dtype", "dynamic", "input_dim", "input_shape",
+                 "batch_input_shape", "batch_size", "weights", "activity_regularizer",
+                 "autocast", "implementation"}  # fmt: skip
+
+
+class TranslationError(InputError):
+    """The Keras 3 model cannot be rebuilt as tf_keras (a recipe needs it; plain builds don't)."""
+
+    def __init__(self, layer: str, what: str, hint: str) -> None:
+        super().__init__(
+            f"cannot rebuild the Keras 3 model as tf_keras for the recipe: layer '{layer}' {what}",
+            hint=f"{hint}; a plain build (no recipe) still works",
+        )
+
+
+def load_model(path: Path, custom_objects: dict | None = None):
+    """Load a Keras 3 ``.keras`` / ``.h5`` file (TensorFlow backend)."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    return keras.saving.load_model(path, compile=False, custom_objects=custom_objects)
+
+
+def version() -> str:
+    import keras
+
+    return str(keras.__version__)
+
+
+@dataclass(frozen=True)
+class Translation:
+    model: Any  # the tf_keras model
+    max_abs_diff: float
+    layers: int
+    keras_version: str
+
+
+def translate(model, x: np.ndarray, custom_objects: dict | None = None) -> Translation:
+    """Rebuild ``model`` as tf_keras and prove it: equal outputs on ``x``."""
+    from edgec._tf import keras as tf_keras
+    from edgec.pipeline.convert import flat_layers
+
+    rebuilt = _rebuild(model, tf_keras, custom_objects or {})
+    sources = {layer.name: layer for layer in flat_layers(model)}
+    copied = 0
+    for layer in rebuilt.layers:
+        if layer.weights:
+            layer.set_weights(sources[layer.name].get_weights())
+            copied += 1
+    expected = np.asarray(model.predict(x, batch_size=256, verbose=0))
+    got = np.asarray(rebuilt.predict(x, batch_size=256, verbose=0))
+    diff = float(np.max(np.abs(expected - got))) if expected.size else 0.0
+    scale = max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
+    if expected.shape != got.shape or not diff <= TOLERANCE * scale:
+        raise TranslationError(
+            rebuilt.layers[-1].name,
+            f"gives different outputs after the rebuild (max abs difference {diff:.3g})",
+            "report this model to the edgec developers",
+        )
+    return Translation(rebuilt, diff, len(rebuilt.layers), version())
+
+
+def tf_keras_twin(model, x: np.ndarray, custom_objects: dict, scopes: set[str]):
+    """The proven tf_keras rebuild of ``model``, named as in ``scopes``; None if impossible.
+
+    For the per-layer error of a plain build, which maps converted ops to layers by the
+    name scopes in their locations. Traced Keras 3 models put every scope one level
+    "_1" deeper than the layer's name (``functional_1_1/conv2d_2_1/Relu6`` for layer
+    ``conv2d_2`` of model ``functional_1``, seen with Keras 3.15): the twin's layers are
+    renamed the same way, all at once, so that names stay unique.
+    """
+    try:
+        twin = translate(model, x, custom_objects).model
+    except TranslationError:
+        return None
+    if f"{model.name}_1" in scopes and model.name not in scopes:
+        for layer in twin.layers:
+            layer._name = f"{layer.name}_1"  # tf_keras has no public rename
+    return twin
+
+
+def _rebuild(model, tf_keras, custom_objects: dict):
+    config = model.get_config()
+    kind = type(model).__name__
+    if kind == "Sequential":
+        layers = [_layer(spec, tf_keras, custom_objects) for spec in config["layers"]]
+        return tf_keras.Sequential(layers, name=config.get("name"))
+    if kind != "Functional":
+        raise TranslationError(model.name, f"is a subclassed model ({kind})",
+                               "build it with the Sequential or functional API")  # fmt: skip
+    tensors: dict[tuple[str, int], object] = {}
+    for spec in config["layers"]:
+        name = spec["name"]
+        if spec["class_name"] == "InputLayer":
+            layer = _layer(spec, tf_keras, custom_objects)
+            tensors[(name, 0)] = layer.output
+            continue
+        for index, node in enumerate(spec["inbound_nodes"]):
+            args = _resolve(node.get("args", []), tensors, name)
+            kwargs = _resolve(node.get("kwargs", {}), tensors, name)
+            if spec["class_name"] == "Sequential":  # a nested Sequential: flattened
+                out = args[0]
+                for inner in spec["config"]["layers"]:
+                    if inner["class_name"] != "InputLayer":
+                        out = _layer(inner, tf_keras, custom_objects)(out)
+            else:
+                if index == 0:
+                    layer = _layer(spec, tf_keras, custom_objects)
+                out = layer(*args, **kwargs)
+            tensors[(name, index)] = out
+    inputs = [tensors[(n, i)] for n, i, *_ in _node_list(config["input_layers"])]
+    outputs = [_pick(tensors[(n, i)], t) for n, i, t in _node_list(config["output_layers"])]
+    return tf_keras.Model(
+        inputs[0] if len(inputs) == 1 else inputs,
+        outputs[0] if len(outputs) == 1 else outputs,
+        name=config.get("name"),
+    )
+
+
+def _node_list(entries: list) -> list:
+    return [entries] if entries and isinstance(entries[0], str) else entries
+
+
+def _pick(value, index: int):
+    return value[index] if isinstance(value, list | tuple) else value
+
+
+def _resolve(value, tensors: dict, layer: str):
+    """Keras 3 ``__keras_tensor__`` references -> the tf_keras tensors built so far."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            name, node, index = value["config"]["keras_history"]
+            if (name, node) not in tensors:
+                raise TranslationError(layer, f"takes an input from '{name}' that was not rebuilt",
+                                       "simplify the model's graph")  # fmt: skip
+            return _pick(tensors[(name, node)], index)
+        return {k: _resolve(v, tensors, layer) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_resolve(v, tensors, layer) for v in value]
+    return value
+
+
+def _layer(spec: dict, tf_keras, custom_objects: dict):
+    """One tf_keras layer from a Keras 3 layer spec."""
+    name, cls_name = spec.get("name") or spec["config"].get("name", "?"), spec["class_name"]
+    module = str(spec.get("module") or "")
+    if module.startswith(("keras.src.ops", "keras.ops")) or cls_name in ("Functional", "Model"):
+        what = "is a keras.ops node" if "ops" in module else "is a nested functional sub-model"
+        raise TranslationError(
+            name,
+            f"{what} ({cls_name}), which has no tf_keras layer",
+            "use the matching keras.layers layer (ReLU, Add, Multiply, ...)",
+        )
+    cls = custom_objects.get(cls_name) or getattr(tf_keras.layers, cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, tf_keras.layers.Layer)):  # Keras 3 class
+        raise TranslationError(
+            name, f"is of type {cls_name}, which tf_keras does not know",
+            "give a tf_keras version of the layer with --custom-objects",
+        )  # fmt: skip
+    config = _config(spec["config"])
+    if cls_name == "InputLayer":
+        config.pop("optional", None)
+        return tf_keras.layers.InputLayer(**config)
+    accepted = set(inspect.signature(cls).parameters) | _LAYER_KWARGS
+    config = {k: v for k, v in config.items() if k in accepted}
+    try:
+        return tf_keras.layers.deserialize(
+            {"class_name": cls_name, "config": config}, custom_objects=custom_objects
+        )
+    except (TypeError, ValueError) as exc:
+        raise TranslationError(name, f"({cls_name}) cannot be rebuilt: {exc}",
+                               "use built-in layers, or report the model") from None  # fmt: skip
+
+
+def _config(value):
+    """A Keras 3 config value in tf_keras form (recursively)."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "DTypePolicy":
+            return value["config"]["name"]
+        out = {}
+        for key, item in value.items():
+            if key in _DROP or key == "input_axes" or key == "output_axes":
+                continue
+            out["batch_input_shape" if key == "batch_shape" else key] = _config(item)
+        if "class_name" in out and "config" in out and isinstance(out["config"], dict):
+            out = {"class_name": out["class_name"], "config": out["config"]}
+        return out
+    if isinstance(value, list):
+        return [_config(v) for v in value]
+    return value

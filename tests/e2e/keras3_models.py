@@ -1,0 +1,126 @@
+"""Builds the Keras 3 test models exactly as a Keras 3 user does: ``import keras``.
+
+Run in a subprocess with a clean environment (no TF_USE_LEGACY_KERAS) by the
+``keras3_models`` fixture: ``python keras3_models.py OUT_DIR``. Tiny, seeded, trained
+briefly on deterministic data (scikit-learn digits, generated sine waves).
+"""
+
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+from sklearn.datasets import load_digits
+
+out = Path(sys.argv[1])
+keras.utils.set_random_seed(0)
+
+
+def fit(model, x, y, epochs, loss="sparse_categorical_crossentropy"):
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+digits = load_digits()
+x_img = (digits.images / 16.0).astype("float32")[..., None][:600]
+y_img = digits.target[:600]
+np.savez(out / "digits.npz", x=x_img, y=y_img)
+
+# Sequential CNN with Dropout and softmax, saved as .keras and .h5
+cnn = fit(keras.Sequential([
+    keras.Input((8, 8, 1)),
+    layers.Conv2D(8, 3, activation="relu"),
+    layers.Dropout(0.2),
+    layers.Flatten(),
+    layers.Dense(10, activation="softmax"),
+]), x_img, y_img, 6)  # fmt: skip
+cnn.save(out / "cnn.keras")
+cnn.save(out / "cnn.h5")
+
+# Functional residual net: Add, BatchNormalization, relu6; also model.export()
+inputs = keras.Input((8, 8, 1))
+h = layers.Conv2D(16, 3, padding="same")(inputs)
+h = layers.BatchNormalization()(h)
+h = layers.Activation("relu6")(h)
+branch = layers.Conv2D(16, 3, padding="same", activation="relu6")(h)
+h = layers.Add()([h, branch])
+h = layers.Flatten()(h)
+residual = fit(keras.Model(inputs, layers.Dense(10, activation="softmax")(h)), x_img, y_img, 8)
+residual.save(out / "residual.keras")
+residual.export(str(out / "residual_export"), verbose=False)
+
+# Raw sensor counts (0..4095): three sine frequencies; Rescaling input, Conv1D, SeparableConv1D
+rng = np.random.default_rng(0)
+y_seq = rng.integers(0, 3, 600)
+t = np.arange(32)
+phase = rng.uniform(0, 2 * np.pi, 600)[:, None]
+wave = np.sin((y_seq[:, None] + 1) * 2 * np.pi * t / 32 + phase)
+counts = np.round(2048 + 1800 * wave + rng.normal(0, 60, wave.shape)).clip(0, 4095)
+x_raw = counts.astype("float32")[..., None]
+np.savez(out / "counts.npz", x=x_raw, y=y_seq)
+conv1d = fit(keras.Sequential([
+    keras.Input((32, 1)),
+    layers.Rescaling(1 / 2048.0, offset=-1.0),
+    layers.Conv1D(8, 5, activation="relu"),
+    layers.SeparableConv1D(8, 5, activation="relu"),
+    layers.GlobalAveragePooling1D(),
+    layers.Dense(3, activation="softmax"),
+]), x_raw, y_seq, 8)  # fmt: skip
+conv1d.save(out / "conv1d.keras")
+
+# LSTM classifier and a GRU (the GRU only has to fail clearly) on the scaled waves
+x_wave = (x_raw / 2048.0 - 1.0).astype("float32")
+np.savez(out / "waves.npz", x=x_wave, y=y_seq)
+lstm = fit(keras.Sequential(
+    [keras.Input((32, 1)), layers.LSTM(12), layers.Dense(3, activation="softmax")]
+), x_wave, y_seq, 6)  # fmt: skip
+lstm.save(out / "lstm.keras")
+keras.Sequential([keras.Input((32, 1)), layers.GRU(8), layers.Dense(3)]).save(out / "gru.keras")
+
+# Dense + BN autoencoder, x-only data
+basis = rng.normal(size=(4, 24)).astype("float32")
+x_ae = (rng.normal(size=(600, 4)).astype("float32") @ basis) / 4
+np.savez(out / "ae.npz", x=x_ae)
+ae = keras.Sequential([keras.Input((24,))])
+for units in (16, 4, 16):
+    ae.add(layers.Dense(units))
+    ae.add(layers.BatchNormalization())
+    ae.add(layers.ReLU())
+ae.add(layers.Dense(24))
+fit(ae, x_ae, x_ae, 10, loss="mse").save(out / "ae.keras")
+
+# MobileNetV2 (alpha 0.35), untrained weights, 32x32x3 (its smallest input)
+x_mb = np.repeat(np.kron(x_img[:400], np.ones((1, 4, 4, 1), "float32")), 3, axis=-1)
+np.savez(out / "digits32.npz", x=x_mb, y=y_img[:400])
+mobilenet = keras.applications.MobileNetV2(
+    input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10
+)
+fit(mobilenet, x_mb, y_img[:400], 1).save(out / "mobilenet.keras")
+
+# A custom layer, registered the Keras 3 way (the same code is the --custom-objects file)
+exec((Path(__file__).parent / "keras3_custom.py").read_text())
+custom_inputs = keras.Input((8, 8, 1))
+scaled = Scale(name="scale")(layers.Flatten()(custom_inputs))  # noqa: F821
+custom = keras.Model(custom_inputs, layers.Dense(10, activation="softmax")(scaled))
+fit(custom, x_img, y_img, 4).save(out / "custom.keras")
+
+# For the rebuild: a nested Sequential (flattened), a keras.ops node (cannot be rebuilt),
+# and an unrolled GRU (converts to int8 builtin ops)
+x_flat = x_img.reshape(len(x_img), 64)
+np.savez(out / "flat.npz", x=x_flat, y=y_img)
+flat_inputs = keras.Input((64,))
+inner = keras.Sequential(
+    [keras.Input((16,)), layers.Dense(16, activation="relu"), layers.Dense(10)]
+)
+nested = keras.Model(flat_inputs, inner(layers.Dense(16, activation="relu")(flat_inputs)))
+fit(nested, x_flat, y_img, 3, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+nested.save(out / "nested.keras")
+h = layers.Dense(16)(flat_inputs)
+ops_model = keras.Model(flat_inputs, layers.Dense(10)(keras.ops.relu(h) * 2.0))
+ops_model.save(out / "ops.keras")
+gru_unrolled = keras.Sequential(
+    [keras.Input((32, 1)), layers.GRU(8, unroll=True), layers.Dense(3, activation="softmax")]
+)
+fit(gru_unrolled, x_wave, y_seq, 3).save(out / "gru_unrolled.keras")

@@ -103,7 +103,7 @@ def render_html(report: BuildReport) -> str:
             ],
         ),
     ]
-    summary = error_summary(report.layers)
+    summary = error_summary(report.layers, after_qat=report.after_qat)
     if summary:
         parts.append(
             "<h2>Quantization</h2><ul>"

@@ -103,7 +103,7 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         print_sections(report.targets[1:], "Other targets (same converted model)")
     from edgec.pipeline.layer_error import error_summary
 
-    for line in error_summary(report.layers):
+    for line in error_summary(report.layers, after_qat=report.after_qat):
         out.print(f" [dim]quantization:[/] {line}")
     files = ", ".join(a.path for a in report.artifacts) + ", report.json, report.html"
     out.print(f"\nWrote {folder}/: {files}  [dim]({seconds:.1f} s)[/]")

@@ -249,11 +249,11 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             evaluation,
             max_drop=options.max_accuracy_drop,
         )
-        model_checks.insert(0, result.check)
         if input_model_out is not None:
             result = verify.with_input_model(
                 result, input_model_out, evaluation, max_drop=options.max_accuracy_drop
             )
+        model_checks.insert(0, result.check)
         if arena is not None:
             # With the exact arena: every evaluation sample must run in it.
             tflm = verify.run_tflm(tflite, x_q[:n], arena)

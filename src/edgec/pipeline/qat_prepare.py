@@ -12,7 +12,10 @@ the original on sample inputs before QAT trains it:
   does with them anyway (CONV_2D on an expanded tensor), now visible to TF-MOT.
   SeparableConv2D becomes DepthwiseConv2D + 1x1 Conv2D (TF-MOT's own transform does the
   same; done here so the check before training sees supported layers only).
-- ``activation="relu6"`` becomes a linear layer followed by ``ReLU(6.0)``.
+- A ReLU / ReLU(6.0) / Activation("relu"|"relu6") layer right after a linear Conv/Dense
+  (or after its folded BN) becomes that layer's activation (see ``_relu_absorbs``); a
+  ``relu6`` activation is then quantized by ``annotate`` (TF-MOT's QuantizeAwareActivation
+  takes relu but not relu6).
 - A Rescaling right after the input is removed: the model then takes the rescaled values,
   the scale moves into the input quantization (``scale`` of the result; firmware applies
   it as ``<NAME>_INPUT_RAW_SCALE``). A Normalization there (per-channel mean and variance),
@@ -60,6 +63,7 @@ def prepare_for_qat(model, sample: np.ndarray) -> Prepared:
 
     rewrites: list[str] = []
     folds = _bn_folds(model)
+    relus = _relu_absorbs(model, folds)
     scaler, input_scale, first_fold = _input_scaler(model)
     tensors: dict[int, Any] = {}
     inputs = []
@@ -77,12 +81,13 @@ def prepare_for_qat(model, sample: np.ndarray) -> Prepared:
             out = args[0]
             where = "its first layer" if first_fold else "the input quantization"
             rewrites.append(f"{layer.name}: {kind} folded into {where}")
-        elif layer.name in folds.values():
-            out = args[0]  # BN folded into its producer: its output is the producer's
+        elif layer.name in folds.values() or layer.name in relus.values():
+            out = args[0]  # folded into its producer: its output is the producer's
         else:
             fold = folds.get(layer.name)
             pre = first_fold if first_fold and first_fold[0] == layer.name else None
-            out = _rebuilt(layer, args, kwargs, fold, pre, keras, rewrites)
+            relu = relus.get(layer.name)
+            out = _rebuilt(model, layer, args, kwargs, (fold, pre, relu), keras, rewrites)
         for old, new in zip(_flat(node.outputs), _flat(out), strict=True):
             tensors[id(old)] = new
     outputs = [tensors[id(t)] for t in model.outputs]
@@ -117,13 +122,25 @@ def _mapped(structure, tensors: dict[int, Any]):
     return tf.nest.map_structure(lambda v: tensors.get(id(v), v), structure)
 
 
-def _consumers(model, layer) -> int:
-    return sum(
-        1
+def _calls(model, layer) -> list:
+    """The layer's nodes in this model's graph (a layer reused by TF-MOT stages also has
+    nodes in other models, so ``layer.inbound_nodes`` and ``layer.output`` mislead)."""
+    return [node for node in _nodes_in_order(model) if node.layer is layer]
+
+
+def _consumers(model, layer) -> list:
+    """The nodes of this model that take one of the layer's outputs here."""
+    outputs = [t for node in _calls(model, layer) for t in _flat(node.outputs)]
+    return [
+        node
         for node in _nodes_in_order(model)
-        for inbound in _flat(node.call_args)
-        if any(inbound is out for out in _flat(layer.output))
-    )
+        if any(inbound is out for inbound in _flat(node.call_args) for out in outputs)
+    ]
+
+
+def _single_call(model, layer) -> bool:
+    """Called once here, and its output feeds exactly one layer (nothing else sees it)."""
+    return len(_calls(model, layer)) == 1 and len(_consumers(model, layer)) == 1
 
 
 def _producer(node):
@@ -147,11 +164,56 @@ def _bn_folds(model) -> dict[str, str]:
             and type(prev).__name__ in BN_PRODUCERS
             and prev.get_config().get("activation") in _LINEAR
             and _last_axis(layer)
-            and len(prev.inbound_nodes) == 1
-            and _consumers(model, prev) == 1
+            and _single_call(model, prev)
         ):
             folds[prev.name] = layer.name
     return folds
+
+
+def _relu_absorbs(model, folds: dict[str, str]) -> dict[str, str]:
+    """producer layer name -> the ReLU layer (or BN + ReLU) it takes in as its activation.
+
+    Trap (TF-MOT 0.8.1, default_8bit_transforms.LayerReLUQuantize): a Conv2D, Depthwise or
+    Dense followed by a ReLU *layer* gets NoOpQuantizeConfig, so its kernel is trained
+    without fake quantization (the converter then quantizes it after the fact) and PQAT's
+    sparsity mask is never applied (a pruned Conv lost 19 of 75 points of zeros here).
+    With the ReLU as the layer's own activation the kernel is fake-quantized as it should.
+    """
+    folded_into = {bn: producer for producer, bn in folds.items()}
+    absorbs: dict[str, str] = {}
+    for node in _nodes_in_order(model):
+        layer = node.layer
+        if _relu_kind(layer) is None:
+            continue
+        prev = _producer(node)
+        if prev is None:
+            continue
+        if prev.name in folded_into:  # producer -> BN (folded) -> ReLU
+            prev = model.get_layer(folded_into[prev.name])
+        elif prev.name in folds.values() or type(prev).__name__ == "BatchNormalization":
+            continue
+        producer_ok = (
+            type(prev).__name__ in BN_PRODUCERS + REWRITTEN_1D[:3] + ("SeparableConv2D",)
+            and prev.get_config().get("activation") in _LINEAR
+            and len(_calls(model, prev)) == 1
+            and prev.name not in absorbs
+        )
+        tail = model.get_layer(folds[prev.name]) if prev.name in folds else prev
+        if producer_ok and len(_consumers(model, tail)) == 1:
+            absorbs[prev.name] = layer.name
+    return absorbs
+
+
+def _relu_kind(layer) -> str | None:
+    """ "relu" or "relu6" for a ReLU / Activation layer that is exactly that, else None."""
+    kind = type(layer).__name__
+    config = layer.get_config()
+    if kind == "Activation" and config.get("activation") in ("relu", "relu6"):
+        return str(config["activation"])
+    if kind != "ReLU" or config.get("negative_slope") or config.get("threshold"):
+        return None
+    max_value = config.get("max_value")
+    return "relu" if max_value is None else "relu6" if float(max_value) == 6.0 else None
 
 
 def _last_axis(bn) -> bool:
@@ -185,11 +247,7 @@ def _input_scaler(model):
 
 def _first_layer_fold(model, scaler, scale, offset):
     """(first layer name, per-input-channel scale, offset) for folding the input scaler."""
-    consumers = [
-        node.layer
-        for node in _nodes_in_order(model)
-        if any(t is scaler.output for t in _flat(node.call_args))
-    ]
+    consumers = [node.layer for node in _consumers(model, scaler)]
     first = consumers[0] if len(consumers) == 1 else None
     kind = type(first).__name__ if first is not None else ""
     padded = first is not None and first.get_config().get("padding", "valid") != "valid"
@@ -218,30 +276,28 @@ def _call(new_layer, args, kwargs, weights=None):
     return out
 
 
-def _rebuilt(layer, args, kwargs, fold, pre, keras, rewrites: list[str]):
+def _rebuilt(model, layer, args, kwargs, absorbed, keras, rewrites: list[str]):
+    """The layer, fresh, with what it absorbs: (BN name, input scaler fold, ReLU name)."""
+    fold, pre, relu = absorbed
     kind = type(layer).__name__
-    relu6 = _is_relu6(layer.get_config().get("activation"))
-    changes: dict[str, Any] = {"activation": "linear"} if relu6 else {}
+    changes: dict[str, Any] = {}
     weights = layer.get_weights()
     if fold is not None or pre is not None:
-        weights = _folded_weights(layer, weights, fold, pre)
+        weights = _folded_weights(layer, weights, model.get_layer(fold) if fold else None, pre)
         if fold is not None:
             changes["use_bias"] = True
             rewrites.append(f"{fold}: BatchNormalization folded into {layer.name}")
+    if relu is not None:
+        changes["activation"] = _relu_kind(model.get_layer(relu))
+        rewrites.append(f"{relu}: taken into {layer.name} as its activation")
     if kind in REWRITTEN_1D:
-        out = _as_2d(layer, args, changes, weights, keras, relu6=relu6)
-        if relu6:  # applied inside, before the reshape back, so it fuses
-            rewrites.append(f"{layer.name}: activation relu6 as a ReLU(6.0) layer")
-        relu6 = False
+        out = _as_2d(layer, args, changes, weights, keras)
         rewrites.append(f"{layer.name}: {kind} as its 2-D form on a (1, width) input")
     elif kind == "SeparableConv2D":
         out = _separable_2d({**layer.get_config(), **changes}, args[0], weights, keras)
         rewrites.append(f"{layer.name}: SeparableConv2D as DepthwiseConv2D + 1x1 Conv2D")
     else:
         out = _call(_fresh(layer, keras, **changes), args, kwargs, weights)
-    if relu6:
-        out = keras.layers.ReLU(6.0, name=f"{layer.name}_relu6")(out)
-        rewrites.append(f"{layer.name}: activation relu6 as a ReLU(6.0) layer")
     return out
 
 
@@ -249,7 +305,7 @@ def _is_relu6(activation) -> bool:
     return activation == "relu6" or getattr(activation, "__name__", "") == "relu6"
 
 
-def _folded_weights(layer, weights, fold: str | None, pre) -> list[np.ndarray]:
+def _folded_weights(layer, weights, bn, pre) -> list[np.ndarray]:
     """Kernel and bias with a following BN and/or a preceding input scaler folded in."""
     kernel = weights[0].astype(np.float64)
     out_channels = kernel.shape[-1]
@@ -270,8 +326,7 @@ def _folded_weights(layer, weights, fold: str | None, pre) -> list[np.ndarray]:
         o = np.broadcast_to(offset, (kernel.shape[in_axis],)).reshape(shape)
         bias = bias + (kernel * o).reshape(-1, kernel.shape[-1]).sum(axis=0)
         kernel = kernel * s
-    if fold is not None:
-        bn = _bn_layer(layer, fold)
+    if bn is not None:
         gamma, beta, mean, var = (np.asarray(w, np.float64) for w in _bn_weights(bn))
         factor = gamma / np.sqrt(var + bn.epsilon)
         if depthwise:
@@ -282,13 +337,6 @@ def _folded_weights(layer, weights, fold: str | None, pre) -> list[np.ndarray]:
     return [kernel.astype(np.float32), bias.astype(np.float32)]
 
 
-def _bn_layer(producer, name: str):
-    for node in producer.outbound_nodes:
-        if node.layer.name == name:
-            return node.layer
-    raise InputError(f"internal: BatchNormalization '{name}' not found after {producer.name}")
-
-
 def _bn_weights(bn) -> list[np.ndarray]:
     channels = int(bn.moving_mean.shape[0])
     gamma = bn.gamma.numpy() if bn.gamma is not None else np.ones(channels)
@@ -296,7 +344,7 @@ def _bn_weights(bn) -> list[np.ndarray]:
     return [gamma, beta, bn.moving_mean.numpy(), bn.moving_variance.numpy()]
 
 
-def _as_2d(layer, args, changes, weights, keras, *, relu6: bool):
+def _as_2d(layer, args, changes, weights, keras):
     """A 1-D layer as Reshape(1, w, c) -> its 2-D form -> Reshape(w', c')."""
     x = args[0]
     kind = type(layer).__name__
@@ -320,8 +368,6 @@ def _as_2d(layer, args, changes, weights, keras, *, relu6: bool):
         y = _separable_2d(_two_d_config(config), x, weights, keras)
     else:
         y = _call(_two_d_layer(kind, config, keras), [x], {}, weights if weights else None)
-    if relu6:
-        y = keras.layers.ReLU(6.0, name=f"{name}_relu6")(y)
     return keras.layers.Reshape(tuple(int(d) for d in y.shape[2:]), name=f"{name}_to_1d")(y)
 
 
@@ -386,6 +432,39 @@ def _separable_2d(config: dict, x, weights, keras):
     return _call(pointwise, [y], {}, weights[1:])
 
 
+# ---------------------------------------------------------------------------- annotation
+
+
+def annotate(model):
+    """``quantize_annotate_model``, with a QuantizeConfig of TF-MOT's own classes for layers
+    whose activation is relu6: kernel fake-quantized, the activation left as it is, the
+    output (after relu6) fake-quantized; the converter fuses RELU6 into the op.
+
+    Returns the annotated model and the ``quantize_scope`` that ``quantize_apply`` needs.
+    The config classes are the default scheme's own (taken from its registry). Trap: a
+    layer annotated with its own config never goes through the scheme's registry, so PQAT
+    would not keep its zeros (and ``quantize_apply`` copies the model through its config,
+    which drops a preserving quantizer set on the config): ``SparsityMask`` keeps them.
+    """
+    from edgec._tf import keras, tfmot
+
+    quantize = tfmot.quantization.keras
+    registry = quantize.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
+    scope: dict[str, type] = {}
+
+    def wrap(layer):
+        if not _is_relu6(layer.get_config().get("activation")) or not registry.supports(layer):
+            return layer
+        cls = type(registry.get_quantize_config(layer))
+        scope[cls.__name__] = cls
+        weights = ["depthwise_kernel"] if hasattr(layer, "depthwise_kernel") else ["kernel"]
+        return quantize.quantize_annotate_layer(layer, cls(weights, [], True))
+
+    custom = keras.models.clone_model(model, clone_function=wrap)
+    custom.set_weights(model.get_weights())
+    return quantize.quantize_annotate_model(custom), scope
+
+
 # ---------------------------------------------------------------------------- proof
 
 
@@ -404,3 +483,28 @@ def _compare(original, rebuilt, sample: np.ndarray, input_scale: float) -> float
             hint="skip QAT for this model, or report it with the model attached",
         )
     return diff
+
+
+class SparsityMask:
+    """Zeros of every kernel of a QAT model, put back after each training batch.
+
+    What PQAT's quantizer does for the layers it configures, for all layers (those with
+    a relu6 config from ``annotate`` included).
+    """
+
+    def __init__(self, qat_model) -> None:
+        self.masks = [
+            (var, (var.numpy() != 0).astype(np.float32))
+            for var in qat_model.trainable_weights
+            if var.name.split("/")[-1].startswith(("kernel", "depthwise_kernel"))
+            and np.any(var.numpy() == 0)
+        ]
+
+    def callback(self):
+        from edgec._tf import keras
+
+        def apply(batch, logs=None) -> None:
+            for var, mask in self.masks:
+                var.assign(var * mask)
+
+        return keras.callbacks.LambdaCallback(on_train_batch_end=apply)

@@ -198,12 +198,16 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             clustered |= sp.spec.type == "cluster"
 
     from edgec.pipeline.convert import convert_int8
+    from edgec.pipeline.recurrent import unroll_recurrent
 
     with stage(
         "convert", f"Converting to full-integer int8 ({len(calibration)} calibration samples)"
     ):
         tflite = convert_int8(
-            model, calibration.x, io_type=options.io_type, quiet=not options.debug
+            unroll_recurrent(model, calibration.x[:16]),
+            calibration.x,
+            io_type=options.io_type,
+            quiet=not options.debug,
         )
     flat = TfliteModel.from_bytes(tflite, source="the converted model")
 

@@ -180,9 +180,18 @@ def _match_layers(keras_model, flat: TfliteModel) -> dict[int, str]:
         scope = [part for part in op.location.split("/") if part in names]
         if scope:
             matched[op.index] = scope[-1]
-    # Several ops of one layer (e.g. a Dense on a 3-D input): keep the last, the layer's
-    # output; but a FULLY_CONNECTED and its separate SOFTMAX both stay (see _probes).
-    last_op = {name: index for index, name in matched.items()}
+    # Several ops of one layer (a Dense on a 3-D input, an unrolled LSTM): keep the last
+    # one whose output leaves the layer (read by another layer's op, or the model output);
+    # a FULLY_CONNECTED and its separate SOFTMAX both stay (see _probes).
+    readers: dict[int, set[str]] = {}
+    for op in flat.operators:
+        for tensor in op.inputs:
+            readers.setdefault(tensor, set()).add(matched.get(op.index, ""))
+    last_op: dict[str, int] = {}
+    for index, name in matched.items():
+        out = flat.operators[index].outputs[0]
+        if out in flat.outputs or readers.get(out, set()) - {name}:
+            last_op[name] = index
     return {index: name for name, index in sorted(last_op.items(), key=lambda kv: kv[1])}
 
 

@@ -508,3 +508,41 @@ class SparsityMask:
                 var.assign(var * mask)
 
         return keras.callbacks.LambdaCallback(on_train_batch_end=apply)
+
+
+_RANGE_SUFFIXES = ("post_activation", "output", "quantize_layer")
+
+
+def init_activation_ranges(qat_model, float_model, x: np.ndarray) -> int:
+    """Start every activation range of a fresh QAT model at the float model's range on x.
+
+    Trap (TF-MOT 0.8.1): MovingAverageQuantizer ranges start at [-6, 6] and move by an EMA
+    with decay 0.999 per training step. A short QAT stage (2 epochs of ~40 steps here)
+    leaves them near [-6, 6]: a ReLU output in [0, 1.5] got zero point -2 and a step of
+    0.047, and LiteRT and TFLM then differed by 2-5 steps at a small classifier's logits.
+    Returns the number of ranges set.
+    """
+    from edgec._tf import keras
+
+    names = [layer.name for layer in float_model.layers if type(layer).__name__ != "InputLayer"]
+    probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
+    outs = probe.predict(x, batch_size=256, verbose=0)
+    outs = outs if len(names) > 1 else [outs]
+    ranges = {n: (float(np.min(o)), float(np.max(o))) for n, o in zip(names, outs, strict=True)}
+    ranges[""] = (float(np.min(x)), float(np.max(x)))  # the QuantizeLayer after the input
+    count = 0
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", None)
+        key = "" if type(layer).__name__ == "QuantizeLayer" else getattr(inner, "name", None)
+        if key not in ranges:
+            continue
+        low, high = min(ranges[key][0], 0.0), max(ranges[key][1], 0.0)
+        for var in layer.weights:
+            base = var.name.split("/")[-1].split(":")[0]
+            for suffix in _RANGE_SUFFIXES:
+                if base == f"{suffix}_min":
+                    var.assign(low)
+                    count += 1
+                elif base == f"{suffix}_max":
+                    var.assign(max(high, low + 1e-6))
+    return count

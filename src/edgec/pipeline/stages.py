@@ -729,7 +729,12 @@ def _qat(sp, plan, model, train, validation, on_epoch, pruned, clustered) -> Sta
     else:
         scheme_name, scheme = "QAT (default 8-bit)", None
     parameters = int(model.count_params())
-    from edgec.pipeline.qat_prepare import SparsityMask, annotate, prepare_for_qat
+    from edgec.pipeline.qat_prepare import (
+        SparsityMask,
+        annotate,
+        init_activation_ranges,
+        prepare_for_qat,
+    )
 
     prepared = prepare_for_qat(model, train.x[:256])
     train, validation = (
@@ -749,6 +754,7 @@ def _qat(sp, plan, model, train, validation, on_epoch, pruned, clustered) -> Sta
     tf_logger = logging.getLogger("tensorflow")
     quiet = _DropMessage("Gradients do not exist for variables")
     tf_logger.addFilter(quiet)
+    init_activation_ranges(qat_model, prepared.model, train.x[:512])
     callbacks = [SparsityMask(qat_model).callback()] if pruned else []
     try:
         _fit(qat_model, sp, plan, train, validation, on_epoch, callbacks=callbacks)

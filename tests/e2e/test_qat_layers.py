@@ -79,6 +79,7 @@ def qat_models(tmp_path_factory) -> dict[str, Path]:
     h = layers.SeparableConv1D(16, 3, padding="same", activation="relu")(h)
     h = layers.MaxPooling1D()(h)
     h = layers.GlobalAveragePooling1D()(h)
+    h = layers.Dense(16, activation="relu")(h)
     out = layers.Dense(3, activation="softmax")(h)
     sensor = keras.Model(inp, out)
     _fit(sensor, x, y, epochs=25)
@@ -159,7 +160,8 @@ def test_dense_bn_is_folded_before_qat(qat_models, tmp_path):
     qat = {s["name"]: s for s in built.report["stages"]}["qat"]["metrics"]
     assert any("BatchNormalization folded into" in r for r in qat["rewrites"])
     assert qat["rewrite_max_difference"] < 1e-4
-    assert "then QAT" not in built.log and "or QAT" not in built.log  # QAT already ran
+    advice = [line for line in built.log.splitlines() if "quantization:" in line]
+    assert advice and not any("QAT" in line for line in advice), advice  # QAT already ran
 
 
 def test_prepare_for_qat_is_exact_on_every_rewritten_layer():
@@ -232,15 +234,15 @@ def autoencoder(tmp_path_factory) -> tuple[Path, Path]:
     layers = keras.layers
     folder = tmp_path_factory.mktemp("ae")
     rng = np.random.default_rng(2)
-    basis = rng.normal(size=(6, 64)).astype(np.float32)
-    x = np.tanh(rng.normal(size=(700, 6)).astype(np.float32) @ basis / 3)
+    basis = rng.normal(size=(4, 64)).astype(np.float32)
+    x = np.tanh(rng.normal(size=(700, 4)).astype(np.float32) @ basis / 3)
     keras.utils.set_random_seed(2)
     inputs = layers.Input((64,))
     h = inputs
-    for units in (32, 32, 4, 32, 32):  # benchmarks' 128 x4, 8, 128 x4, at toy width
+    for units in (64, 64, 8, 64, 64):  # benchmarks' 128 x4, 8, 128 x4, narrower
         h = layers.ReLU()(layers.BatchNormalization()(layers.Dense(units)(h)))
     model = keras.Model(inputs, layers.Dense(64)(h))
-    _fit(model, x, x, epochs=20, loss="mse")
+    _fit(model, x, x, epochs=30, loss="mse")
     model.save(folder / "ae.keras")
     np.savez(folder / "ae.npz", x=x)
     return folder / "ae.keras", folder / "ae.npz"
@@ -259,7 +261,9 @@ def test_x_only_autoencoder_trains_on_its_inputs(autoencoder, tmp_path, recipe, 
     assert stages and all(f"the {targets}" in s["metrics"]["targets"] for s in stages)
     accuracy = built.report["accuracy"]
     assert accuracy["metric"] == "rmse"  # against x itself
-    assert accuracy["int8"] <= 1.5 * accuracy["detail"]["input_model_float"] + 0.02, accuracy
+    assert accuracy["int8"] <= 1.05 * accuracy["float"], accuracy  # int8 adds little
+    x = np.load(data)["x"]
+    assert accuracy["float"] < 0.8 * float(np.sqrt(np.mean(x**2))), accuracy  # it learned x
 
 
 # ---------------------------------------------------------------------------- LSTM

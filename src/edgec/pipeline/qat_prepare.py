@@ -222,11 +222,6 @@ def _last_axis(bn) -> bool:
     return [a % rank for a in axes] == [rank - 1]
 
 
-def bn_foldable(model) -> set[str]:
-    """Names of the BatchNormalization layers ``prepare_for_qat`` folds."""
-    return set(_bn_folds(model).values())
-
-
 def _input_scaler(model):
     """(the Rescaling/Normalization right after the input, its scale, first-layer fold)."""
     node = next(iter(_nodes_in_order(model)), None)
@@ -524,8 +519,17 @@ def init_activation_ranges(qat_model, float_model, x: np.ndarray) -> int:
     """
     from edgec._tf import keras
 
-    names = [layer.name for layer in float_model.layers if type(layer).__name__ != "InputLayer"]
-    probe = keras.Model(float_model.inputs, [float_model.get_layer(n).output for n in names])
+    # Each layer's output in this model's own graph: TF-MOT stages reuse layer objects,
+    # whose ``.output`` may belong to another model ("Graph disconnected").
+    calls = {
+        node.layer.name: _flat(node.outputs)[0]
+        for node in _nodes_in_order(float_model)
+        if len(_calls(float_model, node.layer)) == 1
+    }
+    names = list(calls)
+    if not names:
+        return 0
+    probe = keras.Model(float_model.inputs, [calls[n] for n in names])
     outs = probe.predict(x, batch_size=256, verbose=0)
     outs = outs if len(names) > 1 else [outs]
     ranges = {n: (float(np.min(o)), float(np.max(o))) for n, o in zip(names, outs, strict=True)}

@@ -164,6 +164,11 @@ class BuildReport:
     firmware: Firmware | None = None  # None when the model cannot run on the target's runtime
     schema_version: int = SCHEMA_VERSION
 
+    @property
+    def after_qat(self) -> bool:
+        """The recipe trained with quantization (advice must not suggest QAT again)."""
+        return any(stage.name == "qat" for stage in self.stages)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -56,6 +56,11 @@ def render_html(report: BuildReport) -> str:
         if acc.metric == "top1" and acc.float is not None
         else f"{acc.metric} {acc.float:.4g} → {acc.int8:.4g}"
     )
+    base = acc.detail.get("input_model_float")  # with a recipe: the uncompressed model
+    accuracy_label = "accuracy float → int8"
+    if base is not None:
+        accuracy = (f"{base:.2f}% → " if acc.metric == "top1" else f"{base:.4g} → ") + accuracy
+        accuracy_label = "accuracy input → compressed → int8"
     cards = [
         ("flash (model)", f"{mem.flash_bytes:,} B", f"budget {mem.flash_budget_bytes:,} B"),
         (
@@ -63,7 +68,7 @@ def render_html(report: BuildReport) -> str:
             f"{mem.arena_bytes:,} B" if mem.arena_bytes is not None else "not measured",
             f"budget {mem.ram_budget_bytes:,} B",
         ),
-        ("accuracy float → int8", accuracy, f"{acc.samples} evaluation samples"),
+        (accuracy_label, accuracy, f"{acc.samples} evaluation samples"),
         (
             "MACs / inference",
             f"{sum(layer.macs for layer in report.layers):,}",
@@ -98,7 +103,7 @@ def render_html(report: BuildReport) -> str:
             ],
         ),
     ]
-    summary = error_summary(report.layers)
+    summary = error_summary(report.layers, after_qat=report.after_qat)
     if summary:
         parts.append(
             "<h2>Quantization</h2><ul>"

@@ -89,10 +89,18 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
             else f"[red]over by {used - limit:,} B"
         )
         table.add_row(label, _bytes(used), _bytes(limit), verdict)
+    base = acc.detail.get("input_model_float")  # with a recipe: the uncompressed model
     if acc.metric == "top1":
-        table.add_row("top-1 float → int8", f"{acc.float:.2f}% → {acc.int8:.2f}%", "", "")
+        figures = f"{acc.float:.2f}% → {acc.int8:.2f}%"
+        label = "top-1 float → int8"
+        if base is not None:
+            figures, label = f"{base:.2f}% → {figures}", "top-1 input → compressed → int8"
     else:
-        table.add_row(f"{acc.metric} float → int8", f"{acc.float:.4g} → {acc.int8:.4g}", "", "")
+        figures = f"{acc.float:.4g} → {acc.int8:.4g}"
+        label = f"{acc.metric} float → int8"
+        if base is not None:
+            figures, label = f"{base:.4g} → {figures}", f"{acc.metric} input → compressed → int8"
+    table.add_row(label, figures, "", "")
     out.print(table)
     if report.firmware is not None:
         out.print(t(_firmware_line(report)))
@@ -107,7 +115,7 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         print_sections(report.targets[1:], "Other targets (same converted model)")
     from edgec.pipeline.layer_error import error_summary
 
-    for line in error_summary(report.layers):
+    for line in error_summary(report.layers, after_qat=report.after_qat):
         out.print(f" [dim]quantization:[/] {t(line)}")
     files = ", ".join(a.path for a in report.artifacts) + ", report.json, report.html"
     out.print(f"\nWrote {t(folder)}/: {t(files)}  [dim]({seconds:.1f} s)[/]")
@@ -167,6 +175,10 @@ def _stage_line(m: dict) -> str:
         parts.append(f"{name} " + ", ".join(bits))
     if m.get("skipped_layers"):
         parts.append("not applied: " + ", ".join(m["skipped_layers"]))
+    if m.get("targets"):  # only when not the data's labels
+        parts.append(f"trained on {m['targets']}")
+    if m.get("rewrites"):
+        parts.append(f"rewritten for QAT: {len(m['rewrites'])} change(s), outputs equal")
     return "; ".join(parts)
 
 

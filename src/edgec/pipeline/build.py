@@ -205,17 +205,26 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
                 )
                 metrics.update(done.metrics)
             model = done.model
+            # QAT moved an input Rescaling into the input quantization: the model now
+            # takes scaled values, and firmware scales raw values (INPUT_RAW_SCALE).
+            data, calibration, evaluation = (
+                compress.scaled(d, done.input_scale) for d in (data, calibration, evaluation)
+            )
             parameters = done.metrics.get("parameters", parameters)
             pruned |= sp.spec.type == "prune"
             clustered |= sp.spec.type == "cluster"
 
     from edgec.pipeline.convert import convert_int8
+    from edgec.pipeline.recurrent import unroll_recurrent
 
     with stage(
         "convert", f"Converting to full-integer int8 ({len(calibration)} calibration samples)"
     ):
         tflite = convert_int8(
-            model, calibration.x, io_type=options.io_type, quiet=not options.debug
+            unroll_recurrent(model, calibration.x[:16]),
+            calibration.x,
+            io_type=options.io_type,
+            quiet=not options.debug,
         )
     flat = TfliteModel.from_bytes(tflite, source="the converted model")
 
@@ -261,9 +270,11 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             evaluation,
             max_drop=options.max_accuracy_drop,
         )
-        model_checks.insert(0, result.check)
         if input_model_out is not None:
-            result = _with_input_model_accuracy(result, input_model_out, evaluation)
+            result = verify.with_input_model(
+                result, input_model_out, evaluation, max_drop=options.max_accuracy_drop
+            )
+        model_checks.insert(0, result.check)
         if arena is not None:
             # With the exact arena: every evaluation sample must run in it.
             tflm = verify.run_tflm(tflite, x_q[:n], arena)
@@ -506,22 +517,6 @@ def _describe(spec) -> str:
         "qat": "Quantization-aware training",
     }[spec.type]
     return f"{what} ({spec['epochs']} epoch{'s' if spec['epochs'] != 1 else ''})"
-
-
-def _with_input_model_accuracy(result, input_out: np.ndarray, evaluation):
-    """Add the uncompressed input model's float figure to the accuracy detail."""
-    from dataclasses import replace
-
-    from edgec.pipeline.verify import Evaluation
-
-    flat = input_out.reshape(len(input_out), -1)
-    detail = dict(result.accuracy.detail)
-    if result.accuracy.metric == "top1":
-        detail["input_model_float"] = round(float(np.mean(flat.argmax(1) == evaluation.y) * 100), 2)
-    elif result.accuracy.metric == "rmse":
-        y = evaluation.y.reshape(len(flat), -1)
-        detail["input_model_float"] = round(float(np.sqrt(np.mean((flat - y) ** 2))), 6)
-    return Evaluation(replace(result.accuracy, detail=detail), result.check)
 
 
 def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:

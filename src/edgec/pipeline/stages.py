@@ -19,6 +19,7 @@ TF-MOT traps handled here (see shared/reference/facts.md, section 3):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -37,12 +38,10 @@ SEED = 0
 PRUNABLE = ("Conv1D", "Conv2D", "Dense")
 CLUSTERABLE = ("Conv2D", "Dense")
 _QAT_UNSUPPORTED = {
-    "Conv1D": "replace it with Conv2D on a (1, width) input, or skip QAT",
-    "MaxPooling1D": "use MaxPooling2D on a (1, width) input, or skip QAT",
-    "AveragePooling1D": "use AveragePooling2D on a (1, width) input, or skip QAT",
-    "LayerNormalization": "use BatchNormalization after a Conv2D/Dense, or skip QAT",
-    "Rescaling": "scale the data before the model instead, or skip QAT",
-    "Normalization": "normalize the data before the model instead, or skip QAT",
+    "LayerNormalization": "use BatchNormalization after a Conv/Dense, or skip QAT",
+    "Rescaling": "QAT takes Rescaling only right after the input; scale the data instead",
+    "Normalization": "QAT takes Normalization only right after the input; normalize the data "
+    "before the model instead",
     "TFOpLambda": "replace the TensorFlow op with a Keras layer, or skip QAT",
     "Lambda": "replace the Lambda with a Keras layer, or skip QAT",
     "LSTM": "recurrent layers need a custom QuantizeConfig; skip QAT",
@@ -50,7 +49,6 @@ _QAT_UNSUPPORTED = {
     "SimpleRNN": "recurrent layers need a custom QuantizeConfig; skip QAT",
     "Bidirectional": "recurrent layers need a custom QuantizeConfig; skip QAT",
 }
-_BN_PRODUCERS = ("Conv2D", "DepthwiseConv2D", "Dense")
 
 
 @dataclass
@@ -67,6 +65,27 @@ class CompressionPlan:
     task: str  # "classes" | "targets"
     output_shape: tuple[int, ...] = ()
     student: Any = None  # distill: the (untrained) student model
+    # Where training targets come from: "labels" (the data's y), "inputs" (an autoencoder
+    # given x only reconstructs x) or "teacher" (x only, distill: the teacher's outputs).
+    targets_from: str = "labels"
+    teacher: Any = None  # targets_from == "teacher": the input model
+
+    def labelled(self, data: Dataset) -> Dataset:
+        """``data`` with the targets the training stages fit."""
+        if self.targets_from == "inputs":
+            return dataclasses.replace(data, y=data.x)
+        if self.targets_from == "teacher":
+            out = np.asarray(self.teacher.predict(data.x, batch_size=256, verbose=0))
+            return dataclasses.replace(data, y=out.argmax(1) if self.task == "classes" else out)
+        return data
+
+    @property
+    def targets_note(self) -> str:
+        return {
+            "labels": "the data's labels (y)",
+            "inputs": "the inputs themselves (no y; the model reconstructs its input)",
+            "teacher": "the teacher's outputs (no y)",
+        }[self.targets_from]
 
     def expectations(self) -> Expectations:
         """What the int8 artifact must show: only the layers the last stages left intact."""
@@ -93,9 +112,16 @@ def validate(recipe: Recipe, model, train: Dataset | None) -> CompressionPlan:
     from edgec._tf import keras
 
     _check_model_kind(model, keras)
-    task = _check_training_data(recipe, model, train)
+    task, targets_from = _check_training_data(recipe, model, train)
     output_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
-    plan = CompressionPlan(recipe=recipe, stages=[], task=task, output_shape=output_shape)
+    plan = CompressionPlan(
+        recipe=recipe,
+        stages=[],
+        task=task,
+        output_shape=output_shape,
+        targets_from=targets_from,
+        teacher=model if targets_from == "teacher" else None,
+    )
     target = model  # the model later stages apply to: the student after distill
     pruned: dict[str, float] = {}  # layer -> sparsity the prune stage leaves
     for spec in recipe.stages:
@@ -109,7 +135,7 @@ def validate(recipe: Recipe, model, train: Dataset | None) -> CompressionPlan:
         elif spec.type == "cluster":
             _plan_cluster(sp, target, pruned=pruned)
         elif spec.type == "qat":
-            _check_qat(spec, target, keras)
+            _check_qat(spec, target, train.x[:8] if train is not None else None)
         plan.stages.append(sp)
     return plan
 
@@ -141,14 +167,24 @@ def _check_model_kind(model, keras, what: str = "the model") -> None:
             )
 
 
-def _check_training_data(recipe: Recipe, model, train: Dataset | None) -> str:
+def _check_training_data(recipe: Recipe, model, train: Dataset | None) -> tuple[str, str]:
+    """(task, where the targets come from): labels, the inputs, or the teacher."""
     first = recipe.stages[0]
-    if train is None or train.labels == "none":
+    if train is None:
+        raise _fail(first, "training needs data", "give --data an .npz with arrays x and y")
+    out_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
+    if train.labels == "none":
+        if first.type == "distill":  # the teacher's outputs are the targets
+            classifier = len(out_shape) == 1 and out_shape[0] > 1 and _outputs_probabilities(model)
+            return ("classes" if classifier else "targets"), "teacher"
+        if out_shape == tuple(train.x.shape[1:]):
+            return "targets", "inputs"
         raise _fail(
             first,
             "training needs labelled data, and the data has no labels",
             "give --data an .npz with arrays x and y (class numbers or targets), or an "
-            "image folder of class folders",
+            "image folder of class folders (x alone is enough for an autoencoder, whose "
+            "output shape equals its input shape, and for distill)",
         )
     out_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
     if train.labels == "classes":
@@ -159,7 +195,7 @@ def _check_training_data(recipe: Recipe, model, train: Dataset | None) -> str:
                 f"the labels have {classes} classes but the model output is {list(out_shape)}",
                 "y must hold class numbers 0..N-1 for a model with N outputs",
             )
-        return "classes"
+        return "classes", "labels"
     if int(np.prod(_y(train).shape[1:])) != int(np.prod(out_shape)):
         raise _fail(
             first,
@@ -167,7 +203,7 @@ def _check_training_data(recipe: Recipe, model, train: Dataset | None) -> str:
             f"output is {list(out_shape)}",
             "give y in the model's output shape, or integer class numbers",
         )
-    return "targets"
+    return "targets", "labels"
 
 
 def _select(sp: StagePlan, model, capable: Callable[[Any], str | None], kinds: tuple[str, ...]):
@@ -307,7 +343,16 @@ def _plan_cluster(sp: StagePlan, model, *, pruned: dict[str, float]) -> None:
         }
 
 
-def _check_qat(spec: StageSpec, model, keras) -> None:
+def _check_qat(spec: StageSpec, model, sample: np.ndarray | None) -> None:
+    """QAT takes the model as ``prepare_for_qat`` rewrites it: every layer must be supported."""
+    from edgec.pipeline.qat_prepare import prepare_for_qat
+
+    if sample is None:  # _check_training_data already refused this
+        return
+    try:
+        model = prepare_for_qat(model, sample).model
+    except InputError as exc:
+        raise _fail(spec, exc.message, exc.hint or "skip QAT") from None
     registry = _qat_registry()
     for layer in model.layers:
         kind = type(layer).__name__
@@ -319,31 +364,15 @@ def _check_qat(spec: StageSpec, model, keras) -> None:
                 f"layer '{layer.name}' ({kind}) cannot be quantization-aware trained",
                 _QAT_UNSUPPORTED[kind],
             )
-        activation = layer.get_config().get("activation")
-        if activation == "relu6" or getattr(activation, "__name__", "") == "relu6":
+        if kind == "BatchNormalization":  # prepare_for_qat folded every foldable one
             raise _fail(
                 spec,
-                f"layer '{layer.name}' ({kind}) uses activation='relu6', which QAT cannot take",
-                "use activation=None followed by a keras.layers.ReLU(6.0) layer",
+                f"layer '{layer.name}' (BatchNormalization) does not directly follow a "
+                "Dense, Conv1D, Conv2D or DepthwiseConv2D without activation (used only "
+                "there); QAT cannot fold it",
+                "move it right after a linear Conv/Dense, or remove it",
             )
-        if kind == "BatchNormalization":
-            inbound = [
-                lay for node in layer._inbound_nodes for lay in _as_list(node.inbound_layers)
-            ]
-            prev = inbound[0] if inbound else None
-            ok = (
-                prev is not None
-                and type(prev).__name__ in _BN_PRODUCERS
-                and prev.get_config().get("activation") in ("linear", None)
-            )
-            if not ok:
-                raise _fail(
-                    spec,
-                    f"layer '{layer.name}' (BatchNormalization) does not directly follow a "
-                    "Conv2D, DepthwiseConv2D or Dense without activation; QAT cannot fold it",
-                    "move it right after a linear Conv2D/Dense, or remove it",
-                )
-        if kind != "BatchNormalization" and not registry.supports(layer):
+        if not registry.supports(layer):
             raise _fail(
                 spec,
                 f"layer '{layer.name}' ({kind}) has no default 8-bit QAT configuration",
@@ -356,10 +385,6 @@ def _qat_registry():
     from edgec._tf import tfmot
 
     return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
-
-
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _plan_student(spec: StageSpec, teacher, keras):
@@ -419,6 +444,17 @@ def derive_student(teacher, width: float):
 class StageResult:
     model: Any
     metrics: dict[str, Any]
+    input_scale: float = 1.0  # the model now takes x * input_scale (QAT folded a Rescaling)
+
+
+def scaled(data: Dataset, scale: float) -> Dataset:
+    """``data`` as a model takes it whose input Rescaling moved into the input quantization:
+    x * scale, and the raw-value scale firmware applies grows by the same factor."""
+    if scale == 1.0:
+        return data
+    return dataclasses.replace(
+        data, x=(data.x * scale).astype(np.float32), raw_scale=data.raw_scale * scale
+    )
 
 
 EpochCallback = Callable[[str], None]
@@ -444,6 +480,7 @@ def run_stage(
 
     keras.utils.set_random_seed(SEED)
     kind = sp.spec.type
+    train, validation = plan.labelled(train), plan.labelled(validation)
     before = evaluate_model(model, validation, plan.task)
     if kind == "distill":
         result = _distill(sp, plan, model, plan.student, train, validation, on_epoch)
@@ -453,7 +490,7 @@ def run_stage(
         result = _cluster(sp, plan, model, train, validation, on_epoch)
     else:
         result = _qat(sp, plan, model, train, validation, on_epoch, pruned, clustered)
-    after = evaluate_model(result.model, validation, plan.task)
+    after = evaluate_model(result.model, scaled(validation, result.input_scale), plan.task)
     metric = "accuracy" if plan.task == "classes" else "mse"
     result.metrics = {
         f"{metric}_before": before[metric],
@@ -465,6 +502,7 @@ def run_stage(
         "epochs": sp.spec["epochs"],
         "learning_rate": sp.spec["learning_rate"],
         "batch_size": sp.spec["batch_size"],
+        **({"targets": plan.targets_note} if plan.targets_from != "labels" else {}),
         **result.metrics,
     }
     if kind == "distill":  # both models' figures, by name
@@ -682,29 +720,55 @@ def _qat(sp, plan, model, train, validation, on_epoch, pruned, clustered) -> Sta
         scheme_name = "PCQAT" if pruned else "CQAT"
         scheme = combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=pruned)
     elif pruned:
-        scheme_name, scheme = "PQAT", combine.Default8BitPrunePreserveQuantizeScheme()
+        # Not TF-MOT's PQAT scheme: it keeps zeros only in the layers its registry
+        # configures, and with a relu6 Dense annotated by ``annotate`` the converter gave
+        # a FULLY_CONNECTED whose bias scale was not input x weight scale (int8 accuracy
+        # 47% -> 28% here). Default 8-bit QAT with the zeros put back after every batch
+        # (SparsityMask) keeps them in every layer.
+        scheme_name, scheme = "PQAT (default 8-bit QAT, sparsity mask kept)", None
     else:
         scheme_name, scheme = "QAT (default 8-bit)", None
     parameters = int(model.count_params())
-    annotated = quantize.quantize_annotate_model(model)
-    qat_model = (
-        quantize.quantize_apply(annotated, scheme)
-        if scheme is not None
-        else quantize.quantize_apply(annotated)
+    from edgec.pipeline.qat_prepare import (
+        SparsityMask,
+        annotate,
+        init_activation_ranges,
+        prepare_for_qat,
     )
+
+    prepared = prepare_for_qat(model, train.x[:256])
+    train, validation = (
+        scaled(train, prepared.input_scale),
+        scaled(validation, prepared.input_scale),
+    )
+    annotated, scope = annotate(prepared.model)
+    with quantize.quantize_scope(scope):
+        qat_model = (
+            quantize.quantize_apply(annotated, scheme)
+            if scheme is not None
+            else quantize.quantize_apply(annotated)
+        )
     # CQAT/PCQAT train the cluster centroids, not the original kernels, so tf_keras warns
     # "Gradients do not exist for variables [...kernel:0]" every epoch. Expected, and it
     # reads like a bug to the user: filtered for this fit only.
     tf_logger = logging.getLogger("tensorflow")
     quiet = _DropMessage("Gradients do not exist for variables")
     tf_logger.addFilter(quiet)
+    init_activation_ranges(qat_model, prepared.model, train.x[:512])
+    callbacks = [SparsityMask(qat_model).callback()] if pruned else []
     try:
-        _fit(qat_model, sp, plan, train, validation, on_epoch)
+        _fit(qat_model, sp, plan, train, validation, on_epoch, callbacks=callbacks)
     finally:
         tf_logger.removeFilter(quiet)
     if clustered:
         qat_model = combine.strip_clustering_cqat(qat_model)
-    return StageResult(qat_model, {"scheme": scheme_name, "parameters": parameters})
+    metrics: dict[str, Any] = {"scheme": scheme_name, "parameters": parameters}
+    if prepared.rewrites:
+        metrics["rewrites"] = list(prepared.rewrites)
+        metrics["rewrite_max_difference"] = prepared.max_difference
+    if prepared.input_scale != 1.0:
+        metrics["input_scale"] = prepared.input_scale
+    return StageResult(qat_model, metrics, input_scale=prepared.input_scale)
 
 
 class _DropMessage(logging.Filter):

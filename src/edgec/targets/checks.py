@@ -11,6 +11,12 @@ from edgec.targets.tflite_model import TfliteModel
 _CONSTANT_DTYPES = ("int8", "int32")
 # TFLM's DECODE (LUT compression) reads constant uint8 buffers: packed indices and tables.
 DECODE_OP = "TFLM_DECODE"
+# Tensors that are not int8 by design of an integer kernel: op -> input index -> dtypes.
+# TFLM's integer LSTM (lstm_eval, the 8x8_16 scheme) keeps its cell state in int16
+# (input 19 of UNIDIRECTIONAL_SEQUENCE_LSTM; the hidden state, input 18, is int8).
+BY_DESIGN: dict[str, dict[int, tuple[str, ...]]] = {
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": {19: ("int16",)},
+}
 
 
 def check_ops(model: TfliteModel, profile: TargetProfile) -> Check:
@@ -37,7 +43,8 @@ def check_ops(model: TfliteModel, profile: TargetProfile) -> Check:
 
 
 def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Check:
-    """Every activation and weight must be a dtype the target runs (int32 biases allowed).
+    """Every activation and weight must be a dtype the target runs (int32 biases allowed,
+    and the tensors an integer kernel keeps wider by design, per op and input: BY_DESIGN).
 
     Graph inputs and outputs may be ``io_type`` (uint8 or float32 I/O adds QUANTIZE and
     DEQUANTIZE ops at the edges).
@@ -50,11 +57,14 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
     edges = set(model.inputs) | set(model.outputs)
     offenders: list[str] = []
     for op in model.operators:
-        for index in (*op.inputs, *op.outputs):
+        by_design = BY_DESIGN.get(op.name, {})
+        for position, index in enumerate((*op.inputs, *op.outputs)):
             if index < 0:  # optional input left out
                 continue
             tensor = model.tensors[index]
             if tensor.dtype in allowed:
+                continue
+            if position < len(op.inputs) and tensor.dtype in by_design.get(position, ()):
                 continue
             if tensor.is_constant and tensor.dtype in _CONSTANT_DTYPES:
                 continue

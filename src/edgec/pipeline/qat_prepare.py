@@ -1,0 +1,552 @@
+"""Rewrite a tf_keras model into layers TF-MOT's default 8-bit QAT scheme can take.
+
+Every rewrite is exact (the same function, rearranged) and the result is checked against
+the original on sample inputs before QAT trains it:
+
+- BatchNormalization right after a linear Dense / Conv1D / Conv2D / DepthwiseConv2D is
+  folded into that layer's kernel and bias, and the BN layer is dropped. TF-MOT's own
+  Dense+BN handling keeps BN as a separate float op with a fake-quant after it; the
+  converter then cannot fold it into FULLY_CONNECTED and leaves a float MUL/ADD island.
+- Conv1D, SeparableConv1D, DepthwiseConv1D, MaxPooling1D, AveragePooling1D and UpSampling1D
+  become Reshape -> their 2-D form on a (1, width) image -> Reshape: what the converter
+  does with them anyway (CONV_2D on an expanded tensor), now visible to TF-MOT.
+  SeparableConv2D becomes DepthwiseConv2D + 1x1 Conv2D (TF-MOT's own transform does the
+  same; done here so the check before training sees supported layers only).
+- A ReLU / ReLU(6.0) / Activation("relu"|"relu6") layer right after a linear Conv/Dense
+  (or after its folded BN) becomes that layer's activation (see ``_relu_absorbs``); a
+  ``relu6`` activation is then quantized by ``annotate`` (TF-MOT's QuantizeAwareActivation
+  takes relu but not relu6).
+- A Rescaling right after the input is removed: the model then takes the rescaled values,
+  the scale moves into the input quantization (``scale`` of the result; firmware applies
+  it as ``<NAME>_INPUT_RAW_SCALE``). A Normalization there (per-channel mean and variance),
+  or a Rescaling with an offset, is folded into the first Dense/Conv layer's kernel and bias
+  when that is exact (no zero padding, or no offset).
+
+Layer names are kept (a folded BN's output is its producer's), so recipes and reports keep
+naming the user's layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgec.errors import InputError
+
+_LINEAR = ("linear", None)
+BN_PRODUCERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D")
+REWRITTEN_1D = (
+    "Conv1D",
+    "SeparableConv1D",
+    "DepthwiseConv1D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "UpSampling1D",
+)
+INPUT_SCALERS = ("Rescaling", "Normalization")
+_FOLD_TOLERANCE = 1e-3  # relative to the output range; float32 re-association only
+
+
+@dataclass
+class Prepared:
+    model: Any
+    input_scale: float = 1.0  # the model now takes x * input_scale (a removed Rescaling)
+    rewrites: tuple[str, ...] = ()  # what changed, for the report
+    max_difference: float = 0.0  # largest |rewritten - original| output on the check samples
+
+
+def prepare_for_qat(model, sample: np.ndarray) -> Prepared:
+    """The model rewritten for QAT, proven equal to ``model`` on ``sample``."""
+    from edgec._tf import keras
+
+    rewrites: list[str] = []
+    folds = _bn_folds(model)
+    relus = _relu_absorbs(model, folds)
+    scaler, input_scale, first_fold = _input_scaler(model)
+    tensors: dict[int, Any] = {}
+    inputs = []
+    for tensor in model.inputs:
+        new = keras.Input(
+            shape=tensor.shape[1:], dtype=tensor.dtype, name=tensor.name.split(":")[0]
+        )
+        tensors[id(tensor)] = new
+        inputs.append(new)
+    for node in _nodes_in_order(model):
+        layer = node.layer
+        args, kwargs = _mapped((node.call_args, node.call_kwargs), tensors)
+        kind = type(layer).__name__
+        if layer is scaler:
+            out = args[0]
+            where = "its first layer" if first_fold else "the input quantization"
+            rewrites.append(f"{layer.name}: {kind} folded into {where}")
+        elif layer.name in folds.values() or layer.name in relus.values():
+            out = args[0]  # folded into its producer: its output is the producer's
+        else:
+            fold = folds.get(layer.name)
+            pre = first_fold if first_fold and first_fold[0] == layer.name else None
+            relu = relus.get(layer.name)
+            out = _rebuilt(model, layer, args, kwargs, (fold, pre, relu), keras, rewrites)
+        for old, new in zip(_flat(node.outputs), _flat(out), strict=True):
+            tensors[id(old)] = new
+    outputs = [tensors[id(t)] for t in model.outputs]
+    rebuilt = keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
+    if not rewrites:
+        return Prepared(model)
+    diff = _compare(model, rebuilt, sample, input_scale)
+    return Prepared(rebuilt, input_scale, tuple(rewrites), diff)
+
+
+# ---------------------------------------------------------------------------- graph walk
+
+
+def _nodes_in_order(model) -> list:
+    nodes = []
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if not node.is_input:
+                nodes.append(node)
+    return nodes
+
+
+def _flat(value) -> list:
+    from edgec._tf import tf
+
+    return tf.nest.flatten(value)
+
+
+def _mapped(structure, tensors: dict[int, Any]):
+    from edgec._tf import tf
+
+    return tf.nest.map_structure(lambda v: tensors.get(id(v), v), structure)
+
+
+def _calls(model, layer) -> list:
+    """The layer's nodes in this model's graph (a layer reused by TF-MOT stages also has
+    nodes in other models, so ``layer.inbound_nodes`` and ``layer.output`` mislead)."""
+    return [node for node in _nodes_in_order(model) if node.layer is layer]
+
+
+def _consumers(model, layer) -> list:
+    """The nodes of this model that take one of the layer's outputs here."""
+    outputs = [t for node in _calls(model, layer) for t in _flat(node.outputs)]
+    return [
+        node
+        for node in _nodes_in_order(model)
+        if any(inbound is out for inbound in _flat(node.call_args) for out in outputs)
+    ]
+
+
+def _single_call(model, layer) -> bool:
+    """Called once here, and its output feeds exactly one layer (nothing else sees it)."""
+    return len(_calls(model, layer)) == 1 and len(_consumers(model, layer)) == 1
+
+
+def _producer(node):
+    inbound = _flat(node.call_args)
+    if len(inbound) != 1:
+        return None
+    history = getattr(inbound[0], "_keras_history", None)
+    return None if history is None else history.layer
+
+
+def _bn_folds(model) -> dict[str, str]:
+    """producer layer name -> the BatchNormalization folded into it."""
+    folds: dict[str, str] = {}
+    for node in _nodes_in_order(model):
+        layer = node.layer
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        prev = _producer(node)
+        if (
+            prev is not None
+            and type(prev).__name__ in BN_PRODUCERS
+            and prev.get_config().get("activation") in _LINEAR
+            and _last_axis(layer)
+            and _single_call(model, prev)
+        ):
+            folds[prev.name] = layer.name
+    return folds
+
+
+def _relu_absorbs(model, folds: dict[str, str]) -> dict[str, str]:
+    """producer layer name -> the ReLU layer (or BN + ReLU) it takes in as its activation.
+
+    Trap (TF-MOT 0.8.1, default_8bit_transforms.LayerReLUQuantize): a Conv2D, Depthwise or
+    Dense followed by a ReLU *layer* gets NoOpQuantizeConfig, so its kernel is trained
+    without fake quantization (the converter then quantizes it after the fact) and PQAT's
+    sparsity mask is never applied (a pruned Conv lost 19 of 75 points of zeros here).
+    With the ReLU as the layer's own activation the kernel is fake-quantized as it should.
+    """
+    folded_into = {bn: producer for producer, bn in folds.items()}
+    absorbs: dict[str, str] = {}
+    for node in _nodes_in_order(model):
+        layer = node.layer
+        if _relu_kind(layer) is None:
+            continue
+        prev = _producer(node)
+        if prev is None:
+            continue
+        if prev.name in folded_into:  # producer -> BN (folded) -> ReLU
+            prev = model.get_layer(folded_into[prev.name])
+        elif prev.name in folds.values() or type(prev).__name__ == "BatchNormalization":
+            continue
+        producer_ok = (
+            type(prev).__name__ in BN_PRODUCERS + REWRITTEN_1D[:3] + ("SeparableConv2D",)
+            and prev.get_config().get("activation") in _LINEAR
+            and len(_calls(model, prev)) == 1
+            and prev.name not in absorbs
+        )
+        tail = model.get_layer(folds[prev.name]) if prev.name in folds else prev
+        if producer_ok and len(_consumers(model, tail)) == 1:
+            absorbs[prev.name] = layer.name
+    return absorbs
+
+
+def _relu_kind(layer) -> str | None:
+    """ "relu" or "relu6" for a ReLU / Activation layer that is exactly that, else None."""
+    kind = type(layer).__name__
+    config = layer.get_config()
+    if kind == "Activation" and config.get("activation") in ("relu", "relu6"):
+        return str(config["activation"])
+    if kind != "ReLU" or config.get("negative_slope") or config.get("threshold"):
+        return None
+    max_value = config.get("max_value")
+    return "relu" if max_value is None else "relu6" if float(max_value) == 6.0 else None
+
+
+def _last_axis(bn) -> bool:
+    rank = len(bn.input.shape)
+    axes = bn.axis if isinstance(bn.axis, list | tuple) else [bn.axis]
+    return [a % rank for a in axes] == [rank - 1]
+
+
+def _input_scaler(model):
+    """(the Rescaling/Normalization right after the input, its scale, first-layer fold)."""
+    node = next(iter(_nodes_in_order(model)), None)
+    if node is None or type(node.layer).__name__ not in INPUT_SCALERS:
+        return None, 1.0, None
+    layer = node.layer
+    if type(layer).__name__ == "Rescaling":
+        scale = np.asarray(layer.scale, np.float64)
+        offset = np.asarray(layer.offset, np.float64)
+        if scale.size == 1 and not np.any(offset):
+            return layer, float(scale), None
+    else:
+        var = np.asarray(layer.variance.numpy(), np.float64).reshape(-1)
+        scale = 1.0 / np.sqrt(np.maximum(var, 1e-7))
+        offset = -np.asarray(layer.mean.numpy(), np.float64).reshape(-1) * scale
+    return layer, 1.0, _first_layer_fold(model, layer, scale, offset)
+
+
+def _first_layer_fold(model, scaler, scale, offset):
+    """(first layer name, per-input-channel scale, offset) for folding the input scaler."""
+    consumers = [node.layer for node in _consumers(model, scaler)]
+    first = consumers[0] if len(consumers) == 1 else None
+    kind = type(first).__name__ if first is not None else ""
+    padded = first is not None and first.get_config().get("padding", "valid") != "valid"
+    if kind not in ("Dense", "Conv1D", "Conv2D") or (padded and np.any(offset)):
+        raise InputError(
+            f"layer '{scaler.name}' ({type(scaler).__name__}) at the input has an offset or "
+            "per-channel scale that QAT can only fold into a directly following Dense or "
+            "Conv layer without zero padding",
+            hint="normalize the data before the model (and drop the layer), or skip QAT",
+        )
+    return first.name, scale, offset
+
+
+# ---------------------------------------------------------------------------- rewrites
+
+
+def _fresh(layer, keras, **changes):
+    config = {**layer.get_config(), **changes}
+    return type(layer).from_config(config)
+
+
+def _call(new_layer, args, kwargs, weights=None):
+    out = new_layer(*args, **kwargs)
+    if weights is not None:
+        new_layer.set_weights(weights)
+    return out
+
+
+def _rebuilt(model, layer, args, kwargs, absorbed, keras, rewrites: list[str]):
+    """The layer, fresh, with what it absorbs: (BN name, input scaler fold, ReLU name)."""
+    fold, pre, relu = absorbed
+    kind = type(layer).__name__
+    changes: dict[str, Any] = {}
+    weights = layer.get_weights()
+    if fold is not None or pre is not None:
+        weights = _folded_weights(layer, weights, model.get_layer(fold) if fold else None, pre)
+        if fold is not None:
+            changes["use_bias"] = True
+            rewrites.append(f"{fold}: BatchNormalization folded into {layer.name}")
+    if relu is not None:
+        changes["activation"] = _relu_kind(model.get_layer(relu))
+        rewrites.append(f"{relu}: taken into {layer.name} as its activation")
+    if kind in REWRITTEN_1D:
+        out = _as_2d(layer, args, changes, weights, keras)
+        rewrites.append(f"{layer.name}: {kind} as its 2-D form on a (1, width) input")
+    elif kind == "SeparableConv2D":
+        out = _separable_2d({**layer.get_config(), **changes}, args[0], weights, keras)
+        rewrites.append(f"{layer.name}: SeparableConv2D as DepthwiseConv2D + 1x1 Conv2D")
+    else:
+        out = _call(_fresh(layer, keras, **changes), args, kwargs, weights)
+    return out
+
+
+def _is_relu6(activation) -> bool:
+    return activation == "relu6" or getattr(activation, "__name__", "") == "relu6"
+
+
+def _folded_weights(layer, weights, bn, pre) -> list[np.ndarray]:
+    """Kernel and bias with a following BN and/or a preceding input scaler folded in."""
+    kernel = weights[0].astype(np.float64)
+    out_channels = kernel.shape[-1]
+    depthwise = type(layer).__name__ == "DepthwiseConv2D"
+    if depthwise:
+        out_channels = kernel.shape[-2] * kernel.shape[-1]
+    bias = (
+        weights[1].astype(np.float64)
+        if layer.get_config().get("use_bias", True) and len(weights) > 1
+        else np.zeros(out_channels)
+    )
+    if pre is not None:  # y = W (s x + o) + b = (W s) x + (W o + b)
+        _, scale, offset = pre
+        in_axis = 0 if kernel.ndim == 2 else -2
+        shape = [1] * kernel.ndim
+        shape[in_axis] = -1
+        s = np.broadcast_to(scale, (kernel.shape[in_axis],)).reshape(shape)
+        o = np.broadcast_to(offset, (kernel.shape[in_axis],)).reshape(shape)
+        bias = bias + (kernel * o).reshape(-1, kernel.shape[-1]).sum(axis=0)
+        kernel = kernel * s
+    if bn is not None:
+        gamma, beta, mean, var = (np.asarray(w, np.float64) for w in _bn_weights(bn))
+        factor = gamma / np.sqrt(var + bn.epsilon)
+        if depthwise:
+            kernel = kernel * factor.reshape(kernel.shape[-2], kernel.shape[-1])
+        else:
+            kernel = kernel * factor
+        bias = (bias - mean) * factor + beta
+    return [kernel.astype(np.float32), bias.astype(np.float32)]
+
+
+def _bn_weights(bn) -> list[np.ndarray]:
+    channels = int(bn.moving_mean.shape[0])
+    gamma = bn.gamma.numpy() if bn.gamma is not None else np.ones(channels)
+    beta = bn.beta.numpy() if bn.beta is not None else np.zeros(channels)
+    return [gamma, beta, bn.moving_mean.numpy(), bn.moving_variance.numpy()]
+
+
+def _as_2d(layer, args, changes, weights, keras):
+    """A 1-D layer as Reshape(1, w, c) -> its 2-D form -> Reshape(w', c')."""
+    x = args[0]
+    kind = type(layer).__name__
+    config = {**layer.get_config(), **changes}
+    if config.get("data_format", "channels_last") != "channels_last":
+        raise InputError(
+            f"layer '{layer.name}' ({kind}) uses data_format='channels_first'; QAT needs "
+            "channels_last", hint="rebuild the model with channels_last, or skip QAT"
+        )  # fmt: skip
+    name = layer.name
+    width, channels = int(x.shape[1]), int(x.shape[2])
+    x = keras.layers.Reshape((1, width, channels), name=f"{name}_to_2d")(x)
+    if config.get("padding") == "causal":
+        dilation = _pair(config.get("dilation_rate", 1))[1]
+        pad = dilation * (_pair(config["kernel_size"])[1] - 1)
+        x = keras.layers.ZeroPadding2D(((0, 0), (pad, 0)), name=f"{name}_causal_pad")(x)
+        config["padding"] = "valid"
+    if kind in ("Conv1D", "SeparableConv1D", "DepthwiseConv1D"):
+        weights = [w[None] if w.ndim >= 3 else w for w in weights]
+    if kind == "SeparableConv1D":
+        y = _separable_2d(_two_d_config(config), x, weights, keras)
+    else:
+        y = _call(_two_d_layer(kind, config, keras), [x], {}, weights if weights else None)
+    return keras.layers.Reshape(tuple(int(d) for d in y.shape[2:]), name=f"{name}_to_1d")(y)
+
+
+def _pair(value) -> tuple[int, int]:
+    v = value[0] if isinstance(value, list | tuple) else value
+    return 1, int(v)
+
+
+def _two_d_layer(kind: str, config: dict, keras):
+    layers = keras.layers
+    name = config["name"]
+    if kind == "UpSampling1D":
+        return layers.UpSampling2D(size=(1, int(config["size"])), name=name)
+    if kind in ("MaxPooling1D", "AveragePooling1D"):
+        cls = layers.MaxPooling2D if kind == "MaxPooling1D" else layers.AveragePooling2D
+        strides = config.get("strides") or config["pool_size"]
+        return cls(
+            pool_size=_pair(config["pool_size"]),
+            strides=_pair(strides),
+            padding=config["padding"],
+            name=name,
+        )
+    common = _two_d_config(config)
+    if kind == "Conv1D":
+        return layers.Conv2D(groups=config.get("groups", 1), **common)
+    return layers.DepthwiseConv2D(**common)
+
+
+def _two_d_config(config: dict) -> dict:
+    """The 2-D arguments of a 1-D conv's config, acting along the width."""
+    return {
+        **{k: config[k] for k in ("filters", "depth_multiplier") if k in config},
+        "kernel_size": _pair(config["kernel_size"]),
+        "strides": _pair(config["strides"]),
+        "padding": config["padding"],
+        "dilation_rate": _pair(config.get("dilation_rate", 1)),
+        "activation": config["activation"],
+        "use_bias": config["use_bias"],
+        "name": config["name"],
+    }
+
+
+def _separable_2d(config: dict, x, weights, keras):
+    """DepthwiseConv2D (no bias) then a 1x1 Conv2D: a separable convolution, exactly."""
+    depthwise = keras.layers.DepthwiseConv2D(
+        config["kernel_size"],
+        strides=config["strides"],
+        padding=config["padding"],
+        depth_multiplier=config["depth_multiplier"],
+        dilation_rate=config["dilation_rate"],
+        use_bias=False,
+        name=f"{config['name']}_depthwise",
+    )
+    y = _call(depthwise, [x], {}, [weights[0]])
+    pointwise = keras.layers.Conv2D(
+        config["filters"],
+        1,
+        activation=config["activation"],
+        use_bias=config["use_bias"],
+        name=config["name"],
+    )
+    return _call(pointwise, [y], {}, weights[1:])
+
+
+# ---------------------------------------------------------------------------- annotation
+
+
+def annotate(model):
+    """``quantize_annotate_model``, with a QuantizeConfig of TF-MOT's own classes for layers
+    whose activation is relu6: kernel fake-quantized, the activation left as it is, the
+    output (after relu6) fake-quantized; the converter fuses RELU6 into the op.
+
+    Returns the annotated model and the ``quantize_scope`` that ``quantize_apply`` needs.
+    The config classes are the default scheme's own (taken from its registry). Trap: a
+    layer annotated with its own config never goes through the scheme's registry, so PQAT
+    would not keep its zeros (and ``quantize_apply`` copies the model through its config,
+    which drops a preserving quantizer set on the config): ``SparsityMask`` keeps them.
+    """
+    from edgec._tf import keras, tfmot
+
+    quantize = tfmot.quantization.keras
+    registry = quantize.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
+    scope: dict[str, type] = {}
+
+    def wrap(layer):
+        if not _is_relu6(layer.get_config().get("activation")) or not registry.supports(layer):
+            return layer
+        cls = type(registry.get_quantize_config(layer))
+        scope[cls.__name__] = cls
+        weights = ["depthwise_kernel"] if hasattr(layer, "depthwise_kernel") else ["kernel"]
+        return quantize.quantize_annotate_layer(layer, cls(weights, [], True))
+
+    custom = keras.models.clone_model(model, clone_function=wrap)
+    custom.set_weights(model.get_weights())
+    return quantize.quantize_annotate_model(custom), scope
+
+
+# ---------------------------------------------------------------------------- proof
+
+
+def _compare(original, rebuilt, sample: np.ndarray, input_scale: float) -> float:
+    """Outputs must be equal (to float32 rounding); raise otherwise."""
+    want = np.asarray(original.predict(sample, batch_size=256, verbose=0), np.float64)
+    got = np.asarray(
+        rebuilt.predict((sample * input_scale).astype(np.float32), batch_size=256, verbose=0),
+        np.float64,
+    )
+    diff = float(np.max(np.abs(want - got))) if want.size else 0.0
+    span = float(np.max(np.abs(want))) if want.size else 0.0
+    if diff > _FOLD_TOLERANCE * max(span, 1.0):
+        raise InputError(
+            f"rewriting the model for QAT changed its outputs (largest difference {diff:.3g})",
+            hint="skip QAT for this model, or report it with the model attached",
+        )
+    return diff
+
+
+class SparsityMask:
+    """Zeros of every kernel of a QAT model, put back after each training batch.
+
+    What PQAT's quantizer does for the layers it configures, for all layers (those with
+    a relu6 config from ``annotate`` included).
+    """
+
+    def __init__(self, qat_model) -> None:
+        self.masks = [
+            (var, (var.numpy() != 0).astype(np.float32))
+            for var in qat_model.trainable_weights
+            if var.name.split("/")[-1].startswith(("kernel", "depthwise_kernel"))
+            and np.any(var.numpy() == 0)
+        ]
+
+    def callback(self):
+        from edgec._tf import keras
+
+        def apply(batch, logs=None) -> None:
+            for var, mask in self.masks:
+                var.assign(var * mask)
+
+        return keras.callbacks.LambdaCallback(on_train_batch_end=apply)
+
+
+_RANGE_SUFFIXES = ("post_activation", "output", "quantize_layer")
+
+
+def init_activation_ranges(qat_model, float_model, x: np.ndarray) -> int:
+    """Start every activation range of a fresh QAT model at the float model's range on x.
+
+    Trap (TF-MOT 0.8.1): MovingAverageQuantizer ranges start at [-6, 6] and move by an EMA
+    with decay 0.999 per training step. A short QAT stage (2 epochs of ~40 steps here)
+    leaves them near [-6, 6]: a ReLU output in [0, 1.5] got zero point -2 and a step of
+    0.047, and LiteRT and TFLM then differed by 2-5 steps at a small classifier's logits.
+    Returns the number of ranges set.
+    """
+    from edgec._tf import keras
+
+    # Each layer's output in this model's own graph: TF-MOT stages reuse layer objects,
+    # whose ``.output`` may belong to another model ("Graph disconnected").
+    calls = {
+        node.layer.name: _flat(node.outputs)[0]
+        for node in _nodes_in_order(float_model)
+        if len(_calls(float_model, node.layer)) == 1
+    }
+    names = list(calls)
+    if not names:
+        return 0
+    probe = keras.Model(float_model.inputs, [calls[n] for n in names])
+    outs = probe.predict(x, batch_size=256, verbose=0)
+    outs = outs if len(names) > 1 else [outs]
+    ranges = {n: (float(np.min(o)), float(np.max(o))) for n, o in zip(names, outs, strict=True)}
+    ranges[""] = (float(np.min(x)), float(np.max(x)))  # the QuantizeLayer after the input
+    count = 0
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", None)
+        key = "" if type(layer).__name__ == "QuantizeLayer" else getattr(inner, "name", None)
+        if key not in ranges:
+            continue
+        low, high = min(ranges[key][0], 0.0), max(ranges[key][1], 0.0)
+        for var in layer.weights:
+            base = var.name.split("/")[-1].split(":")[0]
+            for suffix in _RANGE_SUFFIXES:
+                if base == f"{suffix}_min":
+                    var.assign(low)
+                    count += 1
+                elif base == f"{suffix}_max":
+                    var.assign(max(high, low + 1e-6))
+    return count

@@ -1,0 +1,55 @@
+"""Recurrent layers in a form whose int8 conversion keeps the model's accuracy.
+
+Trap (TF 2.21, measured here): a Keras LSTM converts to one fused
+UNIDIRECTIONAL_SEQUENCE_LSTM op whose gate intermediates get no calibrated scales (the op
+carries only its input, output and int16 cell-state parameters; tensorflow/tensorflow
+#73369), so TFLM's integer LSTM runs with default gate scales: a 4-class sequence
+classifier fell from 100% (float) to 32% (int8), and LiteRT and TFLM differed by 4 steps.
+The same LSTM with ``unroll=True`` converts to FULLY_CONNECTED, SPLIT, LOGISTIC, TANH, MUL
+and ADD per time step, every tensor calibrated: int8 100%, all tensors int8, all ops in
+TFLM. The sequence length must be static (MCU models have it anyway).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.errors import ConversionError
+
+UNROLLED = ("LSTM",)
+_TOLERANCE = 1e-4
+
+
+def unroll_recurrent(model, sample: np.ndarray):
+    """``model`` with every LSTM unrolled (same weights), checked equal on ``sample``."""
+    from edgec._tf import keras
+
+    todo = [layer for layer in model.layers if type(layer).__name__ in UNROLLED]
+    if not todo or not (isinstance(model, keras.Sequential) or model._is_graph_network):
+        return model
+    for layer in todo:
+        if layer.input_shape[1] is None:
+            raise ConversionError(
+                f"layer '{layer.name}' ({type(layer).__name__}) has no fixed sequence length",
+                hint="give the model's Input a fixed number of time steps",
+            )
+    copies: dict[str, object] = {}
+
+    def clone(layer):
+        if layer not in todo:
+            return layer
+        copy = type(layer).from_config({**layer.get_config(), "unroll": True})
+        copies[layer.name] = copy
+        return copy
+
+    unrolled = keras.models.clone_model(model, clone_function=clone)
+    for name, copy in copies.items():
+        copy.set_weights(model.get_layer(name).get_weights())  # type: ignore[attr-defined]
+    want = model.predict(sample, verbose=0)
+    got = unrolled.predict(sample, verbose=0)
+    if not np.allclose(want, got, atol=_TOLERANCE * max(1.0, float(np.abs(want).max()))):
+        raise ConversionError(
+            "unrolling the LSTM for int8 conversion changed the model's outputs",
+            hint="report it with the model attached",
+        )
+    return unrolled

@@ -1,0 +1,316 @@
+"""QAT on the layers real models use, like-for-like per-layer error, the input model as the
+accuracy reference, and training without labels. Tiny seeded tf_keras models."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgec.targets import TfliteModel
+from tests.conftest import run_edgec
+
+RAW_FULL_SCALE = 1023.0  # a 10-bit ADC
+
+
+@dataclass
+class Built:
+    code: int
+    out: Path
+    log: str
+
+    @property
+    def report(self) -> dict:
+        return json.loads((self.out / "report.json").read_text())
+
+    @property
+    def checks(self) -> dict[str, dict]:
+        return {c["name"]: c for c in self.report["checks"]}
+
+    @property
+    def flat(self) -> TfliteModel:
+        return TfliteModel.from_bytes((self.out / "model.tflite").read_bytes())
+
+
+def _build(out: Path, model: Path, data: Path, *args: str) -> Built:
+    run = run_edgec("build", model, "--data", data, "--target", "cortex-m", "--out", out, *args)
+    return Built(run.code, out, run.out + run.err)
+
+
+def _sensor_data(n: int = 600, width: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Raw ADC counts of two channels; the class is the signal's frequency."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, n)
+    t = np.arange(width)
+    phase = rng.random((n, 1)) * 6
+    freq = np.array([1.0, 3.0, 6.0])[y][:, None]
+    wave = np.stack([np.sin(2 * np.pi * freq * t / width + phase),
+                     np.cos(2 * np.pi * freq * t / width + phase)], -1)  # fmt: skip
+    x = 512 + 400 * wave + rng.normal(0, 10, wave.shape)
+    return np.clip(x, 0, RAW_FULL_SCALE).astype(np.float32), y
+
+
+def _fit(model, x, y, epochs: int, loss="sparse_categorical_crossentropy") -> None:
+    from edgec._tf import keras
+
+    metrics = ["accuracy"] if "categorical" in str(loss) else []
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss, metrics=metrics)
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+
+
+@pytest.fixture(scope="session")
+def qat_models(tmp_path_factory) -> dict[str, Path]:
+    """Trained tiny models with the layers QAT used to refuse, and their data."""
+    from edgec._tf import keras
+
+    layers = keras.layers
+    folder = tmp_path_factory.mktemp("qat_models")
+    keras.utils.set_random_seed(0)
+
+    x, y = _sensor_data()
+    np.savez(folder / "sensor.npz", x=x, y=y)
+    inp = layers.Input(x.shape[1:])
+    h = layers.Rescaling(1 / RAW_FULL_SCALE)(inp)
+    h = layers.Conv1D(16, 5, padding="same", activation="relu6")(h)
+    h = layers.SeparableConv1D(16, 3, padding="same", activation="relu")(h)
+    h = layers.MaxPooling1D()(h)
+    h = layers.GlobalAveragePooling1D()(h)
+    h = layers.Dense(16, activation="relu")(h)
+    out = layers.Dense(3, activation="softmax")(h)
+    sensor = keras.Model(inp, out)
+    _fit(sensor, x, y, epochs=25)
+    sensor.save(folder / "sensor.keras")
+
+    rng = np.random.default_rng(1)
+    img = rng.random((400, 8, 8, 1), dtype=np.float32)
+    img_y = (img[:, :4].mean(axis=(1, 2, 3)) > img[:, 4:].mean(axis=(1, 2, 3))).astype(np.int64)
+    np.savez(folder / "image.npz", x=img, y=img_y)
+    upsample = keras.Sequential(
+        [layers.Input((8, 8, 1)), layers.Conv2D(8, 3, padding="same", activation="relu6"),
+         layers.MaxPooling2D(), layers.UpSampling2D(), layers.Conv2D(8, 3), layers.ReLU(6.0),
+         layers.Flatten(), layers.Dense(2)]
+    )  # fmt: skip
+    _fit(upsample, img, img_y, epochs=15, loss=keras.losses.SparseCategoricalCrossentropy(True))
+    upsample.save(folder / "upsample.keras")
+
+    feats = rng.normal(size=(500, 16)).astype(np.float32)
+    classes = np.argmax(feats[:, :4] + 0.5 * feats[:, 4:8], axis=1)
+    np.savez(folder / "features.npz", x=feats, y=classes)
+    dense_bn = keras.Sequential(
+        [layers.Input((16,)), layers.Dense(32), layers.BatchNormalization(), layers.ReLU(),
+         layers.Dense(4, activation="softmax")]
+    )  # fmt: skip
+    _fit(dense_bn, feats, classes, epochs=20)
+    dense_bn.save(folder / "dense_bn.keras")
+    return {p.name: p for p in folder.iterdir()}
+
+
+# ---------------------------------------------------------------------------- QAT layers
+
+
+def test_conv1d_rescaling_input_through_prune_qat(qat_models, tmp_path):
+    """Conv1D (relu6) + SeparableConv1D on raw counts: int8, sparse, raw scale in the header."""
+    built = _build(
+        tmp_path / "out",
+        qat_models["sensor.keras"],
+        qat_models["sensor.npz"],
+        "--recipe",
+        "prune-qat",
+    )
+    assert built.code == 0, built.log
+    checks = built.checks
+    for name in ("dtypes", "accuracy", "litert_vs_tflm", "sparsity"):
+        assert checks[name]["ok"], checks[name]
+    qat = {s["name"]: s for s in built.report["stages"]}["qat"]["metrics"]
+    assert qat["input_scale"] == pytest.approx(1 / RAW_FULL_SCALE)
+    assert any("Rescaling folded into the input quantization" in r for r in qat["rewrites"])
+    header = (built.out / "model_settings.h").read_text()
+    raw = re.search(r"#define SENSOR_INPUT_RAW_SCALE ([0-9.e-]+)f", header)
+    assert raw is not None and float(raw.group(1)) == pytest.approx(1 / RAW_FULL_SCALE)
+    # firmware feeds raw counts: raw * RAW_SCALE, then the int8 input quantization
+    scale = float(re.search(r"#define SENSOR_INPUT_SCALE ([0-9.e-]+)f", header).group(1))
+    assert 255 * scale == pytest.approx(1.0, rel=0.35)  # the input range is the scaled [0, 1]
+    assert "CONV_2D" in built.flat.op_names and "MUL" not in built.flat.op_names
+
+
+def test_relu6_and_upsampling_through_qat(qat_models, tmp_path):
+    built = _build(tmp_path / "out", qat_models["upsample.keras"], qat_models["image.npz"], "--qat")
+    assert built.code == 0, built.log
+    flat = built.flat
+    assert "RESIZE_NEAREST_NEIGHBOR" in flat.op_names
+    fused = [op.options.get("fusedActivationFunction") for op in flat.operators
+             if op.name == "CONV_2D"]  # fmt: skip
+    assert fused == ["RELU6", "RELU6"], fused  # activation="relu6" and the ReLU(6.0) layer
+    assert {"dtypes", "accuracy", "litert_vs_tflm"} <= {n for n, c in built.checks.items()
+                                                          if c["ok"]}  # fmt: skip
+
+
+def test_dense_bn_is_folded_before_qat(qat_models, tmp_path):
+    """TF-MOT's own Dense+BN handling left a DEQUANTIZE -> QUANTIZE pair after the input."""
+    built = _build(
+        tmp_path / "out", qat_models["dense_bn.keras"], qat_models["features.npz"], "--qat"
+    )
+    assert built.code == 0, built.log
+    ops = built.flat.op_names
+    assert "DEQUANTIZE" not in ops and "QUANTIZE" not in ops, ops
+    qat = {s["name"]: s for s in built.report["stages"]}["qat"]["metrics"]
+    assert any("BatchNormalization folded into" in r for r in qat["rewrites"])
+    assert qat["rewrite_max_difference"] < 1e-4
+    advice = [line for line in built.log.splitlines() if "quantization:" in line]
+    assert advice and not any("QAT" in line for line in advice), advice  # QAT already ran
+
+
+def test_prepare_for_qat_is_exact_on_every_rewritten_layer():
+    from edgec._tf import keras
+    from edgec.pipeline.qat_prepare import prepare_for_qat
+
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    inp = layers.Input((32, 3))
+    h = layers.Conv1D(8, 3, padding="causal", dilation_rate=2)(inp)
+    h = layers.BatchNormalization()(h)
+    h = layers.DepthwiseConv1D(3, padding="same")(h)
+    h = layers.AveragePooling1D()(h)
+    h = layers.UpSampling1D(2)(h)
+    h = layers.Activation("relu")(layers.Conv1D(4, 1)(h))
+    model = keras.Model(inp, layers.Flatten()(h))
+    bn = model.layers[2]
+    gamma, beta, mean, var = bn.get_weights()
+    bn.set_weights([gamma * 1.7, beta + 0.3, mean + 0.2, var * 3])
+    x = np.random.default_rng(0).normal(size=(16, 32, 3)).astype(np.float32)
+    prepared = prepare_for_qat(model, x)
+    kinds = {type(layer).__name__ for layer in prepared.model.layers}
+    assert not kinds & {"Conv1D", "DepthwiseConv1D", "AveragePooling1D", "UpSampling1D",
+                        "BatchNormalization", "Activation"}, kinds  # fmt: skip
+    got = prepared.model.predict(x, verbose=0)
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- per-layer error
+
+
+def test_softmax_and_bn_layers_raise_no_false_alarm(qat_models, tmp_path):
+    """Dense(softmax) and Dense+BN+ReLU, plain PTQ: each op is compared with its own tensor."""
+    built = _build(tmp_path / "out", qat_models["dense_bn.keras"], qat_models["features.npz"])
+    assert built.code == 0, built.log
+    measured = {row["op"]: row["error_steps"] for row in built.report["layers"]
+                if row["error_steps"] is not None}  # fmt: skip
+    assert {"FULLY_CONNECTED", "SOFTMAX"} <= set(measured), measured
+    assert max(measured.values()) < 3, measured  # was 38-130 "steps" before
+
+
+# ---------------------------------------------------------------------------- the reference
+
+
+def test_accuracy_is_judged_against_the_input_model(user_model, tmp_path):
+    """Extreme pruning loses accuracy in float; int8 matching that float must still fail."""
+    recipe = tmp_path / "crush.toml"
+    recipe.write_text(
+        '[[stage]]\ntype = "prune"\nsparsity = 0.98\nschedule = "constant"\nepochs = 1\n'
+        "learning_rate = 0.05\n"
+    )
+    built = _build(tmp_path / "out", user_model.keras, user_model.data, "--recipe", str(recipe))
+    accuracy = built.report["accuracy"]
+    base = accuracy["detail"]["input_model_float"]
+    assert base - accuracy["int8"] > 2, accuracy  # the case truly loses accuracy
+    assert built.code == 3, built.log
+    check = built.checks["accuracy"]
+    assert not check["ok"] and "input model float" in check["detail"], check
+    assert "input → compressed → int8" in built.log  # the terminal summary shows all three
+
+
+# ---------------------------------------------------------------------------- no labels
+
+
+@pytest.fixture(scope="session")
+def autoencoder(tmp_path_factory) -> tuple[Path, Path]:
+    """The FC autoencoder's structure (Dense + BN after each, bottleneck), narrower; x only."""
+    from edgec._tf import keras
+
+    layers = keras.layers
+    folder = tmp_path_factory.mktemp("ae")
+    rng = np.random.default_rng(2)
+    basis = rng.normal(size=(4, 64)).astype(np.float32)
+    x = np.tanh(rng.normal(size=(700, 4)).astype(np.float32) @ basis / 3)
+    keras.utils.set_random_seed(2)
+    inputs = layers.Input((64,))
+    h = inputs
+    for units in (64, 64, 8, 64, 64):  # benchmarks' 128 x4, 8, 128 x4, narrower
+        h = layers.ReLU()(layers.BatchNormalization()(layers.Dense(units)(h)))
+    model = keras.Model(inputs, layers.Dense(64)(h))
+    _fit(model, x, x, epochs=30, loss="mse")
+    model.save(folder / "ae.keras")
+    np.savez(folder / "ae.npz", x=x)
+    return folder / "ae.keras", folder / "ae.npz"
+
+
+@pytest.mark.parametrize(("recipe", "targets"), [("prune-qat", "inputs"), ("distill", "teacher")])
+def test_x_only_autoencoder_trains_on_its_inputs(autoencoder, tmp_path, recipe, targets):
+    model, data = autoencoder
+    built = _build(tmp_path / "out", model, data, "--recipe", recipe)
+    assert built.code == 0, built.log
+    for name in ("dtypes", "accuracy", "litert_vs_tflm"):
+        assert built.checks[name]["ok"], built.checks[name]
+    assert built.checks["litert_vs_tflm"]["value"] <= 1
+    assert "DEQUANTIZE" not in built.flat.op_names
+    stages = [s for s in built.report["stages"] if s["name"] in ("prune", "qat", "distill")]
+    assert stages and all(f"the {targets}" in s["metrics"]["targets"] for s in stages)
+    accuracy = built.report["accuracy"]
+    assert accuracy["metric"] == "rmse"  # against x itself
+    assert accuracy["int8"] <= 1.05 * accuracy["float"], accuracy  # int8 adds little
+    x = np.load(data)["x"]
+    assert accuracy["float"] < 0.8 * float(np.sqrt(np.mean(x**2))), accuracy  # it learned x
+
+
+# ---------------------------------------------------------------------------- LSTM
+
+
+@pytest.fixture(scope="session")
+def lstm_model(tmp_path_factory) -> tuple[Path, Path]:
+    from edgec._tf import keras
+
+    folder = tmp_path_factory.mktemp("lstm")
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 500)
+    t = np.arange(12)
+    wave = np.sin(2 * np.pi * (y[:, None] + 1) * t / 12 + rng.random((500, 1)) * 6)
+    x = np.stack([wave, rng.normal(0, 0.2, wave.shape)], -1).astype(np.float32)
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [keras.layers.Input((12, 2)), keras.layers.LSTM(12), keras.layers.Dense(4)]
+    )
+    _fit(model, x, y, epochs=20, loss=keras.losses.SparseCategoricalCrossentropy(True))
+    model.save(folder / "lstm.keras")
+    np.savez(folder / "seq.npz", x=x, y=y)
+    return folder / "lstm.keras", folder / "seq.npz"
+
+
+def test_lstm_plain_build_keeps_its_accuracy(lstm_model, tmp_path):
+    """Unrolled before conversion: every tensor calibrated (the fused op fell to chance)."""
+    model, data = lstm_model
+    built = _build(tmp_path / "out", model, data)
+    checks = built.checks
+    assert checks["dtypes"]["ok"] and checks["ops"]["ok"], (checks["dtypes"], checks["ops"])
+    assert checks["accuracy"]["ok"], checks["accuracy"]
+    assert built.report["accuracy"]["float"] > 80
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in built.flat.op_names
+
+
+def test_dtypes_check_knows_the_integer_lstm_cell_state_is_int16(lstm_model):
+    """A fused LSTM (as other tools convert it): int16 cell state allowed there, by design."""
+    from edgec._tf import keras
+    from edgec.pipeline.convert import convert_int8
+    from edgec.targets import load_targets
+    from edgec.targets.checks import check_dtypes
+
+    model, data = lstm_model
+    flat = TfliteModel.from_bytes(
+        convert_int8(keras.models.load_model(model), np.load(data)["x"][:50])
+    )
+    lstm = next(op for op in flat.operators if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM")
+    assert flat.tensors[lstm.inputs[19]].dtype == "int16"
+    assert check_dtypes(flat, load_targets("cortex-m")[0], "int8").ok

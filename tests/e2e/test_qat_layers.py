@@ -290,7 +290,12 @@ def lstm_model(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_lstm_plain_build_keeps_its_accuracy(lstm_model, tmp_path):
-    """Unrolled before conversion: every tensor calibrated (the fused op fell to chance)."""
+    """Unrolled before conversion: every tensor calibrated (the fused op fell to chance).
+
+    Not asserted: litert_vs_tflm. LiteRT's and TFLM's int8 LOGISTIC/TANH kernels differ by
+    up to a step and the recurrence adds it up over the time steps (2 steps here, 5 on a
+    20-step model): still open.
+    """
     model, data = lstm_model
     built = _build(tmp_path / "out", model, data)
     checks = built.checks

@@ -179,6 +179,12 @@ def _stage_line(m: dict) -> str:
         parts.append(f"trained on {m['targets']}")
     if m.get("rewrites"):
         parts.append(f"rewritten for QAT: {len(m['rewrites'])} change(s), outputs equal")
+    if "max_abs_diff" in m:  # translate_keras3
+        parts.append(
+            f"Keras {m.get('keras_version', '3')} model rebuilt as tf_keras "
+            f"({m.get('layers_rebuilt', '?')} layers), outputs equal: largest difference "
+            f"{m['max_abs_diff']:.2g}"
+        )
     return "; ".join(parts)
 
 

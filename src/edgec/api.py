@@ -121,7 +121,7 @@ def check(
         >>> [(s.target, s.ok) for s in report.targets]
         [('cortex-m4', True), ('cortex-m0plus', True)]
     """
-    from edgec.firmware_export import prepare_output_dir, write_outputs
+    from edgec.export import prepare_output_dir, write_outputs
     from edgec.pipeline.check import run_check
 
     folder = Path(artifacts) if artifacts is not None else None

@@ -319,7 +319,7 @@ def check(
     """
     from edgec import api, ci, ui
     from edgec._native_log import captured_native_stderr
-    from edgec.firmware_export.writer import prepare_output_file, write_file_atomically
+    from edgec.export.writer import prepare_output_file, write_file_atomically
 
     if out is not None:
         prepare_output_file(out)

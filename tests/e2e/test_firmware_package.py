@@ -223,8 +223,8 @@ def test_compress_lut_on_an_unclustered_model_fails_cleanly(user_model, tmp_path
 
 def test_settings_for_float_io_and_awkward_labels_compile(tmp_path):
     """Labels with quotes, backslashes and non-ASCII; a float32 input without scale."""
-    from edgec.firmware_export.settings import ArenaSize, model_settings_header
-    from edgec.targets.tflite_model import Operator, Tensor
+    from edgec.artifact.tflite_model import Operator, Tensor
+    from edgec.export.settings import ArenaSize, model_settings_header
 
     inp = Tensor(0, "in", "float32", (1, 3), (1, 3), None, (), (), 0)
     out = Tensor(1, "out", "uint8", (1, 3), (1, 3), None, (0.5,), (128,), 0)

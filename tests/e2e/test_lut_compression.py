@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgec.artifact.lut import compress_lut, plan_lut
+from edgec.artifact.runtimes import measure_arena
 from edgec.errors import InputError
-from edgec.firmware_export import ExportSpec, export_package
-from edgec.firmware_export.lut import compress_lut, plan_lut
+from edgec.export import ExportSpec, export_package
 from edgec.pipeline.lut import compress_lut_verified
 from edgec.pipeline.verify import bit_identical_check, quantize, run_tflm
 from edgec.targets import TfliteModel
-from edgec.targets.arena import measure_arena
 from edgec.targets.profile import load_runtime
 from tests.conftest import run_edgec
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from edgec.artifact.stats import count_macs
 from edgec.errors import InputError
 from edgec.pipeline.channel_prune import (
     ChannelPlan,
@@ -26,7 +27,6 @@ from edgec.pipeline.low_rank import SUFFIX, factorise
 from edgec.pipeline.verify import quantize, run_tflm
 from edgec.targets import TfliteModel
 from edgec.targets.analyzers.mcu import tflm_arena
-from edgec.targets.layers import count_macs
 
 SEED = 3
 

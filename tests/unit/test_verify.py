@@ -1,7 +1,7 @@
 import numpy as np
 
+from edgec.artifact.tflite_model import Tensor
 from edgec.pipeline.verify import Outputs, agreement_check, quantize
-from edgec.targets.tflite_model import Tensor
 
 LOGITS = 7  # tensor index of the input of the final op
 

@@ -12,8 +12,8 @@ import dataclasses
 
 import numpy as np
 
+from edgec.artifact.tflite_model import TfliteModel
 from edgec.report import Layer
-from edgec.targets.tflite_model import TfliteModel
 
 SAMPLES = 64
 NOTICEABLE_STEPS = 1.0  # below one quantization step, rounding explains the error

@@ -9,10 +9,10 @@ kernels edgec knows), moves that failure to build time.
 from __future__ import annotations
 
 from edgec import __version__
+from edgec.artifact.tflite_model import TfliteModel
 from edgec.errors import ConversionError
-from edgec.firmware_export.names import c_comment
+from edgec.export.names import c_comment
 from edgec.targets.profile import Runtime
-from edgec.targets.tflite_model import TfliteModel
 
 
 def resolver_methods(model: TfliteModel, runtime: Runtime) -> list[tuple[str, str]]:

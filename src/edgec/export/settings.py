@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from edgec import __version__
-from edgec.targets.tflite_model import Tensor, TfliteModel
+from edgec.artifact.tflite_model import Tensor, TfliteModel
 
 ALIGN = 16
 _C_TYPES = {
@@ -157,6 +157,6 @@ def _c_string(text: str) -> str:
 
 
 def _comment(text: str) -> str:
-    from edgec.firmware_export.names import c_comment
+    from edgec.export.names import c_comment
 
     return c_comment(text, limit=2000)

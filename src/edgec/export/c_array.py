@@ -12,7 +12,7 @@ import re
 
 from edgec import __version__
 from edgec.errors import InputError
-from edgec.firmware_export.names import c_comment
+from edgec.export.names import c_comment
 
 BYTES_PER_LINE = 12
 ALIGNMENT = 16

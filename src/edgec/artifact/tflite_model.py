@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgec.artifact.stats import ITEMSIZE
 from edgec.errors import InputError
 
 _FILE_IDENTIFIER = b"TFL3"
@@ -25,13 +26,6 @@ MAX_TENSORS = 100_000
 MAX_OPERATORS = 100_000
 MAX_RANK = 8
 MAX_TENSOR_BYTES = 1 << 30
-# Bytes per element of each TFLite dtype; sub-byte types are packed. None: no fixed size.
-ITEMSIZE: dict[str, float | None] = {
-    "float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "string": None,
-    "bool": 1, "int16": 2, "complex64": 8, "int8": 1, "float64": 8, "complex128": 16,
-    "uint64": 8, "resource": None, "variant": None, "uint32": 4, "uint16": 2, "int4": 0.5,
-    "bfloat16": 2, "int2": 0.25, "uint4": 0.5, "float8_e4m3fn": 1, "float8_e5m2": 1,
-}  # fmt: skip
 _NUMPY_DTYPES = frozenset([
     "float32", "float16", "int32", "uint8", "int64", "bool", "int16", "complex64", "int8",
     "float64", "complex128", "uint64", "uint32", "uint16",

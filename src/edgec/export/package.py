@@ -19,14 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from edgec import __version__
+from edgec.artifact.tflite_model import TfliteModel
 from edgec.errors import InputError
-from edgec.firmware_export.c_array import model_data_sources
-from edgec.firmware_export.names import c_comment
-from edgec.firmware_export.ops import model_ops_header
-from edgec.firmware_export.settings import ArenaSize, model_settings_header
+from edgec.export.c_array import model_data_sources
+from edgec.export.names import c_comment
+from edgec.export.ops import model_ops_header
+from edgec.export.settings import ArenaSize, model_settings_header
 from edgec.report import json_text
 from edgec.targets.profile import Runtime
-from edgec.targets.tflite_model import TfliteModel
 
 LAYOUTS = ("plain", "arduino", "cmake")
 MANIFEST = "manifest.json"

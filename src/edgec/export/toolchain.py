@@ -17,7 +17,7 @@ from edgec.errors import ToolError
 @cache
 def cpu_flags() -> dict[str, tuple[str, ...]]:
     """arm-none-eabi-gcc flags per Cortex-M core (data: arm-none-eabi-gcc.toml)."""
-    text = (resources.files("edgec.firmware_export") / "arm-none-eabi-gcc.toml").read_text()
+    text = (resources.files("edgec.export") / "arm-none-eabi-gcc.toml").read_text()
     table = tomllib.loads(text)
     return {cpu: tuple(entry["flags"]) for cpu, entry in table["cpu"].items()}
 

@@ -11,6 +11,7 @@ import click
 
 from edgec import __version__
 from edgec.errors import EdgecError, printable
+from edgec.export.layouts import LAYOUTS
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 
@@ -125,7 +126,7 @@ custom_objects_option = click.option(
 )
 @click.option(
     "--layout",
-    type=click.Choice(["plain", "arduino", "cmake"]),
+    type=click.Choice(LAYOUTS.names()),
     default="plain",
     show_default=True,
     help="Firmware package layout: a plain folder, an Arduino library, or a CMake target.",

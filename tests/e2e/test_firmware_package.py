@@ -261,3 +261,39 @@ def test_settings_for_float_io_and_awkward_labels_compile(tmp_path):
     printed = subprocess.run([tmp_path / "c"], capture_output=True, check=True).stdout.decode()
     assert printed.splitlines() == [*labels, "0.5 128 112"]
     subprocess.run([tmp_path / "cc"], check=True)
+
+
+@pytest.fixture
+def flat_upper():
+    """An export layout defined here, in the test module, with no edit to src/."""
+    from edgec.export.layouts import LAYOUTS, register_layout
+
+    @register_layout("upper")
+    def upper(spec, headers, sources):
+        return {k.upper(): v for k, v in (headers | sources).items()}
+
+    yield upper
+    LAYOUTS.unregister("upper")
+
+
+def test_a_toy_layout_registered_from_the_test_places_the_files(flat_upper, seed_tflite):
+    import dataclasses
+
+    from edgec.errors import InputError
+    from edgec.export import ExportSpec, export_package
+    from edgec.targets.profile import load_runtime
+
+    spec = ExportSpec(
+        model=seed_tflite,
+        name="m",
+        source="s",
+        target="cortex-m",
+        runtime=load_runtime("tflite-micro"),
+        arena_bytes=4096,
+        layout="upper",
+    )
+    files = export_package(spec)
+    assert {"MODEL_DATA.H", "MODEL_DATA.CC", "MODEL_SETTINGS.H", "MODEL_OPS.H"} <= set(files)
+    assert "model.tflite" in files and "manifest.json" in files
+    with pytest.raises(InputError, match=r"unknown --layout 'nope' \(use plain, arduino, cmake"):
+        export_package(dataclasses.replace(spec, layout="nope"))

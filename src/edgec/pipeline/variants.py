@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from edgec.artifact.runtimes import litert_latency_ms, run_litert
 from edgec.datasets.loading import Dataset
 from edgec.report import Check, TargetSection
-from edgec.artifact.runtimes import litert_latency_ms, run_litert
 from edgec.targets import TargetProfile
 
 

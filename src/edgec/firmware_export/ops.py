@@ -1,0 +1,1 @@
+from edgec.export.ops import *  # noqa: F403  # moved to edgec.export; re-export until the issue-12 merge

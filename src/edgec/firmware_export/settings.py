@@ -1,0 +1,1 @@
+from edgec.export.settings import *  # noqa: F403  # moved to edgec.export; re-export until the issue-12 merge

@@ -30,7 +30,7 @@ def with_layer_errors(
     pre-activation value, and that activation op with the layer's output.
     """
     from edgec._tf import keras
-    from edgec.pipeline.verify import dequantize, quantize, run_litert
+    from edgec.artifact.runtimes import dequantize, quantize, run_litert
 
     probes = _probes(keras_model, flat)
     if not probes:

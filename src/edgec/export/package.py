@@ -44,13 +44,20 @@ class ExportSpec:
     lang: str = "cc"
     section: str | None = None
     layout: str = "plain"
+    parsed: TfliteModel | None = field(default=None, repr=False, compare=False)  # read ``model``
+
+    def flat(self) -> TfliteModel:
+        """The parsed ``model`` (read here if the caller did not pass ``parsed``)."""
+        if self.parsed is not None:
+            return self.parsed
+        return TfliteModel.from_bytes(self.model, source="the exported model")
 
 
 def export_package(spec: ExportSpec) -> dict[str, bytes]:
     """Every file of the package, keyed by its path relative to the output folder."""
     if spec.layout not in LAYOUTS:
         raise InputError(f"unknown --layout '{spec.layout}' (use {', '.join(LAYOUTS)})")
-    flat = TfliteModel.from_bytes(spec.model, source="the exported model")
+    flat = spec.flat()
     spec = replace(spec, source=c_comment(spec.source))  # it reaches every C file's banner
     arena = ArenaSize(spec.arena_bytes, spec.arena_margin_percent)
     sources = model_data_sources(

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from edgec import __version__
-from edgec.artifact.tflite_model import Tensor, TfliteModel
+from edgec.artifact.tflite_model import TfliteModel
 
 ALIGN = 16
 _C_TYPES = {
@@ -62,7 +62,7 @@ def model_settings_header(
             (f"{role}_DIMS", str(len(tensor.shape)), "int"),
             (f"{role}_SHAPE", "{" + ", ".join(str(d) for d in tensor.shape) + "}", "int[]"),
             (f"{role}_ELEMENTS", str(elements), "int"),
-            (f"{role}_BYTES", str(elements * _itemsize(tensor)), "int"),
+            (f"{role}_BYTES", str(tensor.nbytes), "int"),  # bytes per dtype: artifact.stats
             (f"{role}_TYPE", _C_TYPES.get(tensor.dtype, ("", "kTfLiteNoType"))[1], "TfLiteType"),
             (f"{role}_SCALE", _float(scale), "float"),
             (f"{role}_ZERO_POINT", str(zero_point), "int"),
@@ -133,10 +133,6 @@ def _cpp_constant(prefix: str, suffix: str, kind: str) -> str:
     if kind == "str[]":
         return f"constexpr const char* {ident}[] = {macro};"
     return f"constexpr {kind} {ident} = {macro};"
-
-
-def _itemsize(tensor: Tensor) -> int:
-    return {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "float32": 4}.get(tensor.dtype, 1)
 
 
 def _float(value: float) -> str:

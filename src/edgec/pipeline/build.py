@@ -333,6 +333,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         else:
             spec = ExportSpec(
                 model=shipped,
+                parsed=shipped_artifact.model,
                 name=name,
                 source=source,
                 target=first_profile.name,
@@ -468,7 +469,7 @@ def _firmware_info(
         if size is not None
         else f"not measured: arm-none-eabi-gcc/-size not found or no flags for CPU '{cpu}'"
     )
-    flat = TfliteModel.from_bytes(spec.model)
+    flat = spec.flat()
     return Firmware(
         layout=spec.layout,
         c_language=spec.lang,

@@ -1,4 +1,8 @@
-"""Per-kind analysis of one converted model on one target profile (bytes in, no TensorFlow).
+"""Per-kind analysis of one converted model (an Artifact) on one target profile, no TensorFlow.
+
+A profile's ``kind`` names a registered analyzer: ``@register_kind("name")`` on a function
+``(artifact, profile, runnable) -> Analysis``; a duplicate name is an error, and profile
+validation accepts exactly the registered kinds.
 
 Every kind runs the common checks (ops, dtypes, static shapes, flash and RAM budgets);
 each kind adds what only it can tell: the exact TFLM arena and a latency estimate (mcu),

@@ -40,9 +40,9 @@ def main() -> None:
     parser.add_argument("--target", default="cortex-m")
     args = parser.parse_args()
 
+    from edgec.artifact.stats import kernel_stats
     from edgec.pipeline.build import BuildOptions, run_build
     from edgec.targets import TfliteModel
-    from edgec.targets.weights import kernel_stats
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgec.pipeline.lut import compress_lut_verified  # noqa: E402
-from edgec.pipeline.verify import quantize  # noqa: E402
+from edgec.artifact.lut import compress_lut_verified  # noqa: E402
+from edgec.artifact.runtimes import measure_arena, quantize  # noqa: E402
 from edgec.targets import TfliteModel  # noqa: E402
-from edgec.targets.arena import measure_arena  # noqa: E402
 from tests.conftest import make_clustered, run_edgec  # noqa: E402
 
 

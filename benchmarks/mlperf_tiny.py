@@ -25,10 +25,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from mlperf_tiny_models import WORKLOADS, Workload, build_model, stand_in_data, train  # noqa: E402
 
+from edgec.api import check  # noqa: E402
+from edgec.artifact.runtimes import measure_arena  # noqa: E402
+from edgec.artifact.tflite_model import TfliteModel  # noqa: E402
 from edgec.pipeline.build import BuildOptions, run_build  # noqa: E402
-from edgec.pipeline.check import run_check  # noqa: E402
-from edgec.targets.arena import measure_arena  # noqa: E402
-from edgec.targets.tflite_model import TfliteModel  # noqa: E402
 
 TRAIN, RECIPE_DATA, HELD_OUT = 1200, 1800, 600
 RECIPES = (None, "prune-qat", "cluster-qat", "prune-cluster-qat", "distill")
@@ -67,7 +67,7 @@ def plain_script(model, calibration: np.ndarray) -> bytes:
 
 
 def describe_plain(data: bytes, x: np.ndarray) -> dict:
-    from edgec.pipeline.verify import quantize
+    from edgec.artifact.runtimes import quantize
 
     flat = TfliteModel.from_bytes(data)
     inp = flat.input_tensor()
@@ -143,7 +143,7 @@ def _check_agrees(tflite: bytes, report, folder: Path) -> bool:
     """`edgec check` on the written model reports the build's flash and arena figures."""
     path = folder / "check.tflite"
     path.write_bytes(tflite)
-    checked, _ = run_check(path, "cortex-m")
+    checked = check(path, target="cortex-m")
     section = checked.targets[0]
     return (
         section.memory.flash_bytes == report.memory.flash_bytes

@@ -121,16 +121,52 @@ def check(
         >>> [(s.target, s.ok) for s in report.targets]
         [('cortex-m4', True), ('cortex-m0plus', True)]
     """
-    from edgec.firmware_export import prepare_output_dir, write_outputs
-    from edgec.pipeline.check import run_check
+    from edgec.export import prepare_output_dir, write_outputs
 
     folder = Path(artifacts) if artifacts is not None else None
     if folder is not None:
         prepare_output_dir(folder)
-    report, files = run_check(Path(path), target, budget, progress=progress)
+    report, files = _check(Path(path), target, budget, progress)
     if folder is not None:
         write_outputs(folder, {**files, "report.json": report.to_json().encode()})
     return report
+
+
+def _check(
+    path: Path,
+    targets: str,
+    budget: str | None,
+    progress: Callable[[TargetProfile], None] | None,
+) -> tuple[CheckReport, dict[str, bytes]]:
+    """The report of ``check`` and the files the targets produced."""
+    from edgec.artifact import Artifact
+    from edgec.pipeline.build import tool_versions
+    from edgec.report import CheckReport
+    from edgec.targets import load_targets, parse_budget
+    from edgec.targets.analyzers import analyze_target
+
+    profiles = load_targets(targets)
+    overrides = parse_budget(budget) if budget is not None else {}
+    artifact = Artifact.read(path)
+    sections, files = [], {}
+    for profile in profiles:
+        if progress is not None:
+            progress(profile)
+        section, produced = analyze_target(artifact, profile, overrides)
+        sections.append(section)
+        files.update(produced)
+    report = CheckReport(
+        ok=all(s.ok for s in sections),
+        model=str(path),
+        size_bytes=artifact.size_bytes,
+        sha256=artifact.sha256,
+        ops=list(artifact.model.op_names),
+        targets=sections,
+        versions=tool_versions(
+            packages=("edgec", "ai-edge-litert", "tflite-micro", "ethos-u-vela")
+        ),
+    )
+    return report, files
 
 
 def inspect(path: str | Path, *, custom_objects: str | None = None) -> Inspection:

@@ -11,6 +11,7 @@ import click
 
 from edgec import __version__
 from edgec.errors import EdgecError, printable
+from edgec.export.layouts import LAYOUTS
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 
@@ -125,7 +126,7 @@ custom_objects_option = click.option(
 )
 @click.option(
     "--layout",
-    type=click.Choice(["plain", "arduino", "cmake"]),
+    type=click.Choice(LAYOUTS.names()),
     default="plain",
     show_default=True,
     help="Firmware package layout: a plain folder, an Arduino library, or a CMake target.",
@@ -319,7 +320,7 @@ def check(
     """
     from edgec import api, ci, ui
     from edgec._native_log import captured_native_stderr
-    from edgec.firmware_export.writer import prepare_output_file, write_file_atomically
+    from edgec.export.writer import prepare_output_file, write_file_atomically
 
     if out is not None:
         prepare_output_file(out)

@@ -193,7 +193,7 @@ def _bytes(n: int | None) -> str:
 
 
 def print_layers(result: Inspection) -> None:
-    from edgec.targets.layers import LIVE_METHOD, MACS_METHOD
+    from edgec.artifact.stats import LIVE_METHOD, MACS_METHOD
 
     layers = result.layers
     table = Table(title=t(f"{result.source}: {result.what}"), title_justify="left")

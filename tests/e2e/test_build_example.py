@@ -4,7 +4,7 @@ import hashlib
 import subprocess
 import sys
 
-from edgec.targets.tflite_model import TfliteModel
+from edgec.artifact.tflite_model import TfliteModel
 
 FILES = {
     "model.tflite",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgec.targets.tflite_model import TfliteModel
+from edgec.artifact.tflite_model import TfliteModel
 from tests.conftest import run_edgec
 
 

@@ -223,8 +223,8 @@ def test_compress_lut_on_an_unclustered_model_fails_cleanly(user_model, tmp_path
 
 def test_settings_for_float_io_and_awkward_labels_compile(tmp_path):
     """Labels with quotes, backslashes and non-ASCII; a float32 input without scale."""
-    from edgec.firmware_export.settings import ArenaSize, model_settings_header
-    from edgec.targets.tflite_model import Operator, Tensor
+    from edgec.artifact.tflite_model import Operator, Tensor
+    from edgec.export.settings import ArenaSize, model_settings_header
 
     inp = Tensor(0, "in", "float32", (1, 3), (1, 3), None, (), (), 0)
     out = Tensor(1, "out", "uint8", (1, 3), (1, 3), None, (0.5,), (128,), 0)
@@ -261,3 +261,39 @@ def test_settings_for_float_io_and_awkward_labels_compile(tmp_path):
     printed = subprocess.run([tmp_path / "c"], capture_output=True, check=True).stdout.decode()
     assert printed.splitlines() == [*labels, "0.5 128 112"]
     subprocess.run([tmp_path / "cc"], check=True)
+
+
+@pytest.fixture
+def flat_upper():
+    """An export layout defined here, in the test module, with no edit to src/."""
+    from edgec.export.layouts import LAYOUTS, register_layout
+
+    @register_layout("upper")
+    def upper(spec, headers, sources):
+        return {k.upper(): v for k, v in (headers | sources).items()}
+
+    yield upper
+    LAYOUTS.unregister("upper")
+
+
+def test_a_toy_layout_registered_from_the_test_places_the_files(flat_upper, seed_tflite):
+    import dataclasses
+
+    from edgec.errors import InputError
+    from edgec.export import ExportSpec, export_package
+    from edgec.targets.profile import load_runtime
+
+    spec = ExportSpec(
+        model=seed_tflite,
+        name="m",
+        source="s",
+        target="cortex-m",
+        runtime=load_runtime("tflite-micro"),
+        arena_bytes=4096,
+        layout="upper",
+    )
+    files = export_package(spec)
+    assert {"MODEL_DATA.H", "MODEL_DATA.CC", "MODEL_SETTINGS.H", "MODEL_OPS.H"} <= set(files)
+    assert "model.tflite" in files and "manifest.json" in files
+    with pytest.raises(InputError, match=r"unknown --layout 'nope' \(use plain, arduino, cmake"):
+        export_package(dataclasses.replace(spec, layout="nope"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edgec.firmware_export.toolchain import cpu_flags
+from edgec.export.toolchain import cpu_flags
 from tests.conftest import need_tool
 
 pytestmark = pytest.mark.toolchain

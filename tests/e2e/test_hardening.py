@@ -61,7 +61,7 @@ def test_runtime_name_is_a_builtin_only(tmp_path, seed_tflite):
 
 def test_output_files_stay_inside_the_output_folder(tmp_path):
     from edgec.errors import InputError
-    from edgec.firmware_export import write_outputs
+    from edgec.export import write_outputs
 
     for bad in ("../x", "/etc/x", "a/../../x", "a\\..\\x", ""):
         with pytest.raises(InputError, match="leaves the output folder"):
@@ -71,7 +71,7 @@ def test_output_files_stay_inside_the_output_folder(tmp_path):
 
 def test_file_name_cannot_inject_c(tmp_path, seed_tflite, user_model):
     """A model path with a newline and '#define' stays inside the generated comments."""
-    from edgec.firmware_export import ExportSpec, export_package
+    from edgec.export import ExportSpec, export_package
     from edgec.targets.profile import load_runtime
 
     source = "evil\n#define X 1 */ #define Y \\\n??/\n\u2028#define Z"
@@ -163,8 +163,8 @@ def test_immutable_parent_is_refused_before_any_work(tmp_path, seed_tflite):
 
 
 def test_outputs_follow_the_umask(tmp_path, seed_tflite):
-    from edgec.firmware_export import write_outputs
-    from edgec.firmware_export.writer import write_file_atomically
+    from edgec.export import write_outputs
+    from edgec.export.writer import write_file_atomically
 
     old = os.umask(0o027)
     try:
@@ -181,7 +181,7 @@ def test_outputs_follow_the_umask(tmp_path, seed_tflite):
 
 def test_concurrent_writes_into_one_out(tmp_path):
     """Eight writers race for one folder: each succeeds, and one whole result is left."""
-    from edgec.firmware_export import write_outputs
+    from edgec.export import write_outputs
 
     out = tmp_path / "out"
     errors: list[BaseException] = []
@@ -276,8 +276,8 @@ def test_odd_dtypes_are_messages(tmp_path, seed_tflite, dtype):
 
 def test_huge_activation_gives_up_early(tmp_path, seed_tflite):
     """A 64 MiB... 1 GiB activation: no 256 MiB probing, a clear result instead."""
+    from edgec.artifact.runtimes import measure_arena
     from edgec.errors import ToolError
-    from edgec.targets.arena import measure_arena
 
     with pytest.raises(ToolError, match="activation tensor alone needs"):
         measure_arena(seed_tflite, [], floor_bytes=300 * 2**20)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgec.artifact.lut import bit_identical_check, compress_lut, compress_lut_verified, plan_lut
+from edgec.artifact.runtimes import measure_arena, quantize, run_tflm
 from edgec.errors import InputError
-from edgec.firmware_export import ExportSpec, export_package
-from edgec.firmware_export.lut import compress_lut, plan_lut
-from edgec.pipeline.lut import compress_lut_verified
-from edgec.pipeline.verify import bit_identical_check, quantize, run_tflm
+from edgec.export import ExportSpec, export_package
 from edgec.targets import TfliteModel
-from edgec.targets.arena import measure_arena
 from edgec.targets.profile import load_runtime
 from tests.conftest import run_edgec
 
@@ -26,7 +24,7 @@ def cqat_lut(clustered):
 
 
 def test_acceptance_flash_35_percent_smaller_and_bit_identical(cqat_lut):
-    """The issue's acceptance, on the build's own compress stage (pipeline.lut)."""
+    """The issue's acceptance, on the build's own compress stage (artifact.lut)."""
     tflite, x_q, arena, lut = cqat_lut
     assert len(lut.model) <= 0.65 * len(tflite), (len(tflite), len(lut.model))
     assert lut.result.bytes_before == len(tflite) and lut.result.bytes_after == len(lut.model)

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from edgec.artifact import Artifact
+from edgec.artifact.runtimes import quantize, run_tflm
+from edgec.artifact.stats import count_macs
 from edgec.errors import InputError
 from edgec.pipeline.channel_prune import (
     ChannelPlan,
@@ -23,10 +26,7 @@ from edgec.pipeline.channel_prune import (
 )
 from edgec.pipeline.convert import convert_int8
 from edgec.pipeline.low_rank import SUFFIX, factorise
-from edgec.pipeline.verify import quantize, run_tflm
 from edgec.targets import TfliteModel
-from edgec.targets.analyzers.mcu import tflm_arena
-from edgec.targets.layers import count_macs
 
 SEED = 3
 
@@ -124,10 +124,10 @@ class Int8:
 
 def _int8(model, x: np.ndarray) -> Int8:
     tflite = convert_int8(model, x)
-    flat = TfliteModel.from_bytes(tflite)
-    arena, why = tflm_arena(tflite, flat, True)
+    artifact = Artifact.from_bytes(tflite)
+    arena, why = artifact.arena()
     assert arena is not None, why
-    return Int8(tflite, model.count_params(), count_macs(flat), arena)
+    return Int8(tflite, model.count_params(), count_macs(artifact.model), arena)
 
 
 @dataclass

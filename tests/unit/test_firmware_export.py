@@ -3,7 +3,7 @@ import re
 import pytest
 
 from edgec.errors import InputError
-from edgec.firmware_export import (
+from edgec.export import (
     c_identifier,
     model_data_sources,
     prepare_output_dir,
@@ -105,7 +105,7 @@ def test_c_identifiers_stay_unique_and_valid():
 
 @pytest.mark.parametrize(("measured", "margin"), [(6096, 10), (6096, 0), (1, 10), (12345, 25)])
 def test_arena_size_margin_rounded_to_16(measured, margin):
-    from edgec.firmware_export.settings import ArenaSize
+    from edgec.export.settings import ArenaSize
 
     size = ArenaSize(measured, margin).bytes
     assert size % 16 == 0
@@ -114,10 +114,10 @@ def test_arena_size_margin_rounded_to_16(measured, margin):
 
 
 def test_missing_kernel_is_a_build_time_error():
+    from edgec.artifact.tflite_model import Operator, Tensor, TfliteModel
     from edgec.errors import ConversionError
-    from edgec.firmware_export.ops import model_ops_header
+    from edgec.export.ops import model_ops_header
     from edgec.targets.profile import load_runtime
-    from edgec.targets.tflite_model import Operator, Tensor, TfliteModel
 
     tensor = Tensor(0, "x", "int8", (1, 4), (1, 4), None, (0.1,), (0,), 0)
     ops = (

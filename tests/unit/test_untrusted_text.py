@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgec.errors import InputError, UsageError
-from edgec.firmware_export.names import c_comment, c_identifier
-from edgec.firmware_export.writer import confined
+from edgec.export.names import c_comment, c_identifier
+from edgec.export.writer import confined
 from edgec.targets.profile import parse_budget
 from edgec.units import MAX_BYTES, parse_size
 

@@ -1,7 +1,8 @@
 import numpy as np
 
-from edgec.pipeline.verify import Outputs, agreement_check, quantize
-from edgec.targets.tflite_model import Tensor
+from edgec.artifact.runtimes import Outputs, quantize
+from edgec.artifact.tflite_model import Tensor
+from edgec.pipeline.verify import agreement_check
 
 LOGITS = 7  # tensor index of the input of the final op
 

@@ -1,17 +1,1 @@
-"""What firmware needs: the model array, settings and op headers, packaged for a build."""
-
-from edgec.firmware_export.c_array import check_section, model_data_sources
-from edgec.firmware_export.names import c_identifier
-from edgec.firmware_export.package import LAYOUTS, ExportSpec, export_package
-from edgec.firmware_export.writer import prepare_output_dir, write_outputs
-
-__all__ = [
-    "LAYOUTS",
-    "ExportSpec",
-    "c_identifier",
-    "check_section",
-    "export_package",
-    "model_data_sources",
-    "prepare_output_dir",
-    "write_outputs",
-]
+from edgec.export import *  # noqa: F403  # moved to edgec.export; re-export until the issue-12 merge

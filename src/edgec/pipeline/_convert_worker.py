@@ -27,11 +27,9 @@ def convert(folder: Path) -> None:
     job = json.loads((folder / "job.json").read_text())
     converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "model"))
     if job["int8"]:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[job["io_type"]]
-        converter.inference_input_type = dtype
-        converter.inference_output_type = dtype
+        from edgec.pipeline.convert import configure
+
+        configure(converter, "int8", io_type=job["io_type"])
         samples = np.load(folder / "calibration.npy")
         progress = folder / "progress"
 

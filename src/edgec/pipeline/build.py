@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgec.artifact import Artifact as ModelArtifact  # report.Artifact is a report entry
+from edgec.artifact.lut import compress_lut_verified
+from edgec.artifact.stats import analyze_layers
 from edgec.datasets import load_dataset, split_calibration
 from edgec.datasets.split import (
     DEFAULT_CALIBRATION_SAMPLES,
@@ -20,7 +23,7 @@ from edgec.datasets.split import (
     split_validation,
 )
 from edgec.errors import InputError
-from edgec.firmware_export import (
+from edgec.export import (
     LAYOUTS,
     ExportSpec,
     c_identifier,
@@ -30,10 +33,9 @@ from edgec.firmware_export import (
     prepare_output_dir,
     write_outputs,
 )
-from edgec.firmware_export.c_array import LANGUAGES
-from edgec.firmware_export.toolchain import measure_model_object
+from edgec.export.c_array import LANGUAGES
+from edgec.export.toolchain import measure_model_object
 from edgec.pipeline.convert import IO_TYPES, PHONE_VARIANTS
-from edgec.pipeline.lut import compress_lut_verified
 from edgec.pipeline.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.report import (
     Artifact,
@@ -47,8 +49,6 @@ from edgec.report import (
 )
 from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
-from edgec.targets.analyzers.mcu import tflm_arena
-from edgec.targets.layers import analyze_layers
 from edgec.targets.profile import load_runtime
 from edgec.targets.weights import compression_checks
 
@@ -226,17 +226,18 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
             io_type=options.io_type,
             quiet=not options.debug,
         )
-    flat = TfliteModel.from_bytes(tflite, source="the converted model")
+    converted = ModelArtifact.from_bytes(tflite, source="the converted model")
+    flat = converted.model
 
     # The TFLM arena of the converted model (measured once per model, cached).
     tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
     with stage("measure_arena", "Measuring the exact TFLM arena"):
-        arena, _ = tflm_arena(tflite, flat, runnable=tflm_ok)
+        arena, _ = converted.arena(runnable=tflm_ok)
     x_q = _model_input(flat, evaluation.x)
 
     # What ships: the converted model, or its LUT-compressed form. Targets are checked
     # against what ships, so flash and arena budgets see the compressed model.
-    shipped, lut_info = tflite, None
+    shipped, shipped_artifact, lut_info = tflite, converted, None
     model_checks: list[Check] = []
     if options.compress == "lut":
         with stage("compress", "LUT-compressing clustered weights (tflite-micro compressor)"):
@@ -244,15 +245,14 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
                 model_checks.append(Check("lut_bit_identical", False, "not run: TFLM lacks ops"))
             else:
                 lut = compress_lut_verified(tflite, x_q, arena)
-                shipped, lut_info = lut.model, lut.info()
+                shipped, shipped_artifact, lut_info = lut.model, lut.artifact, lut.info()
                 model_checks.append(lut.check)
-    shipped_flat = TfliteModel.from_bytes(shipped, source="the shipped model")
 
     sections: list[TargetSection] = []
     target_files: dict[str, bytes] = {}
     for profile in plan.profiles:
         with stage(f"check:{profile.name}", f"Checking against {profile.name} ({profile.kind})"):
-            section, produced = analyze_target(shipped, shipped_flat, profile, plan.overrides)
+            section, produced = analyze_target(shipped_artifact, profile, plan.overrides)
         sections.append(section)
         target_files.update(produced)
 
@@ -324,7 +324,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         if reference is not None and reference.layers:  # a SavedModel signature has none
             layers = with_layer_errors(layers, reference, tflite, flat, calibration.x)
 
-    shipped_arena, _ = tflm_arena(shipped, shipped_flat, runnable=tflm_ok)
+    shipped_arena, _ = shipped_artifact.arena(runnable=tflm_ok)
     firmware: Firmware | None = None
     with stage("export", "Writing the firmware package"):
         if shipped_arena is None:  # no op resolver and no arena for a model TFLM cannot run
@@ -333,6 +333,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
         else:
             spec = ExportSpec(
                 model=shipped,
+                parsed=shipped_artifact.model,
                 name=name,
                 source=source,
                 target=first_profile.name,
@@ -457,8 +458,8 @@ def _validate(options: BuildOptions) -> _Plan:
 def _firmware_info(
     spec: ExportSpec, files: dict[str, bytes], cpu: str, compression: dict | None
 ) -> Firmware:
-    from edgec.firmware_export.ops import resolver_methods
-    from edgec.firmware_export.settings import ArenaSize
+    from edgec.export.ops import resolver_methods
+    from edgec.export.settings import ArenaSize
 
     source = next(v for k, v in files.items() if k.endswith(f"model_data.{spec.lang}"))
     header = next(v for k, v in files.items() if k.endswith("model_data.h"))
@@ -468,7 +469,7 @@ def _firmware_info(
         if size is not None
         else f"not measured: arm-none-eabi-gcc/-size not found or no flags for CPU '{cpu}'"
     )
-    flat = TfliteModel.from_bytes(spec.model)
+    flat = spec.flat()
     return Firmware(
         layout=spec.layout,
         c_language=spec.lang,

@@ -1,4 +1,13 @@
-"""Full-integer int8 conversion with the TFLite converter."""
+"""The TFLite converter, once: ``convert(model, mode=...)`` for every model edgec writes.
+
+Modes: ``int8`` (full-integer, calibrated; what MCUs and NPUs run), ``float16`` and
+``dynamic-range`` (the phone variants), ``float`` (a plain float32 model for inspection).
+All are converted from a batch-1 concrete function. The converter options of each mode
+are set in one place (``configure``); the int8 conversion runs in a child process
+(``_convert_worker``, which calls ``configure`` too), where a native crash of the
+calibrator becomes a ``ConversionError``. The other modes run no calibration and convert
+in process.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +26,57 @@ from edgec._native_log import captured_native_stderr
 from edgec.errors import ConversionError, InputError
 
 IO_TYPES = ("int8", "uint8", "float32")
+PHONE_VARIANTS = ("float16", "dynamic-range")
+MODES = ("int8", *PHONE_VARIANTS, "float")
+
+
+def convert(
+    model,
+    *,
+    mode: str = "int8",
+    calibration_x: np.ndarray | None = None,
+    io_type: str = "int8",
+    quiet: bool = True,
+) -> bytes:
+    """Convert a Keras model (tf_keras, Keras 3 or a SavedModel signature) to TFLite.
+
+    ``mode`` is one of ``MODES``; ``int8`` needs ``calibration_x`` (float samples) and
+    takes ``io_type`` for its inputs and outputs. The others keep float32 I/O.
+    """
+    if mode not in MODES:
+        raise InputError(f"unknown conversion mode '{mode}' (use {', '.join(MODES)})")
+    if mode == "int8":
+        if calibration_x is None:
+            raise InputError("int8 conversion needs calibration samples")
+        return convert_int8(model, calibration_x, io_type=io_type, quiet=quiet)
+    converter, graph = _batch1_converter(model)
+    configure(converter, mode)
+    return _convert(converter, graph, quiet)
+
+
+def configure(converter, mode: str, *, io_type: str = "int8") -> None:
+    """Set the options of ``mode`` on a ``tf.lite.TFLiteConverter``."""
+    from edgec._tf import tf
+
+    if mode == "float":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_type]
+        converter.inference_input_type = dtype
+        converter.inference_output_type = dtype
+    elif mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    # dynamic-range (no representative dataset): the converter quantizes weights to int8
+    # but leaves constant tensors under 1024 elements in float32 (seen here: the digits
+    # CNN's first conv kernel, 144 values, and its 640-value logits kernel stay float32).
 
 
 def convert_int8(
     model, calibration_x: np.ndarray, *, io_type: str = "int8", quiet: bool = True
 ) -> bytes:
-    """Convert a Keras model (tf_keras, Keras 3 or a SavedModel signature) to full int8.
+    """``convert``'s int8 mode: the full-integer model, converted in the child process.
 
     TFLITE_BUILTINS_INT8 only (no silent float fallback), per-channel weights, and a
     static batch size of 1: converting from a concrete function with a fixed input
@@ -86,12 +140,6 @@ def check_calibration_data(x: np.ndarray) -> np.ndarray:
             hint="scale the data as the model expects it (e.g. divide raw values) or fix the file",
         )
     return samples.astype(np.float32)
-
-
-def convert_float(model, *, quiet: bool = True) -> bytes:
-    """A plain float32 TFLite model (batch 1), for looking at a Keras model's layers."""
-    converter, graph = _batch1_converter(model)
-    return _convert(converter, graph, quiet)
 
 
 def batch1_function(model):
@@ -253,26 +301,3 @@ def _conversion_error(text: str, graph) -> ConversionError:
     else:
         hint = "run with --debug for the converter's full log"
     return ConversionError(f"TFLite int8 conversion failed: {layer}{error}", hint=hint)
-
-
-PHONE_VARIANTS = ("float16", "dynamic-range")
-
-
-def convert_variant(model, variant: str, *, quiet: bool = True) -> bytes:
-    """A phone variant besides int8: float16 weights, or dynamic-range int8 weights.
-
-    Both keep float32 activations and I/O (LiteRT/XNNPACK run them on a phone's CPU or
-    GPU); like ``convert_int8`` they are converted from a batch-1 concrete function.
-    """
-    from edgec._tf import tf
-
-    converter, graph = _batch1_converter(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if variant == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    # Dynamic range (no representative dataset): the converter quantizes weights to int8 but
-    # leaves constant tensors under 1024 elements in float32 (seen here: the digits CNN's
-    # first conv kernel, 144 values, and its 640-value logits kernel stay float32).
-    elif variant != "dynamic-range":
-        raise ValueError(f"unknown variant {variant}")
-    return _convert(converter, graph, quiet)

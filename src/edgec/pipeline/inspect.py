@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgec.artifact.stats import analyze_layers
+from edgec.artifact.tflite_model import TfliteModel
 from edgec.errors import InputError
 from edgec.report import Layer
-from edgec.targets.layers import analyze_layers
-from edgec.targets.tflite_model import TfliteModel
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,11 @@ def inspect_model(path: Path, custom_objects: str | None = None) -> Inspection:
         dtypes = sorted({t.dtype for t in flat.tensors if t.is_constant and len(t.shape) >= 2})
         return Inspection(str(path), f"TFLite model, weights {'/'.join(dtypes) or 'none'}",
                           len(data), analyze_layers(flat))  # fmt: skip
-    from edgec.pipeline.convert import convert_float
+    from edgec.pipeline.convert import convert
     from edgec.pipeline.model_io import load_custom_objects, load_keras_model
 
     model = load_keras_model(path, load_custom_objects(custom_objects))
-    data = convert_float(model)
+    data = convert(model, mode="float")
     return Inspection(
         str(path),
         "Keras model, shown as its float32 TFLite conversion (batch 1); "

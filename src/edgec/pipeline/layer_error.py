@@ -12,8 +12,8 @@ import dataclasses
 
 import numpy as np
 
+from edgec.artifact.tflite_model import TfliteModel
 from edgec.report import Layer
-from edgec.targets.tflite_model import TfliteModel
 
 SAMPLES = 64
 NOTICEABLE_STEPS = 1.0  # below one quantization step, rounding explains the error
@@ -30,7 +30,7 @@ def with_layer_errors(
     pre-activation value, and that activation op with the layer's output.
     """
     from edgec._tf import keras
-    from edgec.pipeline.verify import dequantize, quantize, run_litert
+    from edgec.artifact.runtimes import dequantize, quantize, run_litert
 
     probes = _probes(keras_model, flat)
     if not probes:

@@ -11,10 +11,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from edgec.artifact.runtimes import litert_latency_ms, run_litert
 from edgec.datasets.loading import Dataset
 from edgec.report import Check, TargetSection
-from edgec.targets import TargetProfile, TfliteModel
-from edgec.targets.analyzers.phone import litert_latency_ms
+from edgec.targets import TargetProfile
 
 
 def add_phone_variants(
@@ -29,11 +29,11 @@ def add_phone_variants(
     quiet: bool = True,
 ) -> tuple[list[TargetSection], dict[str, bytes]]:
     from edgec.pipeline import verify
-    from edgec.pipeline.convert import convert_variant
+    from edgec.pipeline.convert import convert
 
-    converted = {v: convert_variant(model, v, quiet=quiet) for v in variants}
+    converted = {v: convert(model, mode=v, quiet=quiet) for v in variants}
     x = evaluation.x.astype(np.float32)
-    outputs = {v: verify.run_litert(data, x).raw for v, data in converted.items()}
+    outputs = {v: run_litert(data, x).raw for v, data in converted.items()}
     files: dict[str, bytes] = {}
     result = []
     for section, profile in zip(sections, profiles, strict=True):
@@ -45,10 +45,7 @@ def add_phone_variants(
             path = f"{profile.name}/model_{variant}.tflite"
             files[path] = data
             latency = litert_latency_ms(
-                data,
-                TfliteModel.from_bytes(data, source=f"the {variant} model"),
-                runs=profile.phone.benchmark_runs,
-                threads=profile.phone.threads,
+                data, runs=profile.phone.benchmark_runs, threads=profile.phone.threads
             )
             ev = verify.evaluate(float_out, outputs[variant], evaluation, max_drop=max_drop)
             acc = ev.accuracy

@@ -3,97 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+# moved to edgec.artifact.runtimes; re-export until the issue-12 merge
+from edgec.artifact.runtimes import Outputs, dequantize, quantize, run_litert, run_tflm
 from edgec.datasets.loading import Dataset
 from edgec.report import Accuracy, Check
-from edgec.targets.tflite_model import Tensor
 
 MIN_COSINE = 0.98  # for models judged without class labels
-
-
-def quantize(x: np.ndarray, tensor: Tensor) -> np.ndarray:
-    """float samples -> the model input's dtype: q = round(x / scale) + zero_point."""
-    if tensor.dtype == "float32":
-        return x.astype(np.float32)
-    info = np.iinfo(np.dtype(tensor.dtype))
-    q = np.round(x / tensor.scales[0]) + tensor.zero_points[0]
-    return np.clip(q, info.min, info.max).astype(tensor.dtype)
-
-
-def dequantize(q: np.ndarray, tensor: Tensor) -> np.ndarray:
-    if tensor.dtype == "float32":
-        return q.astype(np.float32)
-    return (q.astype(np.float32) - tensor.zero_points[0]) * tensor.scales[0]
-
-
-def run_litert(model: bytes, x: np.ndarray, keep: Sequence[int] = ()) -> Outputs:
-    """Raw outputs (model output dtype) of LiteRT on each sample, batch 1.
-
-    ``keep``: also return these intermediate tensors (by index) for every sample.
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    # Without the default XNNPACK delegate: XNNPACK's int8 kernels round differently.
-    # Measured here on a PCQAT digits CNN (per-tensor FULLY_CONNECTED): XNNPACK differed
-    # from TFLM by up to 3 output steps, LiteRT's builtin kernels by at most 1. The MCU
-    # runs TFLM, so the builtin kernels are the ones to compare with.
-    with warnings.catch_warnings():  # keeping intermediates is "for debugging": we are
-        warnings.simplefilter("ignore", UserWarning)
-        interpreter = Interpreter(
-            model_content=model,
-            num_threads=1,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            experimental_preserve_all_tensors=bool(keep),
-        )
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-    results: list[np.ndarray] = []
-    kept: dict[int, list[np.ndarray]] = {i: [] for i in keep}
-    for sample in x:
-        interpreter.set_tensor(inp, sample[None])
-        interpreter.invoke()
-        results.append(interpreter.get_tensor(out)[0].copy())
-        for i in keep:
-            kept[i].append(interpreter.get_tensor(i).copy())
-    return Outputs(np.stack(results), {i: np.stack(v) for i, v in kept.items()})
-
-
-def run_tflm(model: bytes, x: np.ndarray, arena_bytes: int, keep: Sequence[int] = ()) -> Outputs:
-    """Raw outputs of the tflite-micro interpreter (the on-MCU kernels), batch 1."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    if not keep:
-        interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
-    else:  # every tensor gets its own memory: more arena than the planned figure
-        interpreter = runtime.Interpreter.from_bytes(
-            model,
-            arena_size=arena_bytes * 4 + len(model),
-            intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors,
-        )
-    results: list[np.ndarray] = []
-    kept: dict[int, list[np.ndarray]] = {i: [] for i in keep}
-    for sample in x:
-        interpreter.set_input(sample[None], 0)
-        interpreter.invoke()
-        results.append(np.array(interpreter.get_output(0))[0].copy())
-        for i in keep:
-            kept[i].append(np.array(interpreter.GetTensor(i, 0)["tensor_data"]).copy())
-    return Outputs(np.stack(results), {i: np.stack(v) for i, v in kept.items()})
-
-
-@dataclass(frozen=True)
-class Outputs:
-    raw: np.ndarray  # model outputs, one row per sample
-    kept: dict[int, np.ndarray] = field(default_factory=dict)  # tensor index -> per sample
-
-    def first(self, n: int) -> Outputs:
-        return Outputs(self.raw[:n], {i: v[:n] for i, v in self.kept.items()})
+__all__ = [
+    "AMPLIFYING", "MIN_COSINE", "Evaluation", "Outputs", "agreement_check", "dequantize",
+    "evaluate", "quantize", "run_litert", "run_tflm", "with_input_model",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -214,25 +137,6 @@ def _step_diff(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
     worst = int(diff.max()) if diff.size else 0
     same = float(np.mean(np.all(diff.reshape(len(diff), -1) == 0, axis=1)) * 100)
     return worst, same
-
-
-def bit_identical_check(reference: np.ndarray, candidate: np.ndarray, name: str) -> Check:
-    """Same runtime, two models: every output of every sample must be bit-identical."""
-    differs = np.any(
-        reference.reshape(len(reference), -1) != candidate.reshape(len(candidate), -1), axis=1
-    )
-    worst = int(np.abs(reference.astype(np.int64) - candidate.astype(np.int64)).max(initial=0))
-    bad = int(differs.sum())
-    return Check(
-        name,
-        bad == 0,
-        f"TFLM outputs of the compressed vs the uncompressed model on {len(reference)} "
-        f"evaluation samples: {len(reference) - bad} bit-identical, {bad} differ"
-        + (f" (by up to {worst} steps)" if bad else ""),
-        value=bad,
-        limit=0,
-        unit="samples",
-    )
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

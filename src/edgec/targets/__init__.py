@@ -1,5 +1,6 @@
 """Target profiles and the checks a converted model must pass on them (no TensorFlow)."""
 
+from edgec.artifact.tflite_model import TfliteModel
 from edgec.targets.profile import (
     Budget,
     TargetProfile,
@@ -8,7 +9,6 @@ from edgec.targets.profile import (
     load_targets,
     parse_budget,
 )
-from edgec.targets.tflite_model import TfliteModel
 
 __all__ = [
     "Budget",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from edgec.artifact.tflite_model import TfliteModel
 from edgec.report import Check
 from edgec.targets.profile import TargetProfile
-from edgec.targets.tflite_model import TfliteModel
 
 # Constant tensors that are legitimately 32-bit in an int8 model: biases and the shape /
 # axis / padding parameters of ops like RESHAPE, MEAN, PAD.

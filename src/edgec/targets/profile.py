@@ -21,7 +21,6 @@ from edgec.errors import InputError, UsageError
 from edgec.units import MAX_BYTES, parse_size
 
 SCHEMA_VERSION = 1  # version 1 grew optional tables only ([estimate], [vela], [phone])
-KINDS = ("mcu", "npu", "phone", "edgetpu")
 DTYPES = ("int8", "uint8", "int16", "float16", "float32")
 
 # key -> (type, required); nested tables are dicts of the same form.
@@ -298,8 +297,10 @@ def _load(data: bytes, *, source: str) -> TargetProfile:
             f"{where}: key 'name' {table['name'][:80]!r} is not a plain name",
             hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
-    if table["kind"] not in KINDS:
-        raise InputError(f"{where}: key 'kind' must be one of {', '.join(KINDS)}")
+    from edgec.targets.analyzers import kinds  # the registry imports this module
+
+    if table["kind"] not in kinds():
+        raise InputError(f"{where}: key 'kind' must be one of {', '.join(kinds())}")
     part, reserved, runtime = table["part"], table["reserved"], table["runtime"]
     for key, limit in (
         ("clock_hz", MAX_CLOCK_HZ),

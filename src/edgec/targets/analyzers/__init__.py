@@ -1,4 +1,8 @@
-"""Per-kind analysis of one converted model on one target profile (bytes in, no TensorFlow).
+"""Per-kind analysis of one converted model (an Artifact) on one target profile, no TensorFlow.
+
+A profile's ``kind`` names a registered analyzer: ``@register_kind("name")`` on a function
+``(artifact, profile, runnable) -> Analysis``; a duplicate name is an error, and profile
+validation accepts exactly the registered kinds.
 
 Every kind runs the common checks (ops, dtypes, static shapes, flash and RAM budgets);
 each kind adds what only it can tell: the exact TFLM arena and a latency estimate (mcu),
@@ -8,12 +12,14 @@ latency on this host (phone).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
+from edgec.artifact import Artifact
+from edgec.registry import Registry
 from edgec.report import Check, Memory, TargetSection
 from edgec.targets import checks as target_checks
 from edgec.targets.profile import TargetProfile
-from edgec.targets.tflite_model import TfliteModel
 
 
 @dataclass
@@ -28,22 +34,34 @@ class Analysis:
     files: dict[str, bytes] = field(default_factory=dict)  # path in the output dir -> bytes
 
 
+# A kind's analysis: (artifact, profile, runnable: the ops check passed) -> Analysis
+Analyzer = Callable[[Artifact, TargetProfile, bool], Analysis]
+ANALYZERS: Registry[Analyzer] = Registry("target kind")
+
+
+def register_kind(name: str) -> Callable[[Analyzer], Analyzer]:
+    """Decorator: the analysis of target profiles of ``kind = name``."""
+    return ANALYZERS.register(name)
+
+
+def kinds() -> tuple[str, ...]:
+    """The registered target kinds, the built-in ones first."""
+    return ANALYZERS.names()
+
+
 def analyze_target(
-    tflite: bytes,
-    model: TfliteModel,
+    artifact: Artifact,
     profile: TargetProfile,
     overrides: dict[str, int] | None = None,
 ) -> tuple[TargetSection, dict[str, bytes]]:
-    """All checks of ``model`` on ``profile``: the report section and the files it produced."""
-    from edgec.targets.analyzers import edgetpu, ethos_u, mcu, phone
-
+    """All checks of ``artifact`` on ``profile``: the report section and the files it produced."""
+    model = artifact.model
     common = [
         target_checks.check_ops(model, profile),
         target_checks.check_dtypes(model, profile, model.input_tensor().dtype),
         target_checks.check_static_shapes(model),
     ]
-    analyzer = {"mcu": mcu, "npu": ethos_u, "edgetpu": edgetpu, "phone": phone}[profile.kind]
-    found: Analysis = analyzer.analyze(tflite, model, profile, runnable=common[0].ok)
+    found = ANALYZERS.get(profile.kind)(artifact, profile, common[0].ok)
     budget = profile.budget.overridden(overrides or {})
     checks = [*common, *found.checks]
     checks.append(
@@ -70,6 +88,8 @@ def analyze_target(
 
 
 def _with_method(check: Check, method: str) -> Check:
-    from dataclasses import replace
-
     return replace(check, method=method)
+
+
+# The built-in kinds register themselves on import (after the registry above exists).
+from edgec.targets.analyzers import edgetpu, ethos_u, mcu, phone  # noqa: E402, F401

@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from edgec._process import find_tool
+from edgec.artifact import Artifact
+from edgec.artifact.tflite_model import Operator, TfliteModel
 from edgec.errors import ToolError
 from edgec.report import Check
-from edgec.targets.analyzers import Analysis
+from edgec.targets.analyzers import Analysis, register_kind
 from edgec.targets.profile import TargetProfile
-from edgec.targets.tflite_model import Operator, TfliteModel
 
 QUANTIZED = ("int8", "uint8")
 MAX_BIG_DIMS = 3
@@ -37,7 +38,9 @@ _REDUCTIONS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN")
 COMPILER_TIMEOUT_S = 600
 
 
-def analyze(tflite: bytes, model: TfliteModel, profile: TargetProfile, runnable: bool) -> Analysis:
+@register_kind("edgetpu")
+def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analysis:
+    tflite, model = artifact.data, artifact.model
     rows = mapping(model, profile)
     fallback = next((r for r in rows if not r["mapped"]), None)
     mapped = [r for r in rows if r["mapped"]]

@@ -15,18 +15,20 @@ import tempfile
 from pathlib import Path
 
 from edgec._process import find_tool
+from edgec.artifact import Artifact
 from edgec.errors import InputError, ToolError
 from edgec.report import Check
-from edgec.targets.analyzers import Analysis
+from edgec.targets.analyzers import Analysis, register_kind
 from edgec.targets.profile import TargetProfile
-from edgec.targets.tflite_model import TfliteModel
 
 VELA_TIMEOUT_S = 600
 _OP_LINE = re.compile(r"^\s+(CPU|NPU): (\S+) = (.*?)(?: \(outputs .*\))?$")
 _COUNT = re.compile(r"^(CPU|NPU) operators = (\d+)", re.M)
 
 
-def analyze(tflite: bytes, model: TfliteModel, profile: TargetProfile, runnable: bool) -> Analysis:
+@register_kind("npu")
+def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analysis:
+    tflite, model = artifact.data, artifact.model
     assert profile.vela is not None  # the loader requires [vela] for kind "npu"
     result = run_vela(tflite, profile)
     # Vela names CPU ops by its own type ("Passthrough") and the output tensor's name: map

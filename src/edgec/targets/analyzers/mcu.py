@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
-
-from edgec.errors import ToolError
+from edgec.artifact import Artifact
+from edgec.artifact.stats import MAC_OPS, count_macs
 from edgec.report import Check
-from edgec.targets.analyzers import Analysis
-from edgec.targets.arena import METHOD as ARENA_METHOD
-from edgec.targets.arena import measure_arena
-from edgec.targets.layers import MAC_OPS, count_macs
+from edgec.targets.analyzers import Analysis, register_kind
 from edgec.targets.profile import TargetProfile
-from edgec.targets.tflite_model import TfliteModel
-
-_ARENAS: dict[str, int] = {}  # sha256 of the model -> arena: one search per model and process
 
 
-def analyze(tflite: bytes, model: TfliteModel, profile: TargetProfile, runnable: bool) -> Analysis:
-    arena, ram_detail = tflm_arena(tflite, model, runnable)
+@register_kind("mcu")
+def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analysis:
+    model = artifact.model
+    arena, ram_detail = artifact.arena(runnable=runnable)
     macs = count_macs(model)
     checks = [
         Check(
@@ -60,35 +53,8 @@ def analyze(tflite: bytes, model: TfliteModel, profile: TargetProfile, runnable:
         )
     return Analysis(
         checks=checks,
-        flash_bytes=len(tflite),
+        flash_bytes=artifact.size_bytes,
         ram_bytes=arena,
         ram_method="TFLM arena",
         figures=figures,
     )
-
-
-def tflm_arena(tflite: bytes, model: TfliteModel, runnable: bool) -> tuple[int | None, str]:
-    """The exact TFLM arena (cached per model), or None with the reason."""
-    if not runnable:
-        return None, "not measured: the model has ops TFLM lacks"
-    key = hashlib.sha256(tflite).hexdigest()
-    if key not in _ARENAS:
-        # The arena does not depend on input values: zeros of each input's shape and dtype.
-        inputs = [
-            np.zeros(model.tensors[i].shape, dtype=model.tensors[i].numpy_dtype())
-            for i in model.inputs
-        ]
-        try:
-            activations = [t.nbytes for t in model.tensors if not t.is_constant]
-            # generous: every activation live at once, 16x for kernels' scratch buffers
-            # (TRANSPOSE_CONV keeps 8 bytes per output element), plus TFLM's structures
-            bound = 16 * sum(activations) + 256 * (len(model.tensors) + len(model.operators))
-            _ARENAS[key] = measure_arena(
-                tflite,
-                inputs,
-                floor_bytes=max(activations, default=0),
-                crash_bound_bytes=bound + 64 * 1024,
-            ).bytes
-        except ToolError as exc:
-            return None, f"not measured: {exc}"
-    return _ARENAS[key], ARENA_METHOD

@@ -1,5 +1,9 @@
 """LUT compression with tflite-micro's own compressor, the spec built from the model.
 
+A model transform on the flatbuffer (the build's ``compress`` step for ``--compress lut``):
+compress, measure the compressed model's arena, and prove it bit-exact against the
+uncompressed model in TFLM.
+
 A constant tensor with few distinct values (clustered weights) is stored as packed
 ``bits``-wide indices plus value tables; TFLM's DECODE op (custom op ``TFLM_DECODE``)
 expands it at run time. The spec is derived from each tensor's quantization:
@@ -20,11 +24,15 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from edgec.errors import ConversionError, InputError
-from edgec.targets.tflite_model import Tensor, TfliteModel
+from edgec.artifact import Artifact, runtimes
+from edgec.artifact.stats import distinct, distinct_per_channel
+from edgec.artifact.tflite_model import Tensor, TfliteModel
+from edgec.errors import ConversionError, InputError, ToolError
+from edgec.report import Check
 
 MAX_BITS = 4  # "few unique values": clusters of up to 16 centroids
 _DTYPES = ("int8", "int16")  # weights; int32 biases never have few distinct values
@@ -65,15 +73,14 @@ def plan_lut(model: TfliteModel, *, max_bits: int = MAX_BITS) -> list[LutTensor]
         itemsize = values.dtype.itemsize
         if tensor.per_channel:
             axis = tensor.quantized_dimension
-            slices = [np.take(values, i, axis=axis) for i in range(values.shape[axis])]
-            distinct = max(len(np.unique(s)) for s in slices)
-            tables = len(slices) * distinct * itemsize
+            most = distinct_per_channel(values, axis)
+            tables = values.shape[axis] * most * itemsize
             mode = f"per-channel (axis {axis})"
         else:
-            distinct = len(np.unique(values))
-            tables = distinct * itemsize
+            most = distinct(values)
+            tables = most * itemsize
             mode = "per-tensor"
-        bits = max(1, (distinct - 1).bit_length())
+        bits = max(1, (most - 1).bit_length())
         if bits > max_bits:
             continue
         after = math.ceil(values.size * bits / 8) + tables + _TABLE_HEADER_BYTES
@@ -136,3 +143,81 @@ def _mode(tensor: Tensor):
     if tensor.per_channel:
         return spec.PerChannel(axis=tensor.quantized_dimension)
     return spec.PerTensor()
+
+
+@dataclass(frozen=True)
+class VerifiedLut:
+    result: LutResult
+    artifact: Artifact  # the compressed model, its arena measured
+    arena_bytes_before: int
+    arena_bytes: int  # measured for the compressed model
+    check: Check  # lut_bit_identical
+
+    @property
+    def model(self) -> bytes:
+        return self.result.model
+
+    def info(self) -> dict[str, Any]:
+        """The ``firmware.compression`` entry of report.json."""
+        return {
+            "method": "lut",
+            "flash_bytes_before": self.result.bytes_before,
+            "flash_bytes_after": self.result.bytes_after,
+            "saving_percent": round(self.result.saving_percent, 2),
+            "arena_bytes_before": self.arena_bytes_before,
+            "arena_bytes_after": self.arena_bytes,
+            "note": (
+                "flash for RAM: DECODE expands each compressed tensor into the arena at run "
+                f"time, so the arena grows by {self.arena_bytes - self.arena_bytes_before:,} B"
+            ),
+            "tensors": [
+                {
+                    "name": t.name,
+                    "bits": t.bits,
+                    "mode": t.mode,
+                    "bytes_before": t.bytes_before,
+                    "model_saving_bytes": t.model_saving_bytes,
+                }
+                for t in self.result.tensors
+            ],
+            "skipped": list(self.result.skipped),
+        }
+
+
+def compress_lut_verified(tflite: bytes, x_q: np.ndarray, arena_bytes: int) -> VerifiedLut:
+    """LUT-compress ``tflite`` and compare TFLM outputs on every sample of ``x_q``.
+
+    ``x_q`` holds the evaluation inputs in the model's input dtype; ``arena_bytes`` is the
+    uncompressed model's measured arena.
+    """
+    result = compress_lut(tflite)
+    # DECODE writes each decompressed tensor into the arena (the interpreter gets no
+    # alternate decompression memory: alt_decompression_memory_size=0, the default), so
+    # the compressed model needs its own, larger arena: measure it, don't guess.
+    compressed = Artifact.from_bytes(result.model, source="the LUT-compressed model")
+    arena, why = compressed.arena()
+    if arena is None:
+        raise ToolError(f"the LUT-compressed model does not run in TFLM: {why}")
+    reference = runtimes.run_tflm(tflite, x_q, arena_bytes).raw
+    outputs = runtimes.run_tflm(result.model, x_q, arena).raw
+    check = bit_identical_check(reference, outputs, "lut_bit_identical")
+    return VerifiedLut(result, compressed, arena_bytes, arena, check)
+
+
+def bit_identical_check(reference: np.ndarray, candidate: np.ndarray, name: str) -> Check:
+    """Same runtime, two models: every output of every sample must be bit-identical."""
+    differs = np.any(
+        reference.reshape(len(reference), -1) != candidate.reshape(len(candidate), -1), axis=1
+    )
+    worst = int(np.abs(reference.astype(np.int64) - candidate.astype(np.int64)).max(initial=0))
+    bad = int(differs.sum())
+    return Check(
+        name,
+        bad == 0,
+        f"TFLM outputs of the compressed vs the uncompressed model on {len(reference)} "
+        f"evaluation samples: {len(reference) - bad} bit-identical, {bad} differ"
+        + (f" (by up to {worst} steps)" if bad else ""),
+        value=bad,
+        limit=0,
+        unit="samples",
+    )

@@ -1,4 +1,4 @@
-"""Child process for arena probes: ``python -m edgec.targets._arena_worker MODEL INPUTS``.
+"""Child process for arena probes: ``python -m edgec.artifact._arena_worker MODEL INPUTS``.
 
 Reads one arena size per line on stdin and answers ``1`` (allocates and invokes) or
 ``0`` (does not). The tflite-micro interpreter can SIGSEGV on some too-small arenas

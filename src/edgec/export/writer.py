@@ -1,0 +1,182 @@
+"""Outputs land all at once or not at all, inside the folder they were meant for.
+
+Files are written to a temporary directory next to the output directory and moved into
+place at the end, so a failed or interrupted build never leaves half-written files, and
+an existing output directory is only replaced if it holds an earlier edgec build.
+Everything about the destination that can be checked is checked before any work starts:
+what is there now, and whether its folder can be written at all.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from edgec.errors import InputError
+
+MARKER = "report.json"
+_RETRIES = 20  # concurrent writers into one --out: each retry moves the other's result aside
+
+
+def confined(root: Path, rel: str) -> Path:
+    """``root / rel``, refusing any ``rel`` that could leave ``root``.
+
+    Output file names are built from data (profile names, model names); this is the one
+    place that turns them into paths.
+    """
+    pure = PurePosixPath(rel)
+    if (
+        not pure.parts
+        or str(pure) != rel  # "./x", "a//b", "a/.": not the plain form
+        or pure.is_absolute()
+        or any(part in ("..", ".") for part in pure.parts)
+        or "\\" in rel
+        or "\0" in rel
+        or rel.endswith("/")
+    ):
+        raise InputError(
+            f"refusing to write {rel[:100]!r}: the path leaves the output folder",
+            hint="profile and model names must be plain names",
+        )
+    return root.joinpath(*pure.parts)
+
+
+def prepare_output_dir(out: Path) -> None:
+    """Refuse, before any work, an output folder edgec must not replace or cannot write."""
+    names = _listing(out)
+    if names and MARKER not in names:
+        raise InputError(
+            f"output directory {out} is not empty and holds no earlier edgec build",
+            hint="give a new or empty directory with --out",
+        )
+    check_writable(out)
+
+
+def _listing(out: Path) -> list[str]:
+    """The names in ``out`` (empty if it does not exist), read through one open handle.
+
+    One handle gives a consistent view of one directory even while another edgec run
+    renames builds in and out of this path; a symbolic link is refused, not followed.
+    """
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        if out.is_symlink():
+            raise InputError(
+                f"output path {out} is a symbolic link", hint="give the real directory with --out"
+            ) from None
+        if exc.errno == errno.ENOTDIR:
+            what = "a file" if out.is_file() else "not a directory"
+            raise InputError(
+                f"output path {out} is {what}", hint="give a directory with --out"
+            ) from None
+        raise InputError(f"cannot open output path {out}: {exc.strerror}") from None
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+def prepare_output_file(path: Path) -> None:
+    """Refuse, before any work, a report file path that is not a plain, writable file."""
+    if path.is_symlink() or path.exists() and not path.is_file():
+        what = "a directory" if path.is_dir() else "not a regular file"
+        raise InputError(
+            f"--out {path} is {what}", hint="give a new or regular file name, e.g. checks.xml"
+        )
+    if not path.parent.is_dir():
+        raise InputError(f"folder {path.parent} for --out does not exist")
+    check_writable(path)
+
+
+def check_writable(out: Path) -> None:
+    """Create and remove a temporary entry where ``out`` will be created."""
+    folder = out.absolute().parent
+    while not folder.exists():  # write_outputs creates missing parents
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"output path {out}: {folder} is not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".edgec-probe-", dir=folder))
+    except OSError as exc:
+        raise InputError(
+            f"cannot write to {folder}: {exc.strerror or exc}",
+            hint="choose an output path in a writable folder",
+        ) from None
+
+
+def write_file_atomically(path: Path, content: bytes) -> None:
+    """Replace the regular file ``path`` (or create it) in one step, with umask modes."""
+    prepare_output_file(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; follow the umask instead
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_outputs(out: Path, files: dict[str, bytes]) -> None:
+    prepare_output_dir(out)
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create {parent}: {exc.strerror}") from None
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgec-", dir=parent))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; follow the umask instead
+        for rel, content in files.items():
+            target = confined(staging, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename ``staging`` to ``out``; an earlier build there is moved aside first.
+
+    Builds racing for one ``out`` each retry until their own rename succeeds, so the last
+    to finish wins whole and none fails with "Directory not empty".
+    """
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=staging.parent))
+    moved: Path | None = None
+    try:
+        for attempt in range(_RETRIES):
+            try:
+                staging.rename(out)  # replaces only a missing or empty directory
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    if moved is not None and not out.exists():
+                        moved.rename(out)  # put the earlier build back
+                    raise
+            prepare_output_dir(out)  # what is there now must still be an edgec build
+            try:
+                moved = old / f"previous-{attempt}"
+                out.rename(moved)
+            except FileNotFoundError:
+                moved = None  # another writer moved it away first: try again
+        raise InputError(
+            f"output directory {out} kept changing while edgec wrote it",
+            hint="run one build per --out at a time",
+        )
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

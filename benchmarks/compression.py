@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--target", default="cortex-m")
     args = parser.parse_args()
 
-    from edgec.pipeline.build import BuildOptions, run_build
+    from edgec.builder import BuildOptions, run_build
     from edgec.targets import TfliteModel
     from edgec.targets.weights import kernel_stats
 

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from mlperf_tiny_models import WORKLOADS, Workload, build_model, stand_in_data, train  # noqa: E402
 
-from edgec.pipeline.build import BuildOptions, run_build  # noqa: E402
+from edgec.builder import BuildOptions, run_build  # noqa: E402
 from edgec.pipeline.check import run_check  # noqa: E402
 from edgec.targets.arena import measure_arena  # noqa: E402
 from edgec.targets.tflite_model import TfliteModel  # noqa: E402

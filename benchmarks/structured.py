@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from mlperf_tiny_models import WORKLOADS, Workload, build_model, stand_in_data, train  # noqa: E402
 
-from edgec.pipeline.build import BuildOptions, run_build  # noqa: E402
+from edgec.builder import BuildOptions, run_build  # noqa: E402
 from edgec.pipeline.channel_prune import prune_channels_iteratively  # noqa: E402
 from edgec.pipeline.verify import quantize, run_litert  # noqa: E402
 from edgec.targets import TfliteModel  # noqa: E402

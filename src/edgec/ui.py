@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
+from edgec.builder import Progress
 from edgec.errors import printable
-from edgec.pipeline.build import Progress
 from edgec.pipeline.inspect import Inspection
 from edgec.report import BuildReport, CheckReport, TargetSection
 from edgec.targets.profile import TargetProfile

@@ -228,7 +228,7 @@ class Recorder:
 def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
     """A user's student file is distilled from the user's model, then pruned."""
     from edgec._tf import keras
-    from edgec.pipeline.build import BuildOptions, run_build
+    from edgec.builder import BuildOptions, run_build
 
     layers = keras.layers
     student = keras.Sequential(
@@ -257,7 +257,7 @@ def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
 
 
 def _run_build_fails(tmp_path: Path, **options) -> tuple[str, list[str]]:
-    from edgec.pipeline.build import BuildOptions, run_build
+    from edgec.builder import BuildOptions, run_build
 
     recorder = Recorder()
     opts = BuildOptions(target="cortex-m", out=tmp_path / "out", **options)

@@ -8,14 +8,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edgec.report_schema import json_schema
+from edgec.report.jsonschema import json_schema
 
 SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "report.schema.json"
 
 
 def test_published_schema_matches_the_dataclasses():
     assert json.loads(SCHEMA_FILE.read_text()) == json_schema(), (
-        "regenerate: python -m edgec.report_schema > docs/report.schema.json"
+        "regenerate: python -m edgec.report.jsonschema > docs/report.schema.json"
     )
 
 

@@ -6,8 +6,7 @@ import hashlib
 from pathlib import Path
 
 from edgec.errors import InputError
-from edgec.pipeline.build import tool_versions
-from edgec.report import CheckReport
+from edgec.report import CheckReport, tool_versions
 from edgec.targets import TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
 

@@ -1,6 +1,6 @@
 """The JSON Schema of ``report.json``, generated from the report's dataclasses.
 
-``python -m edgec.report_schema > docs/report.schema.json`` regenerates the published
+``python -m edgec.report.jsonschema > docs/report.schema.json`` regenerates the published
 schema; a test fails when the dataclasses and the file disagree, and every report the
 test suite builds is validated against it.
 """
@@ -13,7 +13,7 @@ import types
 import typing
 from typing import Any
 
-from edgec import report
+from edgec.report import schema as report
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},

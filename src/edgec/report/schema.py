@@ -14,7 +14,6 @@ from typing import Any
 SCHEMA_VERSION = 1
 
 
-
 def json_text(data: Any) -> str:
     """The one JSON writer for edgec's outputs: indented, and never NaN or Infinity.
 
@@ -22,6 +21,7 @@ def json_text(data: Any) -> str:
     reject; a non-finite figure reaching here is a bug, so it raises ``ValueError``.
     """
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
 
 @dataclass(frozen=True, slots=True)
 class Check:

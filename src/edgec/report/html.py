@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from html import escape
 
 from edgec.pipeline.layer_error import error_summary
-from edgec.report import BuildReport, Layer
+from edgec.report.schema import BuildReport, Layer
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;

@@ -188,13 +188,18 @@ TARGET_COMMON_CHECKS = ("ops", "dtypes", "static_shapes")
 
 
 def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
-    ctx = BuildContext(options, _validate(options), progress or Progress())
+    ctx = new_context(options, progress)
     from edgec.pipeline.convert import start_converter
 
     start_converter()  # the conversion child imports TensorFlow while this process works
     for phase in PHASES:
         phase(ctx)
     return BuildResult(report=build_report(ctx), files=ctx.files)
+
+
+def new_context(options: BuildOptions, progress: Progress | None = None) -> BuildContext:
+    """The context of a build whose every input was checked (before TensorFlow starts)."""
+    return BuildContext(options, _validate(options), progress or Progress())
 
 
 def load_model(ctx: BuildContext) -> None:
@@ -484,7 +489,8 @@ def assemble_checks(ctx: BuildContext) -> list[Check]:
         "target": [c for c in first if c.name not in TARGET_COMMON_CHECKS],
     }
     unknown = set(groups) - set(CHECK_ORDER)
-    assert not unknown, f"check groups {sorted(unknown)} are not in CHECK_ORDER"
+    if unknown:  # a phase's checks would be lost: a bug, not bad input
+        raise ValueError(f"check groups {sorted(unknown)} are not in CHECK_ORDER")
     return [check for name in CHECK_ORDER for check in groups.get(name, [])]
 
 

@@ -49,9 +49,13 @@ from edgec.report import (
     Check,
     DataInfo,
     Firmware,
+    LutCompression,
     ModelInfo,
+    ObjectSize,
     Stage,
+    StageMetrics,
     TargetSection,
+    from_plain,
     tool_versions,
 )
 from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
@@ -167,7 +171,8 @@ class BuildContext:
         metrics: dict = {}
         with self.progress.stage(name, description):
             yield metrics
-        self.stages.append(Stage(name, round(time.perf_counter() - start, 3), metrics))
+        seconds = round(time.perf_counter() - start, 3)
+        self.stages.append(Stage(name, seconds, from_plain(StageMetrics, metrics)))
 
     def converted(self) -> TfliteModel:
         assert self.flat is not None, "the convert phase runs first"
@@ -641,17 +646,10 @@ def _firmware_info(
         tensor_arena_bytes=ArenaSize(spec.arena_bytes, spec.arena_margin_percent).bytes,
         arena_margin_percent=spec.arena_margin_percent,
         resolver_methods=[m for _, m in resolver_methods(flat, spec.runtime)],
-        compression=compression,
+        compression=None if compression is None else from_plain(LutCompression, compression),
         object_size=None
         if size is None
-        else {
-            "cpu": size.cpu,
-            "text": size.text,
-            "data": size.data,
-            "bss": size.bss,
-            "flash_bytes": size.flash_bytes,
-            "ram_bytes": size.ram_bytes,
-        },
+        else ObjectSize(size.cpu, size.text, size.data, size.bss, size.flash_bytes, size.ram_bytes),
         object_size_note=note,
     )
 

@@ -244,9 +244,9 @@ def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
     result = run_build(options, recorder)  # type: ignore[arg-type]
     stages = {s.name: s for s in result.report.stages}
     m = stages["distill"].metrics
-    assert m["student"] == str(tmp_path / "small.keras")
-    assert m["student_parameters"] == student.count_params() < m["teacher_parameters"]
-    assert set(stages["prune"].metrics["layers"]) == {"c", "d"}  # the student's layers
+    assert m.student == str(tmp_path / "small.keras")
+    assert m.student_parameters == student.count_params() < m.teacher_parameters
+    assert set(stages["prune"].metrics.layers or {}) == {"c", "d"}  # the student's layers
     assert result.report.model.parameters == student.count_params()
     for stage in ("distill", "prune"):
         for epoch in (1, 2):

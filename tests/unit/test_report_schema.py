@@ -31,13 +31,13 @@ def test_schema_is_valid_and_rejects_a_changed_shape():
         "targets": [],
         "versions": {},
         "kind": "check",
-        "schema_version": 1,
+        "schema_version": 2,
     }
     jsonschema.validate(check, schema)
     broken_reports = (
         {**check, "size_bytes": "10"},
         {**check, "extra": 1},
-        {**check, "schema_version": 2},
+        {**check, "schema_version": 1},
     )
     for broken in broken_reports:
         with pytest.raises(jsonschema.ValidationError):

@@ -7,11 +7,16 @@ and round-trips through ``BuildReport.from_dict(report.to_dict())``.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
-SCHEMA_VERSION = 1
+# 2: Stage.metrics, TargetSection.figures, Firmware.compression and object_size typed
+SCHEMA_VERSION = 2
+
+T = TypeVar("T")
 
 
 def json_text(data: Any) -> str:
@@ -42,10 +47,69 @@ class Artifact:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerMetrics:
+    """What a compression stage did to one layer's kernel (float, after stripping)."""
+
+    target: builtins.float | None = None  # prune: the sparsity asked for
+    sparsity: builtins.float | None = None  # share of zeros
+    unique_values: int | None = None
+    unique_values_per_channel: int | None = None  # Conv2D kernels
+    per_channel: bool | None = None  # cluster: centroids per output channel
+    preserve_sparsity: bool | None = None  # cluster: after a prune stage
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageMetrics:
+    """A stage's measurements; a field is None (and absent in JSON) where a stage has none."""
+
+    # every training stage: the validation figure before -> after, and how it trained
+    accuracy_before: builtins.float | None = None  # classes (%)
+    accuracy_after: builtins.float | None = None
+    mse_before: builtins.float | None = None  # targets
+    mse_after: builtins.float | None = None
+    loss_before: builtins.float | None = None
+    loss_after: builtins.float | None = None
+    validation_samples: int | None = None
+    training_samples: int | None = None
+    epochs: int | None = None
+    learning_rate: builtins.float | None = None
+    batch_size: int | None = None
+    targets: str | None = None  # what it trained on, when not the data's labels
+    parameters: int | None = None  # of the model after the stage
+    layers: dict[str, LayerMetrics] | None = None
+    skipped_layers: dict[str, str] | None = None  # layer -> why the stage left it
+    # distill
+    teacher_parameters: int | None = None
+    student_parameters: int | None = None
+    teacher_accuracy: builtins.float | None = None
+    student_accuracy: builtins.float | None = None
+    teacher_mse: builtins.float | None = None
+    student_mse: builtins.float | None = None
+    student: str | None = None
+    temperature: builtins.float | None = None
+    alpha: builtins.float | None = None
+    # prune
+    schedule: str | None = None
+    # cluster
+    clusters: int | None = None
+    init: str | None = None
+    # qat
+    scheme: str | None = None
+    rewrites: list[str] | None = None
+    rewrite_max_difference: builtins.float | None = None
+    input_scale: builtins.float | None = None
+    # translate_keras3
+    max_abs_diff: builtins.float | None = None
+    layers_rebuilt: int | None = None
+    keras_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Stage:
     name: str
     seconds: float
-    metrics: dict[str, Any] = field(default_factory=dict)  # compression stages: measurements
+    metrics: StageMetrics = field(default_factory=StageMetrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +133,28 @@ class Memory:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetFigures:
+    """What only a target kind measures; None (absent in JSON) for the other kinds."""
+
+    # mcu
+    macs: int | None = None
+    latency_estimate_ms: builtins.float | None = None
+    # npu: Vela's own figures (its summary CSV) and the ops left on the CPU
+    vela: dict[str, Any] | None = None
+    cpu_ops: list[str] | None = None
+    flash_detail: str | None = None
+    # edgetpu: one row per op (index, op, location, mapped, reason)
+    op_mapping: list[dict[str, Any]] | None = None
+    cpu_fallback_op: int | None = None
+    parameter_bytes: int | None = None
+    edgetpu_compiler: str | dict[str, Any] | None = None  # its parsed log, or why not run
+    # phone: LiteRT on this host, and the --phone-variants rows
+    host: str | None = None
+    latency_host_ms: builtins.float | None = None
+    variants: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSection:
     """One target's verdict on one model: its budgets, checks and kind-specific figures."""
 
@@ -78,17 +164,11 @@ class TargetSection:
     ok: bool
     memory: Memory
     checks: list[Check] = field(default_factory=list)
-    figures: dict[str, Any] = field(default_factory=dict)
+    figures: TargetFigures = field(default_factory=TargetFigures)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetSection:
-        return cls(
-            **{
-                **data,
-                "memory": Memory(**data["memory"]),
-                "checks": [Check(**c) for c in data["checks"]],
-            }
-        )
+        return from_plain(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +210,34 @@ class Layer:
 
 
 @dataclass(frozen=True, slots=True)
+class LutCompression:
+    """``--compress lut``: tflite-micro's LUT compression of clustered weights."""
+
+    method: str  # "lut"
+    flash_bytes_before: int
+    flash_bytes_after: int
+    saving_percent: builtins.float
+    arena_bytes_before: int
+    arena_bytes_after: int  # DECODE expands the compressed tensors into the arena
+    note: str = ""
+    # one row per compressed tensor: name, bits, mode, bytes_before, model_saving_bytes
+    tensors: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectSize:
+    """arm-none-eabi-size of the compiled model array."""
+
+    cpu: str
+    text: int
+    data: int
+    bss: int
+    flash_bytes: int
+    ram_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Firmware:
     """The firmware package: layout, the arena it declares, LUT compression, object size."""
 
@@ -139,10 +247,8 @@ class Firmware:
     tensor_arena_bytes: int  # kTensorArenaSize: measured arena + margin, 16-byte multiple
     arena_margin_percent: float
     resolver_methods: list[str] = field(default_factory=list)
-    # {"method": "lut", "flash_bytes_before", "flash_bytes_after", "saving_percent", "tensors"}
-    compression: dict[str, Any] | None = None
-    # arm-none-eabi-size of the model array object: {"cpu", "text", "data", "bss", ...}
-    object_size: dict[str, Any] | None = None
+    compression: LutCompression | None = None
+    object_size: ObjectSize | None = None  # None: no Arm toolchain (see object_size_note)
     object_size_note: str = ""
 
 
@@ -170,7 +276,7 @@ class BuildReport:
         return any(stage.name == "qat" for stage in self.stages)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_plain(self)
 
     def to_json(self) -> str:
         return json_text(self.to_dict())
@@ -181,32 +287,7 @@ class BuildReport:
             raise ValueError(
                 f"report schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}"
             )
-        nested = {
-            "model": ModelInfo,
-            "memory": Memory,
-            "accuracy": Accuracy,
-            "data": DataInfo,
-            "firmware": Firmware,
-        }
-        lists = {"checks": Check, "artifacts": Artifact, "stages": Stage, "layers": Layer}
-        kwargs: dict[str, Any] = {}
-        optional = {"firmware"}  # added after schema 1 shipped; absent in older reports
-        for f in fields(cls):
-            if f.name not in data and f.name in lists:
-                continue  # optional lists, absent in older reports
-            if f.name == "targets":  # added in edgec 0.1 without a schema bump (optional)
-                kwargs["targets"] = [TargetSection.from_dict(t) for t in data.get("targets", [])]
-                continue
-            if f.name in optional and data.get(f.name) is None:
-                kwargs[f.name] = None
-                continue
-            value = data[f.name]
-            if f.name in nested:
-                value = nested[f.name](**value)
-            elif f.name in lists:
-                value = [lists[f.name](**item) for item in value]
-            kwargs[f.name] = value
-        return cls(**kwargs)
+        return from_plain(cls, data)
 
     @property
     def failed_checks(self) -> list[Check]:
@@ -228,7 +309,7 @@ class CheckReport:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_plain(self)
 
     def to_json(self) -> str:
         return json_text(self.to_dict())
@@ -236,5 +317,47 @@ class CheckReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckReport:
         if data.get("schema_version") != SCHEMA_VERSION or data.get("kind") != "check":
-            raise ValueError("not an edgec check report of schema_version 1")
-        return cls(**{**data, "targets": [TargetSection.from_dict(t) for t in data["targets"]]})
+            raise ValueError(f"not an edgec check report of schema_version {SCHEMA_VERSION}")
+        return from_plain(cls, data)
+
+
+# The sparse classes: a field a kind or stage has no value for is None, and left out of
+# the JSON (so report.json keeps the keys each stage and target kind measured, only).
+_SPARSE = (StageMetrics, LayerMetrics, TargetFigures)
+
+
+def to_plain(value: Any) -> Any:
+    """A report object as JSON-ready dicts and lists (None fields of sparse classes left out)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        sparse = isinstance(value, _SPARSE)
+        pairs = ((f.name, getattr(value, f.name)) for f in fields(value))
+        return {k: to_plain(v) for k, v in pairs if not (sparse and v is None)}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+def from_plain(cls: type[T], data: Any) -> T:
+    """The report object of type ``cls`` from ``to_plain``'s output (unknown keys: TypeError)."""
+    return typing.cast(T, _typed(cls, data))
+
+
+def _typed(hint: Any, data: Any) -> Any:
+    if data is None:
+        return None
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(data, dict):
+            raise TypeError(f"{hint.__name__} must be an object, not {type(data).__name__}")
+        hints = typing.get_type_hints(hint)
+        return hint(**{key: _typed(hints.get(key, Any), value) for key, value in data.items()})
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return [_typed(args[0], v) for v in data]
+    if origin is dict:
+        return {k: _typed(args[1], v) for k, v in data.items()}
+    if origin is not None and type(None) in args:  # X | None is X here (data is not None)
+        inner = [a for a in args if a is not type(None)]
+        return _typed(inner[0], data) if len(inner) == 1 else data
+    return data

@@ -45,36 +45,13 @@ window.addEventListener('load', function () {
 
 
 def render_html(report: BuildReport) -> str:
-    mem, acc = report.memory, report.accuracy
+    mem = report.memory
     verdict = (
         '<span class="verdict pass">PASS</span>'
         if report.ok
         else '<span class="verdict fail">FAIL</span>'
     )
-    accuracy = (
-        f"{acc.float:.2f}% → {acc.int8:.2f}%"
-        if acc.metric == "top1" and acc.float is not None
-        else f"{acc.metric} {acc.float:.4g} → {acc.int8:.4g}"
-    )
-    base = acc.detail.get("input_model_float")  # with a recipe: the uncompressed model
-    accuracy_label = "accuracy float → int8"
-    if base is not None:
-        accuracy = (f"{base:.2f}% → " if acc.metric == "top1" else f"{base:.4g} → ") + accuracy
-        accuracy_label = "accuracy input → compressed → int8"
-    cards = [
-        ("flash (model)", f"{mem.flash_bytes:,} B", f"budget {mem.flash_budget_bytes:,} B"),
-        (
-            "RAM (TFLM arena)",
-            f"{mem.arena_bytes:,} B" if mem.arena_bytes is not None else "not measured",
-            f"budget {mem.ram_budget_bytes:,} B",
-        ),
-        (accuracy_label, accuracy, f"{acc.samples} evaluation samples"),
-        (
-            "MACs / inference",
-            f"{sum(layer.macs for layer in report.layers):,}",
-            f"{len(report.layers)} ops",
-        ),
-    ]
+    cards = _cards(report)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>edgec: {escape(report.model.name)} on {escape(report.target)}</title>",
@@ -127,6 +104,35 @@ def render_html(report: BuildReport) -> str:
         f"<script>{_SCRIPT}</script></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _cards(report: BuildReport) -> list[tuple[str, str, str]]:
+    """The figures at the top of the page: (title, value, note)."""
+    mem, acc = report.memory, report.accuracy
+    accuracy = (
+        f"{acc.float:.2f}% → {acc.int8:.2f}%"
+        if acc.metric == "top1" and acc.float is not None
+        else f"{acc.metric} {acc.float:.4g} → {acc.int8:.4g}"
+    )
+    base = acc.detail.get("input_model_float")  # with a recipe: the uncompressed model
+    accuracy_label = "accuracy float → int8"
+    if base is not None:
+        accuracy = (f"{base:.2f}% → " if acc.metric == "top1" else f"{base:.4g} → ") + accuracy
+        accuracy_label = "accuracy input → compressed → int8"
+    return [
+        ("flash (model)", f"{mem.flash_bytes:,} B", f"budget {mem.flash_budget_bytes:,} B"),
+        (
+            "RAM (TFLM arena)",
+            f"{mem.arena_bytes:,} B" if mem.arena_bytes is not None else "not measured",
+            f"budget {mem.ram_budget_bytes:,} B",
+        ),
+        (accuracy_label, accuracy, f"{acc.samples} evaluation samples"),
+        (
+            "MACs / inference",
+            f"{sum(layer.macs for layer in report.layers):,}",
+            f"{len(report.layers)} ops",
+        ),
+    ]
 
 
 def _plots(report: BuildReport) -> list[str]:

@@ -85,9 +85,22 @@ def test_unset_fields_are_left_out_so_each_stage_keeps_its_own_keys():
     assert data["firmware"]["compression"]["flash_bytes_after"] == 600
 
 
-def test_a_stage_metric_nobody_typed_is_an_error_not_a_silent_key():
-    with pytest.raises(TypeError, match="no_such_metric"):
-        from_plain(StageMetrics, {"accuracy_after": 1.0, "no_such_metric": 2})
+def test_a_plug_in_stage_keeps_its_own_figures_flat_beside_the_typed_ones():
+    metrics = from_plain(StageMetrics, {"accuracy_after": 97.0, "factor": 2.0, "layer": "d"})
+    assert metrics.accuracy_after == 97.0
+    assert metrics.other == {"factor": 2.0, "layer": "d"}
+    report = _report([Stage("scale_dense", 0.5, metrics)])
+    data = json.loads(report.to_json())
+    assert data["stages"][0]["metrics"] == {"accuracy_after": 97.0, "factor": 2.0, "layer": "d"}
+    jsonschema.validate(data, json_schema())
+    assert BuildReport.from_dict(data) == report
+
+
+def test_a_typed_figure_of_the_wrong_type_breaks_the_schema():
+    data = json.loads(_full_report().to_json())
+    data["targets"][0]["figures"]["macs"] = "many"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, json_schema())
 
 
 def test_reports_of_another_schema_version_are_refused():

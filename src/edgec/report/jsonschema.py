@@ -41,7 +41,8 @@ def _ref(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
     if cls.__name__ not in defs:
         defs[cls.__name__] = {}  # placeholder: a dataclass may refer to itself
         hints = typing.get_type_hints(cls)
-        fields = dataclasses.fields(cls)
+        open_field = getattr(cls, "OPEN", None)  # its keys are written flat: any are allowed
+        fields = [f for f in dataclasses.fields(cls) if f.name != open_field]
         properties = {f.name: _schema(hints[f.name], defs) for f in fields}
         if "schema_version" in properties:
             properties["schema_version"] = {"const": report.SCHEMA_VERSION}
@@ -55,7 +56,7 @@ def _ref(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
             **({"description": _first_line(cls.__doc__)} if _own_doc(cls) else {}),
             "properties": properties,
             "required": required,
-            "additionalProperties": False,
+            "additionalProperties": open_field is not None,
         }
     return {"$ref": f"#/$defs/{cls.__name__}"}
 

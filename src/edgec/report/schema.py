@@ -11,7 +11,7 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 # 2: Stage.metrics, TargetSection.figures, Firmware.compression and object_size typed
 SCHEMA_VERSION = 2
@@ -61,7 +61,13 @@ class LayerMetrics:
 
 @dataclass(frozen=True, slots=True)
 class StageMetrics:
-    """A stage's measurements; a field is None (and absent in JSON) where a stage has none."""
+    """A stage's measurements; a field is None (and absent in JSON) where a stage has none.
+
+    The built-in stages' figures are typed; a stage registered from outside edgec keeps
+    its own in ``other``, written beside them (the JSON object stays flat).
+    """
+
+    OPEN: ClassVar[str] = "other"  # the field whose keys are written flat in the JSON
 
     # every training stage: the validation figure before -> after, and how it trained
     accuracy_before: builtins.float | None = None  # classes (%)
@@ -103,6 +109,7 @@ class StageMetrics:
     max_abs_diff: builtins.float | None = None
     layers_rebuilt: int | None = None
     keras_version: str | None = None
+    other: dict[str, Any] = field(default_factory=dict)  # a plug-in stage's own figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +141,12 @@ class Memory:
 
 @dataclass(frozen=True, slots=True)
 class TargetFigures:
-    """What only a target kind measures; None (absent in JSON) for the other kinds."""
+    """What only a target kind measures; None (absent in JSON) for the other kinds.
+
+    A kind registered from outside edgec keeps its own figures in ``other`` (written flat).
+    """
+
+    OPEN: ClassVar[str] = "other"
 
     # mcu
     macs: int | None = None
@@ -152,6 +164,7 @@ class TargetFigures:
     host: str | None = None
     latency_host_ms: builtins.float | None = None
     variants: list[dict[str, Any]] | None = None
+    other: dict[str, Any] = field(default_factory=dict)  # a plug-in kind's own figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,8 +342,10 @@ _SPARSE = (StageMetrics, LayerMetrics, TargetFigures)
 def to_plain(value: Any) -> Any:
     """A report object as JSON-ready dicts and lists (None fields of sparse classes left out)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        sparse = isinstance(value, _SPARSE)
-        pairs = ((f.name, getattr(value, f.name)) for f in fields(value))
+        sparse, open_field = isinstance(value, _SPARSE), getattr(value, "OPEN", None)
+        pairs = [(f.name, getattr(value, f.name)) for f in fields(value)]
+        if open_field is not None:
+            pairs = [p for p in pairs if p[0] != open_field] + [*getattr(value, open_field).items()]
         return {k: to_plain(v) for k, v in pairs if not (sparse and v is None)}
     if isinstance(value, list | tuple):
         return [to_plain(v) for v in value]
@@ -351,6 +366,14 @@ def _typed(hint: Any, data: Any) -> Any:
         if not isinstance(data, dict):
             raise TypeError(f"{hint.__name__} must be an object, not {type(data).__name__}")
         hints = typing.get_type_hints(hint)
+        open_field = getattr(hint, "OPEN", None)
+        if open_field is not None:  # keys no field has go to the open field
+            known = {f.name for f in fields(hint)} - {open_field}
+            data = {
+                **{k: v for k, v in data.items() if k in known},
+                open_field: {k: v for k, v in data.items() if k not in known},
+            }
+            hints[open_field] = dict[str, Any]
         return hint(**{key: _typed(hints.get(key, Any), value) for key, value in data.items()})
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is list:

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgec.datasets import load_dataset, split_calibration
+from edgec.datasets import Dataset, load_dataset, split_calibration
 from edgec.datasets.split import (
     DEFAULT_CALIBRATION_SAMPLES,
     split_holdout,
@@ -49,6 +49,7 @@ from edgec.report import (
     Check,
     DataInfo,
     Firmware,
+    Layer,
     LutCompression,
     ModelInfo,
     ObjectSize,
@@ -64,6 +65,10 @@ from edgec.targets.analyzers.mcu import tflm_arena
 from edgec.targets.layers import analyze_layers
 from edgec.targets.profile import load_runtime
 from edgec.targets.weights import compression_checks
+
+if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need them
+    from edgec.pipeline.stages import CompressionPlan
+    from edgec.pipeline.verify import Evaluation
 
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
 COMPRESSIONS = ("lut",)
@@ -124,9 +129,13 @@ class _Plan:
     recipe: Recipe | None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class BuildContext:
-    """One build's state: each phase reads what earlier phases left and adds its own."""
+    """One build's state: each phase reads what earlier phases left and adds its own.
+
+    A field without a default is set by the phase named beside it; reading it before that
+    phase ran is an AttributeError (a phase out of order), not a silent None.
+    """
 
     options: BuildOptions
     plan: _Plan
@@ -134,35 +143,36 @@ class BuildContext:
     stages: list[Stage] = field(default_factory=list)
     checks: dict[str, list[Check]] = field(default_factory=dict)  # by CHECK_ORDER name
     # the model and its data
-    model: Any = None
+    model: Any = field(init=False)  # load_model; replaced by translate_keras3, run_recipe
     custom_objects: dict = field(default_factory=dict)
-    name: str = ""
-    source: str = ""
-    train: Any = None  # the example's training split; with a recipe, also the user's
-    data: Any = None
-    calibration: Any = None
-    evaluation: Any = None
-    fit_on: Any = None  # with a recipe: what its stages fit on, and validate on
-    validation: Any = None
-    recipe_plan: Any = None
-    input_model_out: np.ndarray | None = None  # with a recipe: the input model's outputs
+    name: str = field(init=False)  # load_model: the C identifier stem
+    source: str = field(init=False)
+    data: Dataset = field(init=False)  # load_data (the example: load_model)
+    calibration: Dataset = field(init=False)  # load_data
+    evaluation: Dataset = field(init=False)
+    # the example's training split (load_model); with a recipe, the user's (load_data)
+    train: Dataset = field(init=False)
+    fit_on: Dataset = field(init=False)  # load_data, with a recipe: what its stages fit on
+    validation: Dataset = field(init=False)  # ... and validate on
+    recipe_plan: CompressionPlan | None = None  # validate_recipe
+    input_model_out: np.ndarray | None = None  # run_recipe: the input model's outputs
     parameters: int | None = None  # QAT adds quantizer variables: the stages count weights
     # the converted model and what ships
-    tflite: bytes = b""
-    flat: TfliteModel | None = None
-    tflm_ok: bool = False
+    tflite: bytes = field(init=False)  # convert
+    flat: TfliteModel = field(init=False)
+    shipped: bytes = field(init=False)  # convert; replaced by lut_compress
+    shipped_flat: TfliteModel = field(init=False)
+    tflm_ok: bool = False  # measure_arena: TFLM has every op
     arena: int | None = None
-    x_q: np.ndarray | None = None
-    shipped: bytes = b""
-    shipped_flat: TfliteModel | None = None
+    x_q: np.ndarray = field(init=False)  # measure_arena: the evaluation inputs, quantized
     lut_info: dict | None = None
     # measurements and outputs
-    sections: list[TargetSection] = field(default_factory=list)
-    float_out: np.ndarray | None = None
-    evaluation_result: Any = None
-    layers: list = field(default_factory=list)
+    sections: list[TargetSection] = field(default_factory=list)  # check_targets
+    float_out: np.ndarray = field(init=False)  # evaluate
+    evaluation_result: Evaluation = field(init=False)
+    layers: list[Layer] = field(default_factory=list)  # layer_error
     files: dict[str, bytes] = field(default_factory=dict)
-    firmware: Firmware | None = None
+    firmware: Firmware | None = None  # export
 
     @contextlib.contextmanager
     def stage(self, name: str, description: str) -> Iterator[dict]:
@@ -173,10 +183,6 @@ class BuildContext:
             yield metrics
         seconds = round(time.perf_counter() - start, 3)
         self.stages.append(Stage(name, seconds, from_plain(StageMetrics, metrics)))
-
-    def converted(self) -> TfliteModel:
-        assert self.flat is not None, "the convert phase runs first"
-        return self.flat
 
 
 # report.json's top-level checks, in this order: each name is the group a phase fills.
@@ -323,12 +329,12 @@ def convert(ctx: BuildContext) -> None:
             quiet=not ctx.options.debug,
         )
     ctx.flat = TfliteModel.from_bytes(ctx.tflite, source="the converted model")
-    ctx.shipped, ctx.shipped_flat = ctx.tflite, ctx.flat  # until a compression replaces it
+    ctx.shipped, ctx.shipped_flat = ctx.tflite, ctx.flat  # until lut_compress replaces it
 
 
 def measure_arena(ctx: BuildContext) -> None:
     """The TFLM arena of the converted model (measured once per model, cached)."""
-    flat = ctx.converted()
+    flat = ctx.flat
     ctx.tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
     with ctx.stage("measure_arena", "Measuring the exact TFLM arena"):
         ctx.arena, _ = tflm_arena(ctx.tflite, flat, runnable=ctx.tflm_ok)
@@ -344,7 +350,7 @@ def lut_compress(ctx: BuildContext) -> None:
     if ctx.options.compress != "lut":
         return
     with ctx.stage("compress", "LUT-compressing clustered weights (tflite-micro compressor)"):
-        if ctx.arena is None or ctx.x_q is None:
+        if ctx.arena is None:
             check = Check("lut_bit_identical", False, "not run: TFLM lacks ops")
         else:
             lut = compress_lut_verified(ctx.tflite, ctx.x_q, ctx.arena)
@@ -354,7 +360,6 @@ def lut_compress(ctx: BuildContext) -> None:
 
 
 def check_targets(ctx: BuildContext) -> None:
-    assert ctx.shipped_flat is not None
     for profile in ctx.plan.profiles:
         description = f"Checking against {profile.name} ({profile.kind})"
         with ctx.stage(f"check:{profile.name}", description):
@@ -369,8 +374,7 @@ def evaluate(ctx: BuildContext) -> None:
     """Float vs int8 accuracy (LiteRT), and LiteRT vs TFLM in the exact arena."""
     from edgec.pipeline import verify
 
-    flat, evaluation, max_drop = ctx.converted(), ctx.evaluation, ctx.options.max_accuracy_drop
-    assert ctx.x_q is not None
+    flat, evaluation, max_drop = ctx.flat, ctx.evaluation, ctx.options.max_accuracy_drop
     with ctx.stage("evaluate", f"Evaluating float vs int8 on {len(evaluation)} samples"):
         ctx.float_out = ctx.model.predict(evaluation.x, batch_size=256, verbose=0)
         final = next(op for op in flat.operators if flat.outputs[0] in op.outputs)
@@ -393,7 +397,6 @@ def _runtime_agreement(ctx: BuildContext, litert: Any, final: Any, keep: list[in
 
     if ctx.arena is None:
         return Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks")
-    assert ctx.x_q is not None
     x = ctx.x_q[: min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)]
     tflm = verify.run_tflm(ctx.tflite, x, ctx.arena)
     if keep:
@@ -409,8 +412,6 @@ def phone_variants(ctx: BuildContext) -> None:
         return
     from edgec.pipeline.variants import add_phone_variants
 
-    assert ctx.float_out is not None, "the evaluate phase runs first"
-
     with ctx.stage("phone_variants", f"Phone variants: {', '.join(options.phone_variants)}"):
         ctx.sections, variant_files = add_phone_variants(
             ctx.model, options.phone_variants, ctx.sections, ctx.plan.profiles, ctx.evaluation,
@@ -422,16 +423,14 @@ def phone_variants(ctx: BuildContext) -> None:
 def compression_proof(ctx: BuildContext) -> None:
     """Pruning, 2:4 and clusters must survive into the int8 model."""
     if ctx.recipe_plan is not None:
-        ctx.checks["compression"] = compression_checks(
-            ctx.converted(), ctx.recipe_plan.expectations()
-        )
+        ctx.checks["compression"] = compression_checks(ctx.flat, ctx.recipe_plan.expectations())
 
 
 def layer_error(ctx: BuildContext) -> None:
     from edgec.pipeline.convert import is_keras3
     from edgec.pipeline.layer_error import with_layer_errors
 
-    flat = ctx.converted()
+    flat = ctx.flat
     with ctx.stage("analyze_layers", "Measuring per-layer float vs int8 error"):
         ctx.layers, reference = analyze_layers(flat), ctx.model
         if is_keras3(ctx.model):  # compared through its proven tf_keras twin, if it has one
@@ -446,7 +445,6 @@ def layer_error(ctx: BuildContext) -> None:
 
 
 def export(ctx: BuildContext) -> None:
-    assert ctx.shipped_flat is not None
     shipped_arena, _ = tflm_arena(ctx.shipped, ctx.shipped_flat, runnable=ctx.tflm_ok)
     with ctx.stage("export", "Writing the firmware package"):
         if shipped_arena is None:  # no op resolver and no arena for a model TFLM cannot run
@@ -500,7 +498,7 @@ def assemble_checks(ctx: BuildContext) -> list[Check]:
 
 
 def build_report(ctx: BuildContext) -> BuildReport:
-    flat, checks, data = ctx.converted(), assemble_checks(ctx), ctx.data
+    flat, checks, data = ctx.flat, assemble_checks(ctx), ctx.data
     first = ctx.sections[0]
     return BuildReport(
         ok=all(c.ok for c in checks) and all(s.ok for s in ctx.sections),

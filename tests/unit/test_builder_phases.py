@@ -27,10 +27,10 @@ def test_phases_fill_the_context_and_time_their_stages(converted):
     assert [s.name for s in ctx.stages] == ["load_model", "load_data", "convert", "measure_arena"]
     assert len(ctx.calibration) == 64
     assert len(ctx.evaluation) == len(ctx.data) - 64
-    assert ctx.converted().op_names[0] == "CONV_2D"
+    assert ctx.flat.op_names[0] == "CONV_2D"
     assert ctx.tflite[4:8] == b"TFL3"
     assert ctx.arena is not None and ctx.arena > 0
-    assert ctx.x_q is not None and ctx.x_q.dtype.name == "int8"
+    assert ctx.x_q.dtype.name == "int8"
 
 
 def test_a_phase_without_its_option_changes_nothing(converted):
@@ -56,3 +56,12 @@ def test_checks_are_assembled_by_name_not_position(converted):
     with pytest.raises(ValueError, match="unregistered"):
         builder.assemble_checks(ctx)
     del ctx.checks["unregistered"]
+
+
+def test_a_phase_run_out_of_order_says_what_is_missing(user_model):
+    options = BuildOptions(
+        model=user_model.keras, data=user_model.data, target="cortex-m", out=None
+    )
+    ctx = new_context(options)
+    with pytest.raises(AttributeError, match="model"):
+        builder.load_data(ctx)  # load_model has not run

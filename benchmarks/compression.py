@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from edgec.artifact.stats import kernel_stats
-    from edgec.pipeline.build import BuildOptions, run_build
+    from edgec.builder import BuildOptions, run_build
     from edgec.targets import TfliteModel
 
     rows = []

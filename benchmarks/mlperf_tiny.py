@@ -28,7 +28,7 @@ from mlperf_tiny_models import WORKLOADS, Workload, build_model, stand_in_data, 
 from edgec.api import check  # noqa: E402
 from edgec.artifact.runtimes import measure_arena  # noqa: E402
 from edgec.artifact.tflite_model import TfliteModel  # noqa: E402
-from edgec.pipeline.build import BuildOptions, run_build  # noqa: E402
+from edgec.builder import BuildOptions, run_build  # noqa: E402
 
 TRAIN, RECIPE_DATA, HELD_OUT = 1200, 1800, 600
 RECIPES = (None, "prune-qat", "cluster-qat", "prune-cluster-qat", "distill")

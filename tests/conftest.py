@@ -57,7 +57,7 @@ def validate_written_reports(args: list[str]) -> None:
 
 @functools.cache
 def _report_schema() -> dict:
-    from edgec.report_schema import json_schema
+    from edgec.report.jsonschema import json_schema
 
     return json_schema()
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from edgec.errors import InputError
 
 if TYPE_CHECKING:  # the runtime imports stay inside the functions (TensorFlow is slow)
-    from edgec.pipeline.build import BuildOptions, Progress
+    from edgec.builder import BuildOptions, Progress
     from edgec.pipeline.inspect import Inspection
     from edgec.report import BuildReport, CheckReport
     from edgec.targets import TargetProfile
@@ -59,7 +59,7 @@ def build(
         recipe: a built-in recipe name or a recipe TOML file.
         out: the output folder (replaced atomically); ``None`` writes nothing and only
             returns the report.
-        progress: an :class:`edgec.pipeline.Progress` told about each stage.
+        progress: an :class:`edgec.builder.Progress` told about each stage.
         **options: the other ``edgec build`` options, by their CLI names with
             underscores: ``budget="flash=256KiB"``, ``io_type``, ``calibration_samples``,
             ``max_accuracy_drop``, ``name``, ``phone_variants`` (a sequence or a
@@ -85,7 +85,7 @@ def build(
             ...     print(error.exit_code, error.message)
             1 unknown target 'no-such-chip'
     """
-    from edgec.pipeline.build import run_build, write_build
+    from edgec.builder import run_build, write_build
 
     build_options = _build_options(model, target, data, recipe, out, options)
     result = run_build(build_options, progress)
@@ -140,8 +140,7 @@ def _check(
 ) -> tuple[CheckReport, dict[str, bytes]]:
     """The report of ``check`` and the files the targets produced."""
     from edgec.artifact import Artifact
-    from edgec.pipeline.build import tool_versions
-    from edgec.report import CheckReport
+    from edgec.report import CheckReport, tool_versions
     from edgec.targets import load_targets, parse_budget
     from edgec.targets.analyzers import analyze_target
 
@@ -228,7 +227,7 @@ def _build_options(
     out: str | Path | None,
     options: dict[str, Any],
 ) -> BuildOptions:
-    from edgec.pipeline.build import BuildOptions
+    from edgec.builder import BuildOptions
 
     known = {f.name for f in dataclasses.fields(BuildOptions)}
     reserved = {"model", "target", "data", "recipe", "out"}

@@ -318,9 +318,11 @@ def check(
     Exit codes: 0 every check passes on every target, 3 a check failed (over budget,
     unsupported op or dtype), 1 error.
     """
-    from edgec import api, ci, ui
+    from edgec import api, ui
     from edgec._native_log import captured_native_stderr
     from edgec.export.writer import prepare_output_file, write_file_atomically
+    from edgec.report.junit import junit_xml
+    from edgec.report.markdown import markdown
 
     if out is not None:
         prepare_output_file(out)
@@ -334,8 +336,8 @@ def check(
         )
     rendered = {
         "json": report.to_json,
-        "junit": lambda: ci.junit_xml(report.targets, str(model)),
-        "markdown": lambda: ci.markdown(report.targets, str(model)),
+        "junit": lambda: junit_xml(report.targets, str(model)),
+        "markdown": lambda: markdown(report.targets, str(model)),
         "text": lambda: ui.check_text(report),
     }[fmt]()
     if out is not None:
@@ -365,7 +367,8 @@ def diff(old: Path, new: Path, max_growth: str) -> None:
 
     Exit codes: 0 nothing grew beyond --max-growth, 3 something did, 1 error.
     """
-    from edgec import ci, ui
+    from edgec import ui
+    from edgec.report import diff as ci
 
     limit = ci.parse_growth(max_growth)
     deltas = ci.diff_reports(old, new)

@@ -13,10 +13,17 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
+from edgec.builder import Progress
 from edgec.errors import printable
-from edgec.pipeline.build import Progress
 from edgec.pipeline.inspect import Inspection
-from edgec.report import BuildReport, CheckReport, TargetSection
+from edgec.report import (
+    BuildReport,
+    CheckReport,
+    LayerMetrics,
+    StageMetrics,
+    TargetSection,
+    to_plain,
+)
 from edgec.targets.profile import TargetProfile
 from edgec.units import format_size
 
@@ -105,7 +112,7 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     if report.firmware is not None:
         out.print(t(_firmware_line(report)))
     for stage in report.stages:
-        if stage.metrics:
+        if to_plain(stage.metrics):
             out.print(f" [bold]{t(stage.name)}[/]: {t(_stage_line(stage.metrics))}")
     for check in report.checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
@@ -139,53 +146,57 @@ def _firmware_line(report: BuildReport) -> str:
     if fw.compression is not None:
         c = fw.compression
         parts.append(
-            f"LUT flash {c['flash_bytes_before']:,} → {c['flash_bytes_after']:,} B "
-            f"(-{c['saving_percent']:.1f}%), arena {c['arena_bytes_before']:,} → "
-            f"{c['arena_bytes_after']:,} B (DECODE expands weights into the arena)"
+            f"LUT flash {c.flash_bytes_before:,} → {c.flash_bytes_after:,} B "
+            f"(-{c.saving_percent:.1f}%), arena {c.arena_bytes_before:,} → "
+            f"{c.arena_bytes_after:,} B (DECODE expands weights into the arena)"
         )
     if fw.object_size is not None:
         o = fw.object_size
         parts.append(
-            f"model object {o['flash_bytes']:,} B flash, {o['ram_bytes']:,} B RAM on {o['cpu']} "
+            f"model object {o.flash_bytes:,} B flash, {o.ram_bytes:,} B RAM on {o.cpu} "
             "(arm-none-eabi-size)"
         )
     return " firmware: " + "; ".join(parts)
 
 
-def _stage_line(m: dict) -> str:
+def _stage_line(m: StageMetrics) -> str:
     """One line per compression stage: validation figure before -> after, and what changed."""
     parts = []
-    for key, unit in (("accuracy", "%"), ("mse", "")):
-        if f"{key}_before" in m:
-            parts.append(
-                f"validation {key} {m[f'{key}_before']:g}{unit} → {m[f'{key}_after']:g}{unit}"
-            )
-    if "teacher_parameters" in m:
-        parts.append(f"parameters {m['teacher_parameters']:,} → {m['student_parameters']:,}")
-    if "scheme" in m:
-        parts.append(f"scheme {m['scheme']}")
-    for name, layer in m.get("layers", {}).items():
-        bits = []
-        if "sparsity" in layer:
-            bits.append(f"{layer['sparsity']:.0%} zeros")
-        if "per_channel" in layer:
-            values = layer.get("unique_values_per_channel") if layer["per_channel"] else None
-            values = values if values is not None else layer.get("unique_values")
-            bits.append(f"{values} values{' per channel' if layer['per_channel'] else ''}")
-        parts.append(f"{name} " + ", ".join(bits))
-    if m.get("skipped_layers"):
-        parts.append("not applied: " + ", ".join(m["skipped_layers"]))
-    if m.get("targets"):  # only when not the data's labels
-        parts.append(f"trained on {m['targets']}")
-    if m.get("rewrites"):
-        parts.append(f"rewritten for QAT: {len(m['rewrites'])} change(s), outputs equal")
-    if "max_abs_diff" in m:  # translate_keras3
+    for key, before, after, unit in (
+        ("accuracy", m.accuracy_before, m.accuracy_after, "%"),
+        ("mse", m.mse_before, m.mse_after, ""),
+    ):
+        if before is not None:
+            parts.append(f"validation {key} {before:g}{unit} → {after:g}{unit}")
+    if m.teacher_parameters is not None:
+        parts.append(f"parameters {m.teacher_parameters:,} → {m.student_parameters:,}")
+    if m.scheme is not None:
+        parts.append(f"scheme {m.scheme}")
+    parts += [f"{name} " + _layer_bits(layer) for name, layer in (m.layers or {}).items()]
+    if m.skipped_layers:
+        parts.append("not applied: " + ", ".join(m.skipped_layers))
+    if m.targets:  # only when not the data's labels
+        parts.append(f"trained on {m.targets}")
+    if m.rewrites:
+        parts.append(f"rewritten for QAT: {len(m.rewrites)} change(s), outputs equal")
+    if m.max_abs_diff is not None:  # translate_keras3
         parts.append(
-            f"Keras {m.get('keras_version', '3')} model rebuilt as tf_keras "
-            f"({m.get('layers_rebuilt', '?')} layers), outputs equal: largest difference "
-            f"{m['max_abs_diff']:.2g}"
+            f"Keras {m.keras_version or '3'} model rebuilt as tf_keras "
+            f"({m.layers_rebuilt} layers), outputs equal: largest difference "
+            f"{m.max_abs_diff:.2g}"
         )
     return "; ".join(parts)
+
+
+def _layer_bits(layer: LayerMetrics) -> str:
+    bits = []
+    if layer.sparsity is not None:
+        bits.append(f"{layer.sparsity:.0%} zeros")
+    if layer.per_channel is not None:
+        values = layer.unique_values_per_channel if layer.per_channel else None
+        values = values if values is not None else layer.unique_values
+        bits.append(f"{values} values{' per channel' if layer.per_channel else ''}")
+    return ", ".join(bits)
 
 
 def _bytes(n: int | None) -> str:

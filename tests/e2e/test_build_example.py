@@ -22,7 +22,7 @@ def test_example_build_passes(example_build):
     assert example_build.run.code == 0, example_build.run.err
     assert {p.name for p in example_build.out.iterdir()} == FILES
     report = example_build.report
-    assert report["ok"] is True and report["schema_version"] == 1
+    assert report["ok"] is True and report["schema_version"] == 2
     assert report["target"] == "cortex-m"
     assert report["model"]["name"] == "digits_cnn"
     acc = report["accuracy"]

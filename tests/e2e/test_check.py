@@ -138,10 +138,10 @@ def test_check_on_every_profile_gives_a_verdict_with_figures(
     if which == "dwres":
         assert {"DEPTHWISE_CONV_2D", "ADD"} <= set(report.ops)
         m4 = next(s for s in report.targets if s.target == "cortex-m4")
-        assert m4.figures["macs"] == models.dwres_macs
+        assert m4.figures.macs == models.dwres_macs
         tpu = next(s for s in report.targets if s.target == "edgetpu")
-        assert tpu.figures["cpu_fallback_op"] is None
-        assert all(row["mapped"] for row in tpu.figures["op_mapping"])
+        assert tpu.figures.cpu_fallback_op is None
+        assert all(row["mapped"] for row in tpu.figures.op_mapping)
 
 
 def test_mcu_arena_is_the_measured_tflm_arena(tmp_path, example_build, example_tflite):
@@ -175,7 +175,7 @@ def test_ethos_u_figures_come_from_vela(tmp_path, models):
         capture_output=True,
     )
     row = next(csv.DictReader(next(out.glob("*_summary_*.csv")).open()))
-    vela = section.figures["vela"]
+    vela = section.figures.vela
     assert section.memory.arena_bytes == round(float(row["sram_memory_used"]) * 1024)
     assert vela["cycles_total"] == int(float(row["cycles_total"]))
     assert vela["macs"] == int(row["nn_macs"])
@@ -190,16 +190,16 @@ def test_edgetpu_marks_an_unsupported_activation_as_the_cpu_fallback_point(tmp_p
     code, report = check_json(tmp_path, models.leaky, "edgetpu")
     assert code == 3
     section = report.targets[0]
-    rows = section.figures["op_mapping"]
+    rows = section.figures.op_mapping
     ops = [r["op"] for r in rows]
     first = ops.index("LEAKY_RELU")
-    assert section.figures["cpu_fallback_op"] == first
+    assert section.figures.cpu_fallback_op == first
     assert all(r["mapped"] for r in rows[:first])
     assert not any(r["mapped"] for r in rows[first:])
     assert "not an Edge TPU operation" in rows[first]["reason"]
     mapping = next(c for c in section.checks if c.name == "edgetpu_mapping")
     assert not mapping.ok and "LEAKY_RELU" in mapping.detail and mapping.method == "rule-based"
-    assert "rule-based" in section.figures["edgetpu_compiler"]  # no compiler on this machine
+    assert "rule-based" in section.figures.edgetpu_compiler  # no compiler on this machine
     # the same model runs fine on an MCU: LEAKY_RELU is a TFLM op
     code, _ = check_json(tmp_path, models.leaky, "cortex-m4")
     assert code == 0
@@ -208,8 +208,8 @@ def test_edgetpu_marks_an_unsupported_activation_as_the_cpu_fallback_point(tmp_p
 def test_edgetpu_rejects_tensors_with_more_than_three_big_dimensions(tmp_path, models):
     code, report = check_json(tmp_path, models.big_dims, "edgetpu")
     assert code == 3
-    rows = report.targets[0].figures["op_mapping"]
-    first = report.targets[0].figures["cpu_fallback_op"]
+    rows = report.targets[0].figures.op_mapping
+    first = report.targets[0].figures.cpu_fallback_op
     assert "dimensions > 1" in rows[first]["reason"]
     shapes = TfliteModel.from_bytes(models.big_dims.read_bytes())
     op = shapes.operators[first]
@@ -221,8 +221,8 @@ def test_edgetpu_reads_op_options(tmp_path, models):
     code, report = check_json(tmp_path, models.pool_relu, "edgetpu")
     assert code == 3
     figures = report.targets[0].figures
-    rows = figures["op_mapping"]
-    first = figures["cpu_fallback_op"]
+    rows = figures.op_mapping
+    first = figures.cpu_fallback_op
     assert rows[first]["op"] == "MAX_POOL_2D" and "fused RELU" in rows[first]["reason"]
     dw = next(r for r in rows if r["op"] == "DEPTHWISE_CONV_2D")
     assert "dilated" in dw["reason"]
@@ -310,7 +310,7 @@ def test_multi_target_build_with_phone_variants(tmp_path_factory, user_model):
     assert "Other targets" in run.out
     # phone variants: converted from the Keras model, timed and evaluated on this host
     phone = report.targets[-1]
-    rows = {r["variant"]: r for r in phone.figures["variants"]}
+    rows = {r["variant"]: r for r in phone.figures.variants}
     assert set(rows) == {"float16", "dynamic-range"}
     int8_size = report.memory.flash_bytes
     for variant, row in rows.items():
@@ -396,8 +396,6 @@ def test_float_model_where_int8_is_required(tmp_path, models):
     m4, tpu, phone = report.targets
     dtypes = next(c for c in m4.checks if c.name == "dtypes")
     assert not dtypes.ok and "not quantized" in dtypes.detail and "int8" in dtypes.detail
-    assert (
-        tpu.figures["cpu_fallback_op"] == 0 and "float32" in tpu.figures["op_mapping"][0]["reason"]
-    )
+    assert tpu.figures.cpu_fallback_op == 0 and "float32" in tpu.figures.op_mapping[0]["reason"]
     assert phone.ok  # LiteRT on a phone runs float models
     assert math.isfinite(next(c for c in phone.checks if c.name == "latency").value)

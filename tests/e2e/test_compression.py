@@ -229,7 +229,7 @@ class Recorder:
 def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
     """A user's student file is distilled from the user's model, then pruned."""
     from edgec._tf import keras
-    from edgec.pipeline.build import BuildOptions, run_build
+    from edgec.builder import BuildOptions, run_build
 
     layers = keras.layers
     student = keras.Sequential(
@@ -245,9 +245,9 @@ def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
     result = run_build(options, recorder)  # type: ignore[arg-type]
     stages = {s.name: s for s in result.report.stages}
     m = stages["distill"].metrics
-    assert m["student"] == str(tmp_path / "small.keras")
-    assert m["student_parameters"] == student.count_params() < m["teacher_parameters"]
-    assert set(stages["prune"].metrics["layers"]) == {"c", "d"}  # the student's layers
+    assert m.student == str(tmp_path / "small.keras")
+    assert m.student_parameters == student.count_params() < m.teacher_parameters
+    assert set(stages["prune"].metrics.layers or {}) == {"c", "d"}  # the student's layers
     assert result.report.model.parameters == student.count_params()
     for stage in ("distill", "prune"):
         for epoch in (1, 2):
@@ -258,7 +258,7 @@ def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
 
 
 def _run_build_fails(tmp_path: Path, **options) -> tuple[str, list[str]]:
-    from edgec.pipeline.build import BuildOptions, run_build
+    from edgec.builder import BuildOptions, run_build
 
     recorder = Recorder()
     opts = BuildOptions(target="cortex-m", out=tmp_path / "out", **options)

@@ -135,7 +135,16 @@ def test_missing_kernel_is_a_build_time_error():
 def test_report_with_firmware_round_trips():
     import json
 
-    from edgec.report import Accuracy, BuildReport, DataInfo, Firmware, Memory, ModelInfo
+    from edgec.report import (
+        Accuracy,
+        BuildReport,
+        DataInfo,
+        Firmware,
+        LutCompression,
+        Memory,
+        ModelInfo,
+        ObjectSize,
+    )
 
     report = BuildReport(
         ok=True,
@@ -146,8 +155,8 @@ def test_report_with_firmware_round_trips():
         data=DataInfo("d.npz", 300, 300, "classes"),
         firmware=Firmware(
             "cmake", "c", ".rodata.model", 560, 10.0, ["AddConv2D", "AddDecode"],
-            {"method": "lut", "flash_bytes_before": 2000, "flash_bytes_after": 1000},
-            {"cpu": "cortex-m4", "text": 1016, "data": 0, "bss": 0},
+            LutCompression("lut", 2000, 1000, 50.0, 496, 560),
+            ObjectSize("cortex-m4", 1016, 0, 0, 1016, 0),
         ),
     )  # fmt: skip
     data = json.loads(report.to_json())

@@ -30,13 +30,13 @@ def test_import_contracts_are_kept():
 
 
 def test_a_lower_layer_importing_a_higher_one_breaks_the_contract(tmp_path):
-    """The contract is live: an upward import (targets -> pipeline) in a copy is caught."""
+    """The contract is live: an upward import (targets -> builder) in a copy is caught."""
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     shutil.copytree(
         ROOT / "src" / "edgec", tmp_path / "src" / "edgec", ignore=shutil.ignore_patterns("*.pyc")
     )
     probe = tmp_path / "src" / "edgec" / "targets" / "_layering_probe.py"
-    probe.write_text("from edgec.pipeline import build  # noqa: F401\n")
+    probe.write_text("from edgec import builder  # noqa: F401\n")
     run = _lint_imports(tmp_path, tmp_path / "src")
     assert run.returncode != 0
-    assert "edgec.targets._layering_probe -> edgec.pipeline" in run.stdout
+    assert "edgec.targets._layering_probe -> edgec.builder" in run.stdout

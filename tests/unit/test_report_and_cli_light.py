@@ -19,7 +19,7 @@ def test_report_round_trips():
         versions={"edgec": "0.1.0"},
     )
     data = json.loads(report.to_json())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert BuildReport.from_dict(data) == report
     assert [c.name for c in report.failed_checks] == ["ram"]
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edgec.report_schema import json_schema
+from edgec.report.jsonschema import json_schema
 
 SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "report.schema.json"
 
 
 def test_published_schema_matches_the_dataclasses():
     assert json.loads(SCHEMA_FILE.read_text()) == json_schema(), (
-        "regenerate: python -m edgec.report_schema > docs/report.schema.json"
+        "regenerate: python -m edgec.report.jsonschema > docs/report.schema.json"
     )
 
 
@@ -31,13 +31,13 @@ def test_schema_is_valid_and_rejects_a_changed_shape():
         "targets": [],
         "versions": {},
         "kind": "check",
-        "schema_version": 1,
+        "schema_version": 2,
     }
     jsonschema.validate(check, schema)
     broken_reports = (
         {**check, "size_bytes": "10"},
         {**check, "extra": 1},
-        {**check, "schema_version": 2},
+        {**check, "schema_version": 1},
     )
     for broken in broken_reports:
         with pytest.raises(jsonschema.ValidationError):

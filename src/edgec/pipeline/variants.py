@@ -80,7 +80,7 @@ def add_phone_variants(
                 section,
                 checks=[*section.checks, *checks],
                 ok=section.ok and all(c.ok for c in checks),
-                figures={**section.figures, "variants": rows},
+                figures=replace(section.figures, variants=rows),
             )
         )
     return result, files

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from edgec.artifact import Artifact
 from edgec.registry import Registry
-from edgec.report import Check, Memory, TargetSection
+from edgec.report import Check, Memory, TargetFigures, TargetSection, from_plain
 from edgec.targets import checks as target_checks
 from edgec.targets.profile import TargetProfile
 
@@ -82,7 +82,9 @@ def analyze_target(
             arena_method=found.figures.pop("ram_detail", found.ram_method),
         ),
         checks=checks,
-        figures={k: v for k, v in found.figures.items() if k != "ram_method_kind"},
+        figures=from_plain(
+            TargetFigures, {k: v for k, v in found.figures.items() if k != "ram_method_kind"}
+        ),
     )
     return section, found.files
 

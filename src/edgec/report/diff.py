@@ -1,4 +1,4 @@
-"""Reports for CI: JUnit XML, Markdown for a pull request, and ``edgec diff`` of two reports.
+"""``edgec diff``: flash and RAM per target of two reports, and their growth.
 
 Works on report dictionaries (``report.json`` of ``edgec build`` or ``edgec check``), so a
 report written by another edgec version of the same schema can be compared.
@@ -10,70 +10,10 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from xml.etree import ElementTree as ET
 
 from edgec.errors import InputError, UsageError
-from edgec.report import TargetSection
 
 DIFF_FIGURES = (("flash_bytes", "flash"), ("arena_bytes", "RAM"))
-
-
-def junit_xml(sections: list[TargetSection], model: str) -> str:
-    """One <testsuite> per target, one <testcase> per check; failed checks are <failure>s."""
-    suites = ET.Element("testsuites", name=f"edgec check {model}")
-    for section in sections:
-        failures = sum(not c.ok for c in section.checks)
-        suite = ET.SubElement(
-            suites,
-            "testsuite",
-            name=f"edgec.{section.target}",
-            tests=str(len(section.checks)),
-            failures=str(failures),
-            errors="0",
-        )
-        for check in section.checks:
-            case = ET.SubElement(
-                suite, "testcase", classname=f"edgec.{section.target}", name=check.name
-            )
-            if not check.ok:
-                ET.SubElement(case, "failure", message=check.detail[:500]).text = check.detail
-            out = ET.SubElement(case, "system-out")
-            out.text = f"{check.detail}\nmethod: {check.method}" + (
-                f"\nvalue: {check.value:g} {check.unit}".rstrip() if check.value is not None else ""
-            )
-    ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
-
-
-def markdown(sections: list[TargetSection], model: str) -> str:
-    """A pull-request comment: one verdict table, then each target's failed checks."""
-    ok = all(s.ok for s in sections)
-    lines = [
-        f"### edgec check: `{model}` {'✅ pass' if ok else '❌ fail'}",
-        "",
-        "| target | part | verdict | flash (model) | RAM | latency |",
-        "|---|---|---|---:|---:|---:|",
-    ]
-    for s in sections:
-        latency = next((c for c in s.checks if c.name == "latency"), None)
-        lat = f"{latency.value:.3f} ms ({latency.method})" if latency and latency.value else "-"
-        lines.append(
-            f"| `{s.target}` | {s.part} | {'✅ pass' if s.ok else '❌ fail'} "
-            f"| {_used(s.memory.flash_bytes, s.memory.flash_budget_bytes)} "
-            f"| {_used(s.memory.arena_bytes, s.memory.ram_budget_bytes)} | {lat} |"
-        )
-    for s in sections:
-        failed = [c for c in s.checks if not c.ok]
-        if failed:
-            lines += ["", f"**{s.target}** failed:"]
-            lines += [f"- `{c.name}`: {c.detail}" for c in failed]
-    return "\n".join(lines) + "\n"
-
-
-def _used(used: int | None, budget: int) -> str:
-    if used is None:
-        return "not measured"
-    return f"{used:,} B / {budget:,} B ({used / budget:.1%})" if budget else f"{used:,} B"
 
 
 @dataclass(frozen=True, slots=True)

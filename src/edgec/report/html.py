@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from html import escape
 
 from edgec.pipeline.layer_error import error_summary
-from edgec.report import BuildReport, Layer
+from edgec.report.schema import BuildReport, Layer
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
@@ -45,36 +45,13 @@ window.addEventListener('load', function () {
 
 
 def render_html(report: BuildReport) -> str:
-    mem, acc = report.memory, report.accuracy
+    mem = report.memory
     verdict = (
         '<span class="verdict pass">PASS</span>'
         if report.ok
         else '<span class="verdict fail">FAIL</span>'
     )
-    accuracy = (
-        f"{acc.float:.2f}% → {acc.int8:.2f}%"
-        if acc.metric == "top1" and acc.float is not None
-        else f"{acc.metric} {acc.float:.4g} → {acc.int8:.4g}"
-    )
-    base = acc.detail.get("input_model_float")  # with a recipe: the uncompressed model
-    accuracy_label = "accuracy float → int8"
-    if base is not None:
-        accuracy = (f"{base:.2f}% → " if acc.metric == "top1" else f"{base:.4g} → ") + accuracy
-        accuracy_label = "accuracy input → compressed → int8"
-    cards = [
-        ("flash (model)", f"{mem.flash_bytes:,} B", f"budget {mem.flash_budget_bytes:,} B"),
-        (
-            "RAM (TFLM arena)",
-            f"{mem.arena_bytes:,} B" if mem.arena_bytes is not None else "not measured",
-            f"budget {mem.ram_budget_bytes:,} B",
-        ),
-        (accuracy_label, accuracy, f"{acc.samples} evaluation samples"),
-        (
-            "MACs / inference",
-            f"{sum(layer.macs for layer in report.layers):,}",
-            f"{len(report.layers)} ops",
-        ),
-    ]
+    cards = _cards(report)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>edgec: {escape(report.model.name)} on {escape(report.target)}</title>",
@@ -129,6 +106,35 @@ def render_html(report: BuildReport) -> str:
     return "\n".join(parts)
 
 
+def _cards(report: BuildReport) -> list[tuple[str, str, str]]:
+    """The figures at the top of the page: (title, value, note)."""
+    mem, acc = report.memory, report.accuracy
+    accuracy = (
+        f"{acc.float:.2f}% → {acc.int8:.2f}%"
+        if acc.metric == "top1" and acc.float is not None
+        else f"{acc.metric} {acc.float:.4g} → {acc.int8:.4g}"
+    )
+    base = acc.detail.get("input_model_float")  # with a recipe: the uncompressed model
+    accuracy_label = "accuracy float → int8"
+    if base is not None:
+        accuracy = (f"{base:.2f}% → " if acc.metric == "top1" else f"{base:.4g} → ") + accuracy
+        accuracy_label = "accuracy input → compressed → int8"
+    return [
+        ("flash (model)", f"{mem.flash_bytes:,} B", f"budget {mem.flash_budget_bytes:,} B"),
+        (
+            "RAM (TFLM arena)",
+            f"{mem.arena_bytes:,} B" if mem.arena_bytes is not None else "not measured",
+            f"budget {mem.ram_budget_bytes:,} B",
+        ),
+        (accuracy_label, accuracy, f"{acc.samples} evaluation samples"),
+        (
+            "MACs / inference",
+            f"{sum(layer.macs for layer in report.layers):,}",
+            f"{len(report.layers)} ops",
+        ),
+    ]
+
+
 def _plots(report: BuildReport) -> list[str]:
     layers = report.layers
     labels = [f"{layer.index} {layer.op}" for layer in layers]
@@ -174,33 +180,37 @@ def _stage_bars(report: BuildReport) -> tuple[str, str]:
     acc = report.accuracy
     unit = "%" if acc.metric == "top1" else f" {acc.metric}"
     rows: list[tuple[str, int]] = []
-    stage_rows = [s for s in report.stages if "parameters" in s.metrics]
+    stage_rows = [s for s in report.stages if s.metrics.parameters is not None]
     base = acc.detail.get("input_model_float")
     if stage_rows:
         first = stage_rows[0].metrics
-        params = first.get("teacher_parameters", first["parameters"])
+        params = _first_set(first.teacher_parameters, first.parameters)
         text = f": {base:.4g}{unit}" if base is not None else ""
-        rows.append((f"input model, float32{text}", int(params) * 4))
+        rows.append((f"input model, float32{text}", params * 4))
         for stage in stage_rows:
             m = stage.metrics
             text = ""
-            if "accuracy_after" in m:
-                text = f": validation {m['accuracy_after']:.4g}%"
-            elif "mse_after" in m:
-                text = f": validation mse {m['mse_after']:.4g}"
-            size = int(m.get("student_parameters", m["parameters"])) * 4
+            if m.accuracy_after is not None:
+                text = f": validation {m.accuracy_after:.4g}%"
+            elif m.mse_after is not None:
+                text = f": validation mse {m.mse_after:.4g}"
+            size = _first_set(m.student_parameters, m.parameters) * 4
             rows.append((f"after {stage.name}, float32{text}", size))
     else:
         text = f": {acc.float:.4g}{unit}" if acc.float is not None else ""
         rows.append((f"float32 (Keras){text}", report.model.parameters * 4))
     lut = report.firmware.compression if report.firmware is not None else None
-    int8_bytes = lut["flash_bytes_before"] if lut else report.memory.flash_bytes
+    int8_bytes = lut.flash_bytes_before if lut else report.memory.flash_bytes
     text = f": {acc.int8:.4g}{unit}" if acc.int8 is not None else ""
     rows.append((f"int8 model.tflite{text}", int8_bytes))
     if lut:
-        rows.append(("LUT-compressed, bit-identical", lut["flash_bytes_after"]))
+        rows.append(("LUT-compressed, bit-identical", lut.flash_bytes_after))
     note = "float32 sizes: parameters x 4 B; int8 sizes: bytes of the flatbuffer"
     return _bars([r[0] for r in rows], [r[1] for r in rows], "B"), note
+
+
+def _first_set(*values: int | None) -> int:
+    return int(next(v for v in values if v is not None))
 
 
 def _figure(title: str, svg: str, note: str = "") -> str:

@@ -1,6 +1,6 @@
 """The JSON Schema of ``report.json``, generated from the report's dataclasses.
 
-``python -m edgec.report_schema > docs/report.schema.json`` regenerates the published
+``python -m edgec.report.jsonschema > docs/report.schema.json`` regenerates the published
 schema; a test fails when the dataclasses and the file disagree, and every report the
 test suite builds is validated against it.
 """
@@ -13,7 +13,7 @@ import types
 import typing
 from typing import Any
 
-from edgec import report
+from edgec.report import schema as report
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
@@ -41,7 +41,8 @@ def _ref(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
     if cls.__name__ not in defs:
         defs[cls.__name__] = {}  # placeholder: a dataclass may refer to itself
         hints = typing.get_type_hints(cls)
-        fields = dataclasses.fields(cls)
+        open_field = getattr(cls, "OPEN", None)  # its keys are written flat: any are allowed
+        fields = [f for f in dataclasses.fields(cls) if f.name != open_field]
         properties = {f.name: _schema(hints[f.name], defs) for f in fields}
         if "schema_version" in properties:
             properties["schema_version"] = {"const": report.SCHEMA_VERSION}
@@ -55,7 +56,7 @@ def _ref(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
             **({"description": _first_line(cls.__doc__)} if _own_doc(cls) else {}),
             "properties": properties,
             "required": required,
-            "additionalProperties": False,
+            "additionalProperties": open_field is not None,
         }
     return {"$ref": f"#/$defs/{cls.__name__}"}
 

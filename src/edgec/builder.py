@@ -1,0 +1,690 @@
+"""``edgec build``: named phases over one BuildContext, timed, nothing written until the end.
+
+``run_build`` checks every input (``_validate``), then runs ``PHASES`` in order; each
+phase reads what the earlier ones left in the context and adds its own. The report's
+top-level checks are assembled by group name (``CHECK_ORDER``), not by position.
+
+Not ``edgec/build.py``: importing a submodule sets it as an attribute of its package,
+so ``edgec.build`` (the public API function) would become this module after the first
+build and ``edgec.build(...)`` would fail with "module is not callable".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgec.artifact import Artifact as ModelArtifact  # report.Artifact is a report entry
+from edgec.artifact.lut import compress_lut_verified
+from edgec.artifact.stats import analyze_layers
+from edgec.datasets import Dataset, load_dataset, split_calibration
+from edgec.datasets.split import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    split_holdout,
+    split_validation,
+)
+from edgec.errors import InputError
+from edgec.export import (
+    LAYOUTS,
+    ExportSpec,
+    c_identifier,
+    check_section,
+    export_package,
+    model_data_sources,
+    prepare_output_dir,
+    write_outputs,
+)
+from edgec.export.c_array import LANGUAGES
+from edgec.export.toolchain import measure_model_object
+from edgec.pipeline.convert import IO_TYPES, PHONE_VARIANTS
+from edgec.pipeline.recipe import Recipe, load_recipe, recipe_from_options
+from edgec.report import (
+    Artifact,
+    BuildReport,
+    Check,
+    DataInfo,
+    Firmware,
+    Layer,
+    LutCompression,
+    ModelInfo,
+    ObjectSize,
+    Stage,
+    StageMetrics,
+    TargetSection,
+    from_plain,
+    tool_versions,
+)
+from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
+from edgec.targets.analyzers import analyze_target
+from edgec.targets.profile import load_runtime
+from edgec.targets.weights import compression_checks
+
+if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need them
+    from edgec.pipeline.stages import CompressionPlan
+    from edgec.pipeline.verify import Evaluation
+
+EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
+COMPRESSIONS = ("lut",)
+EXAMPLE_SOURCE = "built-in example: digits CNN (scikit-learn digits)"
+
+
+class Progress:
+    """What the build tells its user while it runs; the CLI draws it, tests ignore it."""
+
+    def stage(self, name: str, description: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def message(self, text: str) -> None:
+        pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions:
+    model: Path | None  # None: the built-in example
+    target: str
+    data: Path | None = None
+    out: Path | None = Path("edgec-out")  # None: nothing is written (the Python API)
+    budget: str | None = None
+    io_type: str = "int8"
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    max_accuracy_drop: float = 2.0
+    name: str | None = None
+    phone_variants: tuple[str, ...] = ()  # float16, dynamic-range (phone targets only)
+    debug: bool = False
+    # firmware package
+    compress: str | None = None  # "lut": tflite-micro LUT compression of clustered weights
+    layout: str = "plain"
+    c_lang: str = "cc"
+    section: str | None = None
+    arena_margin: float = 10.0  # percent added to the measured arena for kTensorArenaSize
+    # compression: a recipe (built-in name or TOML file), or the short forms
+    recipe: str | None = None
+    distill: str | None = None  # width multiplier ("0.5") or a student model file
+    prune: str | None = None  # final sparsity ("0.75") or "2:4"
+    cluster: int | None = None  # clusters per kernel
+    qat: bool = False
+    epochs: int | None = None  # overrides every short-form stage's epochs
+    custom_objects: str | None = None  # a .py file or module with the model's own layers
+
+
+@dataclass
+class BuildResult:
+    report: BuildReport
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything about the inputs that can be checked before TensorFlow starts."""
+
+    profiles: list[TargetProfile]
+    overrides: dict[str, int]
+    recipe: Recipe | None
+
+
+@dataclass(eq=False, repr=False)
+class BuildContext:
+    """One build's state: each phase reads what earlier phases left and adds its own.
+
+    A field without a default is set by the phase named beside it; reading it before that
+    phase ran is an AttributeError (a phase out of order), not a silent None.
+    """
+
+    options: BuildOptions
+    plan: _Plan
+    progress: Progress = field(default_factory=Progress)
+    stages: list[Stage] = field(default_factory=list)
+    checks: dict[str, list[Check]] = field(default_factory=dict)  # by CHECK_ORDER name
+    # the model and its data
+    model: Any = field(init=False)  # load_model; replaced by translate_keras3, run_recipe
+    custom_objects: dict = field(default_factory=dict)
+    name: str = field(init=False)  # load_model: the C identifier stem
+    source: str = field(init=False)
+    data: Dataset = field(init=False)  # load_data (the example: load_model)
+    calibration: Dataset = field(init=False)  # load_data
+    evaluation: Dataset = field(init=False)
+    # the example's training split (load_model); with a recipe, the user's (load_data)
+    train: Dataset = field(init=False)
+    fit_on: Dataset = field(init=False)  # load_data, with a recipe: what its stages fit on
+    validation: Dataset = field(init=False)  # ... and validate on
+    recipe_plan: CompressionPlan | None = None  # validate_recipe
+    input_model_out: np.ndarray | None = None  # run_recipe: the input model's outputs
+    parameters: int | None = None  # QAT adds quantizer variables: the stages count weights
+    # the converted model and what ships
+    tflite: bytes = field(init=False)  # convert
+    flat: TfliteModel = field(init=False)
+    shipped: bytes = field(init=False)  # convert; replaced by lut_compress
+    shipped_flat: TfliteModel = field(init=False)
+    converted: ModelArtifact = field(init=False)  # convert: the bytes, parsed once, its arena
+    shipped_artifact: ModelArtifact = field(init=False)  # convert; replaced by lut_compress
+    tflm_ok: bool = False  # measure_arena: TFLM has every op
+    arena: int | None = None
+    x_q: np.ndarray = field(init=False)  # measure_arena: the evaluation inputs, quantized
+    lut_info: dict | None = None
+    # measurements and outputs
+    sections: list[TargetSection] = field(default_factory=list)  # check_targets
+    float_out: np.ndarray = field(init=False)  # evaluate
+    evaluation_result: Evaluation = field(init=False)
+    layers: list[Layer] = field(default_factory=list)  # layer_error
+    files: dict[str, bytes] = field(default_factory=dict)
+    firmware: Firmware | None = None  # export
+
+    @contextlib.contextmanager
+    def stage(self, name: str, description: str) -> Iterator[dict]:
+        """Time one stage for the report; what the caller puts in the dict is its metrics."""
+        start = time.perf_counter()
+        metrics: dict = {}
+        with self.progress.stage(name, description):
+            yield metrics
+        seconds = round(time.perf_counter() - start, 3)
+        self.stages.append(Stage(name, seconds, from_plain(StageMetrics, metrics)))
+
+
+# report.json's top-level checks, in this order: each name is the group a phase fills.
+# "target_common" and "target" are the first target's checks (its section keeps them all).
+CHECK_ORDER = (
+    "target_common",  # ops, dtypes, static_shapes
+    "accuracy",
+    "litert_vs_tflm",
+    "lut_bit_identical",
+    "compression",  # what the recipe's stages must leave in the int8 model
+    "target",  # the kind's own checks, then flash and ram
+)
+TARGET_COMMON_CHECKS = ("ops", "dtypes", "static_shapes")
+
+
+def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
+    ctx = new_context(options, progress)
+    from edgec.pipeline.convert import start_converter
+
+    start_converter()  # the conversion child imports TensorFlow while this process works
+    for phase in PHASES:
+        phase(ctx)
+    return BuildResult(report=build_report(ctx), files=ctx.files)
+
+
+def new_context(options: BuildOptions, progress: Progress | None = None) -> BuildContext:
+    """The context of a build whose every input was checked (before TensorFlow starts)."""
+    return BuildContext(options, _validate(options), progress or Progress())
+
+
+def load_model(ctx: BuildContext) -> None:
+    options = ctx.options
+    if options.model is None:
+        from edgec.pipeline.example import NAME, example_data, example_model
+
+        ctx.train, ctx.data = example_data()
+        ctx.model = example_model()  # trained later, after the recipe is validated
+        name, ctx.source = options.name or NAME, EXAMPLE_SOURCE
+    else:
+        from edgec.pipeline.model_io import load_custom_objects, load_keras_model
+
+        ctx.custom_objects = load_custom_objects(options.custom_objects)
+        with ctx.stage("load_model", f"Loading {options.model}"):
+            ctx.model = load_keras_model(options.model, ctx.custom_objects)
+        name, ctx.source = options.name or options.model.stem, str(options.model)
+    ctx.name = c_identifier(name)
+
+
+def load_data(ctx: BuildContext) -> None:
+    options, recipe = ctx.options, ctx.plan.recipe
+    input_shape = tuple(int(d) for d in ctx.model.inputs[0].shape[1:])
+    with ctx.stage("load_data", "Loading calibration and evaluation data"):
+        if options.data is not None:  # a user model always has data (see _validate)
+            ctx.data = load_dataset(options.data, input_shape)
+        if recipe is not None and options.model is not None:
+            ctx.train, ctx.data = split_holdout(ctx.data, 2 * options.calibration_samples)
+        ctx.calibration, ctx.evaluation = split_calibration(ctx.data, options.calibration_samples)
+        if recipe is not None:
+            # The built-in example itself still trains on its whole training split (the
+            # same model as without a recipe); the compression stages fit on fit_on.
+            ctx.fit_on, ctx.validation = split_validation(ctx.train)
+
+
+def translate_keras3(ctx: BuildContext) -> None:
+    from edgec.pipeline.convert import is_keras3, needs_tf_keras
+
+    if not is_keras3(ctx.model):
+        return
+    if ctx.plan.recipe is None and not needs_tf_keras(ctx.model):
+        return
+    from edgec.pipeline.keras3 import translate
+
+    with ctx.stage("translate_keras3", "Rebuilding the Keras 3 model as tf_keras") as metrics:
+        translation = translate(ctx.model, ctx.calibration.x, ctx.custom_objects)
+        metrics.update(max_abs_diff=translation.max_abs_diff, layers_rebuilt=translation.layers,
+                       keras_version=translation.keras_version)  # fmt: skip
+    ctx.model = translation.model
+
+
+def validate_recipe(ctx: BuildContext) -> None:
+    recipe = ctx.plan.recipe
+    if recipe is None:
+        return
+    from edgec.pipeline import stages as compress
+
+    with ctx.stage("validate_recipe", f"Checking recipe {recipe.name} against the model"):
+        ctx.recipe_plan = compress.validate(recipe, ctx.model, ctx.fit_on)
+
+
+def train_example(ctx: BuildContext) -> None:
+    if ctx.options.model is not None:
+        return
+    from edgec.pipeline.example import train_example_model
+
+    def on_epoch(epoch: int, epochs: int, logs: dict) -> None:
+        ctx.progress.message(
+            f"epoch {epoch}/{epochs}: loss {logs.get('loss', 0):.3f}, "
+            f"accuracy {logs.get('accuracy', 0) * 100:.1f}%"
+        )
+
+    with ctx.stage("train_example", "Training the built-in example (digits CNN)"):
+        train_example_model(ctx.model, ctx.train, on_epoch=on_epoch)
+
+
+def run_recipe(ctx: BuildContext) -> None:
+    """The recipe's stages, in order, each one timed with its metrics."""
+    if ctx.recipe_plan is None:
+        return
+    from edgec.pipeline import stages as compress
+
+    ctx.input_model_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
+    pruned = clustered = False
+    for sp in ctx.recipe_plan.stages:
+        with ctx.stage(sp.spec.type, _describe(sp.spec)) as metrics:
+            done = compress.run_stage(
+                sp, ctx.recipe_plan, ctx.model, ctx.fit_on, ctx.validation,
+                pruned=pruned, clustered=clustered, on_epoch=ctx.progress.message,
+            )  # fmt: skip
+            metrics.update(done.metrics)
+        ctx.model = done.model
+        # QAT moved an input Rescaling into the input quantization: the model now
+        # takes scaled values, and firmware scales raw values (INPUT_RAW_SCALE).
+        ctx.data, ctx.calibration, ctx.evaluation = (
+            compress.scaled(d, done.input_scale)
+            for d in (ctx.data, ctx.calibration, ctx.evaluation)
+        )
+        ctx.parameters = done.metrics.get("parameters", ctx.parameters)
+        pruned |= sp.spec.type == "prune"
+        clustered |= sp.spec.type == "cluster"
+
+
+def convert(ctx: BuildContext) -> None:
+    from edgec.pipeline.convert import convert_int8
+    from edgec.pipeline.recurrent import unroll_recurrent
+
+    calibration = ctx.calibration
+    with ctx.stage(
+        "convert", f"Converting to full-integer int8 ({len(calibration)} calibration samples)"
+    ):
+        ctx.tflite = convert_int8(
+            unroll_recurrent(ctx.model, calibration.x[:16]),
+            calibration.x,
+            io_type=ctx.options.io_type,
+            quiet=not ctx.options.debug,
+        )
+    ctx.converted = ModelArtifact.from_bytes(ctx.tflite, source="the converted model")
+    ctx.flat = ctx.converted.model
+    # until lut_compress replaces it
+    ctx.shipped, ctx.shipped_flat, ctx.shipped_artifact = ctx.tflite, ctx.flat, ctx.converted
+
+
+def measure_arena(ctx: BuildContext) -> None:
+    """The TFLM arena of the converted model (measured once per model, cached)."""
+    flat = ctx.flat
+    ctx.tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
+    with ctx.stage("measure_arena", "Measuring the exact TFLM arena"):
+        ctx.arena, _ = ctx.converted.arena(runnable=ctx.tflm_ok)
+    ctx.x_q = _model_input(flat, ctx.evaluation.x)
+
+
+def lut_compress(ctx: BuildContext) -> None:
+    """What ships: the converted model, or its LUT-compressed form.
+
+    Targets are checked against what ships, so flash and arena budgets see the compressed
+    model.
+    """
+    if ctx.options.compress != "lut":
+        return
+    with ctx.stage("compress", "LUT-compressing clustered weights (tflite-micro compressor)"):
+        if ctx.arena is None:
+            check = Check("lut_bit_identical", False, "not run: TFLM lacks ops")
+        else:
+            lut = compress_lut_verified(ctx.tflite, ctx.x_q, ctx.arena)
+            ctx.shipped, ctx.shipped_artifact = lut.model, lut.artifact
+            ctx.lut_info, check = lut.info(), lut.check
+    ctx.checks["lut_bit_identical"] = [check]
+    ctx.shipped_flat = ctx.shipped_artifact.model
+
+
+def check_targets(ctx: BuildContext) -> None:
+    for profile in ctx.plan.profiles:
+        description = f"Checking against {profile.name} ({profile.kind})"
+        with ctx.stage(f"check:{profile.name}", description):
+            section, produced = analyze_target(ctx.shipped_artifact, profile, ctx.plan.overrides)
+        ctx.sections.append(section)
+        ctx.files.update(produced)
+
+
+def evaluate(ctx: BuildContext) -> None:
+    """Float vs int8 accuracy (LiteRT), and LiteRT vs TFLM in the exact arena."""
+    from edgec.pipeline import verify
+
+    flat, evaluation, max_drop = ctx.flat, ctx.evaluation, ctx.options.max_accuracy_drop
+    with ctx.stage("evaluate", f"Evaluating float vs int8 on {len(evaluation)} samples"):
+        ctx.float_out = ctx.model.predict(evaluation.x, batch_size=256, verbose=0)
+        final = next(op for op in flat.operators if flat.outputs[0] in op.outputs)
+        keep = [final.inputs[0]] if final.name in verify.AMPLIFYING else []
+        litert = verify.run_litert(ctx.tflite, ctx.x_q, keep=keep)
+        output = verify.dequantize(litert.raw, flat.output_tensor())
+        result = verify.evaluate(ctx.float_out, output, evaluation, max_drop=max_drop)
+        if ctx.input_model_out is not None:
+            result = verify.with_input_model(
+                result, ctx.input_model_out, evaluation, max_drop=max_drop
+            )
+        ctx.evaluation_result = result
+        ctx.checks["accuracy"] = [result.check]
+        ctx.checks["litert_vs_tflm"] = [_runtime_agreement(ctx, litert, final, keep)]
+
+
+def _runtime_agreement(ctx: BuildContext, litert: Any, final: Any, keep: list[int]) -> Check:
+    """With the exact arena: every evaluation sample must run in it, as LiteRT ran it."""
+    from edgec.pipeline import verify
+
+    if ctx.arena is None:
+        return Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks")
+    x = ctx.x_q[: min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)]
+    tflm = verify.run_tflm(ctx.tflite, x, ctx.arena)
+    if keep:
+        tflm = verify.Outputs(tflm.raw, verify.run_tflm(ctx.tflite, x, ctx.arena, keep).kept)
+    return verify.agreement_check(
+        litert.first(len(x)), tflm, final_op=final.name, final_input=final.inputs[0]
+    )
+
+
+def phone_variants(ctx: BuildContext) -> None:
+    options = ctx.options
+    if not options.phone_variants:
+        return
+    from edgec.pipeline.variants import add_phone_variants
+
+    with ctx.stage("phone_variants", f"Phone variants: {', '.join(options.phone_variants)}"):
+        ctx.sections, variant_files = add_phone_variants(
+            ctx.model, options.phone_variants, ctx.sections, ctx.plan.profiles, ctx.evaluation,
+            ctx.float_out, max_drop=options.max_accuracy_drop, quiet=not options.debug,
+        )  # fmt: skip
+    ctx.files.update(variant_files)
+
+
+def compression_proof(ctx: BuildContext) -> None:
+    """Pruning, 2:4 and clusters must survive into the int8 model."""
+    if ctx.recipe_plan is not None:
+        ctx.checks["compression"] = compression_checks(ctx.flat, ctx.recipe_plan.expectations())
+
+
+def layer_error(ctx: BuildContext) -> None:
+    from edgec.pipeline.convert import is_keras3
+    from edgec.pipeline.layer_error import with_layer_errors
+
+    flat = ctx.flat
+    with ctx.stage("analyze_layers", "Measuring per-layer float vs int8 error"):
+        ctx.layers, reference = analyze_layers(flat), ctx.model
+        if is_keras3(ctx.model):  # compared through its proven tf_keras twin, if it has one
+            from edgec.pipeline.keras3 import tf_keras_twin
+
+            scopes = {part for op in flat.operators for part in op.location.split("/")}
+            reference = tf_keras_twin(ctx.model, ctx.calibration.x, ctx.custom_objects, scopes)
+        if reference is not None and reference.layers:  # a SavedModel signature has none
+            ctx.layers = with_layer_errors(
+                ctx.layers, reference, ctx.tflite, flat, ctx.calibration.x
+            )
+
+
+def export(ctx: BuildContext) -> None:
+    shipped_arena, _ = ctx.shipped_artifact.arena(runnable=ctx.tflm_ok)
+    with ctx.stage("export", "Writing the firmware package"):
+        if shipped_arena is None:  # no op resolver and no arena for a model TFLM cannot run
+            ctx.progress.message("firmware headers not written: the model has ops TFLM lacks")
+            files = {
+                "model.tflite": ctx.shipped,
+                **model_data_sources(ctx.shipped, ctx.name, source=ctx.source),
+            }
+        else:
+            spec = _export_spec(ctx, shipped_arena)
+            files = export_package(spec)
+            ctx.firmware = _firmware_info(spec, files, ctx.plan.profiles[0].cpu, ctx.lut_info)
+        ctx.files = {**files, **ctx.files}  # the package first, then what the targets made
+
+
+def _export_spec(ctx: BuildContext, arena_bytes: int) -> ExportSpec:
+    options, recipe, data = ctx.options, ctx.plan.recipe, ctx.data
+    return ExportSpec(
+        model=ctx.shipped,
+        parsed=ctx.shipped_artifact.model,
+        name=ctx.name,
+        source=ctx.source,
+        target=ctx.plan.profiles[0].name,
+        runtime=load_runtime("tflite-micro"),
+        arena_bytes=arena_bytes,
+        arena_margin_percent=options.arena_margin,
+        class_names=data.class_names,
+        preprocessing=data.preprocessing,
+        raw_scale=data.raw_scale,
+        recipe=None
+        if recipe is None
+        else f"{recipe.name} ({recipe.source}): {' -> '.join(recipe.types)}",
+        versions=tool_versions(),
+        lang=options.c_lang,
+        section=options.section,
+        layout=options.layout,
+    )
+
+
+def assemble_checks(ctx: BuildContext) -> list[Check]:
+    """report.json's top-level checks: every group by its name, in CHECK_ORDER."""
+    first = ctx.sections[0].checks
+    groups = {
+        **ctx.checks,
+        "target_common": [c for c in first if c.name in TARGET_COMMON_CHECKS],
+        "target": [c for c in first if c.name not in TARGET_COMMON_CHECKS],
+    }
+    unknown = set(groups) - set(CHECK_ORDER)
+    if unknown:  # a phase's checks would be lost: a bug, not bad input
+        raise ValueError(f"check groups {sorted(unknown)} are not in CHECK_ORDER")
+    return [check for name in CHECK_ORDER for check in groups.get(name, [])]
+
+
+def build_report(ctx: BuildContext) -> BuildReport:
+    flat, checks, data = ctx.flat, assemble_checks(ctx), ctx.data
+    first = ctx.sections[0]
+    return BuildReport(
+        ok=all(c.ok for c in checks) and all(s.ok for s in ctx.sections),
+        target=first.target,
+        model=ModelInfo(
+            name=ctx.name,
+            source=ctx.source,
+            input_shape=list(flat.input_tensor().shape),
+            output_shape=list(flat.output_tensor().shape),
+            io_type=ctx.options.io_type,
+            ops=list(flat.op_names),
+            parameters=ctx.parameters
+            if ctx.parameters is not None
+            else int(ctx.model.count_params()),
+        ),
+        memory=first.memory,
+        accuracy=ctx.evaluation_result.accuracy,
+        data=DataInfo(
+            source=data.source,
+            calibration_samples=len(ctx.calibration),
+            evaluation_samples=len(ctx.evaluation),
+            labels=data.labels,
+            preprocessing=data.preprocessing,
+        ),
+        checks=checks,
+        artifacts=[
+            Artifact(path, len(content), hashlib.sha256(content).hexdigest())
+            for path, content in ctx.files.items()
+        ],
+        stages=ctx.stages,
+        versions=tool_versions(),
+        layers=ctx.layers,
+        targets=ctx.sections,
+        firmware=ctx.firmware,
+    )
+
+
+# The build, in order; each phase is a function of the context (and skips itself when
+# its option or input is absent), so a test can run any prefix and look at the context.
+PHASES: tuple[Callable[[BuildContext], None], ...] = (
+    load_model,
+    load_data,
+    translate_keras3,
+    validate_recipe,
+    train_example,
+    run_recipe,
+    convert,
+    measure_arena,
+    lut_compress,
+    check_targets,
+    evaluate,
+    phone_variants,
+    compression_proof,
+    layer_error,
+    export,
+)
+
+
+def write_build(result: BuildResult, out: Path) -> None:
+    from edgec.report.html import render_html
+
+    report = result.report
+    write_outputs(
+        out,
+        {
+            **result.files,
+            "report.json": report.to_json().encode(),
+            "report.html": render_html(report).encode(),
+        },
+    )
+
+
+def _validate(options: BuildOptions) -> _Plan:
+    """Check every input that can be checked without TensorFlow, before any work."""
+    profiles = load_targets(options.target)
+    overrides = parse_budget(options.budget) if options.budget is not None else {}
+    if options.io_type not in IO_TYPES:
+        raise InputError(f"unknown --io-type '{options.io_type}' (use {', '.join(IO_TYPES)})")
+    for variant in options.phone_variants:
+        if variant not in PHONE_VARIANTS:
+            raise InputError(
+                f"unknown phone variant '{variant}'", hint=f"use {', '.join(PHONE_VARIANTS)}"
+            )
+    if options.phone_variants and not any(p.kind == "phone" for p in profiles):
+        raise InputError(
+            "--phone-variants needs a phone target",
+            hint="add one, e.g. --target cortex-m4,android-arm64",
+        )
+    if options.calibration_samples < 1:
+        raise InputError("--calibration-samples must be at least 1")
+    if options.compress is not None and options.compress not in COMPRESSIONS:
+        raise InputError(f"unknown --compress '{options.compress}' (use lut)")
+    if options.layout not in LAYOUTS:
+        raise InputError(f"unknown --layout '{options.layout}' (use {', '.join(LAYOUTS)})")
+    if options.c_lang not in LANGUAGES:
+        raise InputError(f"unknown --c-lang '{options.c_lang}' (use {', '.join(LANGUAGES)})")
+    if options.section is not None:
+        check_section(options.section)
+    if not 0 <= options.arena_margin <= 1000:
+        raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
+    recipe = _recipe(options)
+    if options.out is not None:
+        prepare_output_dir(options.out)
+    if options.model is not None:
+        from edgec.pipeline.model_io import SAVEDMODEL, inspect_model_file
+
+        if inspect_model_file(options.model) == SAVEDMODEL and recipe is not None:
+            raise InputError(
+                f"model {options.model} is a SavedModel without Keras metadata: a recipe "
+                "needs the Keras model",
+                hint="a plain build (no recipe) works; for a recipe give the .keras file",
+            )
+        if options.data is None:
+            raise InputError(
+                f"no --data for {options.model}: int8 calibration needs real samples",
+                hint="give --data samples.npz (arrays x and, for accuracy, y) or an .npy, "
+                "about 300 or more samples in the model's input shape",
+            )
+    if options.data is not None and not options.data.exists():
+        raise InputError(f"data {options.data} does not exist")
+    return _Plan(profiles=profiles, overrides=overrides, recipe=recipe)
+
+
+def _firmware_info(
+    spec: ExportSpec, files: dict[str, bytes], cpu: str, compression: dict | None
+) -> Firmware:
+    from edgec.export.ops import resolver_methods
+    from edgec.export.settings import ArenaSize
+
+    source = next(v for k, v in files.items() if k.endswith(f"model_data.{spec.lang}"))
+    header = next(v for k, v in files.items() if k.endswith("model_data.h"))
+    size = measure_model_object(source, header, lang=spec.lang, cpu=cpu)
+    note = (
+        f"measured: {size.command}"
+        if size is not None
+        else f"not measured: arm-none-eabi-gcc/-size not found or no flags for CPU '{cpu}'"
+    )
+    flat = spec.flat()
+    return Firmware(
+        layout=spec.layout,
+        c_language=spec.lang,
+        section=spec.section,
+        tensor_arena_bytes=ArenaSize(spec.arena_bytes, spec.arena_margin_percent).bytes,
+        arena_margin_percent=spec.arena_margin_percent,
+        resolver_methods=[m for _, m in resolver_methods(flat, spec.runtime)],
+        compression=None if compression is None else from_plain(LutCompression, compression),
+        object_size=None
+        if size is None
+        else ObjectSize(size.cpu, size.text, size.data, size.bss, size.flash_bytes, size.ram_bytes),
+        object_size_note=note,
+    )
+
+
+def _recipe(options: BuildOptions) -> Recipe | None:
+    short = recipe_from_options(
+        distill=options.distill,
+        prune=options.prune,
+        cluster=options.cluster,
+        qat=options.qat,
+        epochs=options.epochs if options.recipe is None else None,
+    )
+    if options.recipe is None:
+        return short
+    if short is not None or options.epochs is not None:
+        raise InputError(
+            "--recipe cannot be combined with --distill/--prune/--cluster/--qat/--epochs",
+            hint="put every stage and its epochs in the recipe, or use only the short forms",
+        )
+    return load_recipe(options.recipe)
+
+
+def _describe(spec) -> str:
+    what = {
+        "distill": "Distilling into the student",
+        "prune": "Pruning",
+        "cluster": "Clustering",
+        "qat": "Quantization-aware training",
+    }[spec.type]
+    return f"{what} ({spec['epochs']} epoch{'s' if spec['epochs'] != 1 else ''})"
+
+
+def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:
+    from edgec.pipeline.verify import quantize
+
+    return quantize(x, flat.input_tensor())

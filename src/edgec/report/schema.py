@@ -1,0 +1,386 @@
+"""The build report: what was built, what was measured, and the verdict.
+
+``report.json`` is the contract with CI, so its shape is versioned (``schema_version``)
+and round-trips through ``BuildReport.from_dict(report.to_dict())``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+# 2: Stage.metrics, TargetSection.figures, Firmware.compression and object_size typed
+SCHEMA_VERSION = 2
+
+T = TypeVar("T")
+
+
+def json_text(data: Any) -> str:
+    """The one JSON writer for edgec's outputs: indented, and never NaN or Infinity.
+
+    ``json.dumps`` writes ``NaN``/``Infinity`` by default, which strict JSON readers
+    reject; a non-finite figure reaching here is a bug, so it raises ``ValueError``.
+    """
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    value: float | None = None
+    limit: float | None = None
+    unit: str = ""
+    method: str = "measured"  # measured | host-measured | estimated | rule-based
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    path: str  # relative to the output directory
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class LayerMetrics:
+    """What a compression stage did to one layer's kernel (float, after stripping)."""
+
+    target: builtins.float | None = None  # prune: the sparsity asked for
+    sparsity: builtins.float | None = None  # share of zeros
+    unique_values: int | None = None
+    unique_values_per_channel: int | None = None  # Conv2D kernels
+    per_channel: bool | None = None  # cluster: centroids per output channel
+    preserve_sparsity: bool | None = None  # cluster: after a prune stage
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageMetrics:
+    """A stage's measurements; a field is None (and absent in JSON) where a stage has none.
+
+    The built-in stages' figures are typed; a stage registered from outside edgec keeps
+    its own in ``other``, written beside them (the JSON object stays flat).
+    """
+
+    OPEN: ClassVar[str] = "other"  # the field whose keys are written flat in the JSON
+
+    # every training stage: the validation figure before -> after, and how it trained
+    accuracy_before: builtins.float | None = None  # classes (%)
+    accuracy_after: builtins.float | None = None
+    mse_before: builtins.float | None = None  # targets
+    mse_after: builtins.float | None = None
+    loss_before: builtins.float | None = None
+    loss_after: builtins.float | None = None
+    validation_samples: int | None = None
+    training_samples: int | None = None
+    epochs: int | None = None
+    learning_rate: builtins.float | None = None
+    batch_size: int | None = None
+    targets: str | None = None  # what it trained on, when not the data's labels
+    parameters: int | None = None  # of the model after the stage
+    layers: dict[str, LayerMetrics] | None = None
+    skipped_layers: dict[str, str] | None = None  # layer -> why the stage left it
+    # distill
+    teacher_parameters: int | None = None
+    student_parameters: int | None = None
+    teacher_accuracy: builtins.float | None = None
+    student_accuracy: builtins.float | None = None
+    teacher_mse: builtins.float | None = None
+    student_mse: builtins.float | None = None
+    student: str | None = None
+    temperature: builtins.float | None = None
+    alpha: builtins.float | None = None
+    # prune
+    schedule: str | None = None
+    # cluster
+    clusters: int | None = None
+    init: str | None = None
+    # qat
+    scheme: str | None = None
+    rewrites: list[str] | None = None
+    rewrite_max_difference: builtins.float | None = None
+    input_scale: builtins.float | None = None
+    # translate_keras3
+    max_abs_diff: builtins.float | None = None
+    layers_rebuilt: int | None = None
+    keras_version: str | None = None
+    other: dict[str, Any] = field(default_factory=dict)  # a plug-in stage's own figures
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    name: str
+    seconds: float
+    metrics: StageMetrics = field(default_factory=StageMetrics)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str  # also the C identifier stem: g_<name>_model_data
+    source: str
+    input_shape: list[int] = field(default_factory=list)
+    output_shape: list[int] = field(default_factory=list)
+    io_type: str = "int8"
+    ops: list[str] = field(default_factory=list)
+    parameters: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    flash_bytes: int
+    arena_bytes: int | None
+    flash_budget_bytes: int
+    ram_budget_bytes: int
+    arena_method: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFigures:
+    """What only a target kind measures; None (absent in JSON) for the other kinds.
+
+    A kind registered from outside edgec keeps its own figures in ``other`` (written flat).
+    """
+
+    OPEN: ClassVar[str] = "other"
+
+    # mcu
+    macs: int | None = None
+    latency_estimate_ms: builtins.float | None = None
+    # npu: Vela's own figures (its summary CSV) and the ops left on the CPU
+    vela: dict[str, Any] | None = None
+    cpu_ops: list[str] | None = None
+    flash_detail: str | None = None
+    # edgetpu: one row per op (index, op, location, mapped, reason)
+    op_mapping: list[dict[str, Any]] | None = None
+    cpu_fallback_op: int | None = None
+    parameter_bytes: int | None = None
+    edgetpu_compiler: str | dict[str, Any] | None = None  # its parsed log, or why not run
+    # phone: LiteRT on this host, and the --phone-variants rows
+    host: str | None = None
+    latency_host_ms: builtins.float | None = None
+    variants: list[dict[str, Any]] | None = None
+    other: dict[str, Any] = field(default_factory=dict)  # a plug-in kind's own figures
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSection:
+    """One target's verdict on one model: its budgets, checks and kind-specific figures."""
+
+    target: str
+    kind: str
+    part: str
+    ok: bool
+    memory: Memory
+    checks: list[Check] = field(default_factory=list)
+    figures: TargetFigures = field(default_factory=TargetFigures)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetSection:
+        return from_plain(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class Accuracy:
+    # The field names are the report's keys; "float" shadows the builtin inside this class.
+    metric: str  # top1 | rmse | cosine
+    float: builtins.float | None
+    int8: builtins.float | None
+    samples: int = 0
+    detail: dict[str, builtins.float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DataInfo:
+    source: str
+    calibration_samples: int
+    evaluation_samples: int
+    labels: str  # "classes" | "targets" | "none"
+    preprocessing: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One operator of the converted model, in execution order."""
+
+    index: int
+    op: str
+    name: str
+    input_shapes: list[list[int]]
+    output_shape: list[int]
+    parameters: int
+    weight_bytes: int
+    sparsity: builtins.float | None  # share of zeros in the kernel
+    unique_values: int | None  # distinct values in the kernel
+    macs: int
+    live_bytes: int  # activation bytes alive while the op runs
+    error_rmse: builtins.float | None = None  # float vs int8 at this op's output
+    error_steps: builtins.float | None = None  # the same, in output quantization steps
+
+
+@dataclass(frozen=True, slots=True)
+class LutCompression:
+    """``--compress lut``: tflite-micro's LUT compression of clustered weights."""
+
+    method: str  # "lut"
+    flash_bytes_before: int
+    flash_bytes_after: int
+    saving_percent: builtins.float
+    arena_bytes_before: int
+    arena_bytes_after: int  # DECODE expands the compressed tensors into the arena
+    note: str = ""
+    # one row per compressed tensor: name, bits, mode, bytes_before, model_saving_bytes
+    tensors: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectSize:
+    """arm-none-eabi-size of the compiled model array."""
+
+    cpu: str
+    text: int
+    data: int
+    bss: int
+    flash_bytes: int
+    ram_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Firmware:
+    """The firmware package: layout, the arena it declares, LUT compression, object size."""
+
+    layout: str  # plain | arduino | cmake
+    c_language: str  # cc | c
+    section: str | None
+    tensor_arena_bytes: int  # kTensorArenaSize: measured arena + margin, 16-byte multiple
+    arena_margin_percent: float
+    resolver_methods: list[str] = field(default_factory=list)
+    compression: LutCompression | None = None
+    object_size: ObjectSize | None = None  # None: no Arm toolchain (see object_size_note)
+    object_size_note: str = ""
+
+
+@dataclass(slots=True)
+class BuildReport:
+    ok: bool
+    target: str
+    model: ModelInfo
+    memory: Memory
+    accuracy: Accuracy
+    data: DataInfo
+    checks: list[Check] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    layers: list[Layer] = field(default_factory=list)
+    # every target of the build, the first one also as target/memory/checks above
+    targets: list[TargetSection] = field(default_factory=list)
+    firmware: Firmware | None = None  # None when the model cannot run on the target's runtime
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def after_qat(self) -> bool:
+        """The recipe trained with quantization (advice must not suggest QAT again)."""
+        return any(stage.name == "qat" for stage in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    def to_json(self) -> str:
+        return json_text(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildReport:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(
+                f"report schema_version {data.get('schema_version')} is not {SCHEMA_VERSION}"
+            )
+        return from_plain(cls, data)
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """``edgec check``: an existing .tflite against one or more targets (no training data)."""
+
+    ok: bool
+    model: str  # the file checked
+    size_bytes: int
+    sha256: str
+    ops: list[str]
+    targets: list[TargetSection]
+    versions: dict[str, str] = field(default_factory=dict)
+    kind: str = "check"
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    def to_json(self) -> str:
+        return json_text(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckReport:
+        if data.get("schema_version") != SCHEMA_VERSION or data.get("kind") != "check":
+            raise ValueError(f"not an edgec check report of schema_version {SCHEMA_VERSION}")
+        return from_plain(cls, data)
+
+
+# The sparse classes: a field a kind or stage has no value for is None, and left out of
+# the JSON (so report.json keeps the keys each stage and target kind measured, only).
+_SPARSE = (StageMetrics, LayerMetrics, TargetFigures)
+
+
+def to_plain(value: Any) -> Any:
+    """A report object as JSON-ready dicts and lists (None fields of sparse classes left out)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        sparse, open_field = isinstance(value, _SPARSE), getattr(value, "OPEN", None)
+        pairs = [(f.name, getattr(value, f.name)) for f in fields(value)]
+        if open_field is not None:
+            pairs = [p for p in pairs if p[0] != open_field] + [*getattr(value, open_field).items()]
+        return {k: to_plain(v) for k, v in pairs if not (sparse and v is None)}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
+
+
+def from_plain(cls: type[T], data: Any) -> T:
+    """The report object of type ``cls`` from ``to_plain``'s output (unknown keys: TypeError)."""
+    return typing.cast(T, _typed(cls, data))
+
+
+def _typed(hint: Any, data: Any) -> Any:
+    if data is None:
+        return None
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(data, dict):
+            raise TypeError(f"{hint.__name__} must be an object, not {type(data).__name__}")
+        hints = typing.get_type_hints(hint)
+        open_field = getattr(hint, "OPEN", None)
+        if open_field is not None:  # keys no field has go to the open field
+            known = {f.name for f in fields(hint)} - {open_field}
+            data = {
+                **{k: v for k, v in data.items() if k in known},
+                open_field: {k: v for k, v in data.items() if k not in known},
+            }
+            hints[open_field] = dict[str, Any]
+        return hint(**{key: _typed(hints.get(key, Any), value) for key, value in data.items()})
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return [_typed(args[0], v) for v in data]
+    if origin is dict:
+        return {k: _typed(args[1], v) for k, v in data.items()}
+    if origin is not None and type(None) in args:  # X | None is X here (data is not None)
+        inner = [a for a in args if a is not type(None)]
+        return _typed(inner[0], data) if len(inner) == 1 else data
+    return data

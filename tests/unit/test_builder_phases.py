@@ -1,0 +1,67 @@
+"""The build's phases, each run on its own over a BuildContext (real model, real converter)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgec import builder
+from edgec.builder import BuildOptions, new_context
+from edgec.report import Check
+
+
+@pytest.fixture(scope="module")
+def converted(user_model):
+    """The user model loaded, split, converted and its arena measured: four phases."""
+    options = BuildOptions(
+        model=user_model.keras, data=user_model.data, target="cortex-m", out=None,
+        calibration_samples=64,
+    )  # fmt: skip
+    ctx = new_context(options)
+    for phase in (builder.load_model, builder.load_data, builder.convert, builder.measure_arena):
+        phase(ctx)
+    return ctx
+
+
+def test_phases_fill_the_context_and_time_their_stages(converted):
+    ctx = converted
+    assert [s.name for s in ctx.stages] == ["load_model", "load_data", "convert", "measure_arena"]
+    assert len(ctx.calibration) == 64
+    assert len(ctx.evaluation) == len(ctx.data) - 64
+    assert ctx.flat.op_names[0] == "CONV_2D"
+    assert ctx.tflite[4:8] == b"TFL3"
+    assert ctx.arena is not None and ctx.arena > 0
+    assert ctx.x_q.dtype.name == "int8"
+
+
+def test_a_phase_without_its_option_changes_nothing(converted):
+    stages = list(converted.stages)
+    builder.lut_compress(converted)  # no --compress
+    builder.run_recipe(converted)  # no recipe
+    assert converted.shipped is converted.tflite
+    assert converted.stages == stages
+    assert "lut_bit_identical" not in converted.checks
+
+
+def test_checks_are_assembled_by_name_not_position(converted):
+    ctx = converted
+    builder.check_targets(ctx)
+    ctx.checks["compression"] = [Check("sparsity_kept", True, "toy")]
+    ctx.checks["accuracy"] = [Check("accuracy", True, "toy")]  # filled after: order by name
+    names = [c.name for c in builder.assemble_checks(ctx)]
+    section = [c.name for c in ctx.sections[0].checks]
+    assert names[:5] == ["ops", "dtypes", "static_shapes", "accuracy", "sparsity_kept"]
+    assert names[5:] == section[3:]
+    assert names[-2:] == ["flash", "ram"]
+    ctx.checks["unregistered"] = [Check("x", True, "toy")]
+    with pytest.raises(ValueError, match="unregistered"):
+        builder.assemble_checks(ctx)
+    del ctx.checks["unregistered"]
+
+
+def test_a_phase_run_out_of_order_says_what_is_missing(user_model):
+    options = BuildOptions(
+        model=user_model.keras, data=user_model.data, target="cortex-m", out=None
+    )
+    ctx = new_context(options)
+    with pytest.raises(AttributeError, match="model"):
+        builder.load_data(ctx)  # load_model has not run

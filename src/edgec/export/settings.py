@@ -47,26 +47,7 @@ def model_settings_header(
 ) -> bytes:
     prefix = name.upper()
     guard = f"EDGEC_{prefix}_MODEL_SETTINGS_H_"
-    macros: list[tuple[str, str, str]] = []  # (suffix, value, C++ declaration type)
-    lines: list[str] = []
-    for role, tensor in (("INPUT", model.input_tensor()), ("OUTPUT", model.output_tensor())):
-        ctype, _ = _C_TYPES.get(tensor.dtype, (tensor.dtype, ""))
-        scale = tensor.scales[0] if tensor.scales else 0.0
-        zero_point = tensor.zero_points[0] if tensor.zero_points else 0
-        elements = math.prod(tensor.shape)
-        lines.append(
-            f"// {role.lower()} '{_comment(tensor.name)}': {ctype}{list(tensor.shape)}"
-            + (f", real = (q - {zero_point}) * {scale!r}" if tensor.scales else "")
-        )
-        macros += [
-            (f"{role}_DIMS", str(len(tensor.shape)), "int"),
-            (f"{role}_SHAPE", "{" + ", ".join(str(d) for d in tensor.shape) + "}", "int[]"),
-            (f"{role}_ELEMENTS", str(elements), "int"),
-            (f"{role}_BYTES", str(tensor.nbytes), "int"),  # bytes per dtype: artifact.stats
-            (f"{role}_TYPE", _C_TYPES.get(tensor.dtype, ("", "kTfLiteNoType"))[1], "TfLiteType"),
-            (f"{role}_SCALE", _float(scale), "float"),
-            (f"{role}_ZERO_POINT", str(zero_point), "int"),
-        ]
+    lines, macros = _tensor_settings(model)
     macros.append(("INPUT_RAW_SCALE", _float(raw_scale), "float"))
     if class_names:
         macros.append(("LABEL_COUNT", str(len(class_names)), "int"))
@@ -121,6 +102,31 @@ namespace {name} {{
 #endif  // {guard}
 """
     return text.encode()
+
+
+def _tensor_settings(model: TfliteModel) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The I/O tensors' comment lines and macros: (suffix, value, C++ declaration type)."""
+    macros: list[tuple[str, str, str]] = []
+    lines: list[str] = []
+    for role, tensor in (("INPUT", model.input_tensor()), ("OUTPUT", model.output_tensor())):
+        ctype, _ = _C_TYPES.get(tensor.dtype, (tensor.dtype, ""))
+        scale = tensor.scales[0] if tensor.scales else 0.0
+        zero_point = tensor.zero_points[0] if tensor.zero_points else 0
+        elements = math.prod(tensor.shape)
+        lines.append(
+            f"// {role.lower()} '{_comment(tensor.name)}': {ctype}{list(tensor.shape)}"
+            + (f", real = (q - {zero_point}) * {scale!r}" if tensor.scales else "")
+        )
+        macros += [
+            (f"{role}_DIMS", str(len(tensor.shape)), "int"),
+            (f"{role}_SHAPE", "{" + ", ".join(str(d) for d in tensor.shape) + "}", "int[]"),
+            (f"{role}_ELEMENTS", str(elements), "int"),
+            (f"{role}_BYTES", str(tensor.nbytes), "int"),  # bytes per dtype: artifact.stats
+            (f"{role}_TYPE", _C_TYPES.get(tensor.dtype, ("", "kTfLiteNoType"))[1], "TfLiteType"),
+            (f"{role}_SCALE", _float(scale), "float"),
+            (f"{role}_ZERO_POINT", str(zero_point), "int"),
+        ]
+    return lines, macros
 
 
 def _cpp_constant(prefix: str, suffix: str, kind: str) -> str:

@@ -55,7 +55,7 @@ def prepare_output_dir(out: Path) -> None:
     check_writable(out)
 
 
-def _listing(out: Path) -> list[str]:
+def _listing(out: Path, _retry: int = 20) -> list[str]:
     """The names in ``out`` (empty if it does not exist), read through one open handle.
 
     One handle gives a consistent view of one directory even while another edgec run
@@ -77,7 +77,15 @@ def _listing(out: Path) -> list[str]:
             ) from None
         raise InputError(f"cannot open output path {out}: {exc.strerror}") from None
     try:
-        return os.listdir(fd)
+        names = os.listdir(fd)
+        # Another run may have moved this folder aside and be deleting it (its earlier
+        # build): what the handle shows then is half gone. Only a folder still at ``out``
+        # counts; otherwise look again at what is there now.
+        try:
+            still_here = os.stat(out, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return []
+        return names if still_here or _retry <= 0 else _listing(out, _retry - 1)
     finally:
         os.close(fd)
 

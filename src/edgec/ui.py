@@ -17,6 +17,7 @@ from edgec.errors import printable
 from edgec.pipeline.build import Progress
 from edgec.pipeline.inspect import Inspection
 from edgec.report import BuildReport, CheckReport, TargetSection
+from edgec.stages import find_stage, summary_line
 from edgec.targets.profile import TargetProfile
 from edgec.units import format_size
 
@@ -106,7 +107,8 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         out.print(t(_firmware_line(report)))
     for stage in report.stages:
         if stage.metrics:
-            out.print(f" [bold]{t(stage.name)}[/]: {t(_stage_line(stage.metrics))}")
+            line = summary_line(find_stage(stage.name), stage.metrics)
+            out.print(f" [bold]{t(stage.name)}[/]: {t(line)}")
     for check in report.checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
         out.print(f" {mark} {t(check.name)}: {t(check.detail)}")
@@ -150,36 +152,6 @@ def _firmware_line(report: BuildReport) -> str:
             "(arm-none-eabi-size)"
         )
     return " firmware: " + "; ".join(parts)
-
-
-def _stage_line(m: dict) -> str:
-    """One line per compression stage: validation figure before -> after, and what changed."""
-    parts = []
-    for key, unit in (("accuracy", "%"), ("mse", "")):
-        if f"{key}_before" in m:
-            parts.append(
-                f"validation {key} {m[f'{key}_before']:g}{unit} → {m[f'{key}_after']:g}{unit}"
-            )
-    if "teacher_parameters" in m:
-        parts.append(f"parameters {m['teacher_parameters']:,} → {m['student_parameters']:,}")
-    if "scheme" in m:
-        parts.append(f"scheme {m['scheme']}")
-    for name, layer in m.get("layers", {}).items():
-        bits = []
-        if "sparsity" in layer:
-            bits.append(f"{layer['sparsity']:.0%} zeros")
-        if "per_channel" in layer:
-            values = layer.get("unique_values_per_channel") if layer["per_channel"] else None
-            values = values if values is not None else layer.get("unique_values")
-            bits.append(f"{values} values{' per channel' if layer['per_channel'] else ''}")
-        parts.append(f"{name} " + ", ".join(bits))
-    if m.get("skipped_layers"):
-        parts.append("not applied: " + ", ".join(m["skipped_layers"]))
-    if m.get("targets"):  # only when not the data's labels
-        parts.append(f"trained on {m['targets']}")
-    if m.get("rewrites"):
-        parts.append(f"rewritten for QAT: {len(m['rewrites'])} change(s), outputs equal")
-    return "; ".join(parts)
 
 
 def _bytes(n: int | None) -> str:

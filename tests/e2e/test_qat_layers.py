@@ -166,7 +166,7 @@ def test_dense_bn_is_folded_before_qat(qat_models, tmp_path):
 
 def test_prepare_for_qat_is_exact_on_every_rewritten_layer():
     from edgec._tf import keras
-    from edgec.pipeline.qat_prepare import prepare_for_qat
+    from edgec.stages.qat_prepare import prepare_for_qat
 
     layers = keras.layers
     keras.utils.set_random_seed(0)

@@ -34,7 +34,6 @@ from edgec.firmware_export.c_array import LANGUAGES
 from edgec.firmware_export.toolchain import measure_model_object
 from edgec.pipeline.convert import IO_TYPES, PHONE_VARIANTS
 from edgec.pipeline.lut import compress_lut_verified
-from edgec.pipeline.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.report import (
     Artifact,
     BuildReport,
@@ -45,6 +44,8 @@ from edgec.report import (
     Stage,
     TargetSection,
 )
+from edgec.stages import get_stage, stage_types
+from edgec.stages.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
 from edgec.targets.analyzers.mcu import tflm_arena
@@ -168,7 +169,7 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
 
     recipe_plan = None
     if recipe is not None:
-        from edgec.pipeline import stages as compress
+        from edgec.stages import plan as compress
 
         with stage("validate_recipe", f"Checking recipe {recipe.name} against the model"):
             recipe_plan = compress.validate(recipe, model, fit_on)
@@ -190,29 +191,19 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     parameters = None  # QAT adds quantizer variables: the stages count the weights
     if recipe_plan is not None:
         input_model_out = model.predict(evaluation.x, batch_size=256, verbose=0)
-        pruned = clustered = False
         for sp in recipe_plan.stages:
-            with stage(sp.spec.type, _describe(sp.spec)) as metrics:
+            with stage(sp.spec.type, get_stage(sp.spec.type).describe(sp.spec)) as metrics:
                 done = compress.run_stage(
-                    sp,
-                    recipe_plan,
-                    model,
-                    fit_on,
-                    validation,
-                    pruned=pruned,
-                    clustered=clustered,
-                    on_epoch=progress.message,
+                    sp, recipe_plan, model, fit_on, validation, on_epoch=progress.message
                 )
-                metrics.update(done.metrics)
+                metrics.update(done.metrics.to_dict())
             model = done.model
             # QAT moved an input Rescaling into the input quantization: the model now
             # takes scaled values, and firmware scales raw values (INPUT_RAW_SCALE).
             data, calibration, evaluation = (
                 compress.scaled(d, done.input_scale) for d in (data, calibration, evaluation)
             )
-            parameters = done.metrics.get("parameters", parameters)
-            pruned |= sp.spec.type == "prune"
-            clustered |= sp.spec.type == "cluster"
+            parameters = done.parameters if done.parameters is not None else parameters
 
     from edgec.pipeline.convert import convert_int8
     from edgec.pipeline.recurrent import unroll_recurrent
@@ -493,10 +484,7 @@ def _firmware_info(
 
 def _recipe(options: BuildOptions) -> Recipe | None:
     short = recipe_from_options(
-        distill=options.distill,
-        prune=options.prune,
-        cluster=options.cluster,
-        qat=options.qat,
+        **{t: getattr(options, t, None) for t in stage_types()},
         epochs=options.epochs if options.recipe is None else None,
     )
     if options.recipe is None:
@@ -507,16 +495,6 @@ def _recipe(options: BuildOptions) -> Recipe | None:
             hint="put every stage and its epochs in the recipe, or use only the short forms",
         )
     return load_recipe(options.recipe)
-
-
-def _describe(spec) -> str:
-    what = {
-        "distill": "Distilling into the student",
-        "prune": "Pruning",
-        "cluster": "Clustering",
-        "qat": "Quantization-aware training",
-    }[spec.type]
-    return f"{what} ({spec['epochs']} epoch{'s' if spec['epochs'] != 1 else ''})"
 
 
 def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:

@@ -133,9 +133,9 @@ class TrainingFigures:
     loss_after: float
     validation_samples: int
     training_samples: int
-    epochs: int
-    learning_rate: float
-    batch_size: int
+    epochs: int | None  # None: the stage takes no training parameters
+    learning_rate: float | None
+    batch_size: int | None
     targets: str | None = None  # where the targets came from, when not the data's labels
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +150,7 @@ class TrainingFigures:
             "learning_rate": self.learning_rate,
             "batch_size": self.batch_size,
         }
+        d = {k: v for k, v in d.items() if v is not None}
         if self.targets is not None:
             d["targets"] = self.targets
         return d

@@ -285,9 +285,9 @@ def run_stage(
         loss_after=after["loss"],
         validation_samples=len(validation),
         training_samples=len(train),
-        epochs=sp.spec["epochs"],
-        learning_rate=sp.spec["learning_rate"],
-        batch_size=sp.spec["batch_size"],
+        epochs=sp.spec.params.get("epochs"),
+        learning_rate=sp.spec.params.get("learning_rate"),
+        batch_size=sp.spec.params.get("batch_size"),
         targets=plan.targets_note if plan.targets_from != "labels" else None,
     )
     result.metrics = StageMetrics(

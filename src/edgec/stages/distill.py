@@ -133,12 +133,12 @@ def derive_student(teacher, width: float):
     return keras.models.clone_model(teacher, clone_function=clone)
 
 
-def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageResult:
+def _distillation_loss(spec, classes: bool, teacher, student):
+    """loss(x, y, s): alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) for
+    classes, alpha * hard + (1 - alpha) * MSE(teacher, student) for targets."""
     from edgec._tf import keras, tf
 
-    spec = sp.spec
     temperature, alpha = float(spec["temperature"]), float(spec["alpha"])
-    classes = plan.task == "classes"
     teacher_probs, student_probs = outputs_probabilities(teacher), outputs_probabilities(student)
 
     def logits(out, probs: bool):
@@ -150,6 +150,29 @@ def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageRe
         if classes
         else keras.losses.MeanSquaredError()
     )
+
+    def loss(x, y, s):
+        t = teacher(x, training=False)
+        if classes:
+            t_soft = tf.nn.softmax(logits(t, teacher_probs) / temperature)
+            s_log = tf.nn.log_softmax(logits(s, student_probs) / temperature)
+            kl = tf.reduce_mean(
+                tf.reduce_sum(t_soft * (tf.math.log(t_soft + 1e-12) - s_log), axis=-1)
+            )
+            soft = kl * temperature**2
+        else:
+            soft = tf.reduce_mean(tf.square(tf.cast(t, s.dtype) - s))
+        return alpha * hard(y, s) + (1 - alpha) * soft
+
+    return loss
+
+
+def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageResult:
+    from edgec._tf import keras, tf
+
+    spec = sp.spec
+    classes = plan.task == "classes"
+    loss = _distillation_loss(spec, classes, teacher, student)
 
     class Distiller(keras.Model):
         """alpha * hard + (1 - alpha) * T^2 * KL(teacher || student); MSE for regression.
@@ -171,17 +194,7 @@ def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageRe
             return self.student(x, training=training)
 
         def _loss(self, x, y, s):
-            t = teacher(x, training=False)
-            if classes:
-                t_soft = tf.nn.softmax(logits(t, teacher_probs) / temperature)
-                s_log = tf.nn.log_softmax(logits(s, student_probs) / temperature)
-                kl = tf.reduce_mean(
-                    tf.reduce_sum(t_soft * (tf.math.log(t_soft + 1e-12) - s_log), axis=-1)
-                )
-                soft = kl * temperature**2
-            else:
-                soft = tf.reduce_mean(tf.square(tf.cast(t, s.dtype) - s))
-            return alpha * hard(y, s) + (1 - alpha) * soft
+            return loss(x, y, s)
 
         def _track(self, loss, y, s):
             self.loss_tracker.update_state(loss)
@@ -212,7 +225,7 @@ def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageRe
         teacher_parameters=int(teacher.count_params()),
         student_parameters=int(student.count_params()),
         student=spec["student"] or f"derived: width x{spec['width']:g}",
-        temperature=temperature,
-        alpha=alpha,
+        temperature=float(spec["temperature"]),
+        alpha=float(spec["alpha"]),
     )
     return StageResult(student, metrics)

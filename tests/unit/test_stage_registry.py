@@ -79,3 +79,27 @@ def test_cli_short_forms_come_from_the_registry(blur):
     help_text = runner.invoke(show, ["--help"]).output
     for option in ("--distill WIDTH|STUDENT", "--prune SPARSITY|2:4", "--cluster N", "--qat"):
         assert option in help_text
+
+
+def test_summary_lines_of_the_built_in_stages():
+    from edgec.stages import find_stage, summary_line
+
+    layer = {"target": 0.75, "sparsity": 0.75, "unique_values": 9}
+    prune = {"accuracy_before": 98.5, "accuracy_after": 97.25, "skipped_layers": {"dw": "why"},
+             "layers": {"conv2d": layer}}  # fmt: skip
+    assert summary_line(find_stage("prune"), prune) == (
+        "validation accuracy 98.5% → 97.25%; conv2d 75% zeros; not applied: dw"
+    )
+    cluster = {"mse_before": 0.5, "mse_after": 0.25, "layers": {"c": {"per_channel": True,
+               "unique_values": 40, "unique_values_per_channel": 16}}}  # fmt: skip
+    assert summary_line(find_stage("cluster"), cluster) == (
+        "validation mse 0.5 → 0.25; c 16 values per channel"
+    )
+    qat = {"scheme": "PCQAT", "rewrites": ["a", "b"], "targets": "the inputs themselves"}
+    assert summary_line(find_stage("qat"), qat) == (
+        "scheme PCQAT; trained on the inputs themselves; rewritten for QAT: 2 change(s), "
+        "outputs equal"
+    )
+    distill = {"teacher_parameters": 12000, "student_parameters": 3000}
+    assert summary_line(find_stage("distill"), distill) == "parameters 12,000 → 3,000"
+    assert summary_line(find_stage("translate_keras3"), {"max_abs_diff": 0.0}) == ""

@@ -107,8 +107,7 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         out.print(t(_firmware_line(report)))
     for stage in report.stages:
         if stage.metrics:
-            line = summary_line(find_stage(stage.name), stage.metrics)
-            out.print(f" [bold]{t(stage.name)}[/]: {t(line)}")
+            out.print(f" [bold]{t(stage.name)}[/]: {t(_stage_line(stage.name, stage.metrics))}")
     for check in report.checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
         out.print(f" {mark} {t(check.name)}: {t(check.detail)}")
@@ -152,6 +151,18 @@ def _firmware_line(report: BuildReport) -> str:
             "(arm-none-eabi-size)"
         )
     return " firmware: " + "; ".join(parts)
+
+
+def _stage_line(name: str, m: dict) -> str:
+    """A compression stage's summary (from its registered Stage), or a build step's."""
+    parts = [summary_line(find_stage(name), m)]
+    if "max_abs_diff" in m:  # translate_keras3
+        parts.append(
+            f"Keras {m.get('keras_version', '3')} model rebuilt as tf_keras "
+            f"({m.get('layers_rebuilt', '?')} layers), outputs equal: largest difference "
+            f"{m['max_abs_diff']:.2g}"
+        )
+    return "; ".join(p for p in parts if p)
 
 
 def _bytes(n: int | None) -> str:

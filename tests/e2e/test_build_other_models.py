@@ -54,8 +54,20 @@ def test_regression_targets_give_rmse(tmp_path, regression_model):
 
 
 def test_unlabelled_npy_compares_with_float(tmp_path, regression_model):
+    """x only, and the output has the input's shape: an autoencoder, judged against x."""
     report = build(tmp_path, regression_model / "ae.keras", regression_model / "ae.npy")
+    labelled = build(tmp_path / "y", regression_model / "ae.keras", regression_model / "ae.npz")
     assert report["data"]["labels"] == "none"
+    assert report["accuracy"]["metric"] == "rmse"  # reconstruction error against x itself
+    assert report["accuracy"] == labelled["accuracy"]  # the same as with y = x given
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["accuracy"]["ok"] and "cosine similarity" in checks["accuracy"]["detail"]
+
+
+def test_unlabelled_non_autoencoder_compares_with_float(tmp_path, user_model):
+    x = np.load(user_model.data)["x"]
+    np.save(tmp_path / "x.npy", x)
+    report = build(tmp_path / "out", user_model.keras, tmp_path / "x.npy")
     assert report["accuracy"]["metric"] == "cosine" and report["accuracy"]["float"] == 1.0
     assert 0.98 < report["accuracy"]["int8"] <= 1.0
 

@@ -393,6 +393,14 @@ def test_vela_found_beside_python_without_path(tmp_path, seed_tflite):
     assert '"vela"' in proc.stdout and "not on PATH" not in proc.stdout + proc.stderr
 
 
+def _appeared(folder: Path, needle: str) -> bool:
+    """A name containing ``needle`` exists under ``folder`` (which the build keeps changing)."""
+    try:
+        return any(needle in p.name for p in folder.rglob("*"))
+    except FileNotFoundError:  # a folder vanished while it was listed: look again
+        return False
+
+
 @pytest.mark.parametrize(
     ("sig", "wait_for"),
     [(signal.SIGINT, "__autograph_generated_file"), (signal.SIGTERM, "edgec-arena-")],
@@ -415,7 +423,7 @@ def test_signal_mid_build_cleans_up(tmp_path, sig, wait_for):
     )
     try:
         deadline = time.monotonic() + 300
-        while not any(wait_for in p.name for p in tmp.rglob("*")):
+        while not _appeared(tmp, wait_for):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "the build never reached the point"
             time.sleep(0.05)

@@ -17,7 +17,6 @@ import pytest
 from tests.conftest import assert_clean_failure, run_edgec
 
 HERE = Path(__file__).parent
-NEEDS_QAT = pytest.mark.xfail(strict=False, reason="needs qat branch")
 
 # model file, data file, failed checks that are a true reason for exit 3
 PLAIN = {
@@ -26,7 +25,9 @@ PLAIN = {
     "residual.keras": ("digits.npz", set()),
     "residual_export": ("digits.npz", set()),
     "conv1d.keras": ("counts.npz", set()),
-    "lstm.keras": ("waves.npz", {"dtypes"}),  # int16 LSTM state: the qat branch allows it
+    # unrolled LSTM: LiteRT's and TFLM's int8 LOGISTIC/TANH differ by up to a step, and the
+    # recurrence adds it up (2-5 steps measured): the check says so, a true reason
+    "lstm.keras": ("waves.npz", {"litert_vs_tflm"}),
     "ae.keras": ("ae.npz", set()),
     "mobilenet.keras": ("digits32.npz", {"accuracy"}),  # untrained: near-tied outputs
     # LiteRT and TFLM differ by a few steps at the unrolled GRU's softmax input (measured)
@@ -64,10 +65,7 @@ def own_tmpdir(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-@pytest.mark.parametrize(
-    "model",
-    [pytest.param(m, marks=NEEDS_QAT) if m == "lstm.keras" else m for m in sorted(PLAIN)],
-)  # the LSTM's int8 accuracy (issue 10 part 4) is the qat branch's work
+@pytest.mark.parametrize("model", sorted(PLAIN))
 def test_plain_build(keras3_dir, tmp_path, model):
     run, out = _build(keras3_dir, tmp_path, model)
     assert run.code in (0, 3), run.err + run.out
@@ -79,18 +77,24 @@ def test_plain_build(keras3_dir, tmp_path, model):
     if acc["metric"] == "top1" and "accuracy" not in PLAIN[model][1]:
         assert abs(acc["float"] - acc["int8"]) <= 2.0, acc
         assert acc["float"] > 40.0, acc  # above chance (3 or 10 classes): a trained model
-    if model == "ae.keras":
-        assert acc["metric"] == "cosine" and acc["int8"] > 0.98, acc
+    if model == "ae.keras":  # x-only data, output shape = input shape: RMSE against x
+        assert acc["metric"] == "rmse" and acc["detail"]["output_cosine"] > 0.98, acc
 
 
 def test_recurrent_model_is_rebuilt_and_proven(keras3_dir, tmp_path):
-    """A Keras 3 LSTM crashes TF's calibrator; the tf_keras rebuild converts to TFLM's LSTM."""
+    """A Keras 3 LSTM crashes TF's calibrator; its proven tf_keras rebuild converts.
+
+    The LSTM is converted unrolled (the fused UNIDIRECTIONAL_SEQUENCE_LSTM gets no
+    calibrated gate scales, tensorflow #73369): builtin int8 ops only.
+    """
     run, out = _build(keras3_dir, tmp_path, "lstm.keras")
     report = json.loads((out / "report.json").read_text())
     stage = next(s for s in report["stages"] if s["name"] == "translate_keras3")
     assert stage["metrics"]["max_abs_diff"] <= 1e-5
     assert stage["metrics"]["keras_version"].startswith("3.")
-    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in report["model"]["ops"]
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in report["model"]["ops"]
+    assert {"LOGISTIC", "TANH", "FULLY_CONNECTED"} <= set(report["model"]["ops"])
+    assert report["data"]["labels"] == "classes" and report["accuracy"]["int8"] > 80, report
 
 
 @pytest.mark.parametrize(
@@ -98,10 +102,10 @@ def test_recurrent_model_is_rebuilt_and_proven(keras3_dir, tmp_path):
     [
         "cnn.keras",
         "cnn.h5",
-        pytest.param("residual.keras", marks=NEEDS_QAT),  # relu6
-        pytest.param("conv1d.keras", marks=NEEDS_QAT),  # Conv1D, Rescaling
-        pytest.param("lstm.keras", marks=NEEDS_QAT),  # LSTM QAT
-        pytest.param("ae.keras", marks=NEEDS_QAT),  # Dense+BN, x-only data
+        "residual.keras",  # relu6
+        "conv1d.keras",  # Conv1D, Rescaling
+        "lstm.keras",  # LSTM QAT
+        "ae.keras",  # Dense+BN, x-only data
         "mobilenet.keras",
     ],
 )

@@ -290,7 +290,12 @@ def lstm_model(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_lstm_plain_build_keeps_its_accuracy(lstm_model, tmp_path):
-    """Unrolled before conversion: every tensor calibrated (the fused op fell to chance)."""
+    """Unrolled before conversion: every tensor calibrated (the fused op fell to chance).
+
+    Not asserted: litert_vs_tflm. LiteRT's and TFLM's int8 LOGISTIC/TANH kernels differ by
+    up to a step and the recurrence adds it up over the time steps (2 steps here, 5 on a
+    20-step model): still open.
+    """
     model, data = lstm_model
     built = _build(tmp_path / "out", model, data)
     checks = built.checks
@@ -314,3 +319,20 @@ def test_dtypes_check_knows_the_integer_lstm_cell_state_is_int16(lstm_model):
     lstm = next(op for op in flat.operators if op.name == "UNIDIRECTIONAL_SEQUENCE_LSTM")
     assert flat.tensors[lstm.inputs[19]].dtype == "int16"
     assert check_dtypes(flat, load_targets("cortex-m")[0], "int8").ok
+
+
+def test_input_normalization_is_folded_into_the_first_layer():
+    """Per-channel mean/variance cannot be one raw scale: it goes into the first kernel."""
+    from edgec._tf import keras
+    from edgec.stages.qat_prepare import prepare_for_qat
+
+    x = np.random.default_rng(4).normal(3.0, 2.0, size=(64, 6)).astype(np.float32)
+    norm = keras.layers.Normalization()
+    norm.adapt(x)
+    model = keras.Sequential([keras.Input((6,)), norm, keras.layers.Dense(4)])
+    prepared = prepare_for_qat(model, x)
+    assert prepared.input_scale == 1.0
+    assert [type(layer).__name__ for layer in prepared.model.layers] == ["InputLayer", "Dense"]
+    np.testing.assert_allclose(
+        prepared.model.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4
+    )

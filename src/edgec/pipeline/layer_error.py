@@ -95,12 +95,21 @@ def _activation_name(layer) -> str:
     return str(getattr(activation, "__name__", activation or "linear"))
 
 
+_RECURRENT = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional")
+
+
+def _is_recurrent(layer) -> bool:
+    return type(_inner(layer)).__name__ in _RECURRENT
+
+
 def _probes(keras_model, flat: TfliteModel) -> dict[int, tuple[str, str]]:
     """op index -> (Keras layer name, output | pre-activation) holding the same value."""
     matched = _match_layers(keras_model, flat)
     producer = {t: op.index for op in flat.operators for t in op.outputs}
     probes: dict[int, tuple[str, str]] = {}
     for op in flat.operators:
+        if op.index in matched and _is_recurrent(keras_model.get_layer(matched[op.index])):
+            continue  # an unrolled cell's inner ops hold no value the Keras layer outputs
         if op.index in matched:
             name = _absorbed(keras_model, matched[op.index], set(matched.values()))
             separate = _SEPARATE_ACTIVATIONS.get(_activation_name(keras_model.get_layer(name)))

@@ -91,9 +91,12 @@ class QatMetrics:
     rewrites: tuple[str, ...] = ()  # prepare_for_qat's changes (outputs proven equal)
     rewrite_max_difference: float | None = None
     input_scale: float = 1.0  # an input Rescaling moved into the input quantization
+    skipped_layers: dict[str, str] = field(default_factory=dict)  # QAT not run: why
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"scheme": self.scheme, "parameters": self.parameters}
+        if self.skipped_layers:
+            d["skipped_layers"] = dict(self.skipped_layers)
         if self.rewrites:
             d["rewrites"] = list(self.rewrites)
             d["rewrite_max_difference"] = self.rewrite_max_difference

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgec.artifact import Artifact as ModelArtifact  # report.Artifact is a report entry
+from edgec.artifact import runtimes
 from edgec.artifact.lut import compress_lut_verified
 from edgec.artifact.stats import analyze_layers
 from edgec.datasets import Dataset, load_dataset, split_calibration
@@ -44,7 +45,6 @@ from edgec.export import (
 from edgec.export.c_array import LANGUAGES
 from edgec.export.toolchain import measure_model_object
 from edgec.pipeline.convert import IO_TYPES, PHONE_VARIANTS
-from edgec.pipeline.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.report import (
     Artifact,
     BuildReport,
@@ -61,14 +61,16 @@ from edgec.report import (
     from_plain,
     tool_versions,
 )
+from edgec.stages import get_stage, stage_types
+from edgec.stages.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
 from edgec.targets.profile import load_runtime
 from edgec.targets.weights import compression_checks
 
 if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need them
-    from edgec.pipeline.stages import CompressionPlan
     from edgec.pipeline.verify import Evaluation
+    from edgec.stages.plan import CompressionPlan
 
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
 COMPRESSIONS = ("lut",)
@@ -268,7 +270,7 @@ def validate_recipe(ctx: BuildContext) -> None:
     recipe = ctx.plan.recipe
     if recipe is None:
         return
-    from edgec.pipeline import stages as compress
+    from edgec.stages import plan as compress
 
     with ctx.stage("validate_recipe", f"Checking recipe {recipe.name} against the model"):
         ctx.recipe_plan = compress.validate(recipe, ctx.model, ctx.fit_on)
@@ -293,17 +295,16 @@ def run_recipe(ctx: BuildContext) -> None:
     """The recipe's stages, in order, each one timed with its metrics."""
     if ctx.recipe_plan is None:
         return
-    from edgec.pipeline import stages as compress
+    from edgec.stages import plan as compress
 
     ctx.input_model_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
-    pruned = clustered = False
     for sp in ctx.recipe_plan.stages:
-        with ctx.stage(sp.spec.type, _describe(sp.spec)) as metrics:
+        with ctx.stage(sp.spec.type, get_stage(sp.spec.type).describe(sp.spec)) as metrics:
             done = compress.run_stage(
                 sp, ctx.recipe_plan, ctx.model, ctx.fit_on, ctx.validation,
-                pruned=pruned, clustered=clustered, on_epoch=ctx.progress.message,
+                on_epoch=ctx.progress.message,
             )  # fmt: skip
-            metrics.update(done.metrics)
+            metrics.update(done.metrics.to_dict())
         ctx.model = done.model
         # QAT moved an input Rescaling into the input quantization: the model now
         # takes scaled values, and firmware scales raw values (INPUT_RAW_SCALE).
@@ -311,9 +312,7 @@ def run_recipe(ctx: BuildContext) -> None:
             compress.scaled(d, done.input_scale)
             for d in (ctx.data, ctx.calibration, ctx.evaluation)
         )
-        ctx.parameters = done.metrics.get("parameters", ctx.parameters)
-        pruned |= sp.spec.type == "prune"
-        clustered |= sp.spec.type == "cluster"
+        ctx.parameters = done.parameters if done.parameters is not None else ctx.parameters
 
 
 def convert(ctx: BuildContext) -> None:
@@ -382,8 +381,8 @@ def evaluate(ctx: BuildContext) -> None:
         ctx.float_out = ctx.model.predict(evaluation.x, batch_size=256, verbose=0)
         final = next(op for op in flat.operators if flat.outputs[0] in op.outputs)
         keep = [final.inputs[0]] if final.name in verify.AMPLIFYING else []
-        litert = verify.run_litert(ctx.tflite, ctx.x_q, keep=keep)
-        output = verify.dequantize(litert.raw, flat.output_tensor())
+        litert = runtimes.run_litert(ctx.tflite, ctx.x_q, keep=keep)
+        output = runtimes.dequantize(litert.raw, flat.output_tensor())
         result = verify.evaluate(ctx.float_out, output, evaluation, max_drop=max_drop)
         if ctx.input_model_out is not None:
             result = verify.with_input_model(
@@ -401,9 +400,9 @@ def _runtime_agreement(ctx: BuildContext, litert: Any, final: Any, keep: list[in
     if ctx.arena is None:
         return Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks")
     x = ctx.x_q[: min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)]
-    tflm = verify.run_tflm(ctx.tflite, x, ctx.arena)
+    tflm = runtimes.run_tflm(ctx.tflite, x, ctx.arena)
     if keep:
-        tflm = verify.Outputs(tflm.raw, verify.run_tflm(ctx.tflite, x, ctx.arena, keep).kept)
+        tflm = runtimes.Outputs(tflm.raw, runtimes.run_tflm(ctx.tflite, x, ctx.arena, keep).kept)
     return verify.agreement_check(
         litert.first(len(x)), tflm, final_op=final.name, final_input=final.inputs[0]
     )
@@ -658,10 +657,7 @@ def _firmware_info(
 
 def _recipe(options: BuildOptions) -> Recipe | None:
     short = recipe_from_options(
-        distill=options.distill,
-        prune=options.prune,
-        cluster=options.cluster,
-        qat=options.qat,
+        **{t: getattr(options, t, None) for t in stage_types()},
         epochs=options.epochs if options.recipe is None else None,
     )
     if options.recipe is None:
@@ -674,17 +670,7 @@ def _recipe(options: BuildOptions) -> Recipe | None:
     return load_recipe(options.recipe)
 
 
-def _describe(spec) -> str:
-    what = {
-        "distill": "Distilling into the student",
-        "prune": "Pruning",
-        "cluster": "Clustering",
-        "qat": "Quantization-aware training",
-    }[spec.type]
-    return f"{what} ({spec['epochs']} epoch{'s' if spec['epochs'] != 1 else ''})"
-
-
 def _model_input(flat: TfliteModel, x: np.ndarray) -> np.ndarray:
-    from edgec.pipeline.verify import quantize
+    from edgec.artifact.runtimes import quantize
 
     return quantize(x, flat.input_tensor())

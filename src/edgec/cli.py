@@ -5,15 +5,19 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from edgec import __version__
 from edgec.errors import EdgecError, printable
 from edgec.export.layouts import LAYOUTS
+from edgec.stages import get_stage, stage_types
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _state = {"debug": False}
 
@@ -55,6 +59,22 @@ custom_objects_option = click.option(
     metavar="FILE.py|MODULE",
     help="Python file or module defining the model's own layers (it is executed: trusted code).",
 )
+
+
+def stage_short_forms(command: _F) -> _F:
+    """The short-form options of the registered stages (``--prune 0.75``, ``--qat``, ...),
+    in the stages' order, each passed to the command under its stage type."""
+    for type_ in reversed(stage_types()):
+        form = get_stage(type_).short_form
+        if form is None:
+            continue
+        kind: dict[str, Any] = {"is_flag": True} if form.kind is bool else {}
+        if form.kind is int:
+            kind["type"] = click.IntRange(min=form.low)
+        command = click.option(
+            f"--{type_.replace('_', '-')}", type_, metavar=form.metavar, help=form.help, **kind
+        )(command)
+    return command
 
 
 @cli.command()
@@ -157,16 +177,7 @@ custom_objects_option = click.option(
     "prune-cluster-qat, distill, or a recipe TOML file. Training uses DATA's x and y "
     "(the built-in example uses its own training split).",
 )
-@click.option(
-    "--distill",
-    metavar="WIDTH|STUDENT",
-    help="Short form: distil into a student WIDTH times as wide (e.g. 0.5) or a model file.",
-)
-@click.option("--prune", metavar="SPARSITY|2:4", help="Short form: prune, e.g. 0.75 or 2:4.")
-@click.option(
-    "--cluster", type=click.IntRange(min=2), metavar="N", help="Short form: N clusters per kernel."
-)
-@click.option("--qat", is_flag=True, help="Short form: quantization-aware training (last).")
+@stage_short_forms
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
@@ -191,12 +202,9 @@ def build(
     section: str | None,
     arena_margin: float,
     recipe: str | None,
-    distill: str | None,
-    prune: str | None,
-    cluster: int | None,
-    qat: bool,
     epochs: int | None,
     custom_objects: str | None,
+    **short_forms: Any,
 ) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
 
@@ -228,12 +236,9 @@ def build(
             c_lang=c_lang,
             section=section,
             arena_margin=arena_margin,
-            distill=distill,
-            prune=prune,
-            cluster=cluster,
-            qat=qat,
             epochs=epochs,
             custom_objects=custom_objects,
+            **short_forms,
         )
     ui.print_summary(report, out, time.perf_counter() - start)
     sys.exit(EXIT_OK if report.ok else EXIT_CHECK_FAILED)

@@ -16,14 +16,8 @@ from rich.table import Table
 from edgec.builder import Progress
 from edgec.errors import printable
 from edgec.pipeline.inspect import Inspection
-from edgec.report import (
-    BuildReport,
-    CheckReport,
-    LayerMetrics,
-    StageMetrics,
-    TargetSection,
-    to_plain,
-)
+from edgec.report import BuildReport, CheckReport, TargetSection, to_plain
+from edgec.stages import find_stage, summary_line
 from edgec.targets.profile import TargetProfile
 from edgec.units import format_size
 
@@ -112,8 +106,9 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     if report.firmware is not None:
         out.print(t(_firmware_line(report)))
     for stage in report.stages:
-        if to_plain(stage.metrics):
-            out.print(f" [bold]{t(stage.name)}[/]: {t(_stage_line(stage.metrics))}")
+        metrics = to_plain(stage.metrics)
+        if metrics:
+            out.print(f" [bold]{t(stage.name)}[/]: {t(_stage_line(stage.name, metrics))}")
     for check in report.checks:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
         out.print(f" {mark} {t(check.name)}: {t(check.detail)}")
@@ -159,44 +154,16 @@ def _firmware_line(report: BuildReport) -> str:
     return " firmware: " + "; ".join(parts)
 
 
-def _stage_line(m: StageMetrics) -> str:
-    """One line per compression stage: validation figure before -> after, and what changed."""
-    parts = []
-    for key, before, after, unit in (
-        ("accuracy", m.accuracy_before, m.accuracy_after, "%"),
-        ("mse", m.mse_before, m.mse_after, ""),
-    ):
-        if before is not None:
-            parts.append(f"validation {key} {before:g}{unit} → {after:g}{unit}")
-    if m.teacher_parameters is not None:
-        parts.append(f"parameters {m.teacher_parameters:,} → {m.student_parameters:,}")
-    if m.scheme is not None:
-        parts.append(f"scheme {m.scheme}")
-    parts += [f"{name} " + _layer_bits(layer) for name, layer in (m.layers or {}).items()]
-    if m.skipped_layers:
-        parts.append("not applied: " + ", ".join(m.skipped_layers))
-    if m.targets:  # only when not the data's labels
-        parts.append(f"trained on {m.targets}")
-    if m.rewrites:
-        parts.append(f"rewritten for QAT: {len(m.rewrites)} change(s), outputs equal")
-    if m.max_abs_diff is not None:  # translate_keras3
+def _stage_line(name: str, m: dict) -> str:
+    """A compression stage's summary (from its registered Stage), or a build step's."""
+    parts = [summary_line(find_stage(name), m)]
+    if "max_abs_diff" in m:  # translate_keras3
         parts.append(
-            f"Keras {m.keras_version or '3'} model rebuilt as tf_keras "
-            f"({m.layers_rebuilt} layers), outputs equal: largest difference "
-            f"{m.max_abs_diff:.2g}"
+            f"Keras {m.get('keras_version', '3')} model rebuilt as tf_keras "
+            f"({m.get('layers_rebuilt', '?')} layers), outputs equal: largest difference "
+            f"{m['max_abs_diff']:.2g}"
         )
-    return "; ".join(parts)
-
-
-def _layer_bits(layer: LayerMetrics) -> str:
-    bits = []
-    if layer.sparsity is not None:
-        bits.append(f"{layer.sparsity:.0%} zeros")
-    if layer.per_channel is not None:
-        values = layer.unique_values_per_channel if layer.per_channel else None
-        values = values if values is not None else layer.unique_values
-        bits.append(f"{values} values{' per channel' if layer.per_channel else ''}")
-    return ", ".join(bits)
+    return "; ".join(p for p in parts if p)
 
 
 def _bytes(n: int | None) -> str:

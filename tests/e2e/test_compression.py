@@ -382,7 +382,7 @@ def test_recipe_and_short_forms_do_not_mix(tmp_path):
 def test_softmax_output_is_recognised_through_qat_wrappers():
     """A QAT'd softmax classifier must not be trained with from_logits=True."""
     from edgec._tf import keras, tfmot
-    from edgec.pipeline.stages import _outputs_probabilities
+    from edgec.stages.plan import outputs_probabilities
 
     def head(*last):
         return keras.Sequential(
@@ -390,10 +390,10 @@ def test_softmax_output_is_recognised_through_qat_wrappers():
         )
 
     dense_softmax = head(keras.layers.Dense(3, activation="softmax"))
-    assert _outputs_probabilities(dense_softmax)
-    assert _outputs_probabilities(tfmot.quantization.keras.quantize_model(dense_softmax))
-    assert _outputs_probabilities(head(keras.layers.Dense(3), keras.layers.Activation("softmax")))
-    assert not _outputs_probabilities(head(keras.layers.Dense(3)))
+    assert outputs_probabilities(dense_softmax)
+    assert outputs_probabilities(tfmot.quantization.keras.quantize_model(dense_softmax))
+    assert outputs_probabilities(head(keras.layers.Dense(3), keras.layers.Activation("softmax")))
+    assert not outputs_probabilities(head(keras.layers.Dense(3)))
 
 
 def test_pruned_then_clustered_kernels_with_few_survivors_cluster_per_tensor():
@@ -401,8 +401,8 @@ def test_pruned_then_clustered_kernels_with_few_survivors_cluster_per_tensor():
     (seen on MobileNetV1's 1x1 convs): such layers are planned per tensor, and said so."""
     from edgec._tf import keras
     from edgec.datasets.loading import Dataset
-    from edgec.pipeline.recipe import load_recipe
-    from edgec.pipeline.stages import validate
+    from edgec.stages.plan import validate
+    from edgec.stages.recipe import load_recipe
 
     model = keras.Sequential(
         [

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from edgec.errors import InputError
-from edgec.pipeline.recipe import (
+from edgec.stages.prune import pruning_end_step, pruning_frequency
+from edgec.stages.recipe import (
     builtin_recipe_names,
     load_recipe,
     parse_recipe,
     recipe_from_options,
 )
-from edgec.pipeline.stages import pruning_end_step, pruning_frequency
 
 
 def parse(*stages: dict, **top) -> object:
@@ -147,8 +147,8 @@ def test_pruning_schedule_reaches_its_end_step(total):
 def test_recipe_checks_and_weight_proofs_do_not_import_tensorflow():
     script = (
         "import sys\n"
-        "import edgec.pipeline.recipe, edgec.pipeline.stages, edgec.targets.weights\n"
-        "from edgec.pipeline.recipe import load_recipe\n"
+        "import edgec.stages.recipe, edgec.stages.plan, edgec.targets.weights\n"
+        "from edgec.stages.recipe import load_recipe\n"
         "load_recipe('prune-cluster-qat')\n"
         "print(sorted({'tensorflow', 'tf_keras'} & set(sys.modules)))\n"
     )

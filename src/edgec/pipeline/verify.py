@@ -7,16 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# moved to edgec.artifact.runtimes; re-export until the issue-12 merge
-from edgec.artifact.runtimes import Outputs, dequantize, quantize, run_litert, run_tflm
+from edgec.artifact.runtimes import Outputs
 from edgec.datasets.loading import Dataset
 from edgec.report import Accuracy, Check
 
 MIN_COSINE = 0.98  # for models judged without class labels
-__all__ = [
-    "AMPLIFYING", "MIN_COSINE", "Evaluation", "Outputs", "agreement_check", "dequantize",
-    "evaluate", "quantize", "run_litert", "run_tflm", "with_input_model",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)

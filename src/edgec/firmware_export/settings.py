@@ -1,1 +1,0 @@
-from edgec.export.settings import *  # noqa: F403  # moved to edgec.export; re-export until the issue-12 merge

@@ -1,0 +1,34 @@
+"""Compression stages as plug-ins: one module per stage, registered by type.
+
+Adding a stage is one module with a ``@register``-ed ``Stage`` subclass (see
+``stages/base.py``), imported below; recipe parsing, the CLI's short forms, validation, the
+progress and summary lines and the proof in the int8 artifact all read it from the
+registry. No TensorFlow is imported here (the stages import it when they run).
+"""
+
+from edgec.stages import cluster, distill, prune, qat  # noqa: F401  (registers the stages)
+from edgec.stages.base import (
+    Param,
+    ShortForm,
+    Stage,
+    find_stage,
+    get_stage,
+    register,
+    stage_types,
+    summary_line,
+    training_params,
+    unregister,
+)
+
+__all__ = [
+    "Param",
+    "ShortForm",
+    "Stage",
+    "find_stage",
+    "get_stage",
+    "register",
+    "stage_types",
+    "summary_line",
+    "training_params",
+    "unregister",
+]

@@ -1,0 +1,174 @@
+"""The cluster stage: TF-MOT weight clustering (per channel for Conv2D), then stripped.
+
+After pruning, clustering preserves the zeros. TF-MOT trap: per-channel clustering of a
+Conv2D with no more weights per channel than clusters is silently skipped ("No clustering
+was implemented for this layer"): such a layer is clustered per tensor, and the report says
+so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgec.errors import InputError
+from edgec.stages.base import (
+    Param,
+    ShortForm,
+    Stage,
+    get_stage,
+    layer_parts,
+    register,
+    training_params,
+)
+from edgec.stages.metrics import ClusteredLayer, ClusterMetrics
+from edgec.stages.plan import (
+    CompressionPlan,
+    StagePlan,
+    StageResult,
+    fit,
+    kernel_figures,
+    select_layers,
+)
+from edgec.stages.recipe import StageSpec
+from edgec.targets.weights import Expectations
+
+CLUSTERABLE = ("Conv2D", "Dense")
+CENTROID_INITS = ("kmeans++", "linear", "density", "random")
+
+
+@register
+class Cluster(Stage):
+    type = "cluster"
+    rank = 30
+    verb = "Clustering"
+    params = {
+        **training_params(3, 2e-4),
+        "clusters": Param(int, 16, 2, 256, help="values per kernel (per channel)"),
+        "init": Param(str, "kmeans++", choices=CENTROID_INITS),
+        "per_channel": Param(bool, True, help="cluster each Conv2D output channel separately"),
+        "layers": Param(list, [], help="layer names or types; empty: every clusterable layer"),
+    }
+    short_form = ShortForm(
+        help="Short form: N clusters per kernel.",
+        kind=int,
+        metavar="N",
+        low=2,
+        to_params=lambda n: {"clusters": n},
+    )
+
+    def check_in_recipe(self, spec: StageSpec, earlier: tuple[StageSpec, ...], where: str) -> None:
+        if any(get_stage(e.type).makes_zeros for e in earlier) and spec["clusters"] < 3:
+            raise InputError(
+                f"{where}, {spec.label}: clusters = {spec['clusters']} after pruning",
+                hint="keeping the zeros takes one cluster: use clusters >= 3",
+            )
+
+    def plan(self, sp: StagePlan, plan: CompressionPlan, model: Any, train: Any) -> Any:
+        _plan(sp, model, pruned=plan.expectations(before=sp).sparsity)
+        return model
+
+    def run(self, sp, plan, model, train, validation, on_epoch) -> StageResult:
+        return _cluster(sp, plan, model, train, validation, on_epoch)
+
+    def expectations(self, sp: StagePlan) -> Expectations:
+        return Expectations(clusters={name: sp.spec["clusters"] for name in sp.layers})
+
+    def summary_parts(self, m: dict[str, Any]) -> list[str]:
+        return layer_parts(m)
+
+
+# After pruning, sparsity-preserving clustering runs k-means++ separately on the negative
+# and the positive weights that are left; TF-MOT fails (InvalidArgumentError "Expected
+# num_to_sample <= points.rows()", seen on MobileNetV1's 1x1 convs per channel) when one
+# sign has fewer weights than its share of the centroids. Ask for this many surviving
+# weights per cluster, per channel or per tensor, before choosing that granularity.
+_SURVIVORS_PER_CLUSTER = 2
+
+
+def _plan(sp: StagePlan, model, *, pruned: dict[str, float]) -> None:
+    spec = sp.spec
+    n = spec["clusters"]
+    preserve_sparsity = bool(pruned)
+
+    def mode(layer) -> tuple[str | None, bool]:
+        kind = type(layer).__name__
+        if kind not in CLUSTERABLE:
+            return f"cannot be clustered (clusterable: {', '.join(CLUSTERABLE)})", False
+        size = int(np.prod(layer.kernel.shape))
+        per_channel_size = size // int(layer.kernel.shape[-1])
+        kept = 1.0 - pruned.get(layer.name, 0.0)
+        need = _SURVIVORS_PER_CLUSTER * n if layer.name in pruned else n + 1
+        if spec["per_channel"] and kind == "Conv2D" and per_channel_size * kept >= need:
+            return None, True
+        if size <= n:
+            return f"has only {size} weights, not more than {n} clusters", False
+        if size * kept < need:
+            return (
+                f"keeps only {int(size * kept)} weights after pruning: too few for {n} "
+                "sparsity-preserving clusters",
+                False,
+            )
+        return None, False
+
+    chosen = select_layers(sp, model, lambda layer: mode(layer)[0], CLUSTERABLE)
+    for layer in chosen:
+        per_channel = mode(layer)[1]
+        note = ""
+        if spec["per_channel"] and type(layer).__name__ == "Conv2D" and not per_channel:
+            note = (
+                "per tensor: too few weights per channel (after pruning) for per-channel clustering"
+            )
+        sp.layers[layer.name] = {
+            "per_channel": per_channel,
+            "preserve_sparsity": preserve_sparsity,
+            **({"note": note} if note else {}),
+        }
+
+
+_INITS = {
+    "kmeans++": "KMEANS_PLUS_PLUS",
+    "linear": "LINEAR",
+    "density": "DENSITY_BASED",
+    "random": "RANDOM",
+}
+
+
+def _cluster(sp, plan, model, train, validation, on_epoch) -> StageResult:
+    from edgec._tf import keras, tfmot
+
+    clustering = tfmot.clustering.keras
+    spec = sp.spec
+    init = getattr(clustering.CentroidInitialization, _INITS[spec["init"]])
+
+    def wrap(layer):
+        cfg = sp.layers.get(layer.name)
+        if cfg is None:
+            return layer
+        return clustering.cluster_weights(
+            layer,
+            number_of_clusters=spec["clusters"],
+            cluster_centroids_init=init,
+            preserve_sparsity=cfg["preserve_sparsity"],
+            cluster_per_channel=cfg["per_channel"],
+        )
+
+    wrapped = keras.models.clone_model(model, clone_function=wrap)
+    fit(wrapped, sp, plan, train, validation, on_epoch)
+    stripped = clustering.strip_clustering(wrapped)
+    metrics = ClusterMetrics(
+        clusters=spec["clusters"],
+        init=spec["init"],
+        parameters=int(stripped.count_params()),
+        layers={
+            name: ClusteredLayer(
+                per_channel=cfg["per_channel"],
+                preserve_sparsity=cfg["preserve_sparsity"],
+                kernel=kernel_figures(stripped, name),
+                note=cfg.get("note", ""),
+            )
+            for name, cfg in sp.layers.items()
+        },
+    )
+    return StageResult(stripped, metrics)

@@ -1,0 +1,231 @@
+"""The distill stage: train a smaller student (a file, or the teacher at a width) on the
+teacher's softened outputs. Later stages apply to the student.
+
+loss = alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T));
+MSE between the outputs for regression. tf_keras has no compute_loss hook that sees the
+teacher, so ``train_step`` is overridden.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgec.errors import InputError
+from edgec.stages.base import Param, ShortForm, Stage, register, training_params
+from edgec.stages.metrics import DistillMetrics
+from edgec.stages.plan import (
+    SEED,
+    CompressionPlan,
+    StagePlan,
+    StageResult,
+    check_model_kind,
+    fail,
+    fit,
+    outputs_probabilities,
+)
+from edgec.stages.recipe import StageSpec
+
+
+def _short_form(value: str) -> dict[str, Any]:
+    try:
+        return {"width": float(value)}
+    except ValueError:
+        return {"student": value}
+
+
+@register
+class Distill(Stage):
+    type = "distill"
+    rank = 10
+    order_why = "distill must come first: later stages apply to the student"
+    verb = "Distilling into the student"
+    learns_from_teacher = True
+    model_names = ("teacher", "student")
+    params = {
+        **training_params(30, 1e-3),
+        "student": Param(str, "", help="student model file; empty: derive one with width"),
+        "width": Param(float, 0.5, 0, 1, open_low=True, help="filter/unit multiplier"),
+        "temperature": Param(float, 4.0, 0, 100, open_low=True, help="softening temperature"),
+        "alpha": Param(float, 0.1, 0, 1, help="weight of the hard (label) loss"),
+    }
+    short_form = ShortForm(
+        help="Short form: distil into a student WIDTH times as wide (e.g. 0.5) or a model file.",
+        metavar="WIDTH|STUDENT",
+        to_params=_short_form,
+    )
+
+    def check_params(self, params: dict[str, Any], raw: dict[str, Any], label: str) -> None:
+        if raw.get("student") and "width" in raw:
+            raise InputError(
+                f"{label}: give either student (a model file) or width (derive one), not both"
+            )
+
+    def resolve_paths(self, params: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """A student file in a recipe file is relative to the recipe's folder."""
+        if params["student"] and not Path(params["student"]).is_absolute():
+            return {**params, "student": str(folder / params["student"])}
+        return params
+
+    def plan(self, sp: StagePlan, plan: CompressionPlan, model: Any, train: Any) -> Any:
+        from edgec._tf import keras
+
+        plan.student = _plan_student(sp.spec, model)
+        check_model_kind(plan.student, keras, what="the student")
+        return plan.student
+
+    def run(self, sp, plan, model, train, validation, on_epoch) -> StageResult:
+        return _distill(sp, plan, model, plan.student, train, validation, on_epoch)
+
+    def summary_parts(self, m: dict[str, Any]) -> list[str]:
+        if "teacher_parameters" not in m:
+            return []
+        return [f"parameters {m['teacher_parameters']:,} → {m['student_parameters']:,}"]
+
+
+def _plan_student(spec: StageSpec, teacher):
+    from edgec.pipeline.model_io import load_keras_model
+
+    if spec["student"]:
+        path = Path(spec["student"])
+        if not path.exists():
+            raise fail(spec, f"student model {path} does not exist", "give an existing file")
+        student = load_keras_model(path)
+    else:
+        student = derive_student(teacher, spec["width"])
+    for what, t, s in (
+        ("input", teacher.inputs[0], student.inputs[0]),
+        ("output", teacher.outputs[0], student.outputs[0]),
+    ):
+        if tuple(t.shape[1:]) != tuple(s.shape[1:]):
+            raise fail(
+                spec,
+                f"the student's {what} shape {list(s.shape[1:])} differs from the teacher's "
+                f"{list(t.shape[1:])}",
+                "the student must take the same inputs and give the same outputs",
+            )
+    return student
+
+
+def derive_student(teacher, width: float):
+    """The teacher's architecture with ``width`` times the filters/units (fresh weights).
+
+    The last layer with filters/units keeps its size: it defines the model's output.
+    """
+    from edgec._tf import keras
+
+    keras.utils.set_random_seed(SEED)
+    sized = [
+        lay
+        for lay in teacher.layers
+        if "units" in lay.get_config() or "filters" in lay.get_config()
+    ]
+    keep = sized[-1].name if sized else None
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name != keep:
+            for key in ("filters", "units"):
+                if key in config:
+                    config[key] = max(1, int(round(config[key] * width)))
+        return layer.__class__.from_config(config)
+
+    return keras.models.clone_model(teacher, clone_function=clone)
+
+
+def _distillation_loss(spec, classes: bool, teacher, student):
+    """loss(x, y, s): alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) for
+    classes, alpha * hard + (1 - alpha) * MSE(teacher, student) for targets."""
+    from edgec._tf import keras, tf
+
+    temperature, alpha = float(spec["temperature"]), float(spec["alpha"])
+    teacher_probs, student_probs = outputs_probabilities(teacher), outputs_probabilities(student)
+
+    def logits(out, probs: bool):
+        # log(p) differs from the logits by a per-sample constant, which softmax ignores.
+        return tf.math.log(tf.clip_by_value(out, 1e-7, 1.0)) if probs else out
+
+    hard = (
+        keras.losses.SparseCategoricalCrossentropy(from_logits=not student_probs)
+        if classes
+        else keras.losses.MeanSquaredError()
+    )
+
+    def loss(x, y, s):
+        t = teacher(x, training=False)
+        if classes:
+            t_soft = tf.nn.softmax(logits(t, teacher_probs) / temperature)
+            s_log = tf.nn.log_softmax(logits(s, student_probs) / temperature)
+            kl = tf.reduce_mean(
+                tf.reduce_sum(t_soft * (tf.math.log(t_soft + 1e-12) - s_log), axis=-1)
+            )
+            soft = kl * temperature**2
+        else:
+            soft = tf.reduce_mean(tf.square(tf.cast(t, s.dtype) - s))
+        return alpha * hard(y, s) + (1 - alpha) * soft
+
+    return loss
+
+
+def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageResult:
+    from edgec._tf import keras, tf
+
+    spec = sp.spec
+    classes = plan.task == "classes"
+    loss = _distillation_loss(spec, classes, teacher, student)
+
+    class Distiller(keras.Model):
+        """alpha * hard + (1 - alpha) * T^2 * KL(teacher || student); MSE for regression.
+
+        tf_keras has no compute_loss hook that sees the teacher, so train_step is overridden.
+        """
+
+        def __init__(self):
+            super().__init__()
+            self.student = student
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker, self.acc] if classes else [self.loss_tracker]
+
+        def call(self, x, training=False):
+            return self.student(x, training=training)
+
+        def _loss(self, x, y, s):
+            return loss(x, y, s)
+
+        def _track(self, loss, y, s):
+            self.loss_tracker.update_state(loss)
+            if classes:
+                self.acc.update_state(y, s)
+            return {m.name: m.result() for m in self.metrics}
+
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                s = self.student(x, training=True)
+                loss = self._loss(x, y, s) + sum(self.student.losses)
+            grads = tape.gradient(loss, self.student.trainable_variables)
+            self.optimizer.apply_gradients(
+                zip(grads, self.student.trainable_variables, strict=True)
+            )
+            return self._track(loss, y, s)
+
+        def test_step(self, data):
+            x, y = data
+            s = self.student(x, training=False)
+            return self._track(self._loss(x, y, s), y, s)
+
+    distiller = Distiller()
+    distiller.compile(optimizer=keras.optimizers.Adam(spec["learning_rate"]))
+    fit(distiller, sp, plan, train, validation, on_epoch, compile_=False)
+    metrics = DistillMetrics(
+        teacher_parameters=int(teacher.count_params()),
+        student_parameters=int(student.count_params()),
+        student=spec["student"] or f"derived: width x{spec['width']:g}",
+        temperature=float(spec["temperature"]),
+        alpha=float(spec["alpha"]),
+    )
+    return StageResult(student, metrics)

@@ -1,0 +1,93 @@
+"""A stage registered from this test module (no edits to src/) runs in a recipe through
+``edgec build``: the registry is the only place a stage has to be added."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgec.stages import Param, Stage, register, unregister
+from edgec.stages.plan import StageResult
+from tests.conftest import Build, run_edgec
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleMetrics:
+    layer: str
+    factor: float
+    max_abs_change: float  # largest change of a kernel weight
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "factor": self.factor, "max_abs_change": self.max_abs_change}
+
+
+class ScaleDense(Stage):
+    """Scale the last Dense kernel by ``factor`` (1.0: the model is unchanged)."""
+
+    type = "scale_dense"
+    rank = 35  # after cluster, before qat
+    verb = "Scaling the last Dense kernel"
+    params = {"factor": Param(float, 1.0, 0, 10, open_low=True, help="kernel multiplier")}
+
+    def plan(self, sp, plan, model, train):
+        from edgec._tf import keras
+
+        dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+        if not dense:
+            raise ValueError("no Dense layer")  # the test model has one
+        sp.layers[dense[-1].name] = {}
+        return model
+
+    def run(self, sp, plan, model, train, validation, on_epoch):
+        from edgec._tf import keras
+
+        (name,) = sp.layers
+        scaled = keras.models.clone_model(model)
+        scaled.set_weights(model.get_weights())
+        kernel = scaled.get_layer(name).kernel
+        before = kernel.numpy()
+        kernel.assign(before * sp.spec["factor"])
+        change = float(np.max(np.abs(kernel.numpy() - before)))
+        return StageResult(scaled, ScaleMetrics(name, sp.spec["factor"], change))
+
+    def summary_parts(self, m: dict[str, Any]) -> list[str]:
+        return [f"{m['layer']} kernel x{m['factor']:g} (max change {m['max_abs_change']:g})"]
+
+
+@pytest.fixture
+def scale_stage():
+    register(ScaleDense)
+    yield ScaleDense
+    unregister(ScaleDense.type)
+
+
+def test_a_stage_registered_by_a_test_runs_in_a_recipe(scale_stage, user_model, tmp_path):
+    recipe = tmp_path / "scale.toml"
+    recipe.write_text('name = "scale"\n[[stage]]\ntype = "scale_dense"\nfactor = 1.0\n')
+    out = tmp_path / "out"
+    run = run_edgec(
+        "build", user_model.keras, "--target", "cortex-m", "--data", user_model.data,
+        "--recipe", recipe, "--out", out,
+    )  # fmt: skip
+    assert run.code == 0, run.out + run.err
+    report = Build(run, out).report
+    (stage,) = [s for s in report["stages"] if s["name"] == "scale_dense"]
+    m = stage["metrics"]
+    assert m["layer"] == "logits" and m["factor"] == 1.0 and m["max_abs_change"] == 0.0
+    assert m["accuracy_before"] == m["accuracy_after"]  # scaling by 1.0 changes nothing
+    assert "epochs" not in m  # the stage declares no training parameters
+    assert "scale_dense: validation accuracy" in run.out
+    assert "logits kernel x1 (max change 0)" in run.out
+
+
+def test_the_stage_is_gone_after_unregistering(user_model, tmp_path):
+    recipe = tmp_path / "scale.toml"
+    recipe.write_text('[[stage]]\ntype = "scale_dense"\n')
+    run = run_edgec("build", user_model.keras, "--target", "cortex-m", "--data",
+                    user_model.data, "--recipe", recipe, "--out", tmp_path / "out")  # fmt: skip
+    assert run.code != 0
+    assert "unknown stage type 'scale_dense'" in run.err
+    assert not (tmp_path / "out").exists()

@@ -20,7 +20,7 @@ import sys
 import sysconfig
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -45,6 +45,19 @@ def exit_status(exc: BaseException) -> int:
     return 128 + signal.SIGINT
 
 
+# Stops a child process that writes into the private folder (the converter, warming up).
+# On an error or a signal the command's children are stopped before the folder is removed,
+# or they would keep writing into it after it is gone (seen: a SIGINT during TensorFlow's
+# warm-up left the folder with the child's autograph files behind).
+_child_stoppers: list[Callable[[], None]] = []
+
+
+def stop_on_interrupt(stop: Callable[[], None]) -> None:
+    """Call ``stop`` when a command ends on an error or a signal, before its cleanup."""
+    if stop not in _child_stoppers:
+        _child_stoppers.append(stop)
+
+
 @contextlib.contextmanager
 def command_scope() -> Iterator[None]:
     """Run one command with a private temporary folder and SIGTERM as an exception."""
@@ -61,6 +74,10 @@ def _private_tempdir() -> Iterator[None]:
     tempfile.tempdir = str(root)
     try:
         yield
+    except BaseException:
+        for stop in _child_stoppers:
+            stop()
+        raise
     finally:
         tempfile.tempdir = saved_dir
         if saved_env is None:

@@ -8,11 +8,6 @@ from pathlib import Path
 SRC = Path(__file__).parents[2] / "src"
 LIMIT = 80  # lines, decorators excluded, docstring included
 
-# Known offenders outside the build/report/ui/cli area, split by their owners in issue 12;
-# an entry must go as soon as its function is short (the test below says so).
-KNOWN_LONG = {
-}
-
 
 def function_lengths(src: Path = SRC) -> dict[str, int]:
     """``path:qualified.name`` -> length in lines, for every function and method."""
@@ -36,13 +31,10 @@ def _walk(node: ast.AST, where: str, prefix: str, lengths: dict[str, int]) -> No
 
 def test_the_longest_function_is_under_80_lines():
     lengths = function_lengths()
-    long = {name: n for name, n in lengths.items() if n >= LIMIT}
-    offenders = sorted((n, name) for name, n in long.items() if name not in KNOWN_LONG)
+    offenders = sorted((n, name) for name, n in lengths.items() if n >= LIMIT)
     assert not offenders, "functions of 80 lines or more (split them):\n" + "\n".join(
         f"  {n} lines: {name}" for n, name in reversed(offenders)
     )
-    fixed = sorted(KNOWN_LONG - set(long))
-    assert not fixed, f"now short (or gone), remove from KNOWN_LONG: {', '.join(fixed)}"
 
 
 def test_the_measure_finds_a_long_nested_function(tmp_path):

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgec._native_log import captured_native_stderr
+from edgec._process import stop_on_interrupt
 from edgec.errors import ConversionError, InputError
 
 IO_TYPES = ("int8", "uint8", "float32")
@@ -250,9 +251,17 @@ class _Worker:
             self._proc.wait()
         self._proc = None
 
+    def stop(self) -> None:
+        """End the child now (the command was interrupted or failed): no waiting for it."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
 
 _WORKER = _Worker()
 start_converter = _WORKER.start
+stop_on_interrupt(_WORKER.stop)
 
 
 def _crash_error(code: int, progress: Path, samples: int) -> ConversionError:

@@ -207,10 +207,13 @@ class Outputs:
         return Outputs(self.raw[:n], {i: v[:n] for i, v in self.kept.items()})
 
 
-def run_litert(model: bytes, x: np.ndarray, keep: Sequence[int] = ()) -> Outputs:
+def run_litert(
+    model: bytes, x: np.ndarray, keep: Sequence[int] = (), *, keep_samples: int | None = None
+) -> Outputs:
     """Raw outputs (model output dtype) of LiteRT on each sample, batch 1.
 
-    ``keep``: also return these intermediate tensors (by index) for every sample.
+    ``keep``: also return these intermediate tensors (by index), for every sample or for
+    the first ``keep_samples`` only.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -235,8 +238,9 @@ def run_litert(model: bytes, x: np.ndarray, keep: Sequence[int] = ()) -> Outputs
         interpreter.set_tensor(inp, sample[None])
         interpreter.invoke()
         results.append(interpreter.get_tensor(out)[0].copy())
-        for i in keep:
-            kept[i].append(interpreter.get_tensor(i).copy())
+        if keep_samples is None or len(results) <= keep_samples:
+            for i in keep:
+                kept[i].append(interpreter.get_tensor(i).copy())
     return Outputs(np.stack(results), {i: np.stack(v) for i, v in kept.items()})
 
 
@@ -246,10 +250,12 @@ def run_tflm(model: bytes, x: np.ndarray, arena_bytes: int, keep: Sequence[int] 
 
     if not keep:
         interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
-    else:  # every tensor gets its own memory: more arena than the planned figure
+    else:  # every tensor gets its own memory: the planned arena plus every activation
+        flat = TfliteModel.from_bytes(model)
+        own = sum(t.nbytes + ALIGN for t in flat.tensors if not t.is_constant)
         interpreter = runtime.Interpreter.from_bytes(
             model,
-            arena_size=arena_bytes * 4 + len(model),
+            arena_size=max(arena_bytes * 4, arena_bytes + 2 * own) + len(model),
             intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors,
         )
     results: list[np.ndarray] = []

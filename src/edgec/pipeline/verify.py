@@ -136,8 +136,7 @@ def agreement_check(
         f"{len(litert.raw)} samples: {same:.1f}% bit-identical outputs, largest difference "
         f"{out_worst} step{'s' if out_worst != 1 else ''}"
     )
-    kept = [t for t in op_outputs(model) if t in litert.kept and t in tflm.kept] if model else []
-    if model is not None and len(kept) == len(op_outputs(model)):
+    if model is not None and all(t in litert.kept and t in tflm.kept for t in op_outputs(model)):
         worst, where, first = op_agreement(model, litert, tflm)
         detail += (
             f"; per op, on samples whose inputs agree: at most {worst} step"

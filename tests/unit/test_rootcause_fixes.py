@@ -114,3 +114,19 @@ def test_even_channel_clusters_keeps_zeros_and_limits():
     assert np.array_equal(after == 0, kernel == 0)
     assert np.count_nonzero(after != kernel) == moved
     assert np.allclose(after, kernel, rtol=0.01)
+
+
+def test_tflm_keeps_every_tensor_of_a_model_with_a_tiny_arena():
+    """kPreserveAllTensors needs far more than the planned arena (8,216 tail bytes for a
+    1,488-byte arena here); too little SIGSEGVs tflite_micro instead of raising."""
+    from edgec._tf import keras
+    from edgec.pipeline.convert import convert_int8
+
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    calibration = np.random.default_rng(0).normal(size=(16, 8, 8, 1)).astype(np.float32)
+    data = convert_int8(model, calibration)
+    flat, litert, tflm = _runs(data, data)
+    assert set(tflm.kept) == set(verify.op_outputs(flat))
+    assert verify.agreement_check(litert, tflm, model=flat).ok

@@ -379,9 +379,12 @@ def evaluate(ctx: BuildContext) -> None:
     flat, evaluation, max_drop = ctx.flat, ctx.evaluation, ctx.options.max_accuracy_drop
     with ctx.stage("evaluate", f"Evaluating float vs int8 on {len(evaluation)} samples"):
         ctx.float_out = ctx.model.predict(evaluation.x, batch_size=256, verbose=0)
-        final = next(op for op in flat.operators if flat.outputs[0] in op.outputs)
-        keep = [final.inputs[0]] if final.name in verify.AMPLIFYING else []
-        litert = runtimes.run_litert(ctx.tflite, ctx.x_q, keep=keep)
+        # Every op's outputs, for the samples TFLM runs too: the agreement check judges each
+        # op on the samples where its inputs agreed in both runtimes (a legitimate 1-step
+        # rounding difference, e.g. in MEAN, is not blamed on the ops after it).
+        keep = verify.op_outputs(flat) if ctx.arena is not None else []
+        n = min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)
+        litert = runtimes.run_litert(ctx.tflite, ctx.x_q, keep=keep, keep_samples=n)
         output = runtimes.dequantize(litert.raw, flat.output_tensor())
         result = verify.evaluate(ctx.float_out, output, evaluation, max_drop=max_drop)
         if ctx.input_model_out is not None:
@@ -390,22 +393,20 @@ def evaluate(ctx: BuildContext) -> None:
             )
         ctx.evaluation_result = result
         ctx.checks["accuracy"] = [result.check]
-        ctx.checks["litert_vs_tflm"] = [_runtime_agreement(ctx, litert, final, keep)]
+        ctx.checks["litert_vs_tflm"] = [_runtime_agreement(ctx, litert.first(n), keep)]
 
 
-def _runtime_agreement(ctx: BuildContext, litert: Any, final: Any, keep: list[int]) -> Check:
+def _runtime_agreement(ctx: BuildContext, litert: Any, keep: list[int]) -> Check:
     """With the exact arena: every evaluation sample must run in it, as LiteRT ran it."""
     from edgec.pipeline import verify
 
     if ctx.arena is None:
         return Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks")
-    x = ctx.x_q[: min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)]
+    x = ctx.x_q[: len(litert.raw)]
     tflm = runtimes.run_tflm(ctx.tflite, x, ctx.arena)
-    if keep:
-        tflm = runtimes.Outputs(tflm.raw, runtimes.run_tflm(ctx.tflite, x, ctx.arena, keep).kept)
-    return verify.agreement_check(
-        litert.first(len(x)), tflm, final_op=final.name, final_input=final.inputs[0]
-    )
+    # the exact arena cannot hold every tensor at once: a second run keeps them
+    tflm = runtimes.Outputs(tflm.raw, runtimes.run_tflm(ctx.tflite, x, ctx.arena, keep).kept)
+    return verify.agreement_check(litert, tflm, model=ctx.flat)
 
 
 def phone_variants(ctx: BuildContext) -> None:

@@ -421,3 +421,36 @@ def test_pruned_then_clustered_kernels_with_few_survivors_cluster_per_tensor():
     assert cluster.layers["pointwise"]["per_channel"] is False
     assert "after pruning" in cluster.layers["pointwise"]["note"]
     assert cluster.layers["wide"]["per_channel"] is True  # 144 left per channel
+
+
+def test_bias_less_conv_is_clustered_per_channel_into_int8(odd_models, tmp_path):
+    """TF-MOT 0.8.1 skips per-channel clustering of a Conv2D without bias (it takes the
+    kernel for the bias): the cluster stage wraps such layers itself (DS-CNN, MobileNet)."""
+    from edgec._tf import keras
+
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            layers.Input((8, 8, 1)),
+            layers.Conv2D(8, 3, use_bias=False, name="nobias"),  # 9 weights per channel
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.Flatten(),
+            layers.Dense(4),
+        ]
+    )
+    model.save(tmp_path / "nobias.keras")
+    out = tmp_path / "out"
+    run = run_edgec(
+        "build", tmp_path / "nobias.keras", "--target", "cortex-m", "--data",
+        odd_models["data"], "--cluster", "4", "--epochs", "1", "--out", out,
+    )  # fmt: skip
+    assert run.code in (0, 3), run.out + run.err
+    build = Build(run, out)
+    assert "not have enough weights" not in run.out + run.err
+    layer = _stages(build.report)["cluster"]["metrics"]["layers"]["nobias"]
+    assert layer["per_channel"] is True
+    kernel = find_kernel(kernel_stats(TfliteModel.from_bytes(build.tflite)), "nobias")
+    assert kernel is not None and kernel.per_channel and kernel.unique_per_channel <= 4
+    assert {c["name"]: c for c in build.report["checks"]}["clusters"]["ok"]

@@ -30,6 +30,7 @@ from edgec.errors import ToolError
 ALIGN = 16
 _MAX_ARENA = 256 * 1024 * 1024
 _CRASHES_TO_GIVE_UP = 3
+_PRESERVE_ALL_EXTRA = 1024 * 1024  # arena bytes added for TFLM's kPreserveAllTensors (run_tflm)
 METHOD = (
     "measured: smallest arena (16-byte steps) at which the tflite-micro interpreter "
     "allocates and invokes the model; host build, 64-bit pointers, so on a 32-bit MCU "
@@ -207,10 +208,13 @@ class Outputs:
         return Outputs(self.raw[:n], {i: v[:n] for i, v in self.kept.items()})
 
 
-def run_litert(model: bytes, x: np.ndarray, keep: Sequence[int] = ()) -> Outputs:
+def run_litert(
+    model: bytes, x: np.ndarray, keep: Sequence[int] = (), *, keep_samples: int | None = None
+) -> Outputs:
     """Raw outputs (model output dtype) of LiteRT on each sample, batch 1.
 
-    ``keep``: also return these intermediate tensors (by index) for every sample.
+    ``keep``: also return these intermediate tensors (by index), for every sample or for
+    the first ``keep_samples`` only.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -235,8 +239,9 @@ def run_litert(model: bytes, x: np.ndarray, keep: Sequence[int] = ()) -> Outputs
         interpreter.set_tensor(inp, sample[None])
         interpreter.invoke()
         results.append(interpreter.get_tensor(out)[0].copy())
-        for i in keep:
-            kept[i].append(interpreter.get_tensor(i).copy())
+        if keep_samples is None or len(results) <= keep_samples:
+            for i in keep:
+                kept[i].append(interpreter.get_tensor(i).copy())
     return Outputs(np.stack(results), {i: np.stack(v) for i, v in kept.items()})
 
 
@@ -246,10 +251,17 @@ def run_tflm(model: bytes, x: np.ndarray, arena_bytes: int, keep: Sequence[int] 
 
     if not keep:
         interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_bytes)
-    else:  # every tensor gets its own memory: more arena than the planned figure
+    else:
+        # Every tensor gets its own memory, plus more persistent ("tail") memory than the
+        # planned arena: a Flatten -> Dense model with a 1,488-byte arena asked for 8,216
+        # tail bytes. Too small an arena does not raise here: tflite_micro's Python
+        # interpreter prints "Failed to allocate tail memory" and then SIGSEGVs. This run
+        # is on the host only, so be generous (1 MiB more costs nothing).
+        flat = TfliteModel.from_bytes(model)
+        own = sum(t.nbytes + ALIGN for t in flat.tensors if not t.is_constant)
         interpreter = runtime.Interpreter.from_bytes(
             model,
-            arena_size=arena_bytes * 4 + len(model),
+            arena_size=4 * arena_bytes + 2 * own + len(model) + _PRESERVE_ALL_EXTRA,
             intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors,
         )
     results: list[np.ndarray] = []

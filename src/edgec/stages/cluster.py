@@ -4,6 +4,10 @@ After pruning, clustering preserves the zeros. TF-MOT trap: per-channel clusteri
 Conv2D with no more weights per channel than clusters is silently skipped ("No clustering
 was implemented for this layer"): such a layer is clustered per tensor, and the report says
 so.
+Two more TF-MOT 0.8.1 traps are worked around here: per-channel clustering of a Conv2D
+without bias is skipped too (the wrapper is built directly), and cluster-preserving QAT
+pools the channels' centroids when their counts differ by more than one
+(``_even_channel_clusters``).
 """
 
 from __future__ import annotations
@@ -136,7 +140,7 @@ _INITS = {
 
 
 def _cluster(sp, plan, model, train, validation, on_epoch) -> StageResult:
-    from edgec._tf import keras, tfmot
+    from edgec._tf import cluster_weights_wrapper, keras, tfmot
 
     clustering = tfmot.clustering.keras
     spec = sp.spec
@@ -146,6 +150,16 @@ def _cluster(sp, plan, model, train, validation, on_epoch) -> StageResult:
         cfg = sp.layers.get(layer.name)
         if cfg is None:
             return layer
+        if cfg["per_channel"] and not layer.use_bias:
+            # TF-MOT 0.8.1 cluster.layer_has_enough_weights_to_cluster counts channels as
+            # tf.size(layer.trainable_weights[-1]), i.e. the bias. Without a bias that is
+            # the kernel, so weights per channel = 1 and cluster_weights returns the layer
+            # unclustered with only a warning (every Conv2D -> BatchNorm of DS-CNN and
+            # MobileNetV1). The wrapper itself clusters per channel correctly: build it
+            # directly, after the same checks _plan already made.
+            return cluster_weights_wrapper(
+                layer, spec["clusters"], init, cfg["preserve_sparsity"], True
+            )
         return clustering.cluster_weights(
             layer,
             number_of_clusters=spec["clusters"],
@@ -157,6 +171,9 @@ def _cluster(sp, plan, model, train, validation, on_epoch) -> StageResult:
     wrapped = keras.models.clone_model(model, clone_function=wrap)
     fit(wrapped, sp, plan, train, validation, on_epoch)
     stripped = clustering.strip_clustering(wrapped)
+    for name, cfg in sp.layers.items():
+        if cfg["per_channel"]:
+            _even_channel_clusters(stripped.get_layer(name))
     metrics = ClusterMetrics(
         clusters=spec["clusters"],
         init=spec["init"],
@@ -172,3 +189,46 @@ def _cluster(sp, plan, model, train, validation, on_epoch) -> StageResult:
         },
     )
     return StageResult(stripped, metrics)
+
+
+def _even_channel_clusters(layer) -> int:
+    """Give every output channel of a per-channel clustered kernel as many distinct values
+    as the fullest channel, less at most one, by splitting its largest non-zero clusters.
+
+    TF-MOT 0.8.1's CQAT/PCQAT (cluster_preserve_quantize_registry.get_centroids) keeps
+    clusters per channel only when the channels' distinct-value counts differ by at most
+    one. Otherwise it pools every channel's centroids into one table (236 values for
+    ResNet-8's conv2d_2, whose channels had 14..16 values after sparsity-preserving
+    k-means), re-assigns each weight to the nearest pooled centroid while training (a
+    channel ended with 28 int8 values), and above 1,024 pooled centroids drops cluster
+    preservation for the layer. Each split moves one weight by about 0.1%; zeros are
+    never touched. Returns the number of weights moved.
+    """
+    kernel = np.array(layer.kernel.numpy())
+    channels = np.moveaxis(kernel, -1, 0)  # a view: writes go to kernel
+    counts = [len(np.unique(ch)) for ch in channels]
+    moved = 0
+    for ch, count in zip(channels, counts, strict=True):
+        moved += _split_clusters(ch, max(counts) - 1 - count)
+    if moved:
+        layer.kernel.assign(kernel)
+    return moved
+
+
+def _split_clusters(channel: np.ndarray, missing: int) -> int:
+    """Add ``missing`` distinct values to ``channel`` (in place), one moved weight each."""
+    moved = 0
+    while moved < missing:
+        values, sizes = np.unique(channel, return_counts=True)
+        sizes[values == 0] = 0  # never split the pruned zeros
+        k = int(np.argmax(sizes))
+        if sizes[k] < 2:
+            break
+        step = 1
+        while np.any(channel == values[k] * np.float32(1 + 1e-3 * step)):
+            step += 1  # the cluster was split before: a value not in the channel yet
+        channel[tuple(np.argwhere(channel == values[k])[0])] = values[k] * np.float32(
+            1 + 1e-3 * step
+        )
+        moved += 1
+    return moved

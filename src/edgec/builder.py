@@ -391,22 +391,30 @@ def evaluate(ctx: BuildContext) -> None:
             result = verify.with_input_model(
                 result, ctx.input_model_out, evaluation, max_drop=max_drop
             )
+        agreement, tflm = _runtime_agreement(ctx, litert.first(n), keep)
+        if tflm is not None:
+            device_out = runtimes.dequantize(tflm.raw, flat.output_tensor())
+            result = verify.with_device_accuracy(
+                result, ctx.float_out, device_out, evaluation, max_drop=max_drop
+            )
         ctx.evaluation_result = result
         ctx.checks["accuracy"] = [result.check]
-        ctx.checks["litert_vs_tflm"] = [_runtime_agreement(ctx, litert.first(n), keep)]
+        ctx.checks["litert_vs_tflm"] = [agreement]
 
 
-def _runtime_agreement(ctx: BuildContext, litert: Any, keep: list[int]) -> Check:
+def _runtime_agreement(
+    ctx: BuildContext, litert: Any, keep: list[int]
+) -> tuple[Check, runtimes.Outputs | None]:
     """With the exact arena: every evaluation sample must run in it, as LiteRT ran it."""
     from edgec.pipeline import verify
 
     if ctx.arena is None:
-        return Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks")
+        return Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks"), None
     x = ctx.x_q[: len(litert.raw)]
     tflm = runtimes.run_tflm(ctx.tflite, x, ctx.arena)
     # the exact arena cannot hold every tensor at once: a second run keeps them
     tflm = runtimes.Outputs(tflm.raw, runtimes.run_tflm(ctx.tflite, x, ctx.arena, keep).kept)
-    return verify.agreement_check(litert, tflm, model=ctx.flat)
+    return verify.agreement_check(litert, tflm, model=ctx.flat), tflm
 
 
 def phone_variants(ctx: BuildContext) -> None:

@@ -37,3 +37,23 @@ def test_quantize_rounds_and_saturates():
     tensor = Tensor(0, "in", "int8", (1, 3), (1, 3), None, (0.5,), (-10,), 0)
     q = quantize(np.array([[0.0, 1.26, 1000.0]], np.float32), tensor)
     assert q.dtype == np.int8 and q.tolist() == [[-10, -7, 127]]
+
+
+def test_accuracy_is_also_judged_on_the_device_runtime():
+    """Per-op agreement can pass while small differences add up: TFLM's own outputs count."""
+    from edgec.datasets.loading import Dataset
+    from edgec.pipeline.verify import evaluate, with_device_accuracy
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 100)
+    float_out = np.eye(4)[y] + rng.normal(0, 0.01, (100, 4))
+    data = Dataset(x=np.zeros((100, 1), np.float32), y=y, source="test")
+    litert = evaluate(float_out, float_out, data, max_drop=2.0)
+    assert litert.check.ok
+    same = with_device_accuracy(litert, float_out, float_out[:60], data, max_drop=2.0)
+    assert same.check.ok and same.accuracy.detail["int8_tflm"] == 100.0
+    drifted = float_out[:60].copy()
+    drifted[:10] = np.roll(drifted[:10], 1, axis=1)  # TFLM gets 10 of 60 wrong
+    device = with_device_accuracy(litert, float_out, drifted, data, max_drop=2.0)
+    assert not device.check.ok and "on TFLM" in device.check.detail
+    assert round(device.accuracy.detail["int8_tflm"], 2) == round(50 / 60 * 100, 2)

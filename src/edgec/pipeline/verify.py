@@ -67,6 +67,31 @@ def evaluate(
     return Evaluation(acc, Check("accuracy", ok, text, value=round(cos, 6), limit=MIN_COSINE))
 
 
+def with_device_accuracy(
+    result: Evaluation, float_out: np.ndarray, tflm_out: np.ndarray, data: Dataset,
+    *, max_drop: float,
+) -> Evaluation:
+    """Judge the int8 model as the device runs it too: TFLM's outputs, not only LiteRT's.
+
+    LiteRT vs TFLM is judged per op (a kernel that differs is named there), but small
+    legitimate per-op differences can add up along a network (an unrolled LSTM's
+    LOGISTIC/TANH): the accuracy on the device's own outputs must hold as well.
+    ``tflm_out`` are the dequantized TFLM outputs of the first ``len(tflm_out)`` samples.
+    """
+    n = len(tflm_out)
+    part = dataclasses.replace(data, x=data.x[:n], y=None if data.y is None else data.y[:n])
+    device = evaluate(float_out[:n], tflm_out, part, max_drop=max_drop)
+    acc = result.accuracy
+    detail = {**acc.detail, "int8_tflm": device.accuracy.int8 or 0.0, "tflm_samples": n}
+    check = result.check
+    if not device.check.ok and check.ok:
+        check = dataclasses.replace(
+            check, ok=False, detail=f"{check.detail}; but on TFLM (the device runtime), "
+            f"{n} samples: {device.check.detail}",
+        )  # fmt: skip
+    return Evaluation(dataclasses.replace(acc, detail=detail), check)
+
+
 def with_input_model(
     result: Evaluation, input_out: np.ndarray, data: Dataset, *, max_drop: float
 ) -> Evaluation:

@@ -666,7 +666,8 @@ def _recipe(options: BuildOptions) -> Recipe | None:
         return short
     if short is not None or options.epochs is not None:
         raise InputError(
-            "--recipe cannot be combined with a stage's short form (--prune, --qat, ...) or --epochs",
+            "--recipe cannot be combined with a stage's short form (--prune, --qat, ...) "
+            "or --epochs",
             hint="put every stage and its epochs in the recipe, or use only the short forms",
         )
     return load_recipe(options.recipe)

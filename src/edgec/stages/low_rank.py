@@ -1,6 +1,6 @@
-"""The low_rank stage: factorise Dense and Conv2D kernels by SVD (``pipeline/low_rank.py``),
-then fine-tune. A layer is factorised only where its parameters and MACs go down; the others
-are listed with the figures that show why not.
+"""The low_rank stage: factorise Dense and Conv2D kernels by SVD
+(``stages/structure/low_rank.py``), then fine-tune. A layer is factorised only where its
+parameters and MACs go down; the others are listed with the figures that show why not.
 """
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from edgec.errors import InputError
-from edgec.pipeline.low_rank import CONV_METHODS, LowRankReport, factorise
 from edgec.stages.base import Param, ShortForm, Stage, register, training_params
 from edgec.stages.metrics import LowRankMetrics
 from edgec.stages.plan import CompressionPlan, StagePlan, StageResult, fit
 from edgec.stages.prune_channels import shrink, shrink_parts
 from edgec.stages.recipe import StageSpec
+from edgec.stages.structure.low_rank import CONV_METHODS, LowRankReport, factorise
 
 _SAMPLES = 256  # validation samples the output error of each factorised layer is measured on
 

@@ -2,7 +2,7 @@
 in ``steps`` increments with fine-tuning after each, leaving a smaller dense model.
 
 Unlike ``prune`` (zeros in kernels, which TFLM cannot skip), the int8 model really has
-fewer weights and MACs. The transform is ``pipeline/channel_prune.py``; the whole plan is
+fewer weights and MACs. The transform is ``stages/structure/channel_prune.py``; the whole plan is
 checked against the model before any training.
 """
 
@@ -11,17 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from edgec.errors import InputError
-from edgec.pipeline.channel_prune import (
+from edgec.stages.base import Param, ShortForm, Stage, register, training_params
+from edgec.stages.metrics import ChannelPruneMetrics, Shrink
+from edgec.stages.plan import CompressionPlan, StagePlan, StageResult, fit
+from edgec.stages.recipe import StageSpec
+from edgec.stages.structure.channel_prune import (
     IMPORTANCE,
     ChannelPlan,
     apply_channel_pruning,
     plan_channel_pruning,
     prune_channels_iteratively,
 )
-from edgec.stages.base import Param, ShortForm, Stage, register, training_params
-from edgec.stages.metrics import ChannelPruneMetrics, Shrink
-from edgec.stages.plan import CompressionPlan, StagePlan, StageResult, fit
-from edgec.stages.recipe import StageSpec
 
 
 def _short_form(value: str) -> dict[str, Any]:
@@ -76,7 +76,8 @@ class PruneChannels(Stage):
 
     def describe(self, spec: StageSpec) -> str:
         steps, epochs = spec["steps"], spec["epochs"]
-        return f"{self.verb} ({steps} step{'s' * (steps != 1)}, {epochs} epoch{'s' * (epochs != 1)} each)"
+        each = f"{epochs} epoch{'s' * (epochs != 1)} each"
+        return f"{self.verb} ({steps} step{'s' * (steps != 1)}, {each})"
 
     def summary_parts(self, m: dict[str, Any]) -> list[str]:
         return shrink_parts(m) + [
@@ -96,7 +97,7 @@ def shrink_parts(m: dict[str, Any]) -> list[str]:
 
 def shrink(before, after) -> Shrink:
     """Parameters and kernel MACs of two float models."""
-    from edgec.pipeline.graph_rewrite import kernel_macs
+    from edgec.stages.structure.graph_rewrite import kernel_macs
 
     return Shrink(
         int(before.count_params()),

@@ -8,6 +8,7 @@ import pytest
 
 from edgec.artifact.stats import count_macs
 from edgec.targets import TfliteModel
+from edgec.targets.weights import Expectations, compression_checks
 from tests.conftest import Build, run_edgec
 
 # Checks a compressed build may fail for a true, measured reason (never memory or ops).
@@ -57,3 +58,17 @@ def test_int8_artifact_keeps_the_savings(structured_build, example_build):
     assert len(structured_build.tflite) < 0.5 * len(example_build.tflite)
     # the MACs the last structural stage measured in float are the int8 model's
     assert count_macs(small) == _metrics(structured_build, "low_rank")["macs"]
+
+
+def test_channels_check_proves_the_kept_channels(structured_build):
+    check = next(c for c in structured_build.report["checks"] if c["name"] == "channels")
+    assert check["ok"], check
+    for name, channels in _metrics(structured_build, "prune_channels")["channels"].items():
+        assert f"{name} {channels['after']} (kept {channels['after']})" in check["detail"]
+
+
+def test_channels_check_fails_when_a_count_is_off(structured_build):
+    small = TfliteModel.from_bytes(structured_build.tflite)
+    kept = _metrics(structured_build, "prune_channels")["channels"]["conv2d_1"]["after"]
+    (check,) = compression_checks(small, Expectations(channels={"conv2d_1": kept + 4}))
+    assert not check.ok and "did not survive" in check.detail and "conv2d_1" in check.detail

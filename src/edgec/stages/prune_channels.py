@@ -22,6 +22,7 @@ from edgec.stages.structure.channel_prune import (
     plan_channel_pruning,
     prune_channels_iteratively,
 )
+from edgec.targets.weights import Expectations
 
 
 def _short_form(value: str) -> dict[str, Any]:
@@ -73,6 +74,9 @@ class PruneChannels(Stage):
 
     def run(self, sp, plan, model, train, validation, on_epoch) -> StageResult:
         return _prune_channels(sp, plan, model, train, validation, on_epoch)
+
+    def expectations(self, sp: StagePlan) -> Expectations:
+        return Expectations(channels={name: cfg["kept"] for name, cfg in sp.layers.items()})
 
     def describe(self, spec: StageSpec) -> str:
         steps, epochs = spec["steps"], spec["epochs"]
@@ -136,7 +140,8 @@ def _prune_channels(sp, plan, model, train, validation, on_epoch) -> StageResult
     channels = {}
     for name, cfg in sp.layers.items():
         kept = plans[-1].kept(name)
-        channels[name] = (cfg["channels"], cfg["channels"] if kept is None else len(kept))
+        cfg["kept"] = cfg["channels"] if kept is None else len(kept)  # steps round each time
+        channels[name] = (cfg["channels"], cfg["kept"])
     metrics = ChannelPruneMetrics(
         shrink(model, pruned), spec["steps"], spec["importance"], spec["multiple"], channels
     )

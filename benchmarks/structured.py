@@ -27,7 +27,7 @@ from mlperf_tiny_models import WORKLOADS, Workload, build_model, stand_in_data, 
 from edgec.artifact.runtimes import quantize, run_litert  # noqa: E402
 from edgec.artifact.stats import count_macs  # noqa: E402
 from edgec.builder import BuildOptions, run_build  # noqa: E402
-from edgec.pipeline.channel_prune import prune_channels_iteratively  # noqa: E402
+from edgec.stages.structure.channel_prune import prune_channels_iteratively  # noqa: E402
 from edgec.targets import TfliteModel  # noqa: E402
 
 TRAIN, RECIPE_DATA, HELD_OUT = 1200, 1800, 600  # as in benchmarks/mlperf_tiny.py

@@ -109,6 +109,8 @@ class BuildOptions:
     # compression: a recipe (built-in name or TOML file), or the short forms
     recipe: str | None = None
     distill: str | None = None  # width multiplier ("0.5") or a student model file
+    prune_channels: str | None = None  # fraction of channels removed ("0.5")
+    low_rank: str | None = None  # energy kept by the SVD ("0.9")
     prune: str | None = None  # final sparsity ("0.75") or "2:4"
     cluster: int | None = None  # clusters per kernel
     qat: bool = False
@@ -673,7 +675,8 @@ def _recipe(options: BuildOptions) -> Recipe | None:
         return short
     if short is not None or options.epochs is not None:
         raise InputError(
-            "--recipe cannot be combined with --distill/--prune/--cluster/--qat/--epochs",
+            "--recipe cannot be combined with a stage's short form (--prune, --qat, ...) "
+            "or --epochs",
             hint="put every stage and its epochs in the recipe, or use only the short forms",
         )
     return load_recipe(options.recipe)

@@ -17,15 +17,15 @@ from edgec.artifact import Artifact
 from edgec.artifact.runtimes import quantize, run_tflm
 from edgec.artifact.stats import count_macs
 from edgec.errors import InputError
-from edgec.pipeline.channel_prune import (
+from edgec.pipeline.convert import convert_int8
+from edgec.stages.structure.channel_prune import (
     ChannelPlan,
     apply_channel_pruning,
     kept_count,
     plan_channel_pruning,
     prune_channels_iteratively,
 )
-from edgec.pipeline.convert import convert_int8
-from edgec.pipeline.low_rank import SUFFIX, factorise
+from edgec.stages.structure.low_rank import SUFFIX, factorise
 from edgec.targets import TfliteModel
 
 SEED = 3

@@ -12,18 +12,18 @@ from edgec.stages.recipe import parse_recipe, recipe_from_options
 
 
 def test_the_built_in_stages_are_registered_in_their_order():
-    assert stage_types() == ("distill", "prune", "cluster", "qat")
+    assert stage_types() == ("distill", "prune_channels", "low_rank", "prune", "cluster", "qat")
     assert get_stage("prune").params["sparsity"].default == 0.75
 
 
 def test_unknown_type_names_the_known_ones():
     with pytest.raises(InputError) as err:
-        get_stage("prune_channels")
-    assert "prune_channels" in err.value.message
-    assert "distill, prune, cluster, qat" in (err.value.hint or "")
+        get_stage("prune_filters")
+    assert "prune_filters" in err.value.message
+    assert "distill, prune_channels, low_rank, prune, cluster, qat" in (err.value.hint or "")
     with pytest.raises(InputError, match="unknown stage type 'sharpen'") as err:
         parse_recipe({"stage": [{"type": "sharpen"}]}, source="t")
-    assert "distill, prune, cluster, qat" in (err.value.hint or "")
+    assert "distill, prune_channels, low_rank, prune, cluster, qat" in (err.value.hint or "")
 
 
 def test_a_taken_type_cannot_be_registered_again():
@@ -53,7 +53,9 @@ def blur():
 
 
 def test_a_registered_stage_is_parsed_ordered_and_has_a_short_form(blur):
-    assert stage_types() == ("distill", "prune", "cluster", "blur", "qat")
+    assert stage_types() == (
+        "distill", "prune_channels", "low_rank", "prune", "cluster", "blur", "qat"
+    )  # fmt: skip
     recipe = recipe_from_options(prune="0.5", qat=True, blur=3)
     assert recipe is not None and recipe.types == ("prune", "blur", "qat")
     assert recipe.stage("blur")["radius"] == 3

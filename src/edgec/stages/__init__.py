@@ -6,7 +6,14 @@ progress and summary lines and the proof in the int8 artifact all read it from t
 registry. No TensorFlow is imported here (the stages import it when they run).
 """
 
-from edgec.stages import cluster, distill, prune, qat  # noqa: F401  (registers the stages)
+from edgec.stages import (  # noqa: F401  (registers the stages)
+    cluster,
+    distill,
+    low_rank,
+    prune,
+    prune_channels,
+    qat,
+)
 from edgec.stages.base import (
     Param,
     ShortForm,

@@ -178,3 +178,49 @@ class StageMetrics:
         if self.skipped_layers:
             d["skipped_layers"] = dict(self.skipped_layers)
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class Shrink:
+    """Weights and multiply-accumulates per sample of the float model, before -> after."""
+
+    parameters_before: int
+    parameters: int
+    macs_before: int
+    macs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parameters_before": self.parameters_before,
+            "parameters": self.parameters,
+            "macs_before": self.macs_before,
+            "macs": self.macs,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPruneMetrics:
+    shrink: Shrink
+    steps: int
+    importance: str
+    multiple: int
+    channels: dict[str, tuple[int, int]]  # layer -> (channels before, kept)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.shrink.to_dict(),
+            "steps": self.steps,
+            "importance": self.importance,
+            "multiple": self.multiple,
+            "channels": {n: {"before": b, "after": a} for n, (b, a) in self.channels.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LowRankMetrics:
+    shrink: Shrink
+    conv: str
+    layers: dict[str, dict[str, Any]]  # factorised layer -> rank, figures, output error
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.shrink.to_dict(), "conv": self.conv, "factorised": dict(self.layers)}

@@ -79,12 +79,16 @@ class CompressionPlan:
         sparsity: dict[str, float] = {}
         pattern: list[str] = []
         clusters: dict[str, int] = {}
+        channels: dict[str, int] = {}
         for sp in stages:
             own = get_stage(sp.spec.type).expectations(sp)
             sparsity.update(own.sparsity)
             pattern.extend(own.pattern_2_4)
             clusters.update(own.clusters)
-        return Expectations(sparsity=sparsity, pattern_2_4=tuple(pattern), clusters=clusters)
+            channels.update(own.channels)
+        return Expectations(
+            sparsity=sparsity, pattern_2_4=tuple(pattern), clusters=clusters, channels=channels
+        )
 
 
 # ---------------------------------------------------------------------------- validation

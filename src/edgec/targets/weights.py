@@ -24,9 +24,10 @@ class Expectations:
     sparsity: dict[str, float] = field(default_factory=dict)  # layer -> fraction of zeros
     pattern_2_4: tuple[str, ...] = ()
     clusters: dict[str, int] = field(default_factory=dict)  # layer -> most distinct values
+    channels: dict[str, int] = field(default_factory=dict)  # layer -> output channels kept
 
     def __bool__(self) -> bool:
-        return bool(self.sparsity or self.pattern_2_4 or self.clusters)
+        return bool(self.sparsity or self.pattern_2_4 or self.clusters or self.channels)
 
 
 def compression_checks(model: TfliteModel, expected: Expectations) -> list[Check]:
@@ -39,6 +40,8 @@ def compression_checks(model: TfliteModel, expected: Expectations) -> list[Check
         checks.append(_check_2_4(stats, expected.pattern_2_4))
     if expected.clusters:
         checks.append(_check_clusters(stats, expected.clusters))
+    if expected.channels:
+        checks.append(_check_channels(stats, expected.channels))
     return checks
 
 
@@ -111,3 +114,29 @@ def _check_clusters(stats: list[KernelStats], clusters: dict[str, int]) -> Check
         + f" (> {max(clusters.values())})"
     )
     return Check("clusters", ok, detail, value=worst, limit=0, unit="values over")
+
+
+def _output_channels(s: KernelStats) -> int:
+    """Output channels of an int8 kernel: the last axis of a depthwise kernel (1, kh, kw,
+    C), the first of a CONV_2D (O, kh, kw, I) or FULLY_CONNECTED (O, I) one."""
+    return s.shape[-1] if "DEPTHWISE" in s.op else s.shape[0]
+
+
+def _check_channels(stats: list[KernelStats], kept: dict[str, int]) -> Check:
+    parts: list[str] = []
+    bad: list[str] = []
+    for layer, count in kept.items():
+        # a low-rank factorised layer has two kernels; the second keeps the layer's name
+        found = sorted({_output_channels(s) for s in stats if layer in s.layers})
+        if not found:
+            bad.append(_missing(layer))
+            continue
+        ok = count in found
+        (parts if ok else bad).append(f"{layer} {count if ok else found} (kept {count})")
+    ok = not bad
+    detail = (
+        "int8 kernels have the channels channel pruning kept: " + ", ".join(parts)
+        if ok
+        else "channel pruning did not survive into the int8 model: " + "; ".join(bad)
+    )
+    return Check("channels", ok, detail, value=len(bad), limit=0, unit="layers off")

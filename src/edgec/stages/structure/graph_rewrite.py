@@ -8,6 +8,7 @@ with new weights. The result is a new functional model with the same inputs and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,18 @@ def graph_nodes(model) -> list[GraphNode]:
         )
         for node in nodes
     ]
+
+
+def kernel_macs(model) -> int:
+    """Multiply-accumulates per sample of the model's kernels (Conv, Dense, depthwise):
+    each kernel weight is used once per output position of its layer call."""
+    total = 0
+    for gn in graph_nodes(model):
+        size = sum(int(np.prod(w.shape)) for w in gn.layer.weights if "kernel" in w.name)
+        if size:
+            shape = gn.node.outputs.shape
+            total += size * math.prod(int(d) for d in shape[1:-1])
+    return total
 
 
 def clone_layer(layer, config: dict | None = None):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import InputError
-from edgec.pipeline.graph_rewrite import (
+from edgec.stages.structure.graph_rewrite import (
     GraphNode,
     Replacement,
     check_graph_model,

@@ -81,12 +81,10 @@ def validate_samples(data: Dataset, input_shape: tuple[int, ...]) -> None:
             f"data {name} has shape {tuple(x.shape)} but the model takes {_shape(expected)}",
             hint=hint,
         )
-    bad = ~np.isfinite(x)
-    if bad.any():
-        first = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0][0])
+    if (found := non_finite(x)) is not None:
         raise InputError(
-            f"data {name} contains NaN or infinite values ({int(bad.sum())} values, "
-            f"first in sample {first})",
+            f"data {name} contains NaN or infinite values ({found[0]} values, "
+            f"first in sample {found[1]})",
             hint="clean or drop those samples",
         )
     if data.y is not None:
@@ -187,3 +185,11 @@ def _load_image_folder(path: Path, input_shape: tuple[int, ...]) -> Dataset:
         class_names=tuple(classes),
         raw_scale=1 / 255,
     )
+
+
+def non_finite(x: np.ndarray) -> tuple[int, int] | None:
+    """How many values of the samples ``x`` are NaN or infinite, and the first such sample."""
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return None
+    return int(bad.sum()), int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0][0])

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgec._native_log import captured_native_stderr
 from edgec._process import stop_on_interrupt
+from edgec.datasets.loading import non_finite
 from edgec.errors import ConversionError, InputError
 
 IO_TYPES = ("int8", "uint8", "float32")
@@ -125,12 +126,10 @@ MAX_CALIBRATION_MAGNITUDE = 1e30
 def check_calibration_data(x: np.ndarray) -> np.ndarray:
     """The calibration samples as float32, refused when the quantizer cannot represent them."""
     samples = np.asarray(x, dtype=np.float64)
-    bad = ~np.isfinite(samples)
-    if bad.any():
-        index = int(np.argwhere(bad.reshape(len(samples), -1).any(axis=1))[0][0])
+    if (found := non_finite(samples)) is not None:
         raise InputError(
-            f"calibration data has {int(bad.sum())} non-finite values (NaN or infinity), "
-            f"the first in sample {index}",
+            f"calibration data has {found[0]} non-finite values (NaN or infinity), "
+            f"the first in sample {found[1]}",
             hint="remove or repair those samples; int8 ranges need finite values",
         )
     peak = float(np.abs(samples).max()) if samples.size else 0.0

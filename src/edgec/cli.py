@@ -61,6 +61,14 @@ custom_objects_option = click.option(
 )
 
 
+def text_or_json(help: str) -> Callable[[_F], _F]:
+    """The ``--format text|json`` option of the listing commands (inspect, targets)."""
+    return click.option(
+        "--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+        show_default=True, help=help,
+    )  # fmt: skip
+
+
 def stage_short_forms(command: _F) -> _F:
     """The short-form options of the registered stages (``--prune 0.75``, ``--qat``, ...),
     in the stages' order, each passed to the command under its stage type."""
@@ -248,14 +256,7 @@ def build(
 
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="A table for people, or JSON for scripts.",
-)
+@text_or_json("A table for people, or JSON for scripts.")
 @custom_objects_option
 @debug_option
 def inspect(model: Path, fmt: str, custom_objects: str | None) -> None:
@@ -385,14 +386,7 @@ def diff(old: Path, new: Path, max_growth: str) -> None:
 
 
 @cli.group(invoke_without_command=True)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="A table for people, or JSON (name, kind, part, budgets) for scripts.",
-)
+@text_or_json("A table for people, or JSON (name, kind, part, budgets) for scripts.")
 @click.pass_context
 @debug_option
 def targets(ctx: click.Context, fmt: str) -> None:

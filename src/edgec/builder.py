@@ -383,7 +383,8 @@ def evaluate(ctx: BuildContext) -> None:
     from edgec.pipeline import verify
 
     flat, evaluation, max_drop = ctx.flat, ctx.evaluation, ctx.options.max_accuracy_drop
-    with ctx.stage("evaluate", f"Evaluating float vs int8 on {len(evaluation)} samples"):
+    what = "16x8" if ctx.options.activations == "int16" else "int8"
+    with ctx.stage("evaluate", f"Evaluating float vs {what} on {len(evaluation)} samples"):
         ctx.float_out = ctx.model.predict(evaluation.x, batch_size=256, verbose=0)
         # Every op's outputs, for the samples TFLM runs too: the agreement check judges each
         # op on the samples where its inputs agreed in both runtimes (a legitimate 1-step
@@ -392,7 +393,7 @@ def evaluate(ctx: BuildContext) -> None:
         n = min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)
         litert = runtimes.run_litert(ctx.tflite, ctx.x_q, keep=keep, keep_samples=n)
         output = runtimes.dequantize(litert.raw, flat.output_tensor())
-        result = verify.evaluate(ctx.float_out, output, evaluation, max_drop=max_drop)
+        result = verify.evaluate(ctx.float_out, output, evaluation, max_drop=max_drop, label=what)
         if ctx.input_model_out is not None:
             result = verify.with_input_model(
                 result, ctx.input_model_out, evaluation, max_drop=max_drop

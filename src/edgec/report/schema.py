@@ -126,10 +126,10 @@ class ModelInfo:
     input_shape: list[int] = field(default_factory=list)
     output_shape: list[int] = field(default_factory=list)
     io_type: str = "int8"
-    # activation width of the full-integer model: "int8", or "int16" (TFLite's 16x8 mode)
-    activations: str = "int8"
     ops: list[str] = field(default_factory=list)
     parameters: int = 0
+    # activation width of the full-integer model: "int8", or "int16" (TFLite's 16x8 mode)
+    activations: str = "int8"
 
 
 @dataclass(frozen=True, slots=True)

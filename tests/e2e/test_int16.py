@@ -67,6 +67,7 @@ def test_int16_is_measurably_more_accurate_than_int8(builds):
     assert 0 < errors["int16"] < 0.6 * errors["int8"], errors
     assert int16.report["model"]["activations"] == "int16"
     assert int8.report["model"]["activations"] == "int8"
+    assert "activations int16" in (int16.out / "report.html").read_text()
 
 
 def test_int16_build_is_16x8_and_passes_on_cortex_m(builds):
@@ -184,3 +185,11 @@ def test_bad_activation_options_are_usage_errors(args, needle, tmp_path):
     assert run.code == 2, (run.code, run.err)
     assert needle in run.err and "Traceback" not in run.err
     assert not out.exists()
+
+
+def test_the_python_api_checks_activations_before_any_work():
+    import edgec
+
+    with pytest.raises(edgec.errors.EdgecError) as raised:
+        edgec.build(target="cortex-m", activations="int4")
+    assert raised.value.exit_code == 2 and "--activations 'int4'" in raised.value.message

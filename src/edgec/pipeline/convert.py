@@ -5,8 +5,7 @@ Modes: ``int8`` (full-integer, calibrated; what MCUs and NPUs run), ``int16`` (T
 ``float16`` and ``dynamic-range`` (the phone variants), ``float`` (a plain float32 model for
 inspection). All are converted from a batch-1 concrete function. The converter options of
 each mode are set in one place (``configure``); the full-integer conversions run in a child
-process
-(``_convert_worker``, which calls ``configure`` too), where a native crash of the
+process (``_convert_worker``, which calls ``configure`` too), where a native crash of the
 calibrator becomes a ``ConversionError``. The other modes run no calibration and convert
 in process.
 """

@@ -58,7 +58,8 @@ def render_html(report: BuildReport) -> str:
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{escape(report.model.name)} on {escape(report.target)} {verdict}</h1>",
         f"<div class='muted'>{escape(report.model.source)} · input {report.model.input_shape} "
-        f"{escape(report.model.io_type)} · edgec {escape(report.versions.get('edgec', '?'))}</div>",
+        f"{escape(report.model.io_type)} · activations {escape(report.model.activations)} · "
+        f"edgec {escape(report.versions.get('edgec', '?'))}</div>",
         "<div class='cards'>"
         + "".join(
             f"<div class='card'>{escape(t)}<b>{escape(v)}</b>"

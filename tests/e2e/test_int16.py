@@ -194,3 +194,25 @@ def test_the_python_api_checks_activations_before_any_work():
     with pytest.raises(edgec.errors.EdgecError) as raised:
         edgec.build(target="cortex-m", activations="int4")
     assert raised.value.exit_code == 2 and "--activations 'int4'" in raised.value.message
+
+
+def test_layer_error_summary_of_a_16x8_model_counts_int16_steps(builds):
+    """Per-layer errors of the int16 build are in int16 steps, judged against an int8 step."""
+    import dataclasses
+
+    from edgec.pipeline.layer_error import INT16_STEPS_PER_INT8_STEP, error_summary
+    from edgec.report import BuildReport
+
+    report = BuildReport.from_dict(builds["int16"].report)
+    measured = [layer for layer in report.layers if layer.error_steps is not None]
+    assert measured and max(layer.error_steps or 0 for layer in measured) > 1  # int16 steps
+    lines = error_summary(report.layers, activations="int16")
+    assert len(lines) == 1 and "within one int8 step" in lines[0], lines
+    worse = [
+        dataclasses.replace(layer, error_steps=2.0 * INT16_STEPS_PER_INT8_STEP)
+        if layer is measured[0]
+        else layer
+        for layer in report.layers
+    ]
+    (line,) = error_summary(worse, activations="int16")
+    assert measured[0].name in line and "int16 steps RMSE" in line and "16x8" not in line

@@ -120,6 +120,42 @@ def user_model(tmp_path_factory) -> UserModel:
     return UserModel(folder / "digits.keras", folder / "digits.h5", folder / "digits.npz", folder)
 
 
+@dataclass
+class Denoiser:
+    keras: Path
+    data: Path  # x: noisy sine waves, y: the clean ones
+
+
+@pytest.fixture(scope="session")
+def denoiser(tmp_path_factory) -> Denoiser:
+    """A tiny audio-like regression model: 32-sample sine waves (amplitudes 0.05-1) with
+    noise, denoised by Conv1D(8, 5, tanh) -> Conv1D(1, 5). int16 activations measurably
+    beat int8 here, and the wider activations grow the TFLM arena (a Dense-only model of
+    this size keeps the same arena: TFLM's allocation-time scratch dominates there)."""
+    from edgec._tf import keras
+
+    folder = tmp_path_factory.mktemp("denoiser")
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 32)
+    freq, amplitude = rng.uniform(1, 4, (500, 1)), rng.uniform(0.05, 1, (500, 1))
+    clean = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)[..., None]
+    noisy = (clean + 0.05 * rng.normal(size=clean.shape)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    conv = keras.layers.Conv1D
+    model = keras.Sequential(
+        [
+            keras.layers.Input((32, 1)),
+            conv(8, 5, padding="same", activation="tanh"),
+            conv(1, 5, padding="same"),
+        ]
+    )
+    model.compile("adam", "mse")
+    model.fit(noisy, clean, epochs=40, batch_size=32, verbose=0)
+    model.save(folder / "denoiser.keras")
+    np.savez(folder / "denoiser.npz", x=noisy, y=clean)
+    return Denoiser(folder / "denoiser.keras", folder / "denoiser.npz")
+
+
 @pytest.fixture(scope="session")
 def keras3_model(tmp_path_factory) -> Path:
     """A model saved with Keras 3 (the 'keras' package), made in a separate process."""

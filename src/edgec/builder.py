@@ -31,7 +31,7 @@ from edgec.datasets.split import (
     split_holdout,
     split_validation,
 )
-from edgec.errors import InputError
+from edgec.errors import InputError, UsageError
 from edgec.export import (
     LAYOUTS,
     ExportSpec,
@@ -44,7 +44,7 @@ from edgec.export import (
 )
 from edgec.export.c_array import LANGUAGES
 from edgec.export.toolchain import measure_model_object
-from edgec.pipeline.convert import IO_TYPES, PHONE_VARIANTS
+from edgec.pipeline.convert import PHONE_VARIANTS, model_io_type
 from edgec.report import (
     Artifact,
     BuildReport,
@@ -94,7 +94,8 @@ class BuildOptions:
     data: Path | None = None
     out: Path | None = Path("edgec-out")  # None: nothing is written (the Python API)
     budget: str | None = None
-    io_type: str = "int8"
+    io_type: str = "int8"  # integer I/O is int16 with activations "int16" (model_io_type)
+    activations: str = "int8"  # "int16": TFLite's 16x8 mode (int16 activations, int8 weights)
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     max_accuracy_drop: float = 2.0
     name: str | None = None
@@ -131,6 +132,7 @@ class _Plan:
     profiles: list[TargetProfile]
     overrides: dict[str, int]
     recipe: Recipe | None
+    io_type: str  # the model's I/O dtype (model_io_type)
 
 
 @dataclass(eq=False, repr=False)
@@ -321,14 +323,16 @@ def convert(ctx: BuildContext) -> None:
     from edgec.pipeline.convert import convert_int8
     from edgec.pipeline.recurrent import unroll_recurrent
 
-    calibration = ctx.calibration
+    calibration, activations = ctx.calibration, ctx.options.activations
+    width = "int8" if activations == "int8" else "16x8 (int16 activations, int8 weights)"
     with ctx.stage(
-        "convert", f"Converting to full-integer int8 ({len(calibration)} calibration samples)"
+        "convert", f"Converting to full-integer {width} ({len(calibration)} calibration samples)"
     ):
         ctx.tflite = convert_int8(
             unroll_recurrent(ctx.model, calibration.x[:16]),
             calibration.x,
-            io_type=ctx.options.io_type,
+            io_type=ctx.plan.io_type,
+            activations=activations,
             quiet=not ctx.options.debug,
         )
     ctx.converted = ModelArtifact.from_bytes(ctx.tflite, source="the converted model")
@@ -379,7 +383,8 @@ def evaluate(ctx: BuildContext) -> None:
     from edgec.pipeline import verify
 
     flat, evaluation, max_drop = ctx.flat, ctx.evaluation, ctx.options.max_accuracy_drop
-    with ctx.stage("evaluate", f"Evaluating float vs int8 on {len(evaluation)} samples"):
+    what = "16x8" if ctx.options.activations == "int16" else "int8"
+    with ctx.stage("evaluate", f"Evaluating float vs {what} on {len(evaluation)} samples"):
         ctx.float_out = ctx.model.predict(evaluation.x, batch_size=256, verbose=0)
         # Every op's outputs, for the samples TFLM runs too: the agreement check judges each
         # op on the samples where its inputs agreed in both runtimes (a legitimate 1-step
@@ -388,7 +393,7 @@ def evaluate(ctx: BuildContext) -> None:
         n = min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)
         litert = runtimes.run_litert(ctx.tflite, ctx.x_q, keep=keep, keep_samples=n)
         output = runtimes.dequantize(litert.raw, flat.output_tensor())
-        result = verify.evaluate(ctx.float_out, output, evaluation, max_drop=max_drop)
+        result = verify.evaluate(ctx.float_out, output, evaluation, max_drop=max_drop, label=what)
         if ctx.input_model_out is not None:
             result = verify.with_input_model(
                 result, ctx.input_model_out, evaluation, max_drop=max_drop
@@ -522,7 +527,8 @@ def build_report(ctx: BuildContext) -> BuildReport:
             source=ctx.source,
             input_shape=list(flat.input_tensor().shape),
             output_shape=list(flat.output_tensor().shape),
-            io_type=ctx.options.io_type,
+            io_type=ctx.plan.io_type,
+            activations=ctx.options.activations,
             ops=list(flat.op_names),
             parameters=ctx.parameters
             if ctx.parameters is not None
@@ -589,8 +595,7 @@ def _validate(options: BuildOptions) -> _Plan:
     """Check every input that can be checked without TensorFlow, before any work."""
     profiles = load_targets(options.target)
     overrides = parse_budget(options.budget) if options.budget is not None else {}
-    if options.io_type not in IO_TYPES:
-        raise InputError(f"unknown --io-type '{options.io_type}' (use {', '.join(IO_TYPES)})")
+    io_type = model_io_type(options.io_type, options.activations)
     for variant in options.phone_variants:
         if variant not in PHONE_VARIANTS:
             raise InputError(
@@ -614,6 +619,17 @@ def _validate(options: BuildOptions) -> _Plan:
     if not 0 <= options.arena_margin <= 1000:
         raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
     recipe = _recipe(options)
+    if recipe is not None and options.activations == "int16" and "qat" in recipe.types:
+        # TF-MOT's QAT (0.8.1) trains 8-bit fake quantization of the activations: the
+        # ranges it learns are int8 ones, and TFLite's 16x8 mode has no QAT scheme to
+        # take them. Refused before any training, rather than shipping a model whose
+        # training optimised for a different quantization than the one it gets.
+        raise UsageError(
+            f"recipe '{recipe.name}' has a qat stage, which cannot be combined with "
+            "--activations int16: TF-MOT's QAT trains int8 activation ranges only",
+            hint="drop the qat stage (int16 post-training quantization is usually close "
+            "to float), or build with --activations int8",
+        )
     if options.out is not None:
         prepare_output_dir(options.out)
     if options.model is not None:
@@ -633,7 +649,7 @@ def _validate(options: BuildOptions) -> _Plan:
             )
     if options.data is not None and not options.data.exists():
         raise InputError(f"data {options.data} does not exist")
-    return _Plan(profiles=profiles, overrides=overrides, recipe=recipe)
+    return _Plan(profiles=profiles, overrides=overrides, recipe=recipe, io_type=io_type)
 
 
 def _firmware_info(

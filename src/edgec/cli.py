@@ -14,6 +14,7 @@ import click
 from edgec import __version__
 from edgec.errors import EdgecError, printable
 from edgec.export.layouts import LAYOUTS
+from edgec.pipeline.convert import ACTIVATIONS, IO_TYPES
 from edgec.stages import get_stage, stage_types
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
@@ -119,10 +120,19 @@ def stage_short_forms(command: _F) -> _F:
 )
 @click.option(
     "--io-type",
-    type=click.Choice(["int8", "uint8", "float32"]),
+    type=click.Choice(IO_TYPES),
     default="int8",
     show_default=True,
-    help="dtype of the model's input and output tensors.",
+    help="dtype of the model's input and output tensors (integer I/O is int16 with "
+    "--activations int16, where uint8 is refused).",
+)
+@click.option(
+    "--activations",
+    type=click.Choice(ACTIVATIONS),
+    default="int8",
+    show_default=True,
+    help="int16: TFLite's 16x8 mode (int16 activations, int8 weights) for regression, "
+    "audio and autoencoders where int8 loses too much; TFLM and Ethos-U targets.",
 )
 @click.option(
     "--calibration-samples",
@@ -200,6 +210,7 @@ def build(
     out: Path,
     budget: str | None,
     io_type: str,
+    activations: str,
     calibration_samples: int,
     max_accuracy_drop: float,
     name: str | None,
@@ -234,6 +245,7 @@ def build(
             progress=progress,
             budget=budget,
             io_type=io_type,
+            activations=activations,
             calibration_samples=calibration_samples,
             max_accuracy_drop=max_accuracy_drop,
             name=name,

@@ -91,16 +91,17 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         )
         table.add_row(label, _bytes(used), _bytes(limit), verdict)
     base = acc.detail.get("input_model_float")  # with a recipe: the uncompressed model
+    q = "16x8" if report.model.activations == "int16" else "int8"  # the quantized model
     if acc.metric == "top1":
         figures = f"{acc.float:.2f}% → {acc.int8:.2f}%"
-        label = "top-1 float → int8"
+        label = f"top-1 float → {q}"
         if base is not None:
-            figures, label = f"{base:.2f}% → {figures}", "top-1 input → compressed → int8"
+            figures, label = f"{base:.2f}% → {figures}", f"top-1 input → compressed → {q}"
     else:
         figures = f"{acc.float:.4g} → {acc.int8:.4g}"
-        label = f"{acc.metric} float → int8"
+        label = f"{acc.metric} float → {q}"
         if base is not None:
-            figures, label = f"{base:.4g} → {figures}", f"{acc.metric} input → compressed → int8"
+            figures, label = f"{base:.4g} → {figures}", f"{acc.metric} input → compressed → {q}"
     table.add_row(label, figures, "", "")
     out.print(table)
     if report.firmware is not None:
@@ -117,7 +118,9 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         print_sections(report.targets[1:], "Other targets (same converted model)")
     from edgec.pipeline.layer_error import error_summary
 
-    for line in error_summary(report.layers, after_qat=report.after_qat):
+    for line in error_summary(
+        report.layers, after_qat=report.after_qat, activations=report.model.activations
+    ):
         out.print(f" [dim]quantization:[/] {t(line)}")
     files = ", ".join(a.path for a in report.artifacts) + ", report.json, report.html"
     out.print(f"\nWrote {t(folder)}/: {t(files)}  [dim]({seconds:.1f} s)[/]")

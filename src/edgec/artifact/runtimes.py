@@ -185,7 +185,8 @@ def tflm_arena(data: bytes, model: TfliteModel) -> int:
 
 
 def quantize(x: np.ndarray, tensor: Tensor) -> np.ndarray:
-    """float samples -> the model input's dtype: q = round(x / scale) + zero_point."""
+    """float samples -> the model input's dtype (int8, uint8, int16 or float32):
+    q = round(x / scale) + zero_point, clipped to the dtype's range."""
     if tensor.dtype == "float32":
         return x.astype(np.float32)
     info = np.iinfo(np.dtype(tensor.dtype))

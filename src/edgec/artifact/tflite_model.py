@@ -208,6 +208,16 @@ class TfliteModel:
         """Distinct op names in first-use order."""
         return tuple(dict.fromkeys(op.name for op in self.operators))
 
+    @cached_property
+    def activations(self) -> str:
+        """The activation width: ``int16`` for TFLite's 16x8 mode (int16 activations, no
+        int8 ones), ``int8`` for an int8 model (an LSTM's int16 cell state included),
+        else ``float``."""
+        kinds = {t.dtype for t in self.tensors if not t.is_constant}
+        if "int16" in kinds and "int8" not in kinds:
+            return "int16"
+        return "int8" if kinds & {"int8", "uint8"} else "float"
+
     def input_tensor(self, i: int = 0) -> Tensor:
         return self.tensors[self.inputs[i]]
 

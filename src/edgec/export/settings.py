@@ -2,7 +2,9 @@
 
 C and C++ compatible: every value is a macro with the model's upper-case prefix (several
 models can share a firmware), and C++ also gets the TFLM examples' ``kTensorArenaSize``
-style constants in a namespace named after the model.
+style constants in a namespace named after the model. ``<PREFIX>_INPUT_C_TYPE`` and
+``<PREFIX>_OUTPUT_C_TYPE`` name the I/O tensors' C types (``int16_t`` for a 16x8 model's
+integer I/O), so buffers can be declared without hard-coding ``int8_t``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ _C_TYPES = {
     "int32": ("int32_t", "kTfLiteInt32"),
     "float32": ("float", "kTfLiteFloat32"),
 }
+_ACTIVATIONS = {"int16": "int16, weights int8 (TFLite 16x8 mode; int64 biases)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +76,16 @@ def model_settings_header(
 #ifndef {guard}
 #define {guard}
 
+#include <stdint.h>
+
+// Activations: {_ACTIVATIONS.get(model.activations, model.activations)}.
 // Tensors:
 {chr(10).join(lines)}
 //
 // Preprocessing the model was calibrated with: {_comment(pre)}.
 // On the device: x = raw * {prefix}_INPUT_RAW_SCALE, then
-//   q = clamp(round(x / {prefix}_INPUT_SCALE) + {prefix}_INPUT_ZERO_POINT) for int8/uint8 input.
+//   q = clamp(round(x / {prefix}_INPUT_SCALE) + {prefix}_INPUT_ZERO_POINT) for integer input
+//   (int8/uint8/int16: the range of {prefix}_INPUT_C_TYPE).
 //
 // Tensor arena: {arena.measured_bytes} bytes measured (tflite-micro host interpreter; see
 // report.json) + {arena.margin_percent:g}% margin, rounded up to {ALIGN} bytes.{decode_note}
@@ -123,6 +130,7 @@ def _tensor_settings(model: TfliteModel) -> tuple[list[str], list[tuple[str, str
             (f"{role}_ELEMENTS", str(elements), "int"),
             (f"{role}_BYTES", str(tensor.nbytes), "int"),  # bytes per dtype: artifact.stats
             (f"{role}_TYPE", _C_TYPES.get(tensor.dtype, ("", "kTfLiteNoType"))[1], "TfLiteType"),
+            (f"{role}_C_TYPE", ctype, "type"),
             (f"{role}_SCALE", _float(scale), "float"),
             (f"{role}_ZERO_POINT", str(zero_point), "int"),
         ]
@@ -138,6 +146,8 @@ def _cpp_constant(prefix: str, suffix: str, kind: str) -> str:
         return f"constexpr int {ident}[] = {macro};"
     if kind == "str[]":
         return f"constexpr const char* {ident}[] = {macro};"
+    if kind == "type":  # INPUT_C_TYPE -> using InputType = PREFIX_INPUT_C_TYPE;
+        return f"using {ident[1:].removesuffix('CType')}Type = {macro};"
     return f"constexpr {kind} {ident} = {macro};"
 
 

@@ -1,4 +1,4 @@
-"""Child process for the int8 conversion: a native crash kills this process, not edgec.
+"""Child process for the full-integer (int8, 16x8) conversion: a native crash kills it, not edgec.
 
 TensorFlow's calibrator and ``mlir_quantize`` can segfault in-process (a GRU, calibration
 values near 3e38; facts.md section 10). The parent saves the traced batch-1 function as a
@@ -23,25 +23,23 @@ import numpy as np
 
 def convert(folder: Path) -> None:
     from edgec._tf import tf
+    from edgec.pipeline.convert import configure
 
     job = json.loads((folder / "job.json").read_text())
     converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "model"))
-    if job["int8"]:
-        from edgec.pipeline.convert import configure
+    configure(converter, job["mode"], io_type=job["io_type"])  # int8 or int16 (16x8)
+    samples = np.load(folder / "calibration.npy")
+    progress = folder / "progress"
 
-        configure(converter, "int8", io_type=job["io_type"])
-        samples = np.load(folder / "calibration.npy")
-        progress = folder / "progress"
+    def representative():
+        with open(progress, "a") as log:
+            for i in range(len(samples)):
+                log.write(f"{i}\n")
+                log.flush()
+                yield [samples[i : i + 1]]
+            log.write("quantize\n")
 
-        def representative():
-            with open(progress, "a") as log:
-                for i in range(len(samples)):
-                    log.write(f"{i}\n")
-                    log.flush()
-                    yield [samples[i : i + 1]]
-                log.write("quantize\n")
-
-        converter.representative_dataset = representative
+    converter.representative_dataset = representative
     try:
         (folder / "model.tflite").write_bytes(bytes(converter.convert()))
     except Exception as exc:  # ConverterError, ValueError, RuntimeError ...: the parent explains

@@ -1,10 +1,11 @@
 """The TFLite converter, once: ``convert(model, mode=...)`` for every model edgec writes.
 
-Modes: ``int8`` (full-integer, calibrated; what MCUs and NPUs run), ``float16`` and
-``dynamic-range`` (the phone variants), ``float`` (a plain float32 model for inspection).
-All are converted from a batch-1 concrete function. The converter options of each mode
-are set in one place (``configure``); the int8 conversion runs in a child process
-(``_convert_worker``, which calls ``configure`` too), where a native crash of the
+Modes: ``int8`` (full-integer, calibrated; what MCUs and NPUs run), ``int16`` (TFLite's
+16x8 mode: int16 activations, int8 weights, int64 biases; calibrated like int8),
+``float16`` and ``dynamic-range`` (the phone variants), ``float`` (a plain float32 model for
+inspection). All are converted from a batch-1 concrete function. The converter options of
+each mode are set in one place (``configure``); the full-integer conversions run in a child
+process (``_convert_worker``, which calls ``configure`` too), where a native crash of the
 calibrator becomes a ``ConversionError``. The other modes run no calibration and convert
 in process.
 """
@@ -25,11 +26,41 @@ import numpy as np
 from edgec._native_log import captured_native_stderr
 from edgec._process import stop_on_interrupt
 from edgec.datasets.loading import non_finite
-from edgec.errors import ConversionError, InputError
+from edgec.errors import ConversionError, InputError, UsageError
 
-IO_TYPES = ("int8", "uint8", "float32")
+IO_TYPES = ("int8", "uint8", "int16", "float32")
+# Activation width of the full-integer model (weights are int8 in both): each is a mode.
+ACTIVATIONS = ("int8", "int16")
 PHONE_VARIANTS = ("float16", "dynamic-range")
-MODES = ("int8", *PHONE_VARIANTS, "float")
+MODES = (*ACTIVATIONS, *PHONE_VARIANTS, "float")
+
+
+def model_io_type(io_type: str, activations: str = "int8") -> str:
+    """The dtype of the model's inputs and outputs for ``--io-type`` with ``--activations``.
+
+    In 16x8 mode the converter takes only int16 or float32 I/O ("inference_input_type and
+    inference_output_type must be in ['tf.float32', 'tf.int16']", TF 2.21): integer I/O
+    is int16 there, so the default ``int8`` (integer I/O) becomes ``int16``; ``uint8`` is
+    refused. ``int16`` I/O needs int16 activations.
+    """
+    if io_type not in IO_TYPES:
+        raise UsageError(f"unknown --io-type '{io_type}' (use {', '.join(IO_TYPES)})")
+    if activations not in ACTIVATIONS:
+        raise UsageError(f"unknown --activations '{activations}' (use {', '.join(ACTIVATIONS)})")
+    if activations == "int8":
+        if io_type == "int16":
+            raise UsageError(
+                "--io-type int16 needs --activations int16",
+                hint="an int8 model has int8 (or uint8/float32) inputs and outputs",
+            )
+        return io_type
+    if io_type == "uint8":
+        raise UsageError(
+            "--io-type uint8 cannot be combined with --activations int16: the 16x8 "
+            "converter gives int16 or float32 inputs and outputs",
+            hint="use --io-type int16 (the default integer I/O there) or float32",
+        )
+    return "int16" if io_type == "int8" else io_type
 
 
 def convert(
@@ -42,15 +73,16 @@ def convert(
 ) -> bytes:
     """Convert a Keras model (tf_keras, Keras 3 or a SavedModel signature) to TFLite.
 
-    ``mode`` is one of ``MODES``; ``int8`` needs ``calibration_x`` (float samples) and
-    takes ``io_type`` for its inputs and outputs. The others keep float32 I/O.
+    ``mode`` is one of ``MODES``; ``int8`` and ``int16`` need ``calibration_x`` (float
+    samples) and take ``io_type`` for their inputs and outputs (``model_io_type``). The
+    others keep float32 I/O.
     """
     if mode not in MODES:
         raise InputError(f"unknown conversion mode '{mode}' (use {', '.join(MODES)})")
-    if mode == "int8":
+    if mode in ACTIVATIONS:
         if calibration_x is None:
-            raise InputError("int8 conversion needs calibration samples")
-        return convert_int8(model, calibration_x, io_type=io_type, quiet=quiet)
+            raise InputError(f"{mode} conversion needs calibration samples")
+        return convert_int8(model, calibration_x, io_type=io_type, activations=mode, quiet=quiet)
     converter, graph = _batch1_converter(model)
     configure(converter, mode)
     return _convert(converter, graph, quiet)
@@ -63,9 +95,14 @@ def configure(converter, mode: str, *, io_type: str = "int8") -> None:
     if mode == "float":
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "int8":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_type]
+    if mode in ACTIVATIONS:
+        ops = tf.lite.OpsSet
+        converter.target_spec.supported_ops = [
+            ops.TFLITE_BUILTINS_INT8
+            if mode == "int8"
+            else ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+        dtype = getattr(tf, model_io_type(io_type, mode))
         converter.inference_input_type = dtype
         converter.inference_output_type = dtype
     elif mode == "float16":
@@ -76,9 +113,15 @@ def configure(converter, mode: str, *, io_type: str = "int8") -> None:
 
 
 def convert_int8(
-    model, calibration_x: np.ndarray, *, io_type: str = "int8", quiet: bool = True
+    model,
+    calibration_x: np.ndarray,
+    *,
+    io_type: str = "int8",
+    activations: str = "int8",
+    quiet: bool = True,
 ) -> bytes:
-    """``convert``'s int8 mode: the full-integer model, converted in the child process.
+    """``convert``'s full-integer modes (``activations`` int8 or int16, weights int8): the
+    model, converted in the child process.
 
     TFLITE_BUILTINS_INT8 only (no silent float fallback), per-channel weights, and a
     static batch size of 1: converting from a concrete function with a fixed input
@@ -99,7 +142,7 @@ def convert_int8(
         (folder / "tmp").mkdir()
         with captured_native_stderr(enabled=quiet):
             tf.saved_model.save(variables_of(concrete), str(folder / "model"), signatures=concrete)
-        job = {"int8": True, "io_type": io_type}
+        job = {"mode": activations, "io_type": io_type}
         (folder / "job.json").write_text(json.dumps(job))
         np.save(folder / "calibration.npy", samples)
         crashed = _WORKER.run(folder)
@@ -114,7 +157,7 @@ def convert_int8(
             raise _crash_error(crashed, folder / "progress", len(samples))
         if (folder / "error.txt").exists():
             text = (folder / "error.txt").read_text("utf-8", "replace")
-            raise _conversion_error(text + "\n" + log, concrete.graph)
+            raise _conversion_error(text + "\n" + log, concrete.graph, activations)
         return (folder / "model.tflite").read_bytes()
 
 
@@ -289,7 +332,7 @@ def _convert(converter, graph, quiet: bool) -> bytes:
             raise _conversion_error(str(exc) + "\n" + log.text(), graph) from None
 
 
-def _conversion_error(text: str, graph) -> ConversionError:
+def _conversion_error(text: str, graph, mode: str = "int8") -> ConversionError:
     """One line from the converter's MLIR diagnostics: which op, which layer, what to try."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     error = next((ln for ln in lines if "error:" in ln), lines[0] if lines else "unknown error")
@@ -305,7 +348,7 @@ def _conversion_error(text: str, graph) -> ConversionError:
     if "neither a custom op nor a flex op" in error:
         hint = "the op has no TFLite builtin kernel; replace the layer with supported ops"
     elif "quantiz" in error.lower():
-        hint = "the op has no int8 kernel; use another layer/activation, or QAT"
+        hint = f"the op has no {mode} kernel; use another layer/activation, or QAT"
     else:
         hint = "run with --debug for the converter's full log"
-    return ConversionError(f"TFLite int8 conversion failed: {layer}{error}", hint=hint)
+    return ConversionError(f"TFLite {mode} conversion failed: {layer}{error}", hint=hint)

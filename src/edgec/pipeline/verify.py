@@ -22,9 +22,15 @@ class Evaluation:
 
 
 def evaluate(
-    float_out: np.ndarray, int8_out: np.ndarray, data: Dataset, *, max_drop: float
+    float_out: np.ndarray,
+    int8_out: np.ndarray,
+    data: Dataset,
+    *,
+    max_drop: float,
+    label: str = "int8",
 ) -> Evaluation:
-    """Compare float and (dequantized) int8 outputs on the evaluation set."""
+    """Compare float and (dequantized) quantized outputs on the evaluation set; ``label``
+    names the quantized model in the check's text (``16x8`` for int16 activations)."""
     flat_f = float_out.reshape(len(float_out), -1).astype(np.float64)
     flat_q = int8_out.reshape(len(int8_out), -1).astype(np.float64)
     detail = {
@@ -44,7 +50,7 @@ def evaluate(
         drop = f_acc - q_acc
         ok = drop <= max_drop
         text = (
-            f"top-1 float {f_acc:.2f}% vs int8 {q_acc:.2f}% on {n} evaluation samples: "
+            f"top-1 float {f_acc:.2f}% vs {label} {q_acc:.2f}% on {n} evaluation samples: "
             f"{'drop' if drop >= 0 else 'gain'} of {abs(drop):.2f} points "
             f"({'within' if ok else 'over'} the allowed {max_drop:g})"
         )
@@ -61,7 +67,7 @@ def evaluate(
     cos = detail["output_cosine"]
     ok = cos >= MIN_COSINE
     text = (
-        f"int8 outputs vs float outputs: cosine similarity {cos:.4f} "
+        f"{label} outputs vs float outputs: cosine similarity {cos:.4f} "
         f"({'>=' if ok else '<'} {MIN_COSINE}), RMSE {detail['output_rmse']:.4g} on {n} samples"
     )
     return Evaluation(acc, Check("accuracy", ok, text, value=round(cos, 6), limit=MIN_COSINE))

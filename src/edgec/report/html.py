@@ -58,7 +58,8 @@ def render_html(report: BuildReport) -> str:
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{escape(report.model.name)} on {escape(report.target)} {verdict}</h1>",
         f"<div class='muted'>{escape(report.model.source)} · input {report.model.input_shape} "
-        f"{escape(report.model.io_type)} · edgec {escape(report.versions.get('edgec', '?'))}</div>",
+        f"{escape(report.model.io_type)} · activations {escape(report.model.activations)} · "
+        f"edgec {escape(report.versions.get('edgec', '?'))}</div>",
         "<div class='cards'>"
         + "".join(
             f"<div class='card'>{escape(t)}<b>{escape(v)}</b>"
@@ -80,7 +81,9 @@ def render_html(report: BuildReport) -> str:
             ],
         ),
     ]
-    summary = error_summary(report.layers, after_qat=report.after_qat)
+    summary = error_summary(
+        report.layers, after_qat=report.after_qat, activations=report.model.activations
+    )
     if summary:
         parts.append(
             "<h2>Quantization</h2><ul>"
@@ -115,10 +118,11 @@ def _cards(report: BuildReport) -> list[tuple[str, str, str]]:
         else f"{acc.metric} {acc.float:.4g} → {acc.int8:.4g}"
     )
     base = acc.detail.get("input_model_float")  # with a recipe: the uncompressed model
-    accuracy_label = "accuracy float → int8"
+    q = "16x8" if report.model.activations == "int16" else "int8"  # the quantized model
+    accuracy_label = f"accuracy float → {q}"
     if base is not None:
         accuracy = (f"{base:.2f}% → " if acc.metric == "top1" else f"{base:.4g} → ") + accuracy
-        accuracy_label = "accuracy input → compressed → int8"
+        accuracy_label = f"accuracy input → compressed → {q}"
     return [
         ("flash (model)", f"{mem.flash_bytes:,} B", f"budget {mem.flash_budget_bytes:,} B"),
         (

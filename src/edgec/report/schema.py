@@ -128,6 +128,8 @@ class ModelInfo:
     io_type: str = "int8"
     ops: list[str] = field(default_factory=list)
     parameters: int = 0
+    # activation width of the full-integer model: "int8", or "int16" (TFLite's 16x8 mode)
+    activations: str = "int8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +191,7 @@ class Accuracy:
     # The field names are the report's keys; "float" shadows the builtin inside this class.
     metric: str  # top1 | rmse | cosine
     float: builtins.float | None
-    int8: builtins.float | None
+    int8: builtins.float | None  # the quantized model: 16x8 when model.activations is int16
     samples: int = 0
     detail: dict[str, builtins.float] = field(default_factory=dict)
 

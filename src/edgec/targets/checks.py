@@ -47,13 +47,16 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
     and the tensors an integer kernel keeps wider by design, per op and input: BY_DESIGN).
 
     Graph inputs and outputs may be ``io_type`` (uint8 or float32 I/O adds QUANTIZE and
-    DEQUANTIZE ops at the edges).
+    DEQUANTIZE ops at the edges). int16 activations (TFLite's 16x8 mode, with int64
+    biases) pass only where the profile lists int16 and the op has an int16 kernel in the
+    target's runtime (``Runtime.int16_kernels``); int16 I/O is judged like any activation.
 
     Trap seen here: even with TFLITE_BUILTINS_INT8 only, the converter (TF 2.21) left a
     Keras ELU layer in float32 between DEQUANTIZE and QUANTIZE ops, without an error; this
     check is what catches such float islands inside an "int8" model.
     """
     allowed = set(profile.tensor_dtypes)
+    int16_ops = profile.runtime.int16_kernels if "int16" in allowed else frozenset()
     edges = set(model.inputs) | set(model.outputs)
     offenders: list[str] = []
     for op in model.operators:
@@ -62,26 +65,32 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
             if index < 0:  # optional input left out
                 continue
             tensor = model.tensors[index]
-            if tensor.dtype in allowed:
+            if tensor.dtype in allowed and (tensor.dtype != "int16" or op.name in int16_ops):
                 continue
             if position < len(op.inputs) and tensor.dtype in by_design.get(position, ()):
                 continue
-            if tensor.is_constant and tensor.dtype in _CONSTANT_DTYPES:
+            if tensor.is_constant and (
+                tensor.dtype in _CONSTANT_DTYPES
+                or (tensor.dtype == "int64" and op.name in int16_ops)  # 16x8 biases
+            ):
                 continue
             if tensor.is_constant and op.name == DECODE_OP:  # packed LUT indices and tables
                 continue
-            if index in edges and tensor.dtype == io_type:
+            if index in edges and tensor.dtype == io_type != "int16":
                 continue
             role = "input" if index in op.inputs else "output"
+            why = " (no int16 kernel)" if tensor.dtype == "int16" and "int16" in allowed else ""
             offenders.append(
-                f"{op.describe()} {role} '{tensor.name.split(';')[0]}' is {tensor.dtype}"
+                f"{op.describe()} {role} '{tensor.name.split(';')[0]}' is {tensor.dtype}{why}"
             )
+    int16 = model.activations == "int16"
     if not offenders:
         return Check(
             "dtypes",
             True,
             f"all activations and weights are {'/'.join(sorted(allowed))} "
-            f"(int32 biases; model I/O {io_type})",
+            f"({'int64' if int16 else 'int32'} biases; model I/O {io_type})"
+            + (_int16_note(profile) if int16 else ""),
         )
     more = f" (+{len(offenders) - 3} more)" if len(offenders) > 3 else ""
     lead = ""
@@ -91,9 +100,26 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
             f"{'/'.join(sorted(allowed))}: convert it with full-integer quantization "
             "(edgec build does): "
         )
+    elif int16 and "int16" not in allowed:
+        lead = (
+            f"int16 activations (TFLite's 16x8 mode) do not run on {profile.name}, which "
+            f"takes {'/'.join(sorted(allowed))} tensors only: build with --activations int8: "
+        )
     return Check(
         "dtypes", False, lead + "; ".join(offenders[:3]) + more, value=len(offenders), limit=0
     )
+
+
+def _int16_note(profile: TargetProfile) -> str:
+    """What the int16 activations of a passing 16x8 model rely on, per kind of runtime."""
+    runtime = profile.runtime
+    if runtime.fallback is not None:
+        return (
+            f"; int16 activations (16x8): {runtime.name} places an int16 op where its own "
+            f"constraints allow (see its checks), the rest runs in {runtime.fallback.name}'s "
+            "int16 kernels"
+        )
+    return f"; int16 activations (16x8) on ops with int16 kernels in {runtime.name}"
 
 
 def check_static_shapes(model: TfliteModel) -> Check:

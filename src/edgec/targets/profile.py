@@ -93,6 +93,9 @@ class Runtime:
     For tflite-micro the value of each op is its MicroMutableOpResolver method
     (AddConv2D); for accelerator runtimes it is the documented limitation of the op.
     Ops an accelerator cannot take run on its ``fallback`` runtime (the CPU).
+    ``int16_ops`` (the optional ``[int16]`` table) lists the ops whose kernels take int16
+    activations (TFLite's 16x8 mode); without the table, every op does where the profile
+    lists int16 (Vela decides op by op what it places on the NPU and reports it).
     """
 
     name: str
@@ -100,11 +103,18 @@ class Runtime:
     builtin_ops: dict[str, str]
     custom_ops: dict[str, str]
     fallback: Runtime | None = None
+    int16_ops: dict[str, str] | None = None
 
     @property
     def ops(self) -> frozenset[str]:
         own = frozenset(self.builtin_ops) | frozenset(self.custom_ops)
         return own | (self.fallback.ops if self.fallback is not None else frozenset())
+
+    @property
+    def int16_kernels(self) -> frozenset[str]:
+        """The ops that run with int16 activations here (or on the fallback)."""
+        own = frozenset(self.int16_ops if self.int16_ops is not None else self.builtin_ops)
+        return own | (self.fallback.int16_kernels if self.fallback is not None else frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +287,7 @@ def load_runtime(name: str) -> Runtime:
         builtin_ops=dict(table["builtin"]),
         custom_ops=dict(table.get("custom", {})),
         fallback=load_runtime(fallback) if fallback else None,
+        int16_ops=dict(table["int16"]) if "int16" in table else None,
     )
 
 

@@ -8,6 +8,10 @@ from edgec.report import Check
 from edgec.targets.analyzers import Analysis, register_kind
 from edgec.targets.profile import TargetProfile
 
+# The profiles' cycles_per_mac are int8 figures; 16x8 kernels (CMSIS-NN *_s16) do half as
+# many MACs per SIMD instruction and keep 64-bit accumulators, so they are slower.
+_INT16_NOTE = "; an int8 figure: this 16x8 model's int16 kernels are slower"
+
 
 @register_kind("mcu")
 def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analysis:
@@ -36,7 +40,8 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
                 True,
                 f"estimate: {seconds * 1000:.3f} ms = {macs:,} MAC x {profile.cycles_per_mac:g} "
                 f"cycles/MAC / {profile.clock_hz / 1e6:g} MHz "
-                f"({profile.estimate_note or 'cycles_per_mac from the profile'})",
+                f"({profile.estimate_note or 'cycles_per_mac from the profile'})"
+                f"{_INT16_NOTE if model.activations == 'int16' else ''}",
                 value=round(seconds * 1000, 4),
                 unit="ms",
                 method="estimated",

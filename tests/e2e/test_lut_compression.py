@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgec.artifact.lut import bit_identical_check, compress_lut, compress_lut_verified, plan_lut
+from edgec.artifact.lut import (
+    bit_identical_check,
+    compress_lut,
+    compress_lut_verified,
+    lut_for_budget,
+    plan_lut,
+)
 from edgec.artifact.runtimes import measure_arena, quantize, run_tflm
 from edgec.errors import InputError
 from edgec.export import ExportSpec, export_package
@@ -89,8 +95,14 @@ def test_the_wrong_lut_mode_runs_and_is_caught(cqat_lut):
 
 def test_unclustered_model_is_refused_with_a_hint(example_build):
     assert plan_lut(TfliteModel.from_bytes(example_build.tflite)) == []
+    arena = example_build.report["memory"]["arena_bytes"]
     with pytest.raises(InputError, match="cluster the model"):
-        compress_lut(example_build.tflite)
+        compress_lut(example_build.tflite, arena_bytes=arena)
+    # auto ("only if it pays") ships the model unchanged and says why, without an error
+    lut = lut_for_budget(example_build.tflite, ram_budget_bytes=10**6)
+    assert not lut.compressed and lut.model == example_build.tflite
+    assert lut.arena_bytes == arena and lut.check.ok
+    assert "cluster the model's weights first" in lut.info()["note"]
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +142,7 @@ def test_cli_compress_lut(cli_builds, clustered):
     assert "DECODE expands weights into the arena" in summary
     assert "AddDecode" in report["firmware"]["resolver_methods"]
     assert "resolver.AddDecode()" in (folder / "lut" / "model_ops.h").read_text()
-    decodes = len(info["tensors"])
+    decodes = sum(row["compressed"] for row in info["tensors"])
     assert (
         f"LUT-compressed: {decodes} DECODE ops" in (folder / "lut" / "model_settings.h").read_text()
     )

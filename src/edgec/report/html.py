@@ -206,7 +206,7 @@ def _stage_bars(report: BuildReport) -> tuple[str, str]:
     int8_bytes = lut.flash_bytes_before if lut else report.memory.flash_bytes
     text = f": {acc.int8:.4g}{unit}" if acc.int8 is not None else ""
     rows.append((f"int8 model.tflite{text}", int8_bytes))
-    if lut:
+    if lut and lut.flash_bytes_after != lut.flash_bytes_before:  # auto may compress nothing
         rows.append(("LUT-compressed, bit-identical", lut.flash_bytes_after))
     note = "float32 sizes: parameters x 4 B; int8 sizes: bytes of the flatbuffer"
     return _bars([r[0] for r in rows], [r[1] for r in rows], "B"), note

@@ -129,7 +129,7 @@ def plan_lut(model: TfliteModel, *, max_bits: int = MAX_BITS) -> list[LutTensor]
     return plan
 
 
-class _Trials:
+class Trials:
     """Compressed variants of one model by the set of tensors compressed: each one
     compressed, parsed and its arena measured once."""
 
@@ -154,7 +154,7 @@ class _Trials:
         return arena
 
 
-def measure_candidates(trials: _Trials, *, max_bits: int = MAX_BITS) -> list[LutTensor]:
+def measure_candidates(trials: Trials, *, max_bits: int = MAX_BITS) -> list[LutTensor]:
     """Each candidate compressed alone: its flash saving, and its arena if it saves flash.
 
     Each compressed tensor also costs a DECODE op, two tensors and aligned buffers in the
@@ -189,7 +189,7 @@ def select_all(rows: list[LutTensor]) -> list[LutTensor]:
     ]
 
 
-def select_for_budget(rows: list[LutTensor], trials: _Trials, budget: int) -> list[LutTensor]:
+def select_for_budget(rows: list[LutTensor], trials: Trials, budget: int) -> list[LutTensor]:
     """``--compress auto``: the tensors that save flash and fit the RAM budget.
 
     Greedy by flash saved per arena byte (tensors costing no arena first); each step
@@ -247,7 +247,7 @@ def compress_lut(
     Returns the result and the shipped model's Artifact (its arena measured). The result
     still needs the bit-exact check (``compress_lut_verified``).
     """
-    trials = _Trials(data, TfliteModel.from_bytes(data), arena_bytes)
+    trials = Trials(data, TfliteModel.from_bytes(data), arena_bytes)
     rows = measure_candidates(trials, max_bits=max_bits)
     if ram_budget_bytes is None:
         if not any(t.saves_flash for t in rows):

@@ -354,7 +354,8 @@ def lut_compress(ctx: BuildContext) -> None:
     """
     if ctx.options.compress is None:
         return
-    # auto: the first target's RAM budget (--budget ram=... overrides), what its ram check uses
+    # auto: the first target's RAM budget (--budget ram=... overrides), what its ram check
+    # compares the TFLM arena with on an mcu target (other kinds measure RAM their own way)
     budget = (
         ctx.plan.profiles[0].budget.overridden(ctx.plan.overrides).ram_bytes
         if ctx.options.compress == "auto"

@@ -73,7 +73,7 @@ if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need t
     from edgec.stages.plan import CompressionPlan
 
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
-COMPRESSIONS = ("lut",)
+COMPRESSIONS = ("lut", "auto")  # all tensors that save flash | only if the RAM budget allows
 EXAMPLE_SOURCE = "built-in example: digits CNN (scikit-learn digits)"
 
 
@@ -102,7 +102,7 @@ class BuildOptions:
     phone_variants: tuple[str, ...] = ()  # float16, dynamic-range (phone targets only)
     debug: bool = False
     # firmware package
-    compress: str | None = None  # "lut": tflite-micro LUT compression of clustered weights
+    compress: str | None = None  # "lut" | "auto": tflite-micro LUT compression (artifact.lut)
     layout: str = "plain"
     c_lang: str = "cc"
     section: str | None = None
@@ -356,14 +356,23 @@ def lut_compress(ctx: BuildContext) -> None:
     Targets are checked against what ships, so flash and arena budgets see the compressed
     model.
     """
-    if ctx.options.compress != "lut":
+    if ctx.options.compress is None:
         return
-    with ctx.stage("compress", "LUT-compressing clustered weights (tflite-micro compressor)"):
+    # auto: the first target's RAM budget (--budget ram=... overrides), what its ram check
+    # compares the TFLM arena with on an mcu target (other kinds measure RAM their own way)
+    budget = (
+        ctx.plan.profiles[0].budget.overridden(ctx.plan.overrides).ram_bytes
+        if ctx.options.compress == "auto"
+        else None
+    )
+    what = "clustered weights" if budget is None else f"weights that fit {budget:,} B of RAM"
+    with ctx.stage("compress", f"LUT-compressing {what} (tflite-micro compressor)"):
         if ctx.arena is None:
             check = Check("lut_bit_identical", False, "not run: TFLM lacks ops")
         else:
-            lut = compress_lut_verified(ctx.tflite, ctx.x_q, ctx.arena)
-            ctx.shipped, ctx.shipped_artifact = lut.model, lut.artifact
+            lut = compress_lut_verified(ctx.tflite, ctx.x_q, ctx.arena, ram_budget_bytes=budget)
+            if lut.compressed:  # else the converted model ships (its arena already measured)
+                ctx.shipped, ctx.shipped_artifact = lut.model, lut.artifact
             ctx.lut_info, check = lut.info(), lut.check
     ctx.checks["lut_bit_identical"] = [check]
     ctx.shipped_flat = ctx.shipped_artifact.model
@@ -609,7 +618,7 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.calibration_samples < 1:
         raise InputError("--calibration-samples must be at least 1")
     if options.compress is not None and options.compress not in COMPRESSIONS:
-        raise InputError(f"unknown --compress '{options.compress}' (use lut)")
+        raise InputError(f"unknown --compress '{options.compress}' (use {', '.join(COMPRESSIONS)})")
     if options.layout not in LAYOUTS:
         raise InputError(f"unknown --layout '{options.layout}' (use {', '.join(LAYOUTS)})")
     if options.c_lang not in LANGUAGES:

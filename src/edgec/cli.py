@@ -158,9 +158,10 @@ def stage_short_forms(command: _F) -> _F:
 )
 @click.option(
     "--compress",
-    type=click.Choice(["lut"]),
+    type=click.Choice(["lut", "auto"]),
     help="lut: store clustered weights as packed indices + value tables (tflite-micro "
-    "LUT compression, DECODE op); outputs must stay bit-identical in TFLM.",
+    "LUT compression, DECODE op); outputs must stay bit-identical in TFLM. auto: only the "
+    "tensors whose decoded copy keeps the TFLM arena within the RAM budget (maybe none).",
 )
 @click.option(
     "--layout",

@@ -16,7 +16,7 @@ from rich.table import Table
 from edgec.builder import Progress
 from edgec.errors import printable
 from edgec.pipeline.inspect import Inspection
-from edgec.report import BuildReport, CheckReport, TargetSection, to_plain
+from edgec.report import BuildReport, CheckReport, LutCompression, TargetSection, to_plain
 from edgec.stages import find_stage, summary_line
 from edgec.targets.profile import TargetProfile
 from edgec.units import format_size
@@ -106,6 +106,8 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     out.print(table)
     if report.firmware is not None:
         out.print(t(_firmware_line(report)))
+        if report.firmware.compression is not None:
+            out.print(_lut_table(report.firmware.compression))
     for stage in report.stages:
         metrics = to_plain(stage.metrics)
         if metrics:
@@ -143,10 +145,13 @@ def _firmware_line(report: BuildReport) -> str:
     ]
     if fw.compression is not None:
         c = fw.compression
+        label = "LUT" if c.selection == "lut" else f"LUT ({c.selection})"
         parts.append(
-            f"LUT flash {c.flash_bytes_before:,} → {c.flash_bytes_after:,} B "
+            f"{label} flash {c.flash_bytes_before:,} → {c.flash_bytes_after:,} B "
             f"(-{c.saving_percent:.1f}%), arena {c.arena_bytes_before:,} → "
             f"{c.arena_bytes_after:,} B (DECODE expands weights into the arena)"
+            if c.flash_bytes_after != c.flash_bytes_before
+            else f"{label}: {c.note}"
         )
     if fw.object_size is not None:
         o = fw.object_size
@@ -155,6 +160,19 @@ def _firmware_line(report: BuildReport) -> str:
             "(arm-none-eabi-size)"
         )
     return " firmware: " + "; ".join(parts)
+
+
+def _lut_table(compression: LutCompression) -> Table:
+    """LUT compression, tensor by tensor: flash saved against arena grown, and the choice."""
+    budget = compression.ram_budget_bytes
+    title = "LUT candidates" + (f" (RAM budget {budget:,} B)" if budget is not None else "")
+    table = Table(title=title, title_justify="left")
+    columns = (0, 1, 3, 5, 6, 7, 8)  # of TRADE_HEAD: the report.html table has them all
+    for i in columns:
+        table.add_column(LutCompression.TRADE_HEAD[i], justify="left" if i in (0, 8) else "right")
+    for row in compression.trade_rows():
+        table.add_row(*(t(row[i]) for i in columns))
+    return table
 
 
 def _stage_line(name: str, m: dict) -> str:

@@ -15,6 +15,7 @@ from edgec.report import (
     Firmware,
     LayerMetrics,
     LutCompression,
+    LutTensorTrade,
     Memory,
     ModelInfo,
     ObjectSize,
@@ -59,7 +60,10 @@ def _full_report() -> BuildReport:
     firmware = Firmware(
         layout="plain", c_language="cc", section=None, tensor_arena_bytes=4096,
         arena_margin_percent=10.0,
-        compression=LutCompression("lut", 900, 600, 33.3, 2000, 2600, tensors=[{"name": "w"}]),
+        compression=LutCompression(
+            "lut", 900, 600, 33.3, 2000, 2600, selection="auto", ram_budget_bytes=3000,
+            tensors=[LutTensorTrade("w", 2, "per-tensor", 800, 300, 2600, 600, 2600, True, "fits")],
+        ),
         object_size=ObjectSize("cortex-m4", 600, 0, 0, 600, 0),
     )  # fmt: skip
     return _report(
@@ -113,3 +117,18 @@ def test_stages_without_metrics_load():
     data = _report([]).to_dict()
     data["stages"] = [{"name": "convert", "seconds": 1.5}]
     assert BuildReport.from_dict(data).stages == [Stage("convert", 1.5)]
+
+
+def test_lut_rows_of_the_first_schema_2_form_still_read():
+    """Before --compress auto a row had only these keys and listed a compressed tensor."""
+    old = {
+        "method": "lut", "flash_bytes_before": 900, "flash_bytes_after": 600,
+        "saving_percent": 33.3, "arena_bytes_before": 2000, "arena_bytes_after": 2600,
+        "tensors": [{"name": "w", "bits": 4, "mode": "per-tensor", "bytes_before": 800,
+                     "model_saving_bytes": 300}],
+        "skipped": ["b: would make the model 10 B bigger"],
+    }  # fmt: skip
+    lut = from_plain(LutCompression, old)
+    assert lut.tensors == [LutTensorTrade("w", 4, "per-tensor", 800, 300)]
+    assert lut.tensors[0].compressed and lut.selection == "lut"
+    assert lut.trade_rows()[0][:4] == ["w", "4", "per-tensor", "300"]

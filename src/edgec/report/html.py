@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from html import escape
 
 from edgec.pipeline.layer_error import error_summary
-from edgec.report.schema import BuildReport, Layer
+from edgec.report.schema import BuildReport, Layer, LutCompression
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
@@ -90,6 +90,9 @@ def render_html(report: BuildReport) -> str:
             + "".join(f"<li>{escape(s)}</li>" for s in summary)
             + "</ul>"
         )
+    lut = report.firmware.compression if report.firmware is not None else None
+    if lut is not None:
+        parts += [f"<h2>LUT compression ({escape(lut.selection)})</h2>", _lut_table(lut)]
     parts += ["<h2>Plots</h2><div class='plots'>", *_plots(report), "</div>"]
     parts += ["<h2>Layers</h2>", _layer_table(report.layers)]
     parts += [
@@ -207,7 +210,7 @@ def _stage_bars(report: BuildReport) -> tuple[str, str]:
     int8_bytes = lut.flash_bytes_before if lut else report.memory.flash_bytes
     text = f": {acc.int8:.4g}{unit}" if acc.int8 is not None else ""
     rows.append((f"int8 model.tflite{text}", int8_bytes))
-    if lut:
+    if lut and lut.flash_bytes_after != lut.flash_bytes_before:  # auto may compress nothing
         rows.append(("LUT-compressed, bit-identical", lut.flash_bytes_after))
     note = "float32 sizes: parameters x 4 B; int8 sizes: bytes of the flatbuffer"
     return _bars([r[0] for r in rows], [r[1] for r in rows], "B"), note
@@ -281,6 +284,18 @@ def _layer_table(layers: list[Layer]) -> str:
         ],
         rows,
     )
+
+
+def _lut_table(lut: LutCompression) -> str:
+    """Each candidate tensor: flash saved, arena measured, compressed or not and why."""
+    budget = "" if lut.ram_budget_bytes is None else f", RAM budget {lut.ram_budget_bytes:,} B"
+    note = (
+        f"<p class='muted'>flash {lut.flash_bytes_before:,} → {lut.flash_bytes_after:,} B, "
+        f"arena {lut.arena_bytes_before:,} → {lut.arena_bytes_after:,} B{escape(budget)}: "
+        f"{escape(lut.note)}</p>"
+    )
+    rows = [[(row[0], "l"), *row[1:-1], (row[-1], "l")] for row in lut.trade_rows()]
+    return note + _table(list(LutCompression.TRADE_HEAD), rows)
 
 
 def _table(head: list[str], rows: list[list]) -> str:

@@ -225,8 +225,24 @@ class Layer:
 
 
 @dataclass(frozen=True, slots=True)
+class LutTensorTrade:
+    """One candidate tensor of LUT compression: flash saved against arena grown, measured."""
+
+    name: str
+    bits: int  # index width: 1 bit for 2 values per table, 2 for 4, 3 for 8, 4 for 16
+    mode: str  # "per-channel (axis N)" | "per-tensor"
+    bytes_before: int
+    model_saving_bytes: int | None = None  # model size minus size with only this compressed
+    arena_bytes_alone: int | None = None  # TFLM arena with only this compressed
+    arena_cost_bytes: int | None = None  # arena_bytes_alone minus the uncompressed arena
+    arena_bytes_with: int | None = None  # auto: arena with it and the tensors chosen before
+    compressed: bool = True  # schema 2's first rows listed only compressed tensors
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LutCompression:
-    """``--compress lut``: tflite-micro's LUT compression of clustered weights."""
+    """``--compress lut|auto``: tflite-micro's LUT compression of clustered weights."""
 
     method: str  # "lut"
     flash_bytes_before: int
@@ -235,9 +251,29 @@ class LutCompression:
     arena_bytes_before: int
     arena_bytes_after: int  # DECODE expands the compressed tensors into the arena
     note: str = ""
-    # one row per compressed tensor: name, bits, mode, bytes_before, model_saving_bytes
-    tensors: list[dict[str, Any]] = field(default_factory=list)
+    # every candidate (compressed or not, and why); the ones not compressed also as text
+    tensors: list[LutTensorTrade] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    selection: str = "lut"  # lut: all that save flash; auto: those that fit the RAM budget
+    ram_budget_bytes: int | None = None  # auto: the budget the choice respects
+
+    TRADE_HEAD: ClassVar[tuple[str, ...]] = (
+        "tensor", "bits", "mode", "flash saved B", "arena alone B", "arena cost B",
+        "arena with B", "compressed", "why",
+    )  # fmt: skip
+
+    def trade_rows(self) -> list[list[str]]:
+        """The per-tensor trade as text cells under ``TRADE_HEAD`` (terminal and HTML)."""
+
+        def size(value: int | None) -> str:
+            return "-" if value is None else f"{value:,}"
+
+        return [
+            [t.name, str(t.bits), t.mode]
+            + [size(t.model_saving_bytes), size(t.arena_bytes_alone), size(t.arena_cost_bytes)]
+            + [size(t.arena_bytes_with), "yes" if t.compressed else "no", t.reason]
+            for t in self.tensors
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgec.errors import InputError
+
 SCREEN = 0  # TrialJob.epochs: the untrained transformation, converted and measured only
 
 
@@ -110,6 +112,20 @@ class InProcess:
             on_result(run_trial(job))
 
 
+def select_executor(workers: int | None, address: str | None) -> Executor:
+    """InProcess, or Ray's (``--workers N`` local, ``--ray-address ADDR`` a cluster)."""
+    if workers is None and address is None:
+        return InProcess()
+    try:  # the distributed extra: edgec.fit.distributed and Ray itself
+        from edgec.fit.distributed import RayExecutor  # type: ignore[import-not-found]
+    except ImportError:
+        raise InputError(
+            "--workers and --ray-address run trials on Ray, which is not installed",
+            hint="pip install edgec[distributed]",
+        ) from None
+    return RayExecutor(workers, address)  # type: ignore[no-any-return]
+
+
 # ------------------------------------------------------------------ inputs as bytes
 
 
@@ -137,7 +153,7 @@ def unpacked(job: TrialJob, folder: Path) -> TrialJob:
         path = confined(folder, rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    moved = {
+    moved: dict[str, Any] = {
         role: str(folder / role / Path(getattr(job, role)).name)
         for role in ("model", "data", "custom_objects")
         if getattr(job, role) is not None and (folder / role).exists()

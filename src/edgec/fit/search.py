@@ -103,7 +103,7 @@ class Search:
         is left; every job's result (stored or new) by key."""
         done = {j.key: r for j in jobs if (r := self.store.result(j.key, j.epochs)) is not None}
         todo = [j for j in jobs if j.key not in done]
-        width = max(1, int(getattr(self.executor, "workers", 1)))
+        width = self.width()
         for start in range(0, len(todo), width):
             if self.out_of_time():
                 self.progress.message("time budget reached: no new trials started")
@@ -120,26 +120,47 @@ class Search:
 
     # ----------------------------------------------------------------- the phases
 
+    def width(self) -> int:
+        """Jobs handed to the executor at once: its ``workers`` (1 for InProcess)."""
+        return max(1, int(getattr(self.executor, "workers", 1)))
+
     def screen(self) -> list[dict[str, Any]]:
-        """Candidates whose untrained structure fits every target, cheapest first."""
+        """Candidates whose untrained structure fits every target, cheapest first.
+
+        New structures are screened in batches as wide as the executor (the next ones in
+        candidate order), so a parallel executor screens in parallel.
+        """
+        order = space.candidates(self.levers, self.options.seed)
         fitting: list[dict[str, Any]] = []
         verdicts: dict[str, bool] = {}
-        for params in space.candidates(self.levers, self.options.seed):
+        for i, params in enumerate(order):
             if len(fitting) >= self.options.trials or self.out_of_time():
                 break
             structure = space.structure_key(params)
             if structure not in verdicts:
                 if len(verdicts) >= MAX_SCREENS:
                     break
-                verdicts[structure] = self._screen_one(space.structural(params))
+                verdicts.update(self._screen_batch(order[i:], verdicts))
+                if structure not in verdicts:  # out of time
+                    break
             if verdicts[structure]:
                 fitting.append(params)
         return fitting
 
-    def _screen_one(self, params: dict[str, Any]) -> bool:
-        job = self.job(params, 0, -1)
-        result = self.run([job]).get(job.key)
-        return result is not None and result.fits
+    def _screen_batch(
+        self, order: list[dict[str, Any]], verdicts: dict[str, bool]
+    ) -> dict[str, bool]:
+        batch: dict[str, dict[str, Any]] = {}
+        for params in order:
+            structure = space.structure_key(params)
+            if structure not in verdicts and len(batch) < self.width():
+                batch.setdefault(structure, space.structural(params))
+        results = self.run([self.job(p, 0, -1) for p in batch.values()])
+        return {
+            structure: results[space.candidate_key(p)].fits
+            for structure, p in batch.items()
+            if space.candidate_key(p) in results
+        }
 
     def halve(self, pool: list[dict[str, Any]]) -> None:
         """Successive halving over ``pool``: each rung trains everyone left for more epochs
@@ -251,7 +272,14 @@ def _command(options: FitOptions) -> dict[str, Any]:
 def closest_misses(search: Search) -> tuple[list[str], str | None]:
     """How far the closest candidate is from each budget it misses, and the lever that
     came closest (the one in the candidate with the smallest worst overshoot)."""
-    measured = [r for r in search.store.records if r.result.targets]
+    records = search.store.records
+    if any(r.result.fits for r in records) and not any(r.result.epochs > 0 for r in records):
+        fit_untrained = sum(r.result.fits for r in records)
+        return [
+            f"time ran out before any candidate was trained ({fit_untrained} structure(s) fit "
+            "untrained): give a longer --time-budget, or run the same command again to continue"
+        ], None
+    measured = [r for r in records if r.result.targets]
     if not measured:
         return ["no candidate could be built (see the errors in fit.json)"], None
     worst = {id(r): _worst_ratio(r.result) for r in measured}

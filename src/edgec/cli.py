@@ -293,6 +293,13 @@ def build(
     help="Candidates trained (after the untrained screen rejected what cannot fit).",
 )
 @click.option(
+    "--max-screens",
+    type=click.IntRange(min=1),
+    default=48,
+    show_default=True,
+    help="Structures screened untrained (converted and measured, no training) at most.",
+)
+@click.option(
     "--time-budget",
     metavar="DURATION",
     help="Start no new trial after this long, e.g. 20m, 90s, 1.5h.",
@@ -335,8 +342,8 @@ def build(
 @debug_option
 def fit(
     model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
-    trials: int, time_budget: str | None, seed: int, rungs: str, workers: int | None,
-    ray_address: str | None, calibration_samples: int, max_accuracy_drop: float,
+    trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
+    workers: int | None, ray_address: str | None, calibration_samples: int, max_accuracy_drop: float,
     custom_objects: str | None,
 ) -> None:  # fmt: skip
     """Search compression recipes for the most accurate int8 model that fits the target(s).
@@ -354,14 +361,22 @@ def fit(
 
     options = FitOptions(
         model=model, target=target, data=data, out=out, budget=budget, trials=trials,
+        max_screens=max_screens,
         time_budget=None if time_budget is None else parse_duration(time_budget), seed=seed,
         rungs=parse_rungs(rungs), calibration_samples=calibration_samples,
         max_accuracy_drop=max_accuracy_drop, custom_objects=custom_objects,
     )  # fmt: skip
     executor = select_executor(workers, ray_address)
     start = time.perf_counter()
-    with captured_native_stderr(enabled=not _state["debug"]), ui.FitTable() as table:
-        outcome = run_fit(options, executor, table)
+    try:
+        with captured_native_stderr(enabled=not _state["debug"]), ui.FitTable() as table:
+            outcome = run_fit(options, executor, table)
+    except (click.Abort, KeyboardInterrupt):
+        if (out / "fit.json").is_file():  # the state is kept: say so before main's line
+            state = printable(str(out / "fit.json"))
+            click.echo(f"{state} keeps the finished trials: run the same command to continue",
+                       err=True)  # fmt: skip
+        raise
     ui.print_fit_summary(outcome, time.perf_counter() - start)
     sys.exit(EXIT_OK if outcome.winner is not None else EXIT_CHECK_FAILED)
 

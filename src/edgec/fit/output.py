@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 def check_inputs(options: FitOptions) -> None:
     """Every input a build would check (target, budget, model, data), the output folder
     and the search's own options, before any work."""
-    if options.trials < 1:
-        raise InputError("--trials must be at least 1")
+    if options.trials < 1 or options.max_screens < 1:
+        raise InputError("--trials and --max-screens must be at least 1")
     if options.time_budget is not None and options.time_budget <= 0:
         raise InputError("--time-budget must be positive, e.g. 20m")
     if not options.rungs or any(e < 1 for e in options.rungs):

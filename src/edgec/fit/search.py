@@ -33,7 +33,7 @@ from edgec.fit.executor import Executor, InProcess, TrialJob, TrialResult
 from edgec.fit.store import Record, Store, fingerprint
 
 DEFAULT_RUNGS = (1, 2, 4)
-MAX_SCREENS = 48  # structures screened at most (each converts and measures once)
+MAX_SCREENS = 48  # default: structures screened at most (each converts and measures once)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +47,7 @@ class FitOptions:
     time_budget: float | None = None  # seconds; None: no limit
     seed: int = 0
     rungs: tuple[int, ...] = DEFAULT_RUNGS  # epochs a stage at each rung
+    max_screens: int = MAX_SCREENS  # structures screened untrained at most
     calibration_samples: int = 300
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
@@ -138,7 +139,7 @@ class Search:
                 break
             structure = space.structure_key(params)
             if structure not in verdicts:
-                if len(verdicts) >= MAX_SCREENS:
+                if len(verdicts) >= self.options.max_screens:
                     break
                 verdicts.update(self._screen_batch(order[i:], verdicts))
                 if structure not in verdicts:  # out of time
@@ -260,7 +261,7 @@ def run_fit(
 
 def _fingerprint_inputs(options: FitOptions, levers: tuple[space.Lever, ...]) -> dict[str, Any]:
     o = asdict(options)
-    for key in ("out", "trials", "time_budget"):
+    for key in ("out", "trials", "time_budget", "max_screens"):
         o.pop(key)
     return {**o, "levers": [asdict(lever) for lever in levers]}
 

@@ -343,8 +343,8 @@ def build(
 def fit(
     model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
     trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
-    workers: int | None, ray_address: str | None, calibration_samples: int, max_accuracy_drop: float,
-    custom_objects: str | None,
+    workers: int | None, ray_address: str | None, calibration_samples: int,
+    max_accuracy_drop: float, custom_objects: str | None,
 ) -> None:  # fmt: skip
     """Search compression recipes for the most accurate int8 model that fits the target(s).
 

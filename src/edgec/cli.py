@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import traceback
@@ -369,7 +370,11 @@ def fit(
     executor = select_executor(workers, ray_address)
     start = time.perf_counter()
     try:
-        with captured_native_stderr(enabled=not _state["debug"]), ui.FitTable() as table:
+        with (
+            captured_native_stderr(enabled=not _state["debug"]),
+            contextlib.closing(executor),  # a local Ray instance stops here
+            ui.FitTable() as table,
+        ):
             outcome = run_fit(options, executor, table)
     except (click.Abort, KeyboardInterrupt):
         if (out / "fit.json").is_file():  # the state is kept: say so before main's line

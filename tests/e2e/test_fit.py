@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,14 +132,33 @@ def test_cannot_fit_names_the_misses_and_exits_3(tmp_path):
     assert [t["kind"] for t in state["trials"]] == ["screen"] * 3  # none trained
 
 
-def test_workers_without_ray_say_what_to_install(tmp_path):
-    try:
-        import edgec.fit.distributed  # noqa: F401
-        import ray  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("Ray is installed: --workers runs trials (the lead's Ray tests)")
+def test_workers_without_ray_say_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on a machine without the extra
     run = run_edgec("fit", "--target", "cortex-m", "--workers", "2", "--out", tmp_path / "w")
-    assert_clean_failure(run, "pip install edgec[distributed]")
+    assert_clean_failure(run, "pip install 'edgec[distributed]'")
     assert not (tmp_path / "w").exists()
+
+
+# --workers 2: the trials run as tasks on a private local Ray instance (the distributed
+# extra). The sequential search above (same budget, seed, --trials 1), run on two Ray
+# workers, must choose the same trial with the same measured figures, and leave no Ray
+# instance behind.
+
+
+def _chosen(state: dict) -> tuple:
+    winner = next(
+        t for t in state["trials"] if t["key"] == state["winner"] and t["kind"] == "train"
+    )
+    return state["winner"], winner["accuracy"], winner["targets"]
+
+
+def test_two_ray_workers_choose_what_the_sequential_search_chose(fit_search, tmp_path):
+    ray = pytest.importorskip("ray", reason="the distributed extra (CI installs it)")
+    out = tmp_path / "ray-out"
+    run = run_edgec("fit", *BUDGET, "--trials", "1", "--workers", "2", "--out", out)
+    assert run.code == 0, run.out + run.err
+    state = json.loads((out / "fit.json").read_text())
+    assert _chosen(state) == _chosen(fit_search.first)
+    screens = sorted(t["key"] for t in state["trials"] if t["kind"] == "screen")
+    assert screens == sorted(t["key"] for t in fit_search.first["trials"] if t["kind"] == "screen")
+    assert not ray.is_initialized()  # the local instance was stopped with the search

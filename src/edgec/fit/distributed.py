@@ -63,15 +63,22 @@ class RayExecutor:
             raise InputError(f"--workers {workers}: give at least 1")
         if workers is None and address is None:
             raise InputError("RayExecutor needs --workers N or --ray-address ADDR")
-        self.workers, self.address = workers, address
+        self._workers, self.address = workers, address
         self._ray = import_ray()
         self._task: Any = None
         self._slots = 0
 
+    @property
+    def workers(self) -> int:
+        """``--workers``, or on a cluster without it, one per CPU the cluster has."""
+        self._connect()
+        return self._slots
+
     def map(self, jobs: Sequence[TrialJob], on_result: Callable[[TrialResult], None]) -> None:
         """Run every job; ``on_result`` runs here, in completion order."""
         ray, task = self._ray, self._connect()
-        queue, running = list(jobs), {}
+        queue = list(jobs)
+        running: dict[Any, tuple[TrialJob, float]] = {}
         try:
             while queue or running:
                 while queue and len(running) < self._slots:
@@ -111,7 +118,7 @@ class RayExecutor:
             if self.address is not None:
                 ray.init(address=self.address, **quiet)
             else:
-                ray.init(num_cpus=self.workers, **quiet)
+                ray.init(num_cpus=self._workers, **quiet)
         except Exception as exc:  # ConnectionError, ValueError, RuntimeError, ...
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -122,7 +129,7 @@ class RayExecutor:
             ) from None
         stop_on_interrupt(self.close)  # before the command's private folder is removed
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        self._slots = self.workers or max(1, cpus)
+        self._slots = self._workers or max(1, cpus)
         self._task = ray.remote(num_cpus=1, max_retries=0)(remote_trial)
         return self._task
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgec.errors import InputError
-
 SCREEN = 0  # TrialJob.epochs: the untrained transformation, converted and measured only
 
 
@@ -100,30 +98,37 @@ def run_trial(job: TrialJob) -> TrialResult:
 
 
 class Executor(Protocol):
+    @property
+    def workers(self) -> int:
+        """How many trials run at once (the search hands out batches this wide)."""
+
     def map(self, jobs: Sequence[TrialJob], on_result: Callable[[TrialResult], None]) -> None:
         """Run every job; call on_result in the caller's process as each finishes."""
+
+    def close(self) -> None:
+        """Release what the executor started (idempotent)."""
 
 
 class InProcess:
     """The default executor: the jobs one after another, in this process."""
 
+    workers = 1
+
     def map(self, jobs: Sequence[TrialJob], on_result: Callable[[TrialResult], None]) -> None:
         for job in jobs:
             on_result(run_trial(job))
+
+    def close(self) -> None:
+        pass
 
 
 def select_executor(workers: int | None, address: str | None) -> Executor:
     """InProcess, or Ray's (``--workers N`` local, ``--ray-address ADDR`` a cluster)."""
     if workers is None and address is None:
         return InProcess()
-    try:  # the distributed extra: edgec.fit.distributed and Ray itself
-        from edgec.fit.distributed import RayExecutor  # type: ignore[import-not-found]
-    except ImportError:
-        raise InputError(
-            "--workers and --ray-address run trials on Ray, which is not installed",
-            hint="pip install edgec[distributed]",
-        ) from None
-    return RayExecutor(workers, address)  # type: ignore[no-any-return]
+    from edgec.fit.distributed import RayExecutor  # says what to install without Ray
+
+    return RayExecutor(workers, address)
 
 
 # ------------------------------------------------------------------ inputs as bytes

@@ -123,7 +123,7 @@ class Search:
 
     def width(self) -> int:
         """Jobs handed to the executor at once: its ``workers`` (1 for InProcess)."""
-        return max(1, int(getattr(self.executor, "workers", 1)))
+        return max(1, self.executor.workers)
 
     def screen(self) -> list[dict[str, Any]]:
         """Candidates whose untrained structure fits every target, cheapest first.

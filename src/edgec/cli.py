@@ -370,12 +370,10 @@ def fit(
     executor = select_executor(workers, ray_address)
     start = time.perf_counter()
     try:
-        with (
-            captured_native_stderr(enabled=not _state["debug"]),
-            contextlib.closing(executor),  # a local Ray instance stops here
-            ui.FitTable() as table,
-        ):
-            outcome = run_fit(options, executor, table)
+        with captured_native_stderr(enabled=not _state["debug"]), contextlib.closing(executor):
+            _ = executor.workers  # Ray starts or is joined before the live table is drawn
+            with ui.FitTable() as table:
+                outcome = run_fit(options, executor, table)
     except (click.Abort, KeyboardInterrupt):
         if (out / "fit.json").is_file():  # the state is kept: say so before main's line
             state = printable(str(out / "fit.json"))

@@ -162,3 +162,11 @@ def test_two_ray_workers_choose_what_the_sequential_search_chose(fit_search, tmp
     screens = sorted(t["key"] for t in state["trials"] if t["kind"] == "screen")
     assert screens == sorted(t["key"] for t in fit_search.first["trials"] if t["kind"] == "screen")
     assert not ray.is_initialized()  # the local instance was stopped with the search
+
+
+def test_an_unreachable_ray_cluster_is_one_line(tmp_path):
+    pytest.importorskip("ray", reason="the distributed extra (CI installs it)")
+    out = tmp_path / "no-cluster"
+    run = run_edgec("fit", "--target", "cortex-m", "--ray-address", "127.0.0.1:1", "--out", out)
+    assert_clean_failure(run, "no Ray cluster answers at 127.0.0.1:1")
+    assert not out.exists()

@@ -586,7 +586,11 @@ PHASES: tuple[Callable[[BuildContext], None], ...] = (
 )
 
 
-def write_build(result: BuildResult, out: Path) -> None:
+def write_build(
+    result: BuildResult, out: Path, extra: dict[str, bytes] | None = None, html: str = ""
+) -> None:
+    """The build's files, report.json and report.html into ``out``, all at once; ``extra``
+    files and ``html`` (a report.html section) are edgec fit's."""
     from edgec.report.html import render_html
 
     report = result.report
@@ -595,7 +599,8 @@ def write_build(result: BuildResult, out: Path) -> None:
         {
             **result.files,
             "report.json": report.to_json().encode(),
-            "report.html": render_html(report).encode(),
+            "report.html": render_html(report, html).encode(),
+            **(extra or {}),
         },
     )
 

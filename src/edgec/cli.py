@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import traceback
@@ -52,6 +53,7 @@ def cli() -> None:
     edgec targets                                    list target profiles
     edgec check model.tflite --target cortex-m4,edgetpu --format junit --out checks.xml
     edgec diff old/report.json new/report.json --max-growth 5%
+    edgec fit model.keras --data d.npz --target cortex-m --budget flash=48KiB,ram=40KiB
     """
 
 
@@ -265,6 +267,134 @@ def build(
         )
     ui.print_summary(report, out, time.perf_counter() - start)
     sys.exit(EXIT_OK if report.ok else EXIT_CHECK_FAILED)
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--target",
+    "-t",
+    required=True,
+    metavar="NAME|PROFILE.toml[,...]",
+    help="Target(s) the model must fit, comma-separated: it fits all of them.",
+)
+@click.option(
+    "--data",
+    "-d",
+    type=click.Path(path_type=Path),
+    metavar="DATA",
+    help="Training, calibration and evaluation samples (as for build). Required with MODEL.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("edgec-out"),
+    show_default=True,
+    help="Output directory: fit.json while searching, then the "
+    "chosen build, recipe.toml and fit.json.",
+)
+@click.option(
+    "--budget",
+    metavar="flash=SIZE,ram=SIZE",
+    help="Override every target's model budget, e.g. flash=48KiB,ram=40KiB.",
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=6,
+    show_default=True,
+    help="Candidates trained (after the untrained screen rejected what cannot fit).",
+)
+@click.option(
+    "--max-screens",
+    type=click.IntRange(min=1),
+    default=48,
+    show_default=True,
+    help="Structures screened untrained (converted and measured, no training) at most.",
+)
+@click.option(
+    "--time-budget",
+    metavar="DURATION",
+    help="Start no new trial after this long, e.g. 20m, 90s, 1.5h.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Search seed: orders candidates of equal cost and seeds each trial.",
+)
+@click.option(
+    "--rungs",
+    default="1,2,4",
+    show_default=True,
+    metavar="EPOCHS,...",
+    help="Successive halving: epochs a stage at each rung; half go on to the next.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Run trials in parallel on a local Ray instance (pip install edgec[distributed]).",
+)
+@click.option("--ray-address", metavar="ADDR", help="Run trials on an existing Ray cluster.")
+@click.option(
+    "--calibration-samples",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Samples used to calibrate int8 ranges.",
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="The builds' accuracy check (reported; the search maximises accuracy).",
+)
+@custom_objects_option
+@debug_option
+def fit(
+    model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
+    trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
+    workers: int | None, ray_address: str | None, calibration_samples: int,
+    max_accuracy_drop: float, custom_objects: str | None,
+) -> None:  # fmt: skip
+    """Search compression recipes for the most accurate int8 model that fits the target(s).
+
+    Candidates (channel pruning, low rank, distillation width, clusters with LUT, QAT)
+    are screened untrained first; those that fit are trained by successive halving.
+    The winner is written as edgec build writes it, with fit.json and recipe.toml. The
+    same command again continues an interrupted search. Without MODEL, the built-in
+    example. Exit codes: 0 a model fits, 3 nothing fits (the misses are named), 1 error.
+    """
+    from edgec import ui
+    from edgec._native_log import captured_native_stderr
+    from edgec.fit.executor import select_executor
+    from edgec.fit.search import FitOptions, parse_duration, parse_rungs, run_fit
+
+    options = FitOptions(
+        model=model, target=target, data=data, out=out, budget=budget, trials=trials,
+        max_screens=max_screens,
+        time_budget=None if time_budget is None else parse_duration(time_budget), seed=seed,
+        rungs=parse_rungs(rungs), calibration_samples=calibration_samples,
+        max_accuracy_drop=max_accuracy_drop, custom_objects=custom_objects,
+    )  # fmt: skip
+    executor = select_executor(workers, ray_address)
+    start = time.perf_counter()
+    try:
+        with captured_native_stderr(enabled=not _state["debug"]), contextlib.closing(executor):
+            _ = executor.workers  # Ray starts or is joined before the live table is drawn
+            with ui.FitTable() as table:
+                outcome = run_fit(options, executor, table)
+    except (click.Abort, KeyboardInterrupt):
+        if (out / "fit.json").is_file():  # the state is kept: say so before main's line
+            state = printable(str(out / "fit.json"))
+            click.echo(f"{state} keeps the finished trials: run the same command to continue",
+                       err=True)  # fmt: skip
+        raise
+    ui.print_fit_summary(outcome, time.perf_counter() - start)
+    sys.exit(EXIT_OK if outcome.winner is not None else EXIT_CHECK_FAILED)
 
 
 @cli.command()

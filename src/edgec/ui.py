@@ -9,12 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
 from edgec.builder import Progress
 from edgec.errors import printable
+from edgec.fit.executor import TrialResult
+from edgec.fit.search import FitOutcome, FitProgress, Search
+from edgec.fit.space import short_key
+from edgec.fit.store import Record
 from edgec.pipeline.inspect import Inspection
 from edgec.report import BuildReport, CheckReport, LutCompression, TargetSection, to_plain
 from edgec.stages import find_stage, summary_line
@@ -358,3 +363,112 @@ def print_diff(deltas, limit: float, grown) -> None:
         out.print(f"[bold red]FAIL[/] grew more than {limit:.1%}: {t(what)} (exit code 3)")
     else:
         out.print(f"[bold green]PASS[/] nothing grew more than {limit:.1%}")
+
+
+# ---------------------------------------------------------------------------- edgec fit
+
+
+class FitTable(FitProgress):
+    """A live table of the search's trials on stderr: figures, verdict, best, time left."""
+
+    ROWS = 14  # the latest trials shown; fit.json keeps them all
+
+    def __init__(self) -> None:
+        self._live: Live | None = None
+        self._note = ""
+
+    def __enter__(self) -> FitTable:
+        self._live = Live(console=err, refresh_per_second=2, transient=False)
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def started(self, search: Search) -> None:
+        self._draw(search)
+
+    def record(self, search: Search, record: Record) -> None:
+        self._draw(search)
+
+    def message(self, text: str) -> None:
+        self._note = text
+
+    def _draw(self, search: Search) -> None:
+        if self._live is not None:
+            self._live.update(fit_table(search, self.ROWS, self._note))
+
+
+def fit_table(search: Search, rows: int, note: str = "") -> Table:
+    store, best = search.store, search.best()
+    summary = store.summary()
+    left = search.time_left()
+    table = Table(title=f"edgec fit: {t(search.options.target)}", title_justify="left")
+    for name in ("candidate", "epochs", "flash", "arena", "int8", "verdict", "s"):
+        left = name in ("candidate", "verdict")
+        table.add_column(name, justify="left" if left else "right", no_wrap=True,
+                         overflow="ellipsis", max_width=28 if left else None)  # fmt: skip
+    for record in store.records[-rows:]:
+        r = record.result
+        first = r.targets[0] if r.targets else {}
+        table.add_row(
+            t(short_key(record.params)), "screen" if r.epochs == 0 else str(r.epochs),
+            _bytes(first.get("flash_bytes")), _bytes(first.get("arena_bytes")),
+            "" if r.accuracy is None else f"{r.accuracy:g}", _verdict(r), f"{r.seconds:.1f}",
+        )  # fmt: skip
+    best_text = "none yet" if best is None else f"{best.result.key} ({best.result.accuracy:g})"
+    table.caption = t(
+        f"best fitting: {best_text} · screened {summary['screened']} "
+        f"({summary['rejected_without_training']} rejected untrained) · trained "
+        f"{summary['trained']} · "
+        + ("no time limit" if left is None else f"{max(left, 0) / 60:.1f} min left")
+        + (f" · {note}" if note else "")
+    )
+    return table
+
+
+def _verdict(r: TrialResult) -> str:
+    if r.error is not None:
+        return f"[red]error[/]: {t(r.error[:60])}"
+    if r.fits:
+        return "[green]fits[/]"
+    over = [f"{b['name']}@{tg['target']}" for tg in r.targets for b in tg["budgets"] if not b["ok"]]
+    return "[red]over[/]: " + t(", ".join(over) or ", ".join(r.failed_checks))
+
+
+def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
+    store, winner = outcome.store, outcome.winner
+    summary = store.summary()
+    out.print(
+        f"Searched {seconds / 60:.1f} min: {summary['screened']} structures screened untrained "
+        f"({summary['rejected_without_training']} rejected without training, "
+        f"{summary['rejected_seconds']:.1f} s), {summary['trained']} trained builds."
+    )
+    if winner is None:
+        out.print("[red]Nothing fits.[/] The closest candidate:")
+        for line in outcome.misses:
+            out.print(f" ✗ {t(line)}")
+        if outcome.closest_lever is not None:
+            out.print(f"The lever that came closest: {t(outcome.closest_lever)}")
+        out.print(
+            f"{t(store.path)} keeps every trial (the search's state): the same command with "
+            "more --trials or a larger --budget continues it."
+        )
+        return
+    r = winner.result
+    out.print(f"Chosen: [bold]{t(r.key)}[/] ({r.epochs} epoch(s) a stage), int8 {r.accuracy:g}")
+    for target in r.targets:
+        out.print(
+            f" {t(target['target'])}: flash {_bytes(target['flash_bytes'])} of "
+            f"{_bytes(target['flash_budget_bytes'])}, arena {_bytes(target['arena_bytes'])} of "
+            f"{_bytes(target['ram_budget_bytes'])}"
+        )
+    folder = store.path.parent
+    if outcome.recipe_toml is None:
+        out.print("No recipe needed: the model fits as a plain int8 build.")
+    else:
+        out.print(f"Recipe ({t(folder / 'recipe.toml')}; edgec build --recipe rebuilds it):")
+        for line in outcome.recipe_toml.rstrip().splitlines():
+            out.print(printable(line), markup=False)
+    out.print(f"Wrote {t(folder)} (the build, fit.json, recipe.toml, report.html)")

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from edgec.errors import InputError
 
 MARKER = "report.json"
+FIT_MARKER = "fit.json"  # an edgec fit's resumable state (edgec fit writes a build there last)
 _RETRIES = 20  # concurrent writers into one --out: each retry moves the other's result aside
 
 
@@ -47,9 +48,9 @@ def confined(root: Path, rel: str) -> Path:
 def prepare_output_dir(out: Path) -> None:
     """Refuse, before any work, an output folder edgec must not replace or cannot write."""
     names = _listing(out)
-    if names and MARKER not in names:
+    if names and MARKER not in names and FIT_MARKER not in names:
         raise InputError(
-            f"output directory {out} is not empty and holds no earlier edgec build",
+            f"output directory {out} is not empty and holds no earlier edgec build or fit",
             hint="give a new or empty directory with --out",
         )
     check_writable(out)

@@ -44,7 +44,9 @@ window.addEventListener('load', function () {
 """
 
 
-def render_html(report: BuildReport) -> str:
+def render_html(report: BuildReport, extra: str = "") -> str:
+    """The report page; ``extra`` is trusted HTML placed after the checks (edgec fit's
+    section), built by its caller with every piece of data escaped."""
     mem = report.memory
     verdict = (
         '<span class="verdict pass">PASS</span>'
@@ -81,6 +83,7 @@ def render_html(report: BuildReport) -> str:
             ],
         ),
     ]
+    parts.append(extra)
     summary = error_summary(
         report.layers, after_qat=report.after_qat, activations=report.model.activations
     )

@@ -54,6 +54,7 @@ class CompressionPlan:
     # given x only reconstructs x) or "teacher" (x only, distill: the teacher's outputs).
     targets_from: str = "labels"
     teacher: Any = None  # targets_from == "teacher": the input model
+    planned: Any = None  # the model after every stage's plan, untrained (edgec fit screens it)
 
     def labelled(self, data: Dataset) -> Dataset:
         """``data`` with the targets the training stages fit."""
@@ -114,6 +115,7 @@ def validate(recipe: Recipe, model, train: Dataset | None) -> CompressionPlan:
         sp = StagePlan(spec)
         plan.stages.append(sp)  # before planning: a stage reads the earlier ones' promises
         target = get_stage(spec.type).plan(sp, plan, target, train)
+    plan.planned = target
     return plan
 
 

@@ -1,0 +1,323 @@
+"""The search: screen candidates untrained, train the survivors by successive halving,
+build the winner.
+
+1. **Screen.** Candidates come cheapest first (``space.candidates``). Each new structure
+   (the levers that change flash, arena and MACs) is converted untrained and measured
+   (``trial.screen``); one that misses a budget on any target is rejected without
+   training. Screening stops once ``trials`` candidates fit (or time runs out).
+2. **Successive halving.** The candidates that fit train for ``rungs[0]`` epochs a stage,
+   each one a real build; the better half (by int8 accuracy) goes on to ``rungs[1]``
+   epochs, and so on.
+3. **The winner** is the most accurate trained trial that fits, ranked by (accuracy,
+   longer training, lower cost, key): the order in which results arrive cannot change
+   it. It is built once more, exactly as ``edgec build --recipe recipe.toml`` builds it,
+   and written into ``--out`` with ``fit.json`` and ``recipe.toml``.
+
+Every trial lands in ``fit.json`` as it finishes (``store.py``); the same command again
+skips what is there.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgec.errors import UsageError
+from edgec.fit import space
+from edgec.fit.executor import Executor, InProcess, TrialJob, TrialResult
+from edgec.fit.store import Record, Store, fingerprint
+
+DEFAULT_RUNGS = (1, 2, 4)
+MAX_SCREENS = 48  # default: structures screened at most (each converts and measures once)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitOptions:
+    model: Path | None  # None: the built-in example
+    target: str
+    data: Path | None = None
+    out: Path = Path("edgec-fit")
+    budget: str | None = None
+    trials: int = 6  # candidates trained (the first rung)
+    time_budget: float | None = None  # seconds; None: no limit
+    seed: int = 0
+    rungs: tuple[int, ...] = DEFAULT_RUNGS  # epochs a stage at each rung
+    max_screens: int = MAX_SCREENS  # structures screened untrained at most
+    calibration_samples: int = 300
+    max_accuracy_drop: float = 2.0
+    custom_objects: str | None = None
+
+
+class FitProgress:
+    """What the search tells its user; the CLI draws a live table, tests ignore it."""
+
+    def started(self, search: Search) -> None:
+        pass
+
+    def record(self, search: Search, record: Record) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+@dataclass
+class Search:
+    options: FitOptions
+    store: Store
+    levers: tuple[space.Lever, ...]
+    executor: Executor
+    progress: FitProgress
+    started: float = field(default_factory=time.monotonic)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> lever values
+
+    # ----------------------------------------------------------------- time and jobs
+
+    def time_left(self) -> float | None:
+        if self.options.time_budget is None:
+            return None
+        return self.options.time_budget - (time.monotonic() - self.started)
+
+    def out_of_time(self) -> bool:
+        left = self.time_left()
+        return left is not None and left <= 0
+
+    def job(self, params: dict[str, Any], epochs: int, rung: int) -> TrialJob:
+        o, key = self.options, space.candidate_key(params)
+        self.params[key] = params
+        return TrialJob(
+            key=key, params=params, epochs=epochs, rung=rung,
+            seed=space.trial_seed(o.seed, key), target=o.target,
+            model=None if o.model is None else str(o.model.absolute()),
+            data=None if o.data is None else str(o.data.absolute()),
+            budget=o.budget, calibration_samples=o.calibration_samples,
+            max_accuracy_drop=o.max_accuracy_drop, custom_objects=o.custom_objects,
+        )  # fmt: skip
+
+    def run(self, jobs: Sequence[TrialJob]) -> dict[str, TrialResult]:
+        """Run the jobs not in fit.json yet, in batches as wide as the executor, while time
+        is left; every job's result (stored or new) by key."""
+        done = {j.key: r for j in jobs if (r := self.store.result(j.key, j.epochs)) is not None}
+        todo = [j for j in jobs if j.key not in done]
+        width = self.width()
+        for start in range(0, len(todo), width):
+            if self.out_of_time():
+                self.progress.message("time budget reached: no new trials started")
+                break
+            self.executor.map(todo[start : start + width], lambda r: self._finished(r, done))
+        return done
+
+    def _finished(self, result: TrialResult, done: dict[str, TrialResult]) -> None:
+        params = self.params[result.key]
+        record = Record(params, space.cost(params, self.levers), result)
+        self.store.add(record)
+        done[result.key] = result
+        self.progress.record(self, record)
+
+    # ----------------------------------------------------------------- the phases
+
+    def width(self) -> int:
+        """Jobs handed to the executor at once: its ``workers`` (1 for InProcess)."""
+        return max(1, self.executor.workers)
+
+    def screen(self) -> list[dict[str, Any]]:
+        """Candidates whose untrained structure fits every target, cheapest first.
+
+        New structures are screened in batches as wide as the executor (the next ones in
+        candidate order), so a parallel executor screens in parallel.
+        """
+        order = space.candidates(self.levers, self.options.seed)
+        fitting: list[dict[str, Any]] = []
+        verdicts: dict[str, bool] = {}
+        for i, params in enumerate(order):
+            if len(fitting) >= self.options.trials or self.out_of_time():
+                break
+            structure = space.structure_key(params)
+            if structure not in verdicts:
+                if len(verdicts) >= self.options.max_screens:
+                    break
+                verdicts.update(self._screen_batch(order[i:], verdicts))
+                if structure not in verdicts:  # out of time
+                    break
+            if verdicts[structure]:
+                fitting.append(params)
+        return fitting
+
+    def _screen_batch(
+        self, order: list[dict[str, Any]], verdicts: dict[str, bool]
+    ) -> dict[str, bool]:
+        batch: dict[str, dict[str, Any]] = {}
+        for params in order:
+            structure = space.structure_key(params)
+            if structure not in verdicts and len(batch) < self.width():
+                batch.setdefault(structure, space.structural(params))
+        results = self.run([self.job(p, 0, -1) for p in batch.values()])
+        return {
+            structure: results[space.candidate_key(p)].fits
+            for structure, p in batch.items()
+            if space.candidate_key(p) in results
+        }
+
+    def halve(self, pool: list[dict[str, Any]]) -> None:
+        """Successive halving over ``pool``: each rung trains everyone left for more epochs
+        and keeps the better half of those that fit."""
+        rungs = self.options.rungs
+        for rung, epochs in enumerate(rungs):
+            results = self.run([self.job(p, epochs, rung) for p in pool])
+            ranked = sorted(
+                (r for r in results.values() if r.fits and r.accuracy is not None),
+                key=lambda r: self.rank(r),
+            )
+            if rung == len(rungs) - 1 or not ranked or self.out_of_time():
+                return
+            keep = {r.key for r in ranked[: max(1, math.ceil(len(ranked) / 2))]}
+            pool = [p for p in pool if space.candidate_key(p) in keep]
+
+    def rank(self, result: TrialResult) -> tuple:
+        """Sort key, best first: accuracy, then longer training, lower cost, the key."""
+        return (-score(result), -result.epochs, self.record_cost(result.key), result.key)
+
+    def record_cost(self, key: str) -> float:
+        return next(r.cost for r in self.store.records if r.result.key == key)
+
+    def best(self) -> Record | None:
+        trained = [r for r in self.store.records if r.result.epochs > 0 and r.result.fits]
+        trained = [r for r in trained if r.result.accuracy is not None]
+        return min(trained, key=lambda r: self.rank(r.result), default=None)
+
+
+def parse_duration(text: str) -> float:
+    """``20m``, ``90s``, ``1.5h`` or plain seconds, in seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if match is None or float(match[1]) <= 0:
+        raise UsageError(
+            f"--time-budget '{text}' is not a duration", hint="use e.g. 20m, 90s or 1.5h"
+        )
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def parse_rungs(text: str) -> tuple[int, ...]:
+    """``1,2,4``: the epochs a stage trains at each successive-halving rung."""
+    try:
+        rungs = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        rungs = ()
+    if not rungs or any(r < 1 for r in rungs):
+        raise UsageError(f"--rungs '{text}' is not a list of epochs", hint="use e.g. 1,2,4")
+    return rungs
+
+
+def score(result: TrialResult) -> float:
+    """Higher is better: top-1 and cosine as they are, RMSE negated."""
+    value = result.accuracy if result.accuracy is not None else -math.inf
+    return -value if result.metric == "rmse" else value
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+@dataclass
+class FitOutcome:
+    store: Store
+    winner: Record | None
+    misses: list[str]  # "cannot fit": how far the closest candidate is from each budget
+    closest_lever: str | None
+    recipe_toml: str | None = None
+    files_written: bool = False
+
+
+def run_fit(
+    options: FitOptions,
+    executor: Executor | None = None,
+    progress: FitProgress | None = None,
+    on_winner: Callable[[Search, Record], None] | None = None,
+) -> FitOutcome:
+    """Search, then build the winner into ``options.out`` (``fit/output.py``)."""
+    from edgec.fit.output import check_inputs, write_winner
+    from edgec.fit.trial import activation_types
+
+    check_inputs(options)
+    levers = space.supported_levers(activation_types())
+    store = Store.open(options.out, fingerprint(_fingerprint_inputs(options, levers)),
+                       _command(options))  # fmt: skip
+    search = Search(options, store, levers, executor or InProcess(), progress or FitProgress())
+    search.progress.started(search)
+    search.halve(search.screen())
+    winner = search.best()
+    store.winner = None if winner is None else winner.result.key
+    store.save()
+    if winner is None:
+        misses, lever = closest_misses(search)
+        return FitOutcome(store, None, misses, lever)
+    outcome = FitOutcome(store, winner, [], None)
+    write_winner(search, winner, outcome)
+    return outcome
+
+
+def _fingerprint_inputs(options: FitOptions, levers: tuple[space.Lever, ...]) -> dict[str, Any]:
+    o = asdict(options)
+    for key in ("out", "trials", "time_budget", "max_screens"):
+        o.pop(key)
+    return {**o, "levers": [asdict(lever) for lever in levers]}
+
+
+def _command(options: FitOptions) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
+
+
+def closest_misses(search: Search) -> tuple[list[str], str | None]:
+    """How far the closest candidate is from each budget it misses, and the lever that
+    came closest (the one in the candidate with the smallest worst overshoot)."""
+    records = search.store.records
+    if any(r.result.fits for r in records) and not any(r.result.epochs > 0 for r in records):
+        fit_untrained = sum(r.result.fits for r in records)
+        return [
+            f"time ran out before any candidate was trained ({fit_untrained} structure(s) fit "
+            "untrained): give a longer --time-budget, or run the same command again to continue"
+        ], None
+    measured = [r for r in records if r.result.targets]
+    if not measured:
+        return ["no candidate could be built (see the errors in fit.json)"], None
+    worst = {id(r): _worst_ratio(r.result) for r in measured}
+    best = min(measured, key=lambda r: (worst[id(r)], r.result.key))
+    misses = [
+        f"{t['target']} {b['name']} {_amount(b)} over its budget (closest candidate "
+        f"{best.result.key})"
+        for t in best.result.targets
+        for b in t["budgets"]
+        if not b["ok"] and b["value"] is not None and b["limit"] is not None
+    ]
+    if not misses:  # within budgets, but another check failed
+        why = best.result.error or ", ".join(best.result.failed_checks) or "a target check"
+        misses = [f"closest candidate {best.result.key} is within budget but failed: {why}"]
+    by_lever: dict[str, float] = {}
+    for r in measured:
+        for lever in search.levers:
+            value = r.params.get(lever.name, lever.values[0])
+            if value != lever.values[0]:
+                name = lever.name if value is True else f"{lever.name}={value}"
+                by_lever[name] = min(by_lever.get(name, math.inf), worst[id(r)])
+    lever_name = min(by_lever, key=lambda k: (by_lever[k], k)) if by_lever else None
+    return misses, lever_name
+
+
+def _worst_ratio(result: TrialResult) -> float:
+    ratios = [
+        b["value"] / b["limit"]
+        for t in result.targets
+        for b in t["budgets"]
+        if b["value"] is not None and b["limit"]
+    ]
+    return max(ratios, default=math.inf)
+
+
+def _amount(budget: dict[str, Any]) -> str:
+    value, limit, unit = budget["value"], budget["limit"], budget["unit"]
+    over = value - limit
+    text = f"{over:,.0f} B" if unit == "bytes" else f"{over:,.4g} {unit}".rstrip()
+    return f"by {text} ({value / limit:.2f}x)"

@@ -1,0 +1,175 @@
+"""One trial: a candidate screened (untrained, PTQ, measured) or trained and built for real.
+
+A trained trial is ``run_build`` with the candidate's recipe, so its figures are exactly
+those ``edgec build --recipe`` reports. A screen runs the build's own phases up to the
+target checks on the candidate's *untrained* transformation (the model every stage's
+``plan`` leaves: fewer channels, factorised kernels, the fresh student), with clustered
+kernels snapped to their cluster count, converted by post-training quantization: flash,
+exact arena, MACs and latency estimate without any training. Structure decides those
+figures, so a candidate whose screen misses a budget cannot fit once trained either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgec import builder
+from edgec.errors import EdgecError
+from edgec.fit.executor import TrialJob, TrialResult
+from edgec.fit.space import build_options, recipe_stages, recipe_toml
+from edgec.report import BuildReport, TargetSection
+
+BUDGET_CHECKS = ("flash", "ram", "latency")
+_SCREEN_BEFORE = (builder.load_model, builder.load_data, builder.translate_keras3,
+                  builder.validate_recipe, builder.train_example)  # fmt: skip
+_SCREEN_AFTER = (builder.convert, builder.measure_arena, builder.lut_compress,
+                 builder.check_targets)  # fmt: skip
+
+
+def activation_types() -> tuple[str, ...] | None:
+    """The activation types builds take; None while BuildOptions has no ``activations``."""
+    # MERGE (int16 helper): BuildOptions.activations and convert.ACTIVATIONS exist once the
+    # int16 branch is merged; then return ACTIVATIONS always and drop this check.
+    if "activations" not in {f.name for f in dataclasses.fields(builder.BuildOptions)}:
+        return None
+    from edgec.pipeline import convert
+
+    return tuple(getattr(convert, "ACTIVATIONS", ("int8",)))
+
+
+def run_job(job: TrialJob) -> TrialResult:
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgec-fit-") as folder:
+            options = job_options(job, Path(folder) / "recipe.toml")
+            if job.screen:
+                sections = screen(options)
+                return _result(job, start, sections, fits=all(s.ok for s in sections))
+            return _trained(job, start, builder.run_build(options).report)
+    except EdgecError as exc:
+        return _result(job, start, [], fits=False, error=str(exc))
+
+
+def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> builder.BuildOptions:
+    """The build a trial runs; its recipe (if any stage is on) written to ``recipe_path``."""
+    from edgec._tf import keras, tf
+
+    keras.utils.set_random_seed(job.seed)  # the stages seed themselves too (stages.plan.SEED)
+    # Many models predicted in one process make tf.function warn about retracing on every
+    # trial ("5 out of the last 11 calls ... triggered tf.function retracing"): harmless.
+    tf.get_logger().setLevel("ERROR")
+    recipe = None
+    if recipe_stages(job.params, max(job.epochs, 1)):
+        recipe_path.write_text(recipe_toml(job.params, max(job.epochs, 1)))
+        recipe = str(recipe_path)
+    return builder.BuildOptions(
+        model=Path(job.model) if job.model is not None else None,
+        target=job.target,
+        data=Path(job.data) if job.data is not None else None,
+        out=out,
+        budget=job.budget,
+        calibration_samples=job.calibration_samples,
+        max_accuracy_drop=job.max_accuracy_drop,
+        custom_objects=job.custom_objects,
+        recipe=recipe,
+        **build_options(job.params),
+    )
+
+
+def screen(options: builder.BuildOptions) -> list[TargetSection]:
+    """The target sections of the recipe's untrained transformation, PTQ int8."""
+    from edgec.pipeline.convert import start_converter
+
+    ctx = builder.new_context(options)
+    start_converter()
+    for phase in _SCREEN_BEFORE:
+        phase(ctx)
+    if ctx.recipe_plan is not None:
+        ctx.model = _snapped(ctx.recipe_plan)
+    for phase in _SCREEN_AFTER:
+        phase(ctx)
+    return ctx.sections
+
+
+def _snapped(plan: Any) -> Any:
+    """The planned (untrained) model with each clustered kernel snapped to its cluster
+    count, per channel or per tensor as the cluster stage planned it: the same distinct
+    values per kernel, so LUT compression sees what a trained clustering gives it."""
+    model = plan.planned
+    for sp in plan.stages:
+        if sp.spec.type != "cluster":
+            continue
+        for name, cfg in sp.layers.items():
+            layer = model.get_layer(name)
+            w = np.asarray(layer.kernel.numpy())
+            n = sp.spec["clusters"]
+            if cfg["per_channel"]:
+                snapped = np.stack([_snap(w[..., c], n) for c in range(w.shape[-1])], axis=-1)
+            else:
+                snapped = _snap(w, n)
+            layer.kernel.assign(snapped)
+    return model
+
+
+def _snap(w: np.ndarray, n: int) -> np.ndarray:
+    centroids = np.unique(np.quantile(w, (np.arange(n) + 0.5) / n))
+    return centroids[np.abs(w[..., None] - centroids).argmin(-1)].astype(w.dtype)
+
+
+def _trained(job: TrialJob, start: float, report: BuildReport) -> TrialResult:
+    failed = [c.name for c in report.checks if not c.ok]
+    failed += [f"{s.target}:{c.name}" for s in report.targets for c in s.checks if not c.ok]
+    fits = all(s.ok for s in report.targets) and all(
+        c.ok for c in report.checks if c.name != "accuracy"
+    )
+    acc = report.accuracy
+    return dataclasses.replace(
+        _result(job, start, report.targets, fits=fits),
+        metric=acc.metric,
+        accuracy=acc.int8,
+        float_accuracy=acc.float,
+        failed_checks=sorted(set(failed)),
+    )
+
+
+def _result(
+    job: TrialJob,
+    start: float,
+    sections: list[TargetSection],
+    *,
+    fits: bool,
+    error: str | None = None,
+) -> TrialResult:
+    return TrialResult(
+        key=job.key,
+        rung=job.rung,
+        epochs=job.epochs,
+        seconds=round(time.perf_counter() - start, 2),
+        fits=fits,
+        targets=[target_figures(s) for s in sections],
+        error=error,
+    )
+
+
+def target_figures(section: TargetSection) -> dict[str, Any]:
+    mem = section.memory
+    return {
+        "target": section.target,
+        "flash_bytes": mem.flash_bytes,
+        "flash_budget_bytes": mem.flash_budget_bytes,
+        "arena_bytes": mem.arena_bytes,
+        "ram_budget_bytes": mem.ram_budget_bytes,
+        "macs": section.figures.macs,
+        "latency_ms": section.figures.latency_estimate_ms,
+        "budgets": [
+            {"name": c.name, "value": c.value, "limit": c.limit, "ok": c.ok, "unit": c.unit}
+            for c in section.checks
+            if c.name in BUDGET_CHECKS
+        ],
+    }

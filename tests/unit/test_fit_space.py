@@ -1,0 +1,99 @@
+"""The search's pure parts: the candidates, their recipes, the executor's jobs, ranking."""
+
+from __future__ import annotations
+
+import pickle
+import random
+import tomllib
+
+import pytest
+
+from edgec.errors import UsageError
+from edgec.fit import space
+from edgec.fit.executor import InProcess, TrialJob, TrialResult, packed, unpacked
+from edgec.fit.search import FitOptions, FitProgress, Search, parse_duration, parse_rungs, score
+from edgec.fit.store import Record, Store
+from edgec.stages.recipe import parse_recipe
+
+LEVERS = space.supported_levers(None)
+
+
+def test_candidates_are_valid_deterministic_and_cheapest_first():
+    found = space.candidates(LEVERS, seed=3)
+    assert found == space.candidates(LEVERS, seed=3)
+    assert len({space.candidate_key(p) for p in found}) == len(found)
+    costs = [space.cost(p, LEVERS) for p in found]
+    assert costs == sorted(costs)
+    assert all((p["clusters"] is None) == (p["compress"] is None) for p in found)
+    assert {space.candidate_key(p) for p in found[:2]} == {"plain", "qat"}
+    # the seed only reorders candidates of equal cost
+    other = space.candidates(LEVERS, seed=4)
+    assert sorted(map(space.candidate_key, other)) == sorted(map(space.candidate_key, found))
+
+
+def test_every_candidate_recipe_parses_in_the_registry_order():
+    for params in space.candidates(LEVERS, seed=0):
+        if not space.recipe_stages(params, 2):
+            continue
+        data = tomllib.loads(space.recipe_toml(params, 2, note="test"))
+        recipe = parse_recipe(data, source="fit")
+        assert all(s["epochs"] >= 2 for s in recipe.stages)
+
+
+def test_a_recipe_carries_every_lever():
+    params = {"distill_width": 0.5, "channel_fraction": 0.25, "low_rank_energy": 0.9,
+              "clusters": 8, "compress": "lut", "qat": True}  # fmt: skip
+    data = tomllib.loads(space.recipe_toml(params, 3))
+    types = [s["type"] for s in data["stage"]]
+    assert types == ["distill", "prune_channels", "low_rank", "cluster", "qat"]
+    cluster = data["stage"][3]
+    assert cluster["clusters"] == 8 and cluster["per_channel"] is False  # after low_rank
+    assert data["stage"][0]["epochs"] == 3 * space.DISTILL_EPOCHS
+    assert space.build_options(params) == {"compress": "lut"}
+    assert space.structure_key(params) == space.candidate_key({**params, "qat": False})
+
+
+def test_jobs_and_results_are_plain_picklable_data(tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"model bytes")
+    images = tmp_path / "images" / "cat"
+    images.mkdir(parents=True)
+    (images / "a.png").write_bytes(b"png")
+    job = TrialJob("k", {"qat": True}, 1, 0, 5, "cortex-m", model=str(model),
+                   data=str(tmp_path / "images"))  # fmt: skip
+    job = pickle.loads(pickle.dumps(packed(job)))
+    assert sorted(job.files) == ["data/images/cat/a.png", "model/m.keras"]
+    there = unpacked(job, tmp_path / "worker")
+    assert open(there.model, "rb").read() == b"model bytes"  # noqa: SIM115
+    assert (tmp_path / "worker" / "data" / "images" / "cat" / "a.png").read_bytes() == b"png"
+    result = TrialResult("k", 0, 1, 2.0, True, metric="top1", accuracy=90.0)
+    assert TrialResult.from_dict(pickle.loads(pickle.dumps(result.to_dict()))) == result
+
+
+def test_the_winner_does_not_depend_on_the_order_results_arrive(tmp_path):
+    def record(key: str, accuracy: float, cost: float, fits: bool = True) -> Record:
+        result = TrialResult(key, 0, 1, 1.0, fits, metric="top1", accuracy=accuracy)
+        return Record({}, cost, result)
+
+    records = [record("c0", 90.0, 1.0), record("c1", 93.5, 2.0), record("c2", 93.5, 1.0),
+               record("c3", 88.0, 0.0), record("c4", 99.0, 0.0, fits=False)]  # fmt: skip
+    winners = set()
+    for seed in range(8):
+        store = Store(tmp_path / "fit.json", "fp", {})
+        store.records = random.Random(seed).sample(records, len(records))
+        search = Search(FitOptions(model=None, target="cortex-m"), store, LEVERS, InProcess(),
+                        FitProgress())  # fmt: skip
+        winners.add(search.best().result.key)
+    assert winners == {"c2"}  # a tie on accuracy goes to the cheaper candidate
+    assert score(TrialResult("r", 0, 1, 1.0, True, metric="rmse", accuracy=0.5)) == -0.5
+
+
+def test_durations_and_rungs():
+    assert parse_duration("20m") == 1200 and parse_duration("90s") == 90
+    assert parse_duration("1.5h") == 5400 and parse_duration("45") == 45
+    assert parse_rungs("1,2,4") == (1, 2, 4)
+    for bad in ("soon", "0m", "-3s"):
+        with pytest.raises(UsageError, match="not a duration"):
+            parse_duration(bad)
+    with pytest.raises(UsageError, match="not a list of epochs"):
+        parse_rungs("1,0")

@@ -464,6 +464,8 @@ def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
             f"{_bytes(target['flash_budget_bytes'])}, arena {_bytes(target['arena_bytes'])} of "
             f"{_bytes(target['ram_budget_bytes'])}"
         )
+    if r.failed_checks:  # fits, but the build's accuracy check (the objective) failed
+        out.print(f" [yellow]build check failed:[/] {t(', '.join(r.failed_checks))} (report.json)")
     folder = store.path.parent
     if outcome.recipe_toml is None:
         out.print("No recipe needed: the model fits as a plain int8 build.")

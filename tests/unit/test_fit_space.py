@@ -15,7 +15,7 @@ from edgec.fit.search import FitOptions, FitProgress, Search, parse_duration, pa
 from edgec.fit.store import Record, Store
 from edgec.stages.recipe import parse_recipe
 
-LEVERS = space.supported_levers(None)
+LEVERS = space.supported_levers(("int8", "int16"))
 
 
 def test_candidates_are_valid_deterministic_and_cheapest_first():

@@ -39,7 +39,9 @@ LEVERS = (
     # the same flash and arena, and less accuracy. A clustered candidate always compresses.
     Lever("compress", (None, "lut"), (0, 0), "compression of clustered kernels"),
     Lever("qat", (False, True), (0.5, 0), "quantization-aware training", "qat"),
-    Lever("activations", ("int8", "int16"), (0.5, 0), "activation type (16x8 mode)"),
+    # int16 activations (16x8) are more accurate but double the activations' RAM and are
+    # what regression and audio models need, rarely classifiers: tried after the cheap levers
+    Lever("activations", ("int8", "int16"), (0, 3), "activation type (16x8 mode)"),
 )
 LEVER_NAMES = tuple(lever.name for lever in LEVERS)
 # What changes the int8 model's structure (flash, arena, MACs): a screen's cache key.
@@ -47,11 +49,9 @@ STRUCTURAL = ("distill_width", "channel_fraction", "low_rank_energy", "clusters"
               "activations")  # fmt: skip
 
 
-def supported_levers(activations: tuple[str, ...] | None) -> tuple[Lever, ...]:
+def supported_levers(activations: tuple[str, ...]) -> tuple[Lever, ...]:
     """The levers this build supports: ``activations`` are the conversion's activation
-    types (None: BuildOptions has no ``activations`` yet, the lever is left out)."""
-    if activations is None:
-        return tuple(lever for lever in LEVERS if lever.name != "activations")
+    types."""
     return tuple(
         dataclasses.replace(lever, values=activations, costs=lever.costs[: len(activations)])
         if lever.name == "activations"
@@ -106,6 +106,8 @@ def candidates(levers: tuple[Lever, ...], seed: int) -> list[dict[str, Any]]:
         params = dict(zip((lever.name for lever in levers), values, strict=True))
         if (params["clusters"] is None) != (params["compress"] is None):
             continue  # compression needs clusters; clusters without it cannot shrink
+        if params["qat"] and params["activations"] != "int8":
+            continue  # TF-MOT's QAT trains int8 ranges: the build refuses QAT with int16
         found.append(params)
     return sorted(found, key=lambda p: (cost(p, levers), trial_seed(seed, candidate_key(p))))
 

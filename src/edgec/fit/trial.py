@@ -32,15 +32,11 @@ _SCREEN_AFTER = (builder.convert, builder.measure_arena, builder.lut_compress,
                  builder.check_targets)  # fmt: skip
 
 
-def activation_types() -> tuple[str, ...] | None:
-    """The activation types builds take; None while BuildOptions has no ``activations``."""
-    # MERGE (int16 helper): BuildOptions.activations and convert.ACTIVATIONS exist once the
-    # int16 branch is merged; then return ACTIVATIONS always and drop this check.
-    if "activations" not in {f.name for f in dataclasses.fields(builder.BuildOptions)}:
-        return None
-    from edgec.pipeline import convert
+def activation_types() -> tuple[str, ...]:
+    """The activation types builds take (``--activations``)."""
+    from edgec.pipeline.convert import ACTIVATIONS
 
-    return tuple(getattr(convert, "ACTIVATIONS", ("int8",)))
+    return ACTIVATIONS
 
 
 def run_job(job: TrialJob) -> TrialResult:

@@ -79,7 +79,9 @@ def _rewrite(model, sample: np.ndarray, *, bn_only: bool) -> Prepared:
     rewrites: list[str] = []
     folds = _bn_folds(model)
     relus = {} if bn_only else _relu_absorbs(model, folds)
-    scaler, input_scale, first_fold = (None, 1.0, None) if bn_only else _input_scaler(model)
+    scaler, input_scale, first_fold = _input_scaler(model)
+    if bn_only:
+        scaler, input_scale, first_fold = None, 1.0, None
     tensors: dict[int, Any] = {}
     inputs = []
     for tensor in model.inputs:

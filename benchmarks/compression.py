@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-RECIPES = (None, "prune-qat", "cluster-qat", "prune-cluster-qat", "distill")
-
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
@@ -42,11 +40,12 @@ def main() -> None:
 
     from edgec.artifact.stats import kernel_stats
     from edgec.builder import BuildOptions, run_build
+    from edgec.stages.recipe import builtin_recipe_names
     from edgec.targets import TfliteModel
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for recipe in RECIPES:
+        for recipe in (None, *builtin_recipe_names()):
             start = time.perf_counter()
             options = BuildOptions(
                 model=None, target=args.target, out=Path(tmp) / "out", recipe=recipe

@@ -141,6 +141,7 @@ _INITS = {
 
 def _cluster(sp, plan, model, train, validation, on_epoch) -> StageResult:
     from edgec._tf import cluster_weights_wrapper, keras, tfmot
+    from edgec.stages.qat_prepare import fold_batch_norms
 
     clustering = tfmot.clustering.keras
     spec = sp.spec
@@ -168,6 +169,9 @@ def _cluster(sp, plan, model, train, validation, on_epoch) -> StageResult:
             cluster_per_channel=cfg["per_channel"],
         )
 
+    # BatchNormalization folded first, so that the clusters are those of the kernels that
+    # ship (qat_prepare.fold_batch_norms says why; QAT would fold it later anyway).
+    model = fold_batch_norms(model, train.x[:256]).model
     wrapped = keras.models.clone_model(model, clone_function=wrap)
     fit(wrapped, sp, plan, train, validation, on_epoch)
     stripped = clustering.strip_clustering(wrapped)

@@ -59,12 +59,29 @@ class Prepared:
 
 def prepare_for_qat(model, sample: np.ndarray) -> Prepared:
     """The model rewritten for QAT, proven equal to ``model`` on ``sample``."""
+    return _rewrite(model, sample, bn_only=False)
+
+
+def fold_batch_norms(model, sample: np.ndarray) -> Prepared:
+    """Only the BatchNormalization folds of ``prepare_for_qat`` (same input, same output).
+
+    The cluster stage folds first: folding after clustering multiplies each output unit's
+    kernel column by its own gamma / sqrt(variance), so 16 values per tensor become up to
+    16 x units, and TF-MOT's CQAT skips a layer above 1,024 centroids with only a warning
+    ("No clustering performed on layer ... Too many centroids to cluster").
+    """
+    return _rewrite(model, sample, bn_only=True)
+
+
+def _rewrite(model, sample: np.ndarray, *, bn_only: bool) -> Prepared:
     from edgec._tf import keras
 
     rewrites: list[str] = []
     folds = _bn_folds(model)
-    relus = _relu_absorbs(model, folds)
+    relus = {} if bn_only else _relu_absorbs(model, folds)
     scaler, input_scale, first_fold = _input_scaler(model)
+    if bn_only:
+        scaler, input_scale, first_fold = None, 1.0, None
     tensors: dict[int, Any] = {}
     inputs = []
     for tensor in model.inputs:

@@ -42,14 +42,14 @@ def test_every_candidate_recipe_parses_in_the_registry_order():
 
 def test_a_recipe_carries_every_lever():
     params = {"distill_width": 0.5, "channel_fraction": 0.25, "low_rank_energy": 0.9,
-              "clusters": 8, "compress": "lut", "qat": True}  # fmt: skip
+              "clusters": 8, "compress": "auto", "qat": True}  # fmt: skip
     data = tomllib.loads(space.recipe_toml(params, 3))
     types = [s["type"] for s in data["stage"]]
     assert types == ["distill", "prune_channels", "low_rank", "cluster", "qat"]
     cluster = data["stage"][3]
     assert cluster["clusters"] == 8 and cluster["per_channel"] is False  # after low_rank
     assert data["stage"][0]["epochs"] == 3 * space.DISTILL_EPOCHS
-    assert space.build_options(params) == {"compress": "lut"}
+    assert space.build_options(params) == {"compress": "auto"}
     assert space.structure_key(params) == space.candidate_key({**params, "qat": False})
 
 

@@ -36,8 +36,11 @@ LEVERS = (
     Lever("low_rank_energy", (None, 0.95, 0.85), (0, 1, 2.5), "singular values kept (SVD)", "svd"),
     Lever("clusters", (None, 16, 8), (0, 1, 2), "values per kernel (then --compress)", "clusters"),
     # Clustering pays on the chip only through compression: without it the int8 model has
-    # the same flash and arena, and less accuracy. A clustered candidate always compresses.
-    Lever("compress", (None, "lut"), (0, 0), "compression of clustered kernels"),
+    # the same flash and arena, and less accuracy. A clustered candidate always compresses,
+    # with --compress auto: only the kernels whose decoded copy fits the RAM budget (a
+    # small per-channel kernel, e.g. DS-CNN's depthwise 3x3, saves nothing: its tables
+    # cost more than its packed indices save, and `lut` would refuse the whole model).
+    Lever("compress", (None, "auto"), (0, 0), "compression of clustered kernels"),
     Lever("qat", (False, True), (0.5, 0), "quantization-aware training", "qat"),
     # int16 activations (16x8) are more accurate but double the activations' RAM and are
     # what regression and audio models need, rarely classifiers: tried after the cheap levers

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from edgec import __version__
+from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
 from edgec.errors import EdgecError, printable
 from edgec.export.layouts import LAYOUTS
 from edgec.pipeline.convert import ACTIVATIONS, IO_TYPES
@@ -57,6 +58,22 @@ def cli() -> None:
     """
 
 
+# build and fit (whose trials are builds) share these
+calibration_samples_option = click.option(
+    "--calibration-samples",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CALIBRATION_SAMPLES,
+    show_default=True,
+    help="Samples used to calibrate int8 ranges; the rest evaluate the model.",
+)
+max_accuracy_drop_option = click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Largest allowed top-1 drop, in percentage points, from float to int8 "
+    "(edgec fit reports it; the search maximises accuracy).",
+)
 custom_objects_option = click.option(
     "--custom-objects",
     metavar="FILE.py|MODULE",
@@ -136,20 +153,8 @@ def stage_short_forms(command: _F) -> _F:
     help="int16: TFLite's 16x8 mode (int16 activations, int8 weights) for regression, "
     "audio and autoencoders where int8 loses too much; TFLM and Ethos-U targets.",
 )
-@click.option(
-    "--calibration-samples",
-    type=click.IntRange(min=1),
-    default=300,
-    show_default=True,
-    help="Samples used to calibrate int8 ranges; the rest evaluate the model.",
-)
-@click.option(
-    "--max-accuracy-drop",
-    type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
-    help="Largest allowed top-1 drop, in percentage points, from float to int8.",
-)
+@calibration_samples_option
+@max_accuracy_drop_option
 @click.option("--name", help="Model name for C identifiers (default: the file name).")
 @click.option(
     "--phone-variants",
@@ -338,20 +343,8 @@ def build(
     help="Run trials in parallel on a local Ray instance (pip install edgec[distributed]).",
 )
 @click.option("--ray-address", metavar="ADDR", help="Run trials on an existing Ray cluster.")
-@click.option(
-    "--calibration-samples",
-    type=click.IntRange(min=1),
-    default=300,
-    show_default=True,
-    help="Samples used to calibrate int8 ranges.",
-)
-@click.option(
-    "--max-accuracy-drop",
-    type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
-    help="The builds' accuracy check (reported; the search maximises accuracy).",
-)
+@calibration_samples_option
+@max_accuracy_drop_option
 @custom_objects_option
 @debug_option
 def fit(

@@ -74,8 +74,12 @@ def evaluate(
 
 
 def with_device_accuracy(
-    result: Evaluation, float_out: np.ndarray, tflm_out: np.ndarray, data: Dataset,
-    *, max_drop: float,
+    result: Evaluation,
+    float_out: np.ndarray,
+    tflm_out: np.ndarray,
+    data: Dataset,
+    *,
+    max_drop: float,
 ) -> Evaluation:
     """Judge the int8 model as the device runs it too: TFLM's outputs, not only LiteRT's.
 

@@ -140,7 +140,9 @@ class Search:
             structure = space.structure_key(params)
             if structure not in verdicts:
                 if len(verdicts) >= self.options.max_screens:
-                    break
+                    # no new screens, but the later candidates of a structure that fit
+                    # still count (e.g. its variant without QAT, which costs more)
+                    continue
                 verdicts.update(self._screen_batch(order[i:], verdicts))
                 if structure not in verdicts:  # out of time
                     break
@@ -284,7 +286,10 @@ def closest_misses(search: Search) -> tuple[list[str], str | None]:
     if not measured:
         return ["no candidate could be built (see the errors in fit.json)"], None
     worst = {id(r): _worst_ratio(r.result) for r in measured}
-    best = min(measured, key=lambda r: (worst[id(r)], r.result.key))
+    # a trained build is the verdict (QAT can grow a model that fit untrained): the closest
+    # candidate is a trained one when any was trained
+    trained = [r for r in measured if r.result.epochs > 0]
+    best = min(trained or measured, key=lambda r: (worst[id(r)], r.result.key))
     misses = [
         f"{t['target']} {b['name']} {_amount(b)} over its budget (closest candidate "
         f"{best.result.key})"

@@ -46,7 +46,10 @@ def run_job(job: TrialJob) -> TrialResult:
             options = job_options(job, Path(folder) / "recipe.toml")
             if job.screen:
                 sections = screen(options)
-                return _result(job, start, sections, fits=all(s.ok for s in sections))
+                return dataclasses.replace(
+                    _result(job, start, sections, fits=all(s.ok for s in sections)),
+                    failed_checks=_failed_target_checks(sections),
+                )
             return _trained(job, start, builder.run_build(options).report)
     except EdgecError as exc:
         return _result(job, start, [], fits=False, error=str(exc))
@@ -119,8 +122,7 @@ def _snap(w: np.ndarray, n: int) -> np.ndarray:
 
 
 def _trained(job: TrialJob, start: float, report: BuildReport) -> TrialResult:
-    failed = [c.name for c in report.checks if not c.ok]
-    failed += [f"{s.target}:{c.name}" for s in report.targets for c in s.checks if not c.ok]
+    failed = [c.name for c in report.checks if not c.ok] + _failed_target_checks(report.targets)
     fits = all(s.ok for s in report.targets) and all(
         c.ok for c in report.checks if c.name != "accuracy"
     )
@@ -132,6 +134,12 @@ def _trained(job: TrialJob, start: float, report: BuildReport) -> TrialResult:
         float_accuracy=acc.float,
         failed_checks=sorted(set(failed)),
     )
+
+
+def _failed_target_checks(sections: list[TargetSection]) -> list[str]:
+    """``target:check`` for every failed check of every target (a screen names them too,
+    so "cannot fit" can say which check a candidate within its budgets failed)."""
+    return [f"{s.target}:{c.name}" for s in sections for c in s.checks if not c.ok]
 
 
 def _result(

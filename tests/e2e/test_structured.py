@@ -397,6 +397,49 @@ def test_low_rank_skips_layers_where_it_does_not_pay():
     assert [lay.name for lay in new.layers[1:]] == ["square"]
 
 
+def test_low_rank_skips_a_saving_too_small_to_survive_into_int8():
+    """A rank-28 64x64 Dense saves 12.5% of its weights factorised: less than a quarter,
+    which the extra op's own tensors and arena would eat; with min_saving=0 it goes."""
+    from edgec._tf import keras
+
+    inputs = keras.layers.Input((64,))
+    layer = keras.layers.Dense(64, name="fc")
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([_low_rank_kernel((64, 64), 28), layer.bias.numpy()])
+    _, report = factorise(model, energy=0.9999)
+    (row,) = report.layers
+    assert not row.factorised and "less than 25% saved" in row.note, row
+    new, report = factorise(model, energy=0.9999, min_saving=0)
+    (row,) = report.layers
+    assert row.rank == 28 and row.new_params == 28 * 128 + 64, row
+    assert [lay.name for lay in new.layers[1:]] == ["fc" + SUFFIX, "fc"]
+
+
+def test_low_rank_stage_not_required_passes_the_model_on():
+    """A built-in chain (tiny) on a model where nothing pays: ``required = false`` plans
+    the model unchanged and says why; ``required = true`` (the default) stops."""
+    from edgec._tf import keras
+    from edgec.datasets.loading import Dataset
+    from edgec.stages.plan import validate
+    from edgec.stages.recipe import parse_recipe
+
+    inputs = keras.layers.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="square")(inputs))
+    rng = np.random.default_rng(SEED)
+    train = Dataset(rng.normal(size=(32, 6)).astype(np.float32), rng.integers(0, 3, 32), "t")
+
+    def plan(required: bool):
+        stage = {"type": "low_rank", "energy": 0.9, "required": required}
+        return validate(parse_recipe({"name": "r", "stage": [stage]}, source="t"), model, train)
+
+    with pytest.raises(InputError, match="no layer gets smaller") as info:
+        plan(True)
+    assert "required = false" in info.value.hint
+    passed = plan(False)
+    assert passed.planned is model and passed.stages[0].layers == {}
+    assert "does not pay" in passed.stages[0].skipped["square"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [

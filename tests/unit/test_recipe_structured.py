@@ -15,10 +15,19 @@ def test_defaults_and_builtin_recipes():
     pc, lr = recipe.stage("prune_channels"), recipe.stage("low_rank")
     assert (pc["fraction"], pc["multiple"], pc["importance"], pc["steps"]) == (0.5, 4, "l1", 2)
     assert (lr["energy"], lr["conv"], lr["layers"]) == (0.9, "channel", [])
+    assert (lr["min_saving"], lr["required"]) == (0.25, True)
     assert load_recipe("channels-qat").types == ("prune_channels", "qat")
     assert load_recipe("channels-qat").stage("prune_channels")["fraction"] == 0.5
     assert "channels" in load_recipe("channels-qat").description
-    assert load_recipe("tiny").types == ("prune_channels", "low_rank", "cluster", "qat")
+    tiny = load_recipe("tiny")
+    assert tiny.types == ("prune_channels", "low_rank", "cluster", "qat")
+    # tiny chains whatever pays: low rank may find nothing (MobileNetV1), and channels
+    # get channels-qat's fine-tuning (2 x 2 epochs lost DS-CNN 3 points)
+    assert tiny.stage("low_rank")["required"] is False
+    assert (
+        tiny.stage("prune_channels")["epochs"]
+        == load_recipe("channels-qat").stage("prune_channels")["epochs"]
+    )
 
 
 @pytest.mark.parametrize(

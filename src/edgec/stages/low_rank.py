@@ -13,7 +13,14 @@ from edgec.stages.metrics import LowRankMetrics
 from edgec.stages.plan import CompressionPlan, StagePlan, StageResult, fit
 from edgec.stages.prune_channels import shrink, shrink_parts
 from edgec.stages.recipe import StageSpec
-from edgec.stages.structure.low_rank import CONV_METHODS, LowRankReport, factorise
+from edgec.stages.structure.low_rank import (
+    CONV_METHODS,
+    MIN_SAVING,
+    SUFFIX,
+    LowRankReport,
+    factorise,
+)
+from edgec.targets.weights import Expectations
 
 _SAMPLES = 256  # validation samples the output error of each factorised layer is measured on
 
@@ -42,6 +49,12 @@ class LowRank(Stage):
         ),
         "layers": Param(list, [], help="layer names; empty: every Dense and Conv2D"),
         "conv": Param(str, "channel", choices=CONV_METHODS),
+        "min_saving": Param(
+            float, MIN_SAVING, 0, 0.99, help="share of a layer's parameters and MACs to remove"
+        ),
+        "required": Param(
+            bool, True, help="false: where no layer gets smaller, pass the model on unchanged"
+        ),
     }
     short_form = ShortForm(
         help="Short form: low_rank, keep ENERGY of each kernel's singular values (e.g. 0.9).",
@@ -59,22 +72,34 @@ class LowRank(Stage):
     def plan(self, sp: StagePlan, plan: CompressionPlan, model: Any, train: Any) -> Any:
         factorised, report = _factorise(sp.spec, model)
         _record(sp, report)
-        if not report.factorised:
+        if not report.factorised and sp.spec["required"]:
             raise InputError(
                 f"recipe {sp.spec.label}: no layer gets smaller by low-rank factorisation",
-                hint="; ".join(f"{k}: {v}" for k, v in sp.skipped.items()) or "remove the stage",
+                hint=("; ".join(f"{k}: {v}" for k, v in sp.skipped.items()) or "remove the stage")
+                + " (or set required = false to pass such a model on unchanged)",
             )
-        return factorised  # later stages plan on the factorised model
+        return factorised if report.factorised else model  # later stages plan on this
 
     def run(self, sp, plan, model, train, validation, on_epoch) -> StageResult:
         factorised, report = _factorise(sp.spec, model, validation.x[:_SAMPLES])
         _record(sp, report)  # the trained weights decide the ranks, not the planned ones
-        fit(factorised, sp, plan, train, validation, on_epoch)
+        if report.factorised:
+            fit(factorised, sp, plan, train, validation, on_epoch)
+        else:  # required = false: nothing pays, so the model goes on as it came
+            factorised = model
         metrics = LowRankMetrics(shrink(model, factorised), sp.spec["conv"], _layers(report))
         return StageResult(factorised, metrics)
 
+    def expectations(self, sp: StagePlan) -> Expectations:
+        """Proof in the int8 model: each factorised layer's first factor has its rank."""
+        return Expectations(
+            channels={name + SUFFIX: cfg["rank"] for name, cfg in sp.layers.items()}
+        )
+
     def summary_parts(self, m: dict[str, Any]) -> list[str]:
         ranks = [f"{name} rank {row['rank']}" for name, row in m.get("factorised", {}).items()]
+        if "factorised" in m and not ranks:
+            return ["no layer gets smaller: the model is passed on unchanged"]
         return shrink_parts(m) + ranks
 
 
@@ -87,6 +112,7 @@ def _factorise(spec: StageSpec, model, x=None) -> tuple[Any, LowRankReport]:
         layers=spec["layers"] or None,
         conv=spec["conv"],
         x=x,
+        min_saving=spec["min_saving"],
     )
 
 

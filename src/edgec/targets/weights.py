@@ -135,8 +135,9 @@ def _check_channels(stats: list[KernelStats], kept: dict[str, int]) -> Check:
         (parts if ok else bad).append(f"{layer} {count if ok else found} (kept {count})")
     ok = not bad
     detail = (
-        "int8 kernels have the channels channel pruning kept: " + ", ".join(parts)
+        "int8 kernels have the channels the structural stages left: " + ", ".join(parts)
         if ok
-        else "channel pruning did not survive into the int8 model: " + "; ".join(bad)
+        else "the structural stages' channels did not survive into the int8 model: "
+        + "; ".join(bad)
     )
     return Check("channels", ok, detail, value=len(bad), limit=0, unit="layers off")

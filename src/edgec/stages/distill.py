@@ -1,6 +1,12 @@
 """The distill stage: train a smaller student (a file, or the teacher at a width) on the
 teacher's softened outputs. Later stages apply to the student.
 
+A student derived at a width starts from the teacher's own weights: its most important
+channels, chosen and cut out as ``prune_channels`` does (``init = "teacher"``, the
+default), so that distillation refines a good model instead of training one from nothing.
+Measured on the benchmarks' MobileNetV1-0.25 (stand-in data, width 0.5, 30 epochs): a
+fresh student ended 3.7 points below the teacher; ``init = "random"`` is that student.
+
 loss = alpha * CE(labels, student) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T));
 MSE between the outputs for regression. tf_keras has no compute_loss hook that sees the
 teacher, so ``train_step`` is overridden.
@@ -26,6 +32,8 @@ from edgec.stages.plan import (
 )
 from edgec.stages.recipe import StageSpec
 
+INITS = ("teacher", "random")  # a derived student: the teacher's strongest channels, or fresh
+
 
 def _short_form(value: str) -> dict[str, Any]:
     try:
@@ -48,6 +56,9 @@ class Distill(Stage):
         "width": Param(float, 0.5, 0, 1, open_low=True, help="filter/unit multiplier"),
         "temperature": Param(float, 4.0, 0, 100, open_low=True, help="softening temperature"),
         "alpha": Param(float, 0.1, 0, 1, help="weight of the hard (label) loss"),
+        "init": Param(
+            str, "teacher", choices=INITS, help="a derived student's start: teacher or random"
+        ),
     }
     short_form = ShortForm(
         help="Short form: distil into a student WIDTH times as wide (e.g. 0.5) or a model file.",
@@ -70,11 +81,17 @@ class Distill(Stage):
     def plan(self, sp: StagePlan, plan: CompressionPlan, model: Any, train: Any) -> Any:
         from edgec._tf import keras
 
-        plan.student = _plan_student(sp.spec, model)
+        plan.student, plan.student_origin = _plan_student(sp.spec, model)
         check_model_kind(plan.student, keras, what="the student")
         return plan.student
 
     def run(self, sp, plan, model, train, validation, on_epoch) -> StageResult:
+        if not sp.spec["student"] and sp.spec["init"] == "teacher":
+            # the teacher's channels as trained now (the built-in example is planned on its
+            # untrained model); the structure is the planned one: it depends on shapes only
+            plan.student, plan.student_origin = derive_student(
+                model, sp.spec["width"], sp.spec["init"]
+            )
         return _distill(sp, plan, model, plan.student, train, validation, on_epoch)
 
     def summary_parts(self, m: dict[str, Any]) -> list[str]:
@@ -83,16 +100,17 @@ class Distill(Stage):
         return [f"parameters {m['teacher_parameters']:,} → {m['student_parameters']:,}"]
 
 
-def _plan_student(spec: StageSpec, teacher):
+def _plan_student(spec: StageSpec, teacher) -> tuple[Any, str]:
+    """The student and where it came from (for the metrics)."""
     from edgec.pipeline.model_io import load_keras_model
 
     if spec["student"]:
         path = Path(spec["student"])
         if not path.exists():
             raise fail(spec, f"student model {path} does not exist", "give an existing file")
-        student = load_keras_model(path)
+        student, how = load_keras_model(path), spec["student"]
     else:
-        student = derive_student(teacher, spec["width"])
+        student, how = derive_student(teacher, spec["width"], spec["init"])
     for what, t, s in (
         ("input", teacher.inputs[0], student.inputs[0]),
         ("output", teacher.outputs[0], student.outputs[0]),
@@ -104,17 +122,44 @@ def _plan_student(spec: StageSpec, teacher):
                 f"{list(t.shape[1:])}",
                 "the student must take the same inputs and give the same outputs",
             )
-    return student
+    return student, how
 
 
-def derive_student(teacher, width: float):
-    """The teacher's architecture with ``width`` times the filters/units (fresh weights).
+def derive_student(teacher, width: float, init: str = "teacher") -> tuple[Any, str]:
+    """The teacher with ``width`` times the filters/units, and how it was derived.
 
-    The last layer with filters/units keeps its size: it defines the model's output.
+    ``init = "teacher"``: the teacher's most important channels (filter L1 norm), cut out
+    with their weights by channel pruning at ``1 - width``, which follows the dependency
+    groups (residual Adds, depthwise convs, Flatten -> Dense) and rounds channel counts to
+    a multiple of 4; a model channel pruning cannot take gets fresh weights, and the
+    returned text says so. ``init = "random"``: the architecture alone, fresh weights. The
+    layer that defines the model's output keeps its size either way.
     """
     from edgec._tf import keras
 
     keras.utils.set_random_seed(SEED)
+    derived = f"derived: width x{width:g}"
+    if init == "teacher":
+        from edgec.stages.structure.channel_prune import (
+            apply_channel_pruning,
+            plan_channel_pruning,
+        )
+
+        try:
+            pruned = plan_channel_pruning(teacher, 1 - width)
+        except InputError as exc:
+            return _fresh(teacher, width), f"{derived}, fresh weights ({exc.message})"
+        if pruned.groups:
+            return apply_channel_pruning(teacher, pruned), f"{derived}, the teacher's channels"
+        why = "; ".join(f"{', '.join(g.layers)}: {g.reason}" for g in pruned.skipped)
+        return _fresh(teacher, width), f"{derived}, fresh weights (no channel group: {why})"
+    return _fresh(teacher, width), f"{derived}, fresh weights"
+
+
+def _fresh(teacher, width: float):
+    """The teacher's architecture with ``width`` times the filters/units, fresh weights."""
+    from edgec._tf import keras
+
     sized = [
         lay
         for lay in teacher.layers
@@ -224,7 +269,7 @@ def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageRe
     metrics = DistillMetrics(
         teacher_parameters=int(teacher.count_params()),
         student_parameters=int(student.count_params()),
-        student=spec["student"] or f"derived: width x{spec['width']:g}",
+        student=plan.student_origin,
         temperature=float(spec["temperature"]),
         alpha=float(spec["alpha"]),
     )

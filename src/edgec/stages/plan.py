@@ -50,6 +50,7 @@ class CompressionPlan:
     task: str  # "classes" | "targets"
     output_shape: tuple[int, ...] = ()
     student: Any = None  # distill: the (untrained) student model
+    student_origin: str = ""  # distill: the student's file, or how it was derived
     # Where training targets come from: "labels" (the data's y), "inputs" (an autoencoder
     # given x only reconstructs x) or "teacher" (x only, distill: the teacher's outputs).
     targets_from: str = "labels"

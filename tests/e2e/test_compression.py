@@ -119,6 +119,7 @@ def test_distilled_student_is_smaller_and_both_accuracies_are_reported(distill_b
     report = distill_build.report
     m = _stages(report)["distill"]["metrics"]
     assert m["student_parameters"] * 2 <= m["teacher_parameters"], m
+    assert m["student"] == "derived: width x0.5, the teacher's channels"
     assert m["teacher_accuracy"] == m["accuracy_before"] > 90
     assert m["student_accuracy"] == m["accuracy_after"] > 85
     assert report["model"]["parameters"] == m["student_parameters"]
@@ -454,3 +455,53 @@ def test_bias_less_conv_is_clustered_per_channel_into_int8(odd_models, tmp_path)
     kernel = find_kernel(kernel_stats(TfliteModel.from_bytes(build.tflite)), "nobias")
     assert kernel is not None and kernel.per_channel and kernel.unique_per_channel <= 4
     assert {c["name"]: c for c in build.report["checks"]}["clusters"]["ok"]
+
+
+def test_cqat_keeps_the_clusters_of_relu6_layers():
+    """TF-MOT's CQAT gives no cluster centroids to a layer annotated with its own
+    QuantizeConfig (edgec's relu6 layers, every conv of MobileNetV1) and trains its kernel
+    freely: the QAT stage snaps such kernels back to their clusters after every batch."""
+    from edgec._tf import keras
+    from edgec.datasets.loading import Dataset
+    from edgec.stages.plan import run_stage, validate
+    from edgec.stages.recipe import parse_recipe
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = layers.Input((8, 8, 4))
+    x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(16, 3, name="conv")(inputs)))
+    x = layers.ReLU(6.0)(layers.Conv2D(16, 1, name="pointwise")(x))
+    model = keras.Model(inputs, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
+    rng = np.random.default_rng(0)
+    x_all = rng.normal(size=(96, 8, 8, 4)).astype(np.float32)
+    y_all = rng.integers(0, 4, 96)
+    train, validation = Dataset(x_all[:64], y_all[:64], "t"), Dataset(x_all[64:], y_all[64:], "v")
+    stages = [{"type": "cluster", "clusters": 8, "epochs": 1},
+              {"type": "qat", "epochs": 2, "learning_rate": 1e-2}]  # fmt: skip
+    plan = validate(parse_recipe({"name": "c", "stage": stages}, source="t"), model, train)
+    for sp in plan.stages:
+        model = run_stage(sp, plan, model, train, validation).model
+    kernels = {v.name.split("/")[-2]: v.numpy() for v in model.weights
+               if v.name.split("/")[-1] == "kernel:0"}  # fmt: skip
+    for name in ("conv", "pointwise"):
+        kernel = kernels[name]
+        per_channel = [len(np.unique(kernel[..., c])) for c in range(kernel.shape[-1])]
+        assert max(per_channel) <= 8, (name, per_channel)
+
+
+def test_a_derived_student_starts_from_the_teachers_strongest_channels(user_model):
+    from edgec._tf import keras
+    from edgec.stages.distill import derive_student
+
+    teacher = keras.models.load_model(user_model.keras, compile=False)
+    student, origin = derive_student(teacher, 0.5)
+    assert origin == "derived: width x0.5, the teacher's channels"
+    t, s = teacher.get_layer("conv2d").kernel.numpy(), student.get_layer("conv2d").kernel.numpy()
+    assert s.shape[-1] == t.shape[-1] // 2
+    norms = np.abs(t).sum(axis=(0, 1, 2))
+    kept = np.sort(np.argsort(-norms)[: s.shape[-1]])  # the largest filters (L1), in order
+    np.testing.assert_array_equal(s, t[..., kept])
+    fresh, origin = derive_student(teacher, 0.5, "random")
+    assert origin == "derived: width x0.5, fresh weights"
+    assert fresh.count_params() < teacher.count_params()
+    assert not np.allclose(fresh.get_layer("conv2d").kernel.numpy()[..., :1], s[..., :1])

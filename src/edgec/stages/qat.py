@@ -17,6 +17,7 @@ from edgec.stages.base import ShortForm, Stage, register, training_params
 from edgec.stages.metrics import QatMetrics
 from edgec.stages.plan import CompressionPlan, StagePlan, StageResult, fail, fit, scaled
 from edgec.stages.recipe import StageSpec
+from edgec.targets.weights import Expectations
 
 _QAT_UNSUPPORTED = {
     "LayerNormalization": "use BatchNormalization after a Conv/Dense, or skip QAT",
@@ -54,8 +55,7 @@ class Qat(Stage):
 
     def run(self, sp, plan, model, train, validation, on_epoch) -> StageResult:
         earlier = plan.expectations(before=sp)
-        pruned, clustered = bool(earlier.sparsity), bool(earlier.clusters)
-        return _qat(sp, plan, model, train, validation, on_epoch, pruned, clustered)
+        return _qat(sp, plan, model, train, validation, on_epoch, earlier)
 
     def summary_parts(self, m: dict[str, Any]) -> list[str]:
         return [f"scheme {m['scheme']}"] if "scheme" in m else []
@@ -110,7 +110,7 @@ def _qat_registry():
     return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
 
 
-def _qat(sp, plan, model, train, validation, on_epoch, pruned, clustered) -> StageResult:
+def _qat(sp, plan, model, train, validation, on_epoch, earlier: Expectations) -> StageResult:
     recurrent = [layer.name for layer in model.layers if type(layer).__name__ in RECURRENT]
     if recurrent:
         why = "recurrent: TF-MOT has no QAT for it, so QAT was not run"
@@ -120,12 +120,13 @@ def _qat(sp, plan, model, train, validation, on_epoch, pruned, clustered) -> Sta
             skipped_layers={name: why for name in recurrent},
         )
         return StageResult(model, metrics)
-    return _qat_apply(sp, plan, model, train, validation, on_epoch, pruned, clustered)
+    return _qat_apply(sp, plan, model, train, validation, on_epoch, earlier)
 
 
-def _qat_apply(sp, plan, model, train, validation, on_epoch, pruned, clustered) -> StageResult:
+def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageResult:
     from edgec._tf import tfmot
 
+    pruned, clustered = bool(earlier.sparsity), bool(earlier.clusters)
     quantize = tfmot.quantization.keras
     combine = tfmot.experimental.combine
     # Plain QAT would re-grow pruned zeros and split clusters: pick the collaborative scheme.
@@ -143,6 +144,7 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, pruned, clustered) 
         scheme_name, scheme = "QAT (default 8-bit)", None
     parameters = int(model.count_params())
     from edgec.stages.qat_prepare import (
+        ClusterMask,
         SparsityMask,
         annotate,
         init_activation_ranges,
@@ -169,6 +171,8 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, pruned, clustered) 
     tf_logger.addFilter(quiet)
     init_activation_ranges(qat_model, prepared.model, train.x[:512])
     callbacks = [SparsityMask(qat_model).callback()] if pruned else []
+    if clustered:  # the relu6 layers annotate configured keep no clusters in CQAT/PCQAT
+        callbacks.append(ClusterMask(qat_model, earlier.clusters).callback())
     try:
         fit(qat_model, sp, plan, train, validation, on_epoch, callbacks=callbacks)
     finally:

@@ -522,6 +522,63 @@ class SparsityMask:
         return keras.callbacks.LambdaCallback(on_train_batch_end=apply)
 
 
+class ClusterMask:
+    """The clusters of every clustered kernel that CQAT does not keep, put back after each
+    training batch: each cluster's weights set to their mean (a zero cluster stays zero),
+    per output channel where the kernel was clustered per channel.
+
+    Trap (TF-MOT 0.8.1): a layer annotated with its own QuantizeConfig (``annotate``'s relu6
+    layers) never goes through the cluster-preserving scheme's registry, so CQAT gives it
+    no cluster centroids and trains its kernel freely. Every conv of MobileNetV1 (ReLU6
+    after each) lost its clusters that way: 16 values per channel after the cluster stage,
+    22-38 distinct int8 values per channel after CQAT. What the scheme's quantizer does
+    for the layers it configures (one trained value per cluster), for those it does not.
+    """
+
+    def __init__(self, qat_model, clusters: dict[str, int]) -> None:
+        # (kernel variable, cluster label of each weight, zero weights, per channel)
+        self.groups: list[tuple[Any, np.ndarray, np.ndarray, bool]] = []
+        for layer in qat_model.layers:
+            inner = getattr(layer, "layer", None)
+            if inner is None or inner.name not in clusters:
+                continue
+            if any("cluster_centroids" in w.name for w in layer.weights):
+                continue  # the scheme keeps these clusters itself
+            # the variable: the wrapper puts the fake-quantized tensor at inner.kernel
+            kernel = next(
+                (v for v in layer.trainable_weights if v.name.split("/")[-1].startswith("kernel")),
+                None,
+            )
+            if kernel is None:
+                continue
+            w = kernel.numpy()
+            per_channel = w.ndim == 4 and len(np.unique(w)) > clusters[inner.name]
+            rows = _channel_rows(w) if per_channel else w.reshape(1, -1)
+            labels = [np.unique(row, return_inverse=True)[1] + i * row.size for i, row in
+                      enumerate(rows)]  # fmt: skip
+            self.groups.append((kernel, np.concatenate(labels), rows.ravel() == 0, per_channel))
+
+    def snap(self) -> None:
+        for var, labels, zero, per_channel in self.groups:
+            w = var.numpy()
+            flat = (_channel_rows(w) if per_channel else w).ravel()
+            means = np.bincount(labels, weights=flat) / np.maximum(np.bincount(labels), 1)
+            snapped = np.where(zero, 0.0, means[labels]).astype(w.dtype)
+            if per_channel:  # back from (channels, rest) to the kernel's layout
+                snapped = np.moveaxis(snapped.reshape(w.shape[-1], *w.shape[:-1]), 0, -1)
+            var.assign(snapped.reshape(w.shape))
+
+    def callback(self):
+        from edgec._tf import keras
+
+        return keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_: self.snap())
+
+
+def _channel_rows(w: np.ndarray) -> np.ndarray:
+    """A kernel as one row per output channel (its last axis)."""
+    return np.moveaxis(w, -1, 0).reshape(w.shape[-1], -1)
+
+
 _RANGE_SUFFIXES = ("post_activation", "output", "quantize_layer")
 
 

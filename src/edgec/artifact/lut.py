@@ -102,8 +102,11 @@ class LutResult:
         return (1 - self.bytes_after / self.bytes_before) * 100
 
 
-def plan_lut(model: TfliteModel, *, max_bits: int = MAX_BITS) -> list[LutTensor]:
-    """Tensors worth compressing: few distinct values per table, and smaller afterwards."""
+def plan_lut(
+    model: TfliteModel, *, max_bits: int = MAX_BITS, only_smaller: bool = True
+) -> list[LutTensor]:
+    """Tensors worth compressing: few distinct values per table, and smaller afterwards
+    (``only_smaller=False``: also those whose tables and indices would not be smaller)."""
     plan = []
     for tensor in model.tensors:
         if not tensor.is_constant or tensor.dtype not in _DTYPES or not tensor.shape:
@@ -123,7 +126,7 @@ def plan_lut(model: TfliteModel, *, max_bits: int = MAX_BITS) -> list[LutTensor]
         if bits > max_bits:
             continue
         after = math.ceil(values.size * bits / 8) + tables + _TABLE_HEADER_BYTES
-        if after >= len(tensor.data or b""):
+        if only_smaller and after >= len(tensor.data or b""):
             continue
         plan.append(LutTensor(tensor.index, tensor.name, bits, mode, values.nbytes, after))
     return plan
@@ -251,11 +254,7 @@ def compress_lut(
     rows = measure_candidates(trials, max_bits=max_bits)
     if ram_budget_bytes is None:
         if not any(t.saves_flash for t in rows):
-            raise InputError(
-                f"--compress lut: no constant tensor has at most {2**max_bits} distinct values "
-                "per table, so LUT compression would not save flash",
-                hint="cluster the model's weights first (e.g. 16 clusters), or drop --compress",
-            )
+            raise _nothing_saves_flash(trials.model, rows, max_bits)
         rows = select_all(rows)
     else:
         rows = select_for_budget(rows, trials, ram_budget_bytes)
@@ -265,6 +264,24 @@ def compress_lut(
         shipped.data, tuple(rows), len(data), shipped.size_bytes, _why_none(rows, max_bits)
     )
     return result, shipped
+
+
+def _nothing_saves_flash(model: TfliteModel, rows: list[LutTensor], max_bits: int) -> InputError:
+    few = rows or plan_lut(model, max_bits=max_bits, only_smaller=False)
+    if not few:
+        return InputError(
+            f"--compress lut: no constant tensor has at most {2**max_bits} distinct values "
+            "per table, so LUT compression would not save flash",
+            hint="cluster the model's weights first (e.g. 16 clusters), or drop --compress",
+        )
+    return InputError(
+        f"--compress lut: {len(few)} constant tensor(s) have at most {2**max_bits} distinct "
+        "values per table, but none is smaller compressed: the kernels are too small for "
+        "their value tables and packed indices to cost less than the int8 bytes (largest: "
+        f"{max(t.bytes_before for t in few):,} B)",
+        hint="cluster the model's larger kernels first, use --compress auto (it ships the "
+        "model as it is when nothing pays), or drop --compress",
+    )
 
 
 def _why_none(rows: list[LutTensor], max_bits: int) -> str:

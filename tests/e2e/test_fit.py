@@ -1,16 +1,21 @@
 """``edgec fit`` on the built-in example, in-process: a budget the plain model misses
 (flash 44,984 B > 30 KB), so the screen rejects it untrained and channel pruning fits.
 
-One search runs with ``--trials 1`` and is then continued with ``--trials 2`` in the same
-folder: the second run must reuse every trial of the first (same seconds in fit.json)
-and add only the new one.
+The search (``--trials 2``) first runs as a real ``edgec`` process that gets SIGINT once
+its first trained trial is in fit.json, as a person's Ctrl-C would stop it; the same
+command, run again, must resume: reuse every finished trial (the same records, seconds
+included), run only what is missing, and finish the search.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +24,15 @@ import pytest
 from tests.conftest import assert_clean_failure, run_edgec
 
 BUDGET = ("--target", "cortex-m", "--budget", "flash=30KB,ram=8KB", "--rungs", "1")
+SEARCH = ("fit", *BUDGET, "--trials", "2")
+EDGEC = [sys.executable, "-c", "from edgec.cli import main; main()"]
 
 
 @dataclass
 class Fit:
-    first: dict  # fit.json after --trials 1
-    run: object  # the continued run (--trials 2)
+    first: dict  # fit.json when the interrupted process had stopped
+    interrupted: tuple[int, str, list[str]]  # its exit code, stderr, what it left behind
+    run: object  # the same command again, to the end
     out: Path
 
     @property
@@ -36,13 +44,45 @@ class Fit:
         return json.loads((self.out / "report.json").read_text())
 
 
+def _trained_so_far(state_file: Path) -> int:
+    try:
+        state = json.loads(state_file.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    return sum(t["kind"] == "train" for t in state["trials"])
+
+
+def _interrupt_after_first_training(out: Path, tmp: Path) -> tuple[int, str, list[str]]:
+    """Run the search in its own process; SIGINT it once a trained trial is stored."""
+    proc = subprocess.Popen(
+        [*EDGEC, *SEARCH, "--out", str(out)],
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while _trained_so_far(out / "fit.json") < 1:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the search never trained a trial"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    left = sorted(str(p.relative_to(out.parent)) for p in out.parent.rglob("*"))
+    return proc.returncode, err, left
+
+
 @pytest.fixture(scope="session")
 def fit_search(tmp_path_factory) -> Fit:
-    out = tmp_path_factory.mktemp("fit") / "edgec-out"
-    first = run_edgec("fit", *BUDGET, "--trials", "1", "--out", out)
-    assert first.code == 0, first.out + first.err
+    folder = tmp_path_factory.mktemp("fit")
+    out, tmp = folder / "edgec-out", folder / "tmp"
+    tmp.mkdir()
+    interrupted = _interrupt_after_first_training(out, tmp)
     state = json.loads((out / "fit.json").read_text())
-    return Fit(state, run_edgec("fit", *BUDGET, "--trials", "2", "--out", out), out)
+    return Fit(state, interrupted, run_edgec(*SEARCH, "--out", out), out)
 
 
 def _trials(state: dict, kind: str) -> list[dict]:
@@ -63,7 +103,17 @@ def test_rejects_what_cannot_fit_without_training(fit_search):
     assert "plain" not in trained and "qat" not in trained  # never trained: cannot fit
 
 
-def test_continued_search_reuses_every_earlier_trial(fit_search):
+def test_an_interrupted_search_keeps_its_trials_and_writes_nothing_else(fit_search):
+    code, err, left = fit_search.interrupted
+    assert code == 128 + signal.SIGINT, err[-2000:]
+    assert left == ["edgec-out", "edgec-out/fit.json", "tmp"]  # no temporary, no staging
+    assert "keeps the finished trials: run the same command to continue" in err
+    assert "interrupted; nothing was written" in err and "Traceback" not in err
+    assert fit_search.first["winner"] is None  # stopped before the search ended
+    assert len(_trials(fit_search.first, "train")) == 1
+
+
+def test_the_same_command_resumes_the_interrupted_search(fit_search):
     run = fit_search.run
     assert run.code == 0, run.out + run.err
     before, after = fit_search.first["trials"], fit_search.state["trials"]
@@ -73,6 +123,7 @@ def test_continued_search_reuses_every_earlier_trial(fit_search):
     new = after[len(before) :]
     assert [t["kind"] for t in new].count("train") == 1, new  # only the second candidate
     assert len(_trials(fit_search.state, "train")) == 2
+    assert fit_search.state["winner"] is not None
 
 
 def test_winner_is_the_most_accurate_fitting_trial(fit_search):
@@ -155,12 +206,19 @@ def _chosen(state: dict) -> tuple:
 def test_two_ray_workers_choose_what_the_sequential_search_chose(fit_search, tmp_path):
     ray = pytest.importorskip("ray", reason="the distributed extra (CI installs it)")
     out = tmp_path / "ray-out"
-    run = run_edgec("fit", *BUDGET, "--trials", "1", "--workers", "2", "--out", out)
+    run = run_edgec(*SEARCH, "--workers", "2", "--out", out)
     assert run.code == 0, run.out + run.err
     state = json.loads((out / "fit.json").read_text())
-    assert _chosen(state) == _chosen(fit_search.first)
-    screens = sorted(t["key"] for t in state["trials"] if t["kind"] == "screen")
-    assert screens == sorted(t["key"] for t in fit_search.first["trials"] if t["kind"] == "screen")
+    assert _chosen(state) == _chosen(fit_search.state)
+    sequential = {(t["key"], t["epochs"]): t for t in fit_search.state["trials"]}
+    trained = {(t["key"], t["epochs"]) for t in _trials(state, "train")}
+    assert trained == {(t["key"], t["epochs"]) for t in _trials(fit_search.state, "train")}
+    for trial in state["trials"]:  # screened in pairs, it may screen one more structure
+        if (trial["key"], trial["epochs"]) in sequential:  # the others: measured the same
+            theirs = sequential[trial["key"], trial["epochs"]]
+            assert [trial[k] for k in ("fits", "targets", "accuracy")] == [
+                theirs[k] for k in ("fits", "targets", "accuracy")
+            ], trial
     assert not ray.is_initialized()  # the local instance was stopped with the search
 
 

@@ -47,7 +47,7 @@ def test_a_recipe_carries_every_lever():
     types = [s["type"] for s in data["stage"]]
     assert types == ["distill", "prune_channels", "low_rank", "cluster", "qat"]
     cluster = data["stage"][3]
-    assert cluster["clusters"] == 8 and cluster["per_channel"] is False  # after low_rank
+    assert cluster == {"type": "cluster", "clusters": 8, "epochs": 3}
     assert data["stage"][0]["epochs"] == 3 * space.DISTILL_EPOCHS
     assert space.build_options(params) == {"compress": "auto"}
     assert space.structure_key(params) == space.candidate_key({**params, "qat": False})

@@ -127,10 +127,7 @@ def recipe_stages(params: dict[str, Any], epochs: int) -> list[dict[str, Any]]:
     if params["low_rank_energy"] is not None:
         stages.append({"type": "low_rank", "energy": params["low_rank_energy"], "epochs": epochs})
     if params["clusters"] is not None:
-        # per tensor after low_rank: TF-MOT's per-channel clustering leaves the first factor
-        # (a Conv2D without bias) unclustered, silently (the built-in "tiny" recipe's note)
-        stages.append({"type": "cluster", "clusters": params["clusters"], "epochs": epochs,
-                       "per_channel": params["low_rank_energy"] is None})  # fmt: skip
+        stages.append({"type": "cluster", "clusters": params["clusters"], "epochs": epochs})
     if params["qat"]:
         stages.append({"type": "qat", "epochs": epochs})
     return stages

@@ -20,6 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share the 2 cores (pyproject's -n auto): one TensorFlow thread each, for
+    # this process and the converter and arena children it starts (they read the same
+    # variables), instead of two threads each fighting over them.
+    for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
+
 
 @dataclass
 class Run:

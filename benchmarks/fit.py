@@ -1,7 +1,7 @@
-"""Benchmark: ``edgec fit`` on ResNet-8 and DS-CNN for two targets whose budgets the plain
-int8 model exceeds.
+"""Benchmark: ``edgec fit`` on the MLPerf Tiny models for two targets whose budgets the
+plain int8 model exceeds.
 
-    python benchmarks/fit.py --out fit-section.md [--models resnet8,ds_cnn] [--time-budget 20m]
+    python benchmarks/fit.py --out docs/benchmarks.md [--models resnet8,ds_cnn] [--time-budget 20m]
 
 Each model is trained briefly on generated stand-in data (mlperf_tiny_models.py), built
 plain (int8 PTQ) for its flash and exact arena, then searched for two targets: a
@@ -15,6 +15,7 @@ tens of minutes.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from doc_sections import update_section  # noqa: E402
 from mlperf_tiny_models import WORKLOADS, Workload, build_model, stand_in_data, train  # noqa: E402
 
 from edgec.builder import BuildOptions, run_build  # noqa: E402
@@ -62,13 +64,14 @@ def markdown(results: dict[str, list[dict]], command: str) -> str:
     lines = [
         "## fit",
         "",
-        f"`{command}` on {platform.machine()}, Python {platform.python_version()}; wall "
-        "times on a shared 2-core machine. Budgets: the plain int8 model's flash and exact "
-        "arena divided by the factors given. `float` is the input model on the held-out "
-        "samples; `int8` the chosen model's.",
+        f"`{command}` on {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}; wall times. Budgets: the "
+        "plain int8 model's flash and exact arena divided by the factors given. `float` is "
+        "the input model on the held-out samples, `int8` the chosen model's (top-1 %; RMSE "
+        "for the autoencoder, lower is better).",
         "",
         "| model | target | budget flash / RAM | plain flash / arena | chosen recipe | flash "
-        "| arena | float % | int8 % | screened (rejected untrained) | trained | search min |",
+        "| arena | float | int8 | screened (rejected untrained) | trained | search min |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in results.items():
@@ -83,7 +86,7 @@ def markdown(results: dict[str, list[dict]], command: str) -> str:
                 r, t = winner.result, winner.result.targets[0]
                 base = _input_float(outcome)
                 cells += [f"`{r.key}` ({r.epochs} ep.)", f"{t['flash_bytes']:,}",
-                          f"{t['arena_bytes']:,}", base, f"{r.accuracy:g}"]  # fmt: skip
+                          f"{t['arena_bytes']:,}", base, f"{r.accuracy:.4g}"]  # fmt: skip
             cells += [
                 f"{summary['screened']} ({summary['rejected_without_training']}, "
                 f"{summary['rejected_seconds']:.0f} s)",
@@ -99,13 +102,15 @@ def _input_float(outcome) -> str:
 
     report = json.loads((outcome.store.path.parent / "report.json").read_text())
     value = report["accuracy"]["detail"].get("input_model_float", report["accuracy"]["float"])
-    return f"{value:g}"
+    return f"{value:.4g}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="markdown file to write")
-    parser.add_argument("--models", default="resnet8,ds_cnn")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="Markdown file whose 'fit' section to write"
+    )
+    parser.add_argument("--models", default=",".join(w.name for w in WORKLOADS))
     parser.add_argument("--time-budget", default="20m")
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--targets", default=",".join(t[0] for t in TARGETS))
@@ -123,8 +128,9 @@ def main() -> None:
                 args.trials,
                 args.targets.split(","),
             )
-            args.out.write_text(markdown(results, " ".join(["python", *sys.argv])))
-    print(args.out.read_text())
+            text = markdown(results, " ".join(["python", *sys.argv]))
+            update_section(args.out, "fit", text)  # after each model: a partial run is kept
+    print(text)
 
 
 if __name__ == "__main__":

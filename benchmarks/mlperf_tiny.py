@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from doc_sections import update_section  # noqa: E402
 from mlperf_tiny_models import (  # noqa: E402
     NOISE,
     WORKLOADS,
@@ -172,8 +173,6 @@ def _check_agrees(tflite: bytes, report, folder: Path) -> bool:
 def markdown(rows: list[dict], seconds: float, command: str) -> str:
     noise = ", ".join(f"{name} {level:g}" for name, level in NOISE.items())
     lines = [
-        "# Benchmarks: built-in recipes on the MLPerf Tiny reference models and the example",
-        "",
         f"Regenerate with `{command}` (this run: {seconds / 60:.0f} min on "
         f"{platform.machine()}, {_cpus()} CPUs shared with other TensorFlow jobs, so build",
         f"seconds are inflated; Python {platform.python_version()}).",
@@ -283,7 +282,9 @@ def _cpus() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="write the Markdown table here")
+    parser.add_argument(
+        "--out", type=Path, help="Markdown file whose 'recipes' section to write (or append)"
+    )
     names = [w.name for w in (*WORKLOADS, EXAMPLE)]
     parser.add_argument("--only", nargs="*", choices=names, help="models to run (default: all)")
     parser.add_argument(
@@ -305,7 +306,7 @@ def main() -> None:
     text = markdown(rows, time.perf_counter() - start, command)
     print(text)
     if args.out:
-        args.out.write_text(text)
+        update_section(args.out, "recipes", text)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from doc_sections import update_section  # noqa: E402
 from mlperf_tiny_models import WORKLOADS, Workload, build_model, stand_in_data, train  # noqa: E402
 
 from edgec.artifact.runtimes import quantize, run_litert  # noqa: E402
@@ -143,6 +144,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=MODELS, help="models to run (default: both)")
     parser.add_argument("--steps", type=int, default=2, help="pruning steps (default 2)")
     parser.add_argument("--epochs", type=int, default=4, help="fine-tune epochs per step")
+    parser.add_argument(
+        "--out", type=Path, help="Markdown file whose 'structured' section to write"
+    )
     args = parser.parse_args()
     out = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,7 +157,10 @@ def main() -> None:
             folder = Path(tmp) / workload.name
             folder.mkdir()
             out.append(table(workload.name, run(workload, folder, args.steps, args.epochs)))
-    print("\n\n".join(out))
+    text = "\n\n".join(out)
+    print(text)
+    if args.out:
+        update_section(args.out, "structured", f"`python {' '.join(sys.argv)}`\n\n{text}")
 
 
 if __name__ == "__main__":

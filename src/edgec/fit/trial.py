@@ -3,7 +3,7 @@
 A trained trial is ``run_build`` with the candidate's recipe, so its figures are exactly
 those ``edgec build --recipe`` reports. A screen runs the build's own phases up to the
 target checks on the candidate's *untrained* transformation (the model every stage's
-``plan`` leaves: fewer channels, factorised kernels, the fresh student), with clustered
+``plan`` leaves: fewer channels, factorised kernels, the untrained student), with clustered
 kernels snapped to their cluster count, converted by post-training quantization: flash,
 exact arena, MACs and latency estimate without any training. Structure decides those
 figures, so a candidate whose screen misses a budget cannot fit once trained either.

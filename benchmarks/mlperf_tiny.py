@@ -206,7 +206,7 @@ def markdown(rows: list[dict], seconds: float, command: str) -> str:
 def _model_section(row: dict) -> list[str]:
     w = row["workload"]
     lines = [
-        f"## {w.name}: {w.task}",
+        f"### {w.name}: {w.task}",
         "",
         f"{row['params']:,} parameters; float .tflite {row['float_bytes']:,} B; base model "
         f"trained in {row['train_s']:.0f} s.",
@@ -249,7 +249,7 @@ def _quality(acc) -> str:
 
 def _plain_section(rows: list[dict]) -> list[str]:
     lines = [
-        "## The same models through a plain converter script",
+        "### The same models through a plain converter script",
         "",
         "`TFLiteConverter.from_keras_model(model)`, `optimizations = [Optimize.DEFAULT]`, a",
         "representative dataset of 100 samples: the script from the TFLite post-training",

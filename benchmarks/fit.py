@@ -71,8 +71,9 @@ def markdown(results: dict[str, list[dict]], command: str) -> str:
         "for the autoencoder, lower is better).",
         "",
         "| model | target | budget flash / RAM | plain flash / arena | chosen recipe | flash "
-        "| arena | float | int8 | screened (rejected untrained) | trained | search min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| arena | float | int8 | recipe.toml rebuilt: same flash, arena | screened (rejected "
+        "untrained) | trained | search min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in results.items():
         for row in rows:
@@ -81,12 +82,14 @@ def markdown(results: dict[str, list[dict]], command: str) -> str:
             cells = [name, row["target"], row["budget"].replace(",", " / "),
                      f"{row['plain'][0]:,} / {row['plain'][1]:,}"]  # fmt: skip
             if winner is None:
-                cells += ["nothing fits: " + "; ".join(outcome.misses), "", "", "", ""]
+                cells += ["nothing fits: " + "; ".join(outcome.misses), "", "", "", "", ""]
             else:
                 r, t = winner.result, winner.result.targets[0]
                 base = _input_float(outcome)
+                same = (outcome.store.rebuild or {}).get("same_flash_and_arena_as_trial")
                 cells += [f"`{r.key}` ({r.epochs} ep.)", f"{t['flash_bytes']:,}",
-                          f"{t['arena_bytes']:,}", base, f"{r.accuracy:.4g}"]  # fmt: skip
+                          f"{t['arena_bytes']:,}", base, f"{r.accuracy:.4g}",
+                          "yes" if same else "NO"]  # fmt: skip
             cells += [
                 f"{summary['screened']} ({summary['rejected_without_training']}, "
                 f"{summary['rejected_seconds']:.0f} s)",

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +176,31 @@ def keras3_model(tmp_path_factory) -> Path:
     )
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
     return path
+
+
+def signal_when(
+    args: list[str], tmp: Path, ready, sig: int, *, what: str, timeout: float = 600
+) -> tuple[int, str]:
+    """Run ``args`` as a process (TMPDIR ``tmp``), send it ``sig`` once ``ready()`` holds,
+    and return its exit code and stderr."""
+    proc = subprocess.Popen(
+        args,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, f"the process never reached the point: {what}"
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, err
 
 
 def need_tool(*names: str, package: str) -> str:

@@ -10,22 +10,19 @@ included), run only what is missing, and finish the search.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_clean_failure, run_edgec
+from tests.conftest import assert_clean_failure, run_edgec, signal_when
+from tests.e2e.test_fuzz import EDGEC
 
 BUDGET = ("--target", "cortex-m", "--budget", "flash=30KB,ram=8KB", "--rungs", "1")
 SEARCH = ("fit", *BUDGET, "--trials", "2")
-EDGEC = [sys.executable, "-c", "from edgec.cli import main; main()"]
 
 
 @dataclass
@@ -54,25 +51,13 @@ def _trained_so_far(state_file: Path) -> int:
 
 def _interrupt_after_first_training(out: Path, tmp: Path) -> tuple[int, str, list[str]]:
     """Run the search in its own process; SIGINT it once a trained trial is stored."""
-    proc = subprocess.Popen(
-        [*EDGEC, *SEARCH, "--out", str(out)],
-        env={**os.environ, "TMPDIR": str(tmp)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 600
-        while _trained_so_far(out / "fit.json") < 1:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the search never trained a trial"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
+    code, err = signal_when(
+        [*EDGEC, *SEARCH, "--out", str(out)], tmp,
+        lambda: _trained_so_far(out / "fit.json") >= 1, signal.SIGINT,
+        what="a trained trial in fit.json",
+    )  # fmt: skip
     left = sorted(str(p.relative_to(out.parent)) for p in out.parent.rglob("*"))
-    return proc.returncode, err, left
+    return code, err, left
 
 
 @pytest.fixture(scope="session")

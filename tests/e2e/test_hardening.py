@@ -13,12 +13,11 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_clean_failure, run_edgec
+from tests.conftest import assert_clean_failure, run_edgec, signal_when
 from tests.e2e.test_fuzz import EDGEC, _profile
 
 # --- paths built from data stay in their folder ------------------------------------------
@@ -414,24 +413,11 @@ def test_signal_mid_build_cleans_up(tmp_path, sig, wait_for):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [*EDGEC, "build", "--target", "cortex-m", "--out", str(out)],
-        env={**os.environ, "TMPDIR": str(tmp)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not _appeared(tmp, wait_for):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the build never reached the point"
-            time.sleep(0.05)
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + sig, err[-2000:]
+    code, err = signal_when(
+        [*EDGEC, "build", "--target", "cortex-m", "--out", str(out)], tmp,
+        lambda: _appeared(tmp, wait_for), sig, what=wait_for, timeout=300,
+    )  # fmt: skip
+    assert code == 128 + sig, err[-2000:]
     assert "interrupted; nothing was written" in err and "Traceback" not in err
     assert list(tmp.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]

@@ -88,6 +88,17 @@ def test_rejects_what_cannot_fit_without_training(fit_search):
     assert "plain" not in trained and "qat" not in trained  # never trained: cannot fit
 
 
+def test_a_screen_measures_what_the_build_ships(fit_search, example_build):
+    """A screen calibrates on a few samples only: the structure decides flash and arena."""
+    plain = next(s for s in _trials(fit_search.state, "screen") if s["key"] == "plain")
+    memory = example_build.report["memory"]
+    figures = plain["targets"][0]
+    assert (figures["flash_bytes"], figures["arena_bytes"]) == (
+        memory["flash_bytes"],
+        memory["arena_bytes"],
+    )
+
+
 def test_an_interrupted_search_keeps_its_trials_and_writes_nothing_else(fit_search):
     code, err, left = fit_search.interrupted
     assert code == 128 + signal.SIGINT, err[-2000:]

@@ -26,6 +26,7 @@ from edgec.fit.space import build_options, recipe_stages, recipe_toml
 from edgec.report import BuildReport, TargetSection
 
 BUDGET_CHECKS = ("flash", "ram", "latency")
+SCREEN_SAMPLES = 32  # calibration (and LUT proof) samples of a screen
 _SCREEN_BEFORE = (builder.load_model, builder.load_data, builder.translate_keras3,
                   builder.validate_recipe, builder.train_example)  # fmt: skip
 _SCREEN_AFTER = (builder.convert, builder.measure_arena, builder.lut_compress,
@@ -89,6 +90,10 @@ def screen(options: builder.BuildOptions) -> list[TargetSection]:
     start_converter()
     for phase in _SCREEN_BEFORE:
         phase(ctx)
+    # Flash, arena and MACs follow from the structure, not from the ranges calibration
+    # finds: a screen calibrates (and proves LUT compression bit-exact) on a few samples.
+    ctx.calibration = ctx.calibration.subset(np.arange(min(SCREEN_SAMPLES, len(ctx.calibration))))
+    ctx.evaluation = ctx.evaluation.subset(np.arange(min(SCREEN_SAMPLES, len(ctx.evaluation))))
     if ctx.recipe_plan is not None:
         ctx.model = _snapped(ctx.recipe_plan)
     for phase in _SCREEN_AFTER:

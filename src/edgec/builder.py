@@ -25,6 +25,7 @@ from edgec.artifact import Artifact as ModelArtifact  # report.Artifact is a rep
 from edgec.artifact import runtimes
 from edgec.artifact.lut import compress_lut_verified
 from edgec.artifact.stats import analyze_layers
+from edgec.artifact.strip import strip_names_verified
 from edgec.datasets import Dataset, load_dataset, split_calibration
 from edgec.datasets.split import (
     DEFAULT_CALIBRATION_SAMPLES,
@@ -103,6 +104,7 @@ class BuildOptions:
     debug: bool = False
     # firmware package
     compress: str | None = None  # "lut" | "auto": tflite-micro LUT compression (artifact.lut)
+    strip_names: bool = False  # ship without tensor names (artifact.strip; TFLM targets)
     layout: str = "plain"
     c_lang: str = "cc"
     section: str | None = None
@@ -166,10 +168,10 @@ class BuildContext:
     # the converted model and what ships
     tflite: bytes = field(init=False)  # convert
     flat: TfliteModel = field(init=False)
-    shipped: bytes = field(init=False)  # convert; replaced by lut_compress
+    shipped: bytes = field(init=False)  # convert; replaced by lut_compress, strip_names
     shipped_flat: TfliteModel = field(init=False)
     converted: ModelArtifact = field(init=False)  # convert: the bytes, parsed once, its arena
-    shipped_artifact: ModelArtifact = field(init=False)  # convert; replaced by lut_compress
+    shipped_artifact: ModelArtifact = field(init=False)  # as shipped
     tflm_ok: bool = False  # measure_arena: TFLM has every op
     arena: int | None = None
     x_q: np.ndarray = field(init=False)  # measure_arena: the evaluation inputs, quantized
@@ -200,6 +202,7 @@ CHECK_ORDER = (
     "accuracy",
     "litert_vs_tflm",
     "lut_bit_identical",
+    "strip_bit_identical",
     "compression",  # what the recipe's stages must leave in the int8 model
     "target",  # the kind's own checks, then flash and ram
 )
@@ -376,6 +379,27 @@ def lut_compress(ctx: BuildContext) -> None:
             ctx.lut_info, check = lut.info(), lut.check
     ctx.checks["lut_bit_identical"] = [check]
     ctx.shipped_flat = ctx.shipped_artifact.model
+
+
+def strip_names(ctx: BuildContext) -> None:
+    """What ships loses the names TFLM never reads; TFLM must compute the same outputs.
+
+    The unstripped model (``ctx.tflite``) stays for what names layers: the report's
+    per-layer error and the compression checks.
+    """
+    if not ctx.options.strip_names:
+        return
+    with ctx.stage("strip_names", "Stripping tensor names (TFLM reads none)") as metrics:
+        arena, _ = ctx.shipped_artifact.arena(runnable=ctx.tflm_ok)
+        if arena is None:
+            check = Check("strip_bit_identical", False, "not run: TFLM lacks ops")
+        else:
+            stripped = strip_names_verified(ctx.shipped, ctx.x_q, arena)
+            ctx.shipped, ctx.shipped_artifact = stripped.artifact.data, stripped.artifact
+            ctx.shipped_flat, check = stripped.artifact.model, stripped.check
+            metrics.update(flash_bytes_before=stripped.bytes_before,
+                           flash_bytes_after=stripped.artifact.size_bytes)  # fmt: skip
+    ctx.checks["strip_bit_identical"] = [check]
 
 
 def check_targets(ctx: BuildContext) -> None:
@@ -577,6 +601,7 @@ PHASES: tuple[Callable[[BuildContext], None], ...] = (
     convert,
     measure_arena,
     lut_compress,
+    strip_names,
     check_targets,
     evaluate,
     phone_variants,
@@ -624,6 +649,13 @@ def _validate(options: BuildOptions) -> _Plan:
         raise InputError("--calibration-samples must be at least 1")
     if options.compress is not None and options.compress not in COMPRESSIONS:
         raise InputError(f"unknown --compress '{options.compress}' (use {', '.join(COMPRESSIONS)})")
+    if options.strip_names and any(p.kind != "mcu" for p in profiles):
+        other = next(p for p in profiles if p.kind != "mcu")
+        raise UsageError(
+            f"--strip-names is for TFLM targets; {other.name} is a {other.kind} target, whose "
+            "compiler reports ops by tensor name",
+            hint="drop --strip-names, or build the TFLM targets on their own",
+        )
     if options.layout not in LAYOUTS:
         raise InputError(f"unknown --layout '{options.layout}' (use {', '.join(LAYOUTS)})")
     if options.c_lang not in LANGUAGES:

@@ -189,6 +189,11 @@ def _stage_line(name: str, m: dict) -> str:
             f"({m.get('layers_rebuilt', '?')} layers), outputs equal: largest difference "
             f"{m['max_abs_diff']:.2g}"
         )
+    if "flash_bytes_after" in m:  # strip_names
+        before, after = m["flash_bytes_before"], m["flash_bytes_after"]
+        parts.append(
+            f"names stripped: {before:,} → {after:,} B (-{100 * (before - after) / before:.1f}%)"
+        )
     return "; ".join(p for p in parts if p)
 
 

@@ -454,7 +454,13 @@ def _random_inputs(model: TfliteModel, n: int) -> np.ndarray:
     return rng.normal(size=shape).astype(dtype)
 
 
-def bit_identical_check(reference: np.ndarray, candidate: np.ndarray, name: str) -> Check:
+def bit_identical_check(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    name: str,
+    *,
+    what: str = "the compressed vs the uncompressed model",
+) -> Check:
     """Same runtime, two models: every output of every sample must be bit-identical."""
     differs = np.any(
         reference.reshape(len(reference), -1) != candidate.reshape(len(candidate), -1), axis=1
@@ -464,8 +470,8 @@ def bit_identical_check(reference: np.ndarray, candidate: np.ndarray, name: str)
     return Check(
         name,
         bad == 0,
-        f"TFLM outputs of the compressed vs the uncompressed model on {len(reference)} "
-        f"evaluation samples: {len(reference) - bad} bit-identical, {bad} differ"
+        f"TFLM outputs of {what} on {len(reference)} evaluation samples: "
+        f"{len(reference) - bad} bit-identical, {bad} differ"
         + (f" (by up to {worst} steps)" if bad else ""),
         value=bad,
         limit=0,

@@ -120,8 +120,9 @@ def _tensor_settings(model: TfliteModel) -> tuple[list[str], list[tuple[str, str
         scale = tensor.scales[0] if tensor.scales else 0.0
         zero_point = tensor.zero_points[0] if tensor.zero_points else 0
         elements = math.prod(tensor.shape)
+        named = f" '{_comment(tensor.name)}'" if tensor.name else ""  # --strip-names: none
         lines.append(
-            f"// {role.lower()} '{_comment(tensor.name)}': {ctype}{list(tensor.shape)}"
+            f"// {role.lower()}{named}: {ctype}{list(tensor.shape)}"
             + (f", real = (q - {zero_point}) * {scale!r}" if tensor.scales else "")
         )
         macros += [

@@ -77,6 +77,7 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         calibration_samples=job.calibration_samples,
         max_accuracy_drop=job.max_accuracy_drop,
         custom_objects=job.custom_objects,
+        strip_names=job.strip_names,
         recipe=recipe,
         **build_options(job.params),
     )

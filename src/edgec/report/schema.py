@@ -109,6 +109,9 @@ class StageMetrics:
     max_abs_diff: builtins.float | None = None
     layers_rebuilt: int | None = None
     keras_version: str | None = None
+    # strip_names: the shipped flatbuffer's bytes before -> after
+    flash_bytes_before: int | None = None
+    flash_bytes_after: int | None = None
     other: dict[str, Any] = field(default_factory=dict)  # a plug-in stage's own figures
 
 

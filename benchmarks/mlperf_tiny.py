@@ -89,7 +89,7 @@ def describe_plain(data: bytes, x: np.ndarray) -> dict:
     }
 
 
-def run(workload: Workload, folder: Path, builds: list[str]) -> dict:
+def run(workload: Workload, folder: Path, builds: list[str], strip_names: bool = False) -> dict:
     if workload is EXAMPLE:
         model, train_seconds, x, base = _example()
         ptq_data = recipe_data = None
@@ -110,11 +110,13 @@ def run(workload: Workload, folder: Path, builds: list[str]) -> dict:
             out=folder / f"out-{name}",
             recipe=None if plain else recipe,
             compress=lut or None,
+            strip_names=strip_names,
         )
         rows.append(_build(name, options, folder))
     plain_model = describe_plain(plain_script(model, x), x)
     return {"workload": workload, "params": model.count_params(), "train_s": train_seconds,
-            "float_bytes": float_bytes, "builds": rows, "plain": plain_model}  # fmt: skip
+            "float_bytes": float_bytes, "builds": rows, "plain": plain_model,
+            "stripped": strip_names}  # fmt: skip
 
 
 def _trained(workload: Workload, folder: Path):
@@ -212,8 +214,9 @@ def _model_section(row: dict) -> list[str]:
         f"trained in {row['train_s']:.0f} s.",
         "",
         "| build | params | MACs | flash B | ÷ float | gzip B | TFLM arena B | float → int8 | "
-        "verdict | build s | = edgec check |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
+        "verdict | build s | = edgec check |" + (" strip B |" if row["stripped"] else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|"
+        + ("---:|" if row["stripped"] else ""),
     ]
     for b in row["builds"]:
         if "error" in b:
@@ -229,6 +232,7 @@ def _model_section(row: dict) -> list[str]:
             f"{r.memory.arena_bytes:,} | {_quality(r.accuracy)} | "
             f"{'pass' if r.ok else 'FAIL: ' + failed} | {b['seconds']:.1f} | "
             f"{'yes' if b['check_agrees'] else 'NO'} |"
+            + (f" {_stripped(r)} |" if row["stripped"] else "")
         )
     stages = row["builds"][0]["report"].stages if "report" in row["builds"][0] else []
     return lines + [
@@ -236,6 +240,13 @@ def _model_section(row: dict) -> list[str]:
         "Plain int8, seconds per stage: " + ", ".join(f"{s.name} {s.seconds:.2f}" for s in stages),
         "",
     ]
+
+
+def _stripped(report) -> str:
+    stage = next((s for s in report.stages if s.name == "strip_names"), None)
+    if stage is None or stage.metrics.flash_bytes_before is None:
+        return "not run"
+    return f"-{stage.metrics.flash_bytes_before - stage.metrics.flash_bytes_after:,}"
 
 
 def _quality(acc) -> str:
@@ -291,6 +302,10 @@ def main() -> None:
         "--builds", nargs="*", default=list(BUILDS), choices=BUILDS,
         help="builds to run besides plain int8 (default: all)",
     )  # fmt: skip
+    parser.add_argument(
+        "--strip-names", action="store_true",
+        help="build with --strip-names, into the 'recipes-strip-names' section",
+    )  # fmt: skip
     args = parser.parse_args()
     start = time.perf_counter()
     rows = []
@@ -301,12 +316,18 @@ def main() -> None:
             print(f"== {workload.name}", file=sys.stderr, flush=True)
             folder = Path(tmp) / workload.name
             folder.mkdir()
-            rows.append(run(workload, folder, args.builds))
+            rows.append(run(workload, folder, args.builds, args.strip_names))
     command = "python " + " ".join(sys.argv)
     text = markdown(rows, time.perf_counter() - start, command)
+    if args.strip_names:
+        text = (
+            "## The same builds with --strip-names\n\nEvery build ships without tensor names "
+            "(`--strip-names`); `strip B` is what that saved (the report's strip_names stage).\n\n"
+            + text
+        )
     print(text)
     if args.out:
-        update_section(args.out, "recipes", text)
+        update_section(args.out, "recipes-strip-names" if args.strip_names else "recipes", text)
 
 
 if __name__ == "__main__":

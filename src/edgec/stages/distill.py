@@ -178,12 +178,11 @@ def _fresh(teacher, width: float):
     return keras.models.clone_model(teacher, clone_function=clone)
 
 
-def _distillation_loss(spec, classes: bool, teacher, student):
+def _distillation_loss(temperature: float, alpha: float, classes: bool, teacher, student):
     """loss(x, y, s): alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) for
     classes, alpha * hard + (1 - alpha) * MSE(teacher, student) for targets."""
     from edgec._tf import keras, tf
 
-    temperature, alpha = float(spec["temperature"]), float(spec["alpha"])
     teacher_probs, student_probs = outputs_probabilities(teacher), outputs_probabilities(student)
 
     def logits(out, probs: bool):
@@ -213,11 +212,29 @@ def _distillation_loss(spec, classes: bool, teacher, student):
 
 
 def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageResult:
+    spec = sp.spec
+    temperature, alpha = float(spec["temperature"]), float(spec["alpha"])
+    fit_to_teacher(sp, plan, teacher, student, train, validation, on_epoch, temperature, alpha)
+    metrics = DistillMetrics(
+        teacher_parameters=int(teacher.count_params()),
+        student_parameters=int(student.count_params()),
+        student=plan.student_origin,
+        temperature=temperature,
+        alpha=alpha,
+    )
+    return StageResult(student, metrics)
+
+
+def fit_to_teacher(
+    sp, plan, teacher, student, train, validation, on_epoch, temperature=4.0, alpha=0.1
+) -> None:
+    """Train ``student`` for the stage's epochs on the distillation loss against
+    ``teacher`` (frozen): also the prune_channels fine-tune with ``teacher = true``."""
     from edgec._tf import keras, tf
 
     spec = sp.spec
     classes = plan.task == "classes"
-    loss = _distillation_loss(spec, classes, teacher, student)
+    loss = _distillation_loss(temperature, alpha, classes, teacher, student)
 
     class Distiller(keras.Model):
         """alpha * hard + (1 - alpha) * T^2 * KL(teacher || student); MSE for regression.
@@ -266,11 +283,3 @@ def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageRe
     distiller = Distiller()
     distiller.compile(optimizer=keras.optimizers.Adam(spec["learning_rate"]))
     fit(distiller, sp, plan, train, validation, on_epoch, compile_=False)
-    metrics = DistillMetrics(
-        teacher_parameters=int(teacher.count_params()),
-        student_parameters=int(student.count_params()),
-        student=plan.student_origin,
-        temperature=float(spec["temperature"]),
-        alpha=float(spec["alpha"]),
-    )
-    return StageResult(student, metrics)

@@ -49,8 +49,9 @@ class PruneChannels(Stage):
         "importance": Param(str, "l1", choices=IMPORTANCE),
         "steps": Param(int, 2, 1, 10, help="pruning increments, fine-tuned after each"),
         "teacher": Param(
-            bool, True, help="fine-tune against the input model's outputs (distillation), "
-            "not the labels alone"
+            bool,
+            True,
+            help="fine-tune against the input model's outputs (distillation), not the labels alone",
         ),
     }
     short_form = ShortForm(

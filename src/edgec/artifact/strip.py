@@ -30,11 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from edgec.artifact import Artifact, runtimes
+from edgec.artifact.lut import bit_identical_check
+from edgec.artifact.tflite_model import FILE_IDENTIFIER, flatbuffer_schema
 from edgec.errors import ConversionError, ToolError
 from edgec.report import Check
 
 BUFFER_ALIGNMENT = 16  # the schema's force_align for Buffer.data
-_FILE_IDENTIFIER = b"TFL3"
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,16 @@ class StrippedModel:
 def strip_names(data: bytes) -> bytes:
     """``data`` without its description, subgraph and tensor names, buffers 16-aligned."""
     import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
 
     try:
-        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+        model = flatbuffer_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
         model.description = None
         for graph in model.subgraphs or []:
             graph.name = None
             for tensor in graph.tensors or []:
                 tensor.name = None
         builder = flatbuffers.Builder(len(data) + 4096)
-        builder.Finish(model.Pack(builder), file_identifier=_FILE_IDENTIFIER)
+        builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
         stripped = _aligned(bytes(builder.Output()))
     except Exception as exc:  # the flatbuffers object API or the C++ aligner
         raise ConversionError(f"stripping the model's names failed: {exc}") from None
@@ -87,9 +87,7 @@ def _aligned(data: bytes) -> bytes:
 
 def unaligned_buffers(data: bytes) -> list[int]:
     """Indices of the non-empty buffers whose data does not start on a 16-byte boundary."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(data, 0)
+    model = flatbuffer_schema().Model.GetRootAs(data, 0)
     bad = []
     for i in range(model.BuffersLength()):
         buffer = model.Buffers(i)
@@ -104,8 +102,6 @@ def unaligned_buffers(data: bytes) -> list[int]:
 def strip_names_verified(data: bytes, x_q: np.ndarray, arena_bytes: int) -> StrippedModel:
     """Strip ``data`` (whose measured TFLM arena is ``arena_bytes``), measure the stripped
     model's arena and compare TFLM's outputs of both on every sample of ``x_q``."""
-    from edgec.artifact.lut import bit_identical_check
-
     stripped = Artifact.from_bytes(strip_names(data), source="the name-stripped model")
     arena, why = stripped.arena()
     if arena is None:

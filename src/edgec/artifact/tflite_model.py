@@ -16,7 +16,7 @@ import numpy as np
 from edgec.artifact.stats import ITEMSIZE
 from edgec.errors import InputError
 
-_FILE_IDENTIFIER = b"TFL3"
+FILE_IDENTIFIER = b"TFL3"
 _DAMAGED_HINT = "give a .tflite file written by the TFLite converter"
 # Bounds for an untrusted file. The largest target edgec knows holds 256 MiB of RAM and
 # 112 MiB of flash; a tensor beyond MAX_TENSOR_BYTES fits no target, and checking sizes
@@ -36,7 +36,7 @@ class _Malformed(Exception):
     """A structural problem found while validating; becomes one InputError line."""
 
 
-def _schema():
+def flatbuffer_schema():
     # LiteRT ships the generated flatbuffer schema; importing it does not pull TensorFlow.
     from ai_edge_litert import schema_py_generated
 
@@ -128,12 +128,12 @@ class TfliteModel:
         A damaged or hostile file gives one ``InputError`` naming the tensor or op at
         fault, never an exception from deeper down (IndexError, numpy's reshape, ...).
         """
-        if len(data) < 8 or data[4:8] != _FILE_IDENTIFIER:
+        if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
             raise InputError(
                 f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)",
                 hint="give a .tflite file written by the TFLite converter",
             )
-        schema = _schema()
+        schema = flatbuffer_schema()
         try:
             model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
         except Exception as exc:  # the generated reader raises anything on bad offsets

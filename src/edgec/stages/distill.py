@@ -33,6 +33,7 @@ from edgec.stages.plan import (
 from edgec.stages.recipe import StageSpec
 
 INITS = ("teacher", "random")  # a derived student: the teacher's strongest channels, or fresh
+TEMPERATURE, ALPHA = 4.0, 0.1  # the distillation defaults (also prune_channels with a teacher)
 
 
 def _short_form(value: str) -> dict[str, Any]:
@@ -54,8 +55,10 @@ class Distill(Stage):
         **training_params(30, 1e-3),
         "student": Param(str, "", help="student model file; empty: derive one with width"),
         "width": Param(float, 0.5, 0, 1, open_low=True, help="filter/unit multiplier"),
-        "temperature": Param(float, 4.0, 0, 100, open_low=True, help="softening temperature"),
-        "alpha": Param(float, 0.1, 0, 1, help="weight of the hard (label) loss"),
+        "temperature": Param(
+            float, TEMPERATURE, 0, 100, open_low=True, help="softening temperature"
+        ),
+        "alpha": Param(float, ALPHA, 0, 1, help="weight of the hard (label) loss"),
         "init": Param(
             str, "teacher", choices=INITS, help="a derived student's start: teacher or random"
         ),
@@ -226,7 +229,7 @@ def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageRe
 
 
 def fit_to_teacher(
-    sp, plan, teacher, student, train, validation, on_epoch, temperature=4.0, alpha=0.1
+    sp, plan, teacher, student, train, validation, on_epoch, temperature=TEMPERATURE, alpha=ALPHA
 ) -> None:
     """Train ``student`` for the stage's epochs on the distillation loss against
     ``teacher`` (frozen): also the prune_channels fine-tune with ``teacher = true``."""

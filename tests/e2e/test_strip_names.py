@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -98,3 +99,16 @@ def test_strip_names_is_refused_for_a_compiled_target(tmp_path):
     )
     assert_clean_failure(run, "--strip-names is for TFLM targets", "npu target", code=2)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_fit_screen_strips_names_as_its_trials_do(clustered):
+    """edgec fit --strip-names: a screen measures the stripped model the trial ships, or it
+    would reject structures whose stripped build fits."""
+    from edgec.builder import BuildOptions
+    from edgec.fit.trial import screen
+
+    options = BuildOptions(model=clustered.keras, data=clustered.data, target="cortex-m", out=None)
+    named, stripped = (
+        screen(replace(options, strip_names=flag))[0].memory.flash_bytes for flag in (False, True)
+    )
+    assert stripped < named

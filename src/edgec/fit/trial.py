@@ -30,7 +30,7 @@ SCREEN_SAMPLES = 32  # calibration (and LUT proof) samples of a screen
 _SCREEN_BEFORE = (builder.load_model, builder.load_data, builder.translate_keras3,
                   builder.validate_recipe, builder.train_example)  # fmt: skip
 _SCREEN_AFTER = (builder.convert, builder.measure_arena, builder.lut_compress,
-                 builder.check_targets)  # fmt: skip
+                 builder.strip_names, builder.check_targets)  # fmt: skip
 
 
 def activation_types() -> tuple[str, ...]:

@@ -1,0 +1,141 @@
+"""Tiny .tflite flatbuffers built directly, in milliseconds, without the converter.
+
+In the spirit of tflite-micro's own test models: a test says which tensors and ops it
+wants and gets the bytes. The writing goes through tflite-micro's ``model_editor`` (the
+installed package's model builder), so the files are the real schema, and TFLM and
+LiteRT run them.
+
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 8), "int8", scale=0.1, zero_point=-128)
+    w = b.constant("weights", np.ones((4, 8), np.int8), scale=0.02)
+    bias = b.constant("bias", np.zeros(4, np.int32), scale=0.002)
+    y = b.tensor("output", (1, 4), "int8", scale=0.2)
+    b.op("FULLY_CONNECTED", [x, w, bias], [y])
+    data = b.build(inputs=[x], outputs=[y])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.compression import model_editor as me
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+DTYPES = {
+    name.lower(): value
+    for name, value in vars(schema.TensorType).items()
+    if not name.startswith("_")
+}
+
+
+class TfliteBuilder:
+    """One subgraph, built tensor by tensor and op by op."""
+
+    def __init__(self, *, description: str | None = "tests/support builder") -> None:
+        self.subgraph = me.Subgraph(name="main")
+        self.model = me.Model(subgraphs=[self.subgraph], description=description)
+
+    def tensor(
+        self,
+        name: str,
+        shape: Sequence[int],
+        dtype: str = "int8",
+        *,
+        scale: float | Sequence[float] | None = None,
+        zero_point: int | Sequence[int] = 0,
+        axis: int | None = None,
+        shape_signature: Sequence[int] | None = None,
+        data: np.ndarray | bytes | None = None,
+    ) -> me.Tensor:
+        quant = None
+        if scale is not None:
+            scales = [float(s) for s in np.atleast_1d(scale)]
+            zeros = [int(z) for z in np.atleast_1d(zero_point)]
+            quant = me.Quantization(scales=scales, zero_points=zeros, axis=axis)
+        tensor = self.subgraph.add_tensor(
+            shape=tuple(shape),
+            dtype=DTYPES[dtype],
+            name=name,
+            quantization=quant,
+            data=data,
+        )
+        if shape_signature is not None:
+            tensor._fb.shapeSignature = list(shape_signature)
+        return tensor
+
+    def constant(self, name: str, values: np.ndarray, **quant: Any) -> me.Tensor:
+        dtype = "int4" if quant.pop("int4", False) else str(values.dtype)
+        return self.tensor(name, values.shape, dtype, data=values, **quant)
+
+    def op(
+        self,
+        name: str,
+        inputs: Sequence[me.Tensor | None],
+        outputs: Sequence[me.Tensor],
+        *,
+        options: Any = None,
+        custom_code: str | None = None,
+        custom_options: bytes | None = None,
+    ) -> me.Operator:
+        """A builtin op by name (``"FULLY_CONNECTED"``), or ``"CUSTOM"`` with a code.
+
+        ``options`` is the schema's options object (e.g. ``schema.FullyConnectedOptionsT()``);
+        its union type is derived from the class name.
+        """
+        code = getattr(schema.BuiltinOperator, name)
+        op = self.subgraph.add_operator(
+            opcode=code, inputs=list(inputs), outputs=list(outputs), custom_code=custom_code
+        )
+        if options is not None:
+            union = type(options).__name__.removesuffix("T")
+            op._fb.builtinOptionsType = getattr(schema.BuiltinOptions, union)
+            op._fb.builtinOptions = options
+        if custom_options is not None:
+            op._fb.customOptions = list(custom_options)
+        return op
+
+    def build(self, *, inputs: Sequence[me.Tensor], outputs: Sequence[me.Tensor]) -> bytes:
+        self.subgraph.inputs = list(inputs)
+        self.subgraph.outputs = list(outputs)
+        return bytes(self.model.build())
+
+
+def dense_int8(
+    *,
+    features: int = 8,
+    units: int = 4,
+    per_channel: bool = False,
+    batch_signature: int | None = None,
+    seed: int = 0,
+) -> bytes:
+    """INPUT (int8) -> FULLY_CONNECTED -> OUTPUT (int8): the smallest real int8 model.
+
+    ``batch_signature=-1`` writes a dynamic batch in ``shape_signature`` only, as the
+    MLCommons reference models and TFLM's hello_world do (``shape`` stays static).
+    """
+    rng = np.random.default_rng(seed)
+    b = TfliteBuilder()
+    signature = None if batch_signature is None else (batch_signature, features)
+    x = b.tensor("input", (1, features), scale=0.05, zero_point=-3, shape_signature=signature)
+    w_scale = [0.01 + 0.001 * i for i in range(units)] if per_channel else 0.01
+    w = b.constant(
+        "dense/weights",
+        rng.integers(-127, 128, (units, features), dtype=np.int8),
+        scale=w_scale,
+        zero_point=[0] * units if per_channel else 0,
+        axis=0 if per_channel else None,
+    )
+    bias_scale = [0.05 * s for s in np.atleast_1d(w_scale)]
+    bias = b.constant(
+        "dense/bias",
+        rng.integers(-100, 100, units, dtype=np.int32),
+        scale=bias_scale if per_channel else bias_scale[0],
+        zero_point=[0] * units if per_channel else 0,
+        axis=0 if per_channel else None,
+    )
+    out_signature = None if batch_signature is None else (batch_signature, units)
+    y = b.tensor("output", (1, units), scale=0.25, zero_point=2, shape_signature=out_signature)
+    b.op("FULLY_CONNECTED", [x, w, bias], [y], options=schema.FullyConnectedOptionsT())
+    return b.build(inputs=[x], outputs=[y])

@@ -66,6 +66,13 @@ from edgec.stages import get_stage, stage_types
 from edgec.stages.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
+from edgec.targets.arena import (
+    DEFAULT_ARENA_MARGIN,
+    ArenaSize,
+    KernelArena,
+    firmware_arena,
+    measured_budget,
+)
 from edgec.targets.profile import load_runtime
 from edgec.targets.weights import compression_checks
 
@@ -108,7 +115,7 @@ class BuildOptions:
     layout: str = "plain"
     c_lang: str = "cc"
     section: str | None = None
-    arena_margin: float = 10.0  # percent added to the measured arena for kTensorArenaSize
+    arena_margin: float = DEFAULT_ARENA_MARGIN  # percent added to the arena: TENSOR_ARENA_SIZE
     # compression: a recipe (built-in name or TOML file), or the short forms
     recipe: str | None = None
     distill: str | None = None  # width multiplier ("0.5") or a student model file
@@ -363,8 +370,9 @@ def lut_compress(ctx: BuildContext) -> None:
         return
     # auto: the first target's RAM budget (--budget ram=... overrides), what its ram check
     # compares the TFLM arena with on an mcu target (other kinds measure RAM their own way)
+    profile = ctx.plan.profiles[0]
     budget = (
-        ctx.plan.profiles[0].budget.overridden(ctx.plan.overrides).ram_bytes
+        profile.budget.overridden(ctx.plan.overrides).ram_bytes
         if ctx.options.compress == "auto"
         else None
     )
@@ -373,12 +381,34 @@ def lut_compress(ctx: BuildContext) -> None:
         if ctx.arena is None:
             check = Check("lut_bit_identical", False, "not run: TFLM lacks ops")
         else:
-            lut = compress_lut_verified(ctx.tflite, ctx.x_q, ctx.arena, ram_budget_bytes=budget)
+            arena_budget, note = _lut_arena_budget(ctx, budget)
+            lut = compress_lut_verified(
+                ctx.tflite, ctx.x_q, ctx.arena, ram_budget_bytes=arena_budget
+            )
             if lut.compressed:  # else the converted model ships (its arena already measured)
                 ctx.shipped, ctx.shipped_artifact = lut.model, lut.artifact
             ctx.lut_info, check = lut.info(), lut.check
+            if budget is not None:  # the budget as the user gave it, and what it left
+                ctx.lut_info |= {"ram_budget_bytes": budget, "note": ctx.lut_info["note"] + note}
     ctx.checks["lut_bit_identical"] = [check]
     ctx.shipped_flat = ctx.shipped_artifact.model
+
+
+def _lut_arena_budget(ctx: BuildContext, budget: int | None) -> tuple[int | None, str]:
+    """The measured arena ``--compress auto`` may reach within ``budget``: on an mcu
+    target the ram check judges TENSOR_ARENA_SIZE, which adds the kernels' scratch (as
+    computed on the uncompressed model) and the margin to it."""
+    profile = ctx.plan.profiles[0]
+    if budget is None or profile.kind != "mcu" or ctx.arena is None:
+        return budget, ""
+    kernels = firmware_arena(ctx.converted, profile.cpu)
+    extra = 0 if kernels is None else kernels.extra_bytes
+    arena_budget = measured_budget(budget, ctx.options.arena_margin, extra)
+    return arena_budget, (
+        f" (of the {budget:,} B RAM budget, the measured arena may use {arena_budget:,} B: "
+        f"TENSOR_ARENA_SIZE adds {extra:,} B of kernel scratch and the "
+        f"{ctx.options.arena_margin:g}% margin)"
+    )
 
 
 def strip_names(ctx: BuildContext) -> None:
@@ -406,7 +436,10 @@ def check_targets(ctx: BuildContext) -> None:
     for profile in ctx.plan.profiles:
         description = f"Checking against {profile.name} ({profile.kind})"
         with ctx.stage(f"check:{profile.name}", description):
-            section, produced = analyze_target(ctx.shipped_artifact, profile, ctx.plan.overrides)
+            section, produced = analyze_target(
+                ctx.shipped_artifact, profile, ctx.plan.overrides,
+                arena_margin=ctx.options.arena_margin,
+            )  # fmt: skip
         ctx.sections.append(section)
         ctx.files.update(produced)
 
@@ -496,22 +529,24 @@ def layer_error(ctx: BuildContext) -> None:
 
 
 def export(ctx: BuildContext) -> None:
-    shipped_arena, _ = ctx.shipped_artifact.arena(runnable=ctx.tflm_ok)
+    # the first target's core: the arena of the kernels its firmware links (the same
+    # figure its ram check judges), plus the margin
+    kernels = firmware_arena(ctx.shipped_artifact, ctx.plan.profiles[0].cpu, runnable=ctx.tflm_ok)
     with ctx.stage("export", "Writing the firmware package"):
-        if shipped_arena is None:  # no op resolver and no arena for a model TFLM cannot run
+        if kernels is None:  # no op resolver and no arena for a model TFLM cannot run
             ctx.progress.message("firmware headers not written: the model has ops TFLM lacks")
             files = {
                 "model.tflite": ctx.shipped,
                 **model_data_sources(ctx.shipped, ctx.name, source=ctx.source),
             }
         else:
-            spec = _export_spec(ctx, shipped_arena)
+            spec = _export_spec(ctx, kernels)
             files = export_package(spec)
             ctx.firmware = _firmware_info(spec, files, ctx.plan.profiles[0].cpu, ctx.lut_info)
         ctx.files = {**files, **ctx.files}  # the package first, then what the targets made
 
 
-def _export_spec(ctx: BuildContext, arena_bytes: int) -> ExportSpec:
+def _export_spec(ctx: BuildContext, arena: KernelArena) -> ExportSpec:
     options, recipe, data = ctx.options, ctx.plan.recipe, ctx.data
     return ExportSpec(
         model=ctx.shipped,
@@ -520,8 +555,10 @@ def _export_spec(ctx: BuildContext, arena_bytes: int) -> ExportSpec:
         source=ctx.source,
         target=ctx.plan.profiles[0].name,
         runtime=load_runtime("tflite-micro"),
-        arena_bytes=arena_bytes,
+        arena_bytes=arena.measured_bytes,
         arena_margin_percent=options.arena_margin,
+        arena_extra_bytes=arena.extra_bytes,
+        arena_kernels=arena.kernels,
         class_names=data.class_names,
         preprocessing=data.preprocessing,
         raw_scale=data.raw_scale,
@@ -702,7 +739,6 @@ def _firmware_info(
     spec: ExportSpec, files: dict[str, bytes], cpu: str, compression: dict | None
 ) -> Firmware:
     from edgec.export.ops import resolver_methods
-    from edgec.export.settings import ArenaSize
 
     source = next(v for k, v in files.items() if k.endswith(f"model_data.{spec.lang}"))
     header = next(v for k, v in files.items() if k.endswith("model_data.h"))
@@ -717,7 +753,9 @@ def _firmware_info(
         layout=spec.layout,
         c_language=spec.lang,
         section=spec.section,
-        tensor_arena_bytes=ArenaSize(spec.arena_bytes, spec.arena_margin_percent).bytes,
+        tensor_arena_bytes=ArenaSize(
+            spec.arena_bytes, spec.arena_margin_percent, spec.arena_extra_bytes, spec.arena_kernels
+        ).bytes,
         arena_margin_percent=spec.arena_margin_percent,
         resolver_methods=[m for _, m in resolver_methods(flat, spec.runtime)],
         compression=None if compression is None else from_plain(LutCompression, compression),

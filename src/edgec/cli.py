@@ -18,6 +18,7 @@ from edgec.errors import EdgecError, printable
 from edgec.export.layouts import LAYOUTS
 from edgec.pipeline.convert import ACTIVATIONS, IO_TYPES
 from edgec.stages import get_stage, stage_types
+from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -78,6 +79,17 @@ custom_objects_option = click.option(
     "--custom-objects",
     metavar="FILE.py|MODULE",
     help="Python file or module defining the model's own layers (it is executed: trusted code).",
+)
+
+
+# build and check: the ram check judges the arena as model_settings.h declares it
+arena_margin_option = click.option(
+    "--arena-margin",
+    type=click.FloatRange(min=0, max=1000),
+    default=DEFAULT_ARENA_MARGIN,
+    show_default=True,
+    help="Percent added to the TFLM arena for TENSOR_ARENA_SIZE (kTensorArenaSize); the "
+    "ram check judges the arena with it.",
 )
 
 
@@ -195,13 +207,7 @@ def stage_short_forms(command: _F) -> _F:
     metavar="NAME",
     help="Place the model array in this linker section, e.g. .rodata.model.",
 )
-@click.option(
-    "--arena-margin",
-    type=click.FloatRange(min=0, max=1000),
-    default=10.0,
-    show_default=True,
-    help="Percent added to the measured TFLM arena for kTensorArenaSize.",
-)
+@arena_margin_option
 @click.option(
     "--recipe",
     metavar="NAME|RECIPE.toml",
@@ -463,6 +469,7 @@ def inspect(model: Path, fmt: str, custom_objects: str | None) -> None:
     help="Directory for report.json and the files the targets produce (e.g. the "
     "Vela-optimised .tflite); replaced atomically.",
 )
+@arena_margin_option
 @debug_option
 def check(
     model: Path,
@@ -471,6 +478,7 @@ def check(
     fmt: str,
     out: Path | None,
     artifacts: Path | None,
+    arena_margin: float,
 ) -> None:
     """Check an existing MODEL.tflite against target(s), without retraining.
 
@@ -490,6 +498,7 @@ def check(
             model,
             target=target,
             budget=budget,
+            arena_margin=arena_margin,
             artifacts=artifacts,
             progress=lambda p: ui.err.print(f"checking {ui.t(p.name)}…"),
         )

@@ -79,12 +79,10 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     table.add_column("budget", justify="right")
     table.add_column("", justify="left")
     checks = {c.name: c for c in report.checks}
-    ram_label = (
-        "RAM (TFLM arena)" if report.targets[:1] and report.targets[0].kind == "mcu" else "RAM"
-    )
+    ram_label = "RAM (TENSOR_ARENA_SIZE)" if mem.tensor_arena_bytes is not None else "RAM"
     for label, used, limit, key in (
         ("flash (model)", mem.flash_bytes, mem.flash_budget_bytes, "flash"),
-        (ram_label, mem.arena_bytes, mem.ram_budget_bytes, "ram"),
+        (ram_label, mem.ram_used_bytes, mem.ram_budget_bytes, "ram"),
     ):
         ok = checks[key].ok
         verdict = (
@@ -142,12 +140,15 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
 
 
 def _firmware_line(report: BuildReport) -> str:
-    fw, arena = report.firmware, report.memory.arena_bytes
-    assert fw is not None and arena is not None
-    parts = [
-        f"{fw.layout} layout, kTensorArenaSize {fw.tensor_arena_bytes:,} B "
-        f"({arena:,} B measured + {fw.arena_margin_percent:g}%)"
-    ]
+    fw, mem = report.firmware, report.memory
+    assert fw is not None and mem.arena_bytes is not None
+    # the first target's breakdown (its ram check's figure), when it declares the arena
+    breakdown = (
+        mem.arena_breakdown()
+        if mem.tensor_arena_bytes == fw.tensor_arena_bytes
+        else f"{mem.arena_bytes:,} B measured + {fw.arena_margin_percent:g}%"
+    )
+    parts = [f"{fw.layout} layout, kTensorArenaSize {fw.tensor_arena_bytes:,} B ({breakdown})"]
     if fw.compression is not None:
         c = fw.compression
         label = "LUT" if c.selection == "lut" else f"LUT ({c.selection})"
@@ -303,7 +304,7 @@ def sections_table(sections: list[TargetSection], title: str) -> Table:
             t(s.target),
             "[green]pass[/]" if s.ok else "[red]FAIL[/]",
             f"{_bytes(mem.flash_bytes)} / {_bytes(mem.flash_budget_bytes)}",
-            f"{_bytes(mem.arena_bytes)} / {_bytes(mem.ram_budget_bytes)}",
+            f"{_bytes(mem.ram_used_bytes)} / {_bytes(mem.ram_budget_bytes)}",
             t(lat),
         )
     return table
@@ -464,10 +465,15 @@ def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
     r = winner.result
     out.print(f"Chosen: [bold]{t(r.key)}[/] ({r.epochs} epoch(s) a stage), int8 {r.accuracy:g}")
     for target in r.targets:
+        shipped = target.get("tensor_arena_bytes")  # the ram check's figure, where there is one
+        ram = (
+            f"TENSOR_ARENA_SIZE {_bytes(shipped)}"
+            if shipped
+            else f"arena {_bytes(target['arena_bytes'])}"
+        )
         out.print(
             f" {t(target['target'])}: flash {_bytes(target['flash_bytes'])} of "
-            f"{_bytes(target['flash_budget_bytes'])}, arena {_bytes(target['arena_bytes'])} of "
-            f"{_bytes(target['ram_budget_bytes'])}"
+            f"{_bytes(target['flash_budget_bytes'])}, {ram} of {_bytes(target['ram_budget_bytes'])}"
         )
     if r.failed_checks:  # fits, but the build's accuracy check (the objective) failed
         out.print(f" [yellow]build check failed:[/] {t(', '.join(r.failed_checks))} (report.json)")

@@ -126,6 +126,7 @@ def test_check_on_every_profile_gives_a_verdict_with_figures(
         assert {"ops", "dtypes", "static_shapes", "flash", "ram"} <= names
         assert all(
             c.method in ("measured", "host-measured", "estimated", "rule-based")
+            or (c.name, c.method) == ("ram", "measured + rule-based")  # + CMSIS-NN's scratch
             for c in section.checks
         )
         latency = [c for c in section.checks if c.name == "latency"]

@@ -132,9 +132,10 @@ def _cards(report: BuildReport) -> list[tuple[str, str, str]]:
     return [
         ("flash (model)", f"{mem.flash_bytes:,} B", f"budget {mem.flash_budget_bytes:,} B"),
         (
-            "RAM (TFLM arena)",
-            f"{mem.arena_bytes:,} B" if mem.arena_bytes is not None else "not measured",
-            f"budget {mem.ram_budget_bytes:,} B",
+            "RAM (TENSOR_ARENA_SIZE)" if mem.tensor_arena_bytes is not None else "RAM",
+            f"{mem.ram_used_bytes:,} B" if mem.ram_used_bytes is not None else "not measured",
+            f"budget {mem.ram_budget_bytes:,} B"
+            + (f"; {mem.arena_breakdown()}" if mem.tensor_arena_bytes is not None else ""),
         ),
         (accuracy_label, accuracy, f"{acc.samples} evaluation samples"),
         (

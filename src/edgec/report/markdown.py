@@ -20,7 +20,7 @@ def markdown(sections: list[TargetSection], model: str) -> str:
         lines.append(
             f"| `{s.target}` | {s.part} | {'✅ pass' if s.ok else '❌ fail'} "
             f"| {_used(s.memory.flash_bytes, s.memory.flash_budget_bytes)} "
-            f"| {_used(s.memory.arena_bytes, s.memory.ram_budget_bytes)} | {lat} |"
+            f"| {_used(s.memory.ram_used_bytes, s.memory.ram_budget_bytes)} | {lat} |"
         )
     for s in sections:
         failed = [c for c in s.checks if not c.ok]

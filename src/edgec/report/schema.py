@@ -138,10 +138,36 @@ class ModelInfo:
 @dataclass(frozen=True, slots=True)
 class Memory:
     flash_bytes: int
-    arena_bytes: int | None
+    arena_bytes: int | None  # the TFLM arena measured with the reference kernels
     flash_budget_bytes: int
     ram_budget_bytes: int
     arena_method: str = ""
+    # mcu: the arena firmware declares, TENSOR_ARENA_SIZE (what the ram check judges):
+    # arena_bytes + kernel_scratch_bytes (what the linked kernels, arena_kernels, add:
+    # CMSIS-NN's scratch on a Cortex-M, computed) + arena_margin_percent, 16-byte multiple
+    tensor_arena_bytes: int | None = None
+    kernel_scratch_bytes: int | None = None
+    arena_kernels: str = ""
+    arena_margin_percent: float | None = None
+
+    @property
+    def ram_used_bytes(self) -> int | None:
+        """The RAM figure the ram check judges: TENSOR_ARENA_SIZE where firmware declares
+        one (mcu), else the kind's own figure."""
+        return self.tensor_arena_bytes if self.tensor_arena_bytes is not None else self.arena_bytes
+
+    def arena_breakdown(self) -> str:
+        """How TENSOR_ARENA_SIZE is made up, or "" where there is none."""
+        if self.tensor_arena_bytes is None or self.arena_bytes is None:
+            return ""
+        scratch = (
+            f" + {self.kernel_scratch_bytes:,} B scratch ({self.arena_kernels})"
+            if self.kernel_scratch_bytes
+            else ""
+        )
+        return (
+            f"{self.arena_bytes:,} B measured{scratch} + {self.arena_margin_percent or 0:g}% margin"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +182,9 @@ class TargetFigures:
     # mcu
     macs: int | None = None
     latency_estimate_ms: builtins.float | None = None
+    # the ops whose scratch differs between TFLM's reference kernels and CMSIS-NN's:
+    # index, op, reference/cmsis_nn scratch bytes, cmsis_nn persistent bytes
+    kernel_scratch: list[dict[str, Any]] | None = None
     # npu: Vela's own figures (its summary CSV) and the ops left on the CPU
     vela: dict[str, Any] | None = None
     cpu_ops: list[str] | None = None

@@ -22,6 +22,7 @@ from edgec.fit.space import short_key
 from edgec.fit.store import Record
 from edgec.pipeline.inspect import Inspection
 from edgec.report import BuildReport, CheckReport, LutCompression, TargetSection, to_plain
+from edgec.report.diff import DiffResult
 from edgec.stages import find_stage, summary_line
 from edgec.targets.profile import TargetProfile
 from edgec.units import format_size
@@ -343,32 +344,44 @@ def check_text(report: CheckReport) -> str:
     return buffer.getvalue()
 
 
-def print_diff(deltas, limit: float, grown) -> None:
+def print_diff(result: DiffResult) -> None:
     from edgec.units import format_size
 
+    limit = result.max_growth
     table = Table(title=f"Growth per target (limit {limit:.1%})", title_justify="left")
     for column in ("target", "figure", "old", "new", "change", ""):
         table.add_column(column, justify="right" if column in ("old", "new", "change") else "left")
-    for d in deltas:
-        change, verdict = "-", ""
+    for d in result.deltas:
+        change, verdict = "-", "[dim]not measured[/]"
         if d.old is not None and d.new is not None:
             change = f"{d.new - d.old:+,} B"
             if d.growth != float("inf"):
                 change += f" ({d.growth:+.1%})"
-            verdict = "[red]grew too much[/]" if d in grown else "[green]ok[/]"
-        elif d.old is None and d.new is None:
-            verdict = "[dim]not measured[/]"
-        else:
-            verdict = "[yellow]only in " + ("new" if d.old is None else "old") + "[/]"
-        table.add_row(
-            t(d.target), d.figure, format_size(d.old), format_size(d.new), change, verdict
-        )
+            verdict = "[red]grew too much[/]" if d in result.grown else "[green]ok[/]"
+        elif d.old is not None or d.new is not None:
+            verdict = "[yellow]measured only in " + ("new" if d.old is None else "old") + "[/]"
+        figure = "RAM (TENSOR_ARENA_SIZE)" if d.field == "tensor_arena_bytes" else d.figure
+        table.add_row(t(d.target), figure, format_size(d.old), format_size(d.new), change, verdict)
     out.print(table)
-    if grown:
-        what = ", ".join(f"{d.target} {d.figure}" for d in grown)
-        out.print(f"[bold red]FAIL[/] grew more than {limit:.1%}: {t(what)} (exit code 3)")
+    for side, targets in (("old", result.only_old), ("new", result.only_new)):
+        if targets:
+            out.print(
+                f"[yellow]only in the {side} report (not compared):[/] {t(', '.join(targets))}"
+            )
+    acc = result.accuracy
+    mark = "[green]✓[/]" if acc.ok and acc.compared else "[red]✗[/]" if not acc.ok else "[dim]-[/]"
+    out.print(f" {mark} {t(acc.describe())}")
+    if result.ok:
+        out.print(
+            f"[bold green]PASS[/] nothing grew more than {limit:.1%}"
+            + (f" and {acc.metric} is within its limit" if acc.compared else "")
+        )
     else:
-        out.print(f"[bold green]PASS[/] nothing grew more than {limit:.1%}")
+        problems = [f"{acc.metric} {'dropped' if acc.metric != 'rmse' else 'rose'} too much"]
+        if result.grown:
+            what = ", ".join(f"{d.target} {d.figure}" for d in result.grown)
+            problems = [f"grew more than {limit:.1%}: {what}"] + problems * (not acc.ok)
+        out.print(f"[bold red]FAIL[/] {t('; '.join(problems))} (exit code 3)")
 
 
 # ---------------------------------------------------------------------------- edgec fit

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import re
+
+from edgec.errors import printable
 from edgec.report.schema import TargetSection
+
+# Markdown's punctuation that can start markup (CommonMark: any ASCII punctuation may be
+# backslash-escaped); < and > become entities so no HTML tag can open.
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 
 
 def markdown(sections: list[TargetSection], model: str) -> str:
@@ -34,3 +42,10 @@ def _used(used: int | None, budget: int) -> str:
     if used is None:
         return "not measured"
     return f"{used:,} B / {budget:,} B ({used / budget:.1%})" if budget else f"{used:,} B"
+
+
+def escape_markdown(text: str) -> str:
+    """Untrusted text (a target or file name) as literal Markdown: one line, no markup,
+    no HTML, and a ``|`` cannot split a table cell."""
+    one_line = " ".join(printable(str(text)).split())
+    return _MARKUP.sub(r"\\\1", html.escape(one_line, quote=False))

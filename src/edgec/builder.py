@@ -29,6 +29,7 @@ from edgec.artifact.strip import strip_names_verified
 from edgec.datasets import Dataset, load_dataset, split_calibration
 from edgec.datasets.split import (
     DEFAULT_CALIBRATION_SAMPLES,
+    recipe_split_warning,
     split_holdout,
     split_validation,
 )
@@ -171,6 +172,7 @@ class BuildContext:
     validation: Dataset = field(init=False)  # ... and validate on
     recipe_plan: CompressionPlan | None = None  # validate_recipe
     input_model_out: np.ndarray | None = None  # run_recipe: the input model's outputs
+    input_parameters: int | None = None  # run_recipe: the input model's, before the stages
     parameters: int | None = None  # QAT adds quantizer variables: the stages count weights
     # the converted model and what ships
     tflite: bytes = field(init=False)  # convert
@@ -190,6 +192,7 @@ class BuildContext:
     layers: list[Layer] = field(default_factory=list)  # layer_error
     files: dict[str, bytes] = field(default_factory=dict)
     firmware: Firmware | None = None  # export
+    warnings: list[str] = field(default_factory=list)  # load_data: what the data is too small for
 
     @contextlib.contextmanager
     def stage(self, name: str, description: str) -> Iterator[dict]:
@@ -256,12 +259,18 @@ def load_data(ctx: BuildContext) -> None:
         if options.data is not None:  # a user model always has data (see _validate)
             ctx.data = load_dataset(options.data, input_shape)
         if recipe is not None and options.model is not None:
+            given = ctx.data
             ctx.train, ctx.data = split_holdout(ctx.data, 2 * options.calibration_samples)
         ctx.calibration, ctx.evaluation = split_calibration(ctx.data, options.calibration_samples)
         if recipe is not None:
             # The built-in example itself still trains on its whole training split (the
             # same model as without a recipe); the compression stages fit on fit_on.
             ctx.fit_on, ctx.validation = split_validation(ctx.train)
+            if options.model is not None:
+                warning = recipe_split_warning(
+                    given, ctx.train, ctx.validation, len(ctx.data), options.calibration_samples
+                )
+                ctx.warnings += [warning] if warning else []
 
 
 def translate_keras3(ctx: BuildContext) -> None:
@@ -312,6 +321,7 @@ def run_recipe(ctx: BuildContext) -> None:
     from edgec.stages import plan as compress
 
     ctx.input_model_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
+    ctx.input_parameters = int(ctx.model.count_params())
     for sp in ctx.recipe_plan.stages:
         with ctx.stage(sp.spec.type, get_stage(sp.spec.type).describe(sp.spec)) as metrics:
             done = compress.run_stage(
@@ -603,6 +613,7 @@ def build_report(ctx: BuildContext) -> BuildReport:
             parameters=ctx.parameters
             if ctx.parameters is not None
             else int(ctx.model.count_params()),
+            input_parameters=ctx.input_parameters,
         ),
         memory=first.memory,
         accuracy=ctx.evaluation_result.accuracy,
@@ -612,6 +623,7 @@ def build_report(ctx: BuildContext) -> BuildReport:
             evaluation_samples=len(ctx.evaluation),
             labels=data.labels,
             preprocessing=data.preprocessing,
+            warnings=list(ctx.warnings),
         ),
         checks=checks,
         artifacts=[

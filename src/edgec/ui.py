@@ -128,6 +128,8 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         report.layers, after_qat=report.after_qat, activations=report.model.activations
     ):
         out.print(f" [dim]quantization:[/] {t(line)}")
+    for warning in report.data.warnings:
+        out.print(f"[bold yellow]warning:[/] {t(warning)}")
     files = ", ".join(a.path for a in report.artifacts) + ", report.json, report.html"
     out.print(f"\nWrote {t(folder)}/: {t(files)}  [dim]({seconds:.1f} s)[/]")
     if report.ok:

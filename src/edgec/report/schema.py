@@ -133,6 +133,9 @@ class ModelInfo:
     parameters: int = 0
     # activation width of the full-integer model: "int8", or "int16" (TFLite's 16x8 mode)
     activations: str = "int8"
+    # with a recipe: the input model's parameters, before its stages (``parameters`` is
+    # the model that was converted)
+    input_parameters: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +238,8 @@ class DataInfo:
     evaluation_samples: int
     labels: str  # "classes" | "targets" | "none"
     preprocessing: str = ""
+    # what the data is too small for (a recipe's training and validation split)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -775,6 +775,8 @@ def _firmware_info(
         if size is None
         else ObjectSize(size.cpu, size.text, size.data, size.bss, size.flash_bytes, size.ram_bytes),
         object_size_note=note,
+        kernel_scratch_bytes=spec.arena_extra_bytes,
+        arena_kernels=spec.arena_kernels,
     )
 
 

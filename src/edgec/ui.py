@@ -143,15 +143,17 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
 
 
 def _firmware_line(report: BuildReport) -> str:
-    fw, mem = report.firmware, report.memory
-    assert fw is not None and mem.arena_bytes is not None
-    # the first target's breakdown (its ram check's figure), when it declares the arena
-    breakdown = (
-        mem.arena_breakdown()
-        if mem.tensor_arena_bytes == fw.tensor_arena_bytes
-        else f"{mem.arena_bytes:,} B measured + {fw.arena_margin_percent:g}%"
+    fw, arena = report.firmware, report.memory.arena_bytes
+    assert fw is not None and arena is not None
+    scratch = (
+        f" + {fw.kernel_scratch_bytes:,} B scratch ({fw.arena_kernels})"
+        if fw.kernel_scratch_bytes
+        else ""
     )
-    parts = [f"{fw.layout} layout, kTensorArenaSize {fw.tensor_arena_bytes:,} B ({breakdown})"]
+    parts = [
+        f"{fw.layout} layout, kTensorArenaSize {fw.tensor_arena_bytes:,} B "
+        f"({arena:,} B measured{scratch} + {fw.arena_margin_percent:g}%)"
+    ]
     if fw.compression is not None:
         c = fw.compression
         label = "LUT" if c.selection == "lut" else f"LUT ({c.selection})"

@@ -68,6 +68,11 @@ def test_tensor_arena_size_covers_the_measured_arena(example_build):
         == ram["value"]
     )
     assert f"TENSOR_ARENA_SIZE {size:,} B of a" in ram["detail"]
+    firmware = example_build.report["firmware"]
+    assert (firmware["kernel_scratch_bytes"], firmware["arena_kernels"]) == (
+        scratch,
+        memory["arena_kernels"],
+    )
     summary = " ".join(example_build.run.out.split())
     assert re.search(rf"RAM \(TENSOR_ARENA_SIZE\) [│|] {size:,} B", summary), summary
     assert f"kTensorArenaSize {size:,} B ({measured:,} B measured + {scratch:,} B" in summary

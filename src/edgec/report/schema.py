@@ -332,12 +332,17 @@ class Firmware:
     layout: str  # plain | arduino | cmake
     c_language: str  # cc | c
     section: str | None
-    tensor_arena_bytes: int  # kTensorArenaSize: measured arena + margin, 16-byte multiple
+    # kTensorArenaSize: the arena measured for the shipped model + what the kernels the
+    # first target's core links add (kernel_scratch_bytes, arena_kernels) + the margin,
+    # a 16-byte multiple
+    tensor_arena_bytes: int
     arena_margin_percent: float
     resolver_methods: list[str] = field(default_factory=list)
     compression: LutCompression | None = None
     object_size: ObjectSize | None = None  # None: no Arm toolchain (see object_size_note)
     object_size_note: str = ""
+    kernel_scratch_bytes: int = 0
+    arena_kernels: str = ""
 
 
 @dataclass(slots=True)

@@ -339,6 +339,8 @@ def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
 
 def op_buffers(model: TfliteModel, op: Operator, core: str) -> OpBuffers:
     """The scratch ``op`` requests with TFLM's reference kernels and with CMSIS-NN's."""
+    if not op.outputs:  # nothing TFLM would run
+        return OpBuffers(op.index, op.name, (), ())
     reference = _REFERENCE_RULES.get(op.name, _none)(model, op)
     rule = _CMSIS_NN_RULES.get(op.name)
     if rule is None:  # no CMSIS-NN kernel: the reference kernel runs in both
@@ -391,10 +393,10 @@ def _reduce(model: TfliteModel, op: Operator) -> tuple[int, ...]:
 
 def _svdf_reference(model: TfliteModel, op: Operator) -> tuple[int, ...]:
     x, weights = _t(model, op, 0), _t(model, op, 1)
-    if x is None or weights is None or len(x.shape) != 2:
+    y = _out(model, op)
+    if x is None or weights is None or len(x.shape) != 2 or len(weights.shape) != 2 or not y.shape:
         return ()
-    batch, filters = x.shape[0], weights.shape[0]
-    units = _out(model, op).shape[-1]
+    batch, filters, units = x.shape[0], weights.shape[0], y.shape[-1]
     if x.dtype == "int8":
         return (batch * filters * 4, batch * units * 4)
     return (batch * filters * 4,)  # float
@@ -468,8 +470,9 @@ class _Conv:
         if x is None or w is None or not len(x.shape) == len(w.shape) == len(y.shape) == 4:
             return None
         o = op.options
-        sh, sw = int(o.get("strideH", 1)), int(o.get("strideW", 1))
-        dh, dw = int(o.get("dilationHFactor", 1)), int(o.get("dilationWFactor", 1))
+        # TFLM refuses strides and dilations below 1: never seen here, kept from dividing
+        sh, sw = max(1, int(o.get("strideH", 1))), max(1, int(o.get("strideW", 1)))
+        dh, dw = max(1, int(o.get("dilationHFactor", 1))), max(1, int(o.get("dilationWFactor", 1)))
         _, in_h, in_w, in_c = x.shape
         _, k_h, k_w, k_c = w.shape
         batch, out_h, out_w, out_c = y.shape
@@ -576,8 +579,10 @@ def _cmsis_depthwise(model: TfliteModel, op: Operator, core: str) -> _Scratch:
 
 def _cmsis_fully_connected(model: TfliteModel, op: Operator, core: str) -> _Scratch:
     x, w, bias, y = _t(model, op, 0), _t(model, op, 1), _t(model, op, 2), _out(model, op)
-    if x is None or w is None or x.dtype != "int8" or w.dtype == "int4":
+    if x is None or w is None or x.dtype != "int8" or w.dtype == "int4" or not w.shape:
         return (), ()  # int16: arm_fully_connected_s16_get_buffer_size is 0
+    if not y.shape:
+        return (), ()
     accum, depth = w.shape[-1], y.shape[-1]
     if len(y.shape) > 2 and accum % 4 == 0:  # run as a 1x1 convolution
         fake = () if w.per_channel else (depth * 8,)  # per-channel multipliers and shifts
@@ -606,7 +611,7 @@ def _cmsis_transpose_conv(model: TfliteModel, op: Operator, core: str) -> _Scrat
         return (_elements(y) * 8,), ()
     if x.dtype != "int8":
         return (), ()
-    sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
+    sh, sw = max(1, int(op.options.get("strideH", 1))), max(1, int(op.options.get("strideW", 1)))
     in_c, k_h, k_w, out_c = x.shape[3], w.shape[1], w.shape[2], y.shape[3]
     if sw <= 2 and sh <= 2 and in_c > _REVERSE_TCOL_EFFICIENT_THRESHOLD:
         cols = in_c * k_w * k_h  # a conv on the input upsampled by the stride

@@ -285,3 +285,15 @@ def test_the_profiles_cores_get_their_cmsis_nn_class():
         "CMSIS-NN for cortex-m4 (DSP)",
         "CMSIS-NN for cortex-m55 (MVE)",
     }
+
+
+def test_core_names_as_profiles_write_them():
+    from edgec.targets.arena import core_class
+
+    assert [core_class(c) for c in ("Cortex-M0+", "cortex-m4f", "CORTEX-M33", "cortex-m85")] == [
+        "no DSP",
+        "DSP",
+        "DSP",
+        "MVE",
+    ]
+    assert core_class("cortex-a53") is None and core_class("esp32s3") is None

@@ -107,8 +107,9 @@ class ArenaSize:
 
 
 def shipped_bytes(arena_bytes: int, margin_percent: float) -> int:
-    """``arena_bytes`` plus ``margin_percent``, rounded up to 16 bytes; exact (10% of
-    100,000 B is 10,000 B, where float arithmetic gives 10,000.000000000001)."""
+    """``arena_bytes`` plus ``margin_percent``, rounded up to 16 bytes, in exact decimal
+    arithmetic: 100,000 B + 10% is 110,000 B (in floats 110,000.00000000001, which
+    rounded up to 110,016 B)."""
     margin = Fraction(repr(float(margin_percent)))  # the decimal the user wrote
     return align(math.ceil(arena_bytes * (1 + margin / 100)))
 
@@ -168,8 +169,10 @@ def scratch_of(kernels: str) -> str:
 
 
 def core_class(cpu: str) -> str | None:
-    """``no DSP``, ``DSP`` or ``MVE`` for a Cortex-M core; None for any other CPU."""
-    return CORE_CLASSES.get(cpu.lower())
+    """``no DSP``, ``DSP`` or ``MVE`` for a Cortex-M core (GCC's ``-mcpu`` names; also
+    ``Cortex-M0+`` and ``cortex-m4f``); None for any other CPU."""
+    name = cpu.strip().lower().replace("+", "plus")
+    return CORE_CLASSES.get(name.removesuffix("f") if name.endswith(("m4f", "m7f")) else name)
 
 
 def kernels_for(cpu: str) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgec.errors import InputError
+from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 
 if TYPE_CHECKING:  # the runtime imports stay inside the functions (TensorFlow is slow)
     from edgec.builder import BuildOptions, Progress
@@ -101,6 +102,7 @@ def check(
     *,
     target: str,
     budget: str | None = None,
+    arena_margin: float = DEFAULT_ARENA_MARGIN,
     artifacts: str | Path | None = None,
     progress: Callable[[TargetProfile], None] | None = None,
 ) -> CheckReport:
@@ -110,6 +112,8 @@ def check(
         path: the model file.
         target: a built-in target name, a profile TOML file, or several comma-separated.
         budget: overrides every target's model budget, e.g. ``"flash=256KiB,ram=64KiB"``.
+        arena_margin: percent added to the arena, as ``edgec build --arena-margin`` adds
+            it to ``TENSOR_ARENA_SIZE``: an mcu target's ram check judges the arena with it.
         artifacts: a folder for ``report.json`` and what the targets produce (the
             Vela-optimised model, ...), replaced atomically; ``None`` writes nothing.
         progress: called with each target profile before it is checked.
@@ -128,7 +132,9 @@ def check(
     folder = Path(artifacts) if artifacts is not None else None
     if folder is not None:
         prepare_output_dir(folder)
-    report, files = _check(Path(path), target, budget, progress)
+    if not 0 <= arena_margin <= 1000:
+        raise InputError(f"--arena-margin {arena_margin:g} is not a percentage (0-1000)")
+    report, files = _check(Path(path), target, budget, arena_margin, progress)
     if folder is not None:
         write_outputs(folder, {**files, "report.json": report.to_json().encode()})
     return report
@@ -138,6 +144,7 @@ def _check(
     path: Path,
     targets: str,
     budget: str | None,
+    arena_margin: float,
     progress: Callable[[TargetProfile], None] | None,
 ) -> tuple[CheckReport, dict[str, bytes]]:
     """The report of ``check`` and the files the targets produced."""
@@ -153,7 +160,7 @@ def _check(
     for profile in profiles:
         if progress is not None:
             progress(profile)
-        section, produced = analyze_target(artifact, profile, overrides)
+        section, produced = analyze_target(artifact, profile, overrides, arena_margin=arena_margin)
         sections.append(section)
         files.update(produced)
     report = CheckReport(

@@ -29,6 +29,7 @@ from edgec.artifact.strip import strip_names_verified
 from edgec.datasets import Dataset, load_dataset, split_calibration
 from edgec.datasets.split import (
     DEFAULT_CALIBRATION_SAMPLES,
+    recipe_split_warning,
     split_holdout,
     split_validation,
 )
@@ -66,6 +67,13 @@ from edgec.stages import get_stage, stage_types
 from edgec.stages.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
+from edgec.targets.arena import (
+    DEFAULT_ARENA_MARGIN,
+    ArenaSize,
+    KernelArena,
+    firmware_arena,
+    measured_budget,
+)
 from edgec.targets.profile import load_runtime
 from edgec.targets.weights import compression_checks
 
@@ -108,7 +116,7 @@ class BuildOptions:
     layout: str = "plain"
     c_lang: str = "cc"
     section: str | None = None
-    arena_margin: float = 10.0  # percent added to the measured arena for kTensorArenaSize
+    arena_margin: float = DEFAULT_ARENA_MARGIN  # percent added to the arena: TENSOR_ARENA_SIZE
     # compression: a recipe (built-in name or TOML file), or the short forms
     recipe: str | None = None
     distill: str | None = None  # width multiplier ("0.5") or a student model file
@@ -164,6 +172,7 @@ class BuildContext:
     validation: Dataset = field(init=False)  # ... and validate on
     recipe_plan: CompressionPlan | None = None  # validate_recipe
     input_model_out: np.ndarray | None = None  # run_recipe: the input model's outputs
+    input_parameters: int | None = None  # run_recipe: the input model's, before the stages
     parameters: int | None = None  # QAT adds quantizer variables: the stages count weights
     # the converted model and what ships
     tflite: bytes = field(init=False)  # convert
@@ -183,6 +192,7 @@ class BuildContext:
     layers: list[Layer] = field(default_factory=list)  # layer_error
     files: dict[str, bytes] = field(default_factory=dict)
     firmware: Firmware | None = None  # export
+    warnings: list[str] = field(default_factory=list)  # load_data: what the data is too small for
 
     @contextlib.contextmanager
     def stage(self, name: str, description: str) -> Iterator[dict]:
@@ -249,12 +259,18 @@ def load_data(ctx: BuildContext) -> None:
         if options.data is not None:  # a user model always has data (see _validate)
             ctx.data = load_dataset(options.data, input_shape)
         if recipe is not None and options.model is not None:
+            given = ctx.data
             ctx.train, ctx.data = split_holdout(ctx.data, 2 * options.calibration_samples)
         ctx.calibration, ctx.evaluation = split_calibration(ctx.data, options.calibration_samples)
         if recipe is not None:
             # The built-in example itself still trains on its whole training split (the
             # same model as without a recipe); the compression stages fit on fit_on.
             ctx.fit_on, ctx.validation = split_validation(ctx.train)
+            if options.model is not None:
+                warning = recipe_split_warning(
+                    given, ctx.train, ctx.validation, len(ctx.data), options.calibration_samples
+                )
+                ctx.warnings += [warning] if warning else []
 
 
 def translate_keras3(ctx: BuildContext) -> None:
@@ -305,6 +321,7 @@ def run_recipe(ctx: BuildContext) -> None:
     from edgec.stages import plan as compress
 
     ctx.input_model_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
+    ctx.input_parameters = int(ctx.model.count_params())
     for sp in ctx.recipe_plan.stages:
         with ctx.stage(sp.spec.type, get_stage(sp.spec.type).describe(sp.spec)) as metrics:
             done = compress.run_stage(
@@ -363,8 +380,9 @@ def lut_compress(ctx: BuildContext) -> None:
         return
     # auto: the first target's RAM budget (--budget ram=... overrides), what its ram check
     # compares the TFLM arena with on an mcu target (other kinds measure RAM their own way)
+    profile = ctx.plan.profiles[0]
     budget = (
-        ctx.plan.profiles[0].budget.overridden(ctx.plan.overrides).ram_bytes
+        profile.budget.overridden(ctx.plan.overrides).ram_bytes
         if ctx.options.compress == "auto"
         else None
     )
@@ -373,12 +391,34 @@ def lut_compress(ctx: BuildContext) -> None:
         if ctx.arena is None:
             check = Check("lut_bit_identical", False, "not run: TFLM lacks ops")
         else:
-            lut = compress_lut_verified(ctx.tflite, ctx.x_q, ctx.arena, ram_budget_bytes=budget)
+            arena_budget, note = _lut_arena_budget(ctx, budget)
+            lut = compress_lut_verified(
+                ctx.tflite, ctx.x_q, ctx.arena, ram_budget_bytes=arena_budget
+            )
             if lut.compressed:  # else the converted model ships (its arena already measured)
                 ctx.shipped, ctx.shipped_artifact = lut.model, lut.artifact
             ctx.lut_info, check = lut.info(), lut.check
+            if budget is not None:  # the budget as the user gave it, and what it left
+                ctx.lut_info |= {"ram_budget_bytes": budget, "note": ctx.lut_info["note"] + note}
     ctx.checks["lut_bit_identical"] = [check]
     ctx.shipped_flat = ctx.shipped_artifact.model
+
+
+def _lut_arena_budget(ctx: BuildContext, budget: int | None) -> tuple[int | None, str]:
+    """The measured arena ``--compress auto`` may reach within ``budget``: on an mcu
+    target the ram check judges TENSOR_ARENA_SIZE, which adds the kernels' scratch (as
+    computed on the uncompressed model) and the margin to it."""
+    profile = ctx.plan.profiles[0]
+    if budget is None or profile.kind != "mcu" or ctx.arena is None:
+        return budget, ""
+    kernels = firmware_arena(ctx.converted, profile.cpu)
+    extra = 0 if kernels is None else kernels.extra_bytes
+    arena_budget = measured_budget(budget, ctx.options.arena_margin, extra)
+    return arena_budget, (
+        f" (of the {budget:,} B RAM budget, the measured arena may use {arena_budget:,} B: "
+        f"TENSOR_ARENA_SIZE adds {extra:,} B of kernel scratch and the "
+        f"{ctx.options.arena_margin:g}% margin)"
+    )
 
 
 def strip_names(ctx: BuildContext) -> None:
@@ -406,7 +446,10 @@ def check_targets(ctx: BuildContext) -> None:
     for profile in ctx.plan.profiles:
         description = f"Checking against {profile.name} ({profile.kind})"
         with ctx.stage(f"check:{profile.name}", description):
-            section, produced = analyze_target(ctx.shipped_artifact, profile, ctx.plan.overrides)
+            section, produced = analyze_target(
+                ctx.shipped_artifact, profile, ctx.plan.overrides,
+                arena_margin=ctx.options.arena_margin,
+            )  # fmt: skip
         ctx.sections.append(section)
         ctx.files.update(produced)
 
@@ -496,22 +539,24 @@ def layer_error(ctx: BuildContext) -> None:
 
 
 def export(ctx: BuildContext) -> None:
-    shipped_arena, _ = ctx.shipped_artifact.arena(runnable=ctx.tflm_ok)
+    # the first target's core: the arena of the kernels its firmware links (the same
+    # figure its ram check judges), plus the margin
+    kernels = firmware_arena(ctx.shipped_artifact, ctx.plan.profiles[0].cpu, runnable=ctx.tflm_ok)
     with ctx.stage("export", "Writing the firmware package"):
-        if shipped_arena is None:  # no op resolver and no arena for a model TFLM cannot run
+        if kernels is None:  # no op resolver and no arena for a model TFLM cannot run
             ctx.progress.message("firmware headers not written: the model has ops TFLM lacks")
             files = {
                 "model.tflite": ctx.shipped,
                 **model_data_sources(ctx.shipped, ctx.name, source=ctx.source),
             }
         else:
-            spec = _export_spec(ctx, shipped_arena)
+            spec = _export_spec(ctx, kernels)
             files = export_package(spec)
             ctx.firmware = _firmware_info(spec, files, ctx.plan.profiles[0].cpu, ctx.lut_info)
         ctx.files = {**files, **ctx.files}  # the package first, then what the targets made
 
 
-def _export_spec(ctx: BuildContext, arena_bytes: int) -> ExportSpec:
+def _export_spec(ctx: BuildContext, arena: KernelArena) -> ExportSpec:
     options, recipe, data = ctx.options, ctx.plan.recipe, ctx.data
     return ExportSpec(
         model=ctx.shipped,
@@ -520,8 +565,10 @@ def _export_spec(ctx: BuildContext, arena_bytes: int) -> ExportSpec:
         source=ctx.source,
         target=ctx.plan.profiles[0].name,
         runtime=load_runtime("tflite-micro"),
-        arena_bytes=arena_bytes,
+        arena_bytes=arena.measured_bytes,
         arena_margin_percent=options.arena_margin,
+        arena_extra_bytes=arena.extra_bytes,
+        arena_kernels=arena.kernels,
         class_names=data.class_names,
         preprocessing=data.preprocessing,
         raw_scale=data.raw_scale,
@@ -566,6 +613,7 @@ def build_report(ctx: BuildContext) -> BuildReport:
             parameters=ctx.parameters
             if ctx.parameters is not None
             else int(ctx.model.count_params()),
+            input_parameters=ctx.input_parameters,
         ),
         memory=first.memory,
         accuracy=ctx.evaluation_result.accuracy,
@@ -575,6 +623,7 @@ def build_report(ctx: BuildContext) -> BuildReport:
             evaluation_samples=len(ctx.evaluation),
             labels=data.labels,
             preprocessing=data.preprocessing,
+            warnings=list(ctx.warnings),
         ),
         checks=checks,
         artifacts=[
@@ -702,7 +751,6 @@ def _firmware_info(
     spec: ExportSpec, files: dict[str, bytes], cpu: str, compression: dict | None
 ) -> Firmware:
     from edgec.export.ops import resolver_methods
-    from edgec.export.settings import ArenaSize
 
     source = next(v for k, v in files.items() if k.endswith(f"model_data.{spec.lang}"))
     header = next(v for k, v in files.items() if k.endswith("model_data.h"))
@@ -717,7 +765,9 @@ def _firmware_info(
         layout=spec.layout,
         c_language=spec.lang,
         section=spec.section,
-        tensor_arena_bytes=ArenaSize(spec.arena_bytes, spec.arena_margin_percent).bytes,
+        tensor_arena_bytes=ArenaSize(
+            spec.arena_bytes, spec.arena_margin_percent, spec.arena_extra_bytes, spec.arena_kernels
+        ).bytes,
         arena_margin_percent=spec.arena_margin_percent,
         resolver_methods=[m for _, m in resolver_methods(flat, spec.runtime)],
         compression=None if compression is None else from_plain(LutCompression, compression),
@@ -725,6 +775,8 @@ def _firmware_info(
         if size is None
         else ObjectSize(size.cpu, size.text, size.data, size.bss, size.flash_bytes, size.ram_bytes),
         object_size_note=note,
+        kernel_scratch_bytes=spec.arena_extra_bytes,
+        arena_kernels=spec.arena_kernels,
     )
 
 

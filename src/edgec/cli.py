@@ -18,6 +18,7 @@ from edgec.errors import EdgecError, printable
 from edgec.export.layouts import LAYOUTS
 from edgec.pipeline.convert import ACTIVATIONS, IO_TYPES
 from edgec.stages import get_stage, stage_types
+from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -53,7 +54,7 @@ def cli() -> None:
     edgec build --target cortex-m --recipe prune-cluster-qat
     edgec targets                                    list target profiles
     edgec check model.tflite --target cortex-m4,edgetpu --format junit --out checks.xml
-    edgec diff old/report.json new/report.json --max-growth 5%
+    edgec diff old/report.json new/report.json --max-growth 5% --max-accuracy-drop 1
     edgec fit model.keras --data d.npz --target cortex-m --budget flash=48KiB,ram=40KiB
     """
 
@@ -78,6 +79,17 @@ custom_objects_option = click.option(
     "--custom-objects",
     metavar="FILE.py|MODULE",
     help="Python file or module defining the model's own layers (it is executed: trusted code).",
+)
+
+
+# build and check: the ram check judges the arena as model_settings.h declares it
+arena_margin_option = click.option(
+    "--arena-margin",
+    type=click.FloatRange(min=0, max=1000),
+    default=DEFAULT_ARENA_MARGIN,
+    show_default=True,
+    help="Percent added to the TFLM arena for TENSOR_ARENA_SIZE (kTensorArenaSize); the "
+    "ram check judges the arena with it.",
 )
 
 
@@ -195,13 +207,7 @@ def stage_short_forms(command: _F) -> _F:
     metavar="NAME",
     help="Place the model array in this linker section, e.g. .rodata.model.",
 )
-@click.option(
-    "--arena-margin",
-    type=click.FloatRange(min=0, max=1000),
-    default=10.0,
-    show_default=True,
-    help="Percent added to the measured TFLM arena for kTensorArenaSize.",
-)
+@arena_margin_option
 @click.option(
     "--recipe",
     metavar="NAME|RECIPE.toml",
@@ -463,6 +469,7 @@ def inspect(model: Path, fmt: str, custom_objects: str | None) -> None:
     help="Directory for report.json and the files the targets produce (e.g. the "
     "Vela-optimised .tflite); replaced atomically.",
 )
+@arena_margin_option
 @debug_option
 def check(
     model: Path,
@@ -471,6 +478,7 @@ def check(
     fmt: str,
     out: Path | None,
     artifacts: Path | None,
+    arena_margin: float,
 ) -> None:
     """Check an existing MODEL.tflite against target(s), without retraining.
 
@@ -490,6 +498,7 @@ def check(
             model,
             target=target,
             budget=budget,
+            arena_margin=arena_margin,
             artifacts=artifacts,
             progress=lambda p: ui.err.print(f"checking {ui.t(p.name)}…"),
         )
@@ -520,20 +529,58 @@ def check(
     metavar="PERCENT",
     help="Largest allowed growth of flash or RAM per target, e.g. 5%.",
 )
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="POINTS",
+    help="Largest allowed drop of the quantized model's top-1 accuracy, in percentage "
+    "points (cosine similarity: x100).",
+)
+@click.option(
+    "--max-error-rise",
+    default="10%",
+    show_default=True,
+    metavar="PERCENT",
+    help="Largest allowed relative rise of the quantized model's RMSE (regression models).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="A table for people, JSON for scripts, or a pull-request comment.",
+)
 @debug_option
-def diff(old: Path, new: Path, max_growth: str) -> None:
-    """Compare flash and RAM per target of two reports (report.json of build or check).
+def diff(
+    old: Path, new: Path, max_growth: str, max_accuracy_drop: float, max_error_rise: str, fmt: str
+) -> None:
+    """Compare two reports (report.json of build or check): flash and RAM per target, and
+    the quantized model's accuracy (build reports).
 
-    Exit codes: 0 nothing grew beyond --max-growth, 3 something did, 1 error.
+    Only targets in both reports are compared (the others are listed); reports with no
+    target in common are an error. Exit codes: 0 nothing grew or dropped beyond the
+    limits, 3 something did, 1 error (unreadable reports, nothing to compare).
     """
     from edgec import ui
     from edgec.report import diff as ci
 
-    limit = ci.parse_growth(max_growth)
-    deltas = ci.diff_reports(old, new)
-    grown = [d for d in deltas if d.growth is not None and d.growth > limit]
-    ui.print_diff(deltas, limit, grown)
-    sys.exit(EXIT_CHECK_FAILED if grown else EXIT_OK)
+    result = ci.diff_reports(
+        old,
+        new,
+        max_growth=ci.parse_growth(max_growth),
+        max_accuracy_drop=max_accuracy_drop,
+        max_error_rise=ci.parse_growth(max_error_rise, "--max-error-rise"),
+    )
+    if fmt == "json":
+        click.echo(result.to_json(), nl=False)
+    elif fmt == "markdown":
+        click.echo(ci.markdown_diff(result), nl=False)
+    else:
+        ui.print_diff(result)
+    sys.exit(EXIT_OK if result.ok else EXIT_CHECK_FAILED)
 
 
 @cli.group(invoke_without_command=True)

@@ -22,6 +22,7 @@ from edgec.fit.space import short_key
 from edgec.fit.store import Record
 from edgec.pipeline.inspect import Inspection
 from edgec.report import BuildReport, CheckReport, LutCompression, TargetSection, to_plain
+from edgec.report.diff import DiffResult
 from edgec.stages import find_stage, summary_line
 from edgec.targets.profile import TargetProfile
 from edgec.units import format_size
@@ -79,12 +80,10 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     table.add_column("budget", justify="right")
     table.add_column("", justify="left")
     checks = {c.name: c for c in report.checks}
-    ram_label = (
-        "RAM (TFLM arena)" if report.targets[:1] and report.targets[0].kind == "mcu" else "RAM"
-    )
+    ram_label = "RAM (TENSOR_ARENA_SIZE)" if mem.tensor_arena_bytes is not None else "RAM"
     for label, used, limit, key in (
         ("flash (model)", mem.flash_bytes, mem.flash_budget_bytes, "flash"),
-        (ram_label, mem.arena_bytes, mem.ram_budget_bytes, "ram"),
+        (ram_label, mem.ram_used_bytes, mem.ram_budget_bytes, "ram"),
     ):
         ok = checks[key].ok
         verdict = (
@@ -129,6 +128,8 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         report.layers, after_qat=report.after_qat, activations=report.model.activations
     ):
         out.print(f" [dim]quantization:[/] {t(line)}")
+    for warning in report.data.warnings:
+        out.print(f"[bold yellow]warning:[/] {t(warning)}")
     files = ", ".join(a.path for a in report.artifacts) + ", report.json, report.html"
     out.print(f"\nWrote {t(folder)}/: {t(files)}  [dim]({seconds:.1f} s)[/]")
     if report.ok:
@@ -144,9 +145,14 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
 def _firmware_line(report: BuildReport) -> str:
     fw, arena = report.firmware, report.memory.arena_bytes
     assert fw is not None and arena is not None
+    scratch = (
+        f" + {fw.kernel_scratch_bytes:,} B scratch ({fw.arena_kernels})"
+        if fw.kernel_scratch_bytes
+        else ""
+    )
     parts = [
         f"{fw.layout} layout, kTensorArenaSize {fw.tensor_arena_bytes:,} B "
-        f"({arena:,} B measured + {fw.arena_margin_percent:g}%)"
+        f"({arena:,} B measured{scratch} + {fw.arena_margin_percent:g}%)"
     ]
     if fw.compression is not None:
         c = fw.compression
@@ -303,7 +309,7 @@ def sections_table(sections: list[TargetSection], title: str) -> Table:
             t(s.target),
             "[green]pass[/]" if s.ok else "[red]FAIL[/]",
             f"{_bytes(mem.flash_bytes)} / {_bytes(mem.flash_budget_bytes)}",
-            f"{_bytes(mem.arena_bytes)} / {_bytes(mem.ram_budget_bytes)}",
+            f"{_bytes(mem.ram_used_bytes)} / {_bytes(mem.ram_budget_bytes)}",
             t(lat),
         )
     return table
@@ -342,32 +348,44 @@ def check_text(report: CheckReport) -> str:
     return buffer.getvalue()
 
 
-def print_diff(deltas, limit: float, grown) -> None:
+def print_diff(result: DiffResult) -> None:
     from edgec.units import format_size
 
+    limit = result.max_growth
     table = Table(title=f"Growth per target (limit {limit:.1%})", title_justify="left")
     for column in ("target", "figure", "old", "new", "change", ""):
         table.add_column(column, justify="right" if column in ("old", "new", "change") else "left")
-    for d in deltas:
-        change, verdict = "-", ""
+    for d in result.deltas:
+        change, verdict = "-", "[dim]not measured[/]"
         if d.old is not None and d.new is not None:
             change = f"{d.new - d.old:+,} B"
             if d.growth != float("inf"):
                 change += f" ({d.growth:+.1%})"
-            verdict = "[red]grew too much[/]" if d in grown else "[green]ok[/]"
-        elif d.old is None and d.new is None:
-            verdict = "[dim]not measured[/]"
-        else:
-            verdict = "[yellow]only in " + ("new" if d.old is None else "old") + "[/]"
-        table.add_row(
-            t(d.target), d.figure, format_size(d.old), format_size(d.new), change, verdict
-        )
+            verdict = "[red]grew too much[/]" if d in result.grown else "[green]ok[/]"
+        elif d.old is not None or d.new is not None:
+            verdict = "[yellow]measured only in " + ("new" if d.old is None else "old") + "[/]"
+        figure = "RAM (TENSOR_ARENA_SIZE)" if d.field == "tensor_arena_bytes" else d.figure
+        table.add_row(t(d.target), figure, format_size(d.old), format_size(d.new), change, verdict)
     out.print(table)
-    if grown:
-        what = ", ".join(f"{d.target} {d.figure}" for d in grown)
-        out.print(f"[bold red]FAIL[/] grew more than {limit:.1%}: {t(what)} (exit code 3)")
+    for side, targets in (("old", result.only_old), ("new", result.only_new)):
+        if targets:
+            out.print(
+                f"[yellow]only in the {side} report (not compared):[/] {t(', '.join(targets))}"
+            )
+    acc = result.accuracy
+    mark = "[green]✓[/]" if acc.ok and acc.compared else "[red]✗[/]" if not acc.ok else "[dim]-[/]"
+    out.print(f" {mark} {t(acc.describe())}")
+    if result.ok:
+        out.print(
+            f"[bold green]PASS[/] nothing grew more than {limit:.1%}"
+            + (f" and {acc.metric} is within its limit" if acc.compared else "")
+        )
     else:
-        out.print(f"[bold green]PASS[/] nothing grew more than {limit:.1%}")
+        problems = [f"{acc.metric} {'dropped' if acc.metric != 'rmse' else 'rose'} too much"]
+        if result.grown:
+            what = ", ".join(f"{d.target} {d.figure}" for d in result.grown)
+            problems = [f"grew more than {limit:.1%}: {what}"] + problems * (not acc.ok)
+        out.print(f"[bold red]FAIL[/] {t('; '.join(problems))} (exit code 3)")
 
 
 # ---------------------------------------------------------------------------- edgec fit
@@ -464,10 +482,15 @@ def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
     r = winner.result
     out.print(f"Chosen: [bold]{t(r.key)}[/] ({r.epochs} epoch(s) a stage), int8 {r.accuracy:g}")
     for target in r.targets:
+        shipped = target.get("tensor_arena_bytes")  # the ram check's figure, where there is one
+        ram = (
+            f"TENSOR_ARENA_SIZE {_bytes(shipped)}"
+            if shipped
+            else f"arena {_bytes(target['arena_bytes'])}"
+        )
         out.print(
             f" {t(target['target'])}: flash {_bytes(target['flash_bytes'])} of "
-            f"{_bytes(target['flash_budget_bytes'])}, arena {_bytes(target['arena_bytes'])} of "
-            f"{_bytes(target['ram_budget_bytes'])}"
+            f"{_bytes(target['flash_budget_bytes'])}, {ram} of {_bytes(target['ram_budget_bytes'])}"
         )
     if r.failed_checks:  # fits, but the build's accuracy check (the objective) failed
         out.print(f" [yellow]build check failed:[/] {t(', '.join(r.failed_checks))} (report.json)")

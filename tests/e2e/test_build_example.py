@@ -52,7 +52,7 @@ def test_report_describes_the_artifacts(example_build):
 
 def test_summary_on_the_terminal(example_build):
     out = example_build.run.out
-    assert "PASS" in out and "RAM (TFLM arena)" in out and "flash (model)" in out
+    assert "PASS" in out and "RAM (TENSOR_ARENA_SIZE)" in out and "flash (model)" in out
     assert "top-1 float → int8" in out
 
 

@@ -450,6 +450,10 @@ def test_bias_less_conv_is_clustered_per_channel_into_int8(odd_models, tmp_path)
     assert run.code in (0, 3), run.out + run.err
     build = Build(run, out)
     assert "not have enough weights" not in run.out + run.err
+    # 40 samples: 20 held out, 18 train and 2 validate; the report and summary say so
+    (warning,) = build.report["data"]["warnings"]
+    assert "has 40 samples: the recipe trains on 18 and validates on 2" in warning
+    assert "warning: data" in " ".join(run.out.split())
     layer = _stages(build.report)["cluster"]["metrics"]["layers"]["nobias"]
     assert layer["per_channel"] is True
     kernel = find_kernel(kernel_stats(TfliteModel.from_bytes(build.tflite)), "nobias")

@@ -40,15 +40,64 @@ def test_model_ops_lists_exactly_the_flatbuffers_ops(example_build):
     assert report["resolver_methods"] == methods
 
 
+def _tensor_arena_size(folder) -> int:
+    settings = (folder / "model_settings.h").read_text()
+    return int(re.search(r"#define DIGITS_CNN_TENSOR_ARENA_SIZE (\d+)", settings).group(1))
+
+
 def test_tensor_arena_size_covers_the_measured_arena(example_build):
     settings = (example_build.out / "model_settings.h").read_text()
-    size = int(re.search(r"#define DIGITS_CNN_TENSOR_ARENA_SIZE (\d+)", settings).group(1))
-    measured = example_build.report["memory"]["arena_bytes"]
-    assert size >= measured and size % 16 == 0
-    assert size == math.ceil(math.ceil(measured * 1.10) / 16) * 16  # the stated 10% margin
-    assert example_build.report["firmware"]["tensor_arena_bytes"] == size
+    size = _tensor_arena_size(example_build.out)
+    memory = example_build.report["memory"]
+    measured, scratch = memory["arena_bytes"], memory["kernel_scratch_bytes"]
+    # cortex-m's Cortex-M4 links CMSIS-NN: the 3x3 convs' im2col buffers (DSP rules)
+    assert memory["arena_kernels"] == "CMSIS-NN for cortex-m4 (DSP)" and scratch > 0
+    assert size >= measured + scratch and size % 16 == 0
+    assert size == math.ceil(math.ceil((measured + scratch) * 1.1) / 16) * 16  # 10% margin
     assert _runs_with_arena(example_build.out / "model.tflite", size)
     assert "constexpr unsigned kTensorArenaSize = DIGITS_CNN_TENSOR_ARENA_SIZE;" in settings
+    assert f"{scratch} bytes of CMSIS-NN scratch for cortex-m4 (DSP)" in settings
+    # header, firmware section, memory, the target section and the ram check agree
+    ram = next(c for c in example_build.report["checks"] if c["name"] == "ram")
+    section = example_build.report["targets"][0]["memory"]
+    assert (
+        size
+        == example_build.report["firmware"]["tensor_arena_bytes"]
+        == memory["tensor_arena_bytes"]
+        == section["tensor_arena_bytes"]
+        == ram["value"]
+    )
+    assert f"TENSOR_ARENA_SIZE {size:,} B of a" in ram["detail"]
+    firmware = example_build.report["firmware"]
+    assert (firmware["kernel_scratch_bytes"], firmware["arena_kernels"]) == (
+        scratch,
+        memory["arena_kernels"],
+    )
+    summary = " ".join(example_build.run.out.split())
+    assert re.search(rf"RAM \(TENSOR_ARENA_SIZE\) [│|] {size:,} B", summary), summary
+    assert f"kTensorArenaSize {size:,} B ({measured:,} B measured + {scratch:,} B" in summary
+
+
+def test_a_build_whose_margin_breaks_the_ram_budget_fails_and_names_a_margin_that_fits(
+    example_build, tmp_path
+):
+    """The arena fits the budget, TENSOR_ARENA_SIZE (with 10%) does not: not a PASS, and
+    the --arena-margin the check names builds a package within the budget."""
+    memory = example_build.report["memory"]
+    arena = memory["arena_bytes"] + memory["kernel_scratch_bytes"]
+    budget = arena + arena // 20  # 5% over the arena
+    args = ("build", "--target", "cortex-m", "--budget", f"ram={budget}B")
+    run = run_edgec(*args, "--out", tmp_path / "over")
+    assert run.code == 3, run.out + run.err
+    report = json.loads((tmp_path / "over" / "report.json").read_text())
+    ram = next(c for c in report["checks"] if c["name"] == "ram")
+    assert not ram["ok"] and ram["value"] == _tensor_arena_size(tmp_path / "over") > budget
+    margin = re.search(r"--arena-margin (\d+) fits", ram["detail"])
+    assert margin is not None, ram["detail"]
+    assert "FAIL" in run.out and "ram" in run.out
+    run = run_edgec(*args, "--arena-margin", margin.group(1), "--out", tmp_path / "fits")
+    assert run.code == 0, run.out + run.err
+    assert _tensor_arena_size(tmp_path / "fits") <= budget
 
 
 PRINT_SETTINGS = r"""#include <stdio.h>

@@ -139,3 +139,122 @@ def dense_int8(
     y = b.tensor("output", (1, units), scale=0.25, zero_point=2, shape_signature=out_signature)
     b.op("FULLY_CONNECTED", [x, w, bias], [y], options=schema.FullyConnectedOptionsT())
     return b.build(inputs=[x], outputs=[y])
+
+
+# --------------------------------------------------------------------------- int8 layers
+# One op each, on int8 activations (per-channel int8 weights, int32 biases), the output's
+# shape worked out as TFLite does: enough to build the graphs whose arena a test needs.
+
+_PADDING = {"SAME": schema.Padding.SAME, "VALID": schema.Padding.VALID}
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: str, dilation: int = 1) -> int:
+    effective = (kernel - 1) * dilation + 1
+    return -(-size // stride) if padding == "SAME" else (size - effective + stride) // stride
+
+
+class Layers:
+    """``TfliteBuilder`` plus int8 layers: ``y = Layers(b).conv(x, 8, 3)``."""
+
+    def __init__(self, builder: TfliteBuilder, seed: int = 0) -> None:
+        self.b = builder
+        self.rng = np.random.default_rng(seed)
+        self.count = 0
+
+    def _name(self, kind: str) -> str:
+        self.count += 1
+        return f"{kind}_{self.count}"
+
+    def _activation(self, kind: str, shape: Sequence[int], scale: float = 0.05) -> me.Tensor:
+        return self.b.tensor(self._name(kind), shape, "int8", scale=scale, zero_point=-1)
+
+    def _weights(self, shape: Sequence[int], axis: int, dtype: str = "int8") -> me.Tensor:
+        channels = shape[axis]
+        values = self.rng.integers(-7 if dtype == "int4" else -127, 8 if dtype == "int4" else 128,
+                                   shape, dtype=np.int8)  # fmt: skip
+        scales = [0.01 + 0.001 * i for i in range(channels)]
+        quant = {"scale": scales, "zero_point": [0] * channels, "axis": axis}
+        if dtype == "int4":  # packed two a byte, low nibble first
+            nibbles = np.append(values.reshape(-1) & 0x0F, 0).astype(np.uint8)
+            count = -(-values.size // 2)
+            packed = (nibbles[0 : 2 * count : 2] | (nibbles[1 : 2 * count : 2] << 4)).astype(
+                np.uint8
+            )
+            return self.b.tensor(self._name("weights"), shape, "int4", data=packed.tobytes(),
+                                 **quant)  # fmt: skip
+        return self.b.constant(self._name("weights"), values, **quant)
+
+    def _bias(self, channels: int) -> me.Tensor:
+        values = self.rng.integers(-100, 100, channels, dtype=np.int32)
+        scales = [0.0005 + 0.00005 * i for i in range(channels)]
+        return self.b.constant(
+            self._name("bias"), values, scale=scales, zero_point=[0] * channels, axis=0
+        )
+
+    def conv(
+        self, x: me.Tensor, filters: int, kernel: int | tuple[int, int], *, stride: int = 1,
+        padding: str = "SAME", dilation: int = 1, depthwise: bool = False,
+        weights: str = "int8",
+    ) -> me.Tensor:  # fmt: skip
+        """CONV_2D (``filters`` outputs) or DEPTHWISE_CONV_2D (multiplier ``filters // in``)."""
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        n, h, w, c = x.shape
+        out = (n, _out_size(h, kh, stride, padding, dilation),
+               _out_size(w, kw, stride, padding, dilation), filters)  # fmt: skip
+        if depthwise:
+            wt = self._weights((1, kh, kw, filters), axis=3, dtype=weights)
+            options: Any = schema.DepthwiseConv2DOptionsT()
+            options.depthMultiplier = filters // c
+        else:
+            wt = self._weights((filters, kh, kw, c), axis=0, dtype=weights)
+            options = schema.Conv2DOptionsT()
+        options.padding, options.strideW, options.strideH = _PADDING[padding], stride, stride
+        options.dilationWFactor = options.dilationHFactor = dilation
+        y = self._activation("depthwise" if depthwise else "conv", out)
+        op = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+        self.b.op(op, [x, wt, self._bias(filters)], [y], options=options)
+        return y
+
+    def dense(self, x: me.Tensor, units: int, *, keep_dims: bool = False) -> me.Tensor:
+        """FULLY_CONNECTED over the last dimension (``keep_dims``: a 3-D output)."""
+        wt = self._weights((units, x.shape[-1]), axis=0)
+        options = schema.FullyConnectedOptionsT()
+        options.keepNumDims = keep_dims
+        shape = (*x.shape[:-1], units) if keep_dims else (1, units)
+        y = self._activation("dense", shape)
+        self.b.op("FULLY_CONNECTED", [x, wt, self._bias(units)], [y], options=options)
+        return y
+
+    def average_pool(self, x: me.Tensor, size: int, *, stride: int | None = None) -> me.Tensor:
+        stride = stride or size
+        n, h, w, c = x.shape
+        options = schema.Pool2DOptionsT()
+        options.padding, options.strideW, options.strideH = schema.Padding.VALID, stride, stride
+        options.filterWidth = options.filterHeight = size
+        shape = (n, _out_size(h, size, stride, "VALID"), _out_size(w, size, stride, "VALID"), c)
+        y = self.b.tensor(self._name("pool"), shape, "int8", scale=0.05, zero_point=-1)
+        self.b.op("AVERAGE_POOL_2D", [x], [y], options=options)
+        return y
+
+    def mean(self, x: me.Tensor, axes: Sequence[int]) -> me.Tensor:
+        axis = self.b.constant(self._name("axis"), np.array(axes, np.int32))
+        shape = [d for i, d in enumerate(x.shape) if i not in axes]
+        y = self._activation("mean", shape)
+        self.b.op("MEAN", [x, axis], [y], options=schema.ReducerOptionsT())
+        return y
+
+    def add(self, a: me.Tensor, b: me.Tensor) -> me.Tensor:
+        y = self._activation("add", a.shape, scale=0.1)
+        self.b.op("ADD", [a, b], [y], options=schema.AddOptionsT())
+        return y
+
+    def transpose_conv(self, x: me.Tensor, filters: int, kernel: int, stride: int) -> me.Tensor:
+        n, h, w, c = x.shape
+        out = (n, h * stride, w * stride, filters)
+        shape = self.b.constant(self._name("shape"), np.array(out, np.int32))
+        wt = self._weights((filters, kernel, kernel, c), axis=0)
+        options = schema.TransposeConvOptionsT()
+        options.padding, options.strideW, options.strideH = _PADDING["SAME"], stride, stride
+        y = self._activation("tconv", out)
+        self.b.op("TRANSPOSE_CONV", [shape, wt, x, self._bias(filters)], [y], options=options)
+        return y

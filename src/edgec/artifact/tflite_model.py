@@ -58,6 +58,7 @@ class Tensor:
     scales: tuple[float, ...]
     zero_points: tuple[int, ...]
     quantized_dimension: int
+    is_variable: bool = False  # state kept between invocations (TFLM allocates it once)
 
     @property
     def is_constant(self) -> bool:
@@ -294,6 +295,7 @@ def _tensor(i: int, t: Any, buffers: list, data: bytes, type_names: dict[int, st
         scales=scales,
         zero_points=zps,
         quantized_dimension=axis,
+        is_variable=bool(t.isVariable),
     )
 
 

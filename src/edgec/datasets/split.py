@@ -62,3 +62,37 @@ def split_validation(
     order = np.random.default_rng(seed + 2).permutation(len(data))
     count = min(max(1, round(len(data) * fraction)), len(data) - 1)
     return data.subset(order[count:]), data.subset(order[:count])
+
+
+# Below this many validation samples, one sample moves a stage's validation accuracy by
+# more than 5 points: the recipe's training figures stop meaning anything.
+MIN_VALIDATION_SAMPLES = 20
+
+
+def recipe_split_warning(
+    data: Dataset, train: Dataset, validation: Dataset, held_out: int, calibration_samples: int
+) -> str | None:
+    """What a recipe's split of ``data`` is too small for, or None.
+
+    ``train`` (which ``validation`` came out of) and ``held_out`` samples are what
+    ``split_holdout`` made of ``data``.
+    """
+    if len(validation) >= MIN_VALIDATION_SAMPLES:
+        return None
+    return (
+        f"data {data.source} has {len(data)} samples: the recipe trains on "
+        f"{len(train) - len(validation)} and validates on {len(validation)} ({held_out} held "
+        f"out to calibrate and evaluate); with fewer than {MIN_VALIDATION_SAMPLES} validation "
+        "samples its stages' accuracy figures mean little and fine-tuning can overfit: give "
+        f"at least {recipe_samples(calibration_samples)} samples, or build without a recipe"
+    )
+
+
+def recipe_samples(calibration_samples: int) -> int:
+    """The fewest samples whose recipe split validates on MIN_VALIDATION_SAMPLES."""
+    total = 4
+    while True:
+        train = total - min(2 * calibration_samples, total // 2)
+        if min(max(1, round(train * VALIDATION_FRACTION)), train - 1) >= MIN_VALIDATION_SAMPLES:
+            return total
+        total += 1

@@ -20,6 +20,7 @@ from edgec.export.names import c_comment
 from edgec.export.ops import model_ops_header
 from edgec.export.settings import ArenaSize, model_settings_header
 from edgec.report import json_text
+from edgec.targets.arena import DEFAULT_ARENA_MARGIN, REFERENCE
 from edgec.targets.profile import Runtime
 
 MANIFEST = "manifest.json"
@@ -34,8 +35,11 @@ class ExportSpec:
     source: str
     target: str
     runtime: Runtime
-    arena_bytes: int  # measured for ``model``
-    arena_margin_percent: float = 10.0
+    arena_bytes: int  # measured for ``model`` (reference kernels)
+    arena_margin_percent: float = DEFAULT_ARENA_MARGIN
+    # what the kernels firmware links add (CMSIS-NN's scratch on a Cortex-M, computed)
+    arena_extra_bytes: int = 0
+    arena_kernels: str = REFERENCE
     class_names: tuple[str, ...] = ()
     preprocessing: str = ""
     raw_scale: float = 1.0
@@ -59,7 +63,9 @@ def export_package(spec: ExportSpec) -> dict[str, bytes]:
         raise InputError(f"unknown --layout '{spec.layout}' (use {', '.join(LAYOUTS)})")
     flat = spec.flat()
     spec = replace(spec, source=c_comment(spec.source))  # it reaches every C file's banner
-    arena = ArenaSize(spec.arena_bytes, spec.arena_margin_percent)
+    arena = ArenaSize(
+        spec.arena_bytes, spec.arena_margin_percent, spec.arena_extra_bytes, spec.arena_kernels
+    )
     sources = model_data_sources(
         spec.model, spec.name, source=spec.source, lang=spec.lang, section=spec.section
     )
@@ -94,6 +100,8 @@ def _manifest(spec: ExportSpec, files: dict[str, bytes], arena: ArenaSize) -> by
         "section": spec.section,
         "tensor_arena_bytes": arena.bytes,
         "measured_arena_bytes": arena.measured_bytes,
+        "kernel_scratch_bytes": arena.extra_bytes,
+        "arena_kernels": arena.kernels,
         "arena_margin_percent": arena.margin_percent,
         "versions": dict(spec.versions),
         "files": {

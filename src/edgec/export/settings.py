@@ -10,12 +10,11 @@ integer I/O), so buffers can be declared without hard-coding ``int8_t``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from edgec import __version__
 from edgec.artifact.tflite_model import TfliteModel
+from edgec.targets.arena import ALIGN, REFERENCE, ArenaSize, scratch_of  # the ram check's too
 
-ALIGN = 16
 _C_TYPES = {
     "int8": ("int8_t", "kTfLiteInt8"),
     "uint8": ("uint8_t", "kTfLiteUInt8"),
@@ -24,18 +23,6 @@ _C_TYPES = {
     "float32": ("float", "kTfLiteFloat32"),
 }
 _ACTIVATIONS = {"int16": "int16, weights int8 (TFLite 16x8 mode; int64 biases)"}
-
-
-@dataclass(frozen=True, slots=True)
-class ArenaSize:
-    measured_bytes: int
-    margin_percent: float
-
-    @property
-    def bytes(self) -> int:
-        """Measured arena plus the margin, rounded up to 16 bytes."""
-        raw = math.ceil(self.measured_bytes * (1 + self.margin_percent / 100))
-        return -(-raw // ALIGN) * ALIGN
 
 
 def model_settings_header(
@@ -88,7 +75,8 @@ def model_settings_header(
 //   (int8/uint8/int16: the range of {prefix}_INPUT_C_TYPE).
 //
 // Tensor arena: {arena.measured_bytes} bytes measured (tflite-micro host interpreter; see
-// report.json) + {arena.margin_percent:g}% margin, rounded up to {ALIGN} bytes.{decode_note}
+// report.json){_kernels(arena)} + {arena.margin_percent:g}% margin, rounded up to {ALIGN} bytes.
+// The ram check of report.json judges this figure.{decode_note}
 {defines}
 
 #ifdef __cplusplus
@@ -109,6 +97,15 @@ namespace {name} {{
 #endif  // {guard}
 """
     return text.encode()
+
+
+def _kernels(arena: ArenaSize) -> str:
+    if arena.kernels == REFERENCE:
+        return ""
+    return (
+        f" +\n// {arena.extra_bytes} bytes of {_comment(scratch_of(arena.kernels))} (computed"
+        "\n// from CMSIS-NN's buffer-size rules)"
+    )
 
 
 def _tensor_settings(model: TfliteModel) -> tuple[list[str], list[tuple[str, str, str]]]:

@@ -84,6 +84,12 @@ def render_html(report: BuildReport, extra: str = "") -> str:
         ),
     ]
     parts.append(extra)
+    if report.data.warnings:
+        parts.append(
+            "<h2>Warnings</h2><ul>"
+            + "".join(f"<li>{escape(w)}</li>" for w in report.data.warnings)
+            + "</ul>"
+        )
     summary = error_summary(
         report.layers, after_qat=report.after_qat, activations=report.model.activations
     )
@@ -132,9 +138,10 @@ def _cards(report: BuildReport) -> list[tuple[str, str, str]]:
     return [
         ("flash (model)", f"{mem.flash_bytes:,} B", f"budget {mem.flash_budget_bytes:,} B"),
         (
-            "RAM (TFLM arena)",
-            f"{mem.arena_bytes:,} B" if mem.arena_bytes is not None else "not measured",
-            f"budget {mem.ram_budget_bytes:,} B",
+            "RAM (TENSOR_ARENA_SIZE)" if mem.tensor_arena_bytes is not None else "RAM",
+            f"{mem.ram_used_bytes:,} B" if mem.ram_used_bytes is not None else "not measured",
+            f"budget {mem.ram_budget_bytes:,} B"
+            + (f"; {mem.arena_breakdown()}" if mem.tensor_arena_bytes is not None else ""),
         ),
         (accuracy_label, accuracy, f"{acc.samples} evaluation samples"),
         (
@@ -193,10 +200,8 @@ def _stage_bars(report: BuildReport) -> tuple[str, str]:
     stage_rows = [s for s in report.stages if s.metrics.parameters is not None]
     base = acc.detail.get("input_model_float")
     if stage_rows:
-        first = stage_rows[0].metrics
-        params = _first_set(first.teacher_parameters, first.parameters)
         text = f": {base:.4g}{unit}" if base is not None else ""
-        rows.append((f"input model, float32{text}", params * 4))
+        rows.append((f"input model, float32{text}", _input_parameters(report) * 4))
         for stage in stage_rows:
             m = stage.metrics
             text = ""
@@ -217,6 +222,20 @@ def _stage_bars(report: BuildReport) -> tuple[str, str]:
         rows.append(("LUT-compressed, bit-identical", lut.flash_bytes_after))
     note = "float32 sizes: parameters x 4 B; int8 sizes: bytes of the flatbuffer"
     return _bars([r[0] for r in rows], [r[1] for r in rows], "B"), note
+
+
+def _input_parameters(report: BuildReport) -> int:
+    """The input model's own parameter count: recorded before the recipe ran; in reports
+    that lack it, the first stage's "before" figure (a stage's ``parameters`` is the model
+    after it: after prune_channels, the pruned count)."""
+    first = next(s.metrics for s in report.stages if s.metrics.parameters is not None)
+    before = first.other.get("parameters_before")
+    return _first_set(
+        report.model.input_parameters,
+        first.teacher_parameters,
+        before if isinstance(before, int) else None,
+        first.parameters,
+    )
 
 
 def _first_set(*values: int | None) -> int:

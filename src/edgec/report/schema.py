@@ -133,15 +133,44 @@ class ModelInfo:
     parameters: int = 0
     # activation width of the full-integer model: "int8", or "int16" (TFLite's 16x8 mode)
     activations: str = "int8"
+    # with a recipe: the input model's parameters, before its stages (``parameters`` is
+    # the model that was converted)
+    input_parameters: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Memory:
     flash_bytes: int
-    arena_bytes: int | None
+    arena_bytes: int | None  # the TFLM arena measured with the reference kernels
     flash_budget_bytes: int
     ram_budget_bytes: int
     arena_method: str = ""
+    # mcu: the arena firmware declares, TENSOR_ARENA_SIZE (what the ram check judges):
+    # arena_bytes + kernel_scratch_bytes (what the linked kernels, arena_kernels, add:
+    # CMSIS-NN's scratch on a Cortex-M, computed) + arena_margin_percent, 16-byte multiple
+    tensor_arena_bytes: int | None = None
+    kernel_scratch_bytes: int | None = None
+    arena_kernels: str = ""
+    arena_margin_percent: float | None = None
+
+    @property
+    def ram_used_bytes(self) -> int | None:
+        """The RAM figure the ram check judges: TENSOR_ARENA_SIZE where firmware declares
+        one (mcu), else the kind's own figure."""
+        return self.tensor_arena_bytes if self.tensor_arena_bytes is not None else self.arena_bytes
+
+    def arena_breakdown(self) -> str:
+        """How TENSOR_ARENA_SIZE is made up, or "" where there is none."""
+        if self.tensor_arena_bytes is None or self.arena_bytes is None:
+            return ""
+        scratch = (
+            f" + {self.kernel_scratch_bytes:,} B scratch ({self.arena_kernels})"
+            if self.kernel_scratch_bytes
+            else ""
+        )
+        return (
+            f"{self.arena_bytes:,} B measured{scratch} + {self.arena_margin_percent or 0:g}% margin"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +185,9 @@ class TargetFigures:
     # mcu
     macs: int | None = None
     latency_estimate_ms: builtins.float | None = None
+    # the ops whose scratch differs between TFLM's reference kernels and CMSIS-NN's:
+    # index, op, reference/cmsis_nn scratch bytes, cmsis_nn persistent bytes
+    kernel_scratch: list[dict[str, Any]] | None = None
     # npu: Vela's own figures (its summary CSV) and the ops left on the CPU
     vela: dict[str, Any] | None = None
     cpu_ops: list[str] | None = None
@@ -206,6 +238,8 @@ class DataInfo:
     evaluation_samples: int
     labels: str  # "classes" | "targets" | "none"
     preprocessing: str = ""
+    # what the data is too small for (a recipe's training and validation split)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,12 +332,17 @@ class Firmware:
     layout: str  # plain | arduino | cmake
     c_language: str  # cc | c
     section: str | None
-    tensor_arena_bytes: int  # kTensorArenaSize: measured arena + margin, 16-byte multiple
+    # kTensorArenaSize: the arena measured for the shipped model + what the kernels the
+    # first target's core links add (kernel_scratch_bytes, arena_kernels) + the margin,
+    # a 16-byte multiple
+    tensor_arena_bytes: int
     arena_margin_percent: float
     resolver_methods: list[str] = field(default_factory=list)
     compression: LutCompression | None = None
     object_size: ObjectSize | None = None  # None: no Arm toolchain (see object_size_note)
     object_size_note: str = ""
+    kernel_scratch_bytes: int = 0
+    arena_kernels: str = ""
 
 
 @dataclass(slots=True)

@@ -95,11 +95,7 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
     more = f" (+{len(offenders) - 3} more)" if len(offenders) > 3 else ""
     lead = ""
     if not any(t.dtype in ("int8", "uint8", "int16") for t in model.tensors if not t.is_constant):
-        lead = (
-            f"the model is not quantized (float), but {profile.name} needs "
-            f"{'/'.join(sorted(allowed))}: convert it with full-integer quantization "
-            "(edgec build does): "
-        )
+        lead = _float_lead(model, profile, allowed)
     elif int16 and "int16" not in allowed:
         lead = (
             f"int16 activations (TFLite's 16x8 mode) do not run on {profile.name}, which "
@@ -107,6 +103,23 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
         )
     return Check(
         "dtypes", False, lead + "; ".join(offenders[:3]) + more, value=len(offenders), limit=0
+    )
+
+
+def _float_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str]) -> str:
+    """Why a model with float activations fails: float, or dynamic-range quantized."""
+    needs = "/".join(sorted(allowed))
+    weights = {t.dtype for t in model.tensors if t.is_constant} & {"int8", "int4"}
+    if weights:  # int8 weights, float activations: dequantized or hybrid kernels at run time
+        return (
+            f"the model is dynamic-range quantized ({'/'.join(sorted(weights))} weights, "
+            f"float32 activations), but {profile.name} needs {needs} activations too: convert "
+            "it with full-integer quantization, calibrated on a representative dataset "
+            "(edgec build does): "
+        )
+    return (
+        f"the model is not quantized (float), but {profile.name} needs {needs}: convert it "
+        "with full-integer quantization (edgec build does): "
     )
 
 
@@ -138,9 +151,10 @@ def check_static_shapes(model: TfliteModel) -> Check:
 def check_budget(name: str, used: int | None, limit: int, what: str) -> Check:
     if used is None:
         return Check(name, False, f"{what} could not be measured", limit=limit, unit="bytes")
-    share = f"{used / limit:.1%}" if limit else "no budget"
     if used <= limit:
+        share = f"{used / limit:.1%}" if limit else "no budget"
         text = f"{what} {used:,} B of a {limit:,} B budget ({share}, {limit - used:,} B left)"
-    else:
-        text = f"{what} {used:,} B is over the {limit:,} B budget by {used - limit:,} B ({share})"
+    else:  # the excess as a share of the budget (not the usage ratio)
+        over = f" ({(used - limit) / limit:.1%} over)" if limit else ""
+        text = f"{what} {used:,} B is over the {limit:,} B budget by {used - limit:,} B{over}"
     return Check(name, used <= limit, text, value=used, limit=limit, unit="bytes")

@@ -19,6 +19,7 @@ from edgec.artifact import Artifact
 from edgec.registry import Registry
 from edgec.report import Check, Memory, TargetFigures, TargetSection, from_plain
 from edgec.targets import checks as target_checks
+from edgec.targets.arena import DEFAULT_ARENA_MARGIN, KernelArena, check_arena
 from edgec.targets.profile import TargetProfile
 
 
@@ -32,6 +33,10 @@ class Analysis:
     ram_method: str
     figures: dict = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)  # path in the output dir -> bytes
+    # mcu: RAM is the TFLM arena firmware declares; the ram check judges TENSOR_ARENA_SIZE
+    # (this arena, for the kernels the core links, plus the margin)
+    tflm_arena: bool = False
+    kernel_arena: KernelArena | None = None
 
 
 # A kind's analysis: (artifact, profile, runnable: the ops check passed) -> Analysis
@@ -53,8 +58,14 @@ def analyze_target(
     artifact: Artifact,
     profile: TargetProfile,
     overrides: dict[str, int] | None = None,
+    *,
+    arena_margin: float = DEFAULT_ARENA_MARGIN,
 ) -> tuple[TargetSection, dict[str, bytes]]:
-    """All checks of ``artifact`` on ``profile``: the report section and the files it produced."""
+    """All checks of ``artifact`` on ``profile``: the report section and the files it produced.
+
+    ``arena_margin``: the percent ``model_settings.h`` adds to the arena (--arena-margin);
+    an mcu target's ram check judges the arena with it, as firmware declares it.
+    """
     model = artifact.model
     common = [
         target_checks.check_ops(model, profile),
@@ -67,8 +78,15 @@ def analyze_target(
     checks.append(
         target_checks.check_budget("flash", found.flash_bytes, budget.flash_bytes, "model")
     )
-    ram = target_checks.check_budget("ram", found.ram_bytes, budget.ram_bytes, found.ram_method)
-    checks.append(_with_method(ram, found.figures.get("ram_method_kind", "measured")))
+    arena_method = found.figures.pop("ram_detail", found.ram_method)
+    kernels = found.kernel_arena
+    if found.tflm_arena:
+        checks.append(check_arena(kernels, budget.ram_bytes, arena_margin, arena_method))
+    else:
+        ram = target_checks.check_budget("ram", found.ram_bytes, budget.ram_bytes, found.ram_method)
+        checks.append(_with_method(ram, found.figures.get("ram_method_kind", "measured")))
+    if kernels is not None and kernels.ops:
+        found.figures["kernel_scratch"] = [o.to_dict() for o in kernels.ops]
     section = TargetSection(
         target=profile.name,
         kind=profile.kind,
@@ -79,7 +97,11 @@ def analyze_target(
             arena_bytes=found.ram_bytes,
             flash_budget_bytes=budget.flash_bytes,
             ram_budget_bytes=budget.ram_bytes,
-            arena_method=found.figures.pop("ram_detail", found.ram_method),
+            arena_method=arena_method,
+            tensor_arena_bytes=None if kernels is None else kernels.size(arena_margin).bytes,
+            kernel_scratch_bytes=None if kernels is None else kernels.extra_bytes,
+            arena_kernels="" if kernels is None else kernels.kernels,
+            arena_margin_percent=arena_margin if found.tflm_arena else None,
         ),
         checks=checks,
         figures=from_plain(

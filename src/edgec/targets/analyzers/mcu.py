@@ -6,6 +6,7 @@ from edgec.artifact import Artifact
 from edgec.artifact.stats import MAC_OPS, count_macs
 from edgec.report import Check
 from edgec.targets.analyzers import Analysis, register_kind
+from edgec.targets.arena import firmware_arena
 from edgec.targets.profile import TargetProfile
 
 # The profiles' cycles_per_mac are int8 figures; 16x8 kernels (CMSIS-NN *_s16) do half as
@@ -17,6 +18,7 @@ _INT16_NOTE = "; an int8 figure: this 16x8 model's int16 kernels are slower"
 def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analysis:
     model = artifact.model
     arena, ram_detail = artifact.arena(runnable=runnable)
+    kernels = firmware_arena(artifact, profile.cpu, runnable=runnable)
     macs = count_macs(model)
     checks = [
         Check(
@@ -62,4 +64,6 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
         ram_bytes=arena,
         ram_method="TFLM arena",
         figures=figures,
+        tflm_arena=True,
+        kernel_arena=kernels,
     )

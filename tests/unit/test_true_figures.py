@@ -1,0 +1,142 @@
+"""Every figure true (issue 19, part 7): the excess over a budget, the dynamic-range
+wording, the input model's size in report.html, and the warning for data too small to
+train and validate a recipe on."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from edgec.artifact.tflite_model import TfliteModel
+from edgec.datasets.loading import Dataset
+from edgec.datasets.split import (
+    MIN_VALIDATION_SAMPLES,
+    recipe_samples,
+    recipe_split_warning,
+    split_calibration,
+    split_holdout,
+    split_validation,
+)
+from edgec.report import (
+    Accuracy,
+    BuildReport,
+    DataInfo,
+    Memory,
+    ModelInfo,
+    Stage,
+    StageMetrics,
+)
+from edgec.report.html import render_html
+from edgec.targets import load_target
+from edgec.targets.checks import check_budget, check_dtypes
+from tests.support.tflite_builder import TfliteBuilder
+
+
+def test_over_budget_text_gives_the_excess_not_the_usage_ratio():
+    """It said "by 3,325,416 B (607.4%)": 607.4% is how much of the budget is used."""
+    limit = 655_360
+    check = check_budget("flash", limit + 3_325_416, limit, "model")
+    assert not check.ok
+    assert "over the 655,360 B budget by 3,325,416 B (507.4% over)" in check.detail
+    assert "607.4%" not in check.detail
+    assert "(50.0%, 327,680 B left)" in check_budget("flash", limit // 2, limit, "model").detail
+
+
+def _two_dense(weights: str) -> TfliteModel:
+    """float32 input -> FULLY_CONNECTED -> float32 -> FULLY_CONNECTED -> float32 output,
+    with int8 weights (what dynamic-range quantization writes) or float32 ones."""
+    b = TfliteBuilder()
+    rng = np.random.default_rng(0)
+    x = y = b.tensor("input", (1, 8), "float32")
+    for i, name in enumerate(("hidden", "output")):
+        if weights == "int8":
+            values = rng.integers(-127, 128, (8, 8), dtype=np.int8)
+            w = b.constant(f"dense_{i}/weights", values, scale=0.01)
+        else:
+            w = b.constant(f"dense_{i}/weights", rng.normal(size=(8, 8)).astype(np.float32))
+        out = b.tensor(name, (1, 8), "float32")
+        b.op("FULLY_CONNECTED", [y, w, None], [out])
+        y = out
+    return TfliteModel.from_bytes(b.build(inputs=[x], outputs=[y]))
+
+
+def test_a_dynamic_range_model_is_not_called_float():
+    """Dynamic-range quantization: int8 weights, float32 activations (hybrid kernels)."""
+    check = check_dtypes(_two_dense("int8"), load_target("cortex-m4"), "float32")
+    assert not check.ok
+    assert check.detail.startswith(
+        "the model is dynamic-range quantized (int8 weights, float32 activations), but "
+        "cortex-m4 needs int16/int8 activations too: convert it with full-integer "
+        "quantization, calibrated on a representative dataset"
+    ), check.detail
+    assert "not quantized (float)" not in check.detail
+    float_model = check_dtypes(_two_dense("float32"), load_target("cortex-m4"), "float32")
+    assert float_model.detail.startswith("the model is not quantized (float)")
+
+
+def _report(stages: list[Stage], input_parameters: int | None) -> BuildReport:
+    return BuildReport(
+        ok=True,
+        target="cortex-m",
+        model=ModelInfo("m", "m.keras", parameters=38_346, input_parameters=input_parameters),
+        memory=Memory(
+            flash_bytes=40_000,
+            arena_bytes=6_096,
+            flash_budget_bytes=1 << 20,
+            ram_budget_bytes=1 << 18,
+        ),  # fmt: skip
+        accuracy=Accuracy("top1", 97.0, 96.5, 300, {"input_model_float": 97.5}),
+        data=DataInfo("d.npz", 300, 300, "classes"),
+        stages=stages,
+    )
+
+
+def _bar(html: str, label: str) -> str:
+    match = re.search(re.escape(label) + r"[^<]*: ([0-9,]+)B</title>", html)
+    assert match is not None, label
+    return match.group(1)
+
+
+def test_the_stage_plot_sizes_the_input_model_from_its_own_parameters():
+    """After prune_channels the plot gave the input model 153,384 B (its pruned count x 4)
+    for a 605,736 B model: the 4x shrink the plot exists for did not show."""
+    pruned = StageMetrics(parameters=38_346, other={"parameters_before": 151_434})
+    stages = [
+        Stage("prune_channels", 2.0, pruned),
+        Stage("qat", 3.0, StageMetrics(parameters=38_346)),
+    ]
+    html = render_html(_report(stages, input_parameters=151_434))
+    assert _bar(html, "input model, float32") == "605,736"
+    assert _bar(html, "after prune_channels, float32") == "153,384"
+    # a report written before input_parameters existed: the stage's "before" figure
+    assert _bar(render_html(_report(stages, None)), "input model, float32") == "605,736"
+
+
+def test_data_too_small_for_a_recipe_gets_a_warning_in_report_and_summary():
+    """45 samples: a recipe trained on 21 and validated on 2, and nothing said so."""
+    data = Dataset(np.zeros((45, 8, 8, 1), np.float32), np.arange(45) % 3, "small.npz")
+    train, held_out = split_holdout(data, 2 * 300)
+    calibration, evaluation = split_calibration(held_out, 300)
+    fit_on, validation = split_validation(train)
+    assert (len(fit_on), len(validation), len(calibration), len(evaluation)) == (21, 2, 11, 11)
+    warning = recipe_split_warning(data, train, validation, len(held_out), 300)
+    assert warning is not None
+    assert "data small.npz has 45 samples: the recipe trains on 21 and validates on 2" in warning
+    assert f"give at least {recipe_samples(300)} samples" in warning
+    # the advised count is enough, and one fewer is not
+    for total, enough in ((recipe_samples(300), True), (recipe_samples(300) - 1, False)):
+        train, _ = split_holdout(data.subset(np.arange(45).repeat(20)[:total]), 600)
+        _, validation = split_validation(train)
+        assert (len(validation) >= MIN_VALIDATION_SAMPLES) is enough
+
+
+def test_the_summary_and_the_page_show_the_data_warning(capsys):
+    from edgec import ui
+
+    report = _report([], None)
+    report.data = DataInfo("d.npz", 11, 11, "classes", warnings=["the recipe trains on 21"])
+    report.checks = [check_budget("flash", 1, 2, "model"), check_budget("ram", 1, 2, "arena")]
+    ui.print_summary(report, __import__("pathlib").Path("out"), 1.0)
+    assert "warning: the recipe trains on 21" in " ".join(capsys.readouterr().out.split())
+    assert "<li>the recipe trains on 21</li>" in render_html(report)

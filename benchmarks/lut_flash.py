@@ -80,9 +80,12 @@ def _auto_sweep(lut_build: Path, data: Path) -> None:
 
 
 def _plain_model(folder: Path, data: Path) -> bytes:
+    """The converter's standard file (a phone target keeps model.tflite standard; TFLM
+    targets alone would get the lean file), which the LUT compressor starts from."""
     clustered = folder / "clustered.keras"
     run = run_edgec(
-        "build", clustered, "--target", "cortex-m", "--data", data, "--out", folder / "plain"
+        "build", clustered, "--target", "cortex-m,android-arm64", "--data", data,
+        "--out", folder / "plain",
     )  # fmt: skip
     if run.code != 0:
         raise SystemExit(run.err)

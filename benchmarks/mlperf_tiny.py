@@ -7,7 +7,8 @@ For each model (the MLPerf ones trained briefly on generated stand-in data, see
 mlperf_tiny_models.py; the example as ``edgec build`` trains it): ``edgec build`` for the
 cortex-m target in-process, plain int8 and every built-in recipe (and ``tiny`` with
 ``--compress lut``): parameters and MACs of the int8 model, flash (also as a share of the
-float .tflite), exact TFLM arena, accuracy, verdict, build seconds; and the same Keras
+float .tflite), exact TFLM arena, accuracy, verdict, build seconds, where the bytes go
+(the converter's file and the lean one, ``edgec.artifact.breakdown``); and the same Keras
 model through the converter script people write without edgec (``from_keras_model`` +
 ``Optimize.DEFAULT`` + a representative dataset). Not a test: it takes tens of minutes.
 """
@@ -41,6 +42,7 @@ from edgec.artifact.runtimes import measure_arena  # noqa: E402
 from edgec.artifact.tflite_model import TfliteModel  # noqa: E402
 from edgec.builder import BuildOptions, run_build  # noqa: E402
 from edgec.pipeline.convert import convert  # noqa: E402
+from edgec.report import ModelBytes  # noqa: E402
 
 TRAIN, RECIPE_DATA, HELD_OUT = 1200, 1800, 600
 # Besides plain int8: every built-in recipe, and "+lut" for --compress lut.
@@ -89,7 +91,7 @@ def describe_plain(data: bytes, x: np.ndarray) -> dict:
     }
 
 
-def run(workload: Workload, folder: Path, builds: list[str], strip_names: bool = False) -> dict:
+def run(workload: Workload, folder: Path, builds: list[str], keep_names: bool = False) -> dict:
     if workload is EXAMPLE:
         model, train_seconds, x, base = _example()
         ptq_data = recipe_data = None
@@ -110,13 +112,12 @@ def run(workload: Workload, folder: Path, builds: list[str], strip_names: bool =
             out=folder / f"out-{name}",
             recipe=None if plain else recipe,
             compress=lut or None,
-            strip_names=strip_names,
+            keep_names=keep_names,
         )
         rows.append(_build(name, options, folder))
     plain_model = describe_plain(plain_script(model, x), x)
     return {"workload": workload, "params": model.count_params(), "train_s": train_seconds,
-            "float_bytes": float_bytes, "builds": rows, "plain": plain_model,
-            "stripped": strip_names}  # fmt: skip
+            "float_bytes": float_bytes, "builds": rows, "plain": plain_model}  # fmt: skip
 
 
 def _trained(workload: Workload, folder: Path):
@@ -191,10 +192,12 @@ def markdown(rows: list[dict], seconds: float, command: str) -> str:
         "built-in example is `edgec build --target cortex-m [--recipe R]` as shipped.",
         "",
         "Target `cortex-m` (nRF52840). Params and MACs: of the int8 model (constant tensors;",
-        "CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED). Flash: bytes of model.tflite (the",
-        "LUT-compressed one with `+lut`); `÷ float`: the float32 .tflite of the input model",
-        '(`convert(model, mode="float")`) divided by it. Arena: the exact TFLM arena. Flash',
-        "and arena equal what `edgec check` reports on the written model (last column).",
+        "CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED). Flash: bytes of model.tflite, the",
+        "lean TFLM file (LUT-compressed first with `+lut`); `lean B`: what the lean file saved",
+        "over the standard one (the report's lean stage); `÷ float`: the float32 .tflite of",
+        'the input model (`convert(model, mode="float")`) divided by flash. Arena: the exact',
+        "TFLM arena. Flash and arena equal what `edgec check` reports on the written model",
+        "(`= edgec check`).",
         "Accuracy: the float model's (the compressed float model's for recipes, with the",
         "input model's in brackets) → the int8 model's, on the build's evaluation samples.",
         "",
@@ -214,14 +217,13 @@ def _model_section(row: dict) -> list[str]:
         f"trained in {row['train_s']:.0f} s.",
         "",
         "| build | params | MACs | flash B | ÷ float | gzip B | TFLM arena B | float → int8 | "
-        "verdict | build s | = edgec check |" + (" strip B |" if row["stripped"] else ""),
-        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|"
-        + ("---:|" if row["stripped"] else ""),
+        "verdict | build s | = edgec check | lean B |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|---:|",
     ]
     for b in row["builds"]:
         if "error" in b:
             error = " ".join(b["error"].split())[:160].replace("|", "/")
-            lines.append(f"| {b['recipe']} | build error: {error} |" + " |" * 9)
+            lines.append(f"| {b['recipe']} | build error: {error} |" + " |" * 10)
             continue
         r = b["report"]
         failed = ", ".join(c.name for c in r.failed_checks)
@@ -231,22 +233,37 @@ def _model_section(row: dict) -> list[str]:
             f"{row['float_bytes'] / r.memory.flash_bytes:.1f}x | {b['gzip']:,} | "
             f"{r.memory.arena_bytes:,} | {_quality(r.accuracy)} | "
             f"{'pass' if r.ok else 'FAIL: ' + failed} | {b['seconds']:.1f} | "
-            f"{'yes' if b['check_agrees'] else 'NO'} |"
-            + (f" {_stripped(r)} |" if row["stripped"] else "")
+            f"{'yes' if b['check_agrees'] else 'NO'} | {_lean(r)} |"
         )
     stages = row["builds"][0]["report"].stages if "report" in row["builds"][0] else []
     return lines + [
         "",
         "Plain int8, seconds per stage: " + ", ".join(f"{s.name} {s.seconds:.2f}" for s in stages),
         "",
+        *_bytes_section(row),
     ]
 
 
-def _stripped(report) -> str:
-    stage = next((s for s in report.stages if s.name == "strip_names"), None)
+def _lean(report) -> str:
+    stage = next((s for s in report.stages if s.name == "lean"), None)
     if stage is None or stage.metrics.flash_bytes_before is None:
         return "not run"
     return f"-{stage.metrics.flash_bytes_before - stage.metrics.flash_bytes_after:,}"
+
+
+def _bytes_section(row: dict) -> list[str]:
+    """Where each build's bytes go: the converter's file, then what ships (report.json's
+    model_bytes, measured by edgec.artifact.breakdown)."""
+    lines = [
+        "Where the bytes go (B; each byte in one column):",
+        "",
+        "| build | file | " + " | ".join(ModelBytes.HEAD[1:]) + " |",
+        "|---|---|" + "---:|" * (len(ModelBytes.HEAD) - 1),
+    ]
+    for b in row["builds"]:
+        for entry in b["report"].model_bytes if "report" in b else []:
+            lines.append(f"| {b['recipe']} | " + " | ".join(entry.row()) + " |")
+    return [*lines, ""]
 
 
 def _quality(acc) -> str:
@@ -303,8 +320,8 @@ def main() -> None:
         help="builds to run besides plain int8 (default: all)",
     )  # fmt: skip
     parser.add_argument(
-        "--strip-names", action="store_true",
-        help="build with --strip-names, into the 'recipes-strip-names' section",
+        "--keep-names", action="store_true",
+        help="build with --keep-names, into the 'recipes-keep-names' section",
     )  # fmt: skip
     args = parser.parse_args()
     start = time.perf_counter()
@@ -316,18 +333,17 @@ def main() -> None:
             print(f"== {workload.name}", file=sys.stderr, flush=True)
             folder = Path(tmp) / workload.name
             folder.mkdir()
-            rows.append(run(workload, folder, args.builds, args.strip_names))
+            rows.append(run(workload, folder, args.builds, args.keep_names))
     command = "python " + " ".join(sys.argv)
     text = markdown(rows, time.perf_counter() - start, command)
-    if args.strip_names:
+    if args.keep_names:
         text = (
-            "## The same builds with --strip-names\n\nEvery build ships without tensor names "
-            "(`--strip-names`); `strip B` is what that saved (the report's strip_names stage).\n\n"
-            + text
+            "## The same builds with --keep-names\n\nThe lean TFLM file keeps its tensor "
+            "names (`--keep-names`).\n\n" + text
         )
     print(text)
     if args.out:
-        update_section(args.out, "recipes-strip-names" if args.strip_names else "recipes", text)
+        update_section(args.out, "recipes-keep-names" if args.keep_names else "recipes", text)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgec.artifact.tflite_model import TfliteModel
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers share the 2 cores (pyproject's -n auto): one TensorFlow thread each, for
     # this process and the converter and arena children it starts (they read the same
@@ -82,6 +84,15 @@ class Build:
     @property
     def tflite(self) -> bytes:
         return (self.out / "model.tflite").read_bytes()
+
+    @property
+    def flat(self) -> TfliteModel:
+        """model.tflite parsed, with its names from model_names.json when it is lean."""
+        from edgec.artifact import Artifact
+        from edgec.artifact.sidecar import with_sidecar_names
+
+        path = self.out / "model.tflite"
+        return with_sidecar_names(Artifact.read(path), path)[0].model
 
 
 @pytest.fixture(scope="session")

@@ -65,7 +65,7 @@ def build(
             underscores: ``budget="flash=256KiB"``, ``io_type``, ``activations`` (``"int8"`` or
             ``"int16"``, TFLite's 16x8 mode), ``calibration_samples``,
             ``max_accuracy_drop``, ``name``, ``phone_variants`` (a sequence or a
-            comma-separated string), ``compress``, ``strip_names``, ``layout``, ``c_lang``,
+            comma-separated string), ``compress``, ``keep_names``, ``layout``, ``c_lang``,
             ``section``, ``arena_margin``, ``distill``, ``prune``, ``cluster``, ``qat``,
             ``epochs``,
             ``custom_objects`` (a ``.py`` file or module with the model's own layers;
@@ -149,13 +149,25 @@ def _check(
 ) -> tuple[CheckReport, dict[str, bytes]]:
     """The report of ``check`` and the files the targets produced."""
     from edgec.artifact import Artifact
+    from edgec.artifact.lean import collapsed_zero_points
+    from edgec.artifact.sidecar import with_sidecar_names
     from edgec.report import CheckReport, tool_versions
     from edgec.targets import load_targets, parse_budget
     from edgec.targets.analyzers import analyze_target
+    from edgec.targets.analyzers.mcu import tflm_target
 
     profiles = load_targets(targets)
     overrides = parse_budget(budget) if budget is not None else {}
-    artifact = Artifact.read(path)
+    artifact, _ = with_sidecar_names(Artifact.read(path), path)  # names for the messages
+    other = next((p for p in profiles if not tflm_target(p)), None)
+    if other is not None and collapsed_zero_points(artifact.data):
+        raise InputError(
+            f"{path} is a lean TFLM file (per-channel tensors with one zero point), which "
+            f"{other.name} ({other.kind}) cannot read: LiteRT, Vela and the Edge TPU compiler "
+            "need one zero point per scale",
+            hint="check it against TFLM targets only, or check the standard file: a build "
+            "with such a target writes model.tflite in the standard form",
+        )
     sections, files = [], {}
     for profile in profiles:
         if progress is not None:
@@ -177,13 +189,19 @@ def _check(
     return report, files
 
 
-def inspect(path: str | Path, *, custom_objects: str | None = None) -> Inspection:
-    """The per-layer table of a ``.tflite`` (no TensorFlow) or a Keras model.
+def inspect(
+    path: str | Path, *, custom_objects: str | None = None, names: str | Path | None = None
+) -> Inspection:
+    """The per-layer table of a ``.tflite`` (no TensorFlow) or a Keras model, and where
+    the model's bytes go (``model_bytes``).
 
     Args:
         path: a ``.tflite``, a Keras 2 or Keras 3 ``.keras``/``.h5`` file, or a SavedModel.
         custom_objects: a ``.py`` file or module path defining the model's own layers
             (it is executed: trusted code only).
+        names: the names sidecar of a lean ``.tflite`` (an error if it is another
+            model's); by default ``X_names.json`` beside ``X.tflite`` is read if it is
+            this model's.
 
     Example:
         >>> import edgec
@@ -193,7 +211,7 @@ def inspect(path: str | Path, *, custom_objects: str | None = None) -> Inspectio
     """
     from edgec.pipeline.inspect import inspect_model
 
-    return inspect_model(Path(path), custom_objects)
+    return inspect_model(Path(path), custom_objects, None if names is None else Path(names))
 
 
 def target_profiles() -> list[TargetProfile]:

@@ -23,9 +23,12 @@ import numpy as np
 
 from edgec.artifact import Artifact as ModelArtifact  # report.Artifact is a report entry
 from edgec.artifact import runtimes
+from edgec.artifact.breakdown import byte_breakdown
+from edgec.artifact.lean import CHECK as LEAN_CHECK
+from edgec.artifact.lean import LeanModel, make_lean_verified
 from edgec.artifact.lut import compress_lut_verified
+from edgec.artifact.sidecar import names_path
 from edgec.artifact.stats import analyze_layers
-from edgec.artifact.strip import strip_names_verified
 from edgec.datasets import Dataset, load_dataset, split_calibration
 from edgec.datasets.split import (
     DEFAULT_CALIBRATION_SAMPLES,
@@ -67,6 +70,7 @@ from edgec.stages import get_stage, stage_types
 from edgec.stages.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
+from edgec.targets.analyzers.mcu import tflm_target
 from edgec.targets.arena import (
     DEFAULT_ARENA_MARGIN,
     ArenaSize,
@@ -112,7 +116,7 @@ class BuildOptions:
     debug: bool = False
     # firmware package
     compress: str | None = None  # "lut" | "auto": tflite-micro LUT compression (artifact.lut)
-    strip_names: bool = False  # ship without tensor names (artifact.strip; TFLM targets)
+    keep_names: bool = False  # TFLM targets' lean file keeps its tensor names (artifact.lean)
     layout: str = "plain"
     c_lang: str = "cc"
     section: str | None = None
@@ -177,10 +181,11 @@ class BuildContext:
     # the converted model and what ships
     tflite: bytes = field(init=False)  # convert
     flat: TfliteModel = field(init=False)
-    shipped: bytes = field(init=False)  # convert; replaced by lut_compress, strip_names
-    shipped_flat: TfliteModel = field(init=False)
+    # the standard file (LiteRT, Vela, Edge TPU targets): convert; replaced by lut_compress
+    shipped: bytes = field(init=False)
     converted: ModelArtifact = field(init=False)  # convert: the bytes, parsed once, its arena
     shipped_artifact: ModelArtifact = field(init=False)  # as shipped
+    lean: LeanModel | None = None  # lean: what the TFLM targets ship instead
     tflm_ok: bool = False  # measure_arena: TFLM has every op
     arena: int | None = None
     x_q: np.ndarray = field(init=False)  # measure_arena: the evaluation inputs, quantized
@@ -212,7 +217,7 @@ CHECK_ORDER = (
     "accuracy",
     "litert_vs_tflm",
     "lut_bit_identical",
-    "strip_bit_identical",
+    LEAN_CHECK,
     "compression",  # what the recipe's stages must leave in the int8 model
     "target",  # the kind's own checks, then flash and ram
 )
@@ -358,7 +363,7 @@ def convert(ctx: BuildContext) -> None:
     ctx.converted = ModelArtifact.from_bytes(ctx.tflite, source="the converted model")
     ctx.flat = ctx.converted.model
     # until lut_compress replaces it
-    ctx.shipped, ctx.shipped_flat, ctx.shipped_artifact = ctx.tflite, ctx.flat, ctx.converted
+    ctx.shipped, ctx.shipped_artifact = ctx.tflite, ctx.converted
 
 
 def measure_arena(ctx: BuildContext) -> None:
@@ -401,7 +406,6 @@ def lut_compress(ctx: BuildContext) -> None:
             if budget is not None:  # the budget as the user gave it, and what it left
                 ctx.lut_info |= {"ram_budget_bytes": budget, "note": ctx.lut_info["note"] + note}
     ctx.checks["lut_bit_identical"] = [check]
-    ctx.shipped_flat = ctx.shipped_artifact.model
 
 
 def _lut_arena_budget(ctx: BuildContext, budget: int | None) -> tuple[int | None, str]:
@@ -421,35 +425,71 @@ def _lut_arena_budget(ctx: BuildContext, budget: int | None) -> tuple[int | None
     )
 
 
-def strip_names(ctx: BuildContext) -> None:
-    """What ships loses the names TFLM never reads; TFLM must compute the same outputs.
+def lean(ctx: BuildContext) -> None:
+    """The TFLM targets ship the lean file (artifact.lean): one zero point per weight
+    tensor, no names (they go to the sidecar), no metadata TFLM never reads, each constant
+    buffer once. TFLM must compute the same outputs; the arena is measured again.
 
-    The unstripped model (``ctx.tflite``) stays for what names layers: the report's
-    per-layer error and the compression checks.
+    The standard file (``ctx.tflite``, named) stays for what names layers: the report's
+    per-layer error and the compression checks; other kinds of targets ship it.
     """
-    if not ctx.options.strip_names:
+    if not any(tflm_target(p) for p in ctx.plan.profiles):
         return
-    with ctx.stage("strip_names", "Stripping tensor names (TFLM reads none)") as metrics:
-        arena, _ = ctx.shipped_artifact.arena(runnable=ctx.tflm_ok)
-        if arena is None:
-            check = Check("strip_bit_identical", False, "not run: TFLM lacks ops")
+    with ctx.stage("lean", "Making the lean TFLM file (what TFLM never reads left out)") as m:
+        arena, why = ctx.shipped_artifact.arena(runnable=ctx.tflm_ok)
+        if arena is None:  # nothing to prove: what ships is the standard file
+            check = Check(LEAN_CHECK, True, f"the standard file ships (TFLM arena {why})")
         else:
-            stripped = strip_names_verified(ctx.shipped, ctx.x_q, arena)
-            ctx.shipped, ctx.shipped_artifact = stripped.artifact.data, stripped.artifact
-            ctx.shipped_flat, check = stripped.artifact.model, stripped.check
-            metrics.update(flash_bytes_before=stripped.bytes_before,
-                           flash_bytes_after=stripped.artifact.size_bytes)  # fmt: skip
-    ctx.checks["strip_bit_identical"] = [check]
+            keep_names = ctx.options.keep_names
+            ctx.lean = make_lean_verified(ctx.shipped, ctx.x_q, arena, keep_names=keep_names)
+            files = model_files(ctx)
+            m.update(ctx.lean.metrics(names_file=next(iter(files.names), "")))
+            check = ctx.lean.check
+    ctx.checks[LEAN_CHECK] = [check]
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The model files a build writes (path -> bytes), and which the firmware embeds.
+
+    Only TFLM targets: ``model.tflite`` is the lean file, its names in
+    ``model_names.json``. No TFLM target: ``model.tflite`` is the standard file. Both
+    kinds: ``model.tflite`` stays the standard file (LiteRT refuses the lean one, and
+    phone apps load it) and the lean one, which the firmware package embeds, is
+    ``model_tflm.tflite`` with ``model_tflm_names.json``.
+    """
+
+    firmware: str  # the path of the file the C arrays hold
+    models: dict[str, bytes]
+    names: dict[str, bytes]  # the sidecar, if the names left the lean file
+
+
+def model_files(ctx: BuildContext) -> ModelFiles:
+    if ctx.lean is None:
+        return ModelFiles("model.tflite", {"model.tflite": ctx.shipped}, {})
+    lean = ctx.lean.lean
+    if all(tflm_target(p) for p in ctx.plan.profiles):
+        path, models = "model.tflite", {}
+    else:
+        path, models = "model_tflm.tflite", {"model.tflite": ctx.shipped}
+    models[path] = lean.data
+    names = {} if lean.names is None else {names_path(Path(path)).name: lean.names.to_json()}
+    return ModelFiles(path, models, names)
+
+
+def firmware_artifact(ctx: BuildContext) -> ModelArtifact:
+    """What the firmware package embeds: the lean file if there is one."""
+    return ctx.lean.artifact if ctx.lean is not None else ctx.shipped_artifact
 
 
 def check_targets(ctx: BuildContext) -> None:
     for profile in ctx.plan.profiles:
         description = f"Checking against {profile.name} ({profile.kind})"
         with ctx.stage(f"check:{profile.name}", description):
+            artifact = firmware_artifact(ctx) if tflm_target(profile) else ctx.shipped_artifact
             section, produced = analyze_target(
-                ctx.shipped_artifact, profile, ctx.plan.overrides,
-                arena_margin=ctx.options.arena_margin,
-            )  # fmt: skip
+                artifact, profile, ctx.plan.overrides, arena_margin=ctx.options.arena_margin
+            )
         ctx.sections.append(section)
         ctx.files.update(produced)
 
@@ -539,28 +579,34 @@ def layer_error(ctx: BuildContext) -> None:
 
 
 def export(ctx: BuildContext) -> None:
+    artifact, files = firmware_artifact(ctx), model_files(ctx)
     # the first target's core: the arena of the kernels its firmware links (the same
     # figure its ram check judges), plus the margin
-    kernels = firmware_arena(ctx.shipped_artifact, ctx.plan.profiles[0].cpu, runnable=ctx.tflm_ok)
+    kernels = firmware_arena(artifact, ctx.plan.profiles[0].cpu, runnable=ctx.tflm_ok)
     with ctx.stage("export", "Writing the firmware package"):
         if kernels is None:  # no op resolver and no arena for a model TFLM cannot run
             ctx.progress.message("firmware headers not written: the model has ops TFLM lacks")
-            files = {
-                "model.tflite": ctx.shipped,
-                **model_data_sources(ctx.shipped, ctx.name, source=ctx.source),
+            package = {
+                **files.models,
+                **model_data_sources(artifact.data, ctx.name, source=ctx.source),
             }
         else:
-            spec = _export_spec(ctx, kernels)
-            files = export_package(spec)
-            ctx.firmware = _firmware_info(spec, files, ctx.plan.profiles[0].cpu, ctx.lut_info)
-        ctx.files = {**files, **ctx.files}  # the package first, then what the targets made
+            spec = _export_spec(ctx, artifact, files, kernels)
+            package = {**files.models, **export_package(spec)}
+            ctx.firmware = _firmware_info(spec, package, ctx.plan.profiles[0].cpu, ctx.lut_info)
+        ctx.files = {**package, **ctx.files}  # the package first, then what the targets made
 
 
-def _export_spec(ctx: BuildContext, arena: KernelArena) -> ExportSpec:
+def _export_spec(
+    ctx: BuildContext, artifact: ModelArtifact, files: ModelFiles, arena: KernelArena
+) -> ExportSpec:
     options, recipe, data = ctx.options, ctx.plan.recipe, ctx.data
     return ExportSpec(
-        model=ctx.shipped,
-        parsed=ctx.shipped_artifact.model,
+        model=artifact.data,
+        model_file=files.firmware,
+        extra_files=files.names,
+        # the names (from the sidecar) for the headers' comments; the arrays hold none
+        parsed=ctx.lean.named if ctx.lean is not None else artifact.model,
         name=ctx.name,
         source=ctx.source,
         target=ctx.plan.profiles[0].name,
@@ -635,6 +681,10 @@ def build_report(ctx: BuildContext) -> BuildReport:
         layers=ctx.layers,
         targets=ctx.sections,
         firmware=ctx.firmware,
+        model_bytes=[
+            byte_breakdown(ctx.tflite, file="converted"),
+            *(byte_breakdown(data, file=path) for path, data in model_files(ctx).models.items()),
+        ],
     )
 
 
@@ -650,7 +700,7 @@ PHASES: tuple[Callable[[BuildContext], None], ...] = (
     convert,
     measure_arena,
     lut_compress,
-    strip_names,
+    lean,
     check_targets,
     evaluate,
     phone_variants,
@@ -698,13 +748,6 @@ def _validate(options: BuildOptions) -> _Plan:
         raise InputError("--calibration-samples must be at least 1")
     if options.compress is not None and options.compress not in COMPRESSIONS:
         raise InputError(f"unknown --compress '{options.compress}' (use {', '.join(COMPRESSIONS)})")
-    if options.strip_names and any(p.kind != "mcu" for p in profiles):
-        other = next(p for p in profiles if p.kind != "mcu")
-        raise UsageError(
-            f"--strip-names is for TFLM targets; {other.name} is a {other.kind} target, whose "
-            "compiler reports ops by tensor name",
-            hint="drop --strip-names, or build the TFLM targets on their own",
-        )
     if options.layout not in LAYOUTS:
         raise InputError(f"unknown --layout '{options.layout}' (use {', '.join(LAYOUTS)})")
     if options.c_lang not in LANGUAGES:

@@ -14,7 +14,7 @@ import click
 
 from edgec import __version__
 from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
-from edgec.errors import EdgecError, printable
+from edgec.errors import EdgecError, UsageError, printable
 from edgec.export.layouts import LAYOUTS
 from edgec.pipeline.convert import ACTIVATIONS, IO_TYPES
 from edgec.stages import get_stage, stage_types
@@ -91,6 +91,24 @@ arena_margin_option = click.option(
     help="Percent added to the TFLM arena for TENSOR_ARENA_SIZE (kTensorArenaSize); the "
     "ram check judges the arena with it.",
 )
+
+keep_names_option = click.option(
+    "--keep-names",
+    is_flag=True,
+    help="TFLM targets: keep the tensor names in the shipped model (by default they go to "
+    "model_names.json, which inspect and check read; TFLM reads none).",
+)
+# the names' opt-in before they left by default: accepted, and changes nothing
+strip_names_option = click.option("--strip-names", is_flag=True, hidden=True)
+
+
+def _keep_names(keep_names: bool, strip_names: bool) -> bool:
+    if keep_names and strip_names:
+        raise UsageError(
+            "--keep-names and --strip-names contradict each other",
+            hint="names leave TFLM targets' model by default; give --keep-names to keep them",
+        )
+    return keep_names
 
 
 def text_or_json(help: str) -> Callable[[_F], _F]:
@@ -182,12 +200,8 @@ def stage_short_forms(command: _F) -> _F:
     "LUT compression, DECODE op); outputs must stay bit-identical in TFLM. auto: only the "
     "tensors whose decoded copy keeps the TFLM arena within the RAM budget (maybe none).",
 )
-@click.option(
-    "--strip-names",
-    is_flag=True,
-    help="Ship the model without tensor names (TFLM reads none; 12-17%% of a QAT model's "
-    "flash); outputs must stay bit-identical in TFLM. TFLM targets only.",
-)
+@keep_names_option
+@strip_names_option
 @click.option(
     "--layout",
     type=click.Choice(LAYOUTS.names()),
@@ -236,6 +250,7 @@ def build(
     name: str | None,
     phone_variants: str,
     compress: str | None,
+    keep_names: bool,
     strip_names: bool,
     layout: str,
     c_lang: str,
@@ -273,7 +288,7 @@ def build(
             phone_variants=phone_variants,
             debug=_state["debug"],
             compress=compress,
-            strip_names=strip_names,
+            keep_names=_keep_names(keep_names, strip_names),
             layout=layout,
             c_lang=c_lang,
             section=section,
@@ -357,12 +372,8 @@ def build(
     help="Run trials in parallel on a local Ray instance (pip install edgec[distributed]).",
 )
 @click.option("--ray-address", metavar="ADDR", help="Run trials on an existing Ray cluster.")
-@click.option(
-    "--strip-names",
-    is_flag=True,
-    help="Every trial ships without tensor names, as edgec build --strip-names (TFLM "
-    "targets only).",
-)
+@keep_names_option
+@strip_names_option
 @calibration_samples_option
 @max_accuracy_drop_option
 @custom_objects_option
@@ -371,7 +382,7 @@ def fit(
     model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
     trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
     workers: int | None, ray_address: str | None, calibration_samples: int,
-    max_accuracy_drop: float, custom_objects: str | None, strip_names: bool,
+    max_accuracy_drop: float, custom_objects: str | None, keep_names: bool, strip_names: bool,
 ) -> None:  # fmt: skip
     """Search compression recipes for the most accurate int8 model that fits the target(s).
 
@@ -392,7 +403,7 @@ def fit(
         time_budget=None if time_budget is None else parse_duration(time_budget), seed=seed,
         rungs=parse_rungs(rungs), calibration_samples=calibration_samples,
         max_accuracy_drop=max_accuracy_drop, custom_objects=custom_objects,
-        strip_names=strip_names,
+        keep_names=_keep_names(keep_names, strip_names),
     )  # fmt: skip
     executor = select_executor(workers, ray_address)
     start = time.perf_counter()
@@ -414,16 +425,24 @@ def fit(
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @text_or_json("A table for people, or JSON for scripts.")
+@click.option(
+    "--names",
+    type=click.Path(path_type=Path),
+    metavar="NAMES.json",
+    help="The names of a lean .tflite (default: MODEL_names.json beside it, if it is "
+    "this model's).",
+)
 @custom_objects_option
 @debug_option
-def inspect(model: Path, fmt: str, custom_objects: str | None) -> None:
+def inspect(model: Path, fmt: str, names: Path | None, custom_objects: str | None) -> None:
     """Per-layer table of MODEL (.tflite, .keras, .h5 or SavedModel): op, shapes,
-    parameters, weight bytes, sparsity, unique values, MACs and live activation bytes."""
+    parameters, weight bytes, sparsity, unique values, MACs and live activation bytes;
+    then where the model's bytes go."""
     from edgec import api, ui
     from edgec._native_log import captured_native_stderr
 
     with captured_native_stderr(enabled=not _state["debug"]):
-        result = api.inspect(model, custom_objects=custom_objects)
+        result = api.inspect(model, custom_objects=custom_objects, names=names)
     if fmt == "json":
         import dataclasses
 

@@ -21,7 +21,14 @@ from edgec.fit.search import FitOutcome, FitProgress, Search
 from edgec.fit.space import short_key
 from edgec.fit.store import Record
 from edgec.pipeline.inspect import Inspection
-from edgec.report import BuildReport, CheckReport, LutCompression, TargetSection, to_plain
+from edgec.report import (
+    BuildReport,
+    CheckReport,
+    LutCompression,
+    ModelBytes,
+    TargetSection,
+    to_plain,
+)
 from edgec.report.diff import DiffResult
 from edgec.stages import find_stage, summary_line
 from edgec.targets.profile import TargetProfile
@@ -121,7 +128,7 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         out.print(f" {mark} {t(check.name)}: {t(check.detail)}")
     if len(report.targets) > 1:
         out.print()
-        print_sections(report.targets[1:], "Other targets (same converted model)")
+        print_sections(report.targets[1:], "Other targets")
     from edgec.pipeline.layer_error import error_summary
 
     for line in error_summary(
@@ -195,12 +202,31 @@ def _stage_line(name: str, m: dict) -> str:
             f"({m.get('layers_rebuilt', '?')} layers), outputs equal: largest difference "
             f"{m['max_abs_diff']:.2g}"
         )
-    if "flash_bytes_after" in m:  # strip_names
-        before, after = m["flash_bytes_before"], m["flash_bytes_after"]
-        parts.append(
-            f"names stripped: {before:,} → {after:,} B (-{100 * (before - after) / before:.1f}%)"
-        )
+    if "flash_bytes_after" in m:  # lean
+        parts.append(_lean_line(m))
     return "; ".join(p for p in parts if p)
+
+
+def _lean_line(m: dict) -> str:
+    before, after = m["flash_bytes_before"], m["flash_bytes_after"]
+    names = m.get("names_file")
+    return ", ".join([
+        f"lean TFLM file {before:,} → {after:,} B (-{100 * (before - after) / before:.1f}%)",
+        f"{m.get('zero_points_collapsed', 0)} per-channel tensors with one zero point",
+        f"names in {names}" if names else "names kept",
+        f"{m.get('buffers_merged', 0)} duplicate buffers merged",
+        f"dropped: {', '.join(m.get('metadata_dropped') or []) or 'no metadata'}",
+    ])  # fmt: skip
+
+
+def bytes_table(rows: list[ModelBytes], title: str) -> Table:
+    """Where each model file's bytes go (ModelBytes), one row per file."""
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(ModelBytes.HEAD):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(t(cell) for cell in row.row()))
+    return table
 
 
 def _bytes(n: int | None) -> str:
@@ -231,6 +257,10 @@ def print_layers(result: Inspection) -> None:
         f"{sum(x.macs for x in layers):,} MACs, peak live activations {peak:,} B"
     )
     out.print(f"[dim]MACs: {MACS_METHOD}.\nlive B: {LIVE_METHOD}.[/]")
+    if result.names:
+        out.print(f"[dim]{t(result.names)}[/]")
+    if result.model_bytes is not None:
+        out.print(bytes_table([result.model_bytes], "Bytes (each byte in one column)"))
 
 
 def print_targets(profiles: list[TargetProfile]) -> None:

@@ -8,6 +8,7 @@ from edgec.artifact.tflite_model import TfliteModel
 
 FILES = {
     "model.tflite",
+    "model_names.json",  # the names the lean model.tflite ships without
     "model_data.h",
     "model_data.cc",
     "model_settings.h",

@@ -52,7 +52,7 @@ def _stages(report: dict) -> dict[str, dict]:
 
 def test_prune_cluster_qat_survives_into_int8(pcq_build):
     assert pcq_build.run.code == 0, pcq_build.run.out + pcq_build.run.err
-    stats = kernel_stats(TfliteModel.from_bytes(pcq_build.tflite))
+    stats = kernel_stats(pcq_build.flat)
     for layer in KERNEL_LAYERS:
         kernel = find_kernel(stats, layer)
         assert kernel is not None, layer
@@ -97,7 +97,7 @@ def test_prune_cluster_qat_reports_each_stage(pcq_build):
 
 def test_pruned_model_has_the_2_4_pattern_in_int8(p24_build):
     assert p24_build.run.code == 0, p24_build.run.out + p24_build.run.err
-    flat = TfliteModel.from_bytes(p24_build.tflite)
+    flat = p24_build.flat
     for layer in ("conv2d_1", "dense", "logits"):
         weights = find_kernel(kernel_stats(flat), layer)
         assert weights is not None and weights.groups_2_4 == 1.0, (layer, weights)
@@ -126,7 +126,7 @@ def test_distilled_student_is_smaller_and_both_accuracies_are_reported(distill_b
     assert report["accuracy"]["detail"]["input_model_float"] > 90  # the teacher, int8 eval set
     assert report["accuracy"]["float"] > 85  # the student
     # the int8 artifact is the student's: its kernels have the student's widths
-    flat = TfliteModel.from_bytes(distill_build.tflite)
+    flat = distill_build.flat
     assert find_kernel(kernel_stats(flat), "conv2d").shape[0] == 8  # 16 filters x 0.5
 
 
@@ -165,7 +165,7 @@ def test_distill_regression_model_uses_mse(tmp_path_factory, tmp_path):
 
 def test_checks_fail_when_the_effect_is_missing(example_build):
     """A plain int8 model (no recipe) has neither zeros nor clusters: every proof fails."""
-    flat = TfliteModel.from_bytes(example_build.tflite)
+    flat = example_build.flat
     expected = Expectations(
         sparsity={"dense": 0.75}, pattern_2_4=("dense",), clusters={"dense": 16, "nope": 16}
     )
@@ -192,7 +192,7 @@ def test_user_model_trains_on_its_own_data(user_model, tmp_path):
     report = Build(run, out).report
     prune = _stages(report)["prune"]["metrics"]
     assert set(prune["layers"]) == {"dense", "logits"}  # by type: the Dense layers only
-    stats = kernel_stats(TfliteModel.from_bytes(Build(run, out).tflite))
+    stats = kernel_stats(Build(run, out).flat)
     dense, logits = find_kernel(stats, "dense"), find_kernel(stats, "logits")
     assert dense.zeros >= 0.8 - 0.005 and logits.zeros >= 0.5 - 0.005
     assert find_kernel(stats, "conv2d_1").zeros < 0.1  # not selected: stays dense
@@ -456,7 +456,7 @@ def test_bias_less_conv_is_clustered_per_channel_into_int8(odd_models, tmp_path)
     assert "warning: data" in " ".join(run.out.split())
     layer = _stages(build.report)["cluster"]["metrics"]["layers"]["nobias"]
     assert layer["per_channel"] is True
-    kernel = find_kernel(kernel_stats(TfliteModel.from_bytes(build.tflite)), "nobias")
+    kernel = find_kernel(kernel_stats(build.flat), "nobias")
     assert kernel is not None and kernel.per_channel and kernel.unique_per_channel <= 4
     assert {c["name"]: c for c in build.report["checks"]}["clusters"]["ok"]
 

@@ -191,7 +191,8 @@ def test_arduino_library(layouts, tmp_path):
     name = json.loads((out / "report.json").read_text())["model"]["name"]
     assert name == "m_2024_cafe_kws_v2" and IDENT.fullmatch(name)
     expected = {
-        "library.properties", "model.tflite", "manifest.json", "report.json", "report.html",
+        "library.properties", "model.tflite", "model_names.json", "manifest.json",
+        "report.json", "report.html",
         f"src/{name}.h", "src/model_data.h", "src/model_data.cc", "src/model_settings.h",
         "src/model_ops.h",
     }  # fmt: skip

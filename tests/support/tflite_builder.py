@@ -96,10 +96,45 @@ class TfliteBuilder:
             op._fb.customOptions = list(custom_options)
         return op
 
-    def build(self, *, inputs: Sequence[me.Tensor], outputs: Sequence[me.Tensor]) -> bytes:
+    def metadata(self, name: str, value: bytes) -> None:
+        """A metadata entry (name -> buffer contents), as the converter writes
+        ``min_runtime_version`` and ``CONVERSION_METADATA``."""
+        self.model.metadata[name] = value
+
+    def build(
+        self,
+        *,
+        inputs: Sequence[me.Tensor],
+        outputs: Sequence[me.Tensor],
+        signature: str | None = None,
+    ) -> bytes:
+        """The flatbuffer; ``signature``: also a signature def of that key over the graph's
+        inputs and outputs (what the converter writes for LiteRT's signature runner)."""
         self.subgraph.inputs = list(inputs)
         self.subgraph.outputs = list(outputs)
-        return bytes(self.model.build())
+        data = bytes(self.model.build())
+        return data if signature is None else _with_signature(data, signature)
+
+
+def _with_signature(data: bytes, key: str) -> bytes:
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    graph = model.subgraphs[0]
+
+    def tensor_map(index: int) -> schema.TensorMapT:
+        entry = schema.TensorMapT()
+        entry.name, entry.tensorIndex = f"sig_{graph.tensors[index].name.decode()}", index
+        return entry
+
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = key, 0
+    signature.inputs = [tensor_map(int(i)) for i in graph.inputs]
+    signature.outputs = [tensor_map(int(i)) for i in graph.outputs]
+    model.signatureDefs = [signature]
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def dense_int8(
@@ -258,3 +293,54 @@ class Layers:
         y = self._activation("tconv", out)
         self.b.op("TRANSPOSE_CONV", [shape, wt, x, self._bias(filters)], [y], options=options)
         return y
+
+
+def _per_channel(rng: np.random.Generator, b: TfliteBuilder, name: str, shape, axis: int,
+                 in_scale: float) -> tuple[me.Tensor, me.Tensor]:  # fmt: skip
+    """An int8 filter of ``shape`` quantized per channel along ``axis``, and its int32 bias
+    (zero points all 0, as the converter writes them)."""
+    channels = shape[axis]
+    scales = [0.01 + 0.002 * i for i in range(channels)]
+    w = b.constant(f"{name}/weights", rng.integers(-127, 128, shape, dtype=np.int8),
+                   scale=scales, zero_point=[0] * channels, axis=axis)  # fmt: skip
+    bias = b.constant(f"{name}/bias", rng.integers(-500, 500, channels, dtype=np.int32),
+                      scale=[in_scale * s for s in scales], zero_point=[0] * channels,
+                      axis=0)  # fmt: skip
+    return w, bias
+
+
+def conv_dw_dense_int8(*, seed: int = 0, repeat_dense: bool = False) -> bytes:
+    """INPUT 1x6x6x2 -> CONV_2D -> DEPTHWISE_CONV_2D -> FULLY_CONNECTED (-> the same
+    FULLY_CONNECTED again), every filter and bias quantized per channel.
+
+    ``repeat_dense``: a second 8x8 FULLY_CONNECTED whose weights and bias are equal to the
+    first's, in tensors (and buffers) of their own: identical constants stored twice.
+    """
+    rng = np.random.default_rng(seed)
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 6, 6, 2), scale=0.05, zero_point=-3)
+    w, bias = _per_channel(rng, b, "conv", (4, 3, 3, 2), 0, 0.05)
+    h1 = b.tensor("conv/out", (1, 4, 4, 4), scale=0.5, zero_point=1)
+    b.op("CONV_2D", [x, w, bias], [h1], options=schema.Conv2DOptionsT(
+        padding=schema.Padding.VALID, strideW=1, strideH=1))  # fmt: skip
+    w, bias = _per_channel(rng, b, "depthwise", (1, 3, 3, 4), 3, 0.5)
+    h2 = b.tensor("depthwise/out", (1, 2, 2, 4), scale=1.5, zero_point=-2)
+    b.op("DEPTHWISE_CONV_2D", [h1, w, bias], [h2], options=schema.DepthwiseConv2DOptionsT(
+        padding=schema.Padding.VALID, strideW=1, strideH=1, depthMultiplier=1))  # fmt: skip
+    w_values = rng.integers(-127, 128, (8, 16), dtype=np.int8)
+    w = b.constant("dense/weights", w_values, scale=[0.01 + 0.001 * i for i in range(8)],
+                   zero_point=[0] * 8, axis=0)  # fmt: skip
+    bias_values = rng.integers(-500, 500, 8, dtype=np.int32)
+    bias = b.constant("dense/bias", bias_values, scale=[0.004] * 8, zero_point=[0] * 8, axis=0)
+    y = b.tensor("dense/out", (1, 8), scale=2.0, zero_point=3)
+    b.op("FULLY_CONNECTED", [h2, w, bias], [y], options=schema.FullyConnectedOptionsT())
+    if repeat_dense:
+        w2 = b.constant("dense_2/weights", w_values[:, :8].copy(), scale=[0.01] * 8,
+                        zero_point=[0] * 8, axis=0)  # fmt: skip
+        w3 = b.constant("dense_3/weights", w_values[:, :8].copy(), scale=[0.01] * 8,
+                        zero_point=[0] * 8, axis=0)  # fmt: skip
+        h3 = b.tensor("dense_2/out", (1, 8), scale=2.0, zero_point=3)
+        b.op("FULLY_CONNECTED", [y, w2, None], [h3], options=schema.FullyConnectedOptionsT())
+        y = b.tensor("dense_3/out", (1, 8), scale=2.0, zero_point=3)
+        b.op("FULLY_CONNECTED", [h3, w3, None], [y], options=schema.FullyConnectedOptionsT())
+    return b.build(inputs=[x], outputs=[y])

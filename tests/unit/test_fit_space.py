@@ -53,18 +53,20 @@ def test_a_recipe_carries_every_lever():
     assert space.structure_key(params) == space.candidate_key({**params, "qat": False})
 
 
-def test_strip_names_reaches_every_trial_and_the_rebuild_line(tmp_path):
+def test_keep_names_reaches_every_trial_and_the_rebuild_line(tmp_path):
     params = {"distill_width": None, "channel_fraction": 0.5, "low_rank_energy": None,
               "clusters": 16, "compress": "auto", "qat": False}  # fmt: skip
-    toml = space.recipe_toml(params, 2, strip_names=True)
-    assert "--recipe recipe.toml --compress auto --strip-names\n" in toml
+    toml = space.recipe_toml(params, 2, keep_names=True)
+    assert "--recipe recipe.toml --compress auto --keep-names\n" in toml
     bare = {**params, "clusters": None, "compress": None}
-    assert "--recipe recipe.toml --strip-names\n" in space.recipe_toml(bare, 2, strip_names=True)
-    assert "build it with" not in space.recipe_toml(bare, 2)
-    options = FitOptions(model=None, target="cortex-m", strip_names=True)
+    assert "--recipe recipe.toml --keep-names\n" in space.recipe_toml(bare, 2, keep_names=True)
+    assert "build it with" not in space.recipe_toml(bare, 2)  # names leave by default
+    options = FitOptions(model=None, target="cortex-m", keep_names=True)
     store = Store(tmp_path / "fit.json", "fp", {})
     search = Search(options, store, LEVERS, InProcess(), FitProgress())
-    assert search.job(params, 1, 0).strip_names
+    assert search.job(params, 1, 0).keep_names
+    assert not Search(FitOptions(model=None, target="cortex-m"), store, LEVERS, InProcess(),
+                      FitProgress()).job(params, 1, 0).keep_names  # fmt: skip
 
 
 def test_jobs_and_results_are_plain_picklable_data(tmp_path):

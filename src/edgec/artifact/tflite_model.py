@@ -7,7 +7,8 @@ read from the artifact itself through this module.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -219,6 +220,17 @@ class TfliteModel:
             return "int16"
         return "int8" if kinds & {"int8", "uint8"} else "float"
 
+    def with_names(self, names: Sequence[str]) -> TfliteModel:
+        """The same model with ``names[i]`` as tensor i's name (a names sidecar's, read
+        back for a file shipped without names); the ops' locations follow."""
+        if len(names) != len(self.tensors):
+            raise ValueError(f"{len(names)} names for {len(self.tensors)} tensors")
+        tensors = [replace(t, name=n) for t, n in zip(self.tensors, names, strict=True)]
+        operators = tuple(
+            replace(op, location=_location(tensors, op.inputs, op.outputs)) for op in self.operators
+        )
+        return replace(self, tensors=tuple(tensors), operators=operators)
+
     def input_tensor(self, i: int = 0) -> Tensor:
         return self.tensors[self.inputs[i]]
 
@@ -281,6 +293,10 @@ def _tensor(i: int, t: Any, buffers: list, data: bytes, type_names: dict[int, st
     axis = int(q.quantizedDimension) if q is not None else 0
     if not all(math.isfinite(s) for s in scales):
         raise _Malformed(f"{where}: a quantization scale is not a finite number")
+    if len(zps) == 1 and len(scales) > 1:
+        # TFLM's allocator gives every channel the single zero point (the lean file's
+        # form, artifact.lean); expanded here as TFLM reads it
+        zps = zps * len(scales)
     if zps and len(zps) != len(scales):
         raise _Malformed(f"{where}: {len(scales)} scales but {len(zps)} zero points")
     if len(scales) > 1 and not 0 <= axis < len(shape):

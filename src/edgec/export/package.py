@@ -1,8 +1,9 @@
 """The firmware package: model array, settings and op headers, laid out for a build system.
 
-The layouts (plain, arduino, cmake) are in ``edgec.export.layouts``. ``model.tflite`` and
-``manifest.json`` (sha256 of every other file, tool versions, the recipe and the target)
-sit at the top of every layout; ``report.json`` is added by the build.
+The layouts (plain, arduino, cmake) are in ``edgec.export.layouts``. ``model.tflite`` (the
+file the arrays hold; its names' sidecar beside it) and ``manifest.json`` (sha256 of every
+other file, tool versions, the recipe and the target) sit at the top of every layout;
+``report.json`` is added by the build.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ MANIFEST = "manifest.json"
 class ExportSpec:
     """What the exporter needs from a build, and nothing else."""
 
-    model: bytes  # the flatbuffer to ship (LUT-compressed if asked for)
+    model: bytes  # the flatbuffer to ship (LUT-compressed if asked for, lean for TFLM)
+    model_file: str = "model.tflite"  # its path in the package
+    extra_files: Mapping[str, bytes] = field(default_factory=dict)  # e.g. model_names.json
     name: str  # C identifier stem (names.c_identifier)
     source: str
     target: str
@@ -82,7 +85,7 @@ def export_package(spec: ExportSpec) -> dict[str, bytes]:
         ),
         "model_ops.h": model_ops_header(flat, spec.runtime, spec.name, source=spec.source),
     }
-    files: dict[str, bytes] = {"model.tflite": spec.model}
+    files: dict[str, bytes] = {spec.model_file: spec.model, **spec.extra_files}
     files |= LAYOUTS.get(spec.layout)(spec, headers, sources)
     files[MANIFEST] = _manifest(spec, files, arena)
     return files

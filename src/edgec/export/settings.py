@@ -117,7 +117,7 @@ def _tensor_settings(model: TfliteModel) -> tuple[list[str], list[tuple[str, str
         scale = tensor.scales[0] if tensor.scales else 0.0
         zero_point = tensor.zero_points[0] if tensor.zero_points else 0
         elements = math.prod(tensor.shape)
-        named = f" '{_comment(tensor.name)}'" if tensor.name else ""  # --strip-names: none
+        named = f" '{_comment(tensor.name)}'" if tensor.name else ""  # lean, no sidecar: none
         lines.append(
             f"// {role.lower()}{named}: {ctype}{list(tensor.shape)}"
             + (f", real = (q - {zero_point}) * {scale!r}" if tensor.scales else "")

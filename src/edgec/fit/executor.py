@@ -44,7 +44,7 @@ class TrialJob:
     calibration_samples: int = 300
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
-    strip_names: bool = False
+    keep_names: bool = False  # the TFLM file keeps its tensor names (edgec build --keep-names)
     files: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes (packed)
 
     @property

@@ -51,7 +51,7 @@ class FitOptions:
     calibration_samples: int = 300
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
-    strip_names: bool = False  # every trial ships without tensor names (edgec build's option)
+    keep_names: bool = False  # every trial keeps its tensor names (edgec build --keep-names)
 
 
 class FitProgress:
@@ -98,7 +98,7 @@ class Search:
             data=None if o.data is None else str(o.data.absolute()),
             budget=o.budget, calibration_samples=o.calibration_samples,
             max_accuracy_drop=o.max_accuracy_drop, custom_objects=o.custom_objects,
-            strip_names=o.strip_names,
+            keep_names=o.keep_names,
         )  # fmt: skip
 
     def run(self, jobs: Sequence[TrialJob]) -> dict[str, TrialResult]:

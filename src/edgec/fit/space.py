@@ -134,16 +134,16 @@ def recipe_stages(params: dict[str, Any], epochs: int) -> list[dict[str, Any]]:
 
 
 def recipe_toml(
-    params: dict[str, Any], epochs: int, *, note: str = "", strip_names: bool = False
+    params: dict[str, Any], epochs: int, *, note: str = "", keep_names: bool = False
 ) -> str:
     """The candidate as a recipe TOML that ``edgec build --recipe`` takes."""
     key = candidate_key(params)
     options = build_options(params)
     lines = [f"# {note}"] if note else []
-    if options or strip_names:
+    if options or keep_names:
         flags = " ".join(
             [f"--{k.replace('_', '-')} {v}" for k, v in options.items()]
-            + (["--strip-names"] if strip_names else [])
+            + (["--keep-names"] if keep_names else [])
         )
         lines.append(f"# build it with: edgec build ... --recipe recipe.toml {flags}")
     about = f"found by edgec fit: {key}, {epochs} epoch(s) a stage"

@@ -30,7 +30,7 @@ SCREEN_SAMPLES = 32  # calibration (and LUT proof) samples of a screen
 _SCREEN_BEFORE = (builder.load_model, builder.load_data, builder.translate_keras3,
                   builder.validate_recipe, builder.train_example)  # fmt: skip
 _SCREEN_AFTER = (builder.convert, builder.measure_arena, builder.lut_compress,
-                 builder.strip_names, builder.check_targets)  # fmt: skip
+                 builder.lean, builder.check_targets)  # fmt: skip
 
 
 def activation_types() -> tuple[str, ...]:
@@ -77,7 +77,7 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         calibration_samples=job.calibration_samples,
         max_accuracy_drop=job.max_accuracy_drop,
         custom_objects=job.custom_objects,
-        strip_names=job.strip_names,
+        keep_names=job.keep_names,
         recipe=recipe,
         **build_options(job.params),
     )

@@ -1,14 +1,17 @@
-"""``edgec inspect``: the per-layer table of a .tflite or Keras model."""
+"""``edgec inspect``: the per-layer table of a .tflite or Keras model, and where its bytes go."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgec.artifact import Artifact
+from edgec.artifact.breakdown import byte_breakdown
+from edgec.artifact.sidecar import read_names, with_sidecar_names
 from edgec.artifact.stats import analyze_layers
 from edgec.artifact.tflite_model import TfliteModel
 from edgec.errors import InputError
-from edgec.report import Layer
+from edgec.report import Layer, ModelBytes
 
 
 @dataclass(frozen=True)
@@ -17,17 +20,35 @@ class Inspection:
     what: str  # how the table was obtained
     size_bytes: int
     layers: list[Layer]
+    model_bytes: ModelBytes | None = None  # where the .tflite's bytes go
+    names: str = ""  # where a lean file's names came from, or why none are shown
 
 
-def inspect_model(path: Path, custom_objects: str | None = None) -> Inspection:
+def inspect_model(
+    path: Path, custom_objects: str | None = None, names: Path | None = None
+) -> Inspection:
+    """The table of ``path``; a lean .tflite's names from ``names`` (an error if that file
+    is not this model's), else from the sidecar beside it (ignored, with a note, if not)."""
     if not path.exists():
         raise InputError(f"model {path} does not exist")
     if path.is_file() and path.suffix.lower() == ".tflite":
-        data = path.read_bytes()
-        flat = TfliteModel.from_bytes(data, source=str(path))
+        artifact = Artifact.read(path)
+        if names is not None:
+            artifact, note = read_names(names, artifact), f"names from {names}"
+        else:
+            artifact, note = with_sidecar_names(artifact, path)
+        flat = artifact.model
         dtypes = sorted({t.dtype for t in flat.tensors if t.is_constant and len(t.shape) >= 2})
-        return Inspection(str(path), f"TFLite model, weights {'/'.join(dtypes) or 'none'}",
-                          len(data), analyze_layers(flat))  # fmt: skip
+        return Inspection(
+            str(path),
+            f"TFLite model, weights {'/'.join(dtypes) or 'none'}",
+            artifact.size_bytes,
+            analyze_layers(flat),
+            byte_breakdown(artifact.data, file=path.name),
+            note,
+        )
+    if names is not None:
+        raise InputError("--names is for a .tflite model", hint="drop --names")
     from edgec.pipeline.convert import convert
     from edgec.pipeline.model_io import load_custom_objects, load_keras_model
 
@@ -39,4 +60,5 @@ def inspect_model(path: Path, custom_objects: str | None = None) -> Inspection:
         "'edgec build' gives the int8 figures",
         len(data),
         analyze_layers(TfliteModel.from_bytes(data)),
+        byte_breakdown(data, file="float32 conversion"),
     )

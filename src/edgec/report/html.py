@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from html import escape
 
 from edgec.pipeline.layer_error import error_summary
-from edgec.report.schema import BuildReport, Layer, LutCompression
+from edgec.report.schema import BuildReport, Layer, LutCompression, ModelBytes
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
@@ -84,24 +84,17 @@ def render_html(report: BuildReport, extra: str = "") -> str:
         ),
     ]
     parts.append(extra)
-    if report.data.warnings:
-        parts.append(
-            "<h2>Warnings</h2><ul>"
-            + "".join(f"<li>{escape(w)}</li>" for w in report.data.warnings)
-            + "</ul>"
-        )
-    summary = error_summary(
-        report.layers, after_qat=report.after_qat, activations=report.model.activations
-    )
-    if summary:
-        parts.append(
-            "<h2>Quantization</h2><ul>"
-            + "".join(f"<li>{escape(s)}</li>" for s in summary)
-            + "</ul>"
-        )
+    parts += _notes(report)
     lut = report.firmware.compression if report.firmware is not None else None
     if lut is not None:
         parts += [f"<h2>LUT compression ({escape(lut.selection)})</h2>", _lut_table(lut)]
+    if report.model_bytes:
+        parts += [
+            "<h2>Model bytes</h2><p class='muted'>Every byte of each file in one column "
+            "(a vector counts with its 4-byte length; structure: tables, offsets, op codes "
+            "and options, shapes, alignment padding).</p>",
+            _table(list(ModelBytes.HEAD), [r.row() for r in report.model_bytes]),
+        ]
     parts += ["<h2>Plots</h2><div class='plots'>", *_plots(report), "</div>"]
     parts += ["<h2>Layers</h2>", _layer_table(report.layers)]
     parts += [
@@ -119,6 +112,19 @@ def render_html(report: BuildReport, extra: str = "") -> str:
         f"<script>{_SCRIPT}</script></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _notes(report: BuildReport) -> list[str]:
+    """The data warnings and the quantization summary, each a list when there is one."""
+    summary = error_summary(
+        report.layers, after_qat=report.after_qat, activations=report.model.activations
+    )
+    sections = (("Warnings", report.data.warnings), ("Quantization", summary))
+    return [
+        f"<h2>{title}</h2><ul>" + "".join(f"<li>{escape(item)}</li>" for item in items) + "</ul>"
+        for title, items in sections
+        if items
+    ]
 
 
 def _cards(report: BuildReport) -> list[tuple[str, str, str]]:
@@ -215,11 +221,18 @@ def _stage_bars(report: BuildReport) -> tuple[str, str]:
         text = f": {acc.float:.4g}{unit}" if acc.float is not None else ""
         rows.append((f"float32 (Keras){text}", report.model.parameters * 4))
     lut = report.firmware.compression if report.firmware is not None else None
-    int8_bytes = lut.flash_bytes_before if lut else report.memory.flash_bytes
+    lean = next((s.metrics for s in report.stages if s.name == "lean"), None)
+    converted = next((b.total_bytes for b in report.model_bytes if b.file == "converted"), None)
+    int8_bytes = _first_set(
+        converted, lut.flash_bytes_before if lut else None,
+        lean.flash_bytes_before if lean else None, report.memory.flash_bytes,
+    )  # fmt: skip
     text = f": {acc.int8:.4g}{unit}" if acc.int8 is not None else ""
-    rows.append((f"int8 model.tflite{text}", int8_bytes))
+    rows.append((f"int8, as converted{text}", int8_bytes))
     if lut and lut.flash_bytes_after != lut.flash_bytes_before:  # auto may compress nothing
         rows.append(("LUT-compressed, bit-identical", lut.flash_bytes_after))
+    if lean is not None and lean.flash_bytes_after is not None:
+        rows.append(("lean TFLM file, bit-identical", lean.flash_bytes_after))
     note = "float32 sizes: parameters x 4 B; int8 sizes: bytes of the flatbuffer"
     return _bars([r[0] for r in rows], [r[1] for r in rows], "B"), note
 

@@ -109,9 +109,13 @@ class StageMetrics:
     max_abs_diff: builtins.float | None = None
     layers_rebuilt: int | None = None
     keras_version: str | None = None
-    # strip_names: the shipped flatbuffer's bytes before -> after
+    # lean: the TFLM flatbuffer's bytes before -> after, and what made the difference
     flash_bytes_before: int | None = None
     flash_bytes_after: int | None = None
+    zero_points_collapsed: int | None = None  # per-channel tensors now holding one
+    buffers_merged: int | None = None  # identical constant buffers stored once
+    metadata_dropped: list[str] | None = None  # metadata and signature defs TFLM never reads
+    names_file: str | None = None  # the names' sidecar ("" with --keep-names)
     other: dict[str, Any] = field(default_factory=dict)  # a plug-in stage's own figures
 
 
@@ -262,6 +266,38 @@ class Layer:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelBytes:
+    """Where one .tflite's bytes go, exactly: each byte in one category, the sum its size.
+
+    A vector or string counts with its 4-byte length; ``structure`` is what is left:
+    tables, offsets, operator codes and options, shapes, alignment padding.
+    """
+
+    file: str  # which file: "model.tflite", or "converted" for the converter's output
+    total_bytes: int
+    weights_bytes: int  # constant tensors other than biases (kernels, LUT tables, shapes)
+    biases_bytes: int  # int32/int64 constants in a conv or fully-connected bias slot
+    scales_bytes: int  # quantization scales (and min/max where a converter wrote them)
+    zero_points_bytes: int  # quantization zero points (int64 each)
+    names_bytes: int  # tensor and subgraph names, the model description
+    metadata_bytes: int  # metadata entries and their buffers, signature defs
+    structure_bytes: int
+
+    HEAD: ClassVar[tuple[str, ...]] = (
+        "file", "total", "weights", "biases", "scales", "zero points", "names", "metadata",
+        "structure",
+    )  # fmt: skip
+
+    def row(self) -> list[str]:
+        """The figures as text cells under ``HEAD`` (terminal and HTML)."""
+        figures = (
+            self.total_bytes, self.weights_bytes, self.biases_bytes, self.scales_bytes,
+            self.zero_points_bytes, self.names_bytes, self.metadata_bytes, self.structure_bytes,
+        )  # fmt: skip
+        return [self.file, *(f"{n:,}" for n in figures)]
+
+
+@dataclass(frozen=True, slots=True)
 class LutTensorTrade:
     """One candidate tensor of LUT compression: flash saved against arena grown, measured."""
 
@@ -361,6 +397,8 @@ class BuildReport:
     # every target of the build, the first one also as target/memory/checks above
     targets: list[TargetSection] = field(default_factory=list)
     firmware: Firmware | None = None  # None when the model cannot run on the target's runtime
+    # where the bytes go: the converter's output, then each model file the build writes
+    model_bytes: list[ModelBytes] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     @property

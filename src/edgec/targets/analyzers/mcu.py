@@ -14,7 +14,15 @@ from edgec.targets.profile import TargetProfile
 _INT16_NOTE = "; an int8 figure: this 16x8 model's int16 kernels are slower"
 
 
-@register_kind("mcu")
+KIND = "mcu"
+
+
+def tflm_target(profile: TargetProfile) -> bool:
+    """TFLM runs the model on this target, and reads the lean file (artifact.lean)."""
+    return profile.kind == KIND
+
+
+@register_kind(KIND)
 def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analysis:
     model = artifact.model
     arena, ram_detail = artifact.arena(runnable=runnable)

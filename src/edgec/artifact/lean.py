@@ -1,0 +1,288 @@
+"""The lean flatbuffer TFLM targets ship: what TFLM never reads is left out, proven unchanged.
+
+The converter's file carries much that TFLM never reads (measured on MLPerf Tiny's
+DS-CNN, 45,440 B: per-channel zero points 9,504 B, names 2,349 B). For the TFLM targets
+of a build (``kind = "mcu"``), edgec ships a repacked file:
+
+- **Zero points.** A per-channel tensor whose zero points are all equal (int8 weights and
+  int32 biases, whose zero points are all 0) keeps one: TFLM's allocator copies
+  ``zero_point[0]`` to every channel when the vector is shorter than the scales
+  ("As a space-saving optimization, zero point arrays for weights can be reduced to a
+  single value", ``micro_allocator.cc``), for every tensor it reads, before any kernel's
+  Prepare sees it. LiteRT refuses such a file ("QuantizationParam has 1 zero_point
+  values and 4 scale values"): LiteRT, Vela and Edge TPU targets keep the standard file.
+- **Names.** Tensor and subgraph names and the model description go into a sidecar,
+  ``model_names.json`` (``artifact.sidecar``), which ``edgec inspect`` and ``edgec check``
+  read back. TFLM looks tensors up by index. ``--keep-names`` leaves them in the file.
+- **Metadata.** TFLM reads two metadata entries: ``OfflineMemoryAllocation``
+  (``micro_allocation_info.cc``), kept, and ``COMPRESSION_METADATA`` (its former
+  compression, whose buffer indices a repack would break: refused). The converter's
+  ``min_runtime_version`` and ``CONVERSION_METADATA`` and the signature defs (LiteRT's
+  signature runner reads them; no TFLM source does) are dropped.
+- **Buffers.** Identical constant buffers are stored once, and tensors without data share
+  the empty buffer 0 (TFLM reads constants in place and never writes them; variable
+  tensors keep their own).
+- **Alignment.** Python's flatbuffers ignores the schema's ``force_align: 16`` on buffer
+  data; TFLM reads int32 biases in place, and a Cortex-M0+ faults on an unaligned word
+  load. So the repacked model goes through tflite-micro's C++ aligner (the one its LUT
+  compressor uses, ``tflite_flatbuffer_align_wrapper``), and the result is checked: every
+  constant buffer starts on a 16-byte boundary.
+
+``make_lean_verified`` proves it on the build's evaluation samples: TFLM's outputs of the
+lean and the standard file are bit-identical on every sample (check
+``lean_bit_identical``), and the lean file's arena is measured again.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgec.artifact import Artifact, runtimes
+from edgec.artifact.lut import bit_identical_check
+from edgec.artifact.sidecar import ModelNames, SubgraphNames
+from edgec.artifact.tflite_model import FILE_IDENTIFIER, TfliteModel, flatbuffer_schema
+from edgec.errors import ConversionError, ToolError
+from edgec.report import Check
+
+BUFFER_ALIGNMENT = 16  # the schema's force_align for Buffer.data
+KEPT_METADATA = ("OfflineMemoryAllocation",)  # the metadata TFLM reads (and edgec keeps)
+_INDEXED_METADATA = "COMPRESSION_METADATA"  # TFLM's former compression: buffer indices inside
+CHECK = "lean_bit_identical"
+
+
+@dataclass(frozen=True)
+class Lean:
+    """The lean flatbuffer and what was left out of it."""
+
+    data: bytes
+    names: ModelNames | None  # the sidecar's contents; None when the names stayed
+    zero_points_collapsed: int  # tensors whose zero-point vector became one value
+    buffers_merged: int  # constant buffers stored once for several tensors
+    metadata_dropped: tuple[str, ...]  # entry names, and "signature_defs"
+
+
+@dataclass(frozen=True)
+class LeanModel:
+    """A lean model proven in TFLM: what ships to the TFLM targets, its arena measured."""
+
+    artifact: Artifact
+    lean: Lean
+    bytes_before: int
+    arena_before: int
+    check: Check  # lean_bit_identical
+
+    @property
+    def named(self) -> TfliteModel:
+        """The lean model with its names (from the sidecar) for what names tensors."""
+        model = self.artifact.model
+        if self.lean.names is None:
+            return model
+        return model.with_names(self.lean.names.subgraphs[0].tensors)
+
+    def metrics(self, *, names_file: str) -> dict[str, Any]:
+        """The lean stage's figures for the report (StageMetrics keys); ``names_file``:
+        where the build writes the names ("" when they stayed in the file)."""
+        lean = self.lean
+        return {
+            "flash_bytes_before": self.bytes_before,
+            "flash_bytes_after": self.artifact.size_bytes,
+            "zero_points_collapsed": lean.zero_points_collapsed,
+            "buffers_merged": lean.buffers_merged,
+            "metadata_dropped": list(lean.metadata_dropped),
+            "names_file": "" if lean.names is None else names_file,
+        }
+
+
+def make_lean(data: bytes, *, keep_names: bool = False) -> Lean:
+    """``data`` (a standard .tflite) as the lean TFLM file, buffers 16-aligned."""
+    import flatbuffers
+
+    try:
+        model = flatbuffer_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as exc:  # the generated reader raises anything on bad offsets
+        raise ConversionError(f"reading the model for its lean form failed: {exc}") from None
+    _refuse_unsupported(model)
+    names = None if keep_names else _take_names(model)
+    collapsed = _collapse_zero_points(model)
+    dropped = _drop_metadata(model)
+    merged = _merge_buffers(model)
+    try:
+        builder = flatbuffers.Builder(len(data) + 4096)
+        builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
+        lean = _aligned(bytes(builder.Output()))
+    except Exception as exc:  # the flatbuffers object API or the C++ aligner
+        raise ConversionError(f"repacking the lean model failed: {exc}") from None
+    misaligned = unaligned_buffers(lean)
+    if misaligned:
+        raise ConversionError(
+            f"the lean model's buffers {misaligned[:5]} are not {BUFFER_ALIGNMENT}-byte "
+            "aligned (tflite-micro's aligner did not align them)"
+        )
+    if names is not None:
+        names = ModelNames.for_model(lean, names.description, names.subgraphs)
+    return Lean(lean, names, collapsed, merged, dropped)
+
+
+def make_lean_verified(
+    data: bytes, x_q: np.ndarray, arena_bytes: int, *, keep_names: bool = False
+) -> LeanModel:
+    """The lean form of ``data`` (whose measured TFLM arena is ``arena_bytes``), its arena
+    measured and TFLM's outputs of both compared on every sample of ``x_q``."""
+    lean = make_lean(data, keep_names=keep_names)
+    artifact = Artifact.from_bytes(lean.data, source="the lean model")
+    arena, why = artifact.arena()
+    if arena is None:
+        raise ToolError(f"the lean model does not run in TFLM: {why}")
+    reference = runtimes.run_tflm(data, x_q, arena_bytes).raw
+    outputs = runtimes.run_tflm(lean.data, x_q, arena).raw
+    check = bit_identical_check(reference, outputs, CHECK, what="the lean vs the standard model")
+    check = replace(
+        check, detail=f"{check.detail}; arena {arena:,} B (standard model {arena_bytes:,} B)"
+    )
+    return LeanModel(artifact, lean, len(data), arena_bytes, check)
+
+
+def collapsed_zero_points(data: bytes) -> int:
+    """How many tensors of ``data`` hold fewer zero points than scales (a lean file's mark:
+    LiteRT, Vela and the Edge TPU compiler refuse them)."""
+    model = flatbuffer_schema().Model.GetRootAs(data, 0)
+    count = 0
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.TensorsLength()):
+            quant = graph.Tensors(i).Quantization()
+            if quant is not None and 0 < quant.ZeroPointLength() < quant.ScaleLength():
+                count += 1
+    return count
+
+
+def unaligned_buffers(data: bytes) -> list[int]:
+    """Indices of the non-empty buffers whose data does not start on a 16-byte boundary."""
+    model = flatbuffer_schema().Model.GetRootAs(data, 0)
+    bad = []
+    for i in range(model.BuffersLength()):
+        buffer = model.Buffers(i)
+        if buffer is None or buffer.DataLength() == 0:
+            continue
+        start = buffer._tab.Vector(buffer._tab.Offset(4))  # Buffer.data's first byte
+        if start % BUFFER_ALIGNMENT:
+            bad.append(i)
+    return bad
+
+
+def _refuse_unsupported(model: Any) -> None:
+    """Layouts whose repack would move data something else points at."""
+    if (
+        model.externalBuffers
+        or model.externalBufferGroups
+        or any(b.offset > 1 for b in model.buffers or [])
+    ):
+        raise ConversionError(
+            "the model keeps buffer data outside its flatbuffer (a model beyond 2 GB), "
+            "which the lean repack does not move"
+        )
+    if any(_text(m.name) == _INDEXED_METADATA for m in model.metadata or []):
+        raise ConversionError(
+            f"the model carries {_INDEXED_METADATA}, whose buffer indices the lean repack "
+            "would break",
+            hint="compress with the installed tflite-micro (DECODE ops), which does not use it",
+        )
+
+
+def _take_names(model: Any) -> ModelNames:
+    """The description, subgraph and tensor names, removed from ``model``."""
+    subgraphs = []
+    for graph in model.subgraphs or []:
+        tensors = tuple(_text(t.name) for t in graph.tensors or [])
+        subgraphs.append(SubgraphNames(_text(graph.name), tensors))
+        graph.name = None
+        for tensor in graph.tensors or []:
+            tensor.name = None
+    description = _text(model.description)
+    model.description = None
+    return ModelNames("", 0, description, tuple(subgraphs))
+
+
+def _collapse_zero_points(model: Any) -> int:
+    """Per-channel zero-point vectors whose values are all equal become one value."""
+    count = 0
+    for graph in model.subgraphs or []:
+        for tensor in graph.tensors or []:
+            quant = tensor.quantization
+            if quant is None or quant.zeroPoint is None or quant.scale is None:
+                continue
+            zero_points = np.asarray(quant.zeroPoint, dtype=np.int64)
+            if 1 < len(zero_points) == len(quant.scale) and np.all(zero_points == zero_points[0]):
+                quant.zeroPoint = zero_points[:1].copy()
+                count += 1
+    return count
+
+
+def _drop_metadata(model: Any) -> tuple[str, ...]:
+    """Leave only the metadata TFLM reads; the signature defs go too."""
+    entries = model.metadata or []
+    kept = [m for m in entries if _text(m.name) in KEPT_METADATA]
+    dropped = [_text(m.name)[:60] for m in entries if _text(m.name) not in KEPT_METADATA]
+    if model.signatureDefs:
+        dropped.append("signature_defs")
+    model.metadata, model.signatureDefs, model.metadataBuffer = kept or None, None, None
+    for graph in model.subgraphs or []:  # indices into the metadata list, debug only
+        graph.debugMetadataIndex = -1
+        for op in graph.operators or []:
+            op.debugMetadataIndex = -1
+    return tuple(dropped)
+
+
+def _merge_buffers(model: Any) -> int:
+    """A new buffer list: the empty buffer 0, then each distinct constant once."""
+    schema = flatbuffer_schema()
+    old = model.buffers or []
+    new, merged = [schema.BufferT()], 0
+    by_content: dict[bytes, int] = {}  # contents -> index in new
+
+    def own(index: int) -> int:
+        new.append(old[index])
+        return len(new) - 1
+
+    for graph in model.subgraphs or []:
+        for tensor in graph.tensors or []:
+            index = tensor.buffer
+            content = _content(old[index]) if 0 <= index < len(old) else b""
+            if not content:
+                tensor.buffer = 0
+            elif tensor.isVariable:  # TFLM resets variables in the arena: no sharing
+                tensor.buffer = own(index)
+            elif content in by_content:
+                tensor.buffer, merged = by_content[content], merged + 1
+            else:
+                tensor.buffer = by_content[content] = own(index)
+    for entry in model.metadata or []:
+        entry.buffer = own(entry.buffer) if 0 <= entry.buffer < len(old) else 0
+    model.buffers = new
+    return merged
+
+
+def _content(buffer: Any) -> bytes:
+    return b"" if buffer.data is None else np.asarray(buffer.data, dtype=np.uint8).tobytes()
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _aligned(data: bytes) -> bytes:
+    # the C++ wrapper reads and writes files, not bytes
+    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
+
+    with tempfile.TemporaryDirectory(prefix="edgec-lean-") as tmp:
+        source, target = Path(tmp) / "in.tflite", Path(tmp) / "out.tflite"
+        source.write_bytes(data)
+        tflite_flatbuffer_align_wrapper.align_tflite_model(str(source), str(target))
+        return target.read_bytes()

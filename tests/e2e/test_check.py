@@ -234,12 +234,13 @@ def test_edgetpu_reads_op_options(tmp_path, models):
 
 
 def test_budget_violation_exits_3_with_one_junit_testcase_per_check(tmp_path, example_tflite):
+    # two TFLM targets: the example's model.tflite is the lean TFLM file
     xml = tmp_path / "checks.xml"
     run = run_edgec(
         "check",
         example_tflite,
         "--target",
-        "cortex-m4,edgetpu",
+        "cortex-m4,cortex-m7",
         "--budget",
         "ram=1KiB",
         "--format",
@@ -250,8 +251,8 @@ def test_budget_violation_exits_3_with_one_junit_testcase_per_check(tmp_path, ex
     assert run.code == 3, run.err
     assert "FAIL" in run.out and "ram" in run.out
     suites = ET.parse(xml).getroot()
-    assert [s.get("name") for s in suites] == ["edgec.cortex-m4", "edgec.edgetpu"]
-    _, report = check_json(tmp_path, example_tflite, "cortex-m4,edgetpu", "--budget", "ram=1KiB")
+    assert [s.get("name") for s in suites] == ["edgec.cortex-m4", "edgec.cortex-m7"]
+    _, report = check_json(tmp_path, example_tflite, "cortex-m4,cortex-m7", "--budget", "ram=1KiB")
     for suite, section in zip(suites, report.targets, strict=True):
         cases = suite.findall("testcase")
         assert [c.get("name") for c in cases] == [c.name for c in section.checks]

@@ -6,6 +6,7 @@ from edgec.artifact import Artifact
 from edgec.artifact.stats import MAC_OPS, count_macs
 from edgec.report import Check
 from edgec.targets.analyzers import Analysis, register_kind
+from edgec.targets.checks import PRECOMPILED
 from edgec.targets.profile import TargetProfile
 
 # The profiles' cycles_per_mac are int8 figures; 16x8 kernels (CMSIS-NN *_s16) do half as
@@ -17,6 +18,15 @@ _INT16_NOTE = "; an int8 figure: this 16x8 model's int16 kernels are slower"
 def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analysis:
     model = artifact.model
     arena, ram_detail = artifact.arena(runnable=runnable)
+    compiled = sorted({op.name for op in model.operators if op.name in PRECOMPILED})
+    if compiled:  # the work is inside an accelerator program: no MACs to count
+        return Analysis(
+            checks=[_not_counted("macs", compiled), _not_counted("latency", compiled)],
+            flash_bytes=artifact.size_bytes,
+            ram_bytes=arena,
+            ram_method="TFLM arena",
+            figures={"ram_detail": ram_detail},
+        )
     macs = count_macs(model)
     checks = [
         Check(
@@ -62,4 +72,14 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
         ram_bytes=arena,
         ram_method="TFLM arena",
         figures=figures,
+    )
+
+
+def _not_counted(name: str, compiled: list[str]) -> Check:
+    return Check(
+        name,
+        True,
+        f"not {'counted' if name == 'macs' else 'estimated'}: the model's work is compiled into "
+        f"accelerator op {', '.join(compiled)}, whose program edgec does not read",
+        method="measured" if name == "macs" else "estimated",
     )

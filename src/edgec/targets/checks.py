@@ -77,8 +77,8 @@ def check_ops(
     names = sorted({op.name for op in missing})
     compiled = [name for name in names if name in PRECOMPILED]
     if compiled:
-        return Check("ops", False, _precompiled_elsewhere(compiled[0], profile), value=len(names),
-                     limit=0)  # fmt: skip
+        detail = _precompiled_elsewhere(compiled[0], profile)
+        return Check("ops", False, detail, value=len(names), limit=0)
     where = "; ".join(op.describe() for op in missing[:5])
     return Check(
         "ops",
@@ -98,9 +98,9 @@ def _precompiled_elsewhere(op: str, profile: TargetProfile) -> str:
     compiler, accelerator, target = PRECOMPILED[op]
     return (
         f"the model was compiled by {compiler} for {accelerator} (custom op '{op}' holds the "
-        f"compiled program): only that accelerator's driver runs it, and {profile.name} "
-        f"({profile.runtime.name}) has none; check it with --target {target}, or give the "
-        "model as it was before that compiler"
+        f"compiled program): only that accelerator's driver runs it, which {profile.name} "
+        f"({profile.runtime.name}) does not have; check it with --target {target}, or give "
+        "the model as it was before that compiler"
     )
 
 
@@ -161,7 +161,7 @@ def check_dtypes(
             if tflm.ran
             else f"; kernel types unconfirmed: tflite-micro did not run the model ({tflm.detail})"
         )
-    elif int16:
+    if int16:
         detail += _int16_note(profile)
     return Check("dtypes", True, detail)
 
@@ -196,6 +196,12 @@ def _policy_offenders(model: TfliteModel, allowed: set[str], io_type: str) -> li
 
 def _policy_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str], int16: bool) -> str:
     if not any(t.dtype in ("int8", "uint8", "int16") for t in model.tensors if not t.is_constant):
+        if any(t.dtype in ("int8", "uint8") for t in model.tensors if t.is_constant):
+            return (
+                "the model's activations are float (dynamic-range quantization: only its "
+                f"weights are int8), but {profile.name} needs {'/'.join(sorted(allowed))}: "
+                "convert it with full-integer quantization (edgec build does): "
+            )
         return (
             f"the model is not quantized (float), but {profile.name} needs "
             f"{'/'.join(sorted(allowed))}: convert it with full-integer quantization "
@@ -218,7 +224,7 @@ def _int16_note(profile: TargetProfile) -> str:
             f"constraints allow (see its checks), the rest runs in {runtime.fallback.name}'s "
             "int16 kernels"
         )
-    return f"; int16 activations (16x8) run in {runtime.name}'s int16 kernels"
+    return f"; int16 activations (16x8) in {runtime.name}'s int16 kernels"
 
 
 def check_static_shapes(model: TfliteModel, profile: TargetProfile) -> Check:

@@ -126,6 +126,23 @@ def test_a_float_model_fails_only_on_dtypes(tmp_path):
     assert report.targets[0].memory.arena_bytes > 0  # TFLM runs float, the policy does not
 
 
+def test_a_dynamic_range_model_is_named_as_such(tmp_path):
+    """Float activations with int8 weights: TFLM refuses such hybrid models outright."""
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 4), "float32")
+    w1 = b.constant("w1", np.ones((4, 4), np.int8), scale=0.1)
+    hidden = b.tensor("hidden", (1, 4), "float32")
+    w2 = b.constant("w2", np.ones((2, 4), np.int8), scale=0.1)
+    y = b.tensor("output", (1, 2), "float32")
+    options = schema.FullyConnectedOptionsT()
+    b.op("FULLY_CONNECTED", [x, w1, None], [hidden], options=options)
+    b.op("FULLY_CONNECTED", [hidden, w2, None], [y], options=options)
+    report, checks = _check(tmp_path, b.build(inputs=[x], outputs=[y]))
+    assert not checks["dtypes"].ok and "dynamic-range" in checks["dtypes"].detail
+    assert report.targets[0].memory.arena_bytes is None  # TFLM refuses hybrid models
+    assert "FLOAT32" in report.targets[0].memory.arena_method
+
+
 def test_an_op_tflm_does_not_register_is_named(tmp_path):
     b = TfliteBuilder()
     x = b.tensor("input", (1, 4), scale=0.1)

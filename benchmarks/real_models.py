@@ -238,7 +238,7 @@ def markdown(rows: list[Row], folder: str) -> str:
     compiled = [r for r in rows if r.npu]
     if compiled:
         lines += ["", "Vela-compiled files, also checked on the Ethos-U target:", ""]
-        lines += [f"- `{_cell(r.name, 60)}`: {_cell(r.npu, 600)}" for r in compiled]
+        lines += [f"- `{_cell(r.name, 60)}`: {_cell(r.npu, 1000)}" for r in compiled]
     return "\n".join(lines)
 
 

@@ -369,7 +369,7 @@ def convert(ctx: BuildContext) -> None:
 def measure_arena(ctx: BuildContext) -> None:
     """The TFLM arena of the converted model (measured once per model, cached)."""
     flat = ctx.flat
-    ctx.tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
+    ctx.tflm_ok = set(flat.op_names) <= ctx.converted.tflm_registered()
     with ctx.stage("measure_arena", "Measuring the exact TFLM arena"):
         ctx.arena, _ = ctx.converted.arena(runnable=ctx.tflm_ok)
     ctx.x_q = _model_input(flat, ctx.evaluation.x)
@@ -531,8 +531,9 @@ def _runtime_agreement(
     """With the exact arena: every evaluation sample must run in it, as LiteRT ran it."""
     from edgec.pipeline import verify
 
-    if ctx.arena is None:
-        return Check("litert_vs_tflm", False, "not run: the model has ops TFLM lacks"), None
+    if ctx.arena is None:  # why: TFLM lacks an op, refused the model, or crashed on it
+        why = ctx.converted.tflm_run(runnable=ctx.tflm_ok).detail.removeprefix("not measured: ")
+        return Check("litert_vs_tflm", False, f"not run: {why}"), None
     x = ctx.x_q[: len(litert.raw)]
     tflm = runtimes.run_tflm(ctx.tflite, x, ctx.arena)
     # the exact arena cannot hold every tensor at once: a second run keeps them

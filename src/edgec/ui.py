@@ -31,7 +31,7 @@ from edgec.report import (
 )
 from edgec.report.diff import DiffResult
 from edgec.stages import find_stage, summary_line
-from edgec.targets.profile import TargetProfile
+from edgec.targets.profile import Runtime, TargetProfile
 from edgec.units import format_size
 
 # Names, paths and details come from untrusted files: every piece of data printed through
@@ -281,6 +281,7 @@ def print_targets(profiles: list[TargetProfile]) -> None:
 
 
 def print_target(p: TargetProfile) -> None:
+    ops = _runtime_ops(p)
     out.print(f"[bold]{t(p.name)}[/]: {t(p.title)}  [dim]({t(p.source)})[/]")
     rows = [
         ("kind", p.kind),
@@ -313,10 +314,24 @@ def print_target(p: TargetProfile) -> None:
             if p.phone is not None
             else []
         ),
-        (f"ops ({p.runtime.name}, {len(p.ops)})", ", ".join(sorted(p.ops))),
+        (f"ops ({p.runtime.name}, {len(ops)})", ", ".join(sorted(ops))),
     ]
     for key, value in rows:
         out.print(f"  {t(key):22} {t(value)}")
+
+
+def _runtime_ops(p: TargetProfile) -> frozenset[str]:
+    """The ops of the profile's runtime; tflite-micro's as the installed package registers."""
+    if not p.runtime.asks_tflm:
+        return p.runtime.kernels()
+    from edgec.artifact import tflm_ops
+
+    runtime: Runtime | None = p.runtime
+    custom: set[str] = set()
+    while runtime is not None:
+        custom |= set(runtime.custom_ops)
+        runtime = runtime.fallback
+    return p.runtime.kernels(tflm_ops.registered(tflm_ops.candidates(custom)))
 
 
 def sections_table(sections: list[TargetSection], title: str) -> Table:

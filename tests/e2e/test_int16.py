@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 
-from edgec.artifact.tflite_model import Operator, Tensor
 from edgec.targets import TfliteModel
 from edgec.targets.checks import check_dtypes
 from edgec.targets.profile import load_target
@@ -159,24 +158,6 @@ def test_float32_io_with_int16_activations(denoiser):
     assert flat.op_names[0] == "QUANTIZE" and flat.op_names[-1] == "DEQUANTIZE"
     assert flat.activations == "int16"
     assert check_dtypes(flat, load_target("cortex-m"), "float32").ok
-
-
-def test_an_op_without_an_int16_kernel_fails_dtypes():
-    """TFLM's HARD_SWISH takes int8 and float only: an int16 one is named."""
-    tensors = (
-        Tensor(0, "in", "int16", (1, 4), (1, 4), None, (0.01,), (0,), 0),
-        Tensor(1, "mid", "int16", (1, 4), (1, 4), None, (0.01,), (0,), 0),
-        Tensor(2, "out", "int16", (1, 4), (1, 4), None, (0.01,), (0,), 0),
-    )
-    ops = (
-        Operator(0, "HARD_SWISH", False, (0,), (1,), "hs"),
-        Operator(1, "RELU", False, (1,), (2,), "r"),
-    )
-    model = TfliteModel(10, tensors, ops, (0,), (2,), 1)
-    check = check_dtypes(model, load_target("cortex-m"), "int16")
-    assert not check.ok and check.value == 2  # HARD_SWISH's input and output
-    assert "HARD_SWISH" in check.detail and "no int16 kernel" in check.detail
-    assert "RELU" not in check.detail
 
 
 @pytest.mark.parametrize(

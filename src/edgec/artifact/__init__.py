@@ -12,11 +12,30 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from edgec.artifact import runtimes
+from edgec.artifact import runtimes, tflm_ops
 from edgec.artifact.tflite_model import TfliteModel
 from edgec.errors import InputError, ToolError
 
 NOT_RUNNABLE = "not measured: the model has ops TFLM lacks"
+
+
+@dataclass(frozen=True, slots=True)
+class TflmRun:
+    """What the tflite-micro interpreter did with the model.
+
+    It ran (``arena_bytes``: the smallest arena that allocates and invokes it, so every
+    op is registered and every kernel's Prepare took its tensors), or it did not
+    (``detail`` says why; ``refused`` holds TFLM's own messages when it refused the model
+    at every arena size).
+    """
+
+    arena_bytes: int | None
+    detail: str  # how the arena was measured, or "not measured: why"
+    refused: tuple[str, ...] = ()
+
+    @property
+    def ran(self) -> bool:
+        return self.arena_bytes is not None
 
 
 @dataclass(eq=False)
@@ -25,7 +44,8 @@ class Artifact:
 
     data: bytes
     model: TfliteModel
-    _arena: tuple[int | None, str] | None = field(default=None, init=False, repr=False)
+    _run: TflmRun | None = field(default=None, init=False, repr=False)
+    _registered: frozenset[str] | ToolError | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "model.tflite") -> Artifact:
@@ -46,20 +66,40 @@ class Artifact:
     def size_bytes(self) -> int:
         return len(self.data)
 
-    def arena(self, *, runnable: bool = True) -> tuple[int | None, str]:
-        """The exact TFLM arena and how it was found, or None with the reason.
+    def tflm_registered(self) -> frozenset[str]:
+        """The model's op names that the installed tflite-micro registers (asked of TFLM
+        once per artifact, see ``tflm_ops``); a ToolError when TFLM cannot be asked."""
+        if self._registered is None:
+            ops = {(op.name, op.custom) for op in self.model.operators}
+            try:
+                self._registered = tflm_ops.registered(ops)
+            except ToolError as exc:
+                self._registered = exc
+        if isinstance(self._registered, ToolError):
+            raise self._registered
+        return self._registered
+
+    def tflm_run(self, *, runnable: bool = True) -> TflmRun:
+        """Run the model in tflite-micro: its exact arena, or why it does not run.
 
         ``runnable``: False when the target's op check found ops TFLM lacks. The search
         runs once per artifact (crash-isolated probes, see ``runtimes.measure_arena``).
         """
         if not runnable:
-            return None, NOT_RUNNABLE
-        if self._arena is None:
+            return TflmRun(None, NOT_RUNNABLE)
+        if self._run is None:
             try:
-                self._arena = runtimes.tflm_arena(self.data, self.model), runtimes.METHOD
+                self._run = TflmRun(runtimes.tflm_arena(self.data, self.model), runtimes.METHOD)
+            except runtimes.TflmRefused as exc:
+                self._run = TflmRun(None, f"not measured: {exc}", exc.messages)
             except ToolError as exc:
-                self._arena = None, f"not measured: {exc}"
-        return self._arena
+                self._run = TflmRun(None, f"not measured: {exc}")
+        return self._run
+
+    def arena(self, *, runnable: bool = True) -> tuple[int | None, str]:
+        """The exact TFLM arena and how it was found, or None with the reason."""
+        run = self.tflm_run(runnable=runnable)
+        return run.arena_bytes, run.detail
 
 
-__all__ = ["Artifact", "TfliteModel"]
+__all__ = ["Artifact", "TfliteModel", "TflmRun"]

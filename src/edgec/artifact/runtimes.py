@@ -38,6 +38,18 @@ METHOD = (
 )
 
 
+class TflmRefused(ToolError):
+    """The tflite-micro interpreter refused the model at every arena size: not a too-small
+    arena but TFLM itself (a kernel's Prepare refusing a type, an op missing, ...).
+
+    ``messages``: what TFLM printed when it refused (its MicroPrintf lines).
+    """
+
+    def __init__(self, message: str, messages: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.messages = messages
+
+
 @dataclass(frozen=True, slots=True)
 class ArenaResult:
     bytes: int
@@ -53,6 +65,7 @@ class _Worker:
         self._log = log
         self._proc: subprocess.Popen[str] | None = None
         self.crashes = 0
+        self.last_signal = ""  # how the last crash ended: SIGSEGV, SIGABRT (a failed check)
 
     def probe(self, size: int) -> bool:
         if self._proc is None or self._proc.poll() is not None:
@@ -69,9 +82,11 @@ class _Worker:
             answer = ""
         if answer in ("0", "1"):
             return answer == "1"
-        self._proc.wait()
+        status = self._proc.wait()
         self._proc = None
         self.crashes += 1
+        if status < 0:
+            self.last_signal = signal.Signals(-status).name
         return False  # the interpreter crashed: the arena was too small
 
     def close(self) -> None:
@@ -123,15 +138,17 @@ def measure_arena(
                 crashes_in_a_row = crashes_in_a_row + 1 if worker.crashes > crashes else 0
                 if crashes_in_a_row >= _CRASHES_TO_GIVE_UP and high > crash_bound_bytes:
                     raise ToolError(
-                        f"the tflite-micro interpreter crashed at every arena size up to "
-                        f"{high:,} bytes, far above what the model's tensors need: "
-                        "the model is malformed or TFLM cannot run it"
+                        f"the tflite-micro interpreter crashed ({worker.last_signal or 'died'}) "
+                        f"at every arena size up to {high:,} bytes, far above what the model's "
+                        "tensors need: the model is malformed or TFLM cannot run it"
                     )
                 low, high = high, high * 2
                 if high > _MAX_ARENA:
-                    raise ToolError(
+                    said = tflm_messages(log)
+                    raise TflmRefused(
                         "the model does not run in the tflite-micro interpreter even with a "
-                        f"{_MAX_ARENA // 2**20} MiB arena: {_last_error(log)}"
+                        f"{_MAX_ARENA // 2**20} MiB arena: {'; '.join(said)}",
+                        said,
                     )
             while high - low > ALIGN:
                 mid = (low + high) // 2 // ALIGN * ALIGN
@@ -147,9 +164,8 @@ def measure_arena(
         fresh_ok, fresh_fail = _Worker(*args), _Worker(*args)
         try:
             if not fresh_ok.probe(high) or (high > ALIGN and fresh_fail.probe(high - ALIGN)):
-                raise ToolError(
-                    f"arena search did not converge near {high} bytes: {_last_error(log)}"
-                )
+                why = "; ".join(tflm_messages(log))
+                raise ToolError(f"arena search did not converge near {high} bytes: {why}")
         finally:
             fresh_ok.close()
             fresh_fail.close()
@@ -158,9 +174,20 @@ def measure_arena(
         )
 
 
-def _last_error(log: Path) -> str:
-    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1] if lines else "no message"
+def tflm_messages(log: Path) -> tuple[str, ...]:
+    """What TFLM printed for the last failed probe of the log, else that probe's error.
+
+    A probe's TFLM lines come before the worker's ``edgec-probe SIZE: error`` line, e.g.
+    ``Type INT16 (7) not supported.`` and ``Node HARD_SWISH (number 0) failed to prepare
+    with status 1``, where the Python error only says "TFLM failed to allocate tensors".
+    """
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    markers = [i for i, ln in enumerate(lines) if ln.startswith("edgec-probe ")]
+    if not markers:
+        return tuple(lines[-1:]) or ("no message",)
+    start = markers[-2] + 1 if len(markers) > 1 else 0
+    said = tuple(dict.fromkeys(lines[start : markers[-1]]))  # TFLM repeats some lines
+    return said or (lines[markers[-1]].split(": ", 1)[-1],)
 
 
 def tflm_arena(data: bytes, model: TfliteModel) -> int:

@@ -238,6 +238,38 @@ class TfliteModel:
         return self.tensors[self.outputs[i]]
 
 
+MAX_METADATA = 1024
+
+
+def read_metadata(data: bytes, name: str) -> bytes | None:
+    """The bytes of the model's metadata entry ``name`` (``OfflineMemoryAllocation``,
+    ``vela_version``), or None when there is none or it cannot be read.
+
+    Reads the flatbuffer's metadata table only (no object tree); an unreadable entry of a
+    file ``TfliteModel.from_bytes`` accepted is reported as absent, never an exception.
+    """
+    schema = flatbuffer_schema()
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        for i in range(min(model.MetadataLength(), MAX_METADATA)):
+            entry = model.Metadata(i)
+            if entry is None or entry.Name() != name.encode():
+                continue
+            index = entry.Buffer()
+            if not 0 <= index < model.BuffersLength():
+                return None
+            buffer = model.Buffers(index)
+            if buffer.DataLength():
+                return buffer.DataAsNumpy().tobytes()
+            start, size = buffer.Offset(), buffer.Size()
+            if start > 1 and start + size <= len(data):
+                return data[start : start + size]
+            return b""
+    except Exception:  # the generated accessors raise anything on bad offsets
+        return None
+    return None
+
+
 def _limit(what: str, count: int, limit: int) -> None:
     if count > limit:
         raise _Malformed(f"{count:,} {what} exceed edgec's limit of {limit:,}")
@@ -293,14 +325,15 @@ def _tensor(i: int, t: Any, buffers: list, data: bytes, type_names: dict[int, st
     axis = int(q.quantizedDimension) if q is not None else 0
     if not all(math.isfinite(s) for s in scales):
         raise _Malformed(f"{where}: a quantization scale is not a finite number")
+    # TFLM takes one zero point for many scales ("zero point arrays for weights can be
+    # reduced to a single value", micro_allocator.cc: every channel gets it, the lean
+    # file's form, artifact.lean); expanded here as TFLM reads it. LiteRT wants one per scale.
     if len(zps) == 1 and len(scales) > 1:
-        # TFLM's allocator gives every channel the single zero point (the lean file's
-        # form, artifact.lean); expanded here as TFLM reads it
         zps = zps * len(scales)
     if zps and len(zps) != len(scales):
         raise _Malformed(f"{where}: {len(scales)} scales but {len(zps)} zero points")
     if len(scales) > 1 and not 0 <= axis < len(shape):
-        raise _Malformed(f"{where}: quantized dimension {axis} is not in shape {list(shape)}")
+        axis = _old_converter_axis(axis, shape, len(scales), where)
     return Tensor(
         index=i,
         name=name,
@@ -313,6 +346,21 @@ def _tensor(i: int, t: Any, buffers: list, data: bytes, type_names: dict[int, st
         quantized_dimension=axis,
         is_variable=bool(t.isVariable),
     )
+
+
+def _old_converter_axis(axis: int, shape: tuple[int, ...], scales: int, where: str) -> int:
+    """The channel axis of a per-channel tensor whose quantized dimension is off its shape.
+
+    Older converters (TOCO: TFLM's own person_detect.tflite) wrote a conv's 1-D bias with
+    its filter's quantized dimension (3). TFLM copies the field and never reads it for a
+    bias: its kernels take the channel count from the filter (kernel_util.cc,
+    PopulateConvolutionQuantizationParams); only LiteRT's loader refuses such a file. A
+    1-D tensor with one scale per element has its channels along axis 0. Any other tensor
+    is refused: a conv kernel indexes the filter's shape with this axis, out of bounds.
+    """
+    if len(shape) == 1 and shape[0] == scales:
+        return 0
+    raise _Malformed(f"{where}: quantized dimension {axis} is not in shape {list(shape)}")
 
 
 def _check_channels(tensors: list[Tensor], operators: list[Operator]) -> None:

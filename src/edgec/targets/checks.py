@@ -1,62 +1,172 @@
-"""Checks of a converted model against a target profile, on the flatbuffer itself."""
+"""Checks of a converted model against a target profile, judged as the target's runtime
+judges it.
+
+- ``ops``: for tflite-micro, the ops the installed package registers (asked of TFLM, see
+  ``artifact.tflm_ops``); for an accelerator, its op table, then its CPU fallback.
+- ``dtypes``: the profile's ``tensor_dtypes`` are the policy (an int8-only MCU fails a
+  float model); which types each kernel takes is the runtime's word: on tflite-micro, the
+  model allocated and invoked (every kernel's Prepare took its tensors) or TFLM said what
+  it refused.
+- ``static_shapes``: the fields the runtime reads. TFLM and Vela read ``shape``; a -1 in
+  ``shape_signature`` (a dynamic batch, as the MLCommons reference models carry) matters
+  only where the runtime or its compiler refuses it (``static_shape_signature``).
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
+
+from edgec.artifact import TflmRun
 from edgec.artifact.tflite_model import TfliteModel
 from edgec.report import Check
-from edgec.targets.profile import TargetProfile
+from edgec.targets.profile import DTYPES, Runtime, TargetProfile
 
-# Constant tensors that are legitimately 32-bit in an int8 model: biases and the shape /
-# axis / padding parameters of ops like RESHAPE, MEAN, PAD.
-_CONSTANT_DTYPES = ("int8", "int32")
 # TFLM's DECODE (LUT compression) reads constant uint8 buffers: packed indices and tables.
 DECODE_OP = "TFLM_DECODE"
+# Custom ops that hold a model already compiled for an accelerator: its driver runs them.
+# TFLM registers "ethos-u" only when built with Arm's Ethos-U driver (AddEthosU); its
+# inputs are Vela's command stream, weights and scratch areas, uint8 buffers, not numbers.
+# op -> (compiler, accelerator, the built-in target that checks it)
+PRECOMPILED = {
+    "ethos-u": ("Arm's Vela compiler", "an Arm Ethos-U NPU", "cortex-m55-ethos-u55"),
+    "edgetpu-custom-op": ("the Edge TPU compiler", "a Coral Edge TPU", "edgetpu"),
+}
 # Tensors that are not int8 by design of an integer kernel: op -> input index -> dtypes.
 # TFLM's integer LSTM (lstm_eval, the 8x8_16 scheme) keeps its cell state in int16
 # (input 19 of UNIDIRECTIONAL_SEQUENCE_LSTM; the hidden state, input 18, is int8).
 BY_DESIGN: dict[str, dict[int, tuple[str, ...]]] = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": {19: ("int16",)},
 }
+# What a TFLM kernel prints when its Prepare refuses a tensor's type: "Type INT16 (7) not
+# supported.", "Input type INT8 is not currently supported", TF_LITE_ENSURE_TYPES_EQ's
+# "input->type != output->type (INT32 != INT8)" (kernels/*.cc, kernel_util.h).
+_TYPE_REFUSAL = re.compile(
+    r"\btype\b|\b(U?INT(2|4|8|16|32|64)|FLOAT(16|32|64)|BFLOAT16|BOOL|COMPLEX(64|128))\b",
+    re.IGNORECASE,
+)
 
 
-def check_ops(model: TfliteModel, profile: TargetProfile) -> Check:
-    missing = [op for op in model.operators if op.name not in profile.ops]
-    runtime = profile.runtime.name
-    if profile.runtime.fallback is not None:
-        runtime += f" (CPU fallback: {profile.runtime.fallback.name})"
+def check_ops(
+    model: TfliteModel,
+    profile: TargetProfile,
+    installed: Collection[str] = (),
+    *,
+    installed_error: str | None = None,
+) -> Check:
+    """Every op has a kernel in the target's runtime (or its CPU fallback).
+
+    ``installed``: the model's ops the installed tflite-micro registers (for runtimes that
+    ask it); ``installed_error``: why TFLM could not be asked.
+    """
+    runtime = profile.runtime
+    where_runs = _runtime_name(runtime)
+    if runtime.fallback is not None:
+        where_runs += f" (CPU fallback: {_runtime_name(runtime.fallback)})"
+    if installed_error is not None and runtime.asks_tflm:
+        return Check("ops", False, installed_error)
+    kernels = runtime.kernels(installed)
+    missing = [op for op in model.operators if op.name not in kernels]
     if not missing:
         return Check(
             "ops",
             True,
-            f"all {len(model.op_names)} op types are provided by {runtime}: "
+            f"all {len(model.op_names)} op types are provided by {where_runs}: "
             + ", ".join(model.op_names),
         )
     names = sorted({op.name for op in missing})
+    compiled = [name for name in names if name in PRECOMPILED]
+    if compiled:
+        detail = _precompiled_elsewhere(compiled[0], profile)
+        return Check("ops", False, detail, value=len(names), limit=0)
     where = "; ".join(op.describe() for op in missing[:5])
     return Check(
         "ops",
         False,
-        f"{runtime} has no kernel for {', '.join(names)}: {where}",
+        f"{where_runs} has no kernel for {', '.join(names)}: {where}",
         value=len(names),
         limit=0,
     )
 
 
-def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Check:
-    """Every activation and weight must be a dtype the target runs (int32 biases allowed,
-    and the tensors an integer kernel keeps wider by design, per op and input: BY_DESIGN).
+def _runtime_name(runtime: Runtime) -> str:
+    """A runtime as the ops check names it: tflite-micro is the installed package."""
+    return f"the installed {runtime.name}" if runtime.installed_ops else runtime.name
 
-    Graph inputs and outputs may be ``io_type`` (uint8 or float32 I/O adds QUANTIZE and
-    DEQUANTIZE ops at the edges). int16 activations (TFLite's 16x8 mode, with int64
-    biases) pass only where the profile lists int16 and the op has an int16 kernel in the
-    target's runtime (``Runtime.int16_kernels``); int16 I/O is judged like any activation.
+
+def _precompiled_elsewhere(op: str, profile: TargetProfile) -> str:
+    compiler, accelerator, target = PRECOMPILED[op]
+    return (
+        f"the model was compiled by {compiler} for {accelerator} (custom op '{op}' holds the "
+        f"compiled program): only that accelerator's driver runs it, which {profile.name} "
+        f"({profile.runtime.name}) does not have; check it with --target {target}, or give "
+        "the model as it was before that compiler"
+    )
+
+
+def _policed(dtype: str) -> bool:
+    """The dtypes a profile's ``tensor_dtypes`` rule on: the widths a quantization scheme
+    gives activations and weights, and floats. Other types are the kernels' business
+    (int32 biases, shapes, indices and QUANTIZE outputs, 16x8's int64 biases, the Signal
+    ops' uint32/uint64 spectra, packed int4 weights): the runtime takes them or not."""
+    return dtype in DTYPES or dtype.startswith(("float", "bfloat", "complex"))
+
+
+def check_dtypes(
+    model: TfliteModel, profile: TargetProfile, io_type: str, tflm: TflmRun | None = None
+) -> Check:
+    """The profile's policy on activation and weight types, then the runtime's word.
+
+    Policy: every activation and weight of a quantization width or a float type must be
+    one of the profile's ``tensor_dtypes``, except graph inputs and outputs of ``io_type``
+    (uint8 or float32 I/O adds QUANTIZE and DEQUANTIZE ops at the edges), tensors an
+    integer kernel keeps wider by design (BY_DESIGN), and opaque byte buffers (DECODE's
+    packed tables, a compiled accelerator op's program).
+
+    Runtime: ``tflm`` is what tflite-micro did with the model (targets whose runtime is
+    TFLM): it ran, so every kernel took its tensor types; or TFLM refused a type, in its
+    own words.
 
     Trap seen here: even with TFLITE_BUILTINS_INT8 only, the converter (TF 2.21) left a
     Keras ELU layer in float32 between DEQUANTIZE and QUANTIZE ops, without an error; this
     check is what catches such float islands inside an "int8" model.
     """
     allowed = set(profile.tensor_dtypes)
-    int16_ops = profile.runtime.int16_kernels if "int16" in allowed else frozenset()
+    offenders = _policy_offenders(model, allowed, io_type)
+    int16 = model.activations == "int16"
+    if offenders:
+        more = f" (+{len(offenders) - 3} more)" if len(offenders) > 3 else ""
+        lead = _policy_lead(model, profile, allowed, int16)
+        return Check("dtypes", False, lead + "; ".join(offenders[:3]) + more,
+                     value=len(offenders), limit=0)  # fmt: skip
+    if tflm is not None and not tflm.ran and any(_TYPE_REFUSAL.search(m) for m in tflm.refused):
+        return Check(
+            "dtypes",
+            False,
+            "tflite-micro's kernels refuse the model's tensor types: " + "; ".join(tflm.refused),
+            value=1,
+            limit=0,
+        )
+    present = sorted({t.dtype for t in model.tensors if _policed(t.dtype)} & allowed)
+    others = sorted({t.dtype for t in model.tensors if not _policed(t.dtype)})
+    detail = (
+        f"activations and weights are {'/'.join(present) or 'none of its types'} "
+        f"({profile.name} takes {'/'.join(sorted(allowed))}; model I/O {io_type})"
+    )
+    if others:
+        detail += f"; {'/'.join(others)} tensors are the kernels' types"
+    if tflm is not None:
+        detail += (
+            "; tflite-micro allocated and invoked the model: every kernel took its tensor types"
+            if tflm.ran
+            else f"; kernel types unconfirmed: tflite-micro did not run the model ({tflm.detail})"
+        )
+    if int16:
+        detail += _int16_note(profile)
+    return Check("dtypes", True, detail)
+
+
+def _policy_offenders(model: TfliteModel, allowed: set[str], io_type: str) -> list[str]:
     edges = set(model.inputs) | set(model.outputs)
     offenders: list[str] = []
     for op in model.operators:
@@ -65,45 +175,34 @@ def check_dtypes(model: TfliteModel, profile: TargetProfile, io_type: str) -> Ch
             if index < 0:  # optional input left out
                 continue
             tensor = model.tensors[index]
-            if tensor.dtype in allowed and (tensor.dtype != "int16" or op.name in int16_ops):
+            if not _policed(tensor.dtype) or tensor.dtype in allowed:
                 continue
             if position < len(op.inputs) and tensor.dtype in by_design.get(position, ()):
                 continue
-            if tensor.is_constant and (
-                tensor.dtype in _CONSTANT_DTYPES
-                or (tensor.dtype == "int64" and op.name in int16_ops)  # 16x8 biases
+            if (
+                tensor.dtype == "uint8"
+                and position < len(op.inputs)
+                and ((op.name == DECODE_OP and tensor.is_constant) or op.name in PRECOMPILED)
             ):
-                continue
-            if tensor.is_constant and op.name == DECODE_OP:  # packed LUT indices and tables
-                continue
+                continue  # packed LUT indices and tables; a compiled program's buffers
             if index in edges and tensor.dtype == io_type != "int16":
                 continue
-            role = "input" if index in op.inputs else "output"
-            why = " (no int16 kernel)" if tensor.dtype == "int16" and "int16" in allowed else ""
+            role = "input" if position < len(op.inputs) else "output"
             offenders.append(
-                f"{op.describe()} {role} '{tensor.name.split(';')[0]}' is {tensor.dtype}{why}"
+                f"{op.describe()} {role} '{tensor.name.split(';')[0]}' is {tensor.dtype}"
             )
-    int16 = model.activations == "int16"
-    if not offenders:
-        return Check(
-            "dtypes",
-            True,
-            f"all activations and weights are {'/'.join(sorted(allowed))} "
-            f"({'int64' if int16 else 'int32'} biases; model I/O {io_type})"
-            + (_int16_note(profile) if int16 else ""),
-        )
-    more = f" (+{len(offenders) - 3} more)" if len(offenders) > 3 else ""
-    lead = ""
+    return offenders
+
+
+def _policy_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str], int16: bool) -> str:
     if not any(t.dtype in ("int8", "uint8", "int16") for t in model.tensors if not t.is_constant):
-        lead = _float_lead(model, profile, allowed)
-    elif int16 and "int16" not in allowed:
-        lead = (
+        return _float_lead(model, profile, allowed)
+    if int16 and "int16" not in allowed:
+        return (
             f"int16 activations (TFLite's 16x8 mode) do not run on {profile.name}, which "
             f"takes {'/'.join(sorted(allowed))} tensors only: build with --activations int8: "
         )
-    return Check(
-        "dtypes", False, lead + "; ".join(offenders[:3]) + more, value=len(offenders), limit=0
-    )
+    return f"{profile.name} takes {'/'.join(sorted(allowed))} activations and weights: "
 
 
 def _float_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str]) -> str:
@@ -132,19 +231,36 @@ def _int16_note(profile: TargetProfile) -> str:
             f"constraints allow (see its checks), the rest runs in {runtime.fallback.name}'s "
             "int16 kernels"
         )
-    return f"; int16 activations (16x8) on ops with int16 kernels in {runtime.name}"
+    return f"; int16 activations (16x8) in {runtime.name}'s int16 kernels"
 
 
-def check_static_shapes(model: TfliteModel) -> Check:
+def check_static_shapes(model: TfliteModel, profile: TargetProfile) -> Check:
+    """No dynamic dimension where the runtime reads one.
+
+    Every ``shape`` is static (the reader refuses a negative one). A -1 in
+    ``shape_signature`` fails only a runtime whose compiler refuses dynamic sizes.
+    """
     dynamic = [t for t in model.tensors if t.is_dynamic]
-    if not dynamic:
-        batch = model.input_tensor().shape[:1]
-        return Check(
-            "static_shapes", True, f"no dynamic dimension; batch size {batch[0] if batch else 1}"
-        )
+    batch = model.input_tensor().shape[:1]
+    batch_text = f"batch size {batch[0] if batch else 1}"
     names = ", ".join(f"'{t.name.split(';')[0]}' {list(t.shape_signature)}" for t in dynamic[:3])
+    if dynamic and profile.runtime.static_shape_signature:
+        return Check(
+            "static_shapes",
+            False,
+            f"dynamic dimensions (-1) in {names}: {profile.runtime.name} needs static shapes; "
+            "convert from a concrete function with batch 1",
+            value=len(dynamic),
+            limit=0,
+        )
+    if not dynamic:
+        return Check("static_shapes", True, f"no dynamic dimension; {batch_text}")
     return Check(
-        "static_shapes", False, f"dynamic dimensions (-1) in {names}", value=len(dynamic), limit=0
+        "static_shapes",
+        True,
+        f"static: {profile.runtime.name} reads each tensor's shape, which is fixed "
+        f"({batch_text}); the -1 in shape_signature ({names}"
+        f"{f' and {len(dynamic) - 3} more' if len(dynamic) > 3 else ''}) is not read there",
     )
 
 

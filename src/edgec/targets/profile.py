@@ -11,6 +11,7 @@ import json
 import math
 import re
 import tomllib
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
@@ -90,12 +91,17 @@ class Budget:
 class Runtime:
     """An op set as data: runtimes/NAME.toml.
 
-    For tflite-micro the value of each op is its MicroMutableOpResolver method
-    (AddConv2D); for accelerator runtimes it is the documented limitation of the op.
-    Ops an accelerator cannot take run on its ``fallback`` runtime (the CPU).
-    ``int16_ops`` (the optional ``[int16]`` table) lists the ops whose kernels take int16
-    activations (TFLite's 16x8 mode); without the table, every op does where the profile
-    lists int16 (Vela decides op by op what it places on the NPU and reports it).
+    For an accelerator runtime each op's value is the documented limitation of the op;
+    ops the accelerator cannot take run on its ``fallback`` runtime (the CPU).
+
+    ``installed_ops`` (tflite-micro): the ops this runtime runs are the ones the installed
+    package registers, asked of it per model (``artifact.tflm_ops``); the tables then give
+    only each op's ``MicroMutableOpResolver`` method (``AddConv2D``), for ``model_ops.h``.
+    Which dtypes each kernel takes is not a table either: TFLM's kernels say so when the
+    arena measurement allocates and invokes the model (their Prepare refuses the rest).
+
+    ``static_shape_signature``: the runtime (or its compiler) refuses a dynamic dimension
+    (-1) in a tensor's ``shape_signature``; the others read ``shape`` only.
     """
 
     name: str
@@ -103,18 +109,24 @@ class Runtime:
     builtin_ops: dict[str, str]
     custom_ops: dict[str, str]
     fallback: Runtime | None = None
-    int16_ops: dict[str, str] | None = None
+    installed_ops: bool = False
+    static_shape_signature: bool = False
+
+    def kernels(self, installed: Collection[str] = ()) -> frozenset[str]:
+        """The op names this runtime runs, its fallback's included; ``installed``: the
+        model's ops that the installed tflite-micro registers (for ``installed_ops``)."""
+        if self.installed_ops:
+            own = frozenset(installed)
+        else:
+            own = frozenset(self.builtin_ops) | frozenset(self.custom_ops)
+        if self.fallback is None:
+            return own
+        return own | self.fallback.kernels(installed)
 
     @property
-    def ops(self) -> frozenset[str]:
-        own = frozenset(self.builtin_ops) | frozenset(self.custom_ops)
-        return own | (self.fallback.ops if self.fallback is not None else frozenset())
-
-    @property
-    def int16_kernels(self) -> frozenset[str]:
-        """The ops that run with int16 activations here (or on the fallback)."""
-        own = frozenset(self.int16_ops if self.int16_ops is not None else self.builtin_ops)
-        return own | (self.fallback.int16_kernels if self.fallback is not None else frozenset())
+    def asks_tflm(self) -> bool:
+        """Whether this runtime, or its fallback, is the installed tflite-micro."""
+        return self.installed_ops or (self.fallback is not None and self.fallback.asks_tflm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +162,6 @@ class TargetProfile:
     estimate_note: str = ""
     vela: VelaConfig | None = None
     phone: PhoneConfig | None = None
-
-    @property
-    def ops(self) -> frozenset[str]:
-        return self.runtime.ops
 
     def to_toml(self) -> str:
         """This profile as profile TOML; ``load`` of the result gives an equal profile."""
@@ -287,7 +295,8 @@ def load_runtime(name: str) -> Runtime:
         builtin_ops=dict(table["builtin"]),
         custom_ops=dict(table.get("custom", {})),
         fallback=load_runtime(fallback) if fallback else None,
-        int16_ops=dict(table["int16"]) if "int16" in table else None,
+        installed_ops=bool(table.get("installed_ops", False)),
+        static_shape_signature=bool(table.get("static_shape_signature", False)),
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from edgec.artifact import Artifact
+from edgec.errors import ToolError
 from edgec.registry import Registry
 from edgec.report import Check, Memory, TargetFigures, TargetSection, from_plain
 from edgec.targets import checks as target_checks
@@ -67,12 +68,16 @@ def analyze_target(
     an mcu target's ram check judges the arena with it, as firmware declares it.
     """
     model = artifact.model
+    ops = _check_ops(artifact, profile)
+    found = ANALYZERS.get(profile.kind)(artifact, profile, ops.ok)
+    # Where the runtime is tflite-micro itself, its run of the model (the arena search the
+    # mcu analysis made) says which tensor types its kernels take.
+    tflm = artifact.tflm_run(runnable=ops.ok) if profile.runtime.installed_ops else None
     common = [
-        target_checks.check_ops(model, profile),
-        target_checks.check_dtypes(model, profile, model.input_tensor().dtype),
-        target_checks.check_static_shapes(model),
+        ops,
+        target_checks.check_dtypes(model, profile, model.input_tensor().dtype, tflm),
+        target_checks.check_static_shapes(model, profile),
     ]
-    found = ANALYZERS.get(profile.kind)(artifact, profile, common[0].ok)
     budget = profile.budget.overridden(overrides or {})
     checks = [*common, *found.checks]
     checks.append(
@@ -109,6 +114,17 @@ def analyze_target(
         ),
     )
     return section, found.files
+
+
+def _check_ops(artifact: Artifact, profile: TargetProfile) -> Check:
+    """The ops check; tflite-micro's ops are asked of the installed package."""
+    if not profile.runtime.asks_tflm:
+        return target_checks.check_ops(artifact.model, profile)
+    try:
+        installed = artifact.tflm_registered()
+    except ToolError as exc:
+        return target_checks.check_ops(artifact.model, profile, installed_error=exc.message)
+    return target_checks.check_ops(artifact.model, profile, installed)
 
 
 def _with_method(check: Check, method: str) -> Check:

@@ -3,12 +3,18 @@
 Vela prints a network summary (SRAM and off-chip flash used, CPU and NPU operator counts,
 with --show-cpu-operations the ops of each) and writes ``<name>_summary_<system>.csv`` with
 the same figures plus ``cycles_total`` and ``inference_time`` from its performance model.
-Nothing here is computed by edgec: every figure is parsed from Vela's output.
+Nothing here is computed by edgec: every figure is parsed from Vela's output, and a figure
+Vela gives as NaN or infinity (its inferences per second when no op reaches the NPU) is
+reported as not measured, with the reason.
+
+A model Vela already compiled (custom op ``ethos-u``) is not compiled again: what it holds
+is read from the file (``precompiled``).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import re
 import subprocess
 import tempfile
@@ -19,6 +25,7 @@ from edgec.artifact import Artifact
 from edgec.errors import InputError, ToolError
 from edgec.report import Check
 from edgec.targets.analyzers import Analysis, register_kind
+from edgec.targets.analyzers.vela_compiled import VELA_OP, precompiled
 from edgec.targets.profile import TargetProfile
 
 VELA_TIMEOUT_S = 600
@@ -30,6 +37,8 @@ _COUNT = re.compile(r"^(CPU|NPU) operators = (\d+)", re.M)
 def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analysis:
     tflite, model = artifact.data, artifact.model
     assert profile.vela is not None  # the loader requires [vela] for kind "npu"
+    if any(op.name == VELA_OP for op in model.operators):
+        return precompiled(artifact, profile)
     result = run_vela(tflite, profile)
     # Vela names CPU ops by its own type ("Passthrough") and the output tensor's name: map
     # them back to the model's TFLite ops through that tensor name.
@@ -39,7 +48,11 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
         for vela_type, name in result["cpu_ops"]
     ]
     fallback = profile.runtime.fallback
-    cpu_kernels = fallback.ops if fallback is not None else frozenset()
+    try:  # the CPU ops run in the fallback: for tflite-micro, what the installed one registers
+        installed = artifact.tflm_registered() if profile.runtime.asks_tflm else frozenset()
+    except ToolError:  # the ops check says why TFLM could not be asked
+        installed = frozenset()
+    cpu_kernels = fallback.kernels(installed) if fallback is not None else frozenset()
     missing = sorted({op for op, _ in cpu_ops if op not in cpu_kernels})
     npu, cpu = result["npu_operators"], result["cpu_operators"]
     where = "; ".join(f"{op} ({loc})" for op, loc in cpu_ops[:5])
@@ -55,30 +68,75 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
         detail += f"; no CPU kernel for {', '.join(missing)}"
     checks = [
         Check("vela", ok, detail, value=npu, limit=npu + cpu, unit="NPU operators"),
-        Check(
-            "latency",
-            True,
-            f"Vela performance estimate: {result['cycles_total']:,} cycles, "
-            f"{result['inference_time_ms']:.4f} ms per inference at "
-            f"{result['core_clock_hz'] / 1e6:g} MHz (NPU work only; CPU-fallback ops not timed)",
-            value=result["inference_time_ms"],
-            unit="ms",
-            method="estimated",
-        ),
+        _latency(result),
     ]
-    sram = result["sram_bytes"]
+    ram, ram_method, ram_detail = _ram(artifact, result, runnable)
     return Analysis(
         checks=checks,
         flash_bytes=len(result["vela_tflite"]),
-        ram_bytes=sram,
-        ram_method="SRAM (Vela's 'Total SRAM used')",
+        ram_bytes=ram,
+        ram_method=ram_method,
         figures={
             "vela": {k: v for k, v in result.items() if k not in ("vela_tflite", "cpu_ops")},
             "cpu_ops": [f"{op} ({loc})" for op, loc in cpu_ops],
-            "ram_detail": "Vela: Total SRAM used (tensor arena in SRAM, Vela's allocation)",
+            "ram_detail": ram_detail,
             "flash_detail": "size of the Vela-optimised .tflite (weights and command stream)",
         },
         files={f"{profile.name}/model_vela.tflite": result["vela_tflite"]},
+    )
+
+
+def _ram(artifact: Artifact, result: dict, runnable: bool) -> tuple[int | None, str, str]:
+    """(bytes, method, detail): Vela's SRAM figure, or TFLM's arena when no op reaches the
+    NPU (Vela's figure counts NPU work only: 0 B for a model that runs wholly on the CPU;
+    its output then has no Ethos-U op, so the host tflite-micro runs it)."""
+    if result["npu_operators"] == 0:
+        arena, how = artifact.arena(runnable=runnable)
+        return (
+            arena,
+            "TFLM arena (every op on the CPU)",
+            (f"no operator runs on the NPU, so the arena is tflite-micro's: {how}"),
+        )
+    sram = result["sram_bytes"]
+    if sram is None:
+        return (
+            None,
+            "SRAM (Vela's 'Total SRAM used')",
+            (f"not measured: {result['not_measured']['sram_bytes']}"),
+        )
+    return (
+        sram,
+        "SRAM (Vela's 'Total SRAM used')",
+        ("Vela: Total SRAM used (tensor arena in SRAM, Vela's allocation)"),
+    )
+
+
+def _latency(result: dict) -> Check:
+    """Vela's performance estimate, or why there is none (a non-finite figure)."""
+    time_ms, cycles = result["inference_time_ms"], result["cycles_total"]
+    if result["npu_operators"] == 0:
+        return Check(
+            "latency",
+            True,
+            "not measured: no operator runs on the NPU, and Vela's performance model times "
+            "NPU work only",
+            method="estimated",
+        )
+    if time_ms is None or cycles is None or result["core_clock_hz"] is None:
+        why = "; ".join(
+            f"{key} {text}"
+            for key, text in result["not_measured"].items()
+            if key in ("inference_time_ms", "cycles_total", "core_clock_hz")
+        )
+        return Check("latency", True, f"not measured: {why}", method="estimated")
+    return Check(
+        "latency",
+        True,
+        f"Vela performance estimate: {cycles:,} cycles, {time_ms:.4f} ms per inference at "
+        f"{result['core_clock_hz'] / 1e6:g} MHz (NPU work only; CPU-fallback ops not timed)",
+        value=time_ms,
+        unit="ms",
+        method="estimated",
     )
 
 
@@ -130,7 +188,11 @@ def run_vela(tflite: bytes, profile: TargetProfile) -> dict:
 
 
 def parse_vela(stdout: str, row: dict[str, str]) -> dict:
-    """Figures from Vela's printed summary and its summary CSV row."""
+    """Figures from Vela's printed summary and its summary CSV row.
+
+    A figure Vela writes as NaN or infinity (``inferences_per_second`` is ``nan`` when no op
+    runs on the NPU: 1 / 0 cycles) becomes None, and ``not_measured`` says why.
+    """
     counts = {kind: int(n) for kind, n in _COUNT.findall(stdout)}
     if set(counts) != {"CPU", "NPU"}:
         raise ToolError("Vela's summary has no CPU/NPU operator counts; is this Vela 5.x?")
@@ -139,20 +201,43 @@ def parse_vela(stdout: str, row: dict[str, str]) -> dict:
         match = _OP_LINE.match(line)
         if match and match.group(1) == "CPU":
             cpu_ops.append((match.group(2), match.group(3)))
+    not_measured: dict[str, str] = {}
+
+    def number(field: str, key: str, scale: float = 1.0) -> float | None:
+        text = row.get(field, "")
+        try:
+            value = float(text) * scale
+        except ValueError:
+            not_measured[key] = f"not in Vela's summary ({field} = {text[:40]!r})"
+            return None
+        if not math.isfinite(value):
+            not_measured[key] = (
+                f"is not a number in Vela's summary ({field} = {text}"
+                f"{'; no operator runs on the NPU' if counts['NPU'] == 0 else ''})"
+            )
+            return None
+        return value
+
+    def whole(field: str, key: str, scale: float = 1.0) -> int | None:
+        value = number(field, key, scale)
+        return None if value is None else round(value)
+
+    time_ms = number("inference_time", "inference_time_ms", 1000.0)
     return {
-        "accelerator": row["accelerator_configuration"],
-        "system_config": row["system_config"],
-        "memory_mode": row["memory_mode"],
-        "core_clock_hz": int(float(row["core_clock"])),
+        "accelerator": row.get("accelerator_configuration", ""),
+        "system_config": row.get("system_config", ""),
+        "memory_mode": row.get("memory_mode", ""),
+        "core_clock_hz": whole("core_clock", "core_clock_hz"),
         # Vela's CSV gives memory in KiB as floats (3.0, 39.421875): whole bytes
-        "sram_bytes": round(float(row["sram_memory_used"]) * 1024),
-        "off_chip_flash_bytes": round(float(row["off_chip_flash_memory_used"]) * 1024),
+        "sram_bytes": whole("sram_memory_used", "sram_bytes", 1024),
+        "off_chip_flash_bytes": whole("off_chip_flash_memory_used", "off_chip_flash_bytes", 1024),
         "npu_operators": counts["NPU"],
         "cpu_operators": counts["CPU"],
         "cpu_ops": cpu_ops,  # (Vela's op type, output tensor name)
-        "macs": int(row["nn_macs"]),
-        "cycles_total": int(float(row["cycles_total"])),
-        "cycles_npu": int(float(row["cycles_npu"])),
-        "inference_time_ms": float(row["inference_time"]) * 1000,
-        "inferences_per_second": float(row["inferences_per_second"]),
+        "macs": whole("nn_macs", "macs"),
+        "cycles_total": whole("cycles_total", "cycles_total"),
+        "cycles_npu": whole("cycles_npu", "cycles_npu"),
+        "inference_time_ms": time_ms,
+        "inferences_per_second": number("inferences_per_second", "inferences_per_second"),
+        "not_measured": not_measured,
     }

@@ -7,6 +7,7 @@ from edgec.artifact.stats import MAC_OPS, count_macs
 from edgec.report import Check
 from edgec.targets.analyzers import Analysis, register_kind
 from edgec.targets.arena import firmware_arena
+from edgec.targets.checks import PRECOMPILED
 from edgec.targets.profile import TargetProfile
 
 # The profiles' cycles_per_mac are int8 figures; 16x8 kernels (CMSIS-NN *_s16) do half as
@@ -27,6 +28,17 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
     model = artifact.model
     arena, ram_detail = artifact.arena(runnable=runnable)
     kernels = firmware_arena(artifact, profile.cpu, runnable=runnable)
+    compiled = sorted({op.name for op in model.operators if op.name in PRECOMPILED})
+    if compiled:  # the work is inside an accelerator program: no MACs to count
+        return Analysis(
+            checks=[_not_counted("macs", compiled), _not_counted("latency", compiled)],
+            flash_bytes=artifact.size_bytes,
+            ram_bytes=arena,
+            ram_method="TFLM arena",
+            figures={"ram_detail": ram_detail},
+            tflm_arena=True,
+            kernel_arena=kernels,
+        )
     macs = count_macs(model)
     checks = [
         Check(
@@ -74,4 +86,14 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
         figures=figures,
         tflm_arena=True,
         kernel_arena=kernels,
+    )
+
+
+def _not_counted(name: str, compiled: list[str]) -> Check:
+    return Check(
+        name,
+        True,
+        f"not {'counted' if name == 'macs' else 'estimated'}: the model's work is compiled into "
+        f"accelerator op {', '.join(compiled)}, whose program edgec does not read",
+        method="measured" if name == "macs" else "estimated",
     )

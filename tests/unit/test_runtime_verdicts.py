@@ -72,7 +72,7 @@ def test_one_zero_point_for_many_scales_is_read_as_tflm_does():
     b.op("FULLY_CONNECTED", [x, w], [y], options=schema.FullyConnectedOptionsT())
     weights = TfliteModel.from_bytes(b.build(inputs=[x], outputs=[y])).tensors[1]
     assert len(weights.scales) == 3
-    assert weights.zero_points == (0,)
+    assert weights.zero_points == (0, 0, 0)  # every channel gets it, as in TFLM's allocator
 
 
 def test_signal_ops_are_asked_of_the_installed_tflm(tmp_path):

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgec.artifact import Artifact as ModelArtifact  # report.Artifact is a report entry
 from edgec.artifact import runtimes
+from edgec.artifact.layer_names import LayerNames
 from edgec.artifact.lut import compress_lut_verified
 from edgec.artifact.stats import analyze_layers
 from edgec.artifact.strip import strip_names_verified
@@ -167,6 +168,7 @@ class BuildContext:
     parameters: int | None = None  # QAT adds quantizer variables: the stages count weights
     # the converted model and what ships
     tflite: bytes = field(init=False)  # convert
+    names: LayerNames = field(init=False)  # convert: the Keras layer of each op
     flat: TfliteModel = field(init=False)
     shipped: bytes = field(init=False)  # convert; replaced by lut_compress, strip_names
     shipped_flat: TfliteModel = field(init=False)
@@ -323,7 +325,7 @@ def run_recipe(ctx: BuildContext) -> None:
 
 
 def convert(ctx: BuildContext) -> None:
-    from edgec.pipeline.convert import convert_int8
+    from edgec.pipeline.convert import convert_named
     from edgec.pipeline.recurrent import unroll_recurrent
 
     calibration, activations = ctx.calibration, ctx.options.activations
@@ -331,13 +333,14 @@ def convert(ctx: BuildContext) -> None:
     with ctx.stage(
         "convert", f"Converting to full-integer {width} ({len(calibration)} calibration samples)"
     ):
-        ctx.tflite = convert_int8(
+        conversion = convert_named(
             unroll_recurrent(ctx.model, calibration.x[:16]),
-            calibration.x,
+            mode=activations,
+            calibration_x=calibration.x,
             io_type=ctx.plan.io_type,
-            activations=activations,
             quiet=not ctx.options.debug,
         )
+    ctx.tflite, ctx.names = conversion.tflite, conversion.names
     ctx.converted = ModelArtifact.from_bytes(ctx.tflite, source="the converted model")
     ctx.flat = ctx.converted.model
     # until lut_compress replaces it
@@ -474,7 +477,9 @@ def phone_variants(ctx: BuildContext) -> None:
 def compression_proof(ctx: BuildContext) -> None:
     """Pruning, 2:4 and clusters must survive into the int8 model."""
     if ctx.recipe_plan is not None:
-        ctx.checks["compression"] = compression_checks(ctx.flat, ctx.recipe_plan.expectations())
+        ctx.checks["compression"] = compression_checks(
+            ctx.flat, ctx.recipe_plan.expectations(), ctx.names
+        )
 
 
 def layer_error(ctx: BuildContext) -> None:
@@ -483,15 +488,14 @@ def layer_error(ctx: BuildContext) -> None:
 
     flat = ctx.flat
     with ctx.stage("analyze_layers", "Measuring per-layer float vs int8 error"):
-        ctx.layers, reference = analyze_layers(flat), ctx.model
+        ctx.layers, reference = analyze_layers(flat, ctx.names), ctx.model
         if is_keras3(ctx.model):  # compared through its proven tf_keras twin, if it has one
             from edgec.pipeline.keras3 import tf_keras_twin
 
-            scopes = {part for op in flat.operators for part in op.location.split("/")}
-            reference = tf_keras_twin(ctx.model, ctx.calibration.x, ctx.custom_objects, scopes)
+            reference = tf_keras_twin(ctx.model, ctx.calibration.x, ctx.custom_objects)
         if reference is not None and reference.layers:  # a SavedModel signature has none
             ctx.layers = with_layer_errors(
-                ctx.layers, reference, ctx.tflite, flat, ctx.calibration.x
+                ctx.layers, reference, ctx.tflite, flat, ctx.calibration.x, ctx.names
             )
 
 

@@ -28,15 +28,15 @@ def inspect_model(path: Path, custom_objects: str | None = None) -> Inspection:
         dtypes = sorted({t.dtype for t in flat.tensors if t.is_constant and len(t.shape) >= 2})
         return Inspection(str(path), f"TFLite model, weights {'/'.join(dtypes) or 'none'}",
                           len(data), analyze_layers(flat))  # fmt: skip
-    from edgec.pipeline.convert import convert
+    from edgec.pipeline.convert import convert_named
     from edgec.pipeline.model_io import load_custom_objects, load_keras_model
 
     model = load_keras_model(path, load_custom_objects(custom_objects))
-    data = convert(model, mode="float")
+    conversion = convert_named(model, mode="float")
     return Inspection(
         str(path),
-        "Keras model, shown as its float32 TFLite conversion (batch 1); "
-        "'edgec build' gives the int8 figures",
-        len(data),
-        analyze_layers(TfliteModel.from_bytes(data)),
+        "Keras model, shown as its float32 TFLite conversion (batch 1), ops named by "
+        "their layers; 'edgec build' gives the int8 figures",
+        len(conversion.tflite),
+        analyze_layers(TfliteModel.from_bytes(conversion.tflite), conversion.names),
     )

@@ -33,7 +33,7 @@ from edgec.datasets.split import (
     split_holdout,
     split_validation,
 )
-from edgec.errors import InputError, UsageError
+from edgec.errors import EdgecError, InputError, UsageError
 from edgec.export import (
     LAYOUTS,
     ExportSpec,
@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need t
     from edgec.pipeline.verify import Evaluation
     from edgec.stages.plan import CompressionPlan
 
+_BN = "BatchNormalization"
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
 COMPRESSIONS = ("lut", "auto")  # all tensors that save flash | only if the RAM budget allows
 EXAMPLE_SOURCE = "built-in example: digits CNN (scikit-learn digits)"
@@ -324,6 +325,43 @@ def run_recipe(ctx: BuildContext) -> None:
         ctx.parameters = done.parameters if done.parameters is not None else ctx.parameters
 
 
+def fold_batch_norms(ctx: BuildContext) -> None:
+    """A BatchNormalization after an activation, folded into the layer after it where exact.
+
+    The converter folds a BN into a linear layer before it; one after an activation
+    (``Conv2D(activation="relu")`` then BN) it leaves as int8 MUL and ADD ops. The model
+    converted is rewritten (``qat_prepare.fold_forward_batch_norms``) and proven equal on
+    the calibration data; a BN no exact fold takes stays (``kept_layers`` says why,
+    ``batch_norm_cost`` measures its ops). After QAT the QAT stage did this already.
+    """
+    from edgec.pipeline.convert import flat_layers, is_keras3
+
+    bns = [layer.name for layer in flat_layers(ctx.model) if type(layer).__name__ == _BN]
+    if not bns:
+        return
+    from edgec.stages.qat_prepare import fold_forward_batch_norms
+
+    with ctx.stage("fold_batch_norms", "Folding BatchNormalization after activations") as metrics:
+        model = ctx.model
+        try:
+            if is_keras3(model):  # the rewrite is tf_keras's; the twin is proven equal
+                from edgec.pipeline.keras3 import translate
+
+                model = translate(model, ctx.calibration.x, ctx.custom_objects).model
+            prepared = fold_forward_batch_norms(model, ctx.calibration.x)
+        except InputError as exc:  # not rebuilt, or not proven equal: converted as it is
+            why = (f"not folded ({exc.message}): left to the converter, which folds it into "
+                   "a linear layer before it or keeps int8 MUL/ADD ops")  # fmt: skip
+            metrics.update(kept_layers=dict.fromkeys(bns, why))
+            return
+        if prepared.rewrites:
+            ctx.model = prepared.model
+            metrics.update(rewrites=list(prepared.rewrites),
+                           rewrite_max_difference=prepared.max_difference)  # fmt: skip
+        if prepared.kept:
+            metrics.update(kept_layers=dict(prepared.kept))
+
+
 def convert(ctx: BuildContext) -> None:
     from edgec.pipeline.convert import convert_named
     from edgec.pipeline.recurrent import unroll_recurrent
@@ -354,6 +392,38 @@ def measure_arena(ctx: BuildContext) -> None:
     with ctx.stage("measure_arena", "Measuring the exact TFLM arena"):
         ctx.arena, _ = ctx.converted.arena(runnable=ctx.tflm_ok)
     ctx.x_q = _model_input(flat, ctx.evaluation.x)
+
+
+def batch_norm_cost(ctx: BuildContext) -> None:
+    """What the BatchNormalization ops left in the int8 model cost (no exact fold took them):
+    the converted flatbuffer measured again without them (``artifact.bypass``)."""
+    names, flat = ctx.names, ctx.flat
+    ops = [
+        op
+        for op in flat.operators
+        if (layers := names.layers(flat, op)) and all(names.kind(n) == _BN for n in layers)
+    ]
+    if not ops or ctx.arena is None:
+        return
+    from edgec.artifact.bypass import without_ops
+
+    what = "Measuring what the BatchNormalization ops left in the model cost"
+    with ctx.stage("batch_norm_cost", what) as metrics:
+        kept = [f"op #{op.index} {op.name} ({names.name(flat, op)})" for op in ops]
+        metrics.update(kept_ops=kept, arena_bytes_with_ops=ctx.arena)
+        try:  # both repacked the same way, so the bytes differ by the ops' own
+            whole = ModelArtifact.from_bytes(without_ops(ctx.tflite, []), source="repacked")
+            cut = ModelArtifact.from_bytes(without_ops(ctx.tflite, [op.index for op in ops]),
+                                           source="the model without them")  # fmt: skip
+            arena, why = cut.arena()
+        except EdgecError as exc:  # e.g. an op with two activation inputs: not measured
+            metrics["kept_ops"].append(f"cost not measured: {exc.message}")
+            return
+        if arena is None:
+            metrics["kept_ops"].append(f"cost not measured: {why}")
+            return
+        metrics.update(arena_bytes_without_ops=arena, flash_bytes_with_ops=whole.size_bytes,
+                       flash_bytes_without_ops=cut.size_bytes)  # fmt: skip
 
 
 def lut_compress(ctx: BuildContext) -> None:
@@ -602,8 +672,10 @@ PHASES: tuple[Callable[[BuildContext], None], ...] = (
     validate_recipe,
     train_example,
     run_recipe,
+    fold_batch_norms,
     convert,
     measure_arena,
+    batch_norm_cost,
     lut_compress,
     strip_names,
     check_targets,

@@ -62,7 +62,7 @@ def strip_names(data: bytes) -> bytes:
                 tensor.name = None
         builder = flatbuffers.Builder(len(data) + 4096)
         builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
-        stripped = _aligned(bytes(builder.Output()))
+        stripped = aligned(bytes(builder.Output()))
     except Exception as exc:  # the flatbuffers object API or the C++ aligner
         raise ConversionError(f"stripping the model's names failed: {exc}") from None
     misaligned = unaligned_buffers(stripped)
@@ -74,8 +74,9 @@ def strip_names(data: bytes) -> bytes:
     return stripped
 
 
-def _aligned(data: bytes) -> bytes:
-    # the C++ wrapper reads and writes files, not bytes
+def aligned(data: bytes) -> bytes:
+    """``data`` with every buffer 16-byte aligned (tflite-micro's C++ aligner, which reads
+    and writes files, not bytes)."""
     from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
 
     with tempfile.TemporaryDirectory(prefix="edgec-strip-") as tmp:

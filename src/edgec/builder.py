@@ -24,6 +24,7 @@ import numpy as np
 from edgec.artifact import Artifact as ModelArtifact  # report.Artifact is a report entry
 from edgec.artifact import runtimes
 from edgec.artifact.breakdown import byte_breakdown
+from edgec.artifact.layer_names import LayerNames
 from edgec.artifact.lean import CHECK as LEAN_CHECK
 from edgec.artifact.lean import LeanModel, make_lean_verified
 from edgec.artifact.lut import compress_lut_verified
@@ -36,7 +37,7 @@ from edgec.datasets.split import (
     split_holdout,
     split_validation,
 )
-from edgec.errors import InputError, UsageError
+from edgec.errors import EdgecError, InputError, UsageError
 from edgec.export import (
     LAYOUTS,
     ExportSpec,
@@ -85,6 +86,7 @@ if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need t
     from edgec.pipeline.verify import Evaluation
     from edgec.stages.plan import CompressionPlan
 
+_BN = "BatchNormalization"
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
 COMPRESSIONS = ("lut", "auto")  # all tensors that save flash | only if the RAM budget allows
 EXAMPLE_SOURCE = "built-in example: digits CNN (scikit-learn digits)"
@@ -180,6 +182,7 @@ class BuildContext:
     parameters: int | None = None  # QAT adds quantizer variables: the stages count weights
     # the converted model and what ships
     tflite: bytes = field(init=False)  # convert
+    names: LayerNames = field(init=False)  # convert: the Keras layer of each op
     flat: TfliteModel = field(init=False)
     # the standard file (LiteRT, Vela, Edge TPU targets): convert; replaced by lut_compress
     shipped: bytes = field(init=False)
@@ -344,8 +347,45 @@ def run_recipe(ctx: BuildContext) -> None:
         ctx.parameters = done.parameters if done.parameters is not None else ctx.parameters
 
 
+def fold_batch_norms(ctx: BuildContext) -> None:
+    """A BatchNormalization after an activation, folded into the layer after it where exact.
+
+    The converter folds a BN into a linear layer before it; one after an activation
+    (``Conv2D(activation="relu")`` then BN) it leaves as int8 MUL and ADD ops. The model
+    converted is rewritten (``qat_prepare.fold_forward_batch_norms``) and proven equal on
+    the calibration data; a BN no exact fold takes stays (``kept_layers`` says why,
+    ``batch_norm_cost`` measures its ops). After QAT the QAT stage did this already.
+    """
+    from edgec.pipeline.convert import flat_layers, is_keras3
+
+    bns = [layer.name for layer in flat_layers(ctx.model) if type(layer).__name__ == _BN]
+    if not bns:
+        return
+    from edgec.stages.qat_prepare import fold_forward_batch_norms
+
+    with ctx.stage("fold_batch_norms", "Folding BatchNormalization after activations") as metrics:
+        model = ctx.model
+        try:
+            if is_keras3(model):  # the rewrite is tf_keras's; the twin is proven equal
+                from edgec.pipeline.keras3 import translate
+
+                model = translate(model, ctx.calibration.x, ctx.custom_objects).model
+            prepared = fold_forward_batch_norms(model, ctx.calibration.x)
+        except InputError as exc:  # not rebuilt, or not proven equal: converted as it is
+            why = (f"not folded ({exc.message}): left to the converter, which folds it into "
+                   "a linear layer before it or keeps int8 MUL/ADD ops")  # fmt: skip
+            metrics.update(kept_layers=dict.fromkeys(bns, why))
+            return
+        if prepared.rewrites:
+            ctx.model = prepared.model
+            metrics.update(rewrites=list(prepared.rewrites),
+                           rewrite_max_difference=prepared.max_difference)  # fmt: skip
+        if prepared.kept:
+            metrics.update(kept_layers=dict(prepared.kept))
+
+
 def convert(ctx: BuildContext) -> None:
-    from edgec.pipeline.convert import convert_int8
+    from edgec.pipeline.convert import convert_named
     from edgec.pipeline.recurrent import unroll_recurrent
 
     calibration, activations = ctx.calibration, ctx.options.activations
@@ -353,13 +393,14 @@ def convert(ctx: BuildContext) -> None:
     with ctx.stage(
         "convert", f"Converting to full-integer {width} ({len(calibration)} calibration samples)"
     ):
-        ctx.tflite = convert_int8(
+        conversion = convert_named(
             unroll_recurrent(ctx.model, calibration.x[:16]),
-            calibration.x,
+            mode=activations,
+            calibration_x=calibration.x,
             io_type=ctx.plan.io_type,
-            activations=activations,
             quiet=not ctx.options.debug,
         )
+    ctx.tflite, ctx.names = conversion.tflite, conversion.names
     ctx.converted = ModelArtifact.from_bytes(ctx.tflite, source="the converted model")
     ctx.flat = ctx.converted.model
     # until lut_compress replaces it
@@ -373,6 +414,38 @@ def measure_arena(ctx: BuildContext) -> None:
     with ctx.stage("measure_arena", "Measuring the exact TFLM arena"):
         ctx.arena, _ = ctx.converted.arena(runnable=ctx.tflm_ok)
     ctx.x_q = _model_input(flat, ctx.evaluation.x)
+
+
+def batch_norm_cost(ctx: BuildContext) -> None:
+    """What the BatchNormalization ops left in the int8 model cost (no exact fold took them):
+    the converted flatbuffer measured again without them (``artifact.bypass``)."""
+    names, flat = ctx.names, ctx.flat
+    ops = [
+        op
+        for op in flat.operators
+        if (layers := names.layers(flat, op)) and all(names.kind(n) == _BN for n in layers)
+    ]
+    if not ops or ctx.arena is None:
+        return
+    from edgec.artifact.bypass import without_ops
+
+    what = "Measuring what the BatchNormalization ops left in the model cost"
+    with ctx.stage("batch_norm_cost", what) as metrics:
+        kept = [f"op #{op.index} {op.name} ({names.name(flat, op)})" for op in ops]
+        metrics.update(kept_ops=kept, arena_bytes_with_ops=ctx.arena)
+        try:  # both repacked the same way, so the bytes differ by the ops' own
+            whole = ModelArtifact.from_bytes(without_ops(ctx.tflite, []), source="repacked")
+            cut = ModelArtifact.from_bytes(without_ops(ctx.tflite, [op.index for op in ops]),
+                                           source="the model without them")  # fmt: skip
+            arena, why = cut.arena()
+        except EdgecError as exc:  # e.g. an op with two activation inputs: not measured
+            metrics["kept_ops"].append(f"cost not measured: {exc.message}")
+            return
+        if arena is None:
+            metrics["kept_ops"].append(f"cost not measured: {why}")
+            return
+        metrics.update(arena_bytes_without_ops=arena, flash_bytes_with_ops=whole.size_bytes,
+                       flash_bytes_without_ops=cut.size_bytes)  # fmt: skip
 
 
 def lut_compress(ctx: BuildContext) -> None:
@@ -558,7 +631,9 @@ def phone_variants(ctx: BuildContext) -> None:
 def compression_proof(ctx: BuildContext) -> None:
     """Pruning, 2:4 and clusters must survive into the int8 model."""
     if ctx.recipe_plan is not None:
-        ctx.checks["compression"] = compression_checks(ctx.flat, ctx.recipe_plan.expectations())
+        ctx.checks["compression"] = compression_checks(
+            ctx.flat, ctx.recipe_plan.expectations(), ctx.names
+        )
 
 
 def layer_error(ctx: BuildContext) -> None:
@@ -567,15 +642,14 @@ def layer_error(ctx: BuildContext) -> None:
 
     flat = ctx.flat
     with ctx.stage("analyze_layers", "Measuring per-layer float vs int8 error"):
-        ctx.layers, reference = analyze_layers(flat), ctx.model
+        ctx.layers, reference = analyze_layers(flat, ctx.names), ctx.model
         if is_keras3(ctx.model):  # compared through its proven tf_keras twin, if it has one
             from edgec.pipeline.keras3 import tf_keras_twin
 
-            scopes = {part for op in flat.operators for part in op.location.split("/")}
-            reference = tf_keras_twin(ctx.model, ctx.calibration.x, ctx.custom_objects, scopes)
+            reference = tf_keras_twin(ctx.model, ctx.calibration.x, ctx.custom_objects)
         if reference is not None and reference.layers:  # a SavedModel signature has none
             ctx.layers = with_layer_errors(
-                ctx.layers, reference, ctx.tflite, flat, ctx.calibration.x
+                ctx.layers, reference, ctx.tflite, flat, ctx.calibration.x, ctx.names
             )
 
 
@@ -698,8 +772,10 @@ PHASES: tuple[Callable[[BuildContext], None], ...] = (
     validate_recipe,
     train_example,
     run_recipe,
+    fold_batch_norms,
     convert,
     measure_arena,
+    batch_norm_cost,
     lut_compress,
     lean,
     check_targets,

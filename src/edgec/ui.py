@@ -202,9 +202,37 @@ def _stage_line(name: str, m: dict) -> str:
             f"({m.get('layers_rebuilt', '?')} layers), outputs equal: largest difference "
             f"{m['max_abs_diff']:.2g}"
         )
+    if name == "fold_batch_norms":
+        parts.extend(_batch_norm_parts(m))
+    if "kept_ops" in m:  # batch_norm_cost
+        parts.append(_batch_norm_cost(m))
     if "flash_bytes_after" in m:  # lean
         parts.append(_lean_line(m))
     return "; ".join(p for p in parts if p)
+
+
+def _batch_norm_parts(m: dict) -> list[str]:
+    parts = []
+    if m.get("rewrites"):
+        parts.append(
+            f"{len(m['rewrites'])} BatchNormalization folded into the layer after it, outputs "
+            f"equal (largest difference {m.get('rewrite_max_difference', 0.0):.2g})"
+        )
+    parts.extend(f"{layer}: {why}" for layer, why in (m.get("kept_layers") or {}).items())
+    return parts
+
+
+def _batch_norm_cost(m: dict) -> str:
+    ops = ", ".join(m["kept_ops"])
+    if "arena_bytes_without_ops" not in m:
+        return f"BatchNormalization ops in the int8 model: {ops}"
+    arena, arena_without = m["arena_bytes_with_ops"], m["arena_bytes_without_ops"]
+    flash, flash_without = m["flash_bytes_with_ops"], m["flash_bytes_without_ops"]
+    return (
+        f"BatchNormalization ops in the int8 model: {ops}; they cost {arena - arena_without:+,} B "
+        f"of arena ({arena:,} B, {arena_without:,} B without them) and "
+        f"{flash - flash_without:+,} B of flash (measured: the same flatbuffer without them)"
+    )
 
 
 def _lean_line(m: dict) -> str:

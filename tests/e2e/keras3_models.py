@@ -5,6 +5,7 @@ Run in a subprocess with a clean environment (no TF_USE_LEGACY_KERAS) by the
 briefly on deterministic data (scikit-learn digits, generated sine waves).
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -50,6 +51,20 @@ h = layers.Flatten()(h)
 residual = fit(keras.Model(inputs, layers.Dense(10, activation="softmax")(h)), x_img, y_img, 8)
 residual.save(out / "residual.keras")
 residual.export(str(out / "residual_export"), verbose=False)
+
+# Keyword-spotting-like: Conv2D(activation="relu") then BatchNormalization, three times
+# (the BN before the depthwise's zero padding cannot be folded exactly; the others can).
+# Momentum 0.9: the moving statistics settle within the short training.
+inputs = keras.Input((8, 8, 1))
+h = layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+h = layers.BatchNormalization(momentum=0.9)(h)
+h = layers.DepthwiseConv2D(3, padding="same", activation="relu")(h)
+h = layers.BatchNormalization(momentum=0.9)(h)
+h = layers.Conv2D(16, 1, activation="relu")(h)
+h = layers.BatchNormalization(momentum=0.9)(h)
+kws_bn = keras.Model(inputs, layers.Dense(10)(layers.Flatten()(h)), name="kws_like")
+loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+fit(kws_bn, x_img, y_img, 8, loss=loss).save(out / "kws_bn.keras")
 
 # Raw sensor counts (0..4095): three sine frequencies; Rescaling input, Conv1D, SeparableConv1D
 rng = np.random.default_rng(0)
@@ -124,3 +139,10 @@ gru_unrolled = keras.Sequential(
     [keras.Input((32, 1)), layers.GRU(8, unroll=True), layers.Dense(3, activation="softmax")]
 )
 fit(gru_unrolled, x_wave, y_seq, 3).save(out / "gru_unrolled.keras")
+
+# Each model's layer names as its model.summary() lists them (model.layers)
+models = {"cnn": cnn, "residual": residual, "conv1d": conv1d, "lstm": lstm, "ae": ae,
+          "mobilenet": mobilenet, "custom": custom, "nested": nested, "ops": ops_model,
+          "gru_unrolled": gru_unrolled, "kws_bn": kws_bn}  # fmt: skip
+names = {f"{key}.keras": [layer.name for layer in m.layers] for key, m in models.items()}
+(out / "summary_names.json").write_text(json.dumps({**names, "cnn.h5": names["cnn.keras"]}))

@@ -298,8 +298,6 @@ def odd_models(tmp_path_factory) -> dict[str, Path]:
     head = (layers.Flatten(), layers.Dense(4))
     image_model(layers.Conv2D(8, 3), layers.Rescaling(0.5), *head, name="midscale")
     image_model(layers.Conv2D(8, 3), layers.LayerNormalization(), *head, name="layernorm")
-    image_model(layers.Conv2D(8, 3, activation="relu"), layers.BatchNormalization(), *head,
-                name="bn_after_relu")  # fmt: skip
     image_model(layers.Conv2D(8, 3), *head, name="plain")
     image_model(layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(6), name="six_outputs")
     image_model(layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2), name="two_outputs")
@@ -325,7 +323,6 @@ def _recipe(tmp_path: Path, text: str) -> Path:
             ["stage 1 (qat)", "(Rescaling) cannot be quant", "only right after the input"],
         ),
         ("layernorm", "data", "qat", ["(LayerNormalization) cannot be quantization-aware"]),
-        ("bn_after_relu", "data", "qat", ["(BatchNormalization) does not directly follow"]),
         ("nested", "data", "prune", ["nested model 'inner'", "flatten it"]),
         (
             "plain",

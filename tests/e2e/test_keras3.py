@@ -38,6 +38,7 @@ PLAIN = {
     # from LOGISTIC's by-design rounding added up over time; every op agrees to one step
     # where its inputs agree
     "gru_unrolled.keras": ("waves.npz", set()),
+    "kws_bn.keras": ("digits.npz", set()),  # Conv2D(relu) -> BatchNormalization
 }
 REBUILD = {"nested.keras": "flat.npz", "ops.keras": "flat.npz", "custom.keras": "digits.npz"}
 
@@ -85,6 +86,48 @@ def test_plain_build(keras3_dir, tmp_path, model):
         assert acc["float"] > 40.0, acc  # above chance (3 or 10 classes): a trained model
     if model == "ae.keras":  # x-only data, output shape = input shape: RMSE against x
         assert acc["metric"] == "rmse" and acc["detail"]["output_cosine"] > 0.98, acc
+    if model != "residual_export":  # a SavedModel without Keras layers keeps tensor names
+        _assert_named_as_summary(keras3_dir, model, report)
+
+
+# layers QAT's exact rewrite adds (qat_prepare: a 1-D layer as its 2-D form), named after
+# the user's layer they come from
+QAT_HELPERS = ("to_2d", "to_1d", "causal_pad", "depthwise")
+
+
+def _assert_named_as_summary(keras3_dir: Path, model: str, report: dict) -> None:
+    """Every per-layer row names a layer of the model as its model.summary() does."""
+    names = json.loads((keras3_dir / "summary_names.json").read_text())[model]
+    helpers = {f"{name}_{role}" for name in names for role in QAT_HELPERS}
+    rows = [(row["op"], row["name"]) for row in report["layers"]]
+    assert all(name in names or name in helpers for _, name in rows), (rows, names)
+
+
+def test_bn_after_relu_is_folded_and_compared_layer_by_layer(keras3_dir, tmp_path):
+    """Conv2D(relu) -> BN in a Keras 3 model: the plain build folds the BNs that the next
+    layer takes in exactly (through its proven tf_keras twin) and measures the one kept.
+    Each op's error is measured against its own layer: with the layers guessed from the
+    scopes (conv2d_1_2 for layer conv2d_1) the depthwise conv was compared with another
+    layer's output, 15 steps off."""
+    run, out = _build(keras3_dir, tmp_path, "kws_bn.keras")
+    assert run.code == 0, run.err + run.out
+    report = json.loads((out / "report.json").read_text())
+    # input, conv, bn, depthwise, bn, conv 1x1, bn, flatten, dense (Keras 3 numbers the
+    # names per session: this model's first BN is not "batch_normalization")
+    _, conv, bn, depthwise, _, pointwise, _, flatten, dense = json.loads(
+        (keras3_dir / "summary_names.json").read_text()
+    )["kws_bn.keras"]
+    stages = {s["name"]: s["metrics"] for s in report["stages"]}
+    assert len(stages["fold_batch_norms"]["rewrites"]) == 2
+    assert "pads its input" in stages["fold_batch_norms"]["kept_layers"][bn]
+    assert stages["batch_norm_cost"]["arena_bytes_with_ops"] == report["memory"]["arena_bytes"]
+    assert report["model"]["ops"].count("MUL") == 1, report["model"]["ops"]
+    rows = [(row["op"], row["name"]) for row in report["layers"]]
+    assert rows == [("CONV_2D", conv), ("MUL", bn), ("ADD", bn),
+                    ("DEPTHWISE_CONV_2D", depthwise), ("CONV_2D", pointwise),
+                    ("RESHAPE", flatten), ("FULLY_CONNECTED", dense)], rows  # fmt: skip
+    steps = [row["error_steps"] for row in report["layers"] if row["error_steps"] is not None]
+    assert len(steps) >= 5 and max(steps) < 3, report["layers"]
 
 
 def test_recurrent_model_is_rebuilt_and_proven(keras3_dir, tmp_path):
@@ -113,6 +156,7 @@ def test_recurrent_model_is_rebuilt_and_proven(keras3_dir, tmp_path):
         "lstm.keras",  # LSTM QAT
         "ae.keras",  # Dense+BN, x-only data
         "mobilenet.keras",
+        "kws_bn.keras",  # BN after ReLU: folded into the next layer, or kept as MUL/ADD
     ],
 )
 def test_recipe_prune_qat(keras3_dir, tmp_path, model):
@@ -131,6 +175,7 @@ def test_recipe_prune_qat(keras3_dir, tmp_path, model):
         assert abs(acc["float"] - acc["int8"]) <= 2.0, acc
         failed -= {"accuracy"}
     assert failed <= PLAIN[model][1], (failed, run.out)
+    _assert_named_as_summary(keras3_dir, model, report)
 
 
 def test_recipe_on_savedmodel_without_keras_metadata(keras3_dir, tmp_path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import flatbuffers
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.compression import model_editor as me
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
@@ -107,30 +108,45 @@ class TfliteBuilder:
         inputs: Sequence[me.Tensor],
         outputs: Sequence[me.Tensor],
         signature: str | None = None,
+        signature_outputs: dict[str, me.Tensor] | None = None,
     ) -> bytes:
         """The flatbuffer; ``signature``: also a signature def of that key over the graph's
-        inputs and outputs (what the converter writes for LiteRT's signature runner)."""
+        inputs and outputs (what the converter writes for LiteRT's signature runner);
+        ``signature_outputs``: a "serving_default" (or ``signature``) def whose outputs are
+        these keys (as the converter writes one: "output_0", ...)."""
         self.subgraph.inputs = list(inputs)
         self.subgraph.outputs = list(outputs)
         data = bytes(self.model.build())
-        return data if signature is None else _with_signature(data, signature)
+        if signature is None and signature_outputs is None:
+            return data
+        outputs_by_key = None
+        if signature_outputs is not None:
+            outputs_by_key = {key: t.index for key, t in signature_outputs.items()}
+        return _with_signature(data, signature or "serving_default", outputs_by_key)
 
 
-def _with_signature(data: bytes, key: str) -> bytes:
-    import flatbuffers
+def _with_signature(data: bytes, key: str, outputs: dict[str, int] | None = None) -> bytes:
+    """model_editor writes no signature defs: added through the schema's object API."""
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     graph = model.subgraphs[0]
 
-    def tensor_map(index: int) -> schema.TensorMapT:
+    def tensor_map(name: str, index: int) -> schema.TensorMapT:
         entry = schema.TensorMapT()
-        entry.name, entry.tensorIndex = f"sig_{graph.tensors[index].name.decode()}", index
+        entry.name, entry.tensorIndex = name, index
         return entry
+
+    def by_name(index: int) -> schema.TensorMapT:
+        return tensor_map(f"sig_{graph.tensors[index].name.decode()}", index)
 
     signature = schema.SignatureDefT()
     signature.signatureKey, signature.subgraphIndex = key, 0
-    signature.inputs = [tensor_map(int(i)) for i in graph.inputs]
-    signature.outputs = [tensor_map(int(i)) for i in graph.outputs]
+    if outputs is None:
+        signature.inputs = [by_name(int(i)) for i in graph.inputs]
+        signature.outputs = [by_name(int(i)) for i in graph.outputs]
+    else:
+        signature.inputs = []
+        signature.outputs = [tensor_map(name, index) for name, index in outputs.items()]
     model.signatureDefs = [signature]
     builder = flatbuffers.Builder(len(data) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
@@ -344,3 +360,53 @@ def conv_dw_dense_int8(*, seed: int = 0, repeat_dense: bool = False) -> bytes:
         y = b.tensor("dense_3/out", (1, 8), scale=2.0, zero_point=3)
         b.op("FULLY_CONNECTED", [h3, w3, None], [y], options=schema.FullyConnectedOptionsT())
     return b.build(inputs=[x], outputs=[y])
+
+
+def conv_relu(
+    b: TfliteBuilder, x, name: str, out_name: str, seed: int, scope: str = ""
+) -> me.Tensor:
+    """A 1x1 CONV_2D (4 -> 4 channels, 6x6, fused RELU) on ``x``, its weights named
+    ``<scope>/<name>/convolution`` and ``.../BiasAdd`` as the converter names them."""
+    prefix = f"{scope}/" if scope else ""
+    rng = np.random.default_rng(seed)
+    w = b.constant(f"{prefix}{name}/convolution", rng.integers(-127, 128, (4, 1, 1, 4), np.int8),
+                   scale=[0.02] * 4, zero_point=[0] * 4, axis=0)  # fmt: skip
+    bias = b.constant(f"{prefix}{name}/BiasAdd", np.zeros(4, np.int32),
+                      scale=[0.002] * 4, zero_point=[0] * 4, axis=0)  # fmt: skip
+    y = b.tensor(out_name, (1, 6, 6, 4), scale=0.1, zero_point=-128)
+    options = schema.Conv2DOptionsT()
+    options.padding, options.strideW, options.strideH = schema.Padding.VALID, 1, 1
+    options.fusedActivationFunction = schema.ActivationFunctionType.RELU
+    b.op("CONV_2D", [x, w, bias], [y], options=options)
+    return y
+
+
+def keras3_like_int8(scope: str = "kws_like_1") -> bytes:
+    """CONV_2D -> MUL -> ADD (a BatchNormalization) -> CONV_2D -> RESHAPE -> FULLY_CONNECTED
+    -> SOFTMAX (a Dense(activation="softmax")), named as the converter names a traced
+    Keras 3 model: the graph output after the signature, like nothing in the model."""
+    b = TfliteBuilder()
+    x = b.tensor("serving_default_input:0", (1, 6, 6, 4), scale=0.1, zero_point=-128)
+    h = conv_relu(b, x, "conv2d_1", f"{scope}/conv2d_1/Relu;{scope}/conv2d_1/convolution", 0, scope)
+    bn = f"{scope}/batch_normalization_1/batchnorm"
+    scale = b.constant("arith.constant", np.full(4, 100, np.int8), scale=0.01)
+    m = b.tensor(f"{bn}/mul_1", (1, 6, 6, 4), scale=0.1, zero_point=-128)
+    b.op("MUL", [h, scale], [m], options=schema.MulOptionsT())
+    shift = b.constant("arith.constant1", np.full(4, 10, np.int8), scale=0.01)
+    a = b.tensor(f"{bn}/add_1", (1, 6, 6, 4), scale=0.1, zero_point=-128)
+    b.op("ADD", [m, shift], [a], options=schema.AddOptionsT())
+    h = conv_relu(
+        b, a, "conv2d_1_2", f"{scope}/conv2d_1_2/Relu;{scope}/conv2d_1_2/convolution", 1, scope
+    )
+    shape = b.constant("arith.constant2", np.array([1, 144], np.int32))
+    flat = b.tensor(f"{scope}/flatten_1/Reshape", (1, 144), scale=0.1, zero_point=-128)
+    b.op("RESHAPE", [h, shape], [flat])
+    w = b.constant(f"{scope}/dense_1/MatMul", np.ones((3, 144), np.int8), scale=0.01)
+    bias = b.constant("arith.constant3", np.zeros(3, np.int32), scale=0.001)
+    logits = b.tensor(f"{scope}/dense_1/MatMul1", (1, 3), scale=0.5)
+    b.op("FULLY_CONNECTED", [flat, w, bias], [logits], options=schema.FullyConnectedOptionsT())
+    y = b.tensor("StatefulPartitionedCall:0", (1, 3), scale=1 / 256, zero_point=-128)
+    softmax = schema.SoftmaxOptionsT()
+    softmax.beta = 1.0
+    b.op("SOFTMAX", [logits], [y], options=softmax)
+    return b.build(inputs=[x], outputs=[y], signature_outputs={"output_0": y})

@@ -114,7 +114,7 @@ def make_lean(data: bytes, *, keep_names: bool = False) -> Lean:
     try:
         builder = flatbuffers.Builder(len(data) + 4096)
         builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
-        lean = _aligned(bytes(builder.Output()))
+        lean = aligned(bytes(builder.Output()))
     except Exception as exc:  # the flatbuffers object API or the C++ aligner
         raise ConversionError(f"repacking the lean model failed: {exc}") from None
     misaligned = unaligned_buffers(lean)
@@ -277,7 +277,7 @@ def _text(value: bytes | str | None) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _aligned(data: bytes) -> bytes:
+def aligned(data: bytes) -> bytes:
     # the C++ wrapper reads and writes files, not bytes
     from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
 

@@ -26,6 +26,7 @@ from edgec.errors import InputError
 from edgec.report import Layer
 
 if TYPE_CHECKING:  # tflite_model reads ITEMSIZE from here
+    from edgec.artifact.layer_names import LayerNames
     from edgec.artifact.tflite_model import Operator, Tensor, TfliteModel
 
 # Bytes per element of each TFLite dtype; sub-byte types are packed. None: no fixed size.
@@ -52,7 +53,10 @@ LIVE_METHOD = (
 )
 
 
-def analyze_layers(model: TfliteModel) -> list[Layer]:
+def analyze_layers(model: TfliteModel, names: LayerNames | None = None) -> list[Layer]:
+    """One row per op. ``names``: the Keras layers recorded when the model was traced, so a
+    row is named as ``model.summary()`` names its layer; without them (a bare .tflite), by
+    the op's tensor name."""
     live = live_bytes_per_op(model)
     rows = []
     for op in model.operators:
@@ -64,7 +68,7 @@ def analyze_layers(model: TfliteModel) -> list[Layer]:
             Layer(
                 index=op.index,
                 op=op.name,
-                name=op.location,
+                name=names.name(model, op) if names is not None else op.location,
                 input_shapes=[list(t.shape) for t in tensors if not t.is_constant],
                 output_shape=list(out.shape) if out is not None else [],
                 parameters=sum(math.prod(t.shape) for t in constants),
@@ -205,8 +209,12 @@ class KernelStats:
         return self.unique_per_channel if self.per_channel else self.unique
 
 
-def kernel_stats(model: TfliteModel) -> list[KernelStats]:
-    """The int8 (or int4) weight tensor of every kernel op, measured."""
+def kernel_stats(model: TfliteModel, names: LayerNames | None = None) -> list[KernelStats]:
+    """The int8 (or int4) weight tensor of every kernel op, measured.
+
+    ``names``: the layers recorded when the model was traced (``LayerNames``), which name
+    each op's layers exactly; without them the layers are read from the names' scopes.
+    """
     stats = []
     for op in model.operators:
         if op.name not in KERNEL_OPS or len(op.inputs) < 2 or op.inputs[1] < 0:
@@ -220,7 +228,11 @@ def kernel_stats(model: TfliteModel) -> list[KernelStats]:
             KernelStats(
                 op=op.describe(),
                 tensor=tensor.name.split(";")[0],
-                layers=_layer_names(op.location, tensor.name),
+                layers=(
+                    frozenset(names.shown.get(n, n) for n in names.layers(model, op))
+                    if names is not None
+                    else _layer_names(op.location, tensor.name)
+                ),
                 shape=tuple(w.shape),
                 per_channel=tensor.per_channel,
                 zeros=sparsity(w),
@@ -237,7 +249,9 @@ def kernel_stats(model: TfliteModel) -> list[KernelStats]:
 
 
 def _layer_names(*names: str) -> frozenset[str]:
-    """Name-scope parts of op/tensor names, wrapper prefixes removed.
+    """Name-scope parts of op/tensor names, wrapper prefixes removed: a model read without
+    the ``LayerNames`` of its tracing (a scope that TensorFlow made unique, as Keras 3's
+    ``conv2d_1_2``, matches no layer here).
 
     The op location alone is not enough: the last layer's output tensor is named after
     the graph output ("StatefulPartitionedCall:0"), while its weight tensor keeps the

@@ -122,6 +122,9 @@ class TfliteModel:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     subgraph_count: int
+    # the first signature's outputs, (key, tensor index): "output_0" for the traced
+    # function's first output (graph output tensors are named after the signature)
+    signature_outputs: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "model") -> TfliteModel:
@@ -203,7 +206,13 @@ class TfliteModel:
             inputs=inputs,
             outputs=outputs,
             subgraph_count=len(model.subgraphs),
+            signature_outputs=_signature_outputs(model, len(tensors)),
         )
+
+    @cached_property
+    def producers(self) -> dict[int, int]:
+        """Tensor index -> the index of the op that writes it."""
+        return {t: op.index for op in self.operators for t in op.outputs}
 
     @cached_property
     def op_names(self) -> tuple[str, ...]:
@@ -417,6 +426,17 @@ def _options(options: object, activations: dict[int, str]) -> dict[str, Any]:
         code = int(scalars["fusedActivationFunction"])
         scalars["fusedActivationFunction"] = activations.get(code, f"ACTIVATION_{code}")
     return scalars
+
+
+def _signature_outputs(model: Any, count: int) -> tuple[tuple[str, int], ...]:
+    signatures = model.signatureDefs or []
+    if not signatures:
+        return ()
+    entries = signatures[0].outputs or []
+    _limit("signature outputs", len(entries), MAX_TENSORS)
+    names = tuple(_text(entry.name) for entry in entries)
+    indices = _indices([entry.tensorIndex for entry in entries], count, "signature output")
+    return tuple(zip(names, indices, strict=True))
 
 
 def _text(value: bytes | str | None) -> str:

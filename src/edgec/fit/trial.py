@@ -29,8 +29,8 @@ BUDGET_CHECKS = ("flash", "ram", "latency")
 SCREEN_SAMPLES = 32  # calibration (and LUT proof) samples of a screen
 _SCREEN_BEFORE = (builder.load_model, builder.load_data, builder.translate_keras3,
                   builder.validate_recipe, builder.train_example)  # fmt: skip
-_SCREEN_AFTER = (builder.convert, builder.measure_arena, builder.lut_compress,
-                 builder.lean, builder.check_targets)  # fmt: skip
+_SCREEN_AFTER = (builder.fold_batch_norms, builder.convert, builder.measure_arena,
+                 builder.lut_compress, builder.lean, builder.check_targets)  # fmt: skip
 
 
 def activation_types() -> tuple[str, ...]:

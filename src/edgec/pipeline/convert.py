@@ -3,7 +3,9 @@
 Modes: ``int8`` (full-integer, calibrated; what MCUs and NPUs run), ``int16`` (TFLite's
 16x8 mode: int16 activations, int8 weights, int64 biases; calibrated like int8),
 ``float16`` and ``dynamic-range`` (the phone variants), ``float`` (a plain float32 model for
-inspection). All are converted from a batch-1 concrete function. The converter options of
+inspection). All are converted from a batch-1 concrete function (``trace_batch1``, which
+also records the name scope of every layer call: ``convert_named`` returns them with the
+model, so reports name ops by the user's layers). The converter options of
 each mode are set in one place (``configure``); the full-integer conversions run in a child
 process (``_convert_worker``, which calls ``configure`` too), where a native crash of the
 calibrator becomes a ``ConversionError``. The other modes run no calibration and convert
@@ -13,18 +15,23 @@ in process.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgec._native_log import captured_native_stderr
 from edgec._process import stop_on_interrupt
+from edgec.artifact.layer_names import LayerNames
 from edgec.datasets.loading import non_finite
 from edgec.errors import ConversionError, InputError, UsageError
 
@@ -63,6 +70,14 @@ def model_io_type(io_type: str, activations: str = "int8") -> str:
     return "int16" if io_type == "int8" else io_type
 
 
+@dataclass(frozen=True)
+class Conversion:
+    """A converted model and the Keras layer behind each of its ops (recorded in tracing)."""
+
+    tflite: bytes
+    names: LayerNames
+
+
 def convert(
     model,
     *,
@@ -77,15 +92,39 @@ def convert(
     samples) and take ``io_type`` for their inputs and outputs (``model_io_type``). The
     others keep float32 I/O.
     """
+    return convert_named(
+        model, mode=mode, calibration_x=calibration_x, io_type=io_type, quiet=quiet
+    ).tflite
+
+
+def convert_named(
+    model,
+    *,
+    mode: str = "int8",
+    calibration_x: np.ndarray | None = None,
+    io_type: str = "int8",
+    quiet: bool = True,
+) -> Conversion:
+    """``convert``, with the layer names of the traced model (``LayerNames``)."""
     if mode not in MODES:
         raise InputError(f"unknown conversion mode '{mode}' (use {', '.join(MODES)})")
     if mode in ACTIVATIONS:
         if calibration_x is None:
             raise InputError(f"{mode} conversion needs calibration samples")
-        return convert_int8(model, calibration_x, io_type=io_type, activations=mode, quiet=quiet)
-    converter, graph = _batch1_converter(model)
+        samples = check_calibration_data(calibration_x)
+        check_recurrent(model)
+        traced = trace_batch1(model)
+        tflite = _convert_full_integer(traced, samples, io_type, mode, quiet)
+        return Conversion(tflite, traced.names)
+    from edgec._tf import tf
+
+    traced = trace_batch1(model)
+    trackable = (
+        model if type(model).__module__.startswith("tf_keras") else variables_of(traced.function)
+    )
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([traced.function], trackable)
     configure(converter, mode)
-    return _convert(converter, graph, quiet)
+    return Conversion(_convert(converter, traced.function.graph, quiet), traced.names)
 
 
 def configure(converter, mode: str, *, io_type: str = "int8") -> None:
@@ -132,11 +171,17 @@ def convert_int8(
     quantization run in a child process (``_convert_worker``), where a native crash
     becomes a ``ConversionError``.
     """
+    return convert_named(
+        model, mode=activations, calibration_x=calibration_x, io_type=io_type, quiet=quiet
+    ).tflite
+
+
+def _convert_full_integer(
+    traced: Traced, samples: np.ndarray, io_type: str, activations: str, quiet: bool
+) -> bytes:
     from edgec._tf import tf
 
-    samples = check_calibration_data(calibration_x)
-    check_recurrent(model)
-    concrete = batch1_function(model)
+    concrete = traced.function
     with tempfile.TemporaryDirectory(prefix="edgec-convert-") as tmp:
         folder = Path(tmp)
         (folder / "tmp").mkdir()
@@ -185,22 +230,102 @@ def check_calibration_data(x: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32)
 
 
-def batch1_function(model):
-    """``model`` traced with a fixed batch-1 float32 input: a TensorFlow concrete function."""
+@dataclass(frozen=True)
+class Traced:
+    """``model`` traced with a fixed batch-1 float32 input, and the scope of each layer call."""
+
+    function: Any  # a TensorFlow concrete function
+    names: LayerNames
+
+
+def trace_batch1(model) -> Traced:
+    """Trace ``model`` for conversion, recording which layer runs in which name scope.
+
+    Each leaf layer's ``call`` is wrapped for the trace (and restored after it): the
+    wrapper notes ``tf.get_current_name_scope()``, the scope TensorFlow made unique for
+    this call, which the converter's tensor names carry. ``LayerNames`` maps them back.
+    """
     from edgec._tf import tf
 
     spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32, name="input")
-    return tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    layers = flat_layers(model)
+    scopes: dict[str, str] = {}
+    with _recording_scopes(layers, scopes):
+        function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    shown = {layer.name: _unwrapped(layer).name for layer in layers if not _tfmot_own(layer)}
+    kinds = {layer.name: type(_unwrapped(layer)).__name__ for layer in layers}
+    names = LayerNames(scopes, shown, kinds)
+    outputs = {
+        key: names.layer_of_scope(_producer_op(tensor).name)
+        for key, tensor in zip(_signature_keys(function), function.outputs, strict=True)
+    }
+    return Traced(function, LayerNames(scopes, shown, kinds, outputs))
 
 
-def _batch1_converter(model):
-    """A converter for ``model`` with a fixed batch-1 input signature, and its traced graph."""
+def _signature_keys(function) -> list[str]:
+    """The signature key of each of the function's outputs, in ``function.outputs`` order, as
+    ``tf.saved_model.save`` and the converter name them: a dict's keys (flattened in
+    sorted order), else ``output_<i>``."""
+    structured = function.structured_outputs
+    if isinstance(structured, dict):
+        return sorted(structured)
+    return [f"output_{i}" for i in range(len(function.outputs))]
+
+
+@contextlib.contextmanager
+def _recording_scopes(layers: list, scopes: dict[str, str]) -> Iterator[None]:
     from edgec._tf import tf
 
-    concrete = batch1_function(model)
-    trackable = model if type(model).__module__.startswith("tf_keras") else variables_of(concrete)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], trackable)
-    return converter, concrete.graph
+    def recorder(layer):
+        call = layer.call
+
+        def recording_call(*args, **kwargs):
+            scopes.setdefault(tf.get_current_name_scope(), layer.name)
+            return call(*args, **kwargs)
+
+        return recording_call
+
+    # (layer, its own instance ``call`` or None): tf_keras' SavedModel export (which the
+    # converter runs on a tf_keras model) leaves ``call`` set on the instance
+    patched: list[tuple[Any, Any]] = []
+    try:
+        for layer in layers:
+            patched.append((layer, vars(layer).get("call")))
+            layer.call = recorder(layer)
+        yield
+    finally:
+        for layer, own in patched:
+            if own is None:
+                del layer.call
+            else:
+                layer.call = own
+
+
+def _producer_op(tensor):
+    """The op computing a traced function's output (through the Identity ops tracing adds)."""
+    op = tensor.op
+    while op.type == "Identity" and op.inputs:
+        op = op.inputs[0].op
+    return op
+
+
+def _tfmot_own(layer) -> bool:
+    """A layer TF-MOT adds itself (QAT's input QuantizeLayer), not one of the user's."""
+    module = type(layer).__module__
+    return module.startswith("tensorflow_model_optimization") and not hasattr(layer, "layer")
+
+
+def _unwrapped(layer):
+    """The user's layer inside a TF-MOT wrapper (QAT, pruning, clustering), else the layer.
+
+    Only TF-MOT's: Keras' own wrappers (TimeDistributed, Bidirectional) are the user's
+    layers, and ``model.summary()`` names them.
+    """
+    while type(layer).__module__.startswith("tensorflow_model_optimization") and hasattr(
+        layer, "layer"
+    ):
+        layer = layer.layer
+    return layer
 
 
 def variables_of(concrete):

@@ -49,16 +49,16 @@ def inspect_model(
         )
     if names is not None:
         raise InputError("--names is for a .tflite model", hint="drop --names")
-    from edgec.pipeline.convert import convert
+    from edgec.pipeline.convert import convert_named
     from edgec.pipeline.model_io import load_custom_objects, load_keras_model
 
     model = load_keras_model(path, load_custom_objects(custom_objects))
-    data = convert(model, mode="float")
+    conversion = convert_named(model, mode="float")
     return Inspection(
         str(path),
-        "Keras model, shown as its float32 TFLite conversion (batch 1); "
-        "'edgec build' gives the int8 figures",
-        len(data),
-        analyze_layers(TfliteModel.from_bytes(data)),
-        byte_breakdown(data, file="float32 conversion"),
+        "Keras model, shown as its float32 TFLite conversion (batch 1), ops named by "
+        "their layers; 'edgec build' gives the int8 figures",
+        len(conversion.tflite),
+        analyze_layers(TfliteModel.from_bytes(conversion.tflite), conversion.names),
+        byte_breakdown(conversion.tflite, file="float32 conversion"),
     )

@@ -82,23 +82,17 @@ def translate(model, x: np.ndarray, custom_objects: dict | None = None) -> Trans
     return Translation(rebuilt, diff, len(rebuilt.layers), version())
 
 
-def tf_keras_twin(model, x: np.ndarray, custom_objects: dict, scopes: set[str]):
-    """The proven tf_keras rebuild of ``model``, named as in ``scopes``; None if impossible.
+def tf_keras_twin(model, x: np.ndarray, custom_objects: dict):
+    """The proven tf_keras rebuild of ``model`` (same layer names), or None if impossible.
 
-    For the per-layer error of a plain build, which maps converted ops to layers by the
-    name scopes in their locations. Traced Keras 3 models put every scope one level
-    "_1" deeper than the layer's name (``functional_1_1/conv2d_2_1/Relu6`` for layer
-    ``conv2d_2`` of model ``functional_1``, seen with Keras 3.15): the twin's layers are
-    renamed the same way, all at once, so that names stay unique.
+    For the per-layer error of a plain build: the converted ops are mapped to the Keras 3
+    model's layers by the scopes recorded in tracing (``LayerNames``), and the twin's
+    layers of the same names give the float values.
     """
     try:
-        twin = translate(model, x, custom_objects).model
+        return translate(model, x, custom_objects).model
     except TranslationError:
         return None
-    if f"{model.name}_1" in scopes and model.name not in scopes:
-        for layer in twin.layers:
-            layer._name = f"{layer.name}_1"  # tf_keras has no public rename
-    return twin
 
 
 def _rebuild(model, tf_keras, custom_objects: dict):

@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from edgec.artifact.layer_names import LayerNames
 from edgec.artifact.tflite_model import TfliteModel
 from edgec.report import Layer
 
@@ -20,9 +21,18 @@ NOTICEABLE_STEPS = 1.0  # below one quantization step, rounding explains the err
 
 
 def with_layer_errors(
-    layers: list[Layer], keras_model, tflite: bytes, flat: TfliteModel, x: np.ndarray
+    layers: list[Layer],
+    keras_model,
+    tflite: bytes,
+    flat: TfliteModel,
+    x: np.ndarray,
+    names: LayerNames,
 ) -> list[Layer]:
     """``layers`` with ``error_rmse``/``error_steps`` filled where an op maps to a layer.
+
+    ``names`` are the layers recorded when the model was traced for conversion;
+    ``keras_model`` is that model, or one whose layers have the same names (a Keras 3
+    model's tf_keras twin).
 
     Like is compared with like: an op that fused the layers after it (a ReLU, a folded
     BatchNormalization) is compared with the last of them; an op that left the layer's
@@ -32,7 +42,7 @@ def with_layer_errors(
     from edgec._tf import keras
     from edgec.artifact.runtimes import dequantize, quantize, run_litert
 
-    probes = _probes(keras_model, flat)
+    probes = _probes(keras_model, flat, names)
     if not probes:
         return layers
     x = x[:SAMPLES]
@@ -102,9 +112,9 @@ def _is_recurrent(layer) -> bool:
     return type(_inner(layer)).__name__ in _RECURRENT
 
 
-def _probes(keras_model, flat: TfliteModel) -> dict[int, tuple[str, str]]:
+def _probes(keras_model, flat: TfliteModel, names: LayerNames) -> dict[int, tuple[str, str]]:
     """op index -> (Keras layer name, output | pre-activation) holding the same value."""
-    matched = _match_layers(keras_model, flat)
+    matched = _match_layers(keras_model, flat, names)
     producer = {t: op.index for op in flat.operators for t in op.outputs}
     probes: dict[int, tuple[str, str]] = {}
     for op in flat.operators:
@@ -181,14 +191,19 @@ def _node_index(model, layer) -> int:
     return 0
 
 
-def _match_layers(keras_model, flat: TfliteModel) -> dict[int, str]:
-    """op index -> Keras layer name, from the scope in each op's location."""
-    names = {layer.name for layer in keras_model.layers if not hasattr(layer, "layers")}
-    matched = {}
+def _match_layers(keras_model, flat: TfliteModel, names: LayerNames) -> dict[int, str]:
+    """op index -> Keras layer name: the last layer (in call order) the op computes."""
+    known = {layer.name for layer in keras_model.layers if not hasattr(layer, "layers")}
+    producer = {t: op.index for op in flat.operators for t in op.outputs}
+    matched: dict[int, str] = {}
     for op in flat.operators:
-        scope = [part for part in op.location.split("/") if part in names]
-        if scope:
-            matched[op.index] = scope[-1]
+        layers = [name for name in names.layers(flat, op) if name in known]
+        if not layers:
+            continue
+        separate = op.inputs and op.name in _SEPARATE_ACTIVATIONS.values()
+        if separate and matched.get(producer.get(op.inputs[0], -1)) == layers[-1]:
+            continue  # the layer's own activation as a separate op: see _probes
+        matched[op.index] = layers[-1]
     # Several ops of one layer (a Dense on a 3-D input, an unrolled LSTM): keep the last
     # one whose output leaves the layer (read by another layer's op, or the model output);
     # a FULLY_CONNECTED and its separate SOFTMAX both stay (see _probes).

@@ -100,11 +100,19 @@ class StageMetrics:
     # cluster
     clusters: int | None = None
     init: str | None = None
-    # qat
+    # qat (and fold_batch_norms: rewrites, rewrite_max_difference, kept_layers)
     scheme: str | None = None
     rewrites: list[str] | None = None
     rewrite_max_difference: builtins.float | None = None
     input_scale: builtins.float | None = None
+    kept_layers: dict[str, str] | None = None  # a BatchNormalization no exact fold takes: why
+    # batch_norm_cost: the kept layers' ops in the int8 model, and the same flatbuffer
+    # measured without them (their input passed on)
+    kept_ops: list[str] | None = None
+    arena_bytes_with_ops: int | None = None
+    arena_bytes_without_ops: int | None = None
+    flash_bytes_with_ops: int | None = None
+    flash_bytes_without_ops: int | None = None
     # translate_keras3
     max_abs_diff: builtins.float | None = None
     layers_rebuilt: int | None = None

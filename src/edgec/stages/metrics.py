@@ -92,11 +92,15 @@ class QatMetrics:
     rewrite_max_difference: float | None = None
     input_scale: float = 1.0  # an input Rescaling moved into the input quantization
     skipped_layers: dict[str, str] = field(default_factory=dict)  # QAT not run: why
+    # BatchNormalization no exact fold takes: trained with its output quantized (MUL/ADD)
+    kept_layers: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"scheme": self.scheme, "parameters": self.parameters}
         if self.skipped_layers:
             d["skipped_layers"] = dict(self.skipped_layers)
+        if self.kept_layers:
+            d["kept_layers"] = dict(self.kept_layers)
         if self.rewrites:
             d["rewrites"] = list(self.rewrites)
             d["rewrite_max_difference"] = self.rewrite_max_difference

@@ -61,9 +61,12 @@ class Qat(Stage):
         return [f"scheme {m['scheme']}"] if "scheme" in m else []
 
     def summary_tail(self, m: dict[str, Any]) -> list[str]:
+        parts = []
         if m.get("rewrites"):
-            return [f"rewritten for QAT: {len(m['rewrites'])} change(s), outputs equal"]
-        return []
+            parts.append(f"rewritten for QAT: {len(m['rewrites'])} change(s), outputs equal")
+        if m.get("kept_layers"):
+            parts.append(f"kept as int8 MUL/ADD: {', '.join(m['kept_layers'])}")
+        return parts
 
 
 def _check(spec: StageSpec, model, sample: np.ndarray | None) -> None:
@@ -87,14 +90,8 @@ def _check(spec: StageSpec, model, sample: np.ndarray | None) -> None:
                 f"layer '{layer.name}' ({kind}) cannot be quantization-aware trained",
                 _QAT_UNSUPPORTED[kind],
             )
-        if kind == "BatchNormalization":  # prepare_for_qat folded every foldable one
-            raise fail(
-                spec,
-                f"layer '{layer.name}' (BatchNormalization) does not directly follow a "
-                "Dense, Conv1D, Conv2D or DepthwiseConv2D without activation (used only "
-                "there); QAT cannot fold it",
-                "move it right after a linear Conv/Dense, or remove it",
-            )
+        if kind == "BatchNormalization":  # one no fold takes: int8 MUL/ADD (annotate)
+            continue
         if not registry.supports(layer):
             raise fail(
                 spec,
@@ -185,6 +182,7 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
         rewrites=tuple(prepared.rewrites),
         rewrite_max_difference=prepared.max_difference if prepared.rewrites else None,
         input_scale=prepared.input_scale,
+        kept_layers=dict(prepared.kept),
     )
     return StageResult(qat_model, metrics, input_scale=prepared.input_scale)
 

@@ -7,6 +7,14 @@ the original on sample inputs before QAT trains it:
   folded into that layer's kernel and bias, and the BN layer is dropped. TF-MOT's own
   Dense+BN handling keeps BN as a separate float op with a fake-quant after it; the
   converter then cannot fold it into FULLY_CONNECTED and leaves a float MUL/ADD island.
+- A BatchNormalization anywhere else (after an activation: ``Conv2D(activation="relu")``
+  then BN) is y * s + t per channel, which the *next* Dense / Conv1D / Conv2D /
+  DepthwiseConv2D takes in exactly (``_bn_forward_folds``): W (y s + t) + b =
+  (W s) y + (W t + b), also through layers that act on each channel alone (Dropout,
+  average pooling, Flatten; max pooling when every s >= 0). Not where that layer pads its
+  input with zeros (padding "same" or "causal" that adds rows): the border would see t
+  added to the padding. Such a BN stays, as the converter leaves it (int8 MUL and ADD),
+  and ``Prepared.kept`` says why; QAT quantizes its output (``annotate``).
 - Conv1D, SeparableConv1D, DepthwiseConv1D, MaxPooling1D, AveragePooling1D and UpSampling1D
   become Reshape -> their 2-D form on a (1, width) image -> Reshape: what the converter
   does with them anyway (CONV_2D on an expanded tensor), now visible to TF-MOT.
@@ -23,12 +31,14 @@ the original on sample inputs before QAT trains it:
   when that is exact (no zero padding, or no offset).
 
 Layer names are kept (a folded BN's output is its producer's), so recipes and reports keep
-naming the user's layers.
+naming the user's layers. ``fold_batch_norms`` (the cluster stage) and
+``fold_forward_batch_norms`` (a build without QAT, before conversion: the converter folds
+a BN into a linear layer before it, never into the one after) do only the BN folds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,6 +56,17 @@ REWRITTEN_1D = (
     "UpSampling1D",
 )
 INPUT_SCALERS = ("Rescaling", "Normalization")
+# What a BatchNormalization after an activation is folded into (its input side), and the
+# layers its per-channel y * s + t passes through on the way: identities, and averages of
+# one channel (weights summing to 1; "same" average pooling averages the valid inputs only).
+BN_TAKERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D")
+_BN_PASS = (
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D", "AveragePooling1D", "AveragePooling2D", "Flatten",
+)  # fmt: skip
+# max(y s + t) = max(y) s + t for s >= 0
+_BN_PASS_IF_INCREASING = ("MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling1D",
+                          "GlobalMaxPooling2D")  # fmt: skip
 _FOLD_TOLERANCE = 1e-3  # relative to the output range; float32 re-association only
 
 
@@ -55,11 +76,13 @@ class Prepared:
     input_scale: float = 1.0  # the model now takes x * input_scale (a removed Rescaling)
     rewrites: tuple[str, ...] = ()  # what changed, for the report
     max_difference: float = 0.0  # largest |rewritten - original| output on the check samples
+    # BatchNormalization layers no fold takes exactly -> why (they convert to int8 MUL/ADD)
+    kept: dict[str, str] = field(default_factory=dict)
 
 
 def prepare_for_qat(model, sample: np.ndarray) -> Prepared:
     """The model rewritten for QAT, proven equal to ``model`` on ``sample``."""
-    return _rewrite(model, sample, bn_only=False)
+    return _rewrite(model, sample, backward=True, forward=True, qat=True)
 
 
 def fold_batch_norms(model, sample: np.ndarray) -> Prepared:
@@ -70,18 +93,31 @@ def fold_batch_norms(model, sample: np.ndarray) -> Prepared:
     16 x units, and TF-MOT's CQAT skips a layer above 1,024 centroids with only a warning
     ("No clustering performed on layer ... Too many centroids to cluster").
     """
-    return _rewrite(model, sample, bn_only=True)
+    return _rewrite(model, sample, backward=True, forward=True, qat=False)
 
 
-def _rewrite(model, sample: np.ndarray, *, bn_only: bool) -> Prepared:
+def fold_forward_batch_norms(model, sample: np.ndarray) -> Prepared:
+    """Only the folds of a BatchNormalization into the layer after it (``_bn_forward_folds``),
+    for a build without QAT: the converter folds a BN into a linear layer before it by
+    itself, but leaves one after an activation as int8 MUL and ADD ops."""
+    return _rewrite(model, sample, backward=False, forward=True, qat=False)
+
+
+def _rewrite(model, sample: np.ndarray, *, backward: bool, forward: bool, qat: bool) -> Prepared:
     from edgec._tf import keras
 
     rewrites: list[str] = []
     folds = _bn_folds(model)
-    relus = {} if bn_only else _relu_absorbs(model, folds)
-    scaler, input_scale, first_fold = _input_scaler(model)
-    if bn_only:
-        scaler, input_scale, first_fold = None, 1.0, None
+    takes, kept = _bn_forward_folds(model, folds) if forward else ({}, {})
+    taken = {fold.bn for fold in takes.values()}
+    folds = folds if backward else {}
+    relus = _relu_absorbs(model, folds) if qat else {}
+    if not (qat or folds or takes):  # nothing to rewrite: no rebuild
+        return Prepared(model, kept=kept)
+    scaler: Any = None
+    input_scale, first_fold = 1.0, None
+    if qat:  # only QAT moves an input Rescaling/Normalization (it may refuse one)
+        scaler, input_scale, first_fold = _input_scaler(model)
     tensors: dict[int, Any] = {}
     inputs = []
     for tensor in model.inputs:
@@ -100,9 +136,14 @@ def _rewrite(model, sample: np.ndarray, *, bn_only: bool) -> Prepared:
             rewrites.append(f"{layer.name}: {kind} folded into {where}")
         elif layer.name in folds.values() or layer.name in relus.values():
             out = args[0]  # folded into its producer: its output is the producer's
+        elif layer.name in taken:
+            out = args[0]  # folded into a layer after it, which takes its input instead
         else:
             fold = folds.get(layer.name)
             pre = first_fold if first_fold and first_fold[0] == layer.name else None
+            if layer.name in takes:
+                pre = takes[layer.name].pre
+                rewrites.append(takes[layer.name].describe())
             relu = relus.get(layer.name)
             out = _rebuilt(model, layer, args, kwargs, (fold, pre, relu), keras, rewrites)
         for old, new in zip(_flat(node.outputs), _flat(out), strict=True):
@@ -110,9 +151,9 @@ def _rewrite(model, sample: np.ndarray, *, bn_only: bool) -> Prepared:
     outputs = [tensors[id(t)] for t in model.outputs]
     rebuilt = keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=model.name)
     if not rewrites:
-        return Prepared(model)
+        return Prepared(model, kept=kept)
     diff = _compare(model, rebuilt, sample, input_scale)
-    return Prepared(rebuilt, input_scale, tuple(rewrites), diff)
+    return Prepared(rebuilt, input_scale, tuple(rewrites), diff, kept)
 
 
 # ---------------------------------------------------------------------------- graph walk
@@ -187,6 +228,119 @@ def _bn_folds(model) -> dict[str, str]:
     return folds
 
 
+@dataclass(frozen=True)
+class _ForwardFold:
+    """A BatchNormalization taken in by the layer after it (``consumer``) on its input side."""
+
+    bn: str
+    consumer: str
+    through: tuple[str, ...]  # the per-channel layers between them
+    scale: np.ndarray  # over the consumer's input units (tiled per position after Flatten)
+    offset: np.ndarray
+
+    @property
+    def pre(self) -> tuple[str, np.ndarray, np.ndarray]:
+        return self.consumer, self.scale, self.offset
+
+    def describe(self) -> str:
+        via = f" (through {', '.join(self.through)})" if self.through else ""
+        return f"{self.bn}: BatchNormalization folded into the input of {self.consumer}{via}"
+
+
+def _bn_forward_folds(
+    model, folds: dict[str, str]
+) -> tuple[dict[str, _ForwardFold], dict[str, str]]:
+    """consumer layer name -> the BatchNormalization it takes in, and BN name -> why it stays,
+    for every BN that ``_bn_folds`` does not fold into its producer."""
+    takes: dict[str, _ForwardFold] = {}
+    kept: dict[str, str] = {}
+    for node in _nodes_in_order(model):
+        bn = node.layer
+        if type(bn).__name__ != "BatchNormalization" or bn.name in folds.values():
+            continue
+        fold = _forward_fold(model, bn)
+        if isinstance(fold, str):
+            kept[bn.name] = f"kept as int8 MUL/ADD ops: {fold}"
+        else:  # the consumer has one input: no other BN reaches it
+            takes[fold.consumer] = fold
+    return takes, kept
+
+
+def _forward_fold(model, bn) -> _ForwardFold | str:
+    """Where ``bn``'s y * s + t is taken in exactly, or why nowhere."""
+    if not _last_axis(bn):
+        return "it normalizes another axis than the last (channels)"
+    factor, shift = _bn_affine(bn)
+    layer, through = bn, []
+    while True:
+        consumers = _consumers(model, layer)
+        outputs = [t for n in _calls(model, layer) for t in _flat(n.outputs)]
+        if (
+            len(_calls(model, layer)) != 1
+            or len(consumers) != 1
+            or any(t is out for t in outputs for out in _flat(model.outputs))
+        ):
+            where = f"'{layer.name}'" if layer is not bn else "its"
+            return f"{where} output is used more than once or is a model output"
+        node = consumers[0]
+        nxt, kind = node.layer, type(node.layer).__name__
+        inputs = _flat(node.call_args)
+        if len(inputs) != 1 or len(_calls(model, nxt)) != 1:
+            return f"the next layer, '{nxt.name}' ({kind}), has other inputs or calls"
+        channels_last = nxt.get_config().get("data_format", "channels_last") == "channels_last"
+        if kind in _BN_PASS + _BN_PASS_IF_INCREASING and channels_last:
+            if kind in _BN_PASS_IF_INCREASING and np.any(factor < 0):
+                return f"'{nxt.name}' ({kind}) follows it and a negative BN scale flips the max"
+            if kind == "Flatten":  # channels last: unit i holds channel i % channels
+                positions = int(np.prod([int(d) for d in inputs[0].shape[1:-1]]))
+                factor, shift = np.tile(factor, positions), np.tile(shift, positions)
+            through.append(nxt.name)
+            layer = nxt
+            continue
+        if kind not in BN_TAKERS or not channels_last or nxt.get_config().get("groups", 1) != 1:
+            return f"the next layer, '{nxt.name}' ({kind}), cannot take it in"
+        padded = _zero_padding(nxt, tuple(inputs[0].shape))
+        # a shift below float32 resolution of y (|t / s| <= 1e-6) is no shift
+        if padded and np.any(np.abs(shift) > 1e-6 * np.abs(factor)):
+            return f"the next layer, '{nxt.name}' ({kind}), {padded}: the BN's shift is not there"
+        return _ForwardFold(bn.name, nxt.name, tuple(through), factor, shift)
+
+
+def _bn_affine(bn) -> tuple[np.ndarray, np.ndarray]:
+    """The BatchNormalization at inference as y * scale + offset, per channel (float64)."""
+    gamma, beta, mean, var = (np.asarray(w, np.float64) for w in _bn_weights(bn))
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    return scale, beta - mean * scale
+
+
+def _zero_padding(layer, input_shape: tuple) -> str:
+    """How ``layer`` pads its input with zeros ("" when it does not), from its config and
+    input shape: "same" padding adds rows only where the kernel overhangs
+    (TensorFlow's rule: (ceil(n / stride) - 1) * stride + (k - 1) * dilation + 1 - n).
+    """
+    config = layer.get_config()
+    padding = config.get("padding", "valid")
+    if padding == "valid" or type(layer).__name__ == "Dense":
+        return ""
+    sizes = [int(d) for d in input_shape[1:-1]]
+    dims = len(sizes)
+    kernel = _per_dim(config.get("kernel_size", 1), dims)
+    strides = _per_dim(config.get("strides", 1), dims)
+    dilation = _per_dim(config.get("dilation_rate", 1), dims)
+    for n, k, s, d in zip(sizes, kernel, strides, dilation, strict=True):
+        reach = (k - 1) * d
+        pad = reach if padding == "causal" else max((-(-n // s) - 1) * s + reach + 1 - n, 0)
+        if pad:
+            k_text = "x".join(str(v) for v in kernel)
+            return f"pads its input with zeros (padding='{padding}', kernel {k_text})"
+    return ""
+
+
+def _per_dim(value, dims: int) -> list[int]:
+    values = list(value) if isinstance(value, list | tuple) else [value]
+    return [int(v) for v in (values * dims if len(values) == 1 else values)]
+
+
 def _relu_absorbs(model, folds: dict[str, str]) -> dict[str, str]:
     """producer layer name -> the ReLU layer (or BN + ReLU) it takes in as its activation.
 
@@ -259,10 +413,10 @@ def _input_scaler(model):
 
 def _first_layer_fold(model, scaler, scale, offset):
     """(first layer name, per-input-channel scale, offset) for folding the input scaler."""
-    consumers = [node.layer for node in _consumers(model, scaler)]
-    first = consumers[0] if len(consumers) == 1 else None
+    nodes = _consumers(model, scaler)
+    first = nodes[0].layer if len(nodes) == 1 else None
     kind = type(first).__name__ if first is not None else ""
-    padded = first is not None and first.get_config().get("padding", "valid") != "valid"
+    padded = first is not None and _zero_padding(first, tuple(_flat(nodes[0].call_args)[0].shape))
     if kind not in ("Dense", "Conv1D", "Conv2D") or (padded and np.any(offset)):
         raise InputError(
             f"layer '{scaler.name}' ({type(scaler).__name__}) at the input has an offset or "
@@ -296,8 +450,8 @@ def _rebuilt(model, layer, args, kwargs, absorbed, keras, rewrites: list[str]):
     weights = layer.get_weights()
     if fold is not None or pre is not None:
         weights = _folded_weights(layer, weights, model.get_layer(fold) if fold else None, pre)
+        changes["use_bias"] = True  # the folded weights always have a bias
         if fold is not None:
-            changes["use_bias"] = True
             rewrites.append(f"{fold}: BatchNormalization folded into {layer.name}")
     if relu is not None:
         changes["activation"] = _relu_kind(model.get_layer(relu))
@@ -336,16 +490,18 @@ def _folded_weights(layer, weights, bn, pre) -> list[np.ndarray]:
         shape[in_axis] = -1
         s = np.broadcast_to(scale, (kernel.shape[in_axis],)).reshape(shape)
         o = np.broadcast_to(offset, (kernel.shape[in_axis],)).reshape(shape)
-        bias = bias + (kernel * o).reshape(-1, kernel.shape[-1]).sum(axis=0)
+        if depthwise:  # output channel c * multiplier + m reads input channel c only
+            bias = bias + (kernel * o).sum(axis=(0, 1)).reshape(-1)
+        else:
+            bias = bias + (kernel * o).reshape(-1, kernel.shape[-1]).sum(axis=0)
         kernel = kernel * s
     if bn is not None:
-        gamma, beta, mean, var = (np.asarray(w, np.float64) for w in _bn_weights(bn))
-        factor = gamma / np.sqrt(var + bn.epsilon)
+        factor, shift = _bn_affine(bn)
         if depthwise:
             kernel = kernel * factor.reshape(kernel.shape[-2], kernel.shape[-1])
         else:
             kernel = kernel * factor
-        bias = (bias - mean) * factor + beta
+        bias = bias * factor + shift
     return [kernel.astype(np.float32), bias.astype(np.float32)]
 
 
@@ -450,7 +606,10 @@ def _separable_2d(config: dict, x, weights, keras):
 def annotate(model):
     """``quantize_annotate_model``, with a QuantizeConfig of TF-MOT's own classes for layers
     whose activation is relu6: kernel fake-quantized, the activation left as it is, the
-    output (after relu6) fake-quantized; the converter fuses RELU6 into the op.
+    output (after relu6) fake-quantized; the converter fuses RELU6 into the op. A
+    BatchNormalization left in the model (``Prepared.kept``: no exact fold takes it) gets
+    the config TF-MOT gives an Add: its output fake-quantized, nothing else; the converter
+    makes it int8 MUL and ADD ops, as without QAT.
 
     Returns the annotated model and the ``quantize_scope`` that ``quantize_apply`` needs.
     The config classes are the default scheme's own (taken from its registry). Trap: a
@@ -465,6 +624,10 @@ def annotate(model):
     scope: dict[str, type] = {}
 
     def wrap(layer):
+        if type(layer).__name__ == "BatchNormalization":  # TF-MOT 0.8.1 has no config for it
+            cls = type(registry.get_quantize_config(keras.layers.Add()))
+            scope[cls.__name__] = cls
+            return quantize.quantize_annotate_layer(layer, cls([], [], True))
         if not _is_relu6(layer.get_config().get("activation")) or not registry.supports(layer):
             return layer
         cls = type(registry.get_quantize_config(layer))
@@ -491,8 +654,9 @@ def _compare(original, rebuilt, sample: np.ndarray, input_scale: float) -> float
     span = float(np.max(np.abs(want))) if want.size else 0.0
     if diff > _FOLD_TOLERANCE * max(span, 1.0):
         raise InputError(
-            f"rewriting the model for QAT changed its outputs (largest difference {diff:.3g})",
-            hint="skip QAT for this model, or report it with the model attached",
+            f"rewriting the model (folding layers into others) changed its outputs (largest "
+            f"difference {diff:.3g})",
+            hint="report it with the model attached",
         )
     return diff
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgec.artifact.layer_names import LayerNames
 from edgec.artifact.stats import KernelStats, find_kernel, kernel_stats
 from edgec.artifact.tflite_model import TfliteModel
 from edgec.report import Check
@@ -30,9 +31,12 @@ class Expectations:
         return bool(self.sparsity or self.pattern_2_4 or self.clusters or self.channels)
 
 
-def compression_checks(model: TfliteModel, expected: Expectations) -> list[Check]:
-    """One check per requested technique, measured on the int8 kernels."""
-    stats = kernel_stats(model)
+def compression_checks(
+    model: TfliteModel, expected: Expectations, names: LayerNames | None = None
+) -> list[Check]:
+    """One check per requested technique, measured on the int8 kernels (found by layer:
+    ``names``, recorded when the model was traced, or else the tensors' name scopes)."""
+    stats = kernel_stats(model, names)
     checks = []
     if expected.sparsity:
         checks.append(_check_sparsity(stats, expected.sparsity))

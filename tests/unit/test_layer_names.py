@@ -1,0 +1,111 @@
+"""Ops named by the Keras layers recorded in tracing (``LayerNames``).
+
+Flatbuffers built directly (tests/support/tflite_builder.py) with the tensor names the
+converter writes for a Keras 3 model: scopes that TensorFlow made unique ("conv2d_1_2"
+for layer conv2d_1), and the graph output renamed after the signature.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from edgec.artifact.layer_names import LayerNames
+from edgec.artifact.stats import analyze_layers, find_kernel, kernel_stats
+from edgec.artifact.tflite_model import TfliteModel
+from tests.support.tflite_builder import TfliteBuilder, conv_relu, keras3_like_int8
+
+SCOPE = "kws_like_1"
+# What tracing a Keras 3 model records (edgec.pipeline.convert.trace_batch1): the model's
+# layer conv2d ran in scope conv2d_1, its layer conv2d_1 in conv2d_1_2.
+NAMES = LayerNames(
+    scopes={
+        f"{SCOPE}/conv2d_1": "conv2d",
+        f"{SCOPE}/batch_normalization_1": "batch_normalization",
+        f"{SCOPE}/conv2d_1_2": "conv2d_1",
+        f"{SCOPE}/flatten_1": "flatten",
+        f"{SCOPE}/dense_1": "dense",
+    },
+    shown={
+        "conv2d": "conv2d",
+        "batch_normalization": "batch_normalization",
+        "conv2d_1": "conv2d_1",
+        "flatten": "flatten",
+        "dense": "dense",
+    },
+    kinds={
+        "conv2d": "Conv2D",
+        "batch_normalization": "BatchNormalization",
+        "conv2d_1": "Conv2D",
+        "flatten": "Flatten",
+        "dense": "Dense",
+    },
+    outputs={"output_0": "dense"},
+)
+
+
+@pytest.fixture(scope="module")
+def keras3_like() -> bytes:
+    return keras3_like_int8(SCOPE)
+
+
+def test_rows_are_named_by_the_recorded_layers(keras3_like):
+    flat = TfliteModel.from_bytes(keras3_like)
+    rows = [(row.op, row.name) for row in analyze_layers(flat, NAMES)]
+    assert rows == [
+        ("CONV_2D", "conv2d"),
+        ("MUL", "batch_normalization"),
+        ("ADD", "batch_normalization"),
+        ("CONV_2D", "conv2d_1"),
+        ("RESHAPE", "flatten"),
+        ("FULLY_CONNECTED", "dense"),
+        ("SOFTMAX", "dense"),  # its tensor is named after the signature, as the model output
+    ]
+    assert flat.signature_outputs == (("output_0", flat.outputs[0]),)
+    # without the recording, a row shows the op's tensor name
+    assert analyze_layers(flat)[0].name == f"{SCOPE}/conv2d_1/Relu"
+
+
+def test_kernels_are_found_by_the_recorded_layers(keras3_like):
+    """Read from scopes alone, layer conv2d_1's kernel would be the first conv's (its scope
+    is conv2d_1); with the recorded names each layer finds its own."""
+    flat = TfliteModel.from_bytes(keras3_like)
+    stats = kernel_stats(flat, NAMES)
+    first, second = (s for s in stats if "CONV_2D" in s.op)
+    assert find_kernel(stats, "conv2d") is first and find_kernel(stats, "conv2d_1") is second
+    assert find_kernel(stats, "dense") is not None
+    guessed = kernel_stats(flat)
+    assert find_kernel(guessed, "conv2d_1") is guessed[0]  # the guess this replaces
+
+
+def test_layers_of_an_op_are_in_call_order(keras3_like):
+    flat = TfliteModel.from_bytes(keras3_like)
+    names = LayerNames(
+        scopes={"m/conv2d": "conv2d", "m/batch_normalization": "bn", "m/re_lu": "re_lu"}
+    )
+    b = TfliteBuilder()
+    x = b.tensor("x", (1, 6, 6, 4), scale=0.1)
+    conv_relu(
+        b, x, "conv2d", "m/re_lu/Relu;m/batch_normalization/FusedBatchNormV3;m/conv2d/Conv2D", 0
+    )
+    fused = TfliteModel.from_bytes(b.build(inputs=[x], outputs=[b.subgraph.tensors[-1]]))
+    assert names.layers(fused, fused.operators[0]) == ("conv2d", "bn", "re_lu")
+    assert names.name(fused, fused.operators[0]) == "conv2d"
+    assert NAMES.layers(flat, flat.operators[0]) == ("conv2d",)
+
+
+def test_converter_inserted_ops_and_tfmot_layers():
+    """A DEQUANTIZE the converter inserted ("tfl.dequantize") converts its producer's tensor:
+    named by that layer. An op that TF-MOT's QuantizeLayer shares with a user layer is
+    named by the user's layer."""
+    names = LayerNames(
+        scopes={"m/quantize_layer": "quantize_layer", "m/conv2d": "conv2d"},
+        shown={"conv2d": "conv2d"},  # TF-MOT's own QuantizeLayer is no user layer
+    )
+    b = TfliteBuilder()
+    x = b.tensor("x", (1, 6, 6, 4), scale=0.1)
+    h = conv_relu(b, x, "conv2d", "m/quantize_layer/q;m/conv2d/Relu", 0)
+    y = b.tensor("tfl.dequantize", (1, 6, 6, 4), "float32")
+    b.op("DEQUANTIZE", [h], [y])
+    flat = TfliteModel.from_bytes(b.build(inputs=[x], outputs=[y]))
+    assert [names.name(flat, op) for op in flat.operators] == ["conv2d", "conv2d"]
+    assert names.layers(flat, flat.operators[0]) == ("quantize_layer", "conv2d")

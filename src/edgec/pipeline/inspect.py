@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgec.artifact.stats import analyze_layers
-from edgec.artifact.tflite_model import TfliteModel
+from edgec.artifact.tflite_model import MAX_MODEL_BYTES, TfliteModel
 from edgec.errors import InputError
 from edgec.report import Layer
+from edgec.safeio import read_regular
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,10 @@ class Inspection:
 
 
 def inspect_model(path: Path, custom_objects: str | None = None) -> Inspection:
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"model {path} does not exist")
-    if path.is_file() and path.suffix.lower() == ".tflite":
-        data = path.read_bytes()
+    if path.suffix.lower() == ".tflite":
+        data = read_regular(path, "model", limit=MAX_MODEL_BYTES)
         flat = TfliteModel.from_bytes(data, source=str(path))
         dtypes = sorted({t.dtype for t in flat.tensors if t.is_constant and len(t.shape) >= 2})
         return Inspection(str(path), f"TFLite model, weights {'/'.join(dtypes) or 'none'}",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from edgec import safeio
 from edgec.errors import InputError
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -20,11 +19,13 @@ def inspect_model_file(path: Path) -> str:
     Returns the Keras version it was saved with (``"2.21.0"``, ``"3.15.1"``, ``"unknown"``),
     or ``SAVEDMODEL`` for a SavedModel folder without Keras metadata.
     """
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"model {path} does not exist")
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise InputError(f"model {path} is a folder but not a SavedModel (no saved_model.pb)")
+        safeio.regular_files(path, "SavedModel", limit_files=safeio.MAX_ARCHIVE_MEMBERS,
+                             limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
         if not (path / "keras_metadata.pb").is_file():
             return SAVEDMODEL  # Keras 3 export() or tf.saved_model.save: its serving signature
         return "unknown"
@@ -38,14 +39,11 @@ def inspect_model_file(path: Path) -> str:
 
 def _saved_keras_version(path: Path) -> str:
     if path.suffix.lower() == ".keras":
-        try:
-            with zipfile.ZipFile(path) as archive:
-                meta = json.loads(archive.read("metadata.json"))
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
-            raise InputError(f"model {path} is not a readable .keras archive ({exc})") from None
-        return str(meta.get("keras_version", "unknown"))
+        return _keras_archive_version(path)
     import h5py
 
+    safeio.check_hdf5(safeio.regular_file(path, "model"), f"model {path}",
+                      limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
     try:
         with h5py.File(path, "r") as f:
             version = f.attrs.get("keras_version", "unknown")
@@ -58,6 +56,24 @@ def _saved_keras_version(path: Path) -> str:
             hint="save the whole model with model.save(), not save_weights()",
         )
     return version.decode() if isinstance(version, bytes) else str(version)
+
+
+def _keras_archive_version(path: Path) -> str:
+    """A .keras archive's Keras version, its members checked (sizes, methods, its weights'
+    datasets) before any loader extracts or reads them."""
+    where = f"model {path}"
+    with safeio.open_archive(path, "model", kind=".keras") as archive:
+        names = archive.namelist()
+        if "metadata.json" not in names:
+            raise InputError(f"model {path} is not a readable .keras archive (no metadata.json)")
+        text = safeio.read_member(archive, "metadata.json", where, limit=1 << 20)
+        meta = safeio.load_json(text, f"{where}: metadata.json")
+        for weights in (n for n in names if n.endswith(".h5")):
+            with archive.open(weights) as member:
+                safeio.check_hdf5(member, f"{where}: {weights}",
+                                  limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
+    version = meta.get("keras_version", "unknown") if isinstance(meta, dict) else "unknown"
+    return str(version)
 
 
 def load_keras_model(path: Path, custom_objects: dict | None = None):

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from edgec import __version__
+from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
 from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
 from edgec.errors import EdgecError, printable
 from edgec.export.layouts import LAYOUTS
@@ -65,6 +66,14 @@ calibration_samples_option = click.option(
     default=DEFAULT_CALIBRATION_SAMPLES,
     show_default=True,
     help="Samples used to calibrate int8 ranges; the rest evaluate the model.",
+)
+max_samples_option = click.option(
+    "--max-samples",
+    type=click.IntRange(min=2),
+    default=DEFAULT_MAX_SAMPLES,
+    show_default=True,
+    help="Samples of DATA used at most; a larger data set is sampled (seeded) while it is "
+    "read, and the summary says so.",
 )
 max_accuracy_drop_option = click.option(
     "--max-accuracy-drop",
@@ -154,6 +163,7 @@ def stage_short_forms(command: _F) -> _F:
     "audio and autoencoders where int8 loses too much; TFLM and Ethos-U targets.",
 )
 @calibration_samples_option
+@max_samples_option
 @max_accuracy_drop_option
 @click.option("--name", help="Model name for C identifiers (default: the file name).")
 @click.option(
@@ -226,6 +236,7 @@ def build(
     io_type: str,
     activations: str,
     calibration_samples: int,
+    max_samples: int,
     max_accuracy_drop: float,
     name: str | None,
     phone_variants: str,
@@ -262,6 +273,7 @@ def build(
             io_type=io_type,
             activations=activations,
             calibration_samples=calibration_samples,
+            max_samples=max_samples,
             max_accuracy_drop=max_accuracy_drop,
             name=name,
             phone_variants=phone_variants,
@@ -358,13 +370,14 @@ def build(
     "targets only).",
 )
 @calibration_samples_option
+@max_samples_option
 @max_accuracy_drop_option
 @custom_objects_option
 @debug_option
 def fit(
     model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
     trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
-    workers: int | None, ray_address: str | None, calibration_samples: int,
+    workers: int | None, ray_address: str | None, calibration_samples: int, max_samples: int,
     max_accuracy_drop: float, custom_objects: str | None, strip_names: bool,
 ) -> None:  # fmt: skip
     """Search compression recipes for the most accurate int8 model that fits the target(s).
@@ -385,7 +398,8 @@ def fit(
         max_screens=max_screens,
         time_budget=None if time_budget is None else parse_duration(time_budget), seed=seed,
         rungs=parse_rungs(rungs), calibration_samples=calibration_samples,
-        max_accuracy_drop=max_accuracy_drop, custom_objects=custom_objects,
+        max_samples=max_samples, max_accuracy_drop=max_accuracy_drop,
+        custom_objects=custom_objects,
         strip_names=strip_names,
     )  # fmt: skip
     executor = select_executor(workers, ray_address)

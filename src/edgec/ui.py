@@ -21,7 +21,14 @@ from edgec.fit.search import FitOutcome, FitProgress, Search
 from edgec.fit.space import short_key
 from edgec.fit.store import Record
 from edgec.pipeline.inspect import Inspection
-from edgec.report import BuildReport, CheckReport, LutCompression, TargetSection, to_plain
+from edgec.report import (
+    BuildReport,
+    CheckReport,
+    DataInfo,
+    LutCompression,
+    TargetSection,
+    to_plain,
+)
 from edgec.stages import find_stage, summary_line
 from edgec.targets.profile import TargetProfile
 from edgec.units import format_size
@@ -109,6 +116,8 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
             figures, label = f"{base:.4g} → {figures}", f"{acc.metric} input → compressed → {q}"
     table.add_row(label, figures, "", "")
     out.print(table)
+    if (line := sampled_line(report.data)) is not None:
+        out.print(f" [yellow]data:[/] {t(line)}")
     if report.firmware is not None:
         out.print(t(_firmware_line(report)))
         if report.firmware.compression is not None:
@@ -139,6 +148,16 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
             + [f"{s.target}: {c.name}" for s in report.targets[1:] for c in s.checks if not c.ok]
         )
         out.print(f"[bold red]FAIL[/] failed checks: {t(failed)} (exit code 3)")
+
+
+def sampled_line(data: DataInfo) -> str | None:
+    """What --max-samples did, when it cut the data."""
+    if data.sampled_from is None or data.max_samples is None:
+        return None
+    return (
+        f"{data.sampled_from:,} samples in {data.source}; a seeded sample of "
+        f"{data.max_samples:,} was used (--max-samples {data.max_samples})"
+    )
 
 
 def _firmware_line(report: BuildReport) -> str:
@@ -462,6 +481,8 @@ def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
         )
         return
     r = winner.result
+    if outcome.data is not None and (note := sampled_line(outcome.data)) is not None:
+        out.print(f" [yellow]data:[/] {t(note)}")
     out.print(f"Chosen: [bold]{t(r.key)}[/] ({r.epochs} epoch(s) a stage), int8 {r.accuracy:g}")
     for target in r.targets:
         out.print(

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
+
 SCREEN = 0  # TrialJob.epochs: the untrained transformation, converted and measured only
 
 
@@ -42,6 +44,7 @@ class TrialJob:
     data: str | None = None
     budget: str | None = None
     calibration_samples: int = 300
+    max_samples: int = DEFAULT_MAX_SAMPLES  # edgec build --max-samples
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
     strip_names: bool = False

@@ -32,6 +32,7 @@ def check_inputs(options: FitOptions) -> None:
             out=None,
             budget=options.budget,
             calibration_samples=options.calibration_samples,
+            max_samples=options.max_samples,
             max_accuracy_drop=options.max_accuracy_drop,
             custom_objects=options.custom_objects,
             strip_names=options.strip_names,
@@ -65,6 +66,7 @@ def write_winner(search: Search, winner: Record, outcome: FitOutcome) -> None:
         extra["recipe.toml"] = toml.encode()
     builder.write_build(built, out, extra, fit_section(search.store, winner))
     outcome.recipe_toml, outcome.files_written = toml, True
+    outcome.data = built.report.data
 
 
 def _same(trial: list[dict], rebuilt: list[dict]) -> dict:

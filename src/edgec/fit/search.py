@@ -27,10 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
 from edgec.errors import UsageError
 from edgec.fit import space
 from edgec.fit.executor import Executor, InProcess, TrialJob, TrialResult
 from edgec.fit.store import Record, Store, fingerprint
+from edgec.report import DataInfo
 
 DEFAULT_RUNGS = (1, 2, 4)
 MAX_SCREENS = 48  # default: structures screened at most (each converts and measures once)
@@ -49,6 +51,7 @@ class FitOptions:
     rungs: tuple[int, ...] = DEFAULT_RUNGS  # epochs a stage at each rung
     max_screens: int = MAX_SCREENS  # structures screened untrained at most
     calibration_samples: int = 300
+    max_samples: int = DEFAULT_MAX_SAMPLES  # of DATA, as edgec build --max-samples
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
     strip_names: bool = False  # every trial ships without tensor names (edgec build's option)
@@ -97,8 +100,8 @@ class Search:
             model=None if o.model is None else str(o.model.absolute()),
             data=None if o.data is None else str(o.data.absolute()),
             budget=o.budget, calibration_samples=o.calibration_samples,
-            max_accuracy_drop=o.max_accuracy_drop, custom_objects=o.custom_objects,
-            strip_names=o.strip_names,
+            max_samples=o.max_samples, max_accuracy_drop=o.max_accuracy_drop,
+            custom_objects=o.custom_objects, strip_names=o.strip_names,
         )  # fmt: skip
 
     def run(self, jobs: Sequence[TrialJob]) -> dict[str, TrialResult]:
@@ -233,6 +236,7 @@ class FitOutcome:
     closest_lever: str | None
     recipe_toml: str | None = None
     files_written: bool = False
+    data: DataInfo | None = None  # the winner's build: what --max-samples did to DATA
 
 
 def run_fit(

@@ -75,6 +75,7 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         out=out,
         budget=job.budget,
         calibration_samples=job.calibration_samples,
+        max_samples=job.max_samples,
         max_accuracy_drop=job.max_accuracy_drop,
         custom_objects=job.custom_objects,
         strip_names=job.strip_names,

@@ -206,6 +206,8 @@ class DataInfo:
     evaluation_samples: int
     labels: str  # "classes" | "targets" | "none"
     preprocessing: str = ""
+    max_samples: int | None = None  # --max-samples: DATA beyond it is sampled (seeded)
+    sampled_from: int | None = None  # the samples DATA holds, when it held more than that
 
 
 @dataclass(frozen=True, slots=True)

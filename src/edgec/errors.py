@@ -6,14 +6,23 @@ An ``EdgecError`` is shown to the user as one line on stderr (no traceback unles
 
 from __future__ import annotations
 
-# C0 and C1 control characters (newlines, ESC of terminal escape sequences, ...)
-_CONTROL = dict.fromkeys([*range(32), 127, *range(0x80, 0xA0)], "?")
+import unicodedata
+
+# Control (C0, C1: newlines, ESC of terminal escape sequences), format (bidirectional
+# overrides such as U+202E, zero-width characters), line and paragraph separators, and
+# lone surrogates.
+_UNSAFE = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
 
 
 def printable(text: str) -> str:
-    """``text`` without control characters: names from untrusted files cannot move the
-    cursor, recolour or retitle the user's terminal, or fake extra output lines."""
-    return text.translate(_CONTROL)
+    """``text`` with every control, format and line-separator character replaced by "?":
+    names from untrusted files cannot move the cursor, recolour or retitle the user's
+    terminal, fake extra output lines, or reverse what follows them (U+202E)."""
+    if text.isprintable():  # the common case, in C: no character of those categories
+        return text
+    return "".join(
+        "?" if not c.isprintable() and unicodedata.category(c) in _UNSAFE else c for c in text
+    )
 
 
 class EdgecError(Exception):

@@ -464,6 +464,8 @@ def _verdict(r: TrialResult) -> str:
 def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
     store, winner = outcome.store, outcome.winner
     summary = store.summary()
+    for line in outcome.remeasured:  # fit.json held records its rebuild contradicted
+        out.print(f"[yellow]not trusted:[/] {t(line)}; replaced by the measurement")
     out.print(
         f"Searched {seconds / 60:.1f} min: {summary['screened']} structures screened untrained "
         f"({summary['rejected_without_training']} rejected without training, "

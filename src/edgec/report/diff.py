@@ -6,11 +6,11 @@ report written by another edgec version of the same schema can be compared.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgec import safeio
 from edgec.errors import InputError, UsageError
 
 DIFF_FIGURES = (("flash_bytes", "flash"), ("arena_bytes", "RAM"))
@@ -42,19 +42,12 @@ def parse_growth(text: str) -> float:
 
 def load_report_figures(path: Path) -> dict[str, dict[str, int | None]]:
     """target -> {flash_bytes, arena_bytes} from a build or check report.json."""
-    try:
-        data = json.loads(path.read_text(), parse_constant=_no_constant)
-    except FileNotFoundError:
-        raise InputError(f"report {path} does not exist") from None
-    except IsADirectoryError:
+    if path.is_dir():
         raise InputError(
             f"report {path} is a directory",
             hint=f"give the report.json inside it: {path}/report.json",
-        ) from None
-    except OSError as exc:
-        raise InputError(f"cannot read report {path}: {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise InputError(f"{path} is not a JSON report: {exc}") from None
+        )
+    data = safeio.load_json(safeio.read_text(path, "report"), f"report {path}")
     if not isinstance(data, dict) or "schema_version" not in data:
         raise InputError(f"{path} is not an edgec report (no schema_version)")
     sections = data.get("targets") or []
@@ -62,9 +55,11 @@ def load_report_figures(path: Path) -> dict[str, dict[str, int | None]]:
         sections = [{"target": data["target"], "memory": data["memory"]}]
     if not sections:
         raise InputError(f"{path} is an edgec report without targets")
+    if not isinstance(sections, list):
+        raise InputError(f"{path}: 'targets' is not a list of target sections")
     try:
         figures = {
-            str(s["target"]): {key: s["memory"].get(key) for key, _ in DIFF_FIGURES}
+            str(s["target"])[:200]: {key: s["memory"].get(key) for key, _ in DIFF_FIGURES}
             for s in sections
         }
     except (KeyError, TypeError, AttributeError):
@@ -77,10 +72,6 @@ def load_report_figures(path: Path) -> dict[str, dict[str, int | None]]:
                     hint="compare report.json files written by edgec",
                 )
     return figures
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def diff_reports(old: Path, new: Path) -> list[Delta]:

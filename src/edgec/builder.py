@@ -27,7 +27,7 @@ from edgec.artifact.lut import compress_lut_verified
 from edgec.artifact.stats import analyze_layers
 from edgec.artifact.strip import strip_names_verified
 from edgec.datasets import Dataset, load_dataset, split_calibration
-from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
+from edgec.datasets.loading import DEFAULT_MAX_SAMPLES, check_data_file
 from edgec.datasets.split import (
     DEFAULT_CALIBRATION_SAMPLES,
     split_holdout,
@@ -63,7 +63,6 @@ from edgec.report import (
     from_plain,
     tool_versions,
 )
-from edgec.safeio import regular_file
 from edgec.stages import get_stage, stage_types
 from edgec.stages.recipe import Recipe, load_recipe, recipe_from_options
 from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
@@ -700,8 +699,8 @@ def _validate(options: BuildOptions) -> _Plan:
                 hint="give --data samples.npz (arrays x and, for accuracy, y) or an .npy, "
                 "about 300 or more samples in the model's input shape",
             )
-    if options.data is not None and not options.data.is_dir():
-        regular_file(options.data, "data")  # a FIFO or a link to a device: refused now
+    if options.data is not None:  # headers, members and images: before TensorFlow starts
+        check_data_file(options.data, max_samples=options.max_samples)
     return _Plan(profiles=profiles, overrides=overrides, recipe=recipe, io_type=io_type)
 
 

@@ -598,6 +598,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exc.exit_code)
         except (click.Abort, KeyboardInterrupt) as exc:  # SIGINT, and SIGTERM (_process)
             _fail("error: interrupted; nothing was written", exc, exit_status(exc))
+        except MemoryError as exc:  # the inputs are bounded; this machine was not enough
+            _fail(
+                "error: out of memory (MemoryError); nothing was written (try a smaller "
+                "--max-samples, or a machine with more memory)",
+                exc,
+                EXIT_ERROR,
+            )
         except Exception as exc:  # a bug: say so in one line, traceback with --debug
             _fail(
                 f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",

@@ -10,14 +10,16 @@ samples used, not the file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -92,13 +94,44 @@ def load_dataset(
     elif path.suffix == ".npy":
         data = _load_npy(path, input_shape, _Sampler(max_samples, seed))
     else:
-        raise InputError(
-            f"data {path} has an unknown format",
-            hint="give an .npz with arrays x (and y), an .npy of samples, "
-            "or a folder of class folders",
-        )
+        _unknown_format(path)
     validate_samples(data, input_shape)
     return data
+
+
+def check_data_file(
+    path: str | Path, *, max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0
+) -> None:
+    """What can be checked of DATA before the model is loaded (no TensorFlow): a regular
+    file or folder of a known kind, an archive's members, each array's header against its
+    bytes, and each image a build would read (a regular file inside the folder, its pixel
+    count from its header). ``load_dataset`` checks all of it again as it reads."""
+    path = Path(path)
+    if path.is_dir():
+        _, files = _image_files(path)
+        rows = _Sampler(max_samples, seed).rows(len(files))
+        for _, file in files if rows is None else [files[i] for i in rows]:
+            with _open_image(file, path):
+                pass
+    elif path.suffix == ".npz":
+        with safeio.open_archive(path, "data", _NPZ_LIMITS, kind=".npz") as archive:
+            for role, name in zip(("x", "y"), _npz_members(archive, path), strict=True):
+                if name is not None:
+                    info = archive.getinfo(name)
+                    with archive.open(info) as stream:
+                        _read_header(stream, str(path), info.file_size, role)
+    elif path.suffix == ".npy":
+        with safeio.open_regular(path, "data") as stream:
+            _read_header(stream, str(path), safeio.file_size(stream), "x")
+    else:
+        _unknown_format(path)
+
+
+def _unknown_format(path: Path) -> None:
+    raise InputError(
+        f"data {path} has an unknown format",
+        hint="give an .npz with arrays x (and y), an .npy of samples, or a folder of class folders",
+    )
 
 
 def validate_samples(data: Dataset, input_shape: tuple[int, ...]) -> None:
@@ -280,19 +313,26 @@ def _member_name(archive: zipfile.ZipFile, key: str) -> str | None:
     return next((n for n in (f"{key}.npy", key) if n in names), None)
 
 
+_NPZ_LIMITS = safeio.ArchiveLimits(
+    total_bytes=2 * MAX_ARRAY_BYTES, member_bytes=MAX_ARRAY_BYTES + _HEADER_BYTES
+)
+
+
+def _npz_members(archive: zipfile.ZipFile, path: Path) -> tuple[str, str | None]:
+    x_name, y_name = _member_name(archive, "x"), _member_name(archive, "y")
+    if x_name is None:
+        keys = [n.removesuffix(".npy") for n in archive.namelist()]
+        raise InputError(
+            f"data {path} has no array 'x' (it has: {', '.join(keys) or 'nothing'})",
+            hint="save it with np.savez(path, x=samples, y=labels)",
+        )
+    return x_name, y_name
+
+
 def _load_npz(path: Path, input_shape: tuple[int, ...], sampler: _Sampler) -> Dataset:
     where = str(path)
-    limits = safeio.ArchiveLimits(
-        total_bytes=2 * MAX_ARRAY_BYTES, member_bytes=MAX_ARRAY_BYTES + _HEADER_BYTES
-    )
-    with safeio.open_archive(path, "data", limits, kind=".npz") as archive:
-        x_name, y_name = _member_name(archive, "x"), _member_name(archive, "y")
-        if x_name is None:
-            keys = [n.removesuffix(".npy") for n in archive.namelist()]
-            raise InputError(
-                f"data {path} has no array 'x' (it has: {', '.join(keys) or 'nothing'})",
-                hint="save it with np.savez(path, x=samples, y=labels)",
-            )
+    with safeio.open_archive(path, "data", _NPZ_LIMITS, kind=".npz") as archive:
+        x_name, y_name = _npz_members(archive, path)
         x_info = archive.getinfo(x_name)
         with archive.open(x_info) as stream:
             x_header = _read_header(stream, where, x_info.file_size, "x")
@@ -341,12 +381,18 @@ def _load_image_folder(path: Path, input_shape: tuple[int, ...], sampler: _Sampl
             f"data {path} is an image folder, but the model input {list(input_shape)} is not "
             "(height, width, 1 or 3 channels)"
         )
+    from PIL import Image
+
     height, width, channels = input_shape
     classes, files = _image_files(path)
     rows = sampler.rows(len(files))
     chosen = files if rows is None else [files[i] for i in rows]
     mode = "L" if channels == 1 else "RGB"
-    xs = [_image(file, path, mode, (width, height)) for _, file in chosen]
+    xs = []
+    for _, file in chosen:
+        with _open_image(file, path) as image:
+            pixels = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+        xs.append(np.asarray(pixels, dtype=np.float32) / 255.0)
     return Dataset(
         x=np.stack(xs).reshape(len(xs), height, width, channels),
         y=np.asarray([label for label, _ in chosen], dtype=np.int64),
@@ -361,9 +407,10 @@ def _load_image_folder(path: Path, input_shape: tuple[int, ...], sampler: _Sampl
     )
 
 
-def _image(file: Path, root: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """One image: a regular file inside the data folder, its pixels counted from its header
-    before it is decoded."""
+@contextlib.contextmanager
+def _open_image(file: Path, root: Path) -> Iterator[Any]:
+    """One image opened (not decoded): a regular file inside the data folder, at most
+    MAX_IMAGE_PIXELS by its header. Decoding errors inside the block are messages too."""
     from PIL import Image, UnidentifiedImageError
 
     data = safeio.read_regular(file, "image", limit=MAX_IMAGE_BYTES, root=root)
@@ -377,12 +424,11 @@ def _image(file: Path, root: Path, mode: str, size: tuple[int, int]) -> np.ndarr
                     too_large = f"image {file} is {image.width}x{image.height} pixels, more " \
                                 f"than the {MAX_IMAGE_PIXELS:,} edgec decodes"  # fmt: skip
                     raise _TooLarge
-                converted = image.convert(mode).resize(size, Image.Resampling.BILINEAR)
+                yield image
     except (_TooLarge, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(too_large, hint="resize it first: the model takes far fewer") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InputError(f"image {file} cannot be read: {exc}") from None
-    return np.asarray(converted, dtype=np.float32) / 255.0
 
 
 class _TooLarge(Exception):

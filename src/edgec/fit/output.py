@@ -58,7 +58,12 @@ def write_winner(search: Search, outcome: FitOutcome) -> None:
     The winner's record comes from fit.json, which lies in a folder others can write: it
     is trusted only when its rebuild measures the same. A record the rebuild contradicts
     is replaced by the measurement, and the best trial is chosen again."""
+    measured_here: dict[tuple[str, int], tuple[Any, str | None]] = {}
     while (winner := search.best()) is not None:
+        run = (winner.result.key, winner.result.epochs)
+        if run in measured_here:  # its record is now this rebuild's own measurement
+            _write(search, winner, *measured_here[run], outcome)
+            return
         built, toml, measured = _rebuild(search, winner)
         if built is not None and _agrees(winner.result, measured):
             _write(search, winner, built, toml, outcome)
@@ -66,6 +71,8 @@ def write_winner(search: Search, outcome: FitOutcome) -> None:
         outcome.remeasured.append(_contradiction(winner.result, measured))
         search.store.replace(winner, measured)
         search.store.save()
+        if built is not None:
+            measured_here[run] = (built, toml)
     (search.options.out / "recipe.toml").unlink(missing_ok=True)  # no winner: the state only
 
 

@@ -63,10 +63,10 @@ def build(
         **options: the other ``edgec build`` options, by their CLI names with
             underscores: ``budget="flash=256KiB"``, ``io_type``, ``activations`` (``"int8"`` or
             ``"int16"``, TFLite's 16x8 mode), ``calibration_samples``, ``max_samples``
-            (a larger data set is sampled, seeded), ``max_accuracy_drop``, ``name``, ``phone_variants`` (a sequence or a
-            comma-separated string), ``compress``, ``strip_names``, ``layout``, ``c_lang``,
-            ``section``, ``arena_margin``, ``distill``, ``prune``, ``cluster``, ``qat``,
-            ``epochs``,
+            (a larger data set is sampled, seeded), ``max_accuracy_drop``, ``name``,
+            ``phone_variants`` (a sequence or a comma-separated string), ``compress``,
+            ``strip_names``, ``layout``, ``c_lang``, ``section``, ``arena_margin``,
+            ``distill``, ``prune``, ``cluster``, ``qat``, ``epochs``,
             ``custom_objects`` (a ``.py`` file or module with the model's own layers;
             executed, so trusted code only), ``debug``.
 

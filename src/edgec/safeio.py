@@ -27,7 +27,9 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import stat
+import tempfile
 import tomllib
 import zipfile
 import zlib
@@ -39,7 +41,8 @@ from typing import IO, Any
 from edgec.errors import InputError
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
-MAX_TEXT_BYTES = 16 * MIB  # a profile, recipe, report.json or fit.json
+MAX_TEXT_BYTES = 16 * MIB  # a report.json or fit.json (JSON parses 16 MiB in about 3 s)
+MAX_TOML_BYTES = 1 * MIB  # a profile or recipe: a few KB; tomllib took 19 s on 11 MB here
 MAX_ARCHIVE_BYTES = 1 * GIB  # uncompressed, all members of a .keras or .npz together
 MAX_ARCHIVE_MEMBERS = 10_000
 MAX_JSON_MEMBER_BYTES = 64 * MIB  # a .keras archive's config.json / metadata.json
@@ -319,6 +322,25 @@ def check_hdf5(source: str | Path | IO[bytes], where: str, *, limit_bytes: int) 
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise InputError(f"{where} is not a readable HDF5 file ({exc})") from None
+
+
+def check_hdf5_member(archive: zipfile.ZipFile, name: str, where: str, *, limit_bytes: int) -> None:
+    """:func:`check_hdf5` on an archive member. Keras stores its weights uncompressed; a
+    compressed member is copied to a temporary file first (its size is within the
+    archive's caps), as HDF5 seeks back and forth and each backward seek in a deflated
+    member inflates it again from the start."""
+    if archive.getinfo(name).compress_type == zipfile.ZIP_STORED:
+        with archive.open(name) as member:
+            check_hdf5(member, where, limit_bytes=limit_bytes)
+        return
+    with tempfile.TemporaryFile() as copy:
+        try:
+            with archive.open(name) as member:
+                shutil.copyfileobj(member, copy, _CHUNK)
+        except (zipfile.BadZipFile, EOFError, zlib.error, ValueError) as exc:
+            raise damaged_member(where, name, exc) from None
+        copy.seek(0)
+        check_hdf5(copy, where, limit_bytes=limit_bytes)
 
 
 # ------------------------------------------------------------------------ parsers

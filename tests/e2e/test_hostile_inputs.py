@@ -213,13 +213,25 @@ def test_keras_archive_extracted_whole_is_refused(tmp_path, inputs):
                    "assets/a.bin", "declares 3,221,225,472 bytes")  # fmt: skip
 
 
-def test_keras_weights_with_a_gzip_dataset_bomb_are_refused(tmp_path, inputs):
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_keras_weights_with_a_gzip_dataset_bomb_are_refused(tmp_path, inputs, method):
     _h5_bomb(tmp_path / "w.h5")
-    weights = ((tmp_path / "w.h5").read_bytes(), zipfile.ZIP_STORED)
+    weights = ((tmp_path / "w.h5").read_bytes(), method)
     (tmp_path / "m.keras").write_bytes(_keras_with(inputs, **{"model.weights.h5": weights}))
     (tmp_path / "w.h5").unlink()
     assert_bounded(_build(tmp_path, "m.keras", _copy(inputs.data, tmp_path)),
                    "model.weights.h5", "datasets hold more than")  # fmt: skip
+
+
+def test_keras_with_deflated_weights_is_still_read(inputs):
+    """Keras stores its weights; a deflated copy is checked through a temporary file."""
+    from edgec.pipeline.model_io import inspect_model_file
+
+    original = zipfile.ZipFile(inputs.keras)
+    weights = (original.read("model.weights.h5"), zipfile.ZIP_DEFLATED)
+    deflated = inputs.folder / "deflated.keras"
+    deflated.write_bytes(_keras_with(inputs, **{"model.weights.h5": weights}))
+    assert inspect_model_file(deflated).startswith("2.")
 
 
 def test_h5_model_with_a_gzip_dataset_bomb_is_refused(tmp_path, inputs):
@@ -453,6 +465,23 @@ def test_deeply_nested_recipe(tmp_path, inputs):
     run = _build(tmp_path, _copy(inputs.keras, tmp_path), _copy(inputs.data, tmp_path),
                  "--recipe", "r.toml")  # fmt: skip
     assert_bounded(run, "r.toml", "nested too deeply")
+
+
+def test_files_that_are_cheap_to_write_and_slow_to_process(tmp_path, inputs):
+    """Found while attacking: 200,000 target sections in a 16 MB report (diff's table took
+    minutes), 500,000 recipe stages (tomllib alone: 19 s on 11 MB), 10,001 .npz members."""
+    sections = [{"target": f"t{i}", "memory": {"flash_bytes": i}} for i in range(200_000)]
+    (tmp_path / "r.json").write_text(json.dumps({"schema_version": 2, "targets": sections}))
+    assert_bounded(run_bounded(["diff", "r.json", "r.json"], tmp_path), "200,000 target sections")
+    (tmp_path / "big.toml").write_text('name = "x"\n' + '[[stage]]\ntype = "qat"\n' * 60_000)
+    (tmp_path / "many.toml").write_text('name = "x"\n' + '[[stage]]\ntype = "qat"\n' * 40_000)
+    data = _copy(inputs.data, tmp_path)
+    for recipe, needle in (("big.toml", "edgec reads at most"), ("many.toml", "40,000 stages")):
+        run = _build(tmp_path, _copy(inputs.keras, tmp_path), data, "--recipe", recipe)
+        assert_bounded(run, recipe, needle)
+    members = {f"a{i}.npy": b"" for i in range(10_001)}
+    (tmp_path / "d.npz").write_bytes(hostile.zip_bytes(members, zipfile.ZIP_STORED))
+    assert_bounded(_build(tmp_path, "m.keras", "d.npz"), "10,001 members")
 
 
 @pytest.mark.parametrize("name", ["dense one", "ü", "_x"])

@@ -11,7 +11,6 @@ samples used, not the file.
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import warnings
 import zipfile
@@ -413,22 +412,26 @@ def _open_image(file: Path, root: Path) -> Iterator[Any]:
     MAX_IMAGE_PIXELS by its header. Decoding errors inside the block are messages too."""
     from PIL import Image, UnidentifiedImageError
 
-    data = safeio.read_regular(file, "image", limit=MAX_IMAGE_BYTES, root=root)
     too_large = f"image {file} has more than {MAX_IMAGE_PIXELS:,} pixels, the most edgec decodes"
-    try:
-        with warnings.catch_warnings():
-            # Pillow's own bomb check comes at open(), above 89 M pixels: an error here
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                if image.width * image.height > MAX_IMAGE_PIXELS:
-                    too_large = f"image {file} is {image.width}x{image.height} pixels, more " \
-                                f"than the {MAX_IMAGE_PIXELS:,} edgec decodes"  # fmt: skip
-                    raise _TooLarge
-                yield image
-    except (_TooLarge, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(too_large, hint="resize it first: the model takes far fewer") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InputError(f"image {file} cannot be read: {exc}") from None
+    with safeio.open_regular(file, "image", root=root) as handle:
+        if (size := safeio.file_size(handle)) > MAX_IMAGE_BYTES:
+            raise safeio.too_large("image", file, size, MAX_IMAGE_BYTES)
+        try:
+            with warnings.catch_warnings():
+                # Pillow's own bomb check comes at open(), above 89 M pixels: an error here
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(handle) as image:  # reads the header only
+                    if image.width * image.height > MAX_IMAGE_PIXELS:
+                        too_large = (
+                            f"image {file} is {image.width}x{image.height} pixels, more than "
+                            f"the {MAX_IMAGE_PIXELS:,} edgec decodes"
+                        )
+                        raise _TooLarge
+                    yield image
+        except (_TooLarge, Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise InputError(too_large, hint="resize it first: the model takes far fewer") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise InputError(f"image {file} cannot be read: {exc}") from None
 
 
 class _TooLarge(Exception):

@@ -77,9 +77,8 @@ def _keras_archive_version(path: Path) -> str:
             config = safeio.read_member(archive, "config.json", where, limit=limit)
             _check_config_names(safeio.load_json(config, f"{where}: config.json"), str(path))
         for weights in (n for n in names if n.endswith(".h5")):
-            with archive.open(weights) as member:
-                safeio.check_hdf5(member, f"{where}: {weights}",
-                                  limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
+            safeio.check_hdf5_member(archive, weights, f"{where}: {weights}",
+                                     limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
     version = meta.get("keras_version", "unknown") if isinstance(meta, dict) else "unknown"
     return str(version)
 

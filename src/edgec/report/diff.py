@@ -14,6 +14,7 @@ from edgec import safeio
 from edgec.errors import InputError, UsageError
 
 DIFF_FIGURES = (("flash_bytes", "flash"), ("arena_bytes", "RAM"))
+MAX_TARGETS = 256  # target sections of one report (edgec writes one per --target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,10 @@ def load_report_figures(path: Path) -> dict[str, dict[str, int | None]]:
         raise InputError(f"{path} is an edgec report without targets")
     if not isinstance(sections, list):
         raise InputError(f"{path}: 'targets' is not a list of target sections")
+    if len(sections) > MAX_TARGETS:
+        raise InputError(
+            f"{path} has {len(sections):,} target sections; edgec compares up to {MAX_TARGETS}"
+        )
     try:
         figures = {
             str(s["target"])[:200]: {key: s["memory"].get(key) for key, _ in DIFF_FIGURES}

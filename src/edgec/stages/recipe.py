@@ -84,7 +84,8 @@ def load_recipe(name_or_path: str) -> Recipe:
             f"recipe '{name_or_path}' is neither a built-in recipe nor a .toml file",
             hint=f"use one of {', '.join(builtin_recipe_names())} or a recipe TOML file",
         )
-    data = safeio.load_toml(safeio.read_text(path, "recipe"), f"recipe {path}")
+    text = safeio.read_text(path, "recipe", limit=safeio.MAX_TOML_BYTES)
+    data = safeio.load_toml(text, f"recipe {path}")
     recipe = parse_recipe(data, source=str(path))
     return _resolve_paths(recipe, path.parent)
 
@@ -130,6 +131,12 @@ def parse_recipe(data: dict[str, Any], *, source: str) -> Recipe:
         raise InputError(
             f"{where} has no [[stage]] tables",
             hint="add at least one [[stage]] with type = " + " | ".join(stage_types()),
+        )
+    if len(raw) > len(stage_types()):
+        raise InputError(
+            f"{where} has {len(raw):,} stages; each of the {len(stage_types())} stage types "
+            "can appear once",
+            hint="order the stages " + " -> ".join(stage_types()),
         )
     stages = tuple(_parse_stage(s, i, where) for i, s in enumerate(raw, start=1))
     _check_order(stages, where)

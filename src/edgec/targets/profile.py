@@ -256,7 +256,7 @@ def load_target(spec: str) -> TargetProfile:
         path = Path(spec)
         if not path.exists() and not path.is_symlink():
             raise InputError(f"target profile {spec} does not exist")
-        return _load(safeio.read_regular(path, "target profile", limit=safeio.MAX_TEXT_BYTES),
+        return _load(safeio.read_regular(path, "target profile", limit=safeio.MAX_TOML_BYTES),
                      source=str(path))  # fmt: skip
     if spec not in builtin_names():
         raise InputError(

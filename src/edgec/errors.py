@@ -25,6 +25,15 @@ def printable(text: str) -> str:
     )
 
 
+def clip(text: str, limit: int = 2_000) -> str:
+    """``text`` cut to ``limit`` characters, saying how many more there were: a terminal
+    or a pull-request comment cannot take a 15 MB detail built from a hostile model's
+    names (rich took minutes to lay one out); report.json and JUnit keep it whole."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
 class EdgecError(Exception):
     """An expected failure, caused by the input or the environment, not by a bug."""
 

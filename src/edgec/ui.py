@@ -15,7 +15,7 @@ from rich.status import Status
 from rich.table import Table
 
 from edgec.builder import Progress
-from edgec.errors import printable
+from edgec.errors import clip, printable
 from edgec.fit.executor import TrialResult
 from edgec.fit.search import FitOutcome, FitProgress, Search
 from edgec.fit.space import short_key
@@ -39,8 +39,9 @@ from edgec.units import format_size
 
 
 def t(value: object) -> str:
-    """Untrusted text for a rich markup string: control characters replaced, markup escaped."""
-    return escape(printable(str(value)))
+    """Untrusted text for a rich markup string: control characters replaced, markup
+    escaped, at most 2,000 characters."""
+    return escape(printable(clip(str(value))))
 
 
 err = Console(stderr=True, highlight=False)

@@ -428,6 +428,23 @@ def test_terminal_output_has_no_bidi_overrides(tmp_path):
             assert char not in run.out + run.err, (args, repr(char))
 
 
+def test_names_at_the_caps_do_not_stall_the_terminal(tmp_path):
+    """250 custom ops with 60 KB codes (15 MB of names, within the reader's caps): rich
+    took minutes to lay out the ops check's detail. Terminal and Markdown clip each
+    value; JUnit keeps it whole and stays quick."""
+    b = TfliteBuilder()
+    x = first = b.tensor("input", (1, 8), scale=0.05)
+    for i in range(250):
+        y = b.tensor(f"t{i}", (1, 8), scale=0.05)
+        b.op("CUSTOM", [x], [y], custom_code=f"{i:04d}" + "C" * 60_000)
+        x = y
+    (tmp_path / "m.tflite").write_bytes(b.build(inputs=[first], outputs=[x]))
+    for fmt in ("text", "markdown", "junit"):
+        run = run_bounded(["check", "m.tflite", "-t", "cortex-m", "--format", fmt], tmp_path)
+        assert_bounded(run, code=None)
+        assert run.code == 3 and (len(run.out) < 100_000 or fmt == "junit")
+
+
 # --- parsers and figures: messages, not internal errors ---------------------------------------
 
 PROFILE_CASES = {

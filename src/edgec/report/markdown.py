@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from edgec.errors import printable
+from edgec.errors import clip, printable
 from edgec.report.schema import TargetSection
 
 # ASCII punctuation Markdown gives a meaning to; a backslash makes each one literal
@@ -56,7 +56,7 @@ def markdown(sections: list[TargetSection], model: str) -> str:
         latency = next((c for c in s.checks if c.name == "latency"), None)
         lat = f"{latency.value:.3f} ms ({latency.method})" if latency and latency.value else "-"
         lines.append(
-            f"| {markdown_code(s.target, table=True)} | {escape_markdown(s.part)} "
+            f"| {markdown_code(s.target, table=True)} | {escape_markdown(clip(s.part, 200))} "
             f"| {'✅ pass' if s.ok else '❌ fail'} "
             f"| {_used(s.memory.flash_bytes, s.memory.flash_budget_bytes)} "
             f"| {_used(s.memory.arena_bytes, s.memory.ram_budget_bytes)} "
@@ -66,7 +66,9 @@ def markdown(sections: list[TargetSection], model: str) -> str:
         failed = [c for c in s.checks if not c.ok]
         if failed:
             lines += ["", f"**{escape_markdown(s.target)}** failed:"]
-            lines += [f"- {markdown_code(c.name)}: {escape_markdown(c.detail)}" for c in failed]
+            lines += [
+                f"- {markdown_code(c.name)}: {escape_markdown(clip(c.detail))}" for c in failed
+            ]
     return "\n".join(lines) + "\n"
 
 

@@ -288,6 +288,17 @@ def test_huge_image_is_refused_before_decoding(tmp_path, inputs):
                    "a.png", "pixels")  # fmt: skip
 
 
+def test_many_large_images_are_refused_before_decoding(tmp_path, inputs):
+    """Found while attacking: a PNG of zeros is 1,000x smaller than its pixels and decodes
+    at about 50 M pixels/s here, so 30 files of 60 KB kept a build busy for 36 s. The
+    pixels of every image a build would read are counted from their headers first."""
+    (tmp_path / "images" / "cat").mkdir(parents=True)
+    for i in range(10):  # 8,000 x 8,000 each: at the per-image cap, 640 M pixels in all
+        hostile.write_png_header(tmp_path / "images" / "cat" / f"{i}.png", 8_000, 8_000)
+    assert_bounded(_build(tmp_path, _copy(inputs.keras, tmp_path), "images"),
+                   "images hold more than 512,000,000 pixels")  # fmt: skip
+
+
 # --- special files: devices, FIFOs, links out of the folder -----------------------------------
 
 

@@ -30,6 +30,10 @@ DEFAULT_MAX_SAMPLES = 10_000  # --max-samples: more data is sampled (seeded)
 MAX_ARRAY_BYTES = 2 << 30  # one array of an .npz or .npy, as stored
 MAX_FORTRAN_BYTES = 256 << 20  # a Fortran-ordered array is read whole before sampling
 MAX_IMAGE_PIXELS = 64_000_000  # one image, before it is decoded (a 12 MP photo is fine)
+# All images read from a folder: decoding runs at about 50 M pixels/s here, and a PNG of
+# zeros is 1,000x smaller than its pixels, so a few MB of files could keep a build busy
+# for minutes. 512 M pixels: 10,000 images of 226x226.
+MAX_FOLDER_PIXELS = 512_000_000
 MAX_IMAGE_BYTES = 256 << 20  # one image file
 MAX_IMAGES = 1_000_000  # files listed in an image folder
 _HEADER_BYTES = 10_000  # NumPy's own limit on an .npy header
@@ -109,9 +113,10 @@ def check_data_file(
     if path.is_dir():
         _, files = _image_files(path)
         rows = _Sampler(max_samples, seed).rows(len(files))
+        pixels = _FolderPixels(path)
         for _, file in files if rows is None else [files[i] for i in rows]:
-            with _open_image(file, path):
-                pass
+            with _open_image(file, path) as image:
+                pixels.add(image)
     elif path.suffix == ".npz":
         with safeio.open_archive(path, "data", _NPZ_LIMITS, kind=".npz") as archive:
             for role, name in zip(("x", "y"), _npz_members(archive, path), strict=True):
@@ -387,11 +392,12 @@ def _load_image_folder(path: Path, input_shape: tuple[int, ...], sampler: _Sampl
     rows = sampler.rows(len(files))
     chosen = files if rows is None else [files[i] for i in rows]
     mode = "L" if channels == 1 else "RGB"
-    xs = []
+    xs, pixels = [], _FolderPixels(path)
     for _, file in chosen:
         with _open_image(file, path) as image:
-            pixels = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-        xs.append(np.asarray(pixels, dtype=np.float32) / 255.0)
+            pixels.add(image)
+            resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+        xs.append(np.asarray(resized, dtype=np.float32) / 255.0)
     return Dataset(
         x=np.stack(xs).reshape(len(xs), height, width, channels),
         y=np.asarray([label for label, _ in chosen], dtype=np.int64),
@@ -436,6 +442,22 @@ def _open_image(file: Path, root: Path) -> Iterator[Any]:
 
 class _TooLarge(Exception):
     pass
+
+
+class _FolderPixels:
+    """The pixels of the images read from one folder, counted from their headers."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.total = folder, 0
+
+    def add(self, image: Any) -> None:
+        self.total += image.width * image.height
+        if self.total > MAX_FOLDER_PIXELS:
+            raise InputError(
+                f"data folder {self.folder}: its images hold more than "
+                f"{MAX_FOLDER_PIXELS:,} pixels in all, the most edgec decodes",
+                hint="give images nearer the model's input size, or a smaller --max-samples",
+            )
 
 
 def non_finite(x: np.ndarray) -> tuple[int, int] | None:

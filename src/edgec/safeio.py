@@ -50,6 +50,10 @@ MAX_JSON_MEMBER_BYTES = 64 * MIB  # a .keras archive's config.json / metadata.js
 # real weights and samples deflate by 1-10x, a bomb of zeros by 1,000x, and zipfile
 # inflates at about 80 MB/s here, so a small file cannot keep a bounded read busy.
 MAX_RATIO, RATIO_FLOOR_BYTES = 64, 64 * MIB
+# A deflated member is inflated through to read any part of it (sampling, HDF5 seeks):
+# 512 MiB is about 7 s here. Keras stores its weights; np.savez stores, np.savez_compressed
+# deflates.
+MAX_DEFLATED_BYTES = 512 * MIB
 # Compression methods edgec accepts in archives: what Keras and NumPy write. bzip2 and
 # LZMA expand far more per byte and decompress slowly, so a small file could keep a
 # bounded check busy for minutes.
@@ -202,6 +206,7 @@ class ArchiveLimits:
     member_bytes: int = MAX_ARCHIVE_BYTES  # any one member
     json_bytes: int = MAX_JSON_MEMBER_BYTES  # a *.json member (parsed whole into memory)
     members: int = MAX_ARCHIVE_MEMBERS
+    deflated_bytes: int = MAX_DEFLATED_BYTES  # a deflated member, uncompressed
 
 
 @contextlib.contextmanager
@@ -241,11 +246,14 @@ def check_archive(archive: zipfile.ZipFile, where: str, limits: ArchiveLimits) -
                 hint="save it again with Keras or NumPy (np.savez / np.savez_compressed)",
             )
         cap = limits.json_bytes if name.endswith(".json") else limits.member_bytes
+        if info.compress_type != zipfile.ZIP_STORED:
+            cap = min(cap, limits.deflated_bytes)
         if info.file_size > cap:
             raise InputError(
                 f"{where}: member {name[:80]!r} declares {info.file_size:,} bytes "
                 f"uncompressed (edgec's limit for it: {cap:,})",
-                hint="a compressed file this large is a decompression bomb or not a model",
+                hint="stored members may be larger than compressed ones (np.savez, Keras's "
+                "model.save store them); otherwise this is a decompression bomb",
             )
         if info.file_size > RATIO_FLOOR_BYTES and info.file_size > MAX_RATIO * info.compress_size:
             ratio = info.file_size / max(info.compress_size, 1)

@@ -247,6 +247,15 @@ def test_npz_bomb_is_refused_before_it_is_inflated(tmp_path, inputs):
     assert_bounded(_build(tmp_path, _copy(inputs.keras, tmp_path), "d.npz"), "expands")
 
 
+def test_large_deflated_npz_member_is_refused(tmp_path, inputs):
+    """Sampling inflates a deflated member through to its last sampled row (about 80 MB/s
+    here): a deflated member may declare at most 512 MiB (a stored one 2 GiB)."""
+    x = hostile.npy_header((4, 8, 8, 1), payload=bytes(4 * 256))
+    (tmp_path / "d.npz").write_bytes(hostile.zip_declaring("x.npy", x, 600 << 20))
+    assert_bounded(_build(tmp_path, _copy(inputs.keras, tmp_path), "d.npz"),
+                   "declares 629,145,600 bytes", "limit for it: 536,870,912")  # fmt: skip
+
+
 def test_npz_compressed_with_bzip2_is_refused(tmp_path, inputs):
     """The 469-byte .npz expanding to 20M samples was bzip2: 220 s and 9.7 GB."""
     x = hostile.npy_header((20_000_000, 8, 8, 1)) + bytes(1 << 16)  # a header that lies, too

@@ -70,7 +70,6 @@ def run_bounded(
     *,
     allowed: tuple[str, ...] = (),
     timeout: float = 30.0,
-    stdin: int | None = None,
 ) -> Bounded:
     """``edgec ARGS`` as a child process with ``work`` as its current folder, HOME and
     TMPDIR, killed after ``timeout`` s. ``allowed``: folders (relative to ``work``) it may
@@ -89,7 +88,7 @@ def run_bounded(
     with open(out_file, "wb") as out, open(err_file, "wb") as err:
         proc = subprocess.Popen(
             [*EDGEC, *map(str, args)], cwd=work, env=env, stdout=out, stderr=err,
-            stdin=subprocess.DEVNULL if stdin is None else stdin, start_new_session=True,
+            stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         code, peak = None, 0
         while code is None:

@@ -1,7 +1,8 @@
 """What one edgec command owns in its process: a temporary folder, signals, tools.
 
 - Every temporary file of the run (edgec's own staging, the arena probes' folders,
-  TensorFlow's autograph modules, child processes' files) goes under one private folder,
+  TensorFlow's autograph modules, child processes' files, Keras's keras.json when the
+  user has no ~/.keras) goes under one private folder,
   removed when the command ends, however it ends: normally, on an error, on SIGINT or
   on SIGTERM. Only SIGKILL can leave it behind.
 - SIGTERM is turned into an exception, as Python already does with SIGINT, so cleanup
@@ -68,10 +69,15 @@ def command_scope() -> Iterator[None]:
 @contextlib.contextmanager
 def _private_tempdir() -> Iterator[None]:
     root = Path(tempfile.mkdtemp(prefix="edgec-run-"))
-    saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir
+    saved = {name: os.environ.get(name) for name in ("TMPDIR", "KERAS_HOME")}
+    saved_dir = tempfile.tempdir
     # TMPDIR reaches child processes; tempfile.tempdir this process (it caches the folder)
     os.environ["TMPDIR"] = str(root)
     tempfile.tempdir = str(root)
+    # Keras 2 and 3 write ~/.keras/keras.json on import when it is missing: a file outside
+    # --out. Without one, they get this folder; an existing ~/.keras is the user's config.
+    if saved["KERAS_HOME"] is None and not os.path.isdir(os.path.expanduser("~/.keras")):
+        os.environ["KERAS_HOME"] = str(root / "keras")
     try:
         yield
     except BaseException:
@@ -80,10 +86,11 @@ def _private_tempdir() -> Iterator[None]:
         raise
     finally:
         tempfile.tempdir = saved_dir
-        if saved_env is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = saved_env
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(root, ignore_errors=True)
 
 

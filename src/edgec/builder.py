@@ -31,6 +31,7 @@ from edgec.artifact.lut import compress_lut_verified
 from edgec.artifact.sidecar import names_path
 from edgec.artifact.stats import analyze_layers
 from edgec.datasets import Dataset, load_dataset, split_calibration
+from edgec.datasets.loading import DEFAULT_MAX_SAMPLES, check_data_file
 from edgec.datasets.split import (
     DEFAULT_CALIBRATION_SAMPLES,
     recipe_split_warning,
@@ -112,6 +113,7 @@ class BuildOptions:
     io_type: str = "int8"  # integer I/O is int16 with activations "int16" (model_io_type)
     activations: str = "int8"  # "int16": TFLite's 16x8 mode (int16 activations, int8 weights)
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    max_samples: int = DEFAULT_MAX_SAMPLES  # more data is sampled (seeded) while it is read
     max_accuracy_drop: float = 2.0
     name: str | None = None
     phone_variants: tuple[str, ...] = ()  # float16, dynamic-range (phone targets only)
@@ -265,7 +267,7 @@ def load_data(ctx: BuildContext) -> None:
     input_shape = tuple(int(d) for d in ctx.model.inputs[0].shape[1:])
     with ctx.stage("load_data", "Loading calibration and evaluation data"):
         if options.data is not None:  # a user model always has data (see _validate)
-            ctx.data = load_dataset(options.data, input_shape)
+            ctx.data = load_dataset(options.data, input_shape, max_samples=options.max_samples)
         if recipe is not None and options.model is not None:
             given = ctx.data
             ctx.train, ctx.data = split_holdout(ctx.data, 2 * options.calibration_samples)
@@ -745,6 +747,8 @@ def build_report(ctx: BuildContext) -> BuildReport:
             labels=data.labels,
             preprocessing=data.preprocessing,
             warnings=list(ctx.warnings),
+            max_samples=ctx.options.max_samples if ctx.options.data is not None else None,
+            sampled_from=data.sampled_from,
         ),
         checks=checks,
         artifacts=[
@@ -823,6 +827,8 @@ def _validate(options: BuildOptions) -> _Plan:
         )
     if options.calibration_samples < 1:
         raise InputError("--calibration-samples must be at least 1")
+    if options.max_samples < 2:
+        raise InputError("--max-samples must be at least 2 (calibration and evaluation)")
     if options.compress is not None and options.compress not in COMPRESSIONS:
         raise InputError(f"unknown --compress '{options.compress}' (use {', '.join(COMPRESSIONS)})")
     if options.layout not in LAYOUTS:
@@ -862,8 +868,8 @@ def _validate(options: BuildOptions) -> _Plan:
                 hint="give --data samples.npz (arrays x and, for accuracy, y) or an .npy, "
                 "about 300 or more samples in the model's input shape",
             )
-    if options.data is not None and not options.data.exists():
-        raise InputError(f"data {options.data} does not exist")
+    if options.data is not None:  # headers, members and images: before TensorFlow starts
+        check_data_file(options.data, max_samples=options.max_samples)
     return _Plan(profiles=profiles, overrides=overrides, recipe=recipe, io_type=io_type)
 
 

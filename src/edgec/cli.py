@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from edgec import __version__
+from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
 from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
 from edgec.errors import EdgecError, UsageError, printable
 from edgec.export.layouts import LAYOUTS
@@ -66,6 +67,14 @@ calibration_samples_option = click.option(
     default=DEFAULT_CALIBRATION_SAMPLES,
     show_default=True,
     help="Samples used to calibrate int8 ranges; the rest evaluate the model.",
+)
+max_samples_option = click.option(
+    "--max-samples",
+    type=click.IntRange(min=2),
+    default=DEFAULT_MAX_SAMPLES,
+    show_default=True,
+    help="Samples of DATA used at most; a larger data set is sampled (seeded) while it is "
+    "read, and the summary says so.",
 )
 max_accuracy_drop_option = click.option(
     "--max-accuracy-drop",
@@ -184,6 +193,7 @@ def stage_short_forms(command: _F) -> _F:
     "audio and autoencoders where int8 loses too much; TFLM and Ethos-U targets.",
 )
 @calibration_samples_option
+@max_samples_option
 @max_accuracy_drop_option
 @click.option("--name", help="Model name for C identifiers (default: the file name).")
 @click.option(
@@ -246,6 +256,7 @@ def build(
     io_type: str,
     activations: str,
     calibration_samples: int,
+    max_samples: int,
     max_accuracy_drop: float,
     name: str | None,
     phone_variants: str,
@@ -283,6 +294,7 @@ def build(
             io_type=io_type,
             activations=activations,
             calibration_samples=calibration_samples,
+            max_samples=max_samples,
             max_accuracy_drop=max_accuracy_drop,
             name=name,
             phone_variants=phone_variants,
@@ -375,13 +387,14 @@ def build(
 @keep_names_option
 @strip_names_option
 @calibration_samples_option
+@max_samples_option
 @max_accuracy_drop_option
 @custom_objects_option
 @debug_option
 def fit(
     model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
     trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
-    workers: int | None, ray_address: str | None, calibration_samples: int,
+    workers: int | None, ray_address: str | None, calibration_samples: int, max_samples: int,
     max_accuracy_drop: float, custom_objects: str | None, keep_names: bool, strip_names: bool,
 ) -> None:  # fmt: skip
     """Search compression recipes for the most accurate int8 model that fits the target(s).
@@ -402,8 +415,8 @@ def fit(
         max_screens=max_screens,
         time_budget=None if time_budget is None else parse_duration(time_budget), seed=seed,
         rungs=parse_rungs(rungs), calibration_samples=calibration_samples,
-        max_accuracy_drop=max_accuracy_drop, custom_objects=custom_objects,
-        keep_names=_keep_names(keep_names, strip_names),
+        max_samples=max_samples, max_accuracy_drop=max_accuracy_drop,
+        custom_objects=custom_objects, keep_names=_keep_names(keep_names, strip_names),
     )  # fmt: skip
     executor = select_executor(workers, ray_address)
     start = time.perf_counter()
@@ -650,6 +663,13 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(exc.exit_code)
         except (click.Abort, KeyboardInterrupt) as exc:  # SIGINT, and SIGTERM (_process)
             _fail("error: interrupted; nothing was written", exc, exit_status(exc))
+        except MemoryError as exc:  # the inputs are bounded; this machine was not enough
+            _fail(
+                "error: out of memory (MemoryError); nothing was written (try a smaller "
+                "--max-samples, or a machine with more memory)",
+                exc,
+                EXIT_ERROR,
+            )
         except Exception as exc:  # a bug: say so in one line, traceback with --debug
             _fail(
                 f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",

@@ -6,14 +6,32 @@ An ``EdgecError`` is shown to the user as one line on stderr (no traceback unles
 
 from __future__ import annotations
 
-# C0 and C1 control characters (newlines, ESC of terminal escape sequences, ...)
-_CONTROL = dict.fromkeys([*range(32), 127, *range(0x80, 0xA0)], "?")
+import unicodedata
+
+# Control (C0, C1: newlines, ESC of terminal escape sequences), format (bidirectional
+# overrides such as U+202E, zero-width characters), line and paragraph separators, and
+# lone surrogates.
+_UNSAFE = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
 
 
 def printable(text: str) -> str:
-    """``text`` without control characters: names from untrusted files cannot move the
-    cursor, recolour or retitle the user's terminal, or fake extra output lines."""
-    return text.translate(_CONTROL)
+    """``text`` with every control, format and line-separator character replaced by "?":
+    names from untrusted files cannot move the cursor, recolour or retitle the user's
+    terminal, fake extra output lines, or reverse what follows them (U+202E)."""
+    if text.isprintable():  # the common case, in C: no character of those categories
+        return text
+    return "".join(
+        "?" if not c.isprintable() and unicodedata.category(c) in _UNSAFE else c for c in text
+    )
+
+
+def clip(text: str, limit: int = 2_000) -> str:
+    """``text`` cut to ``limit`` characters, saying how many more there were: a terminal
+    or a pull-request comment cannot take a 15 MB detail built from a hostile model's
+    names (rich took minutes to lay one out); report.json and JUnit keep it whole."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
 class EdgecError(Exception):

@@ -15,7 +15,7 @@ from rich.status import Status
 from rich.table import Table
 
 from edgec.builder import Progress
-from edgec.errors import printable
+from edgec.errors import clip, printable
 from edgec.fit.executor import TrialResult
 from edgec.fit.search import FitOutcome, FitProgress, Search
 from edgec.fit.space import short_key
@@ -24,6 +24,7 @@ from edgec.pipeline.inspect import Inspection
 from edgec.report import (
     BuildReport,
     CheckReport,
+    DataInfo,
     LutCompression,
     ModelBytes,
     TargetSection,
@@ -40,8 +41,9 @@ from edgec.units import format_size
 
 
 def t(value: object) -> str:
-    """Untrusted text for a rich markup string: control characters replaced, markup escaped."""
-    return escape(printable(str(value)))
+    """Untrusted text for a rich markup string: control characters replaced, markup
+    escaped, at most 2,000 characters."""
+    return escape(printable(clip(str(value))))
 
 
 err = Console(stderr=True, highlight=False)
@@ -115,6 +117,8 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
             figures, label = f"{base:.4g} → {figures}", f"{acc.metric} input → compressed → {q}"
     table.add_row(label, figures, "", "")
     out.print(table)
+    if (line := sampled_line(report.data)) is not None:
+        out.print(f" [yellow]data:[/] {t(line)}")
     if report.firmware is not None:
         out.print(t(_firmware_line(report)))
         if report.firmware.compression is not None:
@@ -147,6 +151,16 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
             + [f"{s.target}: {c.name}" for s in report.targets[1:] for c in s.checks if not c.ok]
         )
         out.print(f"[bold red]FAIL[/] failed checks: {t(failed)} (exit code 3)")
+
+
+def sampled_line(data: DataInfo) -> str | None:
+    """What --max-samples did, when it cut the data."""
+    if data.sampled_from is None or data.max_samples is None:
+        return None
+    return (
+        f"{data.sampled_from:,} samples in {data.source}; a seeded sample of "
+        f"{data.max_samples:,} was used (--max-samples {data.max_samples})"
+    )
 
 
 def _firmware_line(report: BuildReport) -> str:
@@ -536,6 +550,8 @@ def _verdict(r: TrialResult) -> str:
 def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
     store, winner = outcome.store, outcome.winner
     summary = store.summary()
+    for line in outcome.remeasured:  # fit.json held records its rebuild contradicted
+        out.print(f"[yellow]not trusted:[/] {t(line)}; replaced by the measurement")
     out.print(
         f"Searched {seconds / 60:.1f} min: {summary['screened']} structures screened untrained "
         f"({summary['rejected_without_training']} rejected without training, "
@@ -553,6 +569,8 @@ def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
         )
         return
     r = winner.result
+    if outcome.data is not None and (note := sampled_line(outcome.data)) is not None:
+        out.print(f" [yellow]data:[/] {t(note)}")
     out.print(f"Chosen: [bold]{t(r.key)}[/] ({r.epochs} epoch(s) a stage), int8 {r.accuracy:g}")
     for target in r.targets:
         shipped = target.get("tensor_arena_bytes")  # the ram check's figure, where there is one

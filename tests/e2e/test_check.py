@@ -269,7 +269,7 @@ def test_markdown_for_a_pull_request(tmp_path, models):
     assert run.code == 3
     text = md.read_text()
     assert "| `cortex-m4` |" in text and "| `edgetpu` |" in text and "❌ fail" in text
-    assert "`edgetpu_mapping`" in text and "LEAKY_RELU" in text
+    assert "`edgetpu_mapping`" in text and "LEAKY\\_RELU" in text  # details are escaped
 
 
 def test_diff_fails_when_the_arena_grows(tmp_path, example_tflite, models, example_build):

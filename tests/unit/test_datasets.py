@@ -53,7 +53,7 @@ def test_bad_samples(tmp_path, x, needle):
 
 def test_bad_files(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(InputError, match="cannot be read"):
+    with pytest.raises(InputError, match="not a readable .npz archive"):
         load_dataset(tmp_path / "junk.npz", SHAPE)
     np.savez(tmp_path / "nox.npz", images=np.zeros((2, *SHAPE)))
     with pytest.raises(InputError, match="no array 'x'"):

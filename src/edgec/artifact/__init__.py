@@ -13,8 +13,9 @@ from functools import cached_property
 from pathlib import Path
 
 from edgec.artifact import runtimes, tflm_ops
-from edgec.artifact.tflite_model import TfliteModel
-from edgec.errors import InputError, ToolError
+from edgec.artifact.tflite_model import MAX_MODEL_BYTES, TfliteModel
+from edgec.errors import ToolError
+from edgec.safeio import read_regular
 
 NOT_RUNNABLE = "not measured: the model has ops TFLM lacks"
 
@@ -54,9 +55,9 @@ class Artifact:
 
     @classmethod
     def read(cls, path: Path) -> Artifact:
-        if not path.is_file():
-            raise InputError(f"model {path} does not exist")
-        return cls.from_bytes(path.read_bytes(), source=str(path))
+        """A .tflite file: a regular file of at most ``MAX_MODEL_BYTES`` (safeio)."""
+        data = read_regular(path, "model", limit=MAX_MODEL_BYTES)
+        return cls.from_bytes(data, source=str(path))
 
     @cached_property
     def sha256(self) -> str:

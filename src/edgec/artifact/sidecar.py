@@ -30,6 +30,7 @@ from typing import Any
 from edgec.artifact import Artifact
 from edgec.errors import InputError
 from edgec.report import json_text
+from edgec.safeio import read_regular
 
 FORMAT, VERSION = "edgec-model-names", 1
 MAX_SIDECAR_BYTES = 32 << 20  # 100,000 tensors (the reader's limit) of ~300 characters
@@ -139,13 +140,7 @@ def names_path(model_path: Path) -> Path:
 def read_names(path: Path, artifact: Artifact) -> Artifact:
     """``artifact`` with the names of the sidecar ``path``; an InputError (NamesMismatch
     for another model's) if the file cannot be used."""
-    if not path.is_file():
-        raise InputError(f"names file {path} does not exist or is not a regular file")
-    try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_SIDECAR_BYTES + 1)  # parse refuses what is over the limit
-    except OSError as exc:
-        raise InputError(f"cannot read names file {path}: {exc.strerror}") from None
+    raw = read_regular(path, "names file", limit=MAX_SIDECAR_BYTES)  # safeio: no FIFO, no /proc
     names = ModelNames.parse(raw, source=str(path))
     names.check_belongs(artifact, source=str(path))
     return Artifact(artifact.data, artifact.model.with_names(names.subgraphs[0].tensors))

@@ -16,6 +16,7 @@ last axis of CONV_2D and FULLY_CONNECTED weights.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -58,11 +59,15 @@ def analyze_layers(model: TfliteModel, names: LayerNames | None = None) -> list[
     row is named as ``model.summary()`` names its layer; without them (a bare .tflite), by
     the op's tensor name."""
     live = live_bytes_per_op(model)
+    measured: dict[int, tuple[float, int]] = {}  # per kernel tensor: ops may share one
     rows = []
     for op in model.operators:
         tensors = [model.tensors[i] for i in op.inputs if i >= 0]
         constants = [t for t in tensors if t.is_constant]
         kernel = _kernel(op.name, tensors)
+        if kernel is not None and kernel.index not in measured:
+            measured[kernel.index] = (_kernel_sparsity(kernel), distinct(kernel.array()))
+        sparse, unique = measured[kernel.index] if kernel is not None else (None, None)
         out = model.tensors[op.outputs[0]] if op.outputs else None
         rows.append(
             Layer(
@@ -73,8 +78,8 @@ def analyze_layers(model: TfliteModel, names: LayerNames | None = None) -> list[
                 output_shape=list(out.shape) if out is not None else [],
                 parameters=sum(math.prod(t.shape) for t in constants),
                 weight_bytes=sum(len(t.data or b"") for t in constants),
-                sparsity=_kernel_sparsity(kernel) if kernel is not None else None,
-                unique_values=distinct(kernel.array()) if kernel is not None else None,
+                sparsity=sparse,
+                unique_values=unique,
                 macs=op_macs(model, op),
                 live_bytes=live[op.index],
             )
@@ -83,7 +88,8 @@ def analyze_layers(model: TfliteModel, names: LayerNames | None = None) -> list[
 
 
 def live_bytes_per_op(model: TfliteModel) -> list[int]:
-    """Bytes of activation tensors alive during each op, in execution order."""
+    """Bytes of activation tensors alive during each op, in execution order (one pass over
+    the lifetimes, whatever their lengths)."""
     count = len(model.operators)
     first: dict[int, int] = {i: 0 for i in model.inputs}
     last: dict[int, int] = {i: count - 1 for i in model.outputs}
@@ -93,13 +99,15 @@ def live_bytes_per_op(model: TfliteModel) -> list[int]:
         for i in op.inputs:
             if i >= 0 and not model.tensors[i].is_constant:
                 last[i] = max(last.get(i, op.index), op.index)
-    live = [0] * count
+    change = [0] * (count + 1)  # live bytes from each op on, minus the op before
     for index, start in first.items():
         end = last.get(index, start)
+        if end < start:  # read before it is written (a malformed order): never alive
+            continue
         size = model.tensors[index].nbytes
-        for step in range(start, end + 1):
-            live[step] += size
-    return live
+        change[start] += size
+        change[end + 1] -= size
+    return list(itertools.accumulate(change[:count]))
 
 
 def _kernel(op: str, tensors: list[Tensor]) -> Tensor | None:
@@ -216,14 +224,16 @@ def kernel_stats(model: TfliteModel, names: LayerNames | None = None) -> list[Ke
     each op's layers exactly; without them the layers are read from the names' scopes.
     """
     stats = []
+    measured: dict[int, tuple] = {}  # per tensor: ops may share one
     for op in model.operators:
         if op.name not in KERNEL_OPS or len(op.inputs) < 2 or op.inputs[1] < 0:
             continue
         tensor = model.tensors[op.inputs[1]]
         if not tensor.is_constant or tensor.dtype not in ("int8", "int4"):
             continue
-        w = tensor.array()
-        unique = distinct(w)
+        if tensor.index not in measured:
+            measured[tensor.index] = _measure_kernel(tensor)
+        w, unique, per_channel, zeros, groups = measured[tensor.index]
         stats.append(
             KernelStats(
                 op=op.describe(),
@@ -235,17 +245,22 @@ def kernel_stats(model: TfliteModel, names: LayerNames | None = None) -> list[Ke
                 ),
                 shape=tuple(w.shape),
                 per_channel=tensor.per_channel,
-                zeros=sparsity(w),
+                zeros=zeros,
                 unique=unique,
-                unique_per_channel=(
-                    distinct_per_channel(w, tensor.quantized_dimension)
-                    if tensor.per_channel
-                    else unique
-                ),
-                groups_2_4=groups_2_4(w),
+                unique_per_channel=per_channel,
+                groups_2_4=groups,
             )
         )
     return stats
+
+
+def _measure_kernel(tensor: Tensor) -> tuple[np.ndarray, int, int, float, float]:
+    w = tensor.array()
+    unique = distinct(w)
+    per_channel = (
+        distinct_per_channel(w, tensor.quantized_dimension) if tensor.per_channel else unique
+    )
+    return w, unique, per_channel, sparsity(w), groups_2_4(w)
 
 
 def _layer_names(*names: str) -> frozenset[str]:

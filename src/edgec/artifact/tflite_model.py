@@ -2,15 +2,24 @@
 
 Everything edgec reports about a converted model (ops, dtypes, static shapes, sizes) is
 read from the artifact itself through this module.
+
+The file is untrusted, and a flatbuffer can point many times at one table: a vector of
+1,000 subgraphs that are all the same subgraph, 6,000 tensors sharing one 1 MB buffer,
+100,000 operators sharing one input vector. The flatbuffers *object* API would build
+every use of them before anything could be checked (seen: a 44 KB file past 2 GB). This
+reader walks the file through the *accessor* API instead: it counts subgraphs, tensors,
+operators and operands first, then reads the first subgraph element by element, each
+vector's length checked against a budget (counted once per use) before the vector is
+read. Only that subgraph is turned into objects; the others are counted.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 
@@ -22,15 +31,29 @@ _DAMAGED_HINT = "give a .tflite file written by the TFLite converter"
 # Bounds for an untrusted file. The largest target edgec knows holds 256 MiB of RAM and
 # 112 MiB of flash; a tensor beyond MAX_TENSOR_BYTES fits no target, and checking sizes
 # first keeps numpy and the tflite-micro interpreter away from absurd allocations.
-MAX_SUBGRAPHS = 1024
-MAX_TENSORS = 100_000
-MAX_OPERATORS = 100_000
+# Counts are over every subgraph, a subgraph counted each time the model lists it. The
+# tools after the reader set the caps: measured on this project's 2-core machine, TFLM's
+# arena search (about 20 interpreters) took 12 s on a model with 10,000 tensors (173 s
+# with 45,000), Vela 7 s on 2,000 operators (100 s and 3.7 GB on 10,000), and a check of
+# a chain of 2,000 operators with 4,000 tensors 24 s. Real models: tens of operators; an
+# LSTM edgec unrolls over 128 steps has 1,793 operators and 2,312 tensors.
+MAX_MODEL_BYTES = 512 << 20  # the file (4x the largest target's flash)
+MAX_SUBGRAPHS = 64
+MAX_TENSORS = 4_000
+MAX_OPERATORS = 2_000  # the operator cap
+MAX_OPERANDS = 100_000  # tensor indices in operator inputs, outputs and intermediates
+MAX_QUANTIZATION_VALUES = 1_000_000  # scales and zero points of every tensor
+MAX_NAME_BYTES = 16 << 20  # tensor names and custom op codes
+MAX_NAME_LENGTH = 64 << 10  # one name (real ones are a few hundred bytes)
+# constant data counted once per tensor that uses it: at most twice the file, plus 16 MiB
+CONSTANT_BYTES_FACTOR, CONSTANT_BYTES_SLACK = 2, 16 << 20
 MAX_RANK = 8
 MAX_TENSOR_BYTES = 1 << 30
 _NUMPY_DTYPES = frozenset([
     "float32", "float16", "int32", "uint8", "int64", "bool", "int16", "complex64", "int8",
     "float64", "complex128", "uint64", "uint32", "uint16",
 ])  # fmt: skip
+_T = TypeVar("_T")
 
 
 class _Malformed(Exception):
@@ -131,44 +154,50 @@ class TfliteModel:
         """Parse and validate an untrusted flatbuffer: every index, size and dtype used.
 
         A damaged or hostile file gives one ``InputError`` naming the tensor or op at
-        fault, never an exception from deeper down (IndexError, numpy's reshape, ...).
+        fault, never an exception from deeper down (IndexError, numpy's reshape, ...),
+        and never more work or memory than the budgets above allow.
         """
         if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
             raise InputError(
                 f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)",
                 hint="give a .tflite file written by the TFLite converter",
             )
+        if len(data) > MAX_MODEL_BYTES:
+            raise InputError(
+                f"{source} is {len(data):,} bytes; edgec reads models up to "
+                f"{MAX_MODEL_BYTES:,} bytes (no target holds more)"
+            )
         schema = flatbuffer_schema()
+        data = bytes(data)
         try:
-            model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-        except Exception as exc:  # the generated reader raises anything on bad offsets
+            model = _ModelView(schema.Model.GetRootAs(data, 0), data, _Budget(len(data)))
+            return cls._from_object(model, data, schema)
+        except _Malformed as exc:
+            raise InputError(f"{source} is malformed: {exc}", hint=_DAMAGED_HINT) from None
+        except (InputError, MemoryError, RecursionError):
+            raise
+        except Exception as exc:  # the accessors raise anything on bad offsets
             raise InputError(
                 f"{source} is a damaged TFLite flatbuffer: {type(exc).__name__}: {exc}",
                 hint=_DAMAGED_HINT,
             ) from None
-        try:
-            return cls._from_object(model, data, schema)
-        except _Malformed as exc:
-            raise InputError(f"{source} is malformed: {exc}", hint=_DAMAGED_HINT) from None
 
     @classmethod
-    def _from_object(cls, model: Any, data: bytes, schema: Any) -> TfliteModel:
+    def _from_object(cls, model: _ModelView, data: bytes, schema: Any) -> TfliteModel:
         if not model.subgraphs:
             raise _Malformed("it has no subgraph")
-        _limit("subgraphs", len(model.subgraphs), MAX_SUBGRAPHS)
+        _count(model)
         graph = model.subgraphs[0]
-        _limit("tensors", len(graph.tensors or []), MAX_TENSORS)
-        _limit("operators", len(graph.operators or []), MAX_OPERATORS)
         if not graph.operators:
             raise _Malformed("its graph has no operators (nothing to run)")
-        buffers = model.buffers or []
+        buffers = model.buffers
         type_names = _enum_names(schema.TensorType)
         tensors = [
             _tensor(i, t, buffers, data, type_names) for i, t in enumerate(graph.tensors or [])
         ]
         op_names = _enum_names(schema.BuiltinOperator)
         activations = _enum_names(schema.ActivationFunctionType)
-        codes = model.operatorCodes or []
+        codes = model.operatorCodes
         operators = []
         for i, op in enumerate(graph.operators):
             where = f"operator {i}"
@@ -284,6 +313,17 @@ def _limit(what: str, count: int, limit: int) -> None:
         raise _Malformed(f"{count:,} {what} exceed edgec's limit of {limit:,}")
 
 
+def _count(model: _ModelView) -> None:
+    """Subgraphs, tensors, operators and operands of the whole model, counted from vector
+    lengths before any of them is read; a subgraph counts each time the model lists it."""
+    _limit("subgraphs", len(model.subgraphs), MAX_SUBGRAPHS)
+    graphs = list(model.subgraphs)
+    _limit("tensors", sum(len(g.tensors) for g in graphs), MAX_TENSORS)
+    _limit("operators", sum(len(g.operators) for g in graphs), MAX_OPERATORS)
+    _limit("operands (tensor indices of operators)", sum(g.operands() for g in graphs),
+           MAX_OPERANDS)  # fmt: skip
+
+
 def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
     size = ITEMSIZE.get(dtype)
     return 0 if size is None else math.ceil(math.prod(shape) * size)
@@ -298,7 +338,9 @@ def _indices(values: Any, count: int, what: str, *, optional: bool = False) -> t
     return result
 
 
-def _tensor(i: int, t: Any, buffers: list, data: bytes, type_names: dict[int, str]) -> Tensor:
+def _tensor(
+    i: int, t: Any, buffers: Sequence[Any], data: bytes, type_names: dict[int, str]
+) -> Tensor:
     """One tensor, with its shape, dtype, buffer and quantization checked."""
     name = _text(t.name)
     where = f"tensor {i} '{name[:60]}'"
@@ -392,7 +434,7 @@ def _buffer_data(buf: Any, data: bytes, where: str) -> bytes | None:
     if buf is None:
         return None
     if buf.data is not None and len(buf.data):
-        return bytes(np.asarray(buf.data, dtype=np.uint8))
+        return buf.data  # bytes, copied once however many tensors share it (_Buffers)
     if buf.offset > 1:  # large models keep data after the flatbuffer
         if buf.offset + buf.size > len(data):
             raise _Malformed(
@@ -443,3 +485,277 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+# --------------------------------------------------------------------------------------
+# The flatbuffer through the accessor API, under the object API's field names, so the
+# checks above read like checks of TensorT/OperatorT objects. Nothing is read before it
+# is asked for, and every vector's length is checked or budgeted before it is read.
+
+
+class _Budget:
+    """What reading the first subgraph may build, counted once per use before it is built."""
+
+    def __init__(self, file_bytes: int) -> None:
+        self.limits = {
+            "constant data": CONSTANT_BYTES_FACTOR * file_bytes + CONSTANT_BYTES_SLACK,
+            "names": MAX_NAME_BYTES,
+            "quantization values": MAX_QUANTIZATION_VALUES,
+        }
+        self.spent = dict.fromkeys(self.limits, 0)
+
+    def spend(self, what: str, amount: int, where: str) -> None:
+        self.spent[what] += amount
+        if self.spent[what] > self.limits[what]:
+            unit = "" if what == "quantization values" else " bytes"
+            raise _Malformed(
+                f"{where}: the {what} of the model's tensors add up to more than edgec's "
+                f"limit of {self.limits[what]:,}{unit} (what several tensors share counts "
+                "once for each)"
+            )
+
+
+class _Lazy(Sequence[_T], Generic[_T]):
+    """A flatbuffer vector whose elements are read when asked for (optionally once)."""
+
+    def __init__(self, length: int, read: Callable[[int], _T], *, cache: bool = False) -> None:
+        self._length, self._read = length, read
+        self._cache: dict[int, _T] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, i: int) -> _T: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[_T]: ...
+    def __getitem__(self, i: int | slice) -> _T | Sequence[_T]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._length))]
+        if not 0 <= i < self._length:
+            raise IndexError(i)
+        if self._cache is None:
+            return self._read(i)
+        if i not in self._cache:
+            self._cache[i] = self._read(i)
+        return self._cache[i]
+
+    def __iter__(self) -> Iterator[_T]:
+        return (self[i] for i in range(self._length))
+
+
+def _string_length(tab: Any, slot: int) -> int:
+    """The length of a string field, read without reading the string."""
+    o = tab.Offset(slot)
+    return tab.VectorLen(o) if o else 0
+
+
+class _ModelView:
+    def __init__(self, root: Any, data: bytes, budget: _Budget) -> None:
+        self.subgraphs = _Lazy(root.SubgraphsLength(), lambda i: _GraphView(root.Subgraphs(i),
+                                                                            budget))  # fmt: skip
+        self.buffers = _Buffers(root, data, budget)
+        self.operatorCodes = _Lazy(
+            root.OperatorCodesLength(), lambda i: _Code.read(root.OperatorCodes(i), budget),
+            cache=True,
+        )  # fmt: skip
+        self.signatureDefs = _Lazy(
+            root.SignatureDefsLength(), lambda i: _Signature.read(root.SignatureDefs(i), budget)
+        )
+
+
+@dataclass(slots=True)
+class _SignatureEntry:
+    name: str
+    tensorIndex: int
+
+
+@dataclass(slots=True)
+class _Signature:
+    """A SignatureDef's outputs (what the reader uses), budgeted before they are read."""
+
+    outputs: list[_SignatureEntry]
+
+    @classmethod
+    def read(cls, sig: Any, budget: _Budget) -> _Signature:
+        count = sig.OutputsLength()
+        _limit("signature outputs", count, MAX_TENSORS)
+        entries = []
+        for i in range(count):
+            entry = sig.Outputs(i)
+            _name_length(_string_length(entry._tab, 4), "a signature output", budget)
+            entries.append(_SignatureEntry(_text(entry.Name()), entry.TensorIndex()))
+        return cls(entries)
+
+
+class _GraphView:
+    def __init__(self, graph: Any, budget: _Budget) -> None:
+        self._graph = graph
+        self.tensors = _Lazy(graph.TensorsLength(),
+                             lambda i: _TensorFields.read(graph.Tensors(i), i, budget))  # fmt: skip
+        self.operators = _Lazy(graph.OperatorsLength(),
+                               lambda i: _OperatorFields.read(graph.Operators(i)))  # fmt: skip
+
+    def operands(self) -> int:
+        """Tensor indices in the operators' vectors (each operator table read once)."""
+        total = 0
+        for i in range(self._graph.OperatorsLength()):
+            op = self._graph.Operators(i)
+            total += op.InputsLength() + op.OutputsLength() + op.IntermediatesLength()
+        return total
+
+    @property
+    def inputs(self) -> np.ndarray:
+        return _vector(self._graph.InputsLength(), self._graph.InputsAsNumpy, "graph inputs")
+
+    @property
+    def outputs(self) -> np.ndarray:
+        return _vector(self._graph.OutputsLength(), self._graph.OutputsAsNumpy, "graph outputs")
+
+
+def _vector(length: int, read: Callable[[], Any], what: str) -> np.ndarray:
+    # the operand count bounds an operator's vectors; a graph's inputs and outputs are
+    # tensors of the graph
+    if length > MAX_TENSORS:
+        raise _Malformed(f"{length:,} {what} exceed edgec's limit of {MAX_TENSORS:,}")
+    return np.asarray(read() if length else (), dtype=np.int64)
+
+
+@dataclass(slots=True)
+class _QuantizationFields:
+    scale: np.ndarray | None
+    zeroPoint: np.ndarray | None
+    quantizedDimension: int
+
+
+@dataclass(slots=True)
+class _TensorFields:
+    """A Tensor table's fields, as TensorT names them; rank checked, names and
+    quantization budgeted before they are read."""
+
+    name: bytes | None
+    type: int
+    shape: np.ndarray | None
+    shapeSignature: np.ndarray | None
+    buffer: int
+    quantization: _QuantizationFields | None
+    isVariable: bool
+
+    @classmethod
+    def read(cls, t: Any, i: int, budget: _Budget) -> _TensorFields:
+        where = f"tensor {i}"
+        _name_length(_string_length(t._tab, 10), where, budget)
+        name = t.Name()
+        where = f"tensor {i} '{_text(name)[:60]}'"
+        for what, length in (("shape", t.ShapeLength()), ("signature", t.ShapeSignatureLength())):
+            if length > MAX_RANK:
+                raise _Malformed(f"{where}: its {what} has {length:,} dimensions "
+                                 f"(edgec reads up to {MAX_RANK})")  # fmt: skip
+        q = t.Quantization()
+        quantization = None
+        if q is not None:
+            budget.spend("quantization values", q.ScaleLength() + q.ZeroPointLength(), where)
+            quantization = _QuantizationFields(
+                scale=None if q.ScaleIsNone() else q.ScaleAsNumpy(),
+                zeroPoint=None if q.ZeroPointIsNone() else q.ZeroPointAsNumpy(),
+                quantizedDimension=q.QuantizedDimension(),
+            )
+        return cls(
+            name=name,
+            type=t.Type(),
+            shape=None if t.ShapeIsNone() else t.ShapeAsNumpy(),
+            shapeSignature=None if t.ShapeSignatureIsNone() else t.ShapeSignatureAsNumpy(),
+            buffer=t.Buffer(),
+            quantization=quantization,
+            isVariable=bool(t.IsVariable()),
+        )
+
+
+@dataclass(slots=True)
+class _OperatorFields:
+    """An Operator table's fields, as OperatorT names them (operands counted by _count)."""
+
+    opcodeIndex: int
+    inputs: np.ndarray
+    outputs: np.ndarray
+    builtinOptions: Any
+
+    @classmethod
+    def read(cls, op: Any) -> _OperatorFields:
+        return cls(
+            opcodeIndex=op.OpcodeIndex(),
+            inputs=np.asarray(op.InputsAsNumpy() if op.InputsLength() else (), np.int64),
+            outputs=np.asarray(op.OutputsAsNumpy() if op.OutputsLength() else (), np.int64),
+            builtinOptions=_builtin_options(op),
+        )
+
+
+def _builtin_options(op: Any) -> Any:
+    """The op's options table as its ``...OptionsT`` object (scalars; vectors stay views)."""
+    table = op.BuiltinOptions()
+    if table is None:
+        return None
+    return flatbuffer_schema().BuiltinOptionsCreator(op.BuiltinOptionsType(), table)
+
+
+@dataclass(slots=True)
+class _Code:
+    builtinCode: int
+    deprecatedBuiltinCode: int
+    customCode: str | None  # decoded once: many operators can share one code
+
+    @classmethod
+    def read(cls, code: Any, budget: _Budget) -> _Code:
+        _name_length(_string_length(code._tab, 6), "an operator code", budget)
+        custom = code.CustomCode()
+        return cls(code.BuiltinCode(), code.DeprecatedBuiltinCode(),
+                   None if custom is None else _text(custom))  # fmt: skip
+
+
+def _name_length(length: int, where: str, budget: _Budget) -> None:
+    if length > MAX_NAME_LENGTH:
+        raise _Malformed(f"{where}: its name is {length:,} bytes long "
+                         f"(edgec reads names up to {MAX_NAME_LENGTH:,})")  # fmt: skip
+    budget.spend("names", length, where)
+
+
+@dataclass(slots=True)
+class _BufferFields:
+    data: bytes | None
+    offset: int
+    size: int
+
+
+class _Buffers(Sequence[_BufferFields]):
+    """The model's buffers, each use of one budgeted; the bytes of a data vector are
+    copied out of the file once, however many buffers and tensors point at it."""
+
+    def __init__(self, root: Any, data: bytes, budget: _Budget) -> None:
+        self._root, self._data, self._budget = root, data, budget
+        self._copies: dict[tuple[int, int], bytes] = {}
+
+    def __len__(self) -> int:
+        return self._root.BuffersLength()
+
+    @overload
+    def __getitem__(self, i: int) -> _BufferFields: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[_BufferFields]: ...
+    def __getitem__(self, i: int | slice) -> _BufferFields | Sequence[_BufferFields]:
+        if isinstance(i, slice):
+            raise TypeError("buffers are read one at a time")
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        buf = self._root.Buffers(i)
+        length, offset, size = buf.DataLength(), buf.Offset(), buf.Size()
+        where = f"buffer {i}"
+        self._budget.spend("constant data", length or (size if offset > 1 else 0), where)
+        if not length:
+            return _BufferFields(None, offset, size)
+        start = buf._tab.Vector(buf._tab.Offset(4))  # Buffer.data's first byte in the file
+        if start + length > len(self._data):
+            raise _Malformed(f"{where}: its {length:,} bytes run past the end of the file")
+        key = (start, length)
+        if key not in self._copies:
+            self._copies[key] = self._data[start : start + length]
+        return _BufferFields(self._copies[key], offset, size)

@@ -1,17 +1,43 @@
-"""User data: ``.npz`` (x, optional y), ``.npy`` (x only), or a folder of class folders."""
+"""User data: ``.npz`` (x, optional y), ``.npy`` (x only), or a folder of class folders.
+
+The files are untrusted and read within bounds (``edgec.safeio``): only regular files; an
+array's header is checked against its model input shape and against the bytes that
+follow it before any sample is read; an ``.npz``'s members against caps on their
+uncompressed sizes; an image's pixel count before it is decoded. More than
+``max_samples`` samples are sampled (seeded) while they are read, so memory follows the
+samples used, not the file.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
+import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
+from edgec import safeio
 from edgec.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff")
+DEFAULT_MAX_SAMPLES = 10_000  # --max-samples: more data is sampled (seeded)
+MAX_ARRAY_BYTES = 2 << 30  # one array of an .npz or .npy, as stored
+MAX_FORTRAN_BYTES = 256 << 20  # a Fortran-ordered array is read whole before sampling
+MAX_IMAGE_PIXELS = 64_000_000  # one image, before it is decoded (a 12 MP photo is fine)
+# All images read from a folder: decoding runs at about 50 M pixels/s here, and a PNG of
+# zeros is 1,000x smaller than its pixels, so a few MB of files could keep a build busy
+# for minutes. 512 M pixels: 10,000 images of 226x226.
+MAX_FOLDER_PIXELS = 512_000_000
+MAX_IMAGE_BYTES = 256 << 20  # one image file
+MAX_IMAGES = 1_000_000  # files listed in an image folder
+_HEADER_BYTES = 10_000  # NumPy's own limit on an .npy header
+_CHUNK = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -22,6 +48,7 @@ class Dataset:
     preprocessing: str = "none: samples used as given"
     class_names: tuple[str, ...] = ()
     raw_scale: float = 1.0  # x = raw * raw_scale: the scaling part of ``preprocessing``
+    sampled_from: int | None = None  # the samples the file holds, when max_samples cut them
 
     def __len__(self) -> int:
         return len(self.x)
@@ -42,45 +69,78 @@ class Dataset:
             preprocessing=self.preprocessing,
             class_names=self.class_names,
             raw_scale=self.raw_scale,
+            sampled_from=self.sampled_from,
         )
 
 
-def load_dataset(path: str | Path, input_shape: tuple[int, ...]) -> Dataset:
-    """Load samples for a model whose input (without batch) is ``input_shape``."""
+def load_dataset(
+    path: str | Path,
+    input_shape: tuple[int, ...],
+    *,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    seed: int = 0,
+) -> Dataset:
+    """Load samples for a model whose input (without batch) is ``input_shape``.
+
+    A file with more than ``max_samples`` samples gives a seeded sample of them
+    (``Dataset.sampled_from`` says how many there were).
+    """
     path = Path(path)
-    if not path.exists():
+    if max_samples < 1:
+        raise InputError("--max-samples must be at least 1")
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"data {path} does not exist")
     if path.is_dir():
-        data = _load_image_folder(path, input_shape)
+        data = _load_image_folder(path, input_shape, _Sampler(max_samples, seed))
     elif path.suffix == ".npz":
-        data = _load_npz(path)
+        data = _load_npz(path, input_shape, _Sampler(max_samples, seed))
     elif path.suffix == ".npy":
-        data = Dataset(x=_load_array(path), y=None, source=str(path))
+        data = _load_npy(path, input_shape, _Sampler(max_samples, seed))
     else:
-        raise InputError(
-            f"data {path} has an unknown format",
-            hint="give an .npz with arrays x (and y), an .npy of samples, "
-            "or a folder of class folders",
-        )
+        _unknown_format(path)
     validate_samples(data, input_shape)
     return data
 
 
+def check_data_file(
+    path: str | Path, *, max_samples: int = DEFAULT_MAX_SAMPLES, seed: int = 0
+) -> None:
+    """What can be checked of DATA before the model is loaded (no TensorFlow): a regular
+    file or folder of a known kind, an archive's members, each array's header against its
+    bytes, and each image a build would read (a regular file inside the folder, its pixel
+    count from its header). ``load_dataset`` checks all of it again as it reads."""
+    path = Path(path)
+    if path.is_dir():
+        _, files = _image_files(path)
+        rows = _Sampler(max_samples, seed).rows(len(files))
+        pixels = _FolderPixels(path)
+        for _, file in files if rows is None else [files[i] for i in rows]:
+            with _open_image(file, path) as image:
+                pixels.add(image)
+    elif path.suffix == ".npz":
+        with safeio.open_archive(path, "data", _NPZ_LIMITS, kind=".npz") as archive:
+            for role, name in zip(("x", "y"), _npz_members(archive, path), strict=True):
+                if name is not None:
+                    info = archive.getinfo(name)
+                    with archive.open(info) as stream:
+                        _read_header(stream, str(path), info.file_size, role)
+    elif path.suffix == ".npy":
+        with safeio.open_regular(path, "data") as stream:
+            _read_header(stream, str(path), safeio.file_size(stream), "x")
+    else:
+        _unknown_format(path)
+
+
+def _unknown_format(path: Path) -> None:
+    raise InputError(
+        f"data {path} has an unknown format",
+        hint="give an .npz with arrays x (and y), an .npy of samples, or a folder of class folders",
+    )
+
+
 def validate_samples(data: Dataset, input_shape: tuple[int, ...]) -> None:
     x, name = data.x, data.source
-    if len(x) == 0:
-        raise InputError(f"data {name} is empty", hint="calibration needs real samples (about 300)")
-    expected = (len(x), *input_shape)
-    if tuple(x.shape[1:]) != tuple(input_shape):
-        hint = "give samples in the model's input shape, first axis = samples"
-        if tuple(x.shape[1:]) + (1,) == tuple(input_shape):
-            hint = "add the channel axis: x[..., None]"
-        elif tuple(x.shape) == tuple(input_shape):
-            hint = "add a sample axis: x[None]"
-        raise InputError(
-            f"data {name} has shape {tuple(x.shape)} but the model takes {_shape(expected)}",
-            hint=hint,
-        )
+    check_shape(tuple(x.shape), input_shape, name)
     if (found := non_finite(x)) is not None:
         raise InputError(
             f"data {name} contains NaN or infinite values ({found[0]} values, "
@@ -94,89 +154,253 @@ def validate_samples(data: Dataset, input_shape: tuple[int, ...]) -> None:
             raise InputError(f"data {name}: y contains NaN or infinite values")
 
 
+def check_shape(shape: tuple[int, ...], input_shape: tuple[int, ...], name: str) -> None:
+    """Samples of ``shape`` (first axis: samples) fit a model input of ``input_shape``."""
+    if len(shape) == 0:
+        raise InputError(f"data {name}: x is a single number, expected an array of samples")
+    if shape[0] == 0:
+        raise InputError(f"data {name} is empty", hint="calibration needs real samples (about 300)")
+    if tuple(shape[1:]) != tuple(input_shape):
+        expected = (shape[0], *input_shape)
+        hint = "give samples in the model's input shape, first axis = samples"
+        if tuple(shape[1:]) + (1,) == tuple(input_shape):
+            hint = "add the channel axis: x[..., None]"
+        elif tuple(shape) == tuple(input_shape):
+            hint = "add a sample axis: x[None]"
+        raise InputError(
+            f"data {name} has shape {tuple(shape)} but the model takes {_shape(expected)}",
+            hint=hint,
+        )
+
+
 def _shape(shape: tuple[int, ...]) -> str:
     return "(N, " + ", ".join(str(d) for d in shape[1:]) + ")"
 
 
-def _load_array(path: Path) -> np.ndarray:
+@dataclass(frozen=True)
+class _Sampler:
+    """Which of ``count`` samples to use: all, or a seeded sample of ``max_samples``."""
+
+    max_samples: int
+    seed: int
+
+    def rows(self, count: int) -> np.ndarray | None:
+        if count <= self.max_samples:
+            return None
+        rng = np.random.default_rng(self.seed)
+        return np.sort(rng.choice(count, self.max_samples, replace=False))
+
+    def sampled_from(self, count: int) -> int | None:
+        return count if count > self.max_samples else None
+
+
+# ---------------------------------------------------------------------- NumPy arrays
+
+
+@dataclass(frozen=True)
+class _Header:
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _read_header(stream: IO[bytes], where: str, stored_bytes: int, role: str) -> _Header:
+    """An .npy header, checked before any data: numbers only, and exactly the bytes its
+    shape needs after it (a header cannot claim 4 TB over a few bytes)."""
+    fmt = np.lib.format
     try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"data {path} cannot be read as a NumPy file: {exc}") from None
-    return _as_samples(array, path)
+        version = fmt.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(stream, max_header_size=_HEADER_BYTES)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(stream, max_header_size=_HEADER_BYTES)
+        else:
+            raise ValueError(f"NumPy file format version {version} is not read by edgec")
+    except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(f"data {where}: {role} is not a readable NumPy array ({exc})") from None
+    if dtype.hasobject:
+        raise InputError(
+            f"data {where}: array '{role}' holds Python objects, not numbers",
+            hint="save numeric arrays: np.savez(path, x=x.astype('float32'), y=labels)",
+        )
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or dtype.fields:
+        raise InputError(f"data {where}: {role} has dtype {dtype}, expected numbers")
+    header = _Header(tuple(int(d) for d in shape), dtype, bool(fortran))
+    if header.nbytes > MAX_ARRAY_BYTES:
+        raise InputError(
+            f"data {where}: {role} declares shape {header.shape} ({header.nbytes:,} bytes); "
+            f"edgec reads arrays up to {MAX_ARRAY_BYTES:,} bytes",
+            hint="save a sample of the data (a few thousand samples calibrate and evaluate)",
+        )
+    follows = stored_bytes - stream.tell()
+    if follows != header.nbytes:
+        raise InputError(
+            f"data {where}: {role} declares shape {header.shape} of {dtype} "
+            f"({header.nbytes:,} bytes) but {follows:,} bytes follow its header",
+            hint="the file is truncated or damaged; save it again",
+        )
+    return header
 
 
-def _as_samples(array: np.ndarray, path: Path) -> np.ndarray:
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise InputError(f"data {path}: x has dtype {array.dtype}, expected numbers")
-    if array.ndim == 0:
-        raise InputError(f"data {path}: x is a single number, expected an array of samples")
+def _read_rows(
+    stream: IO[bytes], header: _Header, rows: np.ndarray | None, where: str, role: str
+) -> np.ndarray:
+    """The array, or only ``rows`` of its first axis, read without holding the rest."""
+    shape, dtype = header.shape, header.dtype
+    if header.fortran_order or len(shape) == 0:
+        if header.nbytes > MAX_FORTRAN_BYTES:
+            raise InputError(
+                f"data {where}: {role} is stored in Fortran order and is "
+                f"{header.nbytes:,} bytes; edgec samples C-ordered arrays only above "
+                f"{MAX_FORTRAN_BYTES:,}",
+                hint="save np.ascontiguousarray(x)",
+            )
+        flat = np.frombuffer(_exact(stream, header.nbytes, where, role), dtype)
+        array = flat.reshape(shape[::-1]).T if header.fortran_order else flat.reshape(shape)
+        return array if rows is None else array[rows]
+    row_bytes = math.prod(shape[1:]) * dtype.itemsize
+    if rows is None:
+        return np.frombuffer(_exact(stream, header.nbytes, where, role), dtype).reshape(shape)
+    out = np.empty((len(rows), *shape[1:]), dtype)
+    position = 0
+    for n, row in enumerate(rows):
+        _skip(stream, (int(row) - position) * row_bytes, where, role)
+        out[n] = np.frombuffer(_exact(stream, row_bytes, where, role), dtype).reshape(shape[1:])
+        position = int(row) + 1
+    return out
+
+
+def _exact(stream: IO[bytes], size: int, where: str, role: str) -> bytes:
+    parts, left = [], size
+    try:
+        while left:
+            chunk = stream.read(min(left, _CHUNK))
+            if not chunk:
+                raise EOFError(f"{size - left:,} of {size:,} bytes")
+            parts.append(chunk)
+            left -= len(chunk)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, ValueError) as exc:
+        raise safeio.damaged_member(f"data {where}", role, exc) from None
+    return b"".join(parts)
+
+
+def _skip(stream: IO[bytes], size: int, where: str, role: str) -> None:
+    if size <= 0:
+        return
+    if isinstance(stream, zipfile.ZipExtFile):  # decompress through it, a chunk at a time
+        while size:
+            size -= len(_exact(stream, min(size, _CHUNK), where, role))
+    else:
+        stream.seek(size, 1)
+
+
+def _load_npy(path: Path, input_shape: tuple[int, ...], sampler: _Sampler) -> Dataset:
+    with safeio.open_regular(path, "data") as stream:
+        header = _read_header(stream, str(path), safeio.file_size(stream), "x")
+        check_shape(header.shape, input_shape, str(path))
+        count = header.shape[0]
+        x = _read_rows(stream, header, sampler.rows(count), str(path), "x")
+    return Dataset(x=_as_samples(x), y=None, source=str(path),
+                   sampled_from=sampler.sampled_from(count))  # fmt: skip
+
+
+def _as_samples(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def _member(archive, name: str, path: Path) -> np.ndarray:
-    """One array of an .npz, read without unpickling (the file is untrusted)."""
-    try:
-        return archive[name]
-    except ValueError as exc:  # "Object arrays cannot be loaded when allow_pickle=False"
+def _member_name(archive: zipfile.ZipFile, key: str) -> str | None:
+    names = archive.namelist()
+    return next((n for n in (f"{key}.npy", key) if n in names), None)
+
+
+_NPZ_LIMITS = safeio.ArchiveLimits(
+    total_bytes=2 * MAX_ARRAY_BYTES, member_bytes=MAX_ARRAY_BYTES + _HEADER_BYTES
+)
+
+
+def _npz_members(archive: zipfile.ZipFile, path: Path) -> tuple[str, str | None]:
+    x_name, y_name = _member_name(archive, "x"), _member_name(archive, "y")
+    if x_name is None:
+        keys = [n.removesuffix(".npy") for n in archive.namelist()]
         raise InputError(
-            f"data {path}: array '{name}' holds Python objects, not numbers ({exc})",
-            hint="save numeric arrays: np.savez(path, x=x.astype('float32'), y=labels)",
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise InputError(f"data {path}: array '{name}' cannot be read: {exc}") from None
-
-
-def _load_npz(path: Path) -> Dataset:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"data {path} cannot be read as an .npz archive: {exc}") from None
-    with archive:
-        if "x" not in archive.files:
-            raise InputError(
-                f"data {path} has no array 'x' (it has: {', '.join(archive.files) or 'nothing'})",
-                hint="save it with np.savez(path, x=samples, y=labels)",
-            )
-        x = _as_samples(_member(archive, "x", path), path)
-        y = _member(archive, "y", path) if "y" in archive.files else None
-    if y is not None and not np.issubdtype(y.dtype, np.number):
-        raise InputError(f"data {path}: y has dtype {y.dtype}, expected class numbers or targets")
-    return Dataset(x=x, y=y, source=str(path))
-
-
-def _load_image_folder(path: Path, input_shape: tuple[int, ...]) -> Dataset:
-    from PIL import Image, UnidentifiedImageError
-
-    if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
-        raise InputError(
-            f"data {path} is an image folder, but the model input {list(input_shape)} is not "
-            "(height, width, 1 or 3 channels)"
+            f"data {path} has no array 'x' (it has: {', '.join(keys) or 'nothing'})",
+            hint="save it with np.savez(path, x=samples, y=labels)",
         )
-    height, width, channels = input_shape
+    return x_name, y_name
+
+
+def _load_npz(path: Path, input_shape: tuple[int, ...], sampler: _Sampler) -> Dataset:
+    where = str(path)
+    with safeio.open_archive(path, "data", _NPZ_LIMITS, kind=".npz") as archive:
+        x_name, y_name = _npz_members(archive, path)
+        x_info = archive.getinfo(x_name)
+        with archive.open(x_info) as stream:
+            x_header = _read_header(stream, where, x_info.file_size, "x")
+            check_shape(x_header.shape, input_shape, where)
+            count = x_header.shape[0]
+            rows = sampler.rows(count)
+            x = _read_rows(stream, x_header, rows, where, "x")
+        y = None
+        if y_name is not None:
+            y_info = archive.getinfo(y_name)
+            with archive.open(y_info) as stream:
+                y_header = _read_header(stream, where, y_info.file_size, "y")
+                if not y_header.shape or y_header.shape[0] != count:
+                    raise InputError(
+                        f"data {path}: y has shape {y_header.shape} but x has {count} samples"
+                    )
+                y = _read_rows(stream, y_header, rows, where, "y")
+    return Dataset(x=_as_samples(x), y=y, source=where,
+                   sampled_from=sampler.sampled_from(count))  # fmt: skip
+
+
+# ---------------------------------------------------------------------- image folders
+
+
+def _image_files(path: Path) -> tuple[list[str], list[tuple[int, Path]]]:
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise InputError(
             f"data folder {path} has no class sub-folders", hint="use DATA/<class>/<image>"
         )
-    xs, ys = [], []
-    mode = "L" if channels == 1 else "RGB"
+    files: list[tuple[int, Path]] = []
     for label, name in enumerate(classes):
         for file in sorted((path / name).iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(file) as image:
-                    pixels = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise InputError(f"image {file} cannot be read: {exc}") from None
-            xs.append(np.asarray(pixels, dtype=np.float32).reshape(height, width, channels) / 255.0)
-            ys.append(label)
-    if not xs:
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                files.append((label, file))
+                if len(files) > MAX_IMAGES:
+                    raise InputError(f"data folder {path} holds more than {MAX_IMAGES:,} images")
+    if not files:
         raise InputError(f"data folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return classes, files
+
+
+def _load_image_folder(path: Path, input_shape: tuple[int, ...], sampler: _Sampler) -> Dataset:
+    if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
+        raise InputError(
+            f"data {path} is an image folder, but the model input {list(input_shape)} is not "
+            "(height, width, 1 or 3 channels)"
+        )
+    from PIL import Image
+
+    height, width, channels = input_shape
+    classes, files = _image_files(path)
+    rows = sampler.rows(len(files))
+    chosen = files if rows is None else [files[i] for i in rows]
+    mode = "L" if channels == 1 else "RGB"
+    xs, pixels = [], _FolderPixels(path)
+    for _, file in chosen:
+        with _open_image(file, path) as image:
+            pixels.add(image)
+            resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+        xs.append(np.asarray(resized, dtype=np.float32) / 255.0)
     return Dataset(
-        x=np.stack(xs),
-        y=np.asarray(ys, dtype=np.int64),
+        x=np.stack(xs).reshape(len(xs), height, width, channels),
+        y=np.asarray([label for label, _ in chosen], dtype=np.int64),
         source=str(path),
         preprocessing=(
             f"images converted to {'grayscale' if channels == 1 else 'RGB'}, resized to "
@@ -184,7 +408,56 @@ def _load_image_folder(path: Path, input_shape: tuple[int, ...]) -> Dataset:
         ),
         class_names=tuple(classes),
         raw_scale=1 / 255,
+        sampled_from=sampler.sampled_from(len(files)),
     )
+
+
+@contextlib.contextmanager
+def _open_image(file: Path, root: Path) -> Iterator[Any]:
+    """One image opened (not decoded): a regular file inside the data folder, at most
+    MAX_IMAGE_PIXELS by its header. Decoding errors inside the block are messages too."""
+    from PIL import Image, UnidentifiedImageError
+
+    too_large = f"image {file} has more than {MAX_IMAGE_PIXELS:,} pixels, the most edgec decodes"
+    with safeio.open_regular(file, "image", root=root) as handle:
+        if (size := safeio.file_size(handle)) > MAX_IMAGE_BYTES:
+            raise safeio.too_large("image", file, size, MAX_IMAGE_BYTES)
+        try:
+            with warnings.catch_warnings():
+                # Pillow's own bomb check comes at open(), above 89 M pixels: an error here
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(handle) as image:  # reads the header only
+                    if image.width * image.height > MAX_IMAGE_PIXELS:
+                        too_large = (
+                            f"image {file} is {image.width}x{image.height} pixels, more than "
+                            f"the {MAX_IMAGE_PIXELS:,} edgec decodes"
+                        )
+                        raise _TooLarge
+                    yield image
+        except (_TooLarge, Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise InputError(too_large, hint="resize it first: the model takes far fewer") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise InputError(f"image {file} cannot be read: {exc}") from None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _FolderPixels:
+    """The pixels of the images read from one folder, counted from their headers."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.total = folder, 0
+
+    def add(self, image: Any) -> None:
+        self.total += image.width * image.height
+        if self.total > MAX_FOLDER_PIXELS:
+            raise InputError(
+                f"data folder {self.folder}: its images hold more than "
+                f"{MAX_FOLDER_PIXELS:,} pixels in all, the most edgec decodes",
+                hint="give images nearer the model's input size, or a smaller --max-samples",
+            )
 
 
 def non_finite(x: np.ndarray) -> tuple[int, int] | None:

@@ -17,7 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
+
 SCREEN = 0  # TrialJob.epochs: the untrained transformation, converted and measured only
+BUDGET_CHECKS = ("flash", "ram", "latency")  # a target's checks TrialResult.targets keeps
+PACKED_BYTES = 4 << 30  # a packed job's model, data and custom objects: each at most
+METRICS = ("top1", "rmse", "cosine")  # TrialResult.metric
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class TrialJob:
     data: str | None = None
     budget: str | None = None
     calibration_samples: int = 300
+    max_samples: int = DEFAULT_MAX_SAMPLES  # edgec build --max-samples
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
     keep_names: bool = False  # the TFLM file keeps its tensor names (edgec build --keep-names)
@@ -138,16 +144,27 @@ def select_executor(workers: int | None, address: str | None) -> Executor:
 def packed(job: TrialJob) -> TrialJob:
     """``job`` with its model, data and custom-objects files carried as bytes (for a
     worker that does not share the caller's file system)."""
+    from edgec import safeio
+
     files: dict[str, bytes] = {}
     for role in ("model", "data", "custom_objects"):
         path = getattr(job, role)
         if path is None or not Path(path).exists():  # a module name, or the example
             continue
         root = Path(path)
-        entries = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        entries = (
+            safeio.regular_files(
+                root, role, limit_files=safeio.MAX_ARCHIVE_MEMBERS * 100, limit_bytes=PACKED_BYTES
+            )  # fmt: skip
+            if root.is_dir()
+            else [root]
+        )
         for entry in entries:
             inside = entry.relative_to(root) if root.is_dir() else Path()
-            files[str(Path(role, root.name, inside))] = entry.read_bytes()
+            folder = root if root.is_dir() else None
+            files[str(Path(role, root.name, inside))] = safeio.read_regular(
+                entry, role, limit=PACKED_BYTES, root=folder
+            )
     return replace(job, files=files)
 
 

@@ -27,10 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
 from edgec.errors import UsageError
 from edgec.fit import space
 from edgec.fit.executor import Executor, InProcess, TrialJob, TrialResult
-from edgec.fit.store import Record, Store, fingerprint
+from edgec.fit.store import Record, StateSchema, Store, fingerprint
+from edgec.report import DataInfo
 
 DEFAULT_RUNGS = (1, 2, 4)
 MAX_SCREENS = 48  # default: structures screened at most (each converts and measures once)
@@ -49,6 +51,7 @@ class FitOptions:
     rungs: tuple[int, ...] = DEFAULT_RUNGS  # epochs a stage at each rung
     max_screens: int = MAX_SCREENS  # structures screened untrained at most
     calibration_samples: int = 300
+    max_samples: int = DEFAULT_MAX_SAMPLES  # of DATA, as edgec build --max-samples
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
     keep_names: bool = False  # every trial keeps its tensor names (edgec build --keep-names)
@@ -97,8 +100,8 @@ class Search:
             model=None if o.model is None else str(o.model.absolute()),
             data=None if o.data is None else str(o.data.absolute()),
             budget=o.budget, calibration_samples=o.calibration_samples,
-            max_accuracy_drop=o.max_accuracy_drop, custom_objects=o.custom_objects,
-            keep_names=o.keep_names,
+            max_samples=o.max_samples, max_accuracy_drop=o.max_accuracy_drop,
+            custom_objects=o.custom_objects, keep_names=o.keep_names,
         )  # fmt: skip
 
     def run(self, jobs: Sequence[TrialJob]) -> dict[str, TrialResult]:
@@ -233,6 +236,10 @@ class FitOutcome:
     closest_lever: str | None
     recipe_toml: str | None = None
     files_written: bool = False
+    # trials whose record the winner's rebuild contradicted (a tampered or stale fit.json):
+    # "key: recorded ... , measured ..."; each was replaced by the measurement
+    remeasured: list[str] = field(default_factory=list)
+    data: DataInfo | None = None  # the winner's build: what --max-samples did to DATA
 
 
 def run_fit(
@@ -245,21 +252,21 @@ def run_fit(
     from edgec.fit.output import check_inputs, write_winner
     from edgec.fit.trial import activation_types
 
-    check_inputs(options)
+    targets = check_inputs(options)
     levers = space.supported_levers(activation_types())
+    schema = StateSchema(levers, options.rungs, targets)
     store = Store.open(options.out, fingerprint(_fingerprint_inputs(options, levers)),
-                       _command(options))  # fmt: skip
+                       _command(options), schema)  # fmt: skip
     search = Search(options, store, levers, executor or InProcess(), progress or FitProgress())
     search.progress.started(search)
     search.halve(search.screen())
-    winner = search.best()
-    store.winner = None if winner is None else winner.result.key
-    store.save()
-    if winner is None:
-        misses, lever = closest_misses(search)
-        return FitOutcome(store, None, misses, lever)
-    outcome = FitOutcome(store, winner, [], None)
-    write_winner(search, winner, outcome)
+    outcome = FitOutcome(store, None, [], None)
+    if search.best() is not None:
+        write_winner(search, outcome)  # the best whose rebuild confirms its record
+    if outcome.winner is None:
+        store.winner = None
+        store.save()
+        outcome.misses, outcome.closest_lever = closest_misses(search)
     return outcome
 
 

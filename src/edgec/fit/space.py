@@ -16,6 +16,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from edgec.errors import printable
+
 DISTILL_EPOCHS = 5  # distillation trains longer than a fine-tune (the recipe: 30 vs 2-4 epochs)
 
 
@@ -139,7 +141,7 @@ def recipe_toml(
     """The candidate as a recipe TOML that ``edgec build --recipe`` takes."""
     key = candidate_key(params)
     options = build_options(params)
-    lines = [f"# {note}"] if note else []
+    lines = [f"# {printable(note)}"] if note else []  # no line break can end the comment
     if options or keep_names:
         flags = " ".join(
             [f"--{k.replace('_', '-')} {v}" for k, v in options.items()]
@@ -168,5 +170,21 @@ def _toml(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return toml_string(str(value))
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string holding ``text``: quotes, backslashes and control characters
+    escaped, so no value can end the string or the line (surrogates become U+FFFD)."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append("\ufffd")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'

@@ -21,11 +21,10 @@ import numpy as np
 
 from edgec import builder
 from edgec.errors import EdgecError
-from edgec.fit.executor import TrialJob, TrialResult
+from edgec.fit.executor import BUDGET_CHECKS, TrialJob, TrialResult
 from edgec.fit.space import build_options, recipe_stages, recipe_toml
 from edgec.report import BuildReport, TargetSection
 
-BUDGET_CHECKS = ("flash", "ram", "latency")
 SCREEN_SAMPLES = 32  # calibration (and LUT proof) samples of a screen
 _SCREEN_BEFORE = (builder.load_model, builder.load_data, builder.translate_keras3,
                   builder.validate_recipe, builder.train_example)  # fmt: skip
@@ -51,7 +50,7 @@ def run_job(job: TrialJob) -> TrialResult:
                     _result(job, start, sections, fits=all(s.ok for s in sections)),
                     failed_checks=_failed_target_checks(sections),
                 )
-            return _trained(job, start, builder.run_build(options).report)
+            return trained_result(job, start, builder.run_build(options).report)
     except EdgecError as exc:
         return _result(job, start, [], fits=False, error=str(exc))
 
@@ -75,6 +74,7 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         out=out,
         budget=job.budget,
         calibration_samples=job.calibration_samples,
+        max_samples=job.max_samples,
         max_accuracy_drop=job.max_accuracy_drop,
         custom_objects=job.custom_objects,
         keep_names=job.keep_names,
@@ -127,7 +127,8 @@ def _snap(w: np.ndarray, n: int) -> np.ndarray:
     return centroids[np.abs(w[..., None] - centroids).argmin(-1)].astype(w.dtype)
 
 
-def _trained(job: TrialJob, start: float, report: BuildReport) -> TrialResult:
+def trained_result(job: TrialJob, start: float, report: BuildReport) -> TrialResult:
+    """What a trained trial measured: its build's figures, accuracy and verdict."""
     failed = [c.name for c in report.checks if not c.ok] + _failed_target_checks(report.targets)
     fits = all(s.ok for s in report.targets) and all(
         c.ok for c in report.checks if c.name != "accuracy"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import zipfile
+import re
 from pathlib import Path
 
 import numpy as np
 
-from edgec.errors import InputError
+from edgec import safeio
+from edgec.errors import InputError, printable
 
 SUFFIXES = (".keras", ".h5", ".hdf5")
 SAVEDMODEL = "savedmodel"  # a SavedModel without Keras metadata: built from its signature
@@ -20,11 +20,13 @@ def inspect_model_file(path: Path) -> str:
     Returns the Keras version it was saved with (``"2.21.0"``, ``"3.15.1"``, ``"unknown"``),
     or ``SAVEDMODEL`` for a SavedModel folder without Keras metadata.
     """
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"model {path} does not exist")
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise InputError(f"model {path} is a folder but not a SavedModel (no saved_model.pb)")
+        safeio.regular_files(path, "SavedModel", limit_files=safeio.MAX_ARCHIVE_MEMBERS,
+                             limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
         if not (path / "keras_metadata.pb").is_file():
             return SAVEDMODEL  # Keras 3 export() or tf.saved_model.save: its serving signature
         return "unknown"
@@ -38,18 +40,16 @@ def inspect_model_file(path: Path) -> str:
 
 def _saved_keras_version(path: Path) -> str:
     if path.suffix.lower() == ".keras":
-        try:
-            with zipfile.ZipFile(path) as archive:
-                meta = json.loads(archive.read("metadata.json"))
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
-            raise InputError(f"model {path} is not a readable .keras archive ({exc})") from None
-        return str(meta.get("keras_version", "unknown"))
+        return _keras_archive_version(path)
     import h5py
 
+    safeio.check_hdf5(safeio.regular_file(path, "model"), f"model {path}",
+                      limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
     try:
         with h5py.File(path, "r") as f:
             version = f.attrs.get("keras_version", "unknown")
             has_config = "model_config" in f.attrs
+            config = f.attrs.get("model_config") if has_config else None
     except OSError as exc:
         raise InputError(f"model {path} is not a readable HDF5 file ({exc})") from None
     if not has_config:
@@ -57,7 +57,30 @@ def _saved_keras_version(path: Path) -> str:
             f"model {path} holds weights only (no model_config)",
             hint="save the whole model with model.save(), not save_weights()",
         )
+    if isinstance(config, bytes | str):
+        _check_config_names(safeio.load_json(config, f"model {path}: model_config"), str(path))
     return version.decode() if isinstance(version, bytes) else str(version)
+
+
+def _keras_archive_version(path: Path) -> str:
+    """A .keras archive's Keras version, its members checked (sizes, methods, its weights'
+    datasets) before any loader extracts or reads them."""
+    where = f"model {path}"
+    with safeio.open_archive(path, "model", kind=".keras") as archive:
+        names = archive.namelist()
+        if "metadata.json" not in names:
+            raise InputError(f"model {path} is not a readable .keras archive (no metadata.json)")
+        text = safeio.read_member(archive, "metadata.json", where, limit=1 << 20)
+        meta = safeio.load_json(text, f"{where}: metadata.json")
+        if "config.json" in names:  # layer names before TensorFlow starts
+            limit = safeio.MAX_JSON_MEMBER_BYTES
+            config = safeio.read_member(archive, "config.json", where, limit=limit)
+            _check_config_names(safeio.load_json(config, f"{where}: config.json"), str(path))
+        for weights in (n for n in names if n.endswith(".h5")):
+            safeio.check_hdf5_member(archive, weights, f"{where}: {weights}",
+                                     limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
+    version = meta.get("keras_version", "unknown") if isinstance(meta, dict) else "unknown"
+    return str(version)
 
 
 def load_keras_model(path: Path, custom_objects: dict | None = None):
@@ -182,7 +205,47 @@ class SignatureModel:
         return int(sum(np.prod(v.shape) for v in self._function.variables))
 
 
+# TensorFlow's root name scopes (each layer's weights and ops are created under one):
+# Keras 3 accepts other names ('dense one', 'ü', '_x'), which fail deep in the conversion
+_SCOPE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")
+
+
+def check_layer_names(model, source: str) -> None:
+    """Every layer (nested ones too) has a name TensorFlow can use as a name scope."""
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        _check_name(layer.name, source)
+        stack.extend(getattr(layer, "layers", []))
+
+
+def _check_name(name: str, source: str) -> None:
+    if not _SCOPE_NAME.fullmatch(name):
+        raise InputError(
+            f"model {source}: layer {printable(repr(name))[:80]} has a name TensorFlow "
+            "cannot use (letters, digits and . _ - / > only, not starting with _ - / >)",
+            hint="rename the layer when building the model (name=...) and save it again",
+        )
+
+
+def _check_config_names(config: object, source: str) -> None:
+    """The layer names in a saved model's config (nested models' too), as
+    check_layer_names checks a loaded model's: read before TensorFlow starts."""
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        inner = item.get("config") if isinstance(item, dict) else None
+        layers = inner.get("layers") if isinstance(inner, dict) else None
+        for layer in layers if isinstance(layers, list) else []:
+            layer_config = layer.get("config") if isinstance(layer, dict) else None
+            name = layer_config.get("name") if isinstance(layer_config, dict) else None
+            if isinstance(name, str):
+                _check_name(name, source)
+            stack.append(layer)
+
+
 def check_model_io(model, source: str) -> None:
+    check_layer_names(model, source)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise InputError(
             f"model {source} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "

@@ -15,13 +15,13 @@ report written by another edgec version of the same schema can be compared.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgec import safeio
 from edgec.errors import InputError, UsageError
 from edgec.report.markdown import escape_markdown
 from edgec.report.schema import json_text
@@ -30,6 +30,7 @@ DIFF_FIGURES = (("flash_bytes", "flash"), ("arena_bytes", "RAM"))
 SHIPPED_RAM = "tensor_arena_bytes"  # TENSOR_ARENA_SIZE, when both reports have it
 # metric -> (direction, unit): "drop" in points (higher is better), "rise" relative
 ACCURACY_METRICS = {"top1": ("drop", 1.0), "cosine": ("drop", 100.0), "rmse": ("rise", 1.0)}
+MAX_TARGETS = 256  # target sections of one report (edgec writes one per --target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,20 +149,14 @@ def parse_growth(text: str, option: str = "--max-growth") -> float:
 
 
 def load_report(path: Path) -> dict[str, Any]:
-    """A build or check report.json, read strictly (no NaN or Infinity)."""
-    try:
-        data = json.loads(path.read_text(), parse_constant=_no_constant)
-    except FileNotFoundError:
-        raise InputError(f"report {path} does not exist") from None
-    except IsADirectoryError:
+    """A build or check report.json, read as untrusted input: a regular file of bounded
+    size, strict JSON (no NaN or Infinity), bounded nesting (safeio)."""
+    if path.is_dir():
         raise InputError(
             f"report {path} is a directory",
             hint=f"give the report.json inside it: {path}/report.json",
-        ) from None
-    except OSError as exc:
-        raise InputError(f"cannot read report {path}: {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise InputError(f"{path} is not a JSON report: {exc}") from None
+        )
+    data = safeio.load_json(safeio.read_text(path, "report"), f"report {path}")
     if not isinstance(data, dict) or "schema_version" not in data:
         raise InputError(f"{path} is not an edgec report (no schema_version)")
     return data
@@ -178,9 +173,17 @@ def _figures(data: dict[str, Any], path: Path) -> dict[str, dict[str, int | None
         sections = [{"target": data["target"], "memory": data["memory"]}]
     if not sections:
         raise InputError(f"{path} is an edgec report without targets")
+    if not isinstance(sections, list):
+        raise InputError(f"{path}: 'targets' is not a list of target sections")
+    if len(sections) > MAX_TARGETS:
+        raise InputError(
+            f"{path} has {len(sections):,} target sections; edgec compares up to {MAX_TARGETS}"
+        )
     keys = [key for key, _ in DIFF_FIGURES] + [SHIPPED_RAM]
     try:
-        figures = {str(s["target"]): {key: s["memory"].get(key) for key in keys} for s in sections}
+        figures = {
+            str(s["target"])[:200]: {key: s["memory"].get(key) for key in keys} for s in sections
+        }
     except (KeyError, TypeError, AttributeError):
         raise InputError(f"{path}: a target section has no memory figures") from None
     for target, values in figures.items():
@@ -191,10 +194,6 @@ def _figures(data: dict[str, Any], path: Path) -> dict[str, dict[str, int | None
                     hint="compare report.json files written by edgec",
                 )
     return figures
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def diff_reports(

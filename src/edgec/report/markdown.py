@@ -1,23 +1,53 @@
-"""``edgec check --format markdown``: the verdict as a pull-request comment."""
+"""``edgec check --format markdown``: the verdict as a pull-request comment.
+
+Names in it come from untrusted files (the model's tensors, the profile's part), and the
+comment is rendered by GitHub, where a name could otherwise open a heading, add table
+rows, link somewhere, mention people or inject HTML. Every such value goes through
+:func:`escape_markdown` (text) or :func:`markdown_code` (a code span); use them for any
+other Markdown edgec writes (``edgec diff``).
+"""
 
 from __future__ import annotations
 
-import html
 import re
 
-from edgec.errors import printable
+from edgec.errors import clip, printable
 from edgec.report.schema import TargetSection
 
-# Markdown's punctuation that can start markup (CommonMark: any ASCII punctuation may be
-# backslash-escaped); < and > become entities so no HTML tag can open.
-_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+# ASCII punctuation Markdown gives a meaning to; a backslash makes each one literal
+_SPECIAL = frozenset("\\`*_{}[]()#+-.!|~>@:$")
+_ENTITIES = {"&": "&amp;", "<": "&lt;"}
+# GitHub links bare URLs and www. names; a word joiner (U+2060, invisible) keeps the
+# scheme or the "www" from touching what follows, so nothing is linked
+_AUTOLINK = re.compile(r"(?i)(\bwww|\b[a-z][a-z0-9+.\\-]*\\:)(?=\\?[./])")
+_WORD_JOINER = "\u2060"
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` as literal Markdown text on one line, also inside a table cell: no
+    heading, list, table cell, link, mention, emphasis or HTML can start from it."""
+    line = printable(str(text))
+    escaped = "".join(_ENTITIES.get(c) or ("\\" + c if c in _SPECIAL else c) for c in line)
+    return _AUTOLINK.sub(lambda m: m.group(1) + _WORD_JOINER, escaped)
+
+
+def markdown_code(text: object, *, table: bool = False) -> str:
+    """``text`` as an inline code span it cannot leave: a fence longer than any run of
+    backticks inside it; in a ``table`` cell, pipes escaped (GitHub splits cells first)."""
+    line = printable(str(text))
+    longest = max((len(run) for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if line.startswith("`") or line.endswith("`") or not line.strip() else ""
+    if table:
+        line = line.replace("|", "\\|")
+    return f"{fence}{pad}{line}{pad}{fence}"
 
 
 def markdown(sections: list[TargetSection], model: str) -> str:
     """A pull-request comment: one verdict table, then each target's failed checks."""
     ok = all(s.ok for s in sections)
     lines = [
-        f"### edgec check: `{model}` {'✅ pass' if ok else '❌ fail'}",
+        f"### edgec check: {markdown_code(model)} {'✅ pass' if ok else '❌ fail'}",
         "",
         "| target | part | verdict | flash (model) | RAM | latency |",
         "|---|---|---|---:|---:|---:|",
@@ -26,15 +56,19 @@ def markdown(sections: list[TargetSection], model: str) -> str:
         latency = next((c for c in s.checks if c.name == "latency"), None)
         lat = f"{latency.value:.3f} ms ({latency.method})" if latency and latency.value else "-"
         lines.append(
-            f"| `{s.target}` | {s.part} | {'✅ pass' if s.ok else '❌ fail'} "
+            f"| {markdown_code(s.target, table=True)} | {escape_markdown(clip(s.part, 200))} "
+            f"| {'✅ pass' if s.ok else '❌ fail'} "
             f"| {_used(s.memory.flash_bytes, s.memory.flash_budget_bytes)} "
-            f"| {_used(s.memory.ram_used_bytes, s.memory.ram_budget_bytes)} | {lat} |"
+            f"| {_used(s.memory.ram_used_bytes, s.memory.ram_budget_bytes)} "
+            f"| {escape_markdown(lat)} |"
         )
     for s in sections:
         failed = [c for c in s.checks if not c.ok]
         if failed:
-            lines += ["", f"**{s.target}** failed:"]
-            lines += [f"- `{c.name}`: {c.detail}" for c in failed]
+            lines += ["", f"**{escape_markdown(s.target)}** failed:"]
+            lines += [
+                f"- {markdown_code(c.name)}: {escape_markdown(clip(c.detail))}" for c in failed
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -42,10 +76,3 @@ def _used(used: int | None, budget: int) -> str:
     if used is None:
         return "not measured"
     return f"{used:,} B / {budget:,} B ({used / budget:.1%})" if budget else f"{used:,} B"
-
-
-def escape_markdown(text: str) -> str:
-    """Untrusted text (a target or file name) as literal Markdown: one line, no markup,
-    no HTML, and a ``|`` cannot split a table cell."""
-    one_line = " ".join(printable(str(text)).split())
-    return _MARKUP.sub(r"\\\1", html.escape(one_line, quote=False))

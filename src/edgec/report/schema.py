@@ -252,6 +252,8 @@ class DataInfo:
     preprocessing: str = ""
     # what the data is too small for (a recipe's training and validation split)
     warnings: list[str] = field(default_factory=list)
+    max_samples: int | None = None  # --max-samples: DATA beyond it is sampled (seeded)
+    sampled_from: int | None = None  # the samples DATA holds, when it held more than that
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from edgec import safeio
 from edgec.errors import InputError
 from edgec.stages.base import Param, get_stage, stage_types
 
@@ -78,15 +79,13 @@ def load_recipe(name_or_path: str) -> Recipe:
         text = (resources.files("edgec.stages") / "recipes" / f"{name_or_path}.toml").read_text()
         return parse_recipe(tomllib.loads(text), source=f"built-in recipe {name_or_path}")
     path = Path(name_or_path)
-    if path.suffix != ".toml" or not path.is_file():
+    if path.suffix != ".toml" or not (path.exists() or path.is_symlink()):
         raise InputError(
             f"recipe '{name_or_path}' is neither a built-in recipe nor a .toml file",
             hint=f"use one of {', '.join(builtin_recipe_names())} or a recipe TOML file",
         )
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"recipe {path} is not valid TOML: {exc}") from None
+    text = safeio.read_text(path, "recipe", limit=safeio.MAX_TOML_BYTES)
+    data = safeio.load_toml(text, f"recipe {path}")
     recipe = parse_recipe(data, source=str(path))
     return _resolve_paths(recipe, path.parent)
 
@@ -132,6 +131,12 @@ def parse_recipe(data: dict[str, Any], *, source: str) -> Recipe:
         raise InputError(
             f"{where} has no [[stage]] tables",
             hint="add at least one [[stage]] with type = " + " | ".join(stage_types()),
+        )
+    if len(raw) > len(stage_types()):
+        raise InputError(
+            f"{where} has {len(raw):,} stages; each of the {len(stage_types())} stage types "
+            "can appear once",
+            hint="order the stages " + " -> ".join(stage_types()),
         )
     stages = tuple(_parse_stage(s, i, where) for i, s in enumerate(raw, start=1))
     _check_order(stages, where)

@@ -8,7 +8,6 @@ and wrong types are errors that name the key, so a typo cannot silently change a
 from __future__ import annotations
 
 import json
-import math
 import re
 import tomllib
 from collections.abc import Collection
@@ -18,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgec import safeio
 from edgec.errors import InputError, UsageError
 from edgec.units import MAX_BYTES, parse_size
 
@@ -69,6 +69,9 @@ _SCHEMA: dict[str, Any] = {
 # A profile's name becomes a folder under --artifacts and a report key: a plain slug.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 MAX_CLOCK_HZ = 10**12
+# cycles per MAC: about 10 for reference kernels on a Cortex-M0; 1e6 is beyond any CPU and
+# keeps the latency estimate finite (1.7e308 cycles/MAC at 1 Hz gave Infinity in JSON)
+MAX_CYCLES_PER_MAC = 1e6
 # kind -> optional table it requires
 _KIND_TABLES = {"npu": "vela", "phone": "phone"}
 
@@ -259,9 +262,10 @@ def load_target(spec: str) -> TargetProfile:
     """A built-in profile by name, or a profile TOML file by path."""
     if spec.endswith(".toml") or "/" in spec or Path(spec).is_file():
         path = Path(spec)
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise InputError(f"target profile {spec} does not exist")
-        return _load(path.read_bytes(), source=str(path))
+        return _load(safeio.read_regular(path, "target profile", limit=safeio.MAX_TOML_BYTES),
+                     source=str(path))  # fmt: skip
     if spec not in builtin_names():
         raise InputError(
             f"unknown target '{spec}'",
@@ -303,9 +307,10 @@ def load_runtime(name: str) -> Runtime:
 def _load(data: bytes, *, source: str) -> TargetProfile:
     where = "built-in profile" if source == "built-in" else f"profile {source}"
     try:
-        table = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise InputError(f"{where} is not valid TOML: {exc}") from None
+    table = safeio.load_toml(text, where)
     _validate(table, _SCHEMA, where, prefix="")
     if table["schema_version"] != SCHEMA_VERSION:
         raise InputError(
@@ -342,10 +347,10 @@ def _load(data: bytes, *, source: str) -> TargetProfile:
     if needed and needed not in table:
         raise InputError(f"{where}: kind '{table['kind']}' needs a [{needed}] table")
     estimate = table.get("estimate")
-    if estimate is not None and not 0 < estimate["cycles_per_mac"] < math.inf:
+    if estimate is not None and not 0 < estimate["cycles_per_mac"] <= MAX_CYCLES_PER_MAC:
         raise InputError(
-            f"{where}: key 'estimate.cycles_per_mac' must be positive and finite, "
-            f"got {estimate['cycles_per_mac']!r}"
+            f"{where}: key 'estimate.cycles_per_mac' must be positive and at most "
+            f"{MAX_CYCLES_PER_MAC:g}, got {estimate['cycles_per_mac']!r}"
         )
     phone = table.get("phone")
     if phone is not None and not (

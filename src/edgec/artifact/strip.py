@@ -14,28 +14,23 @@ report's per-layer error, the compression checks) read the unstripped model, whi
 build keeps; Vela and the Edge TPU compiler report ops by tensor name, so stripping is
 for TFLM targets only (the builder refuses it for the others).
 
-The Python flatbuffers library ignores the schema's ``force_align: 16`` on buffer data;
-TFLM reads int32 biases in place, and a Cortex-M0+ faults on an unaligned word load. So
-the repacked model goes through tflite-micro's C++ aligner (the one its LUT compressor
-uses, ``tflite_flatbuffer_align_wrapper``), and the result is checked: every constant
-buffer starts on a 16-byte boundary.
+The repacked model's buffers are 16-byte aligned and checked (``artifact.repack``).
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from edgec.artifact import Artifact, runtimes
 from edgec.artifact.lut import bit_identical_check
-from edgec.artifact.tflite_model import FILE_IDENTIFIER, flatbuffer_schema
+from edgec.artifact.repack import BUFFER_ALIGNMENT, pack_aligned, unaligned_buffers, unpack
 from edgec.errors import ConversionError, ToolError
 from edgec.report import Check
 
-BUFFER_ALIGNMENT = 16  # the schema's force_align for Buffer.data
+__all__ = ["BUFFER_ALIGNMENT", "StrippedModel", "strip_names", "strip_names_verified",
+           "unaligned_buffers"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,52 +46,19 @@ class StrippedModel:
 
 def strip_names(data: bytes) -> bytes:
     """``data`` without its description, subgraph and tensor names, buffers 16-aligned."""
-    import flatbuffers
-
     try:
-        model = flatbuffer_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
-        model.description = None
-        for graph in model.subgraphs or []:
-            graph.name = None
-            for tensor in graph.tensors or []:
-                tensor.name = None
-        builder = flatbuffers.Builder(len(data) + 4096)
-        builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
-        stripped = _aligned(bytes(builder.Output()))
-    except Exception as exc:  # the flatbuffers object API or the C++ aligner
+        model = unpack(data)
+    except Exception as exc:  # the flatbuffers object API
         raise ConversionError(f"stripping the model's names failed: {exc}") from None
-    misaligned = unaligned_buffers(stripped)
-    if misaligned:
-        raise ConversionError(
-            f"the stripped model's buffers {misaligned[:5]} are not {BUFFER_ALIGNMENT}-byte "
-            "aligned; build without --strip-names"
-        )
-    return stripped
-
-
-def _aligned(data: bytes) -> bytes:
-    # the C++ wrapper reads and writes files, not bytes
-    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
-
-    with tempfile.TemporaryDirectory(prefix="edgec-strip-") as tmp:
-        source, target = Path(tmp) / "in.tflite", Path(tmp) / "out.tflite"
-        source.write_bytes(data)
-        tflite_flatbuffer_align_wrapper.align_tflite_model(str(source), str(target))
-        return target.read_bytes()
-
-
-def unaligned_buffers(data: bytes) -> list[int]:
-    """Indices of the non-empty buffers whose data does not start on a 16-byte boundary."""
-    model = flatbuffer_schema().Model.GetRootAs(data, 0)
-    bad = []
-    for i in range(model.BuffersLength()):
-        buffer = model.Buffers(i)
-        if buffer is None or buffer.DataLength() == 0:
-            continue
-        start = buffer._tab.Vector(buffer._tab.Offset(4))  # Buffer.data's first byte
-        if start % BUFFER_ALIGNMENT:
-            bad.append(i)
-    return bad
+    model.description = None
+    for graph in model.subgraphs or []:
+        graph.name = None
+        for tensor in graph.tensors or []:
+            tensor.name = None
+    return pack_aligned(
+        model, size_hint=len(data), what="stripping the model's names",
+        hint="build without --strip-names",
+    )  # fmt: skip
 
 
 def strip_names_verified(data: bytes, x_q: np.ndarray, arena_bytes: int) -> StrippedModel:

@@ -65,8 +65,8 @@ def build(
             ``"int16"``, TFLite's 16x8 mode), ``calibration_samples``,
             ``max_accuracy_drop``, ``name``, ``phone_variants`` (a sequence or a
             comma-separated string), ``compress``, ``strip_names``, ``layout``, ``c_lang``,
-            ``section``, ``arena_margin``, ``distill``, ``prune``, ``cluster``, ``qat``,
-            ``epochs``,
+            ``section``, ``arena_margin``, ``per_channel`` (``"auto"``, ``"always"`` or
+            ``"never"``), ``distill``, ``prune``, ``cluster``, ``qat``, ``epochs``,
             ``custom_objects`` (a ``.py`` file or module with the model's own layers;
             executed, so trusted code only), ``debug``.
 

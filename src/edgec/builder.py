@@ -45,7 +45,7 @@ from edgec.export import (
 )
 from edgec.export.c_array import LANGUAGES
 from edgec.export.toolchain import measure_model_object
-from edgec.pipeline.convert import PHONE_VARIANTS, model_io_type
+from edgec.pipeline.convert import PER_CHANNEL_MODES, PHONE_VARIANTS, model_io_type
 from edgec.report import (
     Artifact,
     BuildReport,
@@ -70,6 +70,8 @@ from edgec.targets.profile import load_runtime
 from edgec.targets.weights import compression_checks
 
 if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need them
+    from edgec.pipeline.convert import Converted
+    from edgec.pipeline.precision import Choice
     from edgec.pipeline.verify import Evaluation
     from edgec.stages.plan import CompressionPlan
 
@@ -118,6 +120,7 @@ class BuildOptions:
     cluster: int | None = None  # clusters per kernel
     qat: bool = False
     epochs: int | None = None  # overrides every short-form stage's epochs
+    per_channel: str = "auto"  # auto | always | never: weights per channel (pipeline.precision)
     custom_objects: str | None = None  # a .py file or module with the model's own layers
 
 
@@ -166,7 +169,9 @@ class BuildContext:
     input_model_out: np.ndarray | None = None  # run_recipe: the input model's outputs
     parameters: int | None = None  # QAT adds quantizer variables: the stages count weights
     # the converted model and what ships
-    tflite: bytes = field(init=False)  # convert
+    conversion: Converted = field(init=False)  # convert: per-channel and per-tensor weights
+    precision: Choice | None = None  # choose_precision: per layer, per channel or per tensor
+    tflite: bytes = field(init=False)  # convert; replaced by choose_precision
     flat: TfliteModel = field(init=False)
     shipped: bytes = field(init=False)  # convert; replaced by lut_compress, strip_names
     shipped_flat: TfliteModel = field(init=False)
@@ -178,7 +183,7 @@ class BuildContext:
     lut_info: dict | None = None
     # measurements and outputs
     sections: list[TargetSection] = field(default_factory=list)  # check_targets
-    float_out: np.ndarray = field(init=False)  # evaluate
+    float_out: np.ndarray | None = None  # float_outputs: the model on the evaluation set
     evaluation_result: Evaluation = field(init=False)
     layers: list[Layer] = field(default_factory=list)  # layer_error
     files: dict[str, bytes] = field(default_factory=dict)
@@ -323,7 +328,7 @@ def run_recipe(ctx: BuildContext) -> None:
 
 
 def convert(ctx: BuildContext) -> None:
-    from edgec.pipeline.convert import convert_int8
+    from edgec.pipeline.convert import convert_full_integer
     from edgec.pipeline.recurrent import unroll_recurrent
 
     calibration, activations = ctx.calibration, ctx.options.activations
@@ -331,26 +336,82 @@ def convert(ctx: BuildContext) -> None:
     with ctx.stage(
         "convert", f"Converting to full-integer {width} ({len(calibration)} calibration samples)"
     ):
-        ctx.tflite = convert_int8(
+        ctx.conversion = convert_full_integer(
             unroll_recurrent(ctx.model, calibration.x[:16]),
             calibration.x,
             io_type=ctx.plan.io_type,
             activations=activations,
             quiet=not ctx.options.debug,
+            per_tensor=True,  # the per-layer choice's other option (choose_precision)
         )
+    _set_converted(ctx, ctx.conversion.model)
+    ctx.tflm_ok = all(name in load_runtime("tflite-micro").ops for name in ctx.flat.op_names)
+
+
+def _set_converted(ctx: BuildContext, tflite: bytes) -> None:
+    ctx.tflite = tflite
     ctx.converted = ModelArtifact.from_bytes(ctx.tflite, source="the converted model")
     ctx.flat = ctx.converted.model
     # until lut_compress replaces it
     ctx.shipped, ctx.shipped_flat, ctx.shipped_artifact = ctx.tflite, ctx.flat, ctx.converted
 
 
+def choose_precision(ctx: BuildContext) -> None:
+    """Per-channel or per-tensor weights, layer by layer (``--per-channel``): measured,
+    chosen, and what ships from here on (``pipeline.precision``)."""
+    from edgec.pipeline import precision
+
+    mode, recipe = ctx.options.per_channel, ctx.plan.recipe
+    description = f"Per-channel or per-tensor weights per layer (--per-channel {mode})"
+    with ctx.stage("per_channel", description):
+        ctx.precision = precision.choose(
+            ctx.conversion, mode=mode, evaluation=ctx.evaluation, float_out=float_outputs(ctx),
+            budget=_precision_budget(ctx), runnable=ctx.tflm_ok,
+            trained=recipe is not None and "qat" in recipe.types,
+            expectations=None if ctx.recipe_plan is None else ctx.recipe_plan.expectations(),
+        )  # fmt: skip
+    if ctx.precision.model != ctx.tflite:
+        _set_converted(ctx, ctx.precision.model)
+
+
+def cheapest_precision(ctx: BuildContext) -> None:
+    """``choose_precision`` for a fit screen (an untrained model, nothing to score): the
+    least flash and arena the build's choice can reach (``precision.cheapest``)."""
+    from edgec.pipeline import precision
+
+    plan = ctx.recipe_plan
+    shipped = precision.cheapest(
+        ctx.conversion, mode=ctx.options.per_channel,
+        expectations=None if plan is None else plan.expectations(),
+    )  # fmt: skip
+    if shipped != ctx.tflite:
+        _set_converted(ctx, shipped)
+
+
+def _precision_budget(ctx: BuildContext) -> Any:
+    """The first target's flash budget, and its RAM budget where that is the TFLM arena's."""
+    from edgec.pipeline.precision import Budget
+
+    profile = ctx.plan.profiles[0]
+    budget = profile.budget.overridden(ctx.plan.overrides)
+    return Budget(budget.flash_bytes, budget.ram_bytes if profile.kind == "mcu" else None)
+
+
+def float_outputs(ctx: BuildContext) -> np.ndarray:
+    """The (compressed) float model's outputs on the evaluation samples, computed once."""
+    if ctx.float_out is None:
+        ctx.float_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
+    return ctx.float_out
+
+
 def measure_arena(ctx: BuildContext) -> None:
     """The TFLM arena of the converted model (measured once per model, cached)."""
     flat = ctx.flat
-    ctx.tflm_ok = all(name in load_runtime("tflite-micro").ops for name in flat.op_names)
     with ctx.stage("measure_arena", "Measuring the exact TFLM arena"):
         ctx.arena, _ = ctx.converted.arena(runnable=ctx.tflm_ok)
     ctx.x_q = _model_input(flat, ctx.evaluation.x)
+    if ctx.precision is not None:
+        ctx.precision = ctx.precision.with_shipped_arena(ctx.arena)
 
 
 def lut_compress(ctx: BuildContext) -> None:
@@ -418,7 +479,7 @@ def evaluate(ctx: BuildContext) -> None:
     flat, evaluation, max_drop = ctx.flat, ctx.evaluation, ctx.options.max_accuracy_drop
     what = "16x8" if ctx.options.activations == "int16" else "int8"
     with ctx.stage("evaluate", f"Evaluating float vs {what} on {len(evaluation)} samples"):
-        ctx.float_out = ctx.model.predict(evaluation.x, batch_size=256, verbose=0)
+        float_out = float_outputs(ctx)
         # Every op's outputs, for the samples TFLM runs too: the agreement check judges each
         # op on the samples where its inputs agreed in both runtimes (a legitimate 1-step
         # rounding difference, e.g. in MEAN, is not blamed on the ops after it).
@@ -426,7 +487,7 @@ def evaluate(ctx: BuildContext) -> None:
         n = min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)
         litert = runtimes.run_litert(ctx.tflite, ctx.x_q, keep=keep, keep_samples=n)
         output = runtimes.dequantize(litert.raw, flat.output_tensor())
-        result = verify.evaluate(ctx.float_out, output, evaluation, max_drop=max_drop, label=what)
+        result = verify.evaluate(float_out, output, evaluation, max_drop=max_drop, label=what)
         if ctx.input_model_out is not None:
             result = verify.with_input_model(
                 result, ctx.input_model_out, evaluation, max_drop=max_drop
@@ -435,7 +496,7 @@ def evaluate(ctx: BuildContext) -> None:
         if tflm is not None:
             device_out = runtimes.dequantize(tflm.raw, flat.output_tensor())
             result = verify.with_device_accuracy(
-                result, ctx.float_out, device_out, evaluation, max_drop=max_drop
+                result, float_out, device_out, evaluation, max_drop=max_drop
             )
         ctx.evaluation_result = result
         ctx.checks["accuracy"] = [result.check]
@@ -466,7 +527,7 @@ def phone_variants(ctx: BuildContext) -> None:
     with ctx.stage("phone_variants", f"Phone variants: {', '.join(options.phone_variants)}"):
         ctx.sections, variant_files = add_phone_variants(
             ctx.model, options.phone_variants, ctx.sections, ctx.plan.profiles, ctx.evaluation,
-            ctx.float_out, max_drop=options.max_accuracy_drop, quiet=not options.debug,
+            float_outputs(ctx), max_drop=options.max_accuracy_drop, quiet=not options.debug,
         )  # fmt: skip
     ctx.files.update(variant_files)
 
@@ -586,6 +647,7 @@ def build_report(ctx: BuildContext) -> BuildReport:
         layers=ctx.layers,
         targets=ctx.sections,
         firmware=ctx.firmware,
+        precision=None if ctx.precision is None else ctx.precision.report,
     )
 
 
@@ -599,6 +661,7 @@ PHASES: tuple[Callable[[BuildContext], None], ...] = (
     train_example,
     run_recipe,
     convert,
+    choose_precision,
     measure_arena,
     lut_compress,
     strip_names,
@@ -665,6 +728,7 @@ def _validate(options: BuildOptions) -> _Plan:
     if not 0 <= options.arena_margin <= 1000:
         raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
     recipe = _recipe(options)
+    _check_per_channel(options.per_channel, recipe)
     if recipe is not None and options.activations == "int16" and "qat" in recipe.types:
         # TF-MOT's QAT (0.8.1) trains 8-bit fake quantization of the activations: the
         # ranges it learns are int8 ones, and TFLite's 16x8 mode has no QAT scheme to
@@ -696,6 +760,23 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.data is not None and not options.data.exists():
         raise InputError(f"data {options.data} does not exist")
     return _Plan(profiles=profiles, overrides=overrides, recipe=recipe, io_type=io_type)
+
+
+def _check_per_channel(mode: str, recipe: Recipe | None) -> None:
+    if mode not in PER_CHANNEL_MODES:
+        raise UsageError(f"unknown --per-channel '{mode}' (use {', '.join(PER_CHANNEL_MODES)})")
+    if mode != "auto" and recipe is not None and "qat" in recipe.types:
+        # TF-MOT's QAT trains Dense kernels per tensor and Conv kernels per channel, and
+        # the converter keeps what training chose whatever its flags (measured here): a
+        # qat stage cannot honour always or never, so the combination is refused before
+        # any training rather than shipping something else than asked.
+        raise UsageError(
+            f"--per-channel {mode} cannot be combined with recipe '{recipe.name}', whose "
+            "qat stage fixes each layer's weights in training (TF-MOT: Dense per tensor, "
+            "Conv per channel) and the converter keeps them",
+            hint="drop --per-channel (auto; the report lists what each layer has), or "
+            "drop the qat stage",
+        )
 
 
 def _firmware_info(

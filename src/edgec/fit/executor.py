@@ -45,6 +45,7 @@ class TrialJob:
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
     strip_names: bool = False
+    per_channel: str = "auto"
     files: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes (packed)
 
     @property

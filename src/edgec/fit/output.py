@@ -35,6 +35,7 @@ def check_inputs(options: FitOptions) -> None:
             max_accuracy_drop=options.max_accuracy_drop,
             custom_objects=options.custom_objects,
             strip_names=options.strip_names,
+            per_channel=options.per_channel,
         )  # fmt: skip
     )
     prepare_output_dir(options.out)
@@ -53,7 +54,7 @@ def write_winner(search: Search, winner: Record, outcome: FitOutcome) -> None:
         toml = space.recipe_toml(
             winner.params, result.epochs,
             note=f"edgec fit's choice for {search.options.target}: {result.key}",
-            strip_names=search.options.strip_names,
+            strip_names=search.options.strip_names, per_channel=search.options.per_channel,
         )  # fmt: skip
         write_file_atomically(recipe_path, toml.encode())  # the report names it as its source
     search.progress.message(f"building the winner {result.key}")

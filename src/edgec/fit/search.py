@@ -52,6 +52,7 @@ class FitOptions:
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
     strip_names: bool = False  # every trial ships without tensor names (edgec build's option)
+    per_channel: str = "auto"  # every trial's --per-channel (edgec build's option)
 
 
 class FitProgress:
@@ -98,7 +99,7 @@ class Search:
             data=None if o.data is None else str(o.data.absolute()),
             budget=o.budget, calibration_samples=o.calibration_samples,
             max_accuracy_drop=o.max_accuracy_drop, custom_objects=o.custom_objects,
-            strip_names=o.strip_names,
+            strip_names=o.strip_names, per_channel=o.per_channel,
         )  # fmt: skip
 
     def run(self, jobs: Sequence[TrialJob]) -> dict[str, TrialResult]:
@@ -246,7 +247,7 @@ def run_fit(
     from edgec.fit.trial import activation_types
 
     check_inputs(options)
-    levers = space.supported_levers(activation_types())
+    levers = space.supported_levers(activation_types(), options.per_channel)
     store = Store.open(options.out, fingerprint(_fingerprint_inputs(options, levers)),
                        _command(options))  # fmt: skip
     search = Search(options, store, levers, executor or InProcess(), progress or FitProgress())

@@ -490,8 +490,9 @@ def evaluate(ctx: BuildContext) -> None:
         result = verify.evaluate(float_out, output, evaluation, max_drop=max_drop, label=what)
         if ctx.input_model_out is not None:
             result = verify.with_input_model(
-                result, ctx.input_model_out, evaluation, max_drop=max_drop
-            )
+                result, ctx.input_model_out, evaluation, max_drop=max_drop,
+                float_out=float_out, int8_out=output, label=what,
+            )  # fmt: skip
         agreement, tflm = _runtime_agreement(ctx, litert.first(n), keep)
         if tflm is not None:
             device_out = runtimes.dequantize(tflm.raw, flat.output_tensor())

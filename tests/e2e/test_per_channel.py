@@ -165,3 +165,36 @@ def test_a_qat_build_reports_what_training_chose(user_model, tmp_path):
     kinds = {layer["op"]: layer["choice"] for layer in precision["layers"]}
     assert kinds == {"CONV_2D": "per-channel", "FULLY_CONNECTED": "per-tensor"}
     assert all(layer["reason"] == "set by QAT" for layer in precision["layers"])
+
+
+# ---------------------------------------------------------------------------- the reference
+
+
+def test_a_recipe_that_raises_the_reconstruction_error_fails_accuracy(autoencoder, tmp_path):
+    """MLCommons' autoencoder through prune-qat: error 3.149 -> 3.563 and exit 0 before.
+
+    Here a crushing prune (98% zeros, one epoch): the int8 model matches its compressed
+    float model (cosine ~1, what the check judged alone), so without the input model as
+    the reference the build passed.
+    """
+    recipe = tmp_path / "crush.toml"
+    recipe.write_text(
+        '[[stage]]\ntype = "prune"\nsparsity = 0.98\nschedule = "constant"\nepochs = 1\n'
+        "learning_rate = 0.05\n"
+    )
+    built = _build(tmp_path / "out", autoencoder, "--recipe", str(recipe))
+    accuracy = built.report["accuracy"]
+    assert accuracy["metric"] == "rmse"
+    base = accuracy["detail"]["input_model_float"]
+    assert accuracy["int8"] > 1.02 * base, accuracy  # the case truly raises the error
+    assert accuracy["detail"]["output_cosine"] >= 0.98  # int8 matches its float model
+    assert built.code == 3, built.log
+    check = built.check("accuracy")
+    assert not check["ok"] and check["unit"] == "%" and check["limit"] == 2.0, check
+    assert check["value"] == pytest.approx((accuracy["int8"] / base - 1) * 100, abs=0.05)
+    assert "RMSE input model float" in check["detail"] and "allowed rise of 2%" in check["detail"]
+    assert "rmse input → compressed → int8" in built.log
+    # the allowance is the user's: a generous one passes the same build
+    again = _build(tmp_path / "again", autoencoder, "--recipe", str(recipe),
+                   "--max-accuracy-drop", "1000")  # fmt: skip
+    assert again.check("accuracy")["ok"], again.check("accuracy")

@@ -169,24 +169,35 @@ def with_device_accuracy(
 
 
 def with_input_model(
-    result: Evaluation, input_out: np.ndarray, data: Dataset, *, max_drop: float
+    result: Evaluation,
+    input_out: np.ndarray,
+    data: Dataset,
+    *,
+    max_drop: float,
+    float_out: np.ndarray,
+    int8_out: np.ndarray,
+    label: str = "int8",
 ) -> Evaluation:
     """Judge int8 against the uncompressed input model too, not only the compressed float.
 
     A recipe can lose accuracy in training (float) and the int8 model can then match that
-    worse float model: the check must still fail. The report keeps all three figures.
+    worse float model: the check must still fail, whatever the metric. The allowance is
+    ``max_drop``: top-1 points below the input model's float figure; for RMSE a rise in
+    percent of the input model's float RMSE (``--max-accuracy-drop 2``: int8 RMSE at most
+    1.02x the input model's); without labels the int8 outputs' cosine similarity with the
+    input model's outputs must stay at ``MIN_COSINE`` or above. The report keeps all three
+    figures: input float, compressed float, int8 (``detail.input_model_float``).
     """
-    acc = result.accuracy
-    flat = input_out.reshape(len(input_out), -1).astype(np.float64)
+    acc, n = result.accuracy, result.accuracy.samples
     detail = dict(acc.detail)
-    if acc.metric == "top1" and data.y is not None:
-        reference = float(np.mean(flat.argmax(1) == data.y) * 100)
+    if acc.metric == "top1":
+        reference = scores(input_out, data, input_out).value
         detail["input_model_float"] = round(reference, 2)
         drop = max(reference - (acc.int8 or 0.0), float(result.check.value or 0.0))
         ok = result.check.ok and reference - (acc.int8 or 0.0) <= max_drop
         text = (
             f"top-1 input model float {reference:.2f}%, compressed float {acc.float:.2f}%, "
-            f"int8 {acc.int8:.2f}% on {acc.samples} evaluation samples: int8 is "
+            f"{label} {acc.int8:.2f}% on {n} evaluation samples: {label} is "
             f"{reference - (acc.int8 or 0.0):.2f} points below the input model and "
             f"{(acc.float or 0.0) - (acc.int8 or 0.0):.2f} below the compressed float model "
             f"({'within' if ok else 'over'} the allowed {max_drop:g})"
@@ -194,9 +205,56 @@ def with_input_model(
         check = dataclasses.replace(result.check, ok=ok, detail=text, value=round(drop, 3))
         return Evaluation(dataclasses.replace(acc, detail=detail), check)
     if acc.metric == "rmse":
-        y = (data.y if data.y is not None else data.x).reshape(len(flat), -1)
-        detail["input_model_float"] = round(float(np.sqrt(np.mean((flat - y) ** 2))), 6)
-    return Evaluation(dataclasses.replace(acc, detail=detail), result.check)
+        return _rmse_against_input(result, scores(input_out, data, input_out).value, max_drop,
+                                   label)  # fmt: skip
+    # no labels: similarity to the input model's outputs, input -> compressed -> int8
+    inputs = input_out.reshape(len(input_out), -1).astype(np.float64)
+    compressed = _cosine(inputs, float_out.reshape(len(float_out), -1).astype(np.float64))
+    quantized = _cosine(inputs, int8_out.reshape(len(int8_out), -1).astype(np.float64))
+    detail["input_model_float"] = 1.0
+    ok = result.check.ok and quantized >= MIN_COSINE
+    text = (
+        f"cosine similarity with the input model's outputs: compressed float "
+        f"{compressed:.4f}, {label} {quantized:.4f} on {n} evaluation samples "
+        f"({'>=' if quantized >= MIN_COSINE else '<'} {MIN_COSINE}); {result.check.detail}"
+    )
+    accuracy = dataclasses.replace(
+        acc, float=round(compressed, 6), int8=round(quantized, 6), detail=detail
+    )
+    check = dataclasses.replace(result.check, ok=ok, detail=text, value=round(quantized, 6))
+    return Evaluation(accuracy, check)
+
+
+def _rmse_against_input(
+    result: Evaluation, reference: float, max_drop: float, label: str
+) -> Evaluation:
+    """The RMSE check with a recipe: int8 error at most ``max_drop`` percent above the
+    input model's float error, and the outputs' cosine with the compressed float as before."""
+    acc = result.accuracy
+    detail = {**acc.detail, "input_model_float": round(reference, 6)}
+    quantized, compressed = acc.int8 or 0.0, acc.float or 0.0
+    if reference > 0:
+        rise: float | None = (quantized / reference - 1) * 100
+        versus = f"{rise:+.2f}% against the input model's error"
+    else:  # a perfect input model: any error is a rise
+        rise = 0.0 if quantized <= 0 else None
+        versus = "the input model's error is 0" + ("" if rise == 0 else f", {label}'s is not")
+    within = rise is not None and rise <= max_drop
+    text = (
+        f"RMSE input model float {reference:.4g}, compressed float {compressed:.4g}, "
+        f"{label} {quantized:.4g} on {acc.samples} evaluation samples: {versus} "
+        f"({'within' if within else 'over'} the allowed rise of {max_drop:g}%); "
+        f"{result.check.detail}"
+    )
+    check = dataclasses.replace(
+        result.check,
+        ok=result.check.ok and within,
+        detail=text,
+        value=None if rise is None else round(rise, 3),
+        limit=max_drop,
+        unit="%",
+    )
+    return Evaluation(dataclasses.replace(acc, detail=detail), check)
 
 
 # Kernels whose TFLM and LiteRT implementations are not bit-exact by design:

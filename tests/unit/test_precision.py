@@ -253,3 +253,24 @@ def test_auto_keeps_per_channel_where_per_tensor_breaks_the_recipes_clusters():
     assert [t.per_channel for t in cheapest.tensors if t.is_constant] == [
         False, False, True, True
     ]  # fmt: skip
+
+
+def test_a_crashing_probe_costs_no_new_process(tmp_path):
+    """tflite-micro SIGSEGVs on this MLP below 464 B of arena ("Failed to allocate tail
+    memory", then a null pointer): the probe's forked copy dies, the worker answers."""
+    mlp = make_mlp()
+    model = Artifact.from_bytes(mlp.per_channel)
+    exact = runtimes.tflm_arena(model.data, model.model)
+    (tmp_path / "m.tflite").write_bytes(model.data)
+    np.savez(tmp_path / "i.npz", i000=np.zeros((1, 32), np.int8))
+    worker = runtimes._Worker(None, None, tmp_path / "log")
+    target = f"\t{tmp_path / 'm.tflite'}\t{tmp_path / 'i.npz'}"
+    try:
+        assert worker.probe(exact, target)
+        pid = worker._proc.pid if worker._proc is not None else None
+        assert not worker.probe(16, target) and worker.crashes == 1
+        assert "crashed (signal 11)" in (tmp_path / "log").read_text()
+        assert not worker.probe(exact - 16, target) and worker.probe(exact, target)
+        assert worker._proc is not None and worker._proc.pid == pid  # the same process
+    finally:
+        worker.close()

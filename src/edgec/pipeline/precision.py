@@ -172,6 +172,7 @@ class _Trials:
         self._scores: dict[frozenset[int], Scores] = {}
         self._arenas: dict[frozenset[int], int] = {}
         self._prober: runtimes.ArenaProber | None = None
+        self._failing: dict[str, str] | None = None
 
     def model(self, key: frozenset[int]) -> bytes:
         if key not in self._models:
@@ -217,8 +218,10 @@ class _Trials:
         fail with these layers per tensor, as text ("" when none)."""
         if not self.expectations:
             return ""
-        before = _failed_checks(self.model(frozenset()), self.expectations)
-        return "; ".join(_failed_checks(self.model(key), self.expectations, before).values())
+        if self._failing is None:  # what fails per channel already is not per-tensor's doing
+            self._failing = _failed_checks(self.model(frozenset()), self.expectations)
+        failed = _failed_checks(self.model(key), self.expectations, self._failing)
+        return "; ".join(failed.values())
 
     def measured_arena(self, key: frozenset[int]) -> int | None:
         """The arena if it was measured here already (None: not, or not runnable)."""

@@ -200,6 +200,9 @@ def test_the_prober_finds_the_arena_the_full_search_finds():
         # from a size that runs, stepping down, and from a wrong guess (ignored)
         assert prober.measure(dataclasses.replace(job, below=exact + 4096, above=0)) == exact
         assert prober.measure(dataclasses.replace(job, below=exact - 512)) == exact
+        # a guess is an answer only where it runs and 16 bytes less does not
+        for guess in (exact, exact + 64, exact - 64):
+            assert prober.measure(dataclasses.replace(job, guesses=(guess,))) == exact
 
 
 def test_step_down_finds_the_boundary_from_any_start():

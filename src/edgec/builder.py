@@ -71,7 +71,7 @@ from edgec.targets.weights import compression_checks
 
 if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need them
     from edgec.pipeline.convert import Converted
-    from edgec.pipeline.precision import Choice
+    from edgec.pipeline.precision import Budget, Choice
     from edgec.pipeline.verify import Evaluation
     from edgec.stages.plan import CompressionPlan
 
@@ -388,13 +388,14 @@ def cheapest_precision(ctx: BuildContext) -> None:
         _set_converted(ctx, shipped)
 
 
-def _precision_budget(ctx: BuildContext) -> Any:
+def _precision_budget(ctx: BuildContext) -> Budget:
     """The first target's flash budget, and its RAM budget where that is the TFLM arena's."""
-    from edgec.pipeline.precision import Budget
+    from edgec.pipeline import precision
 
     profile = ctx.plan.profiles[0]
     budget = profile.budget.overridden(ctx.plan.overrides)
-    return Budget(budget.flash_bytes, budget.ram_bytes if profile.kind == "mcu" else None)
+    ram = budget.ram_bytes if profile.kind == "mcu" else None
+    return precision.Budget(budget.flash_bytes, ram)
 
 
 def float_outputs(ctx: BuildContext) -> np.ndarray:

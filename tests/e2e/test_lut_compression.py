@@ -150,6 +150,8 @@ def test_cli_compress_lut(cli_builds, clustered):
     # 144 weights); the 640-byte logits kernel did when it was quantized per channel (10
     # tables), per tensor it pays (--per-channel auto, one 16-value table).
     assert any("conv2d/" in s and "bigger" in s for s in info["skipped"]), info["skipped"]
+    logits = next(t for t in info["tensors"] if "logits" in t["name"])
+    assert logits["compressed"] and logits["mode"] == "per-tensor", logits
     growth = info["arena_bytes_after"] - info["arena_bytes_before"]
     assert growth > 0 and f"grows by {growth:,} B" in info["note"]
     summary = " ".join(lut.out.split())  # the terminal summary wraps at 80 columns

@@ -408,8 +408,10 @@ def float_outputs(ctx: BuildContext) -> np.ndarray:
 def measure_arena(ctx: BuildContext) -> None:
     """The TFLM arena of the converted model (measured once per model, cached)."""
     flat = ctx.flat
+    # the per-layer choice searched the arena of what it ships, most often: confirmed here
+    known = ctx.precision.arena_bytes if ctx.precision is not None else None
     with ctx.stage("measure_arena", "Measuring the exact TFLM arena"):
-        ctx.arena, _ = ctx.converted.arena(runnable=ctx.tflm_ok)
+        ctx.arena, _ = ctx.converted.arena(runnable=ctx.tflm_ok, known=known)
     ctx.x_q = _model_input(flat, ctx.evaluation.x)
     if ctx.precision is not None:
         ctx.precision = ctx.precision.with_shipped_arena(ctx.arena)

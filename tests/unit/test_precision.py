@@ -205,6 +205,17 @@ def test_the_prober_finds_the_arena_the_full_search_finds():
             assert prober.measure(dataclasses.replace(job, guesses=(guess,))) == exact
 
 
+def test_a_known_arena_is_confirmed_not_searched_again():
+    model = Artifact.from_bytes(make_mlp().per_channel)
+    job = runtimes.arena_job(model.data, model.model)
+    exact = runtimes.measure_arena(model.data, job.inputs)
+    assert exact.probes > 2
+    confirmed = runtimes.measure_arena(model.data, job.inputs, known=exact.bytes)
+    assert (confirmed.bytes, confirmed.probes) == (exact.bytes, 2)
+    wrong = runtimes.measure_arena(model.data, job.inputs, known=exact.bytes + 16)
+    assert wrong.bytes == exact.bytes and wrong.probes > 2  # not confirmed: searched
+
+
 def test_step_down_finds_the_boundary_from_any_start():
     rng = np.random.default_rng(0)
     for _ in range(500):

@@ -46,17 +46,20 @@ class Artifact:
     def size_bytes(self) -> int:
         return len(self.data)
 
-    def arena(self, *, runnable: bool = True) -> tuple[int | None, str]:
+    def arena(self, *, runnable: bool = True, known: int | None = None) -> tuple[int | None, str]:
         """The exact TFLM arena and how it was found, or None with the reason.
 
         ``runnable``: False when the target's op check found ops TFLM lacks. The search
-        runs once per artifact (crash-isolated probes, see ``runtimes.measure_arena``).
+        runs once per artifact (crash-isolated probes, see ``runtimes.measure_arena``);
+        ``known``, an earlier search's answer for these bytes, is confirmed as every
+        answer is (in two fresh processes) instead of searched again.
         """
         if not runnable:
             return None, NOT_RUNNABLE
         if self._arena is None:
             try:
-                self._arena = runtimes.tflm_arena(self.data, self.model), runtimes.METHOD
+                arena = runtimes.tflm_arena(self.data, self.model, known)
+                self._arena = arena, runtimes.METHOD
             except ToolError as exc:
                 self._arena = None, f"not measured: {exc}"
         return self._arena

@@ -95,6 +95,7 @@ def measure_arena(
     *,
     floor_bytes: int = 0,
     crash_bound_bytes: int = _MAX_ARENA,
+    known: int | None = None,
 ) -> ArenaResult:
     """Find the smallest arena (a multiple of 16 bytes) that runs ``model`` on ``inputs``.
 
@@ -104,6 +105,9 @@ def measure_arena(
     ``crash_bound_bytes`` is a generous upper bound of the arena: once probes beyond it
     keep crashing the interpreter (rather than raising "too small"), the model is
     malformed and the search stops there instead of doubling up to 256 MiB.
+    ``known``: the answer of an earlier search (an ``ArenaProber``'s): the two
+    fresh-process probes that confirm every search's answer confirm it, and the search
+    runs only if they do not.
     """
     _check_floor(floor_bytes)
     with tempfile.TemporaryDirectory(prefix="edgec-arena-") as tmp:
@@ -111,6 +115,10 @@ def measure_arena(
         _write_probe_files(folder, model, inputs)
         log = folder / "probe.log"
         args = (folder / "model.tflite", folder / "inputs.npz", log)
+        if known is not None and known % ALIGN == 0:
+            confirmed = _confirm(args, known)
+            if confirmed is not None:
+                return confirmed
         worker = _Worker(*args)
         try:
             high, probes = _search(
@@ -234,6 +242,18 @@ def _step_down(probe: Callable[[int], bool], high: int, above: int = 0) -> int:
     return high
 
 
+def _confirm(args: tuple[Path, Path, Path], size: int) -> ArenaResult | None:
+    """``size`` as the arena if it runs and 16 bytes less does not, each in a fresh process."""
+    fresh_ok, fresh_fail = _Worker(*args), _Worker(*args)
+    try:
+        if fresh_ok.probe(size) and not (size > ALIGN and fresh_fail.probe(size - ALIGN)):
+            return ArenaResult(bytes=size, probes=2, crashes=fresh_fail.crashes)
+        return None
+    finally:
+        fresh_ok.close()
+        fresh_fail.close()
+
+
 def _check_floor(floor_bytes: int) -> None:
     if floor_bytes > _MAX_ARENA:
         raise ToolError(
@@ -294,15 +314,17 @@ def _last_error(log: Path) -> str:
     return lines[-1] if lines else "no message"
 
 
-def tflm_arena(data: bytes, model: TfliteModel) -> int:
+def tflm_arena(data: bytes, model: TfliteModel, known: int | None = None) -> int:
     """The exact TFLM arena of ``model`` (``data`` are its bytes); a ToolError if it cannot run.
 
-    Prefer ``Artifact.arena()``, which measures once per model and build.
+    Prefer ``Artifact.arena()``, which measures once per model and build. ``known``: see
+    ``measure_arena``.
     """
     job = arena_job(data, model)
     return measure_arena(
-        data, job.inputs, floor_bytes=job.floor_bytes, crash_bound_bytes=job.crash_bound_bytes
-    ).bytes
+        data, job.inputs, floor_bytes=job.floor_bytes, crash_bound_bytes=job.crash_bound_bytes,
+        known=known,
+    ).bytes  # fmt: skip
 
 
 def arena_job(data: bytes, model: TfliteModel) -> ArenaJob:

@@ -74,6 +74,12 @@ class Choice:
     model: bytes  # what ships: the converted model itself, or a per-layer mix
     report: Precision
 
+    @property
+    def arena_bytes(self) -> int | None:
+        """The arena of ``model`` where the choice searched it (an ``ArenaProber``'s)."""
+        chosen = self.report.model("chosen")
+        return None if chosen is None else chosen.arena_bytes
+
     def with_shipped_arena(self, arena_bytes: int | None) -> Choice:
         """The report with the shipped model's arena (measured by the build) filled in."""
         models = [

@@ -16,6 +16,7 @@ influence another: each starts from the same state.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 
@@ -69,8 +70,14 @@ def _probe(model: bytes, samples: list[np.ndarray], size: int) -> str:
 
 
 def main() -> None:
-    from tflite_micro.python.tflite_micro import runtime  # noqa: F401  (imported once, here)
+    from tflite_micro.python.tflite_micro import runtime
 
+    # Interpreter.from_bytes unpacks the whole flatbuffer into Python objects to count its
+    # resource variables, on every construction: 3.6 of a probe's 4.6 ms on the FC
+    # autoencoder (318 KB), measured here. The count is the model's: computed once.
+    runtime.count_resource_variables = functools.lru_cache(maxsize=2)(
+        runtime.count_resource_variables
+    )
     loaded = {}
     if len(sys.argv) == 3:
         loaded[""] = _load(sys.argv[1], sys.argv[2])

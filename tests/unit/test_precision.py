@@ -288,3 +288,28 @@ def test_a_crashing_probe_costs_no_new_process(tmp_path):
         assert worker._proc is not None and worker._proc.pid == pid  # the same process
     finally:
         worker.close()
+
+
+def test_a_layer_the_runtimes_cannot_run_per_tensor_stays_per_channel():
+    """A per-tensor variant whose layer TFLM and LiteRT refuse (here a float32 kernel in
+    an int8 FULLY_CONNECTED) is reported and never shipped; the build goes on."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from edgec.artifact.repack import pack_aligned
+
+    mlp = make_mlp()
+    twin = unpack(mlp.per_tensor)
+    kernel = twin.subgraphs[0].tensors[4]  # the second layer's kernel
+    values = np.frombuffer(bytes(twin.buffers[kernel.buffer].data), np.int8).astype(np.float32)
+    twin.buffers[kernel.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+    kernel.type, kernel.quantization = schema.TensorType.FLOAT32, None
+    broken = pack_aligned(twin, size_hint=len(mlp.per_tensor), what="test")
+    choice = precision.choose(
+        Converted(mlp.per_channel, broken), mode="auto", evaluation=mlp.data,
+        float_out=mlp.float_out, budget=precision.Budget(), runnable=True,
+    )  # fmt: skip
+    second = choice.report.layers[1]
+    assert second.choice == PER_CHANNEL and "does not run with it" in second.reason, second.reason
+    assert second.option(PER_TENSOR).arena_bytes is None
+    shipped = Artifact.from_bytes(choice.model)
+    assert shipped.arena()[0] is not None  # what ships runs

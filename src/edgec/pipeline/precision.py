@@ -29,6 +29,7 @@ layer.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,7 @@ from edgec.artifact.precision import (
 )
 from edgec.artifact.stats import op_macs
 from edgec.datasets.loading import Dataset
-from edgec.errors import ConversionError
+from edgec.errors import ConversionError, ToolError
 from edgec.pipeline.convert import PER_CHANNEL_MODES, Converted
 from edgec.pipeline.verify import Scores, scores
 from edgec.report import Precision, PrecisionLayer, PrecisionOption
@@ -181,8 +182,9 @@ class _Trials:
         self.runnable, self.expectations = runnable, expectations
         self.x_q = runtimes.quantize(data.x, variants.base.model.input_tensor())
         self._models: dict[frozenset[int], bytes] = {}
-        self._scores: dict[frozenset[int], Scores] = {}
-        self._arenas: dict[frozenset[int], int] = {}
+        self._scores: dict[frozenset[int], Scores | None] = {}
+        self._arenas: dict[frozenset[int], int | None] = {}
+        self.failures: dict[frozenset[int], str] = {}  # mixes TFLM cannot run: why
         self._prober: runtimes.ArenaProber | None = None
         self._failing: dict[str, str] | None = None
         self._saved: dict[tuple, int] = {}  # arena one layer per tensor saved, by _kind
@@ -199,12 +201,32 @@ class _Trials:
     def flash(self, key: frozenset[int]) -> int:
         return len(self.model(key))
 
-    def scores(self, key: frozenset[int]) -> Scores:
+    def scores(self, key: frozenset[int]) -> Scores | None:
+        """The mix's metric per sample (LiteRT); None where LiteRT cannot run the mix (the
+        converter's own model, ``key`` empty, must run: its error is raised)."""
         if key not in self._scores:
             output = self.variants.base.model.output_tensor()
-            raw = runtimes.run_litert(self.model(key), self.x_q).raw
+            try:
+                raw = runtimes.run_litert(self.model(key), self.x_q).raw
+            except (RuntimeError, ValueError) as exc:  # LiteRT refuses the mix at Prepare
+                if not key:
+                    raise
+                self._scores[key], self.failures[key] = None, f"LiteRT: {exc}"
+                return None
             self._scores[key] = scores(runtimes.dequantize(raw, output), self.data, self.float_out)
         return self._scores[key]
+
+    @property
+    def reference(self) -> Scores:
+        """The per-channel model's scores: every gain is measured against them."""
+        reference = self.scores(frozenset())
+        assert reference is not None  # scores() raises for the converter's own model
+        return reference
+
+    def gain(self, key: frozenset[int]) -> float:
+        """What per-channel weights gain over this mix (infinite where it does not run)."""
+        other = self.scores(key)
+        return math.inf if other is None else self.reference.gain_over(other)
 
     def arena(self, key: frozenset[int]) -> int | None:
         """The measured arena; searched down from the per-channel model's, no lower than
@@ -220,18 +242,22 @@ class _Trials:
                 runtimes.arena_job(base.data, base.model), model=self.model(key)
             )
             everywhere = self.everywhere
-            if key not in (frozenset(), everywhere):
-                below, above = self.arena(frozenset()), self.arena(everywhere)
-                assert below is not None
+            below = self.arena(frozenset()) if key != frozenset() else None
+            if key != everywhere and below is not None:
+                above = self.arena(everywhere) or 0
                 # a layer like one measured before likely saves as much: tried first
                 guess = self._saved.get(self._kind(key))
                 job = dataclasses.replace(
-                    job, below=below, above=max(0, (above or 0) - 16),
+                    job, below=below, above=max(0, above - 16),
                     guesses=() if guess is None else (below - guess,),
                 )  # fmt: skip
-            self._arenas[key] = self._prober.measure(job)
-            if len(key) == 1 and key != everywhere and self._arenas.get(frozenset()):
-                self._saved[self._kind(key)] = self._arenas[frozenset()] - self._arenas[key]
+            try:
+                arena: int | None = self._prober.measure(job)
+            except ToolError as exc:  # this mix does not run in TFLM: it cannot ship
+                arena, self.failures[key] = None, str(exc)
+            self._arenas[key] = arena
+            if len(key) == 1 and key != everywhere and below is not None and arena is not None:
+                self._saved[self._kind(key)] = below - arena
         return self._arenas[key]
 
     def _kind(self, key: frozenset[int]) -> tuple:
@@ -252,18 +278,14 @@ class _Trials:
         failed = _failed_checks(self.model(key), self.expectations, self._failing)
         return "; ".join(failed.values())
 
-    def measured_arena(self, key: frozenset[int]) -> int | None:
-        """The arena if it was measured here already (None: not, or not runnable)."""
-        return self._arenas.get(key)
-
     @property
     def everywhere(self) -> frozenset[int]:
         return frozenset(s.op for s in self.variants.slots)
 
     def option(self, name: str, key: frozenset[int]) -> PrecisionOption:
-        return PrecisionOption(
-            name, self.flash(key), self.arena(key), round(self.scores(key).value, 6)
-        )
+        measured = self.scores(key)
+        metric = None if measured is None else round(measured.value, 6)
+        return PrecisionOption(name, self.flash(key), self.arena(key), metric)
 
     def close(self) -> None:
         if self._prober is not None:
@@ -282,10 +304,10 @@ def _failed_checks(
 
 def _choose(trials: _Trials, mode: str, budget: Budget) -> Choice:
     slots, none = trials.variants.slots, frozenset[int]()
-    reference, everywhere = trials.scores(none), trials.everywhere
+    reference, everywhere = trials.reference, trials.everywhere
     noise = reference.noise
     # each layer alone per tensor: its flash, arena and metric
-    gains = {s.op: reference.gain_over(trials.scores(frozenset([s.op]))) for s in slots}
+    gains = {s.op: trials.gain(frozenset([s.op])) for s in slots}
     reasons: dict[int, str] = {}
     if mode == "always":
         chosen = none
@@ -294,7 +316,7 @@ def _choose(trials: _Trials, mode: str, budget: Budget) -> Choice:
         chosen = everywhere
         reasons = {s.op: "--per-channel never" for s in slots}
     else:
-        pinned = {s.op: why for s in slots if (why := trials.breaks(frozenset([s.op])))}
+        pinned = {s.op: why for s in slots if (why := _pinned(trials, s.op))}
         chosen, reasons = _by_noise(trials, gains, noise, pinned)
         chosen = _within_budget(trials, chosen, gains, budget, reasons, pinned)
     unit = UNITS[reference.metric]
@@ -302,12 +324,7 @@ def _choose(trials: _Trials, mode: str, budget: Budget) -> Choice:
     models = [
         trials.option(PER_CHANNEL, none),
         trials.option(PER_TENSOR, everywhere),
-        PrecisionOption(
-            "chosen",
-            trials.flash(chosen),
-            trials.measured_arena(chosen),  # else measured by the build (with_shipped_arena)
-            round(trials.scores(chosen).value, 6),
-        ),
+        trials.option("chosen", chosen),  # its arena the build confirms (Choice.arena_bytes)
     ]
     note = (
         f"{len(chosen)} of {len(slots)} layers per tensor; auto keeps a layer per channel "
@@ -330,16 +347,28 @@ def _choose(trials: _Trials, mode: str, budget: Budget) -> Choice:
     return Choice(trials.model(chosen), report)
 
 
+def _pinned(trials: _Trials, op: int) -> str:
+    """Why this layer must stay per channel ("" if it need not): per tensor it breaks what
+    the recipe promised, or TFLM cannot run it."""
+    alone = frozenset([op])
+    unrunnable = trials.arena(alone) is None and trials.arena(frozenset()) is not None
+    if unrunnable or trials.scores(alone) is None:
+        why = trials.failures.get(alone, "not measured")
+        return f"per channel: the model does not run with it per tensor ({why})"
+    broken = trials.breaks(alone)
+    return f"per channel: per-tensor weights here would break {broken}" if broken else ""
+
+
 def _by_noise(
     trials: _Trials, gains: dict[int, float], noise: float, pinned: dict[int, str]
 ) -> tuple[frozenset[int], dict[int, str]]:
     """auto: per tensor where per-channel's gain is within noise, alone and together
     (not the ``pinned`` layers: per tensor breaks what the recipe promised there)."""
-    unit = UNITS[trials.scores(frozenset()).metric]
+    unit = UNITS[trials.reference.metric]
     reasons, chosen = {}, set()
     for op, gain in gains.items():
         if op in pinned:
-            reasons[op] = f"per channel: per-tensor weights would break {pinned[op]}"
+            reasons[op] = pinned[op]
             continue
         gain += 0.0  # no "-0"
         within = gain <= noise
@@ -351,9 +380,8 @@ def _by_noise(
         )
         if within:
             chosen.add(op)
-    reference = trials.scores(frozenset())
     while len(chosen) > 1:
-        together = reference.gain_over(trials.scores(frozenset(chosen)))
+        together = trials.gain(frozenset(chosen))
         if together <= noise:
             break
         worst = max(chosen, key=lambda op: (gains[op], op))

@@ -33,6 +33,12 @@ def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage ne
         )
 
         return ClusterWeights
+    if name == "tflite_converter_module":
+        # The converter's own module (tensorflow/lite/python/lite.py): the conversion child
+        # wraps its mlir_quantize to quantize one calibration twice (pipeline._convert_worker).
+        from tensorflow.lite.python import lite
+
+        return lite
     raise AttributeError(name)
 
 

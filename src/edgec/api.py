@@ -67,7 +67,8 @@ def build(
             (a larger data set is sampled, seeded), ``max_accuracy_drop``, ``name``,
             ``phone_variants`` (a sequence or a comma-separated string), ``compress``,
             ``keep_names``, ``layout``, ``c_lang``, ``section``, ``arena_margin``,
-            ``distill``, ``prune``, ``cluster``, ``qat``, ``epochs``,
+            ``per_channel`` (``"auto"``, ``"always"`` or ``"never"``), ``distill``,
+            ``prune``, ``cluster``, ``qat``, ``epochs``,
             ``custom_objects`` (a ``.py`` file or module with the model's own layers;
             executed, so trusted code only), ``debug``.
 

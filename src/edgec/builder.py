@@ -51,7 +51,7 @@ from edgec.export import (
 )
 from edgec.export.c_array import LANGUAGES
 from edgec.export.toolchain import measure_model_object
-from edgec.pipeline.convert import PHONE_VARIANTS, model_io_type
+from edgec.pipeline.convert import PER_CHANNEL_MODES, PHONE_VARIANTS, model_io_type
 from edgec.report import (
     Artifact,
     BuildReport,
@@ -84,6 +84,8 @@ from edgec.targets.profile import load_runtime
 from edgec.targets.weights import compression_checks
 
 if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need them
+    from edgec.pipeline.convert import Converted
+    from edgec.pipeline.precision import Budget, Choice
     from edgec.pipeline.verify import Evaluation
     from edgec.stages.plan import CompressionPlan
 
@@ -134,6 +136,7 @@ class BuildOptions:
     cluster: int | None = None  # clusters per kernel
     qat: bool = False
     epochs: int | None = None  # overrides every short-form stage's epochs
+    per_channel: str = "auto"  # auto | always | never: weights per channel (pipeline.precision)
     custom_objects: str | None = None  # a .py file or module with the model's own layers
 
 
@@ -183,8 +186,10 @@ class BuildContext:
     input_parameters: int | None = None  # run_recipe: the input model's, before the stages
     parameters: int | None = None  # QAT adds quantizer variables: the stages count weights
     # the converted model and what ships
-    tflite: bytes = field(init=False)  # convert
+    tflite: bytes = field(init=False)  # convert; replaced by choose_precision
     names: LayerNames = field(init=False)  # convert: the Keras layer of each op
+    conversion: Converted = field(init=False)  # convert: per-channel and per-tensor weights
+    precision: Choice | None = None  # choose_precision: per layer, per channel or per tensor
     flat: TfliteModel = field(init=False)
     # the standard file (LiteRT, Vela, Edge TPU targets): convert; replaced by lut_compress
     shipped: bytes = field(init=False)
@@ -197,7 +202,7 @@ class BuildContext:
     lut_info: dict | None = None
     # measurements and outputs
     sections: list[TargetSection] = field(default_factory=list)  # check_targets
-    float_out: np.ndarray = field(init=False)  # evaluate
+    float_out: np.ndarray | None = None  # float_outputs: the model on the evaluation set
     evaluation_result: Evaluation = field(init=False)
     layers: list[Layer] = field(default_factory=list)  # layer_error
     files: dict[str, bytes] = field(default_factory=dict)
@@ -387,7 +392,7 @@ def fold_batch_norms(ctx: BuildContext) -> None:
 
 
 def convert(ctx: BuildContext) -> None:
-    from edgec.pipeline.convert import convert_named
+    from edgec.pipeline.convert import convert_full_integer
     from edgec.pipeline.recurrent import unroll_recurrent
 
     calibration, activations = ctx.calibration, ctx.options.activations
@@ -395,27 +400,87 @@ def convert(ctx: BuildContext) -> None:
     with ctx.stage(
         "convert", f"Converting to full-integer {width} ({len(calibration)} calibration samples)"
     ):
-        conversion = convert_named(
+        ctx.conversion = convert_full_integer(
             unroll_recurrent(ctx.model, calibration.x[:16]),
-            mode=activations,
-            calibration_x=calibration.x,
+            calibration.x,
             io_type=ctx.plan.io_type,
+            activations=activations,
             quiet=not ctx.options.debug,
+            per_tensor=True,  # the per-layer choice's other option (choose_precision)
         )
-    ctx.tflite, ctx.names = conversion.tflite, conversion.names
+    ctx.names = ctx.conversion.names
+    _set_converted(ctx, ctx.conversion.model)
+    # which of the model's ops the installed tflite-micro registers (asked of TFLM itself)
+    ctx.tflm_ok = set(ctx.flat.op_names) <= ctx.converted.tflm_registered()
+
+
+def _set_converted(ctx: BuildContext, tflite: bytes) -> None:
+    ctx.tflite = tflite
     ctx.converted = ModelArtifact.from_bytes(ctx.tflite, source="the converted model")
     ctx.flat = ctx.converted.model
     # until lut_compress replaces it
     ctx.shipped, ctx.shipped_artifact = ctx.tflite, ctx.converted
 
 
+def choose_precision(ctx: BuildContext) -> None:
+    """Per-channel or per-tensor weights, layer by layer (``--per-channel``): measured,
+    chosen, and what ships from here on (``pipeline.precision``)."""
+    from edgec.pipeline import precision
+
+    mode, recipe = ctx.options.per_channel, ctx.plan.recipe
+    description = f"Per-channel or per-tensor weights per layer (--per-channel {mode})"
+    with ctx.stage("per_channel", description):
+        ctx.precision = precision.choose(
+            ctx.conversion, mode=mode, evaluation=ctx.evaluation, float_out=float_outputs(ctx),
+            budget=_precision_budget(ctx), runnable=ctx.tflm_ok,
+            trained=recipe is not None and "qat" in recipe.types,
+            expectations=None if ctx.recipe_plan is None else ctx.recipe_plan.expectations(),
+        )  # fmt: skip
+    if ctx.precision.model != ctx.tflite:
+        _set_converted(ctx, ctx.precision.model)
+
+
+def cheapest_precision(ctx: BuildContext) -> None:
+    """``choose_precision`` for a fit screen (an untrained model, nothing to score): the
+    least flash and arena the build's choice can reach (``precision.cheapest``)."""
+    from edgec.pipeline import precision
+
+    plan = ctx.recipe_plan
+    shipped = precision.cheapest(
+        ctx.conversion, mode=ctx.options.per_channel,
+        expectations=None if plan is None else plan.expectations(),
+    )  # fmt: skip
+    if shipped != ctx.tflite:
+        _set_converted(ctx, shipped)
+
+
+def _precision_budget(ctx: BuildContext) -> Budget:
+    """The first target's flash budget, and its RAM budget where that is the TFLM arena's."""
+    from edgec.pipeline import precision
+
+    profile = ctx.plan.profiles[0]
+    budget = profile.budget.overridden(ctx.plan.overrides)
+    ram = budget.ram_bytes if profile.kind == "mcu" else None
+    return precision.Budget(budget.flash_bytes, ram)
+
+
+def float_outputs(ctx: BuildContext) -> np.ndarray:
+    """The (compressed) float model's outputs on the evaluation samples, computed once."""
+    if ctx.float_out is None:
+        ctx.float_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
+    return ctx.float_out
+
+
 def measure_arena(ctx: BuildContext) -> None:
     """The TFLM arena of the converted model (measured once per model, cached)."""
     flat = ctx.flat
-    ctx.tflm_ok = set(flat.op_names) <= ctx.converted.tflm_registered()
+    # the per-layer choice searched the arena of what it ships, most often: confirmed here
+    known = ctx.precision.arena_bytes if ctx.precision is not None else None
     with ctx.stage("measure_arena", "Measuring the exact TFLM arena"):
-        ctx.arena, _ = ctx.converted.arena(runnable=ctx.tflm_ok)
+        ctx.arena, _ = ctx.converted.arena(runnable=ctx.tflm_ok, known=known)
     ctx.x_q = _model_input(flat, ctx.evaluation.x)
+    if ctx.precision is not None:
+        ctx.precision = ctx.precision.with_shipped_arena(ctx.arena)
 
 
 def batch_norm_cost(ctx: BuildContext) -> None:
@@ -576,7 +641,7 @@ def evaluate(ctx: BuildContext) -> None:
     flat, evaluation, max_drop = ctx.flat, ctx.evaluation, ctx.options.max_accuracy_drop
     what = "16x8" if ctx.options.activations == "int16" else "int8"
     with ctx.stage("evaluate", f"Evaluating float vs {what} on {len(evaluation)} samples"):
-        ctx.float_out = ctx.model.predict(evaluation.x, batch_size=256, verbose=0)
+        float_out = float_outputs(ctx)
         # Every op's outputs, for the samples TFLM runs too: the agreement check judges each
         # op on the samples where its inputs agreed in both runtimes (a legitimate 1-step
         # rounding difference, e.g. in MEAN, is not blamed on the ops after it).
@@ -584,16 +649,17 @@ def evaluate(ctx: BuildContext) -> None:
         n = min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)
         litert = runtimes.run_litert(ctx.tflite, ctx.x_q, keep=keep, keep_samples=n)
         output = runtimes.dequantize(litert.raw, flat.output_tensor())
-        result = verify.evaluate(ctx.float_out, output, evaluation, max_drop=max_drop, label=what)
+        result = verify.evaluate(float_out, output, evaluation, max_drop=max_drop, label=what)
         if ctx.input_model_out is not None:
             result = verify.with_input_model(
-                result, ctx.input_model_out, evaluation, max_drop=max_drop
-            )
+                result, ctx.input_model_out, evaluation, max_drop=max_drop,
+                float_out=float_out, int8_out=output, label=what,
+            )  # fmt: skip
         agreement, tflm = _runtime_agreement(ctx, litert.first(n), keep)
         if tflm is not None:
             device_out = runtimes.dequantize(tflm.raw, flat.output_tensor())
             result = verify.with_device_accuracy(
-                result, ctx.float_out, device_out, evaluation, max_drop=max_drop
+                result, float_out, device_out, evaluation, max_drop=max_drop
             )
         ctx.evaluation_result = result
         ctx.checks["accuracy"] = [result.check]
@@ -625,7 +691,7 @@ def phone_variants(ctx: BuildContext) -> None:
     with ctx.stage("phone_variants", f"Phone variants: {', '.join(options.phone_variants)}"):
         ctx.sections, variant_files = add_phone_variants(
             ctx.model, options.phone_variants, ctx.sections, ctx.plan.profiles, ctx.evaluation,
-            ctx.float_out, max_drop=options.max_accuracy_drop, quiet=not options.debug,
+            float_outputs(ctx), max_drop=options.max_accuracy_drop, quiet=not options.debug,
         )  # fmt: skip
     ctx.files.update(variant_files)
 
@@ -764,6 +830,7 @@ def build_report(ctx: BuildContext) -> BuildReport:
             byte_breakdown(ctx.tflite, file="converted"),
             *(byte_breakdown(data, file=path) for path, data in model_files(ctx).models.items()),
         ],
+        precision=None if ctx.precision is None else ctx.precision.report,
     )
 
 
@@ -778,6 +845,7 @@ PHASES: tuple[Callable[[BuildContext], None], ...] = (
     run_recipe,
     fold_batch_norms,
     convert,
+    choose_precision,
     measure_arena,
     batch_norm_cost,
     lut_compress,
@@ -840,6 +908,7 @@ def _validate(options: BuildOptions) -> _Plan:
     if not 0 <= options.arena_margin <= 1000:
         raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
     recipe = _recipe(options)
+    _check_per_channel(options.per_channel, recipe)
     if recipe is not None and options.activations == "int16" and "qat" in recipe.types:
         # TF-MOT's QAT (0.8.1) trains 8-bit fake quantization of the activations: the
         # ranges it learns are int8 ones, and TFLite's 16x8 mode has no QAT scheme to
@@ -871,6 +940,23 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.data is not None:  # headers, members and images: before TensorFlow starts
         check_data_file(options.data, max_samples=options.max_samples)
     return _Plan(profiles=profiles, overrides=overrides, recipe=recipe, io_type=io_type)
+
+
+def _check_per_channel(mode: str, recipe: Recipe | None) -> None:
+    if mode not in PER_CHANNEL_MODES:
+        raise UsageError(f"unknown --per-channel '{mode}' (use {', '.join(PER_CHANNEL_MODES)})")
+    if mode != "auto" and recipe is not None and "qat" in recipe.types:
+        # TF-MOT's QAT trains Dense kernels per tensor and Conv kernels per channel, and
+        # the converter keeps what training chose whatever its flags (measured here): a
+        # qat stage cannot honour always or never, so the combination is refused before
+        # any training rather than shipping something else than asked.
+        raise UsageError(
+            f"--per-channel {mode} cannot be combined with recipe '{recipe.name}', whose "
+            "qat stage fixes each layer's weights in training (TF-MOT: Dense per tensor, "
+            "Conv per channel) and the converter keeps them",
+            hint="drop --per-channel (auto; the report lists what each layer has), or "
+            "drop the qat stage",
+        )
 
 
 def _firmware_info(

@@ -17,7 +17,7 @@ from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
 from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
 from edgec.errors import EdgecError, UsageError, printable
 from edgec.export.layouts import LAYOUTS
-from edgec.pipeline.convert import ACTIVATIONS, IO_TYPES
+from edgec.pipeline.convert import ACTIVATIONS, IO_TYPES, PER_CHANNEL_MODES
 from edgec.stages import get_stage, stage_types
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 
@@ -81,8 +81,18 @@ max_accuracy_drop_option = click.option(
     type=click.FloatRange(min=0),
     default=2.0,
     show_default=True,
-    help="Largest allowed top-1 drop, in percentage points, from float to int8 "
+    help="Largest allowed top-1 drop, in percentage points, from float to int8; for "
+    "RMSE with a recipe, the largest rise in percent above the input model's float RMSE "
     "(edgec fit reports it; the search maximises accuracy).",
+)
+per_channel_option = click.option(
+    "--per-channel",
+    type=click.Choice(PER_CHANNEL_MODES),
+    default="auto",
+    show_default=True,
+    help="Weights quantized per channel or per tensor, layer by layer. auto: both are "
+    "measured (flash, TFLM arena, accuracy) and a layer keeps per-channel weights only "
+    "where they gain more than noise and the budgets allow; always / never: every layer.",
 )
 custom_objects_option = click.option(
     "--custom-objects",
@@ -195,6 +205,7 @@ def stage_short_forms(command: _F) -> _F:
 @calibration_samples_option
 @max_samples_option
 @max_accuracy_drop_option
+@per_channel_option
 @click.option("--name", help="Model name for C identifiers (default: the file name).")
 @click.option(
     "--phone-variants",
@@ -258,6 +269,7 @@ def build(
     calibration_samples: int,
     max_samples: int,
     max_accuracy_drop: float,
+    per_channel: str,
     name: str | None,
     phone_variants: str,
     compress: str | None,
@@ -296,6 +308,7 @@ def build(
             calibration_samples=calibration_samples,
             max_samples=max_samples,
             max_accuracy_drop=max_accuracy_drop,
+            per_channel=per_channel,
             name=name,
             phone_variants=phone_variants,
             debug=_state["debug"],
@@ -389,13 +402,15 @@ def build(
 @calibration_samples_option
 @max_samples_option
 @max_accuracy_drop_option
+@per_channel_option
 @custom_objects_option
 @debug_option
 def fit(
     model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
     trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
     workers: int | None, ray_address: str | None, calibration_samples: int, max_samples: int,
-    max_accuracy_drop: float, custom_objects: str | None, keep_names: bool, strip_names: bool,
+    max_accuracy_drop: float, per_channel: str, custom_objects: str | None, keep_names: bool,
+    strip_names: bool,
 ) -> None:  # fmt: skip
     """Search compression recipes for the most accurate int8 model that fits the target(s).
 
@@ -417,6 +432,7 @@ def fit(
         rungs=parse_rungs(rungs), calibration_samples=calibration_samples,
         max_samples=max_samples, max_accuracy_drop=max_accuracy_drop,
         custom_objects=custom_objects, keep_names=_keep_names(keep_names, strip_names),
+        per_channel=per_channel,
     )  # fmt: skip
     executor = select_executor(workers, ray_address)
     start = time.perf_counter()

@@ -27,6 +27,7 @@ from edgec.report import (
     DataInfo,
     LutCompression,
     ModelBytes,
+    Precision,
     TargetSection,
     to_plain,
 )
@@ -123,6 +124,10 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         out.print(t(_firmware_line(report)))
         if report.firmware.compression is not None:
             out.print(_lut_table(report.firmware.compression))
+    if report.precision is not None and report.precision.layers:
+        out.print(f" {t(report.precision.summary())}")
+        if report.precision.models:
+            out.print(_precision_table(report.precision))
     for stage in report.stages:
         metrics = to_plain(stage.metrics)
         if metrics:
@@ -204,6 +209,17 @@ def _lut_table(compression: LutCompression) -> Table:
         table.add_column(LutCompression.TRADE_HEAD[i], justify="left" if i in (0, 8) else "right")
     for row in compression.trade_rows():
         table.add_row(*(t(row[i]) for i in columns))
+    return table
+
+
+def _precision_table(precision: Precision) -> Table:
+    """Per layer: what per-tensor weights save and cost against per-channel ones."""
+    title = f"Weights per layer ({precision.metric} on {precision.samples} samples)"
+    table = Table(title=t(title), title_justify="left")
+    for i, head in enumerate(Precision.TRADE_HEAD):
+        table.add_column(head, justify="left" if i in (0, 1, 6, 7) else "right")
+    for row in precision.trade_rows():
+        table.add_row(*(t(cell) for cell in row))
     return table
 
 

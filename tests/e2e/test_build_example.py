@@ -65,9 +65,15 @@ def test_flatbuffer_is_full_integer_with_static_batch_1(example_build):
         assert not tensor.is_dynamic, tensor.name
         if tensor.dtype != "int8":
             assert tensor.dtype == "int32" and tensor.is_constant, tensor
-    conv = next(op for op in model.operators if op.name == "CONV_2D")
-    weights = model.tensors[conv.inputs[1]]
-    assert weights.per_channel and len(weights.scales) == weights.shape[0]
+    # each layer's weights as the report says they ship (--per-channel auto chose them)
+    choices = {layer["index"]: layer["choice"]
+               for layer in example_build.report["precision"]["layers"]}  # fmt: skip
+    assert set(choices) == {op.index for op in model.operators if op.name in
+                            ("CONV_2D", "FULLY_CONNECTED")}  # fmt: skip
+    for index, choice in choices.items():
+        weights = model.tensors[model.operators[index].inputs[1]]
+        scales = weights.shape[0] if choice == "per-channel" else 1
+        assert weights.per_channel == (choice == "per-channel") and len(weights.scales) == scales
 
 
 _PROBE = """

@@ -150,9 +150,11 @@ def test_distill_regression_model_uses_mse(tmp_path_factory, tmp_path):
     model.save(folder / "reg.keras")
     np.savez(folder / "reg.npz", x=x, y=y.astype(np.float32))
     out = tmp_path / "out"
+    # the half-width student's RMSE is 4.5% above the teacher's (measured), over the
+    # default allowance of 2%: allowed here, where what is tested is the loss
     run = run_edgec(
         "build", folder / "reg.keras", "--target", "cortex-m", "--data", folder / "reg.npz",
-        "--distill", "0.5", "--epochs", "3", "--out", out,
+        "--distill", "0.5", "--epochs", "3", "--out", out, "--max-accuracy-drop", "10",
     )  # fmt: skip
     assert run.code == 0, run.out + run.err
     report = Build(run, out).report

@@ -1,5 +1,5 @@
 """``edgec fit`` on the built-in example, in-process: a budget the plain model misses
-(flash 44,984 B > 30 KB), so the screen rejects it untrained and channel pruning fits.
+(flash 42,144 B > 30 KB), so the screen rejects it untrained and channel pruning fits.
 
 The search (``--trials 2``) first runs as a real ``edgec`` process that gets SIGINT once
 its first trained trial is in fit.json, as a person's Ctrl-C would stop it; the same

@@ -174,6 +174,12 @@ def test_recipe_prune_qat(keras3_dir, tmp_path, model):
         assert acc["detail"]["input_model_float"] - acc["float"] > 2.0, acc
         assert abs(acc["float"] - acc["int8"]) <= 2.0, acc
         failed -= {"accuracy"}
+    if "accuracy" in failed and acc["metric"] == "rmse":
+        # the same for an error (the autoencoder): the recipe itself raised it above the
+        # allowed 2% of the input model's, and int8 stays close to the compressed float
+        assert acc["float"] > 1.02 * acc["detail"]["input_model_float"], acc
+        assert acc["int8"] <= 1.05 * acc["float"], acc
+        failed -= {"accuracy"}
     assert failed <= PLAIN[model][1], (failed, run.out)
     _assert_named_as_summary(keras3_dir, model, report)
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from edgec.artifact.lean import collapsed_zero_points, make_lean_verified, unaligned_buffers
+from edgec.artifact.lean import collapsed_zero_points, make_lean_verified
+from edgec.artifact.repack import unaligned_buffers
 from edgec.artifact.runtimes import measure_arena, quantize, run_tflm
 from edgec.artifact.sidecar import ModelNames
 from edgec.targets import TfliteModel

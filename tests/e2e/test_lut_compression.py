@@ -95,12 +95,22 @@ def test_the_wrong_lut_mode_runs_and_is_caught(cqat_lut):
     assert not check.ok and check.value > 0, check.detail
 
 
-def test_unclustered_model_is_refused_with_a_hint(example_build):
+def test_unclustered_model_is_refused_with_a_hint(example_build, user_model):
+    from edgec._tf import keras
+    from edgec.pipeline.convert import convert_int8
+
     assert plan_lut(TfliteModel.from_bytes(example_build.tflite)) == []
     arena = example_build.report["memory"]["arena_bytes"]
     with pytest.raises(InputError, match="cluster the model") as info:
         compress_lut(example_build.tflite, arena_bytes=arena)
-    # the first conv's 3x3x1 kernels have <= 9 values per channel: too small to pay
+    # per tensor (the example ships so, --per-channel auto): no kernel has few values
+    assert "no constant tensor has at most 16" in info.value.message, info.value.message
+    # per channel: the first conv's 3x3x1 kernels have <= 9 values per channel, too few
+    # weights for a table and packed indices to pay
+    model = keras.models.load_model(user_model.keras)
+    per_channel = Artifact.from_bytes(convert_int8(model, np.load(user_model.data)["x"][:300]))
+    with pytest.raises(InputError, match="cluster the model") as info:
+        compress_lut(per_channel.data, arena_bytes=per_channel.arena()[0] or 0)
     assert "none is smaller compressed" in info.value.message, info.value.message
     # auto ("only if it pays") ships the model unchanged and says why, without an error
     lut = lut_for_budget(example_build.tflite, ram_budget_bytes=10**6)
@@ -141,14 +151,17 @@ def test_cli_compress_lut(cli_builds, clustered):
     info = report["firmware"]["compression"]
     assert info["flash_bytes_before"] == len(before)
     compressed = _lut_then_lean(report, after)
-    # Per-channel PTQ gives every Dense channel its own 16-value table: measured 34.4%
-    # here (CQAT, above, reaches the 35% acceptance). Both builds convert identically.
+    # Both builds convert identically (and choose the same per-layer weights).
     assert len(after) < 0.70 * len(before)
     check = next(c for c in report["checks"] if c["name"] == "lut_bit_identical")
     assert check["ok"] and check["value"] == 0
     assert report["memory"]["arena_bytes"] == info["arena_bytes_after"]
-    # The 640-byte logits kernel would cost more in DECODE plumbing than it saves.
-    assert any("logits" in s and "bigger" in s for s in info["skipped"]), info["skipped"]
+    # A small kernel costs more in DECODE plumbing than it saves: the first conv's (its
+    # 144 weights); the 640-byte logits kernel did when it was quantized per channel (10
+    # tables), per tensor it pays (--per-channel auto, one 16-value table).
+    assert any("conv2d/" in s and "bigger" in s for s in info["skipped"]), info["skipped"]
+    logits = next(t for t in info["tensors"] if "logits" in t["name"])
+    assert logits["compressed"] and logits["mode"] == "per-tensor", logits
     growth = info["arena_bytes_after"] - info["arena_bytes_before"]
     assert growth > 0 and f"grows by {growth:,} B" in info["note"]
     summary = " ".join(lut.out.split())  # the terminal summary wraps at 80 columns

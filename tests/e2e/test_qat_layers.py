@@ -251,7 +251,10 @@ def autoencoder(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.mark.parametrize(("recipe", "targets"), [("prune-qat", "inputs"), ("distill", "teacher")])
 def test_x_only_autoencoder_trains_on_its_inputs(autoencoder, tmp_path, recipe, targets):
     model, data = autoencoder
-    built = _build(tmp_path / "out", model, data, "--recipe", recipe)
+    # These short recipes raise the reconstruction error well above the input model's
+    # (+50% distill, +184% prune-qat, measured), which the accuracy check judges now
+    # (test_per_channel.py): allowed here, where what is tested is the training targets.
+    built = _build(tmp_path / "out", model, data, "--recipe", recipe, "--max-accuracy-drop", "500")
     assert built.code == 0, built.log
     for name in ("dtypes", "accuracy", "litert_vs_tflm"):
         assert built.checks[name]["ok"], built.checks[name]

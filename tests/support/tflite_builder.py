@@ -49,7 +49,10 @@ class TfliteBuilder:
         axis: int | None = None,
         shape_signature: Sequence[int] | None = None,
         data: np.ndarray | bytes | None = None,
+        buffer_of: me.Tensor | None = None,
     ) -> me.Tensor:
+        """An activation, or a constant with ``data`` (or the buffer of ``buffer_of``,
+        shared the way the converter shares identical constants)."""
         quant = None
         if scale is not None:
             scales = [float(s) for s in np.atleast_1d(scale)]
@@ -60,7 +63,7 @@ class TfliteBuilder:
             dtype=DTYPES[dtype],
             name=name,
             quantization=quant,
-            data=data,
+            **({"buffer": buffer_of.buffer} if buffer_of is not None else {"data": data}),
         )
         if shape_signature is not None:
             tensor._fb.shapeSignature = list(shape_signature)
@@ -410,3 +413,60 @@ def keras3_like_int8(scope: str = "kws_like_1") -> bytes:
     softmax.beta = 1.0
     b.op("SOFTMAX", [logits], [y], options=softmax)
     return b.build(inputs=[x], outputs=[y], signature_outputs={"output_0": y})
+
+
+def quantize_weights(w: np.ndarray, *, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 values, scales) of a FULLY_CONNECTED kernel (out, in) as the converter
+    quantizes it: symmetric, narrow range, one scale per output channel or per tensor."""
+    peak = np.abs(w).max(axis=1) if per_channel else np.full(len(w), np.abs(w).max())
+    scales = np.maximum(peak, 1e-9) / 127
+    q = np.clip(np.round(w / scales[:, None]), -127, 127).astype(np.int8)
+    return q, (scales if per_channel else scales[:1])
+
+
+def mlp_int8(
+    kernels: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    *,
+    per_channel: bool,
+    activation_scales: Sequence[float],
+    share_kernels: bool = False,
+) -> bytes:
+    """INPUT -> FULLY_CONNECTED (RELU between layers) ... -> OUTPUT, from float weights.
+
+    The kernels (out, in) and biases are quantized as the converter does
+    (``quantize_weights``; bias int32 at input scale x weight scale), per channel or per
+    tensor; ``activation_scales`` are the input's and each layer output's (zero point 0),
+    so the two forms of one MLP differ only in their weights, like the converter's two
+    conversions of one calibration. ``share_kernels``: identical kernels share one buffer.
+    """
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, kernels[0].shape[1]), scale=activation_scales[0])
+    inputs, first_kernel = x, None
+    for n, (w, bias) in enumerate(zip(kernels, biases, strict=True)):
+        q, w_scales = quantize_weights(w, per_channel=per_channel)
+        axis = {"axis": 0} if per_channel else {}
+        shared = first_kernel if share_kernels and first_kernel is not None else None
+        kernel = b.tensor(
+            f"mlp/dense_{n}/MatMul", q.shape, data=q, buffer_of=shared,
+            scale=w_scales, zero_point=[0] * len(w_scales), **axis,
+        )  # fmt: skip
+        first_kernel = first_kernel or kernel
+        b_scales = activation_scales[n] * w_scales  # one scale per tensor: broadcast
+        b_values = np.round(bias / b_scales).astype(np.int32)
+        bias_t = b.constant(
+            f"mlp/dense_{n}/BiasAdd", b_values, scale=b_scales,
+            zero_point=[0] * len(b_scales), **axis,
+        )  # fmt: skip
+        last = n == len(kernels) - 1
+        out = b.tensor(
+            "output" if last else f"mlp/dense_{n}/Relu", (1, len(w)),
+            scale=activation_scales[n + 1],
+        )  # fmt: skip
+        options = schema.FullyConnectedOptionsT()
+        options.fusedActivationFunction = (
+            schema.ActivationFunctionType.NONE if last else schema.ActivationFunctionType.RELU
+        )
+        b.op("FULLY_CONNECTED", [inputs, kernel, bias_t], [out], options=options)
+        inputs = out
+    return b.build(inputs=[x], outputs=[inputs])

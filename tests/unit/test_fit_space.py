@@ -69,6 +69,27 @@ def test_keep_names_reaches_every_trial_and_the_rebuild_line(tmp_path):
                       FitProgress()).job(params, 1, 0).keep_names  # fmt: skip
 
 
+def test_per_channel_reaches_every_trial_and_the_rebuild_line(tmp_path):
+    params = {"distill_width": None, "channel_fraction": 0.5, "low_rank_energy": None,
+              "clusters": None, "compress": None, "qat": False}  # fmt: skip
+    assert "--recipe recipe.toml --per-channel never\n" in space.recipe_toml(
+        params, 2, per_channel="never"
+    )
+    assert "build it with" not in space.recipe_toml(params, 2, per_channel="auto")
+    options = FitOptions(model=None, target="cortex-m", per_channel="always")
+    store = Store(tmp_path / "fit.json", "fp", {})
+    search = Search(options, store, LEVERS, InProcess(), FitProgress())
+    assert search.job(params, 1, 0).per_channel == "always"
+
+
+@pytest.mark.parametrize("mode", ["always", "never"])
+def test_forcing_per_channel_leaves_qat_out_of_the_search(mode):
+    """The build refuses always/never with a qat stage (QAT fixes the weights itself)."""
+    levers = space.supported_levers(("int8",), mode)
+    assert not any(p["qat"] for p in space.candidates(levers, seed=0))
+    assert any(p["qat"] for p in space.candidates(space.supported_levers(("int8",)), seed=0))
+
+
 def test_jobs_and_results_are_plain_picklable_data(tmp_path):
     model = tmp_path / "m.keras"
     model.write_bytes(b"model bytes")

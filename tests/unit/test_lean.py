@@ -12,12 +12,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 from edgec.artifact import Artifact
 from edgec.artifact.breakdown import byte_breakdown
-from edgec.artifact.lean import (
-    collapsed_zero_points,
-    make_lean,
-    make_lean_verified,
-    unaligned_buffers,
-)
+from edgec.artifact.lean import collapsed_zero_points, make_lean, make_lean_verified
+from edgec.artifact.repack import unaligned_buffers
 from edgec.artifact.runtimes import measure_arena, run_tflm
 from edgec.artifact.tflite_model import TfliteModel, flatbuffer_schema
 from edgec.errors import ConversionError

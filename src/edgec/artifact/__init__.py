@@ -80,26 +80,29 @@ class Artifact:
             raise self._registered
         return self._registered
 
-    def tflm_run(self, *, runnable: bool = True) -> TflmRun:
+    def tflm_run(self, *, runnable: bool = True, known: int | None = None) -> TflmRun:
         """Run the model in tflite-micro: its exact arena, or why it does not run.
 
         ``runnable``: False when the target's op check found ops TFLM lacks. The search
-        runs once per artifact (crash-isolated probes, see ``runtimes.measure_arena``).
+        runs once per artifact (crash-isolated probes, see ``runtimes.measure_arena``);
+        ``known``, an earlier search's answer for these bytes, is confirmed as every
+        answer is (in two fresh processes) instead of searched again.
         """
         if not runnable:
             return TflmRun(None, NOT_RUNNABLE)
         if self._run is None:
             try:
-                self._run = TflmRun(runtimes.tflm_arena(self.data, self.model), runtimes.METHOD)
+                arena = runtimes.tflm_arena(self.data, self.model, known)
+                self._run = TflmRun(arena, runtimes.METHOD)
             except runtimes.TflmRefused as exc:
                 self._run = TflmRun(None, f"not measured: {exc}", exc.messages)
             except ToolError as exc:
                 self._run = TflmRun(None, f"not measured: {exc}")
         return self._run
 
-    def arena(self, *, runnable: bool = True) -> tuple[int | None, str]:
+    def arena(self, *, runnable: bool = True, known: int | None = None) -> tuple[int | None, str]:
         """The exact TFLM arena and how it was found, or None with the reason."""
-        run = self.tflm_run(runnable=runnable)
+        run = self.tflm_run(runnable=runnable, known=known)
         return run.arena_bytes, run.detail
 
 

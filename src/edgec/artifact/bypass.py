@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from edgec.artifact.lean import aligned
-from edgec.artifact.tflite_model import FILE_IDENTIFIER, TfliteModel, flatbuffer_schema
+from edgec.artifact.repack import pack_aligned, unpack
+from edgec.artifact.tflite_model import TfliteModel
 from edgec.errors import ConversionError
 
 
@@ -25,8 +25,6 @@ def without_ops(data: bytes, indices: Iterable[int]) -> bytes:
     With no indices, the model repacked the same way: compare sizes with that, not with
     the converter's own output (the packing differs by a few bytes).
     """
-    import flatbuffers
-
     parsed = TfliteModel.from_bytes(data, source="the converted model")
     if parsed.subgraph_count != 1:
         raise ConversionError("ops can only be taken out of a one-subgraph model")
@@ -39,7 +37,7 @@ def without_ops(data: bytes, indices: Iterable[int]) -> bytes:
         if len(moving) != 1 or out < 0 or not _same_form(parsed, moving[0], out):
             raise ConversionError(f"{op.describe()} is not an elementwise op on one tensor")
         passed_on[out] = passed_on.get(moving[0], moving[0])
-    model = flatbuffer_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
+    model = unpack(data)
     graph = model.subgraphs[0]
     graph.operators = [op for i, op in enumerate(graph.operators) if i not in drop]
 
@@ -54,9 +52,7 @@ def without_ops(data: bytes, indices: Iterable[int]) -> bytes:
         for entry in (signature.inputs or []) + (signature.outputs or []):
             entry.tensorIndex = read(int(entry.tensorIndex))
     _drop_unused(model)
-    builder = flatbuffers.Builder(len(data) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
-    return aligned(bytes(builder.Output()))
+    return pack_aligned(model, size_hint=len(data), what="taking ops out of the model")
 
 
 def _same_form(model: TfliteModel, a: int, b: int) -> bool:

@@ -35,21 +35,19 @@ lean and the standard file are bit-identical on every sample (check
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgec.artifact import Artifact, runtimes
 from edgec.artifact.lut import bit_identical_check
+from edgec.artifact.repack import pack_aligned, unpack
 from edgec.artifact.sidecar import ModelNames, SubgraphNames
-from edgec.artifact.tflite_model import FILE_IDENTIFIER, TfliteModel, flatbuffer_schema
+from edgec.artifact.tflite_model import TfliteModel, flatbuffer_schema
 from edgec.errors import ConversionError, ToolError
 from edgec.report import Check
 
-BUFFER_ALIGNMENT = 16  # the schema's force_align for Buffer.data
 KEPT_METADATA = ("OfflineMemoryAllocation",)  # the metadata TFLM reads (and edgec keeps)
 _INDEXED_METADATA = "COMPRESSION_METADATA"  # TFLM's former compression: buffer indices inside
 CHECK = "lean_bit_identical"
@@ -100,10 +98,8 @@ class LeanModel:
 
 def make_lean(data: bytes, *, keep_names: bool = False) -> Lean:
     """``data`` (a standard .tflite) as the lean TFLM file, buffers 16-aligned."""
-    import flatbuffers
-
     try:
-        model = flatbuffer_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
+        model = unpack(data)
     except Exception as exc:  # the generated reader raises anything on bad offsets
         raise ConversionError(f"reading the model for its lean form failed: {exc}") from None
     _refuse_unsupported(model)
@@ -111,18 +107,7 @@ def make_lean(data: bytes, *, keep_names: bool = False) -> Lean:
     collapsed = _collapse_zero_points(model)
     dropped = _drop_metadata(model)
     merged = _merge_buffers(model)
-    try:
-        builder = flatbuffers.Builder(len(data) + 4096)
-        builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
-        lean = aligned(bytes(builder.Output()))
-    except Exception as exc:  # the flatbuffers object API or the C++ aligner
-        raise ConversionError(f"repacking the lean model failed: {exc}") from None
-    misaligned = unaligned_buffers(lean)
-    if misaligned:
-        raise ConversionError(
-            f"the lean model's buffers {misaligned[:5]} are not {BUFFER_ALIGNMENT}-byte "
-            "aligned (tflite-micro's aligner did not align them)"
-        )
+    lean = pack_aligned(model, size_hint=len(data), what="repacking the lean model")
     if names is not None:
         names = ModelNames.for_model(lean, names.description, names.subgraphs)
     return Lean(lean, names, collapsed, merged, dropped)
@@ -159,20 +144,6 @@ def collapsed_zero_points(data: bytes) -> int:
             if quant is not None and 0 < quant.ZeroPointLength() < quant.ScaleLength():
                 count += 1
     return count
-
-
-def unaligned_buffers(data: bytes) -> list[int]:
-    """Indices of the non-empty buffers whose data does not start on a 16-byte boundary."""
-    model = flatbuffer_schema().Model.GetRootAs(data, 0)
-    bad = []
-    for i in range(model.BuffersLength()):
-        buffer = model.Buffers(i)
-        if buffer is None or buffer.DataLength() == 0:
-            continue
-        start = buffer._tab.Vector(buffer._tab.Offset(4))  # Buffer.data's first byte
-        if start % BUFFER_ALIGNMENT:
-            bad.append(i)
-    return bad
 
 
 def _refuse_unsupported(model: Any) -> None:
@@ -275,14 +246,3 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def aligned(data: bytes) -> bytes:
-    # the C++ wrapper reads and writes files, not bytes
-    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
-
-    with tempfile.TemporaryDirectory(prefix="edgec-lean-") as tmp:
-        source, target = Path(tmp) / "in.tflite", Path(tmp) / "out.tflite"
-        source.write_bytes(data)
-        tflite_flatbuffer_align_wrapper.align_tflite_model(str(source), str(target))
-        return target.read_bytes()

@@ -9,6 +9,7 @@ the search for TFLM's exact arena.
   runs, then bisect on 16-byte steps (TFLM aligns arena allocations to 16 bytes), and
   confirm both sides of the answer in fresh processes (probes run in child processes:
   the interpreter can SIGSEGV on a too-small arena).
+- ``ArenaProber``: the same search for many variants of one model in one child process.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,16 +59,20 @@ class ArenaResult:
 
 
 class _Worker:
-    """A probe child process that is restarted whenever the interpreter kills it."""
+    """A probe child process that is restarted whenever the interpreter kills it.
 
-    def __init__(self, model: Path, inputs: Path, log: Path) -> None:
-        self._args = [sys.executable, "-m", "edgec.artifact._arena_worker", str(model), str(inputs)]
+    Without ``model`` and ``inputs`` it probes the model each probe names (``target``).
+    """
+
+    def __init__(self, model: Path | None, inputs: Path | None, log: Path) -> None:
+        files = [str(model), str(inputs)] if model is not None and inputs is not None else []
+        self._args = [sys.executable, "-m", "edgec.artifact._arena_worker", *files]
         self._log = log
         self._proc: subprocess.Popen[str] | None = None
         self.crashes = 0
         self.last_signal = ""  # how the last crash ended: SIGSEGV, SIGABRT (a failed check)
 
-    def probe(self, size: int) -> bool:
+    def probe(self, size: int, target: str = "") -> bool:
         if self._proc is None or self._proc.poll() is not None:
             with open(self._log, "a") as log:
                 self._proc = subprocess.Popen(
@@ -75,13 +80,17 @@ class _Worker:
                 )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         try:
-            self._proc.stdin.write(f"{size}\n")
+            self._proc.stdin.write(f"{size}{target}\n")
             self._proc.stdin.flush()
             answer = self._proc.stdout.readline().strip()
         except BrokenPipeError:
             answer = ""
         if answer in ("0", "1"):
             return answer == "1"
+        if answer.startswith("c"):  # the probe's forked copy crashed ("c<signal>")
+            self.crashes += 1
+            self.last_signal = _signal_name(answer[1:])
+            return False
         status = self._proc.wait()
         self._proc = None
         self.crashes += 1
@@ -102,6 +111,7 @@ def measure_arena(
     *,
     floor_bytes: int = 0,
     crash_bound_bytes: int = _MAX_ARENA,
+    known: int | None = None,
 ) -> ArenaResult:
     """Find the smallest arena (a multiple of 16 bytes) that runs ``model`` on ``inputs``.
 
@@ -111,52 +121,25 @@ def measure_arena(
     ``crash_bound_bytes`` is a generous upper bound of the arena: once probes beyond it
     keep crashing the interpreter (rather than raising "too small"), the model is
     malformed and the search stops there instead of doubling up to 256 MiB.
+    ``known``: the answer of an earlier search (an ``ArenaProber``'s): the two
+    fresh-process probes that confirm every search's answer confirm it, and the search
+    runs only if they do not.
     """
-    if floor_bytes > _MAX_ARENA:
-        raise ToolError(
-            f"an activation tensor alone needs {floor_bytes:,} bytes, more than the "
-            f"{_MAX_ARENA // 2**20} MiB the arena search probes"
-        )
+    _check_floor(floor_bytes)
     with tempfile.TemporaryDirectory(prefix="edgec-arena-") as tmp:
         folder = Path(tmp)
-        (folder / "model.tflite").write_bytes(model)
-        arrays: dict[str, np.ndarray] = {f"i{n:03d}": x for n, x in enumerate(inputs)}
-        np.savez(folder / "inputs.npz", **arrays)  # type: ignore[arg-type]
+        _write_probe_files(folder, model, inputs)
         log = folder / "probe.log"
         args = (folder / "model.tflite", folder / "inputs.npz", log)
+        if known is not None and known % ALIGN == 0:
+            confirmed = _confirm(args, known)
+            if confirmed is not None:
+                return confirmed
         worker = _Worker(*args)
-        probes = 0
         try:
-            start = max(4096, len(model), floor_bytes)
-            low, high = 0, -(-start // ALIGN) * ALIGN  # low fails, high unknown
-            crashes_in_a_row = 0
-            while True:
-                probes += 1
-                crashes = worker.crashes
-                if worker.probe(high):
-                    break
-                crashes_in_a_row = crashes_in_a_row + 1 if worker.crashes > crashes else 0
-                if crashes_in_a_row >= _CRASHES_TO_GIVE_UP and high > crash_bound_bytes:
-                    raise ToolError(
-                        f"the tflite-micro interpreter crashed ({worker.last_signal or 'died'}) "
-                        f"at every arena size up to {high:,} bytes, far above what the model's "
-                        "tensors need: the model is malformed or TFLM cannot run it"
-                    )
-                low, high = high, high * 2
-                if high > _MAX_ARENA:
-                    said = tflm_messages(log)
-                    raise TflmRefused(
-                        "the model does not run in the tflite-micro interpreter even with a "
-                        f"{_MAX_ARENA // 2**20} MiB arena: {'; '.join(said)}",
-                        said,
-                    )
-            while high - low > ALIGN:
-                mid = (low + high) // 2 // ALIGN * ALIGN
-                probes += 1
-                if worker.probe(mid):
-                    high = mid
-                else:
-                    low = mid
+            high, probes = _search(
+                worker.probe, worker, len(model), floor_bytes, crash_bound_bytes, log
+            )
         finally:
             worker.close()
         # Probes in one long-lived process could in principle influence each other;
@@ -172,6 +155,175 @@ def measure_arena(
         return ArenaResult(
             bytes=high, probes=probes + 2, crashes=worker.crashes + fresh_fail.crashes
         )
+
+
+@dataclass(frozen=True)
+class ArenaJob:
+    """One model for ``ArenaProber``, with ``tflm_arena``'s bounds (``arena_job``).
+
+    ``below`` and ``above``: sizes the arena very likely does not exceed and exceeds
+    (the arenas of variants of this model that store more and less). The search then
+    steps down from ``below`` in doubling steps, no further than ``above``, instead of
+    bisecting from the model's size: a few probes when the two are close. ``guesses``:
+    likely answers, each tried first with two probes (it runs, 16 bytes less does not).
+    """
+
+    model: bytes
+    inputs: list[np.ndarray]
+    floor_bytes: int = 0
+    crash_bound_bytes: int = _MAX_ARENA
+    below: int | None = None
+    above: int = 0
+    guesses: tuple[int, ...] = ()
+
+
+class ArenaProber:
+    """One child process probing the arenas of many models, one after another.
+
+    The same search as ``measure_arena`` (a crash is "too small"), without its
+    confirmation in two fresh processes per model: for figures measured on many variants
+    of one model (``pipeline.precision``), where process starts (about 0.3-0.6 s each
+    here) would cost more than the probes. A model that ships still has its arena
+    measured by ``measure_arena``. Use as a context manager.
+    """
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgec-arenas-")
+        self._folder = Path(self._tmp.name)
+        self._log = self._folder / "probe.log"
+        self._worker = _Worker(None, None, self._log)
+        self._count = 0
+
+    def __enter__(self) -> ArenaProber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._worker.close()
+        self._tmp.cleanup()
+
+    def measure(self, job: ArenaJob) -> int:
+        """The exact arena of ``job``'s model; a ToolError if TFLM cannot run it. A
+        ``below`` that does not run is ignored (the full search follows)."""
+        _check_floor(job.floor_bytes)
+        self._count += 1
+        files = self._folder / f"{self._count}"
+        files.mkdir()
+        _write_probe_files(files, job.model, job.inputs)
+        target = f"\t{files / 'model.tflite'}\t{files / 'inputs.npz'}"
+
+        def probe(size: int) -> bool:
+            return self._worker.probe(size, target)
+
+        for guess in dict.fromkeys(_aligned_up(g) for g in job.guesses if g > ALIGN):
+            if probe(guess) and not probe(guess - ALIGN):
+                return guess
+        if job.below is not None and probe(_aligned_up(job.below)):
+            return _step_down(probe, _aligned_up(job.below), job.above // ALIGN * ALIGN)
+        high, _ = _search(
+            probe, self._worker, len(job.model), job.floor_bytes, job.crash_bound_bytes,
+            self._log,
+        )  # fmt: skip
+        return high
+
+
+def _aligned_up(size: int) -> int:
+    return -(-size // ALIGN) * ALIGN
+
+
+def _step_down(probe: Callable[[int], bool], high: int, above: int = 0) -> int:
+    """The smallest size that runs, given that ``high`` runs: steps of 16, 32, 64, ...
+    bytes down (not below ``above`` while it holds) until a size fails, then bisection
+    between the two."""
+    step, low = ALIGN, 0
+    while high > ALIGN:
+        size = max(high - step, above, ALIGN)
+        if size >= high:  # at ``above`` already: it ran, so it was no bound
+            above, size = 0, max(high - step, ALIGN)
+        if not probe(size):
+            low = size
+            break
+        if size == above:
+            above = 0
+        high, step = size, step * 2
+    while high - low > ALIGN:
+        mid = (low + high) // 2 // ALIGN * ALIGN
+        if probe(mid):
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _confirm(args: tuple[Path, Path, Path], size: int) -> ArenaResult | None:
+    """``size`` as the arena if it runs and 16 bytes less does not, each in a fresh process."""
+    fresh_ok, fresh_fail = _Worker(*args), _Worker(*args)
+    try:
+        if fresh_ok.probe(size) and not (size > ALIGN and fresh_fail.probe(size - ALIGN)):
+            return ArenaResult(bytes=size, probes=2, crashes=fresh_fail.crashes)
+        return None
+    finally:
+        fresh_ok.close()
+        fresh_fail.close()
+
+
+def _check_floor(floor_bytes: int) -> None:
+    if floor_bytes > _MAX_ARENA:
+        raise ToolError(
+            f"an activation tensor alone needs {floor_bytes:,} bytes, more than the "
+            f"{_MAX_ARENA // 2**20} MiB the arena search probes"
+        )
+
+
+def _write_probe_files(folder: Path, model: bytes, inputs: list[np.ndarray]) -> None:
+    (folder / "model.tflite").write_bytes(model)
+    arrays: dict[str, np.ndarray] = {f"i{n:03d}": x for n, x in enumerate(inputs)}
+    np.savez(folder / "inputs.npz", **arrays)  # type: ignore[arg-type]
+
+
+def _search(
+    probe: Callable[[int], bool],
+    worker: _Worker,
+    model_bytes: int,
+    floor_bytes: int,
+    crash_bound_bytes: int,
+    log: Path,
+) -> tuple[int, int]:
+    """(smallest size that runs, probes): double until a size runs, then bisect on
+    16-byte steps."""
+    probes, low = 0, 0  # low fails (0 trivially), high unknown
+    high = _aligned_up(max(4096, model_bytes, floor_bytes))
+    crashes_in_a_row = 0
+    while True:
+        probes += 1
+        crashes = worker.crashes
+        if probe(high):
+            break
+        crashes_in_a_row = crashes_in_a_row + 1 if worker.crashes > crashes else 0
+        if crashes_in_a_row >= _CRASHES_TO_GIVE_UP and high > crash_bound_bytes:
+            raise ToolError(
+                f"the tflite-micro interpreter crashed ({worker.last_signal or 'died'}) "
+                f"at every arena size up to {high:,} bytes, far above what the model's "
+                "tensors need: the model is malformed or TFLM cannot run it"
+            )
+        low, high = high, high * 2
+        if high > _MAX_ARENA:
+            said = tflm_messages(log)
+            raise TflmRefused(
+                "the model does not run in the tflite-micro interpreter even with a "
+                f"{_MAX_ARENA // 2**20} MiB arena: {'; '.join(said)}",
+                said,
+            )
+    while high - low > ALIGN:
+        mid = (low + high) // 2 // ALIGN * ALIGN
+        probes += 1
+        if probe(mid):
+            high = mid
+        else:
+            low = mid
+    return high, probes
 
 
 def tflm_messages(log: Path) -> tuple[str, ...]:
@@ -190,11 +342,28 @@ def tflm_messages(log: Path) -> tuple[str, ...]:
     return said or (lines[markers[-1]].split(": ", 1)[-1],)
 
 
-def tflm_arena(data: bytes, model: TfliteModel) -> int:
+def _signal_name(number: str) -> str:
+    try:
+        return signal.Signals(int(number)).name
+    except ValueError:
+        return "a signal"
+
+
+def tflm_arena(data: bytes, model: TfliteModel, known: int | None = None) -> int:
     """The exact TFLM arena of ``model`` (``data`` are its bytes); a ToolError if it cannot run.
 
-    Prefer ``Artifact.arena()``, which measures once per model and build.
+    Prefer ``Artifact.arena()``, which measures once per model and build. ``known``: see
+    ``measure_arena``.
     """
+    job = arena_job(data, model)
+    return measure_arena(
+        data, job.inputs, floor_bytes=job.floor_bytes, crash_bound_bytes=job.crash_bound_bytes,
+        known=known,
+    ).bytes  # fmt: skip
+
+
+def arena_job(data: bytes, model: TfliteModel) -> ArenaJob:
+    """The arena search's inputs and bounds for ``model`` (``data`` are its bytes)."""
     # The arena does not depend on input values: zeros of each input's shape and dtype.
     inputs = [
         np.zeros(model.tensors[i].shape, dtype=model.tensors[i].numpy_dtype()) for i in model.inputs
@@ -203,12 +372,12 @@ def tflm_arena(data: bytes, model: TfliteModel) -> int:
     # generous: every activation live at once, 16x for kernels' scratch buffers
     # (TRANSPOSE_CONV keeps 8 bytes per output element), plus TFLM's structures
     bound = 16 * sum(activations) + 256 * (len(model.tensors) + len(model.operators))
-    return measure_arena(
+    return ArenaJob(
         data,
         inputs,
         floor_bytes=max(activations, default=0),
         crash_bound_bytes=bound + 64 * 1024,
-    ).bytes
+    )
 
 
 def quantize(x: np.ndarray, tensor: Tensor) -> np.ndarray:

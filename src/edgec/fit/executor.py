@@ -51,6 +51,7 @@ class TrialJob:
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
     keep_names: bool = False  # the TFLM file keeps its tensor names (edgec build --keep-names)
+    per_channel: str = "auto"
     files: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes (packed)
 
     @property

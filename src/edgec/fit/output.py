@@ -38,6 +38,7 @@ def check_inputs(options: FitOptions) -> tuple[str, ...]:
             max_accuracy_drop=options.max_accuracy_drop,
             custom_objects=options.custom_objects,
             keep_names=options.keep_names,
+            per_channel=options.per_channel,
         )  # fmt: skip
     )
     prepare_output_dir(options.out)
@@ -85,7 +86,7 @@ def _rebuild(search: Search, winner: Record) -> tuple[Any, str | None, TrialResu
         toml = space.recipe_toml(
             winner.params, result.epochs,
             note=f"edgec fit's choice for {search.options.target}: {result.key}",
-            keep_names=search.options.keep_names,
+            keep_names=search.options.keep_names, per_channel=search.options.per_channel,
         )  # fmt: skip
     search.progress.message(f"building the winner {result.key}")
     start = time.perf_counter()

@@ -55,6 +55,7 @@ class FitOptions:
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
     keep_names: bool = False  # every trial keeps its tensor names (edgec build --keep-names)
+    per_channel: str = "auto"  # every trial's --per-channel (edgec build's option)
 
 
 class FitProgress:
@@ -101,7 +102,7 @@ class Search:
             data=None if o.data is None else str(o.data.absolute()),
             budget=o.budget, calibration_samples=o.calibration_samples,
             max_samples=o.max_samples, max_accuracy_drop=o.max_accuracy_drop,
-            custom_objects=o.custom_objects, keep_names=o.keep_names,
+            custom_objects=o.custom_objects, keep_names=o.keep_names, per_channel=o.per_channel,
         )  # fmt: skip
 
     def run(self, jobs: Sequence[TrialJob]) -> dict[str, TrialResult]:
@@ -253,7 +254,7 @@ def run_fit(
     from edgec.fit.trial import activation_types
 
     targets = check_inputs(options)
-    levers = space.supported_levers(activation_types())
+    levers = space.supported_levers(activation_types(), options.per_channel)
     schema = StateSchema(levers, options.rungs, targets)
     store = Store.open(options.out, fingerprint(_fingerprint_inputs(options, levers)),
                        _command(options), schema)  # fmt: skip

@@ -54,15 +54,20 @@ STRUCTURAL = ("distill_width", "channel_fraction", "low_rank_energy", "clusters"
               "activations")  # fmt: skip
 
 
-def supported_levers(activations: tuple[str, ...]) -> tuple[Lever, ...]:
+def supported_levers(activations: tuple[str, ...], per_channel: str = "auto") -> tuple[Lever, ...]:
     """The levers this build supports: ``activations`` are the conversion's activation
-    types."""
-    return tuple(
-        dataclasses.replace(lever, values=activations, costs=lever.costs[: len(activations)])
-        if lever.name == "activations"
-        else lever
-        for lever in LEVERS
-    )
+    types; with ``--per-channel always`` or ``never`` no QAT (the build refuses it: QAT
+    fixes each layer's weight quantization itself)."""
+    levers = []
+    for lever in LEVERS:
+        if lever.name == "activations":
+            lever = dataclasses.replace(
+                lever, values=activations, costs=lever.costs[: len(activations)]
+            )
+        elif lever.name == "qat" and per_channel != "auto":
+            lever = dataclasses.replace(lever, values=lever.values[:1], costs=lever.costs[:1])
+        levers.append(lever)
+    return tuple(levers)
 
 
 def candidate_key(params: dict[str, Any]) -> str:
@@ -136,11 +141,18 @@ def recipe_stages(params: dict[str, Any], epochs: int) -> list[dict[str, Any]]:
 
 
 def recipe_toml(
-    params: dict[str, Any], epochs: int, *, note: str = "", keep_names: bool = False
+    params: dict[str, Any],
+    epochs: int,
+    *,
+    note: str = "",
+    keep_names: bool = False,
+    per_channel: str = "auto",
 ) -> str:
     """The candidate as a recipe TOML that ``edgec build --recipe`` takes."""
     key = candidate_key(params)
     options = build_options(params)
+    if per_channel != "auto":
+        options["per_channel"] = per_channel
     lines = [f"# {printable(note)}"] if note else []  # no line break can end the comment
     if options or keep_names:
         flags = " ".join(

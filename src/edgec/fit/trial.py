@@ -28,8 +28,9 @@ from edgec.report import BuildReport, TargetSection
 SCREEN_SAMPLES = 32  # calibration (and LUT proof) samples of a screen
 _SCREEN_BEFORE = (builder.load_model, builder.load_data, builder.translate_keras3,
                   builder.validate_recipe, builder.train_example)  # fmt: skip
-_SCREEN_AFTER = (builder.fold_batch_norms, builder.convert, builder.measure_arena,
-                 builder.lut_compress, builder.lean, builder.check_targets)  # fmt: skip
+_SCREEN_AFTER = (builder.fold_batch_norms, builder.convert, builder.cheapest_precision,
+                 builder.measure_arena, builder.lut_compress, builder.lean,
+                 builder.check_targets)  # fmt: skip
 
 
 def activation_types() -> tuple[str, ...]:
@@ -78,6 +79,7 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         max_accuracy_drop=job.max_accuracy_drop,
         custom_objects=job.custom_objects,
         keep_names=job.keep_names,
+        per_channel=job.per_channel,
         recipe=recipe,
         **build_options(job.params),
     )

@@ -39,6 +39,9 @@ IO_TYPES = ("int8", "uint8", "int16", "float32")
 # Activation width of the full-integer model (weights are int8 in both): each is a mode.
 ACTIVATIONS = ("int8", "int16")
 PHONE_VARIANTS = ("float16", "dynamic-range")
+# --per-channel: weights per channel everywhere (always), per tensor everywhere (never), or
+# chosen per layer by measurement (auto; edgec.pipeline.precision)
+PER_CHANNEL_MODES = ("auto", "always", "never")
 MODES = (*ACTIVATIONS, *PHONE_VARIANTS, "float")
 
 
@@ -111,11 +114,10 @@ def convert_named(
     if mode in ACTIVATIONS:
         if calibration_x is None:
             raise InputError(f"{mode} conversion needs calibration samples")
-        samples = check_calibration_data(calibration_x)
-        check_recurrent(model)
-        traced = trace_batch1(model)
-        tflite = _convert_full_integer(traced, samples, io_type, mode, quiet)
-        return Conversion(tflite, traced.names)
+        converted = convert_full_integer(
+            model, calibration_x, io_type=io_type, activations=mode, quiet=quiet
+        )
+        return Conversion(converted.model, converted.names)
     from edgec._tf import tf
 
     traced = trace_batch1(model)
@@ -151,6 +153,17 @@ def configure(converter, mode: str, *, io_type: str = "int8") -> None:
     # CNN's first conv kernel, 144 values, and its 640-value logits kernel stay float32).
 
 
+@dataclass(frozen=True)
+class Converted:
+    """A full-integer conversion: the converter's default model, per-channel weights, and
+    (when asked) the same calibration quantized with per-tensor weights in every layer."""
+
+    model: bytes
+    names: LayerNames  # the Keras layer behind each op (recorded in tracing)
+    per_tensor: bytes | None = None
+    per_tensor_error: str = ""  # asked for, but the per-tensor quantization failed: why
+
+
 def convert_int8(
     model,
     calibration_x: np.ndarray,
@@ -159,8 +172,24 @@ def convert_int8(
     activations: str = "int8",
     quiet: bool = True,
 ) -> bytes:
+    """``convert_full_integer``'s model (per-channel weights), as bytes."""
+    return convert_full_integer(
+        model, calibration_x, io_type=io_type, activations=activations, quiet=quiet
+    ).model
+
+
+def convert_full_integer(
+    model,
+    calibration_x: np.ndarray,
+    *,
+    io_type: str = "int8",
+    activations: str = "int8",
+    quiet: bool = True,
+    per_tensor: bool = False,
+) -> Converted:
     """``convert``'s full-integer modes (``activations`` int8 or int16, weights int8): the
-    model, converted in the child process.
+    model, converted in the child process; with ``per_tensor`` also its per-tensor twin
+    (``Converted.per_tensor``, see ``_convert_worker``).
 
     TFLITE_BUILTINS_INT8 only (no silent float fallback), per-channel weights, and a
     static batch size of 1: converting from a concrete function with a fixed input
@@ -171,14 +200,20 @@ def convert_int8(
     quantization run in a child process (``_convert_worker``), where a native crash
     becomes a ``ConversionError``.
     """
-    return convert_named(
-        model, mode=activations, calibration_x=calibration_x, io_type=io_type, quiet=quiet
-    ).tflite
+    samples = check_calibration_data(calibration_x)
+    check_recurrent(model)
+    traced = trace_batch1(model)
+    return _convert_full_integer(traced, samples, io_type, activations, quiet, per_tensor)
 
 
 def _convert_full_integer(
-    traced: Traced, samples: np.ndarray, io_type: str, activations: str, quiet: bool
-) -> bytes:
+    traced: Traced,
+    samples: np.ndarray,
+    io_type: str,
+    activations: str,
+    quiet: bool,
+    per_tensor: bool,
+) -> Converted:
     from edgec._tf import tf
 
     concrete = traced.function
@@ -187,7 +222,7 @@ def _convert_full_integer(
         (folder / "tmp").mkdir()
         with captured_native_stderr(enabled=quiet):
             tf.saved_model.save(variables_of(concrete), str(folder / "model"), signatures=concrete)
-        job = {"mode": activations, "io_type": io_type}
+        job = {"mode": activations, "io_type": io_type, "per_tensor": per_tensor}
         (folder / "job.json").write_text(json.dumps(job))
         np.save(folder / "calibration.npy", samples)
         crashed = _WORKER.run(folder)
@@ -203,7 +238,13 @@ def _convert_full_integer(
         if (folder / "error.txt").exists():
             text = (folder / "error.txt").read_text("utf-8", "replace")
             raise _conversion_error(text + "\n" + log, concrete.graph, activations)
-        return (folder / "model.tflite").read_bytes()
+        twin, failed = folder / "model_per_tensor.tflite", folder / "per_tensor_error.txt"
+        return Converted(
+            (folder / "model.tflite").read_bytes(),
+            traced.names,
+            twin.read_bytes() if twin.exists() else None,
+            failed.read_text("utf-8", "replace")[:300] if failed.exists() else "",
+        )
 
 
 # The calibrator computes min/max and (max - min) / 255 in float32: beyond this the

@@ -21,6 +21,76 @@ class Evaluation:
     check: Check
 
 
+@dataclass(frozen=True)
+class Scores:
+    """One model's evaluation metric, sample by sample: its figure and how noisy it is.
+
+    ``per_sample``: top1, 1.0 where the class is right; rmse, the sample's mean squared
+    error; cosine, the sample's cosine similarity with the float model's outputs.
+    """
+
+    metric: str  # top1 | rmse | cosine: what ``evaluate`` reports for this data
+    per_sample: np.ndarray
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric != "rmse"
+
+    @property
+    def value(self) -> float:
+        """The figure: top-1 in %, the RMSE, or the mean cosine similarity."""
+        mean = float(np.mean(self.per_sample))
+        if self.metric == "top1":
+            return 100 * mean
+        return float(np.sqrt(mean)) if self.metric == "rmse" else mean
+
+    @property
+    def noise(self) -> float:
+        """The standard error of ``value`` over the samples (top-1: at least one sample's
+        worth): a difference within it is one this evaluation set cannot tell apart."""
+        n = len(self.per_sample)
+        spread = float(np.std(self.per_sample)) / np.sqrt(n)
+        if self.metric == "top1":
+            return 100 * max(spread, 1 / n)
+        if self.metric == "rmse":  # the delta method: d sqrt(m) = dm / (2 sqrt(m))
+            return spread / (2 * self.value) if self.value > 0 else 0.0
+        return spread
+
+    def gain_over(self, other: Scores) -> float:
+        """How much better this figure is than ``other``'s, in the metric's units
+        (negative: worse)."""
+        gain = self.value - other.value
+        return gain if self.higher_is_better else -gain
+
+
+def scores(output: np.ndarray, data: Dataset, float_out: np.ndarray) -> Scores:
+    """``output`` (the dequantized outputs of ``data``'s samples) scored with the metric
+    ``evaluate`` reports: top-1 against class labels, RMSE against targets (an
+    autoencoder's are its inputs), else cosine similarity with ``float_out``."""
+    flat = output.reshape(len(output), -1).astype(np.float64)
+    metric, y = _metric(float_out, data)
+    if metric == "top1":
+        return Scores(metric, (flat.argmax(1) == y).astype(np.float64))
+    if metric == "rmse":
+        assert y is not None
+        return Scores(metric, np.mean((flat - y.reshape(len(y), -1)) ** 2, axis=1))
+    reference = float_out.reshape(len(float_out), -1).astype(np.float64)
+    return Scores(metric, _cosines(reference, flat))
+
+
+def _metric(float_out: np.ndarray, data: Dataset) -> tuple[str, np.ndarray | None]:
+    """The metric of ``evaluate`` for this model and data, and the reference it compares
+    with (the labels or targets; an autoencoder without them is compared with x)."""
+    if data.y is None and float_out.shape == data.x.shape:  # an autoencoder: y is x
+        data = dataclasses.replace(data, y=data.x)
+    outputs = int(np.prod(float_out.shape[1:]))
+    if data.labels == "classes" and outputs > 1:
+        return "top1", data.y
+    if data.labels == "targets" and data.y is not None:
+        return "rmse", data.y.astype(np.float64)
+    return "cosine", None
+
+
 def evaluate(
     float_out: np.ndarray,
     int8_out: np.ndarray,
@@ -38,14 +108,11 @@ def evaluate(
         "output_cosine": _cosine(flat_f, flat_q),
     }
     n = len(data)
-    if data.y is None and float_out.shape == data.x.shape:  # an autoencoder: y is x
-        data = dataclasses.replace(data, y=data.x)
     if flat_f.shape[1] > 1:
         detail["top1_agreement"] = float(np.mean(flat_f.argmax(1) == flat_q.argmax(1)) * 100)
-    if data.labels == "classes" and flat_f.shape[1] > 1:
-        y = data.y
-        f_acc = float(np.mean(flat_f.argmax(1) == y) * 100)
-        q_acc = float(np.mean(flat_q.argmax(1) == y) * 100)
+    f_scores, q_scores = scores(float_out, data, float_out), scores(int8_out, data, float_out)
+    if f_scores.metric == "top1":
+        f_acc, q_acc = f_scores.value, q_scores.value
         acc = Accuracy("top1", round(f_acc, 2), round(q_acc, 2), n, _rounded(detail))
         drop = f_acc - q_acc
         ok = drop <= max_drop
@@ -57,11 +124,10 @@ def evaluate(
         return Evaluation(
             acc, Check("accuracy", ok, text, value=round(drop, 3), limit=max_drop, unit="points")
         )
-    if data.labels == "targets" and data.y is not None:
-        y = data.y.reshape(n, -1).astype(np.float64)
-        f_rmse = float(np.sqrt(np.mean((flat_f - y) ** 2)))
-        q_rmse = float(np.sqrt(np.mean((flat_q - y) ** 2)))
-        acc = Accuracy("rmse", round(f_rmse, 6), round(q_rmse, 6), n, _rounded(detail))
+    if f_scores.metric == "rmse":
+        acc = Accuracy(
+            "rmse", round(f_scores.value, 6), round(q_scores.value, 6), n, _rounded(detail)
+        )
     else:
         acc = Accuracy("cosine", 1.0, round(detail["output_cosine"], 6), n, _rounded(detail))
     cos = detail["output_cosine"]
@@ -103,24 +169,35 @@ def with_device_accuracy(
 
 
 def with_input_model(
-    result: Evaluation, input_out: np.ndarray, data: Dataset, *, max_drop: float
+    result: Evaluation,
+    input_out: np.ndarray,
+    data: Dataset,
+    *,
+    max_drop: float,
+    float_out: np.ndarray,
+    int8_out: np.ndarray,
+    label: str = "int8",
 ) -> Evaluation:
     """Judge int8 against the uncompressed input model too, not only the compressed float.
 
     A recipe can lose accuracy in training (float) and the int8 model can then match that
-    worse float model: the check must still fail. The report keeps all three figures.
+    worse float model: the check must still fail, whatever the metric. The allowance is
+    ``max_drop``: top-1 points below the input model's float figure; for RMSE a rise in
+    percent of the input model's float RMSE (``--max-accuracy-drop 2``: int8 RMSE at most
+    1.02x the input model's); without labels the int8 outputs' cosine similarity with the
+    input model's outputs must stay at ``MIN_COSINE`` or above. The report keeps all three
+    figures: input float, compressed float, int8 (``detail.input_model_float``).
     """
-    acc = result.accuracy
-    flat = input_out.reshape(len(input_out), -1).astype(np.float64)
+    acc, n = result.accuracy, result.accuracy.samples
     detail = dict(acc.detail)
-    if acc.metric == "top1" and data.y is not None:
-        reference = float(np.mean(flat.argmax(1) == data.y) * 100)
+    if acc.metric == "top1":
+        reference = scores(input_out, data, input_out).value
         detail["input_model_float"] = round(reference, 2)
         drop = max(reference - (acc.int8 or 0.0), float(result.check.value or 0.0))
         ok = result.check.ok and reference - (acc.int8 or 0.0) <= max_drop
         text = (
             f"top-1 input model float {reference:.2f}%, compressed float {acc.float:.2f}%, "
-            f"int8 {acc.int8:.2f}% on {acc.samples} evaluation samples: int8 is "
+            f"{label} {acc.int8:.2f}% on {n} evaluation samples: {label} is "
             f"{reference - (acc.int8 or 0.0):.2f} points below the input model and "
             f"{(acc.float or 0.0) - (acc.int8 or 0.0):.2f} below the compressed float model "
             f"({'within' if ok else 'over'} the allowed {max_drop:g})"
@@ -128,9 +205,56 @@ def with_input_model(
         check = dataclasses.replace(result.check, ok=ok, detail=text, value=round(drop, 3))
         return Evaluation(dataclasses.replace(acc, detail=detail), check)
     if acc.metric == "rmse":
-        y = (data.y if data.y is not None else data.x).reshape(len(flat), -1)
-        detail["input_model_float"] = round(float(np.sqrt(np.mean((flat - y) ** 2))), 6)
-    return Evaluation(dataclasses.replace(acc, detail=detail), result.check)
+        return _rmse_against_input(result, scores(input_out, data, input_out).value, max_drop,
+                                   label)  # fmt: skip
+    # no labels: similarity to the input model's outputs, input -> compressed -> int8
+    inputs = input_out.reshape(len(input_out), -1).astype(np.float64)
+    compressed = _cosine(inputs, float_out.reshape(len(float_out), -1).astype(np.float64))
+    quantized = _cosine(inputs, int8_out.reshape(len(int8_out), -1).astype(np.float64))
+    detail["input_model_float"] = 1.0
+    ok = result.check.ok and quantized >= MIN_COSINE
+    text = (
+        f"cosine similarity with the input model's outputs: compressed float "
+        f"{compressed:.4f}, {label} {quantized:.4f} on {n} evaluation samples "
+        f"({'>=' if quantized >= MIN_COSINE else '<'} {MIN_COSINE}); {result.check.detail}"
+    )
+    accuracy = dataclasses.replace(
+        acc, float=round(compressed, 6), int8=round(quantized, 6), detail=detail
+    )
+    check = dataclasses.replace(result.check, ok=ok, detail=text, value=round(quantized, 6))
+    return Evaluation(accuracy, check)
+
+
+def _rmse_against_input(
+    result: Evaluation, reference: float, max_drop: float, label: str
+) -> Evaluation:
+    """The RMSE check with a recipe: int8 error at most ``max_drop`` percent above the
+    input model's float error, and the outputs' cosine with the compressed float as before."""
+    acc = result.accuracy
+    detail = {**acc.detail, "input_model_float": round(reference, 6)}
+    quantized, compressed = acc.int8 or 0.0, acc.float or 0.0
+    if reference > 0:
+        rise: float | None = (quantized / reference - 1) * 100
+        versus = f"{rise:+.2f}% against the input model's error"
+    else:  # a perfect input model: any error is a rise
+        rise = 0.0 if quantized <= 0 else None
+        versus = "the input model's error is 0" + ("" if rise == 0 else f", {label}'s is not")
+    within = rise is not None and rise <= max_drop
+    text = (
+        f"RMSE input model float {reference:.4g}, compressed float {compressed:.4g}, "
+        f"{label} {quantized:.4g} on {acc.samples} evaluation samples: {versus} "
+        f"({'within' if within else 'over'} the allowed rise of {max_drop:g}%); "
+        f"{result.check.detail}"
+    )
+    check = dataclasses.replace(
+        result.check,
+        ok=result.check.ok and within,
+        detail=text,
+        value=None if rise is None else round(rise, 3),
+        limit=max_drop,
+        unit="%",
+    )
+    return Evaluation(dataclasses.replace(acc, detail=detail), check)
 
 
 # Kernels whose TFLM and LiteRT implementations are not bit-exact by design:
@@ -234,11 +358,15 @@ def _step_diff(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(_cosines(a, b)))
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each row's cosine similarity (1 where both rows are zero)."""
     num = np.sum(a * b, axis=1)
     den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     both_zero = den == 0
-    cos = np.where(both_zero, 1.0, num / np.where(both_zero, 1.0, den))
-    return float(np.mean(cos))
+    return np.where(both_zero, 1.0, num / np.where(both_zero, 1.0, den))
 
 
 def _rounded(detail: dict[str, float]) -> dict[str, float]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from html import escape
 
 from edgec.pipeline.layer_error import error_summary
-from edgec.report.schema import BuildReport, Layer, LutCompression, ModelBytes
+from edgec.report.schema import BuildReport, Layer, LutCompression, ModelBytes, Precision
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
@@ -95,6 +95,9 @@ def render_html(report: BuildReport, extra: str = "") -> str:
             "and options, shapes, alignment padding).</p>",
             _table(list(ModelBytes.HEAD), [r.row() for r in report.model_bytes]),
         ]
+    if report.precision is not None and report.precision.layers:
+        parts += ["<h2>Weights per layer: per channel or per tensor</h2>",
+                  _precision_table(report.precision)]  # fmt: skip
     parts += ["<h2>Plots</h2><div class='plots'>", *_plots(report), "</div>"]
     parts += ["<h2>Layers</h2>", _layer_table(report.layers)]
     parts += [
@@ -331,6 +334,18 @@ def _lut_table(lut: LutCompression) -> str:
     )
     rows = [[(row[0], "l"), *row[1:-1], (row[-1], "l")] for row in lut.trade_rows()]
     return note + _table(list(LutCompression.TRADE_HEAD), rows)
+
+
+def _precision_table(precision: Precision) -> str:
+    """Each layer with weights: flash and arena per-tensor saves, the metric both ways,
+    what ships and why (measured; see edgec.pipeline.precision)."""
+    note = f"<p class='muted'>{escape(precision.summary())}. {escape(precision.note)}</p>"
+    if not precision.models:
+        rows = [[(layer.name, "l"), layer.op, layer.choice, (layer.reason, "l")]
+                for layer in precision.layers]  # fmt: skip
+        return note + _table(["layer", "op", "ships", "why"], rows)
+    rows = [[(row[0], "l"), *row[1:-1], (row[-1], "l")] for row in precision.trade_rows()]
+    return note + _table(list(Precision.TRADE_HEAD), rows)
 
 
 def _table(head: list[str], rows: list[list]) -> str:

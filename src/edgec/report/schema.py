@@ -360,6 +360,99 @@ class LutCompression:
 
 
 @dataclass(frozen=True, slots=True)
+class PrecisionOption:
+    """One way to store a layer (or a whole model), measured: the int8 model's flash, its
+    TFLM arena and its evaluation metric (``accuracy.metric``, LiteRT, evaluation data)."""
+
+    name: str  # "per-channel" | "per-tensor" (a layer); a whole model: also "chosen"
+    flash_bytes: int  # the whole model's bytes, with this layer stored this way
+    arena_bytes: int | None  # measured; None where TFLM cannot run the model
+    metric: builtins.float | None  # None: not evaluated
+
+
+@dataclass(frozen=True, slots=True)
+class PrecisionLayer:
+    """One layer with weights: how it ships, why, and each option measured alone (every
+    other layer as in the per-channel model)."""
+
+    index: int  # the op (the first op reading the weights)
+    op: str
+    name: str
+    choice: str  # the option that ships
+    reason: str
+    options: list[PrecisionOption] = field(default_factory=list)  # empty: no choice offered
+
+    def option(self, name: str) -> PrecisionOption | None:
+        return next((o for o in self.options if o.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Precision:
+    """``--per-channel auto|always|never``: per-channel or per-tensor weights, per layer."""
+
+    mode: str  # auto | always | never
+    metric: str  # what ``metric`` figures are: accuracy.metric (top1 %, rmse, cosine)
+    samples: int  # evaluation samples each option was scored on
+    noise: builtins.float | None  # standard error of the metric: auto's "within noise"
+    note: str = ""
+    flash_budget_bytes: int | None = None  # the budgets auto respected (the first target's)
+    ram_budget_bytes: int | None = None
+    models: list[PrecisionOption] = field(default_factory=list)  # everywhere one way; chosen
+    layers: list[PrecisionLayer] = field(default_factory=list)
+
+    TRADE_HEAD: ClassVar[tuple[str, ...]] = (
+        "layer", "op", "per-tensor saves flash B", "saves arena B", "metric per-channel",
+        "metric per-tensor", "ships", "why",
+    )  # fmt: skip
+
+    def trade_rows(self) -> list[list[str]]:
+        """Each layer's trade as text cells under ``TRADE_HEAD`` (terminal and HTML):
+        what per-tensor weights save against the per-channel model, and the metric."""
+        rows = []
+        for layer in self.layers:
+            channel, tensor = layer.option("per-channel"), layer.option("per-tensor")
+            rows.append(
+                [layer.name, layer.op, _saved(channel, tensor, "flash_bytes"),
+                 _saved(channel, tensor, "arena_bytes"), _figure(channel), _figure(tensor),
+                 layer.choice, layer.reason]
+            )  # fmt: skip
+        return rows
+
+    def model(self, name: str) -> PrecisionOption | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def summary(self) -> str:
+        """One line: how many layers ship per tensor, and the whole models' trade."""
+        tensor = sum(layer.choice == "per-tensor" for layer in self.layers)
+        head = (
+            f"weights (--per-channel {self.mode}): {tensor} of {len(self.layers)} layers per tensor"
+        )
+        if not self.models:  # nothing offered: the note says why
+            return f"{head}; {self.note}"
+
+        def figures(m: PrecisionOption) -> str:
+            arena = "-" if m.arena_bytes is None else f"{m.arena_bytes:,} B"
+            unit = "%" if self.metric == "top1" else ""
+            metric = "-" if m.metric is None else f"{m.metric:.4g}{unit}"
+            return f"flash {m.flash_bytes:,} B, arena {arena}, {self.metric} {metric}"
+
+        names = {"per-channel": "per channel everywhere", "per-tensor": "per tensor everywhere",
+                 "chosen": "shipped"}  # fmt: skip
+        return head + "; " + "; ".join(f"{names.get(m.name, m.name)}: {figures(m)}"
+                                        for m in self.models)  # fmt: skip
+
+
+def _saved(a: PrecisionOption | None, b: PrecisionOption | None, key: str) -> str:
+    if a is None or b is None or getattr(a, key) is None or getattr(b, key) is None:
+        return "-"
+    return f"{getattr(a, key) - getattr(b, key):,}"
+
+
+def _figure(option: PrecisionOption | None) -> str:
+    return "-" if option is None or option.metric is None else f"{option.metric:.4g}"
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectSize:
     """arm-none-eabi-size of the compiled model array."""
 
@@ -409,6 +502,7 @@ class BuildReport:
     firmware: Firmware | None = None  # None when the model cannot run on the target's runtime
     # where the bytes go: the converter's output, then each model file the build writes
     model_bytes: list[ModelBytes] = field(default_factory=list)
+    precision: Precision | None = None  # per-channel or per-tensor weights, per layer
     schema_version: int = SCHEMA_VERSION
 
     @property

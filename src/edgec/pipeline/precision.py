@@ -1,0 +1,466 @@
+"""``--per-channel auto|always|never``: per-channel or per-tensor weights, chosen per layer.
+
+Per-channel weights lose least accuracy; per-tensor ones cost less flash and arena (see
+``edgec.artifact.precision``, which makes the per-layer mixes). For every layer with
+weights the build measures both ways, each with every other layer per channel:
+
+- flash: the bytes of the two flatbuffers;
+- arena: TFLM's exact arena of each (``runtimes.ArenaProber``);
+- the evaluation metric (the one the ``accuracy`` check reports: top-1, RMSE or cosine)
+  of each int8 model in LiteRT, on the evaluation samples.
+
+``auto`` (the default) ships a layer per tensor where per-channel's gain is within noise
+(no more than the standard error of the per-channel model's metric on these samples,
+for top-1 at least one sample), then checks the layers chosen that way together (if they
+lose more than the noise together, the costliest go back to per channel), and then the
+first target's flash and RAM budgets: while the model misses one, the per-channel
+layer that costs least accuracy goes per tensor, each step measured. ``always`` ships
+per-channel weights everywhere (the converter's default), ``never`` per-tensor weights
+everywhere (what some TFLM ports require of FULLY_CONNECTED). The trade is measured and
+reported in every mode.
+
+A model trained with quantization (a ``qat`` stage) keeps what training chose: TF-MOT's
+QAT quantizes Dense kernels per tensor and Conv kernels per channel, and the converter
+follows the training's fake quantization whatever its flags (measured here). The two
+conversions are then identical, nothing is offered, and the report says so layer by
+layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgec.artifact import Artifact, runtimes
+from edgec.artifact.precision import (
+    PER_CHANNEL,
+    PER_TENSOR,
+    Incompatible,
+    Slot,
+    Variants,
+    weighted_ops,
+)
+from edgec.artifact.stats import op_macs
+from edgec.datasets.loading import Dataset
+from edgec.errors import ConversionError, ToolError
+from edgec.pipeline.convert import PER_CHANNEL_MODES, Converted
+from edgec.pipeline.verify import Scores, scores
+from edgec.report import Precision, PrecisionLayer, PrecisionOption
+from edgec.targets.weights import Expectations, compression_checks
+
+MODES = PER_CHANNEL_MODES
+# What the per-layer measurement may spend on scoring: LiteRT runs (samples x models)
+# and multiply-accumulates in them. A model with many layers, or a large one, is scored
+# on fewer evaluation samples (at least MIN_SAMPLES): the FC autoencoder on 300, a
+# MobileNetV1-0.25 at 96x96 (28 layers, 7.5M MACs) on 64.
+MAX_RUNS = 6000
+MAX_MACS = 10**10
+MIN_SAMPLES = 64
+UNITS = {"top1": " points", "rmse": "", "cosine": ""}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What auto must respect: the first target's flash and (TFLM) RAM budgets."""
+
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    model: bytes  # what ships: the converted model itself, or a per-layer mix
+    report: Precision
+
+    @property
+    def arena_bytes(self) -> int | None:
+        """The arena of ``model`` where the choice searched it (an ``ArenaProber``'s)."""
+        chosen = self.report.model("chosen")
+        return None if chosen is None else chosen.arena_bytes
+
+    def with_shipped_arena(self, arena_bytes: int | None) -> Choice:
+        """The report with the shipped model's arena (measured by the build) filled in."""
+        models = [
+            dataclasses.replace(m, arena_bytes=arena_bytes)
+            if m.name == "chosen" and m.arena_bytes is None
+            else m
+            for m in self.report.models
+        ]
+        return dataclasses.replace(self, report=dataclasses.replace(self.report, models=models))
+
+
+def choose(
+    converted: Converted,
+    *,
+    mode: str,
+    evaluation: Dataset,
+    float_out: np.ndarray,
+    budget: Budget,
+    runnable: bool,
+    trained: bool = False,
+    expectations: Expectations | None = None,
+) -> Choice:
+    """What ships for ``mode``, and the measured trade per layer.
+
+    ``evaluation``: the build's evaluation samples (float) with their labels, and
+    ``float_out`` the float model's outputs on them; ``runnable``: TFLM has every op
+    (else no arena is measured); ``trained``: a qat stage fixed the quantization;
+    ``expectations``: what the recipe's stages must leave in the int8 kernels (auto
+    keeps a layer per channel where per-tensor weights would break it: clusters made
+    per channel are counted per channel only in a per-channel kernel).
+    """
+    base, variants, why = _variants(converted)
+    if variants is None:
+        return _fixed(base, mode, why, trained)
+    if not variants.slots:
+        why = (
+            "quantization-aware training fixed each layer's weights (TF-MOT: Dense per "
+            "tensor, Conv per channel); the converter keeps them whatever its flags"
+            if trained
+            else "the converter stores every layer's weights the same either way"
+        )
+        return _fixed(base, mode, why, trained)
+    models = len(variants.slots) + 2  # each layer alone, and every layer one way
+    macs = max(1, sum(op_macs(base.model, op) for op in base.model.operators))
+    n = min(len(evaluation), max(MIN_SAMPLES, min(MAX_RUNS, MAX_MACS // macs) // models))
+    part = evaluation.subset(np.arange(n))
+    trials = _Trials(variants, part, float_out[:n], runnable, expectations or Expectations())
+    try:
+        return _choose(trials, mode, budget)
+    finally:
+        trials.close()
+
+
+def cheapest(converted: Converted, *, mode: str, expectations: Expectations | None = None) -> bytes:
+    """The least flash and arena ``choose`` can ship, unmeasured (an untrained model: an
+    ``edgec fit`` screen): per tensor wherever that keeps ``expectations``, unless
+    ``always``."""
+    if mode == "always":
+        return converted.model
+    _, variants, _ = _variants(converted)
+    if variants is None or not variants.slots:
+        return converted.model
+    if mode == "never" or not expectations:
+        return variants.splice(variants.uniform(PER_TENSOR))
+    before = _failed_checks(variants.base.data, expectations)
+    free = [
+        s.op
+        for s in variants.slots
+        if not _failed_checks(variants.splice({s.op: PER_TENSOR}), expectations, before)
+    ]
+    return variants.splice(dict.fromkeys(free, PER_TENSOR)) if free else converted.model
+
+
+def _variants(converted: Converted) -> tuple[Artifact, Variants | None, str]:
+    """The converted model, its variants (None when there are none: why)."""
+    base = Artifact.from_bytes(converted.model, source="the converted model")
+    if converted.per_tensor is None:
+        return base, None, f"per-tensor weights not available: {converted.per_tensor_error}"
+    twin = Artifact.from_bytes(converted.per_tensor, source="the per-tensor conversion")
+    try:
+        return base, Variants(PER_CHANNEL, base, {PER_TENSOR: twin}), ""
+    except Incompatible as exc:
+        return base, None, f"per-tensor weights not offered: {exc}"
+
+
+class _Trials:
+    """Mixes of the variants by the set of slots stored per tensor: each one spliced,
+    scored and measured once."""
+
+    def __init__(
+        self,
+        variants: Variants,
+        data: Dataset,
+        float_out: np.ndarray,
+        runnable: bool,
+        expectations: Expectations,
+    ) -> None:
+        self.variants, self.data, self.float_out = variants, data, float_out
+        self.runnable, self.expectations = runnable, expectations
+        self.x_q = runtimes.quantize(data.x, variants.base.model.input_tensor())
+        self._models: dict[frozenset[int], bytes] = {}
+        self._scores: dict[frozenset[int], Scores | None] = {}
+        self._arenas: dict[frozenset[int], int | None] = {}
+        self.failures: dict[frozenset[int], str] = {}  # mixes TFLM cannot run: why
+        self._prober: runtimes.ArenaProber | None = None
+        self._failing: dict[str, str] | None = None
+        self._saved: dict[tuple, int] = {}  # arena one layer per tensor saved, by _kind
+
+    def model(self, key: frozenset[int]) -> bytes:
+        if key not in self._models:
+            self._models[key] = (
+                self.variants.base.data
+                if not key
+                else self.variants.splice(dict.fromkeys(key, PER_TENSOR))
+            )
+        return self._models[key]
+
+    def flash(self, key: frozenset[int]) -> int:
+        return len(self.model(key))
+
+    def scores(self, key: frozenset[int]) -> Scores | None:
+        """The mix's metric per sample (LiteRT); None where LiteRT cannot run the mix (the
+        converter's own model, ``key`` empty, must run: its error is raised)."""
+        if key not in self._scores:
+            output = self.variants.base.model.output_tensor()
+            try:
+                raw = runtimes.run_litert(self.model(key), self.x_q).raw
+            except (RuntimeError, ValueError) as exc:  # LiteRT refuses the mix at Prepare
+                if not key:
+                    raise
+                self._scores[key], self.failures[key] = None, f"LiteRT: {exc}"
+                return None
+            self._scores[key] = scores(runtimes.dequantize(raw, output), self.data, self.float_out)
+        return self._scores[key]
+
+    @property
+    def reference(self) -> Scores:
+        """The per-channel model's scores: every gain is measured against them."""
+        reference = self.scores(frozenset())
+        assert reference is not None  # scores() raises for the converter's own model
+        return reference
+
+    def gain(self, key: frozenset[int]) -> float:
+        """What per-channel weights gain over this mix (infinite where it does not run)."""
+        other = self.scores(key)
+        return math.inf if other is None else self.reference.gain_over(other)
+
+    def arena(self, key: frozenset[int]) -> int | None:
+        """The measured arena; searched down from the per-channel model's, no lower than
+        the all-per-tensor one's (storing fewer scales never needs more)."""
+        if not self.runnable:
+            return None
+        if key not in self._arenas:
+            if self._prober is None:
+                self._prober = runtimes.ArenaProber()
+            # the same inputs and bounds for every mix: only the weights differ
+            base = self.variants.base
+            job = dataclasses.replace(
+                runtimes.arena_job(base.data, base.model), model=self.model(key)
+            )
+            everywhere = self.everywhere
+            below = self.arena(frozenset()) if key != frozenset() else None
+            if key != everywhere and below is not None:
+                above = self.arena(everywhere) or 0
+                # a layer like one measured before likely saves as much: tried first
+                guess = self._saved.get(self._kind(key))
+                job = dataclasses.replace(
+                    job, below=below, above=max(0, above - 16),
+                    guesses=() if guess is None else (below - guess,),
+                )  # fmt: skip
+            try:
+                arena: int | None = self._prober.measure(job)
+            except ToolError as exc:  # this mix does not run in TFLM: it cannot ship
+                arena, self.failures[key] = None, str(exc)
+            self._arenas[key] = arena
+            if len(key) == 1 and key != everywhere and below is not None and arena is not None:
+                self._saved[self._kind(key)] = below - arena
+        return self._arenas[key]
+
+    def _kind(self, key: frozenset[int]) -> tuple:
+        """What a layer's arena saving likely depends on: its op and its tensors' scales."""
+        if len(key) != 1:
+            return ()
+        slot = next(s for s in self.variants.slots if s.op in key)
+        tensors = self.variants.base.model.tensors
+        return slot.op_name, tuple(len(tensors[t].scales) for t in slot.tensors)
+
+    def breaks(self, key: frozenset[int]) -> str:
+        """The recipe's int8 checks (``compression_checks``) that pass per channel and
+        fail with these layers per tensor, as text ("" when none)."""
+        if not self.expectations:
+            return ""
+        if self._failing is None:  # what fails per channel already is not per-tensor's doing
+            self._failing = _failed_checks(self.model(frozenset()), self.expectations)
+        failed = _failed_checks(self.model(key), self.expectations, self._failing)
+        return "; ".join(failed.values())
+
+    @property
+    def everywhere(self) -> frozenset[int]:
+        return frozenset(s.op for s in self.variants.slots)
+
+    def option(self, name: str, key: frozenset[int]) -> PrecisionOption:
+        measured = self.scores(key)
+        metric = None if measured is None else round(measured.value, 6)
+        return PrecisionOption(name, self.flash(key), self.arena(key), metric)
+
+    def close(self) -> None:
+        if self._prober is not None:
+            self._prober.close()
+
+
+def _failed_checks(
+    data: bytes, expectations: Expectations, failing_before: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The recipe's int8 checks that fail on ``data`` (name -> detail); with
+    ``failing_before`` (another model's failures) only those that newly fail."""
+    model = Artifact.from_bytes(data).model
+    failed = {c.name: c.detail for c in compression_checks(model, expectations) if not c.ok}
+    return {k: v for k, v in failed.items() if k not in (failing_before or {})}
+
+
+def _choose(trials: _Trials, mode: str, budget: Budget) -> Choice:
+    slots, none = trials.variants.slots, frozenset[int]()
+    reference, everywhere = trials.reference, trials.everywhere
+    noise = reference.noise
+    # each layer alone per tensor: its flash, arena and metric
+    gains = {s.op: trials.gain(frozenset([s.op])) for s in slots}
+    reasons: dict[int, str] = {}
+    if mode == "always":
+        chosen = none
+        reasons = {s.op: "--per-channel always" for s in slots}
+    elif mode == "never":
+        chosen = everywhere
+        reasons = {s.op: "--per-channel never" for s in slots}
+    else:
+        pinned = {s.op: why for s in slots if (why := _pinned(trials, s.op))}
+        chosen, reasons = _by_noise(trials, gains, noise, pinned)
+        chosen = _within_budget(trials, chosen, gains, budget, reasons, pinned)
+    unit = UNITS[reference.metric]
+    layers = [_layer(trials, s, s.op in chosen, reasons[s.op]) for s in slots]
+    models = [
+        trials.option(PER_CHANNEL, none),
+        trials.option(PER_TENSOR, everywhere),
+        trials.option("chosen", chosen),  # its arena the build confirms (Choice.arena_bytes)
+    ]
+    note = (
+        f"{len(chosen)} of {len(slots)} layers per tensor; auto keeps a layer per channel "
+        f"where that gains more than the noise ({noise:.4g}{unit}: the standard error of "
+        f"the per-channel model's {reference.metric} on {len(reference.per_sample)} samples)"
+        if mode == "auto"
+        else f"--per-channel {mode}: {len(chosen)} of {len(slots)} layers per tensor"
+    )
+    report = Precision(
+        mode=mode,
+        metric=reference.metric,
+        samples=len(reference.per_sample),
+        noise=round(noise, 6),
+        note=note,
+        flash_budget_bytes=budget.flash_bytes,
+        ram_budget_bytes=budget.ram_bytes,
+        models=models,
+        layers=layers,
+    )
+    return Choice(trials.model(chosen), report)
+
+
+def _pinned(trials: _Trials, op: int) -> str:
+    """Why this layer must stay per channel ("" if it need not): per tensor it breaks what
+    the recipe promised, or TFLM cannot run it."""
+    alone = frozenset([op])
+    unrunnable = trials.arena(alone) is None and trials.arena(frozenset()) is not None
+    if unrunnable or trials.scores(alone) is None:
+        why = trials.failures.get(alone, "not measured")
+        return f"per channel: the model does not run with it per tensor ({why})"
+    broken = trials.breaks(alone)
+    return f"per channel: per-tensor weights here would break {broken}" if broken else ""
+
+
+def _by_noise(
+    trials: _Trials, gains: dict[int, float], noise: float, pinned: dict[int, str]
+) -> tuple[frozenset[int], dict[int, str]]:
+    """auto: per tensor where per-channel's gain is within noise, alone and together
+    (not the ``pinned`` layers: per tensor breaks what the recipe promised there)."""
+    unit = UNITS[trials.reference.metric]
+    reasons, chosen = {}, set()
+    for op, gain in gains.items():
+        if op in pinned:
+            reasons[op] = pinned[op]
+            continue
+        gain += 0.0  # no "-0"
+        within = gain <= noise
+        reasons[op] = (
+            f"per-channel gains {gain:.3g}{unit}, {'within' if within else 'more than'} "
+            f"the noise ({noise:.3g}{unit})"
+            if gain >= 0
+            else f"per-tensor is better by {-gain:.3g}{unit}"
+        )
+        if within:
+            chosen.add(op)
+    while len(chosen) > 1:
+        together = trials.gain(frozenset(chosen))
+        if together <= noise:
+            break
+        worst = max(chosen, key=lambda op: (gains[op], op))
+        chosen.discard(worst)
+        reasons[worst] += (
+            f", but the layers per tensor together lost {together:.3g}{unit}: kept per channel"
+        )
+    return frozenset(chosen), reasons
+
+
+def _within_budget(
+    trials: _Trials,
+    chosen: frozenset[int],
+    gains: dict[int, float],
+    budget: Budget,
+    reasons: dict[int, str],
+    pinned: dict[int, str],
+) -> frozenset[int]:
+    """While the model misses the flash or RAM budget, one more layer per tensor (the one
+    losing least first; not the ``pinned`` ones), each step measured; unchanged if that
+    cannot fit either."""
+    if not _over(trials, chosen, budget):
+        return chosen
+    free = trials.everywhere - chosen - set(pinned)
+    if _over(trials, chosen | free, budget):
+        for op in free:
+            reasons[op] += "; per tensor wherever allowed would miss the budget too"
+        return chosen
+    current = set(chosen)
+    for op in sorted(free, key=lambda op: (gains[op], op)):
+        current.add(op)
+        reasons[op] += f"; per tensor to fit the {_budget_text(budget)}"
+        if not _over(trials, frozenset(current), budget):
+            break
+    return frozenset(current)
+
+
+def _over(trials: _Trials, key: frozenset[int], budget: Budget) -> bool:
+    if budget.flash_bytes is not None and trials.flash(key) > budget.flash_bytes:
+        return True
+    if budget.ram_bytes is None:
+        return False
+    arena = trials.arena(key)
+    return arena is not None and arena > budget.ram_bytes
+
+
+def _budget_text(budget: Budget) -> str:
+    parts = [f"flash budget {budget.flash_bytes:,} B"] if budget.flash_bytes is not None else []
+    if budget.ram_bytes is not None:
+        parts.append(f"RAM budget {budget.ram_bytes:,} B")
+    return " and ".join(parts)
+
+
+def _layer(trials: _Trials, slot: Slot, per_tensor: bool, reason: str) -> PrecisionLayer:
+    return PrecisionLayer(
+        index=slot.op,
+        op=slot.op_name,
+        name=slot.name,
+        choice=PER_TENSOR if per_tensor else PER_CHANNEL,
+        reason=reason,
+        options=[
+            trials.option(PER_CHANNEL, frozenset()),
+            trials.option(PER_TENSOR, frozenset([slot.op])),
+        ],
+    )
+
+
+def _fixed(base: Artifact, mode: str, why: str, trained: bool) -> Choice:
+    """No choice offered: the converted model ships, its layers listed as they are."""
+    rows = weighted_ops(base.model)
+    wanted = {"always": PER_CHANNEL, "never": PER_TENSOR}.get(mode)
+    if wanted is not None and any(kind != wanted for *_, kind in rows) and not trained:
+        raise ConversionError(
+            f"--per-channel {mode}: {why}",
+            hint="use --per-channel auto (the report shows what each layer has)",
+        )
+    layers = [
+        PrecisionLayer(index, op, name, kind, "set by QAT" if trained else why)
+        for index, op, name, kind in rows
+    ]
+    report = Precision(mode=mode, metric="", samples=0, noise=None, note=why, layers=layers)
+    return Choice(base.data, report)

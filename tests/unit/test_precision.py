@@ -1,0 +1,315 @@
+"""Per-channel or per-tensor weights per layer: splicing two quantizations of one model,
+and the choice (``--per-channel``), on MLPs built directly (no converter, no TensorFlow).
+
+The two forms of each MLP share their activation quantization, as the converter's two
+quantizations of one calibration do; the e2e tests prove that on real conversions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from edgec.artifact import Artifact, runtimes
+from edgec.artifact.precision import PER_CHANNEL, PER_TENSOR, Incompatible, Variants
+from edgec.artifact.repack import unaligned_buffers, unpack
+from edgec.artifact.runtimes import _step_down
+from edgec.datasets.loading import Dataset
+from edgec.pipeline import precision
+from edgec.pipeline.convert import Converted
+from edgec.pipeline.verify import Scores
+from edgec.targets.weights import Expectations, compression_checks
+from tests.support.tflite_builder import mlp_int8
+
+
+@dataclasses.dataclass
+class Mlp:
+    """A 32 -> 16 (ReLU) -> 4 MLP in both forms, its data, and the float model's outputs.
+
+    The first layer's rows differ 16x in size, so one scale for the whole kernel loses
+    the small rows: per-channel weights pay there. The second layer's rows all have the
+    same largest magnitude, so both forms quantize it identically.
+    """
+
+    per_channel: bytes
+    per_tensor: bytes
+    data: Dataset
+    float_out: np.ndarray
+
+
+def make_mlp(
+    *, share_kernels: bool = False, scale_shift: float = 1.0, second_clusters: int = 0
+) -> Mlp:
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(16, 32))
+    w1[8:] /= 16
+    w2 = rng.normal(size=(4, 16))
+    w2 /= np.abs(w2).max(axis=1, keepdims=True)
+    if second_clusters:  # clustered per channel: each row its own few values
+        centroids = rng.normal(size=(4, second_clusters)) * np.arange(1, 5)[:, None]
+        w2 = np.take_along_axis(centroids, rng.integers(0, second_clusters, (4, 16)), axis=1)
+    if share_kernels:  # two identical square layers: the converter shares their buffer
+        w1, w2 = w1[:, :16], w1[:, :16]
+    biases = [np.zeros(len(w1)), np.zeros(len(w2))]
+    x = rng.normal(size=(300, w1.shape[1])).astype(np.float32)
+    hidden = np.maximum(x @ w1.T, 0)
+    y = (hidden @ w2.T).astype(np.float32)
+    scales = [np.abs(x).max() / 127, hidden.max() / 127, np.abs(y).max() / 127]
+
+    def build(per_channel: bool, shift: float = 1.0) -> bytes:
+        return mlp_int8(
+            [w1, w2], biases, per_channel=per_channel, share_kernels=share_kernels,
+            activation_scales=[scales[0], scales[1] * shift, scales[2]],
+        )  # fmt: skip
+
+    return Mlp(build(True), build(False, scale_shift), Dataset(x, y, "test"), y)
+
+
+def variants(mlp: Mlp) -> Variants:
+    return Variants(
+        PER_CHANNEL,
+        Artifact.from_bytes(mlp.per_channel),
+        {PER_TENSOR: Artifact.from_bytes(mlp.per_tensor)},
+    )
+
+
+def stored(model: Artifact, index: int) -> tuple:
+    t = model.model.tensors[index]
+    return t.dtype, t.data, t.scales, t.zero_points, t.quantized_dimension
+
+
+def test_each_layer_is_one_slot_of_its_kernel_and_bias():
+    v = variants(make_mlp())
+    assert [(s.op, s.op_name, len(s.tensors), s.options) for s in v.slots] == [
+        (0, "FULLY_CONNECTED", 2, (PER_CHANNEL, PER_TENSOR)),
+        (1, "FULLY_CONNECTED", 2, (PER_CHANNEL, PER_TENSOR)),
+    ]
+
+
+def test_splicing_every_layer_gives_the_per_tensor_model_exactly():
+    mlp = make_mlp()
+    v = variants(mlp)
+    spliced = Artifact.from_bytes(v.splice(v.uniform(PER_TENSOR)))
+    reference = Artifact.from_bytes(mlp.per_tensor)
+    for t in reference.model.tensors:
+        assert stored(spliced, t.index) == stored(reference, t.index), t.name
+    assert unaligned_buffers(spliced.data) == []
+    x_q = runtimes.quantize(mlp.data.x[:50], reference.model.input_tensor())
+    for run in (runtimes.run_litert, lambda m, x: runtimes.run_tflm(m, x, 64 * 1024)):
+        assert np.array_equal(run(spliced.data, x_q).raw, run(reference.data, x_q).raw)
+
+
+def test_splicing_one_layer_changes_only_its_tensors():
+    mlp = make_mlp()
+    v = variants(mlp)
+    first = v.slots[0]
+    spliced = Artifact.from_bytes(v.splice({first.op: PER_TENSOR}))
+    tensor, channel = Artifact.from_bytes(mlp.per_tensor), v.base
+    for t in channel.model.tensors:
+        source = tensor if t.index in first.tensors else channel
+        assert stored(spliced, t.index) == stored(source, t.index), t.name
+
+
+def test_a_shared_buffer_stays_with_the_layer_not_spliced():
+    """Identical kernels share one buffer: splicing one layer must not rewrite the other's."""
+    mlp = make_mlp(share_kernels=True)
+    v = variants(mlp)
+    tensors = unpack(mlp.per_channel).subgraphs[0].tensors
+    assert tensors[1].buffer == tensors[4].buffer  # the two kernels, one buffer
+    assert len(v.slots) == 2
+    spliced = Artifact.from_bytes(v.splice({v.slots[0].op: PER_TENSOR}))
+    second_kernel = max(v.slots[1].tensors, key=lambda i: len(v.base.model.tensors[i].shape))
+    assert stored(spliced, second_kernel) == stored(v.base, second_kernel)
+    first_kernel = max(v.slots[0].tensors, key=lambda i: len(v.base.model.tensors[i].shape))
+    assert stored(spliced, first_kernel) == stored(Artifact.from_bytes(mlp.per_tensor),
+                                                   first_kernel)  # fmt: skip
+
+
+def test_variants_that_differ_in_an_activation_are_refused():
+    with pytest.raises(Incompatible, match="activation quantized differently"):
+        variants(make_mlp(scale_shift=1.5))
+
+
+def test_auto_keeps_per_channel_only_where_it_pays():
+    mlp = make_mlp()
+    choice = precision.choose(
+        Converted(mlp.per_channel, mlp.per_tensor), mode="auto", evaluation=mlp.data,
+        float_out=mlp.float_out, budget=precision.Budget(), runnable=True,
+    )  # fmt: skip
+    report = choice.report
+    assert report.metric == "rmse" and report.samples == 300 and report.noise > 0
+    first, second = report.layers
+    assert first.choice == PER_CHANNEL and "more than the noise" in first.reason
+    assert second.choice == PER_TENSOR and "within the noise" in second.reason
+    pc, pt = first.option(PER_CHANNEL), first.option(PER_TENSOR)
+    assert pc.metric < pt.metric - report.noise  # measured: per-channel's error is lower
+    assert pc.flash_bytes > pt.flash_bytes and pc.arena_bytes >= pt.arena_bytes
+    shipped = Artifact.from_bytes(choice.model).model
+    assert [t.per_channel for t in shipped.tensors if t.is_constant] == [True, True, False, False]
+    chosen = report.model("chosen")
+    assert chosen.flash_bytes == len(choice.model) and chosen.metric == pc.metric
+
+
+@pytest.mark.parametrize(("mode", "per_tensor"), [("always", 0), ("never", 2)])
+def test_always_and_never_force_every_layer_and_still_show_the_trade(mode, per_tensor):
+    mlp = make_mlp()
+    choice = precision.choose(
+        Converted(mlp.per_channel, mlp.per_tensor), mode=mode, evaluation=mlp.data,
+        float_out=mlp.float_out, budget=precision.Budget(), runnable=True,
+    )  # fmt: skip
+    layers = choice.report.layers
+    assert sum(layer.choice == PER_TENSOR for layer in layers) == per_tensor
+    assert all(len(layer.options) == 2 and layer.reason == f"--per-channel {mode}"
+               for layer in layers)  # fmt: skip
+    assert (choice.model == mlp.per_channel) == (mode == "always")
+
+
+def test_a_budget_auto_misses_sends_the_cheapest_loss_per_tensor():
+    mlp = make_mlp()
+    everywhere = len(variants(mlp).splice(variants(mlp).uniform(PER_TENSOR)))
+    choice = precision.choose(
+        Converted(mlp.per_channel, mlp.per_tensor), mode="auto", evaluation=mlp.data,
+        float_out=mlp.float_out, budget=precision.Budget(flash_bytes=everywhere),
+        runnable=True,
+    )  # fmt: skip
+    assert [layer.choice for layer in choice.report.layers] == [PER_TENSOR, PER_TENSOR]
+    assert "to fit the flash budget" in choice.report.layers[0].reason
+    assert len(choice.model) <= everywhere
+
+
+def test_no_per_tensor_twin_ships_the_conversion_and_lists_its_layers():
+    mlp = make_mlp()
+    choice = precision.choose(
+        Converted(mlp.per_channel, None, "RuntimeError: boom"), mode="auto",
+        evaluation=mlp.data, float_out=mlp.float_out, budget=precision.Budget(), runnable=True,
+    )  # fmt: skip
+    assert choice.model == mlp.per_channel and not choice.report.models
+    assert [layer.choice for layer in choice.report.layers] == [PER_CHANNEL, PER_CHANNEL]
+    assert "boom" in choice.report.note
+
+
+def test_the_prober_finds_the_arena_the_full_search_finds():
+    mlp = make_mlp()
+    model = Artifact.from_bytes(mlp.per_channel)
+    exact = runtimes.tflm_arena(model.data, model.model)
+    job = runtimes.arena_job(model.data, model.model)
+    with runtimes.ArenaProber() as prober:
+        assert prober.measure(job) == exact
+        # from a size that runs, stepping down, and from a wrong guess (ignored)
+        assert prober.measure(dataclasses.replace(job, below=exact + 4096, above=0)) == exact
+        assert prober.measure(dataclasses.replace(job, below=exact - 512)) == exact
+        # a guess is an answer only where it runs and 16 bytes less does not
+        for guess in (exact, exact + 64, exact - 64):
+            assert prober.measure(dataclasses.replace(job, guesses=(guess,))) == exact
+
+
+def test_a_known_arena_is_confirmed_not_searched_again():
+    model = Artifact.from_bytes(make_mlp().per_channel)
+    job = runtimes.arena_job(model.data, model.model)
+    exact = runtimes.measure_arena(model.data, job.inputs)
+    assert exact.probes > 2
+    confirmed = runtimes.measure_arena(model.data, job.inputs, known=exact.bytes)
+    assert (confirmed.bytes, confirmed.probes) == (exact.bytes, 2)
+    wrong = runtimes.measure_arena(model.data, job.inputs, known=exact.bytes + 16)
+    assert wrong.bytes == exact.bytes and wrong.probes > 2  # not confirmed: searched
+
+
+def test_step_down_finds_the_boundary_from_any_start():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        answer = int(rng.integers(1, 400)) * 16
+        high = answer + int(rng.integers(0, 300)) * 16
+        above = int(rng.choice([0, max(0, answer - 160), min(high, answer + 64)]))
+        probes: list[int] = []
+
+        def probe(size: int, answer: int = answer, probes: list[int] = probes) -> bool:
+            probes.append(size)
+            return size >= answer
+
+        assert _step_down(probe, high, above) == answer
+        assert all(p > 0 and p % 16 == 0 for p in probes) and len(probes) < 40
+
+
+def test_scores_noise_and_gain():
+    top1 = Scores("top1", np.array([1.0] * 97 + [0.0] * 3))
+    assert top1.value == pytest.approx(97.0) and top1.noise == pytest.approx(1.706, abs=1e-3)
+    perfect = Scores("top1", np.ones(300))
+    assert perfect.noise == pytest.approx(100 / 300)  # at least one sample's worth
+    low, high = Scores("rmse", np.full(10, 1.0)), Scores("rmse", np.full(10, 4.0))
+    assert low.gain_over(high) == pytest.approx(1.0) and high.gain_over(low) < 0
+
+
+def test_auto_keeps_per_channel_where_per_tensor_breaks_the_recipes_clusters():
+    """Clusters made per channel stay few per channel in a per-channel kernel only; one
+    scale for the kernel counts them together (the clusters check would fail)."""
+    mlp = make_mlp(second_clusters=4)
+    expected = Expectations(clusters={"dense_1": 4})
+    converted = Converted(mlp.per_channel, mlp.per_tensor)
+    choice = precision.choose(
+        converted, mode="auto", evaluation=mlp.data, float_out=mlp.float_out,
+        budget=precision.Budget(), runnable=True, expectations=expected,
+    )  # fmt: skip
+    second = choice.report.layers[1]
+    assert second.choice == PER_CHANNEL and "break" in second.reason, second.reason
+    assert second.option(PER_TENSOR) is not None  # measured all the same
+    shipped = Artifact.from_bytes(choice.model).model
+    assert all(c.ok for c in compression_checks(shipped, expected))
+    never = precision.choose(
+        converted, mode="never", evaluation=mlp.data, float_out=mlp.float_out,
+        budget=precision.Budget(), runnable=True, expectations=expected,
+    )  # fmt: skip
+    forced = Artifact.from_bytes(never.model).model
+    assert not all(c.ok for c in compression_checks(forced, expected))  # what auto avoids
+    cheapest = Artifact.from_bytes(precision.cheapest(converted, mode="auto",
+                                                      expectations=expected)).model  # fmt: skip
+    assert [t.per_channel for t in cheapest.tensors if t.is_constant] == [
+        False, False, True, True
+    ]  # fmt: skip
+
+
+def test_a_crashing_probe_costs_no_new_process(tmp_path):
+    """tflite-micro SIGSEGVs on this MLP below 464 B of arena ("Failed to allocate tail
+    memory", then a null pointer): the probe's forked copy dies, the worker answers."""
+    mlp = make_mlp()
+    model = Artifact.from_bytes(mlp.per_channel)
+    exact = runtimes.tflm_arena(model.data, model.model)
+    (tmp_path / "m.tflite").write_bytes(model.data)
+    np.savez(tmp_path / "i.npz", i000=np.zeros((1, 32), np.int8))
+    worker = runtimes._Worker(None, None, tmp_path / "log")
+    target = f"\t{tmp_path / 'm.tflite'}\t{tmp_path / 'i.npz'}"
+    try:
+        assert worker.probe(exact, target)
+        pid = worker._proc.pid if worker._proc is not None else None
+        assert not worker.probe(16, target) and worker.crashes == 1
+        assert "crashed (signal 11)" in (tmp_path / "log").read_text()
+        assert not worker.probe(exact - 16, target) and worker.probe(exact, target)
+        assert worker._proc is not None and worker._proc.pid == pid  # the same process
+    finally:
+        worker.close()
+
+
+def test_a_layer_the_runtimes_cannot_run_per_tensor_stays_per_channel():
+    """A per-tensor variant whose layer TFLM and LiteRT refuse (here a float32 kernel in
+    an int8 FULLY_CONNECTED) is reported and never shipped; the build goes on."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    from edgec.artifact.repack import pack_aligned
+
+    mlp = make_mlp()
+    twin = unpack(mlp.per_tensor)
+    kernel = twin.subgraphs[0].tensors[4]  # the second layer's kernel
+    values = np.frombuffer(bytes(twin.buffers[kernel.buffer].data), np.int8).astype(np.float32)
+    twin.buffers[kernel.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+    kernel.type, kernel.quantization = schema.TensorType.FLOAT32, None
+    broken = pack_aligned(twin, size_hint=len(mlp.per_tensor), what="test")
+    choice = precision.choose(
+        Converted(mlp.per_channel, broken), mode="auto", evaluation=mlp.data,
+        float_out=mlp.float_out, budget=precision.Budget(), runnable=True,
+    )  # fmt: skip
+    second = choice.report.layers[1]
+    assert second.choice == PER_CHANNEL and "does not run with it" in second.reason, second.reason
+    assert second.option(PER_TENSOR).arena_bytes is None
+    shipped = Artifact.from_bytes(choice.model)
+    assert shipped.arena()[0] is not None  # what ships runs

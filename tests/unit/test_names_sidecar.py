@@ -104,7 +104,7 @@ def test_a_malformed_sidecar_is_refused_with_what_is_wrong(pair, content, why):
 def test_the_sidecar_size_is_capped_before_it_is_parsed(pair, monkeypatch):
     model, names = pair
     monkeypatch.setattr(sidecar, "MAX_SIDECAR_BYTES", 100)
-    assert_clean_failure(run_edgec("inspect", model, "--names", names), "over edgec's limit of 100")
+    assert_clean_failure(run_edgec("inspect", model, "--names", names), "reads at most 100 bytes")
 
 
 def test_a_sidecar_with_fewer_names_than_tensors_is_refused(pair):

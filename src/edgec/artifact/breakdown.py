@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgec.artifact.tflite_model import flatbuffer_schema
+from edgec.errors import InputError
 from edgec.report import ModelBytes
 
 # Vtable slots of the fields walked, from TFLite's schema.fbs (fixed: the format only
@@ -46,7 +47,25 @@ _BIAS_SLOT = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANS
 
 
 def byte_breakdown(data: bytes, *, file: str = "model.tflite") -> ModelBytes:
-    """The exact bytes of each category in ``data`` (a .tflite the reader accepted)."""
+    """The exact bytes of each category in ``data`` (a .tflite the reader accepted).
+
+    The reader reads the first subgraph and counts the rest; this walk also reaches the
+    metadata, signature defs and other subgraphs, where a damaged file can still hold a
+    bad offset: that is an InputError naming the file, never an exception from below.
+    """
+    try:
+        return _breakdown(data, file)
+    except (InputError, MemoryError):
+        raise
+    except Exception as exc:  # the generated accessors raise anything on bad offsets
+        raise InputError(
+            f"{file} is a damaged TFLite flatbuffer (its metadata, signatures or other "
+            f"subgraphs): {type(exc).__name__}: {str(exc)[:160]}",
+            hint="give a .tflite file written by the TFLite converter",
+        ) from None
+
+
+def _breakdown(data: bytes, file: str) -> ModelBytes:
     schema = flatbuffer_schema()
     model = schema.Model.GetRootAs(data, 0)
     owner = np.zeros(len(data), dtype=np.uint8)  # category of every byte

@@ -408,6 +408,7 @@ def convert(ctx: BuildContext) -> None:
             quiet=not ctx.options.debug,
             per_tensor=True,  # the per-layer choice's other option (choose_precision)
         )
+    assert ctx.conversion.names is not None  # convert_full_integer traced the model
     ctx.names = ctx.conversion.names
     _set_converted(ctx, ctx.conversion.model)
     # which of the model's ops the installed tflite-micro registers (asked of TFLM itself)

@@ -183,7 +183,7 @@ class Store:
 _TOP = {"version", "fingerprint", "command", "summary", "winner", "rebuild", "trials"}
 _TRIAL = {"kind", "params", "cost"} | {f.name for f in dataclasses.fields(TrialResult)}
 _TARGET = {"target", "flash_bytes", "flash_budget_bytes", "arena_bytes", "ram_budget_bytes",
-           "macs", "latency_ms", "budgets"}  # fmt: skip
+           "tensor_arena_bytes", "macs", "latency_ms", "budgets"}  # fmt: skip
 _BUDGET = {"name", "value", "limit", "ok", "unit"}
 _RANGES = {"top1": (0.0, 100.0), "cosine": (-1.0, 1.0), "rmse": (0.0, math.inf)}
 
@@ -301,7 +301,7 @@ def _targets(targets: Any, schema: StateSchema, where: str, *, allow_empty: bool
         if figures["target"] != name:
             raise _Bad(f"{where}: target {str(figures['target'])[:60]!r} is not {name!r}")
         for key in ("flash_bytes", "flash_budget_bytes", "arena_bytes", "ram_budget_bytes",
-                    "macs"):  # fmt: skip
+                    "tensor_arena_bytes", "macs"):  # fmt: skip
             value = figures[key]
             if value is not None and not (_int(value) and 0 <= value <= 1 << 62):
                 raise _Bad(f"{where}: {name} {key} {value!r:.40} is not a byte count")

@@ -117,6 +117,7 @@ def convert_named(
         converted = convert_full_integer(
             model, calibration_x, io_type=io_type, activations=mode, quiet=quiet
         )
+        assert converted.names is not None  # every conversion here traced the model
         return Conversion(converted.model, converted.names)
     from edgec._tf import tf
 
@@ -159,9 +160,9 @@ class Converted:
     (when asked) the same calibration quantized with per-tensor weights in every layer."""
 
     model: bytes
-    names: LayerNames  # the Keras layer behind each op (recorded in tracing)
     per_tensor: bytes | None = None
     per_tensor_error: str = ""  # asked for, but the per-tensor quantization failed: why
+    names: LayerNames | None = None  # the Keras layer behind each op (recorded in tracing)
 
 
 def convert_int8(
@@ -241,9 +242,9 @@ def _convert_full_integer(
         twin, failed = folder / "model_per_tensor.tflite", folder / "per_tensor_error.txt"
         return Converted(
             (folder / "model.tflite").read_bytes(),
-            traced.names,
             twin.read_bytes() if twin.exists() else None,
             failed.read_text("utf-8", "replace")[:300] if failed.exists() else "",
+            traced.names,
         )
 
 

@@ -68,7 +68,11 @@ def build(
             ``section``, ``arena_margin``, ``distill``, ``prune``, ``cluster``, ``qat``,
             ``epochs``,
             ``custom_objects`` (a ``.py`` file or module with the model's own layers;
-            executed, so trusted code only), ``debug``.
+            executed, so trusted code only), ``trust_model`` (load Lambda layers and other
+            code the model file carries: it runs that code), ``debug``.
+
+    The model is loaded, trained and converted in a confined child process (no network,
+    writes only to its private folder, resource limits); this process writes the outputs.
 
     Returns:
         The build report (also written as ``report.json`` when ``out`` is given);
@@ -87,10 +91,10 @@ def build(
             ...     print(error.exit_code, error.message)
             1 unknown target 'no-such-chip'
     """
-    from edgec.builder import run_build, write_build
+    from edgec.builder import build_in_sandbox, write_build
 
     build_options = _build_options(model, target, data, recipe, out, options)
-    result = run_build(build_options, progress)
+    result = build_in_sandbox(build_options, progress)
     if build_options.out is not None:
         write_build(result, build_options.out)
     return result.report
@@ -170,13 +174,22 @@ def _check(
     return report, files
 
 
-def inspect(path: str | Path, *, custom_objects: str | None = None) -> Inspection:
-    """The per-layer table of a ``.tflite`` (no TensorFlow) or a Keras model.
+def inspect(
+    path: str | Path,
+    *,
+    custom_objects: str | None = None,
+    trust_model: bool = False,
+    debug: bool = False,
+) -> Inspection:
+    """The per-layer table of a ``.tflite`` (no TensorFlow) or a Keras model (loaded and
+    converted in a confined child process, as :func:`build` does).
 
     Args:
         path: a ``.tflite``, a Keras 2 or Keras 3 ``.keras``/``.h5`` file, or a SavedModel.
         custom_objects: a ``.py`` file or module path defining the model's own layers
             (it is executed: trusted code only).
+        trust_model: load Lambda layers and other code the model file carries (it runs).
+        debug: the child's log and the sandbox's notes on stderr.
 
     Example:
         >>> import edgec
@@ -184,9 +197,9 @@ def inspect(path: str | Path, *, custom_objects: str | None = None) -> Inspectio
         >>> [layer.op for layer in table.layers][-2:]
         ['FULLY_CONNECTED', 'FULLY_CONNECTED']
     """
-    from edgec.pipeline.inspect import inspect_model
+    from edgec.pipeline.inspect import inspect_in_sandbox
 
-    return inspect_model(Path(path), custom_objects)
+    return inspect_in_sandbox(Path(path), custom_objects, trust_model=trust_model, debug=debug)
 
 
 def target_profiles() -> list[TargetProfile]:

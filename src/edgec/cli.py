@@ -79,6 +79,12 @@ custom_objects_option = click.option(
     metavar="FILE.py|MODULE",
     help="Python file or module defining the model's own layers (it is executed: trusted code).",
 )
+trust_model_option = click.option(
+    "--trust-model",
+    is_flag=True,
+    help="Load Lambda layers and other code the model file carries: this runs the file's "
+    "code (still inside the sandbox). Only for models you trust.",
+)
 
 
 def text_or_json(help: str) -> Callable[[_F], _F]:
@@ -216,6 +222,7 @@ def stage_short_forms(command: _F) -> _F:
     help="Epochs of each short-form stage (default: per stage).",
 )
 @custom_objects_option
+@trust_model_option
 @debug_option
 def build(
     model: Path | None,
@@ -238,6 +245,7 @@ def build(
     recipe: str | None,
     epochs: int | None,
     custom_objects: str | None,
+    trust_model: bool,
     **short_forms: Any,
 ) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
@@ -274,6 +282,7 @@ def build(
             arena_margin=arena_margin,
             epochs=epochs,
             custom_objects=custom_objects,
+            trust_model=trust_model,
             # only the stages asked for: an option of a stage registered after this module
             # was imported (a test's toy stage) must not reach the build unasked
             **{k: v for k, v in short_forms.items() if v is not None and v is not False},
@@ -360,12 +369,13 @@ def build(
 @calibration_samples_option
 @max_accuracy_drop_option
 @custom_objects_option
+@trust_model_option
 @debug_option
 def fit(
     model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
     trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
     workers: int | None, ray_address: str | None, calibration_samples: int,
-    max_accuracy_drop: float, custom_objects: str | None, strip_names: bool,
+    max_accuracy_drop: float, custom_objects: str | None, strip_names: bool, trust_model: bool,
 ) -> None:  # fmt: skip
     """Search compression recipes for the most accurate int8 model that fits the target(s).
 
@@ -386,9 +396,12 @@ def fit(
         time_budget=None if time_budget is None else parse_duration(time_budget), seed=seed,
         rungs=parse_rungs(rungs), calibration_samples=calibration_samples,
         max_accuracy_drop=max_accuracy_drop, custom_objects=custom_objects,
-        strip_names=strip_names,
+        strip_names=strip_names, trust_model=trust_model,
     )  # fmt: skip
     executor = select_executor(workers, ray_address)
+    if trust_model:  # a build says which of the file's code runs; a search's trials do not
+        click.echo("warning: --trust-model: the model file's own code runs (in the sandbox)",
+                   err=True)  # fmt: skip
     start = time.perf_counter()
     try:
         with captured_native_stderr(enabled=not _state["debug"]), contextlib.closing(executor):
@@ -409,15 +422,18 @@ def fit(
 @click.argument("model", type=click.Path(path_type=Path))
 @text_or_json("A table for people, or JSON for scripts.")
 @custom_objects_option
+@trust_model_option
 @debug_option
-def inspect(model: Path, fmt: str, custom_objects: str | None) -> None:
+def inspect(model: Path, fmt: str, custom_objects: str | None, trust_model: bool) -> None:
     """Per-layer table of MODEL (.tflite, .keras, .h5 or SavedModel): op, shapes,
     parameters, weight bytes, sparsity, unique values, MACs and live activation bytes."""
     from edgec import api, ui
     from edgec._native_log import captured_native_stderr
 
     with captured_native_stderr(enabled=not _state["debug"]):
-        result = api.inspect(model, custom_objects=custom_objects)
+        result = api.inspect(
+            model, custom_objects=custom_objects, trust_model=trust_model, debug=_state["debug"]
+        )
     if fmt == "json":
         import dataclasses
 
@@ -585,8 +601,9 @@ def main(argv: list[str] | None = None) -> None:
         except (click.Abort, KeyboardInterrupt) as exc:  # SIGINT, and SIGTERM (_process)
             _fail("error: interrupted; nothing was written", exc, exit_status(exc))
         except Exception as exc:  # a bug: say so in one line, traceback with --debug
+            name = getattr(exc, "remote_type", type(exc).__name__)  # the model process's
             _fail(
-                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                f"internal error: {name}: {exc} (run with --debug for the traceback)",
                 exc,
                 EXIT_ERROR,
             )
@@ -596,5 +613,8 @@ def main(argv: list[str] | None = None) -> None:
 def _fail(line: str, exc: BaseException, code: int) -> None:
     if _state["debug"]:
         traceback.print_exception(exc)
+        remote = getattr(exc, "remote_traceback", "")  # raised in the model process
+        if remote:
+            click.echo(f"in the model process:\n{remote}", err=True)
     click.echo(printable(line), err=True)
     sys.exit(code)

@@ -3,6 +3,8 @@ the search for TFLM's exact arena.
 
 - ``run_litert`` / ``run_tflm``: raw outputs of every sample, batch 1, in process.
 - ``litert_latency_ms``: LiteRT timed in a child process (its native code can crash).
+- Both children are confined (``edgec.sandbox``): no network, writes only to their own
+  temporary folder, resource limits; ``edgec check`` runs them on untrusted files.
 - ``tflm_arena`` / ``measure_arena``: the smallest arena with which tflite-micro allocates
   and invokes. No API returns the arena a model needs (tflite-micro issues #658, #2474);
   the interpreter only raises when the arena is too small. So we search: double until it
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ import numpy as np
 
 from edgec.artifact.tflite_model import Tensor, TfliteModel
 from edgec.errors import ToolError
+from edgec.sandbox.launch import confined_command
 
 ALIGN = 16
 _MAX_ARENA = 256 * 1024 * 1024
@@ -49,7 +51,10 @@ class _Worker:
     """A probe child process that is restarted whenever the interpreter kills it."""
 
     def __init__(self, model: Path, inputs: Path, log: Path) -> None:
-        self._args = [sys.executable, "-m", "edgec.artifact._arena_worker", str(model), str(inputs)]
+        # confined (edgec.sandbox): the probe reads the model's folder and writes nowhere else
+        self._args, self._env = confined_command(
+            ["edgec.artifact._arena_worker", str(model), str(inputs)], model.parent
+        )
         self._log = log
         self._proc: subprocess.Popen[str] | None = None
         self.crashes = 0
@@ -58,8 +63,9 @@ class _Worker:
         if self._proc is None or self._proc.poll() is not None:
             with open(self._log, "a") as log:
                 self._proc = subprocess.Popen(
-                    self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
-                )
+                    self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                    text=True, env=self._env,
+                )  # fmt: skip
         assert self._proc.stdin is not None and self._proc.stdout is not None
         try:
             self._proc.stdin.write(f"{size}\n")
@@ -289,9 +295,11 @@ def litert_latency_ms(data: bytes, *, runs: int, threads: int) -> float:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(data)
         worker = "edgec.artifact._latency_worker"
-        args = [sys.executable, "-m", worker, str(path), str(runs), str(threads)]
+        args, env = confined_command([worker, str(path), str(runs), str(threads)], tmp)
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=LATENCY_TIMEOUT_S)
+            proc = subprocess.run(
+                args, capture_output=True, text=True, timeout=LATENCY_TIMEOUT_S, env=env
+            )
         except subprocess.TimeoutExpired:
             raise ToolError(f"LiteRT did not finish {runs} runs in {LATENCY_TIMEOUT_S} s") from None
     if proc.returncode < 0:

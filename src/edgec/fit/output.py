@@ -35,6 +35,7 @@ def check_inputs(options: FitOptions) -> None:
             max_accuracy_drop=options.max_accuracy_drop,
             custom_objects=options.custom_objects,
             strip_names=options.strip_names,
+            trust_model=options.trust_model,
         )  # fmt: skip
     )
     prepare_output_dir(options.out)
@@ -57,7 +58,7 @@ def write_winner(search: Search, winner: Record, outcome: FitOutcome) -> None:
         )  # fmt: skip
         write_file_atomically(recipe_path, toml.encode())  # the report names it as its source
     search.progress.message(f"building the winner {result.key}")
-    built = builder.run_build(job_options(job, recipe_path))
+    built = builder.build_in_sandbox(job_options(job, recipe_path), seed=job.seed)
     rebuilt = [target_figures(s) for s in built.report.targets]
     search.store.rebuild = _same(result.targets, rebuilt)
     extra = {"fit.json": search.store.text().encode()}

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgec.builder import absolute_custom_objects, absolute_targets
 from edgec.errors import UsageError
 from edgec.fit import space
 from edgec.fit.executor import Executor, InProcess, TrialJob, TrialResult
@@ -52,6 +53,7 @@ class FitOptions:
     max_accuracy_drop: float = 2.0
     custom_objects: str | None = None
     strip_names: bool = False  # every trial ships without tensor names (edgec build's option)
+    trust_model: bool = False  # the model file's own code may run (edgec build --trust-model)
 
 
 class FitProgress:
@@ -93,12 +95,13 @@ class Search:
         self.params[key] = params
         return TrialJob(
             key=key, params=params, epochs=epochs, rung=rung,
-            seed=space.trial_seed(o.seed, key), target=o.target,
+            seed=space.trial_seed(o.seed, key), target=absolute_targets(o.target),
             model=None if o.model is None else str(o.model.absolute()),
             data=None if o.data is None else str(o.data.absolute()),
             budget=o.budget, calibration_samples=o.calibration_samples,
-            max_accuracy_drop=o.max_accuracy_drop, custom_objects=o.custom_objects,
-            strip_names=o.strip_names,
+            max_accuracy_drop=o.max_accuracy_drop,
+            custom_objects=absolute_custom_objects(o.custom_objects),
+            strip_names=o.strip_names, trust_model=o.trust_model,
         )  # fmt: skip
 
     def run(self, jobs: Sequence[TrialJob]) -> dict[str, TrialResult]:
@@ -251,7 +254,10 @@ def run_fit(
                        _command(options))  # fmt: skip
     search = Search(options, store, levers, executor or InProcess(), progress or FitProgress())
     search.progress.started(search)
-    search.halve(search.screen())
+    try:
+        search.halve(search.screen())
+    finally:
+        search.executor.close()  # its model processes end before the winner's build starts
     winner = search.best()
     store.winner = None if winner is None else winner.result.key
     store.save()
@@ -265,7 +271,7 @@ def run_fit(
 
 def _fingerprint_inputs(options: FitOptions, levers: tuple[space.Lever, ...]) -> dict[str, Any]:
     o = asdict(options)
-    for key in ("out", "trials", "time_budget", "max_screens"):
+    for key in ("out", "trials", "time_budget", "max_screens", "trust_model"):
         o.pop(key)
     return {**o, "levers": [asdict(lever) for lever in levers]}
 

@@ -2,93 +2,75 @@
 
 from __future__ import annotations
 
-import json
-import zipfile
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from edgec.errors import InputError
 
-SUFFIXES = (".keras", ".h5", ".hdf5")
-SAVEDMODEL = "savedmodel"  # a SavedModel without Keras metadata: built from its signature
 
+def load_keras_model(
+    path: Path,
+    custom_objects: dict | None = None,
+    *,
+    trust: bool = False,
+    on_code: Callable[[tuple[str, ...]], None] | None = None,
+):
+    """Load a tf_keras or Keras 3 model, or a SavedModel's signature (TensorFlow imported
+    here), as data: ``model_files.examine`` checks the file first and chooses the loader
+    from its structure. With ``trust``, code the file carries loads too, and ``on_code``
+    is told what it is (the caller says that it runs)."""
+    from edgec.pipeline.model_files import KERAS3, SIGNATURE, examine
 
-def inspect_model_file(path: Path) -> str:
-    """Check that ``path`` is a tf_keras model file before TensorFlow is imported.
-
-    Returns the Keras version it was saved with (``"2.21.0"``, ``"3.15.1"``, ``"unknown"``),
-    or ``SAVEDMODEL`` for a SavedModel folder without Keras metadata.
-    """
-    if not path.exists():
-        raise InputError(f"model {path} does not exist")
-    if path.is_dir():
-        if not (path / "saved_model.pb").is_file():
-            raise InputError(f"model {path} is a folder but not a SavedModel (no saved_model.pb)")
-        if not (path / "keras_metadata.pb").is_file():
-            return SAVEDMODEL  # Keras 3 export() or tf.saved_model.save: its serving signature
-        return "unknown"
-    if path.suffix.lower() not in SUFFIXES:
-        raise InputError(
-            f"model {path} is not a Keras model file",
-            hint="give a Keras .keras or .h5 file, or a SavedModel folder",
-        )
-    return _saved_keras_version(path)
-
-
-def _saved_keras_version(path: Path) -> str:
-    if path.suffix.lower() == ".keras":
-        try:
-            with zipfile.ZipFile(path) as archive:
-                meta = json.loads(archive.read("metadata.json"))
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
-            raise InputError(f"model {path} is not a readable .keras archive ({exc})") from None
-        return str(meta.get("keras_version", "unknown"))
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            version = f.attrs.get("keras_version", "unknown")
-            has_config = "model_config" in f.attrs
-    except OSError as exc:
-        raise InputError(f"model {path} is not a readable HDF5 file ({exc})") from None
-    if not has_config:
-        raise InputError(
-            f"model {path} holds weights only (no model_config)",
-            hint="save the whole model with model.save(), not save_weights()",
-        )
-    return version.decode() if isinstance(version, bytes) else str(version)
-
-
-def load_keras_model(path: Path, custom_objects: dict | None = None):
-    """Load a tf_keras or Keras 3 model, or a SavedModel's signature (TensorFlow imported here)."""
-    version = inspect_model_file(path)
-    if version == SAVEDMODEL:
+    checked = examine(path, custom_names(custom_objects or {}), trust=trust)
+    if checked.code and on_code is not None:
+        on_code(checked.code)
+    if checked.kind == SIGNATURE:
         model = SignatureModel.load(path)
         check_model_io(model, str(path))
         return model
-    if version.startswith("3"):
+    if checked.kind == KERAS3:
         from edgec.pipeline import keras3
 
         loader = keras3.load_model
     else:
         loader = _load_tf_keras
     try:
-        model = loader(path, custom_objects)
+        model = loader(path, custom_objects, safe_mode=not trust)
     except Exception as exc:  # Keras raises many types for unreadable or custom models
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = None
         if any(s in first for s in ("Unknown layer", "custom", "Could not locate", "deserialized")):
             hint = "the model uses custom layers: give their code with --custom-objects FILE.py"
-        raise InputError(f"cannot load model {path}: {first}", hint=hint) from None
+        raise InputError(f"cannot load model {path}: {first[:300]}", hint=hint) from None
     check_model_io(model, str(path))
     return model
 
 
-def _load_tf_keras(path: Path, custom_objects: dict | None = None):
+def _load_tf_keras(path: Path, custom_objects: dict | None = None, *, safe_mode: bool = True):
     from edgec._tf import keras
 
-    return keras.models.load_model(path, compile=False, custom_objects=custom_objects)
+    return keras.models.load_model(
+        path, compile=False, custom_objects=custom_objects, safe_mode=safe_mode
+    )
+
+
+def custom_names(custom_objects: dict) -> frozenset[str]:
+    """The names a model file may use for ``--custom-objects``: theirs, and the names
+    Keras 3 and tf_keras registered them under (``package>Name``)."""
+    if not custom_objects:
+        return frozenset()
+    from edgec._tf import keras
+    from edgec.pipeline import keras3
+
+    names = set(custom_objects)
+    for value in custom_objects.values():
+        names.update(keras3.registered_names(value))
+        with contextlib.suppress(Exception):  # not a Keras object (a helper of the file)
+            names.add(keras.saving.get_registered_name(value))
+    return frozenset(names)
 
 
 def load_custom_objects(spec: str | None) -> dict:

@@ -242,14 +242,15 @@ def build_in_sandbox(
 
     options = absolute_inputs(options)
     plan = _validate(options)  # before the child starts: profiles, recipe, output folder
+    plugins = stage_plugins()
     payload = {
         "options": _options_payload(dataclasses.replace(options, out=None)),
         "seed": seed,
-        "plugins": stage_plugins(),
+        "plugins": plugins,
     }
     readable = input_paths(options, plan.recipe)
     warm_up = ("converter", "tensorflow")  # as run_build starts the converter first
-    roots = plugin_roots(payload["plugins"])
+    roots = plugin_roots(plugins)
     with (
         ModelProcess(readable, debug=options.debug, warm_up=warm_up, python_path=roots) as process,
         relayed_stages(progress or Progress()) as on_event,

@@ -82,14 +82,13 @@ class ModelProcess:
         self._readable = tuple(sorted({os.path.abspath(p) for p in readable}))
         self._folder: Path | None = None
         self._proc: subprocess.Popen[str] | None = None
+        self._busy = False  # a call is in flight (an interrupt left it unanswered)
         stop_on_interrupt(self.kill)
 
     def __enter__(self) -> ModelProcess:
         return self
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is not None:  # an error or a signal here: the child's work is moot
-            self.kill()
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def call(
@@ -100,6 +99,18 @@ class ModelProcess:
         assert proc.stdin is not None and proc.stdout is not None and self._folder is not None
         result = self._folder / "work" / _RESULT
         result.unlink(missing_ok=True)
+        self._busy = True  # until the child answers: an exception here leaves it working
+        return self._answer(proc, entry, payload, on_event, result)
+
+    def _answer(
+        self,
+        proc: subprocess.Popen[str],
+        entry: str,
+        payload: dict[str, Any],
+        on_event: Callable[[dict], None] | None,
+        result: Path,
+    ) -> dict[str, Any]:
+        assert proc.stdin is not None and proc.stdout is not None
         try:
             proc.stdin.write(json.dumps({"entry": entry, "payload": payload}) + "\n")
             proc.stdin.flush()
@@ -116,13 +127,20 @@ class ModelProcess:
                 if on_event is not None:
                     on_event(message)
             elif message.get("done") is True:
+                self._busy = False
                 return _read_result(result, self.limits)
             elif "error" in message:
+                self._busy = False
                 raise _error(message["error"], self.limits)
+        self._busy = False
         raise self._died()
 
     def close(self) -> None:
+        """End the child: at once if a call is in flight (an error or a signal left it
+        working for nothing), else once it has finished cleanly."""
         forget_on_interrupt(self.kill)
+        if self._busy:
+            self.kill()
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             assert proc.stdin is not None

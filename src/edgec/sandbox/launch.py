@@ -43,19 +43,26 @@ ENV_LIMITS = "EDGEC_LIMITS"
 # - memory: address space. TensorFlow reserves about 1.6 GB of address space at import and
 #   a build peaks at a few GB (measured, README "Security"); 16 GiB leaves room for
 #   larger models and still stops a model that asks for more than such a machine has.
-# - cpu: CPU seconds of the model process, all threads (a recipe's training included).
+# - cpu: CPU seconds of the model process, all threads together (a recipe's training and a
+#   whole edgec fit search included): 8 hours for each core it may run on, so a search
+#   that keeps every core busy still has 8 hours; it stops a process that would spin
+#   unattended, not a long build.
 # - file: the largest file the process may write: a TFLite flatbuffer cannot exceed 2 GiB
 #   (32-bit offsets), and nothing else edgec writes comes near it.
 # - files: open file descriptors (a build keeps well under 100 open).
+CPU_HOURS_PER_CORE = 8
 DEFAULT_LIMITS = Limits(
-    memory_bytes=16 * 2**30, cpu_seconds=4 * 3600, file_bytes=2 * 2**30, open_files=1024
+    memory_bytes=16 * 2**30,
+    cpu_seconds=CPU_HOURS_PER_CORE * 3600 * len(os.sched_getaffinity(0)),
+    file_bytes=2 * 2**30,
+    open_files=1024,
 )
 _LIMIT_KEYS = {"memory": "memory_bytes", "cpu": "cpu_seconds", "file": "file_bytes",
                "files": "open_files"}  # fmt: skip
 
 
 def limits_from_env() -> Limits:
-    """``DEFAULT_LIMITS``, with what ``EDGEC_LIMITS`` (``memory=16GiB,cpu=4h,file=2GiB,
+    """``DEFAULT_LIMITS``, with what ``EDGEC_LIMITS`` (``memory=16GiB,cpu=16h,file=2GiB,
     files=1024``) overrides."""
     from edgec.units import parse_size
 

@@ -244,12 +244,24 @@ def limit_error(limit: str, limits: Limits) -> errors.LimitError:
         "file": f"its file size limit ({_size(limits.file_bytes)} per file)",
         "files": f"its open files limit ({limits.open_files:,})",
     }.get(limit, f"a limit ({limit})")
-    key = {"memory": "memory=32GiB", "cpu": "cpu=8h", "file": "file=4GiB", "files": "files=4096"}
+    raised = {  # twice the limit, as EDGEC_LIMITS writes it
+        "memory": f"memory={_as_written(2 * limits.memory_bytes)}",
+        "cpu": f"cpu={-(-2 * limits.cpu_seconds // 3600)}h",
+        "file": f"file={_as_written(2 * limits.file_bytes)}",
+        "files": f"files={4 * limits.open_files}",
+    }
     return errors.LimitError(
         f"the model process reached {what}; nothing was written",
         hint=f"if the model really needs more, raise it with {ENV_LIMITS}="
-        f"{key.get(limit, 'memory=32GiB')}",
+        f"{raised.get(limit, raised['memory'])}",
     )
+
+
+def _as_written(n: int) -> str:
+    """``n`` bytes in the largest unit that holds it whole (``32GiB``, ``48KiB``)."""
+    unit = next(u for u, f in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("B", 1))
+                if n % f == 0)  # fmt: skip
+    return f"{n // {'GiB': 2**30, 'MiB': 2**20, 'KiB': 2**10, 'B': 1}[unit]}{unit}"
 
 
 def _size(n: int) -> str:

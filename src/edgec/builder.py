@@ -50,6 +50,7 @@ from edgec.export.c_array import LANGUAGES
 from edgec.export.toolchain import measure_model_object
 from edgec.pipeline.convert import PHONE_VARIANTS, model_io_type
 from edgec.pipeline.model_files import check_model_path
+from edgec.pipeline.model_io import absolute_custom_objects
 from edgec.report import (
     Artifact,
     BuildReport,
@@ -326,13 +327,6 @@ def absolute_targets(target: str) -> str:
         os.path.abspath(t) if t.strip().endswith(".toml") or Path(t).exists() else t
         for t in target.split(",")
     )
-
-
-def absolute_custom_objects(spec: str | None) -> str | None:
-    """``--custom-objects``'s file made absolute (a module name stays as it is)."""
-    if spec is not None and (spec.endswith(".py") or Path(spec).exists()):
-        return os.path.abspath(spec)
-    return spec
 
 
 def input_paths(options: BuildOptions, recipe: Recipe | None) -> list[str]:

@@ -27,11 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgec.builder import absolute_custom_objects, absolute_targets
+from edgec.builder import absolute_targets
 from edgec.errors import UsageError
 from edgec.fit import space
 from edgec.fit.executor import Executor, InProcess, TrialJob, TrialResult
 from edgec.fit.store import Record, Store, fingerprint
+from edgec.pipeline.model_io import absolute_custom_objects
 
 DEFAULT_RUNGS = (1, 2, 4)
 MAX_SCREENS = 48  # default: structures screened at most (each converts and measures once)

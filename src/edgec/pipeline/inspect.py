@@ -12,6 +12,7 @@ from typing import Any
 from edgec.artifact.stats import analyze_layers
 from edgec.artifact.tflite_model import TfliteModel
 from edgec.errors import InputError, ToolError, printable
+from edgec.pipeline.model_files import check_model_path
 from edgec.report import Layer, from_plain, to_plain
 
 
@@ -32,13 +33,12 @@ def inspect_in_sandbox(
         raise InputError(f"model {path} does not exist")
     if _is_tflite(path):
         return inspect_model(path)
+    from edgec.pipeline.model_io import absolute_custom_objects
     from edgec.sandbox.worker import ModelProcess
 
+    check_model_path(path)  # its kind by name, before a process starts
     path = Path(os.path.abspath(path))
-    if custom_objects is not None and (
-        custom_objects.endswith(".py") or Path(custom_objects).exists()
-    ):
-        custom_objects = os.path.abspath(custom_objects)
+    custom_objects = absolute_custom_objects(custom_objects)
     readable = [str(path)] + (
         [custom_objects] if custom_objects and os.path.isabs(custom_objects) else []
     )

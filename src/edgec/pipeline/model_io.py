@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,14 @@ def custom_names(custom_objects: dict) -> frozenset[str]:
         with contextlib.suppress(Exception):  # not a Keras object (a helper of the file)
             names.add(keras.saving.get_registered_name(value))
     return frozenset(names)
+
+
+def absolute_custom_objects(spec: str | None) -> str | None:
+    """``--custom-objects``'s file made absolute (a module name stays as it is): the model
+    process works in a folder of its own."""
+    if spec is not None and (spec.endswith(".py") or Path(spec).exists()):
+        return os.path.abspath(spec)
+    return spec
 
 
 def load_custom_objects(spec: str | None) -> dict:

@@ -59,6 +59,12 @@ def stop_on_interrupt(stop: Callable[[], None]) -> None:
         _child_stoppers.append(stop)
 
 
+def forget_on_interrupt(stop: Callable[[], None]) -> None:
+    """Undo ``stop_on_interrupt`` (the child ended normally)."""
+    if stop in _child_stoppers:
+        _child_stoppers.remove(stop)
+
+
 @contextlib.contextmanager
 def command_scope() -> Iterator[None]:
     """Run one command with a private temporary folder and SIGTERM as an exception."""

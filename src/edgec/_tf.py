@@ -17,7 +17,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-stable float results
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-__all__ = ["tf", "keras", "set_threads"]  # and tfmot, cluster_weights_wrapper, lazily
+__all__ = ["tf", "keras", "set_threads"]  # and tfmot, cluster_weights_wrapper, protos, lazily
 
 
 def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage needs it.
@@ -25,6 +25,14 @@ def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage ne
         import tensorflow_model_optimization as tfmot
 
         return tfmot
+    if name == "saved_model_pb2":  # SavedModel's protobuf schema: read without loading
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        return saved_model_pb2
+    if name == "saved_metadata_pb2":  # tf_keras' keras_metadata.pb schema
+        from tf_keras.protobuf import saved_metadata_pb2
+
+        return saved_metadata_pb2
     if name == "cluster_weights_wrapper":
         # TF-MOT's clustering wrapper class, not exported by tfmot.clustering.keras: needed
         # to cluster a bias-less Conv2D per channel (see edgec.stages.cluster).

@@ -70,7 +70,11 @@ def build(
             ``per_channel`` (``"auto"``, ``"always"`` or ``"never"``), ``distill``,
             ``prune``, ``cluster``, ``qat``, ``epochs``,
             ``custom_objects`` (a ``.py`` file or module with the model's own layers;
-            executed, so trusted code only), ``debug``.
+            executed, so trusted code only), ``trust_model`` (load Lambda layers and other
+            code the model file carries: it runs that code), ``debug``.
+
+    The model is loaded, trained and converted in a confined child process (no network,
+    writes only to its private folder, resource limits); this process writes the outputs.
 
     Returns:
         The build report (also written as ``report.json`` when ``out`` is given);
@@ -89,10 +93,10 @@ def build(
             ...     print(error.exit_code, error.message)
             1 unknown target 'no-such-chip'
     """
-    from edgec.builder import run_build, write_build
+    from edgec.builder import build_in_sandbox, write_build
 
     build_options = _build_options(model, target, data, recipe, out, options)
-    result = run_build(build_options, progress)
+    result = build_in_sandbox(build_options, progress)
     if build_options.out is not None:
         write_build(result, build_options.out)
     return result.report
@@ -191,10 +195,16 @@ def _check(
 
 
 def inspect(
-    path: str | Path, *, custom_objects: str | None = None, names: str | Path | None = None
+    path: str | Path,
+    *,
+    custom_objects: str | None = None,
+    names: str | Path | None = None,
+    trust_model: bool = False,
+    debug: bool = False,
 ) -> Inspection:
-    """The per-layer table of a ``.tflite`` (no TensorFlow) or a Keras model, and where
-    the model's bytes go (``model_bytes``).
+    """The per-layer table of a ``.tflite`` (no TensorFlow) or a Keras model (loaded and
+    converted in a confined child process, as :func:`build` does), and where the model's
+    bytes go (``model_bytes``).
 
     Args:
         path: a ``.tflite``, a Keras 2 or Keras 3 ``.keras``/``.h5`` file, or a SavedModel.
@@ -203,6 +213,8 @@ def inspect(
         names: the names sidecar of a lean ``.tflite`` (an error if it is another
             model's); by default ``X_names.json`` beside ``X.tflite`` is read if it is
             this model's.
+        trust_model: load Lambda layers and other code the model file carries (it runs).
+        debug: the child's log and the sandbox's notes on stderr.
 
     Example:
         >>> import edgec
@@ -210,9 +222,15 @@ def inspect(
         >>> [layer.op for layer in table.layers][-2:]
         ['FULLY_CONNECTED', 'FULLY_CONNECTED']
     """
-    from edgec.pipeline.inspect import inspect_model
+    from edgec.pipeline.inspect import inspect_in_sandbox
 
-    return inspect_model(Path(path), custom_objects, None if names is None else Path(names))
+    return inspect_in_sandbox(
+        Path(path),
+        custom_objects,
+        names=None if names is None else Path(names),
+        trust_model=trust_model,
+        debug=debug,
+    )
 
 
 def target_profiles() -> list[TargetProfile]:

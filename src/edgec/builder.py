@@ -11,8 +11,11 @@ build and ``edgec.build(...)`` would fail with "module is not callable".
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ from edgec.datasets.split import (
     split_holdout,
     split_validation,
 )
-from edgec.errors import EdgecError, InputError, UsageError
+from edgec.errors import EdgecError, InputError, ToolError, UsageError
 from edgec.export import (
     LAYOUTS,
     ExportSpec,
@@ -52,6 +55,8 @@ from edgec.export import (
 from edgec.export.c_array import LANGUAGES
 from edgec.export.toolchain import measure_model_object
 from edgec.pipeline.convert import PER_CHANNEL_MODES, PHONE_VARIANTS, model_io_type
+from edgec.pipeline.model_files import check_model_path
+from edgec.pipeline.model_io import absolute_custom_objects
 from edgec.report import (
     Artifact,
     BuildReport,
@@ -104,6 +109,10 @@ class Progress:
     def message(self, text: str) -> None:
         pass
 
+    def warning(self, text: str) -> None:
+        """Something the user must know that does not stop the build (it is not transient,
+        unlike ``message``)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class BuildOptions:
@@ -138,6 +147,7 @@ class BuildOptions:
     epochs: int | None = None  # overrides every short-form stage's epochs
     per_channel: str = "auto"  # auto | always | never: weights per channel (pipeline.precision)
     custom_objects: str | None = None  # a .py file or module with the model's own layers
+    trust_model: bool = False  # load Lambda layers and other code the model file carries
 
 
 @dataclass
@@ -235,6 +245,7 @@ TARGET_COMMON_CHECKS = ("ops", "dtypes", "static_shapes")
 
 
 def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
+    """The build, in this process (the model process of ``build_in_sandbox``)."""
     ctx = new_context(options, progress)
     from edgec.pipeline.convert import start_converter
 
@@ -242,6 +253,164 @@ def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildR
     for phase in PHASES:
         phase(ctx)
     return BuildResult(report=build_report(ctx), files=ctx.files)
+
+
+def build_in_sandbox(
+    options: BuildOptions, progress: Progress | None = None, *, seed: int | None = None
+) -> BuildResult:
+    """``run_build`` in a confined model process (``edgec.sandbox``): the model, its data
+    and TensorFlow stay there; this process checks the inputs first, relays the build's
+    progress and gets its report and files (JSON: nothing from the child is executed).
+
+    ``seed``: seeds Python, NumPy and TensorFlow in the child first (an edgec fit trial).
+    """
+    from edgec.sandbox.worker import ModelProcess, relayed_stages
+
+    options = absolute_inputs(options)
+    plan = _validate(options)  # before the child starts: profiles, recipe, output folder
+    plugins = stage_plugins()
+    payload = {
+        "options": _options_payload(dataclasses.replace(options, out=None)),
+        "seed": seed,
+        "plugins": plugins,
+    }
+    readable = input_paths(options, plan.recipe)
+    warm_up = ("converter", "tensorflow")  # as run_build starts the converter first
+    roots = plugin_roots(plugins)
+    with (
+        ModelProcess(readable, debug=options.debug, warm_up=warm_up, python_path=roots) as process,
+        relayed_stages(progress or Progress()) as on_event,
+    ):
+        reply = process.call("build", payload, on_event)
+    try:
+        files = {str(k): base64.b64decode(v, validate=True) for k, v in reply["files"].items()}
+        return BuildResult(BuildReport.from_dict(reply["report"]), files)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ToolError(f"the model process returned a malformed build result ({exc})") from None
+
+
+def sandboxed_build(payload: dict[str, Any], emit: Callable[[dict], None]) -> dict[str, Any]:
+    """``build_in_sandbox``'s side in the model process."""
+    register_plugins(payload["plugins"])
+    if payload["seed"] is not None:
+        seed_everything(payload["seed"])
+    result = run_build(_options_from_payload(payload["options"]), _EventProgress(emit))
+    return {
+        "report": result.report.to_dict(),
+        "files": {k: base64.b64encode(v).decode() for k, v in result.files.items()},
+    }
+
+
+class _EventProgress(Progress):
+    """The model process's progress, sent to the parent as events."""
+
+    def __init__(self, emit: Callable[[dict], None]) -> None:
+        self._emit = emit
+
+    @contextlib.contextmanager
+    def stage(self, name: str, description: str) -> Iterator[None]:
+        self._emit({"event": "stage", "name": name, "description": description})
+        yield
+        self._emit({"event": "stage_end"})
+
+    def message(self, text: str) -> None:
+        self._emit({"event": "message", "text": text})
+
+    def warning(self, text: str) -> None:
+        self._emit({"event": "warning", "text": text})
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow (an edgec fit trial: the same seed, the same run)."""
+    from edgec._tf import keras, tf
+
+    keras.utils.set_random_seed(seed)  # the stages seed themselves too (stages.plan.SEED)
+    # Many models predicted in one process make tf.function warn about retracing on every
+    # trial ("5 out of the last 11 calls ... triggered tf.function retracing"): harmless.
+    tf.get_logger().setLevel("ERROR")
+
+
+def absolute_inputs(options: BuildOptions) -> BuildOptions:
+    """``options`` with every input path absolute: the model process works in a private
+    folder of its own, not in this process's current directory."""
+
+    recipe, distill = options.recipe, options.distill
+    return dataclasses.replace(
+        options,
+        model=None if options.model is None else Path(os.path.abspath(options.model)),
+        data=None if options.data is None else Path(os.path.abspath(options.data)),
+        target=absolute_targets(options.target),
+        recipe=os.path.abspath(recipe) if recipe and Path(recipe).exists() else recipe,
+        custom_objects=absolute_custom_objects(options.custom_objects),
+        distill=os.path.abspath(distill) if distill and Path(distill).exists() else distill,
+    )
+
+
+def absolute_targets(target: str) -> str:
+    """``--target``'s profile files made absolute (built-in names stay as they are)."""
+    return ",".join(
+        os.path.abspath(t) if t.strip().endswith(".toml") or Path(t).exists() else t
+        for t in target.split(",")
+    )
+
+
+def input_paths(options: BuildOptions, recipe: Recipe | None) -> list[str]:
+    """What the model process reads besides the Python installation: the (absolute) input
+    files and folders, and the files a recipe names (a distill student)."""
+    paths = [options.model, options.data, options.recipe, options.custom_objects, options.distill]
+    paths += options.target.split(",")
+    if recipe is not None:
+        paths += [v for s in recipe.stages for v in s.params.values() if isinstance(v, str)]
+    return [str(p) for p in paths if p is not None and os.path.isabs(p) and os.path.exists(p)]
+
+
+def stage_plugins() -> list[list[str]]:
+    """Stages registered from outside edgec (a plug-in, a test): module and class name, so
+    the model process registers them too."""
+    classes = [type(get_stage(t)) for t in stage_types()]
+    return [
+        [c.__module__, c.__qualname__] for c in classes if not c.__module__.startswith("edgec.")
+    ]
+
+
+def plugin_roots(plugins: list[list[str]]) -> list[str]:
+    """The folders the plug-ins' top-level packages were imported from (the model process
+    imports them from there)."""
+    import sys
+
+    roots = []
+    for module, _ in plugins:
+        top = sys.modules.get(module.split(".")[0])
+        file = getattr(top, "__file__", None)
+        if file is not None:
+            folder = Path(file).parent
+            roots.append(str(folder.parent if Path(file).name == "__init__.py" else folder))
+    return roots
+
+
+def register_plugins(plugins: list[list[str]]) -> None:
+    import importlib
+
+    from edgec.stages import register
+
+    for module, qualname in plugins:
+        cls: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        if cls.type not in stage_types():
+            register(cls)
+
+
+def _options_payload(options: BuildOptions) -> dict[str, Any]:
+    return {
+        f.name: str(v) if isinstance(v := getattr(options, f.name), Path) else v
+        for f in dataclasses.fields(options)
+    }
+
+
+def _options_from_payload(data: dict[str, Any]) -> BuildOptions:
+    paths = {k: Path(data[k]) if data[k] is not None else None for k in ("model", "data", "out")}
+    return BuildOptions(**{**data, **paths, "phone_variants": tuple(data["phone_variants"])})
 
 
 def new_context(options: BuildOptions, progress: Progress | None = None) -> BuildContext:
@@ -261,8 +430,22 @@ def load_model(ctx: BuildContext) -> None:
         from edgec.pipeline.model_io import load_custom_objects, load_keras_model
 
         ctx.custom_objects = load_custom_objects(options.custom_objects)
-        with ctx.stage("load_model", f"Loading {options.model}"):
-            ctx.model = load_keras_model(options.model, ctx.custom_objects)
+        with ctx.stage("load_model", f"Loading {options.model}") as metrics:
+
+            def trusted(code: tuple[str, ...]) -> None:
+                metrics["trusted_code"] = list(code)
+                ctx.progress.warning(f"--trust-model: the model file's own code runs: "
+                                     f"{', '.join(code)}")  # fmt: skip
+
+            ctx.model = load_keras_model(
+                options.model, ctx.custom_objects, trust=options.trust_model, on_code=trusted
+            )
+        if ctx.plan.recipe is not None and not getattr(ctx.model, "layers", None):
+            raise InputError(
+                f"model {options.model} is a SavedModel without Keras metadata: a recipe "
+                "needs the Keras model",
+                hint="a plain build (no recipe) works; for a recipe give the .keras file",
+            )
         name, ctx.source = options.name or options.model.stem, str(options.model)
     ctx.name = c_identifier(name)
 
@@ -311,7 +494,9 @@ def validate_recipe(ctx: BuildContext) -> None:
     from edgec.stages import plan as compress
 
     with ctx.stage("validate_recipe", f"Checking recipe {recipe.name} against the model"):
-        ctx.recipe_plan = compress.validate(recipe, ctx.model, ctx.fit_on)
+        ctx.recipe_plan = compress.validate(
+            recipe, ctx.model, ctx.fit_on, trust_model=ctx.options.trust_model
+        )
 
 
 def train_example(ctx: BuildContext) -> None:
@@ -924,14 +1109,9 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.out is not None:
         prepare_output_dir(options.out)
     if options.model is not None:
-        from edgec.pipeline.model_io import SAVEDMODEL, inspect_model_file
-
-        if inspect_model_file(options.model) == SAVEDMODEL and recipe is not None:
-            raise InputError(
-                f"model {options.model} is a SavedModel without Keras metadata: a recipe "
-                "needs the Keras model",
-                hint="a plain build (no recipe) works; for a recipe give the .keras file",
-            )
+        # only whether it is there, and its kind by name: the file itself is read in the
+        # model process
+        check_model_path(options.model)
         if options.data is None:
             raise InputError(
                 f"no --data for {options.model}: int8 calibration needs real samples",

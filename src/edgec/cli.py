@@ -99,6 +99,12 @@ custom_objects_option = click.option(
     metavar="FILE.py|MODULE",
     help="Python file or module defining the model's own layers (it is executed: trusted code).",
 )
+trust_model_option = click.option(
+    "--trust-model",
+    is_flag=True,
+    help="Load Lambda layers and other code the model file carries: this runs the file's "
+    "code (still inside the sandbox). Only for models you trust.",
+)
 
 
 # build and check: the ram check judges the arena as model_settings.h declares it
@@ -257,6 +263,7 @@ def stage_short_forms(command: _F) -> _F:
     help="Epochs of each short-form stage (default: per stage).",
 )
 @custom_objects_option
+@trust_model_option
 @debug_option
 def build(
     model: Path | None,
@@ -282,6 +289,7 @@ def build(
     recipe: str | None,
     epochs: int | None,
     custom_objects: str | None,
+    trust_model: bool,
     **short_forms: Any,
 ) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
@@ -320,6 +328,7 @@ def build(
             arena_margin=arena_margin,
             epochs=epochs,
             custom_objects=custom_objects,
+            trust_model=trust_model,
             # only the stages asked for: an option of a stage registered after this module
             # was imported (a test's toy stage) must not reach the build unasked
             **{k: v for k, v in short_forms.items() if v is not None and v is not False},
@@ -404,13 +413,14 @@ def build(
 @max_accuracy_drop_option
 @per_channel_option
 @custom_objects_option
+@trust_model_option
 @debug_option
 def fit(
     model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
     trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
     workers: int | None, ray_address: str | None, calibration_samples: int, max_samples: int,
     max_accuracy_drop: float, per_channel: str, custom_objects: str | None, keep_names: bool,
-    strip_names: bool,
+    strip_names: bool, trust_model: bool,
 ) -> None:  # fmt: skip
     """Search compression recipes for the most accurate int8 model that fits the target(s).
 
@@ -432,9 +442,12 @@ def fit(
         rungs=parse_rungs(rungs), calibration_samples=calibration_samples,
         max_samples=max_samples, max_accuracy_drop=max_accuracy_drop,
         custom_objects=custom_objects, keep_names=_keep_names(keep_names, strip_names),
-        per_channel=per_channel,
+        per_channel=per_channel, trust_model=trust_model,
     )  # fmt: skip
     executor = select_executor(workers, ray_address)
+    if trust_model:  # a build says which of the file's code runs; a search's trials do not
+        click.echo("warning: --trust-model: the model file's own code runs (in the sandbox)",
+                   err=True)  # fmt: skip
     start = time.perf_counter()
     try:
         with captured_native_stderr(enabled=not _state["debug"]), contextlib.closing(executor):
@@ -462,8 +475,11 @@ def fit(
     "this model's).",
 )
 @custom_objects_option
+@trust_model_option
 @debug_option
-def inspect(model: Path, fmt: str, names: Path | None, custom_objects: str | None) -> None:
+def inspect(
+    model: Path, fmt: str, names: Path | None, custom_objects: str | None, trust_model: bool
+) -> None:
     """Per-layer table of MODEL (.tflite, .keras, .h5 or SavedModel): op, shapes,
     parameters, weight bytes, sparsity, unique values, MACs and live activation bytes;
     then where the model's bytes go."""
@@ -471,7 +487,10 @@ def inspect(model: Path, fmt: str, names: Path | None, custom_objects: str | Non
     from edgec._native_log import captured_native_stderr
 
     with captured_native_stderr(enabled=not _state["debug"]):
-        result = api.inspect(model, custom_objects=custom_objects, names=names)
+        result = api.inspect(
+            model, custom_objects=custom_objects, names=names, trust_model=trust_model,
+            debug=_state["debug"],
+        )  # fmt: skip
     if fmt == "json":
         import dataclasses
 
@@ -687,8 +706,9 @@ def main(argv: list[str] | None = None) -> None:
                 EXIT_ERROR,
             )
         except Exception as exc:  # a bug: say so in one line, traceback with --debug
+            name = getattr(exc, "remote_type", type(exc).__name__)  # the model process's
             _fail(
-                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                f"internal error: {name}: {exc} (run with --debug for the traceback)",
                 exc,
                 EXIT_ERROR,
             )
@@ -698,5 +718,8 @@ def main(argv: list[str] | None = None) -> None:
 def _fail(line: str, exc: BaseException, code: int) -> None:
     if _state["debug"]:
         traceback.print_exception(exc)
+        remote = getattr(exc, "remote_traceback", "")  # raised in the model process
+        if remote:
+            click.echo(f"in the model process:\n{remote}", err=True)
     click.echo(printable(line), err=True)
     sys.exit(code)

@@ -64,3 +64,7 @@ class ConversionError(EdgecError):
 
 class ToolError(EdgecError):
     """An external tool or runtime edgec relies on is missing or misbehaved."""
+
+
+class LimitError(EdgecError):
+    """The confined model process reached one of its resource limits (edgec.sandbox)."""

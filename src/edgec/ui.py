@@ -81,6 +81,9 @@ class BuildProgress(Progress):
         if self._status is not None:
             self._status.update(t(text))
 
+    def warning(self, text: str) -> None:
+        err.print(f"[yellow]warning:[/] {t(text)}")
+
 
 def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     mem, acc = report.memory, report.accuracy

@@ -214,7 +214,11 @@ def test_converter_crash_is_one_line(keras3_dir, own_tmpdir, monkeypatch):
     x = np.load(keras3_dir / "waves.npz")["x"][:8]
     with pytest.raises(ConversionError, match=r"crashed \(signal SIGSEGV\) while calibrating"):
         convert.convert_int8(model, x)
-    assert not list(own_tmpdir.iterdir())
+    # Tracing in this process writes autograph's modules to the temporary folder once per
+    # process (the first test to trace here gets them; builds now trace in their model
+    # process); the converter child's files are what must be gone.
+    left = [p for p in own_tmpdir.iterdir() if not p.name.startswith("__autograph_generated")]
+    assert not left
     digits = np.load(keras3_dir / "digits.npz")["x"][:8]  # the next job gets a new child
     assert convert.convert_int8(load_keras_model(keras3_dir / "cnn.keras"), digits)
 

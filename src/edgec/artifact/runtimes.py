@@ -3,6 +3,8 @@ the search for TFLM's exact arena.
 
 - ``run_litert`` / ``run_tflm``: raw outputs of every sample, batch 1, in process.
 - ``litert_latency_ms``: LiteRT timed in a child process (its native code can crash).
+- Both children are confined (``edgec.sandbox``): no network, writes only to their own
+  temporary folder, resource limits; ``edgec check`` runs them on untrusted files.
 - ``tflm_arena`` / ``measure_arena``: the smallest arena with which tflite-micro allocates
   and invokes. No API returns the arena a model needs (tflite-micro issues #658, #2474);
   the interpreter only raises when the arena is too small. So we search: double until it
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ import numpy as np
 
 from edgec.artifact.tflite_model import Tensor, TfliteModel
 from edgec.errors import ToolError
+from edgec.sandbox.launch import confined_command
 
 ALIGN = 16
 _MAX_ARENA = 256 * 1024 * 1024
@@ -61,12 +63,19 @@ class ArenaResult:
 class _Worker:
     """A probe child process that is restarted whenever the interpreter kills it.
 
-    Without ``model`` and ``inputs`` it probes the model each probe names (``target``).
+    Without ``model`` and ``inputs`` it probes the model each probe names (``target``),
+    inside ``folder``. Confined (edgec.sandbox): the probe reads its folder and writes
+    nowhere else.
     """
 
-    def __init__(self, model: Path | None, inputs: Path | None, log: Path) -> None:
+    def __init__(
+        self, model: Path | None, inputs: Path | None, log: Path, folder: Path | None = None
+    ) -> None:
         files = [str(model), str(inputs)] if model is not None and inputs is not None else []
-        self._args = [sys.executable, "-m", "edgec.artifact._arena_worker", *files]
+        private = folder if folder is not None else (model.parent if model is not None else None)
+        if private is None:
+            raise ValueError("a probe worker needs its model's folder")
+        self._args, self._env = confined_command(["edgec.artifact._arena_worker", *files], private)
         self._log = log
         self._proc: subprocess.Popen[str] | None = None
         self.crashes = 0
@@ -76,8 +85,9 @@ class _Worker:
         if self._proc is None or self._proc.poll() is not None:
             with open(self._log, "a") as log:
                 self._proc = subprocess.Popen(
-                    self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
-                )
+                    self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                    text=True, env=self._env,
+                )  # fmt: skip
         assert self._proc.stdin is not None and self._proc.stdout is not None
         try:
             self._proc.stdin.write(f"{size}{target}\n")
@@ -191,7 +201,7 @@ class ArenaProber:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgec-arenas-")
         self._folder = Path(self._tmp.name)
         self._log = self._folder / "probe.log"
-        self._worker = _Worker(None, None, self._log)
+        self._worker = _Worker(None, None, self._log, self._folder)
         self._count = 0
 
     def __enter__(self) -> ArenaProber:
@@ -485,9 +495,11 @@ def litert_latency_ms(data: bytes, *, runs: int, threads: int) -> float:
         path = Path(tmp) / "model.tflite"
         path.write_bytes(data)
         worker = "edgec.artifact._latency_worker"
-        args = [sys.executable, "-m", worker, str(path), str(runs), str(threads)]
+        args, env = confined_command([worker, str(path), str(runs), str(threads)], tmp)
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=LATENCY_TIMEOUT_S)
+            proc = subprocess.run(
+                args, capture_output=True, text=True, timeout=LATENCY_TIMEOUT_S, env=env
+            )
         except subprocess.TimeoutExpired:
             raise ToolError(f"LiteRT did not finish {runs} runs in {LATENCY_TIMEOUT_S} s") from None
     if proc.returncode < 0:

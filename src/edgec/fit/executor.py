@@ -11,11 +11,16 @@ imports. :class:`InProcess` runs the jobs one after another here; the Ray execut
 
 from __future__ import annotations
 
+import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from edgec.sandbox.worker import ModelProcess
 
 from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
 
@@ -23,6 +28,7 @@ SCREEN = 0  # TrialJob.epochs: the untrained transformation, converted and measu
 BUDGET_CHECKS = ("flash", "ram", "latency")  # a target's checks TrialResult.targets keeps
 PACKED_BYTES = 4 << 30  # a packed job's model, data and custom objects: each at most
 METRICS = ("top1", "rmse", "cosine")  # TrialResult.metric
+TRIAL_WARM_UP = ("converter", "tensorflow")  # a trial converts (sandbox.worker.WARM_UPS)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class TrialJob:
     custom_objects: str | None = None
     keep_names: bool = False  # the TFLM file keeps its tensor names (edgec build --keep-names)
     per_channel: str = "auto"
+    trust_model: bool = False  # --trust-model: the model file's own code may run
     files: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes (packed)
 
     @property
@@ -94,15 +101,38 @@ class TrialResult:
         return cls(**data)
 
 
-def run_trial(job: TrialJob) -> TrialResult:
-    """Run one trial here (in a worker: importable at the top level); never raises for a
-    candidate that cannot be built, which is a result with ``error`` set."""
-    from edgec.fit.trial import run_job
-
+def run_trial(job: TrialJob, process: ModelProcess | None = None) -> TrialResult:
+    """Run one trial in a confined model process: ``process``, or one started for it
+    (importable at the top level, for a Ray worker). Never raises for a candidate that
+    cannot be built, which is a result with ``error`` set; nor for a model process that
+    died or reached a limit, which is that trial's error."""
     if not job.files:
-        return run_job(job)
+        return _confined(job, process)
     with tempfile.TemporaryDirectory(prefix="edgec-trial-") as folder:
-        return run_job(unpacked(job, Path(folder)))
+        return _confined(unpacked(job, Path(folder)), process)
+
+
+def _confined(job: TrialJob, process: ModelProcess | None) -> TrialResult:
+    from edgec.errors import EdgecError
+    from edgec.sandbox.worker import ModelProcess
+
+    if process is None:
+        with ModelProcess(job_inputs(job), warm_up=TRIAL_WARM_UP) as own:
+            return _confined(job, own)
+    start = time.perf_counter()
+    payload = {f.name: getattr(job, f.name) for f in fields(job) if f.name != "files"}
+    try:
+        reply = process.call("trial", payload)
+    except EdgecError as exc:  # the child died, or a limit: this trial failed
+        seconds = round(time.perf_counter() - start, 3)
+        return TrialResult(job.key, job.rung, job.epochs, seconds, fits=False, error=str(exc))
+    return TrialResult.from_dict(reply)
+
+
+def job_inputs(job: TrialJob) -> list[str]:
+    """What a trial's model process reads: the model, the data, custom objects, profiles."""
+    paths = [job.model, job.data, job.custom_objects, *job.target.split(",")]
+    return [p for p in paths if p is not None and os.path.isabs(p) and os.path.exists(p)]
 
 
 class Executor(Protocol):
@@ -118,16 +148,26 @@ class Executor(Protocol):
 
 
 class InProcess:
-    """The default executor: the jobs one after another, in this process."""
+    """The default executor: the jobs one after another, in one model process (started at
+    the first job, TensorFlow imported once for all of them)."""
 
     workers = 1
 
+    def __init__(self) -> None:
+        self._process: ModelProcess | None = None
+
     def map(self, jobs: Sequence[TrialJob], on_result: Callable[[TrialResult], None]) -> None:
+        from edgec.sandbox.worker import ModelProcess
+
         for job in jobs:
-            on_result(run_trial(job))
+            if self._process is None:
+                self._process = ModelProcess(job_inputs(job), warm_up=TRIAL_WARM_UP)
+            on_result(run_trial(job, self._process))
 
     def close(self) -> None:
-        pass
+        if self._process is not None:
+            self._process.close()
+            self._process = None
 
 
 def select_executor(workers: int | None, address: str | None) -> Executor:

@@ -94,7 +94,7 @@ def _rebuild(search: Search, winner: Record) -> tuple[Any, str | None, TrialResu
     if toml is not None:  # the report (model_settings.h) names it as the recipe's source
         write_file_atomically(recipe_path, toml.encode())
     try:
-        built = builder.run_build(job_options(job, recipe_path))
+        built = builder.build_in_sandbox(job_options(job, recipe_path), seed=job.seed)
     except EdgecError as exc:
         failed = TrialResult(
             result.key,

@@ -27,11 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgec.builder import absolute_targets
 from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
 from edgec.errors import UsageError
 from edgec.fit import space
 from edgec.fit.executor import Executor, InProcess, TrialJob, TrialResult
 from edgec.fit.store import Record, StateSchema, Store, fingerprint
+from edgec.pipeline.model_io import absolute_custom_objects
 from edgec.report import DataInfo
 
 DEFAULT_RUNGS = (1, 2, 4)
@@ -56,6 +58,7 @@ class FitOptions:
     custom_objects: str | None = None
     keep_names: bool = False  # every trial keeps its tensor names (edgec build --keep-names)
     per_channel: str = "auto"  # every trial's --per-channel (edgec build's option)
+    trust_model: bool = False  # the model file's own code may run (edgec build --trust-model)
 
 
 class FitProgress:
@@ -97,12 +100,13 @@ class Search:
         self.params[key] = params
         return TrialJob(
             key=key, params=params, epochs=epochs, rung=rung,
-            seed=space.trial_seed(o.seed, key), target=o.target,
+            seed=space.trial_seed(o.seed, key), target=absolute_targets(o.target),
             model=None if o.model is None else str(o.model.absolute()),
             data=None if o.data is None else str(o.data.absolute()),
             budget=o.budget, calibration_samples=o.calibration_samples,
             max_samples=o.max_samples, max_accuracy_drop=o.max_accuracy_drop,
-            custom_objects=o.custom_objects, keep_names=o.keep_names, per_channel=o.per_channel,
+            custom_objects=absolute_custom_objects(o.custom_objects),
+            keep_names=o.keep_names, per_channel=o.per_channel, trust_model=o.trust_model,
         )  # fmt: skip
 
     def run(self, jobs: Sequence[TrialJob]) -> dict[str, TrialResult]:
@@ -260,7 +264,10 @@ def run_fit(
                        _command(options), schema)  # fmt: skip
     search = Search(options, store, levers, executor or InProcess(), progress or FitProgress())
     search.progress.started(search)
-    search.halve(search.screen())
+    try:
+        search.halve(search.screen())
+    finally:
+        search.executor.close()  # its model processes end before the winner's build starts
     outcome = FitOutcome(store, None, [], None)
     if search.best() is not None:
         write_winner(search, outcome)  # the best whose rebuild confirms its record
@@ -273,7 +280,7 @@ def run_fit(
 
 def _fingerprint_inputs(options: FitOptions, levers: tuple[space.Lever, ...]) -> dict[str, Any]:
     o = asdict(options)
-    for key in ("out", "trials", "time_budget", "max_screens"):
+    for key in ("out", "trials", "time_budget", "max_screens", "trust_model"):
         o.pop(key)
     return {**o, "levers": [asdict(lever) for lever in levers]}
 

@@ -44,6 +44,7 @@ def run_job(job: TrialJob) -> TrialResult:
     start = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="edgec-fit-") as folder:
+            builder.seed_everything(job.seed)
             options = job_options(job, Path(folder) / "recipe.toml")
             if job.screen:
                 sections = screen(options)
@@ -56,14 +57,13 @@ def run_job(job: TrialJob) -> TrialResult:
         return _result(job, start, [], fits=False, error=str(exc))
 
 
+def sandboxed_trial(payload: dict[str, Any], emit: Any) -> dict[str, Any]:
+    """A trial in the model process (``executor.run_trial`` sends it there)."""
+    return run_job(TrialJob(**payload)).to_dict()
+
+
 def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> builder.BuildOptions:
     """The build a trial runs; its recipe (if any stage is on) written to ``recipe_path``."""
-    from edgec._tf import keras, tf
-
-    keras.utils.set_random_seed(job.seed)  # the stages seed themselves too (stages.plan.SEED)
-    # Many models predicted in one process make tf.function warn about retracing on every
-    # trial ("5 out of the last 11 calls ... triggered tf.function retracing"): harmless.
-    tf.get_logger().setLevel("ERROR")
     recipe = None
     if recipe_stages(job.params, max(job.epochs, 1)):
         recipe_path.write_text(recipe_toml(job.params, max(job.epochs, 1)))
@@ -80,6 +80,7 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         custom_objects=job.custom_objects,
         keep_names=job.keep_names,
         per_channel=job.per_channel,
+        trust_model=job.trust_model,
         recipe=recipe,
         **build_options(job.params),
     )

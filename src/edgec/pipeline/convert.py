@@ -430,7 +430,9 @@ class _Worker:
         """Start the child (if not running) so that its TensorFlow import overlaps other work."""
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "edgec.pipeline._convert_worker"],
+                # -P: not the current directory first on sys.path (a checkout's numpy.py);
+                # it runs inside the build's model process, confined with it
+                [sys.executable, "-P", "-m", "edgec.pipeline._convert_worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,

@@ -35,12 +35,60 @@ class TranslationError(InputError):
         )
 
 
-def load_model(path: Path, custom_objects: dict | None = None):
-    """Load a Keras 3 ``.keras`` / ``.h5`` file (TensorFlow backend)."""
+def load_model(path: Path, custom_objects: dict | None = None, *, safe_mode: bool = True):
+    """Load a Keras 3 ``.keras`` / ``.h5`` file (TensorFlow backend), its config already
+    checked (``model_files.examine``)."""
     import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
     import keras
 
-    return keras.saving.load_model(path, compile=False, custom_objects=custom_objects)
+    return keras.saving.load_model(
+        path, compile=False, custom_objects=custom_objects, safe_mode=safe_mode
+    )
+
+
+def allowlist() -> tuple[dict[str, set[str]], set[str]]:
+    """What a Keras 3 config may name (``model_files``): the classes of Keras 3's layers,
+    initializers, regularizers, constraints, dtype policies and models, and its ops
+    (``keras.ops`` nodes of a functional model), each with the modules it may be named
+    under; the activation functions by name."""
+    import edgec._tf  # noqa: F401, I001
+    import keras
+    from keras.src.models.functional import Functional
+    from keras.src.ops.operation import Operation
+
+    from edgec.pipeline.model_files import _defined_in, _public_classes, _public_functions
+
+    namespaces = {
+        "keras.layers": keras.layers,
+        "keras.initializers": keras.initializers,
+        "keras.regularizers": keras.regularizers,
+        "keras.constraints": keras.constraints,
+        "keras.dtype_policies": keras.dtype_policies,
+        "keras.models": keras.models,
+        "keras": keras,
+    }
+    classes = _public_classes(namespaces, "keras")
+    ops = [Functional]
+    todo = list(Operation.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__.startswith("keras.src.ops."):
+            ops.append(cls)
+    for cls in ops:
+        classes.setdefault(cls.__name__, set()).update(_defined_in(cls, "keras"))
+    return classes, _public_functions(keras.activations)
+
+
+def registered_names(obj: object) -> set[str]:
+    """The name Keras 3 registered ``obj`` under (``package>Name``), if any."""
+    import edgec._tf  # noqa: F401, I001
+    import keras
+
+    try:
+        return {keras.saving.get_registered_name(obj)}
+    except Exception:  # not a Keras object
+        return set()
 
 
 def version() -> str:

@@ -2,116 +2,85 @@
 
 from __future__ import annotations
 
-import re
+import contextlib
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from edgec import safeio
-from edgec.errors import InputError, printable
-
-SUFFIXES = (".keras", ".h5", ".hdf5")
-SAVEDMODEL = "savedmodel"  # a SavedModel without Keras metadata: built from its signature
+from edgec.errors import InputError
+from edgec.pipeline.model_files import check_layer_names
 
 
-def inspect_model_file(path: Path) -> str:
-    """Check that ``path`` is a tf_keras model file before TensorFlow is imported.
+def load_keras_model(
+    path: Path,
+    custom_objects: dict | None = None,
+    *,
+    trust: bool = False,
+    on_code: Callable[[tuple[str, ...]], None] | None = None,
+):
+    """Load a tf_keras or Keras 3 model, or a SavedModel's signature (TensorFlow imported
+    here), as data: ``model_files.examine`` checks the file first and chooses the loader
+    from its structure. With ``trust``, code the file carries loads too, and ``on_code``
+    is told what it is (the caller says that it runs)."""
+    from edgec.pipeline.model_files import KERAS3, SIGNATURE, examine
 
-    Returns the Keras version it was saved with (``"2.21.0"``, ``"3.15.1"``, ``"unknown"``),
-    or ``SAVEDMODEL`` for a SavedModel folder without Keras metadata.
-    """
-    if not path.exists() and not path.is_symlink():
-        raise InputError(f"model {path} does not exist")
-    if path.is_dir():
-        if not (path / "saved_model.pb").is_file():
-            raise InputError(f"model {path} is a folder but not a SavedModel (no saved_model.pb)")
-        safeio.regular_files(path, "SavedModel", limit_files=safeio.MAX_ARCHIVE_MEMBERS,
-                             limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
-        if not (path / "keras_metadata.pb").is_file():
-            return SAVEDMODEL  # Keras 3 export() or tf.saved_model.save: its serving signature
-        return "unknown"
-    if path.suffix.lower() not in SUFFIXES:
-        raise InputError(
-            f"model {path} is not a Keras model file",
-            hint="give a Keras .keras or .h5 file, or a SavedModel folder",
-        )
-    return _saved_keras_version(path)
-
-
-def _saved_keras_version(path: Path) -> str:
-    if path.suffix.lower() == ".keras":
-        return _keras_archive_version(path)
-    import h5py
-
-    safeio.check_hdf5(safeio.regular_file(path, "model"), f"model {path}",
-                      limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
-    try:
-        with h5py.File(path, "r") as f:
-            version = f.attrs.get("keras_version", "unknown")
-            has_config = "model_config" in f.attrs
-            config = f.attrs.get("model_config") if has_config else None
-    except OSError as exc:
-        raise InputError(f"model {path} is not a readable HDF5 file ({exc})") from None
-    if not has_config:
-        raise InputError(
-            f"model {path} holds weights only (no model_config)",
-            hint="save the whole model with model.save(), not save_weights()",
-        )
-    if isinstance(config, bytes | str):
-        _check_config_names(safeio.load_json(config, f"model {path}: model_config"), str(path))
-    return version.decode() if isinstance(version, bytes) else str(version)
-
-
-def _keras_archive_version(path: Path) -> str:
-    """A .keras archive's Keras version, its members checked (sizes, methods, its weights'
-    datasets) before any loader extracts or reads them."""
-    where = f"model {path}"
-    with safeio.open_archive(path, "model", kind=".keras") as archive:
-        names = archive.namelist()
-        if "metadata.json" not in names:
-            raise InputError(f"model {path} is not a readable .keras archive (no metadata.json)")
-        text = safeio.read_member(archive, "metadata.json", where, limit=1 << 20)
-        meta = safeio.load_json(text, f"{where}: metadata.json")
-        if "config.json" in names:  # layer names before TensorFlow starts
-            limit = safeio.MAX_JSON_MEMBER_BYTES
-            config = safeio.read_member(archive, "config.json", where, limit=limit)
-            _check_config_names(safeio.load_json(config, f"{where}: config.json"), str(path))
-        for weights in (n for n in names if n.endswith(".h5")):
-            safeio.check_hdf5_member(archive, weights, f"{where}: {weights}",
-                                     limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
-    version = meta.get("keras_version", "unknown") if isinstance(meta, dict) else "unknown"
-    return str(version)
-
-
-def load_keras_model(path: Path, custom_objects: dict | None = None):
-    """Load a tf_keras or Keras 3 model, or a SavedModel's signature (TensorFlow imported here)."""
-    version = inspect_model_file(path)
-    if version == SAVEDMODEL:
+    checked = examine(path, custom_names(custom_objects or {}), trust=trust)
+    if checked.code and on_code is not None:
+        on_code(checked.code)
+    if checked.kind == SIGNATURE:
         model = SignatureModel.load(path)
         check_model_io(model, str(path))
         return model
-    if version.startswith("3"):
+    if checked.kind == KERAS3:
         from edgec.pipeline import keras3
 
         loader = keras3.load_model
     else:
         loader = _load_tf_keras
     try:
-        model = loader(path, custom_objects)
+        model = loader(path, custom_objects, safe_mode=not trust)
     except Exception as exc:  # Keras raises many types for unreadable or custom models
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = None
         if any(s in first for s in ("Unknown layer", "custom", "Could not locate", "deserialized")):
             hint = "the model uses custom layers: give their code with --custom-objects FILE.py"
-        raise InputError(f"cannot load model {path}: {first}", hint=hint) from None
+        raise InputError(f"cannot load model {path}: {first[:300]}", hint=hint) from None
     check_model_io(model, str(path))
     return model
 
 
-def _load_tf_keras(path: Path, custom_objects: dict | None = None):
+def _load_tf_keras(path: Path, custom_objects: dict | None = None, *, safe_mode: bool = True):
     from edgec._tf import keras
 
-    return keras.models.load_model(path, compile=False, custom_objects=custom_objects)
+    return keras.models.load_model(
+        path, compile=False, custom_objects=custom_objects, safe_mode=safe_mode
+    )
+
+
+def custom_names(custom_objects: dict) -> frozenset[str]:
+    """The names a model file may use for ``--custom-objects``: theirs, and the names
+    Keras 3 and tf_keras registered them under (``package>Name``)."""
+    if not custom_objects:
+        return frozenset()
+    from edgec._tf import keras
+    from edgec.pipeline import keras3
+
+    names = set(custom_objects)
+    for value in custom_objects.values():
+        names.update(keras3.registered_names(value))
+        with contextlib.suppress(Exception):  # not a Keras object (a helper of the file)
+            names.add(keras.saving.get_registered_name(value))
+    return frozenset(names)
+
+
+def absolute_custom_objects(spec: str | None) -> str | None:
+    """``--custom-objects``'s file made absolute (a module name stays as it is): the model
+    process works in a folder of its own."""
+    if spec is not None and (spec.endswith(".py") or Path(spec).exists()):
+        return os.path.abspath(spec)
+    return spec
 
 
 def load_custom_objects(spec: str | None) -> dict:
@@ -203,45 +172,6 @@ class SignatureModel:
 
     def count_params(self) -> int:
         return int(sum(np.prod(v.shape) for v in self._function.variables))
-
-
-# TensorFlow's root name scopes (each layer's weights and ops are created under one):
-# Keras 3 accepts other names ('dense one', 'ü', '_x'), which fail deep in the conversion
-_SCOPE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")
-
-
-def check_layer_names(model, source: str) -> None:
-    """Every layer (nested ones too) has a name TensorFlow can use as a name scope."""
-    stack = list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop()
-        _check_name(layer.name, source)
-        stack.extend(getattr(layer, "layers", []))
-
-
-def _check_name(name: str, source: str) -> None:
-    if not _SCOPE_NAME.fullmatch(name):
-        raise InputError(
-            f"model {source}: layer {printable(repr(name))[:80]} has a name TensorFlow "
-            "cannot use (letters, digits and . _ - / > only, not starting with _ - / >)",
-            hint="rename the layer when building the model (name=...) and save it again",
-        )
-
-
-def _check_config_names(config: object, source: str) -> None:
-    """The layer names in a saved model's config (nested models' too), as
-    check_layer_names checks a loaded model's: read before TensorFlow starts."""
-    stack = [config]
-    while stack:
-        item = stack.pop()
-        inner = item.get("config") if isinstance(item, dict) else None
-        layers = inner.get("layers") if isinstance(inner, dict) else None
-        for layer in layers if isinstance(layers, list) else []:
-            layer_config = layer.get("config") if isinstance(layer, dict) else None
-            name = layer_config.get("name") if isinstance(layer_config, dict) else None
-            if isinstance(name, str):
-                _check_name(name, source)
-            stack.append(layer)
 
 
 def check_model_io(model, source: str) -> None:

@@ -108,7 +108,8 @@ class Stage:
         """Checks against the stages before this one in the recipe, at parse time."""
 
     def resolve_paths(self, params: dict[str, Any], folder: Path) -> dict[str, Any]:
-        """Parameters naming files, made relative to a recipe file's ``folder``."""
+        """Parameters naming files, made relative to a recipe file's ``folder`` (through
+        ``file_in_recipe_folder``)."""
         return params
 
     def plan(self, sp: StagePlan, plan: CompressionPlan, model: Any, train: Dataset | None) -> Any:
@@ -145,6 +146,23 @@ class Stage:
     def summary_tail(self, m: dict[str, Any]) -> list[str]:
         """Parts that close the summary line, after the common ones."""
         return []
+
+
+def file_in_recipe_folder(folder: Path, name: str, what: str) -> Path:
+    """A file a recipe names: relative to the recipe's folder, and inside it.
+
+    A recipe comes from a pull request like the model: an absolute path, ``..`` or a
+    symbolic link out of the folder would let it load any model file on the machine (one
+    a CI that accepts only ``.keras`` models never checked).
+    """
+    path = Path(name)
+    resolved = (folder / path).resolve()
+    if path.is_absolute() or ".." in path.parts or not resolved.is_relative_to(folder.resolve()):
+        raise InputError(
+            f"recipe in {folder}: {what} '{name}' is not a file inside the recipe's folder",
+            hint="put the file next to the recipe (or below it) and name it relative to the recipe",
+        )
+    return folder / path
 
 
 _REGISTRY: dict[str, Stage] = {}

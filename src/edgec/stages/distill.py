@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from edgec.errors import InputError
-from edgec.stages.base import Param, ShortForm, Stage, register, training_params
+from edgec.stages.base import (
+    Param,
+    ShortForm,
+    Stage,
+    file_in_recipe_folder,
+    register,
+    training_params,
+)
 from edgec.stages.metrics import DistillMetrics
 from edgec.stages.plan import (
     SEED,
@@ -76,15 +83,16 @@ class Distill(Stage):
             )
 
     def resolve_paths(self, params: dict[str, Any], folder: Path) -> dict[str, Any]:
-        """A student file in a recipe file is relative to the recipe's folder."""
-        if params["student"] and not Path(params["student"]).is_absolute():
-            return {**params, "student": str(folder / params["student"])}
+        """A student file in a recipe file is inside the recipe's folder, named relative to it."""
+        if params["student"]:
+            student = file_in_recipe_folder(folder, params["student"], "distill student")
+            return {**params, "student": str(student)}
         return params
 
     def plan(self, sp: StagePlan, plan: CompressionPlan, model: Any, train: Any) -> Any:
         from edgec._tf import keras
 
-        plan.student, plan.student_origin = _plan_student(sp.spec, model)
+        plan.student, plan.student_origin = _plan_student(sp.spec, model, plan.trust_model)
         check_model_kind(plan.student, keras, what="the student")
         return plan.student
 
@@ -103,7 +111,7 @@ class Distill(Stage):
         return [f"parameters {m['teacher_parameters']:,} → {m['student_parameters']:,}"]
 
 
-def _plan_student(spec: StageSpec, teacher) -> tuple[Any, str]:
+def _plan_student(spec: StageSpec, teacher, trust_model: bool = False) -> tuple[Any, str]:
     """The student and where it came from (for the metrics)."""
     from edgec.pipeline.model_io import load_keras_model
 
@@ -111,7 +119,7 @@ def _plan_student(spec: StageSpec, teacher) -> tuple[Any, str]:
         path = Path(spec["student"])
         if not path.exists():
             raise fail(spec, f"student model {path} does not exist", "give an existing file")
-        student, how = load_keras_model(path), spec["student"]
+        student, how = load_keras_model(path, trust=trust_model), spec["student"]
     else:
         student, how = derive_student(teacher, spec["width"], spec["init"])
     for what, t, s in (

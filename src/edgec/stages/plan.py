@@ -56,6 +56,7 @@ class CompressionPlan:
     targets_from: str = "labels"
     teacher: Any = None  # targets_from == "teacher": the input model
     planned: Any = None  # the model after every stage's plan, untrained (edgec fit screens it)
+    trust_model: bool = False  # --trust-model: a model file a stage loads may carry code
 
     def labelled(self, data: Dataset) -> Dataset:
         """``data`` with the targets the training stages fit."""
@@ -96,7 +97,9 @@ class CompressionPlan:
 # ---------------------------------------------------------------------------- validation
 
 
-def validate(recipe: Recipe, model, train: Dataset | None) -> CompressionPlan:
+def validate(
+    recipe: Recipe, model, train: Dataset | None, *, trust_model: bool = False
+) -> CompressionPlan:
     """Check the whole recipe against the model and data; raise before any training."""
     from edgec._tf import keras
 
@@ -110,6 +113,7 @@ def validate(recipe: Recipe, model, train: Dataset | None) -> CompressionPlan:
         output_shape=output_shape,
         targets_from=targets_from,
         teacher=model if targets_from == "teacher" else None,
+        trust_model=trust_model,
     )
     target = model  # the model later stages apply to: the student after distill
     for spec in recipe.stages:

@@ -24,6 +24,7 @@ from edgec._process import find_tool
 from edgec.artifact import Artifact
 from edgec.errors import InputError, ToolError
 from edgec.report import Check
+from edgec.sandbox.launch import confined_command
 from edgec.targets.analyzers import Analysis, register_kind
 from edgec.targets.analyzers.vela_compiled import VELA_OP, precompiled
 from edgec.targets.profile import TargetProfile
@@ -168,8 +169,11 @@ def run_vela(tflite: bytes, profile: TargetProfile) -> dict:
             str(folder / "out"),
             "--show-cpu-operations",
         ]
+        args, env = confined_command(["--exec", *args], folder)  # reads the model, writes out/
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=VELA_TIMEOUT_S)
+            proc = subprocess.run(
+                args, capture_output=True, text=True, timeout=VELA_TIMEOUT_S, env=env
+            )
         except subprocess.TimeoutExpired:
             raise ToolError(f"Vela did not finish within {VELA_TIMEOUT_S} s") from None
         if proc.returncode != 0:

@@ -1,0 +1,398 @@
+"""The model process: where a command's untrusted model is loaded, traced, trained and
+converted, confined (``launch``), while the parent only relays progress and writes outputs.
+
+Parent and child speak JSON lines: the parent sends ``{"entry", "payload"}``; the child
+answers with events (``{"event": ...}``, relayed to the caller) and ends each call with
+``{"done": true}`` (its result in ``result.json`` in its private folder) or an error.
+Nothing the child sends is unpickled or executed: it is JSON, read as data, and an
+error names one of edgec's own error classes or is reported as the child's internal
+error. The entries a child runs are a fixed table of edgec functions.
+
+A child that dies is diagnosed: a limit it reached (CPU time, file size, memory, open
+files) is one line naming the limit and how to raise it; any other death names its
+signal. Either way nothing is written (the parent writes only after a result).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from edgec import errors
+from edgec._process import forget_on_interrupt, stop_on_interrupt
+from edgec.sandbox.kernel import Limits
+from edgec.sandbox.launch import ENV_LIMITS, ENV_POLICY, Policy, command, limits_from_env
+
+_ERRORS = {
+    cls.__name__: cls
+    for cls in (errors.EdgecError, errors.InputError, errors.UsageError,
+                errors.ConversionError, errors.ToolError, errors.LimitError)
+}  # fmt: skip
+
+# entry name -> "module:function" run in the child: function(payload, emit) -> dict
+ENTRIES = {
+    "build": "edgec.builder:sandboxed_build",
+    "inspect": "edgec.pipeline.inspect:sandboxed_inspect",
+    "trial": "edgec.fit.trial:sandboxed_trial",
+}
+# What a child may do before its first call, while its parent still checks the inputs:
+# start the converter child (its TensorFlow import then overlaps this one's), import
+# TensorFlow and the entries' modules.
+WARM_UPS = {
+    "converter": "edgec.pipeline.convert:start_converter",
+    "tensorflow": "edgec._tf:set_threads",  # the import is the point; set_threads unused
+}
+_RESULT = "result.json"  # in the child's private folder
+_MAX_MESSAGE = 1 << 20  # an event line; results travel in _RESULT
+_LOG = "stderr.log"  # the child's stderr (without --debug), beside that folder
+
+
+class ModelProcess:
+    """One confined model process, started on first use, for the calls of one command.
+
+    ``readable``: the command's input files and folders (the model, data, recipe,
+    profiles, custom objects). Use it as a context manager; ``close`` ends the child.
+    """
+
+    def __init__(
+        self,
+        readable: Sequence[str | Path] = (),
+        *,
+        debug: bool = False,
+        warm_up: Sequence[str] = ("tensorflow",),
+        python_path: Sequence[str] = (),
+    ) -> None:
+        self.limits = limits_from_env()
+        self.debug = debug
+        self._warm_up = tuple(warm_up)
+        self._python_path = tuple(python_path)
+        self._readable = tuple(sorted({os.path.abspath(p) for p in readable}))
+        self._folder: Path | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._busy = False  # a call is in flight (an interrupt left it unanswered)
+        stop_on_interrupt(self.kill)
+
+    def __enter__(self) -> ModelProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(
+        self, entry: str, payload: dict[str, Any], on_event: Callable[[dict], None] | None = None
+    ) -> dict[str, Any]:
+        """Run ``entry`` in the child on ``payload``; its result (a JSON object)."""
+        proc = self.start()
+        assert proc.stdin is not None and proc.stdout is not None and self._folder is not None
+        result = self._folder / "work" / _RESULT
+        result.unlink(missing_ok=True)
+        self._busy = True  # until the child answers: an exception here leaves it working
+        return self._answer(proc, entry, payload, on_event, result)
+
+    def _answer(
+        self,
+        proc: subprocess.Popen[str],
+        entry: str,
+        payload: dict[str, Any],
+        on_event: Callable[[dict], None] | None,
+        result: Path,
+    ) -> dict[str, Any]:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps({"entry": entry, "payload": payload}) + "\n")
+            proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+        while line := proc.stdout.readline(_MAX_MESSAGE):
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # not a message (or the rest of one too long to be one)
+            if not isinstance(message, dict):
+                continue
+            if "event" in message:
+                if on_event is not None:
+                    on_event(message)
+            elif message.get("done") is True:
+                self._busy = False
+                return _read_result(result, self.limits)
+            elif "error" in message:
+                self._busy = False
+                raise _error(message["error"], self.limits)
+        self._busy = False
+        raise self._died()
+
+    def close(self) -> None:
+        """End the child: at once if a call is in flight (an error or a signal left it
+        working for nothing), else once it has finished cleanly."""
+        forget_on_interrupt(self.kill)
+        if self._busy:
+            self.kill()
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            assert proc.stdin is not None
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    def kill(self) -> None:
+        """End the child now (the command was interrupted or failed)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def start(self) -> subprocess.Popen[str]:
+        """Start the child now (else at the first call): it confines itself and warms up
+        (``WARM_UPS``) while this process goes on."""
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="edgec-model-"))
+        private = self._folder / "work"
+        private.mkdir(exist_ok=True)
+        policy = Policy(str(private), self.limits, self._readable, debug=self.debug)
+        # the folders of plug-ins the caller registered are the child's too
+        argv, env = command(["edgec.sandbox.worker", *self._warm_up], policy, self._python_path)
+        log = None if self.debug else open(self._folder / _LOG, "wb")  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                argv, env=env, cwd=private, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, text=True, bufsize=1,
+            )  # fmt: skip
+        finally:
+            if log is not None:
+                log.close()
+        return self._proc
+
+    def _died(self) -> errors.EdgecError:
+        proc = self._proc
+        assert proc is not None
+        code = proc.wait()
+        self._proc = None
+        log = ""
+        if self._folder is not None and (self._folder / _LOG).exists():
+            with open(self._folder / _LOG, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
+                log = f.read().decode("utf-8", "replace")
+        return diagnose(code, log, self.limits)
+
+
+def _read_result(path: Path, limits: Limits) -> dict[str, Any]:
+    try:  # the child's own regular file (not a link it planted), of at most its file limit
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise OSError("not a regular file")
+            data = json.loads(f.read(limits.file_bytes + 1))
+    except (OSError, ValueError) as exc:
+        raise errors.ToolError(f"the model process gave no readable result ({exc})") from None
+    if not isinstance(data, dict):
+        raise errors.ToolError("the model process gave a result that is not a JSON object")
+    return data
+
+
+class RemoteError(RuntimeError):
+    """An unexpected exception in the model process (a bug), with its type and traceback."""
+
+    def __init__(self, remote_type: str, message: str, remote_traceback: str) -> None:
+        super().__init__(message)
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+
+
+def _error(data: Any, limits: Limits) -> BaseException:
+    if not isinstance(data, dict):
+        return errors.ToolError("the model process failed without saying why")
+    text = str(data.get("message", ""))
+    trace = str(data.get("traceback", ""))
+    if data.get("limit"):
+        return limit_error(str(data["limit"]), limits)
+    cls = _ERRORS.get(str(data.get("class")))
+    if cls is None:
+        return RemoteError(str(data.get("class", "Exception")), text, trace)
+    hint = data.get("hint")
+    exc = cls(text, hint=str(hint) if hint is not None else None)
+    exc.remote_traceback = trace  # type: ignore[attr-defined]
+    return exc
+
+
+def limit_error(limit: str, limits: Limits) -> errors.LimitError:
+    what = {
+        "memory": f"its memory limit ({_size(limits.memory_bytes)} of address space)",
+        "cpu": f"its CPU time limit ({limits.cpu_seconds:,} s)",
+        "file": f"its file size limit ({_size(limits.file_bytes)} per file)",
+        "files": f"its open files limit ({limits.open_files:,})",
+    }.get(limit, f"a limit ({limit})")
+    raised = {  # twice the limit, as EDGEC_LIMITS writes it
+        "memory": f"memory={_as_written(2 * limits.memory_bytes)}",
+        "cpu": f"cpu={-(-2 * limits.cpu_seconds // 3600)}h",
+        "file": f"file={_as_written(2 * limits.file_bytes)}",
+        "files": f"files={4 * limits.open_files}",
+    }
+    return errors.LimitError(
+        f"the model process reached {what}; nothing was written",
+        hint=f"if the model really needs more, raise it with {ENV_LIMITS}="
+        f"{raised.get(limit, raised['memory'])}",
+    )
+
+
+def _as_written(n: int) -> str:
+    """``n`` bytes in the largest unit that holds it whole (``32GiB``, ``48KiB``)."""
+    unit = next(u for u, f in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("B", 1))
+                if n % f == 0)  # fmt: skip
+    return f"{n // {'GiB': 2**30, 'MiB': 2**20, 'KiB': 2**10, 'B': 1}[unit]}{unit}"
+
+
+def _size(n: int) -> str:
+    from edgec.units import format_size
+
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else format_size(n)
+
+
+_FILE_SIGN = os.strerror(errno.EFBIG)  # "File too large"
+_MEMORY_SIGNS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "OOM when allocat",
+                 "failed to allocate", "Resource exhausted")  # fmt: skip
+
+
+def diagnose(code: int, log: str, limits: Limits) -> errors.EdgecError:
+    """Why the child ended without an answer: a limit it reached, or its signal."""
+    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and "SIGXCPU" in log):
+        return limit_error("cpu", limits)
+    if code == -signal.SIGXFSZ or _FILE_SIGN in log:
+        return limit_error("file", limits)
+    if any(sign in log for sign in _MEMORY_SIGNS):
+        return limit_error("memory", limits)
+    if "Too many open files" in log:
+        return limit_error("files", limits)
+    how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+    return errors.ToolError(
+        f"the model process ended unexpectedly ({how}); nothing was written",
+        hint="run with --debug to see its log",
+    )
+
+
+# ------------------------------------------------------------------------- the child
+
+
+def serve() -> None:
+    """The child's loop: one call per line on stdin, until stdin closes."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # print() and progress bars of the libraries go to the log, not the protocol
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+
+    def send(message: dict) -> None:
+        answers.write(json.dumps(message) + "\n")
+        answers.flush()
+
+    result_path = os.path.join(os.getcwd(), _RESULT)  # the private folder (launch.main)
+    debug = Policy.from_json(os.environ[ENV_POLICY]).debug
+    for step in sys.argv[1:]:  # the warm-ups, in order
+        module, _, name = WARM_UPS[step].partition(":")
+        function = getattr(importlib.import_module(module), name)
+        if step == "converter":
+            function()
+    try:
+        for line in sys.stdin:
+            request = json.loads(line)
+            module, _, name = ENTRIES[request["entry"]].partition(":")
+            function = getattr(importlib.import_module(module), name)
+            try:
+                result = function(request["payload"], send)
+                with open(result_path, "w") as f:
+                    json.dump(result, f)
+                send({"done": True})
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # every failure becomes one message
+                send({"error": _describe(exc)})
+            if debug:
+                print(f"sandbox: {_peaks()}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
+        sys.exit(128 + signal.SIGINT)
+
+
+def _peaks() -> str:
+    """This process's peak address space and resident memory so far (``--debug``: what
+    the memory limit must allow)."""
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return (
+        f"peak address space {fields.get('VmPeak', '?').strip()}, "
+        f"peak resident {fields.get('VmHWM', '?').strip()}"
+    )
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    trace = "".join(traceback.format_exception(exc))
+    limit = _limit_of(exc)
+    if limit is not None:
+        return {"limit": limit, "traceback": trace}
+    if isinstance(exc, errors.EdgecError):
+        cls = next(c for c in type(exc).__mro__ if c.__name__ in _ERRORS)
+        return {"class": cls.__name__, "message": exc.message, "hint": exc.hint,
+                "traceback": trace}  # fmt: skip
+    return {"class": type(exc).__name__, "message": str(exc), "traceback": trace}
+
+
+def _limit_of(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        # TensorFlow's allocator says so in its message (ResourceExhaustedError, or an
+        # error a loader re-raised with the first line of it)
+        if isinstance(seen, MemoryError) or any(sign in str(seen) for sign in _MEMORY_SIGNS):
+            return "memory"
+        if isinstance(seen, OSError) and seen.errno in (errno.EMFILE, errno.ENFILE):
+            return "files"
+        # Python ignores SIGXFSZ: a write beyond the limit fails with EFBIG, which
+        # TensorFlow re-raises as its own error with the message ("File too large")
+        if (isinstance(seen, OSError) and seen.errno == errno.EFBIG) or _FILE_SIGN in str(seen):
+            return "file"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextlib.contextmanager
+def relayed_stages(progress: Any) -> Iterator[Callable[[dict], None]]:
+    """An ``on_event`` that replays the child's stage events on a builder ``Progress``."""
+    stack = contextlib.ExitStack()
+    with stack:
+
+        def on_event(event: dict) -> None:
+            kind = event.get("event")
+            if kind == "stage":
+                stack.enter_context(
+                    progress.stage(str(event.get("name", "")), str(event.get("description", "")))
+                )
+            elif kind == "stage_end":
+                stack.close()
+            elif kind == "message":
+                progress.message(str(event.get("text", "")))
+            elif kind == "warning":
+                progress.warning(str(event.get("text", "")))
+
+        yield on_event
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,0 +1,310 @@
+"""Issue 20: model files are data. Every case is a file that runs code (or writes files)
+when a library loads it, made by ``tests/support/hostile_models.py``; each runs a real
+``python -m edgec`` process, from a folder holding a module the file names, and shows:
+
+- no code ran: the marker file its payload creates does not exist;
+- nothing was written outside ``--out`` and the private temporary folder (the working
+  folder is unchanged, TMPDIR is empty again, ``--out`` was not created);
+- it ended within 30 s with a peak resident memory under 2 GiB (the largest process of
+  the command's tree, from ``wait4``);
+- one clear ``error:`` line, exit 1, no traceback, no internal error.
+
+The issue's cases come first (a .keras steering to tf_keras with an old Lambda and with an
+arbitrary module, an .h5 Lambda, a SavedModel with a file-writing initializer, a recipe's
+student path, a tf_keras SavedModel with a Lambda), then variants an attacker would try
+next. ``--trust-model`` is the way out, and the sandbox still holds then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgec
+from tests.conftest import assert_clean_failure, run_edgec
+from tests.support import hostile_models as hostile
+
+TIME_LIMIT_S = 30
+MEMORY_LIMIT = 2 * 2**30
+SHADOW_MODULE = "evil_mod"  # a module a .keras file names, lying in the working folder
+
+
+@dataclass
+class Hostile:
+    work: Path  # the working folder of every run (a pull request's checkout)
+    marker: Path  # what any payload creates
+    files: dict[str, Path]
+    data: Path  # samples of the models' 4-feature input
+    sensitive: Path  # a file a payload copies
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory) -> Hostile:
+    work = tmp_path_factory.mktemp("checkout")
+    marker = work / "MARKER"
+    models = work / "models"
+    models.mkdir()
+    sensitive = work / "secret.txt"
+    sensitive.write_text("token")
+    # imported by anything that imports the module a file names, from the working folder
+    (work / f"{SHADOW_MODULE}.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n"
+    )
+    files = {
+        "steered_keras": hostile.keras_steered_to_legacy(models, marker),
+        "module_keras": hostile.keras_names_module(models, SHADOW_MODULE),
+        "antigravity_keras": hostile.keras_names_module(models, "antigravity"),
+        "lambda_h5": hostile.h5_lambda(models, marker),
+        "initializer_savedmodel": hostile.savedmodel_initializer_copies(models, sensitive, marker),
+        "lambda_savedmodel": hostile.savedmodel_lambda(models, marker),
+        # beyond the issue
+        "nested_lambda_h5": hostile.h5_lambda(models, marker, nested="sequential"),
+        "wrapped_lambda_h5": hostile.h5_lambda(models, marker, nested="wrapper"),
+        "keras3_lambda_keras": hostile.keras3_lambda_claiming_keras2(models, marker),
+        "os_system_keras": hostile.keras_function_names_os_system(models),
+        "registered_keras": hostile.keras_registered_name(models),
+        "tf_op_h5": hostile.h5_tf_op_writes_file(models, marker),
+        "pickled_h5": hostile.h5_pickled_attribute(models, marker),
+        "lazy_savedmodel": hostile.savedmodel_serving_reads_lazily(models, marker),
+        "pyfunc_savedmodel": hostile.savedmodel_py_function(models, marker),
+        "huge_keras": hostile.huge_config(models),
+        "memory_bomb_keras": hostile.keras_memory_bomb(models),
+    }
+    embedded = models / "keras24"
+    embedded.mkdir()
+    files["keras24_lambda_savedmodel"] = hostile.keras24_embedded_lambda(embedded, marker)
+    data = work / "data.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.normal(size=(64, 4)).astype(np.float32), y=rng.integers(0, 3, 64))
+    assert not marker.exists()
+    return Hostile(work, marker, files, data, sensitive)
+
+
+@dataclass
+class Result:
+    code: int
+    err: str
+    seconds: float
+    peak_bytes: int
+
+
+def run_real(args: list[str | Path], cwd: Path, tmp: Path, env: dict | None = None) -> Result:
+    """``python -m edgec ARGS`` in ``cwd`` (its TMPDIR ``tmp``): exit code, stderr, wall
+    time and the peak resident memory of its largest process (ru_maxrss, in KiB)."""
+    start = time.monotonic()
+    # the edgec under test, whatever the working folder (PYTHONPATH may be relative)
+    path = os.pathsep.join([str(Path(edgec.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgec", *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, "TMPDIR": str(tmp), "BROWSER": f"touch {cwd / 'MARKER'}",
+             "PYTHONPATH": path, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode("utf-8", "replace")
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Result(proc.returncode, err, time.monotonic() - start, usage.ru_maxrss * 1024)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_refused(h: Hostile, tmp_path: Path, args: list, *needles: str) -> Result:
+    """Run ``args`` as edgec in the checkout and check every property of the issue."""
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    out = tmp_path / "out"
+    before = snapshot(h.work)
+    result = run_real([*args, *(["--out", out] if args[0] == "build" else [])], h.work, tmp)
+    lines = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert result.code == 1, result.err
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err and "internal error" not in result.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert not h.marker.exists(), "the file's code ran"
+    assert snapshot(h.work) == before, "something was written into the checkout"
+    assert not out.exists() and list(tmp.iterdir()) == []
+    assert result.seconds < TIME_LIMIT_S, result.seconds
+    assert result.peak_bytes < MEMORY_LIMIT, result.peak_bytes
+    return result
+
+
+ISSUE_CASES = [
+    ("steered_keras", "TensorFlow's legacy Keras class"),
+    ("module_keras", f"names module '{SHADOW_MODULE}'"),
+    ("antigravity_keras", "names module 'antigravity'"),
+    ("lambda_h5", "layer 'evil_lambda' is a Lambda"),
+    ("initializer_savedmodel", "ReadFile"),
+    ("lambda_savedmodel", "layer 'evil_lambda' is a Lambda"),
+]
+VARIANTS = [
+    ("nested_lambda_h5", "layer 'hidden_lambda' is a Lambda"),
+    ("wrapped_lambda_h5", "is a Lambda"),
+    ("keras3_lambda_keras", "is a Lambda"),
+    ("os_system_keras", "names module 'os'"),
+    ("registered_keras", "names module 'evil_module'"),
+    ("tf_op_h5", "'io.write_file'"),
+    ("pickled_h5", "not JSON text"),
+    ("lazy_savedmodel", "WriteFile"),
+    ("pyfunc_savedmodel", "PyFunc"),
+    ("huge_keras", "too large"),
+    ("memory_bomb_keras", "memory limit"),
+    ("keras24_lambda_savedmodel", "is a Lambda"),
+]
+
+
+@pytest.mark.parametrize("case, needle", ISSUE_CASES + VARIANTS)
+def test_inspect_runs_nothing_from_the_file(hostile_files, tmp_path, case, needle):
+    assert_refused(hostile_files, tmp_path, ["inspect", hostile_files.files[case]], needle)
+
+
+@pytest.mark.parametrize("case, needle", ISSUE_CASES[:1] + ISSUE_CASES[3:5])
+def test_build_runs_nothing_from_the_file(hostile_files, tmp_path, case, needle):
+    h = hostile_files
+    args = ["build", h.files[case], "--data", h.data, "--target", "cortex-m"]
+    assert_refused(h, tmp_path, args, needle, "--trust-model")
+
+
+@pytest.mark.parametrize("student", ["../models/lambda.h5", "{models}/lambda.h5", "link/lambda.h5"])
+def test_a_recipe_loads_no_model_outside_its_folder(hostile_files, tmp_path, student):
+    """A distill student named by a recipe resolves inside the recipe's folder: ``..``,
+    an absolute path and a symbolic link out of it are refused before anything loads."""
+    h = hostile_files
+    recipes = h.work / "recipes"
+    recipes.mkdir(exist_ok=True)
+    if not (recipes / "link").exists():
+        (recipes / "link").symlink_to(h.work / "models")
+    recipe = recipes / f"distill_{abs(hash(student))}.toml"
+    name = student.format(models=h.work / "models")
+    recipe.write_text(f'name = "x"\n[[stage]]\ntype = "distill"\nstudent = "{name}"\n')
+    args = ["build", h.files["lambda_h5"], "--data", h.data, "--target", "cortex-m",
+            "--recipe", recipe]  # fmt: skip
+    assert_refused(h, tmp_path, args, "is not a file inside the recipe's folder")
+
+
+def test_python_c_gate_imports_nothing_from_the_checkout(hostile_files, tmp_path):
+    """The README's ``python -c "import edgec; ..."`` gate: the current directory is on
+    that process's sys.path, but the model process's path holds neither it nor '', and
+    the file's module is refused before any import."""
+    h = hostile_files
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    code = (
+        "import edgec, sys\n"
+        "try:\n"
+        f"    edgec.inspect({str(h.files['module_keras'])!r})\n"
+        "except edgec.errors.EdgecError as e:\n"
+        "    print(e.message, file=sys.stderr); sys.exit(e.exit_code)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(Path(edgec.__file__).parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=h.work, capture_output=True, text=True, env=env,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and f"names module '{SHADOW_MODULE}'" in proc.stderr
+    assert not h.marker.exists()
+
+
+def test_python_m_edgec_drops_the_current_directory(hostile_files, tmp_path):
+    """A ``click.py`` in the checkout would be imported by ``python -m edgec`` (the cwd is
+    first on its sys.path) before any model is read; ``__main__`` drops it."""
+    h = hostile_files
+    shadow = h.work / "click.py"
+    shadow.write_text(f"import pathlib\npathlib.Path({str(h.marker)!r}).touch()\n")
+    try:
+        result = run_real(["--version"], h.work, tmp_path)
+    finally:
+        shadow.unlink()
+    assert result.code == 0, result.err
+    assert not h.marker.exists()
+
+
+def test_trust_model_builds_a_lambda_model_and_says_it_runs_code(tmp_path):
+    """The way out: ``--trust-model`` loads a Lambda (here a harmless one) and says so."""
+    from edgec._tf import keras
+
+    x = keras.layers.Input((4,))
+    y = keras.layers.Lambda(lambda t: t * 2.0, name="double")(keras.layers.Dense(8)(x))
+    keras.Model(x, keras.layers.Dense(3)(y)).save(tmp_path / "lambda.h5")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(64, 4)).astype(np.float32),
+             y=rng.integers(0, 3, 64))  # fmt: skip
+    args = ["build", tmp_path / "lambda.h5", "--data", tmp_path / "d.npz", "--target",
+            "cortex-m", "--out", tmp_path / "out"]  # fmt: skip
+    assert_clean_failure(run_edgec(*args), "layer 'double' is a Lambda", "--trust-model")
+    run = run_edgec(*args, "--trust-model")
+    assert run.code == 0, run.err
+    assert "--trust-model: the model file's own code runs" in run.err
+    assert "layer 'double' (Lambda)" in run.err
+    report = (tmp_path / "out" / "report.json").read_text()
+    assert '"trusted_code"' in report
+
+
+def test_trusted_code_still_runs_in_the_sandbox(hostile_files, tmp_path):
+    """With ``--trust-model`` the Lambda's payload runs, inside the model process: its
+    write outside the private folder is refused, and the command fails in one line."""
+    h = hostile_files
+    result = run_real(["inspect", h.files["lambda_h5"], "--trust-model"], h.work, tmp_path)
+    assert result.code == 1 and "cannot load model" in result.err
+    assert not h.marker.exists()
+
+
+def test_keras24_savedmodel_loads_as_keras(user_model, tmp_path):
+    """Issue 19: a Keras 2.4 SavedModel keeps its Keras metadata in saved_model.pb; it loads
+    as the Keras model (a recipe is accepted, layers are named as Keras names them and
+    the per-layer error is measured), not as a bare signature."""
+    from edgec._tf import keras
+
+    path = tmp_path / "kws24"
+    keras.models.load_model(user_model.keras).save(path, save_format="tf")
+    hostile.embed_keras_metadata(path)
+    assert not (path / "keras_metadata.pb").exists()
+    out = tmp_path / "out"
+    run = run_edgec("build", path, "--data", user_model.data, "--target", "cortex-m",
+                    "--out", out, "--prune", "0.5", "--epochs", "1")  # fmt: skip
+    assert run.code in (0, 3), run.err
+    report = json.loads((out / "report.json").read_text())
+    assert any(s["name"] == "prune" for s in report["stages"])
+    layers = report["layers"]
+    assert all(layer["name"].count("digits_cnn") <= 1 for layer in layers)
+    assert any(layer.get("error_steps") is not None for layer in layers)
+
+
+@pytest.mark.parametrize(
+    "limits, args, needle",
+    [
+        ("cpu=1", ["inspect", "{model}"], "CPU time limit (1 s)"),
+        ("file=16KiB", ["build", "{model}", "--data", "{data}", "--target", "cortex-m"],
+         "file size limit (16.0 KiB"),
+    ],
+)  # fmt: skip
+def test_a_limit_that_trips_is_one_line(user_model, tmp_path, limits, args, needle):
+    """EDGEC_LIMITS lowered below what a build of a real model needs: the limit that trips
+    is named in one line, exit 1, nothing written."""
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    out = tmp_path / "out"
+    filled = [a.format(model=user_model.keras, data=user_model.data) for a in args]
+    extra = ["--out", str(out)] if args[0] == "build" else []
+    result = run_real([*filled, *extra], tmp_path, tmp, env={"EDGEC_LIMITS": limits})
+    lines = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert result.code == 1 and len(lines) == 1, result.err
+    assert needle in lines[0] and "EDGEC_LIMITS=" in lines[0], lines[0]
+    assert not out.exists() and list(tmp.iterdir()) == []

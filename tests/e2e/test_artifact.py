@@ -13,9 +13,9 @@ def test_the_arena_is_measured_once_per_artifact_and_shared_by_targets(seed_tfli
     searches = []
     real = runtimes.tflm_arena
 
-    def counted(data: bytes, model) -> int:  # the real search, counted
+    def counted(data: bytes, model, known=None) -> int:  # the real search, counted
         searches.append(len(data))
-        return real(data, model)
+        return real(data, model, known)
 
     monkeypatch.setattr(runtimes, "tflm_arena", counted)
     artifact = Artifact.from_bytes(seed_tflite)

@@ -164,7 +164,7 @@ VARIANTS = [
     ("pickled_h5", "not JSON text"),
     ("lazy_savedmodel", "WriteFile"),
     ("pyfunc_savedmodel", "PyFunc"),
-    ("huge_keras", "too large"),
+    ("huge_keras", "declares"),
     ("memory_bomb_keras", "memory limit"),
     ("keras24_lambda_savedmodel", "is a Lambda"),
 ]

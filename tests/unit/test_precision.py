@@ -277,7 +277,7 @@ def test_a_crashing_probe_costs_no_new_process(tmp_path):
     exact = runtimes.tflm_arena(model.data, model.model)
     (tmp_path / "m.tflite").write_bytes(model.data)
     np.savez(tmp_path / "i.npz", i000=np.zeros((1, 32), np.int8))
-    worker = runtimes._Worker(None, None, tmp_path / "log")
+    worker = runtimes._Worker(None, None, tmp_path / "log", tmp_path)
     target = f"\t{tmp_path / 'm.tflite'}\t{tmp_path / 'i.npz'}"
     try:
         assert worker.probe(exact, target)

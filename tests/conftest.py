@@ -23,6 +23,12 @@ import pytest
 
 from edgec.artifact.tflite_model import TfliteModel
 
+# The builds of the suite run their model work in the test process (EDGEC_SANDBOX=off,
+# edgec.sandbox.worker): the same entries and JSON as the model process, without a process
+# and a TensorFlow import per build. The tests of the sandbox, and those that start a real
+# edgec process, turn it on in that process's environment.
+os.environ["EDGEC_SANDBOX"] = "off"
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers share the 2 cores (pyproject's -n auto): one TensorFlow thread each, for
     # this process and the converter and arena children it starts (they read the same
@@ -196,7 +202,7 @@ def signal_when(
     and return its exit code and stderr."""
     proc = subprocess.Popen(
         args,
-        env={**os.environ, "TMPDIR": str(tmp)},
+        env={**os.environ, "TMPDIR": str(tmp), "EDGEC_SANDBOX": "on"},  # a real edgec
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -106,7 +106,7 @@ def run_real(args: list[str | Path], cwd: Path, tmp: Path, env: dict | None = No
         [sys.executable, "-m", "edgec", *map(str, args)],
         cwd=cwd,
         env={**os.environ, "TMPDIR": str(tmp), "BROWSER": f"touch {cwd / 'MARKER'}",
-             "PYTHONPATH": path, **(env or {})},
+             "PYTHONPATH": path, "EDGEC_SANDBOX": "on", **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -213,7 +213,8 @@ def test_python_c_gate_imports_nothing_from_the_checkout(hostile_files, tmp_path
         "except edgec.errors.EdgecError as e:\n"
         "    print(e.message, file=sys.stderr); sys.exit(e.exit_code)\n"
     )
-    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(Path(edgec.__file__).parents[1])}
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(Path(edgec.__file__).parents[1]),
+           "EDGEC_SANDBOX": "on"}  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=h.work, capture_output=True, text=True, env=env,
         timeout=120,
@@ -308,3 +309,23 @@ def test_a_limit_that_trips_is_one_line(user_model, tmp_path, limits, args, need
     assert result.code == 1 and len(lines) == 1, result.err
     assert needle in lines[0] and "EDGEC_LIMITS=" in lines[0], lines[0]
     assert not out.exists() and list(tmp.iterdir()) == []
+
+
+def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
+    """EDGEC_SANDBOX unset: the API's build runs the model work in the model process (the
+    caller never imports TensorFlow); =off runs it here (what the suite's builds use)."""
+    script = (
+        "import sys, edgec\n"
+        "report = edgec.build(target='cortex-m', out=None)\n"
+        "print(report.ok, 'tensorflow' in sys.modules)\n"
+    )
+    path = str(Path(edgec.__file__).parents[1])
+    env = {k: v for k, v in os.environ.items() if k != "EDGEC_SANDBOX"}
+    for setting, imported in ((None, "False"), ("off", "True")):
+        run_env = {**env, "PYTHONPATH": path, "TMPDIR": str(tmp_path)}
+        if setting is not None:
+            run_env["EDGEC_SANDBOX"] = setting
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=run_env, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split() == ["True", imported], (setting, done.stdout)

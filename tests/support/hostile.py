@@ -82,7 +82,7 @@ def run_bounded(
     before = _snapshot(work)
     env = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp), "TF_NUM_INTRAOP_THREADS": "1",
            "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": _python_path()}  # fmt: skip
+           "PYTHONPATH": _python_path(), "EDGEC_SANDBOX": "on"}  # fmt: skip
     out_file, err_file = tmp.parent / ".stdout", tmp.parent / ".stderr"
     start = time.monotonic()
     with open(out_file, "wb") as out, open(err_file, "wb") as err:

@@ -95,6 +95,8 @@ class ModelProcess:
         self, entry: str, payload: dict[str, Any], on_event: Callable[[dict], None] | None = None
     ) -> dict[str, Any]:
         """Run ``entry`` in the child on ``payload``; its result (a JSON object)."""
+        if sandbox_off():
+            return _call_here(entry, payload, on_event)
         proc = self.start()
         assert proc.stdin is not None and proc.stdout is not None and self._folder is not None
         result = self._folder / "work" / _RESULT
@@ -290,6 +292,43 @@ def diagnose(code: int, log: str, limits: Limits) -> errors.EdgecError:
         f"the model process ended unexpectedly ({how}); nothing was written",
         hint="run with --debug to see its log",
     )
+
+
+# --------------------------------------------------------------- EDGEC_SANDBOX=off
+
+ENV_SANDBOX = "EDGEC_SANDBOX"
+
+
+def sandbox_off() -> bool:
+    """``EDGEC_SANDBOX=off``: the model work runs in the calling process, unconfined.
+
+    For trusted models where a process per command costs more than it protects: a
+    notebook's repeated builds of one's own model, and the test suite's builds (the tests
+    of the sandbox itself run it on). The entries, their JSON payloads and results are
+    the same as in the model process; only the process boundary and the confinement
+    (limits, no network, Landlock) are gone. Never set it where models come from others.
+    """
+    value = os.environ.get(ENV_SANDBOX, "on").strip().lower()
+    if value in ("off", "0", "no", "false"):
+        return True
+    if value in ("on", "1", "yes", "true", ""):
+        return False
+    raise errors.UsageError(f"{ENV_SANDBOX}={value[:40]!r} is neither on nor off")
+
+
+def _call_here(
+    entry: str, payload: dict[str, Any], on_event: Callable[[dict], None] | None
+) -> dict[str, Any]:
+    """``ModelProcess.call`` in this process: the same entry, JSON in and out."""
+    module, _, name = ENTRIES[entry].partition(":")
+    function = getattr(importlib.import_module(module), name)
+
+    def send(message: dict) -> None:
+        if on_event is not None:
+            on_event(json.loads(json.dumps(message)))
+
+    result = function(json.loads(json.dumps(payload)), send)
+    return json.loads(json.dumps(result))
 
 
 # ------------------------------------------------------------------------- the child

@@ -4,16 +4,17 @@
 request's checkout, where a ``numpy.py`` or ``tensorflow.py`` would shadow a module edgec
 imports; it is dropped before anything else is imported (edgec itself is imported by then,
 and its own modules are found through its package). ``python -P -m edgec`` (Python 3.11)
-never adds it.
+never adds it. A ``--custom-objects`` module in the current directory is then named by
+its file (``--custom-objects ./layers.py``).
 """
 
 import os
 import sys
 
-if sys.path and not sys.flags.safe_path:
-    first = sys.path[0]
-    if first == "" or os.path.realpath(first) == os.path.realpath(os.getcwd()):
-        del sys.path[0]
+# ... and so is every other entry naming it: an empty PYTHONPATH element (a trailing or
+# doubled ':', as "PYTHONPATH=$PYTHONPATH:..." writes when it was unset) means the cwd too.
+_here = os.path.realpath(os.getcwd())
+sys.path[:] = [p for p in sys.path if p != "" and os.path.realpath(p) != _here]
 
 from edgec.cli import main  # noqa: E402
 

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgec.artifact.lut import compress_lut_verified  # noqa: E402
 from edgec.artifact.runtimes import measure_arena, quantize  # noqa: E402
 from edgec.targets import TfliteModel  # noqa: E402
-from tests.conftest import make_clustered, run_edgec  # noqa: E402
+from tests.support.cli import run_edgec  # noqa: E402
+from tests.support.models import make_clustered  # noqa: E402
 
 
 def main() -> None:

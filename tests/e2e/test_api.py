@@ -7,7 +7,7 @@ import json
 
 import edgec
 from edgec import api
-from tests.conftest import run_edgec
+from tests.support.cli import run_edgec
 
 
 def test_api_docstring_examples_run(example_build, tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.conftest import assert_clean_failure, run_edgec
+from tests.support.cli import assert_clean_failure, run_edgec
 
 
 def build(tmp_path, *args):

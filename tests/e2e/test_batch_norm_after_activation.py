@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_edgec
+from tests.support.cli import run_edgec
 
 FOLDED = ""  # the case's BN is folded; otherwise a fragment of why it is kept
 

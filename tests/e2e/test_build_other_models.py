@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import run_edgec
+from tests.support.cli import run_edgec
 
 
 @pytest.fixture(scope="session")

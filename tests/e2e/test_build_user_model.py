@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgec.artifact.tflite_model import TfliteModel
-from tests.conftest import run_edgec
+from tests.support.cli import run_edgec
 
 
 def build(tmp_path, *args):

@@ -16,7 +16,7 @@ import pytest
 from edgec.report import BuildReport, CheckReport
 from edgec.targets import TfliteModel
 from edgec.targets.profile import builtin_names, load_target
-from tests.conftest import assert_clean_failure, run_edgec
+from tests.support.cli import assert_clean_failure, run_edgec
 
 EIGHT = (
     "cortex-m0plus,cortex-m4,cortex-m7,cortex-m33,cortex-m55,cortex-m55-ethos-u55,"

@@ -17,7 +17,7 @@ from edgec.artifact.stats import find_kernel, kernel_stats
 from edgec.errors import InputError
 from edgec.targets import TfliteModel
 from edgec.targets.weights import Expectations, compression_checks
-from tests.conftest import Build, assert_clean_failure, run_edgec
+from tests.support.cli import Build, assert_clean_failure, run_edgec
 
 KERNEL_LAYERS = ("conv2d", "conv2d_1", "dense", "logits")  # the example CNN's kernels
 TRAINING_STAGES = {"train_example", "distill", "prune", "cluster", "qat"}

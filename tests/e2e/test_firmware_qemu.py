@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edgec.export.toolchain import cpu_flags
-from tests.conftest import need_tool
+from tests.support.cli import need_tool
 
 pytestmark = pytest.mark.toolchain
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import Run, run_edgec
+from tests.support.cli import Run, run_edgec
 
 SEED = 11
 MAX_SECONDS = 5.0

@@ -546,7 +546,7 @@ def test_keras3_layer_name_tensorflow_cannot_use(tmp_path, inputs, name):
 def test_more_data_than_max_samples_is_sampled_and_said(tmp_path, inputs):
     """A data set larger than --max-samples is sampled (seeded) while it is read; the
     report and the summary say so."""
-    from tests.conftest import run_edgec
+    from tests.support.cli import run_edgec
 
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "big.npz", x=rng.random((5_000, 8, 8, 1), np.float32),

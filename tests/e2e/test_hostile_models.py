@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 
 import edgec
-from tests.conftest import assert_clean_failure, run_edgec
 from tests.support import hostile_models as hostile
+from tests.support.cli import assert_clean_failure, run_edgec
 
 TIME_LIMIT_S = 30
 MEMORY_LIMIT = 2 * 2**30

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import assert_clean_failure, run_edgec
+from tests.support.cli import assert_clean_failure, run_edgec
 
 HERE = Path(__file__).parent
 

@@ -16,7 +16,7 @@ from edgec.artifact.repack import unaligned_buffers
 from edgec.artifact.runtimes import measure_arena, quantize, run_tflm
 from edgec.artifact.sidecar import ModelNames
 from edgec.targets import TfliteModel
-from tests.conftest import run_edgec
+from tests.support.cli import run_edgec
 
 
 @pytest.fixture(scope="module")

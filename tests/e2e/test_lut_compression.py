@@ -20,7 +20,7 @@ from edgec.targets import TfliteModel
 from edgec.targets.analyzers import analyze_target
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN, firmware_arena, measured_budget
 from edgec.targets.profile import load_runtime, load_target
-from tests.conftest import run_edgec
+from tests.support.cli import run_edgec
 
 
 @pytest.fixture(scope="module")

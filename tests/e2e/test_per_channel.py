@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edgec.artifact.tflite_model import TfliteModel
-from tests.conftest import assert_clean_failure, run_edgec
+from tests.support.cli import assert_clean_failure, run_edgec
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgec.targets import TfliteModel
-from tests.conftest import run_edgec
+from tests.support.cli import run_edgec
 
 RAW_FULL_SCALE = 1023.0  # a 10-bit ADC
 

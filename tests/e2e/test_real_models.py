@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_edgec
+from tests.support.cli import run_edgec
 
 FOLDER = Path(
     os.environ.get("EDGEC_REAL_MODELS")

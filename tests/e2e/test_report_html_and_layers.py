@@ -4,7 +4,7 @@ import json
 import re
 import subprocess
 
-from tests.conftest import assert_clean_failure, need_tool, run_edgec
+from tests.support.cli import assert_clean_failure, need_tool, run_edgec
 
 
 def test_layers_in_the_report(example_build):

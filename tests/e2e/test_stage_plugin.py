@@ -11,7 +11,7 @@ import pytest
 
 from edgec.stages import Param, Stage, register, unregister
 from edgec.stages.plan import StageResult
-from tests.conftest import Build, run_edgec
+from tests.support.cli import Build, run_edgec
 
 
 @dataclass(frozen=True, slots=True)

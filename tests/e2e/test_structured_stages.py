@@ -9,7 +9,7 @@ import pytest
 from edgec.artifact.stats import count_macs
 from edgec.targets import TfliteModel
 from edgec.targets.weights import Expectations, compression_checks
-from tests.conftest import Build, run_edgec
+from tests.support.cli import Build, run_edgec
 
 # Checks a compressed build may fail for a true, measured reason (never memory or ops).
 MEASURED_OUTCOMES = {"accuracy", "litert_vs_tflm"}

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from tests.conftest import run_edgec
+from tests.support.cli import run_edgec
 
 
 def test_all_zero_calibration_names_the_tflm_crash_not_missing_ops(tmp_path):

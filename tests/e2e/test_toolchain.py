@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import need_tool
+from tests.support.cli import need_tool
 
 pytestmark = pytest.mark.toolchain
 

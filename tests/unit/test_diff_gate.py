@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_clean_failure, run_edgec
+from tests.support.cli import assert_clean_failure, run_edgec
 
 
 def _report(

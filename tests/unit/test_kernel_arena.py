@@ -25,7 +25,7 @@ from edgec.targets.arena import (
     op_buffers,
     plan_bytes,
 )
-from tests.conftest import run_edgec
+from tests.support.cli import run_edgec
 from tests.support.tflite_builder import Layers, TfliteBuilder
 from tests.support.tflm_plan import tflm_head_and_tail
 

@@ -11,7 +11,7 @@ from edgec.artifact import sidecar
 from edgec.artifact.lean import make_lean
 from edgec.artifact.sidecar import ModelNames, names_path
 from edgec.artifact.tflite_model import TfliteModel
-from tests.conftest import assert_clean_failure, run_edgec
+from tests.support.cli import assert_clean_failure, run_edgec
 from tests.support.tflite_builder import conv_dw_dense_int8, dense_int8
 
 HOSTILE = "[/bold]\x1b[31mRED\x1b]0;title\x07[link=x]"

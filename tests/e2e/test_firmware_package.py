@@ -14,8 +14,8 @@ import pytest
 from edgec.targets import TfliteModel
 from edgec.targets.profile import load_runtime
 from tests.e2e.test_build_example import _runs_with_arena
-from tests.e2e.test_firmware_qemu import build_image, firmware_line, need, run_qemu
 from tests.support.cli import assert_clean_failure, run_edgec
+from tests.support.firmware import build_image, firmware_line, need, run_qemu
 
 IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 

@@ -12,8 +12,8 @@ import pytest
 from edgec.targets import TfliteModel
 from edgec.targets.checks import check_dtypes
 from edgec.targets.profile import load_target
-from tests.e2e.test_firmware_qemu import build_image, firmware_line, need, run_qemu
 from tests.support.cli import Build, run_edgec
+from tests.support.firmware import build_image, firmware_line, need, run_qemu
 
 # An independent probe: the model, on zeros of its own input shape and dtype, in TFLM.
 _PROBE = """

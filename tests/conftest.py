@@ -35,6 +35,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(_name, "1")
 
 
+SLOW_TIERS = ("e2e", "firmware")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of the e2e and firmware tiers builds, trains or starts a process: slow.
+    (tests/component marks its slow tests itself; tests/unit has none.)"""
+    tests = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(tests).parts[0] if item.path.is_relative_to(tests) else ""
+        if tier in SLOW_TIERS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def example_build(tmp_path_factory) -> Build:
     """``edgec build --target cortex-m`` on the built-in example: the README's command."""

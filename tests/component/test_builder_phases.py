@@ -8,6 +8,8 @@ from edgec import builder
 from edgec.builder import BuildOptions, new_context
 from edgec.report import Check
 
+pytestmark = pytest.mark.slow  # trains the example CNN (the user_model fixture)
+
 
 @pytest.fixture(scope="module")
 def converted(user_model):

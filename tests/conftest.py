@@ -39,13 +39,16 @@ SLOW_TIERS = ("e2e", "firmware")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test of the e2e and firmware tiers builds, trains or starts a process: slow.
-    (tests/component marks its slow tests itself; tests/unit has none.)"""
+    """Every test of the e2e and firmware tiers builds, trains or starts a process: slow
+    (tests/component marks its slow tests itself; tests/unit has none). Every unit test is
+    TensorFlow-free (tests/unit/conftest.py's guard): marked no_tensorflow."""
     tests = Path(__file__).parent
     for item in items:
         tier = item.path.relative_to(tests).parts[0] if item.path.is_relative_to(tests) else ""
         if tier in SLOW_TIERS:
             item.add_marker(pytest.mark.slow)
+        elif tier == "unit":
+            item.add_marker(pytest.mark.no_tensorflow)
 
 
 @pytest.fixture(scope="session")

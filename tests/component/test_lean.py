@@ -19,6 +19,10 @@ from edgec.artifact.tflite_model import TfliteModel, flatbuffer_schema
 from edgec.errors import ConversionError
 from tests.support.tflite_builder import TfliteBuilder, conv_dw_dense_int8, dense_int8
 
+# TensorFlow-free, but most tests here start TFLM, LiteRT or Vela processes (arena searches,
+# probes): guarded like the unit tier, too slow for it.
+pytestmark = pytest.mark.no_tensorflow
+
 # TFLM's offline plan: version, subgraph, tensor count, one offset per tensor (-1: online)
 OFFLINE_PLAN = np.array([1, 0, 4, -1, -1, -1, -1], dtype=np.int32).tobytes()
 

@@ -23,6 +23,10 @@ from edgec.pipeline.verify import Scores
 from edgec.targets.weights import Expectations, compression_checks
 from tests.support.tflite_builder import mlp_int8
 
+# TensorFlow-free, but most tests here start TFLM, LiteRT or Vela processes (arena searches,
+# probes): guarded like the unit tier, too slow for it.
+pytestmark = pytest.mark.no_tensorflow
+
 
 @dataclasses.dataclass
 class Mlp:

@@ -25,6 +25,10 @@ from edgec.targets.profile import load_runtime
 from tests.support import real_model_defects as defects
 from tests.support.tflite_builder import TfliteBuilder, dense_int8, schema
 
+# TensorFlow-free, but most tests here start TFLM, LiteRT or Vela processes (arena searches,
+# probes): guarded like the unit tier, too slow for it.
+pytestmark = pytest.mark.no_tensorflow
+
 
 def _check(tmp_path, data: bytes, target: str = "cortex-m", name: str = "m.tflite"):
     path = tmp_path / name

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_fuzz import EDGEC
-from tests.support.cli import assert_clean_failure, run_edgec, signal_when
+from tests.support.cli import EDGEC, assert_clean_failure, run_edgec, signal_when
 
 BUDGET = ("--target", "cortex-m", "--budget", "flash=30KB,ram=8KB", "--rungs", "1")
 SEARCH = ("fit", *BUDGET, "--trials", "2")

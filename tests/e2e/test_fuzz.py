@@ -13,7 +13,6 @@ import collections
 import random
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.cli import Run, run_edgec
+from tests.support.cli import EDGEC, Run, run_edgec
 
 SEED = 11
 MAX_SECONDS = 5.0
-EDGEC = [sys.executable, "-c", "from edgec.cli import main; main()"]
 Mutation = Callable[[object, random.Random], None]
 
 

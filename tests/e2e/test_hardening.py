@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_fuzz import EDGEC, _profile
-from tests.support.cli import assert_clean_failure, run_edgec, signal_when
+from tests.e2e.test_fuzz import _profile
+from tests.support.cli import EDGEC, assert_clean_failure, run_edgec, signal_when
 
 # --- paths built from data stay in their folder ------------------------------------------
 

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from edgec.artifact.tflite_model import TfliteModel
+
+# A real edgec process (the console script may not be on PATH, e.g. without an install).
+EDGEC = [sys.executable, "-c", "from edgec.cli import main; main()"]
 
 
 @dataclass

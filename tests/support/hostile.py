@@ -15,7 +15,6 @@ import os
 import signal
 import struct
 import subprocess
-import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -25,9 +24,9 @@ import flatbuffers
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-# ----------------------------------------------------------------- running edgec, bounded
+from tests.support.cli import EDGEC
 
-EDGEC = [sys.executable, "-c", "from edgec.cli import main; main()"]
+# ----------------------------------------------------------------- running edgec, bounded
 
 
 @dataclass

@@ -11,6 +11,8 @@ from edgec.artifact.runtimes import Outputs
 from edgec.pipeline import verify
 from tests.support.agreement import litert_and_tflm
 
+pytestmark = pytest.mark.slow  # converts Keras models, trains TF-MOT wrappers
+
 
 def _split_model() -> bytes:
     from edgec._tf import keras, tf

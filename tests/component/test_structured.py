@@ -28,6 +28,8 @@ from edgec.stages.structure.channel_prune import (
 from edgec.stages.structure.low_rank import SUFFIX, factorise
 from edgec.targets import TfliteModel
 
+pytestmark = pytest.mark.slow  # trains and converts Keras models
+
 SEED = 3
 
 

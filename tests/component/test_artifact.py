@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edgec.artifact import NOT_RUNNABLE, Artifact, runtimes
 from edgec.targets import load_target
 from edgec.targets.analyzers import analyze_target
+
+pytestmark = pytest.mark.slow  # converts a Keras model (the seed_tflite fixture)
 
 
 def test_the_arena_is_measured_once_per_artifact_and_shared_by_targets(seed_tflite, monkeypatch):

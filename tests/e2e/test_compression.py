@@ -7,10 +7,7 @@ models, because validation must fail before anything trains.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
-import tomllib
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +18,9 @@ from edgec.errors import InputError
 from edgec.targets import TfliteModel
 from edgec.targets.weights import Expectations, compression_checks
 from tests.support.cli import Build, assert_clean_failure, run_edgec
+from tests.support.recipes import one_epoch_recipe
 
 KERNEL_LAYERS = ("conv2d", "conv2d_1", "dense", "logits")  # the example CNN's kernels
-RECIPES = resources.files("edgec.stages") / "recipes"
 TRAINING_STAGES = {"train_example", "distill", "prune", "cluster", "qat"}
 
 
@@ -32,23 +29,10 @@ def _build(tmp_path_factory, name: str, *args: str) -> Build:
     return Build(run_edgec("build", "--target", "cortex-m", "--out", out, *args), out)
 
 
-def _one_epoch_recipe(tmp_path_factory, builtin: str) -> Path:
-    """A built-in recipe with every stage trained one epoch: these tests prove what the
-    stages do to the model (sparsity, clusters, widths, reports), not how accurate the
-    result gets with the recipe's full epochs (benchmarks/compression.py measures that)."""
-    recipe = tomllib.loads((RECIPES / f"{builtin}.toml").read_text())
-    lines = [f'name = "{builtin} (1 epoch)"']
-    for stage in recipe["stage"]:
-        lines += ["[[stage]]", *(f"{k} = {json.dumps(v)}" for k, v in stage.items()), "epochs = 1"]
-    path = tmp_path_factory.mktemp("recipes") / f"{builtin}.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture(scope="session")
 def pcq_build(tmp_path_factory) -> Build:
     """The acceptance command: the built-in example through prune -> cluster -> PCQAT."""
-    recipe = _one_epoch_recipe(tmp_path_factory, "prune-cluster-qat")
+    recipe = one_epoch_recipe(tmp_path_factory.mktemp("recipes"), "prune-cluster-qat")
     return _build(tmp_path_factory, "pcq", "--recipe", recipe)
 
 
@@ -60,7 +44,10 @@ def p24_build(tmp_path_factory) -> Build:
 @pytest.fixture(scope="session")
 def distill_build(tmp_path_factory) -> Build:
     return _build(
-        tmp_path_factory, "distill", "--recipe", _one_epoch_recipe(tmp_path_factory, "distill")
+        tmp_path_factory,
+        "distill",
+        "--recipe",
+        one_epoch_recipe(tmp_path_factory.mktemp("recipes"), "distill"),
     )
 
 

@@ -21,6 +21,7 @@ from edgec.targets.analyzers import analyze_target
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN, firmware_arena, measured_budget
 from edgec.targets.profile import load_runtime, load_target
 from tests.support.cli import run_edgec
+from tests.support.recipes import one_epoch_recipe
 
 
 @pytest.fixture(scope="module")
@@ -186,8 +187,9 @@ def test_cli_cluster_qat_recipe_with_lut_is_35_percent_smaller(tmp_path):
     import json
 
     out = tmp_path / "out"
+    recipe = one_epoch_recipe(tmp_path, "cluster-qat")
     run = run_edgec(
-        "build", "--target", "cortex-m", "--recipe", "cluster-qat", "--compress", "lut",
+        "build", "--target", "cortex-m", "--recipe", recipe, "--compress", "lut",
         "--out", out,
     )  # fmt: skip
     assert run.code == 0, run.err + run.out

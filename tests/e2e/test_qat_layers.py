@@ -13,6 +13,7 @@ import pytest
 
 from edgec.targets import TfliteModel
 from tests.support.cli import run_edgec
+from tests.support.recipes import one_epoch_recipe
 
 RAW_FULL_SCALE = 1023.0  # a 10-bit ADC
 
@@ -138,7 +139,8 @@ def test_conv1d_rescaling_input_through_prune_qat(qat_models, tmp_path):
 
 
 def test_relu6_and_upsampling_through_qat(qat_models, tmp_path):
-    built = _build(tmp_path / "out", qat_models["upsample.keras"], qat_models["image.npz"], "--qat")
+    built = _build(tmp_path / "out", qat_models["upsample.keras"], qat_models["image.npz"], "--qat",
+                   "--epochs", "1")  # fmt: skip
     assert built.code == 0, built.log
     flat = built.flat
     assert "RESIZE_NEAREST_NEIGHBOR" in flat.op_names
@@ -152,8 +154,9 @@ def test_relu6_and_upsampling_through_qat(qat_models, tmp_path):
 def test_dense_bn_is_folded_before_qat(qat_models, tmp_path):
     """TF-MOT's own Dense+BN handling left a DEQUANTIZE -> QUANTIZE pair after the input."""
     built = _build(
-        tmp_path / "out", qat_models["dense_bn.keras"], qat_models["features.npz"], "--qat"
-    )
+        tmp_path / "out", qat_models["dense_bn.keras"], qat_models["features.npz"], "--qat",
+        "--epochs", "1",
+    )  # fmt: skip
     assert built.code == 0, built.log
     ops = built.flat.op_names
     assert "DEQUANTIZE" not in ops and "QUANTIZE" not in ops, ops
@@ -277,7 +280,9 @@ def test_clusters_survive_the_batch_norm_fold(autoencoder, tmp_path):
     `clusters`; TF-MOT's CQAT skips a layer above 1,024 centroids).
     """
     model, data = autoencoder
-    built = _build(tmp_path / "out", model, data, "--recipe", "cluster-qat")
+    built = _build(
+        tmp_path / "out", model, data, "--recipe", one_epoch_recipe(tmp_path, "cluster-qat")
+    )
     assert built.checks["clusters"]["ok"], built.checks["clusters"]
     assert built.code == 0, built.log
 

@@ -1,0 +1,28 @@
+"""Built-in recipes trained one epoch a stage, for the tests of what stages do.
+
+The suite proves what a recipe's stages do to a model (sparsity, clusters, widths, the
+rewrites, the report), not how accurate it gets after the recipe's full epochs: that is a
+claim of the benchmarks (benchmarks/compression.py runs every built-in recipe in full).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+RECIPES = resources.files("edgec.stages") / "recipes"
+
+
+def one_epoch_recipe(folder: Path, builtin: str) -> Path:
+    """``builtin``'s stages with their parameters, each trained one epoch, as a recipe file
+    in ``folder``."""
+    recipe = tomllib.loads((RECIPES / f"{builtin}.toml").read_text())
+    lines = [f"name = {json.dumps(builtin + ' (1 epoch)')}"]
+    for stage in recipe["stage"]:
+        lines += ["[[stage]]", *(f"{k} = {json.dumps(v)}" for k, v in stage.items()), "epochs = 1"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{builtin}-1-epoch.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

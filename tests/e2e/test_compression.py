@@ -535,8 +535,8 @@ def _conv_dense_model():
     )
 
 
-_CLUSTER_QAT = '[[stage]]\ntype = "cluster"\nclusters = 4\nepochs = 1\n{extra}[[stage]]\ntype = "qat"\nepochs = 1\n'  # noqa: E501
 _CLUSTER = '[[stage]]\ntype = "cluster"\nclusters = 4\nepochs = 1\n{extra}'
+_CLUSTER_QAT = _CLUSTER + '[[stage]]\ntype = "qat"\nepochs = 1\n'
 
 
 @pytest.mark.parametrize(
@@ -547,6 +547,7 @@ _CLUSTER = '[[stage]]\ntype = "cluster"\nclusters = 4\nepochs = 1\n{extra}'
         (_CLUSTER, "always", True, "--per-channel always keeps Conv2D kernels per channel"),
         (_CLUSTER, "never", False, "--per-channel never quantizes every kernel per tensor"),
     ],
+    ids=["qat", "auto", "always", "never"],
 )
 def test_cluster_granularity_follows_each_kernels_int8_quantization(
     recipe, per_channel, wide, needle

@@ -2,8 +2,10 @@
 
 Each layer's clusters follow what its int8 kernel will be (``per_channel = "auto"``, the
 default): a kernel quantized per channel has its own scale, and with ``--compress lut``
-its own value table, per output channel, so per-channel clusters cost it no flash and fit
-each channel's weights better; a kernel quantized per tensor has one scale and one table,
+its own value table, per output channel, so per-channel clusters leave its int8 bytes as
+they are and fit each channel's weights better (with LUT, a channel that used fewer of
+the per-tensor centroids could take fewer index bits: on DS-CNN neither pays, the kernels
+are too small); a kernel quantized per tensor has one scale and one table,
 which per-channel clusters would fill with up to ``clusters`` x channels values. So a
 Conv2D is clustered per channel where its kernel will be quantized per channel (a qat
 stage: TF-MOT's QAT quantizes Conv2D per channel; without one, ``--per-channel auto`` or
@@ -155,7 +157,7 @@ def _plan(sp: StagePlan, model, *, pruned: dict[str, float], conv: _Quantization
         if conv.per_channel:
             return True, (
                 f"per channel: {conv.why}, so each channel has its own scale and LUT table "
-                "either way; per-channel clusters fit each channel at no flash cost"
+                "either way; per-channel clusters fit each channel's weights better"
             )
         return False, (
             f"per tensor: {conv.why}: one scale and one LUT table per kernel, which "

@@ -495,8 +495,9 @@ def validate_recipe(ctx: BuildContext) -> None:
 
     with ctx.stage("validate_recipe", f"Checking recipe {recipe.name} against the model"):
         ctx.recipe_plan = compress.validate(
-            recipe, ctx.model, ctx.fit_on, trust_model=ctx.options.trust_model
-        )
+            recipe, ctx.model, ctx.fit_on, trust_model=ctx.options.trust_model,
+            per_channel=ctx.options.per_channel,
+        )  # fmt: skip
 
 
 def train_example(ctx: BuildContext) -> None:

@@ -7,6 +7,7 @@ models, because validation must fail before anything trains.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 from pathlib import Path
 
@@ -520,3 +521,140 @@ def test_a_derived_student_starts_from_the_teachers_strongest_channels(user_mode
     assert origin == "derived: width x0.5, fresh weights"
     assert fresh.count_params() < teacher.count_params()
     assert not np.allclose(fresh.get_layer("conv2d").kernel.numpy()[..., :1], s[..., :1])
+
+
+# ------------------------------------------------- cluster granularity, chosen per layer
+
+
+def _conv_dense_model():
+    """Two Conv2D (9 and 72 weights per channel) and a Dense head: 8x8x1 in, 4 out."""
+    from edgec._tf import keras
+
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            layers.Input((8, 8, 1)),
+            layers.Conv2D(8, 3, activation="relu", name="conv"),
+            layers.Conv2D(32, 3, activation="relu", name="wide"),
+            layers.Flatten(),
+            layers.Dense(4, name="head"),
+        ]
+    )
+
+
+_CLUSTER = '[[stage]]\ntype = "cluster"\nclusters = 4\nepochs = 1\n{extra}'
+_CLUSTER_QAT = _CLUSTER + '[[stage]]\ntype = "qat"\nepochs = 1\n'
+
+
+@pytest.mark.parametrize(
+    ("recipe", "per_channel", "wide", "needle"),
+    [
+        (_CLUSTER_QAT, "auto", True, "the qat stage quantizes Conv2D kernels per channel"),
+        (_CLUSTER, "auto", True, "--per-channel auto keeps Conv2D kernels per channel"),
+        (_CLUSTER, "always", True, "--per-channel always keeps Conv2D kernels per channel"),
+        (_CLUSTER, "never", False, "--per-channel never quantizes every kernel per tensor"),
+    ],
+    ids=["qat", "auto", "always", "never"],
+)
+def test_cluster_granularity_follows_each_kernels_int8_quantization(
+    recipe, per_channel, wide, needle
+):
+    """per_channel = "auto" (the default): a Conv2D is clustered per channel where its int8
+    kernel will be quantized per channel, else per tensor; a Dense always per tensor. Each
+    layer's note says which and why."""
+    import tomllib
+
+    from edgec.datasets.loading import Dataset
+    from edgec.stages.plan import validate
+    from edgec.stages.recipe import parse_recipe
+
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((32, 8, 8, 1), dtype=np.float32), rng.integers(0, 4, 32), "t")
+    parsed = parse_recipe({"name": "r", **tomllib.loads(recipe.format(extra=""))}, source="t")
+    plan = validate(parsed, _conv_dense_model(), train, per_channel=per_channel)
+    (cluster,) = [sp for sp in plan.stages if sp.spec.type == "cluster"]
+    assert cluster.spec["per_channel"] == "auto"
+    assert cluster.layers["wide"]["per_channel"] is wide
+    assert needle in cluster.layers["wide"]["note"]
+    assert cluster.layers["wide"]["note"].startswith("per channel" if wide else "per tensor")
+    head = cluster.layers["head"]
+    assert head["per_channel"] is False
+    assert head["note"] == "per tensor: TF-MOT clusters Dense kernels per tensor only"
+
+
+def test_cluster_granularity_as_asked_and_refused_against_the_quantization():
+    import tomllib
+
+    from edgec.datasets.loading import Dataset
+    from edgec.stages.plan import validate
+    from edgec.stages.recipe import parse_recipe
+
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((32, 8, 8, 1), dtype=np.float32), rng.integers(0, 4, 32), "t")
+
+    def plan(extra: str, per_channel: str):
+        raw = tomllib.loads(_CLUSTER.format(extra=extra))
+        return validate(
+            parse_recipe({"name": "r", **raw}, source="t"), _conv_dense_model(), train,
+            per_channel=per_channel,
+        )  # fmt: skip
+
+    (tensor,) = plan("per_channel = false\n", "auto").stages
+    assert {name: cfg["per_channel"] for name, cfg in tensor.layers.items()} == {
+        "conv": False, "wide": False, "head": False,
+    }  # fmt: skip
+    assert tensor.layers["wide"]["note"] == "per tensor: per_channel = false"
+    (channel,) = plan("per_channel = true\n", "always").stages
+    assert channel.layers["wide"]["per_channel"] is True
+    assert channel.layers["head"]["per_channel"] is False  # TF-MOT: Conv2D only
+    # per-channel clusters in a kernel quantized per tensor: refused before any training
+    with pytest.raises(InputError, match="per_channel = true, but --per-channel never") as e:
+        plan("per_channel = true\n", "never")
+    assert "clusters check fails" in str(e.value)
+    with pytest.raises(InputError, match=r"use true, false or \"auto\""):
+        plan('per_channel = "yes"\n', "auto")
+
+
+@pytest.mark.parametrize(
+    ("recipe", "options", "wide_per_channel"),
+    [(_CLUSTER_QAT, ("--compress", "lut"), True), (_CLUSTER, ("--per-channel", "never"), False)],
+    ids=["cqat-lut", "per-tensor"],
+)
+def test_chosen_cluster_granularity_survives_into_int8(
+    odd_models, tmp_path, recipe, options, wide_per_channel
+):
+    """The clusters of each layer survive into its int8 kernel with the granularity chosen:
+    a per-channel clustered conv in a per-channel kernel (at most 4 values per channel, more
+    over the whole float kernel), a per-tensor clustered kernel quantized per tensor (at most
+    4 values in all); --compress lut takes both kinds of table."""
+    _conv_dense_model().save(tmp_path / "m.keras")
+    out = tmp_path / "out"
+    run = run_edgec(
+        "build", tmp_path / "m.keras", "--target", "cortex-m", "--data", odd_models["data"],
+        "--recipe", _recipe(tmp_path, recipe.format(extra="")), *options, "--out", out,
+    )  # fmt: skip
+    assert run.code in (0, 3), run.out + run.err
+    build = Build(run, out)
+    layers = _stages(build.report)["cluster"]["metrics"]["layers"]
+    assert layers["wide"]["per_channel"] is wide_per_channel
+    assert layers["head"]["per_channel"] is False
+    if wide_per_channel:  # the float kernel: 4 values per channel, not 4 in all
+        assert layers["wide"]["unique_values_per_channel"] <= 4 < layers["wide"]["unique_values"]
+    # the int8 model's own check (before any LUT compression), per channel where quantized so
+    checks = {c["name"]: c for c in build.report["checks"]}
+    detail = checks["clusters"]["detail"]
+    assert checks["clusters"]["ok"], detail
+    where = "per channel" if wide_per_channel else "per tensor"
+    assert re.search(rf"wide [1-4] {where} \(<= 4\)", detail), detail
+    assert re.search(r"head [1-4] per tensor \(<= 4\)", detail), detail
+    if "lut" in options:  # both kinds of table, decoded bit for bit
+        info = build.report["firmware"]["compression"]
+        assert info["flash_bytes_after"] < info["flash_bytes_before"], info
+        assert checks["lut_bit_identical"]["ok"] and checks["lut_bit_identical"]["value"] == 0
+    else:
+        stats = kernel_stats(build.flat)
+        wide, head = find_kernel(stats, "wide"), find_kernel(stats, "head")
+        assert wide is not None and head is not None
+        assert not wide.per_channel and wide.unique <= 4
+        assert not head.per_channel and head.unique <= 4

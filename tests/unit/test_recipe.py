@@ -62,6 +62,8 @@ def test_defaults_are_filled_in():
         (({"type": "cluster", "clusters": 1},), ["'clusters' = 1 is out of range"]),
         (({"type": "cluster", "clusters": 300},), ["'clusters' = 300 is out of range"]),
         (({"type": "cluster", "init": "best"},), ["'init' is 'best'", "kmeans++"]),
+        (({"type": "cluster", "per_channel": "yes"},), ["is 'yes'", 'true, false or "auto"']),
+        (({"type": "cluster", "per_channel": 1},), ["'per_channel' must be bool or str"]),
         (({"type": "prune", "schedule": "cubic"},), ["'schedule' is 'cubic'", "polynomial"]),
         (({"type": "prune", "pattern": "4:8"},), ["'pattern' is '4:8'", "2:4"]),
         (({"type": "prune", "pattern": "2:4", "sparsity": 0.8},), ["'sparsity' does not apply"]),
@@ -91,6 +93,13 @@ def test_recipe_errors_name_stage_parameter_and_fix(stages, needles):
     assert text.startswith("recipe test.toml")
     for needle in needles:
         assert needle in text, (needle, text)
+
+
+@pytest.mark.parametrize("value", [True, False, "auto"])
+def test_cluster_per_channel_takes_true_false_or_auto(value):
+    assert parse({"type": "cluster", "per_channel": value}).stage("cluster")["per_channel"] == value
+    assert parse({"type": "cluster"}).stage("cluster")["per_channel"] == "auto"  # the default
+    assert load_recipe("tiny").stage("cluster")["per_channel"] == "auto"
 
 
 def test_recipe_without_stages_or_with_unknown_keys():

@@ -39,7 +39,7 @@ _S = TypeVar("_S", bound="type[Stage]")
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    kind: type  # int, float, bool, str, list, dict
+    kind: type | tuple[type, ...]  # int, float, bool, str, list, dict; or a union (bool, str)
     default: Any
     low: float | None = None  # inclusive unless open_low
     high: float | None = None
@@ -47,7 +47,14 @@ class Param:
     choices: tuple[str, ...] = ()
     help: str = ""
 
+    @property
+    def kind_name(self) -> str:
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        return " or ".join(k.__name__ for k in kinds)
+
     def describe_range(self) -> str:
+        if self.choices and isinstance(self.kind, tuple) and bool in self.kind:
+            return "true, false or " + " or ".join(f'"{c}"' for c in self.choices)
         if self.choices:
             return "one of " + ", ".join(self.choices)
         low = "" if self.low is None else f"{'>' if self.open_low else '>='} {self.low:g}"

@@ -1,4 +1,19 @@
-"""The cluster stage: TF-MOT weight clustering (per channel for Conv2D), then stripped.
+"""The cluster stage: TF-MOT weight clustering, per channel or per tensor per layer.
+
+Each layer's clusters follow what its int8 kernel will be (``per_channel = "auto"``, the
+default): a kernel quantized per channel has its own scale, and with ``--compress lut``
+its own value table, per output channel, so per-channel clusters leave its int8 bytes as
+they are and fit each channel's weights better (with LUT, a channel that used fewer of
+the per-tensor centroids could take fewer index bits: on DS-CNN neither pays, the kernels
+are too small); a kernel quantized per tensor has one scale and one table,
+which per-channel clusters would fill with up to ``clusters`` x channels values. So a
+Conv2D is clustered per channel where its kernel will be quantized per channel (a qat
+stage: TF-MOT's QAT quantizes Conv2D per channel; without one, ``--per-channel auto`` or
+``always``; ``never`` makes it per tensor), and a Dense per tensor (TF-MOT clusters Dense
+per tensor only, and its QAT quantizes Dense per tensor). Measured on DS-CNN's ``tiny``
+(``benchmarks/mlperf_tiny.py``): per-tensor clusters on its per-channel convs lost 3.3
+points, per-channel ones pass (docs/benchmarks.md). The report gives each layer's choice
+and why (``note``).
 
 After pruning, clustering preserves the zeros. TF-MOT trap: per-channel clustering of a
 Conv2D with no more weights per channel than clusters is silently skipped ("No clustering
@@ -12,6 +27,7 @@ pools the channels' centroids when their counts differ by more than one
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +47,7 @@ from edgec.stages.plan import (
     CompressionPlan,
     StagePlan,
     StageResult,
+    fail,
     fit,
     kernel_figures,
     select_layers,
@@ -51,7 +68,13 @@ class Cluster(Stage):
         **training_params(3, 2e-4),
         "clusters": Param(int, 16, 2, 256, help="values per kernel (per channel)"),
         "init": Param(str, "kmeans++", choices=CENTROID_INITS),
-        "per_channel": Param(bool, True, help="cluster each Conv2D output channel separately"),
+        "per_channel": Param(
+            (bool, str),
+            "auto",
+            choices=("auto",),
+            help="true: cluster each Conv2D output channel separately; false: every kernel "
+            'per tensor; "auto": as each int8 kernel will be quantized',
+        ),
         "layers": Param(list, [], help="layer names or types; empty: every clusterable layer"),
     }
     short_form = ShortForm(
@@ -70,7 +93,8 @@ class Cluster(Stage):
             )
 
     def plan(self, sp: StagePlan, plan: CompressionPlan, model: Any, train: Any) -> Any:
-        _plan(sp, model, pruned=plan.expectations(before=sp).sparsity)
+        conv = _conv_quantization(plan)
+        _plan(sp, model, pruned=plan.expectations(before=sp).sparsity, conv=conv)
         return model
 
     def run(self, sp, plan, model, train, validation, on_epoch) -> StageResult:
@@ -91,43 +115,88 @@ class Cluster(Stage):
 _SURVIVORS_PER_CLUSTER = 2
 
 
-def _plan(sp: StagePlan, model, *, pruned: dict[str, float]) -> None:
+@dataclass(frozen=True, slots=True)
+class _Quantization:
+    """How the build will quantize Conv2D kernels, and why."""
+
+    per_channel: bool
+    why: str
+
+
+def _conv_quantization(plan: CompressionPlan) -> _Quantization:
+    if "qat" in plan.recipe.types:
+        # the converter keeps what QAT trained, whatever --per-channel says (precision.py)
+        return _Quantization(True, "the qat stage quantizes Conv2D kernels per channel (TF-MOT)")
+    if plan.per_channel == "never":
+        return _Quantization(False, "--per-channel never quantizes every kernel per tensor")
+    # auto keeps a layer per channel where per-tensor weights would break its clusters
+    return _Quantization(True, f"--per-channel {plan.per_channel} keeps Conv2D kernels per channel")
+
+
+def _plan(sp: StagePlan, model, *, pruned: dict[str, float], conv: _Quantization) -> None:
     spec = sp.spec
     n = spec["clusters"]
     preserve_sparsity = bool(pruned)
+    asked = spec["per_channel"]  # True, False or "auto"
 
-    def mode(layer) -> tuple[str | None, bool]:
+    def wanted(kind: str) -> tuple[bool, str]:
+        """Whether a layer of this kind is to be clustered per channel, and why."""
+        if asked is False:
+            return False, "per tensor: per_channel = false"
+        if kind != "Conv2D":
+            return False, f"per tensor: TF-MOT clusters {kind} kernels per tensor only"
+        if asked is True and not conv.per_channel:
+            raise fail(
+                spec,
+                f"per_channel = true, but {conv.why}: one scale per kernel, which per-channel "
+                f"clusters fill with up to {n} values per channel (the clusters check fails)",
+                hint='use per_channel = "auto" (or false), or build with --per-channel auto',
+            )
+        if asked is True:
+            return True, "per channel: per_channel = true"
+        if conv.per_channel:
+            return True, (
+                f"per channel: {conv.why}, so each channel has its own scale and LUT table "
+                "either way; per-channel clusters fit each channel's weights better"
+            )
+        return False, (
+            f"per tensor: {conv.why}: one scale and one LUT table per kernel, which "
+            "per-channel clusters would overfill"
+        )
+
+    def mode(layer) -> tuple[str | None, bool, str]:
         kind = type(layer).__name__
         if kind not in CLUSTERABLE:
-            return f"cannot be clustered (clusterable: {', '.join(CLUSTERABLE)})", False
+            return f"cannot be clustered (clusterable: {', '.join(CLUSTERABLE)})", False, ""
         size = int(np.prod(layer.kernel.shape))
         per_channel_size = size // int(layer.kernel.shape[-1])
         kept = 1.0 - pruned.get(layer.name, 0.0)
         need = _SURVIVORS_PER_CLUSTER * n if layer.name in pruned else n + 1
-        if spec["per_channel"] and kind == "Conv2D" and per_channel_size * kept >= need:
-            return None, True
+        per_channel, why = wanted(kind)
+        if per_channel and per_channel_size * kept >= need:
+            return None, True, why
+        if per_channel:
+            why = (
+                "per tensor: too few weights per channel (after pruning) for per-channel clustering"
+            )
         if size <= n:
-            return f"has only {size} weights, not more than {n} clusters", False
+            return f"has only {size} weights, not more than {n} clusters", False, why
         if size * kept < need:
             return (
                 f"keeps only {int(size * kept)} weights after pruning: too few for {n} "
                 "sparsity-preserving clusters",
                 False,
+                why,
             )
-        return None, False
+        return None, False, why
 
     chosen = select_layers(sp, model, lambda layer: mode(layer)[0], CLUSTERABLE)
     for layer in chosen:
-        per_channel = mode(layer)[1]
-        note = ""
-        if spec["per_channel"] and type(layer).__name__ == "Conv2D" and not per_channel:
-            note = (
-                "per tensor: too few weights per channel (after pruning) for per-channel clustering"
-            )
+        _, per_channel, note = mode(layer)
         sp.layers[layer.name] = {
             "per_channel": per_channel,
             "preserve_sparsity": preserve_sparsity,
-            **({"note": note} if note else {}),
+            "note": note,
         }
 
 

@@ -56,7 +56,7 @@ class ClusteredLayer:
     per_channel: bool
     preserve_sparsity: bool
     kernel: KernelFigures
-    note: str = ""  # why a Conv2D was clustered per tensor
+    note: str = ""  # the granularity chosen for the layer, and why
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -57,6 +57,9 @@ class CompressionPlan:
     teacher: Any = None  # targets_from == "teacher": the input model
     planned: Any = None  # the model after every stage's plan, untrained (edgec fit screens it)
     trust_model: bool = False  # --trust-model: a model file a stage loads may carry code
+    # --per-channel (auto | always | never): how the build will quantize the weights that
+    # no qat stage fixes; the cluster stage makes its clusters match (stages.cluster)
+    per_channel: str = "auto"
 
     def labelled(self, data: Dataset) -> Dataset:
         """``data`` with the targets the training stages fit."""
@@ -98,9 +101,16 @@ class CompressionPlan:
 
 
 def validate(
-    recipe: Recipe, model, train: Dataset | None, *, trust_model: bool = False
+    recipe: Recipe,
+    model,
+    train: Dataset | None,
+    *,
+    trust_model: bool = False,
+    per_channel: str = "auto",
 ) -> CompressionPlan:
-    """Check the whole recipe against the model and data; raise before any training."""
+    """Check the whole recipe against the model and data; raise before any training.
+
+    ``per_channel``: the build's ``--per-channel`` mode (what the int8 weights will be)."""
     from edgec._tf import keras
 
     check_model_kind(model, keras)
@@ -114,6 +124,7 @@ def validate(
         targets_from=targets_from,
         teacher=model if targets_from == "teacher" else None,
         trust_model=trust_model,
+        per_channel=per_channel,
     )
     target = model  # the model later stages apply to: the student after distill
     for spec in recipe.stages:

@@ -183,10 +183,11 @@ def _checked_value(key: str, value: Any, spec: Param, label: str) -> Any:
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InputError(
-            f"{label}: parameter '{key}' must be {kind.__name__}, got {value!r}",
+            f"{label}: parameter '{key}' must be {spec.kind_name}, got {value!r}",
             hint=spec.help or spec.describe_range(),
         )
-    if spec.choices and value not in spec.choices:
+    # choices name the strings a parameter takes (for a bool-or-str one, its strings)
+    if spec.choices and isinstance(value, str) and value not in spec.choices:
         raise InputError(
             f"{label}: parameter '{key}' is '{value}'", hint=f"use {spec.describe_range()}"
         )

@@ -29,7 +29,7 @@ import numpy as np
 from edgec.artifact import Artifact, runtimes
 from edgec.artifact.lut import bit_identical_check
 from edgec.artifact.repack import pack_aligned, unpack
-from edgec.artifact.tflite_model import flatbuffer_schema
+from edgec.artifact.tflite_model import flatbuffer_schema, unpack_nibbles
 from edgec.errors import ConversionError, ToolError
 from edgec.report import Check
 
@@ -86,15 +86,6 @@ def pack_nibbles(values: np.ndarray) -> bytes:
     if nibbles.size % 2:
         nibbles = np.append(nibbles, np.uint8(0))
     return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()
-
-
-def unpack_nibbles(data: bytes, count: int) -> np.ndarray:
-    """The inverse of ``pack_nibbles``: ``count`` int8 values."""
-    raw = np.frombuffer(data, dtype=np.uint8)
-    nibbles = np.empty(raw.size * 2, dtype=np.uint8)
-    nibbles[0::2], nibbles[1::2] = raw & 0x0F, raw >> 4
-    values = nibbles[:count].astype(np.int8)
-    return np.where(values > 7, values - 16, values).astype(np.int8)
 
 
 def to_int4(data: bytes, *, requantize: bool = False) -> Int4Result:

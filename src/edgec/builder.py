@@ -1156,11 +1156,6 @@ def _validate(options: BuildOptions) -> _Plan:
     return _Plan(profiles=profiles, overrides=overrides, recipe=recipe, io_type=io_type)
 
 
-# The runtimes whose kernels take int4 filters: TFLM (reference kernels unpack them,
-# CMSIS-NN has s4 kernels) and LiteRT (CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED,
-# measured here). Vela compiles 8- and 16-bit operators only (its README), and the Edge
-# TPU compiler int8 ones.
-INT4_RUNTIMES = ("tflite-micro", "litert")
 WEIGHTS = ("int8", "int4")
 
 
@@ -1185,11 +1180,12 @@ def _check_int4(
             "int4 weights take int8 activations only (TFLM's int4 kernels are int8 x int4)",
             hint="build with --activations int8, or without int4 weights",
         )
-    for profile in profiles:
-        if profile.runtime.name not in INT4_RUNTIMES:
+    for profile in profiles:  # the runtime's fact (runtimes/*.toml: int4_weights)
+        if not profile.runtime.int4_weights:
             raise UsageError(
                 f"int4 weights do not run on {profile.name} ({profile.runtime.title}): "
-                "only TFLM and LiteRT have int4 kernels",
+                "only TFLM and LiteRT have int4 kernels (Vela compiles 8- and 16-bit "
+                "operators, the Edge TPU compiler int8 ones)",
                 hint=f"build {profile.name} with int8 weights (drop --weights int4 or "
                 "weight_bits = 4)",
             )

@@ -93,3 +93,38 @@ def test_a_per_channel_fully_connected_stays_int8_with_its_reason():
     assert len(result.packed) == 1 and result.packed[0].converted
     [(where, why)] = result.kept
     assert where.endswith("FULLY_CONNECTED") and "per-channel FULLY_CONNECTED" in why
+
+
+def _int4_model() -> bytes:
+    b = TfliteBuilder()
+    layers = Layers(b)
+    x = b.tensor("input", (1, 6, 6, 2), scale=0.05, zero_point=-3)
+    y = layers.conv(x, 4, 3, weights="int4")
+    return b.build(inputs=[x], outputs=[y])
+
+
+@pytest.mark.parametrize("target", ["edgetpu", "cortex-m55-ethos-u55"])
+def test_targets_without_int4_kernels_refuse_int4_filters(target):
+    """The runtime's fact (runtimes/*.toml int4_weights): Vela and the Edge TPU compiler
+    take 8-bit weights; Vela is not even run (it crashed on them, exit -8)."""
+    from edgec.artifact import Artifact
+    from edgec.targets.analyzers import analyze_target
+    from edgec.targets.profile import load_targets
+
+    [profile] = load_targets(target)
+    section, files = analyze_target(Artifact.from_bytes(_int4_model()), profile)
+    checks = {c.name: c for c in section.checks}
+    assert not checks["dtypes"].ok and "has no int4 kernels" in checks["dtypes"].detail
+    if target != "edgetpu":
+        assert not checks["vela"].ok and checks["vela"].detail.startswith("not run")
+        assert not files
+
+
+def test_tflm_and_litert_targets_take_int4_filters():
+    from edgec.targets.checks import check_dtypes
+    from edgec.targets.profile import load_targets
+
+    model = TfliteModel.from_bytes(_int4_model())
+    for profile in load_targets("cortex-m4,android-arm64"):
+        assert profile.runtime.int4_weights
+        assert check_dtypes(model, profile, "int8").ok

@@ -125,6 +125,8 @@ class Runtime:
     fallback: Runtime | None = None
     installed_ops: bool = False
     static_shape_signature: bool = False
+    # packed int4 filters run (TFLM, LiteRT); Vela and the Edge TPU compiler take 8-bit ones
+    int4_weights: bool = False
     # op name -> its narrower registrations, in the TOML's order (tflite-micro only)
     variants: dict[str, tuple[KernelVariant, ...]] = field(default_factory=dict)
 
@@ -314,6 +316,7 @@ def load_runtime(name: str) -> Runtime:
         fallback=load_runtime(fallback) if fallback else None,
         installed_ops=bool(table.get("installed_ops", False)),
         static_shape_signature=bool(table.get("static_shape_signature", False)),
+        int4_weights=bool(table.get("int4_weights", False)),
         variants={
             op: tuple(
                 KernelVariant(

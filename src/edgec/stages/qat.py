@@ -90,10 +90,7 @@ class Qat(Stage):
         return _qat(sp, plan, model, train, validation, on_epoch, earlier)
 
     def summary_parts(self, m: dict[str, Any]) -> list[str]:
-        parts = [f"scheme {m['scheme']}"] if "scheme" in m else []
-        if m.get("weight_bits", 8) != 8:
-            parts.append(f"{m['weight_bits']}-bit weights")
-        return parts
+        return [f"scheme {m['scheme']}"] if "scheme" in m else []
 
     def summary_tail(self, m: dict[str, Any]) -> list[str]:
         parts = []
@@ -174,6 +171,9 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
         scheme_name, scheme = "PQAT (default 8-bit QAT, sparsity mask kept)", None
     else:
         scheme_name, scheme = "QAT (default 8-bit)", None
+    bits = sp.spec["weight_bits"]
+    if bits != 8:  # TF-MOT's schemes are 8-bit: its weight quantizers are set to 4 below
+        scheme_name = scheme_name.replace("default 8-bit", f"{bits}-bit weights, 8-bit activations")
     parameters = int(model.count_params())
     from edgec.stages.qat_prepare import (
         ClusterMask,
@@ -201,7 +201,6 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
     tf_logger = logging.getLogger("tensorflow")
     quiet = _DropMessage("Gradients do not exist for variables")
     tf_logger.addFilter(quiet)
-    bits = sp.spec["weight_bits"]
     if bits != 8:
         _set_weight_bits(qat_model, bits)
     init_activation_ranges(qat_model, prepared.model, train.x[:512])

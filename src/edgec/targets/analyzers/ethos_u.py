@@ -45,7 +45,7 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
     if int4 and not profile.runtime.int4_weights:  # Vela 4.x crashes on them (exit -8)
         check = Check("vela", False, "not run: " + int4_refusal(profile, len(int4)))
         return Analysis(
-            [check], artifact.size_bytes, None, "Vela's SRAM figure (Vela did not run):"
+            [check], artifact.size_bytes, None, "Vela's SRAM figure, Vela not run on int4 filters"
         )
     result = run_vela(tflite, profile)
     # Vela names CPU ops by its own type ("Passthrough") and the output tensor's name: map

@@ -63,7 +63,8 @@ def build(
         progress: an :class:`edgec.builder.Progress` told about each stage.
         **options: the other ``edgec build`` options, by their CLI names with
             underscores: ``budget="flash=256KiB"``, ``io_type``, ``activations`` (``"int8"`` or
-            ``"int16"``, TFLite's 16x8 mode), ``calibration_samples``, ``max_samples``
+            ``"int16"``, TFLite's 16x8 mode), ``weights`` (``"int4"``: post-training int4
+            filters), ``calibration_samples``, ``max_samples``
             (a larger data set is sampled, seeded), ``max_accuracy_drop``, ``name``,
             ``phone_variants`` (a sequence or a comma-separated string), ``compress``,
             ``keep_names``, ``layout``, ``c_lang``, ``section``, ``arena_margin``,

@@ -27,6 +27,8 @@ import numpy as np
 from edgec.artifact import Artifact as ModelArtifact  # report.Artifact is a report entry
 from edgec.artifact import runtimes
 from edgec.artifact.breakdown import byte_breakdown
+from edgec.artifact.int4 import CHECK as INT4_CHECK
+from edgec.artifact.int4 import to_int4_verified
 from edgec.artifact.layer_names import LayerNames
 from edgec.artifact.lean import CHECK as LEAN_CHECK
 from edgec.artifact.lean import LeanModel, make_lean_verified
@@ -146,6 +148,9 @@ class BuildOptions:
     qat: bool = False
     epochs: int | None = None  # overrides every short-form stage's epochs
     per_channel: str = "auto"  # auto | always | never: weights per channel (pipeline.precision)
+    # "int4": post-training int4 filters (artifact.int4, requantized from int8); None: as
+    # trained (int4 after a qat stage with weight_bits = 4, else int8)
+    weights: str | None = None
     custom_objects: str | None = None  # a .py file or module with the model's own layers
     trust_model: bool = False  # load Lambda layers and other code the model file carries
 
@@ -236,6 +241,7 @@ CHECK_ORDER = (
     "target_common",  # ops, dtypes, static_shapes
     "accuracy",
     "litert_vs_tflm",
+    INT4_CHECK,
     "lut_bit_identical",
     LEAN_CHECK,
     "compression",  # what the recipe's stages must leave in the int8 model
@@ -658,11 +664,36 @@ def float_outputs(ctx: BuildContext) -> np.ndarray:
     return ctx.float_out
 
 
+def int4_weights(ctx: BuildContext) -> None:
+    """int4 filters (``artifact.int4``): after a qat stage with ``weight_bits = 4`` the
+    converter wrote them; with ``--weights int4`` the int8 filters are requantized after
+    training. Either way the int4 file must give TFLM's outputs of the same values stored
+    as int8 on every evaluation sample, and it ships from here on (arena, LUT, lean)."""
+    qat = ctx.plan.recipe.stage("qat") if ctx.plan.recipe is not None else None
+    trained = qat is not None and qat["weight_bits"] == 4
+    post = ctx.options.weights == "int4"
+    if not (trained or post):
+        return
+    how = "trained 4-bit weights" if trained else "post-training, requantized from int8"
+    with ctx.stage("int4", f"Storing the filters as int4 ({how})") as metrics:
+        if not ctx.tflm_ok:
+            ctx.checks[INT4_CHECK] = [Check(INT4_CHECK, False, "not run: TFLM lacks ops")]
+            return
+        x_q = _model_input(ctx.flat, ctx.evaluation.x)
+        proven = to_int4_verified(ctx.tflite, x_q, requantize=post and not trained)
+        metrics.update(proven.metrics())
+    ctx.checks[INT4_CHECK] = [proven.check]
+    _set_converted(ctx, proven.result.model)
+    # the int4 file parsed once, its arena measured: measure_arena reads it from here
+    ctx.converted = ctx.shipped_artifact = proven.artifact
+
+
 def measure_arena(ctx: BuildContext) -> None:
     """The TFLM arena of the converted model (measured once per model, cached)."""
     flat = ctx.flat
     # the per-layer choice searched the arena of what it ships, most often: confirmed here
-    known = ctx.precision.arena_bytes if ctx.precision is not None else None
+    chosen = ctx.precision is not None and ctx.precision.model == ctx.tflite
+    known = ctx.precision.arena_bytes if ctx.precision is not None and chosen else None
     with ctx.stage("measure_arena", "Measuring the exact TFLM arena"):
         ctx.arena, _ = ctx.converted.arena(runnable=ctx.tflm_ok, known=known)
     ctx.x_q = _model_input(flat, ctx.evaluation.x)
@@ -1033,6 +1064,7 @@ PHASES: tuple[Callable[[BuildContext], None], ...] = (
     fold_batch_norms,
     convert,
     choose_precision,
+    int4_weights,
     measure_arena,
     batch_norm_cost,
     lut_compress,
@@ -1096,6 +1128,7 @@ def _validate(options: BuildOptions) -> _Plan:
         raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
     recipe = _recipe(options)
     _check_per_channel(options.per_channel, recipe)
+    _check_int4(options, recipe, profiles)
     if recipe is not None and options.activations == "int16" and "qat" in recipe.types:
         # TF-MOT's QAT (0.8.1) trains 8-bit fake quantization of the activations: the
         # ranges it learns are int8 ones, and TFLite's 16x8 mode has no QAT scheme to
@@ -1122,6 +1155,41 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.data is not None:  # headers, members and images: before TensorFlow starts
         check_data_file(options.data, max_samples=options.max_samples)
     return _Plan(profiles=profiles, overrides=overrides, recipe=recipe, io_type=io_type)
+
+
+WEIGHTS = ("int8", "int4")
+
+
+def _check_int4(
+    options: BuildOptions, recipe: Recipe | None, profiles: list[TargetProfile]
+) -> None:
+    """int4 weights (``--weights int4``, or a qat stage's ``weight_bits = 4``): refused
+    before any training where the targets or the other options cannot take them."""
+    if options.weights is not None and options.weights not in WEIGHTS:
+        raise UsageError(f"unknown --weights '{options.weights}' (use {', '.join(WEIGHTS)})")
+    qat = recipe.stage("qat") if recipe is not None else None
+    trained = qat is not None and qat["weight_bits"] == 4
+    if trained and options.weights == "int8":
+        raise UsageError(
+            "--weights int8 contradicts the recipe, whose qat stage trains weight_bits = 4",
+            hint="drop --weights, or set weight_bits = 8 in the qat stage",
+        )
+    if not (trained or options.weights == "int4"):
+        return
+    if options.activations != "int8":
+        raise UsageError(
+            "int4 weights take int8 activations only (TFLM's int4 kernels are int8 x int4)",
+            hint="build with --activations int8, or without int4 weights",
+        )
+    for profile in profiles:  # the runtime's fact (runtimes/*.toml: int4_weights)
+        if not profile.runtime.int4_weights:
+            raise UsageError(
+                f"int4 weights do not run on {profile.name} ({profile.runtime.title}): "
+                "only TFLM and LiteRT have int4 kernels (Vela compiles 8- and 16-bit "
+                "operators, the Edge TPU compiler int8 ones)",
+                hint=f"build {profile.name} with int8 weights (drop --weights int4 or "
+                "weight_bits = 4)",
+            )
 
 
 def _check_per_channel(mode: str, recipe: Recipe | None) -> None:

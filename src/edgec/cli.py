@@ -208,6 +208,14 @@ def stage_short_forms(command: _F) -> _F:
     help="int16: TFLite's 16x8 mode (int16 activations, int8 weights) for regression, "
     "audio and autoencoders where int8 loses too much; TFLM and Ethos-U targets.",
 )
+@click.option(
+    "--weights",
+    type=click.Choice(["int8", "int4"]),
+    help="int4: CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED filters as packed int4 (half "
+    "the weight bytes; TFLM and LiteRT targets), requantized after training, with its "
+    "accuracy cost measured. A recipe's qat stage with weight_bits = 4 trains them instead. "
+    "Default: as trained.",
+)
 @calibration_samples_option
 @max_samples_option
 @max_accuracy_drop_option
@@ -273,6 +281,7 @@ def build(
     budget: str | None,
     io_type: str,
     activations: str,
+    weights: str | None,
     calibration_samples: int,
     max_samples: int,
     max_accuracy_drop: float,
@@ -313,6 +322,7 @@ def build(
             budget=budget,
             io_type=io_type,
             activations=activations,
+            weights=weights,
             calibration_samples=calibration_samples,
             max_samples=max_samples,
             max_accuracy_drop=max_accuracy_drop,

@@ -241,7 +241,23 @@ def _stage_line(name: str, m: dict) -> str:
         parts.append(_batch_norm_cost(m))
     if "flash_bytes_after" in m:  # lean
         parts.append(_lean_line(m))
+    if "int4_weight_bytes" in m:  # int4
+        parts.append(_int4_line(m))
     return "; ".join(p for p in parts if p)
+
+
+def _int4_line(m: dict) -> str:
+    before, after = m["int8_weight_bytes"], m["int4_weight_bytes"]
+    how = (
+        f"{m.get('requantized', 0)} requantized after training"
+        if m.get("requantized")
+        else "as trained (4-bit QAT)"
+    )
+    kept = m.get("kept_int8") or []
+    return ", ".join([
+        f"{m['tensors']} filters stored as int4 ({how}): {before:,} → {after:,} B",
+        f"kept int8: {'; '.join(kept)}" if kept else "none kept int8",
+    ])  # fmt: skip
 
 
 def _batch_norm_parts(m: dict) -> list[str]:

@@ -16,13 +16,14 @@ from edgec.targets.profile import load_runtime
 from tests.e2e.test_build_example import _runs_with_arena
 from tests.support.cli import assert_clean_failure, run_edgec
 from tests.support.firmware import build_image, firmware_line, need, run_qemu
+from tests.support.resolver_stub import registered
 
 IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 def test_model_ops_lists_exactly_the_flatbuffers_ops(example_build):
     header = (example_build.out / "model_ops.h").read_text()
-    methods = re.findall(r"resolver\.(Add\w+)\(\)", header)
+    methods = re.findall(r"resolver\.(Add\w+)\(", header)
     runtime = load_runtime("tflite-micro")
     by_method = {m: op for op, m in {**runtime.builtin_ops, **runtime.custom_ops}.items()}
     flat = TfliteModel.from_bytes(example_build.tflite)
@@ -38,6 +39,50 @@ def test_model_ops_lists_exactly_the_flatbuffers_ops(example_build):
     assert f"kDigitsCnnOpCount = {len(codes)};" in header
     report = example_build.report["firmware"]
     assert report["resolver_methods"] == methods
+
+
+def test_model_ops_registers_the_narrowest_kernel_each_op_takes(tmp_path):
+    """Each op gets TFLM's variant for its dtypes (int8, int4 filters), an op whose instances
+    differ or that has no variant the generic one; compiled and run against the stub, the
+    CMSIS-NN build registers the variants and the reference build the generic kernels."""
+    from edgec.export.ops import model_ops_header
+    from tests.support.tflite_builder import Layers, TfliteBuilder
+
+    b = TfliteBuilder()
+    layers = Layers(b)
+    x = b.tensor("input", (1, 6, 6, 2), scale=0.05, zero_point=-3)
+    h = layers.conv(x, 4, 3)
+    h = layers.conv(h, 4, 3, weights="int4")  # a second CONV_2D, int4: the two differ
+    h = layers.conv(h, 4, 3, depthwise=True, weights="int4")
+    h = layers.add(h, h)
+    h = layers.mean(h, [1, 2])
+    y = layers.dense(h, 3)
+    flat = TfliteModel.from_bytes(b.build(inputs=[x], outputs=[y]))
+    header = model_ops_header(flat, load_runtime("tflite-micro"), "m", source="s")
+    text = header.decode()
+    assert "// CONV_2D: generic: its instances differ" in text
+    assert "resolver.AddDepthwiseConv2D(tflite::Register_DEPTHWISE_CONV_2D_INT4())" in text
+    assert "// MEAN: generic: TFLM declares no narrower variant" in text
+    assert registered(header, "m", tmp_path / "cmsis", defines=("CMSIS_NN",)) == [
+        "Register_CONV_2D", "Register_DEPTHWISE_CONV_2D_INT4", "Register_ADD_INT8",
+        "Register_MEAN", "Register_FULLY_CONNECTED_INT8",
+    ]  # fmt: skip
+    assert registered(header, "m", tmp_path / "reference") == [
+        "Register_CONV_2D", "Register_DEPTHWISE_CONV_2D", "Register_ADD", "Register_MEAN",
+        "Register_FULLY_CONNECTED",
+    ]  # fmt: skip
+
+
+def test_the_examples_model_ops_compiles_and_registers_int8_kernels(example_build, tmp_path):
+    header = (example_build.out / "model_ops.h").read_bytes()
+    name = example_build.report["model"]["name"]
+    names = registered(header, name, tmp_path, defines=("CMSIS_NN",))
+    flat = TfliteModel.from_bytes(example_build.tflite)
+    assert len(names) == len(flat.op_names)
+    # every kernel op of the int8 example gets its int8-only registration
+    for op in ("CONV_2D", "FULLY_CONNECTED", "SOFTMAX"):
+        if op in flat.op_names:
+            assert f"Register_{op}_INT8" in names, names
 
 
 def _tensor_arena_size(folder) -> int:

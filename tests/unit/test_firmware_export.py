@@ -163,3 +163,21 @@ def test_report_with_firmware_round_trips():
     assert BuildReport.from_dict(data) == report
     del data["firmware"]  # a report written before the firmware section existed
     assert BuildReport.from_dict(data).firmware is None
+
+
+def test_every_kernel_variant_is_declared_by_the_tflm_stub():
+    """runtimes/tflite-micro.toml names only registrations that TFLM's kernel headers
+    declare (the stub in tests/support/tflm_stub mirrors them), each in the header given,
+    for an op of the builtin table."""
+    from pathlib import Path
+
+    from edgec.targets.profile import load_runtime
+
+    stub = Path(__file__).parent.parent / "support" / "tflm_stub"
+    runtime = load_runtime("tflite-micro")
+    assert runtime.variants
+    for op, variants in runtime.variants.items():
+        assert op in runtime.builtin_ops, op
+        for v in variants:
+            text = (stub / v.header).read_text()
+            assert f"EDGEC_STUB_REGISTRATION({v.registration})" in text, v

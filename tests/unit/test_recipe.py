@@ -59,6 +59,8 @@ def test_defaults_are_filled_in():
         (({"type": "prune", "epochs": True},), ["'epochs' must be int"]),
         (({"type": "qat", "learning_rate": 0},), ["'learning_rate' = 0 is out of range"]),
         (({"type": "qat", "batch_size": 0},), ["'batch_size' = 0 is out of range"]),
+        (({"type": "qat", "weight_bits": 6},), ["weight_bits 6 is not supported", "or 4"]),
+        (({"type": "qat", "weight_bits": 2},), ["'weight_bits' = 2 is out of range"]),
         (({"type": "cluster", "clusters": 1},), ["'clusters' = 1 is out of range"]),
         (({"type": "cluster", "clusters": 300},), ["'clusters' = 300 is out of range"]),
         (({"type": "cluster", "init": "best"},), ["'init' is 'best'", "kmeans++"]),

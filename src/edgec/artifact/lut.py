@@ -269,9 +269,13 @@ def compress_lut(
 def _nothing_saves_flash(model: TfliteModel, rows: list[LutTensor], max_bits: int) -> InputError:
     few = rows or plan_lut(model, max_bits=max_bits, only_smaller=False)
     if not few:
+        # int4 filters already hold 4 bits a value: LUT compression leaves them as they are
+        int4 = any(t.is_constant and t.dtype == "int4" for t in model.tensors)
         return InputError(
-            f"--compress lut: no constant tensor has at most {2**max_bits} distinct values "
-            "per table, so LUT compression would not save flash",
+            f"--compress lut: no {'int8 ' if int4 else ''}constant tensor has at most "
+            f"{2**max_bits} distinct values per table, so LUT compression would not save "
+            "flash"
+            + (" (int4 filters are stored packed already: LUT leaves them)" if int4 else ""),
             hint="cluster the model's weights first (e.g. 16 clusters), or drop --compress",
         )
     return InputError(

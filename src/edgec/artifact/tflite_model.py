@@ -115,6 +115,8 @@ class Tensor:
         """The constant contents as a numpy array of the tensor's shape."""
         if self.data is None:
             raise ValueError(f"tensor {self.name} is not constant")
+        if self.dtype == "int4":  # packed two a byte (artifact.int4): read as int8 values
+            return unpack_nibbles(self.data, math.prod(self.shape)).reshape(self.shape)
         # the reader checked len(data) == nbytes, so the reshape cannot fail
         return np.frombuffer(self.data, dtype=self.numpy_dtype()).reshape(self.shape)
 
@@ -322,6 +324,15 @@ def _count(model: _ModelView) -> None:
     _limit("operators", sum(len(g.operators) for g in graphs), MAX_OPERATORS)
     _limit("operands (tensor indices of operators)", sum(g.operands() for g in graphs),
            MAX_OPERANDS)  # fmt: skip
+
+
+def unpack_nibbles(data: bytes, count: int) -> np.ndarray:
+    """``count`` int8 values from TFLite's packed int4: two a byte, low nibble first."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    nibbles = np.empty(raw.size * 2, dtype=np.uint8)
+    nibbles[0::2], nibbles[1::2] = raw & 0x0F, raw >> 4
+    values = nibbles[:count].astype(np.int8)
+    return np.where(values > 7, values - 16, values).astype(np.int8)
 
 
 def _nbytes(shape: tuple[int, ...], dtype: str) -> int:

@@ -106,6 +106,15 @@ class StageMetrics:
     rewrite_max_difference: builtins.float | None = None
     input_scale: builtins.float | None = None
     kept_layers: dict[str, str] | None = None  # a BatchNormalization no exact fold takes: why
+    weight_bits: int | None = None  # qat: 4 when it trained 4-bit weights
+    # int4: the filters stored as int4, their bytes as int8 and as int4, how many the
+    # converter wrote and how many were requantized after training, and what stayed int8
+    tensors: int | None = None
+    requantized: int | None = None
+    from_converter: int | None = None
+    int8_weight_bytes: int | None = None
+    int4_weight_bytes: int | None = None
+    kept_int8: list[str] | None = None
     # batch_norm_cost: the kept layers' ops in the int8 model, and the same flatbuffer
     # measured without them (their input passed on)
     kept_ops: list[str] | None = None

@@ -94,9 +94,12 @@ class QatMetrics:
     skipped_layers: dict[str, str] = field(default_factory=dict)  # QAT not run: why
     # BatchNormalization no exact fold takes: trained with its output quantized (MUL/ADD)
     kept_layers: dict[str, str] = field(default_factory=dict)
+    weight_bits: int = 8  # 4: Conv2D, DepthwiseConv2D and Dense trained with 4-bit weights
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"scheme": self.scheme, "parameters": self.parameters}
+        if self.weight_bits != 8:
+            d["weight_bits"] = self.weight_bits
         if self.skipped_layers:
             d["skipped_layers"] = dict(self.skipped_layers)
         if self.kept_layers:

@@ -3,6 +3,13 @@
 Plain QAT re-grows pruned zeros and splits clusters: after prune or cluster stages (read
 from what the earlier stages promise to the int8 artifact) the collaborative schemes
 (PQAT, CQAT, PCQAT) are chosen automatically.
+
+``weight_bits = 4`` trains 4-bit weights: the weight quantizers of Conv2D,
+DepthwiseConv2D and Dense take ``num_bits=4`` (TF-MOT's quantizers are symmetric and
+narrow range: values in [-7, 7]; per channel for convolutions, per tensor for Dense, the
+only int4 FULLY_CONNECTED TFLM runs). The converter then writes those filters as INT4
+tensors itself (TF 2.21, measured here); the build proves them bit-identical in TFLM to
+the same values stored as int8 (``artifact.int4``).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import InputError
-from edgec.stages.base import ShortForm, Stage, register, training_params
+from edgec.stages.base import Param, ShortForm, Stage, register, training_params
 from edgec.stages.metrics import QatMetrics
 from edgec.stages.plan import CompressionPlan, StagePlan, StageResult, fail, fit, scaled
 from edgec.stages.recipe import StageSpec
@@ -33,6 +40,10 @@ _QAT_UNSUPPORTED = {
 # unrolled cell on some runs. A model with one skips QAT as a whole, says so in the
 # stage's metrics and summary, and gets its int8 ranges from post-training calibration.
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
+WEIGHT_BITS = (8, 4)
+# the layers whose weights become the filters of CONV_2D, DEPTHWISE_CONV_2D and
+# FULLY_CONNECTED: the ops whose TFLM kernels take int4 filters
+INT4_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
 
 
 @register
@@ -42,14 +53,35 @@ class Qat(Stage):
     last = True
     order_why = "QAT must be the last training stage (later training would undo it)"
     verb = "Quantization-aware training"
-    params = training_params(2, 1e-4)
+    params = {
+        **training_params(2, 1e-4),
+        "weight_bits": Param(
+            int, 8, 4, 8,
+            help="bits of the trained weights: 8, or 4 (int4 filters for Conv2D, "
+            "DepthwiseConv2D and Dense: half the weight bytes)",
+        ),
+    }  # fmt: skip
     short_form = ShortForm(
         help="Short form: quantization-aware training (last).",
         kind=bool,
         to_params=lambda flag: {},
     )
 
+    def check_params(self, params: dict[str, Any], raw: dict[str, Any], label: str) -> None:
+        if params["weight_bits"] not in WEIGHT_BITS:
+            raise InputError(
+                f"{label}: weight_bits {params['weight_bits']} is not supported",
+                hint="weight_bits = 8 (int8 weights) or 4 (int4 weights)",
+            )
+
     def plan(self, sp: StagePlan, plan: CompressionPlan, model: Any, train: Any) -> Any:
+        if sp.spec["weight_bits"] == 4 and plan.expectations(before=sp).clusters:
+            raise fail(
+                sp.spec,
+                "weight_bits = 4 after a cluster stage is not supported (CQAT keeps 8-bit "
+                "centroids)",
+                "drop the cluster stage, or train 8-bit weights",
+            )
         _check(sp.spec, model, train.x[:8] if train is not None else None)
         return model
 
@@ -139,6 +171,9 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
         scheme_name, scheme = "PQAT (default 8-bit QAT, sparsity mask kept)", None
     else:
         scheme_name, scheme = "QAT (default 8-bit)", None
+    bits = sp.spec["weight_bits"]
+    if bits != 8:  # TF-MOT's schemes are 8-bit: its weight quantizers are set to 4 below
+        scheme_name = scheme_name.replace("default 8-bit", f"{bits}-bit weights, 8-bit activations")
     parameters = int(model.count_params())
     from edgec.stages.qat_prepare import (
         ClusterMask,
@@ -166,6 +201,8 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
     tf_logger = logging.getLogger("tensorflow")
     quiet = _DropMessage("Gradients do not exist for variables")
     tf_logger.addFilter(quiet)
+    if bits != 8:
+        _set_weight_bits(qat_model, bits)
     init_activation_ranges(qat_model, prepared.model, train.x[:512])
     callbacks = [SparsityMask(qat_model).callback()] if pruned else []
     if clustered:  # the relu6 layers annotate configured keep no clusters in CQAT/PCQAT
@@ -183,8 +220,20 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
         rewrite_max_difference=prepared.max_difference if prepared.rewrites else None,
         input_scale=prepared.input_scale,
         kept_layers=dict(prepared.kept),
+        weight_bits=bits,
     )
     return StageResult(qat_model, metrics, input_scale=prepared.input_scale)
+
+
+def _set_weight_bits(qat_model, bits: int) -> None:
+    """The weight quantizers of the Conv2D, DepthwiseConv2D and Dense layers quantize to
+    ``bits``: set before training, so training and the converter's FakeQuant see them."""
+    for layer in qat_model.layers:
+        inner, config = getattr(layer, "layer", None), getattr(layer, "quantize_config", None)
+        if inner is None or config is None or type(inner).__name__ not in INT4_LAYERS:
+            continue
+        for _, quantizer in config.get_weights_and_quantizers(inner):
+            quantizer.num_bits = bits
 
 
 class _DropMessage(logging.Filter):

@@ -104,6 +104,20 @@ def _precompiled_elsewhere(op: str, profile: TargetProfile) -> str:
     )
 
 
+def int4_filters(model: TfliteModel) -> list[int]:
+    """The constant int4 tensors (packed filters, ``artifact.int4``) of ``model``."""
+    return [t.index for t in model.tensors if t.is_constant and t.dtype == "int4"]
+
+
+def int4_refusal(profile: TargetProfile, count: int) -> str:
+    """Why a model with int4 filters does not run on ``profile`` (its runtime has no int4
+    kernels: Vela compiles 8- and 16-bit operators, the Edge TPU compiler int8 ones)."""
+    return (
+        f"{count} int4 filter tensor(s), but {profile.name} ({profile.runtime.title}) has no "
+        "int4 kernels: only TFLM and LiteRT run int4 weights; build it with int8 weights"
+    )
+
+
 def _policed(dtype: str) -> bool:
     """The dtypes a profile's ``tensor_dtypes`` rule on: the widths a quantization scheme
     gives activations and weights, and floats. Other types are the kernels' business
@@ -131,6 +145,9 @@ def check_dtypes(
     Keras ELU layer in float32 between DEQUANTIZE and QUANTIZE ops, without an error; this
     check is what catches such float islands inside an "int8" model.
     """
+    int4 = int4_filters(model)
+    if int4 and not profile.runtime.int4_weights:
+        return Check("dtypes", False, int4_refusal(profile, len(int4)), value=len(int4), limit=0)
     allowed = set(profile.tensor_dtypes)
     offenders = _policy_offenders(model, allowed, io_type)
     int16 = model.activations == "int16"

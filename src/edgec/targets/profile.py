@@ -11,7 +11,7 @@ import json
 import re
 import tomllib
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -91,6 +91,17 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class KernelVariant:
+    """A registration that takes one dtype combination of an op (``Register_CONV_2D_INT8``):
+    ``inputs``/``outputs`` give the dtypes by tensor position, ``header`` declares it."""
+
+    registration: str
+    header: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Runtime:
     """An op set as data: runtimes/NAME.toml.
 
@@ -114,6 +125,10 @@ class Runtime:
     fallback: Runtime | None = None
     installed_ops: bool = False
     static_shape_signature: bool = False
+    # packed int4 filters run (TFLM, LiteRT); Vela and the Edge TPU compiler take 8-bit ones
+    int4_weights: bool = False
+    # op name -> its narrower registrations, in the TOML's order (tflite-micro only)
+    variants: dict[str, tuple[KernelVariant, ...]] = field(default_factory=dict)
 
     def kernels(self, installed: Collection[str] = ()) -> frozenset[str]:
         """The op names this runtime runs, its fallback's included; ``installed``: the
@@ -301,6 +316,19 @@ def load_runtime(name: str) -> Runtime:
         fallback=load_runtime(fallback) if fallback else None,
         installed_ops=bool(table.get("installed_ops", False)),
         static_shape_signature=bool(table.get("static_shape_signature", False)),
+        int4_weights=bool(table.get("int4_weights", False)),
+        variants={
+            op: tuple(
+                KernelVariant(
+                    registration=k["registration"],
+                    header=entry["header"],
+                    inputs=tuple(k["inputs"]),
+                    outputs=tuple(k.get("outputs", ())),
+                )
+                for k in entry["kernels"]
+            )
+            for op, entry in table.get("variants", {}).items()
+        },
     )
 
 

@@ -27,6 +27,7 @@ from edgec.report import Check
 from edgec.sandbox.launch import confined_command
 from edgec.targets.analyzers import Analysis, register_kind
 from edgec.targets.analyzers.vela_compiled import VELA_OP, precompiled
+from edgec.targets.checks import int4_filters, int4_refusal
 from edgec.targets.profile import TargetProfile
 
 VELA_TIMEOUT_S = 600
@@ -40,6 +41,12 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
     assert profile.vela is not None  # the loader requires [vela] for kind "npu"
     if any(op.name == VELA_OP for op in model.operators):
         return precompiled(artifact, profile)
+    int4 = int4_filters(model)
+    if int4 and not profile.runtime.int4_weights:  # Vela 4.x crashes on them (exit -8)
+        check = Check("vela", False, "not run: " + int4_refusal(profile, len(int4)))
+        return Analysis(
+            [check], artifact.size_bytes, None, "Vela's SRAM figure, Vela not run on int4 filters"
+        )
     result = run_vela(tflite, profile)
     # Vela names CPU ops by its own type ("Passthrough") and the output tensor's name: map
     # them back to the model's TFLite ops through that tensor name.

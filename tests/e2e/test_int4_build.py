@@ -1,0 +1,130 @@
+"""int4 filters in a build: a qat stage with weight_bits = 4 (the converter writes INT4
+tensors), or --weights int4 (requantized after training); proven bit-identical in TFLM to
+the same values stored as int8, shipped lean, registered with TFLM's int4 kernels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgec.artifact.tflite_model import TfliteModel
+from edgec.targets.arena import op_buffers, plan_bytes
+from tests.conftest import assert_clean_failure, run_edgec
+
+KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def _recipe(folder: Path) -> Path:
+    path = folder / "qat4.toml"
+    path.write_text(
+        'name = "qat4"\ndescription = "4-bit QAT"\n\n'
+        '[[stage]]\ntype = "qat"\nweight_bits = 4\nepochs = 1\n'
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def qat4_build(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("qat4")
+    out = folder / "out"
+    run = run_edgec("build", "--target", "cortex-m4", "--recipe", _recipe(folder),
+                    "--out", out)  # fmt: skip
+    assert run.code in (0, 3), run.out + run.err
+    return out, json.loads((out / "report.json").read_text())
+
+
+def _stage(report: dict, name: str) -> dict:
+    return next(s for s in report["stages"] if s["name"] == name)["metrics"]
+
+
+def _check(report: dict, name: str) -> dict:
+    return next(c for c in report["checks"] if c["name"] == name)
+
+
+def test_4bit_qat_ships_int4_filters_bit_identical_to_int8(qat4_build):
+    out, report = qat4_build
+    check = _check(report, "int4_bit_identical")
+    assert check["ok"] and check["value"] == 0, check
+    assert "LiteRT: 300 of 300 bit-identical" in check["detail"]
+    flat = TfliteModel.from_bytes((out / "model.tflite").read_bytes())  # the lean file
+    filters = [flat.tensors[op.inputs[1]] for op in flat.operators if op.name in KERNELS]
+    assert filters and all(t.dtype == "int4" for t in filters)
+    metrics = _stage(report, "int4")
+    # the converter wrote them (4-bit QAT): half the weight bytes, nothing requantized
+    assert metrics["from_converter"] == metrics["tensors"] == len(filters)
+    assert metrics.get("requantized", 0) == 0
+    values = sum(int(np.prod(t.shape)) for t in filters)
+    assert metrics["int8_weight_bytes"] == values
+    assert metrics["int4_weight_bytes"] == sum((int(np.prod(t.shape)) + 1) // 2 for t in filters)
+    assert _stage(report, "qat")["weight_bits"] == 4
+    assert _check(report, "lean_bit_identical")["ok"]
+
+
+def test_the_int4_build_registers_tflms_int4_kernels(qat4_build):
+    out, _ = qat4_build
+    header = (out / "model_ops.h").read_text()
+    assert "resolver.AddConv2D(tflite::Register_CONV_2D_INT4())" in header
+    assert "resolver.AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT4())" in header
+
+
+def test_the_int4_arena_is_measured_with_the_unpack_scratch(qat4_build):
+    """The reference kernels unpack each int4 filter into arena scratch: the measured arena
+    grows by what TFLM's memory plan of those buffers gives (within the host's persistent
+    scratch handles, 16 B each)."""
+    out, report = qat4_build
+    check = _check(report, "int4_bit_identical")
+    assert "with the reference kernels' int4 unpack scratch" in check["detail"]
+    from edgec.artifact import Artifact
+    from edgec.artifact.int4 import to_int4
+
+    result = to_int4((out / "model.tflite").read_bytes())
+    int4, twin = Artifact.from_bytes(result.model), Artifact.from_bytes(result.twin)
+    measured = int4.arena()[0] - twin.arena()[0]
+
+    def planned(model: TfliteModel) -> int:
+        scratch = {op.index: op_buffers(model, op, "DSP").reference for op in model.operators}
+        return plan_bytes(model, scratch)
+
+    simulated = planned(int4.model) - planned(twin.model)
+    assert simulated > 0
+    assert 0 <= measured - simulated <= 16 * len(result.packed)
+
+
+def test_post_training_int4_requantizes_the_filters(tmp_path):
+    out = tmp_path / "out"
+    run = run_edgec("build", "--target", "cortex-m4", "--weights", "int4", "--out", out)
+    assert run.code in (0, 3), run.out + run.err
+    report = json.loads((out / "report.json").read_text())
+    assert _check(report, "int4_bit_identical")["ok"]
+    metrics = _stage(report, "int4")
+    assert metrics["requantized"] == metrics["tensors"] > 0
+    assert "requantized after training" in run.out
+    # every FULLY_CONNECTED filter per tensor: TFLM takes no per-channel int4 one
+    flat = TfliteModel.from_bytes((out / "model.tflite").read_bytes())
+    for op in flat.operators:
+        if op.name == "FULLY_CONNECTED":
+            assert flat.tensors[op.inputs[1]].dtype == "int4"
+            assert len(flat.tensors[op.inputs[1]].scales) == 1
+
+
+@pytest.mark.parametrize("target", ["edgetpu", "cortex-m55-ethos-u55"])
+def test_int4_is_refused_where_the_runtime_has_no_int4_kernels(tmp_path, target):
+    out = tmp_path / "out"
+    run = run_edgec("build", "--target", target, "--weights", "int4", "--out", out)
+    assert_clean_failure(run, "int4 weights do not run on", code=2)
+    assert not out.exists()
+
+
+def test_int4_with_int16_activations_is_refused(tmp_path):
+    run = run_edgec("build", "--target", "cortex-m4", "--weights", "int4", "--activations",
+                    "int16", "--out", tmp_path / "out")  # fmt: skip
+    assert_clean_failure(run, "int4 weights take int8 activations", code=2)
+
+
+def test_lut_compression_of_an_int4_model_says_why_nothing_compresses(tmp_path):
+    run = run_edgec("build", "--target", "cortex-m4", "--recipe", _recipe(tmp_path),
+                    "--compress", "lut", "--out", tmp_path / "out")  # fmt: skip
+    assert_clean_failure(run, "int4 filters are stored packed already")

@@ -1,0 +1,21 @@
+// edgec's test stub of tflite-micro's kernels/pad.h (90b983c): the same registration
+// functions under the same conditions; a variant the build lacks aliases the generic one.
+#ifndef EDGEC_TFLM_STUB_KERNELS_PAD_H_
+#define EDGEC_TFLM_STUB_KERNELS_PAD_H_
+
+#include "tensorflow/lite/micro/kernels/stub_registration.h"
+
+namespace tflite {
+
+EDGEC_STUB_REGISTRATION(Register_PAD)
+EDGEC_STUB_REGISTRATION(Register_PADV2)
+
+#if defined(CMSIS_NN)
+EDGEC_STUB_REGISTRATION(Register_PAD_INT8)
+#else
+inline TFLMRegistration Register_PAD_INT8() { return Register_PAD(); }
+#endif
+
+}  // namespace tflite
+
+#endif  // EDGEC_TFLM_STUB_KERNELS_PAD_H_

@@ -32,7 +32,7 @@ from edgec.targets.arena import (  # noqa: E402
     op_buffers,
     plan_bytes,
 )
-from tests.conftest import run_edgec  # noqa: E402
+from tests.support.cli import run_edgec  # noqa: E402
 from tests.support.tflm_plan import tflm_head_and_tail  # noqa: E402
 
 CORES = ("cortex-m0plus", "cortex-m4", "cortex-m55")

@@ -12,7 +12,7 @@ import pytest
 
 from edgec.artifact.tflite_model import TfliteModel
 from edgec.targets.arena import op_buffers, plan_bytes
-from tests.conftest import assert_clean_failure, run_edgec
+from tests.support.cli import assert_clean_failure, run_edgec
 
 KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 

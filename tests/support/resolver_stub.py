@@ -15,7 +15,7 @@ def registered(
 ) -> list[str]:
     """The registration function names ``<name>_register_ops`` passed, built with ``-D``
     each of ``defines`` (``CMSIS_NN`` for a CMSIS-NN build, none for reference kernels)."""
-    from tests.conftest import need_tool
+    from tests.support.cli import need_tool
 
     gxx = need_tool("g++", package="g++")
     folder.mkdir(parents=True, exist_ok=True)

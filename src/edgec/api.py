@@ -22,8 +22,7 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,8 @@ from edgec.errors import InputError
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 
 if TYPE_CHECKING:  # the runtime imports stay inside the functions (TensorFlow is slow)
-    from edgec.builder import BuildOptions, Progress
+    from edgec.builder import Progress
+    from edgec.options import BuildOptions
     from edgec.pipeline.inspect import Inspection
     from edgec.report import BuildReport, CheckReport
     from edgec.targets import TargetProfile
@@ -273,29 +273,13 @@ def _build_options(
     out: str | Path | None,
     options: dict[str, Any],
 ) -> BuildOptions:
-    from edgec.builder import BuildOptions
+    from edgec.options import from_keywords
 
-    known = {f.name for f in dataclasses.fields(BuildOptions)}
-    reserved = {"model", "target", "data", "recipe", "out"}
-    unknown = sorted(set(options) - (known - reserved))
-    if unknown:
-        raise InputError(
-            f"unknown build option{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
-            hint=f"use {', '.join(sorted(known - reserved))}",
-        )
-    variants = options.get("phone_variants", ())
-    if isinstance(variants, str):
-        variants = variants.split(",")
-    options = {**options, "phone_variants": _stripped(variants)}
-    return BuildOptions(
-        model=Path(model) if model is not None else None,
-        target=target,
-        data=Path(data) if data is not None else None,
-        recipe=recipe,
-        out=Path(out) if out is not None else None,
-        **options,
-    )
-
-
-def _stripped(items: Iterable[str]) -> tuple[str, ...]:
-    return tuple(s.strip() for s in items if s.strip())
+    base = {
+        "model": Path(model) if model is not None else None,
+        "target": target,
+        "data": Path(data) if data is not None else None,
+        "recipe": recipe,
+        "out": Path(out) if out is not None else None,
+    }
+    return from_keywords(base, options)

@@ -34,9 +34,8 @@ from edgec.artifact.lut import compress_lut_verified
 from edgec.artifact.sidecar import names_path
 from edgec.artifact.stats import analyze_layers
 from edgec.datasets import Dataset, load_dataset, split_calibration
-from edgec.datasets.loading import DEFAULT_MAX_SAMPLES, check_data_file
+from edgec.datasets.loading import check_data_file
 from edgec.datasets.split import (
-    DEFAULT_CALIBRATION_SAMPLES,
     recipe_split_warning,
     split_holdout,
     split_validation,
@@ -54,6 +53,7 @@ from edgec.export import (
 )
 from edgec.export.c_array import LANGUAGES
 from edgec.export.toolchain import measure_model_object
+from edgec.options import COMPRESSIONS, BuildOptions, check_values
 from edgec.pipeline.convert import PER_CHANNEL_MODES, PHONE_VARIANTS, model_io_type
 from edgec.pipeline.model_files import check_model_path
 from edgec.pipeline.model_io import absolute_custom_objects
@@ -79,7 +79,6 @@ from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
 from edgec.targets.analyzers.mcu import tflm_target
 from edgec.targets.arena import (
-    DEFAULT_ARENA_MARGIN,
     ArenaSize,
     KernelArena,
     firmware_arena,
@@ -96,7 +95,6 @@ if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need t
 
 _BN = "BatchNormalization"
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
-COMPRESSIONS = ("lut", "auto")  # all tensors that save flash | only if the RAM budget allows
 EXAMPLE_SOURCE = "built-in example: digits CNN (scikit-learn digits)"
 
 
@@ -112,42 +110,6 @@ class Progress:
     def warning(self, text: str) -> None:
         """Something the user must know that does not stop the build (it is not transient,
         unlike ``message``)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class BuildOptions:
-    model: Path | None  # None: the built-in example
-    target: str
-    data: Path | None = None
-    out: Path | None = Path("edgec-out")  # None: nothing is written (the Python API)
-    budget: str | None = None
-    io_type: str = "int8"  # integer I/O is int16 with activations "int16" (model_io_type)
-    activations: str = "int8"  # "int16": TFLite's 16x8 mode (int16 activations, int8 weights)
-    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
-    max_samples: int = DEFAULT_MAX_SAMPLES  # more data is sampled (seeded) while it is read
-    max_accuracy_drop: float = 2.0
-    name: str | None = None
-    phone_variants: tuple[str, ...] = ()  # float16, dynamic-range (phone targets only)
-    debug: bool = False
-    # firmware package
-    compress: str | None = None  # "lut" | "auto": tflite-micro LUT compression (artifact.lut)
-    keep_names: bool = False  # TFLM targets' lean file keeps its tensor names (artifact.lean)
-    layout: str = "plain"
-    c_lang: str = "cc"
-    section: str | None = None
-    arena_margin: float = DEFAULT_ARENA_MARGIN  # percent added to the arena: TENSOR_ARENA_SIZE
-    # compression: a recipe (built-in name or TOML file), or the short forms
-    recipe: str | None = None
-    distill: str | None = None  # width multiplier ("0.5") or a student model file
-    prune_channels: str | None = None  # fraction of channels removed ("0.5")
-    low_rank: str | None = None  # energy kept by the SVD ("0.9")
-    prune: str | None = None  # final sparsity ("0.75") or "2:4"
-    cluster: int | None = None  # clusters per kernel
-    qat: bool = False
-    epochs: int | None = None  # overrides every short-form stage's epochs
-    per_channel: str = "auto"  # auto | always | never: weights per channel (pipeline.precision)
-    custom_objects: str | None = None  # a .py file or module with the model's own layers
-    trust_model: bool = False  # load Lambda layers and other code the model file carries
 
 
 @dataclass
@@ -334,15 +296,18 @@ def absolute_inputs(options: BuildOptions) -> BuildOptions:
     """``options`` with every input path absolute: the model process works in a private
     folder of its own, not in this process's current directory."""
 
-    recipe, distill = options.recipe, options.distill
+    recipe, distill = options.recipe, options.stages.get("distill")
+    stages = dict(options.stages)
+    if isinstance(distill, str) and Path(distill).exists():
+        stages["distill"] = os.path.abspath(distill)
     return dataclasses.replace(
         options,
+        stages=stages,
         model=None if options.model is None else Path(os.path.abspath(options.model)),
         data=None if options.data is None else Path(os.path.abspath(options.data)),
         target=absolute_targets(options.target),
         recipe=os.path.abspath(recipe) if recipe and Path(recipe).exists() else recipe,
         custom_objects=absolute_custom_objects(options.custom_objects),
-        distill=os.path.abspath(distill) if distill and Path(distill).exists() else distill,
     )
 
 
@@ -357,7 +322,8 @@ def absolute_targets(target: str) -> str:
 def input_paths(options: BuildOptions, recipe: Recipe | None) -> list[str]:
     """What the model process reads besides the Python installation: the (absolute) input
     files and folders, and the files a recipe names (a distill student)."""
-    paths = [options.model, options.data, options.recipe, options.custom_objects, options.distill]
+    paths = [options.model, options.data, options.recipe, options.custom_objects]
+    paths += [v for v in options.stages.values() if isinstance(v, str)]  # a student file
     paths += options.target.split(",")
     if recipe is not None:
         paths += [v for s in recipe.stages for v in s.params.values() if isinstance(v, str)]
@@ -402,10 +368,11 @@ def register_plugins(plugins: list[list[str]]) -> None:
 
 
 def _options_payload(options: BuildOptions) -> dict[str, Any]:
-    return {
+    payload = {
         f.name: str(v) if isinstance(v := getattr(options, f.name), Path) else v
         for f in dataclasses.fields(options)
     }
+    return {**payload, "stages": dict(options.stages)}
 
 
 def _options_from_payload(data: dict[str, Any]) -> BuildOptions:
@@ -1066,6 +1033,7 @@ def write_build(
 
 def _validate(options: BuildOptions) -> _Plan:
     """Check every input that can be checked without TensorFlow, before any work."""
+    check_values(options)
     profiles = load_targets(options.target)
     overrides = parse_budget(options.budget) if options.budget is not None else {}
     io_type = model_io_type(options.io_type, options.activations)
@@ -1175,7 +1143,7 @@ def _firmware_info(
 
 def _recipe(options: BuildOptions) -> Recipe | None:
     short = recipe_from_options(
-        **{t: getattr(options, t, None) for t in stage_types()},
+        **options.stages,
         epochs=options.epochs if options.recipe is None else None,
     )
     if options.recipe is None:

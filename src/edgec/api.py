@@ -61,17 +61,20 @@ def build(
         out: the output folder (replaced atomically); ``None`` writes nothing and only
             returns the report.
         progress: an :class:`edgec.builder.Progress` told about each stage.
-        **options: the other ``edgec build`` options, by their CLI names with
-            underscores: ``budget="flash=256KiB"``, ``io_type``, ``activations`` (``"int8"`` or
-            ``"int16"``, TFLite's 16x8 mode), ``calibration_samples``, ``max_samples``
-            (a larger data set is sampled, seeded), ``max_accuracy_drop``, ``name``,
-            ``phone_variants`` (a sequence or a comma-separated string), ``compress``,
-            ``keep_names``, ``layout``, ``c_lang``, ``section``, ``arena_margin``,
-            ``per_channel`` (``"auto"``, ``"always"`` or ``"never"``), ``distill``,
-            ``prune``, ``cluster``, ``qat``, ``epochs``,
-            ``custom_objects`` (a ``.py`` file or module with the model's own layers;
-            executed, so trusted code only), ``trust_model`` (load Lambda layers and other
-            code the model file carries: it runs that code), ``debug``.
+        **options: the other ``edgec build`` options (``edgec.options.BuildOptions``),
+            by their CLI names with underscores: ``budget="flash=256KiB"`` (sizes need
+            their unit), ``io_type``, ``activations`` (``"int8"`` or ``"int16"``,
+            TFLite's 16x8 mode), ``calibration_samples``, ``max_samples`` (a larger data
+            set is sampled, seeded), ``max_accuracy_drop``, ``name``, ``phone_variants``
+            (a sequence or a comma-separated string), ``compress``, ``keep_names``,
+            ``layout``, ``c_lang``, ``section``, ``arena_margin``, ``per_channel``
+            (``"auto"``, ``"always"`` or ``"never"``), ``epochs``, ``custom_objects`` (a
+            ``.py`` file or module with the model's own layers; executed, so trusted code
+            only), ``trust_model`` (load Lambda layers and other code the model file
+            carries: it runs that code), ``debug``, ``verbosity`` (-1 quiet, 0, 1
+            verbose); and each registered stage's short form by its stage type:
+            ``distill``, ``prune_channels``, ``low_rank``, ``prune``, ``cluster``,
+            ``qat``, a plug-in stage's.
 
     The model is loaded, trained and converted in a confined child process (no network,
     writes only to its private folder, resource limits); this process writes the outputs.

@@ -36,6 +36,7 @@ from edgec.artifact.stats import analyze_layers
 from edgec.datasets import Dataset, load_dataset, split_calibration
 from edgec.datasets.loading import check_data_file
 from edgec.datasets.split import (
+    calibration_cap,
     recipe_split_warning,
     split_holdout,
     split_validation,
@@ -427,6 +428,8 @@ def load_data(ctx: BuildContext) -> None:
             given = ctx.data
             ctx.train, ctx.data = split_holdout(ctx.data, 2 * options.calibration_samples)
         ctx.calibration, ctx.evaluation = split_calibration(ctx.data, options.calibration_samples)
+        capped = calibration_cap(options.calibration_samples, ctx.calibration, ctx.data)
+        ctx.warnings += [capped] if capped else []
         if recipe is not None:
             # The built-in example itself still trains on its whole training split (the
             # same model as without a recipe); the compression stages fit on fit_on.

@@ -61,7 +61,7 @@ class Cli:
     low: float | None = None
     high: float | None = None
     commands: tuple[str, ...] = ("build",)
-    help_for: Mapping[str, str] = field(default_factory=dict)
+    help_for: Mapping[str, str | Callable[[], str]] = field(default_factory=dict)
     hidden: bool = False
     argument: bool = False  # a positional argument (MODEL), not an option
 
@@ -86,10 +86,15 @@ def recipes_help() -> str:
     )
 
 
-def _target_names() -> list[str]:
-    from edgec.targets import builtin_names
+def _targets_help(text: str) -> Callable[[], str]:
+    """``text`` followed by the built-in target names (the profiles folder's)."""
 
-    return builtin_names()
+    def help_text() -> str:
+        from edgec.targets import builtin_names
+
+        return f"{text} Built-in (any case): {', '.join(builtin_names())}."
+
+    return help_text
 
 
 _BUILD_FIT = ("build", "fit")
@@ -104,6 +109,17 @@ class BuildOptions:
     model: Path | None = _option(
         None, group="inputs", kind=Path, argument=True, commands=_BUILD_FIT,
         help="A Keras .keras/.h5 file or SavedModel folder; none: the built-in example.",
+    )  # fmt: skip
+    target: str = _option(  # a target group field, first in the help: it is required
+        dataclasses.MISSING, group="targets", flags=("-t",), metavar="NAME|PROFILE.toml[,...]",
+        commands=_BUILD_FIT_CHECK,
+        help=_targets_help("A built-in target or a profile TOML file; several separated "
+                           "by commas are checked against one converted model."),
+        help_for={
+            "fit": _targets_help("Target(s) the model must fit, comma-separated: it fits "
+                                 "all of them."),
+            "check": _targets_help("Target(s) to check against, comma-separated."),
+        },
     )  # fmt: skip
     data: Path | None = _option(
         None, group="inputs", kind=Path, flags=("-d",), metavar="DATA", commands=_BUILD_FIT,
@@ -131,16 +147,6 @@ class BuildOptions:
         None, group="inputs", help="Model name for C identifiers (default: the file name)."
     )
     # targets
-    target: str = _option(
-        dataclasses.MISSING, group="targets", flags=("-t",), metavar="NAME|PROFILE.toml[,...]",
-        commands=_BUILD_FIT_CHECK,
-        help="Built-in target name (see 'edgec targets'; any case) or a profile TOML file; "
-        "several separated by commas are checked against one converted model.",
-        help_for={
-            "fit": "Target(s) the model must fit, comma-separated: it fits all of them.",
-            "check": "Target(s) to check against, comma-separated (see 'edgec targets').",
-        },
-    )  # fmt: skip
     budget: str | None = _option(
         None, group="targets", metavar="flash=SIZE,ram=SIZE", commands=_BUILD_FIT_CHECK,
         help="Override every target's model budget, e.g. flash=256KiB,ram=64KiB; a size "

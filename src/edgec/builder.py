@@ -43,7 +43,6 @@ from edgec.datasets.split import (
 )
 from edgec.errors import EdgecError, InputError, ToolError, UsageError
 from edgec.export import (
-    LAYOUTS,
     ExportSpec,
     c_identifier,
     check_section,
@@ -52,10 +51,9 @@ from edgec.export import (
     prepare_output_dir,
     write_outputs,
 )
-from edgec.export.c_array import LANGUAGES
 from edgec.export.toolchain import measure_model_object
-from edgec.options import COMPRESSIONS, BuildOptions, check_values
-from edgec.pipeline.convert import PER_CHANNEL_MODES, PHONE_VARIANTS, model_io_type
+from edgec.options import BuildOptions, check_values
+from edgec.pipeline.convert import PHONE_VARIANTS, model_io_type
 from edgec.pipeline.model_files import check_model_path
 from edgec.pipeline.model_io import absolute_custom_objects
 from edgec.report import (
@@ -1036,7 +1034,7 @@ def write_build(
 
 def _validate(options: BuildOptions) -> _Plan:
     """Check every input that can be checked without TensorFlow, before any work."""
-    check_values(options)
+    check_values(options)  # choices and ranges, as click checks them on the command line
     profiles = load_targets(options.target)
     overrides = parse_budget(options.budget) if options.budget is not None else {}
     io_type = model_io_type(options.io_type, options.activations)
@@ -1050,20 +1048,8 @@ def _validate(options: BuildOptions) -> _Plan:
             "--phone-variants needs a phone target",
             hint="add one, e.g. --target cortex-m4,android-arm64",
         )
-    if options.calibration_samples < 1:
-        raise InputError("--calibration-samples must be at least 1")
-    if options.max_samples < 2:
-        raise InputError("--max-samples must be at least 2 (calibration and evaluation)")
-    if options.compress is not None and options.compress not in COMPRESSIONS:
-        raise InputError(f"unknown --compress '{options.compress}' (use {', '.join(COMPRESSIONS)})")
-    if options.layout not in LAYOUTS:
-        raise InputError(f"unknown --layout '{options.layout}' (use {', '.join(LAYOUTS)})")
-    if options.c_lang not in LANGUAGES:
-        raise InputError(f"unknown --c-lang '{options.c_lang}' (use {', '.join(LANGUAGES)})")
     if options.section is not None:
         check_section(options.section)
-    if not 0 <= options.arena_margin <= 1000:
-        raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
     recipe = _recipe(options)
     _check_per_channel(options.per_channel, recipe)
     if recipe is not None and options.activations == "int16" and "qat" in recipe.types:
@@ -1095,8 +1081,6 @@ def _validate(options: BuildOptions) -> _Plan:
 
 
 def _check_per_channel(mode: str, recipe: Recipe | None) -> None:
-    if mode not in PER_CHANNEL_MODES:
-        raise UsageError(f"unknown --per-channel '{mode}' (use {', '.join(PER_CHANNEL_MODES)})")
     if mode != "auto" and recipe is not None and "qat" in recipe.types:
         # TF-MOT's QAT trains Dense kernels per tensor and Conv kernels per channel, and
         # the converter keeps what training chose whatever its flags (measured here): a

@@ -166,7 +166,11 @@ class StageOptionsCommand(click.Command):
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         params = super().get_params(ctx)
         at = next((i + 1 for i, p in enumerate(params) if p.name == "recipe"), len(params))
-        forms = [_short_form_option(t) for t in short_form_types()]
+        # the same Option objects for the whole invocation (click matches them by identity)
+        key = f"edgec.short_forms.{id(self)}"
+        if key not in ctx.meta:
+            ctx.meta[key] = [_short_form_option(t) for t in short_form_types()]
+        forms = ctx.meta[key]
         return [*params[:at], *forms, *params[at:]]
 
 

@@ -61,12 +61,15 @@ def common_options(command: _F) -> _F:
 def _click_param(f: dataclasses.Field, cli: Cli, command: str) -> Callable[[_F], _F]:
     """The click option (or argument) of one ``BuildOptions`` field, for ``command``."""
     kind: dict[str, Any] = {}
-    if cli.kind is Path:
+    if cli.parse is not None:
+        kind["type"] = _Parsed(cli.parse, cli.metavar or "TEXT")
+    elif cli.kind is Path:
         kind["type"] = click.Path(path_type=Path)
     elif cli.choices is not None:
         kind["type"] = click.Choice(cli.allowed())
     elif cli.kind is int:
-        kind["type"] = click.IntRange(min=cli.low, max=cli.high)
+        ranged = cli.low is not None or cli.high is not None
+        kind["type"] = click.IntRange(min=cli.low, max=cli.high) if ranged else click.INT
     elif cli.kind is float:
         kind["type"] = click.FloatRange(min=cli.low, max=cli.high)
     if cli.argument:
@@ -76,12 +79,24 @@ def _click_param(f: dataclasses.Field, cli: Cli, command: str) -> Callable[[_F],
     value = f.default
     if value is dataclasses.MISSING:
         kind["required"] = True
-    elif value not in (None, False, ()):
-        kind.update(default=value, show_default=True)
+    elif not (value is None or value is False or value == ()):  # 0 is a default (--seed)
+        shown = value if cli.default_text is None else cli.default_text
+        kind.update(default=shown, show_default=True)
     return click.option(
         f"--{f.name.replace('_', '-')}", *cli.flags, f.name, metavar=cli.metavar,
         help=cli.help_of(command), hidden=cli.hidden, **kind,
     )  # fmt: skip
+
+
+class _Parsed(click.ParamType):
+    """An option parsed by the options model's own function (``Cli.parse``): what it
+    refuses is its UsageError, one ``error:`` line and exit 2 (``main``)."""
+
+    def __init__(self, parse: Callable[[str], Any], name: str) -> None:
+        self.parse, self.name = parse, name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return self.parse(value) if isinstance(value, str) else value
 
 
 def options_of(command: str) -> Callable[[_F], _F]:
@@ -214,51 +229,9 @@ def build(strip_names: bool, **values: Any) -> None:
 
 @cli.command()
 @options_of("fit")
-@click.option(
-    "--trials",
-    type=click.IntRange(min=1),
-    default=6,
-    show_default=True,
-    help="Candidates trained (after the untrained screen rejected what cannot fit).",
-)
-@click.option(
-    "--max-screens",
-    type=click.IntRange(min=1),
-    default=48,
-    show_default=True,
-    help="Structures screened untrained (converted and measured, no training) at most.",
-)
-@click.option(
-    "--time-budget",
-    metavar="DURATION",
-    help="Start no new trial after this long, e.g. 20m, 90s, 1.5h.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Search seed: orders candidates of equal cost and seeds each trial.",
-)
-@click.option(
-    "--rungs",
-    default="1,2,4",
-    show_default=True,
-    metavar="EPOCHS,...",
-    help="Successive halving: epochs a stage at each rung; half go on to the next.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="Run trials in parallel on a local Ray instance (pip install edgec[distributed]).",
-)
-@click.option("--ray-address", metavar="ADDR", help="Run trials on an existing Ray cluster.")
 @strip_names_option
 @common_options
-def fit(
-    trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
-    workers: int | None, ray_address: str | None, strip_names: bool, **values: Any,
-) -> None:  # fmt: skip
+def fit(workers: int | None, ray_address: str | None, strip_names: bool, **values: Any) -> None:
     """Search compression recipes for the most accurate int8 model that fits the target(s).
 
     Candidates (channel pruning, low rank, distillation width, clusters with LUT, QAT)
@@ -271,14 +244,10 @@ def fit(
     from edgec import ui
     from edgec._native_log import captured_native_stderr
     from edgec.fit.executor import select_executor
-    from edgec.fit.search import FitOptions, parse_duration, parse_rungs, run_fit
+    from edgec.fit.search import FitOptions, run_fit
 
     values["keep_names"] = _keep_names(values["keep_names"], strip_names)
-    options = FitOptions(
-        trials=trials, max_screens=max_screens,
-        time_budget=None if time_budget is None else parse_duration(time_budget), seed=seed,
-        rungs=parse_rungs(rungs), **values,
-    )  # fmt: skip
+    options = FitOptions(**values)
     out, trust_model = options.out, options.trust_model
     executor = select_executor(workers, ray_address)
     if trust_model:  # a build says which of the file's code runs; a search's trials do not

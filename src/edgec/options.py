@@ -15,6 +15,7 @@ form is an option like any built-in one's). No TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,8 @@ class Cli:
     help_for: Mapping[str, str | Callable[[], str]] = field(default_factory=dict)
     hidden: bool = False
     argument: bool = False  # a positional argument (MODEL), not an option
+    parse: Callable[[str], Any] | None = None  # text -> value (a UsageError if it is not one)
+    default_text: str | None = None  # the default as the user writes it (help)
 
     def help_of(self, command: str) -> str:
         text = self.help_for.get(command, self.help)
@@ -249,6 +252,66 @@ class BuildOptions:
     verbosity: int = NORMAL  # --quiet -1, --verbose 1 (what they show: edgec.ui)
 
 
+def parse_duration(text: str) -> float:
+    """``20m``, ``90s``, ``1.5h`` or plain seconds, in seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text, re.ASCII)
+    if match is None or float(match[1]) <= 0:
+        raise UsageError(
+            f"--time-budget '{text}' is not a duration", hint="use e.g. 20m, 90s or 1.5h"
+        )
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def parse_rungs(text: str) -> tuple[int, ...]:
+    """``1,2,4``: the epochs a stage trains at each successive-halving rung."""
+    try:
+        rungs = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        rungs = ()
+    if not rungs or any(r < 1 for r in rungs):
+        raise UsageError(f"--rungs '{text}' is not a list of epochs", hint="use e.g. 1,2,4")
+    return rungs
+
+
+_FIT = ("fit",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions:
+    """``edgec fit``'s own options (the search's; ``FitOptions`` holds them)."""
+
+    trials: int = _option(
+        6, group="search", kind=int, low=1, commands=_FIT,
+        help="Candidates trained (after the untrained screen rejected what cannot fit).",
+    )  # fmt: skip
+    max_screens: int = _option(
+        48, group="search", kind=int, low=1, commands=_FIT,
+        help="Structures screened untrained (converted and measured, no training) at most.",
+    )  # fmt: skip
+    time_budget: float | None = _option(
+        None, group="search", metavar="DURATION", parse=parse_duration, commands=_FIT,
+        help="Start no new trial after this long, e.g. 20m, 90s, 1.5h.",
+    )  # fmt: skip
+    seed: int = _option(
+        0, group="search", kind=int, commands=_FIT,
+        help="Search seed: orders candidates of equal cost and seeds each trial.",
+    )  # fmt: skip
+    rungs: tuple[int, ...] = _option(
+        (1, 2, 4), group="search", metavar="EPOCHS,...", parse=parse_rungs, commands=_FIT,
+        default_text="1,2,4",
+        help="Successive halving: epochs a stage at each rung; half go on to the next.",
+    )  # fmt: skip
+    workers: int | None = _option(
+        None, group="search", kind=int, low=1, commands=_FIT,
+        help="Run trials in parallel on a local Ray instance (pip install "
+        "edgec[distributed]).",
+    )  # fmt: skip
+    ray_address: str | None = _option(
+        None, group="search", metavar="ADDR", commands=_FIT,
+        help="Run trials on an existing Ray cluster.",
+    )  # fmt: skip
+
+
 # The build options every edgec fit trial takes from the search's own options (the rest
 # are the candidate's: its recipe, compress, activations). FitOptions and TrialJob hold
 # these fields with BuildOptions' defaults (tests/unit/test_options.py).
@@ -261,15 +324,17 @@ _RESERVED = ("model", "target", "data", "recipe", "out", "stages")
 
 def cli_fields(command: str) -> Iterator[tuple[dataclasses.Field, Cli]]:
     """The fields ``command`` takes as options or arguments, in declaration order."""
-    for f in dataclasses.fields(BuildOptions):
+    for f in (*dataclasses.fields(BuildOptions), *dataclasses.fields(SearchOptions)):
         cli = f.metadata.get("cli")
         if cli is not None and command in cli.commands:
             yield f, cli
 
 
 def default(name: str) -> Any:
-    """A field's default (the one place defaults are written)."""
-    f = next(f for f in dataclasses.fields(BuildOptions) if f.name == name)
+    """A field's default (the one place defaults are written): of ``BuildOptions`` or,
+    for fit's own options, ``SearchOptions``."""
+    fields = (*dataclasses.fields(BuildOptions), *dataclasses.fields(SearchOptions))
+    f = next(f for f in fields if f.name == name)
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return f.default

@@ -18,6 +18,7 @@ from edgec.options import (
     DEFAULT_OUT,
     TRIAL_FIELDS,
     BuildOptions,
+    SearchOptions,
     default,
     from_keywords,
     keyword_names,
@@ -78,6 +79,34 @@ def test_fit_and_its_trials_take_the_build_defaults():
     for name in TRIAL_FIELDS:
         assert name in fit_fields and name in job_fields, name
         assert getattr(fit, name) == getattr(job, name) == default(name), name
+
+
+def test_fit_takes_its_search_options_from_the_model(monkeypatch, tmp_path):
+    """edgec fit's own options (SearchOptions) reach FitOptions parsed, defaults included
+    (a default of 0, --seed's, is a default)."""
+    import edgec.fit.search as search
+
+    fit = FitOptions(model=None, target="cortex-m")
+    for f in dataclasses.fields(SearchOptions):
+        if f.name not in ("workers", "ray_address"):  # the executor's, not the search's
+            assert getattr(fit, f.name) == default(f.name), f.name
+    seen = []
+
+    def run_fit(options, executor, table):
+        seen.append(options)
+        raise click.Abort
+
+    monkeypatch.setattr(search, "run_fit", run_fit)
+    args = ["fit", "-t", "cortex-m", "--out", str(tmp_path / "o"), "--time-budget", "2m"]
+    CliRunner().invoke(cli, args)
+    (options,) = seen
+    assert (options.seed, options.rungs, options.time_budget) == (0, (1, 2, 4), 120.0)
+    assert options.trials == 6
+    from edgec.cli import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["fit", "-t", "cortex-m", "--rungs", "1,0"])
+    assert refused.value.code == 2
 
 
 class Sharpen(Stage):

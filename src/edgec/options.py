@@ -68,6 +68,10 @@ class Cli:
     parse: Callable[[str], Any] | None = None  # text -> value (a UsageError if it is not one)
     default_text: str | None = None  # the default as the user writes it (help)
 
+    def __post_init__(self) -> None:
+        if self.group not in GROUPS:
+            raise ValueError(f"option group '{self.group}' is not one of {', '.join(GROUPS)}")
+
     def help_of(self, command: str) -> str:
         text = self.help_for.get(command, self.help)
         return text if isinstance(text, str) else text()
@@ -386,7 +390,10 @@ def check_values(options: BuildOptions) -> None:
         allowed = cli.allowed()
         if allowed and value not in allowed:
             raise UsageError(f"unknown {flag} '{value}' (use {', '.join(allowed)})")
-        if cli.kind in (int, float) and not isinstance(value, bool):
+        if cli.kind in (int, float) and cli.parse is None:
+            number = (int,) if cli.kind is int else (int, float)
+            if isinstance(value, bool) or not isinstance(value, number):
+                raise UsageError(f"{flag} must be a number, not {type(value).__name__}")
             low = "" if cli.low is None else f"{cli.low:g}"
             high = "" if cli.high is None else f"{cli.high:g}"
             if (cli.low is not None and value < cli.low) or (

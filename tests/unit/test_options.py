@@ -140,5 +140,7 @@ def test_unknown_keywords_and_bad_values_are_refused():
         from_keywords(base, {"layout": "nope"})
     with pytest.raises(UsageError, match="--arena-margin 2000 is out of range"):
         from_keywords(base, {"arena_margin": 2000})
+    with pytest.raises(UsageError, match="--calibration-samples must be a number, not str"):
+        from_keywords(base, {"calibration_samples": "300"})
     assert from_keywords(base, {"phone_variants": "float16, "}).phone_variants == ("float16",)
     assert isinstance(BuildOptions(model=None, target="x").out, Path)

@@ -15,6 +15,7 @@ form is an option like any built-in one's). No TensorFlow here.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -372,10 +373,21 @@ def from_keywords(base: dict[str, Any], keywords: dict[str, Any]) -> BuildOption
     if isinstance(variants, str):
         variants = variants.split(",")
     options["phone_variants"] = tuple(s.strip() for s in variants if s.strip())
+    for f in dataclasses.fields(BuildOptions):  # numpy's numbers as Python's: the model
+        cli, value = f.metadata.get("cli"), options.get(f.name)  # process gets JSON
+        if cli is not None and _is_number(value, cli.kind):
+            options[f.name] = cli.kind(value)
     short = {k: v for k, v in given.items() if v is not None and v is not False}
     built = BuildOptions(**base, **options, stages=short)
     check_values(built)
     return built
+
+
+def _is_number(value: Any, kind: type) -> bool:
+    """``value`` is a number of ``kind`` (int or float; any type's, numpy's too)."""
+    if kind not in (int, float) or isinstance(value, bool):
+        return False
+    return isinstance(value, numbers.Integral if kind is int else numbers.Real)
 
 
 def check_values(options: BuildOptions) -> None:
@@ -391,8 +403,7 @@ def check_values(options: BuildOptions) -> None:
         if allowed and value not in allowed:
             raise UsageError(f"unknown {flag} '{value}' (use {', '.join(allowed)})")
         if cli.kind in (int, float) and cli.parse is None:
-            number = (int,) if cli.kind is int else (int, float)
-            if isinstance(value, bool) or not isinstance(value, number):
+            if not _is_number(value, cli.kind):
                 raise UsageError(f"{flag} must be a number, not {type(value).__name__}")
             low = "" if cli.low is None else f"{cli.low:g}"
             high = "" if cli.high is None else f"{cli.high:g}"

@@ -143,4 +143,7 @@ def test_unknown_keywords_and_bad_values_are_refused():
     with pytest.raises(UsageError, match="--calibration-samples must be a number, not str"):
         from_keywords(base, {"calibration_samples": "300"})
     assert from_keywords(base, {"phone_variants": "float16, "}).phone_variants == ("float16",)
+    numpy = pytest.importorskip("numpy")
+    counted = from_keywords(base, {"calibration_samples": numpy.int64(5)}).calibration_samples
+    assert counted == 5 and type(counted) is int  # the model process gets it as JSON
     assert isinstance(BuildOptions(model=None, target="x").out, Path)

@@ -118,7 +118,8 @@ def run(workload: Workload, folder: Path, steps: int, epochs: int) -> list[dict]
 
 
 def _options(model: Path, data: Path, out: Path, *, qat: bool = False) -> BuildOptions:
-    return BuildOptions(model=model, data=data, target="cortex-m", out=out, qat=qat)
+    stages = {"qat": True} if qat else {}
+    return BuildOptions(model=model, data=data, target="cortex-m", out=out, stages=stages)
 
 
 def table(name: str, rows: list[dict]) -> str:

@@ -22,8 +22,7 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,8 @@ from edgec.errors import InputError
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 
 if TYPE_CHECKING:  # the runtime imports stay inside the functions (TensorFlow is slow)
-    from edgec.builder import BuildOptions, Progress
+    from edgec.builder import Progress
+    from edgec.options import BuildOptions
     from edgec.pipeline.inspect import Inspection
     from edgec.report import BuildReport, CheckReport
     from edgec.targets import TargetProfile
@@ -61,18 +61,21 @@ def build(
         out: the output folder (replaced atomically); ``None`` writes nothing and only
             returns the report.
         progress: an :class:`edgec.builder.Progress` told about each stage.
-        **options: the other ``edgec build`` options, by their CLI names with
-            underscores: ``budget="flash=256KiB"``, ``io_type``, ``activations`` (``"int8"`` or
-            ``"int16"``, TFLite's 16x8 mode), ``weights`` (``"int4"``: post-training int4
-            filters), ``calibration_samples``, ``max_samples``
-            (a larger data set is sampled, seeded), ``max_accuracy_drop``, ``name``,
-            ``phone_variants`` (a sequence or a comma-separated string), ``compress``,
-            ``keep_names``, ``layout``, ``c_lang``, ``section``, ``arena_margin``,
-            ``per_channel`` (``"auto"``, ``"always"`` or ``"never"``), ``distill``,
-            ``prune``, ``cluster``, ``qat``, ``epochs``,
-            ``custom_objects`` (a ``.py`` file or module with the model's own layers;
-            executed, so trusted code only), ``trust_model`` (load Lambda layers and other
-            code the model file carries: it runs that code), ``debug``.
+        **options: the other ``edgec build`` options (``edgec.options.BuildOptions``),
+            by their CLI names with underscores: ``budget="flash=256KiB"`` (sizes need
+            their unit), ``io_type``, ``activations`` (``"int8"`` or ``"int16"``,
+            TFLite's 16x8 mode), ``weights`` (``"int4"``: post-training int4
+            filters), ``calibration_samples``, ``max_samples`` (a larger data
+            set is sampled, seeded), ``max_accuracy_drop``, ``name``, ``phone_variants``
+            (a sequence or a comma-separated string), ``compress``, ``keep_names``,
+            ``layout``, ``c_lang``, ``section``, ``arena_margin``, ``per_channel``
+            (``"auto"``, ``"always"`` or ``"never"``), ``epochs``, ``custom_objects`` (a
+            ``.py`` file or module with the model's own layers; executed, so trusted code
+            only), ``trust_model`` (load Lambda layers and other code the model file
+            carries: it runs that code), ``debug``, ``verbosity`` (-1 quiet, 0, 1
+            verbose); and each registered stage's short form by its stage type:
+            ``distill``, ``prune_channels``, ``low_rank``, ``prune``, ``cluster``,
+            ``qat``, a plug-in stage's.
 
     The model is loaded, trained and converted in a confined child process (no network,
     writes only to its private folder, resource limits); this process writes the outputs.
@@ -274,29 +277,13 @@ def _build_options(
     out: str | Path | None,
     options: dict[str, Any],
 ) -> BuildOptions:
-    from edgec.builder import BuildOptions
+    from edgec.options import from_keywords
 
-    known = {f.name for f in dataclasses.fields(BuildOptions)}
-    reserved = {"model", "target", "data", "recipe", "out"}
-    unknown = sorted(set(options) - (known - reserved))
-    if unknown:
-        raise InputError(
-            f"unknown build option{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
-            hint=f"use {', '.join(sorted(known - reserved))}",
-        )
-    variants = options.get("phone_variants", ())
-    if isinstance(variants, str):
-        variants = variants.split(",")
-    options = {**options, "phone_variants": _stripped(variants)}
-    return BuildOptions(
-        model=Path(model) if model is not None else None,
-        target=target,
-        data=Path(data) if data is not None else None,
-        recipe=recipe,
-        out=Path(out) if out is not None else None,
-        **options,
-    )
-
-
-def _stripped(items: Iterable[str]) -> tuple[str, ...]:
-    return tuple(s.strip() for s in items if s.strip())
+    base = {
+        "model": Path(model) if model is not None else None,
+        "target": target,
+        "data": Path(data) if data is not None else None,
+        "recipe": recipe,
+        "out": Path(out) if out is not None else None,
+    }
+    return from_keywords(base, options)

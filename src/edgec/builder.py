@@ -36,16 +36,15 @@ from edgec.artifact.lut import compress_lut_verified
 from edgec.artifact.sidecar import names_path
 from edgec.artifact.stats import analyze_layers
 from edgec.datasets import Dataset, load_dataset, split_calibration
-from edgec.datasets.loading import DEFAULT_MAX_SAMPLES, check_data_file
+from edgec.datasets.loading import check_data_file
 from edgec.datasets.split import (
-    DEFAULT_CALIBRATION_SAMPLES,
+    calibration_cap,
     recipe_split_warning,
     split_holdout,
     split_validation,
 )
 from edgec.errors import EdgecError, InputError, ToolError, UsageError
 from edgec.export import (
-    LAYOUTS,
     ExportSpec,
     c_identifier,
     check_section,
@@ -54,9 +53,9 @@ from edgec.export import (
     prepare_output_dir,
     write_outputs,
 )
-from edgec.export.c_array import LANGUAGES
 from edgec.export.toolchain import measure_model_object
-from edgec.pipeline.convert import PER_CHANNEL_MODES, PHONE_VARIANTS, model_io_type
+from edgec.options import BuildOptions, check_values
+from edgec.pipeline.convert import PHONE_VARIANTS, model_io_type
 from edgec.pipeline.model_files import check_model_path
 from edgec.pipeline.model_io import absolute_custom_objects
 from edgec.report import (
@@ -81,7 +80,6 @@ from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
 from edgec.targets.analyzers.mcu import tflm_target
 from edgec.targets.arena import (
-    DEFAULT_ARENA_MARGIN,
     ArenaSize,
     KernelArena,
     firmware_arena,
@@ -98,7 +96,6 @@ if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need t
 
 _BN = "BatchNormalization"
 EVAL_RUNTIME_SAMPLES = 300  # LiteRT-vs-TFLM comparison: enough to catch kernel mismatches
-COMPRESSIONS = ("lut", "auto")  # all tensors that save flash | only if the RAM budget allows
 EXAMPLE_SOURCE = "built-in example: digits CNN (scikit-learn digits)"
 
 
@@ -114,45 +111,6 @@ class Progress:
     def warning(self, text: str) -> None:
         """Something the user must know that does not stop the build (it is not transient,
         unlike ``message``)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class BuildOptions:
-    model: Path | None  # None: the built-in example
-    target: str
-    data: Path | None = None
-    out: Path | None = Path("edgec-out")  # None: nothing is written (the Python API)
-    budget: str | None = None
-    io_type: str = "int8"  # integer I/O is int16 with activations "int16" (model_io_type)
-    activations: str = "int8"  # "int16": TFLite's 16x8 mode (int16 activations, int8 weights)
-    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
-    max_samples: int = DEFAULT_MAX_SAMPLES  # more data is sampled (seeded) while it is read
-    max_accuracy_drop: float = 2.0
-    name: str | None = None
-    phone_variants: tuple[str, ...] = ()  # float16, dynamic-range (phone targets only)
-    debug: bool = False
-    # firmware package
-    compress: str | None = None  # "lut" | "auto": tflite-micro LUT compression (artifact.lut)
-    keep_names: bool = False  # TFLM targets' lean file keeps its tensor names (artifact.lean)
-    layout: str = "plain"
-    c_lang: str = "cc"
-    section: str | None = None
-    arena_margin: float = DEFAULT_ARENA_MARGIN  # percent added to the arena: TENSOR_ARENA_SIZE
-    # compression: a recipe (built-in name or TOML file), or the short forms
-    recipe: str | None = None
-    distill: str | None = None  # width multiplier ("0.5") or a student model file
-    prune_channels: str | None = None  # fraction of channels removed ("0.5")
-    low_rank: str | None = None  # energy kept by the SVD ("0.9")
-    prune: str | None = None  # final sparsity ("0.75") or "2:4"
-    cluster: int | None = None  # clusters per kernel
-    qat: bool = False
-    epochs: int | None = None  # overrides every short-form stage's epochs
-    per_channel: str = "auto"  # auto | always | never: weights per channel (pipeline.precision)
-    # "int4": post-training int4 filters (artifact.int4, requantized from int8); None: as
-    # trained (int4 after a qat stage with weight_bits = 4, else int8)
-    weights: str | None = None
-    custom_objects: str | None = None  # a .py file or module with the model's own layers
-    trust_model: bool = False  # load Lambda layers and other code the model file carries
 
 
 @dataclass
@@ -340,15 +298,18 @@ def absolute_inputs(options: BuildOptions) -> BuildOptions:
     """``options`` with every input path absolute: the model process works in a private
     folder of its own, not in this process's current directory."""
 
-    recipe, distill = options.recipe, options.distill
+    recipe, distill = options.recipe, options.stages.get("distill")
+    stages = dict(options.stages)
+    if isinstance(distill, str) and Path(distill).exists():
+        stages["distill"] = os.path.abspath(distill)
     return dataclasses.replace(
         options,
+        stages=stages,
         model=None if options.model is None else Path(os.path.abspath(options.model)),
         data=None if options.data is None else Path(os.path.abspath(options.data)),
         target=absolute_targets(options.target),
         recipe=os.path.abspath(recipe) if recipe and Path(recipe).exists() else recipe,
         custom_objects=absolute_custom_objects(options.custom_objects),
-        distill=os.path.abspath(distill) if distill and Path(distill).exists() else distill,
     )
 
 
@@ -363,7 +324,8 @@ def absolute_targets(target: str) -> str:
 def input_paths(options: BuildOptions, recipe: Recipe | None) -> list[str]:
     """What the model process reads besides the Python installation: the (absolute) input
     files and folders, and the files a recipe names (a distill student)."""
-    paths = [options.model, options.data, options.recipe, options.custom_objects, options.distill]
+    paths = [options.model, options.data, options.recipe, options.custom_objects]
+    paths += [v for v in options.stages.values() if isinstance(v, str)]  # a student file
     paths += options.target.split(",")
     if recipe is not None:
         paths += [v for s in recipe.stages for v in s.params.values() if isinstance(v, str)]
@@ -408,10 +370,11 @@ def register_plugins(plugins: list[list[str]]) -> None:
 
 
 def _options_payload(options: BuildOptions) -> dict[str, Any]:
-    return {
+    payload = {
         f.name: str(v) if isinstance(v := getattr(options, f.name), Path) else v
         for f in dataclasses.fields(options)
     }
+    return {**payload, "stages": dict(options.stages)}
 
 
 def _options_from_payload(data: dict[str, Any]) -> BuildOptions:
@@ -466,6 +429,8 @@ def load_data(ctx: BuildContext) -> None:
             given = ctx.data
             ctx.train, ctx.data = split_holdout(ctx.data, 2 * options.calibration_samples)
         ctx.calibration, ctx.evaluation = split_calibration(ctx.data, options.calibration_samples)
+        capped = calibration_cap(options.calibration_samples, ctx.calibration, ctx.data)
+        ctx.warnings += [capped] if capped else []
         if recipe is not None:
             # The built-in example itself still trains on its whole training split (the
             # same model as without a recipe); the compression stages fit on fit_on.
@@ -1099,6 +1064,7 @@ def write_build(
 
 def _validate(options: BuildOptions) -> _Plan:
     """Check every input that can be checked without TensorFlow, before any work."""
+    check_values(options)  # choices and ranges, as click checks them on the command line
     profiles = load_targets(options.target)
     overrides = parse_budget(options.budget) if options.budget is not None else {}
     io_type = model_io_type(options.io_type, options.activations)
@@ -1112,20 +1078,8 @@ def _validate(options: BuildOptions) -> _Plan:
             "--phone-variants needs a phone target",
             hint="add one, e.g. --target cortex-m4,android-arm64",
         )
-    if options.calibration_samples < 1:
-        raise InputError("--calibration-samples must be at least 1")
-    if options.max_samples < 2:
-        raise InputError("--max-samples must be at least 2 (calibration and evaluation)")
-    if options.compress is not None and options.compress not in COMPRESSIONS:
-        raise InputError(f"unknown --compress '{options.compress}' (use {', '.join(COMPRESSIONS)})")
-    if options.layout not in LAYOUTS:
-        raise InputError(f"unknown --layout '{options.layout}' (use {', '.join(LAYOUTS)})")
-    if options.c_lang not in LANGUAGES:
-        raise InputError(f"unknown --c-lang '{options.c_lang}' (use {', '.join(LANGUAGES)})")
     if options.section is not None:
         check_section(options.section)
-    if not 0 <= options.arena_margin <= 1000:
-        raise InputError(f"--arena-margin {options.arena_margin:g} is not a percentage (0-1000)")
     recipe = _recipe(options)
     _check_per_channel(options.per_channel, recipe)
     _check_int4(options, recipe, profiles)
@@ -1157,16 +1111,11 @@ def _validate(options: BuildOptions) -> _Plan:
     return _Plan(profiles=profiles, overrides=overrides, recipe=recipe, io_type=io_type)
 
 
-WEIGHTS = ("int8", "int4")
-
-
 def _check_int4(
     options: BuildOptions, recipe: Recipe | None, profiles: list[TargetProfile]
 ) -> None:
     """int4 weights (``--weights int4``, or a qat stage's ``weight_bits = 4``): refused
     before any training where the targets or the other options cannot take them."""
-    if options.weights is not None and options.weights not in WEIGHTS:
-        raise UsageError(f"unknown --weights '{options.weights}' (use {', '.join(WEIGHTS)})")
     qat = recipe.stage("qat") if recipe is not None else None
     trained = qat is not None and qat["weight_bits"] == 4
     if trained and options.weights == "int8":
@@ -1193,8 +1142,6 @@ def _check_int4(
 
 
 def _check_per_channel(mode: str, recipe: Recipe | None) -> None:
-    if mode not in PER_CHANNEL_MODES:
-        raise UsageError(f"unknown --per-channel '{mode}' (use {', '.join(PER_CHANNEL_MODES)})")
     if mode != "auto" and recipe is not None and "qat" in recipe.types:
         # TF-MOT's QAT trains Dense kernels per tensor and Conv kernels per channel, and
         # the converter keeps what training chose whatever its flags (measured here): a
@@ -1244,7 +1191,7 @@ def _firmware_info(
 
 def _recipe(options: BuildOptions) -> Recipe | None:
     short = recipe_from_options(
-        **{t: getattr(options, t, None) for t in stage_types()},
+        **options.stages,
         epochs=options.epochs if options.recipe is None else None,
     )
     if options.recipe is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 import traceback
@@ -13,18 +14,14 @@ from typing import Any, TypeVar
 import click
 
 from edgec import __version__
-from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
-from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
 from edgec.errors import EdgecError, UsageError, printable
-from edgec.export.layouts import LAYOUTS
-from edgec.pipeline.convert import ACTIVATIONS, IO_TYPES, PER_CHANNEL_MODES
-from edgec.stages import get_stage, stage_types
-from edgec.targets.arena import DEFAULT_ARENA_MARGIN
+from edgec.options import COMMON_HELP, NORMAL, QUIET, VERBOSE, Cli, cli_fields, short_form_types
+from edgec.stages import get_stage
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "verbosity": NORMAL}
 
 
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -38,13 +35,98 @@ debug_option = click.option(
     expose_value=False,
     is_eager=True,
     callback=_set_debug,
-    help="Show tracebacks and the converter's log.",
+    help=COMMON_HELP["debug"],
 )
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value:
+        return
+    level = QUIET if param.name == "quiet" else VERBOSE
+    if _state["verbosity"] not in (NORMAL, level):
+        raise click.UsageError("--quiet and --verbose contradict each other", ctx=ctx)
+    _state["verbosity"] = level
+
+
+def common_options(command: _F) -> _F:
+    """--debug, --quiet and --verbose: every command takes them (``options.COMMON_HELP``)."""
+    for name, flags in (("verbose", ("--verbose", "-v")), ("quiet", ("--quiet", "-q"))):
+        command = click.option(
+            *flags, name, is_flag=True, expose_value=False, is_eager=True,
+            callback=_set_verbosity, help=COMMON_HELP[name],
+        )(command)  # fmt: skip
+    return debug_option(command)
+
+
+def _click_param(f: dataclasses.Field, cli: Cli, command: str) -> Callable[[_F], _F]:
+    """The click option (or argument) of one ``BuildOptions`` field, for ``command``."""
+    kind: dict[str, Any] = {}
+    if cli.parse is not None:
+        kind["type"] = _Parsed(cli.parse, cli.metavar or "TEXT")
+    elif cli.kind is Path:
+        kind["type"] = click.Path(path_type=Path)
+    elif cli.choices is not None:
+        kind["type"] = click.Choice(cli.allowed())
+    elif cli.kind is int:
+        ranged = cli.low is not None or cli.high is not None
+        kind["type"] = click.IntRange(min=cli.low, max=cli.high) if ranged else click.INT
+    elif cli.kind is float:
+        kind["type"] = click.FloatRange(min=cli.low, max=cli.high)
+    if cli.argument:
+        return click.argument(f.name, required=False, **kind)
+    if cli.kind is bool:
+        kind["is_flag"] = True
+    value = f.default
+    if value is dataclasses.MISSING:
+        kind["required"] = True
+    elif not (value is None or value is False or value == ()):  # 0 is a default (--seed)
+        shown = value if cli.default_text is None else cli.default_text
+        kind.update(default=shown, show_default=True)
+    return click.option(
+        f"--{f.name.replace('_', '-')}", *cli.flags, f.name, metavar=cli.metavar,
+        help=cli.help_of(command), hidden=cli.hidden, **kind,
+    )  # fmt: skip
+
+
+class _Parsed(click.ParamType):
+    """An option parsed by the options model's own function (``Cli.parse``): what it
+    refuses is its UsageError, one ``error:`` line and exit 2 (``main``)."""
+
+    def __init__(self, parse: Callable[[str], Any], name: str) -> None:
+        self.parse, self.name = parse, name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return self.parse(value) if isinstance(value, str) else value
+
+
+def options_of(command: str) -> Callable[[_F], _F]:
+    """The options ``command`` takes from the options model (``edgec.options``), in its
+    groups' order."""
+
+    def decorate(function: _F) -> _F:
+        for f, cli in reversed(list(cli_fields(command))):
+            function = _click_param(f, cli, command)(function)
+        return function
+
+    return decorate
+
+
+# the names' opt-in before they left by default: accepted, and changes nothing
+strip_names_option = click.option("--strip-names", is_flag=True, hidden=True)
+
+
+def _keep_names(keep_names: bool, strip_names: bool) -> bool:
+    if keep_names and strip_names:
+        raise UsageError(
+            "--keep-names and --strip-names contradict each other",
+            hint="names leave TFLM targets' model by default; give --keep-names to keep them",
+        )
+    return keep_names
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgec")
-@debug_option
+@common_options
 def cli() -> None:
     """edgec: from a Keras model to firmware-ready int8 TFLite artifacts.
 
@@ -60,82 +142,6 @@ def cli() -> None:
     """
 
 
-# build and fit (whose trials are builds) share these
-calibration_samples_option = click.option(
-    "--calibration-samples",
-    type=click.IntRange(min=1),
-    default=DEFAULT_CALIBRATION_SAMPLES,
-    show_default=True,
-    help="Samples used to calibrate int8 ranges; the rest evaluate the model.",
-)
-max_samples_option = click.option(
-    "--max-samples",
-    type=click.IntRange(min=2),
-    default=DEFAULT_MAX_SAMPLES,
-    show_default=True,
-    help="Samples of DATA used at most; a larger data set is sampled (seeded) while it is "
-    "read, and the summary says so.",
-)
-max_accuracy_drop_option = click.option(
-    "--max-accuracy-drop",
-    type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
-    help="Largest allowed top-1 drop, in percentage points, from float to int8; for "
-    "RMSE with a recipe, the largest rise in percent above the input model's float RMSE "
-    "(edgec fit reports it; the search maximises accuracy).",
-)
-per_channel_option = click.option(
-    "--per-channel",
-    type=click.Choice(PER_CHANNEL_MODES),
-    default="auto",
-    show_default=True,
-    help="Weights quantized per channel or per tensor, layer by layer. auto: both are "
-    "measured (flash, TFLM arena, accuracy) and a layer keeps per-channel weights only "
-    "where they gain more than noise and the budgets allow; always / never: every layer.",
-)
-custom_objects_option = click.option(
-    "--custom-objects",
-    metavar="FILE.py|MODULE",
-    help="Python file or module defining the model's own layers (it is executed: trusted code).",
-)
-trust_model_option = click.option(
-    "--trust-model",
-    is_flag=True,
-    help="Load Lambda layers and other code the model file carries: this runs the file's "
-    "code (still inside the sandbox). Only for models you trust.",
-)
-
-
-# build and check: the ram check judges the arena as model_settings.h declares it
-arena_margin_option = click.option(
-    "--arena-margin",
-    type=click.FloatRange(min=0, max=1000),
-    default=DEFAULT_ARENA_MARGIN,
-    show_default=True,
-    help="Percent added to the TFLM arena for TENSOR_ARENA_SIZE (kTensorArenaSize); the "
-    "ram check judges the arena with it.",
-)
-
-keep_names_option = click.option(
-    "--keep-names",
-    is_flag=True,
-    help="TFLM targets: keep the tensor names in the shipped model (by default they go to "
-    "model_names.json, which inspect and check read; TFLM reads none).",
-)
-# the names' opt-in before they left by default: accepted, and changes nothing
-strip_names_option = click.option("--strip-names", is_flag=True, hidden=True)
-
-
-def _keep_names(keep_names: bool, strip_names: bool) -> bool:
-    if keep_names and strip_names:
-        raise UsageError(
-            "--keep-names and --strip-names contradict each other",
-            hint="names leave TFLM targets' model by default; give --keep-names to keep them",
-        )
-    return keep_names
-
-
 def text_or_json(help: str) -> Callable[[_F], _F]:
     """The ``--format text|json`` option of the listing commands (inspect, targets)."""
     return click.option(
@@ -144,203 +150,77 @@ def text_or_json(help: str) -> Callable[[_F], _F]:
     )  # fmt: skip
 
 
+def _short_form_kind(type_: str) -> dict[str, Any]:
+    """The click settings of a stage's short-form option, named by its stage type."""
+    form = get_stage(type_).short_form
+    assert form is not None  # short_form_types() lists only stages that have one
+    kind: dict[str, Any] = {"is_flag": True} if form.kind is bool else {}
+    if form.kind is int:
+        kind["type"] = click.IntRange(min=form.low)
+    return {"metavar": form.metavar, "help": form.help, **kind}
+
+
+def _short_form_option(type_: str) -> click.Option:
+    return click.Option([f"--{type_.replace('_', '-')}", type_], **_short_form_kind(type_))
+
+
 def stage_short_forms(command: _F) -> _F:
     """The short-form options of the registered stages (``--prune 0.75``, ``--qat``, ...),
     in the stages' order, each passed to the command under its stage type."""
-    for type_ in reversed(stage_types()):
-        form = get_stage(type_).short_form
-        if form is None:
-            continue
-        kind: dict[str, Any] = {"is_flag": True} if form.kind is bool else {}
-        if form.kind is int:
-            kind["type"] = click.IntRange(min=form.low)
-        command = click.option(
-            f"--{type_.replace('_', '-')}", type_, metavar=form.metavar, help=form.help, **kind
-        )(command)
+    for type_ in reversed(short_form_types()):
+        name = f"--{type_.replace('_', '-')}"
+        command = click.option(name, type_, **_short_form_kind(type_))(command)
     return command
 
 
-@cli.command()
-@click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "--target",
-    "-t",
-    required=True,
-    metavar="NAME|PROFILE.toml[,...]",
-    help="Built-in target name (see 'edgec targets') or a profile TOML file; several "
-    "separated by commas are checked against one converted model.",
-)
-@click.option(
-    "--data",
-    "-d",
-    type=click.Path(path_type=Path),
-    metavar="DATA",
-    help="Calibration/evaluation samples: .npz (x, optional y), .npy, or a folder "
-    "of class folders of images. Required with MODEL.",
-)
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=Path("edgec-out"),
-    show_default=True,
-    help="Output directory (replaced atomically).",
-)
-@click.option(
-    "--budget",
-    metavar="flash=SIZE,ram=SIZE",
-    help="Override the target's model budget, e.g. flash=256KiB,ram=64KiB "
-    "(units B, KB=1000, KiB=1024, MB, MiB).",
-)
-@click.option(
-    "--io-type",
-    type=click.Choice(IO_TYPES),
-    default="int8",
-    show_default=True,
-    help="dtype of the model's input and output tensors (integer I/O is int16 with "
-    "--activations int16, where uint8 is refused).",
-)
-@click.option(
-    "--activations",
-    type=click.Choice(ACTIVATIONS),
-    default="int8",
-    show_default=True,
-    help="int16: TFLite's 16x8 mode (int16 activations, int8 weights) for regression, "
-    "audio and autoencoders where int8 loses too much; TFLM and Ethos-U targets.",
-)
-@click.option(
-    "--weights",
-    type=click.Choice(["int8", "int4"]),
-    help="int4: CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED filters as packed int4 (half "
-    "the weight bytes; TFLM and LiteRT targets), requantized after training, with its "
-    "accuracy cost measured. A recipe's qat stage with weight_bits = 4 trains them instead. "
-    "Default: as trained.",
-)
-@calibration_samples_option
-@max_samples_option
-@max_accuracy_drop_option
-@per_channel_option
-@click.option("--name", help="Model name for C identifiers (default: the file name).")
-@click.option(
-    "--phone-variants",
-    metavar="float16,dynamic-range",
-    default="",
-    help="For phone targets, also convert float16 and/or dynamic-range models and report "
-    "their size, host-measured LiteRT latency and accuracy.",
-)
-@click.option(
-    "--compress",
-    type=click.Choice(["lut", "auto"]),
-    help="lut: store clustered weights as packed indices + value tables (tflite-micro "
-    "LUT compression, DECODE op); outputs must stay bit-identical in TFLM. auto: only the "
-    "tensors whose decoded copy keeps the TFLM arena within the RAM budget (maybe none).",
-)
-@keep_names_option
+class StageOptionsCommand(click.Command):
+    """A command whose stage short forms are the registry's when it parses or shows help,
+    not when this module was imported: a stage registered later (a plug-in, a test's toy
+    stage) has its option too. They follow --recipe."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        at = next((i + 1 for i, p in enumerate(params) if p.name == "recipe"), len(params))
+        # the same Option objects for the whole invocation (click matches them by identity)
+        key = f"edgec.short_forms.{id(self)}"
+        if key not in ctx.meta:
+            ctx.meta[key] = [_short_form_option(t) for t in short_form_types()]
+        forms = ctx.meta[key]
+        return [*params[:at], *forms, *params[at:]]
+
+
+def _short_forms(values: dict[str, Any]) -> dict[str, Any]:
+    """The stage short forms given (their options are named by stage type)."""
+    types = set(short_form_types())
+    return {k: values.pop(k) for k in list(values) if k in types}
+
+
+@cli.command(cls=StageOptionsCommand)
+@options_of("build")
 @strip_names_option
-@click.option(
-    "--layout",
-    type=click.Choice(LAYOUTS.names()),
-    default="plain",
-    show_default=True,
-    help="Firmware package layout: a plain folder, an Arduino library, or a CMake target.",
-)
-@click.option(
-    "--c-lang",
-    type=click.Choice(["cc", "c"]),
-    default="cc",
-    show_default=True,
-    help="Model array source: C++ (model_data.cc, alignas) or C11 (model_data.c, _Alignas).",
-)
-@click.option(
-    "--section",
-    metavar="NAME",
-    help="Place the model array in this linker section, e.g. .rodata.model.",
-)
-@arena_margin_option
-@click.option(
-    "--recipe",
-    metavar="NAME|RECIPE.toml",
-    help="Compression recipe run before int8 conversion: prune-qat, cluster-qat, "
-    "prune-cluster-qat, distill, or a recipe TOML file. Training uses DATA's x and y "
-    "(the built-in example uses its own training split).",
-)
-@stage_short_forms
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    help="Epochs of each short-form stage (default: per stage).",
-)
-@custom_objects_option
-@trust_model_option
-@debug_option
-def build(
-    model: Path | None,
-    target: str,
-    data: Path | None,
-    out: Path,
-    budget: str | None,
-    io_type: str,
-    activations: str,
-    weights: str | None,
-    calibration_samples: int,
-    max_samples: int,
-    max_accuracy_drop: float,
-    per_channel: str,
-    name: str | None,
-    phone_variants: str,
-    compress: str | None,
-    keep_names: bool,
-    strip_names: bool,
-    layout: str,
-    c_lang: str,
-    section: str | None,
-    arena_margin: float,
-    recipe: str | None,
-    epochs: int | None,
-    custom_objects: str | None,
-    trust_model: bool,
-    **short_forms: Any,
-) -> None:
+@common_options
+def build(strip_names: bool, **values: Any) -> None:
     """Convert MODEL to int8, check it against a target, and write firmware artifacts.
 
     Without MODEL, a built-in example (a small CNN trained on scikit-learn's digits) is
     built. Exit codes: 0 all checks pass, 3 a check failed (over budget, unsupported op,
-    accuracy), 1 error.
+    accuracy), 1 error, 2 a bad option.
     """
     from edgec import api, ui
     from edgec._native_log import captured_native_stderr
 
+    short_forms = _short_forms(values)
+    values["keep_names"] = _keep_names(values["keep_names"], strip_names)
+    options = {k: v for k, v in values.items() if v is not None}
+    out = options["out"]
     start = time.perf_counter()
     with captured_native_stderr(enabled=not _state["debug"]), ui.BuildProgress() as progress:
         report = api.build(
-            model,
-            target=target,
-            data=data,
-            recipe=recipe,
-            out=out,
             progress=progress,
-            budget=budget,
-            io_type=io_type,
-            activations=activations,
-            weights=weights,
-            calibration_samples=calibration_samples,
-            max_samples=max_samples,
-            max_accuracy_drop=max_accuracy_drop,
-            per_channel=per_channel,
-            name=name,
-            phone_variants=phone_variants,
             debug=_state["debug"],
-            compress=compress,
-            keep_names=_keep_names(keep_names, strip_names),
-            layout=layout,
-            c_lang=c_lang,
-            section=section,
-            arena_margin=arena_margin,
-            epochs=epochs,
-            custom_objects=custom_objects,
-            trust_model=trust_model,
-            # only the stages asked for: an option of a stage registered after this module
-            # was imported (a test's toy stage) must not reach the build unasked
+            verbosity=_state["verbosity"],
+            **options,
+            # only the stages asked for
             **{k: v for k, v in short_forms.items() if v is not None and v is not False},
         )
     ui.print_summary(report, out, time.perf_counter() - start)
@@ -348,112 +228,27 @@ def build(
 
 
 @cli.command()
-@click.argument("model", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "--target",
-    "-t",
-    required=True,
-    metavar="NAME|PROFILE.toml[,...]",
-    help="Target(s) the model must fit, comma-separated: it fits all of them.",
-)
-@click.option(
-    "--data",
-    "-d",
-    type=click.Path(path_type=Path),
-    metavar="DATA",
-    help="Training, calibration and evaluation samples (as for build). Required with MODEL.",
-)
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=Path("edgec-out"),
-    show_default=True,
-    help="Output directory: fit.json while searching, then the "
-    "chosen build, recipe.toml and fit.json.",
-)
-@click.option(
-    "--budget",
-    metavar="flash=SIZE,ram=SIZE",
-    help="Override every target's model budget, e.g. flash=48KiB,ram=40KiB.",
-)
-@click.option(
-    "--trials",
-    type=click.IntRange(min=1),
-    default=6,
-    show_default=True,
-    help="Candidates trained (after the untrained screen rejected what cannot fit).",
-)
-@click.option(
-    "--max-screens",
-    type=click.IntRange(min=1),
-    default=48,
-    show_default=True,
-    help="Structures screened untrained (converted and measured, no training) at most.",
-)
-@click.option(
-    "--time-budget",
-    metavar="DURATION",
-    help="Start no new trial after this long, e.g. 20m, 90s, 1.5h.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Search seed: orders candidates of equal cost and seeds each trial.",
-)
-@click.option(
-    "--rungs",
-    default="1,2,4",
-    show_default=True,
-    metavar="EPOCHS,...",
-    help="Successive halving: epochs a stage at each rung; half go on to the next.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    help="Run trials in parallel on a local Ray instance (pip install edgec[distributed]).",
-)
-@click.option("--ray-address", metavar="ADDR", help="Run trials on an existing Ray cluster.")
-@keep_names_option
+@options_of("fit")
 @strip_names_option
-@calibration_samples_option
-@max_samples_option
-@max_accuracy_drop_option
-@per_channel_option
-@custom_objects_option
-@trust_model_option
-@debug_option
-def fit(
-    model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
-    trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
-    workers: int | None, ray_address: str | None, calibration_samples: int, max_samples: int,
-    max_accuracy_drop: float, per_channel: str, custom_objects: str | None, keep_names: bool,
-    strip_names: bool, trust_model: bool,
-) -> None:  # fmt: skip
+@common_options
+def fit(workers: int | None, ray_address: str | None, strip_names: bool, **values: Any) -> None:
     """Search compression recipes for the most accurate int8 model that fits the target(s).
 
     Candidates (channel pruning, low rank, distillation width, clusters with LUT, QAT)
     are screened untrained first; those that fit are trained by successive halving.
     The winner is written as edgec build writes it, with fit.json and recipe.toml. The
     same command again continues an interrupted search. Without MODEL, the built-in
-    example. Exit codes: 0 a model fits, 3 nothing fits (the misses are named), 1 error.
+    example. Exit codes: 0 a model fits, 3 nothing fits (the misses are named), 1 error,
+    2 a bad option.
     """
     from edgec import ui
     from edgec._native_log import captured_native_stderr
     from edgec.fit.executor import select_executor
-    from edgec.fit.search import FitOptions, parse_duration, parse_rungs, run_fit
+    from edgec.fit.search import FitOptions, run_fit
 
-    options = FitOptions(
-        model=model, target=target, data=data, out=out, budget=budget, trials=trials,
-        max_screens=max_screens,
-        time_budget=None if time_budget is None else parse_duration(time_budget), seed=seed,
-        rungs=parse_rungs(rungs), calibration_samples=calibration_samples,
-        max_samples=max_samples, max_accuracy_drop=max_accuracy_drop,
-        custom_objects=custom_objects, keep_names=_keep_names(keep_names, strip_names),
-        per_channel=per_channel, trust_model=trust_model,
-    )  # fmt: skip
+    values["keep_names"] = _keep_names(values["keep_names"], strip_names)
+    options = FitOptions(**values)
+    out, trust_model = options.out, options.trust_model
     executor = select_executor(workers, ray_address)
     if trust_model:  # a build says which of the file's code runs; a search's trials do not
         click.echo("warning: --trust-model: the model file's own code runs (in the sandbox)",
@@ -484,9 +279,8 @@ def fit(
     help="The names of a lean .tflite (default: MODEL_names.json beside it, if it is "
     "this model's).",
 )
-@custom_objects_option
-@trust_model_option
-@debug_option
+@options_of("inspect")
+@common_options
 def inspect(
     model: Path, fmt: str, names: Path | None, custom_objects: str | None, trust_model: bool
 ) -> None:
@@ -513,18 +307,7 @@ def inspect(
 
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option(
-    "--target",
-    "-t",
-    required=True,
-    metavar="NAME|PROFILE.toml[,...]",
-    help="Target(s) to check against, comma-separated (see 'edgec targets').",
-)
-@click.option(
-    "--budget",
-    metavar="flash=SIZE,ram=SIZE",
-    help="Override every target's model budget, e.g. flash=256KiB,ram=64KiB.",
-)
+@options_of("check")
 @click.option(
     "--format",
     "fmt",
@@ -546,8 +329,7 @@ def inspect(
     help="Directory for report.json and the files the targets produce (e.g. the "
     "Vela-optimised .tflite); replaced atomically.",
 )
-@arena_margin_option
-@debug_option
+@common_options
 def check(
     model: Path,
     target: str,
@@ -630,7 +412,7 @@ def check(
     show_default=True,
     help="A table for people, JSON for scripts, or a pull-request comment.",
 )
-@debug_option
+@common_options
 def diff(
     old: Path, new: Path, max_growth: str, max_accuracy_drop: float, max_error_rise: str, fmt: str
 ) -> None:
@@ -663,7 +445,7 @@ def diff(
 @cli.group(invoke_without_command=True)
 @text_or_json("A table for people, or JSON (name, kind, part, budgets) for scripts.")
 @click.pass_context
-@debug_option
+@common_options
 def targets(ctx: click.Context, fmt: str) -> None:
     """List the built-in target profiles ('edgec targets show NAME' for one)."""
     if ctx.invoked_subcommand is None:
@@ -680,7 +462,7 @@ def targets(ctx: click.Context, fmt: str) -> None:
 
 @targets.command("show")
 @click.argument("name")
-@debug_option
+@common_options
 def targets_show(name: str) -> None:
     """Show one profile: a built-in NAME or a profile TOML file."""
     from edgec import ui
@@ -694,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     130/143 on SIGINT/SIGTERM (temporary files removed in every case)."""
     from edgec._process import command_scope, exit_status
 
-    _state["debug"] = False
+    _state.update(debug=False, verbosity=NORMAL)
     with command_scope():
         try:
             code = cli.main(args=argv, prog_name="edgec", standalone_mode=False)

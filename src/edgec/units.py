@@ -21,15 +21,21 @@ _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$", re.ASCII)
 MAX_BYTES = 1 << 50  # 1 PiB: beyond any part; keeps figures exact in JSON and C
 
 
-def parse_size(text: str) -> int:
-    """Return the number of bytes in ``text`` (B, KB=1000, KiB=1024, MB, MiB, GB, GiB)."""
+UNITS_HINT = "write a number with a unit: B, KB=1000, KiB=1024, MB, MiB, GB or GiB, e.g. 256KiB"
+
+
+def parse_size(text: str, *, bare_bytes: bool = False) -> int:
+    """Return the number of bytes in ``text`` (B, KB=1000, KiB=1024, MB, MiB, GB, GiB).
+
+    A number without a unit is refused (``64`` is as likely meant as 64 KiB as 64 bytes),
+    unless ``bare_bytes``: where the key's own name says bytes (a profile's ``*_bytes``).
+    """
     match = _SIZE.match(text)
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS and unit != "":
-        raise InputError(
-            f"'{text}' is not a size",
-            hint="write a number with a unit: B, KB, KiB, MB or MiB, e.g. 256KiB",
-        )
+        raise InputError(f"'{text}' is not a size", hint=UNITS_HINT)
+    if not unit and not bare_bytes:
+        raise InputError(f"size '{text.strip()}' has no unit", hint=UNITS_HINT)
     if len(match.group(1)) > 30:
         raise InputError(
             f"size '{text[:40]}...' is too long", hint=f"sizes go up to {MAX_BYTES:,} B"

@@ -253,7 +253,7 @@ def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
     recorder = Recorder()
     options = BuildOptions(
         model=user_model.keras, data=user_model.data, target="cortex-m", out=tmp_path / "out",
-        distill=str(tmp_path / "small.keras"), prune="0.5", epochs=2,
+        stages={"distill": str(tmp_path / "small.keras"), "prune": "0.5"}, epochs=2,
     )  # fmt: skip
     result = run_build(options, recorder)  # type: ignore[arg-type]
     stages = {s.name: s for s in result.report.stages}

@@ -357,6 +357,7 @@ def test_npz_with_object_arrays(tmp_path, user_model):
         ("build", "-t", "cortex-m", "--calibration-samples", "0"),
         ("build", "-t", "cortex-m", "--budget", "flash=" + "9" * 400),
         ("build", "-t", "cortex-m", "--budget", "ram=１２KiB"),
+        ("build", "-t", "cortex-m", "--budget", "flash=64"),  # bytes or KiB? refused
         ("diff", "a.json", "b.json", "--max-growth", "lots"),
     ],
 )

@@ -545,20 +545,25 @@ def test_keras3_layer_name_tensorflow_cannot_use(tmp_path, inputs, name):
 
 def test_more_data_than_max_samples_is_sampled_and_said(tmp_path, inputs):
     """A data set larger than --max-samples is sampled (seeded) while it is read; the
-    report and the summary say so."""
+    report and the summary say so, as they say that --calibration-samples was capped to
+    half the data (it was silently before)."""
     from tests.support.cli import run_edgec
 
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "big.npz", x=rng.random((5_000, 8, 8, 1), np.float32),
              y=rng.integers(0, 3, 5_000))  # fmt: skip
     run = run_edgec("build", inputs.keras, "-t", "cortex-m", "-d", tmp_path / "big.npz",
-                    "--max-samples", "400", "--out", tmp_path / "out")  # fmt: skip
+                    "--max-samples", "400", "--calibration-samples", "5000",
+                    "--out", tmp_path / "out")  # fmt: skip
     assert run.code in (0, 3), run.err
     data = json.loads((tmp_path / "out" / "report.json").read_text())["data"]
     assert data["sampled_from"] == 5_000 and data["max_samples"] == 400
-    assert data["calibration_samples"] + data["evaluation_samples"] == 400
+    assert data["calibration_samples"] == data["evaluation_samples"] == 200
+    capped = "--calibration-samples 5,000: 200 calibrated the int8 model"
+    assert [w for w in data["warnings"] if w.startswith(capped)]
     text = " ".join(run.out.split())  # rich wraps long lines
     assert "5,000 samples in" in text and "a seeded sample of 400 was used" in text
+    assert text.count(capped) == 1
 
 
 # --- a forged fit.json ------------------------------------------------------------------------

@@ -73,3 +73,14 @@ def test_split_is_deterministic_and_keeps_half_for_evaluation():
     assert (len(small_cal), len(small_ev)) == (50, 50)
     with pytest.raises(InputError, match="at least 2"):
         split_calibration(data.subset(np.arange(1)))
+
+
+def test_a_calibration_cap_is_said():
+    """--calibration-samples 5000 on the digits calibrated 898 and said nothing."""
+    from edgec.datasets.split import calibration_cap
+
+    data = load_digits()
+    cal, _ = split_calibration(data, 5000)
+    note = calibration_cap(5000, cal, data)
+    assert note is not None and f"--calibration-samples 5,000: {len(cal):,} calibrated" in note
+    assert calibration_cap(300, split_calibration(data, 300)[0], data) is None

@@ -112,6 +112,8 @@ def test_recipe_without_stages_or_with_unknown_keys():
 def test_recipe_file_errors(tmp_path: Path):
     with pytest.raises(InputError, match="neither a built-in recipe nor a .toml file"):
         load_recipe("prune-everything")
+    with pytest.raises(InputError, match="did you mean prune-qat"):
+        load_recipe("prune_qat")
     bad = tmp_path / "bad.toml"
     bad.write_text("[[stage]\ntype = 'qat'\n")
     with pytest.raises(InputError, match="not valid TOML"):

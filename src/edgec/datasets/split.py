@@ -29,6 +29,18 @@ def split_calibration(
     return data.subset(order[:count]), data.subset(order[count:])
 
 
+def calibration_cap(requested: int, calibration: Dataset, data: Dataset) -> str | None:
+    """What the summary and report.json say when ``split_calibration`` gave fewer
+    calibration samples than ``--calibration-samples`` asked for (None: it gave them all)."""
+    if len(calibration) >= requested:
+        return None
+    return (
+        f"--calibration-samples {requested:,}: {len(calibration):,} calibrated the int8 "
+        f"model, as {len(data):,} samples were left for calibration and evaluation and at "
+        "least half of them evaluate it"
+    )
+
+
 VALIDATION_FRACTION = 0.1
 
 

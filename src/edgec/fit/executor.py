@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from edgec.sandbox.worker import ModelProcess
 
-from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
+from edgec.options import default
 
 SCREEN = 0  # TrialJob.epochs: the untrained transformation, converted and measured only
 BUDGET_CHECKS = ("flash", "ram", "latency")  # a target's checks TrialResult.targets keeps
@@ -51,14 +51,15 @@ class TrialJob:
     target: str
     model: str | None = None
     data: str | None = None
-    budget: str | None = None
-    calibration_samples: int = 300
-    max_samples: int = DEFAULT_MAX_SAMPLES  # edgec build --max-samples
-    max_accuracy_drop: float = 2.0
-    custom_objects: str | None = None
-    keep_names: bool = False  # the TFLM file keeps its tensor names (edgec build --keep-names)
-    per_channel: str = "auto"
-    trust_model: bool = False  # --trust-model: the model file's own code may run
+    # the build options every trial takes (options.TRIAL_FIELDS), BuildOptions' defaults
+    budget: str | None = default("budget")
+    calibration_samples: int = default("calibration_samples")
+    max_samples: int = default("max_samples")  # edgec build --max-samples
+    max_accuracy_drop: float = default("max_accuracy_drop")
+    custom_objects: str | None = default("custom_objects")
+    keep_names: bool = default("keep_names")  # the TFLM file keeps its tensor names
+    per_channel: str = default("per_channel")
+    trust_model: bool = default("trust_model")  # --trust-model: the model file's code may run
     files: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes (packed)
 
     @property

@@ -32,14 +32,8 @@ def check_inputs(options: FitOptions) -> tuple[str, ...]:
             target=options.target,
             data=options.data,
             out=None,
-            budget=options.budget,
-            calibration_samples=options.calibration_samples,
-            max_samples=options.max_samples,
-            max_accuracy_drop=options.max_accuracy_drop,
-            custom_objects=options.custom_objects,
-            keep_names=options.keep_names,
-            per_channel=options.per_channel,
-        )  # fmt: skip
+            **options.trial_options(),
+        )
     )
     prepare_output_dir(options.out)
     return tuple(p.name for p in ctx.plan.profiles)

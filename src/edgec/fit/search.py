@@ -20,7 +20,6 @@ skips what is there.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,37 +27,46 @@ from pathlib import Path
 from typing import Any
 
 from edgec.builder import absolute_targets
-from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
-from edgec.errors import UsageError
 from edgec.fit import space
 from edgec.fit.executor import Executor, InProcess, TrialJob, TrialResult
 from edgec.fit.store import Record, StateSchema, Store, fingerprint
+from edgec.options import (  # noqa: F401  (parse_*: fit's, re-exported)
+    DEFAULT_OUT,
+    TRIAL_FIELDS,
+    default,
+    parse_duration,
+    parse_rungs,
+)
 from edgec.pipeline.model_io import absolute_custom_objects
 from edgec.report import DataInfo
-
-DEFAULT_RUNGS = (1, 2, 4)
-MAX_SCREENS = 48  # default: structures screened at most (each converts and measures once)
 
 
 @dataclass(frozen=True, kw_only=True)
 class FitOptions:
+    """``edgec fit``'s options: the search's own, then the build options every trial takes
+    (``options.TRIAL_FIELDS``, with ``BuildOptions``' defaults)."""
+
     model: Path | None  # None: the built-in example
     target: str
     data: Path | None = None
-    out: Path = Path("edgec-fit")
-    budget: str | None = None
-    trials: int = 6  # candidates trained (the first rung)
-    time_budget: float | None = None  # seconds; None: no limit
-    seed: int = 0
-    rungs: tuple[int, ...] = DEFAULT_RUNGS  # epochs a stage at each rung
-    max_screens: int = MAX_SCREENS  # structures screened untrained at most
-    calibration_samples: int = 300
-    max_samples: int = DEFAULT_MAX_SAMPLES  # of DATA, as edgec build --max-samples
-    max_accuracy_drop: float = 2.0
-    custom_objects: str | None = None
-    keep_names: bool = False  # every trial keeps its tensor names (edgec build --keep-names)
-    per_channel: str = "auto"  # every trial's --per-channel (edgec build's option)
-    trust_model: bool = False  # the model file's own code may run (edgec build --trust-model)
+    out: Path = DEFAULT_OUT
+    trials: int = default("trials")  # candidates trained (the first rung)
+    time_budget: float | None = default("time_budget")  # seconds; None: no limit
+    seed: int = default("seed")
+    rungs: tuple[int, ...] = default("rungs")  # epochs a stage at each rung
+    max_screens: int = default("max_screens")  # structures screened untrained at most
+    budget: str | None = default("budget")
+    calibration_samples: int = default("calibration_samples")
+    max_samples: int = default("max_samples")  # of DATA, as edgec build --max-samples
+    max_accuracy_drop: float = default("max_accuracy_drop")
+    custom_objects: str | None = default("custom_objects")
+    keep_names: bool = default("keep_names")  # every trial keeps its tensor names
+    per_channel: str = default("per_channel")  # every trial's --per-channel
+    trust_model: bool = default("trust_model")  # the model file's own code may run
+
+    def trial_options(self) -> dict[str, Any]:
+        """The build options every trial takes from these (``TRIAL_FIELDS``)."""
+        return {name: getattr(self, name) for name in TRIAL_FIELDS}
 
 
 class FitProgress:
@@ -103,10 +111,7 @@ class Search:
             seed=space.trial_seed(o.seed, key), target=absolute_targets(o.target),
             model=None if o.model is None else str(o.model.absolute()),
             data=None if o.data is None else str(o.data.absolute()),
-            budget=o.budget, calibration_samples=o.calibration_samples,
-            max_samples=o.max_samples, max_accuracy_drop=o.max_accuracy_drop,
-            custom_objects=absolute_custom_objects(o.custom_objects),
-            keep_names=o.keep_names, per_channel=o.per_channel, trust_model=o.trust_model,
+            **{**o.trial_options(), "custom_objects": absolute_custom_objects(o.custom_objects)},
         )  # fmt: skip
 
     def run(self, jobs: Sequence[TrialJob]) -> dict[str, TrialResult]:
@@ -201,27 +206,6 @@ class Search:
         trained = [r for r in self.store.records if r.result.epochs > 0 and r.result.fits]
         trained = [r for r in trained if r.result.accuracy is not None]
         return min(trained, key=lambda r: self.rank(r.result), default=None)
-
-
-def parse_duration(text: str) -> float:
-    """``20m``, ``90s``, ``1.5h`` or plain seconds, in seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    if match is None or float(match[1]) <= 0:
-        raise UsageError(
-            f"--time-budget '{text}' is not a duration", hint="use e.g. 20m, 90s or 1.5h"
-        )
-    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
-
-
-def parse_rungs(text: str) -> tuple[int, ...]:
-    """``1,2,4``: the epochs a stage trains at each successive-halving rung."""
-    try:
-        rungs = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        rungs = ()
-    if not rungs or any(r < 1 for r in rungs):
-        raise UsageError(f"--rungs '{text}' is not a list of epochs", hint="use e.g. 1,2,4")
-    return rungs
 
 
 def score(result: TrialResult) -> float:

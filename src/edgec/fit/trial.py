@@ -23,6 +23,7 @@ from edgec import builder
 from edgec.errors import EdgecError
 from edgec.fit.executor import BUDGET_CHECKS, TrialJob, TrialResult
 from edgec.fit.space import build_options, recipe_stages, recipe_toml
+from edgec.options import TRIAL_FIELDS
 from edgec.report import BuildReport, TargetSection
 
 SCREEN_SAMPLES = 32  # calibration (and LUT proof) samples of a screen
@@ -73,14 +74,7 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         target=job.target,
         data=Path(job.data) if job.data is not None else None,
         out=out,
-        budget=job.budget,
-        calibration_samples=job.calibration_samples,
-        max_samples=job.max_samples,
-        max_accuracy_drop=job.max_accuracy_drop,
-        custom_objects=job.custom_objects,
-        keep_names=job.keep_names,
-        per_channel=job.per_channel,
-        trust_model=job.trust_model,
+        **{name: getattr(job, name) for name in TRIAL_FIELDS},
         recipe=recipe,
         **build_options(job.params),
     )

@@ -38,6 +38,7 @@ from edgec.errors import ConversionError, InputError, UsageError
 IO_TYPES = ("int8", "uint8", "int16", "float32")
 # Activation width of the full-integer model (weights are int8 in both): each is a mode.
 ACTIVATIONS = ("int8", "int16")
+WEIGHTS = ("int8", "int4")  # int4: packed filters (artifact.int4)
 PHONE_VARIANTS = ("float16", "dynamic-range")
 # --per-channel: weights per channel everywhere (always), per tensor everywhere (never), or
 # chosen per layer by measurement (auto; edgec.pipeline.precision)

@@ -21,6 +21,7 @@ and the data (layers a stage cannot handle, labels) are each stage's ``plan``, c
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -80,9 +81,12 @@ def load_recipe(name_or_path: str) -> Recipe:
         return parse_recipe(tomllib.loads(text), source=f"built-in recipe {name_or_path}")
     path = Path(name_or_path)
     if path.suffix != ".toml" or not (path.exists() or path.is_symlink()):
+        names = builtin_recipe_names()
+        near = difflib.get_close_matches(name_or_path.casefold(), names, n=2, cutoff=0.6)
+        guess = f"did you mean {' or '.join(near)}? " if near else ""
         raise InputError(
             f"recipe '{name_or_path}' is neither a built-in recipe nor a .toml file",
-            hint=f"use one of {', '.join(builtin_recipe_names())} or a recipe TOML file",
+            hint=f"{guess}use one of {', '.join(names)} or a recipe TOML file",
         )
     text = safeio.read_text(path, "recipe", limit=safeio.MAX_TOML_BYTES)
     data = safeio.load_toml(text, f"recipe {path}")

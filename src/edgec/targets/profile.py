@@ -7,6 +7,7 @@ and wrong types are errors that name the key, so a typo cannot silently change a
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import tomllib
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgec import safeio
-from edgec.errors import InputError, UsageError
+from edgec.errors import InputError, UsageError, printable
 from edgec.units import MAX_BYTES, parse_size
 
 SCHEMA_VERSION = 1  # version 1 grew optional tables only ([estimate], [vela], [phone])
@@ -281,13 +282,24 @@ def load_target(spec: str) -> TargetProfile:
             raise InputError(f"target profile {spec} does not exist")
         return _load(safeio.read_regular(path, "target profile", limit=safeio.MAX_TOML_BYTES),
                      source=str(path))  # fmt: skip
-    if spec not in builtin_names():
-        raise InputError(
-            f"unknown target '{spec}'",
-            hint=f"known targets: {', '.join(builtin_names())}; or give a profile .toml file",
-        )
+    spec = builtin_name(spec)
     data = (resources.files("edgec.targets") / "profiles" / f"{spec}.toml").read_bytes()
     return _load(data, source="built-in")
+
+
+def builtin_name(spec: str) -> str:
+    """The built-in target ``spec`` names, matched without regard to case; an unknown
+    name is an error suggesting the nearest known ones."""
+    names = builtin_names()
+    folded = {n.casefold(): n for n in names}
+    if spec.casefold() in folded:
+        return folded[spec.casefold()]
+    near = difflib.get_close_matches(spec.casefold(), list(folded), n=3, cutoff=0.6)
+    guess = f"did you mean {' or '.join(folded[n] for n in near)}? " if near else ""
+    raise InputError(
+        f"unknown target '{printable(spec[:80])}'",
+        hint=f"{guess}known targets: {', '.join(names)}; or give a profile .toml file",
+    )
 
 
 def runtime_names() -> list[str]:
@@ -448,7 +460,7 @@ def _validate(table: dict[str, Any], schema: dict[str, Any], where: str, prefix:
         value = table[key]
         # sizes may be written as strings with units ("1MiB"); bool is not an int here
         if kind is int and isinstance(value, str) and name.endswith("_bytes"):
-            table[key] = value = parse_size(value)
+            table[key] = value = parse_size(value, bare_bytes=True)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             table[key] = value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -62,3 +62,20 @@ def test_every_module_of_edgec_is_in_a_layer():
     top = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
     top |= {p.parent.name for p in package.glob("*/__init__.py")}
     assert sorted(f"edgec.{name}" for name in top if f"edgec.{name}" not in listed) == []
+
+
+def test_no_stage_module_imports_another():
+    """Stages share training through stages/training.py (prune_channels reached into
+    distill for fit_to_teacher, low_rank into prune_channels for shrink)."""
+    import ast
+
+    folder = ROOT / "src" / "edgec" / "stages"
+    stages = {p.stem for p in folder.glob("*.py") if "\n@register\n" in p.read_text()}
+    found = []
+    for name in sorted(stages):
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                other = node.module.removeprefix("edgec.stages.")
+                if other in stages - {name}:
+                    found.append(f"{name} -> {other}")
+    assert len(stages) >= 6 and found == []

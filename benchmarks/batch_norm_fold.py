@@ -56,7 +56,7 @@ def main() -> None:
     from edgec.artifact import Artifact
     from edgec.artifact.bypass import without_ops
     from edgec.pipeline.convert import convert_named
-    from edgec.stages.qat_prepare import fold_forward_batch_norms
+    from edgec.stages.structure.qat_rewrite import fold_forward_batch_norms
 
     model = kws_model()
     x = np.random.default_rng(1).normal(size=(300, 49, 10, 1)).astype(np.float32)

@@ -516,7 +516,7 @@ def fold_batch_norms(ctx: BuildContext) -> None:
 
     The converter folds a BN into a linear layer before it; one after an activation
     (``Conv2D(activation="relu")`` then BN) it leaves as int8 MUL and ADD ops. The model
-    converted is rewritten (``qat_prepare.fold_forward_batch_norms``) and proven equal on
+    converted is rewritten (``qat_rewrite.fold_forward_batch_norms``) and proven equal on
     the calibration data; a BN no exact fold takes stays (``kept_layers`` says why,
     ``batch_norm_cost`` measures its ops). After QAT the QAT stage did this already.
     """
@@ -525,7 +525,7 @@ def fold_batch_norms(ctx: BuildContext) -> None:
     bns = [layer.name for layer in flat_layers(ctx.model) if type(layer).__name__ == _BN]
     if not bns:
         return
-    from edgec.stages.qat_prepare import fold_forward_batch_norms
+    from edgec.stages.structure.qat_rewrite import fold_forward_batch_norms
 
     with ctx.stage("fold_batch_norms", "Folding BatchNormalization after activations") as metrics:
         model = ctx.model

@@ -141,7 +141,7 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     if len(report.targets) > 1:
         out.print()
         print_sections(report.targets[1:], "Other targets")
-    from edgec.pipeline.layer_error import error_summary
+    from edgec.report.layer_summary import error_summary
 
     for line in error_summary(
         report.layers, after_qat=report.after_qat, activations=report.model.activations

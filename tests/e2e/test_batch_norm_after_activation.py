@@ -113,7 +113,7 @@ def _case_model(shape: tuple[int, ...], tail: Callable, bn: dict):
 def test_forward_fold_is_exact_or_says_why_not(case):
     """Each fold is proven by the outputs; where none is exact the BN stays, with the reason,
     and QAT's preparation keeps it too (QAT quantizes its output) instead of refusing."""
-    from edgec.stages.qat_prepare import fold_forward_batch_norms, prepare_for_qat
+    from edgec.stages.structure.qat_rewrite import fold_forward_batch_norms, prepare_for_qat
 
     shape, tail, bn, expected = _cases()[case]
     model = _case_model(shape, tail, bn)

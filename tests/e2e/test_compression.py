@@ -395,7 +395,7 @@ def test_recipe_and_short_forms_do_not_mix(tmp_path):
 def test_softmax_output_is_recognised_through_qat_wrappers():
     """A QAT'd softmax classifier must not be trained with from_logits=True."""
     from edgec._tf import keras, tfmot
-    from edgec.stages.plan import outputs_probabilities
+    from edgec.stages.training import outputs_probabilities
 
     def head(*last):
         return keras.Sequential(

@@ -189,8 +189,8 @@ def test_layer_error_summary_of_a_16x8_model_counts_int16_steps(builds):
     """Per-layer errors of the int16 build are in int16 steps, judged against an int8 step."""
     import dataclasses
 
-    from edgec.pipeline.layer_error import INT16_STEPS_PER_INT8_STEP, error_summary
     from edgec.report import BuildReport
+    from edgec.report.layer_summary import INT16_STEPS_PER_INT8_STEP, error_summary
 
     report = BuildReport.from_dict(builds["int16"].report)
     measured = [layer for layer in report.layers if layer.error_steps is not None]

@@ -90,7 +90,7 @@ def test_plain_build(keras3_dir, tmp_path, model):
         _assert_named_as_summary(keras3_dir, model, report)
 
 
-# layers QAT's exact rewrite adds (qat_prepare: a 1-D layer as its 2-D form), named after
+# layers QAT's exact rewrite adds (qat_rewrite: a 1-D layer as its 2-D form), named after
 # the user's layer they come from
 QAT_HELPERS = ("to_2d", "to_1d", "causal_pad", "depthwise")
 

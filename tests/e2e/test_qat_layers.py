@@ -169,7 +169,7 @@ def test_dense_bn_is_folded_before_qat(qat_models, tmp_path):
 
 def test_prepare_for_qat_is_exact_on_every_rewritten_layer():
     from edgec._tf import keras
-    from edgec.stages.qat_prepare import prepare_for_qat
+    from edgec.stages.structure.qat_rewrite import prepare_for_qat
 
     layers = keras.layers
     keras.utils.set_random_seed(0)
@@ -352,7 +352,7 @@ def test_dtypes_check_knows_the_integer_lstm_cell_state_is_int16(lstm_model):
 def test_input_normalization_is_folded_into_the_first_layer():
     """Per-channel mean/variance cannot be one raw scale: it goes into the first kernel."""
     from edgec._tf import keras
-    from edgec.stages.qat_prepare import prepare_for_qat
+    from edgec.stages.structure.qat_rewrite import prepare_for_qat
 
     x = np.random.default_rng(4).normal(3.0, 2.0, size=(64, 6)).astype(np.float32)
     norm = keras.layers.Normalization()

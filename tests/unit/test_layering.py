@@ -40,3 +40,42 @@ def test_a_lower_layer_importing_a_higher_one_breaks_the_contract(tmp_path):
     run = _lint_imports(tmp_path, tmp_path / "src")
     assert run.returncode != 0
     assert "edgec.targets._layering_probe -> edgec.builder" in run.stdout
+
+
+def _contracts() -> list[dict]:
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return config["tool"]["importlinter"]["contracts"]
+
+
+def test_contracts_carry_no_exceptions():
+    """An ``ignore_imports`` entry is an upward import the layers allow by name: none."""
+    assert [c["name"] for c in _contracts() if c.get("ignore_imports")] == []
+
+
+def test_every_module_of_edgec_is_in_a_layer():
+    """A module outside every layer (``_process`` was) may import anything unchecked."""
+    (layers,) = [c["layers"] for c in _contracts() if c["type"] == "layers"]
+    listed = {name.strip() for layer in layers for name in layer.split("|")}
+    package = ROOT / "src" / "edgec"
+    top = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    top |= {p.parent.name for p in package.glob("*/__init__.py")}
+    assert sorted(f"edgec.{name}" for name in top if f"edgec.{name}" not in listed) == []
+
+
+def test_no_stage_module_imports_another():
+    """Stages share training through stages/training.py (prune_channels reached into
+    distill for fit_to_teacher, low_rank into prune_channels for shrink)."""
+    import ast
+
+    folder = ROOT / "src" / "edgec" / "stages"
+    stages = {p.stem for p in folder.glob("*.py") if "\n@register\n" in p.read_text()}
+    found = []
+    for name in sorted(stages):
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                other = node.module.removeprefix("edgec.stages.")
+                if other in stages - {name}:
+                    found.append(f"{name} -> {other}")
+    assert len(stages) >= 6 and found == []

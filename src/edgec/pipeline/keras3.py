@@ -17,7 +17,6 @@ import numpy as np
 
 from edgec.errors import InputError
 
-TOLERANCE = 1e-5  # relative to the output's magnitude: float32 re-association only
 _DROP = ("module", "registered_name", "build_config", "compile_config", "shared_object_id")
 # tf_keras Layer.__init__ accepts these through **kwargs; anything else it rejects.
 _LAYER_KWARGS = {"trainable", "name", "dtype", "dynamic", "input_dim", "input_shape",
@@ -109,6 +108,7 @@ def translate(model, x: np.ndarray, custom_objects: dict | None = None) -> Trans
     """Rebuild ``model`` as tf_keras and prove it: equal outputs on ``x``."""
     from edgec._tf import keras as tf_keras
     from edgec.pipeline.convert import flat_layers
+    from edgec.pipeline.graph_rewrite import proven_equal
 
     rebuilt = _rebuild(model, tf_keras, custom_objects or {})
     sources = {layer.name: layer for layer in flat_layers(model)}
@@ -117,17 +117,15 @@ def translate(model, x: np.ndarray, custom_objects: dict | None = None) -> Trans
         if layer.weights:
             layer.set_weights(sources[layer.name].get_weights())
             copied += 1
-    expected = np.asarray(model.predict(x, batch_size=256, verbose=0))
-    got = np.asarray(rebuilt.predict(x, batch_size=256, verbose=0))
-    diff = float(np.max(np.abs(expected - got))) if expected.size else 0.0
-    scale = max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
-    if expected.shape != got.shape or not diff <= TOLERANCE * scale:
+    proof = proven_equal(model, rebuilt, x)
+    if not proof.equal:
         raise TranslationError(
             rebuilt.layers[-1].name,
-            f"gives different outputs after the rebuild (max abs difference {diff:.3g})",
+            "gives different outputs after the rebuild (max abs difference "
+            f"{proof.max_difference:.3g})",
             "report this model to the edgec developers",
         )
-    return Translation(rebuilt, diff, len(rebuilt.layers), version())
+    return Translation(rebuilt, proof.max_difference, len(rebuilt.layers), version())
 
 
 def tf_keras_twin(model, x: np.ndarray, custom_objects: dict):

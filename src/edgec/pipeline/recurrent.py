@@ -17,12 +17,18 @@ import numpy as np
 from edgec.errors import ConversionError
 
 UNROLLED = ("LSTM",)
-_TOLERANCE = 1e-4
 
 
 def unroll_recurrent(model, sample: np.ndarray):
     """``model`` with every LSTM unrolled (same weights), checked equal on ``sample``."""
     from edgec._tf import keras
+    from edgec.pipeline.graph_rewrite import (
+        Replacement,
+        clone_layer,
+        per_layer,
+        proven_equal,
+        rebuild,
+    )
 
     todo = [layer for layer in model.layers if type(layer).__name__ in UNROLLED]
     if not todo or not (isinstance(model, keras.Sequential) or model._is_graph_network):
@@ -33,21 +39,15 @@ def unroll_recurrent(model, sample: np.ndarray):
                 f"layer '{layer.name}' ({type(layer).__name__}) has no fixed sequence length",
                 hint="give the model's Input a fixed number of time steps",
             )
-    copies: dict[str, object] = {}
 
-    def clone(layer):
+    def unrolled_copy(layer) -> Replacement | None:
         if layer not in todo:
-            return layer
-        copy = type(layer).from_config({**layer.get_config(), "unroll": True})
-        copies[layer.name] = copy
-        return copy
+            return None
+        copy = clone_layer(layer, {**layer.get_config(), "unroll": True})
+        return Replacement((copy,), (layer.get_weights(),))
 
-    unrolled = keras.models.clone_model(model, clone_function=clone)
-    for name, copy in copies.items():
-        copy.set_weights(model.get_layer(name).get_weights())  # type: ignore[attr-defined]
-    want = model.predict(sample, verbose=0)
-    got = unrolled.predict(sample, verbose=0)
-    if not np.allclose(want, got, atol=_TOLERANCE * max(1.0, float(np.abs(want).max()))):
+    unrolled = rebuild(model, per_layer(unrolled_copy))
+    if not proven_equal(model, unrolled, sample).equal:
         raise ConversionError(
             "unrolling the LSTM for int8 conversion changed the model's outputs",
             hint="report it with the model attached",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from edgec.pipeline.layer_error import error_summary
+from edgec.report.layer_summary import error_summary
 from edgec.report.schema import BuildReport, Layer, LutCompression, ModelBytes, Precision
 
 _CSS = """

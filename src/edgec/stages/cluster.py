@@ -48,11 +48,11 @@ from edgec.stages.plan import (
     StagePlan,
     StageResult,
     fail,
-    fit,
     kernel_figures,
     select_layers,
 )
 from edgec.stages.recipe import StageSpec
+from edgec.stages.training import fit
 from edgec.targets.weights import Expectations
 
 CLUSTERABLE = ("Conv2D", "Dense")
@@ -210,7 +210,7 @@ _INITS = {
 
 def _cluster(sp, plan, model, train, validation, on_epoch) -> StageResult:
     from edgec._tf import cluster_weights_wrapper, keras, tfmot
-    from edgec.stages.qat_prepare import fold_batch_norms
+    from edgec.stages.structure.qat_rewrite import fold_batch_norms
 
     clustering = tfmot.clustering.keras
     spec = sp.spec
@@ -239,7 +239,7 @@ def _cluster(sp, plan, model, train, validation, on_epoch) -> StageResult:
         )
 
     # BatchNormalization folded first, so that the clusters are those of the kernels that
-    # ship (qat_prepare.fold_batch_norms says why; QAT would fold it later anyway).
+    # ship (qat_rewrite.fold_batch_norms says why; QAT would fold it later anyway).
     model = fold_batch_norms(model, train.x[:256]).model
     wrapped = keras.models.clone_model(model, clone_function=wrap)
     fit(wrapped, sp, plan, train, validation, on_epoch)

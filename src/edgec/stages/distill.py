@@ -34,13 +34,11 @@ from edgec.stages.plan import (
     StageResult,
     check_model_kind,
     fail,
-    fit,
-    outputs_probabilities,
 )
 from edgec.stages.recipe import StageSpec
+from edgec.stages.training import ALPHA, TEMPERATURE, fit_to_teacher
 
 INITS = ("teacher", "random")  # a derived student: the teacher's strongest channels, or fresh
-TEMPERATURE, ALPHA = 4.0, 0.1  # the distillation defaults (also prune_channels with a teacher)
 
 
 def _short_form(value: str) -> dict[str, Any]:
@@ -169,7 +167,7 @@ def derive_student(teacher, width: float, init: str = "teacher") -> tuple[Any, s
 
 def _fresh(teacher, width: float):
     """The teacher's architecture with ``width`` times the filters/units, fresh weights."""
-    from edgec._tf import keras
+    from edgec.pipeline.graph_rewrite import Replacement, clone_layer, per_layer, rebuild
 
     sized = [
         lay
@@ -178,48 +176,15 @@ def _fresh(teacher, width: float):
     ]
     keep = sized[-1].name if sized else None
 
-    def clone(layer):
+    def resized(layer) -> Replacement:
         config = layer.get_config()
         if layer.name != keep:
             for key in ("filters", "units"):
                 if key in config:
                     config[key] = max(1, int(round(config[key] * width)))
-        return layer.__class__.from_config(config)
+        return Replacement((clone_layer(layer, config),), (None,))
 
-    return keras.models.clone_model(teacher, clone_function=clone)
-
-
-def _distillation_loss(temperature: float, alpha: float, classes: bool, teacher, student):
-    """loss(x, y, s): alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) for
-    classes, alpha * hard + (1 - alpha) * MSE(teacher, student) for targets."""
-    from edgec._tf import keras, tf
-
-    teacher_probs, student_probs = outputs_probabilities(teacher), outputs_probabilities(student)
-
-    def logits(out, probs: bool):
-        # log(p) differs from the logits by a per-sample constant, which softmax ignores.
-        return tf.math.log(tf.clip_by_value(out, 1e-7, 1.0)) if probs else out
-
-    hard = (
-        keras.losses.SparseCategoricalCrossentropy(from_logits=not student_probs)
-        if classes
-        else keras.losses.MeanSquaredError()
-    )
-
-    def loss(x, y, s):
-        t = teacher(x, training=False)
-        if classes:
-            t_soft = tf.nn.softmax(logits(t, teacher_probs) / temperature)
-            s_log = tf.nn.log_softmax(logits(s, student_probs) / temperature)
-            kl = tf.reduce_mean(
-                tf.reduce_sum(t_soft * (tf.math.log(t_soft + 1e-12) - s_log), axis=-1)
-            )
-            soft = kl * temperature**2
-        else:
-            soft = tf.reduce_mean(tf.square(tf.cast(t, s.dtype) - s))
-        return alpha * hard(y, s) + (1 - alpha) * soft
-
-    return loss
+    return rebuild(teacher, per_layer(resized))
 
 
 def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageResult:
@@ -234,63 +199,3 @@ def _distill(sp, plan, teacher, student, train, validation, on_epoch) -> StageRe
         alpha=alpha,
     )
     return StageResult(student, metrics)
-
-
-def fit_to_teacher(
-    sp, plan, teacher, student, train, validation, on_epoch, temperature=TEMPERATURE, alpha=ALPHA
-) -> None:
-    """Train ``student`` for the stage's epochs on the distillation loss against
-    ``teacher`` (frozen): also the prune_channels fine-tune with ``teacher = true``."""
-    from edgec._tf import keras, tf
-
-    spec = sp.spec
-    classes = plan.task == "classes"
-    loss = _distillation_loss(temperature, alpha, classes, teacher, student)
-
-    class Distiller(keras.Model):
-        """alpha * hard + (1 - alpha) * T^2 * KL(teacher || student); MSE for regression.
-
-        tf_keras has no compute_loss hook that sees the teacher, so train_step is overridden.
-        """
-
-        def __init__(self):
-            super().__init__()
-            self.student = student
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-
-        @property
-        def metrics(self):
-            return [self.loss_tracker, self.acc] if classes else [self.loss_tracker]
-
-        def call(self, x, training=False):
-            return self.student(x, training=training)
-
-        def _loss(self, x, y, s):
-            return loss(x, y, s)
-
-        def _track(self, loss, y, s):
-            self.loss_tracker.update_state(loss)
-            if classes:
-                self.acc.update_state(y, s)
-            return {m.name: m.result() for m in self.metrics}
-
-        def train_step(self, data):
-            x, y = data
-            with tf.GradientTape() as tape:
-                s = self.student(x, training=True)
-                loss = self._loss(x, y, s) + sum(self.student.losses)
-            grads = tape.gradient(loss, self.student.trainable_variables)
-            self.optimizer.apply_gradients(
-                zip(grads, self.student.trainable_variables, strict=True)
-            )
-            return self._track(loss, y, s)
-
-        def test_step(self, data):
-            x, y = data
-            s = self.student(x, training=False)
-            return self._track(self._loss(x, y, s), y, s)
-
-    distiller = Distiller()
-    distiller.compile(optimizer=keras.optimizers.Adam(spec["learning_rate"]))
-    fit(distiller, sp, plan, train, validation, on_epoch, compile_=False)

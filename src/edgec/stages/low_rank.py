@@ -9,9 +9,8 @@ from typing import Any
 
 from edgec.errors import InputError
 from edgec.stages.base import Param, ShortForm, Stage, register, training_params
-from edgec.stages.metrics import LowRankMetrics
-from edgec.stages.plan import CompressionPlan, StagePlan, StageResult, fit
-from edgec.stages.prune_channels import shrink, shrink_parts
+from edgec.stages.metrics import LowRankMetrics, shrink_parts
+from edgec.stages.plan import CompressionPlan, StagePlan, StageResult
 from edgec.stages.recipe import StageSpec
 from edgec.stages.structure.low_rank import (
     CONV_METHODS,
@@ -20,6 +19,7 @@ from edgec.stages.structure.low_rank import (
     LowRankReport,
     factorise,
 )
+from edgec.stages.training import fit, shrink
 from edgec.targets.weights import Expectations
 
 _SAMPLES = 256  # validation samples the output error of each factorised layer is measured on

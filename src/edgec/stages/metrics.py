@@ -205,6 +205,16 @@ class Shrink:
         }
 
 
+def shrink_parts(m: dict[str, Any]) -> list[str]:
+    """The summary line's parameters and MACs before -> after (prune_channels, low_rank)."""
+    if "macs_before" not in m:
+        return []
+    return [
+        f"parameters {m['parameters_before']:,} → {m['parameters']:,}",
+        f"MACs {m['macs_before']:,} → {m['macs']:,}",
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelPruneMetrics:
     shrink: Shrink

@@ -31,6 +31,7 @@ from edgec.errors import InputError
 from edgec.stages.base import EpochCallback, Metrics, get_stage
 from edgec.stages.metrics import KernelFigures, StageMetrics, TrainingFigures
 from edgec.stages.recipe import Recipe, StageSpec
+from edgec.stages.training import evaluate_model, labels_of, outputs_probabilities
 from edgec.targets.weights import Expectations
 
 SEED = 0
@@ -133,13 +134,6 @@ def validate(
         target = get_stage(spec.type).plan(sp, plan, target, train)
     plan.planned = target
     return plan
-
-
-def labels_of(data: Dataset) -> np.ndarray:
-    """Labels of data that ``validate`` already required to be labelled."""
-    if data.y is None:
-        raise InputError(f"data {data.source} has no labels (y); training stages need them")
-    return data.y
 
 
 def fail(spec: StageSpec, text: str, hint: str) -> InputError:
@@ -316,87 +310,6 @@ def run_stage(
         figures, result.metrics, model_names=stage.model_names, skipped_layers=dict(sp.skipped)
     )
     return result
-
-
-def evaluate_model(model, data: Dataset, task: str) -> dict[str, float]:
-    """Loss and accuracy (classes) or MSE (targets) on ``data``, in numpy."""
-    out = np.asarray(model.predict(data.x, batch_size=256, verbose=0), dtype=np.float64)
-    if task == "classes":
-        y = labels_of(data).astype(np.int64)
-        probs = out if outputs_probabilities(model) else _softmax(out)
-        loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
-        acc = float(np.mean(out.argmax(1) == y) * 100)
-        return {"loss": round(loss, 5), "accuracy": round(acc, 2)}
-    mse = float(np.mean((out.reshape(len(out), -1) - labels_of(data).reshape(len(out), -1)) ** 2))
-    return {"loss": round(mse, 6), "mse": round(mse, 6)}
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def outputs_probabilities(model) -> bool:
-    """True if the model ends in a softmax (its outputs are probabilities, not logits)."""
-    last = model.layers[-1]
-    inner = getattr(last, "layer", last)  # QAT/prune wrappers
-    # QAT replaces a layer's activation with a QuantizeAwareActivation that holds the
-    # original function: without looking through it, a QAT'd softmax classifier was
-    # compiled with from_logits=True (softmax applied to probabilities).
-    activation = getattr(inner, "activation", None)
-    activation = getattr(activation, "activation", activation)
-    name = getattr(activation, "__name__", activation)
-    return type(inner).__name__ == "Softmax" or name == "softmax"
-
-
-def _loss_and_metrics(model, task: str, keras):
-    if task == "classes":
-        loss = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=not outputs_probabilities(model)
-        )
-        return loss, ["accuracy"]
-    return keras.losses.MeanSquaredError(), []
-
-
-def fit(model, sp: StagePlan, plan, train, validation, on_epoch, callbacks=(), compile_=True):
-    from edgec._tf import keras
-
-    spec = sp.spec
-    if compile_:
-        loss, metrics = _loss_and_metrics(model, plan.task, keras)
-        model.compile(
-            optimizer=keras.optimizers.Adam(spec["learning_rate"]), loss=loss, metrics=metrics
-        )
-    epochs = spec["epochs"]
-
-    def report(epoch: int, logs: dict | None) -> None:
-        if on_epoch is None:
-            return
-        logs = dict(logs or {})
-        parts = [f"loss {logs.get('loss', 0):.4f}"]
-        if "accuracy" in logs:
-            parts.append(f"accuracy {logs['accuracy'] * 100:.1f}%")
-        if "val_accuracy" in logs:
-            parts.append(f"validation {logs['val_accuracy'] * 100:.1f}%")
-        elif "val_loss" in logs:
-            parts.append(f"validation loss {logs['val_loss']:.4f}")
-        on_epoch(f"{spec.type} epoch {epoch + 1}/{epochs}: " + ", ".join(parts))
-
-    def labels(data: Dataset) -> np.ndarray:
-        if plan.task == "classes":
-            return labels_of(data)
-        return labels_of(data).reshape((len(data), *plan.output_shape)).astype(np.float32)
-
-    model.fit(
-        train.x,
-        labels(train),
-        epochs=epochs,
-        batch_size=spec["batch_size"],
-        validation_data=(validation.x, labels(validation)),
-        shuffle=True,
-        verbose=0,
-        callbacks=[*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=report)],
-    )
 
 
 def kernel_figures(model, name: str) -> KernelFigures:

@@ -18,10 +18,10 @@ from edgec.stages.plan import (
     StagePlan,
     StageResult,
     fail,
-    fit,
     kernel_figures,
     select_layers,
 )
+from edgec.stages.training import fit
 from edgec.targets.weights import Expectations
 
 PRUNABLE = ("Conv1D", "Conv2D", "Dense")

@@ -12,8 +12,8 @@ from typing import Any
 
 from edgec.errors import InputError
 from edgec.stages.base import Param, ShortForm, Stage, register, training_params
-from edgec.stages.metrics import ChannelPruneMetrics, Shrink
-from edgec.stages.plan import CompressionPlan, StagePlan, StageResult, fit
+from edgec.stages.metrics import ChannelPruneMetrics, shrink_parts
+from edgec.stages.plan import CompressionPlan, StagePlan, StageResult
 from edgec.stages.recipe import StageSpec
 from edgec.stages.structure.channel_prune import (
     IMPORTANCE,
@@ -22,6 +22,7 @@ from edgec.stages.structure.channel_prune import (
     plan_channel_pruning,
     prune_channels_iteratively,
 )
+from edgec.stages.training import fit, fit_to_teacher, shrink
 from edgec.targets.weights import Expectations
 
 
@@ -94,28 +95,6 @@ class PruneChannels(Stage):
         ]
 
 
-def shrink_parts(m: dict[str, Any]) -> list[str]:
-    """The summary line's parameters and MACs before -> after (prune_channels, low_rank)."""
-    if "macs_before" not in m:
-        return []
-    return [
-        f"parameters {m['parameters_before']:,} → {m['parameters']:,}",
-        f"MACs {m['macs_before']:,} → {m['macs']:,}",
-    ]
-
-
-def shrink(before, after) -> Shrink:
-    """Parameters and kernel MACs of two float models."""
-    from edgec.stages.structure.graph_rewrite import kernel_macs
-
-    return Shrink(
-        int(before.count_params()),
-        int(after.count_params()),
-        kernel_macs(before),
-        kernel_macs(after),
-    )
-
-
 def _channel_plan(spec: StageSpec, model, fraction: float) -> ChannelPlan:
     return plan_channel_pruning(
         model,
@@ -134,8 +113,6 @@ def _prune_channels(sp, plan, model, train, validation, on_epoch) -> StageResult
             # The unpruned model's soft outputs carry more than a small fine-tuning set's
             # labels: on DS-CNN (benchmarks/mlperf_tiny.py) labels alone overfit 1,080
             # samples (train 98.9%, validation 90.8%, 5 points below the input model).
-            from edgec.stages.distill import fit_to_teacher
-
             fit_to_teacher(sp, plan, model, pruned, train, validation, on_epoch)
         else:
             fit(pruned, sp, plan, train, validation, on_epoch)

@@ -22,8 +22,9 @@ import numpy as np
 from edgec.errors import InputError
 from edgec.stages.base import Param, ShortForm, Stage, register, training_params
 from edgec.stages.metrics import QatMetrics
-from edgec.stages.plan import CompressionPlan, StagePlan, StageResult, fail, fit, scaled
+from edgec.stages.plan import CompressionPlan, StagePlan, StageResult, fail, scaled
 from edgec.stages.recipe import StageSpec
+from edgec.stages.training import fit
 from edgec.targets.weights import Expectations
 
 _QAT_UNSUPPORTED = {
@@ -103,7 +104,7 @@ class Qat(Stage):
 
 def _check(spec: StageSpec, model, sample: np.ndarray | None) -> None:
     """QAT takes the model as ``prepare_for_qat`` rewrites it: every layer must be supported."""
-    from edgec.stages.qat_prepare import prepare_for_qat
+    from edgec.stages.structure.qat_rewrite import prepare_for_qat
 
     if sample is None:  # _check_training_data already refused this
         return
@@ -180,8 +181,8 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
         SparsityMask,
         annotate,
         init_activation_ranges,
-        prepare_for_qat,
     )
+    from edgec.stages.structure.qat_rewrite import prepare_for_qat
 
     prepared = prepare_for_qat(model, train.x[:256])
     train, validation = (

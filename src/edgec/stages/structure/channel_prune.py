@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import InputError
-from edgec.stages.structure.graph_rewrite import (
+from edgec.pipeline.graph_rewrite import (
     GraphNode,
     Replacement,
     check_graph_model,
     clone_layer,
+    flat,
     graph_nodes,
     rebuild,
     tensor_id,
@@ -175,7 +176,7 @@ def _analyze(model) -> _Analysis:
 def _read_node(a: _Analysis, gn: GraphNode) -> None:
     layer, kind = gn.layer, _kind(gn.layer)
     if gn.node.is_input:
-        size = _last_dim(_flat(gn.node.outputs)[0])
+        size = _last_dim(flat(gn.node.outputs)[0])
         space = a.new_space(f"input:{layer.name}", size, frozen="model input")
         a.layouts[gn.outputs[0]] = _Layout(((space, size),))
         return
@@ -186,16 +187,12 @@ def _read_node(a: _Analysis, gn: GraphNode) -> None:
         why = f"feeds '{layer.name}' ({kind}), which channel pruning cannot see through"
         for layout in ins:
             a.freeze(layout, why)
-        for i, (key, tensor) in enumerate(zip(gn.outputs, _flat(gn.node.outputs), strict=True)):
+        for i, (key, tensor) in enumerate(zip(gn.outputs, flat(gn.node.outputs), strict=True)):
             size = _last_dim(tensor)
             space = a.new_space(f"opaque:{layer.name}:{i}", size, frozen=why)
             a.layouts[key] = _Layout(((space, size),))
         return
     a.layouts[gn.outputs[0]] = _output_layout(a, gn, role, ins)
-
-
-def _flat(outputs) -> list:
-    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 
 
 def _role(gn: GraphNode, kind: str, ins: list[_Layout]) -> str:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgec.errors import InputError
-from edgec.stages.structure.graph_rewrite import (
+from edgec.pipeline.graph_rewrite import (
     GraphNode,
     Replacement,
     check_graph_model,

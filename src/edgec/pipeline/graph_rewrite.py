@@ -1,9 +1,17 @@
 """Walk and rebuild a tf_keras graph model layer call by layer call.
 
-The one way edgec rewrites a model's structure (channel pruning, low-rank factorisation):
-every layer call of a Sequential or Functional model is visited in topological order,
-and each layer is either cloned with its weights or replaced by a chain of new layers
-with new weights. The result is a new functional model with the same inputs and outputs.
+The one way edgec rewrites a model's structure: channel pruning and low-rank
+factorisation (``stages/structure/``), the QAT rewrites and BatchNormalization folds
+(``stages/structure/qat_rewrite.py``) and the LSTM unrolling of a conversion
+(``pipeline/recurrent.py``). Every layer call of a Sequential or Functional model is
+visited in topological order, and each layer is either cloned with its weights or replaced
+by a chain of new layers with new weights (none: the call's input passes on). The result
+is a new functional model with the same inputs and outputs.
+
+A rewrite meant to keep the model's function is proven by ``proven_equal``: the same
+outputs on sample inputs, within ``TOLERANCE`` (the Keras 3 translation proves its rebuild
+the same way). This module lives in ``pipeline/`` because pipeline code rewrites models
+too and cannot import ``stages``; the stages import it from here.
 """
 
 from __future__ import annotations
@@ -16,6 +24,11 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import InputError
+
+# |rebuilt - original| allowed, relative to the largest output magnitude (at least 1):
+# float32 re-association only. A quarter of an int8 step of the output range (1/256), so
+# what a proven rewrite changes is below what int8 can represent.
+TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +46,11 @@ class GraphNode:
 class Replacement:
     """New layers applied one after another in place of one layer, and their weights."""
 
-    layers: tuple[Any, ...]
-    weights: tuple[Sequence[np.ndarray], ...]
+    layers: tuple[Any, ...]  # none: the layer call is dropped, its input passes on
+    weights: tuple[Sequence[np.ndarray] | None, ...]  # None: the layer's fresh weights
+
+
+IDENTITY = Replacement((), ())
 
 
 def tensor_id(tensor) -> str:
@@ -80,6 +96,43 @@ def graph_nodes(model) -> list[GraphNode]:
     ]
 
 
+def flat(value) -> list:
+    """The tensors of a (nested) call argument or output, in order."""
+    from edgec._tf import tf
+
+    return tf.nest.flatten(value)
+
+
+def layer_calls(model) -> list[GraphNode]:
+    """``graph_nodes`` without the inputs: the calls ``rebuild`` hands to ``replace``."""
+    return [gn for gn in graph_nodes(model) if not gn.node.is_input]
+
+
+def calls(model, layer) -> list[GraphNode]:
+    """The layer's calls in this model's graph (a layer reused by TF-MOT stages also has
+    nodes in other models, so ``layer.inbound_nodes`` and ``layer.output`` mislead)."""
+    return [gn for gn in layer_calls(model) if gn.layer is layer]
+
+
+def consumers(model, layer) -> list[GraphNode]:
+    """The layer calls of this model that take one of the layer's outputs here."""
+    outputs = [t for gn in calls(model, layer) for t in flat(gn.node.outputs)]
+    return [
+        gn
+        for gn in layer_calls(model)
+        if any(inbound is out for inbound in flat(gn.node.call_args) for out in outputs)
+    ]
+
+
+def producer(gn: GraphNode):
+    """The layer whose output is this call's one input (None: several inputs, or none)."""
+    inbound = flat(gn.node.call_args)
+    if len(inbound) != 1:
+        return None
+    history = getattr(inbound[0], "_keras_history", None)
+    return None if history is None else history.layer
+
+
 def kernel_macs(model) -> int:
     """Multiply-accumulates per sample of the model's kernels (Conv, Dense, depthwise):
     each kernel weight is used once per output position of its layer call."""
@@ -101,7 +154,8 @@ def rebuild(model, replace: Callable[[GraphNode], Replacement | None]):
     """A new functional model: each layer cloned with its weights, or as ``replace`` says.
 
     ``replace`` sees every non-input layer call; it returns None to keep the layer as is.
-    The new layers are called on the rebuilt inputs, then their weights are set.
+    The new layers are called on the rebuilt inputs, then their weights are set; a
+    replacement with no layers (``IDENTITY``) passes the call's first input on.
     """
     from edgec._tf import keras, tf
 
@@ -111,9 +165,7 @@ def rebuild(model, replace: Callable[[GraphNode], Replacement | None]):
             shape=old.shape[1:], dtype=old.dtype, name=old._keras_history.layer.name
         )
     clones: dict[int, Any] = {}  # a shared layer stays one (shared) layer
-    for gn in graph_nodes(model):
-        if gn.node.is_input:
-            continue
+    for gn in layer_calls(model):
         args, kwargs = tf.nest.map_structure(
             lambda t: tensors[tensor_id(t)] if hasattr(t, "_keras_history") else t,
             (gn.node.call_args, gn.node.call_kwargs),
@@ -137,7 +189,24 @@ def rebuild(model, replace: Callable[[GraphNode], Replacement | None]):
     )
 
 
+def per_layer(
+    replace_layer: Callable[[Any], Replacement | None],
+) -> Callable[[GraphNode], Replacement | None]:
+    """A ``replace`` for ``rebuild`` decided per layer, not per call: a shared layer's
+    replacement is made once, and stays one shared layer."""
+    made: dict[int, Replacement | None] = {}
+
+    def replace(gn: GraphNode) -> Replacement | None:
+        if id(gn.layer) not in made:
+            made[id(gn.layer)] = replace_layer(gn.layer)
+        return made[id(gn.layer)]
+
+    return replace
+
+
 def _apply(replacement: Replacement, args, kwargs):
+    if not replacement.layers:
+        return args[0]
     first, *rest = replacement.layers
     built = first.built
     out = first(*args, **kwargs)
@@ -145,5 +214,28 @@ def _apply(replacement: Replacement, args, kwargs):
         out = layer(out)
     if not built:  # a shared clone gets its weights once, on its first call
         for layer, weights in zip(replacement.layers, replacement.weights, strict=True):
-            layer.set_weights(list(weights))
+            if weights is not None:
+                layer.set_weights(list(weights))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Equality:
+    """Two models' outputs compared on the same samples."""
+
+    max_difference: float  # the largest |rebuilt - original| output
+    equal: bool  # same shapes, and max_difference within TOLERANCE
+
+
+def proven_equal(original, rebuilt, sample: np.ndarray, *, input_scale: float = 1.0) -> Equality:
+    """``rebuilt`` against ``original`` on ``sample`` (``rebuilt`` takes ``sample *
+    input_scale``: a removed input Rescaling): equal to float32 rounding, or not."""
+    want = np.asarray(original.predict(sample, batch_size=256, verbose=0), np.float64)
+    if input_scale != 1.0:
+        sample = (sample * input_scale).astype(np.float32)
+    got = np.asarray(rebuilt.predict(sample, batch_size=256, verbose=0), np.float64)
+    if want.shape != got.shape:
+        return Equality(float("inf"), False)
+    diff = float(np.max(np.abs(want - got))) if want.size else 0.0
+    span = float(np.max(np.abs(want))) if want.size else 0.0
+    return Equality(diff, diff <= TOLERANCE * max(span, 1.0))

@@ -1,0 +1,564 @@
+"""Rewrite a tf_keras model into layers TF-MOT's default 8-bit QAT scheme can take.
+
+The rewrites of the QAT stage (``prepare_for_qat``), the cluster stage and a build without
+QAT (the BatchNormalization folds), made with the one model rebuilder
+(``pipeline/graph_rewrite.py``) and proven by its ``proven_equal``.
+
+Every rewrite is exact (the same function, rearranged) and the result is checked against
+the original on sample inputs before QAT trains it:
+
+- BatchNormalization right after a linear Dense / Conv1D / Conv2D / DepthwiseConv2D is
+  folded into that layer's kernel and bias, and the BN layer is dropped. TF-MOT's own
+  Dense+BN handling keeps BN as a separate float op with a fake-quant after it; the
+  converter then cannot fold it into FULLY_CONNECTED and leaves a float MUL/ADD island.
+- A BatchNormalization anywhere else (after an activation: ``Conv2D(activation="relu")``
+  then BN) is y * s + t per channel, which the *next* Dense / Conv1D / Conv2D /
+  DepthwiseConv2D takes in exactly (``_bn_forward_folds``): W (y s + t) + b =
+  (W s) y + (W t + b), also through layers that act on each channel alone (Dropout,
+  average pooling, Flatten; max pooling when every s >= 0). Not where that layer pads its
+  input with zeros (padding "same" or "causal" that adds rows): the border would see t
+  added to the padding. Such a BN stays, as the converter leaves it (int8 MUL and ADD),
+  and ``Prepared.kept`` says why; QAT quantizes its output (``annotate``).
+- Conv1D, SeparableConv1D, DepthwiseConv1D, MaxPooling1D, AveragePooling1D and UpSampling1D
+  become Reshape -> their 2-D form on a (1, width) image -> Reshape: what the converter
+  does with them anyway (CONV_2D on an expanded tensor), now visible to TF-MOT.
+  SeparableConv2D becomes DepthwiseConv2D + 1x1 Conv2D (TF-MOT's own transform does the
+  same; done here so the check before training sees supported layers only).
+- A ReLU / ReLU(6.0) / Activation("relu"|"relu6") layer right after a linear Conv/Dense
+  (or after its folded BN) becomes that layer's activation (see ``_relu_absorbs``); a
+  ``relu6`` activation is then quantized by ``annotate`` (TF-MOT's QuantizeAwareActivation
+  takes relu but not relu6).
+- A Rescaling right after the input is removed: the model then takes the rescaled values,
+  the scale moves into the input quantization (``scale`` of the result; firmware applies
+  it as ``<NAME>_INPUT_RAW_SCALE``). A Normalization there (per-channel mean and variance),
+  or a Rescaling with an offset, is folded into the first Dense/Conv layer's kernel and bias
+  when that is exact (no zero padding, or no offset).
+
+Layer names are kept (a folded BN's output is its producer's), so recipes and reports keep
+naming the user's layers. ``fold_batch_norms`` (the cluster stage) and
+``fold_forward_batch_norms`` (a build without QAT, before conversion: the converter folds
+a BN into a linear layer before it, never into the one after) do only the BN folds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgec.errors import InputError
+from edgec.pipeline.graph_rewrite import (
+    IDENTITY,
+    GraphNode,
+    Replacement,
+    calls,
+    clone_layer,
+    consumers,
+    flat,
+    layer_calls,
+    producer,
+    proven_equal,
+    rebuild,
+)
+
+_LINEAR = ("linear", None)
+BN_PRODUCERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D")
+REWRITTEN_1D = (
+    "Conv1D",
+    "SeparableConv1D",
+    "DepthwiseConv1D",
+    "MaxPooling1D",
+    "AveragePooling1D",
+    "UpSampling1D",
+)
+INPUT_SCALERS = ("Rescaling", "Normalization")
+# What a BatchNormalization after an activation is folded into (its input side), and the
+# layers its per-channel y * s + t passes through on the way: identities, and averages of
+# one channel (weights summing to 1; "same" average pooling averages the valid inputs only).
+BN_TAKERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D")
+_BN_PASS = (
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D", "AveragePooling1D", "AveragePooling2D", "Flatten",
+)  # fmt: skip
+# max(y s + t) = max(y) s + t for s >= 0
+_BN_PASS_IF_INCREASING = ("MaxPooling1D", "MaxPooling2D", "GlobalMaxPooling1D",
+                          "GlobalMaxPooling2D")  # fmt: skip
+
+
+@dataclass
+class Prepared:
+    model: Any
+    input_scale: float = 1.0  # the model now takes x * input_scale (a removed Rescaling)
+    rewrites: tuple[str, ...] = ()  # what changed, for the report
+    max_difference: float = 0.0  # largest |rewritten - original| output on the check samples
+    # BatchNormalization layers no fold takes exactly -> why (they convert to int8 MUL/ADD)
+    kept: dict[str, str] = field(default_factory=dict)
+
+
+def prepare_for_qat(model, sample: np.ndarray) -> Prepared:
+    """The model rewritten for QAT, proven equal to ``model`` on ``sample``."""
+    return _rewrite(model, sample, backward=True, forward=True, qat=True)
+
+
+def fold_batch_norms(model, sample: np.ndarray) -> Prepared:
+    """Only the BatchNormalization folds of ``prepare_for_qat`` (same input, same output).
+
+    The cluster stage folds first: folding after clustering multiplies each output unit's
+    kernel column by its own gamma / sqrt(variance), so 16 values per tensor become up to
+    16 x units, and TF-MOT's CQAT skips a layer above 1,024 centroids with only a warning
+    ("No clustering performed on layer ... Too many centroids to cluster").
+    """
+    return _rewrite(model, sample, backward=True, forward=True, qat=False)
+
+
+def fold_forward_batch_norms(model, sample: np.ndarray) -> Prepared:
+    """Only the folds of a BatchNormalization into the layer after it (``_bn_forward_folds``),
+    for a build without QAT: the converter folds a BN into a linear layer before it by
+    itself, but leaves one after an activation as int8 MUL and ADD ops."""
+    return _rewrite(model, sample, backward=False, forward=True, qat=False)
+
+
+def _rewrite(model, sample: np.ndarray, *, backward: bool, forward: bool, qat: bool) -> Prepared:
+    rewrites: list[str] = []
+    folds = _bn_folds(model)
+    takes, kept = _bn_forward_folds(model, folds) if forward else ({}, {})
+    taken = {fold.bn for fold in takes.values()}
+    folds = folds if backward else {}
+    relus = _relu_absorbs(model, folds) if qat else {}
+    if not (qat or folds or takes):  # nothing to rewrite: no rebuild
+        return Prepared(model, kept=kept)
+    scaler: Any = None
+    input_scale, first_fold = 1.0, None
+    if qat:  # only QAT moves an input Rescaling/Normalization (it may refuse one)
+        scaler, input_scale, first_fold = _input_scaler(model)
+    # folded into its producer, or into a layer after it: its output is its input
+    dropped = set(folds.values()) | set(relus.values()) | taken
+
+    def replace(gn: GraphNode) -> Replacement | None:
+        layer = gn.layer
+        if layer is scaler:
+            where = "its first layer" if first_fold else "the input quantization"
+            rewrites.append(f"{layer.name}: {type(layer).__name__} folded into {where}")
+            return IDENTITY
+        if layer.name in dropped:
+            return IDENTITY
+        fold = folds.get(layer.name)
+        pre = first_fold if first_fold and first_fold[0] == layer.name else None
+        if layer.name in takes:
+            pre = takes[layer.name].pre
+            rewrites.append(takes[layer.name].describe())
+        return _replacement(model, gn, (fold, pre, relus.get(layer.name)), rewrites)
+
+    rebuilt = rebuild(model, replace)
+    if not rewrites:
+        return Prepared(model, kept=kept)
+    proof = proven_equal(model, rebuilt, sample, input_scale=input_scale)
+    if not proof.equal:
+        raise InputError(
+            f"rewriting the model (folding layers into others) changed its outputs (largest "
+            f"difference {proof.max_difference:.3g})",
+            hint="report it with the model attached",
+        )
+    return Prepared(rebuilt, input_scale, tuple(rewrites), proof.max_difference, kept)
+
+
+# ---------------------------------------------------------------------------- graph walk
+
+
+def _single_call(model, layer) -> bool:
+    """Called once here, and its output feeds exactly one layer (nothing else sees it)."""
+    return len(calls(model, layer)) == 1 and len(consumers(model, layer)) == 1
+
+
+def _bn_folds(model) -> dict[str, str]:
+    """producer layer name -> the BatchNormalization folded into it."""
+    folds: dict[str, str] = {}
+    for gn in layer_calls(model):
+        layer = gn.layer
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        prev = producer(gn)
+        if (
+            prev is not None
+            and type(prev).__name__ in BN_PRODUCERS
+            and prev.get_config().get("activation") in _LINEAR
+            and _last_axis(layer)
+            and _single_call(model, prev)
+        ):
+            folds[prev.name] = layer.name
+    return folds
+
+
+@dataclass(frozen=True)
+class _ForwardFold:
+    """A BatchNormalization taken in by the layer after it (``consumer``) on its input side."""
+
+    bn: str
+    consumer: str
+    through: tuple[str, ...]  # the per-channel layers between them
+    scale: np.ndarray  # over the consumer's input units (tiled per position after Flatten)
+    offset: np.ndarray
+
+    @property
+    def pre(self) -> tuple[str, np.ndarray, np.ndarray]:
+        return self.consumer, self.scale, self.offset
+
+    def describe(self) -> str:
+        via = f" (through {', '.join(self.through)})" if self.through else ""
+        return f"{self.bn}: BatchNormalization folded into the input of {self.consumer}{via}"
+
+
+def _bn_forward_folds(
+    model, folds: dict[str, str]
+) -> tuple[dict[str, _ForwardFold], dict[str, str]]:
+    """consumer layer name -> the BatchNormalization it takes in, and BN name -> why it stays,
+    for every BN that ``_bn_folds`` does not fold into its producer."""
+    takes: dict[str, _ForwardFold] = {}
+    kept: dict[str, str] = {}
+    for gn in layer_calls(model):
+        bn = gn.layer
+        if type(bn).__name__ != "BatchNormalization" or bn.name in folds.values():
+            continue
+        fold = _forward_fold(model, bn)
+        if isinstance(fold, str):
+            kept[bn.name] = f"kept as int8 MUL/ADD ops: {fold}"
+        else:  # the consumer has one input: no other BN reaches it
+            takes[fold.consumer] = fold
+    return takes, kept
+
+
+def _forward_fold(model, bn) -> _ForwardFold | str:
+    """Where ``bn``'s y * s + t is taken in exactly, or why nowhere."""
+    if not _last_axis(bn):
+        return "it normalizes another axis than the last (channels)"
+    factor, shift = _bn_affine(bn)
+    layer, through = bn, []
+    while True:
+        after = consumers(model, layer)
+        outputs = [t for gn in calls(model, layer) for t in flat(gn.node.outputs)]
+        if (
+            len(calls(model, layer)) != 1
+            or len(after) != 1
+            or any(t is out for t in outputs for out in flat(model.outputs))
+        ):
+            where = f"'{layer.name}'" if layer is not bn else "its"
+            return f"{where} output is used more than once or is a model output"
+        node = after[0].node
+        nxt, kind = node.layer, type(node.layer).__name__
+        inputs = flat(node.call_args)
+        if len(inputs) != 1 or len(calls(model, nxt)) != 1:
+            return f"the next layer, '{nxt.name}' ({kind}), has other inputs or calls"
+        channels_last = nxt.get_config().get("data_format", "channels_last") == "channels_last"
+        if kind in _BN_PASS + _BN_PASS_IF_INCREASING and channels_last:
+            if kind in _BN_PASS_IF_INCREASING and np.any(factor < 0):
+                return f"'{nxt.name}' ({kind}) follows it and a negative BN scale flips the max"
+            if kind == "Flatten":  # channels last: unit i holds channel i % channels
+                positions = int(np.prod([int(d) for d in inputs[0].shape[1:-1]]))
+                factor, shift = np.tile(factor, positions), np.tile(shift, positions)
+            through.append(nxt.name)
+            layer = nxt
+            continue
+        if kind not in BN_TAKERS or not channels_last or nxt.get_config().get("groups", 1) != 1:
+            return f"the next layer, '{nxt.name}' ({kind}), cannot take it in"
+        padded = _zero_padding(nxt, tuple(inputs[0].shape))
+        # a shift below float32 resolution of y (|t / s| <= 1e-6) is no shift
+        if padded and np.any(np.abs(shift) > 1e-6 * np.abs(factor)):
+            return f"the next layer, '{nxt.name}' ({kind}), {padded}: the BN's shift is not there"
+        return _ForwardFold(bn.name, nxt.name, tuple(through), factor, shift)
+
+
+def _bn_affine(bn) -> tuple[np.ndarray, np.ndarray]:
+    """The BatchNormalization at inference as y * scale + offset, per channel (float64)."""
+    gamma, beta, mean, var = (np.asarray(w, np.float64) for w in _bn_weights(bn))
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    return scale, beta - mean * scale
+
+
+def _zero_padding(layer, input_shape: tuple) -> str:
+    """How ``layer`` pads its input with zeros ("" when it does not), from its config and
+    input shape: "same" padding adds rows only where the kernel overhangs
+    (TensorFlow's rule: (ceil(n / stride) - 1) * stride + (k - 1) * dilation + 1 - n).
+    """
+    config = layer.get_config()
+    padding = config.get("padding", "valid")
+    if padding == "valid" or type(layer).__name__ == "Dense":
+        return ""
+    sizes = [int(d) for d in input_shape[1:-1]]
+    dims = len(sizes)
+    kernel = _per_dim(config.get("kernel_size", 1), dims)
+    strides = _per_dim(config.get("strides", 1), dims)
+    dilation = _per_dim(config.get("dilation_rate", 1), dims)
+    for n, k, s, d in zip(sizes, kernel, strides, dilation, strict=True):
+        reach = (k - 1) * d
+        pad = reach if padding == "causal" else max((-(-n // s) - 1) * s + reach + 1 - n, 0)
+        if pad:
+            k_text = "x".join(str(v) for v in kernel)
+            return f"pads its input with zeros (padding='{padding}', kernel {k_text})"
+    return ""
+
+
+def _per_dim(value, dims: int) -> list[int]:
+    values = list(value) if isinstance(value, list | tuple) else [value]
+    return [int(v) for v in (values * dims if len(values) == 1 else values)]
+
+
+def _relu_absorbs(model, folds: dict[str, str]) -> dict[str, str]:
+    """producer layer name -> the ReLU layer (or BN + ReLU) it takes in as its activation.
+
+    Trap (TF-MOT 0.8.1, default_8bit_transforms.LayerReLUQuantize): a Conv2D, Depthwise or
+    Dense followed by a ReLU *layer* gets NoOpQuantizeConfig, so its kernel is trained
+    without fake quantization (the converter then quantizes it after the fact) and PQAT's
+    sparsity mask is never applied (a pruned Conv lost 19 of 75 points of zeros here).
+    With the ReLU as the layer's own activation the kernel is fake-quantized as it should.
+    """
+    folded_into = {bn: producer for producer, bn in folds.items()}
+    absorbs: dict[str, str] = {}
+    for gn in layer_calls(model):
+        layer = gn.layer
+        if _relu_kind(layer) is None:
+            continue
+        prev = producer(gn)
+        if prev is None:
+            continue
+        if prev.name in folded_into:  # producer -> BN (folded) -> ReLU
+            prev = model.get_layer(folded_into[prev.name])
+        elif prev.name in folds.values() or type(prev).__name__ == "BatchNormalization":
+            continue
+        producer_ok = (
+            type(prev).__name__ in BN_PRODUCERS + REWRITTEN_1D[:3] + ("SeparableConv2D",)
+            and prev.get_config().get("activation") in _LINEAR
+            and len(calls(model, prev)) == 1
+            and prev.name not in absorbs
+        )
+        tail = model.get_layer(folds[prev.name]) if prev.name in folds else prev
+        if producer_ok and len(consumers(model, tail)) == 1:
+            absorbs[prev.name] = layer.name
+    return absorbs
+
+
+def _relu_kind(layer) -> str | None:
+    """ "relu" or "relu6" for a ReLU / Activation layer that is exactly that, else None."""
+    kind = type(layer).__name__
+    config = layer.get_config()
+    if kind == "Activation" and config.get("activation") in ("relu", "relu6"):
+        return str(config["activation"])
+    if kind != "ReLU" or config.get("negative_slope") or config.get("threshold"):
+        return None
+    max_value = config.get("max_value")
+    return "relu" if max_value is None else "relu6" if float(max_value) == 6.0 else None
+
+
+def _last_axis(bn) -> bool:
+    rank = len(bn.input.shape)
+    axes = bn.axis if isinstance(bn.axis, list | tuple) else [bn.axis]
+    return [a % rank for a in axes] == [rank - 1]
+
+
+def _input_scaler(model):
+    """(the Rescaling/Normalization right after the input, its scale, first-layer fold)."""
+    gn = next(iter(layer_calls(model)), None)
+    if gn is None or type(gn.layer).__name__ not in INPUT_SCALERS:
+        return None, 1.0, None
+    layer = gn.layer
+    if type(layer).__name__ == "Rescaling":
+        scale = np.asarray(layer.scale, np.float64)
+        offset = np.asarray(layer.offset, np.float64)
+        if scale.size == 1 and not np.any(offset):
+            return layer, float(scale), None
+    else:
+        var = np.asarray(layer.variance.numpy(), np.float64).reshape(-1)
+        scale = 1.0 / np.sqrt(np.maximum(var, 1e-7))
+        offset = -np.asarray(layer.mean.numpy(), np.float64).reshape(-1) * scale
+    return layer, 1.0, _first_layer_fold(model, layer, scale, offset)
+
+
+def _first_layer_fold(model, scaler, scale, offset):
+    """(first layer name, per-input-channel scale, offset) for folding the input scaler."""
+    nodes = consumers(model, scaler)
+    first = nodes[0].layer if len(nodes) == 1 else None
+    kind = type(first).__name__ if first is not None else ""
+    padded = first is not None and _zero_padding(first, _input_shape(nodes[0]))
+    if kind not in ("Dense", "Conv1D", "Conv2D") or (padded and np.any(offset)):
+        raise InputError(
+            f"layer '{scaler.name}' ({type(scaler).__name__}) at the input has an offset or "
+            "per-channel scale that QAT can only fold into a directly following Dense or "
+            "Conv layer without zero padding",
+            hint="normalize the data before the model (and drop the layer), or skip QAT",
+        )
+    return first.name, scale, offset
+
+
+# ---------------------------------------------------------------------------- rewrites
+
+
+def _input_shape(gn: GraphNode) -> tuple:
+    """The shape of the layer call's (first) input."""
+    return tuple(flat(gn.node.call_args)[0].shape)
+
+
+def _replacement(model, gn: GraphNode, absorbed, rewrites: list[str]) -> Replacement | None:
+    """The layer, fresh, with what it absorbs: (BN name, input scaler fold, ReLU name);
+    None where it stays as it is (cloned with its weights)."""
+    layer = gn.layer
+    fold, pre, relu = absorbed
+    kind = type(layer).__name__
+    changes: dict[str, Any] = {}
+    weights = layer.get_weights()
+    if fold is not None or pre is not None:
+        weights = _folded_weights(layer, weights, model.get_layer(fold) if fold else None, pre)
+        changes["use_bias"] = True  # the folded weights always have a bias
+        if fold is not None:
+            rewrites.append(f"{fold}: BatchNormalization folded into {layer.name}")
+    if relu is not None:
+        changes["activation"] = _relu_kind(model.get_layer(relu))
+        rewrites.append(f"{relu}: taken into {layer.name} as its activation")
+    if kind in REWRITTEN_1D:
+        replacement = _as_2d(gn, changes, weights)
+        rewrites.append(f"{layer.name}: {kind} as its 2-D form on a (1, width) input")
+        return replacement
+    if kind == "SeparableConv2D":
+        rewrites.append(f"{layer.name}: SeparableConv2D as DepthwiseConv2D + 1x1 Conv2D")
+        return _separable_2d({**layer.get_config(), **changes}, weights)
+    if not changes:
+        return None
+    return Replacement((clone_layer(layer, {**layer.get_config(), **changes}),), (weights,))
+
+
+def _folded_weights(layer, weights, bn, pre) -> list[np.ndarray]:
+    """Kernel and bias with a following BN and/or a preceding input scaler folded in."""
+    kernel = weights[0].astype(np.float64)
+    out_channels = kernel.shape[-1]
+    depthwise = type(layer).__name__ == "DepthwiseConv2D"
+    if depthwise:
+        out_channels = kernel.shape[-2] * kernel.shape[-1]
+    bias = (
+        weights[1].astype(np.float64)
+        if layer.get_config().get("use_bias", True) and len(weights) > 1
+        else np.zeros(out_channels)
+    )
+    if pre is not None:  # y = W (s x + o) + b = (W s) x + (W o + b)
+        _, scale, offset = pre
+        in_axis = 0 if kernel.ndim == 2 else -2
+        shape = [1] * kernel.ndim
+        shape[in_axis] = -1
+        s = np.broadcast_to(scale, (kernel.shape[in_axis],)).reshape(shape)
+        o = np.broadcast_to(offset, (kernel.shape[in_axis],)).reshape(shape)
+        if depthwise:  # output channel c * multiplier + m reads input channel c only
+            bias = bias + (kernel * o).sum(axis=(0, 1)).reshape(-1)
+        else:
+            bias = bias + (kernel * o).reshape(-1, kernel.shape[-1]).sum(axis=0)
+        kernel = kernel * s
+    if bn is not None:
+        factor, shift = _bn_affine(bn)
+        if depthwise:
+            kernel = kernel * factor.reshape(kernel.shape[-2], kernel.shape[-1])
+        else:
+            kernel = kernel * factor
+        bias = bias * factor + shift
+    return [kernel.astype(np.float32), bias.astype(np.float32)]
+
+
+def _bn_weights(bn) -> list[np.ndarray]:
+    channels = int(bn.moving_mean.shape[0])
+    gamma = bn.gamma.numpy() if bn.gamma is not None else np.ones(channels)
+    beta = bn.beta.numpy() if bn.beta is not None else np.zeros(channels)
+    return [gamma, beta, bn.moving_mean.numpy(), bn.moving_variance.numpy()]
+
+
+def _as_2d(gn: GraphNode, changes, weights) -> Replacement:
+    """A 1-D layer as Reshape(1, w, c) -> its 2-D form -> Reshape(w', c')."""
+    from edgec._tf import keras
+
+    layer = gn.layer
+    kind = type(layer).__name__
+    config = {**layer.get_config(), **changes}
+    if config.get("data_format", "channels_last") != "channels_last":
+        raise InputError(
+            f"layer '{layer.name}' ({kind}) uses data_format='channels_first'; QAT needs "
+            "channels_last", hint="rebuild the model with channels_last, or skip QAT"
+        )  # fmt: skip
+    name = layer.name
+    width, channels = (int(d) for d in _input_shape(gn)[1:])
+    chain: list[Any] = [keras.layers.Reshape((1, width, channels), name=f"{name}_to_2d")]
+    if config.get("padding") == "causal":
+        dilation = _pair(config.get("dilation_rate", 1))[1]
+        pad = dilation * (_pair(config["kernel_size"])[1] - 1)
+        chain.append(keras.layers.ZeroPadding2D(((0, 0), (pad, 0)), name=f"{name}_causal_pad"))
+        config["padding"] = "valid"
+    chain_weights: list[Any] = [[] for _ in chain]
+    if kind in ("Conv1D", "SeparableConv1D", "DepthwiseConv1D"):
+        weights = [w[None] if w.ndim >= 3 else w for w in weights]
+    if kind == "SeparableConv1D":
+        separable = _separable_2d(_two_d_config(config), weights)
+        chain += separable.layers
+        chain_weights += separable.weights
+    else:
+        chain.append(_two_d_layer(kind, config, keras))
+        chain_weights.append(weights)
+    # the 2-D form's output is (1, w', c'): the 1-D layer's own output shape, one row
+    out_shape = tuple(int(d) for d in flat(gn.node.outputs)[0].shape[1:])
+    chain.append(keras.layers.Reshape(out_shape, name=f"{name}_to_1d"))
+    return Replacement(tuple(chain), (*chain_weights, []))
+
+
+def _pair(value) -> tuple[int, int]:
+    v = value[0] if isinstance(value, list | tuple) else value
+    return 1, int(v)
+
+
+def _two_d_layer(kind: str, config: dict, keras):
+    layers = keras.layers
+    name = config["name"]
+    if kind == "UpSampling1D":
+        return layers.UpSampling2D(size=(1, int(config["size"])), name=name)
+    if kind in ("MaxPooling1D", "AveragePooling1D"):
+        cls = layers.MaxPooling2D if kind == "MaxPooling1D" else layers.AveragePooling2D
+        strides = config.get("strides") or config["pool_size"]
+        return cls(
+            pool_size=_pair(config["pool_size"]),
+            strides=_pair(strides),
+            padding=config["padding"],
+            name=name,
+        )
+    common = _two_d_config(config)
+    if kind == "Conv1D":
+        return layers.Conv2D(groups=config.get("groups", 1), **common)
+    return layers.DepthwiseConv2D(**common)
+
+
+def _two_d_config(config: dict) -> dict:
+    """The 2-D arguments of a 1-D conv's config, acting along the width."""
+    return {
+        **{k: config[k] for k in ("filters", "depth_multiplier") if k in config},
+        "kernel_size": _pair(config["kernel_size"]),
+        "strides": _pair(config["strides"]),
+        "padding": config["padding"],
+        "dilation_rate": _pair(config.get("dilation_rate", 1)),
+        "activation": config["activation"],
+        "use_bias": config["use_bias"],
+        "name": config["name"],
+    }
+
+
+def _separable_2d(config: dict, weights) -> Replacement:
+    """DepthwiseConv2D (no bias) then a 1x1 Conv2D: a separable convolution, exactly."""
+    from edgec._tf import keras
+
+    depthwise = keras.layers.DepthwiseConv2D(
+        config["kernel_size"],
+        strides=config["strides"],
+        padding=config["padding"],
+        depth_multiplier=config["depth_multiplier"],
+        dilation_rate=config["dilation_rate"],
+        use_bias=False,
+        name=f"{config['name']}_depthwise",
+    )
+    pointwise = keras.layers.Conv2D(
+        config["filters"],
+        1,
+        activation=config["activation"],
+        use_bias=config["use_bias"],
+        name=config["name"],
+    )
+    return Replacement((depthwise, pointwise), ([weights[0]], list(weights[1:])))

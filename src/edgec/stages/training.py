@@ -1,0 +1,213 @@
+"""Training helpers the stages share: fit a model for a stage's epochs, fit a student to a
+teacher (distillation), evaluate a model, and measure what a structural stage saved.
+
+Each stage module imports what it trains with from here, never from another stage.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgec.datasets.loading import Dataset
+from edgec.errors import InputError
+from edgec.stages.metrics import Shrink
+
+if TYPE_CHECKING:
+    from edgec.stages.plan import StagePlan
+
+TEMPERATURE, ALPHA = 4.0, 0.1  # the distillation defaults (also prune_channels with a teacher)
+
+
+def labels_of(data: Dataset) -> np.ndarray:
+    """Labels of data that ``validate`` already required to be labelled."""
+    if data.y is None:
+        raise InputError(f"data {data.source} has no labels (y); training stages need them")
+    return data.y
+
+
+def evaluate_model(model, data: Dataset, task: str) -> dict[str, float]:
+    """Loss and accuracy (classes) or MSE (targets) on ``data``, in numpy."""
+    out = np.asarray(model.predict(data.x, batch_size=256, verbose=0), dtype=np.float64)
+    if task == "classes":
+        y = labels_of(data).astype(np.int64)
+        probs = out if outputs_probabilities(model) else _softmax(out)
+        loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+        acc = float(np.mean(out.argmax(1) == y) * 100)
+        return {"loss": round(loss, 5), "accuracy": round(acc, 2)}
+    mse = float(np.mean((out.reshape(len(out), -1) - labels_of(data).reshape(len(out), -1)) ** 2))
+    return {"loss": round(mse, 6), "mse": round(mse, 6)}
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def outputs_probabilities(model) -> bool:
+    """True if the model ends in a softmax (its outputs are probabilities, not logits)."""
+    last = model.layers[-1]
+    inner = getattr(last, "layer", last)  # QAT/prune wrappers
+    # QAT replaces a layer's activation with a QuantizeAwareActivation that holds the
+    # original function: without looking through it, a QAT'd softmax classifier was
+    # compiled with from_logits=True (softmax applied to probabilities).
+    activation = getattr(inner, "activation", None)
+    activation = getattr(activation, "activation", activation)
+    name = getattr(activation, "__name__", activation)
+    return type(inner).__name__ == "Softmax" or name == "softmax"
+
+
+def _loss_and_metrics(model, task: str, keras):
+    if task == "classes":
+        loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=not outputs_probabilities(model)
+        )
+        return loss, ["accuracy"]
+    return keras.losses.MeanSquaredError(), []
+
+
+def fit(model, sp: StagePlan, plan, train, validation, on_epoch, callbacks=(), compile_=True):
+    from edgec._tf import keras
+
+    spec = sp.spec
+    if compile_:
+        loss, metrics = _loss_and_metrics(model, plan.task, keras)
+        model.compile(
+            optimizer=keras.optimizers.Adam(spec["learning_rate"]), loss=loss, metrics=metrics
+        )
+    epochs = spec["epochs"]
+
+    def report(epoch: int, logs: dict | None) -> None:
+        if on_epoch is None:
+            return
+        logs = dict(logs or {})
+        parts = [f"loss {logs.get('loss', 0):.4f}"]
+        if "accuracy" in logs:
+            parts.append(f"accuracy {logs['accuracy'] * 100:.1f}%")
+        if "val_accuracy" in logs:
+            parts.append(f"validation {logs['val_accuracy'] * 100:.1f}%")
+        elif "val_loss" in logs:
+            parts.append(f"validation loss {logs['val_loss']:.4f}")
+        on_epoch(f"{spec.type} epoch {epoch + 1}/{epochs}: " + ", ".join(parts))
+
+    def labels(data: Dataset) -> np.ndarray:
+        if plan.task == "classes":
+            return labels_of(data)
+        return labels_of(data).reshape((len(data), *plan.output_shape)).astype(np.float32)
+
+    model.fit(
+        train.x,
+        labels(train),
+        epochs=epochs,
+        batch_size=spec["batch_size"],
+        validation_data=(validation.x, labels(validation)),
+        shuffle=True,
+        verbose=0,
+        callbacks=[*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=report)],
+    )
+
+
+def _distillation_loss(temperature: float, alpha: float, classes: bool, teacher, student):
+    """loss(x, y, s): alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) for
+    classes, alpha * hard + (1 - alpha) * MSE(teacher, student) for targets."""
+    from edgec._tf import keras, tf
+
+    teacher_probs, student_probs = outputs_probabilities(teacher), outputs_probabilities(student)
+
+    def logits(out, probs: bool):
+        # log(p) differs from the logits by a per-sample constant, which softmax ignores.
+        return tf.math.log(tf.clip_by_value(out, 1e-7, 1.0)) if probs else out
+
+    hard = (
+        keras.losses.SparseCategoricalCrossentropy(from_logits=not student_probs)
+        if classes
+        else keras.losses.MeanSquaredError()
+    )
+
+    def loss(x, y, s):
+        t = teacher(x, training=False)
+        if classes:
+            t_soft = tf.nn.softmax(logits(t, teacher_probs) / temperature)
+            s_log = tf.nn.log_softmax(logits(s, student_probs) / temperature)
+            kl = tf.reduce_mean(
+                tf.reduce_sum(t_soft * (tf.math.log(t_soft + 1e-12) - s_log), axis=-1)
+            )
+            soft = kl * temperature**2
+        else:
+            soft = tf.reduce_mean(tf.square(tf.cast(t, s.dtype) - s))
+        return alpha * hard(y, s) + (1 - alpha) * soft
+
+    return loss
+
+
+def fit_to_teacher(
+    sp, plan, teacher, student, train, validation, on_epoch, temperature=TEMPERATURE, alpha=ALPHA
+) -> None:
+    """Train ``student`` for the stage's epochs on the distillation loss against
+    ``teacher`` (frozen): also the prune_channels fine-tune with ``teacher = true``."""
+    from edgec._tf import keras, tf
+
+    spec = sp.spec
+    classes = plan.task == "classes"
+    loss = _distillation_loss(temperature, alpha, classes, teacher, student)
+
+    class Distiller(keras.Model):
+        """alpha * hard + (1 - alpha) * T^2 * KL(teacher || student); MSE for regression.
+
+        tf_keras has no compute_loss hook that sees the teacher, so train_step is overridden.
+        """
+
+        def __init__(self):
+            super().__init__()
+            self.student = student
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker, self.acc] if classes else [self.loss_tracker]
+
+        def call(self, x, training=False):
+            return self.student(x, training=training)
+
+        def _loss(self, x, y, s):
+            return loss(x, y, s)
+
+        def _track(self, loss, y, s):
+            self.loss_tracker.update_state(loss)
+            if classes:
+                self.acc.update_state(y, s)
+            return {m.name: m.result() for m in self.metrics}
+
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                s = self.student(x, training=True)
+                loss = self._loss(x, y, s) + sum(self.student.losses)
+            grads = tape.gradient(loss, self.student.trainable_variables)
+            self.optimizer.apply_gradients(
+                zip(grads, self.student.trainable_variables, strict=True)
+            )
+            return self._track(loss, y, s)
+
+        def test_step(self, data):
+            x, y = data
+            s = self.student(x, training=False)
+            return self._track(self._loss(x, y, s), y, s)
+
+    distiller = Distiller()
+    distiller.compile(optimizer=keras.optimizers.Adam(spec["learning_rate"]))
+    fit(distiller, sp, plan, train, validation, on_epoch, compile_=False)
+
+
+def shrink(before, after) -> Shrink:
+    """Parameters and kernel MACs of two float models."""
+    from edgec.pipeline.graph_rewrite import kernel_macs
+
+    return Shrink(
+        int(before.count_params()),
+        int(after.count_params()),
+        kernel_macs(before),
+        kernel_macs(after),
+    )

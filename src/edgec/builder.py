@@ -1077,7 +1077,7 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.phone_variants and not any(p.kind == "phone" for p in profiles):
         raise InputError(
             "--phone-variants needs a phone target",
-            hint="add one, e.g. --target cortex-m4,android-arm64",
+            hint="add one, e.g. `--target cortex-m4,android-arm64`",
         )
     if options.calibration_samples < 1:
         raise InputError("--calibration-samples must be at least 1")

@@ -15,7 +15,7 @@ import click
 from edgec import __version__
 from edgec.datasets.loading import DEFAULT_MAX_SAMPLES
 from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
-from edgec.errors import EdgecError, UsageError, printable
+from edgec.errors import EdgecError, UsageError, printable, runnable_hint
 from edgec.export.layouts import LAYOUTS
 from edgec.pipeline.convert import ACTIVATIONS, IO_TYPES, PER_CHANNEL_MODES
 from edgec.stages import get_stage, stage_types
@@ -24,7 +24,7 @@ from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "verbosity": 0, "argv": []}
 
 
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -42,9 +42,40 @@ debug_option = click.option(
 )
 
 
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value:
+        return
+    level = -1 if param.name == "quiet" else 1
+    if _state["verbosity"] not in (0, level):
+        raise click.UsageError("--quiet and --verbose contradict each other")
+    _state["verbosity"] = level
+
+
+def verbosity_options(command: _F) -> _F:
+    """--quiet and --verbose, the same on every command (one verbosity: -1, 0, 1)."""
+    for name, short, help_ in (
+        ("quiet", "-q", "Only errors, warnings and the verdict: no progress, no tables."),
+        ("verbose", "-v", "Every progress message as a line (each epoch, each trial)."),
+    ):
+        command = click.option(
+            f"--{name}", short, name, is_flag=True, expose_value=False, is_eager=True,
+            callback=_set_verbosity, help=help_,
+        )(command)  # fmt: skip
+    return command
+
+
+def _ui() -> Any:
+    """edgec.ui, set up for this command: its verbosity and the consoles' widths."""
+    from edgec import ui
+
+    ui.configure(int(_state["verbosity"]))
+    return ui
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgec")
 @debug_option
+@verbosity_options
 def cli() -> None:
     """edgec: from a Keras model to firmware-ready int8 TFLite artifacts.
 
@@ -265,6 +296,7 @@ def stage_short_forms(command: _F) -> _F:
 @custom_objects_option
 @trust_model_option
 @debug_option
+@verbosity_options
 def build(
     model: Path | None,
     target: str,
@@ -298,8 +330,10 @@ def build(
     built. Exit codes: 0 all checks pass, 3 a check failed (over budget, unsupported op,
     accuracy), 1 error.
     """
-    from edgec import api, ui
+    from edgec import api
     from edgec._native_log import captured_native_stderr
+
+    ui = _ui()
 
     start = time.perf_counter()
     with captured_native_stderr(enabled=not _state["debug"]), ui.BuildProgress() as progress:
@@ -415,6 +449,7 @@ def build(
 @custom_objects_option
 @trust_model_option
 @debug_option
+@verbosity_options
 def fit(
     model: Path | None, target: str, data: Path | None, out: Path, budget: str | None,
     trials: int, max_screens: int, time_budget: str | None, seed: int, rungs: str,
@@ -430,10 +465,11 @@ def fit(
     same command again continues an interrupted search. Without MODEL, the built-in
     example. Exit codes: 0 a model fits, 3 nothing fits (the misses are named), 1 error.
     """
-    from edgec import ui
     from edgec._native_log import captured_native_stderr
     from edgec.fit.executor import select_executor
     from edgec.fit.search import FitOptions, parse_duration, parse_rungs, run_fit
+
+    ui = _ui()
 
     options = FitOptions(
         model=model, target=target, data=data, out=out, budget=budget, trials=trials,
@@ -449,18 +485,20 @@ def fit(
         click.echo("warning: --trust-model: the model file's own code runs (in the sandbox)",
                    err=True)  # fmt: skip
     start = time.perf_counter()
+    table = ui.FitTable()
     try:
         with captured_native_stderr(enabled=not _state["debug"]), contextlib.closing(executor):
             _ = executor.workers  # Ray starts or is joined before the live table is drawn
-            with ui.FitTable() as table:
+            with table:
                 outcome = run_fit(options, executor, table)
     except (click.Abort, KeyboardInterrupt):
-        if (out / "fit.json").is_file():  # the state is kept: say so before main's line
-            state = printable(str(out / "fit.json"))
+        state_file = getattr(table, "state_path", None) or out / "fit.json"
+        if state_file.is_file():  # the state is kept: say so before main's line
+            state = printable(str(state_file))
             click.echo(f"{state} keeps the finished trials: run the same command to continue",
                        err=True)  # fmt: skip
         raise
-    ui.print_fit_summary(outcome, time.perf_counter() - start)
+    ui.print_fit_summary(outcome, time.perf_counter() - start, _state["argv"])
     sys.exit(EXIT_OK if outcome.winner is not None else EXIT_CHECK_FAILED)
 
 
@@ -477,14 +515,17 @@ def fit(
 @custom_objects_option
 @trust_model_option
 @debug_option
+@verbosity_options
 def inspect(
     model: Path, fmt: str, names: Path | None, custom_objects: str | None, trust_model: bool
 ) -> None:
     """Per-layer table of MODEL (.tflite, .keras, .h5 or SavedModel): op, shapes,
     parameters, weight bytes, sparsity, unique values, MACs and live activation bytes;
     then where the model's bytes go."""
-    from edgec import api, ui
+    from edgec import api
     from edgec._native_log import captured_native_stderr
+
+    ui = _ui()
 
     with captured_native_stderr(enabled=not _state["debug"]):
         result = api.inspect(
@@ -538,6 +579,7 @@ def inspect(
 )
 @arena_margin_option
 @debug_option
+@verbosity_options
 def check(
     model: Path,
     target: str,
@@ -552,11 +594,13 @@ def check(
     Exit codes: 0 every check passes on every target, 3 a check failed (over budget,
     unsupported op or dtype), 1 error.
     """
-    from edgec import api, ui
+    from edgec import api
     from edgec._native_log import captured_native_stderr
     from edgec.export.writer import prepare_output_file, write_file_atomically
     from edgec.report.junit import junit_xml
     from edgec.report.markdown import markdown
+
+    ui = _ui()
 
     if out is not None:
         prepare_output_file(out)
@@ -567,7 +611,7 @@ def check(
             budget=budget,
             arena_margin=arena_margin,
             artifacts=artifacts,
-            progress=lambda p: ui.err.print(f"checking {ui.t(p.name)}…"),
+            progress=lambda p: ui.line(f"checking {p.name}"),
         )
     rendered = {
         "json": report.to_json,
@@ -578,7 +622,7 @@ def check(
     if out is not None:
         write_file_atomically(out, rendered.encode())
     if out is not None or fmt == "text":
-        ui.print_check(report)
+        ui.print_check(report, quiet=_state["verbosity"] < 0)
         if out is not None:
             ui.out.print(f"Wrote {ui.t(out)} ({fmt})")
     else:
@@ -621,6 +665,7 @@ def check(
     help="A table for people, JSON for scripts, or a pull-request comment.",
 )
 @debug_option
+@verbosity_options
 def diff(
     old: Path, new: Path, max_growth: str, max_accuracy_drop: float, max_error_rise: str, fmt: str
 ) -> None:
@@ -631,8 +676,9 @@ def diff(
     target in common are an error. Exit codes: 0 nothing grew or dropped beyond the
     limits, 3 something did, 1 error (unreadable reports, nothing to compare).
     """
-    from edgec import ui
     from edgec.report import diff as ci
+
+    ui = _ui()
 
     result = ci.diff_reports(
         old,
@@ -654,11 +700,13 @@ def diff(
 @text_or_json("A table for people, or JSON (name, kind, part, budgets) for scripts.")
 @click.pass_context
 @debug_option
+@verbosity_options
 def targets(ctx: click.Context, fmt: str) -> None:
     """List the built-in target profiles ('edgec targets show NAME' for one)."""
     if ctx.invoked_subcommand is None:
-        from edgec import api, ui
+        from edgec import api
 
+        ui = _ui()
         profiles = api.target_profiles()
         if fmt == "json":
             from edgec.report import json_text
@@ -671,10 +719,12 @@ def targets(ctx: click.Context, fmt: str) -> None:
 @targets.command("show")
 @click.argument("name")
 @debug_option
+@verbosity_options
 def targets_show(name: str) -> None:
     """Show one profile: a built-in NAME or a profile TOML file."""
-    from edgec import ui
     from edgec.targets import load_target
+
+    ui = _ui()
 
     ui.print_target(load_target(name))
 
@@ -684,7 +734,7 @@ def main(argv: list[str] | None = None) -> None:
     130/143 on SIGINT/SIGTERM (temporary files removed in every case)."""
     from edgec._process import command_scope, exit_status
 
-    _state["debug"] = False
+    _state.update(debug=False, verbosity=0, argv=list(sys.argv[1:] if argv is None else argv))
     with command_scope():
         try:
             code = cli.main(args=argv, prog_name="edgec", standalone_mode=False)
@@ -692,7 +742,8 @@ def main(argv: list[str] | None = None) -> None:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             sys.exit(code)
         except EdgecError as exc:
-            _fail(f"error: {exc}", exc, exc.exit_code)
+            hint = f" ({runnable_hint(exc.hint, _state['argv'])})" if exc.hint else ""
+            _fail(f"error: {exc.message}{hint}", exc, exc.exit_code)
         except click.ClickException as exc:  # UsageError and BadParameter carry exit code 2
             exc.show()
             sys.exit(exc.exit_code)

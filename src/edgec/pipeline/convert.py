@@ -68,7 +68,7 @@ def model_io_type(io_type: str, activations: str = "int8") -> str:
         raise UsageError(
             "--io-type uint8 cannot be combined with --activations int16: the 16x8 "
             "converter gives int16 or float32 inputs and outputs",
-            hint="use --io-type int16 (the default integer I/O there) or float32",
+            hint="use `--io-type int16` (the default integer I/O there) or float32",
         )
     return "int16" if io_type == "int8" else io_type
 

@@ -447,8 +447,12 @@ class _Worker:
         try:
             proc.stdin.write(f"{folder}\n")
             proc.stdin.flush()
-            if proc.stdout.readline().strip() == "done":
-                return None
+            # "done", after whatever else reached the child's stdout before it took its
+            # protocol (a library printing at its start): read on, never wait on a child
+            # that is alive and waiting for its next job
+            for line in proc.stdout:
+                if line.strip() == "done":
+                    return None
         except BrokenPipeError:
             pass
         code = proc.wait()

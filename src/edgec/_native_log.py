@@ -1,10 +1,13 @@
-"""Keep TensorFlow's and TFLite's native log lines (written to fd 2) off the terminal.
+"""Keep TensorFlow's, absl's and TFLite's log lines off the terminal (``--debug`` shows them).
 
 TensorFlow, the converter and LiteRT log from C++ straight to file descriptor 2
 ("All log messages before absl::InitializeLog()", "Created TensorFlow Lite XNNPACK
-delegate", MapDataset attribute errors); TF_CPP_MIN_LOG_LEVEL does not silence all of
-them. While capturing, fd 2 points at a temporary file, and Python's ``sys.stderr``
-(progress, error lines) is moved to a copy of the real stderr so it still shows.
+delegate", CUDA stubs, MapDataset attribute errors); TF_CPP_MIN_LOG_LEVEL does not
+silence all of them. While capturing, fd 2 points at a temporary file, and Python's
+``sys.stderr`` (progress, error lines) is moved to a copy of the real stderr so it still
+shows. TensorFlow's and absl's Python loggers (tf.function retracing warnings, "Compiled
+the loaded model, but the compiled metrics have yet to be built") and Python warnings
+the libraries raise go to the same file.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 
@@ -43,7 +47,7 @@ def captured_native_stderr(*, enabled: bool = True) -> Iterator[NativeLog]:
             sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
     except (AttributeError, OSError, ValueError):  # pytest's capture: no real fd behind it
         pass
-    with tempfile.TemporaryFile() as sink:
+    with tempfile.TemporaryFile() as sink, _python_logs_to(sink):
         os.dup2(sink.fileno(), 2)
         try:
             yield NativeLog(sink)
@@ -64,3 +68,43 @@ def _repoint_log_handlers(old, new) -> None:
         for handler in getattr(logger, "handlers", ()):
             if isinstance(handler, logging.StreamHandler) and handler.stream is old:
                 handler.setStream(new)
+
+
+# The Python loggers of the libraries edgec drives: their records go to the capture.
+LIBRARY_LOGGERS = ("tensorflow", "absl", "py.warnings")
+_FORMAT = logging.Formatter(logging.BASIC_FORMAT)
+
+
+class _ToSink(logging.Filter):
+    """A logger filter that writes each record into the capture and drops it (a filter,
+    not a handler: TensorFlow adds its own stderr handler when it is first imported)."""
+
+    def __init__(self, sink) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def write(self, text: str) -> None:
+        self._sink.write(text.encode("utf-8", "replace"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.write(_FORMAT.format(record) + "\n")
+        return False
+
+
+@contextlib.contextmanager
+def _python_logs_to(sink) -> Iterator[None]:
+    to_sink = _ToSink(sink)
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(to_sink)
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        to_sink.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(to_sink)

@@ -1076,7 +1076,7 @@ def _validate(options: BuildOptions) -> _Plan:
     if options.phone_variants and not any(p.kind == "phone" for p in profiles):
         raise InputError(
             "--phone-variants needs a phone target",
-            hint="add one, e.g. --target cortex-m4,android-arm64",
+            hint="add one, e.g. `--target cortex-m4,android-arm64`",
         )
     if options.section is not None:
         check_section(options.section)

@@ -14,14 +14,14 @@ from typing import Any, TypeVar
 import click
 
 from edgec import __version__
-from edgec.errors import EdgecError, UsageError, printable
+from edgec.errors import EdgecError, UsageError, printable, runnable_hint
 from edgec.options import COMMON_HELP, NORMAL, QUIET, VERBOSE, Cli, cli_fields, short_form_types
 from edgec.stages import get_stage
 
 EXIT_OK, EXIT_ERROR, EXIT_CHECK_FAILED = 0, 1, 3
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-_state: dict[str, Any] = {"debug": False, "verbosity": NORMAL}
+_state: dict[str, Any] = {"debug": False, "verbosity": NORMAL, "argv": []}
 
 
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -46,6 +46,14 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> N
     if _state["verbosity"] not in (NORMAL, level):
         raise click.UsageError("--quiet and --verbose contradict each other", ctx=ctx)
     _state["verbosity"] = level
+
+
+def _ui() -> Any:
+    """edgec.ui, set up for this command: its verbosity and the consoles' widths."""
+    from edgec import ui
+
+    ui.configure(int(_state["verbosity"]))
+    return ui
 
 
 def common_options(command: _F) -> _F:
@@ -206,9 +214,10 @@ def build(strip_names: bool, **values: Any) -> None:
     built. Exit codes: 0 all checks pass, 3 a check failed (over budget, unsupported op,
     accuracy), 1 error, 2 a bad option.
     """
-    from edgec import api, ui
+    from edgec import api
     from edgec._native_log import captured_native_stderr
 
+    ui = _ui()
     short_forms = _short_forms(values)
     values["keep_names"] = _keep_names(values["keep_names"], strip_names)
     options = {k: v for k, v in values.items() if v is not None}
@@ -241,10 +250,11 @@ def fit(workers: int | None, ray_address: str | None, strip_names: bool, **value
     example. Exit codes: 0 a model fits, 3 nothing fits (the misses are named), 1 error,
     2 a bad option.
     """
-    from edgec import ui
     from edgec._native_log import captured_native_stderr
     from edgec.fit.executor import select_executor
     from edgec.fit.search import FitOptions, run_fit
+
+    ui = _ui()
 
     values["keep_names"] = _keep_names(values["keep_names"], strip_names)
     options = FitOptions(**values)
@@ -254,18 +264,20 @@ def fit(workers: int | None, ray_address: str | None, strip_names: bool, **value
         click.echo("warning: --trust-model: the model file's own code runs (in the sandbox)",
                    err=True)  # fmt: skip
     start = time.perf_counter()
+    table = ui.FitTable()
     try:
         with captured_native_stderr(enabled=not _state["debug"]), contextlib.closing(executor):
             _ = executor.workers  # Ray starts or is joined before the live table is drawn
-            with ui.FitTable() as table:
+            with table:
                 outcome = run_fit(options, executor, table)
     except (click.Abort, KeyboardInterrupt):
-        if (out / "fit.json").is_file():  # the state is kept: say so before main's line
-            state = printable(str(out / "fit.json"))
+        state_file = getattr(table, "state_path", None) or out / "fit.json"
+        if state_file.is_file():  # the state is kept: say so before main's line
+            state = printable(str(state_file))
             click.echo(f"{state} keeps the finished trials: run the same command to continue",
                        err=True)  # fmt: skip
         raise
-    ui.print_fit_summary(outcome, time.perf_counter() - start)
+    ui.print_fit_summary(outcome, time.perf_counter() - start, _state["argv"])
     sys.exit(EXIT_OK if outcome.winner is not None else EXIT_CHECK_FAILED)
 
 
@@ -287,8 +299,10 @@ def inspect(
     """Per-layer table of MODEL (.tflite, .keras, .h5 or SavedModel): op, shapes,
     parameters, weight bytes, sparsity, unique values, MACs and live activation bytes;
     then where the model's bytes go."""
-    from edgec import api, ui
+    from edgec import api
     from edgec._native_log import captured_native_stderr
+
+    ui = _ui()
 
     with captured_native_stderr(enabled=not _state["debug"]):
         result = api.inspect(
@@ -344,11 +358,13 @@ def check(
     Exit codes: 0 every check passes on every target, 3 a check failed (over budget,
     unsupported op or dtype), 1 error.
     """
-    from edgec import api, ui
+    from edgec import api
     from edgec._native_log import captured_native_stderr
     from edgec.export.writer import prepare_output_file, write_file_atomically
     from edgec.report.junit import junit_xml
     from edgec.report.markdown import markdown
+
+    ui = _ui()
 
     if out is not None:
         prepare_output_file(out)
@@ -359,7 +375,7 @@ def check(
             budget=budget,
             arena_margin=arena_margin,
             artifacts=artifacts,
-            progress=lambda p: ui.err.print(f"checking {ui.t(p.name)}…"),
+            progress=lambda p: ui.line(f"checking {p.name}"),
         )
     rendered = {
         "json": report.to_json,
@@ -370,7 +386,7 @@ def check(
     if out is not None:
         write_file_atomically(out, rendered.encode())
     if out is not None or fmt == "text":
-        ui.print_check(report)
+        ui.print_check(report, quiet=_state["verbosity"] < 0)
         if out is not None:
             ui.out.print(f"Wrote {ui.t(out)} ({fmt})")
     else:
@@ -423,8 +439,9 @@ def diff(
     target in common are an error. Exit codes: 0 nothing grew or dropped beyond the
     limits, 3 something did, 1 error (unreadable reports, nothing to compare).
     """
-    from edgec import ui
     from edgec.report import diff as ci
+
+    ui = _ui()
 
     result = ci.diff_reports(
         old,
@@ -449,8 +466,9 @@ def diff(
 def targets(ctx: click.Context, fmt: str) -> None:
     """List the built-in target profiles ('edgec targets show NAME' for one)."""
     if ctx.invoked_subcommand is None:
-        from edgec import api, ui
+        from edgec import api
 
+        ui = _ui()
         profiles = api.target_profiles()
         if fmt == "json":
             from edgec.report import json_text
@@ -465,8 +483,9 @@ def targets(ctx: click.Context, fmt: str) -> None:
 @common_options
 def targets_show(name: str) -> None:
     """Show one profile: a built-in NAME or a profile TOML file."""
-    from edgec import ui
     from edgec.targets import load_target
+
+    ui = _ui()
 
     ui.print_target(load_target(name))
 
@@ -476,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     130/143 on SIGINT/SIGTERM (temporary files removed in every case)."""
     from edgec._process import command_scope, exit_status
 
-    _state.update(debug=False, verbosity=NORMAL)
+    _state.update(debug=False, verbosity=NORMAL, argv=list(sys.argv[1:] if argv is None else argv))
     with command_scope():
         try:
             code = cli.main(args=argv, prog_name="edgec", standalone_mode=False)
@@ -484,7 +503,8 @@ def main(argv: list[str] | None = None) -> None:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             sys.exit(code)
         except EdgecError as exc:
-            _fail(f"error: {exc}", exc, exc.exit_code)
+            hint = f" ({runnable_hint(exc.hint, _state['argv'])})" if exc.hint else ""
+            _fail(f"error: {exc.message}{hint}", exc, exc.exit_code)
         except click.ClickException as exc:  # UsageError and BadParameter carry exit code 2
             exc.show()
             sys.exit(exc.exit_code)

@@ -6,6 +6,8 @@ An ``EdgecError`` is shown to the user as one line on stderr (no traceback unles
 
 from __future__ import annotations
 
+import re
+import shlex
 import unicodedata
 
 # Control (C0, C1: newlines, ESC of terminal escape sequences), format (bidirectional
@@ -68,3 +70,41 @@ class ToolError(EdgecError):
 
 class LimitError(EdgecError):
     """The confined model process reached one of its resource limits (edgec.sandbox)."""
+
+
+def command_line(argv: list[str], changes: dict[str, str] | None = None) -> str:
+    """``edgec ARGV`` as a shell command, with ``changes`` (an option and its new value)
+    replacing what ARGV gives for that option, or added: a hint that runs as printed."""
+    changes = dict(changes or {})
+    kept: list[str] = []
+    i = 0
+    while i < len(argv):
+        name = argv[i].split("=", 1)[0]
+        if name in changes:
+            i += 1 if "=" in argv[i] else 2
+            continue
+        kept.append(argv[i])
+        i += 1
+    for name, value in changes.items():
+        kept += [name, value]
+    return shlex.join(["edgec", *kept])
+
+
+_FRAGMENT = re.compile(r"`(--[^`]+)`")
+
+
+def runnable_hint(hint: str, argv: list[str]) -> str:
+    """``hint`` with each option fragment it suggests (in backticks: `--budget
+    flash=256KiB`) made the whole command: the one that failed, with that option
+    changed, so the hint runs as printed."""
+
+    def whole(match: re.Match[str]) -> str:
+        try:
+            parts = shlex.split(match[1])
+        except ValueError:
+            return match[0]
+        if len(parts) % 2 or not all(p.startswith("--") for p in parts[0::2]):
+            return match[0]
+        return f"`{command_line(argv, dict(zip(parts[0::2], parts[1::2], strict=True)))}`"
+
+    return _FRAGMENT.sub(whole, hint) if argv else hint

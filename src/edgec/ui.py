@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -15,9 +16,9 @@ from rich.status import Status
 from rich.table import Table
 
 from edgec.builder import Progress
-from edgec.errors import clip, printable
+from edgec.errors import clip, command_line, printable
 from edgec.fit.executor import TrialResult
-from edgec.fit.search import FitOutcome, FitProgress, Search
+from edgec.fit.search import FitOutcome, FitProgress, Search, over_amount
 from edgec.fit.space import short_key
 from edgec.fit.store import Record
 from edgec.pipeline.inspect import Inspection
@@ -47,18 +48,64 @@ def t(value: object) -> str:
     return escape(printable(clip(str(value))))
 
 
+PIPE_WIDTH = 160  # off a terminal, without COLUMNS: rich's 80 columns cut table cells
+
 err = Console(stderr=True, highlight=False)
-# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; keep rows whole.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+out = Console(highlight=False)
+
+# How much a command says: -1 --quiet (errors, warnings and the verdict), 0 normal,
+# 1 --verbose (every progress message as a line). Set once per command by ``configure``.
+verbosity = 0
+
+
+def configure(level: int = 0) -> None:
+    """Set the verbosity and both consoles' widths for one command: the terminal's width
+    on a terminal; off one (a CI log, a pipe, a file) ``COLUMNS`` if set, else
+    ``PIPE_WIDTH``, never rich's default of 80 columns, which cut headers and figures to
+    "…" in CI logs."""
+    global verbosity
+    verbosity = level
+    for console, stream in ((out, sys.stdout), (err, sys.stderr)):
+        columns = _columns(stream)
+        console.width = columns  # type: ignore[assignment]
+        # off a terminal, a line longer than the width stays one line (a table still fits
+        # the width): grep finds a check's whole reason on one line of a CI log
+        console.soft_wrap = columns is not None
+
+
+def _columns(stream: object) -> int | None:
+    try:
+        if stream.isatty():  # type: ignore[attr-defined]
+            return None  # rich asks the terminal (and reads COLUMNS)
+    except (AttributeError, ValueError):  # no fileno, or closed
+        pass
+    columns = os.environ.get("COLUMNS", "").strip()
+    return int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
+
+
+def interactive() -> bool:
+    """Progress may be redrawn in place: stderr is a terminal."""
+    return err.is_terminal
+
+
+def line(text: str) -> None:
+    """One whole progress line on stderr: never cut, never wrapped (plain text)."""
+    if verbosity >= 0:
+        err.print(printable(clip(text)), markup=False, highlight=False, soft_wrap=True)
 
 
 class BuildProgress(Progress):
-    """A spinner per stage, then one line per finished stage with its time."""
+    """One line per finished stage with its time. On a terminal a spinner shows the
+    running stage and its latest message; off one (a CI log, a pipe) messages (a stage's
+    epochs) are plain lines, at most one per ``MESSAGE_SECONDS`` unless --verbose.
+    --quiet: warnings only."""
 
+    MESSAGE_SECONDS = 10.0
     _status: Status | None = None
 
     def __enter__(self) -> BuildProgress:
         self._status = None
+        self._last_line = 0.0
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -68,24 +115,52 @@ class BuildProgress(Progress):
     @contextlib.contextmanager
     def stage(self, name: str, description: str) -> Iterator[None]:
         start = time.perf_counter()
-        status = self._status = err.status(f"{t(description)}…")
-        status.start()
+        self._last_line = time.monotonic()
+        if verbosity >= 0 and interactive():
+            self._status = err.status(f"{t(description)}…")
+            self._status.start()
         try:
             yield
         finally:
-            status.stop()
-            self._status = None
-        err.print(f"[green]✓[/] {t(description)} [dim]({time.perf_counter() - start:.1f} s)[/]")
+            if self._status is not None:
+                self._status.stop()
+                self._status = None
+        if verbosity >= 0:
+            err.print(
+                f"[green]✓[/] {t(description)} [dim]({time.perf_counter() - start:.1f} s)[/]",
+                soft_wrap=True,
+            )
+        self._last_line = time.monotonic()
 
     def message(self, text: str) -> None:
-        if self._status is not None:
+        if self._status is not None and verbosity < 1:
             self._status.update(t(text))
+            return
+        now = time.monotonic()
+        if verbosity >= 1 or (verbosity == 0 and now - self._last_line >= self.MESSAGE_SECONDS):
+            self._last_line = now
+            line(f"  {text}")
 
     def warning(self, text: str) -> None:
-        err.print(f"[yellow]warning:[/] {t(text)}")
+        err.print(f"[yellow]warning:[/] {t(text)}", soft_wrap=True)
+
+
+def _failed_lines(sections: list[TargetSection], console: Console, *, named: bool) -> None:
+    """Each failed check with its reason: --quiet's whole summary, before the verdict."""
+    for s in sections:
+        for check in s.checks:
+            if not check.ok:
+                where = f"{t(s.target)}: " if named else ""
+                console.print(f" [red]✗[/] {where}{t(check.name)}: {t(check.detail)}")
 
 
 def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
+    if verbosity < 0:  # --quiet: the failed checks' reasons and the verdict
+        for check in report.failed_checks:
+            out.print(f" [red]✗[/] {t(check.name)}: {t(check.detail)}")
+        _failed_lines(report.targets[1:], out, named=True)
+        _build_verdict(report)
+        return
     mem, acc = report.memory, report.accuracy
     table = Table(title=t(f"{report.model.name} on {report.target}"), title_justify="left")
     table.add_column("")
@@ -151,6 +226,10 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
         out.print(f"[bold yellow]warning:[/] {t(warning)}")
     files = ", ".join(a.path for a in report.artifacts) + ", report.json, report.html"
     out.print(f"\nWrote {t(folder)}/: {t(files)}  [dim]({seconds:.1f} s)[/]")
+    _build_verdict(report)
+
+
+def _build_verdict(report: BuildReport) -> None:
     if report.ok:
         out.print("[bold green]PASS[/] all checks passed")
     else:
@@ -437,7 +516,10 @@ def sections_table(sections: list[TargetSection], title: str) -> Table:
     return table
 
 
-def print_sections(sections: list[TargetSection], title: str, console: Console = out) -> None:
+def print_sections(
+    sections: list[TargetSection], title: str, console: Console | None = None
+) -> None:
+    console = console or out
     console.print(sections_table(sections, title))
     for s in sections:
         console.print(f"[bold]{t(s.target)}[/] ({t(s.kind)}, {t(s.part)})")
@@ -448,8 +530,12 @@ def print_sections(sections: list[TargetSection], title: str, console: Console =
             )
 
 
-def print_check(report: CheckReport, console: Console = out) -> None:
-    print_sections(report.targets, f"{report.model} ({report.size_bytes:,} B)", console)
+def print_check(report: CheckReport, console: Console | None = None, quiet: bool = False) -> None:
+    console = console or out
+    if quiet:  # --quiet: the failed checks' reasons and the verdict
+        _failed_lines(report.targets, console, named=True)
+    else:
+        print_sections(report.targets, f"{report.model} ({report.size_bytes:,} B)", console)
     if report.ok:
         console.print("[bold green]PASS[/] all checks passed on every target")
     else:
@@ -488,7 +574,8 @@ def print_diff(result: DiffResult) -> None:
             verdict = "[yellow]measured only in " + ("new" if d.old is None else "old") + "[/]"
         figure = "RAM (TENSOR_ARENA_SIZE)" if d.field == "tensor_arena_bytes" else d.figure
         table.add_row(t(d.target), figure, format_size(d.old), format_size(d.new), change, verdict)
-    out.print(table)
+    if verbosity >= 0:
+        out.print(table)
     for side, targets in (("old", result.only_old), ("new", result.only_new)):
         if targets:
             out.print(
@@ -514,17 +601,21 @@ def print_diff(result: DiffResult) -> None:
 
 
 class FitTable(FitProgress):
-    """A live table of the search's trials on stderr: figures, verdict, best, time left."""
+    """The search's trials on stderr. On a terminal a live table (figures, verdict, best,
+    time left); off one (a CI log, a pipe) and with --verbose one whole line per trial
+    with its figures and verdict, as each trial ends. --quiet: nothing."""
 
     ROWS = 14  # the latest trials shown; fit.json keeps them all
 
     def __init__(self) -> None:
         self._live: Live | None = None
         self._note = ""
+        self.state_path: Path | None = None  # the search's fit.json, once it started
 
     def __enter__(self) -> FitTable:
-        self._live = Live(console=err, refresh_per_second=2, transient=False)
-        self._live.start()
+        if verbosity == 0 and interactive():
+            self._live = Live(console=err, refresh_per_second=2, transient=False)
+            self._live.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -532,17 +623,66 @@ class FitTable(FitProgress):
             self._live.stop()
 
     def started(self, search: Search) -> None:
-        self._draw(search)
+        self.state_path = search.store.path
+        if self._live is not None:
+            self._draw(search)
+            return
+        o, done = search.options, len(search.store.records)
+        line(
+            f"edgec fit: {o.target}"
+            + (f", budget {o.budget}" if o.budget else "")
+            + f", {o.trials} trial(s) trained at most, {o.max_screens} structures screened "
+            f"at most, rungs {','.join(map(str, o.rungs))}"
+            + (f"; {done} trial(s) already in {search.store.path}" if done else "")
+        )
 
     def record(self, search: Search, record: Record) -> None:
-        self._draw(search)
+        if self._live is not None:
+            self._draw(search)
+        else:
+            line(trial_line(record, len(search.store.records)))
 
     def message(self, text: str) -> None:
         self._note = text
+        if self._live is None:
+            line(f"  {text}")
 
     def _draw(self, search: Search) -> None:
         if self._live is not None:
             self._live.update(fit_table(search, self.ROWS, self._note))
+
+
+def trial_line(record: Record, number: int) -> str:
+    """One trial, whole: its kind, candidate, figures per target, accuracy and verdict."""
+    r = record.result
+    kind = "screen" if r.epochs == 0 else f"train {r.epochs} epoch(s)"
+    figures = [
+        f"{tg['target']} flash {_bytes(tg.get('flash_bytes'))}, "
+        f"arena {_bytes(tg.get('arena_bytes'))}"
+        for tg in r.targets
+    ]
+    if r.accuracy is not None:
+        figures.append(f"int8 {r.metric or 'accuracy'} {r.accuracy:g}")
+    return printable(clip(
+        f"trial {number} {kind} {r.key}: "
+        + ("; ".join(figures) + ": " if figures else "")
+        + _plain_verdict(r) + f" ({r.seconds:.1f} s)"
+    ))  # fmt: skip
+
+
+def _plain_verdict(r: TrialResult) -> str:
+    if r.error is not None:
+        return f"error: {r.error}"
+    if r.fits:
+        return "fits" + (f" (failed: {', '.join(r.failed_checks)})" if r.failed_checks else "")
+    over = [
+        f"{b['name']}@{tg['target']} "
+        + (over_amount(b) if b["value"] is not None and b["limit"] is not None else "unmeasured")
+        for tg in r.targets
+        for b in tg["budgets"]
+        if not b["ok"]
+    ]
+    return "over budget: " + ("; ".join(over) or ", ".join(r.failed_checks))
 
 
 def fit_table(search: Search, rows: int, note: str = "") -> Table:
@@ -582,9 +722,11 @@ def _verdict(r: TrialResult) -> str:
     return "[red]over[/]: " + t(", ".join(over) or ", ".join(r.failed_checks))
 
 
-def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
+def print_fit_summary(outcome: FitOutcome, seconds: float, argv: list[str] | None = None) -> None:
     store, winner = outcome.store, outcome.winner
     summary = store.summary()
+    if outcome.moved is not None and verbosity >= 0:
+        out.print(f"[yellow]new search:[/] {t(outcome.moved)}")
     for line in outcome.remeasured:  # fit.json held records its rebuild contradicted
         out.print(f"[yellow]not trusted:[/] {t(line)}; replaced by the measurement")
     out.print(
@@ -598,10 +740,23 @@ def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
             out.print(f" ✗ {t(line)}")
         if outcome.closest_lever is not None:
             out.print(f"The lever that came closest: {t(outcome.closest_lever)}")
-        out.print(
-            f"{t(store.path)} keeps every trial (the search's state): the same command with "
-            "more --trials or a larger --budget continues it."
-        )
+        out.print(f"{t(store.path)} keeps every trial (the search's state).")
+        if argv is None:
+            return
+        if outcome.more:
+            out.print(
+                "More of "
+                + " and ".join(name for name, _ in outcome.more)
+                + f" continues this search: `{t(command_line(argv, dict(outcome.more)))}`",
+                soft_wrap=True,
+            )
+        if outcome.budget_met is not None and outcome.new_folder is not None:
+            out.print(
+                "A budget the closest candidate meets starts a new search in "
+                f"{t(outcome.new_folder)}: "
+                f"`{t(command_line(argv, {'--budget': outcome.budget_met}))}`",
+                soft_wrap=True,
+            )
         return
     r = winner.result
     if outcome.data is not None and (note := sampled_line(outcome.data)) is not None:
@@ -618,13 +773,16 @@ def print_fit_summary(outcome: FitOutcome, seconds: float) -> None:
             f" {t(target['target'])}: flash {_bytes(target['flash_bytes'])} of "
             f"{_bytes(target['flash_budget_bytes'])}, {ram} of {_bytes(target['ram_budget_bytes'])}"
         )
-    if r.failed_checks:  # fits, but the build's accuracy check (the objective) failed
-        out.print(f" [yellow]build check failed:[/] {t(', '.join(r.failed_checks))} (report.json)")
+    # fits, but the build's accuracy check (the objective) failed: each with its reason
+    for failed in outcome.failed or r.failed_checks:
+        out.print(f" [yellow]build check failed:[/] {t(failed)}")
     folder = store.path.parent
     if outcome.recipe_toml is None:
         out.print("No recipe needed: the model fits as a plain int8 build.")
+    elif verbosity < 0:  # --quiet: where the recipe is, not its text
+        out.print(f"Recipe: {t(folder / 'recipe.toml')}")
     else:
         out.print(f"Recipe ({t(folder / 'recipe.toml')}; edgec build --recipe rebuilds it):")
-        for line in outcome.recipe_toml.rstrip().splitlines():
-            out.print(printable(line), markup=False)
+        for text in outcome.recipe_toml.rstrip().splitlines():
+            out.print(printable(text), markup=False)
     out.print(f"Wrote {t(folder)} (the build, fit.json, recipe.toml, report.html)")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tests.support.cli import assert_clean_failure, run_edgec
+from tests.support.hints import the_hint
 
 
 def build(tmp_path, *args):
@@ -97,12 +98,22 @@ def test_malformed_profile_names_the_key(tmp_path):
     nothing_written(tmp_path, out)
 
 
+def run_the_hint(run) -> tuple[list[str], object]:
+    """The command the error line advises, run as printed (issue 22: every hint runs)."""
+    command = the_hint(next(ln for ln in run.err.splitlines() if ln.startswith("error:")))
+    return command, run_edgec(*command)
+
+
 def test_output_path_is_a_file(tmp_path):
     target = tmp_path / "out"
     target.write_text("keep me")
     run = run_edgec("build", "--target", "cortex-m", "--out", target)
     assert_clean_failure(run, "is a file")
     assert target.read_text() == "keep me"
+    command, hinted = run_the_hint(run)
+    assert command == ["build", "--target", "cortex-m", "--out", f"{target}-2"]
+    assert hinted.code == 0, hinted.err
+    assert (tmp_path / "out-2" / "report.json").is_file() and target.read_text() == "keep me"
 
 
 @pytest.mark.parametrize("budget", ["ram=1 potato", "rom=1KiB", "flash"])
@@ -111,6 +122,11 @@ def test_bad_budget(tmp_path, budget):
     needle = "budget" if "=" not in budget or "rom" in budget else "is not a size"
     assert_clean_failure(run, needle, code=2)  # a usage error
     nothing_written(tmp_path, out)
+    command, hinted = run_the_hint(run)
+    assert command[:5] == ["build", "--target", "cortex-m", "--out", str(out)]
+    assert command[5] == "--budget" and command[6] in ("flash=256KiB,ram=64KiB", "ram=64KiB")
+    assert hinted.code == 0, hinted.err
+    assert (out / "report.json").is_file()
 
 
 def test_debug_shows_the_traceback(tmp_path):

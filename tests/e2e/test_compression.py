@@ -658,3 +658,26 @@ def test_chosen_cluster_granularity_survives_into_int8(
         assert wide is not None and head is not None
         assert not wide.per_channel and wide.unique <= 4
         assert not head.per_channel and head.unique <= 4
+
+
+def test_a_recipe_build_in_a_ci_log_holds_only_edgec_lines(tmp_path):
+    """Issue 22: a recipe build printed TensorFlow's tf.function retracing warnings (and
+    the model work in the caller, EDGEC_SANDBOX=off as the Python API may run it, printed
+    absl's and CUDA's lines). Without --debug, stderr holds edgec's own lines only: one
+    per stage (and a stage's epochs), whole, ending in a newline."""
+    import os
+    import subprocess
+
+    from tests.support.cli import EDGEC
+
+    args = ["build", "--target", "cortex-m", "--prune", "0.5", "--qat", "--epochs", "1"]
+    done = subprocess.run(
+        [*EDGEC, *args, "--out", str(tmp_path / "out")], capture_output=True, text=True,
+        env={**os.environ, "EDGEC_SANDBOX": "off"}, timeout=1200,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert any(ln.startswith("✓ Quantization-aware training") for ln in lines), done.stderr
+    foreign = [ln for ln in lines if not ln.startswith(("✓ ", "  ", "warning: "))]
+    assert not foreign, foreign  # e.g. "WARNING:tensorflow:5 out of the last 11 calls to"
+    assert done.stderr.endswith("\n") and "…" not in done.stderr + done.stdout

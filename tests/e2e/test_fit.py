@@ -10,8 +10,10 @@ included), run only what is missing, and finish the search.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import EDGEC, assert_clean_failure, run_edgec, signal_when
+from tests.support.hints import the_hint
 
 BUDGET = ("--target", "cortex-m", "--budget", "flash=30KB,ram=8KB", "--rungs", "1")
 SEARCH = ("fit", *BUDGET, "--trials", "2")
@@ -69,6 +72,16 @@ def fit_search(tmp_path_factory) -> Fit:
     return Fit(state, interrupted, run_edgec(*SEARCH, "--out", out), out)
 
 
+def _assert_trial_line(line: str, trial: dict) -> None:
+    """A trial's line: its candidate, figures and verdict, whole."""
+    assert f" {trial['key']}: " in line, line
+    if trial["error"] is not None:
+        assert f"error: {trial['error']}" in line, line
+        return
+    assert f"cortex-m flash {trial['targets'][0]['flash_bytes']:,} B" in line, line
+    assert ("fits" if trial["fits"] else "over budget") in line, line
+
+
 def _trials(state: dict, kind: str) -> list[dict]:
     return [t for t in state["trials"] if t["kind"] == kind]
 
@@ -103,6 +116,7 @@ def test_an_interrupted_search_keeps_its_trials_and_writes_nothing_else(fit_sear
     assert code == 128 + signal.SIGINT, err[-2000:]
     assert left == ["edgec-out", "edgec-out/fit.json", "tmp"]  # no temporary, no staging
     assert "keeps the finished trials: run the same command to continue" in err
+    assert "trial 1 screen plain: cortex-m flash " in err  # a pipe: plain lines as it goes
     assert "interrupted; nothing was written" in err and "Traceback" not in err
     assert fit_search.first["winner"] is None  # stopped before the search ended
     assert len(_trials(fit_search.first, "train")) == 1
@@ -119,6 +133,12 @@ def test_the_same_command_resumes_the_interrupted_search(fit_search):
     assert [t["kind"] for t in new].count("train") == 1, new  # only the second candidate
     assert len(_trials(fit_search.state, "train")) == 2
     assert fit_search.state["winner"] is not None
+    # stderr is no terminal here: one whole line per trial run, not a table cut to "…"
+    trial_lines = [ln for ln in run.err.splitlines() if ln.startswith("trial ")]
+    assert len(trial_lines) == len(new), run.err
+    for line, trial in zip(trial_lines, new, strict=True):
+        _assert_trial_line(line, trial)
+    assert "…" not in run.err + run.out and run.err.endswith("\n") and run.out.endswith("\n")
 
 
 def test_winner_is_the_most_accurate_fitting_trial(fit_search):
@@ -155,19 +175,33 @@ def test_recipe_rebuilds_to_the_same_flash_and_arena(fit_search, tmp_path):
     )
 
 
-def test_another_search_in_the_same_folder_is_refused(fit_search, tmp_path):
+def test_another_search_goes_to_a_new_folder_and_says_so(fit_search, tmp_path):
+    """A changed seed (or budget, target, model) is another search: the one in --out is
+    kept, this one runs in OUT-2, and the same command again continues it there."""
     out = tmp_path / "other"
     shutil.copytree(fit_search.out, out)
-    run = run_edgec("fit", *BUDGET, "--seed", "7", "--out", out)
-    assert_clean_failure(run, "holds another search", "another --out")
+    args = ("fit", *BUDGET, "--seed", "7", "--max-screens", "1", "--trials", "1", "--out", out)
+    run = run_edgec(*args)
+    assert run.code == 3, run.out + run.err  # the one structure screened (plain) misses
+    moved = f"{out}/fit.json holds another search (seed 0, now 7); it is kept"
+    assert moved in run.err and moved in run.out and f"this search is in {out}-2" in run.out
     assert json.loads((out / "fit.json").read_text()) == fit_search.state  # untouched
+    state = json.loads((tmp_path / "other-2" / "fit.json").read_text())
+    assert state["command"]["seed"] == 7 and len(state["trials"]) == 1
+    again = run_edgec(*args)  # the same command: found in other-2, nothing runs again
+    assert again.code == 3 and json.loads((tmp_path / "other-2" / "fit.json").read_text()) == state
+    assert not (tmp_path / "other-3").exists()
 
 
-def test_cannot_fit_names_the_misses_and_exits_3(tmp_path):
+def test_cannot_fit_names_the_misses_and_its_hints_run(tmp_path):
+    """Nothing fits: the summary names the misses and prints two commands, and both do
+    what they say when run as printed (issue 22: "more --trials or a larger --budget
+    continues it" exited 1). The second runs as a real process into a log file: every line
+    whole, one line per trial with its figures and verdict, a newline at the end."""
     out = tmp_path / "tiny"
     # the three cheapest structures (seed 0): plain, 25% fewer channels, low rank 0.95
-    run = run_edgec("fit", "--target", "cortex-m", "--budget", "flash=2KB,ram=1KB",
-                    "--max-screens", "3", "--out", out)  # fmt: skip
+    run = run_edgec("fit", "--target", "cortex-m", "--budget", "flash=2KB,ram=1KB", "--max-screens",
+                    "3", "--rungs", "1", "--trials", "1", "--out", out)  # fmt: skip
     assert run.code == 3, run.out + run.err
     assert "Nothing fits" in run.out
     assert "cortex-m flash by" in run.out and "over its budget" in run.out
@@ -176,6 +210,29 @@ def test_cannot_fit_names_the_misses_and_exits_3(tmp_path):
     state = json.loads((out / "fit.json").read_text())
     assert state["winner"] is None
     assert [t["kind"] for t in state["trials"]] == ["screen"] * 3  # none trained
+
+    more = next(ln for ln in run.out.splitlines() if "continues this search" in ln)
+    more_run = run_edgec(*the_hint(more))  # "--max-screens 6": the same search, further
+    assert more_run.code == 3, more_run.out + more_run.err
+    continued = json.loads((out / "fit.json").read_text())
+    assert continued["trials"][:3] == state["trials"] and len(continued["trials"]) == 6
+
+    budget = next(ln for ln in more_run.out.splitlines() if "starts a new search" in ln)
+    assert f"starts a new search in {tmp_path / 'tiny-2'}:" in budget
+    log = tmp_path / "fit.log"
+    with log.open("w") as f:
+        done = subprocess.run([*EDGEC, *the_hint(budget)], stdout=f, stderr=subprocess.STDOUT,
+                              env={**os.environ, "EDGEC_SANDBOX": "on"}, timeout=1200)  # fmt: skip
+    text = log.read_text()
+    assert done.returncode in (0, 3), text
+    assert json.loads((out / "fit.json").read_text()) == continued  # the old search is kept
+    new = json.loads((tmp_path / "tiny-2" / "fit.json").read_text())["trials"]
+    assert f"{out}/fit.json holds another search (budget 'flash=2KB,ram=1KB', now" in text
+    assert "…" not in text and text.endswith("\n")
+    trial_lines = [ln for ln in text.splitlines() if ln.startswith("trial ")]
+    assert len(trial_lines) == len(new) >= 2, text
+    for line, trial in zip(trial_lines, new, strict=True):
+        _assert_trial_line(line, trial)
 
 
 def test_workers_without_ray_say_what_to_install(tmp_path, monkeypatch):

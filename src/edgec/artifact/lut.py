@@ -283,7 +283,7 @@ def _nothing_saves_flash(model: TfliteModel, rows: list[LutTensor], max_bits: in
         "values per table, but none is smaller compressed: the kernels are too small for "
         "their value tables and packed indices to cost less than the int8 bytes (largest: "
         f"{max(t.bytes_before for t in few):,} B)",
-        hint="cluster the model's larger kernels first, use --compress auto (it ships the "
+        hint="cluster the model's larger kernels first, use `--compress auto` (it ships the "
         "model as it is when nothing pays), or drop --compress",
     )
 

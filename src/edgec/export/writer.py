@@ -51,9 +51,21 @@ def prepare_output_dir(out: Path) -> None:
     if names and MARKER not in names and FIT_MARKER not in names:
         raise InputError(
             f"output directory {out} is not empty and holds no earlier edgec build or fit",
-            hint="give a new or empty directory with --out",
+            hint=f"give a new or empty directory, e.g. `--out {_free_name(out)}`",
         )
     check_writable(out)
+
+
+def _free_name(out: Path) -> str:
+    """A name beside ``out`` that does not exist yet (OUT-2, OUT-3, ...), for a hint."""
+    import itertools
+    import shlex
+
+    for n in itertools.count(2):
+        free = out.with_name(f"{out.name}-{n}")
+        if not free.exists() and not free.is_symlink():
+            return shlex.quote(str(free))
+    raise AssertionError("unreachable")
 
 
 def _listing(out: Path, _retry: int = 20) -> list[str]:
@@ -74,7 +86,8 @@ def _listing(out: Path, _retry: int = 20) -> list[str]:
         if exc.errno == errno.ENOTDIR:
             what = "a file" if out.is_file() else "not a directory"
             raise InputError(
-                f"output path {out} is {what}", hint="give a directory with --out"
+                f"output path {out} is {what}",
+                hint=f"give a new directory, e.g. `--out {_free_name(out)}`",
             ) from None
         raise InputError(f"cannot open output path {out}: {exc.strerror}") from None
     try:

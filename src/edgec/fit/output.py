@@ -141,6 +141,10 @@ def _write(
     builder.write_build(built, out, extra, fit_section(search.store, winner))
     outcome.winner, outcome.recipe_toml, outcome.files_written = winner, toml, True
     outcome.data = built.report.data
+    outcome.failed = [  # the winner's failed checks (its accuracy), each with its reason
+        f"{c.name}: {c.detail}" for c in built.report.failed_checks
+    ] + [f"{s.target}: {c.name}: {c.detail}" for s in built.report.targets[1:] for c in s.checks
+         if not c.ok]  # fmt: skip
 
 
 def _same(trial: list[dict], rebuilt: list[dict]) -> dict:

@@ -19,14 +19,17 @@ skips what is there.
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edgec.builder import absolute_targets
+from edgec.export.writer import FIT_MARKER, prepare_output_dir
 from edgec.fit import space
 from edgec.fit.executor import Executor, InProcess, TrialJob, TrialResult
 from edgec.fit.store import Record, StateSchema, Store, fingerprint
@@ -229,6 +232,13 @@ class FitOutcome:
     # "key: recorded ... , measured ..."; each was replaced by the measurement
     remeasured: list[str] = field(default_factory=list)
     data: DataInfo | None = None  # the winner's build: what --max-samples did to DATA
+    moved: str | None = None  # --out held another search: why this one is elsewhere
+    failed: list[str] = field(default_factory=list)  # the winner's failed checks: "name: why"
+    # "cannot fit": the options that continue the search with more of them, a --budget the
+    # closest candidate meets, and the folder a search with that budget would use
+    more: list[tuple[str, str]] = field(default_factory=list)
+    budget_met: str | None = None
+    new_folder: Path | None = None
 
 
 def run_fit(
@@ -244,27 +254,122 @@ def run_fit(
     targets = check_inputs(options)
     levers = space.supported_levers(activation_types(), options.per_channel)
     schema = StateSchema(levers, options.rungs, targets)
-    store = Store.open(options.out, fingerprint(_fingerprint_inputs(options, levers)),
-                       _command(options), schema)  # fmt: skip
+    print_ = fingerprint(_fingerprint_inputs(options, levers))
+    requested = options.out
+    folder, moved = search_folder(requested, print_, _command(options))
+    if folder != options.out:
+        prepare_output_dir(folder)
+        options = replace(options, out=folder)
+    store = Store.open(options.out, print_, _command(options), schema)
     search = Search(options, store, levers, executor or InProcess(), progress or FitProgress())
+    if moved is not None:
+        search.progress.message(moved)
     search.progress.started(search)
     try:
         search.halve(search.screen())
     finally:
         search.executor.close()  # its model processes end before the winner's build starts
-    outcome = FitOutcome(store, None, [], None)
+    outcome = FitOutcome(store, None, [], None, moved=moved)
     if search.best() is not None:
         write_winner(search, outcome)  # the best whose rebuild confirms its record
     if outcome.winner is None:
         store.winner = None
         store.save()
         outcome.misses, outcome.closest_lever = closest_misses(search)
+        outcome.more, outcome.budget_met = more_of(search), closest_budget(search)
+        outcome.new_folder = next_folder(requested)  # this search's folder is taken now
     return outcome
+
+
+def search_folder(out: Path, print_: str, command: dict[str, Any]) -> tuple[Path, str | None]:
+    """Where this search's state lives, and why when that is not ``out``.
+
+    ``out`` unless its fit.json holds another search (a changed budget, target, model,
+    data, seed or rungs): that search is kept, and this one goes to the first of
+    ``OUT-2``, ``OUT-3``, ... that is new or empty or holds this very search, so the same
+    command again finds and continues it there.
+    """
+    held = Store.held(out)
+    if held is None or held.get("fingerprint") == print_:
+        return out, None
+    folder = next_folder(out, print_)
+    return folder, (
+        f"{out / FIT_MARKER} holds another search ({_differences(held, command)}); it is kept, "
+        f"and this search is in {folder}"
+    )
+
+
+def next_folder(out: Path, print_: str | None = None) -> Path:
+    """The first of ``OUT-2``, ``OUT-3``, ... that is new or empty, or holds the search
+    ``print_``: where a search other than ``out``'s goes."""
+    for n in itertools.count(2):
+        folder = out.with_name(f"{out.name}-{n}")
+        if not folder.exists() and not folder.is_symlink():
+            return folder
+        if folder.is_dir() and not folder.is_symlink():
+            held = Store.held(folder)
+            if (held is None and not any(folder.iterdir())) or (
+                held is not None and print_ is not None and held.get("fingerprint") == print_
+            ):
+                return folder
+    raise AssertionError("unreachable")
+
+
+def _differences(held: dict[str, Any], command: dict[str, Any]) -> str:
+    """What differs between the search in a fit.json and this command, in words."""
+    old = held.get("command")
+    if not isinstance(old, dict):
+        return "its file is not this edgec's search state"
+    now = json.loads(json.dumps(command, default=str))  # as fit.json holds it: lists
+    changed = [
+        f"{key.replace('_', '-')} {old.get(key)!r}, now {value!r}"
+        for key, value in now.items()
+        if key not in _NOT_FINGERPRINTED and old.get(key) != value
+    ]
+    return ", ".join(changed) or "the model's or data's contents differ"
+
+
+def more_of(search: Search) -> list[tuple[str, str]]:
+    """The options that continue this search further, with larger values: more structures
+    screened when the screen stopped at --max-screens, more candidates trained when
+    --trials cut the pool, a longer --time-budget when time ran out."""
+    o, summary = search.options, search.store.summary()
+    structures = {space.structure_key(p) for p in space.candidates(search.levers, o.seed)}
+    more: list[tuple[str, str]] = []
+    if summary["screened"] >= o.max_screens and len(structures) > summary["screened"]:
+        more.append(("--max-screens", str(min(2 * o.max_screens, len(structures)))))
+    first_rung = [r for r in search.store.records if r.result.epochs == o.rungs[0]]
+    if len(first_rung) >= o.trials:
+        more.append(("--trials", str(2 * o.trials)))
+    if o.time_budget is not None and search.out_of_time():
+        more.append(("--time-budget", f"{2 * o.time_budget:g}s"))
+    return more
+
+
+def closest_budget(search: Search) -> str | None:
+    """A --budget the closest trained candidate (else the closest screened one) meets:
+    each budget it was measured against, raised to its figure where it missed."""
+    measured = [r for r in search.store.records if r.result.targets and not r.result.error]
+    trained = [r for r in measured if r.result.epochs > 0]
+    if not measured:
+        return None
+    best = min(trained or measured, key=lambda r: (_worst_ratio(r.result), r.result.key))
+    sizes: dict[str, int] = {}
+    for target in best.result.targets:
+        for b in target["budgets"]:
+            if b["name"] in ("flash", "ram") and b["limit"] is not None:
+                figure = max(b["limit"], b["value"] if b["value"] is not None else 0)
+                sizes[b["name"]] = max(sizes.get(b["name"], 0), int(math.ceil(figure)))
+    return ",".join(f"{name}={size}B" for name, size in sorted(sizes.items())) or None
+
+
+# what a search may change and stay the same search (continued with more of it)
+_NOT_FINGERPRINTED = ("out", "trials", "time_budget", "max_screens", "trust_model")
 
 
 def _fingerprint_inputs(options: FitOptions, levers: tuple[space.Lever, ...]) -> dict[str, Any]:
     o = asdict(options)
-    for key in ("out", "trials", "time_budget", "max_screens", "trust_model"):
+    for key in _NOT_FINGERPRINTED:
         o.pop(key)
     return {**o, "levers": [asdict(lever) for lever in levers]}
 
@@ -292,7 +397,7 @@ def closest_misses(search: Search) -> tuple[list[str], str | None]:
     trained = [r for r in measured if r.result.epochs > 0]
     best = min(trained or measured, key=lambda r: (worst[id(r)], r.result.key))
     misses = [
-        f"{t['target']} {b['name']} {_amount(b)} over its budget (closest candidate "
+        f"{t['target']} {b['name']} {over_amount(b)} over its budget (closest candidate "
         f"{best.result.key})"
         for t in best.result.targets
         for b in t["budgets"]
@@ -322,7 +427,8 @@ def _worst_ratio(result: TrialResult) -> float:
     return max(ratios, default=math.inf)
 
 
-def _amount(budget: dict[str, Any]) -> str:
+def over_amount(budget: dict[str, Any]) -> str:
+    """How far a budget check's value is over its limit: \"by 1,234 B (1.05x)\"."""
     value, limit, unit = budget["value"], budget["limit"], budget["unit"]
     over = value - limit
     text = f"{over:,.0f} B" if unit == "bytes" else f"{over:,.4g} {unit}".rstrip()

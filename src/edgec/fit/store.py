@@ -3,9 +3,10 @@
 The file is the search's resumable state: the same command in the same ``--out`` reads
 it and runs only what is missing, so an interrupted search loses at most the trial in
 flight. A fingerprint of everything that decides the results (the model's and the data's
-bytes, targets, budgets, seed, rungs, the lever table) guards it: another search in the
-same folder is refused, not mixed in. ``--trials`` and ``--time-budget`` are not part of
-it (a search may be continued with more of either).
+bytes, targets, budgets, seed, rungs, the lever table) guards it: another search is never
+mixed in (``search.search_folder`` gives it a folder of its own). ``--trials``,
+``--max-screens`` and ``--time-budget`` are not part of it (a search may be continued
+with more of any).
 
 The file lies in a folder others can write (a CI workspace, a pull request), so it is
 read as untrusted: every trial is checked against the search's own schema (its levers,
@@ -129,6 +130,16 @@ class Store:
             )
         store.records = _checked_records(data, schema, path)
         return store
+
+    @staticmethod
+    def held(out: Path) -> dict[str, Any] | None:
+        """The search state ``out`` holds (its top level, unchecked), or None if none;
+        a file that is not a JSON object is ``{}`` (another search's, or broken)."""
+        path = out / FIT_MARKER
+        if not (path.exists() or path.is_symlink()):
+            return None
+        data = safeio.load_json(safeio.read_text(path, "search state"), str(path))
+        return data if isinstance(data, dict) else {}
 
     def result(self, key: str, epochs: int) -> TrialResult | None:
         return next(

@@ -121,6 +121,10 @@ def warm_up() -> None:
 def main() -> None:
     answers = os.fdopen(os.dup(1), "w")  # the protocol; fd 1 and 2 go to each job's log
     with open(os.devnull, "wb") as devnull:
+        # fd 1 too: TensorFlow's import prints to stdout when a module fails it tolerates
+        # ("Failed to load ssl module. Continuing without ssl support." with a traceback),
+        # which the parent read as the answer, then waited for this process forever
+        os.dup2(devnull.fileno(), 1)
         os.dup2(devnull.fileno(), 2)
         with contextlib.suppress(Exception):  # only a speed-up: real jobs report errors
             warm_up()

@@ -69,7 +69,7 @@ def model_io_type(io_type: str, activations: str = "int8") -> str:
         raise UsageError(
             "--io-type uint8 cannot be combined with --activations int16: the 16x8 "
             "converter gives int16 or float32 inputs and outputs",
-            hint="use --io-type int16 (the default integer I/O there) or float32",
+            hint="use `--io-type int16` (the default integer I/O there) or float32",
         )
     return "int16" if io_type == "int8" else io_type
 
@@ -448,8 +448,12 @@ class _Worker:
         try:
             proc.stdin.write(f"{folder}\n")
             proc.stdin.flush()
-            if proc.stdout.readline().strip() == "done":
-                return None
+            # "done", after whatever else reached the child's stdout before it took its
+            # protocol (a library printing at its start): read on, never wait on a child
+            # that is alive and waiting for its next job
+            for line in proc.stdout:
+                if line.strip() == "done":
+                    return None
         except BrokenPipeError:
             pass
         code = proc.wait()

@@ -456,7 +456,7 @@ def _fixed(base: Artifact, mode: str, why: str, trained: bool) -> Choice:
     if wanted is not None and any(kind != wanted for *_, kind in rows) and not trained:
         raise ConversionError(
             f"--per-channel {mode}: {why}",
-            hint="use --per-channel auto (the report shows what each layer has)",
+            hint="use `--per-channel auto` (the report shows what each layer has)",
         )
     layers = [
         PrecisionLayer(index, op, name, kind, "set by QAT" if trained else why)

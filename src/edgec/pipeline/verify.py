@@ -197,10 +197,10 @@ def with_input_model(
         ok = result.check.ok and reference - (acc.int8 or 0.0) <= max_drop
         text = (
             f"top-1 input model float {reference:.2f}%, compressed float {acc.float:.2f}%, "
-            f"{label} {acc.int8:.2f}% on {n} evaluation samples: {label} is "
-            f"{reference - (acc.int8 or 0.0):.2f} points below the input model and "
-            f"{(acc.float or 0.0) - (acc.int8 or 0.0):.2f} below the compressed float model "
-            f"({'within' if ok else 'over'} the allowed {max_drop:g})"
+            f"{label} {acc.int8:.2f}% on {n} evaluation samples: {label} "
+            f"{_versus(acc.int8 or 0.0, reference)} the input model's float and "
+            f"{_versus(acc.int8 or 0.0, acc.float or 0.0)} the compressed float "
+            f"({'within' if ok else 'over'} the allowed drop of {max_drop:g} points)"
         )
         check = dataclasses.replace(result.check, ok=ok, detail=text, value=round(drop, 3))
         return Evaluation(dataclasses.replace(acc, detail=detail), check)
@@ -223,6 +223,15 @@ def with_input_model(
     )
     check = dataclasses.replace(result.check, ok=ok, detail=text, value=round(quantized, 6))
     return Evaluation(accuracy, check)
+
+
+def _versus(value: float, reference: float) -> str:
+    """Top-1 ``value`` against ``reference`` in words: "3.33 points below", "1.20 points
+    above", "equal to" (never a negative "below")."""
+    points = round(value - reference, 2)
+    if points == 0:
+        return "equal to"
+    return f"{abs(points):.2f} points {'above' if points > 0 else 'below'}"
 
 
 def _rmse_against_input(

@@ -96,7 +96,7 @@ class ModelProcess:
     ) -> dict[str, Any]:
         """Run ``entry`` in the child on ``payload``; its result (a JSON object)."""
         if sandbox_off():
-            return _call_here(entry, payload, on_event)
+            return _call_here(entry, payload, on_event, debug=self.debug)
         proc = self.start()
         assert proc.stdin is not None and proc.stdout is not None and self._folder is not None
         result = self._folder / "work" / _RESULT
@@ -317,17 +317,22 @@ def sandbox_off() -> bool:
 
 
 def _call_here(
-    entry: str, payload: dict[str, Any], on_event: Callable[[dict], None] | None
+    entry: str, payload: dict[str, Any], on_event: Callable[[dict], None] | None, *, debug: bool
 ) -> dict[str, Any]:
-    """``ModelProcess.call`` in this process: the same entry, JSON in and out."""
+    """``ModelProcess.call`` in this process: the same entry, JSON in and out. As the
+    model process's log does, a capture keeps TensorFlow's and absl's lines off stderr
+    unless ``debug`` (the Python API's callers see them no more than the CLI's)."""
+    from edgec._native_log import captured_native_stderr
+
     module, _, name = ENTRIES[entry].partition(":")
-    function = getattr(importlib.import_module(module), name)
 
     def send(message: dict) -> None:
         if on_event is not None:
             on_event(json.loads(json.dumps(message)))
 
-    result = function(json.loads(json.dumps(payload)), send)
+    with captured_native_stderr(enabled=not debug):
+        function = getattr(importlib.import_module(module), name)
+        result = function(json.loads(json.dumps(payload)), send)
     return json.loads(json.dumps(result))
 
 

@@ -167,11 +167,11 @@ def check_dtypes(
     present = sorted({t.dtype for t in model.tensors if _policed(t.dtype)} & allowed)
     others = sorted({t.dtype for t in model.tensors if not _policed(t.dtype)})
     detail = (
-        f"activations and weights are {'/'.join(present) or 'none of its types'} "
-        f"({profile.name} takes {'/'.join(sorted(allowed))}; model I/O {io_type})"
+        f"activations and weights are {' and '.join(present) or 'none of its types'} "
+        f"({profile.name} takes {' and '.join(sorted(allowed))}; model I/O {io_type})"
     )
     if others:
-        detail += f"; {'/'.join(others)} tensors are the kernels' types"
+        detail += f"; {' and '.join(others)} tensors are the kernels' types"
     if tflm is not None:
         detail += (
             "; tflite-micro allocated and invoked the model: every kernel took its tensor types"
@@ -281,9 +281,12 @@ def check_static_shapes(model: TfliteModel, profile: TargetProfile) -> Check:
     )
 
 
-def check_budget(name: str, used: int | None, limit: int, what: str) -> Check:
+def check_budget(name: str, used: int | None, limit: int, what: str, why: str = "") -> Check:
+    """``used`` against ``limit``; unmeasured (None), the check fails and says ``why``."""
     if used is None:
-        return Check(name, False, f"{what} could not be measured", limit=limit, unit="bytes")
+        reason = why.removeprefix("not measured: ") if why else ""
+        text = f"{what} could not be measured" + (f": {reason}" if reason else "")
+        return Check(name, False, text, limit=limit, unit="bytes")
     if used <= limit:
         share = f"{used / limit:.1%}" if limit else "no budget"
         text = f"{what} {used:,} B of a {limit:,} B budget ({share}, {limit - used:,} B left)"

@@ -226,6 +226,9 @@ class TargetProfile:
         )
 
 
+_EXAMPLE = {"flash": "256KiB", "ram": "64KiB"}  # a budget the hints show
+
+
 def parse_budget(text: str) -> dict[str, int]:
     """``'flash=256KiB,ram=64KiB'`` -> ``{'flash': 262144, 'ram': 65536}``."""
     overrides: dict[str, int] = {}
@@ -235,16 +238,20 @@ def parse_budget(text: str) -> dict[str, int]:
         if not sep or key not in ("flash", "ram"):
             raise UsageError(
                 f"bad budget '{item}'",
-                hint="write --budget flash=SIZE,ram=SIZE, e.g. flash=256KiB,ram=64KiB",
+                hint="write --budget flash=SIZE,ram=SIZE, e.g. `--budget flash=256KiB,ram=64KiB`",
             )
         if key in overrides:
             raise UsageError(f"budget '{key}' given twice in '{text}'")
         try:
             overrides[key] = parse_size(value)
         except InputError as exc:
-            raise UsageError(f"--budget {key}: {exc.message}", hint=exc.hint) from None
+            raise UsageError(
+                f"--budget {key}: {exc.message}",
+                hint=f"write a number with a unit (B, KB, KiB, MB, MiB), e.g. "
+                f"`--budget {key}={_EXAMPLE[key]}`",
+            ) from None
     if not overrides:
-        raise UsageError("empty --budget", hint="e.g. --budget flash=256KiB,ram=64KiB")
+        raise UsageError("empty --budget", hint="e.g. `--budget flash=256KiB,ram=64KiB`")
     return overrides
 
 
@@ -259,7 +266,7 @@ def load_targets(spec: str) -> list[TargetProfile]:
     """``'cortex-m4,cortex-m7,board.toml'`` -> one profile each, in order, no repeats."""
     names = [item.strip() for item in spec.split(",") if item.strip()]
     if not names:
-        raise InputError("empty --target", hint="e.g. --target cortex-m4,edgetpu")
+        raise InputError("empty --target", hint="e.g. `--target cortex-m4,edgetpu`")
     profiles = [load_target(name) for name in names]
     seen: set[str] = set()
     for profile in profiles:

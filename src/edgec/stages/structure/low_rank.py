@@ -164,7 +164,8 @@ def _named(by_name: dict[str, GraphNode], name: str) -> GraphNode:
     if name not in by_name:
         raise InputError(
             f"low-rank factorisation: layers names '{name}', which is not a layer of the model",
-            hint="see `edgec inspect MODEL` for the layer names",
+            hint=f"its layers: {', '.join(sorted(by_name)[:40])}"  # not a placeholder command
+            + (f" and {len(by_name) - 40} more" if len(by_name) > 40 else ""),
         )
     if (why := _unsupported(by_name[name])) is not None:
         raise InputError(

@@ -88,7 +88,9 @@ def analyze_target(
     if found.tflm_arena:
         checks.append(check_arena(kernels, budget.ram_bytes, arena_margin, arena_method))
     else:
-        ram = target_checks.check_budget("ram", found.ram_bytes, budget.ram_bytes, found.ram_method)
+        ram = target_checks.check_budget(
+            "ram", found.ram_bytes, budget.ram_bytes, found.ram_method, arena_method
+        )
         checks.append(_with_method(ram, found.figures.get("ram_method_kind", "measured")))
     if kernels is not None and kernels.ops:
         found.figures["kernel_scratch"] = [o.to_dict() for o in kernels.ops]

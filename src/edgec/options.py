@@ -269,7 +269,8 @@ def parse_duration(text: str) -> float:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text, re.ASCII)
     if match is None or float(match[1]) <= 0:
         raise UsageError(
-            f"--time-budget '{text}' is not a duration", hint="use minutes, seconds or hours, e.g. `--time-budget 20m` (or 90s, 1.5h)"
+            f"--time-budget '{text}' is not a duration",
+            hint="use minutes, seconds or hours, e.g. `--time-budget 20m` (or 90s, 1.5h)",
         )
     return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
 

@@ -134,6 +134,7 @@ def test_data_too_small_for_a_recipe_gets_a_warning_in_report_and_summary():
 def test_the_summary_and_the_page_show_the_data_warning(capsys):
     from edgec import ui
 
+    ui.configure(0)  # the default verbosity: an earlier test's CLI run may have left -q
     report = _report([], None)
     report.data = DataInfo("d.npz", 11, 11, "classes", warnings=["the recipe trains on 21"])
     report.checks = [check_budget("flash", 1, 2, "model"), check_budget("ram", 1, 2, "arena")]

@@ -247,8 +247,8 @@ def parse_budget(text: str) -> dict[str, int]:
         except InputError as exc:
             raise UsageError(
                 f"--budget {key}: {exc.message}",
-                hint=f"write a number with a unit (B, KB, KiB, MB, MiB), e.g. "
-                f"`--budget {key}={_EXAMPLE[key]}`",
+                hint="write a number with a unit: B, KB=1000, KiB=1024, MB, MiB, GB or GiB, "
+                f"e.g. `--budget {key}={_EXAMPLE[key]}`",
             ) from None
     if not overrides:
         raise UsageError("empty --budget", hint="e.g. `--budget flash=256KiB,ram=64KiB`")

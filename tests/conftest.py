@@ -26,6 +26,10 @@ from tests.support.models import Clustered, Denoiser, UserModel, make_clustered
 # and a TensorFlow import per build. The tests of the sandbox, and those that start a real
 # edgec process, turn it on in that process's environment.
 os.environ["EDGEC_SANDBOX"] = "off"
+# edgec sizes its output from COLUMNS off a terminal (edgec.ui.configure); pytest-xdist's
+# workers inherit COLUMNS=80 where a single process has none, so a test's in-process CLI
+# output would depend on how the suite was started. Tests that need a width set it.
+os.environ.pop("COLUMNS", None)
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers share the 2 cores (pyproject's -n auto): one TensorFlow thread each, for

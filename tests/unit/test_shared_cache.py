@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cache import DONE, shared_folder
+from tests.support.cache import DONE, run_folder, shared_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,8 @@ def test_parameters_name_different_folders(tmp_path):
     factory = _Factory(tmp_path)
     one = shared_folder(factory, "m", lambda f: None, epochs=1)
     two = shared_folder(factory, "m", lambda f: None, epochs=2)
-    assert one != two and one.parent == two.parent == tmp_path / "shared-fixtures"
+    # the run's folder: the base itself, or its parent under xdist (the workers' bases)
+    assert one != two and one.parent == two.parent == run_folder(factory) / "shared-fixtures"
 
 
 def test_a_failed_build_leaves_nothing_and_is_tried_again(tmp_path):
@@ -78,6 +79,6 @@ def test_a_failed_build_leaves_nothing_and_is_tried_again(tmp_path):
 
     with pytest.raises(RuntimeError, match="the build failed"):
         shared_folder(factory, "m", broken)
-    assert not (tmp_path / "shared-fixtures" / "m").exists()
+    assert not (run_folder(factory) / "shared-fixtures" / "m").exists()
     folder = shared_folder(factory, "m", lambda f: (f / "whole.bin").write_text("whole"))
     assert (folder / DONE).is_file() and [p.name for p in folder.glob("*.bin")] == ["whole.bin"]

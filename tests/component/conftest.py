@@ -9,14 +9,19 @@ for the unit tier) run under the unit tier's guard (tests/support/no_tensorflow.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.support.no_tensorflow import tensorflow_unimportable
 
+COMPONENT = Path(__file__).parent
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):
-    if not isinstance(collector, pytest.Module):
+    # (a conftest's hook sees other folders' collectors and items too: only this tier's)
+    if not isinstance(collector, pytest.Module) or COMPONENT not in collector.path.parents:
         yield
         return
     with tensorflow_unimportable():

@@ -3,8 +3,28 @@
 import numpy as np
 import pytest
 
-from tests.support.cli import assert_clean_failure, run_edgec
-from tests.support.hints import the_hint
+from tests.support.cli import assert_clean_failure
+from tests.support.cli import run_edgec as _run_edgec
+from tests.support.hints import hinted_commands, the_hint
+
+# Issue 22: every command a hint of these tests prints is run by the test, as printed
+_hints: dict[str, list[list[str]]] = {"printed": [], "ran": []}
+
+
+def run_edgec(*args):
+    run = _run_edgec(*args)
+    _hints["ran"].append([str(a) for a in args])
+    _hints["printed"].extend(hinted_commands(run.err + run.out))
+    return run
+
+
+@pytest.fixture(autouse=True)
+def every_hinted_command_runs():
+    _hints["printed"].clear()
+    _hints["ran"].clear()
+    yield
+    not_run = [c for c in _hints["printed"] if c not in _hints["ran"]]
+    assert not not_run, f"hinted commands the test did not run: {not_run}"
 
 
 def build(tmp_path, *args):

@@ -67,9 +67,10 @@ def sandboxed_trial(payload: dict[str, Any], emit: Any) -> dict[str, Any]:
 
 def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> builder.BuildOptions:
     """The build a trial runs; its recipe (if any stage is on) written to ``recipe_path``.
-    A screen of int4 weights asks for them post-training (``--weights int4``): its
-    structure has no qat stage to train them."""
+    A screen of int4 weights asks for them post-training (``--weights int4``)."""
     recipe = None
+    # a screen of int4 weights: its structure has no qat stage to train them
+    weights = "int4" if job.screen and job.params.get("weights", 8) == 4 else None
     if recipe_stages(job.params, max(job.epochs, 1)):
         recipe_path.write_text(recipe_toml(job.params, max(job.epochs, 1)))
         recipe = str(recipe_path)
@@ -80,8 +81,8 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         out=out,
         **{name: getattr(job, name) for name in TRIAL_FIELDS},
         recipe=recipe,
+        weights=weights,
         **build_options(job.params),
-        **({"weights": "int4"} if job.screen and job.params.get("weights", 8) == 4 else {}),
     )
 
 

@@ -61,6 +61,14 @@ class Qat(Stage):
             help="bits of the trained weights: 8, or 4 (int4 filters for Conv2D, "
             "DepthwiseConv2D and Dense: half the weight bytes)",
         ),
+        "int4_arena_growth": Param(
+            float, -1.0, -1, 10000,
+            help="with weight_bits = 4: the most, in percent, the int4 filters may grow the "
+            "measured TFLM arena over the same model's with int8 filters (TFLM's reference "
+            "kernels unpack each int4 filter into arena scratch): beyond it the largest "
+            "int4 filters are stored as int8 again, one at a time; negative (the "
+            "default): no limit",
+        ),
     }  # fmt: skip
     short_form = ShortForm(
         help="Short form: quantization-aware training (last).",
@@ -73,6 +81,11 @@ class Qat(Stage):
             raise InputError(
                 f"{label}: weight_bits {params['weight_bits']} is not supported",
                 hint="weight_bits = 8 (int8 weights) or 4 (int4 weights)",
+            )
+        if "int4_arena_growth" in raw and params["weight_bits"] != 4:
+            raise InputError(
+                f"{label}: int4_arena_growth applies to int4 weights only",
+                hint="set weight_bits = 4, or drop int4_arena_growth",
             )
 
     def plan(self, sp: StagePlan, plan: CompressionPlan, model: Any, train: Any) -> Any:

@@ -9,7 +9,9 @@ DepthwiseConv2D and Dense take ``num_bits=4`` (TF-MOT's quantizers are symmetric
 narrow range: values in [-7, 7]; per channel for convolutions, per tensor for Dense, the
 only int4 FULLY_CONNECTED TFLM runs). The converter then writes those filters as INT4
 tensors itself (TF 2.21, measured here); the build proves them bit-identical in TFLM to
-the same values stored as int8 (``artifact.int4``).
+the same values stored as int8 (``artifact.int4``). ``int4_arena_growth`` bounds what
+TFLM's reference kernels' unpack scratch adds to the arena: past it the largest int4
+filters ship as int8 (``to_int4_verified``'s ``arena_growth``).
 """
 
 from __future__ import annotations

@@ -645,7 +645,11 @@ def int4_weights(ctx: BuildContext) -> None:
             ctx.checks[INT4_CHECK] = [Check(INT4_CHECK, False, "not run: TFLM lacks ops")]
             return
         x_q = _model_input(ctx.flat, ctx.evaluation.x)
-        proven = to_int4_verified(ctx.tflite, x_q, requantize=post and not trained)
+        growth = qat["int4_arena_growth"] if trained and qat is not None else -1.0
+        proven = to_int4_verified(
+            ctx.tflite, x_q, requantize=post and not trained,
+            arena_growth=None if growth < 0 else growth,
+        )  # fmt: skip
         metrics.update(proven.metrics())
     ctx.checks[INT4_CHECK] = [proven.check]
     _set_converted(ctx, proven.result.model)

@@ -199,7 +199,7 @@ def test_cannot_fit_names_the_misses_and_its_hints_run(tmp_path):
     continues it" exited 1). The second runs as a real process into a log file: every line
     whole, one line per trial with its figures and verdict, a newline at the end."""
     out = tmp_path / "tiny"
-    # the three cheapest structures (seed 0): plain, 25% fewer channels, low rank 0.95
+    # the three cheapest structures (seed 0): plain, int4 filters, 25% fewer channels
     run = run_edgec("fit", "--target", "cortex-m", "--budget", "flash=2KB,ram=1KB", "--max-screens",
                     "3", "--rungs", "1", "--trials", "1", "--out", out)  # fmt: skip
     assert run.code == 3, run.out + run.err

@@ -5,14 +5,18 @@ the same values stored as int8, shipped lean, registered with TFLM's int4 kernel
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edgec.artifact.int4 import KEPT_FOR_ARENA
 from edgec.artifact.tflite_model import TfliteModel
+from edgec.stages.recipe import load_recipe
 from edgec.targets.arena import op_buffers, plan_bytes
 from tests.support.cli import assert_clean_failure, run_edgec
+from tests.support.recipes import one_epoch_recipe
 
 KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -128,3 +132,31 @@ def test_lut_compression_of_an_int4_model_says_why_nothing_compresses(tmp_path):
     run = run_edgec("build", "--target", "cortex-m4", "--recipe", _recipe(tmp_path),
                     "--compress", "lut", "--out", tmp_path / "out")  # fmt: skip
     assert_clean_failure(run, "int4 filters are stored packed already")
+
+
+def test_the_tiny_recipe_ships_int4_filters_within_its_arena_growth(tmp_path):
+    """The smallest built-in recipe (``tiny``, one epoch a stage): its qat stage trains
+    4-bit weights, the int4 file runs bit-identical to its int8 twin, and no int4 filter
+    grows the arena by more than the stage's ``int4_arena_growth`` (the larger ones, whose
+    unpack scratch would, are shipped as int8 with that reason)."""
+    out = tmp_path / "out"
+    recipe = one_epoch_recipe(tmp_path, "tiny")
+    run = run_edgec("build", "--target", "cortex-m", "--recipe", recipe, "--out", out)
+    assert run.code in (0, 3), run.out + run.err
+    report = json.loads((out / "report.json").read_text())
+    check = _check(report, "int4_bit_identical")
+    assert check["ok"] and check["value"] == 0, check
+    found = re.search(r"arena ([\d,]+) B with .* \(int8 twin ([\d,]+) B\)", check["detail"])
+    assert found, check["detail"]
+    arena, twin = (int(g.replace(",", "")) for g in found.groups())
+    growth = load_recipe("tiny").stage("qat")["int4_arena_growth"]
+    assert growth >= 0 and arena <= twin * (1 + growth / 100)
+    assert report["memory"]["arena_bytes"] == arena
+    metrics = _stage(report, "int4")
+    flat = TfliteModel.from_bytes((out / "model.tflite").read_bytes())
+    filters = [flat.tensors[op.inputs[1]] for op in flat.operators if op.name in KERNELS]
+    assert sum(t.dtype == "int4" for t in filters) == metrics["tensors"] > 0
+    kept = [k for k in metrics["kept_int8"] if KEPT_FOR_ARENA in k]
+    assert sum(t.dtype == "int8" for t in filters) == len(kept)
+    assert _stage(report, "qat")["weight_bits"] == 4
+    assert _check(report, "lean_bit_identical")["ok"]

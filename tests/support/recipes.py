@@ -21,7 +21,10 @@ def one_epoch_recipe(folder: Path, builtin: str) -> Path:
     recipe = tomllib.loads((RECIPES / f"{builtin}.toml").read_text())
     lines = [f"name = {json.dumps(builtin + ' (1 epoch)')}"]
     for stage in recipe["stage"]:
-        lines += ["[[stage]]", *(f"{k} = {json.dumps(v)}" for k, v in stage.items()), "epochs = 1"]
+        # epochs replaced, not added: a stage that sets its own (tiny's prune_channels)
+        # would otherwise give TOML a duplicate key
+        one = {**stage, "epochs": 1}
+        lines += ["[[stage]]", *(f"{k} = {json.dumps(v)}" for k, v in one.items())]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{builtin}-1-epoch.toml"
     path.write_text("\n".join(lines) + "\n")

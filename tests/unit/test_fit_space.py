@@ -82,6 +82,39 @@ def test_per_channel_reaches_every_trial_and_the_rebuild_line(tmp_path):
     assert search.job(params, 1, 0).per_channel == "always"
 
 
+def test_int4_weights_are_a_qat_lever_never_after_clustering():
+    """weights = 4 is the qat stage's weight_bits = 4: with QAT, without a cluster stage
+    (the build refuses 4-bit QAT after one) and with int8 activations only."""
+    found = space.candidates(LEVERS, seed=0)
+    int4 = [p for p in found if p["weights"] == 4]
+    assert int4 and all(p["qat"] and p["clusters"] is None for p in int4)
+    assert all(p["activations"] == "int8" for p in int4)
+    params = next(p for p in int4 if space.candidate_key(p) == "qat,weights=4")
+    assert space.short_key(params) == "qat w4"
+    recipe = parse_recipe(tomllib.loads(space.recipe_toml(params, 1)), source="fit")
+    assert recipe.stage("qat")["weight_bits"] == 4
+    assert space.build_options(params) == {}  # trained by the recipe, not --weights
+    # a screen converts the int4 structure untrained: its own structure, no qat stage
+    screened = space.structural(params)
+    assert space.structure_key(params) == space.candidate_key(screened) == "weights=4"
+    assert space.recipe_stages(screened, 1) == []
+    assert space.structure_key(params) != space.structure_key({**params, "weights": 8})
+    without = {space.candidate_key(p) for p in found if p["weights"] == 8}
+    assert "qat" in without and space.recipe_stages({**params, "weights": 8}, 1)[-1] == {
+        "type": "qat",
+        "epochs": 1,
+    }
+
+
+@pytest.mark.parametrize(("per_channel", "int4"), [("auto", False), ("always", True)])
+def test_int4_weights_only_where_every_target_runs_them(per_channel, int4):
+    """No int4 lever for a runtime without int4 kernels (Edge TPU, Ethos-U), nor without
+    QAT (--per-channel always/never)."""
+    levers = space.supported_levers(("int8",), per_channel, int4=int4)
+    assert next(lever for lever in levers if lever.name == "weights").values == (8,)
+    assert all(p["weights"] == 8 for p in space.candidates(levers, seed=0))
+
+
 @pytest.mark.parametrize("mode", ["always", "never"])
 def test_forcing_per_channel_leaves_qat_out_of_the_search(mode):
     """The build refuses always/never with a qat stage (QAT fixes the weights itself)."""

@@ -7,7 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgec.artifact.int4 import pack_nibbles, to_int4, to_int4_verified, unpack_nibbles
+from edgec.artifact.int4 import (
+    KEPT_FOR_ARENA,
+    pack_nibbles,
+    to_int4,
+    to_int4_verified,
+    unpack_nibbles,
+)
 from edgec.artifact.tflite_model import TfliteModel
 from edgec.errors import ConversionError
 from tests.support.tflite_builder import Layers, TfliteBuilder, conv_dw_dense_int8
@@ -128,3 +134,29 @@ def test_tflm_and_litert_targets_take_int4_filters():
     for profile in load_targets("cortex-m4,android-arm64"):
         assert profile.runtime.int4_weights
         assert check_dtypes(model, profile, "int8").ok
+
+
+def test_an_arena_growth_limit_keeps_the_largest_filters_int8_until_it_holds():
+    """TFLM's reference kernels unpack each int4 filter into arena scratch: with
+    ``arena_growth``, the largest int4 filter is stored as int8 again (both files, the
+    same values) until the int4 file's measured arena is within the limit of its twin's."""
+    data, x_q = _in_range_model(), _samples((6, 6, 2))
+    grown = to_int4_verified(data, x_q)
+    assert grown.arena_bytes > grown.twin_arena_bytes  # what the limit is for
+    held = to_int4_verified(data, x_q, arena_growth=0)
+    assert held.check.ok, held.check.detail
+    assert held.arena_bytes <= held.twin_arena_bytes
+    # the CONV_2D's 72 values go first (the larger filter), each kept with its reason
+    assert held.result.kept[0] == ("op #0 CONV_2D", KEPT_FOR_ARENA)
+    kept = {where for where, _ in held.result.kept}
+    assert [p.op for p in held.result.packed] == [
+        p.op for p in grown.result.packed if p.op not in kept
+    ]
+    flat = held.artifact.model
+    filters = [flat.tensors[op.inputs[1]] for op in flat.operators]
+    assert [t.dtype for t in filters] == [
+        "int8" if f"op #{op.index} {op.name}" in kept else "int4" for op in flat.operators
+    ]
+    # a generous limit keeps every filter int4
+    loose = to_int4_verified(data, x_q, arena_growth=10000)
+    assert loose.result.kept == () and loose.arena_bytes == grown.arena_bytes

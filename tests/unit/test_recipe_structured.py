@@ -21,7 +21,10 @@ def test_defaults_and_builtin_recipes():
     assert load_recipe("channels-qat").stage("prune_channels")["fraction"] == 0.5
     assert "channels" in load_recipe("channels-qat").description
     tiny = load_recipe("tiny")
-    assert tiny.types == ("prune_channels", "low_rank", "cluster", "qat")
+    # int4 weights instead of clusters: 4-bit values halve the flash without a LUT, and
+    # the filters whose unpack scratch would grow the arena by over half stay int8
+    assert tiny.types == ("prune_channels", "low_rank", "qat")
+    assert (tiny.stage("qat")["weight_bits"], tiny.stage("qat")["int4_arena_growth"]) == (4, 50)
     # tiny chains whatever pays: low rank may find nothing (MobileNetV1), and channels
     # get channels-qat's fine-tuning (1 step x 8 epochs against the teacher: 2 x 4 lost
     # DS-CNN 3.3 points, on labels alone 5)

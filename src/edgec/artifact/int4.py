@@ -50,6 +50,7 @@ class PackedTensor:
     int4_bytes: int
     requantized: bool
     converted: bool = False  # the converter wrote it as int4 (4-bit QAT)
+    index: int = -1  # the op's index
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +89,23 @@ def pack_nibbles(values: np.ndarray) -> bytes:
     return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()
 
 
-def to_int4(data: bytes, *, requantize: bool = False) -> Int4Result:
+KEPT_FOR_ARENA = (
+    "kept int8: unpacked into scratch by TFLM's reference kernels, its int4 filter "
+    "grew the arena more than the qat stage's int4_arena_growth allows"
+)
+
+
+def to_int4(
+    data: bytes, *, requantize: bool = False, keep_int8: frozenset[int] = frozenset()
+) -> Int4Result:
     """Store every eligible filter of ``data`` (an int8 .tflite) as int4.
 
     Eligible: the int8 filter of a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED (per
     tensor) with zero points 0, whose buffer no other tensor reads; its values in [-8, 7],
     or any values with ``requantize`` (post-training 4-bit weights). The rest stay int8,
     each listed with its reason. A ``ConversionError`` when no filter is eligible.
+    The ops of ``keep_int8`` (indices) keep int8 filters (the converter's int4 ones are
+    stored as int8, in both files): ``to_int4_verified``'s ``arena_growth``.
     """
     schema = flatbuffer_schema()
     int4_model, twin_model = unpack(data), unpack(data)
@@ -112,13 +123,18 @@ def to_int4(data: bytes, *, requantize: bool = False) -> Int4Result:
         if name not in KERNEL_OPS or len(op.inputs) < 2 or op.inputs[1] < 0:
             continue
         where = f"op #{index} {name}"
+        if index in keep_int8:
+            for m, g in ((int4_model, graph), (twin_model, twin_graph)):
+                _as_int8(m, g.tensors[op.inputs[1]])
+            kept.append((where, KEPT_FOR_ARENA))
+            continue
         why = _ineligible(int4_model, graph.tensors[op.inputs[1]], name, readers, requantize)
         if why:
             kept.append((where, why))
             continue
         result = _store(int4_model, twin_model, graph, twin_graph, op, name, where)
-        packed.append(result)
-    if not packed:
+        packed.append(replace(result, index=index))
+    if not packed and not keep_int8:
         reasons = "; ".join(f"{w}: {y}" for w, y in kept) or "the model has none"
         raise ConversionError(
             f"no filter of the model can be stored as int4 ({reasons[:600]})", hint=_HINT
@@ -162,6 +178,17 @@ def _ineligible(model: Any, tensor: Any, op: str, readers: dict[int, int], requa
             "with weight_bits = 4, or ask for post-training int4 weights)"
         )
     return ""
+
+
+def _as_int8(model, tensor) -> None:
+    """A filter the converter wrote as int4 stored as int8, the same values."""
+    schema = flatbuffer_schema()
+    if tensor.type != schema.TensorType.INT4:
+        return
+    count = int(np.prod([int(d) for d in tensor.shape]))
+    values = unpack_nibbles(bytes(model.buffers[tensor.buffer].data), count)
+    model.buffers[tensor.buffer].data = _u8(values.astype(np.int8))
+    tensor.type = schema.TensorType.INT8
 
 
 def _store(model, twin, graph, twin_graph, op, name: str, where: str) -> PackedTensor:
@@ -290,18 +317,36 @@ class VerifiedInt4:
         return self.result.info()
 
 
-def to_int4_verified(data: bytes, x_q: np.ndarray, *, requantize: bool = False) -> VerifiedInt4:
+def to_int4_verified(
+    data: bytes,
+    x_q: np.ndarray,
+    *,
+    requantize: bool = False,
+    arena_growth: float | None = None,
+) -> VerifiedInt4:
     """``to_int4`` of ``data``, with TFLM's outputs of the int4 file and of its int8 twin
-    compared on every sample of ``x_q`` (and LiteRT's, where LiteRT runs both)."""
-    result = to_int4(data, requantize=requantize)
-    artifact = Artifact.from_bytes(result.model, source="the int4 model")
-    twin = Artifact.from_bytes(result.twin, source="the int4 model's int8 twin")
-    arena, why = artifact.arena()
-    if arena is None:
-        raise ToolError(f"the int4 model does not run in TFLM: {why}")
-    twin_arena, why = twin.arena()
-    if twin_arena is None:
-        raise ToolError(f"the int4 model's int8 twin does not run in TFLM: {why}")
+    compared on every sample of ``x_q`` (and LiteRT's, where LiteRT runs both).
+
+    ``arena_growth`` (percent): while the int4 file's measured arena exceeds its twin's
+    by more (TFLM's reference kernels unpack each int4 filter into scratch, CMSIS-NN's do
+    not, and the firmware's arena covers both), the largest int4 filter is stored as int8
+    again (``to_int4``'s ``keep_int8``), and both files measured again."""
+    keep: frozenset[int] = frozenset()
+    while True:
+        result = to_int4(data, requantize=requantize, keep_int8=keep)
+        artifact = Artifact.from_bytes(result.model, source="the int4 model")
+        twin = Artifact.from_bytes(result.twin, source="the int4 model's int8 twin")
+        arena, why = artifact.arena()
+        if arena is None:
+            raise ToolError(f"the int4 model does not run in TFLM: {why}")
+        twin_arena, why = twin.arena()
+        if twin_arena is None:
+            raise ToolError(f"the int4 model's int8 twin does not run in TFLM: {why}")
+        limit = None if arena_growth is None else twin_arena * (1 + arena_growth / 100)
+        if limit is None or arena <= limit or not result.packed:
+            break
+        largest = max(result.packed, key=lambda p: p.values)
+        keep |= {largest.index}
     reference = runtimes.run_tflm(result.twin, x_q, twin_arena).raw
     outputs = runtimes.run_tflm(result.model, x_q, arena).raw
     what = "the int4 model vs the same values stored as int8"

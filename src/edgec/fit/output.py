@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from edgec.fit.store import Record
 
 
-def check_inputs(options: FitOptions) -> tuple[str, ...]:
+def check_inputs(options: FitOptions) -> tuple[tuple[str, ...], bool]:
     """Every input a build would check (target, budget, model, data), the output folder
-    and the search's own options, before any work; the targets' names."""
+    and the search's own options, before any work; the targets' names, and whether every
+    target's runtime has int4 kernels (``runtimes/*.toml`` int4_weights)."""
     if options.trials < 1 or options.max_screens < 1:
         raise InputError("--trials and --max-screens must be at least 1")
     if options.time_budget is not None and options.time_budget <= 0:
@@ -36,7 +37,8 @@ def check_inputs(options: FitOptions) -> tuple[str, ...]:
         )
     )
     prepare_output_dir(options.out)
-    return tuple(p.name for p in ctx.plan.profiles)
+    profiles = ctx.plan.profiles
+    return tuple(p.name for p in profiles), all(p.runtime.int4_weights for p in profiles)
 
 
 # A rebuild agrees with its trial's record when it fits and its accuracy is within this

@@ -251,8 +251,8 @@ def run_fit(
     from edgec.fit.output import check_inputs, write_winner
     from edgec.fit.trial import activation_types
 
-    targets = check_inputs(options)
-    levers = space.supported_levers(activation_types(), options.per_channel)
+    targets, int4 = check_inputs(options)
+    levers = space.supported_levers(activation_types(), options.per_channel, int4=int4)
     schema = StateSchema(levers, options.rungs, targets)
     print_ = fingerprint(_fingerprint_inputs(options, levers))
     requested = options.out

@@ -2,7 +2,8 @@
 
 A candidate is one value per lever. Its recipe chains the stages the levers turn on, in
 the registry's order (distill -> prune_channels -> low_rank -> cluster -> qat), each
-trained for the rung's epochs; ``compress`` and ``activations`` are build options.
+trained for the rung's epochs; ``weights = 4`` is the qat stage's ``weight_bits = 4`` (int4
+filters); ``compress`` and ``activations`` are build options.
 Candidates are tried in order of a rough accuracy cost (a lever that removes more costs
 more; ties broken by a hash of the search seed and the candidate), so the search reaches
 the least compressed candidates that fit first. No TensorFlow here.
@@ -44,6 +45,11 @@ LEVERS = (
     # cost more than its packed indices save, and `lut` would refuse the whole model).
     Lever("compress", (None, "auto"), (0, 0), "compression of clustered kernels"),
     Lever("qat", (False, True), (0.5, 0), "quantization-aware training", "qat"),
+    # int4 filters: the qat stage trains 4-bit weights (weight_bits = 4), half the filter
+    # bytes, on runtimes with int4 kernels only. Cheaper than removing channels: 4-bit QAT
+    # cost DS-CNN 0.33 points against 8-bit QAT, the example none (docs/benchmarks.md,
+    # "int4"); the reference kernels' unpack scratch grows the arena, which screens measure.
+    Lever("weights", (8, 4), (0, 0.75), "weight bits (4: int4 filters, trained by QAT)", "w"),
     # int16 activations (16x8) are more accurate but double the activations' RAM and are
     # what regression and audio models need, rarely classifiers: tried after the cheap levers
     Lever("activations", ("int8", "int16"), (0, 3), "activation type (16x8 mode)"),
@@ -51,20 +57,25 @@ LEVERS = (
 LEVER_NAMES = tuple(lever.name for lever in LEVERS)
 # What changes the int8 model's structure (flash, arena, MACs): a screen's cache key.
 STRUCTURAL = ("distill_width", "channel_fraction", "low_rank_energy", "clusters", "compress",
-              "activations")  # fmt: skip
+              "weights", "activations")  # fmt: skip
 
 
-def supported_levers(activations: tuple[str, ...], per_channel: str = "auto") -> tuple[Lever, ...]:
+def supported_levers(
+    activations: tuple[str, ...], per_channel: str = "auto", *, int4: bool = True
+) -> tuple[Lever, ...]:
     """The levers this build supports: ``activations`` are the conversion's activation
     types; with ``--per-channel always`` or ``never`` no QAT (the build refuses it: QAT
-    fixes each layer's weight quantization itself)."""
+    fixes each layer's weight quantization itself), so no int4 weights either (QAT trains
+    them); ``int4``: every target's runtime has int4 kernels (``runtimes/*.toml``)."""
     levers = []
     for lever in LEVERS:
         if lever.name == "activations":
             lever = dataclasses.replace(
                 lever, values=activations, costs=lever.costs[: len(activations)]
             )
-        elif lever.name == "qat" and per_channel != "auto":
+        elif (lever.name == "qat" and per_channel != "auto") or (
+            lever.name == "weights" and (per_channel != "auto" or not int4)
+        ):
             lever = dataclasses.replace(lever, values=lever.values[:1], costs=lever.costs[:1])
         levers.append(lever)
     return tuple(levers)
@@ -96,7 +107,8 @@ def structure_key(params: dict[str, Any]) -> str:
 
 
 def structural(params: dict[str, Any]) -> dict[str, Any]:
-    """The candidate with only its structural levers on: what its screen converts."""
+    """The candidate with only its structural levers on: what its screen converts (int4
+    weights untrained: the screen's int8 filters requantized to 4 bits)."""
     return {**params, "qat": False}
 
 
@@ -118,6 +130,12 @@ def candidates(levers: tuple[Lever, ...], seed: int) -> list[dict[str, Any]]:
             continue  # compression needs clusters; clusters without it cannot shrink
         if params["qat"] and params["activations"] != "int8":
             continue  # TF-MOT's QAT trains int8 ranges: the build refuses QAT with int16
+        if params.get("weights", 8) == 4 and not (
+            params["qat"] and params["clusters"] is None and params["activations"] == "int8"
+        ):
+            # int4 filters are the qat stage's weight_bits = 4: refused after a cluster
+            # stage (CQAT keeps 8-bit centroids) and with int16 activations (int8 x int4)
+            continue
         found.append(params)
     return sorted(found, key=lambda p: (cost(p, levers), trial_seed(seed, candidate_key(p))))
 
@@ -137,6 +155,8 @@ def recipe_stages(params: dict[str, Any], epochs: int) -> list[dict[str, Any]]:
         stages.append({"type": "cluster", "clusters": params["clusters"], "epochs": epochs})
     if params["qat"]:
         stages.append({"type": "qat", "epochs": epochs})
+        if params.get("weights", 8) == 4:
+            stages[-1]["weight_bits"] = 4
     return stages
 
 

@@ -4,8 +4,10 @@ A trained trial is ``run_build`` with the candidate's recipe, so its figures are
 those ``edgec build --recipe`` reports. A screen runs the build's own phases up to the
 target checks on the candidate's *untrained* transformation (the model every stage's
 ``plan`` leaves: fewer channels, factorised kernels, the untrained student), with clustered
-kernels snapped to their cluster count, converted by post-training quantization: flash,
-exact arena, MACs and latency estimate without any training. Structure decides those
+kernels snapped to their cluster count, converted by post-training quantization (an int4
+candidate's filters then requantized to 4 bits, as ``--weights int4`` does, and proven
+against their int8 twin): flash, exact arena (the reference kernels' int4 unpack scratch
+included), MACs and latency estimate without any training. Structure decides those
 figures, so a candidate whose screen misses a budget cannot fit once trained either.
 """
 
@@ -30,7 +32,7 @@ SCREEN_SAMPLES = 32  # calibration (and LUT proof) samples of a screen
 _SCREEN_BEFORE = (builder.load_model, builder.load_data, builder.translate_keras3,
                   builder.validate_recipe, builder.train_example)  # fmt: skip
 _SCREEN_AFTER = (builder.fold_batch_norms, builder.convert, builder.cheapest_precision,
-                 builder.measure_arena, builder.lut_compress, builder.lean,
+                 builder.int4_weights, builder.measure_arena, builder.lut_compress, builder.lean,
                  builder.check_targets)  # fmt: skip
 
 
@@ -64,8 +66,11 @@ def sandboxed_trial(payload: dict[str, Any], emit: Any) -> dict[str, Any]:
 
 
 def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> builder.BuildOptions:
-    """The build a trial runs; its recipe (if any stage is on) written to ``recipe_path``."""
+    """The build a trial runs; its recipe (if any stage is on) written to ``recipe_path``.
+    A screen of int4 weights asks for them post-training (``--weights int4``)."""
     recipe = None
+    # a screen of int4 weights: its structure has no qat stage to train them
+    weights = "int4" if job.screen and job.params.get("weights", 8) == 4 else None
     if recipe_stages(job.params, max(job.epochs, 1)):
         recipe_path.write_text(recipe_toml(job.params, max(job.epochs, 1)))
         recipe = str(recipe_path)
@@ -76,6 +81,7 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         out=out,
         **{name: getattr(job, name) for name in TRIAL_FIELDS},
         recipe=recipe,
+        weights=weights,
         **build_options(job.params),
     )
 

@@ -9,7 +9,9 @@ DepthwiseConv2D and Dense take ``num_bits=4`` (TF-MOT's quantizers are symmetric
 narrow range: values in [-7, 7]; per channel for convolutions, per tensor for Dense, the
 only int4 FULLY_CONNECTED TFLM runs). The converter then writes those filters as INT4
 tensors itself (TF 2.21, measured here); the build proves them bit-identical in TFLM to
-the same values stored as int8 (``artifact.int4``).
+the same values stored as int8 (``artifact.int4``). ``int4_arena_growth`` bounds what
+TFLM's reference kernels' unpack scratch adds to the arena: past it the largest int4
+filters ship as int8 (``to_int4_verified``'s ``arena_growth``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ class Qat(Stage):
             help="bits of the trained weights: 8, or 4 (int4 filters for Conv2D, "
             "DepthwiseConv2D and Dense: half the weight bytes)",
         ),
+        "int4_arena_growth": Param(
+            float, -1.0, -1, 10000,
+            help="with weight_bits = 4: the most, in percent, the int4 filters may grow the "
+            "measured TFLM arena over the same model's with int8 filters (TFLM's reference "
+            "kernels unpack each int4 filter into arena scratch): beyond it the largest "
+            "int4 filters are stored as int8 again, one at a time; negative (the "
+            "default): no limit",
+        ),
     }  # fmt: skip
     short_form = ShortForm(
         help="Short form: quantization-aware training (last).",
@@ -73,6 +83,11 @@ class Qat(Stage):
             raise InputError(
                 f"{label}: weight_bits {params['weight_bits']} is not supported",
                 hint="weight_bits = 8 (int8 weights) or 4 (int4 weights)",
+            )
+        if "int4_arena_growth" in raw and params["weight_bits"] != 4:
+            raise InputError(
+                f"{label}: int4_arena_growth applies to int4 weights only",
+                hint="set weight_bits = 4, or drop int4_arena_growth",
             )
 
     def plan(self, sp: StagePlan, plan: CompressionPlan, model: Any, train: Any) -> Any:

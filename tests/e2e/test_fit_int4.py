@@ -1,0 +1,58 @@
+"""int4 weights as a lever of ``edgec fit``: a budget the built-in example meets only with
+int4 filters (flash 30 KB: the int8 file is 40 KB; RAM 48 KB: room for the reference
+kernels' unpack scratch). The screen measures the int4 structure untrained (its int8
+filters requantized to 4 bits), so the candidate is not rejected, and the winner trains
+4-bit QAT. A target whose runtime has no int4 kernels never gets the lever."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+from edgec.artifact.tflite_model import TfliteModel
+from tests.support.cli import run_edgec
+
+KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# two structures (seed 0): the plain model, then its int4 filters; one trial trained
+SEARCH = ("fit", "--rungs", "1", "--trials", "1", "--max-screens", "2")
+
+
+def _screens(state: dict) -> dict[str, dict]:
+    return {t["key"]: t for t in state["trials"] if t["kind"] == "screen"}
+
+
+def test_a_budget_only_int4_meets_is_met_with_int4_filters(tmp_path):
+    out = tmp_path / "out"
+    run = run_edgec(*SEARCH, "--target", "cortex-m", "--budget", "flash=30KB,ram=48KB",
+                    "--out", out)  # fmt: skip
+    assert run.code == 0, run.out + run.err
+    state = json.loads((out / "fit.json").read_text())
+    screens = _screens(state)
+    assert sorted(screens) == ["plain", "weights=4"]
+    plain, int4 = screens["plain"]["targets"][0], screens["weights=4"]["targets"][0]
+    assert not screens["plain"]["fits"] and plain["flash_bytes"] > 30_000
+    assert screens["weights=4"]["fits"] and int4["flash_bytes"] <= 30_000
+    # the untrained int4 file's arena holds the reference kernels' unpack scratch
+    assert int4["arena_bytes"] > plain["arena_bytes"]
+    assert state["winner"] == "qat,weights=4"
+    recipe = tomllib.loads((out / "recipe.toml").read_text())
+    assert recipe["stage"] == [{"type": "qat", "epochs": 1, "weight_bits": 4}]
+    flat = TfliteModel.from_bytes((out / "model.tflite").read_bytes())
+    filters = [flat.tensors[op.inputs[1]] for op in flat.operators if op.name in KERNELS]
+    assert filters and all(t.dtype == "int4" for t in filters)
+    report = json.loads((out / "report.json").read_text())
+    assert report["memory"]["flash_bytes"] <= 30_000
+    assert next(c for c in report["checks"] if c["name"] == "int4_bit_identical")["ok"]
+
+
+def test_no_int4_lever_where_the_runtime_has_no_int4_kernels(tmp_path):
+    """Ethos-U (Vela compiles 8- and 16-bit operators): the second structure screened is
+    25% fewer channels, not int4 filters (which the build would refuse)."""
+    out = tmp_path / "out"
+    run = run_edgec(*SEARCH, "--target", "cortex-m55-ethos-u55", "--budget", "flash=2KB",
+                    "--out", out)  # fmt: skip
+    assert run.code == 3, run.out + run.err
+    state = json.loads((out / "fit.json").read_text())
+    assert sorted(_screens(state)) == ["channel_fraction=0.25", "plain"]
+    assert all("weights" not in t["params"] or t["params"]["weights"] == 8
+               for t in state["trials"])  # fmt: skip

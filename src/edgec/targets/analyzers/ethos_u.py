@@ -14,13 +14,14 @@ is read from the file (``precompiled``).
 from __future__ import annotations
 
 import csv
+import importlib.metadata
+import importlib.util
 import math
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
-from edgec._process import find_tool
 from edgec.artifact import Artifact
 from edgec.errors import InputError, ToolError
 from edgec.report import Check
@@ -148,11 +149,21 @@ def _latency(result: dict) -> Check:
     )
 
 
+# Vela runs as this Python's module (``python -m ethosu.vela``, in the confined launcher),
+# not as the `vela` on PATH: that can be another Python's script, or a pyenv shim (a bash
+# script under ~/.pyenv) that the confined process may not read, which failed every Vela
+# run from a virtual environment made with --system-site-packages (.ci/run's .venv).
+VELA_MODULE = "ethosu.vela"
+
+
 def run_vela(tflite: bytes, profile: TargetProfile) -> dict:
-    vela = find_tool("vela")
-    if vela is None:
+    try:
+        vela_version = importlib.metadata.version("ethos-u-vela")
+    except importlib.metadata.PackageNotFoundError:
+        vela_version = None
+    if vela_version is None or importlib.util.find_spec(VELA_MODULE) is None:
         raise ToolError(
-            "Arm's Vela compiler ('vela') is not on PATH nor beside this Python",
+            "Arm's Vela compiler (the ethos-u-vela package) is not installed in this Python",
             hint="pip install ethos-u-vela==5.2.0",
         )
     config = profile.vela
@@ -162,7 +173,7 @@ def run_vela(tflite: bytes, profile: TargetProfile) -> dict:
         folder = Path(tmp)
         (folder / "model.tflite").write_bytes(tflite)
         args = [
-            vela,
+            VELA_MODULE,
             str(folder / "model.tflite"),
             "--config",
             "Arm/vela.ini",  # Arm's shipped system configs; saying so silences 3 warnings
@@ -176,7 +187,7 @@ def run_vela(tflite: bytes, profile: TargetProfile) -> dict:
             str(folder / "out"),
             "--show-cpu-operations",
         ]
-        args, env = confined_command(["--exec", *args], folder)  # reads the model, writes out/
+        args, env = confined_command(args, folder)  # reads the model, writes out/
         try:
             proc = subprocess.run(
                 args, capture_output=True, text=True, timeout=VELA_TIMEOUT_S, env=env
@@ -191,10 +202,9 @@ def run_vela(tflite: bytes, profile: TargetProfile) -> dict:
         if not summaries or not optimised.is_file():
             raise ToolError("Vela wrote no summary/optimised model; run with --debug")
         row = next(csv.DictReader(summaries[0].open()))
-        version = subprocess.run([vela, "--version"], capture_output=True, text=True).stdout
         return parse_vela(proc.stdout, row) | {
             "vela_tflite": optimised.read_bytes(),
-            "vela_version": version.strip(),
+            "vela_version": vela_version,
         }
 
 

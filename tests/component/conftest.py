@@ -13,18 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.no_tensorflow import tensorflow_unimportable
+from tests.support.no_tensorflow import guarded_module, tensorflow_unimportable
 
 COMPONENT = Path(__file__).parent
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):
-    # (a conftest's hook sees other folders' collectors and items too: only this tier's)
-    if not isinstance(collector, pytest.Module) or COMPONENT not in collector.path.parents:
-        yield
-        return
-    with tensorflow_unimportable():
+    with guarded_module(collector, COMPONENT):
         yield
 
 

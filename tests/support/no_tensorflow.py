@@ -14,6 +14,8 @@ import contextlib
 import importlib.abc
 import sys
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 BLOCKED = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization")
 
@@ -36,3 +38,20 @@ def tensorflow_unimportable() -> Iterator[None]:
         yield
     finally:
         sys.meta_path.remove(finder)
+
+
+def within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def guarded_module(collector: object, folder: Path) -> AbstractContextManager[None]:
+    """The guard while a test module of ``folder`` is collected (its imports run then).
+
+    A conftest's hook implementation sees the collectors and items of every folder once
+    that conftest is loaded (pytest calls pytest_runtest_protocol through the global
+    hook), so each guard names its own folder: e2e tests in the same run stay unguarded."""
+    import pytest
+
+    if isinstance(collector, pytest.Module) and within(collector.path, folder):
+        return tensorflow_unimportable()
+    return contextlib.nullcontext()

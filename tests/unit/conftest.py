@@ -13,32 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.no_tensorflow import tensorflow_unimportable
+from tests.support.no_tensorflow import guarded_module, tensorflow_unimportable, within
 
 UNIT = Path(__file__).parent
-
-
-def _in_unit(path: Path) -> bool:
-    # pytest calls pytest_runtest_protocol through the global hook, so a conftest's
-    # implementation sees every item of the session once this conftest is loaded: e2e
-    # tests in the same run must not be guarded
-    return path == UNIT or UNIT in path.parents
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):
     """A unit test module's own imports run under the guard (collection imports it)."""
-    if not isinstance(collector, pytest.Module) or not _in_unit(collector.path):
-        yield
-        return
-    with tensorflow_unimportable():
+    with guarded_module(collector, UNIT):
         yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """Setup (session fixtures included), call and teardown of every unit test."""
-    if not _in_unit(item.path):
+    if not within(item.path, UNIT):
         yield
         return
     with tensorflow_unimportable():

@@ -376,21 +376,24 @@ def test_json_writer_refuses_non_finite():
         json_text({"a": float("nan")})
 
 
-def test_vela_found_beside_python_without_path(tmp_path, seed_tflite):
-    """PATH without the environment's bin folder: vela is still found next to python."""
-    if not (Path(sys.executable).parent / "vela").is_file():
-        pytest.skip("ethos-u-vela's script is not beside this Python")
+def test_vela_runs_whatever_path_holds(tmp_path, seed_tflite):
+    """PATH without the environment's bin folder (no `vela` on it, or another Python's, or
+    a pyenv shim the confined process cannot read): Vela runs as this Python's module."""
     model = tmp_path / "m.tflite"
     model.write_bytes(seed_tflite)
+    shadow = tmp_path / "bin"  # a `vela` on PATH that is not this Python's: never run
+    shadow.mkdir()
+    (shadow / "vela").write_text("#!/bin/sh\necho 'the wrong vela' >&2\nexit 1\n")
+    (shadow / "vela").chmod(0o755)
     proc = subprocess.run(
         [*EDGEC, "check", str(model), "-t", "cortex-m55-ethos-u55", "--format", "json"],
-        env={**os.environ, "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "PATH": f"{shadow}:/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert '"vela"' in proc.stdout and "not on PATH" not in proc.stdout + proc.stderr
+    assert '"vela"' in proc.stdout and "wrong vela" not in proc.stdout + proc.stderr
 
 
 def _appeared(folder: Path, needle: str) -> bool:

@@ -110,27 +110,29 @@ def _edit_keras(path: Path, *, module: str | None = None, keras_version: str | N
 def keras_function_names_os_system(folder: Path) -> Path:
     """A tf_keras .keras whose Dense activation is ``{"class_name": "function", "module":
     "os", "config": "system"}``."""
-    path = folder / "os_system.keras"
-    from edgec._tf import keras
 
-    x_in = keras.layers.Input((4,))
-    keras.Model(x_in, keras.layers.Dense(3)(x_in)).save(path)
-    with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))
-    for layer in config["config"]["layers"]:
-        if layer["class_name"] == "Dense":
-            layer["config"]["activation"] = {
-                "module": "os", "class_name": "function", "config": "system",
-                "registered_name": "system",
-            }  # fmt: skip
-    _edit_keras(path, config=config)
-    return path
+    def edit(layer: dict) -> None:
+        layer["config"]["activation"] = {
+            "module": "os", "class_name": "function", "config": "system",
+            "registered_name": "system",
+        }  # fmt: skip
+
+    return _dense_keras_edited(folder / "os_system.keras", edit)
 
 
 def keras_registered_name(folder: Path) -> Path:
     """A .keras whose Dense claims a registered name nothing registered, under a module
     that is not Keras'."""
-    path = folder / "registered.keras"
+
+    def edit(layer: dict) -> None:
+        layer["registered_name"] = "evil>Dense"
+        layer["module"] = "evil_module"
+
+    return _dense_keras_edited(folder / "registered.keras", edit)
+
+
+def _dense_keras_edited(path: Path, edit) -> Path:
+    """A tf_keras .keras of one Dense layer, its config's Dense entry changed by ``edit``."""
     from edgec._tf import keras
 
     x_in = keras.layers.Input((4,))
@@ -139,8 +141,7 @@ def keras_registered_name(folder: Path) -> Path:
         config = json.loads(archive.read("config.json"))
     for layer in config["config"]["layers"]:
         if layer["class_name"] == "Dense":
-            layer["registered_name"] = "evil>Dense"
-            layer["module"] = "evil_module"
+            edit(layer)
     _edit_keras(path, config=config)
     return path
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edgec.artifact.tflite_model import TfliteModel
-from tests.support.cli import assert_clean_failure, run_edgec
+from tests.support.cli import Built, assert_clean_failure, run_edgec
 
 
 @dataclass
@@ -47,24 +47,6 @@ def autoencoder(tmp_path_factory) -> Autoencoder:
     model.save(folder / "ae.keras")
     np.savez(folder / "ae.npz", x=x)
     return Autoencoder(folder / "ae.keras", folder / "ae.npz")
-
-
-@dataclass
-class Built:
-    code: int
-    out: Path
-    log: str
-
-    @property
-    def report(self) -> dict:
-        return json.loads((self.out / "report.json").read_text())
-
-    @property
-    def flat(self) -> TfliteModel:
-        return TfliteModel.from_bytes((self.out / "model.tflite").read_bytes())
-
-    def check(self, name: str) -> dict:
-        return next(c for c in self.report["checks"] if c["name"] == name)
 
 
 def _build(out: Path, ae: Autoencoder, *args: str) -> Built:

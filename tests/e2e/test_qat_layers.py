@@ -3,38 +3,17 @@ accuracy reference, and training without labels. Tiny seeded tf_keras models."""
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgec.targets import TfliteModel
-from tests.support.cli import run_edgec
+from tests.support.cli import Built, run_edgec
 from tests.support.recipes import one_epoch_recipe
 
 RAW_FULL_SCALE = 1023.0  # a 10-bit ADC
-
-
-@dataclass
-class Built:
-    code: int
-    out: Path
-    log: str
-
-    @property
-    def report(self) -> dict:
-        return json.loads((self.out / "report.json").read_text())
-
-    @property
-    def checks(self) -> dict[str, dict]:
-        return {c["name"]: c for c in self.report["checks"]}
-
-    @property
-    def flat(self) -> TfliteModel:
-        return TfliteModel.from_bytes((self.out / "model.tflite").read_bytes())
 
 
 def _build(out: Path, model: Path, data: Path, *args: str) -> Built:

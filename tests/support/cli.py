@@ -87,6 +87,31 @@ class Build:
         return with_sidecar_names(Artifact.read(path), path)[0].model
 
 
+@dataclass
+class Built:
+    """A build's exit code, output folder and log (stdout + stderr), read from the files as
+    written: ``flat`` parses model.tflite as shipped (no sidecar names)."""
+
+    code: int
+    out: Path
+    log: str
+
+    @property
+    def report(self) -> dict:
+        return json.loads((self.out / "report.json").read_text())
+
+    @property
+    def checks(self) -> dict[str, dict]:
+        return {c["name"]: c for c in self.report["checks"]}
+
+    def check(self, name: str) -> dict:
+        return self.checks[name]
+
+    @property
+    def flat(self) -> TfliteModel:
+        return TfliteModel.from_bytes((self.out / "model.tflite").read_bytes())
+
+
 def signal_when(
     args: list[str], tmp: Path, ready, sig: int, *, what: str, timeout: float = 600
 ) -> tuple[int, str]:

@@ -47,6 +47,11 @@ class PruneChannels(Stage):
         "fraction": Param(float, 0.5, 0, 0.9, open_low=True, help="channels removed per group"),
         "per_layer": Param(dict, {}, help="fraction by layer name (for that layer's group)"),
         "multiple": Param(int, 4, 1, 64, help="kept channel counts round to a multiple of it"),
+        # A narrow layer is where pruning costs most and saves least: the FC autoencoder's
+        # 8-unit bottleneck halved to 4 raised its RMSE 13% (docs/benchmarks.md, issue 23).
+        "min_channels": Param(
+            int, 8, 1, 4096, help="no group pruned below this many channels (narrower: left whole)"
+        ),
         "importance": Param(str, "l1", choices=IMPORTANCE),
         "steps": Param(int, 2, 1, 10, help="pruning increments, fine-tuned after each"),
         "teacher": Param(
@@ -102,6 +107,7 @@ def _channel_plan(spec: StageSpec, model, fraction: float) -> ChannelPlan:
         per_layer=spec["per_layer"],
         multiple=spec["multiple"],
         importance=spec["importance"],
+        min_channels=spec["min_channels"],
     )
 
 
@@ -126,6 +132,7 @@ def _prune_channels(sp, plan, model, train, validation, on_epoch) -> StageResult
         per_layer=spec["per_layer"],
         multiple=spec["multiple"],
         importance=spec["importance"],
+        min_channels=spec["min_channels"],
     )
     channels = {}
     for name, cfg in sp.layers.items():

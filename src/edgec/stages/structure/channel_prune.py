@@ -258,15 +258,22 @@ def plan_channel_pruning(
     per_layer: Mapping[str, float] | None = None,
     multiple: int = 4,
     importance: str = "l1",
+    min_channels: int = 1,
 ) -> ChannelPlan:
     """Which channels to remove: dependency groups, and the channels each group keeps.
 
     ``fraction`` of each group's channels goes (``per_layer`` overrides it for the group of
-    a named layer); kept counts round to a multiple of ``multiple``, never below it.
+    a named layer); kept counts round to a multiple of ``multiple``, never below it, and
+    never below ``min_channels`` (a group that has no more is left whole).
     Importance: filter L1 or L2 norm, or |gamma| of the BatchNorm that follows ("bn",
     falling back to L1 where none does), each layer's scores divided by their mean and
     summed over the group. Raises InputError before anything is trained.
     """
+    if not isinstance(min_channels, int) or isinstance(min_channels, bool) or min_channels < 1:
+        raise InputError(
+            f"channel pruning: min_channels must be a positive integer, got {min_channels!r}",
+            hint="8 leaves an autoencoder's 8-unit bottleneck whole",
+        )
     check_graph_model(model, "channel pruning")
     _check_fraction(fraction, "fraction")
     if importance not in IMPORTANCE:
@@ -293,18 +300,19 @@ def plan_channel_pruning(
             continue
         share = _group_fraction(names, fraction, overrides)
         scores, measure = _importance(analysis, spaces, producers, importance)
-        count = kept_count(len(scores), share, multiple)
+        count = kept_count(len(scores), share, multiple, min_channels)
         kept = tuple(int(i) for i in np.sort(np.argsort(-scores, kind="stable")[:count]))
         groups.append(ChannelGroup(names, len(scores), kept, share, measure))
     return ChannelPlan(tuple(groups), tuple(skipped), fraction, multiple, importance)
 
 
-def kept_count(channels: int, fraction: float, multiple: int) -> int:
-    """Channels kept: ``(1 - fraction)`` of them rounded to a multiple, at least one multiple."""
-    if fraction <= 0 or channels <= multiple:
+def kept_count(channels: int, fraction: float, multiple: int, min_channels: int = 1) -> int:
+    """Channels kept: ``(1 - fraction)`` of them rounded to a multiple, at least one multiple
+    and at least ``min_channels`` (all of them where there are no more)."""
+    if fraction <= 0 or channels <= max(multiple, min_channels):
         return channels
     rounded = multiple * math.floor(channels * (1 - fraction) / multiple + 0.5)
-    return min(channels, max(multiple, rounded))
+    return min(channels, max(multiple, min_channels, rounded))
 
 
 def _check_fraction(value: Any, name: str) -> None:
@@ -460,6 +468,7 @@ def prune_channels_iteratively(
     per_layer: Mapping[str, float] | None = None,
     multiple: int = 4,
     importance: str = "l1",
+    min_channels: int = 1,
 ) -> tuple[Any, list[ChannelPlan]]:
     """Prune ``fraction`` of the channels in ``steps`` increments, ``fine_tune`` after each.
 
@@ -473,7 +482,12 @@ def prune_channels_iteratively(
             hint="1 prunes at once; 3-5 steps with fine-tuning between keep more accuracy",
         )
     plan_channel_pruning(
-        model, fraction, per_layer=per_layer, multiple=multiple, importance=importance
+        model,
+        fraction,
+        per_layer=per_layer,
+        multiple=multiple,
+        importance=importance,
+        min_channels=min_channels,
     )
     plans = []
     for step in range(1, steps + 1):
@@ -483,6 +497,7 @@ def prune_channels_iteratively(
             per_layer={k: _step_fraction(v, step, steps) for k, v in (per_layer or {}).items()},
             multiple=multiple,
             importance=importance,
+            min_channels=min_channels,
         )
         model = fine_tune(apply_channel_pruning(model, plan))
         plans.append(plan)

@@ -369,6 +369,7 @@ def _lean_line(m: dict) -> str:
     return ", ".join([
         f"lean TFLM file {before:,} → {after:,} B (-{100 * (before - after) / before:.1f}%)",
         f"{m.get('zero_points_collapsed', 0)} per-channel tensors with one zero point",
+        f"{m.get('bias_scales_collapsed', 0)} per-channel biases with one scale",
         f"names in {names}" if names else "names kept",
         f"{m.get('buffers_merged', 0)} duplicate buffers merged",
         f"dropped: {', '.join(m.get('metadata_dropped') or []) or 'no metadata'}",

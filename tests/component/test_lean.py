@@ -48,19 +48,28 @@ def per_channel():
 def test_tflm_computes_the_same_with_one_zero_point_per_filter_and_bias(per_channel):
     data, x_q, lean, arena = per_channel
     assert lean.check.ok and lean.check.value == 0, lean.check.detail
-    # every per-channel tensor of the three kernels, filters and biases, keeps one
-    assert lean.lean.zero_points_collapsed == collapsed_zero_points(lean.artifact.data) == 6
+    # every per-channel filter of the three kernels keeps one zero point, and every
+    # per-channel bias one scale and one zero point (no TFLM kernel reads the others)
+    assert lean.lean.zero_points_collapsed == collapsed_zero_points(lean.artifact.data) == 3
+    assert lean.lean.bias_scales_collapsed == 3
     assert collapsed_zero_points(data) == 0
-    # Independently of the check: every sample, bit for bit, in the same arena.
+    # Independently of the check: every sample, bit for bit.
     outputs = run_tflm(lean.artifact.data, x_q, arena).raw
     assert np.array_equal(run_tflm(data, x_q, arena).raw, outputs)
     assert len(np.unique(outputs)) > 20  # outputs that could show a wrong zero point
-    assert lean.artifact.arena()[0] == arena == lean.arena_before
-    # The reader gives the channels their zero point, as TFLM's allocator does.
+    # TFLM copies each tensor's zero points into the arena as int32s: the biases' are gone
+    biases = [t for t in TfliteModel.from_bytes(data).tensors if t.dtype == "int32"]
+    assert len(biases) == 3 and all(len(t.scales) > 1 for t in biases)
+    assert lean.artifact.arena()[0] < arena == lean.arena_before
+    # The reader gives the filters' channels their zero point, as TFLM's allocator does;
+    # a bias keeps its first scale and zero point (TFLM's params.scale, params.zero_point).
     before, after = TfliteModel.from_bytes(data), lean.artifact.model
-    assert [(t.shape, t.data, t.scales, t.zero_points) for t in after.tensors] == [
-        (t.shape, t.data, t.scales, t.zero_points) for t in before.tensors
-    ]
+    for b, a in zip(before.tensors, after.tensors, strict=True):
+        assert (a.shape, a.data) == (b.shape, b.data)
+        if b in biases:
+            assert (a.scales, a.zero_points) == (b.scales[:1], b.zero_points[:1])
+        else:
+            assert (a.scales, a.zero_points) == (b.scales, b.zero_points)
 
 
 def test_litert_refuses_the_lean_file_which_is_why_other_targets_keep_the_standard_one(
@@ -148,7 +157,7 @@ def test_names_leave_the_file_for_the_sidecar_and_keep_names_keeps_them(per_chan
     assert [t.name for t in lean.named.tensors] == list(names.subgraphs[0].tensors)
     assert byte_breakdown(lean.artifact.data).names_bytes == 0
     kept = make_lean(data, keep_names=True)
-    assert kept.names is None and kept.zero_points_collapsed == 6
+    assert kept.names is None and kept.zero_points_collapsed == kept.bias_scales_collapsed == 3
     assert [t.name for t in TfliteModel.from_bytes(kept.data).tensors] == list(
         names.subgraphs[0].tensors
     )

@@ -11,6 +11,15 @@ of a build (``kind = "mcu"``), edgec ships a repacked file:
   single value", ``micro_allocator.cc``), for every tensor it reads, before any kernel's
   Prepare sees it. LiteRT refuses such a file ("QuantizationParam has 1 zero_point
   values and 4 scale values"): LiteRT, Vela and Edge TPU targets keep the standard file.
+- **Bias scales.** The int32/int64 bias of an int8 or int16 CONV_2D, DEPTHWISE_CONV_2D,
+  FULLY_CONNECTED or TRANSPOSE_CONV with per-channel weights carries one scale per
+  channel (input scale x that channel's filter scale), which no TFLM kernel reads: they
+  compute each channel's multiplier from the input and filter scales
+  (``PopulateConvolutionQuantizationParams`` reads the bias only for uint8 inputs), and a
+  per-tensor FULLY_CONNECTED reads ``params.scale``, the first scale, which stays. Such a
+  bias keeps its first scale and zero point: 4 B a channel less in flash, and as many in
+  the arena, where TFLM's allocator copies every tensor's zero points as int32s
+  (``micro_allocator.cc``). A bias read by anything else keeps its vector.
 - **Names.** Tensor and subgraph names and the model description go into a sidecar,
   ``model_names.json`` (``artifact.sidecar``), which ``edgec inspect`` and ``edgec check``
   read back. TFLM looks tensors up by index. ``--keep-names`` leaves them in the file.
@@ -60,6 +69,7 @@ class Lean:
     data: bytes
     names: ModelNames | None  # the sidecar's contents; None when the names stayed
     zero_points_collapsed: int  # tensors whose zero-point vector became one value
+    bias_scales_collapsed: int  # per-channel biases now holding one scale and zero point
     buffers_merged: int  # constant buffers stored once for several tensors
     metadata_dropped: tuple[str, ...]  # entry names, and "signature_defs"
 
@@ -90,6 +100,7 @@ class LeanModel:
             "flash_bytes_before": self.bytes_before,
             "flash_bytes_after": self.artifact.size_bytes,
             "zero_points_collapsed": lean.zero_points_collapsed,
+            "bias_scales_collapsed": lean.bias_scales_collapsed,
             "buffers_merged": lean.buffers_merged,
             "metadata_dropped": list(lean.metadata_dropped),
             "names_file": "" if lean.names is None else names_file,
@@ -104,13 +115,14 @@ def make_lean(data: bytes, *, keep_names: bool = False) -> Lean:
         raise ConversionError(f"reading the model for its lean form failed: {exc}") from None
     _refuse_unsupported(model)
     names = None if keep_names else _take_names(model)
+    biases = _collapse_bias_scales(model)
     collapsed = _collapse_zero_points(model)
     dropped = _drop_metadata(model)
     merged = _merge_buffers(model)
     lean = pack_aligned(model, size_hint=len(data), what="repacking the lean model")
     if names is not None:
         names = ModelNames.for_model(lean, names.description, names.subgraphs)
-    return Lean(lean, names, collapsed, merged, dropped)
+    return Lean(lean, names, collapsed, biases, merged, dropped)
 
 
 def make_lean_verified(
@@ -192,6 +204,65 @@ def _collapse_zero_points(model: Any) -> int:
                 quant.zeroPoint = zero_points[:1].copy()
                 count += 1
     return count
+
+
+# op -> (its bias slot, its input slot)
+_BIAS_SLOTS = {
+    "CONV_2D": (2, 0), "DEPTHWISE_CONV_2D": (2, 0), "FULLY_CONNECTED": (2, 0),
+    "TRANSPOSE_CONV": (3, 2),
+}  # fmt: skip
+
+
+def _collapse_bias_scales(model: Any) -> int:
+    """The per-channel biases of int8/int16 kernels, read by nothing else, keep one scale
+    and one zero point (the first: what TFLM's ``params`` hold)."""
+    schema = flatbuffer_schema()
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    wide = (schema.TensorType.INT8, schema.TensorType.INT16)
+    count = 0
+    for graph in model.subgraphs or []:
+        tensors = graph.tensors or []
+        as_bias: dict[int, int] = {}  # tensor -> reads in a bias slot of an int8/int16 kernel
+        reads: dict[int, int] = {}  # tensor -> reads anywhere (graph outputs count)
+        for op in graph.operators or []:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+            inputs = list(op.inputs if op.inputs is not None else [])
+            for t in inputs:
+                reads[t] = reads.get(t, 0) + 1
+            slots = _BIAS_SLOTS.get(name)
+            if slots is None or len(inputs) <= max(slots) or inputs[slots[0]] < 0:
+                continue
+            source = inputs[slots[1]]
+            if 0 <= source < len(tensors) and tensors[source].type in wide:
+                as_bias[inputs[slots[0]]] = as_bias.get(inputs[slots[0]], 0) + 1
+        for t in list(graph.outputs if graph.outputs is not None else []):
+            reads[t] = reads.get(t, 0) + 1
+        for index, uses in as_bias.items():
+            tensor = tensors[index]
+            quant = tensor.quantization
+            if (
+                uses != reads.get(index)
+                or tensor.type not in (schema.TensorType.INT32, schema.TensorType.INT64)
+                or quant is None
+                or quant.scale is None
+                or len(quant.scale) < 2
+                or quant.zeroPoint is None
+                or len(quant.zeroPoint) not in (1, len(quant.scale))
+                or not _has_data(model, tensor)
+            ):
+                continue
+            quant.scale = np.asarray(quant.scale, dtype=np.float32)[:1].copy()
+            quant.zeroPoint = np.asarray(quant.zeroPoint, dtype=np.int64)[:1].copy()
+            quant.quantizedDimension = 0
+            count += 1
+    return count
+
+
+def _has_data(model: Any, tensor: Any) -> bool:
+    """A constant: its buffer holds data (a DECODE output or a variable holds none)."""
+    buffers = model.buffers or []
+    return 0 <= tensor.buffer < len(buffers) and bool(_content(buffers[tensor.buffer]))
 
 
 def _drop_metadata(model: Any) -> tuple[str, ...]:

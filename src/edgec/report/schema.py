@@ -130,6 +130,7 @@ class StageMetrics:
     flash_bytes_before: int | None = None
     flash_bytes_after: int | None = None
     zero_points_collapsed: int | None = None  # per-channel tensors now holding one
+    bias_scales_collapsed: int | None = None  # per-channel biases now one scale, one zero point
     buffers_merged: int | None = None  # identical constant buffers stored once
     metadata_dropped: list[str] | None = None  # metadata and signature defs TFLM never reads
     names_file: str | None = None  # the names' sidecar ("" with --keep-names)

@@ -90,7 +90,7 @@ from edgec.targets.weights import compression_checks
 
 if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need them
     from edgec.pipeline.convert import Converted
-    from edgec.pipeline.precision import Budget, Choice
+    from edgec.pipeline.precision import Bits, Budget, Choice
     from edgec.pipeline.verify import Evaluation
     from edgec.stages.plan import CompressionPlan
 
@@ -586,13 +586,17 @@ def choose_precision(ctx: BuildContext) -> None:
     from edgec.pipeline import precision
 
     mode, recipe = ctx.options.per_channel, ctx.plan.recipe
+    bits = _precision_bits(ctx)
     description = f"Per-channel or per-tensor weights per layer (--per-channel {mode})"
+    if bits is not None:
+        description += ", int4 or int8 (--weights auto)"
     with ctx.stage("per_channel", description):
         ctx.precision = precision.choose(
             ctx.conversion, mode=mode, evaluation=ctx.evaluation, float_out=float_outputs(ctx),
             budget=_precision_budget(ctx), runnable=ctx.tflm_ok,
             trained=recipe is not None and "qat" in recipe.types,
             expectations=None if ctx.recipe_plan is None else ctx.recipe_plan.expectations(),
+            bits=bits,
         )  # fmt: skip
     if ctx.precision.model != ctx.tflite:
         _set_converted(ctx, ctx.precision.model)
@@ -610,6 +614,27 @@ def cheapest_precision(ctx: BuildContext) -> None:
     )  # fmt: skip
     if shipped != ctx.tflite:
         _set_converted(ctx, shipped)
+
+
+def _precision_bits(ctx: BuildContext) -> Bits | None:
+    """int4 or int8 filters per layer: ``--weights auto`` or a ``mixed_precision`` stage
+    (not after 4-bit QAT: its layers keep the int4 weights they trained)."""
+    from edgec.pipeline import precision
+
+    if _trained_bits(ctx) == 4:
+        return None
+    stage = ctx.plan.recipe.stage("mixed_precision") if ctx.plan.recipe is not None else None
+    if stage is not None and "int4" in stage["weights"]:
+        return precision.Bits(ctx.options.max_accuracy_drop, stage["objective"])
+    if ctx.options.weights == "auto":
+        return precision.Bits(ctx.options.max_accuracy_drop)
+    return None
+
+
+def _trained_bits(ctx: BuildContext) -> int:
+    """The weight bits a qat stage trained (8 without one)."""
+    qat = ctx.plan.recipe.stage("qat") if ctx.plan.recipe is not None else None
+    return 8 if qat is None else int(qat["weight_bits"])
 
 
 def _precision_budget(ctx: BuildContext) -> Budget:
@@ -637,9 +662,17 @@ def int4_weights(ctx: BuildContext) -> None:
     qat = ctx.plan.recipe.stage("qat") if ctx.plan.recipe is not None else None
     trained = qat is not None and qat["weight_bits"] == 4
     post = ctx.options.weights == "int4"
-    if not (trained or post):
+    # chosen per layer (--weights auto): the int4 filters are in the model already
+    chosen = frozenset(
+        layer.index for layer in ctx.precision.report.layers if layer.weight_bits == 4
+    ) if ctx.precision is not None and not trained else frozenset()  # fmt: skip
+    if not (trained or post or chosen):
         return
-    how = "trained 4-bit weights" if trained else "post-training, requantized from int8"
+    how = (
+        "trained 4-bit weights" if trained
+        else "post-training, requantized from int8" if post
+        else f"{len(chosen)} chosen per layer by measurement"
+    )  # fmt: skip
     with ctx.stage("int4", f"Storing the filters as int4 ({how})") as metrics:
         if not ctx.tflm_ok:
             ctx.checks[INT4_CHECK] = [Check(INT4_CHECK, False, "not run: TFLM lacks ops")]
@@ -649,6 +682,7 @@ def int4_weights(ctx: BuildContext) -> None:
         proven = to_int4_verified(
             ctx.tflite, x_q, requantize=post and not trained,
             arena_growth=None if growth < 0 else growth,
+            only=None if trained or post else chosen,
         )  # fmt: skip
         metrics.update(proven.metrics())
     ctx.checks[INT4_CHECK] = [proven.check]
@@ -1127,7 +1161,15 @@ def _check_int4(
             "--weights int8 contradicts the recipe, whose qat stage trains weight_bits = 4",
             hint="drop --weights, or set weight_bits = 8 in the qat stage",
         )
-    if not (trained or options.weights == "int4"):
+    mixed = recipe.stage("mixed_precision") if recipe is not None else None
+    if mixed is not None and options.weights is not None:
+        raise UsageError(
+            f"--weights {options.weights} contradicts the recipe's mixed_precision stage, "
+            "which chooses the weights per layer",
+            hint="drop --weights, or drop the mixed_precision stage",
+        )
+    chosen = options.weights == "auto" or (mixed is not None and "int4" in mixed["weights"])
+    if not (trained or options.weights == "int4" or chosen):
         return
     if options.activations != "int8":
         raise UsageError(
@@ -1141,7 +1183,7 @@ def _check_int4(
                 "only TFLM and LiteRT have int4 kernels (Vela compiles 8- and 16-bit "
                 "operators, the Edge TPU compiler int8 ones)",
                 hint=f"build {profile.name} with int8 weights (drop --weights int4 or "
-                "weight_bits = 4)",
+                "auto, weight_bits = 4, or the mixed_precision stage's int4)",
             )
 
 

@@ -298,8 +298,8 @@ def _precision_table(precision: Precision) -> Table:
     """Per layer: what per-tensor weights save and cost against per-channel ones."""
     title = f"Weights per layer ({precision.metric} on {precision.samples} samples)"
     table = Table(title=t(title), title_justify="left")
-    for i, head in enumerate(Precision.TRADE_HEAD):
-        table.add_column(head, justify="left" if i in (0, 1, 6, 7) else "right")
+    for head in precision.trade_head():
+        table.add_column(head, justify="left" if head in Precision.LEFT else "right")
     for row in precision.trade_rows():
         table.add_row(*(t(cell) for cell in row))
     return table
@@ -328,7 +328,9 @@ def _stage_line(name: str, m: dict) -> str:
 def _int4_line(m: dict) -> str:
     before, after = m["int8_weight_bytes"], m["int4_weight_bytes"]
     how = (
-        f"{m.get('requantized', 0)} requantized after training"
+        f"{m['chosen_per_layer']} chosen per layer by measurement (--weights auto)"
+        if m.get("chosen_per_layer")
+        else f"{m.get('requantized', 0)} requantized after training"
         if m.get("requantized")
         else "as trained (4-bit QAT)"
     )

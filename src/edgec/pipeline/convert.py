@@ -38,7 +38,8 @@ from edgec.errors import ConversionError, InputError, UsageError
 IO_TYPES = ("int8", "uint8", "int16", "float32")
 # Activation width of the full-integer model (weights are int8 in both): each is a mode.
 ACTIVATIONS = ("int8", "int16")
-WEIGHTS = ("int8", "int4")  # int4: packed filters (artifact.int4)
+# int4: packed filters (artifact.int4); auto: int4 or int8 per layer (pipeline.precision)
+WEIGHTS = ("int8", "int4", "auto")
 PHONE_VARIANTS = ("float16", "dynamic-range")
 # --per-channel: weights per channel everywhere (always), per tensor everywhere (never), or
 # chosen per layer by measurement (auto; edgec.pipeline.precision)

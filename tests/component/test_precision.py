@@ -317,3 +317,71 @@ def test_a_layer_the_runtimes_cannot_run_per_tensor_stays_per_channel():
     assert second.option(PER_TENSOR).arena_bytes is None
     shipped = Artifact.from_bytes(choice.model)
     assert shipped.arena()[0] is not None  # what ships runs
+
+
+def _classes(mlp: Mlp) -> Dataset:
+    """The MLP's samples labelled with the float model's classes: top-1 is the metric."""
+    return dataclasses.replace(mlp.data, y=mlp.float_out.argmax(1))
+
+
+def _bits(mlp: Mlp, bits: precision.Bits, budget: precision.Budget | None = None):
+    return precision.choose(
+        Converted(mlp.per_channel, mlp.per_tensor), mode="auto", evaluation=_classes(mlp),
+        float_out=mlp.float_out, budget=budget or precision.Budget(), runnable=True, bits=bits,
+    )  # fmt: skip
+
+
+def _int4_ops(model: bytes) -> list[int]:
+    flat = Artifact.from_bytes(model).model
+    return [op.index for op in flat.operators if flat.tensors[op.inputs[1]].dtype == "int4"]
+
+
+@pytest.mark.parametrize(("max_drop", "int4"), [(2.0, []), (50.0, [0])])
+def test_weights_auto_ships_int4_where_the_allowed_drop_takes_its_loss(max_drop, int4):
+    """The first layer's int4 filter loses points of top-1 (measured): int4 only where
+    --max-accuracy-drop leaves room. The second's saves 32 B of flash and grows the arena
+    by its unpack scratch: int8 whatever the drop."""
+    mlp = make_mlp()
+    choice = _bits(mlp, precision.Bits(max_drop))
+    report = choice.report
+    first, second = report.layers
+    assert report.weights == "auto" and report.allowed_loss is not None
+    assert [layer.index for layer in report.layers if layer.weight_bits == 4] == int4
+    assert _int4_ops(choice.model) == int4
+    loss = first.option("int8").metric - first.option("int4").metric  # top-1 points
+    assert loss > report.noise  # int4 costs accuracy here, measured
+    assert (loss <= report.allowed_loss) == bool(int4)
+    assert ("within" if int4 else "more than") + " the allowed loss" in first.bits_reason
+    saved = second.option("int8").flash_bytes - second.option("int4").flash_bytes
+    grown = second.option("int4").arena_bytes - second.option("int8").arena_bytes
+    assert 0 < saved < grown and "grows the arena" in second.bits_reason
+    assert second.weight_bits == 8
+    chosen = report.model("chosen")
+    assert chosen.flash_bytes == len(choice.model)
+    assert all(layer.activations == "int8" for layer in report.layers)
+
+
+def test_the_int4_mix_runs_bit_identical_to_its_int8_twin():
+    from edgec.artifact.int4 import to_int4_verified
+
+    mlp = make_mlp()
+    choice = _bits(mlp, precision.Bits(50.0))
+    flat = Artifact.from_bytes(choice.model).model
+    x_q = runtimes.quantize(mlp.data.x[:100], flat.input_tensor())
+    proven = to_int4_verified(choice.model, x_q, only=frozenset(_int4_ops(choice.model)))
+    assert proven.check.ok, proven.check.detail
+    assert proven.result.chosen and len(proven.result.packed) == 1
+    assert proven.metrics()["chosen_per_layer"] == 1 and proven.metrics()["from_converter"] == 0
+    assert _int4_ops(proven.result.model) == _int4_ops(choice.model)
+
+
+def test_most_accurate_keeps_int8_unless_a_budget_is_missed():
+    mlp = make_mlp()
+    free = _bits(mlp, precision.Bits(50.0, "most_accurate"))
+    assert _int4_ops(free.model) == []
+    assert all("most_accurate" in layer.bits_reason for layer in free.report.layers[:1])
+    smallest = len(_bits(mlp, precision.Bits(50.0)).model)
+    tight = _bits(mlp, precision.Bits(2.0, "most_accurate"), precision.Budget(smallest))
+    assert _int4_ops(tight.model) and len(tight.model) <= smallest
+    for layer in tight.report.layers:  # the least loss first, each step measured
+        assert (layer.weight_bits == 4) == ("int4 to fit the flash budget" in layer.bits_reason)

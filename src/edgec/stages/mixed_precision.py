@@ -41,6 +41,7 @@ def _short_form(value: str) -> dict[str, Any]:
 class MixedPrecision(Stage):
     type = "mixed_precision"
     rank = 50
+    last = True
     order_why = (
         "mixed_precision chooses how the converted model stores each layer: it comes after "
         "every training stage"

@@ -160,3 +160,52 @@ def test_the_tiny_recipe_ships_int4_filters_within_its_arena_growth(tmp_path):
     assert sum(t.dtype == "int8" for t in filters) == len(kept)
     assert _stage(report, "qat")["weight_bits"] == 4
     assert _check(report, "lean_bit_identical")["ok"]
+
+
+@pytest.fixture(scope="module")
+def mixed_build(tmp_path_factory):
+    """The example with the mixed_precision stage's short form (the same choice as
+    ``--weights auto``, through a recipe): one build shared by the assertions below."""
+    out = tmp_path_factory.mktemp("mixed") / "out"
+    run = run_edgec("build", "--target", "cortex-m4", "--mixed-precision", "smallest",
+                    "--out", out)  # fmt: skip
+    assert run.code in (0, 3), run.out + run.err
+    return run, out, json.loads((out / "report.json").read_text())
+
+
+def test_mixed_precision_ships_the_int4_layers_it_chose_proven_and_reported(mixed_build):
+    run, out, report = mixed_build
+    precision = report["precision"]
+    assert precision["weights"] == "auto" and precision["allowed_loss"] is not None
+    int4 = [layer for layer in precision["layers"] if layer["weight_bits"] == 4]
+    for layer in precision["layers"]:  # each layer measured both ways, and why it ships so
+        assert {"int8", "int4"} <= {o["name"] for o in layer["options"]}
+        assert layer["bits_reason"] and layer["activations"] == "int8"
+    # what ships is what was chosen: int4 filters in those layers only, proven
+    flat = TfliteModel.from_bytes((out / "model.tflite").read_bytes())
+    shipped = {op.index for op in flat.operators
+               if op.name in KERNELS and flat.tensors[op.inputs[1]].dtype == "int4"}  # fmt: skip
+    assert shipped == {layer["index"] for layer in int4}
+    if int4:
+        assert _check(report, "int4_bit_identical")["ok"]
+        assert _stage(report, "int4")["chosen_per_layer"] == len(int4)
+        assert "chosen per layer by measurement" in run.out
+    assert _stage(report, "mixed_precision")["objective"] == "smallest"
+    assert "int4 saves flash B" in (out / "report.html").read_text()
+    assert "int4 saves" in run.out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--weights", "auto", "--activations", "int16"), "int4 weights take int8 activations"),
+        (("--weights", "auto", "--target", "edgetpu"), "int4 weights do not run on"),
+        (("--weights", "auto", "--mixed-precision", "smallest"), "contradicts the recipe's"),
+    ],
+)
+def test_weights_auto_is_refused_before_any_work_where_int4_cannot_ship(tmp_path, args, message):
+    out = tmp_path / "out"
+    target = () if "--target" in args else ("--target", "cortex-m4")
+    run = run_edgec("build", *target, *args, "--out", out)
+    assert_clean_failure(run, message, code=2)
+    assert not out.exists()

@@ -43,7 +43,7 @@ from edgec.datasets.split import (
     split_holdout,
     split_validation,
 )
-from edgec.errors import EdgecError, InputError, ToolError, UsageError
+from edgec.errors import ConversionError, EdgecError, InputError, ToolError, UsageError
 from edgec.export import (
     ExportSpec,
     c_identifier,
@@ -552,19 +552,32 @@ def convert(ctx: BuildContext) -> None:
     from edgec.pipeline.convert import convert_full_integer
     from edgec.pipeline.recurrent import unroll_recurrent
 
-    calibration, activations = ctx.calibration, ctx.options.activations
-    width = "int8" if activations == "int8" else "16x8 (int16 activations, int8 weights)"
+    calibration = ctx.calibration
+    activations = "auto" if _int16_layers(ctx.options, ctx.plan.recipe) else ctx.options.activations
+    width = {"int8": "int8", "auto": "int8 and 16x8 (int16 layers chosen next)"}.get(
+        activations, "16x8 (int16 activations, int8 weights)"
+    )
     with ctx.stage(
         "convert", f"Converting to full-integer {width} ({len(calibration)} calibration samples)"
     ):
+        model = unroll_recurrent(ctx.model, calibration.x[:16])
         ctx.conversion = convert_full_integer(
-            unroll_recurrent(ctx.model, calibration.x[:16]),
+            model,
             calibration.x,
             io_type=ctx.plan.io_type,
-            activations=activations,
+            activations="int8" if activations == "auto" else activations,
             quiet=not ctx.options.debug,
             per_tensor=True,  # the per-layer choice's other option (choose_precision)
         )
+        if activations == "auto":  # the int16 layers' source: the same calibration, 16x8
+            try:
+                twin = convert_full_integer(
+                    model, calibration.x, io_type="int16", activations="int16",
+                    quiet=not ctx.options.debug,
+                )  # fmt: skip
+                ctx.conversion = dataclasses.replace(ctx.conversion, int16=twin.model)
+            except ConversionError as exc:  # the int8 model stands; the report says why
+                ctx.conversion = dataclasses.replace(ctx.conversion, int16_error=exc.message)
     assert ctx.conversion.names is not None  # convert_full_integer traced the model
     ctx.names = ctx.conversion.names
     _set_converted(ctx, ctx.conversion.model)
@@ -587,7 +600,16 @@ def choose_precision(ctx: BuildContext) -> None:
 
     mode, recipe = ctx.options.per_channel, ctx.plan.recipe
     bits = _precision_bits(ctx)
+    stage = ctx.plan.recipe.stage("mixed_precision") if ctx.plan.recipe is not None else None
+    objective = "smallest" if stage is None else stage["objective"]
+    activations = (
+        precision.Bits(ctx.options.max_accuracy_drop, objective)
+        if _int16_layers(ctx.options, ctx.plan.recipe)
+        else None
+    )
     description = f"Per-channel or per-tensor weights per layer (--per-channel {mode})"
+    if activations is not None:
+        description += ", int16 or int8 activations (--activations auto)"
     if bits is not None:
         description += ", int4 or int8 (--weights auto)"
     with ctx.stage("per_channel", description):
@@ -596,7 +618,7 @@ def choose_precision(ctx: BuildContext) -> None:
             budget=_precision_budget(ctx), runnable=ctx.tflm_ok,
             trained=recipe is not None and "qat" in recipe.types,
             expectations=None if ctx.recipe_plan is None else ctx.recipe_plan.expectations(),
-            bits=bits,
+            bits=bits, activations=activations,
         )  # fmt: skip
     if ctx.precision.model != ctx.tflite:
         _set_converted(ctx, ctx.precision.model)
@@ -629,6 +651,13 @@ def _precision_bits(ctx: BuildContext) -> Bits | None:
     if ctx.options.weights == "auto":
         return precision.Bits(ctx.options.max_accuracy_drop)
     return None
+
+
+def _int16_layers(options: BuildOptions, recipe: Recipe | None) -> bool:
+    """int16 or int8 activations per layer: ``--activations auto`` or a mixed_precision
+    stage whose ``activations`` take int16."""
+    stage = recipe.stage("mixed_precision") if recipe is not None else None
+    return options.activations == "auto" or (stage is not None and "int16" in stage["activations"])
 
 
 def _trained_bits(ctx: BuildContext) -> int:
@@ -1121,6 +1150,7 @@ def _validate(options: BuildOptions) -> _Plan:
     recipe = _recipe(options)
     _check_per_channel(options.per_channel, recipe)
     _check_int4(options, recipe, profiles)
+    _check_int16_layers(options, recipe, profiles)
     if recipe is not None and options.activations == "int16" and "qat" in recipe.types:
         # TF-MOT's QAT (0.8.1) trains 8-bit fake quantization of the activations: the
         # ranges it learns are int8 ones, and TFLite's 16x8 mode has no QAT scheme to
@@ -1171,7 +1201,7 @@ def _check_int4(
     chosen = options.weights == "auto" or (mixed is not None and "int4" in mixed["weights"])
     if not (trained or options.weights == "int4" or chosen):
         return
-    if options.activations != "int8":
+    if options.activations == "int16":
         raise UsageError(
             "int4 weights take int8 activations only (TFLM's int4 kernels are int8 x int4)",
             hint="build with --activations int8, or without int4 weights",
@@ -1184,6 +1214,34 @@ def _check_int4(
                 "operators, the Edge TPU compiler int8 ones)",
                 hint=f"build {profile.name} with int8 weights (drop --weights int4 or "
                 "auto, weight_bits = 4, or the mixed_precision stage's int4)",
+            )
+
+
+def _check_int16_layers(
+    options: BuildOptions, recipe: Recipe | None, profiles: list[TargetProfile]
+) -> None:
+    """int16 layers chosen per layer (``--activations auto``, a mixed_precision stage's
+    int16): refused before any training where the targets or the recipe cannot take them."""
+    if not _int16_layers(options, recipe):
+        return
+    stage = recipe.stage("mixed_precision") if recipe is not None else None
+    if stage is not None and options.activations != "int8":
+        raise UsageError(
+            f"--activations {options.activations} contradicts the recipe's mixed_precision "
+            "stage, which chooses the activations per layer",
+            hint="drop --activations, or drop the mixed_precision stage",
+        )
+    if recipe is not None and "qat" in recipe.types:
+        raise UsageError(  # as for --activations int16 (see _validate)
+            "int16 layers cannot follow a qat stage: TF-MOT's QAT trains int8 activation "
+            "ranges only",
+            hint="drop the qat stage, or keep int8 activations",
+        )
+    for profile in profiles:
+        if "int16" not in profile.tensor_dtypes:
+            raise UsageError(
+                f"int16 activations do not run on {profile.name} ({profile.runtime.title})",
+                hint=f"build {profile.name} with --activations int8",
             )
 
 

@@ -385,3 +385,88 @@ def test_most_accurate_keeps_int8_unless_a_budget_is_missed():
     assert _int4_ops(tight.model) and len(tight.model) <= smallest
     for layer in tight.report.layers:  # the least loss first, each step measured
         assert (layer.weight_bits == 4) == ("int4 to fit the flash budget" in layer.bits_reason)
+
+
+def _outlier_mlp() -> tuple[bytes, bytes, Dataset, np.ndarray]:
+    """A 32 -> 16 (ReLU) -> 4 MLP whose first hidden unit is 60x the others (and read
+    60x weaker): int8's one hidden scale leaves the other units a few steps, int16 ones
+    hundreds. Its int8 form and its 16x8 form (the same calibration), data, outputs."""
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(size=(16, 32)), rng.normal(size=(4, 16))
+    w1[0] *= 60
+    w2[:, 0] /= 60
+    x = rng.normal(size=(300, 32)).astype(np.float32)
+    hidden = np.maximum(x @ w1.T, 0)
+    y = (hidden @ w2.T).astype(np.float32)
+    scales = [np.abs(x).max() / 127, hidden.max() / 127, np.abs(y).max() / 127]
+    forms = [
+        mlp_int8([w1, w2], [np.zeros(16), np.zeros(4)], per_channel=True,
+                 activation_scales=scales, activations=width)
+        for width in ("int8", "int16")
+    ]  # fmt: skip
+    return forms[0], forms[1], Dataset(x, y, "test"), y
+
+
+def test_int16_layers_are_spliced_with_quantize_ops_that_tflm_and_litert_run_alike():
+    from edgec.artifact.precision import INT16, Int16Layers
+
+    int8, int16, data, _ = _outlier_mlp()
+    layers = Int16Layers(Artifact.from_bytes(int8), Artifact.from_bytes(int16))
+    assert [s.op for s in layers.slots] == [0, 1]
+    x_q = runtimes.quantize(data.x[:100], layers.base.model.input_tensor())
+    for chosen, quantize in (((0,), 2), ((1,), 2), ((0, 1), 2)):  # a run shares int16
+        mix = Artifact.from_bytes(layers.splice(dict.fromkeys(chosen, INT16)))
+        names = [op.name for op in mix.model.operators]
+        assert names.count("QUANTIZE") == quantize and names.count("FULLY_CONNECTED") == 2
+        moved = layers.op_index(dict.fromkeys(chosen, INT16))
+        for op in chosen:  # op_index finds each int16 layer in the mix
+            assert mix.model.operators[moved[op]].name == "FULLY_CONNECTED"
+            assert mix.model.tensors[mix.model.operators[moved[op]].outputs[0]].dtype == "int16"
+        arena, why = mix.arena()
+        assert arena is not None, why
+        litert = runtimes.run_litert(mix.data, x_q).raw.astype(int)
+        tflm = runtimes.run_tflm(mix.data, x_q, arena).raw.astype(int)
+        assert np.abs(litert - tflm).max() <= 1
+
+
+def test_activations_auto_takes_the_int16_run_that_pays_and_reports_it():
+    int8, int16, data, y = _outlier_mlp()
+    choice = precision.choose(
+        Converted(int8, None, "no per-tensor form", int16=int16), mode="auto",
+        evaluation=data, float_out=y, budget=precision.Budget(), runnable=True,
+        activations=precision.Bits(2.0, "most_accurate"),
+    )  # fmt: skip
+    report = choice.report
+    assert report.activations_mode == "auto" and "2 of 2 layers int16" in report.activations_note
+    shipped = Artifact.from_bytes(choice.model).model
+    assert [op.name for op in shipped.operators] == [
+        "QUANTIZE", "FULLY_CONNECTED", "FULLY_CONNECTED", "QUANTIZE"
+    ]  # fmt: skip
+    for layer in report.layers:  # indices of the shipped model, int16 measured alone
+        assert shipped.operators[layer.index].name == "FULLY_CONNECTED"
+        assert layer.activations == "int16" and "without it" in layer.activations_reason
+        assert layer.option("int16-activations") and layer.option("int8-activations")
+    # alone, neither layer's int16 pays (its output goes back to int8); together they do
+    int8_rmse = report.model("int8-activations").metric
+    assert report.model("chosen").metric < int8_rmse / 2
+    assert all(layer.option("int16-activations").metric > int8_rmse * 0.9
+               for layer in report.layers)  # fmt: skip
+
+
+@pytest.mark.parametrize(("max_drop", "int16"), [(50.0, 0), (2.0, 2)])
+def test_activations_auto_smallest_takes_int16_only_where_int8_misses_the_drop(max_drop, int16):
+    """Targets 10 units of noise off the model: float's RMSE about 10, int8's about 11
+    (a rise of about 13%), the int16 run's about 10.02."""
+    int8, twin, data, y = _outlier_mlp()
+    noisy = dataclasses.replace(data, y=y + 10 * np.random.default_rng(1).normal(size=y.shape))
+    choice = precision.choose(
+        Converted(int8, None, "no per-tensor form", int16=twin), mode="auto",
+        evaluation=noisy, float_out=y, budget=precision.Budget(), runnable=True,
+        activations=precision.Bits(max_drop),
+    )  # fmt: skip
+    layers = choice.report.layers
+    assert sum(layer.activations == "int16" for layer in layers) == int16
+    why = "int8 is within --max-accuracy-drop" if not int16 else "no longer within"
+    assert all(why in layer.activations_reason for layer in layers)
+    ops = [op.name for op in Artifact.from_bytes(choice.model).model.operators]
+    assert ops.count("QUANTIZE") == (2 if int16 else 0)

@@ -50,6 +50,8 @@ def test_the_stage_comes_after_qat_and_defaults_to_the_smallest_int4_int8_mix():
     recipe = _recipe("qat", "mixed_precision")
     stage = recipe.stage("mixed_precision")
     assert stage["weights"] == ["int8", "int4"] and stage["objective"] == "smallest"
+    assert stage["activations"] == ["int8"]  # int16 layers only when asked for
+    assert _recipe("mixed_precision").stage("mixed_precision")["weights"] == ["int8", "int4"]
     with pytest.raises(InputError, match="after every training stage"):
         _recipe("mixed_precision", "qat")
 
@@ -64,7 +66,8 @@ def test_the_short_form_names_the_objective():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"activations": ["int8", "int16"]}, "int16 activations are not built"),
+        ({"activations": ["int16"]}, "not a list of int8 and int16"),
+        ({"activations": ["int8", "float16"]}, "not a list of int8 and int16"),
         ({"weights": ["int4"]}, "not a list of int8 and int4"),
         ({"weights": ["int8", "int2"]}, "not a list of int8 and int4"),
     ],

@@ -98,6 +98,7 @@ KEPT_FOR_ARENA = (
 
 
 KEPT_BY_CHOICE = "kept int8: chosen per layer by measurement (--weights auto)"
+INT16_INPUT = "int16 activations: TFLM's int4 kernels take int8 inputs only"
 
 
 def to_int4(
@@ -142,7 +143,11 @@ def to_int4(
                 _as_int8(m, g.tensors[op.inputs[1]])
             kept.append((where, KEPT_FOR_ARENA))
             continue
-        why = _ineligible(int4_model, graph.tensors[op.inputs[1]], name, readers, requantize)
+        why = (
+            INT16_INPUT
+            if graph.tensors[op.inputs[0]].type == schema.TensorType.INT16
+            else _ineligible(int4_model, graph.tensors[op.inputs[1]], name, readers, requantize)
+        )
         if why:
             kept.append((where, why))
             continue

@@ -35,11 +35,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgec.artifact import Artifact, runtimes
-from edgec.artifact.int4 import to_int4
+from edgec.artifact.int4 import INT16_INPUT, to_int4
 from edgec.artifact.precision import (
+    INT16,
     PER_CHANNEL,
     PER_TENSOR,
     Incompatible,
+    Int16Layers,
     Slot,
     Variants,
     granularity,
@@ -63,7 +65,8 @@ MAX_MACS = 10**10
 MIN_SAMPLES = 64
 UNITS = {"top1": " points", "rmse": "", "cosine": ""}
 INT8, INT4 = "int8", "int4"
-_TEXT = {PER_CHANNEL: "per channel", PER_TENSOR: "per tensor", INT8: "int8", INT4: "int4"}
+_TEXT = {PER_CHANNEL: "per channel", PER_TENSOR: "per tensor", INT8: "int8", INT4: "int4",
+         INT16: "int16"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ def choose(
     trained: bool = False,
     expectations: Expectations | None = None,
     bits: Bits | None = None,
+    activations: Bits | None = None,
 ) -> Choice:
     """What ships for ``mode`` (and ``bits``), and the measured trade per layer.
 
@@ -129,14 +133,18 @@ def choose(
     (else no arena is measured); ``trained``: a qat stage fixed the quantization;
     ``expectations``: what the recipe's stages must leave in the int8 kernels (auto
     keeps a layer per channel where per-tensor weights would break it: clusters made
-    per channel are counted per channel only in a per-channel kernel). ``bits``: then
-    each layer's filter is also measured int4 (``_choose_bits``), on the model the
-    per-channel choice made, by the same trials, rules and budget walk.
+    per channel are counted per channel only in a per-channel kernel). ``activations``
+    (``--activations auto``): then each layer is also measured with int16 activations
+    from ``converted.int16`` (``_choose_activations``); ``bits``: then each int8 layer's
+    filter is also measured int4 (``_choose_bits``); each on the model the choice before
+    made, by the same trials, rules and budget walk. ``Bits`` gives each its allowed
+    drop and objective.
     """
     base, variants, why = _variants(converted)
     slots = len(weighted_ops(base.model)) if variants is None else len(variants.slots)
     # each layer alone, and every layer one way; again for the weight bits
-    part, part_out = _samples(base, evaluation, float_out, (slots + 2) * (2 if bits else 1))
+    passes = 1 + (bits is not None) + (activations is not None)
+    part, part_out = _samples(base, evaluation, float_out, (slots + 2) * passes)
     expected = expectations or Expectations()
     if variants is not None and variants.slots:
         trials = _Trials(variants, part, part_out, runnable, expected)
@@ -153,6 +161,10 @@ def choose(
                 else "the converter stores every layer's weights the same either way"
             )
         first = _fixed(base, mode, why, trained)
+    if activations is not None:
+        first = _choose_activations(
+            first, converted, activations, part, part_out, runnable, expected, budget
+        )
     if bits is not None:
         first = _choose_bits(first, bits, part, part_out, runnable, expected, budget)
     return _with_activations(first)
@@ -253,6 +265,165 @@ def _choose_bits(
     return Choice(model, _granularity_of(report, model, variants.slots))
 
 
+def _excess(reference: Scores, float_value: float, max_drop: float) -> float | None:
+    """By how much (the metric's units) ``reference`` misses --max-accuracy-drop from
+    float (not above 0: it is within); None for cosine, which no drop limits."""
+    if reference.metric == "top1":
+        return (float_value - reference.value) - max_drop
+    if reference.metric == "rmse":
+        return reference.value - float_value * (1 + max_drop / 100)
+    return None
+
+
+def _choose_activations(
+    first: Choice,
+    converted: Converted,
+    wanted: Bits,
+    data: Dataset,
+    float_out: np.ndarray,
+    runnable: bool,
+    expectations: Expectations,
+    budget: Budget,
+) -> Choice:
+    """int8 or int16 activations per layer on ``first``'s model: a layer taken from the
+    16x8 conversion of the same calibration (``Int16Layers``), measured alone and in the
+    mixes tried (``_int16_layers``)."""
+    report = first.report
+    try:
+        if converted.int16 is None:
+            raise Incompatible(converted.int16_error or "no 16x8 conversion")
+        layers = Int16Layers(
+            Artifact.from_bytes(first.model, source="the chosen per-layer weights"),
+            Artifact.from_bytes(converted.int16, source="the 16x8 conversion"),
+        )
+    except Incompatible as exc:
+        note = f"int8 activations everywhere: {exc}"
+        return dataclasses.replace(first, report=_int16_report(report, note, {}, {}, {}, []))
+    trials = _Trials(layers, data, float_out, runnable, expectations, alt=INT16)
+    try:
+        current, reasons, note = _int16_layers(trials, wanted, float_value=scores(
+            float_out, data, float_out).value, budget=budget)  # fmt: skip
+        assignment = dict.fromkeys(current, INT16)
+        moved = layers.op_index(assignment)
+        options = {
+            s.op: [trials.option("int8-activations", frozenset()),
+                   trials.option("int16-activations", frozenset([s.op]))]
+            for s in layers.slots
+        }  # fmt: skip
+        models = [
+            trials.option("int8-activations", frozenset()),
+            trials.option("int16-activations", trials.everywhere),
+            trials.option("chosen", current),
+        ]
+        model = trials.model(current)
+    finally:
+        trials.close()
+    report = _int16_report(report, note, reasons, options, moved, models)
+    return Choice(model, report)
+
+
+def _int16_layers(
+    trials: _Trials, wanted: Bits, *, float_value: float, budget: Budget
+) -> tuple[frozenset[int], dict[int, str], str]:
+    """Which layers run on int16 activations, why each, and a note. int16 pays across a
+    run of int16 layers (the values between them stay int16; alone, a layer's output is
+    requantized to int8 again), so the choice starts from int16 everywhere and takes
+    layers back to int8, the costliest first (flash and arena its int16 adds, measured
+    alone), while the mix stays within --max-accuracy-drop (``smallest``) or within the
+    noise of int16 everywhere (``most_accurate``); then, while the mix misses a budget
+    the int8 model meets, the costliest goes back too. ``smallest`` keeps int8 everywhere
+    when int8 is within the drop; both keep it when int16 everywhere gains no more than
+    the noise. A layer whose int16 the runtimes cannot run stays int8."""
+    reference, unit = trials.reference, UNITS[trials.reference.metric]
+    noise, none, slots = reference.noise, frozenset[int](), trials.variants.slots
+    pinned = {s.op: why for s in slots if (why := _pinned(trials, s.op))}
+    everywhere = trials.everywhere - set(pinned)
+    best = trials.scores(everywhere) or reference
+    gain = best.gain_over(reference)
+    excess = _excess(reference, float_value, wanted.max_drop)
+    smallest = wanted.objective == "smallest"
+    reasons = dict(pinned)
+
+    def cost(op: int) -> int:
+        alone = frozenset([op])
+        arena = (trials.arena(alone) or 0) - (trials.arena(none) or 0)
+        return trials.flash(alone) - trials.flash(none) + arena
+
+    def good(key: frozenset[int]) -> bool:
+        mix = trials.scores(key)
+        if mix is None:
+            return False
+        if smallest:
+            over = _excess(mix, float_value, wanted.max_drop)
+            return over is not None and over <= 0
+        return best.gain_over(mix) <= noise
+
+    head = (
+        f"int8 everywhere {'is within' if excess is None or excess <= 0 else 'misses'} "
+        f"--max-accuracy-drop; int16 everywhere gains {gain + 0.0:.3g}{unit} (noise "
+        f"{noise:.3g}{unit})"
+    )
+    if (smallest and (excess is None or excess <= 0)) or gain <= noise or not everywhere:
+        why = "int8: " + (
+            "int8 is within --max-accuracy-drop"
+            if smallest and (excess is None or excess <= 0)
+            else "int16 everywhere gains no more than the noise"
+        )
+        for s in slots:
+            reasons.setdefault(s.op, why)
+        return (
+            none,
+            reasons,
+            f"0 of {len(slots)} layers int16 (objective {wanted.objective}); {head}",
+        )
+    current = set(everywhere)
+    reach = "within --max-accuracy-drop" if smallest else "within the noise of int16 everywhere"
+    if smallest and not good(frozenset(current)):
+        reach = "as close to --max-accuracy-drop as int16 everywhere (it misses it too)"
+        for op in current:
+            reasons[op] = "int16: int16 everywhere still misses --max-accuracy-drop"
+    else:
+        for op in sorted(current, key=lambda op: (-cost(op), op)):
+            trial = frozenset(current - {op})
+            if good(trial):
+                current.discard(op)
+                reasons[op] = f"int8: the mix stays {reach} without it (int16 costs {cost(op):,} B)"
+            else:
+                reasons[op] = f"int16: without it the mix is no longer {reach}"
+    if _over(trials, frozenset(current), budget) and not _over(trials, none, budget):
+        for op in sorted(current, key=lambda op: (-cost(op), op)):
+            current.discard(op)
+            reasons[op] = f"int8: int16 here would miss the {_budget_text(budget)}"
+            if not _over(trials, frozenset(current), budget):
+                break
+    note = f"{len(current)} of {len(slots)} layers int16 (objective {wanted.objective}); {head}"
+    return frozenset(current), reasons, note
+
+
+def _int16_report(
+    report: Precision,
+    note: str,
+    reasons: dict[int, str],
+    options: dict[int, list[PrecisionOption]],
+    moved: dict[int, int],
+    models: list[PrecisionOption],
+) -> Precision:
+    """``report`` with each layer's activations reason and int16's options measured, its
+    op index where the mix has it (``moved``: the QUANTIZE ops shift the ops after them)."""
+    layers = [
+        dataclasses.replace(
+            layer,
+            index=moved.get(layer.index, layer.index),
+            activations_reason=reasons.get(layer.index, "int8: no int16 layer offered"),
+            options=[*layer.options, *options.get(layer.index, [])],
+        )
+        for layer in report.layers
+    ]
+    kept = [m for m in report.models if m.name != "chosen"]
+    return dataclasses.replace(report, activations_mode="auto", activations_note=note,
+                               layers=layers, models=[*kept, *models])  # fmt: skip
+
+
 def _grows(trials: _Trials, op: int) -> str:
     """Why this layer's int4 filter costs more than it saves ("" if it does not): TFLM's
     reference kernels unpack an int4 filter into scratch in the arena, which can grow
@@ -300,7 +471,12 @@ def _bits_report(
         dataclasses.replace(
             layer,
             weight_bits=4 if int4.get(layer.index) else 8,
-            bits_reason=reasons.get(layer.index, "int8: no int4 filter offered"),
+            bits_reason=reasons.get(
+                layer.index,
+                f"int8: {INT16_INPUT}"
+                if layer.activations_reason.startswith("int16")
+                else "int8: no int4 filter offered",
+            ),  # fmt: skip
             options=[*layer.options, *(options or {}).get(layer.index, [])],
         )
         for layer in report.layers
@@ -380,7 +556,7 @@ class _Trials:
 
     def __init__(
         self,
-        variants: Variants,
+        variants: Variants | Int16Layers,
         data: Dataset,
         float_out: np.ndarray,
         runnable: bool,

@@ -399,6 +399,7 @@ class PrecisionLayer:
     weight_bits: int = 8  # 4: the filter ships packed int4
     activations: str = "int8"  # the dtype of the layer's output (int16: 16x8)
     bits_reason: str = ""  # --weights auto: why these weight bits (measured)
+    activations_reason: str = ""  # --activations auto: why this activation dtype
 
     def option(self, name: str) -> PrecisionOption | None:
         return next((o for o in self.options if o.name == name), None)
@@ -420,6 +421,8 @@ class Precision:
     weights: str = ""  # --weights auto: int4 or int8 chosen per layer ("" otherwise)
     weights_note: str = ""  # how auto chose the weight bits
     allowed_loss: builtins.float | None = None  # the metric int4 layers may lose together
+    activations_mode: str = ""  # --activations auto: int16 or int8 chosen per layer
+    activations_note: str = ""  # how auto chose the activations
 
     TRADE_HEAD: ClassVar[tuple[str, ...]] = (
         "layer", "op", "per-tensor saves flash B", "saves arena B", "metric per-channel",
@@ -428,13 +431,16 @@ class Precision:
     BITS_HEAD: ClassVar[tuple[str, ...]] = (
         "int4 saves flash B", "int4 saves arena B", "metric int8", "metric int4",
     )  # fmt: skip
+    ACTIVATIONS_HEAD: ClassVar[tuple[str, ...]] = (
+        "int16 costs flash B", "int16 costs arena B", "metric int16",
+    )  # fmt: skip
     LEFT: ClassVar[frozenset[str]] = frozenset(("layer", "op", "ships", "why"))
 
     def trade_head(self) -> list[str]:
         """The columns of ``trade_rows``: with --weights auto, also int4's trade."""
-        if not self.weights:
-            return list(self.TRADE_HEAD)
-        return [*self.TRADE_HEAD[:6], *self.BITS_HEAD, *self.TRADE_HEAD[6:]]
+        bits = self.BITS_HEAD if self.weights else ()
+        acts = self.ACTIVATIONS_HEAD if self.activations_mode else ()
+        return [*self.TRADE_HEAD[:6], *bits, *acts, *self.TRADE_HEAD[6:]]
 
     def trade_rows(self) -> list[list[str]]:
         """Each layer's trade as text cells under ``trade_head()`` (terminal and HTML):
@@ -452,8 +458,13 @@ class Precision:
                 int8, int4 = layer.option("int8"), layer.option("int4")
                 row += [_saved(int8, int4, "flash_bytes"), _saved(int8, int4, "arena_bytes"),
                         _figure(int8), _figure(int4)]  # fmt: skip
+            if self.activations_mode:
+                int8, int16 = layer.option("int8-activations"), layer.option("int16-activations")
+                row += [_saved(int16, int8, "flash_bytes"), _saved(int16, int8, "arena_bytes"),
+                        _figure(int16)]  # fmt: skip
+            if self.weights or self.activations_mode:
                 ships = f"{ships}, int{layer.weight_bits} weights, {layer.activations} activations"
-                why = "; ".join(filter(None, (why, layer.bits_reason)))
+                why = "; ".join(filter(None, (why, layer.activations_reason, layer.bits_reason)))
             rows.append([*row, ships, why])
         return rows
 
@@ -467,6 +478,9 @@ class Precision:
         head = (
             f"weights (--per-channel {self.mode}): {tensor} of {len(self.layers)} layers per tensor"
         )
+        if self.activations_mode:
+            int16 = sum(layer.activations == "int16" for layer in self.layers)
+            head += f"; (--activations auto) {int16} of {len(self.layers)} int16"
         if self.weights:
             int4 = sum(layer.weight_bits == 4 for layer in self.layers)
             head += f"; (--weights {self.weights}) {int4} of {len(self.layers)} int4"
@@ -481,6 +495,8 @@ class Precision:
 
         names = {"per-channel": "per channel everywhere", "per-tensor": "per tensor everywhere",
                  "int8": "int8 weights everywhere", "int4": "int4 wherever allowed",
+                 "int8-activations": "int8 activations everywhere",
+                 "int16-activations": "int16 activations wherever offered",
                  "chosen": "shipped"}  # fmt: skip
         return head + "; " + "; ".join(f"{names.get(m.name, m.name)}: {figures(m)}"
                                         for m in self.models)  # fmt: skip

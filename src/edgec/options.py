@@ -198,7 +198,8 @@ class BuildOptions:
         help="int4: CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED filters as packed int4 "
         "(half the weight bytes; TFLM and LiteRT targets), requantized after training, with "
         "its accuracy cost measured. A recipe's qat stage with weight_bits = 4 trains them "
-        "instead. Default: as trained.",
+        "instead. auto: int4 or int8 per layer, each measured (flash, TFLM arena, accuracy), "
+        "int4 within --max-accuracy-drop. Default: as trained.",
     )  # fmt: skip
     calibration_samples: int = _option(
         DEFAULT_CALIBRATION_SAMPLES, group="quantization", kind=int, low=1,

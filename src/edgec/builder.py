@@ -653,6 +653,15 @@ def _precision_bits(ctx: BuildContext) -> Bits | None:
     return None
 
 
+def _activations(ctx: BuildContext) -> str:
+    """The activation width report.json names: the option's, or with int16 layers chosen
+    per layer ``int8+int16``."""
+    layers = ctx.precision.report.layers if ctx.precision is not None else []
+    if not _int16_layers(ctx.options, ctx.plan.recipe):
+        return ctx.options.activations
+    return "int8+int16" if any(layer.activations == "int16" for layer in layers) else "int8"
+
+
 def _int16_layers(options: BuildOptions, recipe: Recipe | None) -> bool:
     """int16 or int8 activations per layer: ``--activations auto`` or a mixed_precision
     stage whose ``activations`` take int16."""
@@ -1047,7 +1056,7 @@ def build_report(ctx: BuildContext) -> BuildReport:
             input_shape=list(flat.input_tensor().shape),
             output_shape=list(flat.output_tensor().shape),
             io_type=ctx.plan.io_type,
-            activations=ctx.options.activations,
+            activations=_activations(ctx),
             ops=list(flat.op_names),
             parameters=ctx.parameters
             if ctx.parameters is not None

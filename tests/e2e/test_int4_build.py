@@ -185,7 +185,7 @@ def test_mixed_precision_ships_the_int4_layers_it_chose_proven_and_reported(mixe
     int4 = [layer for layer in precision["layers"] if layer["weight_bits"] == 4]
     # each layer measured every way, and why it ships so: int8 activations here, as int8
     # is within --max-accuracy-drop on the example
-    assert precision["activations_mode"] == "auto"
+    assert precision["activations_mode"] == "auto" and report["model"]["activations"] == "int8"
     for layer in precision["layers"]:
         names = {o["name"] for o in layer["options"]}
         assert {"int8", "int4", "int8-activations", "int16-activations"} <= names

@@ -75,7 +75,7 @@ def run(workload, folder: Path) -> dict:
         precision = result.report.precision
         if "auto" in changes.values() and precision is not None:
             layers = [precision.trade_head(), *precision.trade_rows()]
-            row["note"] = " ".join(filter(None, (precision.activations_note,
+            row["note"] = "; ".join(filter(None, (precision.activations_note,
                                                  precision.weights_note)))  # fmt: skip
             row["label"] = label
     return {"workload": workload, "rows": rows, "layers": layers}

@@ -319,7 +319,8 @@ def _choose_activations(
     finally:
         trials.close()
     report = _int16_report(report, note, reasons, options, moved, models)
-    return Choice(model, report)
+    int16 = tuple(dataclasses.replace(s, op=moved[s.op]) for s in layers.slots if s.op in current)
+    return Choice(model, _granularity_of(report, model, int16))
 
 
 def _int16_layers(
@@ -490,17 +491,25 @@ def _bits_report(
 
 def _granularity_of(report: Precision, model: bytes, slots: tuple[Slot, ...]) -> Precision:
     """Each layer's granularity as ``model`` stores it: TFLM takes an int4
-    FULLY_CONNECTED filter per tensor only, so int4 there stores it per tensor."""
+    FULLY_CONNECTED filter per tensor only, so int4 there stores it per tensor; an int16
+    layer has the 16x8 conversion's weights (per channel). ``slots``: keyed by the op's
+    index in ``model``."""
     flat = Artifact.from_bytes(model, source="the chosen per-layer weights").model
     by_op = {s.op: s for s in slots}
     layers = []
     for layer in report.layers:
         slot = by_op.get(layer.index)
         now = layer.choice if slot is None else granularity(flat, slot)
-        if now != layer.choice:
+        if now != layer.choice and layer.weight_bits == 4:
             layer = dataclasses.replace(
                 layer, choice=now,
                 bits_reason=f"{layer.bits_reason} (int4 {layer.op} is {_TEXT[now]} in TFLM)",
+            )  # fmt: skip
+        elif now != layer.choice:
+            layer = dataclasses.replace(
+                layer, choice=now,
+                activations_reason=f"{layer.activations_reason} (with the 16x8 conversion's "
+                f"{_TEXT[now]} weights)",
             )  # fmt: skip
         layers.append(layer)
     return dataclasses.replace(report, layers=layers)

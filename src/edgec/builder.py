@@ -43,7 +43,7 @@ from edgec.datasets.split import (
     split_holdout,
     split_validation,
 )
-from edgec.errors import EdgecError, InputError, ToolError, UsageError
+from edgec.errors import ConversionError, EdgecError, InputError, ToolError, UsageError
 from edgec.export import (
     ExportSpec,
     c_identifier,
@@ -90,7 +90,7 @@ from edgec.targets.weights import compression_checks
 
 if TYPE_CHECKING:  # TensorFlow-side modules: imported by the phases that need them
     from edgec.pipeline.convert import Converted
-    from edgec.pipeline.precision import Budget, Choice
+    from edgec.pipeline.precision import Bits, Budget, Choice
     from edgec.pipeline.verify import Evaluation
     from edgec.stages.plan import CompressionPlan
 
@@ -552,19 +552,32 @@ def convert(ctx: BuildContext) -> None:
     from edgec.pipeline.convert import convert_full_integer
     from edgec.pipeline.recurrent import unroll_recurrent
 
-    calibration, activations = ctx.calibration, ctx.options.activations
-    width = "int8" if activations == "int8" else "16x8 (int16 activations, int8 weights)"
+    calibration = ctx.calibration
+    activations = "auto" if _int16_layers(ctx.options, ctx.plan.recipe) else ctx.options.activations
+    width = {"int8": "int8", "auto": "int8 and 16x8 (int16 layers chosen next)"}.get(
+        activations, "16x8 (int16 activations, int8 weights)"
+    )
     with ctx.stage(
         "convert", f"Converting to full-integer {width} ({len(calibration)} calibration samples)"
     ):
+        model = unroll_recurrent(ctx.model, calibration.x[:16])
         ctx.conversion = convert_full_integer(
-            unroll_recurrent(ctx.model, calibration.x[:16]),
+            model,
             calibration.x,
             io_type=ctx.plan.io_type,
-            activations=activations,
+            activations="int8" if activations == "auto" else activations,
             quiet=not ctx.options.debug,
             per_tensor=True,  # the per-layer choice's other option (choose_precision)
         )
+        if activations == "auto":  # the int16 layers' source: the same calibration, 16x8
+            try:
+                twin = convert_full_integer(
+                    model, calibration.x, io_type="int16", activations="int16",
+                    quiet=not ctx.options.debug,
+                )  # fmt: skip
+                ctx.conversion = dataclasses.replace(ctx.conversion, int16=twin.model)
+            except ConversionError as exc:  # the int8 model stands; the report says why
+                ctx.conversion = dataclasses.replace(ctx.conversion, int16_error=exc.message)
     assert ctx.conversion.names is not None  # convert_full_integer traced the model
     ctx.names = ctx.conversion.names
     _set_converted(ctx, ctx.conversion.model)
@@ -586,13 +599,26 @@ def choose_precision(ctx: BuildContext) -> None:
     from edgec.pipeline import precision
 
     mode, recipe = ctx.options.per_channel, ctx.plan.recipe
+    bits = _precision_bits(ctx)
+    stage = ctx.plan.recipe.stage("mixed_precision") if ctx.plan.recipe is not None else None
+    objective = "smallest" if stage is None else stage["objective"]
+    activations = (
+        precision.Bits(ctx.options.max_accuracy_drop, objective)
+        if _int16_layers(ctx.options, ctx.plan.recipe)
+        else None
+    )
     description = f"Per-channel or per-tensor weights per layer (--per-channel {mode})"
+    if activations is not None:
+        description += ", int16 or int8 activations (--activations auto)"
+    if bits is not None:
+        description += ", int4 or int8 (--weights auto)"
     with ctx.stage("per_channel", description):
         ctx.precision = precision.choose(
             ctx.conversion, mode=mode, evaluation=ctx.evaluation, float_out=float_outputs(ctx),
             budget=_precision_budget(ctx), runnable=ctx.tflm_ok,
             trained=recipe is not None and "qat" in recipe.types,
             expectations=None if ctx.recipe_plan is None else ctx.recipe_plan.expectations(),
+            bits=bits, activations=activations,
         )  # fmt: skip
     if ctx.precision.model != ctx.tflite:
         _set_converted(ctx, ctx.precision.model)
@@ -610,6 +636,43 @@ def cheapest_precision(ctx: BuildContext) -> None:
     )  # fmt: skip
     if shipped != ctx.tflite:
         _set_converted(ctx, shipped)
+
+
+def _precision_bits(ctx: BuildContext) -> Bits | None:
+    """int4 or int8 filters per layer: ``--weights auto`` or a ``mixed_precision`` stage
+    (not after 4-bit QAT: its layers keep the int4 weights they trained)."""
+    from edgec.pipeline import precision
+
+    if _trained_bits(ctx) == 4:
+        return None
+    stage = ctx.plan.recipe.stage("mixed_precision") if ctx.plan.recipe is not None else None
+    if stage is not None and "int4" in stage["weights"]:
+        return precision.Bits(ctx.options.max_accuracy_drop, stage["objective"])
+    if ctx.options.weights == "auto":
+        return precision.Bits(ctx.options.max_accuracy_drop)
+    return None
+
+
+def _activations(ctx: BuildContext) -> str:
+    """The activation width report.json names: the option's, or with int16 layers chosen
+    per layer ``int8+int16``."""
+    layers = ctx.precision.report.layers if ctx.precision is not None else []
+    if not _int16_layers(ctx.options, ctx.plan.recipe):
+        return ctx.options.activations
+    return "int8+int16" if any(layer.activations == "int16" for layer in layers) else "int8"
+
+
+def _int16_layers(options: BuildOptions, recipe: Recipe | None) -> bool:
+    """int16 or int8 activations per layer: ``--activations auto`` or a mixed_precision
+    stage whose ``activations`` take int16."""
+    stage = recipe.stage("mixed_precision") if recipe is not None else None
+    return options.activations == "auto" or (stage is not None and "int16" in stage["activations"])
+
+
+def _trained_bits(ctx: BuildContext) -> int:
+    """The weight bits a qat stage trained (8 without one)."""
+    qat = ctx.plan.recipe.stage("qat") if ctx.plan.recipe is not None else None
+    return 8 if qat is None else int(qat["weight_bits"])
 
 
 def _precision_budget(ctx: BuildContext) -> Budget:
@@ -637,9 +700,17 @@ def int4_weights(ctx: BuildContext) -> None:
     qat = ctx.plan.recipe.stage("qat") if ctx.plan.recipe is not None else None
     trained = qat is not None and qat["weight_bits"] == 4
     post = ctx.options.weights == "int4"
-    if not (trained or post):
+    # chosen per layer (--weights auto): the int4 filters are in the model already
+    chosen = frozenset(
+        layer.index for layer in ctx.precision.report.layers if layer.weight_bits == 4
+    ) if ctx.precision is not None and not trained else frozenset()  # fmt: skip
+    if not (trained or post or chosen):
         return
-    how = "trained 4-bit weights" if trained else "post-training, requantized from int8"
+    how = (
+        "trained 4-bit weights" if trained
+        else "post-training, requantized from int8" if post
+        else f"{len(chosen)} chosen per layer by measurement"
+    )  # fmt: skip
     with ctx.stage("int4", f"Storing the filters as int4 ({how})") as metrics:
         if not ctx.tflm_ok:
             ctx.checks[INT4_CHECK] = [Check(INT4_CHECK, False, "not run: TFLM lacks ops")]
@@ -649,6 +720,7 @@ def int4_weights(ctx: BuildContext) -> None:
         proven = to_int4_verified(
             ctx.tflite, x_q, requantize=post and not trained,
             arena_growth=None if growth < 0 else growth,
+            only=None if trained or post else chosen,
         )  # fmt: skip
         metrics.update(proven.metrics())
     ctx.checks[INT4_CHECK] = [proven.check]
@@ -984,7 +1056,7 @@ def build_report(ctx: BuildContext) -> BuildReport:
             input_shape=list(flat.input_tensor().shape),
             output_shape=list(flat.output_tensor().shape),
             io_type=ctx.plan.io_type,
-            activations=ctx.options.activations,
+            activations=_activations(ctx),
             ops=list(flat.op_names),
             parameters=ctx.parameters
             if ctx.parameters is not None
@@ -1087,6 +1159,7 @@ def _validate(options: BuildOptions) -> _Plan:
     recipe = _recipe(options)
     _check_per_channel(options.per_channel, recipe)
     _check_int4(options, recipe, profiles)
+    _check_int16_layers(options, recipe, profiles)
     if recipe is not None and options.activations == "int16" and "qat" in recipe.types:
         # TF-MOT's QAT (0.8.1) trains 8-bit fake quantization of the activations: the
         # ranges it learns are int8 ones, and TFLite's 16x8 mode has no QAT scheme to
@@ -1127,9 +1200,17 @@ def _check_int4(
             "--weights int8 contradicts the recipe, whose qat stage trains weight_bits = 4",
             hint="drop --weights, or set weight_bits = 8 in the qat stage",
         )
-    if not (trained or options.weights == "int4"):
+    mixed = recipe.stage("mixed_precision") if recipe is not None else None
+    if mixed is not None and options.weights is not None:
+        raise UsageError(
+            f"--weights {options.weights} contradicts the recipe's mixed_precision stage, "
+            "which chooses the weights per layer",
+            hint="drop --weights, or drop the mixed_precision stage",
+        )
+    chosen = options.weights == "auto" or (mixed is not None and "int4" in mixed["weights"])
+    if not (trained or options.weights == "int4" or chosen):
         return
-    if options.activations != "int8":
+    if options.activations == "int16":
         raise UsageError(
             "int4 weights take int8 activations only (TFLM's int4 kernels are int8 x int4)",
             hint="build with --activations int8, or without int4 weights",
@@ -1141,7 +1222,35 @@ def _check_int4(
                 "only TFLM and LiteRT have int4 kernels (Vela compiles 8- and 16-bit "
                 "operators, the Edge TPU compiler int8 ones)",
                 hint=f"build {profile.name} with int8 weights (drop --weights int4 or "
-                "weight_bits = 4)",
+                "auto, weight_bits = 4, or the mixed_precision stage's int4)",
+            )
+
+
+def _check_int16_layers(
+    options: BuildOptions, recipe: Recipe | None, profiles: list[TargetProfile]
+) -> None:
+    """int16 layers chosen per layer (``--activations auto``, a mixed_precision stage's
+    int16): refused before any training where the targets or the recipe cannot take them."""
+    if not _int16_layers(options, recipe):
+        return
+    stage = recipe.stage("mixed_precision") if recipe is not None else None
+    if stage is not None and options.activations != "int8":
+        raise UsageError(
+            f"--activations {options.activations} contradicts the recipe's mixed_precision "
+            "stage, which chooses the activations per layer",
+            hint="drop --activations, or drop the mixed_precision stage",
+        )
+    if recipe is not None and "qat" in recipe.types:
+        raise UsageError(  # as for --activations int16 (see _validate)
+            "int16 layers cannot follow a qat stage: TF-MOT's QAT trains int8 activation "
+            "ranges only",
+            hint="drop the qat stage, or keep int8 activations",
+        )
+    for profile in profiles:
+        if "int16" not in profile.tensor_dtypes:
+            raise UsageError(
+                f"int16 activations do not run on {profile.name} ({profile.runtime.title})",
+                hint=f"build {profile.name} with --activations int8",
             )
 
 

@@ -27,7 +27,7 @@ from edgec.datasets.split import DEFAULT_CALIBRATION_SAMPLES
 from edgec.errors import InputError, UsageError
 from edgec.export.c_array import LANGUAGES
 from edgec.export.layouts import LAYOUTS
-from edgec.pipeline.convert import ACTIVATIONS, IO_TYPES, PER_CHANNEL_MODES, WEIGHTS
+from edgec.pipeline.convert import ACTIVATION_CHOICES, IO_TYPES, PER_CHANNEL_MODES, WEIGHTS
 from edgec.stages import get_stage, stage_types
 from edgec.stages.recipe import builtin_recipe_names
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN
@@ -187,16 +187,19 @@ class BuildOptions:
         "--activations int16, where uint8 is refused).",
     )  # fmt: skip
     activations: str = _option(
-        "int8", group="quantization", choices=lambda: ACTIVATIONS,
+        "int8", group="quantization", choices=lambda: ACTIVATION_CHOICES,
         help="int16: TFLite's 16x8 mode (int16 activations, int8 weights) for regression, "
-        "audio and autoencoders where int8 loses too much; TFLM and Ethos-U targets.",
+        "audio and autoencoders where int8 loses too much; TFLM and Ethos-U targets. auto: "
+        "int8, with int16 layers (from a 16x8 conversion, QUANTIZE ops at their edges) "
+        "where int8 misses --max-accuracy-drop, each measured; TFLM targets.",
     )  # fmt: skip
     weights: str | None = _option(
         None, group="quantization", choices=lambda: WEIGHTS,
         help="int4: CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED filters as packed int4 "
         "(half the weight bytes; TFLM and LiteRT targets), requantized after training, with "
         "its accuracy cost measured. A recipe's qat stage with weight_bits = 4 trains them "
-        "instead. Default: as trained.",
+        "instead. auto: int4 or int8 per layer, each measured (flash, TFLM arena, accuracy), "
+        "int4 within --max-accuracy-drop. Default: as trained.",
     )  # fmt: skip
     calibration_samples: int = _option(
         DEFAULT_CALIBRATION_SAMPLES, group="quantization", kind=int, low=1,

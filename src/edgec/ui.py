@@ -298,10 +298,17 @@ def _precision_table(precision: Precision) -> Table:
     """Per layer: what per-tensor weights save and cost against per-channel ones."""
     title = f"Weights per layer ({precision.metric} on {precision.samples} samples)"
     table = Table(title=t(title), title_justify="left")
-    for i, head in enumerate(Precision.TRADE_HEAD):
-        table.add_column(head, justify="left" if i in (0, 1, 6, 7) else "right")
+    head = precision.trade_head()
+    # with more choices, not the base models' metrics (one figure in every row: the
+    # summary line has them; report.html keeps them)
+    constant = (
+        {"metric per-channel", "metric int8"} if len(head) > len(Precision.TRADE_HEAD) else set()
+    )
+    keep = [i for i, name in enumerate(head) if name not in constant]
+    for i in keep:
+        table.add_column(head[i], justify="left" if head[i] in Precision.LEFT else "right")
     for row in precision.trade_rows():
-        table.add_row(*(t(cell) for cell in row))
+        table.add_row(*(t(row[i]) for i in keep))
     return table
 
 
@@ -328,7 +335,9 @@ def _stage_line(name: str, m: dict) -> str:
 def _int4_line(m: dict) -> str:
     before, after = m["int8_weight_bytes"], m["int4_weight_bytes"]
     how = (
-        f"{m.get('requantized', 0)} requantized after training"
+        f"{m['chosen_per_layer']} chosen per layer by measurement (--weights auto)"
+        if m.get("chosen_per_layer")
+        else f"{m.get('requantized', 0)} requantized after training"
         if m.get("requantized")
         else "as trained (4-bit QAT)"
     )

@@ -317,3 +317,160 @@ def test_a_layer_the_runtimes_cannot_run_per_tensor_stays_per_channel():
     assert second.option(PER_TENSOR).arena_bytes is None
     shipped = Artifact.from_bytes(choice.model)
     assert shipped.arena()[0] is not None  # what ships runs
+
+
+def _classes(mlp: Mlp) -> Dataset:
+    """The MLP's samples labelled with the float model's classes: top-1 is the metric."""
+    return dataclasses.replace(mlp.data, y=mlp.float_out.argmax(1))
+
+
+def _bits(mlp: Mlp, bits: precision.Bits, budget: precision.Budget | None = None):
+    return precision.choose(
+        Converted(mlp.per_channel, mlp.per_tensor), mode="auto", evaluation=_classes(mlp),
+        float_out=mlp.float_out, budget=budget or precision.Budget(), runnable=True, bits=bits,
+    )  # fmt: skip
+
+
+def _int4_ops(model: bytes) -> list[int]:
+    flat = Artifact.from_bytes(model).model
+    return [op.index for op in flat.operators if flat.tensors[op.inputs[1]].dtype == "int4"]
+
+
+@pytest.mark.parametrize(("max_drop", "int4"), [(2.0, []), (50.0, [0])])
+def test_weights_auto_ships_int4_where_the_allowed_drop_takes_its_loss(max_drop, int4):
+    """The first layer's int4 filter loses points of top-1 (measured): int4 only where
+    --max-accuracy-drop leaves room. The second's saves 32 B of flash and grows the arena
+    by its unpack scratch: int8 whatever the drop."""
+    mlp = make_mlp()
+    choice = _bits(mlp, precision.Bits(max_drop))
+    report = choice.report
+    first, second = report.layers
+    assert report.weights == "auto" and report.allowed_loss is not None
+    assert [layer.index for layer in report.layers if layer.weight_bits == 4] == int4
+    assert _int4_ops(choice.model) == int4
+    loss = first.option("int8").metric - first.option("int4").metric  # top-1 points
+    assert loss > report.noise  # int4 costs accuracy here, measured
+    assert (loss <= report.allowed_loss) == bool(int4)
+    assert ("within" if int4 else "more than") + " the allowed loss" in first.bits_reason
+    saved = second.option("int8").flash_bytes - second.option("int4").flash_bytes
+    grown = second.option("int4").arena_bytes - second.option("int8").arena_bytes
+    assert 0 < saved < grown and "grows the arena" in second.bits_reason
+    assert second.weight_bits == 8
+    chosen = report.model("chosen")
+    assert chosen.flash_bytes == len(choice.model)
+    assert all(layer.activations == "int8" for layer in report.layers)
+
+
+def test_the_int4_mix_runs_bit_identical_to_its_int8_twin():
+    from edgec.artifact.int4 import to_int4_verified
+
+    mlp = make_mlp()
+    choice = _bits(mlp, precision.Bits(50.0))
+    flat = Artifact.from_bytes(choice.model).model
+    x_q = runtimes.quantize(mlp.data.x[:100], flat.input_tensor())
+    proven = to_int4_verified(choice.model, x_q, only=frozenset(_int4_ops(choice.model)))
+    assert proven.check.ok, proven.check.detail
+    assert proven.result.chosen and len(proven.result.packed) == 1
+    assert proven.metrics()["chosen_per_layer"] == 1 and proven.metrics()["from_converter"] == 0
+    assert _int4_ops(proven.result.model) == _int4_ops(choice.model)
+
+
+def test_most_accurate_keeps_int8_unless_a_budget_is_missed():
+    mlp = make_mlp()
+    free = _bits(mlp, precision.Bits(50.0, "most_accurate"))
+    assert _int4_ops(free.model) == []
+    assert all("most_accurate" in layer.bits_reason for layer in free.report.layers[:1])
+    smallest = len(_bits(mlp, precision.Bits(50.0)).model)
+    tight = _bits(mlp, precision.Bits(2.0, "most_accurate"), precision.Budget(smallest))
+    assert _int4_ops(tight.model) and len(tight.model) <= smallest
+    for layer in tight.report.layers:  # the least loss first, each step measured
+        assert (layer.weight_bits == 4) == ("int4 to fit the flash budget" in layer.bits_reason)
+
+
+def _outlier_mlp(*, per_channel: bool = True) -> tuple[bytes, bytes, Dataset, np.ndarray]:
+    """A 32 -> 16 (ReLU) -> 4 MLP whose first hidden unit is 60x the others (and read
+    60x weaker): int8's one hidden scale leaves the other units a few steps, int16 ones
+    hundreds. Its int8 form (weights per channel, or per tensor) and its 16x8 form (the
+    same calibration, per channel as the converter's), data, outputs."""
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(size=(16, 32)), rng.normal(size=(4, 16))
+    w1[0] *= 60
+    w2[:, 0] /= 60
+    x = rng.normal(size=(300, 32)).astype(np.float32)
+    hidden = np.maximum(x @ w1.T, 0)
+    y = (hidden @ w2.T).astype(np.float32)
+    scales = [np.abs(x).max() / 127, hidden.max() / 127, np.abs(y).max() / 127]
+    forms = [
+        mlp_int8([w1, w2], [np.zeros(16), np.zeros(4)], per_channel=channels,
+                 activation_scales=scales, activations=width)
+        for width, channels in (("int8", per_channel), ("int16", True))
+    ]  # fmt: skip
+    return forms[0], forms[1], Dataset(x, y, "test"), y
+
+
+def test_int16_layers_are_spliced_with_quantize_ops_that_tflm_and_litert_run_alike():
+    from edgec.artifact.precision import INT16, Int16Layers
+
+    int8, int16, data, _ = _outlier_mlp()
+    layers = Int16Layers(Artifact.from_bytes(int8), Artifact.from_bytes(int16))
+    assert [s.op for s in layers.slots] == [0, 1]
+    x_q = runtimes.quantize(data.x[:100], layers.base.model.input_tensor())
+    for chosen, quantize in (((0,), 2), ((1,), 2), ((0, 1), 2)):  # a run shares int16
+        mix = Artifact.from_bytes(layers.splice(dict.fromkeys(chosen, INT16)))
+        names = [op.name for op in mix.model.operators]
+        assert names.count("QUANTIZE") == quantize and names.count("FULLY_CONNECTED") == 2
+        moved = layers.op_index(dict.fromkeys(chosen, INT16))
+        for op in chosen:  # op_index finds each int16 layer in the mix
+            assert mix.model.operators[moved[op]].name == "FULLY_CONNECTED"
+            assert mix.model.tensors[mix.model.operators[moved[op]].outputs[0]].dtype == "int16"
+        arena, why = mix.arena()
+        assert arena is not None, why
+        litert = runtimes.run_litert(mix.data, x_q).raw.astype(int)
+        tflm = runtimes.run_tflm(mix.data, x_q, arena).raw.astype(int)
+        assert np.abs(litert - tflm).max() <= 1
+
+
+def test_activations_auto_takes_the_int16_run_that_pays_and_reports_it():
+    int8, int16, data, y = _outlier_mlp(per_channel=False)
+    choice = precision.choose(
+        Converted(int8, None, "no per-tensor form", int16=int16), mode="auto",
+        evaluation=data, float_out=y, budget=precision.Budget(), runnable=True,
+        activations=precision.Bits(2.0, "most_accurate"),
+    )  # fmt: skip
+    report = choice.report
+    assert report.activations_mode == "auto" and "2 of 2 layers int16" in report.activations_note
+    shipped = Artifact.from_bytes(choice.model).model
+    assert [op.name for op in shipped.operators] == [
+        "QUANTIZE", "FULLY_CONNECTED", "FULLY_CONNECTED", "QUANTIZE"
+    ]  # fmt: skip
+    for layer in report.layers:  # indices of the shipped model, int16 measured alone
+        assert shipped.operators[layer.index].name == "FULLY_CONNECTED"
+        assert layer.choice == PER_CHANNEL  # the 16x8 form's weights, not the int8 form's
+        assert "per channel weights" in layer.activations_reason
+        assert layer.activations == "int16" and "without it" in layer.activations_reason
+        assert layer.option("int16-activations") and layer.option("int8-activations")
+    # the run of int16 layers beats int8 and each layer's int16 alone (its output goes
+    # back to int8)
+    int8_rmse = report.model("int8-activations").metric
+    chosen = report.model("chosen").metric
+    assert chosen < int8_rmse / 2
+    assert all(chosen < layer.option("int16-activations").metric / 2 for layer in report.layers)
+
+
+@pytest.mark.parametrize(("max_drop", "int16"), [(50.0, 0), (2.0, 2)])
+def test_activations_auto_smallest_takes_int16_only_where_int8_misses_the_drop(max_drop, int16):
+    """Targets 10 units of noise off the model: float's RMSE about 10, int8's about 11
+    (a rise of about 13%), the int16 run's about 10.02."""
+    int8, twin, data, y = _outlier_mlp()
+    noisy = dataclasses.replace(data, y=y + 10 * np.random.default_rng(1).normal(size=y.shape))
+    choice = precision.choose(
+        Converted(int8, None, "no per-tensor form", int16=twin), mode="auto",
+        evaluation=noisy, float_out=y, budget=precision.Budget(), runnable=True,
+        activations=precision.Bits(max_drop),
+    )  # fmt: skip
+    layers = choice.report.layers
+    assert sum(layer.activations == "int16" for layer in layers) == int16
+    why = "int8 is within --max-accuracy-drop" if not int16 else "no longer within"
+    assert all(why in layer.activations_reason for layer in layers)
+    ops = [op.name for op in Artifact.from_bytes(choice.model).model.operators]
+    assert ops.count("QUANTIZE") == (2 if int16 else 0)

@@ -160,3 +160,64 @@ def test_the_tiny_recipe_ships_int4_filters_within_its_arena_growth(tmp_path):
     assert sum(t.dtype == "int8" for t in filters) == len(kept)
     assert _stage(report, "qat")["weight_bits"] == 4
     assert _check(report, "lean_bit_identical")["ok"]
+
+
+@pytest.fixture(scope="module")
+def mixed_build(tmp_path_factory):
+    """The example with a mixed_precision stage taking int4 weights and int16 activations
+    (the choice of ``--weights auto --activations auto``, through a recipe): one build
+    shared by the assertions below."""
+    folder = tmp_path_factory.mktemp("mixed")
+    recipe, out = folder / "mixed.toml", folder / "out"
+    recipe.write_text(
+        'name = "mixed"\ndescription = "int4/int8 weights, int16/int8 activations"\n\n'
+        '[[stage]]\ntype = "mixed_precision"\nactivations = ["int8", "int16"]\n'
+    )
+    run = run_edgec("build", "--target", "cortex-m4", "--recipe", recipe, "--out", out)
+    assert run.code in (0, 3), run.out + run.err
+    return run, out, json.loads((out / "report.json").read_text())
+
+
+def test_mixed_precision_ships_the_int4_layers_it_chose_proven_and_reported(mixed_build):
+    run, out, report = mixed_build
+    precision = report["precision"]
+    assert precision["weights"] == "auto" and precision["allowed_loss"] is not None
+    int4 = [layer for layer in precision["layers"] if layer["weight_bits"] == 4]
+    # each layer measured every way, and why it ships so: int8 activations here, as int8
+    # is within --max-accuracy-drop on the example
+    assert precision["activations_mode"] == "auto" and report["model"]["activations"] == "int8"
+    for layer in precision["layers"]:
+        names = {o["name"] for o in layer["options"]}
+        assert {"int8", "int4", "int8-activations", "int16-activations"} <= names
+        assert layer["bits_reason"] and layer["activations"] == "int8"
+        assert "within --max-accuracy-drop" in layer["activations_reason"]
+    # what ships is what was chosen: int4 filters in those layers only, proven
+    flat = TfliteModel.from_bytes((out / "model.tflite").read_bytes())
+    shipped = {op.index for op in flat.operators
+               if op.name in KERNELS and flat.tensors[op.inputs[1]].dtype == "int4"}  # fmt: skip
+    assert shipped == {layer["index"] for layer in int4}
+    if int4:
+        assert _check(report, "int4_bit_identical")["ok"]
+        assert _stage(report, "int4")["chosen_per_layer"] == len(int4)
+        assert "chosen per layer by measurement" in run.out
+    assert _stage(report, "mixed_precision")["objective"] == "smallest"
+    assert "int4 saves flash B" in (out / "report.html").read_text()
+    assert "(--weights auto)" in run.out and "(--activations auto)" in run.out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--weights", "auto", "--activations", "int16"), "int4 weights take int8 activations"),
+        (("--weights", "auto", "--target", "edgetpu"), "int4 weights do not run on"),
+        (("--weights", "auto", "--mixed-precision", "smallest"), "contradicts the recipe's"),
+        (("--activations", "auto", "--target", "edgetpu"), "int16 activations do not run on"),
+        (("--activations", "auto", "--qat"), "int16 layers cannot follow a qat stage"),
+    ],
+)
+def test_auto_precision_is_refused_before_any_work_where_it_cannot_ship(tmp_path, args, message):
+    out = tmp_path / "out"
+    target = () if "--target" in args else ("--target", "cortex-m4")
+    run = run_edgec("build", *target, *args, "--out", out)
+    assert_clean_failure(run, message, code=2)
+    assert not out.exists()

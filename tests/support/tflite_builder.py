@@ -431,6 +431,7 @@ def mlp_int8(
     per_channel: bool,
     activation_scales: Sequence[float],
     share_kernels: bool = False,
+    activations: str = "int8",
 ) -> bytes:
     """INPUT -> FULLY_CONNECTED (RELU between layers) ... -> OUTPUT, from float weights.
 
@@ -439,9 +440,15 @@ def mlp_int8(
     tensor; ``activation_scales`` are the input's and each layer output's (zero point 0),
     so the two forms of one MLP differ only in their weights, like the converter's two
     conversions of one calibration. ``share_kernels``: identical kernels share one buffer.
+    ``activations="int16"``: the 16x8 form (int16 activations at 1/256 of each scale,
+    int64 biases, int16 input and output), as the converter's 16x8 conversion of the same
+    calibration quantizes it.
     """
     b = TfliteBuilder()
-    x = b.tensor("input", (1, kernels[0].shape[1]), scale=activation_scales[0])
+    int16 = activations == "int16"
+    act, shrink = ("int16", 256.0) if int16 else ("int8", 1.0)
+    activation_scales = [scale / shrink for scale in activation_scales]
+    x = b.tensor("input", (1, kernels[0].shape[1]), act, scale=activation_scales[0])
     inputs, first_kernel = x, None
     for n, (w, bias) in enumerate(zip(kernels, biases, strict=True)):
         q, w_scales = quantize_weights(w, per_channel=per_channel)
@@ -453,17 +460,19 @@ def mlp_int8(
         )  # fmt: skip
         first_kernel = first_kernel or kernel
         b_scales = activation_scales[n] * w_scales  # one scale per tensor: broadcast
-        b_values = np.round(bias / b_scales).astype(np.int32)
+        b_values = np.round(bias / b_scales).astype(np.int64 if int16 else np.int32)
         bias_t = b.constant(
             f"mlp/dense_{n}/BiasAdd", b_values, scale=b_scales,
             zero_point=[0] * len(b_scales), **axis,
         )  # fmt: skip
         last = n == len(kernels) - 1
         out = b.tensor(
-            "output" if last else f"mlp/dense_{n}/Relu", (1, len(w)),
+            "output" if last else f"mlp/dense_{n}/Relu", (1, len(w)), act,
             scale=activation_scales[n + 1],
         )  # fmt: skip
         options = schema.FullyConnectedOptionsT()
+        if int16:
+            options.quantizedBiasType = schema.TensorType.INT64
         options.fusedActivationFunction = (
             schema.ActivationFunctionType.NONE if last else schema.ActivationFunctionType.RELU
         )

@@ -12,7 +12,9 @@ from edgec.stages.recipe import parse_recipe, recipe_from_options
 
 
 def test_the_built_in_stages_are_registered_in_their_order():
-    assert stage_types() == ("distill", "prune_channels", "low_rank", "prune", "cluster", "qat")
+    assert stage_types() == (
+        "distill", "prune_channels", "low_rank", "prune", "cluster", "qat", "mixed_precision"
+    )  # fmt: skip
     assert get_stage("prune").params["sparsity"].default == 0.75
 
 
@@ -54,7 +56,8 @@ def blur():
 
 def test_a_registered_stage_is_parsed_ordered_and_has_a_short_form(blur):
     assert stage_types() == (
-        "distill", "prune_channels", "low_rank", "prune", "cluster", "blur", "qat"
+        "distill", "prune_channels", "low_rank", "prune", "cluster", "blur", "qat",
+        "mixed_precision",
     )  # fmt: skip
     recipe = recipe_from_options(prune="0.5", qat=True, blur=3)
     assert recipe is not None and recipe.types == ("prune", "blur", "qat")

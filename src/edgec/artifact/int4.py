@@ -62,6 +62,7 @@ class Int4Result:
     twin: bytes
     packed: tuple[PackedTensor, ...]
     kept: tuple[tuple[str, str], ...]
+    chosen: bool = False  # ``to_int4``'s ``only``: the per-layer choice wrote them
 
     @property
     def saved_bytes(self) -> int:
@@ -72,10 +73,11 @@ class Int4Result:
         return {
             "tensors": len(self.packed),
             "requantized": sum(p.requantized for p in self.packed),
-            "from_converter": sum(p.converted for p in self.packed),
+            "from_converter": 0 if self.chosen else sum(p.converted for p in self.packed),
             "int8_weight_bytes": sum(p.int8_bytes for p in self.packed),
             "int4_weight_bytes": sum(p.int4_bytes for p in self.packed),
             "kept_int8": [f"{where}: {why}" for where, why in self.kept],
+            **({"chosen_per_layer": len(self.packed)} if self.chosen else {}),
         }
 
 
@@ -95,8 +97,16 @@ KEPT_FOR_ARENA = (
 )
 
 
+KEPT_BY_CHOICE = "kept int8: chosen per layer by measurement (--weights auto)"
+INT16_INPUT = "int16 activations: TFLM's int4 kernels take int8 inputs only"
+
+
 def to_int4(
-    data: bytes, *, requantize: bool = False, keep_int8: frozenset[int] = frozenset()
+    data: bytes,
+    *,
+    requantize: bool = False,
+    keep_int8: frozenset[int] = frozenset(),
+    only: frozenset[int] | None = None,
 ) -> Int4Result:
     """Store every eligible filter of ``data`` (an int8 .tflite) as int4.
 
@@ -105,7 +115,9 @@ def to_int4(
     or any values with ``requantize`` (post-training 4-bit weights). The rest stay int8,
     each listed with its reason. A ``ConversionError`` when no filter is eligible.
     The ops of ``keep_int8`` (indices) keep int8 filters (the converter's int4 ones are
-    stored as int8, in both files): ``to_int4_verified``'s ``arena_growth``.
+    stored as int8, in both files): ``to_int4_verified``'s ``arena_growth``. With
+    ``only`` (op indices), no other op's filter is touched: the per-layer choice
+    (``--weights auto``, ``pipeline.precision``) stored those as int4 already.
     """
     schema = flatbuffer_schema()
     int4_model, twin_model = unpack(data), unpack(data)
@@ -123,12 +135,19 @@ def to_int4(
         if name not in KERNEL_OPS or len(op.inputs) < 2 or op.inputs[1] < 0:
             continue
         where = f"op #{index} {name}"
+        if only is not None and index not in only:
+            kept.append((where, KEPT_BY_CHOICE))
+            continue
         if index in keep_int8:
             for m, g in ((int4_model, graph), (twin_model, twin_graph)):
                 _as_int8(m, g.tensors[op.inputs[1]])
             kept.append((where, KEPT_FOR_ARENA))
             continue
-        why = _ineligible(int4_model, graph.tensors[op.inputs[1]], name, readers, requantize)
+        why = (
+            INT16_INPUT
+            if graph.tensors[op.inputs[0]].type == schema.TensorType.INT16
+            else _ineligible(int4_model, graph.tensors[op.inputs[1]], name, readers, requantize)
+        )
         if why:
             kept.append((where, why))
             continue
@@ -146,6 +165,7 @@ def to_int4(
         twin=pack_aligned(twin_model, size_hint=size, what=what, hint=_HINT),
         packed=tuple(packed),
         kept=tuple(kept),
+        chosen=only is not None,
     )
 
 
@@ -323,6 +343,7 @@ def to_int4_verified(
     *,
     requantize: bool = False,
     arena_growth: float | None = None,
+    only: frozenset[int] | None = None,
 ) -> VerifiedInt4:
     """``to_int4`` of ``data``, with TFLM's outputs of the int4 file and of its int8 twin
     compared on every sample of ``x_q`` (and LiteRT's, where LiteRT runs both).
@@ -333,7 +354,7 @@ def to_int4_verified(
     again (``to_int4``'s ``keep_int8``), and both files measured again."""
     keep: frozenset[int] = frozenset()
     while True:
-        result = to_int4(data, requantize=requantize, keep_int8=keep)
+        result = to_int4(data, requantize=requantize, keep_int8=keep, only=only)
         artifact = Artifact.from_bytes(result.model, source="the int4 model")
         twin = Artifact.from_bytes(result.twin, source="the int4 model's int8 twin")
         arena, why = artifact.arena()

@@ -27,6 +27,7 @@ assignment names the variant each slot takes its tensors from.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from typing import Any
 
 from edgec.artifact import Artifact
 from edgec.artifact.repack import pack_aligned, unpack
-from edgec.artifact.tflite_model import Tensor, TfliteModel
+from edgec.artifact.tflite_model import Tensor, TfliteModel, flatbuffer_schema
 
 PER_CHANNEL, PER_TENSOR = "per-channel", "per-tensor"
 
@@ -222,3 +223,146 @@ def weighted_ops(model: TfliteModel) -> list[tuple[int, str, str, str]]:
             kind = PER_CHANNEL if any(k.per_channel for k in kernels) else PER_TENSOR
             rows.append((op.index, op.name, op.location, kind))
     return rows
+
+
+INT8, INT16 = "int8", "int16"
+ACTIVATION_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+class Int16Layers:
+    """One model converted with int8 activations (``base``) and in 16x8 mode (``twin``,
+    the same calibration), and the mixes: a layer taken from the twin runs on int16
+    activations, with QUANTIZE ops (int8 <-> int16 requantization, which TFLM and LiteRT
+    run) where its input or output meets an int8 one. Two int16 layers in a row pass
+    int16 between them (the twin's tensor: its scale is the same on both sides).
+
+    The slots (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED with int8 input and filter)
+    are those of ``Variants``, keyed by the op's index in ``base``; ``op_index`` says
+    where an op of ``base`` is in a mix (the QUANTIZE ops move the others). Raises
+    ``Incompatible`` when the two models differ in more than the dtypes and
+    quantization of their tensors (op by op: names and shapes).
+    """
+
+    def __init__(self, base: Artifact, twin: Artifact) -> None:
+        self.base_name, self.base, self.twin = INT8, base, twin
+        a, b = base.model, twin.model
+        if [o.name for o in a.operators] != [o.name for o in b.operators]:
+            raise Incompatible("the 16x8 model has other ops")
+        for x, y in zip(a.operators, b.operators, strict=True):
+            for i, j in zip((*x.inputs, *x.outputs), (*y.inputs, *y.outputs), strict=True):
+                if (i < 0) != (j < 0) or (i >= 0 and a.tensors[i].shape != b.tensors[j].shape):
+                    raise Incompatible(f"op #{x.index} {x.name} differs in the 16x8 model")
+        slots = []
+        for op in a.operators:
+            inputs = [a.tensors[t] for t in op.inputs[:2] if t >= 0]
+            if op.name in ACTIVATION_OPS and [t.dtype for t in inputs] == [INT8, INT8]:
+                tensors = tuple(t for t in op.inputs[1:] if t >= 0)
+                slots.append(Slot(op.index, (op.index,), op.location, op.name, tensors,
+                                  (INT8, INT16)))  # fmt: skip
+        self.slots: tuple[Slot, ...] = tuple(slots)
+        self._twin: Any = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (INT8, INT16)
+
+    def op_index(self, assignment: Mapping[int, str]) -> dict[int, int]:
+        """Where each op of ``base`` is in the mix of ``assignment`` (op -> op)."""
+        chosen = {op for op, v in assignment.items() if v == INT16}
+        produced_int16: set[int] = set()
+        moved, shift = {}, 0
+        for op in self.base.model.operators:
+            if op.index in chosen:
+                if op.inputs[0] not in produced_int16:
+                    shift += 1
+                produced_int16.add(op.outputs[0])
+            moved[op.index] = op.index + shift
+            if op.index in chosen and self._read_as_int8(op.outputs[0], chosen):
+                shift += 1
+        return moved
+
+    def _read_as_int8(self, tensor: int, chosen: set[int]) -> bool:
+        """Whether an op not in ``chosen``, or the model's output, reads ``tensor``."""
+        model = self.base.model
+        return tensor in model.outputs or any(
+            tensor in op.inputs and op.index not in chosen for op in model.operators
+        )
+
+    def splice(self, assignment: Mapping[int, str]) -> bytes:
+        """The base model with the ops ``assignment`` maps to ``"int16"`` taken from the
+        twin: their inputs requantized to int16 (unless an int16 op made them), their
+        filter and (int64) bias the twin's, their int16 output requantized to the int8
+        tensor the rest of the model reads."""
+        chosen = {op for op, v in assignment.items() if v == INT16}
+        unknown = chosen - {s.op for s in self.slots}
+        if unknown:
+            raise ValueError(f"ops {sorted(unknown)} take no int16 activations here")
+        model = unpack(self.base.data)
+        if self._twin is None:
+            self._twin = unpack(self.twin.data)
+        twin, graph = self._twin, model.subgraphs[0]
+        twin_graph = twin.subgraphs[0]
+        uses = Counter(t.buffer for g in model.subgraphs for t in g.tensors or [])
+        quantize = _opcode(model, "QUANTIZE")
+        int16_of: dict[int, int] = {}  # an int8 tensor -> the int16 tensor of its values
+        operators = []
+        for index, op in enumerate(graph.operators or []):
+            if index not in chosen:
+                operators.append(op)
+                continue
+            source = twin_graph.operators[index]
+            x = op.inputs[0]
+            if x not in int16_of:
+                int16_of[x] = _add_like(model, twin_graph.tensors[source.inputs[0]])
+                operators.append(_op(quantize, [x], [int16_of[x]]))
+            for position in range(1, len(op.inputs)):
+                if op.inputs[position] >= 0:
+                    _copy_tensor(model, graph.tensors[op.inputs[position]], twin,
+                                 source.inputs[position], uses)  # fmt: skip
+            y = op.outputs[0]
+            y16 = _add_like(model, twin_graph.tensors[source.outputs[0]])
+            op.inputs = [int16_of[x], *op.inputs[1:]]
+            op.outputs = [y16]
+            op.builtinOptionsType = source.builtinOptionsType
+            op.builtinOptions = source.builtinOptions
+            operators.append(op)
+            if self._read_as_int8(y, chosen):  # else only int16 layers read it
+                operators.append(_op(quantize, [y16], [y]))
+            int16_of[y] = y16
+        graph.operators = operators
+        return pack_aligned(model, size_hint=len(self.base.data), what="splicing int16 layers")
+
+
+def _opcode(model: Any, name: str) -> int:
+    """The index of builtin op ``name``'s operator code in ``model`` (added if absent)."""
+    schema = flatbuffer_schema()
+    code = getattr(schema.BuiltinOperator, name)
+    for i, c in enumerate(model.operatorCodes or []):
+        if max(c.builtinCode, c.deprecatedBuiltinCode) == code:
+            return i
+    entry = schema.OperatorCodeT()
+    entry.builtinCode, entry.deprecatedBuiltinCode, entry.version = code, min(code, 127), 1
+    model.operatorCodes.append(entry)
+    return len(model.operatorCodes) - 1
+
+
+def _op(opcode: int, inputs: list[int], outputs: list[int]) -> Any:
+    op = flatbuffer_schema().OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = opcode, inputs, outputs
+    return op
+
+
+def _add_like(model: Any, source: Any) -> int:
+    """A new activation tensor of ``model`` with ``source``'s shape, type and
+    quantization (an empty buffer of its own); its index."""
+    schema = flatbuffer_schema()
+    tensor = schema.TensorT()
+    tensor.shape, tensor.type = list(source.shape), source.type
+    tensor.quantization = copy.deepcopy(source.quantization)
+    name = source.name.decode() if isinstance(source.name, bytes) else str(source.name or "")
+    tensor.name = f"{name}_int16"
+    model.buffers.append(schema.BufferT())
+    tensor.buffer = len(model.buffers) - 1
+    graph = model.subgraphs[0]
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1

@@ -37,8 +37,12 @@ from edgec.errors import ConversionError, InputError, UsageError
 
 IO_TYPES = ("int8", "uint8", "int16", "float32")
 # Activation width of the full-integer model (weights are int8 in both): each is a mode.
-ACTIVATIONS = ("int8", "int16")
-WEIGHTS = ("int8", "int4")  # int4: packed filters (artifact.int4)
+ACTIVATIONS = ("int8", "int16")  # the full-integer conversions
+# --activations: auto is an int8 model with int16 layers where they pay, measured (a 16x8
+# conversion of the same calibration supplies them; pipeline.precision)
+ACTIVATION_CHOICES = (*ACTIVATIONS, "auto")
+# int4: packed filters (artifact.int4); auto: int4 or int8 per layer (pipeline.precision)
+WEIGHTS = ("int8", "int4", "auto")
 PHONE_VARIANTS = ("float16", "dynamic-range")
 # --per-channel: weights per channel everywhere (always), per tensor everywhere (never), or
 # chosen per layer by measurement (auto; edgec.pipeline.precision)
@@ -56,9 +60,11 @@ def model_io_type(io_type: str, activations: str = "int8") -> str:
     """
     if io_type not in IO_TYPES:
         raise UsageError(f"unknown --io-type '{io_type}' (use {', '.join(IO_TYPES)})")
-    if activations not in ACTIVATIONS:
-        raise UsageError(f"unknown --activations '{activations}' (use {', '.join(ACTIVATIONS)})")
-    if activations == "int8":
+    if activations not in ACTIVATION_CHOICES:
+        raise UsageError(
+            f"unknown --activations '{activations}' (use {', '.join(ACTIVATION_CHOICES)})"
+        )
+    if activations in ("int8", "auto"):  # auto: an int8 model, some layers int16 inside
         if io_type == "int16":
             raise UsageError(
                 "--io-type int16 needs --activations int16",
@@ -164,6 +170,8 @@ class Converted:
     per_tensor: bytes | None = None
     per_tensor_error: str = ""  # asked for, but the per-tensor quantization failed: why
     names: LayerNames | None = None  # the Keras layer behind each op (recorded in tracing)
+    int16: bytes | None = None  # --activations auto: the same calibration in 16x8 mode
+    int16_error: str = ""  # asked for, but the 16x8 conversion failed: why
 
 
 def convert_int8(

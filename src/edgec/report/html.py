@@ -345,7 +345,10 @@ def _precision_table(precision: Precision) -> str:
                 for layer in precision.layers]  # fmt: skip
         return note + _table(["layer", "op", "ships", "why"], rows)
     rows = [[(row[0], "l"), *row[1:-1], (row[-1], "l")] for row in precision.trade_rows()]
-    return note + _table(list(Precision.TRADE_HEAD), rows)
+    for extra in (precision.activations_note, precision.weights_note):
+        if extra:
+            note += f"<p class='muted'>{escape(extra)}</p>"
+    return note + _table(precision.trade_head(), rows)
 
 
 def _table(head: list[str], rows: list[list]) -> str:

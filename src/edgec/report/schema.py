@@ -95,6 +95,9 @@ class StageMetrics:
     student: str | None = None
     temperature: builtins.float | None = None
     alpha: builtins.float | None = None
+    # mixed_precision: what it asked of the build's per-layer choice
+    weight_options: list[str] | None = None
+    objective: str | None = None
     # prune
     schedule: str | None = None
     # cluster
@@ -112,6 +115,7 @@ class StageMetrics:
     tensors: int | None = None
     requantized: int | None = None
     from_converter: int | None = None
+    chosen_per_layer: int | None = None  # int4 filters --weights auto chose by measurement
     int8_weight_bytes: int | None = None
     int4_weight_bytes: int | None = None
     kept_int8: list[str] | None = None
@@ -374,7 +378,9 @@ class PrecisionOption:
     """One way to store a layer (or a whole model), measured: the int8 model's flash, its
     TFLM arena and its evaluation metric (``accuracy.metric``, LiteRT, evaluation data)."""
 
-    name: str  # "per-channel" | "per-tensor" (a layer); a whole model: also "chosen"
+    # "per-channel" | "per-tensor"; with --weights auto also "int8" (the layer as the
+    # per-channel choice left it) | "int4"; a whole model: also "chosen"
+    name: str
     flash_bytes: int  # the whole model's bytes, with this layer stored this way
     arena_bytes: int | None  # measured; None where TFLM cannot run the model
     metric: builtins.float | None  # None: not evaluated
@@ -388,9 +394,13 @@ class PrecisionLayer:
     index: int  # the op (the first op reading the weights)
     op: str
     name: str
-    choice: str  # the option that ships
+    choice: str  # the option that ships: per-channel | per-tensor
     reason: str
     options: list[PrecisionOption] = field(default_factory=list)  # empty: no choice offered
+    weight_bits: int = 8  # 4: the filter ships packed int4
+    activations: str = "int8"  # the dtype of the layer's output (int16: 16x8)
+    bits_reason: str = ""  # --weights auto: why these weight bits (measured)
+    activations_reason: str = ""  # --activations auto: why this activation dtype
 
     def option(self, name: str) -> PrecisionOption | None:
         return next((o for o in self.options if o.name == name), None)
@@ -409,34 +419,72 @@ class Precision:
     ram_budget_bytes: int | None = None
     models: list[PrecisionOption] = field(default_factory=list)  # everywhere one way; chosen
     layers: list[PrecisionLayer] = field(default_factory=list)
+    weights: str = ""  # --weights auto: int4 or int8 chosen per layer ("" otherwise)
+    weights_note: str = ""  # how auto chose the weight bits
+    allowed_loss: builtins.float | None = None  # the metric int4 layers may lose together
+    activations_mode: str = ""  # --activations auto: int16 or int8 chosen per layer
+    activations_note: str = ""  # how auto chose the activations
 
     TRADE_HEAD: ClassVar[tuple[str, ...]] = (
         "layer", "op", "per-tensor saves flash B", "saves arena B", "metric per-channel",
         "metric per-tensor", "ships", "why",
     )  # fmt: skip
+    BITS_HEAD: ClassVar[tuple[str, ...]] = (
+        "int4 saves flash B", "int4 saves arena B", "metric int8", "metric int4",
+    )  # fmt: skip
+    ACTIVATIONS_HEAD: ClassVar[tuple[str, ...]] = (
+        "int16 costs flash B", "int16 costs arena B", "metric int16",
+    )  # fmt: skip
+    LEFT: ClassVar[frozenset[str]] = frozenset(("layer", "op", "ships", "why"))
+
+    def trade_head(self) -> list[str]:
+        """The columns of ``trade_rows``: with --weights auto, also int4's trade."""
+        bits = self.BITS_HEAD if self.weights else ()
+        acts = self.ACTIVATIONS_HEAD if self.activations_mode else ()
+        return [*self.TRADE_HEAD[:6], *bits, *acts, *self.TRADE_HEAD[6:]]
 
     def trade_rows(self) -> list[list[str]]:
-        """Each layer's trade as text cells under ``TRADE_HEAD`` (terminal and HTML):
-        what per-tensor weights save against the per-channel model, and the metric."""
+        """Each layer's trade as text cells under ``trade_head()`` (terminal and HTML):
+        what per-tensor weights save against the per-channel model, and the metric; with
+        --weights auto what int4 weights save against int8 ones, and what ships (its
+        granularity, weight bits and activation dtype)."""
         rows = []
         for layer in self.layers:
             channel, tensor = layer.option("per-channel"), layer.option("per-tensor")
-            rows.append(
-                [layer.name, layer.op, _saved(channel, tensor, "flash_bytes"),
-                 _saved(channel, tensor, "arena_bytes"), _figure(channel), _figure(tensor),
-                 layer.choice, layer.reason]
-            )  # fmt: skip
+            row = [layer.name, layer.op, _saved(channel, tensor, "flash_bytes"),
+                   _saved(channel, tensor, "arena_bytes"), _figure(channel),
+                   _figure(tensor)]  # fmt: skip
+            ships, why = layer.choice, layer.reason
+            if self.weights:
+                int8, int4 = layer.option("int8"), layer.option("int4")
+                row += [_saved(int8, int4, "flash_bytes"), _saved(int8, int4, "arena_bytes"),
+                        _figure(int8), _figure(int4)]  # fmt: skip
+            if self.activations_mode:
+                int8, int16 = layer.option("int8-activations"), layer.option("int16-activations")
+                row += [_saved(int16, int8, "flash_bytes"), _saved(int16, int8, "arena_bytes"),
+                        _figure(int16)]  # fmt: skip
+            if self.weights or self.activations_mode:
+                ships = f"{ships}, int{layer.weight_bits} weights, {layer.activations} activations"
+                why = "; ".join(filter(None, (why, layer.activations_reason, layer.bits_reason)))
+            rows.append([*row, ships, why])
         return rows
 
     def model(self, name: str) -> PrecisionOption | None:
         return next((m for m in self.models if m.name == name), None)
 
     def summary(self) -> str:
-        """One line: how many layers ship per tensor, and the whole models' trade."""
+        """One line: how many layers ship per tensor (and int4), and the whole models'
+        trade."""
         tensor = sum(layer.choice == "per-tensor" for layer in self.layers)
         head = (
             f"weights (--per-channel {self.mode}): {tensor} of {len(self.layers)} layers per tensor"
         )
+        if self.activations_mode:
+            int16 = sum(layer.activations == "int16" for layer in self.layers)
+            head += f"; (--activations auto) {int16} of {len(self.layers)} int16"
+        if self.weights:
+            int4 = sum(layer.weight_bits == 4 for layer in self.layers)
+            head += f"; (--weights {self.weights}) {int4} of {len(self.layers)} int4"
         if not self.models:  # nothing offered: the note says why
             return f"{head}; {self.note}"
 
@@ -447,6 +495,9 @@ class Precision:
             return f"flash {m.flash_bytes:,} B, arena {arena}, {self.metric} {metric}"
 
         names = {"per-channel": "per channel everywhere", "per-tensor": "per tensor everywhere",
+                 "int8": "int8 weights everywhere", "int4": "int4 wherever allowed",
+                 "int8-activations": "int8 activations everywhere",
+                 "int16-activations": "int16 activations wherever offered",
                  "chosen": "shipped"}  # fmt: skip
         return head + "; " + "; ".join(f"{names.get(m.name, m.name)}: {figures(m)}"
                                         for m in self.models)  # fmt: skip

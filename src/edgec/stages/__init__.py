@@ -10,6 +10,7 @@ from edgec.stages import (  # noqa: F401  (registers the stages)
     cluster,
     distill,
     low_rank,
+    mixed_precision,
     prune,
     prune_channels,
     qat,

@@ -241,3 +241,15 @@ class LowRankMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.shrink.to_dict(), "conv": self.conv, "factorised": dict(self.layers)}
+
+
+@dataclass(frozen=True, slots=True)
+class MixedPrecisionMetrics:
+    """What a mixed_precision stage asked of the build (what the build chose is
+    report.json's ``precision``)."""
+
+    weights: tuple[str, ...]
+    objective: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weight_options": list(self.weights), "objective": self.objective}

@@ -329,3 +329,30 @@ def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
                               env=run_env, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.split() == ["True", imported], (setting, done.stdout)
+
+
+@pytest.mark.parametrize("command", ["inspect", "build"])
+def test_a_file_its_bytes_refuse_is_refused_before_tensorflow_starts(
+    hostile_files, tmp_path, command
+):
+    """A file refused from its bytes (an .h5 Lambda) is refused by the model process's
+    first, TensorFlow-free call: with a ``tensorflow`` on the path that fails as it is
+    imported, the command still gives the one-line refusal (the model process imports
+    TensorFlow only for its first call that needs it)."""
+    h = hostile_files
+    shadow = tmp_path / "shadow"
+    (shadow / "tensorflow").mkdir(parents=True)
+    (shadow / "tensorflow" / "__init__.py").write_text(
+        "raise ImportError('edgec imported tensorflow before refusing the file')\n"
+    )
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    args = [command, h.files["lambda_h5"]]
+    if command == "build":
+        args += ["--data", h.data, "--target", "cortex-m", "--out", tmp_path / "out"]
+    result = run_real(args, h.work, tmp, env={"PYTHONPATH": os.pathsep.join(
+        [str(shadow), str(Path(edgec.__file__).parents[1])])})  # fmt: skip
+    lines = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert result.code == 1 and len(lines) == 1, result.err
+    assert "layer 'evil_lambda' is a Lambda" in lines[0], lines[0]
+    assert not h.marker.exists()

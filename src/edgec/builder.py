@@ -245,6 +245,8 @@ def build_in_sandbox(
         ModelProcess(readable, debug=options.debug, warm_up=warm_up, python_path=roots) as process,
         relayed_stages(progress or Progress()) as on_event,
     ):
+        if options.model is not None:  # what its bytes decide, before TensorFlow starts
+            process.call("examine", {"path": str(options.model), "trust": options.trust_model})
         reply = process.call("build", payload, on_event)
     try:
         files = {str(k): base64.b64decode(v, validate=True) for k, v in reply["files"].items()}

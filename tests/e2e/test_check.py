@@ -16,6 +16,7 @@ import pytest
 from edgec.report import BuildReport, CheckReport
 from edgec.targets import TfliteModel
 from edgec.targets.profile import builtin_names, load_target
+from tests.support.cache import shared_folder
 from tests.support.cli import assert_clean_failure, run_edgec
 
 EIGHT = (
@@ -45,10 +46,18 @@ def _convert_float(model) -> bytes:
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> Models:
+    """Converted once per test run, for every pytest-xdist worker (shared_folder)."""
+    macs = 16 * 16 * 8 * (3 * 3 * 3) + 16 * 16 * 8 * (3 * 3) + 4 * 8  # conv + depthwise + dense
+    folder = shared_folder(tmp_path_factory, "check-models", _build_models)
+    return Models(folder, folder / "dwres.tflite", macs, folder / "leaky.tflite",
+                  folder / "big_dims.tflite", folder / "float.tflite",
+                  folder / "pool_relu.tflite")  # fmt: skip
+
+
+def _build_models(folder: Path) -> None:
     from edgec._tf import keras, tf
     from edgec.pipeline.convert import convert_int8
 
-    folder = tmp_path_factory.mktemp("check-models")
     layers = keras.layers
     keras.utils.set_random_seed(0)
     calibration = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype(np.float32)
@@ -57,7 +66,6 @@ def models(tmp_path_factory) -> Models:
         model = keras.Model(inputs, outputs)
         data = convert_int8(model, calibration) if quantize else _convert_float(model)
         (folder / name).write_bytes(data)
-        return folder / name, model
 
     x_in = layers.Input((16, 16, 3))
     conv = layers.Conv2D(8, 3, padding="same", activation="relu")
@@ -66,14 +74,13 @@ def models(tmp_path_factory) -> Models:
     x = conv(x_in)
     x = layers.Add()([x, dw(x)])
     out = dense(layers.GlobalAveragePooling2D()(x))
-    dwres, _ = save("dwres.tflite", x_in, out)
-    macs = 16 * 16 * 8 * (3 * 3 * 3) + 16 * 16 * 8 * (3 * 3) + 4 * 8  # conv + depthwise + dense
-    float_model, _ = save("float.tflite", x_in, out, quantize=False)
+    save("dwres.tflite", x_in, out)
+    save("float.tflite", x_in, out, quantize=False)
 
     x_in = layers.Input((16, 16, 3))
     x = layers.LeakyReLU(0.1)(layers.Conv2D(8, 3, padding="same")(x_in))
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    leaky, _ = save("leaky.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
+    save("leaky.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
 
     x_in = layers.Input((16, 16, 3))
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(x_in)
@@ -82,13 +89,12 @@ def models(tmp_path_factory) -> Models:
     offsets = np.arange(2, dtype=np.float32).reshape(2, 1, 1, 1) * 0.5
     x = layers.Lambda(lambda t: t + tf.constant(offsets))(x)
     x = layers.Reshape((16, 16, 8))(x)
-    big, _ = save("big_dims.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
+    save("big_dims.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
 
     x_in = layers.Input((16, 16, 3))
     x = layers.ReLU()(layers.MaxPooling2D()(layers.Conv2D(8, 3, padding="same")(x_in)))
     x = layers.DepthwiseConv2D(3, dilation_rate=2, padding="same")(x)
-    pool, _ = save("pool_relu.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
-    return Models(folder, dwres, macs, leaky, big, float_model, pool)
+    save("pool_relu.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
 
 
 @pytest.fixture(scope="session")

@@ -124,17 +124,21 @@ def test_tensor_arena_size_covers_the_measured_arena(example_build):
 
 
 def test_a_build_whose_margin_breaks_the_ram_budget_fails_and_names_a_margin_that_fits(
-    example_build, tmp_path
+    example_build, user_model, tmp_path
 ):
     """The arena fits the budget, TENSOR_ARENA_SIZE (with 10%) does not: not a PASS, and
-    the --arena-margin the check names builds a package within the budget."""
+    the --arena-margin the check names builds a package within the budget. The builds are
+    of the example's CNN saved trained (user_model: the example's arena, no training)."""
     memory = example_build.report["memory"]
     arena = memory["arena_bytes"] + memory["kernel_scratch_bytes"]
     budget = arena + arena // 20  # 5% over the arena
-    args = ("build", "--target", "cortex-m", "--budget", f"ram={budget}B")
+    args = ("build", user_model.keras, "--data", user_model.data, "--name", "digits_cnn",
+            "--target", "cortex-m", "--budget", f"ram={budget}B")  # fmt: skip
     run = run_edgec(*args, "--out", tmp_path / "over")
     assert run.code == 3, run.out + run.err
     report = json.loads((tmp_path / "over" / "report.json").read_text())
+    built = report["memory"]
+    assert built["arena_bytes"] + built["kernel_scratch_bytes"] == arena  # the same CNN
     ram = next(c for c in report["checks"] if c["name"] == "ram")
     assert not ram["ok"] and ram["value"] == _tensor_arena_size(tmp_path / "over") > budget
     margin = re.search(r"--arena-margin (\d+) fits", ram["detail"])

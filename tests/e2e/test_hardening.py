@@ -13,12 +13,36 @@ import stat
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_fuzz import _profile
 from tests.support.cli import EDGEC, assert_clean_failure, run_edgec, signal_when
+
+
+@dataclass
+class TinyModel:
+    model: Path  # tf_keras .h5: (4,) -> Dense(3)
+    data: Path  # 64 samples, 3 classes
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> TinyModel:
+    """The smallest real model a build takes (a build of it converts, measures the arena
+    and exports, with no training)."""
+    import numpy as np
+
+    from edgec._tf import keras
+
+    folder = tmp_path_factory.mktemp("tiny")
+    keras.utils.set_random_seed(0)
+    keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(3)]).save(folder / "m.h5")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "d.npz", x=rng.random((64, 4), np.float32), y=rng.integers(0, 3, 64))
+    return TinyModel(folder / "m.h5", folder / "d.npz")
+
 
 # --- paths built from data stay in their folder ------------------------------------------
 
@@ -68,7 +92,7 @@ def test_output_files_stay_inside_the_output_folder(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_file_name_cannot_inject_c(tmp_path, seed_tflite, user_model):
+def test_file_name_cannot_inject_c(tmp_path, seed_tflite):
     """A model path with a newline and '#define' stays inside the generated comments."""
     from edgec.export import ExportSpec, export_package
     from edgec.targets.profile import load_runtime
@@ -333,13 +357,13 @@ def test_diff_with_a_directory(tmp_path):
     assert_clean_failure(run, "is a directory", "report.json")
 
 
-def test_npz_with_object_arrays(tmp_path, user_model):
+def test_npz_with_object_arrays(tmp_path, tiny_model):
     import numpy as np
 
     data = tmp_path / "obj.npz"
     np.savez(data, x=np.array([{"a": 1}, None], dtype=object))
     run = run_edgec(
-        "build", user_model.keras, "-t", "cortex-m", "-d", data, "--out", tmp_path / "o"
+        "build", tiny_model.model, "-t", "cortex-m", "-d", data, "--out", tmp_path / "o"
     )
     assert_clean_failure(run, "obj.npz")
     assert not (tmp_path / "o").exists()
@@ -408,8 +432,9 @@ def _appeared(folder: Path, needle: str) -> bool:
     ("sig", "wait_for"),
     [(signal.SIGINT, "__autograph_generated_file"), (signal.SIGTERM, "edgec-arena-")],
 )
-def test_signal_mid_build_cleans_up(tmp_path, sig, wait_for):
-    """A real build receives the signal mid-way: exit 128+N, no temporary or staging left.
+def test_signal_mid_build_cleans_up(tmp_path, tiny_model, sig, wait_for):
+    """A real build (of a one-Dense model: no training to wait through) receives the signal
+    mid-way: exit 128+N, no temporary or staging left.
 
     SIGINT arrives while TensorFlow has autograph modules in the temporary folder, SIGTERM
     during the arena search, while its probe folder exists.
@@ -417,8 +442,9 @@ def test_signal_mid_build_cleans_up(tmp_path, sig, wait_for):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     out = tmp_path / "out"
+    build = ["build", str(tiny_model.model), "-d", str(tiny_model.data)]
     code, err = signal_when(
-        [*EDGEC, "build", "--target", "cortex-m", "--out", str(out)], tmp,
+        [*EDGEC, *build, "--target", "cortex-m", "--out", str(out)], tmp,
         lambda: _appeared(tmp, wait_for), sig, what=wait_for, timeout=300,
     )  # fmt: skip
     assert code == 128 + sig, err[-2000:]

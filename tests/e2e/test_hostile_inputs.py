@@ -25,6 +25,7 @@ import pytest
 
 from edgec.artifact import tflite_model as reader
 from tests.support import hostile
+from tests.support.cache import shared_folder
 from tests.support.hostile import Bounded, run_bounded
 from tests.support.tflite_builder import TfliteBuilder, dense_int8, schema
 
@@ -521,21 +522,36 @@ def test_files_that_are_cheap_to_write_and_slow_to_process(tmp_path, inputs):
     assert_bounded(_build(tmp_path, "m.keras", "d.npz"), "10,001 members")
 
 
-@pytest.mark.parametrize("name", ["dense one", "ü", "_x"])
-def test_keras3_layer_name_tensorflow_cannot_use(tmp_path, inputs, name):
-    """A Keras 3 layer name TensorFlow refuses as a scope: a ValueError deep in the
-    conversion (an internal error)."""
+KERAS3_BAD_NAMES = ["dense one", "ü", "_x"]
+
+
+@pytest.fixture(scope="module")
+def keras3_badly_named(tmp_path_factory) -> Path:
+    """One Keras 3 file per name of KERAS3_BAD_NAMES (k3-0.keras, ...), saved by Keras 3
+    itself in one process (each Keras 3 import costs seconds)."""
     import subprocess
     import sys
 
     script = (
-        "import keras, sys\n"
-        "x = keras.Input((8, 8, 1))\n"
-        "y = keras.layers.Dense(3, name=sys.argv[2])(keras.layers.Flatten()(x))\n"
-        "keras.Model(x, y).save(sys.argv[1])\n"
+        "import keras, pathlib, sys\n"
+        "for i, name in enumerate(sys.argv[2:]):\n"
+        "    x = keras.Input((8, 8, 1))\n"
+        "    y = keras.layers.Dense(3, name=name)(keras.layers.Flatten()(x))\n"
+        "    keras.Model(x, y).save(pathlib.Path(sys.argv[1]) / f'k3-{i}.keras')\n"
     )
-    subprocess.run([sys.executable, "-c", script, str(tmp_path / "k3.keras"), name],
-                   check=True, capture_output=True, timeout=300)  # fmt: skip
+
+    def build(folder: Path) -> None:
+        subprocess.run([sys.executable, "-c", script, str(folder), *KERAS3_BAD_NAMES],
+                       check=True, capture_output=True, timeout=300)  # fmt: skip
+
+    return shared_folder(tmp_path_factory, "keras3-bad-layer-names", build)
+
+
+@pytest.mark.parametrize("index", range(len(KERAS3_BAD_NAMES)), ids=KERAS3_BAD_NAMES)
+def test_keras3_layer_name_tensorflow_cannot_use(tmp_path, inputs, keras3_badly_named, index):
+    """A Keras 3 layer name TensorFlow refuses as a scope: a ValueError deep in the
+    conversion (an internal error)."""
+    (tmp_path / "k3.keras").write_bytes((keras3_badly_named / f"k3-{index}.keras").read_bytes())
     run = _build(tmp_path, "k3.keras", _copy(inputs.data, tmp_path))
     assert_bounded(run, "k3.keras", "has a name TensorFlow cannot use")
 

@@ -313,10 +313,21 @@ def test_a_limit_that_trips_is_one_line(user_model, tmp_path, limits, args, need
 
 def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
     """EDGEC_SANDBOX unset: the API's build runs the model work in the model process (the
-    caller never imports TensorFlow); =off runs it here (what the suite's builds use)."""
+    caller never imports TensorFlow); =off runs it here (what the suite's builds use).
+    A one-Dense model: no training to wait through."""
+    from edgec._tf import keras
+
+    model, data = tmp_path / "plain.keras", tmp_path / "x.npz"
+    keras.utils.set_random_seed(0)
+    x_in = keras.layers.Input((4,))
+    keras.Model(x_in, keras.layers.Dense(3)(x_in)).save(model)
+    # samples without labels: no accuracy check, whose verdict on an untrained model and
+    # random labels would be chance
+    np.savez(data, x=np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32))
     script = (
         "import sys, edgec\n"
-        "report = edgec.build(target='cortex-m', out=None)\n"
+        f"report = edgec.build({str(model)!r}, data={str(data)!r}, "
+        "target='cortex-m', out=None)\n"
         "print(report.ok, 'tensorflow' in sys.modules)\n"
     )
     path = str(Path(edgec.__file__).parents[1])
@@ -329,3 +340,30 @@ def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
                               env=run_env, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.split() == ["True", imported], (setting, done.stdout)
+
+
+@pytest.mark.parametrize("command", ["inspect", "build"])
+def test_a_file_its_bytes_refuse_is_refused_before_tensorflow_starts(
+    hostile_files, tmp_path, command
+):
+    """A file refused from its bytes (an .h5 Lambda) is refused by the model process's
+    first, TensorFlow-free call: with a ``tensorflow`` on the path that fails as it is
+    imported, the command still gives the one-line refusal (the model process imports
+    TensorFlow only for its first call that needs it)."""
+    h = hostile_files
+    shadow = tmp_path / "shadow"
+    (shadow / "tensorflow").mkdir(parents=True)
+    (shadow / "tensorflow" / "__init__.py").write_text(
+        "raise ImportError('edgec imported tensorflow before refusing the file')\n"
+    )
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    args = [command, h.files["lambda_h5"]]
+    if command == "build":
+        args += ["--data", h.data, "--target", "cortex-m", "--out", tmp_path / "out"]
+    result = run_real(args, h.work, tmp, env={"PYTHONPATH": os.pathsep.join(
+        [str(shadow), str(Path(edgec.__file__).parents[1])])})  # fmt: skip
+    lines = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert result.code == 1 and len(lines) == 1, result.err
+    assert "layer 'evil_lambda' is a Lambda" in lines[0], lines[0]
+    assert not h.marker.exists()

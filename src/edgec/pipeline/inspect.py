@@ -57,6 +57,8 @@ def inspect_in_sandbox(
     )
     payload = {"path": str(path), "custom_objects": custom_objects, "trust_model": trust_model}
     with ModelProcess(readable, debug=debug) as process:
+        # what the file's bytes decide, before TensorFlow starts
+        process.call("examine", {"path": str(path), "trust": trust_model})
         reply = process.call("inspect", payload, _print_warnings)
     try:
         model_bytes = reply.get("model_bytes")

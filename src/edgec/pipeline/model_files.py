@@ -192,6 +192,28 @@ def examine(path: Path, custom: frozenset[str] = frozenset(), *, trust: bool = F
     return ModelFile(path, kind, tuple(checker.code))
 
 
+def precheck(path: Path, *, trust: bool = False) -> None:
+    """What ``examine`` can refuse from the file's bytes alone, without TensorFlow: the
+    caps of a .keras archive, an .h5 file or a SavedModel folder, its config's JSON, kind
+    and layer names, the modules it names and the code it holds (with ``trust``, code is
+    not refused). Classes and functions are checked against the Keras allowlists, and a
+    SavedModel's ops, by ``examine``, which needs TensorFlow: the model process runs this
+    first, so a file refused here is refused before TensorFlow's import (seconds)."""
+    check_model_path(path)
+    if path.is_dir():
+        _savedmodel_files(path)
+        return
+    config = _keras_archive_config(path) if path.suffix.lower() == ".keras" else _h5_config(path)
+    keras_kind(config, path)
+    _Checker(path, None, trust=trust).top(config)
+
+
+def sandboxed_examine(payload: dict[str, Any], emit: Any) -> dict[str, Any]:
+    """The model process's first call (``edgec.sandbox.worker``): ``precheck``."""
+    precheck(Path(payload["path"]), trust=bool(payload["trust"]))
+    return {}
+
+
 def check_model_path(path: Path) -> None:
     """What can be said of a model without reading it: it exists, and is a .keras/.h5
     file or a folder (a SavedModel)."""
@@ -366,7 +388,7 @@ def _public_functions(module: Any) -> set[str]:
 @dataclass
 class _Checker:
     path: Path
-    allow: Allowlist
+    allow: Allowlist | None  # None: classes and functions are left to a later check
     trust: bool = False
     revivable: bool = False  # SavedModel metadata: an unknown class is rebuilt from the graph
     code: list[str] = field(default_factory=list)
@@ -438,6 +460,8 @@ class _Checker:
         )
 
     def _class(self, node: dict, name: str, module: Any, where: str) -> None:
+        if self.allow is None:
+            return
         registered = node.get("registered_name")
         custom = self.allow.custom
         if name in custom or (isinstance(registered, str) and registered in custom):
@@ -462,6 +486,8 @@ class _Checker:
     def _function(self, node: dict, where: str) -> None:
         fn = node.get("config")
         registered = node.get("registered_name")
+        if self.allow is None:
+            return
         if fn in self.allow.custom or registered in self.allow.custom:
             return
         if not isinstance(fn, str) or fn not in self.allow.functions:
@@ -493,14 +519,20 @@ class _Checker:
 # ------------------------------------------------------------------ SavedModels
 
 
-def _examine_savedmodel(path: Path, custom: frozenset[str], trust: bool) -> ModelFile:
-    from edgec._tf import saved_model_pb2
-
+def _savedmodel_files(path: Path) -> Path:
+    """A SavedModel folder's saved_model.pb, its files checked (regular, within caps)."""
     pb = path / "saved_model.pb"
     if not pb.is_file():
         raise InputError(f"model {path} is a folder but not a SavedModel (no saved_model.pb)")
     safeio.regular_files(path, "SavedModel", limit_files=safeio.MAX_ARCHIVE_MEMBERS,
                          limit_bytes=safeio.MAX_ARCHIVE_BYTES)  # fmt: skip
+    return pb
+
+
+def _examine_savedmodel(path: Path, custom: frozenset[str], trust: bool) -> ModelFile:
+    from edgec._tf import saved_model_pb2
+
+    pb = _savedmodel_files(path)
     proto = saved_model_pb2.SavedModel()
     try:
         proto.ParseFromString(safeio.read_regular(pb, "SavedModel", limit=safeio.MAX_ARCHIVE_BYTES))

@@ -47,10 +47,15 @@ ENTRIES = {
     "build": "edgec.builder:sandboxed_build",
     "inspect": "edgec.pipeline.inspect:sandboxed_inspect",
     "trial": "edgec.fit.trial:sandboxed_trial",
+    "examine": "edgec.pipeline.model_files:sandboxed_examine",
 }
-# What a child may do before its first call, while its parent still checks the inputs:
-# start the converter child (its TensorFlow import then overlaps this one's), import
-# TensorFlow and the entries' modules.
+# Entries that import no TensorFlow: run before the warm-ups, so that a model file they
+# refuse (from its bytes) is refused in a fraction of a second, not after TensorFlow's
+# import (several seconds, every time CI is given a hostile file).
+BEFORE_WARM_UP = frozenset({"examine"})
+# What a child does before its first call that needs TensorFlow: start the converter
+# child (its TensorFlow import then overlaps this one's), import TensorFlow and the
+# entries' modules.
 WARM_UPS = {
     "converter": "edgec.pipeline.convert:start_converter",
     "tensorflow": "edgec._tf:set_threads",  # the import is the point; set_threads unused
@@ -165,8 +170,8 @@ class ModelProcess:
         self._proc = None
 
     def start(self) -> subprocess.Popen[str]:
-        """Start the child now (else at the first call): it confines itself and warms up
-        (``WARM_UPS``) while this process goes on."""
+        """Start the child now (else at the first call): it confines itself, and warms up
+        (``WARM_UPS``) at its first call that needs TensorFlow."""
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         if self._folder is None:
@@ -351,14 +356,13 @@ def serve() -> None:
 
     result_path = os.path.join(os.getcwd(), _RESULT)  # the private folder (launch.main)
     debug = Policy.from_json(os.environ[ENV_POLICY]).debug
-    for step in sys.argv[1:]:  # the warm-ups, in order
-        module, _, name = WARM_UPS[step].partition(":")
-        function = getattr(importlib.import_module(module), name)
-        if step == "converter":
-            function()
+    warm_ups = sys.argv[1:]
     try:
         for line in sys.stdin:
             request = json.loads(line)
+            if request["entry"] not in BEFORE_WARM_UP:
+                _warm_up(warm_ups)
+                warm_ups = []
             module, _, name = ENTRIES[request["entry"]].partition(":")
             function = getattr(importlib.import_module(module), name)
             try:
@@ -374,6 +378,15 @@ def serve() -> None:
                 print(f"sandbox: {_peaks()}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
         sys.exit(128 + signal.SIGINT)
+
+
+def _warm_up(steps: Sequence[str]) -> None:
+    """The warm-ups (``WARM_UPS``), in order."""
+    for step in steps:
+        module, _, name = WARM_UPS[step].partition(":")
+        function = getattr(importlib.import_module(module), name)
+        if step == "converter":
+            function()
 
 
 def _peaks() -> str:

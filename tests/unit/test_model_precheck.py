@@ -1,0 +1,58 @@
+"""``model_files.precheck``: what a model file's bytes decide, without TensorFlow (the
+unit tier's guard makes TensorFlow unimportable here). The model process runs it as its
+first call, before it imports TensorFlow (tests/e2e/test_hostile_models.py runs that)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import h5py
+import pytest
+
+from edgec.errors import InputError
+from edgec.pipeline.model_files import precheck
+
+INPUT = {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 4], "name": "in"}}
+
+
+def _config(layer: dict) -> dict:
+    return {"class_name": "Sequential", "config": {"name": "m", "layers": [INPUT, layer]}}
+
+
+def _keras(path: Path, config: dict) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+    return path
+
+
+LAMBDA = {"class_name": "Lambda", "config": {"name": "evil", "function": "payload"}}
+OS_MODULE = {"class_name": "Dense", "module": "os", "config": {"name": "d", "units": 3}}
+UNKNOWN = {"class_name": "NotAKerasLayer", "config": {"name": "d"}}
+
+
+@pytest.mark.parametrize(
+    "layer, needle",
+    [(LAMBDA, "layer 'evil' is a Lambda"), (OS_MODULE, "names module 'os'")],
+)
+def test_code_and_modules_are_refused_from_the_bytes(tmp_path, layer, needle):
+    with pytest.raises(InputError, match=needle):
+        precheck(_keras(tmp_path / "m.keras", _config(layer)))
+    h5 = tmp_path / "m.h5"
+    with h5py.File(h5, "w") as f:
+        f.attrs["model_config"] = json.dumps(_config(layer))
+    with pytest.raises(InputError, match=needle):
+        precheck(h5)
+
+
+def test_trust_lets_code_through_and_classes_are_left_to_examine(tmp_path):
+    """With --trust-model a Lambda is not refused here; a class is checked against the
+    Keras allowlists later (they need TensorFlow), so an unknown one passes this step."""
+    precheck(_keras(tmp_path / "lambda.keras", _config(LAMBDA)), trust=True)
+    precheck(_keras(tmp_path / "unknown.keras", _config(UNKNOWN)))
+
+
+def test_a_folder_without_saved_model_pb_is_refused(tmp_path):
+    with pytest.raises(InputError, match="no saved_model.pb"):
+        precheck(tmp_path)

@@ -19,13 +19,13 @@ from edgec.errors import InputError
 from edgec.targets import TfliteModel
 from edgec.targets.weights import Expectations, compression_checks
 from tests.support.cli import Build, assert_clean_failure, run_edgec
-from tests.support.recipes import one_epoch_recipe
+from tests.support.recipes import one_epoch_recipe, p24_qat_build
 
 KERNEL_LAYERS = ("conv2d", "conv2d_1", "dense", "logits")  # the example CNN's kernels
 TRAINING_STAGES = {"train_example", "distill", "prune", "cluster", "qat"}
 
 
-def _build(tmp_path_factory, name: str, *args: str) -> Build:
+def _build(tmp_path_factory, name: str, *args: str | Path) -> Build:
     out = tmp_path_factory.mktemp(name) / "edgec-out"
     return Build(run_edgec("build", "--target", "cortex-m", "--out", out, *args), out)
 
@@ -38,8 +38,9 @@ def pcq_build(tmp_path_factory) -> Build:
 
 
 @pytest.fixture(scope="session")
-def p24_build(tmp_path_factory) -> Build:
-    return _build(tmp_path_factory, "p24", "--prune", "2:4", "--qat", "--epochs", "2")
+def p24_build(tmp_path_factory, user_model) -> Build:
+    """--prune 2:4 --qat on the example CNN, as a real process (its stderr: a CI log)."""
+    return p24_qat_build(tmp_path_factory, user_model)
 
 
 @pytest.fixture(scope="session")
@@ -661,24 +662,16 @@ def test_chosen_cluster_granularity_survives_into_int8(
         assert not head.per_channel and head.unique <= 4
 
 
-def test_a_recipe_build_in_a_ci_log_holds_only_edgec_lines(tmp_path):
+def test_a_recipe_build_in_a_ci_log_holds_only_edgec_lines(p24_build):
     """Issue 22: a recipe build printed TensorFlow's tf.function retracing warnings (and
     the model work in the caller, EDGEC_SANDBOX=off as the Python API may run it, printed
     absl's and CUDA's lines). Without --debug, stderr holds edgec's own lines only: one
-    per stage (and a stage's epochs), whole, ending in a newline."""
-    import os
-    import subprocess
-
-    from tests.support.cli import EDGEC
-
-    args = ["build", "--target", "cortex-m", "--prune", "0.5", "--qat", "--epochs", "1"]
-    done = subprocess.run(
-        [*EDGEC, *args, "--out", str(tmp_path / "out")], capture_output=True, text=True,
-        env={**os.environ, "EDGEC_SANDBOX": "off"}, timeout=1200,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    lines = done.stderr.splitlines()
-    assert any(ln.startswith("✓ Quantization-aware training") for ln in lines), done.stderr
+    per stage (and a stage's epochs), whole, ending in a newline. (p24_build is a real
+    edgec process with EDGEC_SANDBOX=off: a prune and a qat stage, two epochs each.)"""
+    run = p24_build.run
+    assert run.code == 0, run.err
+    lines = run.err.splitlines()
+    assert any(ln.startswith("✓ Quantization-aware training") for ln in lines), run.err
     foreign = [ln for ln in lines if not ln.startswith(("✓ ", "  ", "warning: "))]
     assert not foreign, foreign  # e.g. "WARNING:tensorflow:5 out of the last 11 calls to"
-    assert done.stderr.endswith("\n") and "…" not in done.stderr + done.stdout
+    assert run.err.endswith("\n") and "…" not in run.err + run.out

@@ -182,15 +182,16 @@ def test_cli_compress_lut(cli_builds, clustered):
     assert np.array_equal(run_tflm(before, x_q, arenas).raw, run_tflm(after, x_q, arenas).raw)
 
 
-def test_cli_cluster_qat_recipe_with_lut_is_35_percent_smaller(tmp_path):
-    """The acceptance through one command: cluster-qat recipe, then LUT compression."""
+def test_cli_cluster_qat_recipe_with_lut_is_35_percent_smaller(tmp_path, user_model):
+    """The acceptance through one command: cluster-qat recipe, then LUT compression (on the
+    trained example CNN and its held-out digits: the example's layers, not trained again)."""
     import json
 
     out = tmp_path / "out"
     recipe = one_epoch_recipe(tmp_path, "cluster-qat")
     run = run_edgec(
-        "build", "--target", "cortex-m", "--recipe", recipe, "--compress", "lut",
-        "--out", out,
+        "build", user_model.keras, "--data", user_model.data, "--target", "cortex-m",
+        "--recipe", recipe, "--compress", "lut", "--out", out,
     )  # fmt: skip
     assert run.code == 0, run.err + run.out
     report = json.loads((out / "report.json").read_text())

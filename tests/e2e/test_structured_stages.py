@@ -1,5 +1,5 @@
-"""prune_channels and low_rank as recipe stages, through ``edgec build`` on the built-in
-example: the int8 artifact has fewer weights and MACs than the plain build, and exactly the
+"""prune_channels and low_rank as recipe stages, through ``edgec build`` on the example
+CNN: the int8 artifact has fewer weights and MACs than the plain build, and exactly the
 MACs the stages measured on the float model."""
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ MEASURED_OUTCOMES = {"accuracy", "litert_vs_tflm"}
 
 
 @pytest.fixture(scope="session")
-def structured_build(tmp_path_factory) -> Build:
+def structured_build(tmp_path_factory, user_model) -> Build:
+    """The stages on the trained example CNN (the example's own weights, not trained again
+    for this build) and its held-out digits."""
     out = tmp_path_factory.mktemp("structured") / "edgec-out"
     args = ("--prune-channels", "0.5", "--low-rank", "0.6", "--qat", "--epochs", "1")
-    return Build(run_edgec("build", "--target", "cortex-m", "--out", out, *args), out)
+    model = (user_model.keras, "--data", user_model.data)
+    return Build(run_edgec("build", *model, "--target", "cortex-m", "--out", out, *args), out)
 
 
 def _metrics(build: Build, stage: str) -> dict:

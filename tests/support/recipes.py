@@ -8,9 +8,14 @@ claim of the benchmarks (benchmarks/compression.py runs every built-in recipe in
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tomllib
 from importlib import resources
 from pathlib import Path
+
+from tests.support.cache import shared_folder
+from tests.support.cli import EDGEC, Build, Run, validate_written_reports
 
 RECIPES = resources.files("edgec.stages") / "recipes"
 
@@ -29,3 +34,27 @@ def one_epoch_recipe(folder: Path, builtin: str) -> Path:
     path = folder / f"{builtin}-1-epoch.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def p24_qat_build(tmp_path_factory, user_model) -> Build:
+    """``edgec build`` of the trained example CNN (tests/conftest.py's user_model) on its
+    held-out digits with ``--prune 2:4 --qat --epochs 2``, run once per test run (all
+    xdist workers, every module that asks) as a real edgec process with the model work in
+    that process (EDGEC_SANDBOX=off, as the Python API may run it), so its stderr is what a
+    CI log shows. One build for the 2:4 pattern, the PQAT scheme, the precision a qat stage
+    fixes and the log's lines."""
+
+    def build(folder: Path) -> None:
+        args = ["build", str(user_model.keras), "--data", str(user_model.data),
+                "--target", "cortex-m", "--prune", "2:4", "--qat", "--epochs", "2",
+                "--out", str(folder / "out")]  # fmt: skip
+        done = subprocess.run(
+            [*EDGEC, *args], capture_output=True, text=True,
+            env={**os.environ, "EDGEC_SANDBOX": "off"}, timeout=1200,
+        )  # fmt: skip
+        validate_written_reports(args)
+        run = Run(done.returncode, done.stdout, done.stderr)
+        (folder / "run.json").write_text(json.dumps(vars(run)))
+
+    folder = shared_folder(tmp_path_factory, "p24-qat", build)
+    return Build(Run(**json.loads((folder / "run.json").read_text())), folder / "out")

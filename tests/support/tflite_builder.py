@@ -479,3 +479,22 @@ def mlp_int8(
         b.op("FULLY_CONNECTED", [inputs, kernel, bias_t], [out], options=options)
         inputs = out
     return b.build(inputs=[x], outputs=[inputs])
+
+
+def split_int8(seed: int = 0) -> bytes:
+    """INPUT 1x8x8x2 -> SPLIT (channels) -> CONV_2D on the first half, ADD of the conv and
+    the second half -> FULLY_CONNECTED: an op with two outputs, each read by a later op."""
+    b = TfliteBuilder()
+    layers = Layers(b, seed)
+    x = b.tensor("input", (1, 8, 8, 2), scale=0.05, zero_point=-1)
+    axis = b.constant("split/axis", np.array(3, np.int32))
+    halves = [b.tensor(f"split/out_{i}", (1, 8, 8, 1), scale=0.05, zero_point=-1) for i in (0, 1)]
+    options = schema.SplitOptionsT()
+    options.numSplits = 2
+    b.op("SPLIT", [axis, x], halves, options=options)
+    mixed = layers.add(layers.conv(halves[0], 1, 3), halves[1])
+    shape = b.constant("flatten/shape", np.array([1, 64], np.int32))
+    flat = b.tensor("flatten", (1, 64), scale=0.1, zero_point=-1)
+    b.op("RESHAPE", [mixed, shape], [flat])
+    y = layers.dense(flat, 3)
+    return b.build(inputs=[x], outputs=[y])

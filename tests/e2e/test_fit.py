@@ -35,7 +35,9 @@ def _model(user_model: UserModel) -> tuple[str, ...]:
 
 
 def _search(user_model: UserModel) -> tuple[str, ...]:
-    return ("fit", *_model(user_model), *BUDGET, "--trials", "2")
+    """Three structures screened (plain and int4 filters miss, 25% fewer channels fits), so
+    both of its candidates (with and without QAT) are trained: nothing else is screened."""
+    return ("fit", *_model(user_model), *BUDGET, "--trials", "2", "--max-screens", "3")
 
 
 @dataclass
@@ -113,6 +115,10 @@ def test_rejects_what_cannot_fit_without_training(fit_search):
     )
     trained = {t["key"] for t in _trials(state, "train")}
     assert "plain" not in trained and "qat" not in trained  # never trained: cannot fit
+    # --max-screens 3 stops the screen, but the structure that fit still gives both its
+    # candidates: the one without QAT (which costs more) is the second trained
+    assert [s["key"] for s in screens] == ["plain", "weights=4", "channel_fraction=0.25"]
+    assert trained == {"channel_fraction=0.25,qat", "channel_fraction=0.25"}
 
 
 def test_a_screen_measures_what_the_build_ships(fit_search, example_build):

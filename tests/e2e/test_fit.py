@@ -222,24 +222,26 @@ def test_cannot_fit_names_the_misses_and_its_hints_run(user_model, tmp_path):
     continues it" exited 1). The second runs as a real process into a log file: every line
     whole, one line per trial with its figures and verdict, a newline at the end."""
     out = tmp_path / "tiny"
-    # the three cheapest structures (seed 0): plain, int4 filters, 25% fewer channels
+    # the two cheapest structures (seed 0): plain, int4 filters (the only lever screened)
     run = run_edgec("fit", *_model(user_model), "--target", "cortex-m", "--budget",
-                    "flash=2KB,ram=1KB", "--max-screens", "3", "--rungs", "1", "--trials", "1",
+                    "flash=2KB,ram=1KB", "--max-screens", "2", "--rungs", "1", "--trials", "1",
                     "--out", out)  # fmt: skip
     assert run.code == 3, run.out + run.err
     assert "Nothing fits" in run.out
     assert "cortex-m flash by" in run.out and "over its budget" in run.out
-    assert "The lever that came closest: channel_fraction=0.25" in run.out
+    assert "The lever that came closest: weights=4" in run.out
     assert sorted(p.name for p in out.iterdir()) == ["fit.json"]  # the state, nothing else
     state = json.loads((out / "fit.json").read_text())
     assert state["winner"] is None
-    assert [t["kind"] for t in state["trials"]] == ["screen"] * 3  # none trained
+    assert [t["kind"] for t in state["trials"]] == ["screen"] * 2  # none trained
 
     more = next(ln for ln in run.out.splitlines() if "continues this search" in ln)
-    more_run = run_edgec(*the_hint(more))  # "--max-screens 6": the same search, further
+    more_run = run_edgec(*the_hint(more))  # "--max-screens 4": the same search, further
     assert more_run.code == 3, more_run.out + more_run.err
     continued = json.loads((out / "fit.json").read_text())
-    assert continued["trials"][:3] == state["trials"] and len(continued["trials"]) == 6
+    assert continued["trials"][:2] == state["trials"] and len(continued["trials"]) == 4
+    # + 25% fewer channels (and low rank, which cannot apply): the closest of two levers
+    assert "The lever that came closest: channel_fraction=0.25" in more_run.out
 
     budget = next(ln for ln in more_run.out.splitlines() if "starts a new search" in ln)
     assert f"starts a new search in {tmp_path / 'tiny-2'}:" in budget

@@ -1,6 +1,6 @@
 """``edgec fit`` on the example CNN as a user's model (``user_model``: the built-in
 example trained once per run, with its held-out digits as ``--data``, so no trial trains
-the example again): a budget the plain model misses (flash 42,144 B > 30 KB), so the
+the example again): a budget the plain model misses (flash 40,688 B > 30 KB), so the
 screen rejects it untrained and channel pruning fits.
 
 The search (``--trials 2``) first runs as a real ``edgec`` process that gets SIGINT once

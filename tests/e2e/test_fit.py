@@ -1,5 +1,7 @@
-"""``edgec fit`` on the built-in example, in-process: a budget the plain model misses
-(flash 42,144 B > 30 KB), so the screen rejects it untrained and channel pruning fits.
+"""``edgec fit`` on the example CNN as a user's model (``user_model``: the built-in
+example trained once per run, with its held-out digits as ``--data``, so no trial trains
+the example again): a budget the plain model misses (flash 40,688 B > 30 KB), so the
+screen rejects it untrained and channel pruning fits.
 
 The search (``--trials 2``) first runs as a real ``edgec`` process that gets SIGINT once
 its first trained trial is in fit.json, as a person's Ctrl-C would stop it; the same
@@ -22,13 +24,25 @@ import pytest
 
 from tests.support.cli import EDGEC, assert_clean_failure, run_edgec, signal_when
 from tests.support.hints import the_hint
+from tests.support.models import UserModel
 
 BUDGET = ("--target", "cortex-m", "--budget", "flash=30KB,ram=8KB", "--rungs", "1")
-SEARCH = ("fit", *BUDGET, "--trials", "2")
+
+
+def _model(user_model: UserModel) -> tuple[str, ...]:
+    """The model and its data, as a user gives them to ``edgec fit`` and ``build``."""
+    return (str(user_model.keras), "--data", str(user_model.data))
+
+
+def _search(user_model: UserModel) -> tuple[str, ...]:
+    """Three structures screened (plain and int4 filters miss, 25% fewer channels fits), so
+    both of its candidates (with and without QAT) are trained: nothing else is screened."""
+    return ("fit", *_model(user_model), *BUDGET, "--trials", "2", "--max-screens", "3")
 
 
 @dataclass
 class Fit:
+    search: tuple[str, ...]  # the command's arguments (without --out)
     first: dict  # fit.json when the interrupted process had stopped
     interrupted: tuple[int, str, list[str]]  # its exit code, stderr, what it left behind
     run: object  # the same command again, to the end
@@ -51,10 +65,12 @@ def _trained_so_far(state_file: Path) -> int:
     return sum(t["kind"] == "train" for t in state["trials"])
 
 
-def _interrupt_after_first_training(out: Path, tmp: Path) -> tuple[int, str, list[str]]:
+def _interrupt_after_first_training(
+    search: tuple[str, ...], out: Path, tmp: Path
+) -> tuple[int, str, list[str]]:
     """Run the search in its own process; SIGINT it once a trained trial is stored."""
     code, err = signal_when(
-        [*EDGEC, *SEARCH, "--out", str(out)], tmp,
+        [*EDGEC, *search, "--out", str(out)], tmp,
         lambda: _trained_so_far(out / "fit.json") >= 1, signal.SIGINT,
         what="a trained trial in fit.json",
     )  # fmt: skip
@@ -63,13 +79,14 @@ def _interrupt_after_first_training(out: Path, tmp: Path) -> tuple[int, str, lis
 
 
 @pytest.fixture(scope="session")
-def fit_search(tmp_path_factory) -> Fit:
+def fit_search(tmp_path_factory, user_model) -> Fit:
     folder = tmp_path_factory.mktemp("fit")
     out, tmp = folder / "edgec-out", folder / "tmp"
     tmp.mkdir()
-    interrupted = _interrupt_after_first_training(out, tmp)
+    search = _search(user_model)
+    interrupted = _interrupt_after_first_training(search, out, tmp)
     state = json.loads((out / "fit.json").read_text())
-    return Fit(state, interrupted, run_edgec(*SEARCH, "--out", out), out)
+    return Fit(search, state, interrupted, run_edgec(*search, "--out", out), out)
 
 
 def _assert_trial_line(line: str, trial: dict) -> None:
@@ -98,10 +115,15 @@ def test_rejects_what_cannot_fit_without_training(fit_search):
     )
     trained = {t["key"] for t in _trials(state, "train")}
     assert "plain" not in trained and "qat" not in trained  # never trained: cannot fit
+    # --max-screens 3 stops the screen, but the structure that fit still gives both its
+    # candidates: the one without QAT (which costs more) is the second trained
+    assert [s["key"] for s in screens] == ["plain", "weights=4", "channel_fraction=0.25"]
+    assert trained == {"channel_fraction=0.25,qat", "channel_fraction=0.25"}
 
 
 def test_a_screen_measures_what_the_build_ships(fit_search, example_build):
-    """A screen calibrates on a few samples only: the structure decides flash and arena."""
+    """A screen calibrates on a few samples only: the structure decides flash and arena.
+    (``user_model`` is the example CNN trained as the example build trains it.)"""
     plain = next(s for s in _trials(fit_search.state, "screen") if s["key"] == "plain")
     memory = example_build.report["memory"]
     figures = plain["targets"][0]
@@ -161,11 +183,11 @@ def test_report_html_has_the_pareto_plots(fit_search):
     assert "accuracy against flash (B)" in html and "accuracy against arena (B)" in html
 
 
-def test_recipe_rebuilds_to_the_same_flash_and_arena(fit_search, tmp_path):
+def test_recipe_rebuilds_to_the_same_flash_and_arena(fit_search, user_model, tmp_path):
     recipe = fit_search.out / "recipe.toml"
     out = tmp_path / "rebuilt"
-    run = run_edgec("build", "--target", "cortex-m", "--budget", "flash=30KB,ram=8KB",
-                    "--recipe", recipe, "--out", out)  # fmt: skip
+    run = run_edgec("build", *_model(user_model), "--target", "cortex-m", "--budget",
+                    "flash=30KB,ram=8KB", "--recipe", recipe, "--out", out)  # fmt: skip
     assert run.code in (0, 3), run.err
     rebuilt = json.loads((out / "report.json").read_text())["memory"]
     fitted = fit_search.report["memory"]
@@ -175,12 +197,13 @@ def test_recipe_rebuilds_to_the_same_flash_and_arena(fit_search, tmp_path):
     )
 
 
-def test_another_search_goes_to_a_new_folder_and_says_so(fit_search, tmp_path):
+def test_another_search_goes_to_a_new_folder_and_says_so(fit_search, user_model, tmp_path):
     """A changed seed (or budget, target, model) is another search: the one in --out is
     kept, this one runs in OUT-2, and the same command again continues it there."""
     out = tmp_path / "other"
     shutil.copytree(fit_search.out, out)
-    args = ("fit", *BUDGET, "--seed", "7", "--max-screens", "1", "--trials", "1", "--out", out)
+    args = ("fit", *_model(user_model), *BUDGET, "--seed", "7", "--max-screens", "1",
+            "--trials", "1", "--out", out)  # fmt: skip
     run = run_edgec(*args)
     assert run.code == 3, run.out + run.err  # the one structure screened (plain) misses
     moved = f"{out}/fit.json holds another search (seed 0, now 7); it is kept"
@@ -193,29 +216,32 @@ def test_another_search_goes_to_a_new_folder_and_says_so(fit_search, tmp_path):
     assert not (tmp_path / "other-3").exists()
 
 
-def test_cannot_fit_names_the_misses_and_its_hints_run(tmp_path):
+def test_cannot_fit_names_the_misses_and_its_hints_run(user_model, tmp_path):
     """Nothing fits: the summary names the misses and prints two commands, and both do
     what they say when run as printed (issue 22: "more --trials or a larger --budget
     continues it" exited 1). The second runs as a real process into a log file: every line
     whole, one line per trial with its figures and verdict, a newline at the end."""
     out = tmp_path / "tiny"
-    # the three cheapest structures (seed 0): plain, int4 filters, 25% fewer channels
-    run = run_edgec("fit", "--target", "cortex-m", "--budget", "flash=2KB,ram=1KB", "--max-screens",
-                    "3", "--rungs", "1", "--trials", "1", "--out", out)  # fmt: skip
+    # the two cheapest structures (seed 0): plain, int4 filters (the only lever screened)
+    run = run_edgec("fit", *_model(user_model), "--target", "cortex-m", "--budget",
+                    "flash=2KB,ram=1KB", "--max-screens", "2", "--rungs", "1", "--trials", "1",
+                    "--out", out)  # fmt: skip
     assert run.code == 3, run.out + run.err
     assert "Nothing fits" in run.out
     assert "cortex-m flash by" in run.out and "over its budget" in run.out
-    assert "The lever that came closest: channel_fraction=0.25" in run.out
+    assert "The lever that came closest: weights=4" in run.out
     assert sorted(p.name for p in out.iterdir()) == ["fit.json"]  # the state, nothing else
     state = json.loads((out / "fit.json").read_text())
     assert state["winner"] is None
-    assert [t["kind"] for t in state["trials"]] == ["screen"] * 3  # none trained
+    assert [t["kind"] for t in state["trials"]] == ["screen"] * 2  # none trained
 
     more = next(ln for ln in run.out.splitlines() if "continues this search" in ln)
-    more_run = run_edgec(*the_hint(more))  # "--max-screens 6": the same search, further
+    more_run = run_edgec(*the_hint(more))  # "--max-screens 4": the same search, further
     assert more_run.code == 3, more_run.out + more_run.err
     continued = json.loads((out / "fit.json").read_text())
-    assert continued["trials"][:3] == state["trials"] and len(continued["trials"]) == 6
+    assert continued["trials"][:2] == state["trials"] and len(continued["trials"]) == 4
+    # + 25% fewer channels (and low rank, which cannot apply): the closest of two levers
+    assert "The lever that came closest: channel_fraction=0.25" in more_run.out
 
     budget = next(ln for ln in more_run.out.splitlines() if "starts a new search" in ln)
     assert f"starts a new search in {tmp_path / 'tiny-2'}:" in budget
@@ -243,9 +269,8 @@ def test_workers_without_ray_say_what_to_install(tmp_path, monkeypatch):
 
 
 # --workers 2: the trials run as tasks on a private local Ray instance (the distributed
-# extra). The sequential search above (same budget, seed, --trials 1), run on two Ray
-# workers, must choose the same trial with the same measured figures, and leave no Ray
-# instance behind.
+# extra). The sequential search above (the same command), run on two Ray workers, must
+# choose the same trial with the same measured figures, and leave no Ray instance behind.
 
 
 def _chosen(state: dict) -> tuple:
@@ -258,7 +283,7 @@ def _chosen(state: dict) -> tuple:
 def test_two_ray_workers_choose_what_the_sequential_search_chose(fit_search, tmp_path):
     ray = pytest.importorskip("ray", reason="the distributed extra (CI installs it)")
     out = tmp_path / "ray-out"
-    run = run_edgec(*SEARCH, "--workers", "2", "--out", out)
+    run = run_edgec(*fit_search.search, "--workers", "2", "--out", out)
     assert run.code == 0, run.out + run.err
     state = json.loads((out / "fit.json").read_text())
     assert _chosen(state) == _chosen(fit_search.state)

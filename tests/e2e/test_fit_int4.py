@@ -1,8 +1,9 @@
-"""int4 weights as a lever of ``edgec fit``: a budget the built-in example meets only with
-int4 filters (flash 30 KB: the int8 file is 40 KB; RAM 48 KB: room for the reference
-kernels' unpack scratch). The screen measures the int4 structure untrained (its int8
-filters requantized to 4 bits), so the candidate is not rejected, and the winner trains
-4-bit QAT. A target whose runtime has no int4 kernels never gets the lever."""
+"""int4 weights as a lever of ``edgec fit``: a budget the example CNN (``user_model``, with
+its held-out digits as ``--data``: no trial trains the example again) meets only with int4
+filters (flash 30 KB: the int8 file is 40 KB; RAM 48 KB: room for the reference kernels'
+unpack scratch). The screen measures the int4 structure untrained (its int8 filters
+requantized to 4 bits), so the candidate is not rejected, and the winner trains 4-bit QAT.
+A target whose runtime has no int4 kernels never gets the lever."""
 
 from __future__ import annotations
 
@@ -11,19 +12,24 @@ import tomllib
 
 from edgec.artifact.tflite_model import TfliteModel
 from tests.support.cli import run_edgec
+from tests.support.models import UserModel
 
 KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # two structures (seed 0): the plain model, then its int4 filters; one trial trained
 SEARCH = ("fit", "--rungs", "1", "--trials", "1", "--max-screens", "2")
 
 
+def _search(user_model: UserModel) -> tuple[str, ...]:
+    return (*SEARCH, str(user_model.keras), "--data", str(user_model.data))
+
+
 def _screens(state: dict) -> dict[str, dict]:
     return {t["key"]: t for t in state["trials"] if t["kind"] == "screen"}
 
 
-def test_a_budget_only_int4_meets_is_met_with_int4_filters(tmp_path):
+def test_a_budget_only_int4_meets_is_met_with_int4_filters(user_model, tmp_path):
     out = tmp_path / "out"
-    run = run_edgec(*SEARCH, "--target", "cortex-m", "--budget", "flash=30KB,ram=48KB",
+    run = run_edgec(*_search(user_model), "--target", "cortex-m", "--budget", "flash=30KB,ram=48KB",
                     "--out", out)  # fmt: skip
     assert run.code == 0, run.out + run.err
     state = json.loads((out / "fit.json").read_text())
@@ -45,12 +51,12 @@ def test_a_budget_only_int4_meets_is_met_with_int4_filters(tmp_path):
     assert next(c for c in report["checks"] if c["name"] == "int4_bit_identical")["ok"]
 
 
-def test_no_int4_lever_where_the_runtime_has_no_int4_kernels(tmp_path):
+def test_no_int4_lever_where_the_runtime_has_no_int4_kernels(user_model, tmp_path):
     """Ethos-U (Vela compiles 8- and 16-bit operators): the second structure screened is
     25% fewer channels, not int4 filters (which the build would refuse)."""
     out = tmp_path / "out"
-    run = run_edgec(*SEARCH, "--target", "cortex-m55-ethos-u55", "--budget", "flash=2KB",
-                    "--out", out)  # fmt: skip
+    run = run_edgec(*_search(user_model), "--target", "cortex-m55-ethos-u55", "--budget",
+                    "flash=2KB", "--out", out)  # fmt: skip
     assert run.code == 3, run.out + run.err
     state = json.loads((out / "fit.json").read_text())
     assert sorted(_screens(state)) == ["channel_fraction=0.25", "plain"]

@@ -85,6 +85,13 @@ def outliving_env(folder: Path) -> dict[str, str]:
     return env
 
 
+def process_environment() -> dict[str, str]:
+    """What a worker child inherits that decides its work: this process's environment but
+    for the folders ``outliving_env`` gives it. A worker started under another one (threads,
+    ``PYTHONPATH``, ``EDGEC_LIMITS``, ...) is replaced rather than reused."""
+    return {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "KERAS_HOME")}
+
+
 _PR_SET_PDEATHSIG = 1
 
 

@@ -33,7 +33,12 @@ from typing import Any
 import numpy as np
 
 from edgec._native_log import captured_native_stderr
-from edgec._process import outliving_env, process_tempdir, stop_on_interrupt
+from edgec._process import (
+    outliving_env,
+    process_environment,
+    process_tempdir,
+    stop_on_interrupt,
+)
 from edgec.artifact.layer_names import LayerNames
 from edgec.datasets.loading import non_finite
 from edgec.errors import ConversionError, InputError, UsageError
@@ -452,7 +457,7 @@ class _Worker:
             self._start()
 
     def _start(self) -> None:
-        environment = _environment()
+        environment = process_environment()
         if self._proc is not None and (self._in_job or self._environment != environment):
             # a job abandoned mid-way (an interrupt without a command to stop it: its answer
             # would be taken for the next job's), or another environment
@@ -536,12 +541,6 @@ class _Worker:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
-
-
-def _environment() -> dict[str, str]:
-    """What the child inherits that decides how it converts (all but the temporary and the
-    Keras config folders, which ``outliving_env`` gives it)."""
-    return {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "KERAS_HOME")}
 
 
 _WORKER = _Worker()

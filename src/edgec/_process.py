@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import sys
@@ -85,11 +86,20 @@ def outliving_env(folder: Path) -> dict[str, str]:
     return env
 
 
+# The variables that decide what a worker child does (how Python, TensorFlow, NumPy's BLAS,
+# tflite-micro and edgec are set up), not those that change between the calls it serves
+# (pytest's PYTEST_CURRENT_TEST, the terminal's COLUMNS, the folders outliving_env sets).
+_WORKER_ENV = re.compile(
+    r"(PATH|HOME|LANG|LANGUAGE|LC_\w+|LD_\w+|VIRTUAL_ENV|CONDA_\w+|PYTHON\w*|TF_\w+"
+    r"|KERAS_BACKEND|XLA_\w+|CUDA_\w+|OMP_\w+|MKL_\w+|OPENBLAS_\w+|EDGEC_\w+)"
+)
+
+
 def process_environment() -> dict[str, str]:
-    """What a worker child inherits that decides its work: this process's environment but
-    for the folders ``outliving_env`` gives it. A worker started under another one (threads,
-    ``PYTHONPATH``, ``EDGEC_LIMITS``, ...) is replaced rather than reused."""
-    return {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "KERAS_HOME")}
+    """What in this process's environment decides a worker child's work: a worker started
+    under other values (threads, ``PYTHONPATH``, ``EDGEC_LIMITS``, ...) is replaced rather
+    than reused."""
+    return {k: v for k, v in os.environ.items() if _WORKER_ENV.fullmatch(k)}
 
 
 _PR_SET_PDEATHSIG = 1

@@ -101,9 +101,15 @@ def test_a_dead_child_is_replaced_and_an_abandoned_job_is_not_answered_late():
 
 
 def test_a_changed_environment_gets_a_new_child(monkeypatch):
+    """Only what decides the conversion counts: pytest changes PYTEST_CURRENT_TEST at
+    every test, which replaced the child at every test of the suite."""
     model = _model(4, 4)
     convert.convert_int8(model, _samples(4))
     pid = _pid()
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "another test")
+    monkeypatch.setenv("COLUMNS", "37")
+    convert.convert_int8(model, _samples(4))
+    assert _pid() == pid
     monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "1" if os.environ.get(
         "TF_NUM_INTEROP_THREADS") != "1" else "2")  # fmt: skip
     convert.convert_int8(model, _samples(4))

@@ -29,6 +29,8 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from edgec import _tf_env
+
 
 class Terminated(KeyboardInterrupt):
     """The process received SIGTERM (or SIGINT); unwinds like Ctrl-C, with its signal."""
@@ -99,7 +101,9 @@ def process_environment() -> dict[str, str]:
     """What in this process's environment decides a worker child's work: a worker started
     under other values (threads, ``PYTHONPATH``, ``EDGEC_LIMITS``, ...) is replaced rather
     than reused."""
-    return {k: v for k, v in os.environ.items() if _WORKER_ENV.fullmatch(k)}
+    environment = {k: v for k, v in os.environ.items() if _WORKER_ENV.fullmatch(k)}
+    _tf_env.apply(environment)  # as the child's TensorFlow import sets them (edgec._tf)
+    return environment
 
 
 _PR_SET_PDEATHSIG = 1

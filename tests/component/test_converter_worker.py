@@ -144,3 +144,22 @@ def test_the_child_dies_with_its_parent_even_while_it_works():
     while not _dead(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _dead(child)
+
+
+def test_a_child_started_before_tensorflow_s_import_is_kept_after_it():
+    """The model process starts the child first, then imports TensorFlow, which sets
+    TF_USE_LEGACY_KERAS and its defaults: not another environment for the child (which
+    sets them too), so the build must not start a second one (seen: two per build)."""
+    script = (
+        "from edgec.pipeline import convert\n"
+        "convert.start_converter()\n"
+        "first = convert._WORKER._proc.pid\n"
+        "import edgec._tf\n"
+        "convert.start_converter()\n"
+        "print(first == convert._WORKER._proc.pid)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_") or "THREADS" in k}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"

@@ -33,6 +33,7 @@ import numpy as np
 # Larger than the arenas of the models edgec's targets run (a few hundred KB); mapping a
 # larger one costs time (64 MiB: 13-18 ms here, 4 MiB about 2 ms).
 WARM_UP_ARENA = 4 * 1024 * 1024
+READY = "edgec-arena-worker-ready"  # its first line of the protocol
 
 
 def _load(model_path: str, inputs_path: str) -> tuple[bytes, list[np.ndarray]]:
@@ -136,7 +137,15 @@ def _serve_model(paths: list[str], down: int, up: int) -> None:
 
 
 def main() -> None:
+    # The answers go to the parent through a copy of fd 1; fd 1 itself goes to the log
+    # (stderr), so nothing a library prints on stdout here, in a model child or in a
+    # probe's copy can be read as an answer (the conversion child's lesson)
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     from tflite_micro.python.tflite_micro import runtime
+
+    answers.write(f"{READY}\n")  # what reached stdout before this line is not an answer
+    answers.flush()
 
     if len(sys.argv) > 1 and sys.argv[1].startswith("--parent="):  # never outlive it
         from edgec._process import end_with_parent
@@ -161,8 +170,8 @@ def main() -> None:
                 if child is not None:
                     child.end()
                 child = _ModelChild(key, paths)
-            sys.stdout.write(child.ask(int(size_text)) + "\n")
-            sys.stdout.flush()
+            answers.write(child.ask(int(size_text)) + "\n")
+            answers.flush()
     finally:
         if child is not None:
             child.end()

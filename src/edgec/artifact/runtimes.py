@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from edgec._process import process_environment, process_tempdir, stop_on_interrupt
+from edgec.artifact._arena_worker import READY
 from edgec.artifact.tflite_model import Tensor, TfliteModel
 from edgec.errors import ToolError
 from edgec.sandbox.launch import confined_command
@@ -127,6 +128,10 @@ class _Worker:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._in_probe = True
         try:
+            if self._started_now:  # past whatever a library printed at its start
+                for line in self._proc.stdout:
+                    if line.strip() == READY:
+                        break
             self._proc.stdin.write(f"{size}{target}\n")
             self._proc.stdin.flush()
             answer = self._proc.stdout.readline().strip()

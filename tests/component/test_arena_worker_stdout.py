@@ -28,3 +28,23 @@ def test_a_library_printing_on_stdout_cannot_become_an_answer(tmp_path, monkeypa
         assert worker.probe(1 << 20) and not worker.probe(64)  # the real answers
     finally:
         worker.close()
+
+
+def test_a_line_outside_the_protocol_ends_the_worker_instead_of_waiting_on_it(tmp_path):
+    """A live worker that says something else than an answer (a library's line, a bug)
+    was waited for, forever: it is killed, and the probe counts as a crash."""
+    import sys
+    import time
+
+    worker = runtimes._Worker(None, None, tmp_path / "log", tmp_path)
+    script = (
+        f"print({runtimes.READY!r}, flush=True)\nimport sys, time\n"
+        "sys.stdin.readline()\nprint('garbage', flush=True)\ntime.sleep(600)\n"
+    )
+    worker._args = [sys.executable, "-c", script]
+    start = time.monotonic()
+    try:
+        assert not worker.probe(4096, "\tm.tflite\ti.npz") and worker.crashes == 1
+    finally:
+        worker.close()
+    assert time.monotonic() - start < 60

@@ -106,6 +106,8 @@ class _Worker:
             self.last_signal = _signal_name(answer[1:])
             return False
         assert self._proc is not None
+        if answer:  # not an answer of the protocol: never wait on a live worker
+            self._proc.kill()
         status = self._proc.wait()
         self._proc = None
         self.crashes += 1

@@ -9,12 +9,17 @@
   code (``finally``, context managers) runs on both; the exit status is 128 + the signal.
 - Tools installed beside edgec (``vela`` in the same virtual environment) are found even
   when that environment's bin folder is not on PATH.
+- A worker process that serves many commands of one process (the converter child) lives
+  outside any command's folder (``process_tempdir``, ``outliving_env``) and ends with its
+  parent (``end_with_parent``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import re
 import shutil
 import signal
 import sys
@@ -23,6 +28,8 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from edgec import _tf_env
 
 
 class Terminated(KeyboardInterrupt):
@@ -59,6 +66,63 @@ def stop_on_interrupt(stop: Callable[[], None]) -> None:
         _child_stoppers.append(stop)
 
 
+# The temporary folder each running command replaced (innermost last), and the variables
+# command_scope set for the command: a child that outlives the command must not use them.
+_outer_tempdirs: list[str] = []
+_scoped_env: set[str] = set()
+
+
+def process_tempdir() -> str:
+    """The temporary folder outside any command's private one: where a child that serves
+    several commands of this process (and so outlives each) keeps its own folder."""
+    return _outer_tempdirs[0] if _outer_tempdirs else tempfile.gettempdir()
+
+
+def outliving_env(folder: Path) -> dict[str, str]:
+    """The environment of a child that outlives the running command: this process's, with
+    the temporary folder (and Keras's config folder, where the command chose it) in
+    ``folder``, the child's own, instead of the command's private folder."""
+    env = {**os.environ, "TMPDIR": str(folder)}
+    if "KERAS_HOME" in _scoped_env:
+        env["KERAS_HOME"] = str(folder / "keras")
+    return env
+
+
+# The variables that decide what a worker child does (how Python, TensorFlow, NumPy's BLAS,
+# tflite-micro and edgec are set up), not those that change between the calls it serves
+# (pytest's PYTEST_CURRENT_TEST, the terminal's COLUMNS, the folders outliving_env sets).
+_WORKER_ENV = re.compile(
+    r"(PATH|HOME|LANG|LANGUAGE|LC_\w+|LD_\w+|VIRTUAL_ENV|CONDA_\w+|PYTHON\w*|TF_\w+"
+    r"|KERAS_BACKEND|XLA_\w+|CUDA_\w+|OMP_\w+|MKL_\w+|OPENBLAS_\w+|EDGEC_\w+)"
+)
+
+
+def process_environment() -> dict[str, str]:
+    """What in this process's environment decides a worker child's work: a worker started
+    under other values (threads, ``PYTHONPATH``, ``EDGEC_LIMITS``, ...) is replaced rather
+    than reused."""
+    environment = {k: v for k, v in os.environ.items() if _WORKER_ENV.fullmatch(k)}
+    _tf_env.apply(environment)  # as the child's TensorFlow import sets them (edgec._tf)
+    return environment
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(parent: int) -> None:
+    """In a worker child: be killed (SIGKILL) when the parent dies, however it dies, even
+    while native code runs; exit at once if the parent is gone already.
+
+    Linux's parent-death signal; elsewhere the worker still ends at its stdin's EOF. The
+    kernel sends it when the thread that started the child ends: a worker started from a
+    thread that ends is killed, and the next job starts a new one.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # died before the signal was set: nobody will read us
+        os._exit(0)
+
+
 def forget_on_interrupt(stop: Callable[[], None]) -> None:
     """Undo ``stop_on_interrupt`` (the child ended normally)."""
     if stop in _child_stoppers:
@@ -74,9 +138,12 @@ def command_scope() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _private_tempdir() -> Iterator[None]:
+    outer = tempfile.gettempdir()
     root = Path(tempfile.mkdtemp(prefix="edgec-run-"))
     saved = {name: os.environ.get(name) for name in ("TMPDIR", "KERAS_HOME")}
     saved_dir = tempfile.tempdir
+    scoped = set(_scoped_env)
+    _outer_tempdirs.append(outer)
     # TMPDIR reaches child processes; tempfile.tempdir this process (it caches the folder)
     os.environ["TMPDIR"] = str(root)
     tempfile.tempdir = str(root)
@@ -84,6 +151,7 @@ def _private_tempdir() -> Iterator[None]:
     # --out. Without one, they get this folder; an existing ~/.keras is the user's config.
     if saved["KERAS_HOME"] is None and not os.path.isdir(os.path.expanduser("~/.keras")):
         os.environ["KERAS_HOME"] = str(root / "keras")
+        _scoped_env.add("KERAS_HOME")
     try:
         yield
     except BaseException:
@@ -91,6 +159,8 @@ def _private_tempdir() -> Iterator[None]:
             stop()
         raise
     finally:
+        _outer_tempdirs.pop()
+        _scoped_env.intersection_update(scoped)
         tempfile.tempdir = saved_dir
         for name, value in saved.items():
             if value is None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO/WARNING noise off
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-stable float results
+from edgec import _tf_env
+
+_tf_env.apply(os.environ)  # TF_USE_LEGACY_KERAS=1 and the quiet, bit-stable defaults
 
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402

@@ -476,7 +476,7 @@ def validate_recipe(ctx: BuildContext) -> None:
 def train_example(ctx: BuildContext) -> None:
     if ctx.options.model is not None:
         return
-    from edgec.pipeline.example import train_example_model
+    from edgec.pipeline.example import train_example_model, trained_before
 
     def on_epoch(epoch: int, epochs: int, logs: dict) -> None:
         ctx.progress.message(
@@ -485,6 +485,8 @@ def train_example(ctx: BuildContext) -> None:
         )
 
     with ctx.stage("train_example", "Training the built-in example (digits CNN)"):
+        if trained_before(ctx.model, ctx.train):
+            ctx.progress.message("the same training ran earlier in this process: its weights")
         train_example_model(ctx.model, ctx.train, on_epoch=on_epoch)
 
 

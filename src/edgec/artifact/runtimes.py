@@ -16,16 +16,24 @@ the search for TFLM's exact arena.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import itertools
+import os
+import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgec._process import process_environment, process_tempdir, stop_on_interrupt
+from edgec.artifact._arena_worker import READY
 from edgec.artifact.tflite_model import Tensor, TfliteModel
 from edgec.errors import ToolError
 from edgec.sandbox.launch import confined_command
@@ -75,32 +83,31 @@ class _Worker:
         private = folder if folder is not None else (model.parent if model is not None else None)
         if private is None:
             raise ValueError("a probe worker needs its model's folder")
-        self._args, self._env = confined_command(["edgec.artifact._arena_worker", *files], private)
+        worker = ["edgec.artifact._arena_worker", f"--parent={os.getpid()}", *files]
+        self._args, self._env = confined_command(worker, private)
         self._log = log
         self._proc: subprocess.Popen[str] | None = None
+        self._in_probe = False  # a probe's answer not read yet (an interrupt came first)
+        self._started_now = False  # the last probe started the process
         self.crashes = 0
         self.last_signal = ""  # how the last crash ended: SIGSEGV, SIGABRT (a failed check)
 
     def probe(self, size: int, target: str = "") -> bool:
-        if self._proc is None or self._proc.poll() is not None:
-            with open(self._log, "a") as log:
-                self._proc = subprocess.Popen(
-                    self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                    text=True, env=self._env,
-                )  # fmt: skip
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        try:
-            self._proc.stdin.write(f"{size}{target}\n")
-            self._proc.stdin.flush()
-            answer = self._proc.stdout.readline().strip()
-        except BrokenPipeError:
-            answer = ""
+        answer = self._ask(size, target)
+        if answer == "" and target and not self._started_now:
+            # the worker itself died between probes (it runs no model for a ``target``:
+            # its model children do, and their deaths are answers), not this probe's
+            # model: ask a new worker
+            answer = self._ask(size, target)
         if answer in ("0", "1"):
             return answer == "1"
         if answer.startswith("c"):  # the probe's forked copy crashed ("c<signal>")
             self.crashes += 1
             self.last_signal = _signal_name(answer[1:])
             return False
+        assert self._proc is not None
+        if answer:  # not an answer of the protocol: never wait on a live worker
+            self._proc.kill()
         status = self._proc.wait()
         self._proc = None
         self.crashes += 1
@@ -108,11 +115,137 @@ class _Worker:
             self.last_signal = signal.Signals(-status).name
         return False  # the interpreter crashed: the arena was too small
 
+    def _ask(self, size: int, target: str) -> str:
+        """The worker's answer to one probe ("" if it died), a new worker if it is gone."""
+        if self._in_probe:  # its late answer would be taken for this probe's
+            self.stop()
+        self._started_now = self._proc is None or self._proc.poll() is not None
+        if self._started_now:
+            with open(self._log, "a") as log:
+                self._proc = subprocess.Popen(
+                    self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                    text=True, env=self._env,
+                )  # fmt: skip
+        assert self._proc is not None
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._in_probe = True
+        try:
+            if self._started_now:  # past whatever a library printed at its start
+                for line in self._proc.stdout:
+                    if line.strip() == READY:
+                        break
+            self._proc.stdin.write(f"{size}{target}\n")
+            self._proc.stdin.flush()
+            answer = self._proc.stdout.readline().strip()
+        except BrokenPipeError:
+            answer = ""
+        self._in_probe = False
+        if answer == "" and target and not self._started_now:
+            self._proc.wait()
+            self._proc = None
+        return answer
+
     def close(self) -> None:
+        if self._in_probe:
+            self.stop()
         if self._proc is not None and self._proc.poll() is None:
             assert self._proc.stdin is not None
             self._proc.stdin.close()
             self._proc.wait()
+
+    def stop(self) -> None:
+        """End the worker now if a probe is in flight (an interrupt): nothing to wait for."""
+        if self._in_probe and self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._in_probe:
+            self._proc = None
+            self._in_probe = False
+
+
+class _Shared:
+    """The process's probe worker and its folder (``process_tempdir``: it outlives the
+    command that started it), which holds each search's files (``edgec-arena-N``).
+
+    Replaced when the environment it was started with changed (``EDGEC_LIMITS``, paths);
+    ended (folder removed) at exit. One search at a time (a lock, re-entrant for the
+    searches an ``ArenaProber``'s caller runs while it is open).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._worker: _Worker | None = None
+        self._folder: Path | None = None
+        self._environment: dict[str, str] = {}
+        self._count = itertools.count(1)
+        atexit.register(self.close)
+        stop_on_interrupt(self.stop)
+
+    def worker(self) -> tuple[_Worker, Path]:
+        """The worker (started on its first probe) and its log; call with ``lock`` held."""
+        if self._worker is not None and self._environment != process_environment():
+            self.close()
+        if self._worker is None or self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="edgec-probes-", dir=process_tempdir()))
+            self._worker = _Worker(None, None, self._folder / "probe.log", self._folder)
+            self._environment = process_environment()
+        return self._worker, self._folder / "probe.log"
+
+    @contextlib.contextmanager
+    def files(self, model: bytes, inputs: list[np.ndarray]) -> Iterator[Path]:
+        """A folder in the worker's with ``model.tflite`` and ``inputs.npz``, removed after."""
+        self.worker()
+        assert self._folder is not None
+        folder = self._folder / f"edgec-arena-{next(self._count)}"
+        folder.mkdir()
+        try:
+            _write_probe_files(folder, model, inputs)
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
+_SHARED = _Shared()
+
+
+@dataclass
+class _Search:
+    """One model's probes on the shared worker: ``probe(size)``, or from a fresh model
+    child with ``fresh=True``; ``crashes`` counts this search's."""
+
+    worker: _Worker
+    log: Path
+    target: str
+    start_crashes: int
+
+    def probe(self, size: int, fresh: bool = False) -> bool:
+        return self.worker.probe(size, self.target + ("\tfresh" if fresh else ""))
+
+    @property
+    def crashes(self) -> int:
+        return self.worker.crashes - self.start_crashes
+
+
+@contextlib.contextmanager
+def _search_on_shared(model: bytes, inputs: list[np.ndarray]) -> Iterator[_Search]:
+    with _SHARED.lock, _SHARED.files(model, inputs) as folder:
+        worker, log = _SHARED.worker()
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(log, 0)  # this search's lines only (tflm_messages reads the last)
+        target = f"\t{folder / 'model.tflite'}\t{folder / 'inputs.npz'}"
+        yield _Search(worker, log, target, worker.crashes)
 
 
 def measure_arena(
@@ -136,35 +269,23 @@ def measure_arena(
     runs only if they do not.
     """
     _check_floor(floor_bytes)
-    with tempfile.TemporaryDirectory(prefix="edgec-arena-") as tmp:
-        folder = Path(tmp)
-        _write_probe_files(folder, model, inputs)
-        log = folder / "probe.log"
-        args = (folder / "model.tflite", folder / "inputs.npz", log)
+    with _search_on_shared(model, inputs) as search:
         if known is not None and known % ALIGN == 0:
-            confirmed = _confirm(args, known)
+            confirmed = _confirm(search, known)
             if confirmed is not None:
                 return confirmed
-        worker = _Worker(*args)
-        try:
-            high, probes = _search(
-                worker.probe, worker, len(model), floor_bytes, crash_bound_bytes, log
-            )
-        finally:
-            worker.close()
-        # Probes in one long-lived process could in principle influence each other;
-        # confirm the boundary in fresh processes.
-        fresh_ok, fresh_fail = _Worker(*args), _Worker(*args)
-        try:
-            if not fresh_ok.probe(high) or (high > ALIGN and fresh_fail.probe(high - ALIGN)):
-                why = "; ".join(tflm_messages(log))
-                raise ToolError(f"arena search did not converge near {high} bytes: {why}")
-        finally:
-            fresh_ok.close()
-            fresh_fail.close()
-        return ArenaResult(
-            bytes=high, probes=probes + 2, crashes=worker.crashes + fresh_fail.crashes
+        high, probes = _search(
+            search.probe, search.worker, len(model), floor_bytes, crash_bound_bytes, search.log
         )
+        # Probes of one model child could in principle influence each other (they are
+        # forked copies of it, each from the same state); confirm the boundary from fresh
+        # model children, as fresh processes did.
+        if not search.probe(high, fresh=True) or (
+            high > ALIGN and search.probe(high - ALIGN, fresh=True)
+        ):
+            why = "; ".join(tflm_messages(search.log))
+            raise ToolError(f"arena search did not converge near {high} bytes: {why}")
+        return ArenaResult(bytes=high, probes=probes + 2, crashes=search.crashes)
 
 
 @dataclass(frozen=True)
@@ -188,21 +309,14 @@ class ArenaJob:
 
 
 class ArenaProber:
-    """One child process probing the arenas of many models, one after another.
+    """The arenas of many models, one after another, on the process's probe worker.
 
     The same search as ``measure_arena`` (a crash is "too small"), without its
-    confirmation in two fresh processes per model: for figures measured on many variants
-    of one model (``pipeline.precision``), where process starts (about 0.3-0.6 s each
-    here) would cost more than the probes. A model that ships still has its arena
-    measured by ``measure_arena``. Use as a context manager.
+    confirmation from two fresh model children per model: for figures measured on many
+    variants of one model (``pipeline.precision``). A model that ships still has its arena
+    measured by ``measure_arena``. Use as a context manager (kept for its callers: the
+    worker is the process's, nothing is held between measurements).
     """
-
-    def __init__(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="edgec-arenas-")
-        self._folder = Path(self._tmp.name)
-        self._log = self._folder / "probe.log"
-        self._worker = _Worker(None, None, self._log, self._folder)
-        self._count = 0
 
     def __enter__(self) -> ArenaProber:
         return self
@@ -211,32 +325,24 @@ class ArenaProber:
         self.close()
 
     def close(self) -> None:
-        self._worker.close()
-        self._tmp.cleanup()
+        pass
 
     def measure(self, job: ArenaJob) -> int:
         """The exact arena of ``job``'s model; a ToolError if TFLM cannot run it. A
         ``below`` that does not run is ignored (the full search follows)."""
         _check_floor(job.floor_bytes)
-        self._count += 1
-        files = self._folder / f"{self._count}"
-        files.mkdir()
-        _write_probe_files(files, job.model, job.inputs)
-        target = f"\t{files / 'model.tflite'}\t{files / 'inputs.npz'}"
-
-        def probe(size: int) -> bool:
-            return self._worker.probe(size, target)
-
-        for guess in dict.fromkeys(_aligned_up(g) for g in job.guesses if g > ALIGN):
-            if probe(guess) and not probe(guess - ALIGN):
-                return guess
-        if job.below is not None and probe(_aligned_up(job.below)):
-            return _step_down(probe, _aligned_up(job.below), job.above // ALIGN * ALIGN)
-        high, _ = _search(
-            probe, self._worker, len(job.model), job.floor_bytes, job.crash_bound_bytes,
-            self._log,
-        )  # fmt: skip
-        return high
+        with _search_on_shared(job.model, job.inputs) as search:
+            probe = search.probe
+            for guess in dict.fromkeys(_aligned_up(g) for g in job.guesses if g > ALIGN):
+                if probe(guess) and not probe(guess - ALIGN):
+                    return guess
+            if job.below is not None and probe(_aligned_up(job.below)):
+                return _step_down(probe, _aligned_up(job.below), job.above // ALIGN * ALIGN)
+            high, _ = _search(
+                probe, search.worker, len(job.model), job.floor_bytes, job.crash_bound_bytes,
+                search.log,
+            )  # fmt: skip
+            return high
 
 
 def _aligned_up(size: int) -> int:
@@ -267,16 +373,15 @@ def _step_down(probe: Callable[[int], bool], high: int, above: int = 0) -> int:
     return high
 
 
-def _confirm(args: tuple[Path, Path, Path], size: int) -> ArenaResult | None:
-    """``size`` as the arena if it runs and 16 bytes less does not, each in a fresh process."""
-    fresh_ok, fresh_fail = _Worker(*args), _Worker(*args)
-    try:
-        if fresh_ok.probe(size) and not (size > ALIGN and fresh_fail.probe(size - ALIGN)):
-            return ArenaResult(bytes=size, probes=2, crashes=fresh_fail.crashes)
-        return None
-    finally:
-        fresh_ok.close()
-        fresh_fail.close()
+def _confirm(search: _Search, size: int) -> ArenaResult | None:
+    """``size`` as the arena if it runs and 16 bytes less does not, each from a fresh model
+    child."""
+    crashes = search.crashes
+    if search.probe(size, fresh=True) and not (
+        size > ALIGN and search.probe(size - ALIGN, fresh=True)
+    ):
+        return ArenaResult(bytes=size, probes=2, crashes=search.crashes - crashes)
+    return None
 
 
 def _check_floor(floor_bytes: int) -> None:

@@ -25,7 +25,10 @@ Measured alternatives (tflite-micro 0.dev20261023182759, 2026-12):
   registers, and listed ``ethos-u``, which it does not.
 
 The probe of all ~210 builtin codes and the custom names took 0.17 s here, plus 0.5 s to
-start the child.
+start the child. So the first question of a process asks about every builtin op at once,
+and the answers are kept for the process (the installed tflite-micro does not change under
+it): every later model's ops are answered without a child, unless it names a custom op
+not asked about yet.
 """
 
 from __future__ import annotations
@@ -33,12 +36,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable
 
 from edgec.artifact.tflite_model import flatbuffer_schema
 from edgec.errors import ToolError
 
 PROBE_TIMEOUT_S = 120
+# (name, custom) -> registered, as the installed tflite-micro answered, for this process
+_ANSWERED: dict[tuple[str, bool], bool] = {}
+_ASKING = threading.Lock()
 
 
 def builtin_code(name: str) -> int:
@@ -66,6 +73,16 @@ def registered(ops: Iterable[tuple[str, bool]]) -> frozenset[str]:
     wanted = sorted(set(ops))
     if not wanted:
         return frozenset()
+    with _ASKING:
+        missing = [op for op in wanted if op not in _ANSWERED]
+        if missing:
+            ask = sorted({*missing, *(candidates() if not _ANSWERED else ())})
+            _ANSWERED.update(zip(ask, _ask(ask), strict=True))
+        return frozenset(name for name, custom in wanted if _ANSWERED[(name, custom)])
+
+
+def _ask(wanted: list[tuple[str, bool]]) -> list[bool]:
+    """Whether TFLM registers each of ``wanted``, asked of it in a child process."""
     probes = [[None, name] if custom else [builtin_code(name), None] for name, custom in wanted]
     args = [sys.executable, "-m", "edgec.artifact._tflm_ops_worker"]
     try:
@@ -85,4 +102,4 @@ def registered(ops: Iterable[tuple[str, bool]]) -> frozenset[str]:
     if not isinstance(answers, list) or len(answers) != len(wanted):
         why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         raise ToolError(f"could not ask the installed tflite-micro which ops it registers: {why}")
-    return frozenset(name for (name, _), ok in zip(wanted, answers, strict=True) if ok is True)
+    return [ok is True for ok in answers]

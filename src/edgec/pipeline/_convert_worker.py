@@ -5,8 +5,12 @@ values near 3e38; facts.md section 10). The parent saves the traced batch-1 func
 SavedModel and hands jobs over stdin, one job folder per line: ``model/``,
 ``calibration.npy``, ``job.json``. The child writes ``model.tflite`` or ``error.txt``,
 appends the calibration sample it is feeding to ``progress`` (so a crash names its
-input), answers ``done`` and
-waits for the next job (TensorFlow is imported once per worker).
+input), answers ``done`` and waits for the next job: TensorFlow is imported once per
+worker, which serves every conversion of its parent process (``convert._Worker``) and
+ends with it (stdin's EOF, or the parent-death signal: ``python -m
+edgec.pipeline._convert_worker PARENT_PID``). Each job starts from the job folder's files
+alone (a new converter, the SavedModel loaded afresh, its own temporary folder), so an
+earlier job leaves nothing in its output.
 
 With ``"per_tensor": true`` in the job it also writes ``model_per_tensor.tflite``: the
 same calibration quantized with per-tensor weights in every layer (the converter's
@@ -119,6 +123,10 @@ def warm_up() -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1:  # the parent's pid: this child never outlives it
+        from edgec._process import end_with_parent
+
+        end_with_parent(int(sys.argv[1]))
     answers = os.fdopen(os.dup(1), "w")  # the protocol; fd 1 and 2 go to each job's log
     with open(os.devnull, "wb") as devnull:
         # fd 1 too: TensorFlow's import prints to stdout when a module fails it tolerates

@@ -17,11 +17,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,12 @@ from typing import Any
 import numpy as np
 
 from edgec._native_log import captured_native_stderr
-from edgec._process import stop_on_interrupt
+from edgec._process import (
+    outliving_env,
+    process_environment,
+    process_tempdir,
+    stop_on_interrupt,
+)
 from edgec.artifact.layer_names import LayerNames
 from edgec.datasets.loading import non_finite
 from edgec.errors import ConversionError, InputError, UsageError
@@ -425,62 +433,122 @@ def is_keras3(model) -> bool:
 
 
 class _Worker:
-    """The conversion child, started on first use and reused; restarted after a crash.
+    """The conversion child: started on first use and reused by every later conversion of
+    this process (a build's, fit's trials', the API's or a notebook's builds, the commands
+    ``edgec.cli.main`` runs in one process); a new one after a crash.
 
-    Importing TensorFlow costs the child about 2.5 s, once per edgec process; a crash
-    costs only the job that caused it.
+    Importing TensorFlow and warming its converter up costs the child about 3 s (one core),
+    once per edgec process; a crash costs only the job that caused it. The child keeps its
+    own temporary folder (``_process.process_tempdir``), removed when it ends, so it
+    outlives the command that started it. It ends with this process: at its stdin's EOF
+    (``close``, at exit) or, if this process dies first, by the parent-death signal
+    (``_process.end_with_parent``). A child started under another environment (threads,
+    ``PYTHONPATH``, ``TF_*``) than the current one is replaced, so a conversion always
+    runs under the environment a one-shot child would have had.
     """
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[str] | None = None
+        self._folder: Path | None = None
+        self._environment: dict[str, str] = {}
+        # From its start (importing TensorFlow, warming up) to its first answer, and while a
+        # job runs, the child is busy: a command that ends then stops it (``stop``: it may
+        # be writing into the command's folder); an idle child waits for the next job
+        self._warming = False
+        self._in_job = False
+        self._lock = threading.Lock()  # one job at a time (the API may run in threads)
         atexit.register(self.close)
 
     def start(self) -> None:
         """Start the child (if not running) so that its TensorFlow import overlaps other work."""
-        if self._proc is None or self._proc.poll() is not None:
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        environment = process_environment()
+        if self._proc is not None and (self._in_job or self._environment != environment):
+            # a job abandoned mid-way (an interrupt without a command to stop it: its answer
+            # would be taken for the next job's), or another environment
+            self.stop(busy_only=False)
+        if self._proc is not None and self._proc.poll() is not None:
+            self._discard()
+        if self._proc is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="edgec-converter-", dir=process_tempdir()))
             self._proc = subprocess.Popen(
                 # -P: not the current directory first on sys.path (a checkout's numpy.py);
                 # it runs inside the build's model process, confined with it
-                [sys.executable, "-P", "-m", "edgec.pipeline._convert_worker"],
+                [sys.executable, "-P", "-m", "edgec.pipeline._convert_worker", str(os.getpid())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
+                env=outliving_env(self._folder),
             )
+            self._environment = environment
+            self._warming = True
 
     def run(self, folder: Path) -> int | None:
         """Run the job in ``folder``; None when it finished, else the child's exit status."""
-        self.start()
-        proc = self._proc
-        assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        try:
-            proc.stdin.write(f"{folder}\n")
-            proc.stdin.flush()
-            # "done", after whatever else reached the child's stdout before it took its
-            # protocol (a library printing at its start): read on, never wait on a child
-            # that is alive and waiting for its next job
-            for line in proc.stdout:
-                if line.strip() == "done":
-                    return None
-        except BrokenPipeError:
-            pass
-        code = proc.wait()
-        self._proc = None
-        return code
+        with self._lock:
+            self._start()
+            proc = self._proc
+            assert proc is not None and proc.stdin is not None and proc.stdout is not None
+            self._in_job = True
+            try:
+                proc.stdin.write(f"{folder}\n")
+                proc.stdin.flush()
+                # "done", after whatever else reached the child's stdout before it took its
+                # protocol (a library printing at its start): read on, never wait on a child
+                # that is alive and waiting for its next job
+                for line in proc.stdout:
+                    if line.strip() == "done":
+                        self._warming = self._in_job = False
+                        return None
+            except BrokenPipeError:
+                pass
+            code = proc.wait()
+            self._discard()
+            return code
 
     def close(self) -> None:
+        """End the child: at its stdin's EOF when idle (it exits), killed when busy."""
         if self._proc is not None and self._proc.poll() is None:
-            assert self._proc.stdin is not None
-            self._proc.stdin.close()
+            if self._busy:
+                self._proc.kill()  # a job or the warm-up: nothing to wait for
+            else:
+                assert self._proc.stdin is not None
+                with contextlib.suppress(BrokenPipeError):
+                    self._proc.stdin.close()
             self._proc.wait()
-        self._proc = None
+        self._discard()
 
-    def stop(self) -> None:
-        """End the child now (the command was interrupted or failed): no waiting for it."""
-        if self._proc is not None and self._proc.poll() is None:
+    def stop(self, busy_only: bool = True) -> None:
+        """End the child now if it is working (the command was interrupted or failed, and
+        its temporary folder is about to go): no waiting for it. An idle child, between
+        jobs, is kept for the next conversion."""
+        if self._proc is None or (busy_only and not self._busy):
+            return
+        if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        self._discard()
+
+    @property
+    def _busy(self) -> bool:
+        return self._warming or self._in_job
+
+    def _discard(self) -> None:
+        """Forget the ended child and remove its folder."""
+        if self._proc is not None:
+            for stream in (self._proc.stdin, self._proc.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
         self._proc = None
+        self._warming = self._in_job = False
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
 
 _WORKER = _Worker()

@@ -1,7 +1,17 @@
-"""The built-in example: a small CNN trained, seeded and deterministic, on the digits."""
+"""The built-in example: a small CNN trained, seeded and deterministic, on the digits.
+
+Training it takes most of an example build (20 epochs, 5-7 s on one core): the trained
+weights are kept for the process, keyed by everything the training reads (the initial
+weights, the training data, the epochs, the thread settings), so a second example build
+in one process (the test suite's, a notebook's, fit's trials) sets them instead of
+training again. Training is deterministic (seeded, ``enable_op_determinism``): the
+weights are the ones a new training gives, and so are the builds' bytes.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -56,10 +66,21 @@ def example_model():
     return model
 
 
+# training key -> the trained weights (read-only copies), for this process
+_TRAINED: dict[str, list[np.ndarray]] = {}
+
+
 def train_example_model(
     model, train: Dataset, on_epoch: Callable[[int, int, dict], None] | None = None
 ):
+    """Train ``model`` (``example_model()``) on ``train``, or give it the weights the same
+    training gave earlier in this process (``trained_before``)."""
     from edgec._tf import keras
+
+    key = _training_key(model, train)
+    if key in _TRAINED:
+        model.set_weights(_TRAINED[key])
+        return model
 
     callbacks = []
     if on_epoch is not None:
@@ -71,4 +92,30 @@ def train_example_model(
     model.fit(
         train.x, train.y, epochs=EPOCHS, batch_size=32, verbose=0, shuffle=True, callbacks=callbacks
     )
+    _TRAINED[key] = [_frozen(w) for w in model.get_weights()]
     return model
+
+
+def trained_before(model, train: Dataset) -> bool:
+    """``train_example_model`` would reuse weights trained earlier in this process."""
+    return _training_key(model, train) in _TRAINED
+
+
+def _training_key(model, train: Dataset) -> str:
+    digest = hashlib.sha256(f"{EPOCHS}:{model.name}".encode())
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_ENABLE_ONEDNN_OPTS"):
+        digest.update(f"{name}={os.environ.get(name)};".encode())
+    for w in model.get_weights():
+        digest.update(f"{w.dtype}{w.shape}".encode())
+        digest.update(np.ascontiguousarray(w).tobytes())
+    for a in (train.x, train.y):
+        assert a is not None  # the example's training set has labels
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()
+
+
+def _frozen(w: np.ndarray) -> np.ndarray:
+    w = np.array(w, copy=True)
+    w.setflags(write=False)
+    return w

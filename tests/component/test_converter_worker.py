@@ -1,0 +1,165 @@
+"""The conversion child serves every conversion of its process (issue 21): one TensorFlow
+import per process, not per command; nothing a job leaves changes the next one's output;
+a crash, an abandoned job or a changed environment gets a new child; it ends with its
+parent, however the parent ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgec._process import command_scope
+from edgec.pipeline import convert
+
+pytestmark = pytest.mark.slow  # converts Keras models in the conversion child
+
+
+def _model(units: int, seed: int):
+    from edgec._tf import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [keras.layers.Input((6,)), keras.layers.Dense(units, activation="relu"),
+         keras.layers.Dense(3)]
+    )  # fmt: skip
+
+
+def _samples(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(16, 6)).astype(np.float32)
+
+
+def _pid() -> int:
+    proc = convert._WORKER._proc
+    assert proc is not None and proc.poll() is None
+    return proc.pid
+
+
+def test_a_b_a_in_one_child_gives_a_s_bytes_both_times():
+    """State carried between jobs (TensorFlow's caches, name counters, the converter's
+    module) would show as different bytes for the same model and data."""
+    a, b = _model(8, 0), _model(5, 1)
+    first = convert.convert_full_integer(a, _samples(0), per_tensor=True)
+    pid = _pid()
+    other = convert.convert_int8(b, _samples(1), activations="int16")
+    again = convert.convert_full_integer(a, _samples(0), per_tensor=True)
+    assert _pid() == pid  # one child served the three
+    assert other != first.model
+    assert again.model == first.model and again.per_tensor == first.per_tensor
+
+
+def test_the_child_outlives_a_command_that_ends_normally_and_not_its_folder():
+    """``edgec.cli.main`` ends every command with SystemExit, which stopped the child, so
+    each in-process command imported TensorFlow again (about 3 s a build)."""
+    model = _model(4, 2)
+    with pytest.raises(SystemExit), command_scope():
+        convert.convert_int8(model, _samples(2))
+        pid = _pid()
+        command_folder = Path(os.environ["TMPDIR"])
+        folder = convert._WORKER._folder
+        assert folder is not None and command_folder not in folder.parents
+        raise SystemExit(0)
+    assert not command_folder.exists()
+    assert _pid() == pid and folder.is_dir()
+    convert.convert_int8(model, _samples(2))
+    assert _pid() == pid
+
+
+def test_a_busy_child_is_stopped_with_its_command_and_its_folder_removed():
+    """A command that fails while the child imports TensorFlow (or converts) stops it: it
+    would write into the command's folder after that folder is gone."""
+    convert._WORKER.close()
+    with pytest.raises(SystemExit), command_scope():
+        convert.start_converter()
+        proc, folder = convert._WORKER._proc, convert._WORKER._folder
+        raise SystemExit(1)
+    assert proc is not None and proc.poll() is not None
+    assert folder is not None and not folder.exists()
+    assert convert._WORKER._proc is None
+
+
+def test_a_dead_child_is_replaced_and_an_abandoned_job_is_not_answered_late():
+    model = _model(4, 3)
+    expected = convert.convert_int8(model, _samples(3))
+    pid, folder = _pid(), convert._WORKER._folder
+    os.kill(pid, signal.SIGKILL)  # as a crash between jobs would
+    convert._WORKER._proc.wait()  # type: ignore[union-attr]
+    assert convert.convert_int8(model, _samples(3)) == expected
+    assert _pid() != pid and folder is not None and not folder.exists()
+    # an interrupt mid-job without a command around it (the API in a notebook) leaves
+    # the child's answer unread: the next job must not take it for its own
+    convert._WORKER._in_job = True
+    pid = _pid()
+    assert convert.convert_int8(model, _samples(3)) == expected
+    assert _pid() != pid
+
+
+def test_a_changed_environment_gets_a_new_child(monkeypatch):
+    """Only what decides the conversion counts: pytest changes PYTEST_CURRENT_TEST at
+    every test, which replaced the child at every test of the suite."""
+    model = _model(4, 4)
+    convert.convert_int8(model, _samples(4))
+    pid = _pid()
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "another test")
+    monkeypatch.setenv("COLUMNS", "37")
+    convert.convert_int8(model, _samples(4))
+    assert _pid() == pid
+    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "1" if os.environ.get(
+        "TF_NUM_INTEROP_THREADS") != "1" else "2")  # fmt: skip
+    convert.convert_int8(model, _samples(4))
+    assert _pid() != pid
+
+
+def _dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_the_child_dies_with_its_parent_even_while_it_works():
+    """A parent killed while its child imports TensorFlow (or converts): the child would
+    run on until its stdin's EOF reached a loop it is not in yet."""
+    script = (
+        "import sys, time\n"
+        "from edgec.pipeline import convert\n"
+        "convert.start_converter()\n"
+        "print(convert._WORKER._proc.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 2.0  # its TensorFlow import alone takes longer
+    while not _dead(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _dead(child)
+
+
+def test_a_child_started_before_tensorflow_s_import_is_kept_after_it():
+    """The model process starts the child first, then imports TensorFlow, which sets
+    TF_USE_LEGACY_KERAS and its defaults: not another environment for the child (which
+    sets them too), so the build must not start a second one (seen: two per build)."""
+    script = (
+        "from edgec.pipeline import convert\n"
+        "convert.start_converter()\n"
+        "first = convert._WORKER._proc.pid\n"
+        "import edgec._tf\n"
+        "convert.start_converter()\n"
+        "print(first == convert._WORKER._proc.pid)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_") or "THREADS" in k}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"

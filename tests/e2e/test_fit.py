@@ -229,7 +229,10 @@ def test_cannot_fit_names_the_misses_and_its_hints_run(user_model, tmp_path):
     assert run.code == 3, run.out + run.err
     assert "Nothing fits" in run.out
     assert "cortex-m flash by" in run.out and "over its budget" in run.out
-    assert "The lever that came closest: weights=4" in run.out
+    # int4 filters unpack into arena scratch: under ram=1KB they overshoot more than the
+    # plain model, so no lever is named as coming closest
+    assert "cortex-m ram by" in run.out
+    assert "The lever that came closest" not in run.out
     assert sorted(p.name for p in out.iterdir()) == ["fit.json"]  # the state, nothing else
     state = json.loads((out / "fit.json").read_text())
     assert state["winner"] is None

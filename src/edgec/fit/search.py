@@ -380,7 +380,9 @@ def _command(options: FitOptions) -> dict[str, Any]:
 
 def closest_misses(search: Search) -> tuple[list[str], str | None]:
     """How far the closest candidate is from each budget it misses, and the lever that
-    came closest (the one in the candidate with the smallest worst overshoot)."""
+    came closest (the one in the candidate with the smallest worst overshoot), if any lever
+    came closer than the model as given (a lever can overshoot more: int4 filters unpacked
+    into arena scratch under a tight RAM budget)."""
     records = search.store.records
     if any(r.result.fits for r in records) and not any(r.result.epochs > 0 for r in records):
         fit_untrained = sum(r.result.fits for r in records)
@@ -407,13 +409,19 @@ def closest_misses(search: Search) -> tuple[list[str], str | None]:
         why = best.result.error or ", ".join(best.result.failed_checks) or "a target check"
         misses = [f"closest candidate {best.result.key} is within budget but failed: {why}"]
     by_lever: dict[str, float] = {}
+    plain = math.inf  # the model as given: every lever at its first value
     for r in measured:
+        moved = False
         for lever in search.levers:
             value = r.params.get(lever.name, lever.values[0])
             if value != lever.values[0]:
+                moved = True
                 name = lever.name if value is True else f"{lever.name}={value}"
                 by_lever[name] = min(by_lever.get(name, math.inf), worst[id(r)])
-    lever_name = min(by_lever, key=lambda k: (by_lever[k], k)) if by_lever else None
+        if not moved:
+            plain = min(plain, worst[id(r)])
+    closer = {k: v for k, v in by_lever.items() if v < plain}
+    lever_name = min(closer, key=lambda k: (closer[k], k)) if closer else None
     return misses, lever_name
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.cache import shared_folder
 from tests.support.cli import run_edgec
 
 FOLDED = ""  # the case's BN is folded; otherwise a fragment of why it is kept
@@ -144,32 +145,38 @@ class BnModel:
     layer_names: list[str]  # as model.summary() lists them
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bn_model(tmp_path_factory) -> BnModel:
     """Keyword-spotting-like, on the digits: Conv2D(relu) -> BN, three times; the BN before
     the 3x3 'same' depthwise cannot be folded exactly (its zero padding), the other two
-    can (into a 1x1 conv, and through Flatten into the Dense)."""
-    from edgec._tf import keras
-    from edgec.pipeline.example import example_data
+    can (into a 1x1 conv, and through Flatten into the Dense). Trained once per test run
+    for every xdist worker."""
 
-    folder = tmp_path_factory.mktemp("bn_after_relu")
-    train, held_out = example_data()
-    layers = keras.layers
-    keras.utils.set_random_seed(0)
-    bn = lambda: layers.BatchNormalization(momentum=0.9)  # noqa: E731  settles in 6 epochs
-    inp = layers.Input((8, 8, 1))
-    h = bn()(layers.Conv2D(16, 3, padding="same", activation="relu")(inp))
-    h = bn()(layers.DepthwiseConv2D(3, padding="same", activation="relu")(h))
-    h = bn()(layers.Conv2D(16, 1, activation="relu")(h))
-    model = keras.Model(inp, layers.Dense(10)(layers.Flatten()(h)), name="kws_like")
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
-    model.fit(train.x, train.y, epochs=6, batch_size=32, verbose=0)
-    model.save(folder / "kws_bn.keras")
-    x, y = np.concatenate([train.x, held_out.x]), np.concatenate([train.y, held_out.y])
-    np.savez(folder / "digits.npz", x=x, y=y)  # a recipe trains on what it does not hold out
-    return BnModel(folder / "kws_bn.keras", folder / "digits.npz",
-                   [layer.name for layer in model.layers])  # fmt: skip
+    def make(folder: Path) -> None:
+        from edgec._tf import keras
+        from edgec.pipeline.example import example_data
+
+        train, held_out = example_data()
+        layers = keras.layers
+        keras.utils.set_random_seed(0)
+        bn = lambda: layers.BatchNormalization(momentum=0.9)  # noqa: E731  settles in 6 epochs
+        inp = layers.Input((8, 8, 1))
+        h = bn()(layers.Conv2D(16, 3, padding="same", activation="relu")(inp))
+        h = bn()(layers.DepthwiseConv2D(3, padding="same", activation="relu")(h))
+        h = bn()(layers.Conv2D(16, 1, activation="relu")(h))
+        model = keras.Model(inp, layers.Dense(10)(layers.Flatten()(h)), name="kws_like")
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+        model.fit(train.x, train.y, epochs=6, batch_size=32, verbose=0)
+        model.save(folder / "kws_bn.keras")
+        x, y = np.concatenate([train.x, held_out.x]), np.concatenate([train.y, held_out.y])
+        np.savez(folder / "digits.npz", x=x, y=y)  # a recipe trains on what it does not hold out
+        names = [layer.name for layer in model.layers]
+        (folder / "layer_names.json").write_text(json.dumps(names))
+
+    folder = shared_folder(tmp_path_factory, "bn_after_relu", make)
+    names = json.loads((folder / "layer_names.json").read_text())
+    return BnModel(folder / "kws_bn.keras", folder / "digits.npz", names)
 
 
 def _build(bn_model: BnModel, out: Path, *args: str) -> dict:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgec.targets import TfliteModel
+from tests.support.cache import shared_folder
 from tests.support.cli import Built, run_edgec
 from tests.support.recipes import one_epoch_recipe
 
@@ -44,11 +45,16 @@ def _fit(model, x, y, epochs: int, loss="sparse_categorical_crossentropy") -> No
 
 @pytest.fixture(scope="session")
 def qat_models(tmp_path_factory) -> dict[str, Path]:
-    """Trained tiny models with the layers QAT used to refuse, and their data."""
+    """Trained tiny models with the layers QAT used to refuse, and their data; trained once
+    per test run for every xdist worker."""
+    folder = shared_folder(tmp_path_factory, "qat_models", _make_qat_models)
+    return {p.name: p for p in folder.iterdir()}
+
+
+def _make_qat_models(folder: Path) -> None:
     from edgec._tf import keras
 
     layers = keras.layers
-    folder = tmp_path_factory.mktemp("qat_models")
     keras.utils.set_random_seed(0)
 
     x, y = _sensor_data()
@@ -86,7 +92,6 @@ def qat_models(tmp_path_factory) -> dict[str, Path]:
     )  # fmt: skip
     _fit(dense_bn, feats, classes, epochs=20)
     dense_bn.save(folder / "dense_bn.keras")
-    return {p.name: p for p in folder.iterdir()}
 
 
 # ---------------------------------------------------------------------------- QAT layers
@@ -210,23 +215,27 @@ def test_accuracy_is_judged_against_the_input_model(user_model, tmp_path):
 
 @pytest.fixture(scope="session")
 def autoencoder(tmp_path_factory) -> tuple[Path, Path]:
-    """The FC autoencoder's structure (Dense + BN after each, bottleneck), narrower; x only."""
-    from edgec._tf import keras
+    """The FC autoencoder's structure (Dense + BN after each, bottleneck), narrower; x only.
+    Trained once per test run for every xdist worker."""
 
-    layers = keras.layers
-    folder = tmp_path_factory.mktemp("ae")
-    rng = np.random.default_rng(2)
-    basis = rng.normal(size=(4, 64)).astype(np.float32)
-    x = np.tanh(rng.normal(size=(700, 4)).astype(np.float32) @ basis / 3)
-    keras.utils.set_random_seed(2)
-    inputs = layers.Input((64,))
-    h = inputs
-    for units in (64, 64, 8, 64, 64):  # benchmarks' 128 x4, 8, 128 x4, narrower
-        h = layers.ReLU()(layers.BatchNormalization()(layers.Dense(units)(h)))
-    model = keras.Model(inputs, layers.Dense(64)(h))
-    _fit(model, x, x, epochs=30, loss="mse")
-    model.save(folder / "ae.keras")
-    np.savez(folder / "ae.npz", x=x)
+    def make(folder: Path) -> None:
+        from edgec._tf import keras
+
+        layers = keras.layers
+        rng = np.random.default_rng(2)
+        basis = rng.normal(size=(4, 64)).astype(np.float32)
+        x = np.tanh(rng.normal(size=(700, 4)).astype(np.float32) @ basis / 3)
+        keras.utils.set_random_seed(2)
+        inputs = layers.Input((64,))
+        h = inputs
+        for units in (64, 64, 8, 64, 64):  # benchmarks' 128 x4, 8, 128 x4, narrower
+            h = layers.ReLU()(layers.BatchNormalization()(layers.Dense(units)(h)))
+        model = keras.Model(inputs, layers.Dense(64)(h))
+        _fit(model, x, x, epochs=30, loss="mse")
+        model.save(folder / "ae.keras")
+        np.savez(folder / "ae.npz", x=x)
+
+    folder = shared_folder(tmp_path_factory, "qat_autoencoder", make)
     return folder / "ae.keras", folder / "ae.npz"
 
 
@@ -271,21 +280,23 @@ def test_clusters_survive_the_batch_norm_fold(autoencoder, tmp_path):
 
 @pytest.fixture(scope="session")
 def lstm_model(tmp_path_factory) -> tuple[Path, Path]:
-    from edgec._tf import keras
+    def make(folder: Path) -> None:
+        from edgec._tf import keras
 
-    folder = tmp_path_factory.mktemp("lstm")
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 4, 500)
-    t = np.arange(12)
-    wave = np.sin(2 * np.pi * (y[:, None] + 1) * t / 12 + rng.random((500, 1)) * 6)
-    x = np.stack([wave, rng.normal(0, 0.2, wave.shape)], -1).astype(np.float32)
-    keras.utils.set_random_seed(3)
-    model = keras.Sequential(
-        [keras.layers.Input((12, 2)), keras.layers.LSTM(12), keras.layers.Dense(4)]
-    )
-    _fit(model, x, y, epochs=20, loss=keras.losses.SparseCategoricalCrossentropy(True))
-    model.save(folder / "lstm.keras")
-    np.savez(folder / "seq.npz", x=x, y=y)
+        rng = np.random.default_rng(3)
+        y = rng.integers(0, 4, 500)
+        t = np.arange(12)
+        wave = np.sin(2 * np.pi * (y[:, None] + 1) * t / 12 + rng.random((500, 1)) * 6)
+        x = np.stack([wave, rng.normal(0, 0.2, wave.shape)], -1).astype(np.float32)
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential(
+            [keras.layers.Input((12, 2)), keras.layers.LSTM(12), keras.layers.Dense(4)]
+        )
+        _fit(model, x, y, epochs=20, loss=keras.losses.SparseCategoricalCrossentropy(True))
+        model.save(folder / "lstm.keras")
+        np.savez(folder / "seq.npz", x=x, y=y)
+
+    folder = shared_folder(tmp_path_factory, "qat_lstm", make)
     return folder / "lstm.keras", folder / "seq.npz"
 
 

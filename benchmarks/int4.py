@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from doc_sections import update_section  # noqa: E402
-from mlperf_tiny import EXAMPLE, HELD_OUT, RECIPE_DATA, TRAIN, _example, _trained  # noqa: E402
+from mlperf_tiny import EXAMPLE, HELD_OUT, RECIPE_DATA, TRAIN, _example, _trained, each_workload  # noqa: E402
 from mlperf_tiny_models import WORKLOADS  # noqa: E402
 
 from edgec.artifact.tflite_model import TfliteModel  # noqa: E402
@@ -204,15 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     workloads = [w for w in WORKLOADS if w.name == "ds_cnn"] + [EXAMPLE]
     start = time.perf_counter()
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for workload in workloads:
-            if args.only and workload.name not in args.only:
-                continue
-            print(f"== {workload.name}", file=sys.stderr, flush=True)
-            folder = Path(tmp) / workload.name
-            folder.mkdir()
-            results.append(run(workload, folder))
+    results = each_workload(workloads, args.only, run)
     text = markdown(results, time.perf_counter() - start, "python " + " ".join(sys.argv))
     if args.out:
         update_section(args.out, "int4", "## int4 weights and the op resolver\n\n" + text)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from doc_sections import update_section  # noqa: E402
 from int4 import TARGET, _n, _row  # noqa: E402
-from mlperf_tiny import EXAMPLE, HELD_OUT, TRAIN, _example, _trained  # noqa: E402
+from mlperf_tiny import EXAMPLE, HELD_OUT, TRAIN, _example, _trained, each_workload  # noqa: E402
 from mlperf_tiny_models import WORKLOADS  # noqa: E402
 
 from edgec.builder import BuildOptions, run_build  # noqa: E402
@@ -139,15 +138,7 @@ def main() -> None:
     names = ("ds_cnn", "fc_autoencoder")
     workloads = [w for w in WORKLOADS if w.name in names] + [EXAMPLE]
     start = time.perf_counter()
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for workload in workloads:
-            if args.only and workload.name not in args.only:
-                continue
-            print(f"== {workload.name}", file=sys.stderr, flush=True)
-            folder = Path(tmp) / workload.name
-            folder.mkdir()
-            results.append(run(workload, folder))
+    results = each_workload(workloads, args.only, run)
     text = markdown(results, time.perf_counter() - start, "python " + " ".join(sys.argv))
     if args.out:
         title = "## Precision per layer (--weights auto, --activations auto)"

@@ -308,6 +308,21 @@ def _cpus() -> int:
     return os.cpu_count() or 1
 
 
+def each_workload(workloads, only, run_one) -> list:
+    """``run_one(workload, folder)`` for each workload named in ``only`` (all when empty),
+    each in its own temporary folder, announced on stderr: the benchmarks' main loop."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for workload in workloads:
+            if only and workload.name not in only:
+                continue
+            print(f"== {workload.name}", file=sys.stderr, flush=True)
+            folder = Path(tmp) / workload.name
+            folder.mkdir()
+            results.append(run_one(workload, folder))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -325,15 +340,9 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     start = time.perf_counter()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for workload in (*WORKLOADS, EXAMPLE):
-            if args.only and workload.name not in args.only:
-                continue
-            print(f"== {workload.name}", file=sys.stderr, flush=True)
-            folder = Path(tmp) / workload.name
-            folder.mkdir()
-            rows.append(run(workload, folder, args.builds, args.keep_names))
+    rows = each_workload(
+        (*WORKLOADS, EXAMPLE), args.only, lambda w, f: run(w, f, args.builds, args.keep_names)
+    )
     command = "python " + " ".join(sys.argv)
     text = markdown(rows, time.perf_counter() - start, command)
     if args.keep_names:

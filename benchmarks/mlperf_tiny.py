@@ -308,6 +308,13 @@ def _cpus() -> int:
     return os.cpu_count() or 1
 
 
+def _build_name(value: str) -> str:
+    """A built-in build name, or a recipe file (run like ``--recipe FILE``)."""
+    if value in BUILDS or (value.endswith(".toml") and Path(value).is_file()):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: not one of {', '.join(BUILDS)} nor a recipe file")
+
+
 def each_workload(workloads, only, run_one) -> list:
     """``run_one(workload, folder)`` for each workload named in ``only`` (all when empty),
     each in its own temporary folder, announced on stderr: the benchmarks' main loop."""
@@ -331,8 +338,9 @@ def main() -> None:
     names = [w.name for w in (*WORKLOADS, EXAMPLE)]
     parser.add_argument("--only", nargs="*", choices=names, help="models to run (default: all)")
     parser.add_argument(
-        "--builds", nargs="*", default=list(BUILDS), choices=BUILDS,
-        help="builds to run besides plain int8 (default: all)",
+        "--builds", nargs="*", default=list(BUILDS), type=_build_name,
+        help="builds to run besides plain int8 (default: all): built-in recipes, or recipe "
+        "files (e.g. benchmarks/recipes/tiny-8bit.toml)",
     )  # fmt: skip
     parser.add_argument(
         "--keep-names", action="store_true",

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgec.artifact import Artifact, runtimes
 from edgec.artifact.lut import bit_identical_check
-from edgec.artifact.repack import pack_aligned, unpack
+from edgec.artifact.repack import builtin_op_name, pack_aligned, unpack
 from edgec.artifact.tflite_model import flatbuffer_schema, unpack_nibbles
 from edgec.errors import ConversionError, ToolError
 from edgec.report import Check
@@ -121,7 +121,6 @@ def to_int4(
     """
     schema = flatbuffer_schema()
     int4_model, twin_model = unpack(data), unpack(data)
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     graph, twin_graph = int4_model.subgraphs[0], twin_model.subgraphs[0]
     readers: dict[int, int] = {}
     for g in int4_model.subgraphs:
@@ -130,8 +129,7 @@ def to_int4(
     packed: list[PackedTensor] = []
     kept: list[tuple[str, str]] = []
     for index, op in enumerate(graph.operators or []):
-        code = int4_model.operatorCodes[op.opcodeIndex]
-        name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+        name = builtin_op_name(int4_model, op)
         if name not in KERNEL_OPS or len(op.inputs) < 2 or op.inputs[1] < 0:
             continue
         where = f"op #{index} {name}"

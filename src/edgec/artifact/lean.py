@@ -51,7 +51,7 @@ import numpy as np
 
 from edgec.artifact import Artifact, runtimes
 from edgec.artifact.lut import bit_identical_check
-from edgec.artifact.repack import pack_aligned, unpack
+from edgec.artifact.repack import builtin_op_name, pack_aligned, unpack
 from edgec.artifact.sidecar import ModelNames, SubgraphNames
 from edgec.artifact.tflite_model import TfliteModel, flatbuffer_schema
 from edgec.errors import ConversionError, ToolError
@@ -217,7 +217,6 @@ def _collapse_bias_scales(model: Any) -> int:
     """The per-channel biases of int8/int16 kernels, read by nothing else, keep one scale
     and one zero point (the first: what TFLM's ``params`` hold)."""
     schema = flatbuffer_schema()
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     wide = (schema.TensorType.INT8, schema.TensorType.INT16)
     count = 0
     for graph in model.subgraphs or []:
@@ -225,8 +224,7 @@ def _collapse_bias_scales(model: Any) -> int:
         as_bias: dict[int, int] = {}  # tensor -> reads in a bias slot of an int8/int16 kernel
         reads: dict[int, int] = {}  # tensor -> reads anywhere (graph outputs count)
         for op in graph.operators or []:
-            code = model.operatorCodes[op.opcodeIndex]
-            name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+            name = builtin_op_name(model, op)
             inputs = list(op.inputs if op.inputs is not None else [])
             for t in inputs:
                 reads[t] = reads.get(t, 0) + 1

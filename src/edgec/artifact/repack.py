@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgec.artifact.tflite_model import FILE_IDENTIFIER, flatbuffer_schema
+from edgec.artifact.tflite_model import FILE_IDENTIFIER, _enum_names, flatbuffer_schema
 from edgec.errors import ConversionError
 
 BUFFER_ALIGNMENT = 16  # the schema's force_align for Buffer.data
@@ -24,6 +24,13 @@ BUFFER_ALIGNMENT = 16  # the schema's force_align for Buffer.data
 def unpack(data: bytes) -> Any:
     """The flatbuffer as the schema's mutable object tree (``ModelT``)."""
     return flatbuffer_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
+
+
+def builtin_op_name(model: Any, op: Any) -> str:
+    """The builtin op name of ``op`` in ``model`` (a ``ModelT``), "" for a custom op."""
+    code = model.operatorCodes[op.opcodeIndex]
+    names = _enum_names(flatbuffer_schema().BuiltinOperator)
+    return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
 
 
 def pack_aligned(model: Any, *, size_hint: int, what: str, hint: str | None = None) -> bytes:

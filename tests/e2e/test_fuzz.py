@@ -399,7 +399,7 @@ def _data_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def test_bad_data_files(tmp_path, user_model):
+def test_bad_data_files(tmp_path):
     """Malformed data files: a message each, before any training or conversion."""
     from edgec.datasets.loading import load_dataset
     from edgec.errors import InputError

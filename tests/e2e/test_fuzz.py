@@ -10,9 +10,9 @@ no traceback, no "internal error", no crash, and quickly.
 from __future__ import annotations
 
 import collections
+import os
 import random
 import struct
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.cli import EDGEC, Run, run_edgec
+from tests.support.cli import Run, run_edgec
+from tests.support.edgec_server import edgec_server
 
 SEED = 11
 MAX_SECONDS = 5.0
@@ -271,22 +272,20 @@ def test_fuzz_check_and_inspect(tmp_path, seed_tflite):
 
 
 def test_fuzz_in_subprocesses(tmp_path, seed_tflite):
-    """A few cases in real processes: a native crash would show as a signal exit."""
+    """A few cases in real processes: a native crash would show as a signal exit. Each
+    is forked from a server that imported edgec once (tests/support/edgec_server.py): a
+    real process without Python's and edgec's start-up each time."""
+    server = edgec_server(dict(os.environ))
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
     cases = list(mutated_models(seed_tflite, 40))[::4]
     for n, (label, data) in enumerate(cases):
         path = tmp_path / f"case{n}.tflite"
         path.write_bytes(data)
-        start = time.perf_counter()
-        proc = subprocess.run(
-            [*EDGEC, "check", str(path), "-t", "cortex-m,android-arm64"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        seconds = time.perf_counter() - start
-        run = Run(proc.returncode, proc.stdout, proc.stderr)
-        assert proc.returncode >= 0, (label, proc.returncode, proc.stderr[-2000:])
-        _outcome(run, seconds, f"{n} {label} subprocess")
+        done = server.run(["check", str(path), "-t", "cortex-m,android-arm64"], cwd=Path.cwd(),
+                          env=dict(os.environ), out=out, err=err, timeout=60)  # fmt: skip
+        run = Run(done.code, out.read_text(errors="replace"), err.read_text(errors="replace"))
+        assert done.code >= 0, (label, done.code, run.err[-2000:])  # -9: killed at 60 s
+        _outcome(run, done.seconds, f"{n} {label} subprocess")
 
 
 def _profile(**changes: str) -> str:
@@ -400,7 +399,7 @@ def _data_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def test_bad_data_files(tmp_path, user_model):
+def test_bad_data_files(tmp_path):
     """Malformed data files: a message each, before any training or conversion."""
     from edgec.datasets.loading import load_dataset
     from edgec.errors import InputError

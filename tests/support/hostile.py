@@ -69,12 +69,19 @@ def run_bounded(
     *,
     allowed: tuple[str, ...] = (),
     timeout: float = 30.0,
+    how: str = "started",
 ) -> Bounded:
     """``edgec ARGS`` as a child process with ``work`` as its current folder, HOME and
     TMPDIR, killed after ``timeout`` s. ``allowed``: folders (relative to ``work``) it may
     write into (its --out); anything else it creates or changes under ``work`` is in
     ``written``. The peak memory is the child's ``ru_maxrss`` from ``wait4``, which
-    includes the children it waited for."""
+    includes the children it waited for. ``how``: "started" afresh; "forked" from a server
+    that imported edgec once (tests/support/edgec_server.py); "in-process": run here
+    (``run_edgec``, EDGEC_SANDBOX as this process has it) from ``work`` with its TMPDIR,
+    the peak being this process's or its children's (a bound on the command's); HOME
+    stays this process's (a new HOME restarts edgec's per-process workers), and the
+    folders of the workers that outlive a command (a real process removes them at exit,
+    which the other modes check) are not counted as left."""
     home, tmp = work / ".home", work / ".tmp"
     home.mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
@@ -84,6 +91,47 @@ def run_bounded(
            "PYTHONPATH": _python_path(), "EDGEC_SANDBOX": "on"}  # fmt: skip
     out_file, err_file = tmp.parent / ".stdout", tmp.parent / ".stderr"
     start = time.monotonic()
+    if how == "in-process":
+        code, text_out, text_err, peak = _in_process(args, work, tmp)
+    else:
+        if how == "forked":
+            from tests.support.edgec_server import edgec_server
+
+            done = edgec_server(env).run([*map(str, args)], cwd=work, env=env, out=out_file,
+                                         err=err_file, timeout=timeout)  # fmt: skip
+            code, peak = done.code, done.peak_bytes
+        else:
+            code, peak = _started(args, work, env, out_file, err_file, timeout, start)
+        text_out = out_file.read_text(errors="replace")
+        text_err = err_file.read_text(errors="replace")
+        out_file.unlink()
+        err_file.unlink()
+    seconds = time.monotonic() - start
+    after = _snapshot(work)
+    skip = (".home", ".tmp", *allowed)
+    written = sorted(
+        name for name, stat in after.items()
+        if before.get(name) != stat and not any(
+            name == a or name.startswith(a.rstrip("/") + "/") for a in skip
+        )
+    )  # fmt: skip
+    written += sorted(f".home/{p.relative_to(home)}" for p in home.rglob("*") if p.is_file())
+    left = sorted(str(p.relative_to(tmp)) for p in tmp.iterdir())
+    if how == "in-process":
+        left = [name for name in left if not name.startswith(_OUTLIVING)]
+    return Bounded(code, text_out, text_err, seconds, peak, written, left)
+
+
+def _started(
+    args: list[str | Path],
+    work: Path,
+    env: dict[str, str],
+    out_file: Path,
+    err_file: Path,
+    timeout: float,
+    start: float,
+) -> tuple[int, int]:
+    """A fresh ``edgec`` process: its exit code and peak resident memory (``wait4``)."""
     with open(out_file, "wb") as out, open(err_file, "wb") as err:
         proc = subprocess.Popen(
             [*EDGEC, *map(str, args)], cwd=work, env=env, stdout=out, stderr=err,
@@ -102,22 +150,36 @@ def run_bounded(
                 proc.returncode = code
             else:
                 time.sleep(0.02)
-    seconds = time.monotonic() - start
-    text_out = out_file.read_text(errors="replace")
-    text_err = err_file.read_text(errors="replace")
-    out_file.unlink()
-    err_file.unlink()
-    after = _snapshot(work)
-    skip = (".home", ".tmp", *allowed)
-    written = sorted(
-        name for name, stat in after.items()
-        if before.get(name) != stat and not any(
-            name == a or name.startswith(a.rstrip("/") + "/") for a in skip
-        )
-    )  # fmt: skip
-    written += sorted(f".home/{p.relative_to(home)}" for p in home.rglob("*") if p.is_file())
-    left = sorted(str(p.relative_to(tmp)) for p in tmp.iterdir())
-    return Bounded(code, text_out, text_err, seconds, peak, written, left)
+    return code, peak
+
+
+# the folders of edgec's per-process converter and arena-probe workers (removed at exit)
+_OUTLIVING = ("edgec-converter-", "edgec-probes-")
+
+
+def _in_process(args: list[str | Path], work: Path, tmp: Path) -> tuple[int, str, str, int]:
+    """``edgec ARGS`` in this process from ``work`` with TMPDIR ``tmp``: exit code,
+    stdout, stderr, and this process's or its children's peak resident set."""
+    import resource
+    import tempfile
+
+    from tests.support.cli import run_edgec
+
+    saved, saved_dir, cwd = os.environ.get("TMPDIR"), tempfile.tempdir, Path.cwd()
+    os.environ["TMPDIR"] = tempfile.tempdir = str(tmp)
+    os.chdir(work)
+    try:
+        run = run_edgec(*args)
+    finally:
+        os.chdir(cwd)
+        tempfile.tempdir = saved_dir
+        if saved is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved
+    peak = max(resource.getrusage(who).ru_maxrss
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))  # fmt: skip
+    return run.code, run.out, run.err, peak * 1024
 
 
 # ----------------------------------------------------------------- flatbuffer amplification

@@ -212,6 +212,38 @@ def test_greedy_plan_places_each_buffer_in_the_lowest_free_gap():
     assert greedy_plan([]) == 0
 
 
+def _greedy_plan_one_by_one(buffers: list[tuple[int, int, int]]) -> int:
+    """The planner as TFLM writes it, buffer against buffer: the oracle of the vector one."""
+    order = sorted(reversed(range(len(buffers))), key=lambda i: -buffers[i][0])
+    placed: list[tuple[int, int]] = []  # (offset, buffer), by offset, ties in placement order
+    for i in order:
+        size, first, last = buffers[i]
+        candidate = 0
+        for offset, j in placed:
+            if buffers[j][1] > last or first > buffers[j][2]:  # not alive at the same time
+                continue
+            if offset - candidate >= size:
+                break
+            candidate = max(candidate, offset + buffers[j][0])
+        at = sum(1 for offset, _ in placed if offset <= candidate)
+        placed.insert(at, (candidate, i))
+    return max((offset + buffers[j][0] for offset, j in placed), default=0)
+
+
+def test_greedy_plan_equals_the_one_by_one_planner_on_random_lifetimes():
+    import random
+
+    rng = random.Random(21)
+    for count in (1, 2, 3, 7, 40, 300):
+        for _ in range(20 if count < 300 else 2):
+            buffers = []
+            for _ in range(count):
+                first = rng.randrange(count)
+                size = 16 * rng.choice((1, 1, 2, 3, 8, rng.randrange(1, 64)))  # many ties
+                buffers.append((size, first, first + rng.randrange(4)))
+            assert greedy_plan(buffers) == _greedy_plan_one_by_one(buffers), buffers
+
+
 # --------------------------------------------------------------------- the ram check
 
 

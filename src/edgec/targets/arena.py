@@ -35,11 +35,12 @@ gives 6,680 B and 6,984 B (6,096 B measured + 584 B / 888 B).
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+
+import numpy as np
 
 from edgec.artifact import Artifact
 from edgec.artifact.tflite_model import Operator, Tensor, TfliteModel
@@ -317,24 +318,28 @@ def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
     The planner fills its sort array from the back and bubble-sorts it by size, largest
     first (stable: of equal sizes, the last added goes first); each buffer then takes the
     lowest offset where no buffer alive at the same time is in the way.
+
+    The placed buffers are NumPy columns sorted by offset, so each placement is a few
+    vector operations: the planner is quadratic in the buffer count, and a model at the
+    loader's caps has thousands (5.6 s of a 15.7 s ``edgec check`` in pure Python).
     """
     order = sorted(reversed(range(len(buffers))), key=lambda i: -buffers[i][0])
-    offsets: list[int] = []  # placed buffers by offset (ties: in placement order)
-    placed: list[int] = []
-    for i in order:
-        size, start, end = buffers[i]
-        candidate = 0
-        for offset, j in zip(offsets, placed, strict=True):
-            _, other_start, other_end = buffers[j]
-            if other_start > end or start > other_end:  # not alive at the same time
-                continue
-            if offset - candidate >= size:  # the gap before this buffer is enough
-                break
-            candidate = max(candidate, offset + buffers[j][0])
-        at = bisect.bisect_right(offsets, candidate)
-        offsets.insert(at, candidate)
-        placed.insert(at, i)
-    return max((o + buffers[j][0] for o, j in zip(offsets, placed, strict=True)), default=0)
+    # the placed buffers' (offset, size, first, last) columns, by offset (ties: in placement
+    # order); the first ``count`` are placed
+    placed = np.zeros((4, len(buffers)), np.int64)
+    for count, i in enumerate(order):
+        size, first, last = buffers[i]
+        offsets, sizes, firsts, lasts = placed[:, :count]
+        alive = (firsts <= last) & (lasts >= first)  # alive at the same time as this one
+        ends = offsets[alive] + sizes[alive]
+        # below[k]: the lowest offset above the first k alive buffers (in offset order)
+        below = np.maximum.accumulate(np.concatenate(([0], ends)))
+        gap = np.flatnonzero(offsets[alive] - below[:-1] >= size)  # gaps that are enough
+        candidate = int(below[gap[0]] if gap.size else below[-1])
+        at = int(np.searchsorted(offsets, candidate, side="right"))
+        placed[:, at + 1 : count + 1] = placed[:, at:count].copy()
+        placed[:, at] = (candidate, size, first, last)
+    return int((placed[0] + placed[1]).max(initial=0))
 
 
 # ----------------------------------------------------------------- per-op scratch rules

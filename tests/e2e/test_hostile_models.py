@@ -367,3 +367,35 @@ def test_a_file_its_bytes_refuse_is_refused_before_tensorflow_starts(
     assert result.code == 1 and len(lines) == 1, result.err
     assert "layer 'evil_lambda' is a Lambda" in lines[0], lines[0]
     assert not h.marker.exists()
+
+
+SAVEDMODELS = [case for case, _ in ISSUE_CASES + VARIANTS if case.endswith("_savedmodel")]
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_savedmodels_read_without_tensorflow_as_tensorflow_reads_them(hostile_files, trust):
+    """``precheck`` reads a SavedModel with ``savedmodel_wire`` (no TensorFlow) before the
+    model process imports TensorFlow; ``examine`` reads it again with TensorFlow's protobuf.
+    On every hostile SavedModel both see the same graphs (ops, calls, roots, objects,
+    Keras metadata) and give the same verdict: the same refusal, or with ``--trust-model``
+    both let it through to ``examine``'s listing of its code."""
+    from edgec._tf import saved_model_pb2
+    from edgec.errors import InputError
+    from edgec.pipeline import model_files, savedmodel_wire
+
+    for case in SAVEDMODELS:
+        path = hostile_files.files[case]
+        data = (path / "saved_model.pb").read_bytes()
+        proto = saved_model_pb2.SavedModel.FromString(data)
+        tf_graphs = [model_files.op_graph(graph) for graph in proto.meta_graphs]
+        assert savedmodel_wire.read_savedmodel(data) == tf_graphs, case
+        assert sum(len(g.functions) for g in tf_graphs) > 0, case
+        if trust:
+            model_files.precheck(path, trust=True)
+            assert model_files.examine(path, trust=True).code, case
+            continue
+        with pytest.raises(InputError) as by_bytes:
+            model_files.precheck(path)
+        with pytest.raises(InputError) as by_tensorflow:
+            model_files.examine(path)
+        assert str(by_bytes.value) == str(by_tensorflow.value), case

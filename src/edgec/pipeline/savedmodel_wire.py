@@ -50,7 +50,10 @@ class OpGraph:
     keras_metadata: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+Bytes = bytes | memoryview  # a field's bytes are a view of the file's: nothing is copied
+
+
+def _varint(data: Bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     end = len(data)
     while True:
@@ -64,86 +67,91 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def fields(data: bytes) -> Iterator[tuple[int, int, bytes | int]]:
+def fields(data: Bytes) -> Iterator[tuple[int, int, memoryview | int]]:
     """``(field number, wire type, value)`` of each field of one message: the bytes of a
-    length-delimited field, the integer of a varint, the raw bytes of a fixed one."""
-    pos, end = 0, len(data)
+    length-delimited field, the integer of a varint, the raw bytes of a fixed one (views
+    of ``data``, so a large tensor constant is skipped, not copied)."""
     view = memoryview(data)
+    pos, end = 0, len(view)
     while pos < end:
-        key, pos = _varint(data, pos)
+        key, pos = _varint(view, pos)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise WireError("field number 0")
         if wire == _LEN:
-            size, pos = _varint(data, pos)
+            size, pos = _varint(view, pos)
             if size > end - pos:
                 raise WireError("a field runs past the end of its message")
-            yield number, wire, bytes(view[pos : pos + size])
+            yield number, wire, view[pos : pos + size]
             pos += size
         elif wire == _VARINT:
-            value, pos = _varint(data, pos)
+            value, pos = _varint(view, pos)
             yield number, wire, value
         elif wire in (_I64, _I32):
             size = 8 if wire == _I64 else 4
             if size > end - pos:
                 raise WireError("a fixed-size field runs past the end of its message")
-            yield number, wire, bytes(view[pos : pos + size])
+            yield number, wire, view[pos : pos + size]
             pos += size
         else:  # groups (3, 4) are not in TensorFlow's schema; 6 and 7 do not exist
             raise WireError(f"wire type {wire}")
 
 
-def _messages(data: bytes) -> dict[int, list[bytes]]:
+def _messages(data: Bytes) -> dict[int, list[memoryview]]:
     """A message's length-delimited fields: number -> their bytes, in order (fields of
     another wire type are unknown fields to this schema, as protobuf treats them)."""
-    found: dict[int, list[bytes]] = {}
+    found: dict[int, list[memoryview]] = {}
     for number, wire, value in fields(data):
         if wire == _LEN:
-            assert isinstance(value, bytes)
+            assert isinstance(value, memoryview)
             found.setdefault(number, []).append(value)
     return found
 
 
-def _merged(parts: dict[int, list[bytes]], number: int) -> bytes:
+def _merged(parts: dict[int, list[memoryview]], number: int) -> Bytes:
     """A singular message field: every occurrence merged (their bytes joined)."""
-    return b"".join(parts.get(number, ()))
+    return _joined(parts.get(number, []))
 
 
-def _string(parts: dict[int, list[bytes]], number: int) -> str:
+def _joined(chunks: list[memoryview]) -> Bytes:
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _string(parts: dict[int, list[memoryview]], number: int) -> str:
     """A singular string field: its last occurrence (proto3 strings are UTF-8)."""
     values = parts.get(number)
     if not values:
         return ""
     try:
-        return values[-1].decode("utf-8")
+        return str(values[-1], "utf-8")
     except UnicodeDecodeError:
         raise WireError("a string field is not UTF-8") from None
 
 
-def _strings(values: list[bytes]) -> list[str]:
+def _strings(values: list[memoryview]) -> list[str]:
     try:
-        return [v.decode("utf-8") for v in values]
+        return [str(v, "utf-8") for v in values]
     except UnicodeDecodeError:
         raise WireError("a string field is not UTF-8") from None
 
 
-def _oneof(data: bytes, members: frozenset[int]) -> tuple[int, bytes]:
+def _oneof(data: Bytes, members: frozenset[int]) -> tuple[int, Bytes]:
     """The member of a oneof a parser keeps (the last one set, its occurrences since then
     merged) and its bytes; (0, b"") if none is set."""
-    current, chunks = 0, list[bytes]()
+    current, chunks = 0, list[memoryview]()
     for number, wire, value in fields(data):
         if number in members:
             if number != current:
-                current, chunks = number, list[bytes]()
+                current, chunks = number, list[memoryview]()
             if wire == _LEN:
-                assert isinstance(value, bytes)
+                assert isinstance(value, memoryview)
                 chunks.append(value)
-    return current, b"".join(chunks)
+    return current, _joined(chunks)
 
 
-def _map(entries: list[bytes]) -> dict[str, bytes]:
+def _map(entries: list[memoryview]) -> dict[str, Bytes]:
     """A ``map<string, message>`` field: key -> value bytes, a repeated key's last entry."""
-    result: dict[str, bytes] = {}
+    result: dict[str, Bytes] = {}
     for entry in entries:
         parts = _messages(entry)
         result[_string(parts, 1)] = _merged(parts, 2)
@@ -155,7 +163,7 @@ def _map(entries: list[bytes]) -> dict[str, bytes]:
 _ATTR_VALUE = frozenset(range(1, 11))
 
 
-def _node(data: bytes) -> Node:
+def _node(data: Bytes) -> Node:
     """A NodeDef: op (2) and the functions its attr map (5) names."""
     parts = _messages(data)
     funcs: list[str] = []
@@ -168,7 +176,7 @@ def _node(data: bytes) -> Node:
     return Node(_string(parts, 2), tuple(funcs))
 
 
-def _library(data: bytes, graph: OpGraph) -> None:
+def _library(data: Bytes, graph: OpGraph) -> None:
     """FunctionDefLibrary.function (1): FunctionDef.signature (1, an OpDef named by its
     field 1) and node_def (3). A name given twice: its last function, as a dict keeps."""
     for function in _messages(data).get(1, []):
@@ -183,7 +191,7 @@ def _library(data: bytes, graph: OpGraph) -> None:
 _OBJECT_KIND = frozenset((4, 5, 6, 7, 8, 9, 10, 12))
 
 
-def _object_graph(data: bytes, graph: OpGraph) -> None:
+def _object_graph(data: Bytes, graph: OpGraph) -> None:
     """SavedObjectGraph: nodes (1) and the concrete_functions map (2)."""
     parts = _messages(data)
     graph.roots.update(_map(parts.get(2, [])))

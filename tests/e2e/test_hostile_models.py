@@ -83,7 +83,9 @@ def hostile_files(tmp_path_factory) -> Hostile:
     }
     embedded = models / "keras24"
     embedded.mkdir()
-    files["keras24_lambda_savedmodel"] = hostile.keras24_embedded_lambda(embedded, marker)
+    files["keras24_lambda_savedmodel"] = hostile.keras24_embedded_lambda(
+        embedded, marker, source=files["lambda_savedmodel"]
+    )
     data = work / "data.npz"
     rng = np.random.default_rng(0)
     np.savez(data, x=rng.normal(size=(64, 4)).astype(np.float32), y=rng.integers(0, 3, 64))

@@ -260,10 +260,15 @@ def savedmodel_py_function(folder: Path, marker: Path) -> Path:
     return path
 
 
-def keras24_embedded_lambda(folder: Path, marker: Path) -> Path:
+def keras24_embedded_lambda(folder: Path, marker: Path, source: Path | None = None) -> Path:
     """A tf_keras SavedModel with a Lambda whose Keras metadata sits where Keras 2.4 kept
-    it (``saved_model.pb``'s object graph), ``keras_metadata.pb`` removed."""
-    path = savedmodel_lambda(folder, marker)
+    it (``saved_model.pb``'s object graph), ``keras_metadata.pb`` removed: a copy of
+    ``source`` (a ``savedmodel_lambda``) if given, else saved anew."""
+    if source is None:
+        path = savedmodel_lambda(folder, marker)
+    else:
+        path = folder / source.name
+        copy_tree(source, path)
     embed_keras_metadata(path)
     return path
 

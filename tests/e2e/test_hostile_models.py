@@ -1,12 +1,14 @@
 """Issue 20: model files are data. Every case is a file that runs code (or writes files)
-when a library loads it, made by ``tests/support/hostile_models.py``; each runs a real
-``python -m edgec`` process, from a folder holding a module the file names, and shows:
+when a library loads it, made by ``tests/support/hostile_models.py``; each runs through a
+real edgec process started as ``python -m edgec`` starts (one for all of them:
+``tests/support/hostile.py``'s ``run_many``; each command has its own model process), from
+a folder holding a module the file names, and shows, for that command alone:
 
 - no code ran: the marker file its payload creates does not exist;
 - nothing was written outside ``--out`` and the private temporary folder (the working
   folder is unchanged, TMPDIR is empty again, ``--out`` was not created);
-- it ended within 30 s with a peak resident memory under 2 GiB (the largest process of
-  the command's tree, from ``wait4``);
+- it ended within 30 s with a peak resident memory under 2 GiB (the largest model
+  process so far, from ``getrusage``);
 - one clear ``error:`` line, exit 1, no traceback, no internal error.
 
 The issue's cases come first (a .keras steering to tf_keras with an old Lambda and with an
@@ -31,6 +33,7 @@ import pytest
 import edgec
 from tests.support import hostile_models as hostile
 from tests.support.cli import assert_clean_failure, run_edgec
+from tests.support.hostile import Verdict, run_many
 
 TIME_LIMIT_S = 30
 MEMORY_LIMIT = 2 * 2**30
@@ -80,7 +83,9 @@ def hostile_files(tmp_path_factory) -> Hostile:
     }
     embedded = models / "keras24"
     embedded.mkdir()
-    files["keras24_lambda_savedmodel"] = hostile.keras24_embedded_lambda(embedded, marker)
+    files["keras24_lambda_savedmodel"] = hostile.keras24_embedded_lambda(
+        embedded, marker, source=files["lambda_savedmodel"]
+    )
     data = work / "data.npz"
     rng = np.random.default_rng(0)
     np.savez(data, x=rng.normal(size=(64, 4)).astype(np.float32), y=rng.integers(0, 3, 64))
@@ -125,27 +130,6 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def assert_refused(h: Hostile, tmp_path: Path, args: list, *needles: str) -> Result:
-    """Run ``args`` as edgec in the checkout and check every property of the issue."""
-    tmp = tmp_path / "tmpdir"
-    tmp.mkdir()
-    out = tmp_path / "out"
-    before = snapshot(h.work)
-    result = run_real([*args, *(["--out", out] if args[0] == "build" else [])], h.work, tmp)
-    lines = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
-    assert result.code == 1, result.err
-    assert len(lines) == 1, result.err
-    assert "Traceback" not in result.err and "internal error" not in result.err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    assert not h.marker.exists(), "the file's code ran"
-    assert snapshot(h.work) == before, "something was written into the checkout"
-    assert not out.exists() and list(tmp.iterdir()) == []
-    assert result.seconds < TIME_LIMIT_S, result.seconds
-    assert result.peak_bytes < MEMORY_LIMIT, result.peak_bytes
-    return result
-
-
 ISSUE_CASES = [
     ("steered_keras", "TensorFlow's legacy Keras class"),
     ("module_keras", f"names module '{SHADOW_MODULE}'"),
@@ -170,33 +154,83 @@ VARIANTS = [
 ]
 
 
-@pytest.mark.parametrize("case, needle", ISSUE_CASES + VARIANTS)
-def test_inspect_runs_nothing_from_the_file(hostile_files, tmp_path, case, needle):
-    assert_refused(hostile_files, tmp_path, ["inspect", hostile_files.files[case]], needle)
+BUILD_CASES = ISSUE_CASES[:1] + ISSUE_CASES[3:5]
+STUDENTS = ["../models/lambda.h5", "{models}/lambda.h5", "link/lambda.h5"]
 
 
-@pytest.mark.parametrize("case, needle", ISSUE_CASES[:1] + ISSUE_CASES[3:5])
-def test_build_runs_nothing_from_the_file(hostile_files, tmp_path, case, needle):
+@dataclass
+class Refusals:
+    """Every refusal of this file's tests, run by one real process (``run_many``)."""
+
+    before: dict[str, tuple[int, int]]  # the checkout's files before any command
+    verdicts: dict[str, Verdict]
+    outs: dict[str, Path]  # a build's --out (none may exist)
+
+
+@pytest.fixture(scope="module")
+def refusals(hostile_files, tmp_path_factory) -> Refusals:
+    """One real edgec process (``python -m edgec``'s start, EDGEC_SANDBOX=on) runs each
+    inspect and build of a hostile file through the CLI, each with its own model process;
+    after each, its exit code, stderr, time, the marker, TMPDIR and the checkout are
+    taken for that command alone. Starting Python and edgec once instead of once per file
+    is the only thing shared."""
     h = hostile_files
-    args = ["build", h.files[case], "--data", h.data, "--target", "cortex-m"]
-    assert_refused(h, tmp_path, args, needle, "--trust-model")
+    root = tmp_path_factory.mktemp("refusals")
+    tmp = root / "tmpdir"
+    tmp.mkdir()
+    commands: dict[str, list[str | Path]] = {}
+    outs: dict[str, Path] = {}
+    for case, _ in ISSUE_CASES + VARIANTS:
+        commands[f"inspect {case}"] = ["inspect", h.files[case]]
+    build = ["--data", h.data, "--target", "cortex-m"]
+    for case, _ in BUILD_CASES:
+        outs[f"build {case}"] = root / f"out-{case}"
+        commands[f"build {case}"] = ["build", h.files[case], *build, "--out", outs[f"build {case}"]]
+    recipes = h.work / "recipes"
+    recipes.mkdir()
+    (recipes / "link").symlink_to(h.work / "models")
+    for i, student in enumerate(STUDENTS):
+        recipe = recipes / f"distill_{i}.toml"
+        name = student.format(models=h.work / "models")
+        recipe.write_text(f'name = "x"\n[[stage]]\ntype = "distill"\nstudent = "{name}"\n')
+        outs[f"recipe {student}"] = root / f"out-recipe-{i}"
+        commands[f"recipe {student}"] = ["build", h.files["lambda_h5"], *build, "--recipe",
+                                         recipe, "--out", outs[f"recipe {student}"]]  # fmt: skip
+    before = snapshot(h.work)
+    return Refusals(before, run_many(commands, h.work, tmp, h.marker), outs)
 
 
-@pytest.mark.parametrize("student", ["../models/lambda.h5", "{models}/lambda.h5", "link/lambda.h5"])
-def test_a_recipe_loads_no_model_outside_its_folder(hostile_files, tmp_path, student):
+def assert_verdict(refused: Refusals, name: str, *needles: str) -> None:
+    """Every property of the issue, for the command ``name`` of ``refusals``."""
+    verdict = refused.verdicts[name]
+    lines = verdict.error_lines
+    assert verdict.code == 1, verdict.err
+    assert len(lines) == 1, verdict.err
+    assert "Traceback" not in verdict.err and "internal error" not in verdict.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert not verdict.marker, "the file's code ran"
+    assert {k: tuple(v) for k, v in verdict.work.items()} == refused.before, "written"
+    assert verdict.tmp == [] and not refused.outs.get(name, Path("/nonexistent")).exists()
+    assert verdict.seconds < TIME_LIMIT_S, verdict.seconds
+    assert verdict.peak_bytes < MEMORY_LIMIT, verdict.peak_bytes
+
+
+@pytest.mark.parametrize("case, needle", ISSUE_CASES + VARIANTS)
+def test_inspect_runs_nothing_from_the_file(refusals, case, needle):
+    assert_verdict(refusals, f"inspect {case}", needle)
+
+
+@pytest.mark.parametrize("case, needle", BUILD_CASES)
+def test_build_runs_nothing_from_the_file(refusals, case, needle):
+    assert_verdict(refusals, f"build {case}", needle, "--trust-model")
+
+
+@pytest.mark.parametrize("student", STUDENTS)
+def test_a_recipe_loads_no_model_outside_its_folder(refusals, student):
     """A distill student named by a recipe resolves inside the recipe's folder: ``..``,
     an absolute path and a symbolic link out of it are refused before anything loads."""
-    h = hostile_files
-    recipes = h.work / "recipes"
-    recipes.mkdir(exist_ok=True)
-    if not (recipes / "link").exists():
-        (recipes / "link").symlink_to(h.work / "models")
-    recipe = recipes / f"distill_{abs(hash(student))}.toml"
-    name = student.format(models=h.work / "models")
-    recipe.write_text(f'name = "x"\n[[stage]]\ntype = "distill"\nstudent = "{name}"\n')
-    args = ["build", h.files["lambda_h5"], "--data", h.data, "--target", "cortex-m",
-            "--recipe", recipe]  # fmt: skip
-    assert_refused(h, tmp_path, args, "is not a file inside the recipe's folder")
+    assert_verdict(refusals, f"recipe {student}", "is not a file inside the recipe's folder")
 
 
 def test_python_c_gate_imports_nothing_from_the_checkout(hostile_files, tmp_path):
@@ -313,8 +347,12 @@ def test_a_limit_that_trips_is_one_line(user_model, tmp_path, limits, args, need
 
 def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
     """EDGEC_SANDBOX unset: the API's build runs the model work in the model process (the
-    caller never imports TensorFlow); =off runs it here (what the suite's builds use).
-    A one-Dense model: no training to wait through."""
+    caller never imports TensorFlow); =off (this suite's setting) runs the same entries
+    here and writes the same model. A one-Dense model: no training to wait through.
+
+    That =off starts no model process is tests/unit/test_sandbox_switch.py's (its
+    ``process._proc is None``): a second real process importing TensorFlow only to show
+    it is in ``sys.modules`` cost as much as this whole test now does."""
     from edgec._tf import keras
 
     model, data = tmp_path / "plain.keras", tmp_path / "x.npz"
@@ -324,22 +362,23 @@ def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
     # samples without labels: no accuracy check, whose verdict on an untrained model and
     # random labels would be chance
     np.savez(data, x=np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32))
+    sandboxed, here = tmp_path / "sandboxed", tmp_path / "here"
     script = (
         "import sys, edgec\n"
         f"report = edgec.build({str(model)!r}, data={str(data)!r}, "
-        "target='cortex-m', out=None)\n"
+        f"target='cortex-m', out={str(sandboxed)!r})\n"
         "print(report.ok, 'tensorflow' in sys.modules)\n"
     )
     path = str(Path(edgec.__file__).parents[1])
     env = {k: v for k, v in os.environ.items() if k != "EDGEC_SANDBOX"}
-    for setting, imported in ((None, "False"), ("off", "True")):
-        run_env = {**env, "PYTHONPATH": path, "TMPDIR": str(tmp_path)}
-        if setting is not None:
-            run_env["EDGEC_SANDBOX"] = setting
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                              env=run_env, timeout=300)  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.split() == ["True", imported], (setting, done.stdout)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": path, "TMPDIR": str(tmp_path)},
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "False"], done.stdout
+    assert os.environ["EDGEC_SANDBOX"] == "off"  # tests/conftest.py's
+    assert edgec.build(model, data=data, target="cortex-m", out=here).ok
+    assert (here / "model.tflite").read_bytes() == (sandboxed / "model.tflite").read_bytes()
 
 
 @pytest.mark.parametrize("command", ["inspect", "build"])
@@ -367,3 +406,35 @@ def test_a_file_its_bytes_refuse_is_refused_before_tensorflow_starts(
     assert result.code == 1 and len(lines) == 1, result.err
     assert "layer 'evil_lambda' is a Lambda" in lines[0], lines[0]
     assert not h.marker.exists()
+
+
+SAVEDMODELS = [case for case, _ in ISSUE_CASES + VARIANTS if case.endswith("_savedmodel")]
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_savedmodels_read_without_tensorflow_as_tensorflow_reads_them(hostile_files, trust):
+    """``precheck`` reads a SavedModel with ``savedmodel_wire`` (no TensorFlow) before the
+    model process imports TensorFlow; ``examine`` reads it again with TensorFlow's protobuf.
+    On every hostile SavedModel both see the same graphs (ops, calls, roots, objects,
+    Keras metadata) and give the same verdict: the same refusal, or with ``--trust-model``
+    both let it through to ``examine``'s listing of its code."""
+    from edgec._tf import saved_model_pb2
+    from edgec.errors import InputError
+    from edgec.pipeline import model_files, savedmodel_wire
+
+    for case in SAVEDMODELS:
+        path = hostile_files.files[case]
+        data = (path / "saved_model.pb").read_bytes()
+        proto = saved_model_pb2.SavedModel.FromString(data)
+        tf_graphs = [model_files.op_graph(graph) for graph in proto.meta_graphs]
+        assert savedmodel_wire.read_savedmodel(data) == tf_graphs, case
+        assert sum(len(g.functions) for g in tf_graphs) > 0, case
+        if trust:
+            model_files.precheck(path, trust=True)
+            assert model_files.examine(path, trust=True).code, case
+            continue
+        with pytest.raises(InputError) as by_bytes:
+            model_files.precheck(path)
+        with pytest.raises(InputError) as by_tensorflow:
+            model_files.examine(path)
+        assert str(by_bytes.value) == str(by_tensorflow.value), case

@@ -5,16 +5,19 @@ reader must refuse quickly and within memory: flatbuffers whose tables are share
 times (the object API would build each use), decompression bombs, NumPy headers that lie,
 oversized images. :func:`run_bounded` runs a real ``edgec`` process on them and measures
 what the acceptance asks: time, peak memory, and what it wrote where.
-``tests/e2e/test_hostile_inputs.py`` uses both.
+``tests/e2e/test_hostile_inputs.py`` uses both; :func:`run_many` runs many commands
+through one real process, each judged alone (``tests/e2e/test_hostile_models.py``).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import struct
 import subprocess
+import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -339,3 +342,74 @@ def write_png_header(path: Path, width: int, height: int) -> None:
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
+
+
+# ----------------------------------------------------------------- many commands, one process
+
+# The driver of run_many: the CLI's main once per command, in one process started the way
+# ``python -m edgec`` starts (its working folder dropped from sys.path); after each, one
+# JSON line of what that command did.
+_MANY = r"""
+import contextlib, io, json, os, resource, sys, time
+here = os.path.realpath(os.getcwd())
+sys.path[:] = [p for p in sys.path if p != "" and os.path.realpath(p) != here]
+from edgec.cli import main
+commands, marker, tmp = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+def snapshot():
+    found = {}
+    for root, _, files in os.walk(here):
+        for name in files:
+            st = os.lstat(os.path.join(root, name))
+            found[os.path.relpath(os.path.join(root, name), here)] = [st.st_size, st.st_mtime_ns]
+    return found
+for args in commands:
+    err, start = io.StringIO(), time.monotonic()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    print(json.dumps({
+        "code": code, "err": err.getvalue(), "seconds": time.monotonic() - start,
+        "marker": os.path.exists(marker), "tmp": sorted(os.listdir(tmp)), "work": snapshot(),
+        "peak_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+    }), flush=True)
+"""
+
+
+@dataclass
+class Verdict:
+    """What one command of ``run_many`` did."""
+
+    code: int
+    err: str
+    seconds: float  # this command's wall time
+    marker: bool  # the marker file existed after it (code from a file ran)
+    tmp: list[str]  # what was left in TMPDIR after it
+    work: dict[str, list[int]]  # the working folder's files after it: path -> size, mtime
+    peak_bytes: int  # the largest model process (or other child) so far
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.startswith("error:")]
+
+
+def run_many(
+    commands: dict[str, list[str | Path]], cwd: Path, tmp: Path, marker: Path
+) -> dict[str, Verdict]:
+    """Run each of ``commands`` (name -> edgec arguments) through the CLI's ``main`` in one
+    real process (EDGEC_SANDBOX=on: each command's model work in its own model process),
+    in ``cwd`` with TMPDIR ``tmp``: a Python start and edgec import for all of them rather
+    than one each (a hostile file refused from its bytes costs little more than that).
+    Every command's verdict is its own, taken as it ends."""
+    env = {**os.environ, "TMPDIR": str(tmp), "BROWSER": f"touch {marker}",
+           "PYTHONPATH": _python_path(), "EDGEC_SANDBOX": "on"}  # fmt: skip
+    listed = [[str(a) for a in args] for args in commands.values()]
+    done = subprocess.run(
+        [sys.executable, "-c", _MANY, json.dumps(listed), str(marker), str(tmp)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=60 * len(listed),
+    )  # fmt: skip
+    lines = [json.loads(ln) for ln in done.stdout.splitlines() if ln.startswith("{")]
+    assert done.returncode == 0 and len(lines) == len(listed), done.stderr[-3000:]
+    return {name: Verdict(**line) for name, line in zip(commands, lines, strict=True)}

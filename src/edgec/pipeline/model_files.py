@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,6 +34,8 @@ from typing import Any
 
 from edgec import safeio
 from edgec.errors import InputError, printable
+from edgec.pipeline import savedmodel_wire
+from edgec.pipeline.savedmodel_wire import Node, OpGraph
 
 KERAS3, TF_KERAS, SIGNATURE = "keras3", "tf_keras", "signature"
 SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -196,12 +198,14 @@ def precheck(path: Path, *, trust: bool = False) -> None:
     """What ``examine`` can refuse from the file's bytes alone, without TensorFlow: the
     caps of a .keras archive, an .h5 file or a SavedModel folder, its config's JSON, kind
     and layer names, the modules it names and the code it holds (with ``trust``, code is
-    not refused). Classes and functions are checked against the Keras allowlists, and a
-    SavedModel's ops, by ``examine``, which needs TensorFlow: the model process runs this
-    first, so a file refused here is refused before TensorFlow's import (seconds)."""
+    not refused); a SavedModel's ops and Keras metadata, read by ``savedmodel_wire``.
+    Classes and functions are checked against the Keras allowlists by ``examine``, which
+    needs TensorFlow (and parses a SavedModel again with TensorFlow's protobuf): the model
+    process runs this first, so a file refused here is refused before TensorFlow's import
+    (seconds)."""
     check_model_path(path)
     if path.is_dir():
-        _savedmodel_files(path)
+        _precheck_savedmodel(path, trust)
         return
     config = _keras_archive_config(path) if path.suffix.lower() == ".keras" else _h5_config(path)
     keras_kind(config, path)
@@ -530,7 +534,9 @@ def _savedmodel_files(path: Path) -> Path:
 
 
 def _examine_savedmodel(path: Path, custom: frozenset[str], trust: bool) -> ModelFile:
-    from edgec._tf import saved_model_pb2
+    """The SavedModel as TensorFlow's protobuf parses it: ``_check_savedmodel`` again (after
+    ``precheck``'s wire reading) and its Keras metadata's classes against the allowlist."""
+    from edgec._tf import saved_metadata_pb2, saved_model_pb2
 
     pb = _savedmodel_files(path)
     proto = saved_model_pb2.SavedModel()
@@ -538,48 +544,103 @@ def _examine_savedmodel(path: Path, custom: frozenset[str], trust: bool) -> Mode
         proto.ParseFromString(safeio.read_regular(pb, "SavedModel", limit=safeio.MAX_ARCHIVE_BYTES))
     except Exception as exc:  # google.protobuf.message.DecodeError, and what upb raises
         raise InputError(f"model {path}: saved_model.pb is not a SavedModel ({exc})") from None
-    if not proto.meta_graphs or not any(m.object_graph_def.nodes for m in proto.meta_graphs):
+
+    def parse_metadata(data: bytes) -> list[tuple[str, str]]:
+        metadata = saved_metadata_pb2.SavedMetadata()
+        metadata.ParseFromString(data)
+        return [(n.node_path, n.metadata) for n in metadata.nodes if n.metadata]
+
+    graphs = [op_graph(graph) for graph in proto.meta_graphs]
+    checker = _Checker(path, allowlist(TF_KERAS, custom), trust=trust, revivable=True)
+    code, keras = _check_savedmodel(path, graphs, parse_metadata, checker)
+    return ModelFile(path, TF_KERAS if keras else SIGNATURE, tuple(code))
+
+
+def _precheck_savedmodel(path: Path, trust: bool) -> None:
+    """``_check_savedmodel`` on the SavedModel read with ``savedmodel_wire`` (no
+    TensorFlow); its Keras metadata's classes are left to ``examine``."""
+    pb = _savedmodel_files(path)
+    data = safeio.read_regular(pb, "SavedModel", limit=safeio.MAX_ARCHIVE_BYTES)
+    try:
+        graphs = savedmodel_wire.read_savedmodel(data)
+    except savedmodel_wire.WireError as exc:
+        raise InputError(f"model {path}: saved_model.pb is not a SavedModel ({exc})") from None
+    checker = _Checker(path, None, trust=trust, revivable=True)
+    _check_savedmodel(path, graphs, savedmodel_wire.read_keras_metadata, checker)
+
+
+def _check_savedmodel(
+    path: Path,
+    graphs: list[OpGraph],
+    parse: Callable[[bytes], list[tuple[str, str]]],
+    checker: _Checker,
+) -> tuple[list[str], bool]:
+    """Refuse a TensorFlow 1 SavedModel, ops outside the allowlists and code in the Keras
+    metadata (``keras_metadata``, read with ``parse``), or with trust, list them: (the
+    code the SavedModel holds, whether it has Keras metadata)."""
+    if not graphs or not any(graph.objects for graph in graphs):
         raise InputError(
             f"model {path} is a TensorFlow 1 SavedModel (no object graph): its init ops would "
             "run as it loads",
             hint="export it again with tf.saved_model.save or model.export()",
         )
     code: list[str] = []
-    for graph in proto.meta_graphs:
-        code += check_ops(graph, path, trust=trust)
-    metadata = keras_metadata(path, proto)
-    kind = TF_KERAS if metadata else SIGNATURE
-    checker = _Checker(path, allowlist(TF_KERAS, custom), trust=trust, revivable=True)
+    for graph in graphs:
+        code += check_ops(graph, path, trust=checker.trust)
+    metadata = keras_metadata(path, graphs, parse)
     for node_path, text in metadata:
         config = _json_object(text, path, f"the Keras metadata of {node_path}")
         checker.top(config)
-    return ModelFile(path, kind, tuple(code + checker.code))
+    return code + checker.code, bool(metadata)
 
 
-def keras_metadata(path: Path, proto: Any) -> list[tuple[str, str]]:
+def keras_metadata(
+    path: Path, graphs: list[OpGraph], parse: Callable[[bytes], list[tuple[str, str]]]
+) -> list[tuple[str, str]]:
     """The Keras metadata of a SavedModel's objects, ``(node path, JSON)``: from
-    ``keras_metadata.pb`` (tf_keras, TF >= 2.5), else from the object graph itself, where
-    Keras 2.4 and earlier stored it (``SavedUserObject.metadata``)."""
+    ``keras_metadata.pb`` (tf_keras, TF >= 2.5; read by ``parse``), else from the object
+    graph itself, where Keras 2.4 and earlier stored it (``SavedUserObject.metadata``)."""
     file = path / "keras_metadata.pb"
     if file.is_file():
-        from edgec._tf import saved_metadata_pb2
-
-        metadata = saved_metadata_pb2.SavedMetadata()
+        data = safeio.read_regular(file, "Keras metadata", limit=safeio.MAX_ARCHIVE_BYTES)
         try:
-            metadata.ParseFromString(
-                safeio.read_regular(file, "Keras metadata", limit=safeio.MAX_ARCHIVE_BYTES)
-            )
-        except Exception as exc:
+            return parse(data)
+        except Exception as exc:  # WireError, DecodeError, and what upb raises
             raise InputError(f"model {path}: keras_metadata.pb cannot be read ({exc})") from None
-        return [(n.node_path, n.metadata) for n in metadata.nodes if n.metadata]
-    found = []
-    for graph in proto.meta_graphs:
-        for i, node in enumerate(graph.object_graph_def.nodes):
-            if node.WhichOneof("kind") == "user_object":
-                user = node.user_object
-                if user.identifier.startswith("_tf_keras_") and user.metadata:
-                    found.append((f"node {i}", user.metadata))
-    return found
+    return [(f"node {i}", text) for graph in graphs for i, text in graph.keras_metadata]
+
+
+def op_graph(graph: Any) -> OpGraph:
+    """A MetaGraphDef as TensorFlow's protobuf parsed it, in ``savedmodel_wire``'s terms."""
+
+    def node(n: Any) -> Node:
+        funcs = []
+        for value in n.attr.values():
+            if value.HasField("func"):
+                funcs.append(value.func.name)
+            funcs.extend(f.name for f in value.list.func)
+        return Node(n.op, tuple(funcs))
+
+    result = OpGraph(
+        functions={
+            f.signature.name: [node(n) for n in f.node_def]
+            for f in graph.graph_def.library.function
+        },
+        nodes=[node(n) for n in graph.graph_def.node],
+        roots=set(graph.object_graph_def.concrete_functions),
+        objects=len(graph.object_graph_def.nodes),
+    )
+    for i, saved in enumerate(graph.object_graph_def.nodes):
+        kind = saved.WhichOneof("kind")
+        if kind == "function":
+            result.roots.update(saved.function.concrete_functions)
+        elif kind == "bare_concrete_function":
+            result.roots.add(saved.bare_concrete_function.concrete_function_name)
+        elif kind == "user_object":
+            user = saved.user_object
+            if user.identifier.startswith("_tf_keras_") and user.metadata:
+                result.keras_metadata.append((i, user.metadata))
+    return result
 
 
 @functools.cache
@@ -590,7 +651,7 @@ def op_allowlist() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(data["computational"]), frozenset(data["checkpoint"])
 
 
-def graph_ops(graph: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+def graph_ops(graph: OpGraph) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """The ops of a MetaGraphDef: (functions that can run computations -> their ops, the
     checkpoint saver -> its ops).
 
@@ -601,25 +662,18 @@ def graph_ops(graph: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     call, and the functions nothing calls directly (Grappler's implementation selector
     can swap one in for a function of the same ``api_implements``).
     """
-    library = {f.signature.name: f for f in graph.graph_def.library.function}
-    roots = set(graph.object_graph_def.concrete_functions)
-    for node in graph.object_graph_def.nodes:
-        kind = node.WhichOneof("kind")
-        if kind == "function":
-            roots.update(node.function.concrete_functions)
-        elif kind == "bare_concrete_function":
-            roots.add(node.bare_concrete_function.concrete_function_name)
-    run = _reach([r for r in roots if r in library], library)
-    saver = _reach([c for n in graph.graph_def.node for c in _called(n, library)], library)
+    library = graph.functions
+    run = _reach([r for r in graph.roots if r in library], library)
+    saver = _reach([c for n in graph.nodes for c in _called(n, library)], library)
     saver = {name: ops for name, ops in saver.items() if name not in run}
-    saver["graph"] = {n.op for n in graph.graph_def.node}
+    saver["graph"] = {n.op for n in graph.nodes}
     for name, function in library.items():
         if name not in run and name not in saver:
-            run[name] = {n.op for n in function.node_def}
+            run[name] = {n.op for n in function}
     return run, saver
 
 
-def _reach(roots: list[str], library: dict[str, Any]) -> dict[str, set[str]]:
+def _reach(roots: list[str], library: dict[str, list[Node]]) -> dict[str, set[str]]:
     """The functions ``roots`` call, transitively: name -> its ops."""
     reached: dict[str, set[str]] = {}
     todo = list(roots)
@@ -628,27 +682,22 @@ def _reach(roots: list[str], library: dict[str, Any]) -> dict[str, set[str]]:
         if name in reached:
             continue
         ops = reached[name] = set()
-        for node in library[name].node_def:
+        for node in library[name]:
             ops.add(node.op)
             todo.extend(c for c in _called(node, library) if c not in reached)
     return reached
 
 
-def _called(node: Any, library: dict[str, Any]) -> list[str]:
+def _called(node: Node, library: dict[str, list[Node]]) -> list[str]:
     """Library functions a node calls: as its op, or in function-valued attributes."""
-    called = [node.op] if node.op in library else []
-    for value in node.attr.values():
-        if value.HasField("func"):
-            called.append(value.func.name)
-        called.extend(f.name for f in value.list.func)
-    return [c for c in called if c in library]
+    return [c for c in (node.op, *node.funcs) if c in library]
 
 
-def check_ops(graph: Any, path: Path, *, trust: bool = False) -> list[str]:
+def check_ops(graph: OpGraph, path: Path, *, trust: bool = False) -> list[str]:
     """Refuse (or, with ``trust``, list) ops outside the allowlists; see ``graph_ops``."""
     computational, checkpoint = op_allowlist()
     run, saver = graph_ops(graph)
-    functions = {f.signature.name for f in graph.graph_def.library.function}  # calls, not ops
+    functions = set(graph.functions)  # calls, not ops
     bad: dict[str, list[str]] = {}  # op -> the functions that run it
     for parts, allowed in ((run, computational), (saver, computational | checkpoint)):
         for name, ops in sorted(parts.items()):

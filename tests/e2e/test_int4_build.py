@@ -173,17 +173,17 @@ def test_the_tiny_recipe_ships_int4_filters_within_its_arena_growth(tmp_path, us
 
 
 @pytest.fixture(scope="module")
-def mixed_build(tmp_path_factory):
-    """The example with a mixed_precision stage taking int4 weights and int16 activations
-    (the choice of ``--weights auto --activations auto``, through a recipe): one build
-    shared by the assertions below."""
+def mixed_build(tmp_path_factory, user_model):
+    """The trained example CNN with a mixed_precision stage taking int4 weights and int16
+    activations (the choice of ``--weights auto --activations auto``, through a recipe): one
+    build shared by the assertions below (the example's layers, not trained again)."""
     folder = tmp_path_factory.mktemp("mixed")
     recipe, out = folder / "mixed.toml", folder / "out"
     recipe.write_text(
         'name = "mixed"\ndescription = "int4/int8 weights, int16/int8 activations"\n\n'
         '[[stage]]\ntype = "mixed_precision"\nactivations = ["int8", "int16"]\n'
     )
-    run = run_edgec("build", "--target", "cortex-m4", "--recipe", recipe, "--out", out)
+    run = _user_build(user_model, "--target", "cortex-m4", "--recipe", recipe, "--out", out)
     assert run.code in (0, 3), run.out + run.err
     return run, out, json.loads((out / "report.json").read_text())
 

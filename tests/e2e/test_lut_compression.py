@@ -21,7 +21,7 @@ from edgec.targets.analyzers import analyze_target
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN, firmware_arena, measured_budget
 from edgec.targets.profile import load_runtime, load_target
 from tests.support.cli import run_edgec
-from tests.support.recipes import one_epoch_recipe
+from tests.support.recipes import cluster_qat_lut_build
 
 
 @pytest.fixture(scope="module")
@@ -182,19 +182,14 @@ def test_cli_compress_lut(cli_builds, clustered):
     assert np.array_equal(run_tflm(before, x_q, arenas).raw, run_tflm(after, x_q, arenas).raw)
 
 
-def test_cli_cluster_qat_recipe_with_lut_is_35_percent_smaller(tmp_path, user_model):
+def test_cli_cluster_qat_recipe_with_lut_is_35_percent_smaller(tmp_path_factory, user_model):
     """The acceptance through one command: cluster-qat recipe, then LUT compression (on the
-    trained example CNN and its held-out digits: the example's layers, not trained again)."""
-    import json
-
-    out = tmp_path / "out"
-    recipe = one_epoch_recipe(tmp_path, "cluster-qat")
-    run = run_edgec(
-        "build", user_model.keras, "--data", user_model.data, "--target", "cortex-m",
-        "--recipe", recipe, "--compress", "lut", "--out", out,
-    )  # fmt: skip
+    trained example CNN and its held-out digits: the example's layers, not trained again).
+    The build is shared with test_compression.py's cluster-granularity test."""
+    build = cluster_qat_lut_build(tmp_path_factory, user_model)
+    run, out = build.run, build.out
     assert run.code == 0, run.err + run.out
-    report = json.loads((out / "report.json").read_text())
+    report = build.report
     info = report["firmware"]["compression"]
     assert info["flash_bytes_after"] <= 0.65 * info["flash_bytes_before"], info
     assert report["memory"]["flash_bytes"] == (out / "model.tflite").stat().st_size

@@ -184,10 +184,8 @@ def test_a_recipe_that_raises_the_reconstruction_error_fails_accuracy(autoencode
     assert check["value"] == pytest.approx((accuracy["int8"] / base - 1) * 100, abs=0.05)
     assert "RMSE input model float" in check["detail"] and "allowed rise of 2%" in check["detail"]
     assert "rmse input → compressed → int8" in built.log
-    # the allowance is the user's: a generous one passes the same build
-    again = _build(tmp_path / "again", autoencoder, "--recipe", str(recipe), *never,
-                   "--max-accuracy-drop", "1000")  # fmt: skip
-    assert again.check("accuracy")["ok"], again.check("accuracy")
+    # that the allowance is the user's (--max-accuracy-drop passes a rise over the default
+    # 2%) is test_compression.py's test_distill_regression_model_uses_mse
 
 
 def _converted_bytes(report: dict) -> int:

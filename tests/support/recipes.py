@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from tests.support.cache import shared_folder
-from tests.support.cli import EDGEC, Build, Run, validate_written_reports
+from tests.support.cli import EDGEC, Build, Run, run_edgec, validate_written_reports
 
 RECIPES = resources.files("edgec.stages") / "recipes"
 
@@ -57,4 +57,23 @@ def p24_qat_build(tmp_path_factory, user_model) -> Build:
         (folder / "run.json").write_text(json.dumps(vars(run)))
 
     folder = shared_folder(tmp_path_factory, "p24-qat", build)
+    return Build(Run(**json.loads((folder / "run.json").read_text())), folder / "out")
+
+
+def cluster_qat_lut_build(tmp_path_factory, user_model) -> Build:
+    """``edgec build`` of the trained example CNN on its held-out digits with the
+    ``cluster-qat`` recipe (one epoch a stage) and ``--compress lut``, run once per test run
+    (in this process, shared by every xdist worker and module that asks): one build for the
+    LUT acceptance through one command and for the cluster granularity each kernel keeps
+    into int8 (a per-channel conv, per-tensor Dense kernels)."""
+
+    def build(folder: Path) -> None:
+        recipe = one_epoch_recipe(folder, "cluster-qat")
+        run = run_edgec(
+            "build", user_model.keras, "--data", user_model.data, "--target", "cortex-m",
+            "--recipe", recipe, "--compress", "lut", "--out", folder / "out",
+        )  # fmt: skip
+        (folder / "run.json").write_text(json.dumps(vars(run)))
+
+    folder = shared_folder(tmp_path_factory, "cluster-qat-lut", build)
     return Build(Run(**json.loads((folder / "run.json").read_text())), folder / "out")

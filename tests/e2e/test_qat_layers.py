@@ -178,8 +178,8 @@ def test_prepare_for_qat_is_exact_on_every_rewritten_layer():
     kinds = {type(layer).__name__ for layer in prepared.model.layers}
     assert not kinds & {"Conv1D", "DepthwiseConv1D", "AveragePooling1D", "UpSampling1D",
                         "BatchNormalization", "Activation"}, kinds  # fmt: skip
-    got = prepared.model.predict(x, verbose=0)
-    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-4)
+    got = prepared.model(x, training=False).numpy()  # a direct call: predict traces per model
+    np.testing.assert_allclose(got, model(x, training=False).numpy(), atol=1e-4)
 
 
 # ---------------------------------------------------------------------------- per-layer error
@@ -398,5 +398,5 @@ def test_input_normalization_is_folded_into_the_first_layer():
     assert prepared.input_scale == 1.0
     assert [type(layer).__name__ for layer in prepared.model.layers] == ["InputLayer", "Dense"]
     np.testing.assert_allclose(
-        prepared.model.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4
+        prepared.model(x, training=False).numpy(), model(x, training=False).numpy(), atol=1e-4
     )

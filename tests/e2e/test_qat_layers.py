@@ -68,7 +68,7 @@ def _make_qat_models(folder: Path) -> None:
     h = layers.Dense(16, activation="relu")(h)
     out = layers.Dense(3, activation="softmax")(h)
     sensor = keras.Model(inp, out)
-    _fit(sensor, x, y, epochs=25)
+    _fit(sensor, x, y, epochs=12)
     sensor.save(folder / "sensor.keras")
 
     rng = np.random.default_rng(1)
@@ -80,7 +80,7 @@ def _make_qat_models(folder: Path) -> None:
          layers.MaxPooling2D(), layers.UpSampling2D(), layers.Conv2D(8, 3), layers.ReLU(6.0),
          layers.Flatten(), layers.Dense(2)]
     )  # fmt: skip
-    _fit(upsample, img, img_y, epochs=15, loss=keras.losses.SparseCategoricalCrossentropy(True))
+    _fit(upsample, img, img_y, epochs=8, loss=keras.losses.SparseCategoricalCrossentropy(True))
     upsample.save(folder / "upsample.keras")
 
     feats = rng.normal(size=(500, 16)).astype(np.float32)
@@ -90,7 +90,7 @@ def _make_qat_models(folder: Path) -> None:
         [layers.Input((16,)), layers.Dense(32), layers.BatchNormalization(), layers.ReLU(),
          layers.Dense(4, activation="softmax")]
     )  # fmt: skip
-    _fit(dense_bn, feats, classes, epochs=20)
+    _fit(dense_bn, feats, classes, epochs=10)
     dense_bn.save(folder / "dense_bn.keras")
 
 

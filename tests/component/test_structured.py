@@ -542,8 +542,9 @@ def test_channel_pruning_fine_tunes_against_the_input_model():
 
     def distance(teacher: bool) -> float:
         keras.utils.set_random_seed(SEED)
-        stage = {"type": "prune_channels", "fraction": 0.5, "steps": 1, "epochs": 20,
-                 "learning_rate": 1e-2, "teacher": teacher}  # fmt: skip
+        # 5 epochs: near / far = 0.23 (0.20 at 20 epochs of 1e-2), measured
+        stage = {"type": "prune_channels", "fraction": 0.5, "steps": 1, "epochs": 5,
+                 "learning_rate": 3e-2, "teacher": teacher}  # fmt: skip
         plan = validate(parse_recipe({"name": "c", "stage": [stage]}, source="t"), model, train)
         pruned = run_stage(plan.stages[0], plan, model, train, validation).model
         assert pruned.get_layer("hidden").units == 16

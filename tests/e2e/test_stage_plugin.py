@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -81,14 +82,34 @@ def scale_short_form():
     unregister(ScaleDenseShort.type)
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    """A trained two-Dense classifier (its last Dense named ``logits``) and its data: the
+    builds here prove where a plugin stage runs, which any Dense model shows; the example
+    CNN's builds cost twice as much."""
+    from edgec._tf import keras
+
+    folder = tmp_path_factory.mktemp("plugin")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    y = np.argmax(x[:, :3], axis=1)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, name="logits")])  # fmt: skip
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+    model.fit(x, y, epochs=10, batch_size=32, verbose=0)
+    model.save(folder / "tiny.keras")
+    np.savez(folder / "data.npz", x=x, y=y)
+    return folder / "tiny.keras", folder / "data.npz"
+
+
 def _scaled(report: dict[str, Any]) -> dict[str, Any]:
     (stage,) = [s for s in report["stages"] if s["name"] == "scale_dense"]
     return stage["metrics"]
 
 
-def test_a_plugin_stage_short_form_runs_from_the_cli_and_the_api(
-    scale_short_form, user_model, tmp_path
-):
+def test_a_plugin_stage_short_form_runs_from_the_cli_and_the_api(scale_short_form, tiny, tmp_path):
     """The build used to refuse it ("unknown build option") although the CLI offered it:
     BuildOptions named the six built-in stages as fields."""
     import edgec
@@ -96,24 +117,22 @@ def test_a_plugin_stage_short_form_runs_from_the_cli_and_the_api(
     assert "--scale-dense FACTOR" in run_edgec("build", "--help").out
     out = tmp_path / "out"
     run = run_edgec(
-        "build", user_model.keras, "--target", "cortex-m", "--data", user_model.data,
+        "build", tiny[0], "--target", "cortex-m", "--data", tiny[1],
         "--scale-dense", "1.0", "--out", out,
     )  # fmt: skip
     assert run.code == 0, run.out + run.err
     assert _scaled(Build(run, out).report)["factor"] == 1.0
-    report = edgec.build(
-        user_model.keras, target="cortex-m", data=user_model.data, scale_dense="1.0"
-    )
+    report = edgec.build(tiny[0], target="cortex-m", data=tiny[1], scale_dense="1.0")
     metrics = _scaled(report.to_dict())
     assert metrics["factor"] == 1.0 and metrics["max_abs_change"] == 0.0
 
 
-def test_a_stage_registered_by_a_test_runs_in_a_recipe(scale_stage, user_model, tmp_path):
+def test_a_stage_registered_by_a_test_runs_in_a_recipe(scale_stage, tiny, tmp_path):
     recipe = tmp_path / "scale.toml"
     recipe.write_text('name = "scale"\n[[stage]]\ntype = "scale_dense"\nfactor = 1.0\n')
     out = tmp_path / "out"
     run = run_edgec(
-        "build", user_model.keras, "--target", "cortex-m", "--data", user_model.data,
+        "build", tiny[0], "--target", "cortex-m", "--data", tiny[1],
         "--recipe", recipe, "--out", out,
     )  # fmt: skip
     assert run.code == 0, run.out + run.err
@@ -127,11 +146,11 @@ def test_a_stage_registered_by_a_test_runs_in_a_recipe(scale_stage, user_model, 
     assert "logits kernel x1 (max change 0)" in run.out
 
 
-def test_the_stage_is_gone_after_unregistering(user_model, tmp_path):
+def test_the_stage_is_gone_after_unregistering(tiny, tmp_path):
     recipe = tmp_path / "scale.toml"
     recipe.write_text('[[stage]]\ntype = "scale_dense"\n')
-    run = run_edgec("build", user_model.keras, "--target", "cortex-m", "--data",
-                    user_model.data, "--recipe", recipe, "--out", tmp_path / "out")  # fmt: skip
+    run = run_edgec("build", tiny[0], "--target", "cortex-m", "--data", tiny[1],
+                    "--recipe", recipe, "--out", tmp_path / "out")  # fmt: skip
     assert run.code != 0
     assert "unknown stage type 'scale_dense'" in run.err
     assert not (tmp_path / "out").exists()

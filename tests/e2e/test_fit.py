@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import EDGEC, assert_clean_failure, run_edgec, signal_when
+from tests.support.fit_searches import int4_search
 from tests.support.hints import the_hint
 from tests.support.models import UserModel
 
@@ -272,8 +273,10 @@ def test_workers_without_ray_say_what_to_install(tmp_path, monkeypatch):
 
 
 # --workers 2: the trials run as tasks on a private local Ray instance (the distributed
-# extra). The sequential search above (the same command), run on two Ray workers, must
-# choose the same trial with the same measured figures, and leave no Ray instance behind.
+# extra). A sequential search (test_fit_int4's, run once per test run: two structures
+# screened, one candidate trained, the cheapest search with both), run again on two Ray
+# workers, must choose the same trial with the same measured figures, and leave no Ray
+# instance behind. Its two screens are one batch, a trial for each worker.
 
 
 def _chosen(state: dict) -> tuple:
@@ -283,22 +286,25 @@ def _chosen(state: dict) -> tuple:
     return state["winner"], winner["accuracy"], winner["targets"]
 
 
-def test_two_ray_workers_choose_what_the_sequential_search_chose(fit_search, tmp_path):
+def test_two_ray_workers_choose_what_the_sequential_search_chose(
+    user_model, tmp_path_factory, tmp_path
+):
     ray = pytest.importorskip("ray", reason="the distributed extra (CI installs it)")
+    sequential = int4_search(tmp_path_factory, user_model)
     out = tmp_path / "ray-out"
-    run = run_edgec(*fit_search.search, "--workers", "2", "--out", out)
+    run = run_edgec(*sequential.search, "--workers", "2", "--out", out)
     assert run.code == 0, run.out + run.err
     state = json.loads((out / "fit.json").read_text())
-    assert _chosen(state) == _chosen(fit_search.state)
-    sequential = {(t["key"], t["epochs"]): t for t in fit_search.state["trials"]}
-    trained = {(t["key"], t["epochs"]) for t in _trials(state, "train")}
-    assert trained == {(t["key"], t["epochs"]) for t in _trials(fit_search.state, "train")}
-    for trial in state["trials"]:  # screened in pairs, it may screen one more structure
-        if (trial["key"], trial["epochs"]) in sequential:  # the others: measured the same
-            theirs = sequential[trial["key"], trial["epochs"]]
-            assert [trial[k] for k in ("fits", "targets", "accuracy")] == [
-                theirs[k] for k in ("fits", "targets", "accuracy")
-            ], trial
+    assert _chosen(state) == _chosen(sequential.state)
+    theirs = {(t["key"], t["epochs"]): t for t in sequential.state["trials"]}
+    ours = {(t["key"], t["epochs"]): t for t in state["trials"]}
+    assert ours.keys() == theirs.keys()  # the same screens (one batch) and the same training
+    assert sorted(k for k, e in ours if e == 0) == ["plain", "weights=4"]
+    for key, trial in ours.items():  # each measured the same as in the sequential search
+        assert [trial[k] for k in ("fits", "targets", "accuracy")] == [
+            theirs[key][k] for k in ("fits", "targets", "accuracy")
+        ], trial
+    assert state["rebuild"] == sequential.state["rebuild"]
     assert not ray.is_initialized()  # the local instance was stopped with the search
 
 

@@ -3,7 +3,9 @@ its held-out digits as ``--data``: no trial trains the example again) meets only
 filters (flash 30 KB: the int8 file is 40 KB; RAM 48 KB: room for the reference kernels'
 unpack scratch). The screen measures the int4 structure untrained (its int8 filters
 requantized to 4 bits), so the candidate is not rejected, and the winner trains 4-bit QAT.
-A target whose runtime has no int4 kernels never gets the lever."""
+That search (``tests/support/fit_searches.py``) runs once per test run: test_fit's Ray test
+runs the same command on two Ray workers. A target whose runtime has no int4 kernels never
+gets the lever."""
 
 from __future__ import annotations
 
@@ -12,27 +14,20 @@ import tomllib
 
 from edgec.artifact.tflite_model import TfliteModel
 from tests.support.cli import run_edgec
-from tests.support.models import UserModel
+from tests.support.fit_searches import int4_model_args, int4_search
 
 KERNELS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-# two structures (seed 0): the plain model, then its int4 filters; one trial trained
-SEARCH = ("fit", "--rungs", "1", "--trials", "1", "--max-screens", "2")
-
-
-def _search(user_model: UserModel) -> tuple[str, ...]:
-    return (*SEARCH, str(user_model.keras), "--data", str(user_model.data))
 
 
 def _screens(state: dict) -> dict[str, dict]:
     return {t["key"]: t for t in state["trials"] if t["kind"] == "screen"}
 
 
-def test_a_budget_only_int4_meets_is_met_with_int4_filters(user_model, tmp_path):
-    out = tmp_path / "out"
-    run = run_edgec(*_search(user_model), "--target", "cortex-m", "--budget", "flash=30KB,ram=48KB",
-                    "--out", out)  # fmt: skip
+def test_a_budget_only_int4_meets_is_met_with_int4_filters(user_model, tmp_path_factory):
+    fit = int4_search(tmp_path_factory, user_model)
+    out, run = fit.out, fit.run
     assert run.code == 0, run.out + run.err
-    state = json.loads((out / "fit.json").read_text())
+    state = fit.state
     screens = _screens(state)
     assert sorted(screens) == ["plain", "weights=4"]
     plain, int4 = screens["plain"]["targets"][0], screens["weights=4"]["targets"][0]
@@ -55,7 +50,7 @@ def test_no_int4_lever_where_the_runtime_has_no_int4_kernels(user_model, tmp_pat
     """Ethos-U (Vela compiles 8- and 16-bit operators): the second structure screened is
     25% fewer channels, not int4 filters (which the build would refuse)."""
     out = tmp_path / "out"
-    run = run_edgec(*_search(user_model), "--target", "cortex-m55-ethos-u55", "--budget",
+    run = run_edgec(*int4_model_args(user_model), "--target", "cortex-m55-ethos-u55", "--budget",
                     "flash=2KB", "--out", out)  # fmt: skip
     assert run.code == 3, run.out + run.err
     state = json.loads((out / "fit.json").read_text())

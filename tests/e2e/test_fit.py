@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import EDGEC, assert_clean_failure, run_edgec, signal_when
-from tests.support.fit_searches import INT4_BUDGET, int4_search
 from tests.support.hints import the_hint
 from tests.support.models import UserModel
 
@@ -193,22 +192,6 @@ def test_report_html_has_the_pareto_plots(fit_search):
     assert "accuracy against flash (B)" in html and "accuracy against arena (B)" in html
 
 
-def test_recipe_rebuilds_to_the_same_flash_and_arena(user_model, tmp_path_factory, tmp_path):
-    """The recipe.toml fit writes, given to ``edgec build --recipe``, builds the figures fit
-    reported (the int4 search's: one 4-bit QAT stage, the cheapest trained recipe here)."""
-    fit = int4_search(tmp_path_factory, user_model)
-    out = tmp_path / "rebuilt"
-    run = run_edgec("build", *_model(user_model), *INT4_BUDGET, "--recipe", fit.out / "recipe.toml",
-                    "--out", out)  # fmt: skip
-    assert run.code in (0, 3), run.err
-    rebuilt = json.loads((out / "report.json").read_text())["memory"]
-    fitted = fit.report["memory"]
-    assert (rebuilt["flash_bytes"], rebuilt["arena_bytes"]) == (
-        fitted["flash_bytes"],
-        fitted["arena_bytes"],
-    )
-
-
 def test_another_search_goes_to_a_new_folder_and_says_so(fit_search, user_model, tmp_path):
     """A changed seed (or budget, target, model) is another search: the one in --out is
     kept, this one runs in OUT-2, and the same command again continues it there."""
@@ -278,42 +261,6 @@ def test_workers_without_ray_say_what_to_install(tmp_path, monkeypatch):
     run = run_edgec("fit", "--target", "cortex-m", "--workers", "2", "--out", tmp_path / "w")
     assert_clean_failure(run, "pip install 'edgec[distributed]'")
     assert not (tmp_path / "w").exists()
-
-
-# --workers 2: the trials run as tasks on a private local Ray instance (the distributed
-# extra). A sequential search (test_fit_int4's, run once per test run: two structures
-# screened, one candidate trained, the cheapest search with both), run again on two Ray
-# workers, must choose the same trial with the same measured figures, and leave no Ray
-# instance behind. Its two screens are one batch, a trial for each worker.
-
-
-def _chosen(state: dict) -> tuple:
-    winner = next(
-        t for t in state["trials"] if t["key"] == state["winner"] and t["kind"] == "train"
-    )
-    return state["winner"], winner["accuracy"], winner["targets"]
-
-
-def test_two_ray_workers_choose_what_the_sequential_search_chose(
-    user_model, tmp_path_factory, tmp_path
-):
-    ray = pytest.importorskip("ray", reason="the distributed extra (CI installs it)")
-    sequential = int4_search(tmp_path_factory, user_model)
-    out = tmp_path / "ray-out"
-    run = run_edgec(*sequential.search, "--workers", "2", "--out", out)
-    assert run.code == 0, run.out + run.err
-    state = json.loads((out / "fit.json").read_text())
-    assert _chosen(state) == _chosen(sequential.state)
-    theirs = {(t["key"], t["epochs"]): t for t in sequential.state["trials"]}
-    ours = {(t["key"], t["epochs"]): t for t in state["trials"]}
-    assert ours.keys() == theirs.keys()  # the same screens (one batch) and the same training
-    assert sorted(k for k, e in ours if e == 0) == ["plain", "weights=4"]
-    for key, trial in ours.items():  # each measured the same as in the sequential search
-        assert [trial[k] for k in ("fits", "targets", "accuracy")] == [
-            theirs[key][k] for k in ("fits", "targets", "accuracy")
-        ], trial
-    assert state["rebuild"] == sequential.state["rebuild"]
-    assert not ray.is_initialized()  # the local instance was stopped with the search
 
 
 def test_an_unreachable_ray_cluster_is_one_line(tmp_path):

@@ -113,28 +113,37 @@ class Built:
 
 
 def signal_when(
-    args: list[str], tmp: Path, ready, sig: int, *, what: str, timeout: float = 600
+    args: list[str],
+    tmp: Path,
+    ready,
+    sig: int,
+    *,
+    what: str,
+    timeout: float = 600,
+    merged: bool = False,
 ) -> tuple[int, str]:
     """Run ``args`` as a process (TMPDIR ``tmp``), send it ``sig`` once ``ready()`` holds,
-    and return its exit code and stderr."""
+    and return its exit code and stderr (``merged``: stdout and stderr in one stream, as
+    ``>log 2>&1`` writes them)."""
     proc = subprocess.Popen(
         args,
         env={**os.environ, "TMPDIR": str(tmp), "EDGEC_SANDBOX": "on"},  # a real edgec
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE if merged else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if merged else subprocess.PIPE,
         text=True,
     )
+    log = proc.stdout if merged else proc.stderr
     try:
         deadline = time.monotonic() + timeout
         while not ready():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert proc.poll() is None, log.read() if log else ""
             assert time.monotonic() < deadline, f"the process never reached the point: {what}"
             time.sleep(0.05)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    return proc.returncode, err
+    return proc.returncode, out if merged else err
 
 
 def need_tool(*names: str, package: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 import tomllib
+from dataclasses import replace
 
 import pytest
 
@@ -167,3 +168,42 @@ def test_durations_and_rungs():
             parse_duration(bad)
     with pytest.raises(UsageError, match="not a list of epochs"):
         parse_rungs("1,0")
+
+
+def test_a_ray_worker_runs_its_trials_in_one_model_process(tmp_path, monkeypatch):
+    """Trials of one search on a Ray worker share its model process (TensorFlow and the
+    converter child start once per worker, not once per trial); a packed job (unpacked
+    into a folder of its own) gets its own; a trial cut short closes it, so that its late
+    answer is never taken for the next trial's; other inputs get a new one."""
+    from edgec.fit import distributed
+
+    handed: list = []
+
+    def run_trial(job: TrialJob, process=None) -> TrialResult:  # what remote_trial hands on
+        handed.append(process)
+        if job.key == "cut":
+            raise KeyboardInterrupt
+        return TrialResult(job.key, job.rung, job.epochs, 0.0, fits=True)
+
+    monkeypatch.setattr(distributed, "run_trial", run_trial)
+    monkeypatch.setattr(distributed, "_WORKER_PROCESS", None)
+    model, other = tmp_path / "m.keras", tmp_path / "other.keras"
+    model.write_bytes(b"m")
+    other.write_bytes(b"o")
+    job = TrialJob("plain", {}, 0, -1, 0, "cortex-m", model=str(model))
+    version = distributed.edgec.__version__
+    try:
+        distributed.remote_trial(job, version)
+        distributed.remote_trial(replace(job, key="qat", epochs=1, rung=0), version)
+        assert handed[0] is not None and handed[1] is handed[0]
+        distributed.remote_trial(replace(job, files={"model/m.keras": b"m"}), version)
+        assert handed[2] is None  # run_trial starts one for the unpacked folder
+        with pytest.raises(KeyboardInterrupt):
+            distributed.remote_trial(replace(job, key="cut"), version)
+        assert handed[3] is handed[0] and distributed._WORKER_PROCESS is None
+        distributed.remote_trial(job, version)
+        assert handed[4] is not handed[0]
+        distributed.remote_trial(replace(job, model=str(other)), version)
+        assert handed[5] is not handed[4] and handed[5]._readable == (str(other),)
+    finally:
+        distributed._close_worker_process()

@@ -12,6 +12,11 @@ back as it finishes, which is what a task per trial and ``ray.wait`` do.
   per trial: a different version is a clear error, not silently different figures), and do
   not share this machine's files, so every job carries its model and data as bytes
   (``executor.packed``).
+- A Ray worker process runs trial after trial: as ``InProcess`` does, it keeps one model
+  process for them (``worker_model_process``), so TensorFlow and the converter child start
+  once per worker, not once per trial (two TensorFlow imports, several seconds each). A
+  packed job (a cluster) unpacks into a folder of its own, so it gets a model process of
+  its own.
 - At most ``workers`` trials run at once (a cluster without ``--workers``: one per CPU it
   has). A trial is a task with ``max_retries=0``: a worker that dies (a native crash in the
   converter or TFLM) makes that trial an error result, as a crash in process would, and is
@@ -20,16 +25,20 @@ back as it finishes, which is what a task per trial and ``ray.wait`` do.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import edgec
 from edgec._process import stop_on_interrupt
 from edgec.errors import EdgecError, InputError, ToolError
-from edgec.fit.executor import TrialJob, TrialResult, packed, run_trial
+from edgec.fit.executor import TRIAL_WARM_UP, TrialJob, TrialResult, job_inputs, packed, run_trial
+
+if TYPE_CHECKING:
+    from edgec.sandbox.worker import ModelProcess
 
 INSTALL_HINT = "install the distributed extra: pip install 'edgec[distributed]'"
 
@@ -53,7 +62,45 @@ def remote_trial(job: TrialJob, version: str) -> TrialResult:
             f"a Ray worker has edgec {edgec.__version__}, this machine {version}: "
             "install the same edgec on every node of the cluster"
         )
-    return run_trial(job)
+    if job.files:  # unpacked into a new temporary folder: a model process of its own
+        return run_trial(job)
+    process = worker_model_process(job_inputs(job))
+    try:
+        return run_trial(job, process)
+    except BaseException:  # a call cut short (a task cancelled): its answer, still to
+        _close_worker_process()  # come, must not be taken for the next trial's
+        raise
+
+
+# this process's model process for its trials, and the inputs it may read
+_WORKER_PROCESS: tuple[tuple[str, ...], ModelProcess] | None = None
+
+
+def worker_model_process(readable: Sequence[str]) -> ModelProcess:
+    """The model process this (Ray worker) process runs its trials in: one per process for
+    trials of the same inputs, started at its first call; trials of other inputs (another
+    search's, on a reused worker) close it and get a new one, confined to theirs."""
+    from edgec.sandbox.worker import ModelProcess
+
+    global _WORKER_PROCESS
+    key = tuple(sorted(readable))
+    if _WORKER_PROCESS is not None:
+        if _WORKER_PROCESS[0] == key:
+            return _WORKER_PROCESS[1]
+        _WORKER_PROCESS[1].close()
+    process = ModelProcess(key, warm_up=TRIAL_WARM_UP)
+    _WORKER_PROCESS = (key, process)
+    return process
+
+
+def _close_worker_process() -> None:
+    global _WORKER_PROCESS
+    if _WORKER_PROCESS is not None:
+        _WORKER_PROCESS[1].close()  # kills a child whose call is in flight
+        _WORKER_PROCESS = None
+
+
+atexit.register(_close_worker_process)
 
 
 class RayExecutor:

@@ -74,3 +74,41 @@ def test_fit_traces_the_training_step_once_and_trains_as_keras_does(train_valida
     )  # fmt: skip
     for got, want in zip(model.get_weights(), expected.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_epoch_lines_show_validation_without_a_keras_validation_pass(train_validation):
+    """Each epoch's progress line shows the validation figure, measured on the model's
+    outputs as run_stage measures before and after (evaluate_model), not by a Keras
+    validation pass that traced a test function in every fit."""
+    from edgec.stages.training import evaluate_model, fit
+
+    train, validation = train_validation
+    model = _model(dropout=False)
+    plan = _planned({"qat": True}, model, train)
+    lines: list[str] = []
+    fit(model, plan.stages[0], plan, train, validation, on_epoch=lines.append)
+    accuracy = evaluate_model(model, validation, plan.task)["accuracy"]
+    assert len(lines) == 1 and lines[0].startswith("qat epoch 1/1: loss "), lines
+    assert lines[0].endswith(f", validation {accuracy:.1f}%"), lines
+    assert model.test_function is None  # no Keras validation pass
+
+
+def test_run_stage_takes_the_figures_the_stage_before_measured(train_validation):
+    """run_recipe hands each stage the figures the stage before measured on the same model
+    and data (``StageResult.after``) instead of predicting them again; run_stage reports
+    those as "before" and its own "after" as the result's."""
+    from edgec.stages.plan import run_stage
+
+    train, validation = train_validation
+    model = _model(dropout=False)
+    plan = _planned({"prune": 0.5}, model, train)
+    done = run_stage(
+        plan.stages[0], plan, model, train, validation, before={"accuracy": 12.5, "loss": 3.0}
+    )
+    metrics = done.metrics.to_dict()
+    assert (metrics["accuracy_before"], metrics["loss_before"]) == (12.5, 3.0)
+    assert done.after is not None
+    assert (metrics["accuracy_after"], metrics["loss_after"]) == (
+        done.after["accuracy"],
+        done.after["loss"],
+    )

@@ -67,8 +67,20 @@ def _loss_and_metrics(model, task: str, keras):
     return keras.losses.MeanSquaredError(), []
 
 
-def fit(model, sp: StagePlan, plan, train, validation, on_epoch, callbacks=(), compile_=True):
+def fit(
+    model, sp: StagePlan, plan, train, validation, on_epoch, callbacks=(), compile_=True,
+    measured=None,
+):  # fmt: skip
+    """Train ``model`` for the stage's epochs; each epoch's line goes to ``on_epoch``.
+
+    ``compile_``: compile with the task's loss and Adam (False: ``model`` compiled itself, a
+    Distiller). ``measured``: the model whose validation figures the lines show (default:
+    ``model`` when compiled; None and not compiled: Keras's own validation pass, whose loss
+    is the uncompiled model's own)."""
     from edgec._tf import keras
+
+    if compile_ and measured is None:
+        measured = model
 
     spec = sp.spec
     if compile_:
@@ -82,12 +94,12 @@ def fit(model, sp: StagePlan, plan, train, validation, on_epoch, callbacks=(), c
         if on_epoch is None:
             return
         logs = dict(logs or {})
-        if compile_:
+        if measured is not None:
             # The validation figures only this line shows, from the model's outputs in
             # numpy (evaluate_model, as run_stage measures before and after): Keras's own
             # validation pass traced a test function per fit (with TF-MOT's wrappers, 0.5 to
             # 1.3 s of a one-epoch stage) to print the same figures.
-            figures = evaluate_model(model, validation, plan.task)
+            figures = evaluate_model(measured, validation, plan.task)
             logs["val_loss"] = figures["loss"]
             if "accuracy" in figures:
                 logs["val_accuracy"] = figures["accuracy"] / 100
@@ -112,8 +124,7 @@ def fit(model, sp: StagePlan, plan, train, validation, on_epoch, callbacks=(), c
         y_train,
         epochs=epochs,
         batch_size=spec["batch_size"],
-        # a Distiller's validation loss is its own (the distillation loss): Keras computes it
-        validation_data=None if compile_ else (validation.x, labels(validation)),
+        validation_data=None if measured is not None else (validation.x, labels(validation)),
         shuffle=True,
         verbose=0,
         callbacks=[*callbacks, keras.callbacks.LambdaCallback(on_epoch_end=report)],
@@ -232,7 +243,12 @@ def fit_to_teacher(
 
     distiller = Distiller()
     distiller.compile(optimizer=keras.optimizers.Adam(spec["learning_rate"]))
-    fit(distiller, sp, plan, train, validation, on_epoch, compile_=False)
+    # classes: the line's validation accuracy is the student's (evaluate_model); targets:
+    # its validation loss is the distillation loss, which Keras's validation pass computes
+    fit(
+        distiller, sp, plan, train, validation, on_epoch, compile_=False,
+        measured=student if classes else None,
+    )  # fmt: skip
 
 
 def shrink(before, after) -> Shrink:

@@ -112,3 +112,18 @@ def test_run_stage_takes_the_figures_the_stage_before_measured(train_validation)
         done.after["accuracy"],
         done.after["loss"],
     )
+
+
+def test_qat_preparation_of_a_model_with_nothing_to_rewrite_makes_no_copy(monkeypatch):
+    """prepare_for_qat rewrites only input scalers, foldable BatchNormalizations, ReLU
+    layers it can absorb, 1-D and separable layers: a model with none of them is handed
+    back as it is, without rebuilding a copy first (every QAT stage paid one)."""
+    from edgec.stages.structure import qat_rewrite
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("prepare_for_qat rebuilt a model with nothing to rewrite")
+
+    model = _model(dropout=True)
+    monkeypatch.setattr(qat_rewrite, "rebuild", no_rebuild)
+    prepared = qat_rewrite.prepare_for_qat(model, np.zeros((2, 6, 6, 1), np.float32))
+    assert prepared.model is model and prepared.rewrites == () and prepared.input_scale == 1.0

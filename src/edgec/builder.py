@@ -498,14 +498,18 @@ def run_recipe(ctx: BuildContext) -> None:
 
     ctx.input_model_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
     ctx.input_parameters = int(ctx.model.count_params())
+    before = None  # the model's validation figures, measured by the stage before
     for sp in ctx.recipe_plan.stages:
         with ctx.stage(sp.spec.type, get_stage(sp.spec.type).describe(sp.spec)) as metrics:
             done = compress.run_stage(
                 sp, ctx.recipe_plan, ctx.model, ctx.fit_on, ctx.validation,
-                on_epoch=ctx.progress.message,
+                on_epoch=ctx.progress.message, before=before,
             )  # fmt: skip
             metrics.update(done.metrics.to_dict())
         ctx.model = done.model
+        # measured on the validation data as the next stage gets it (ctx.validation is
+        # not scaled: after a folded Rescaling the next stage measures its own)
+        before = done.after if done.input_scale == 1.0 else None
         # QAT moved an input Rescaling into the input quantization: the model now
         # takes scaled values, and firmware scales raw values (INPUT_RAW_SCALE).
         ctx.data, ctx.calibration, ctx.evaluation = (

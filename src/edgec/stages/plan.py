@@ -253,6 +253,9 @@ class StageResult:
     model: Any
     metrics: Metrics  # the stage's own; run_stage returns them as StageMetrics
     input_scale: float = 1.0  # the model now takes x * input_scale (QAT folded a Rescaling)
+    # run_stage: evaluate_model's figures of ``model`` on the validation data (scaled by
+    # input_scale); the next stage's "before" when the data stays as it was
+    after: dict[str, float] | None = None
 
     @property
     def parameters(self) -> int | None:
@@ -278,20 +281,26 @@ def run_stage(
     validation: Dataset,
     *,
     on_epoch: EpochCallback | None = None,
+    before: dict[str, float] | None = None,
 ) -> StageResult:
     """Run one planned stage on ``model`` and measure it.
 
     For distill, ``model`` is the teacher and the result is the trained student
     (``plan.student``); "before" is then the teacher's figure, "after" the student's.
+    ``before``: ``model``'s figures on ``validation`` when measured already (the previous
+    stage's ``StageResult.after``): each evaluation predicts every validation sample
+    through a newly traced predict function.
     """
     from edgec._tf import keras
 
     keras.utils.set_random_seed(SEED)
     stage = get_stage(sp.spec.type)
     train, validation = plan.labelled(train), plan.labelled(validation)
-    before = evaluate_model(model, validation, plan.task)
+    if before is None:
+        before = evaluate_model(model, validation, plan.task)
     result = stage.run(sp, plan, model, train, validation, on_epoch)
     after = evaluate_model(result.model, scaled(validation, result.input_scale), plan.task)
+    result.after = after
     metric = "accuracy" if plan.task == "classes" else "mse"
     figures = TrainingFigures(
         metric=metric,

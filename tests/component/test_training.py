@@ -1,0 +1,129 @@
+"""What a training stage's fit costs: each traced function traced once, the training and
+the stage's measurements unchanged (stages/training.py, stages/plan.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgec.datasets.loading import Dataset
+
+
+def _data(n: int, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6, 6, 1)).astype(np.float32)
+    return Dataset(x=x, y=rng.integers(0, 3, n), source=f"random {seed}")
+
+
+def _model(dropout: bool = True):
+    """A tiny classifier with a Dropout (random ops in the training step: a change in what is
+    traced or created would show in the trained weights)."""
+    from edgec._tf import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.layers.Input((6, 6, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            *([keras.layers.Dropout(0.3)] if dropout else []),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def _planned(short_forms: dict, model, train: Dataset):
+    from edgec.stages import plan as compress
+    from edgec.stages.recipe import recipe_from_options
+
+    recipe = recipe_from_options(epochs=1, **short_forms)
+    assert recipe is not None
+    return compress.validate(recipe, model, train)
+
+
+@pytest.fixture(scope="module")
+def train_validation() -> tuple[Dataset, Dataset]:
+    return _data(70, 1), _data(20, 2)  # 70: a last, partial batch of 6
+
+
+def test_fit_traces_the_training_step_once_and_trains_as_keras_does(train_validation):
+    """Each ``fit`` used to trace its whole training step twice (the first trace creates the
+    optimizer's and metrics' variables, so tf.function traces again without creating them).
+    The weights after one epoch are bit-identical to Keras's own ``fit`` of the same model,
+    loss and seed: creating those variables first changes nothing but the tracing."""
+    from edgec._tf import keras
+    from edgec.stages.training import _loss_and_metrics, fit
+
+    train, validation = train_validation
+    model = _model()
+    plan = _planned({"qat": True}, model, train)
+    sp = plan.stages[0]
+    keras.utils.set_random_seed(0)
+    fit(model, sp, plan, train, validation, on_epoch=None)
+    assert model.train_function.experimental_get_tracing_count() == 1
+
+    expected = _model()
+    loss, metrics = _loss_and_metrics(expected, plan.task, keras)
+    expected.compile(
+        optimizer=keras.optimizers.Adam(sp.spec["learning_rate"]), loss=loss, metrics=metrics
+    )
+    keras.utils.set_random_seed(0)
+    expected.fit(
+        train.x, train.y, epochs=1, batch_size=sp.spec["batch_size"],
+        validation_data=(validation.x, validation.y), shuffle=True, verbose=0,
+    )  # fmt: skip
+    for got, want in zip(model.get_weights(), expected.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_epoch_lines_show_validation_without_a_keras_validation_pass(train_validation):
+    """Each epoch's progress line shows the validation figure, measured on the model's
+    outputs as run_stage measures before and after (evaluate_model), not by a Keras
+    validation pass that traced a test function in every fit."""
+    from edgec.stages.training import evaluate_model, fit
+
+    train, validation = train_validation
+    model = _model(dropout=False)
+    plan = _planned({"qat": True}, model, train)
+    lines: list[str] = []
+    fit(model, plan.stages[0], plan, train, validation, on_epoch=lines.append)
+    accuracy = evaluate_model(model, validation, plan.task)["accuracy"]
+    assert len(lines) == 1 and lines[0].startswith("qat epoch 1/1: loss "), lines
+    assert lines[0].endswith(f", validation {accuracy:.1f}%"), lines
+    assert model.test_function is None  # no Keras validation pass
+
+
+def test_run_stage_takes_the_figures_the_stage_before_measured(train_validation):
+    """run_recipe hands each stage the figures the stage before measured on the same model
+    and data (``StageResult.after``) instead of predicting them again; run_stage reports
+    those as "before" and its own "after" as the result's."""
+    from edgec.stages.plan import run_stage
+
+    train, validation = train_validation
+    model = _model(dropout=False)
+    plan = _planned({"prune": 0.5}, model, train)
+    done = run_stage(
+        plan.stages[0], plan, model, train, validation, before={"accuracy": 12.5, "loss": 3.0}
+    )
+    metrics = done.metrics.to_dict()
+    assert (metrics["accuracy_before"], metrics["loss_before"]) == (12.5, 3.0)
+    assert done.after is not None
+    assert (metrics["accuracy_after"], metrics["loss_after"]) == (
+        done.after["accuracy"],
+        done.after["loss"],
+    )
+
+
+def test_qat_preparation_of_a_model_with_nothing_to_rewrite_makes_no_copy(monkeypatch):
+    """prepare_for_qat rewrites only input scalers, foldable BatchNormalizations, ReLU
+    layers it can absorb, 1-D and separable layers: a model with none of them is handed
+    back as it is, without rebuilding a copy first (every QAT stage paid one)."""
+    from edgec.stages.structure import qat_rewrite
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("prepare_for_qat rebuilt a model with nothing to rewrite")
+
+    model = _model(dropout=True)
+    monkeypatch.setattr(qat_rewrite, "rebuild", no_rebuild)
+    prepared = qat_rewrite.prepare_for_qat(model, np.zeros((2, 6, 6, 1), np.float32))
+    assert prepared.model is model and prepared.rewrites == () and prepared.input_scale == 1.0

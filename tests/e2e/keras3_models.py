@@ -1,8 +1,9 @@
 """Builds the Keras 3 test models exactly as a Keras 3 user does: ``import keras``.
 
-Run in a subprocess with a clean environment (no TF_USE_LEGACY_KERAS) by the
-``keras3_models`` fixture: ``python keras3_models.py OUT_DIR``. Tiny, seeded, trained
-briefly on deterministic data (scikit-learn digits, generated sine waves).
+Run in a subprocess with a clean environment (no TF_USE_LEGACY_KERAS), once per test run,
+by ``tests/support/keras3.py``: ``python keras3_models.py OUT_DIR [BAD_NAME ...]``. Tiny,
+seeded, trained briefly on deterministic data (scikit-learn digits, generated sine waves).
+Every e2e test that needs a Keras 3 file reads it from here: one Keras 3 import per run.
 """
 
 import json
@@ -172,3 +173,13 @@ models = {"cnn": cnn, "residual": residual, "conv1d": conv1d, "lstm": lstm, "ae"
           "gru_unrolled": gru_unrolled, "kws_bn": kws_bn}  # fmt: skip
 names = {f"{key}.keras": [layer.name for layer in m.layers] for key, m in models.items()}
 (out / "summary_names.json").write_text(json.dumps({**names, "cnn.h5": names["cnn.keras"]}))
+
+# test_bad_input: the README's first command on a Keras 3 file (untrained: only accepted)
+k3 = keras.Sequential([keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(10)])
+k3.save(out / "k3.keras")
+
+# test_hostile_inputs: one model per layer name TensorFlow refuses as a scope (argv[2:])
+for index, bad_name in enumerate(sys.argv[2:]):
+    bad_inputs = keras.Input((8, 8, 1))
+    bad = layers.Dense(3, name=bad_name)(layers.Flatten()(bad_inputs))
+    keras.Model(bad_inputs, bad).save(out / f"k3-{index}.keras")

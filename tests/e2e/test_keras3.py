@@ -6,9 +6,6 @@ build once per test run too, shared by the tests that read it.
 """
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +15,7 @@ import pytest
 
 from tests.support.cache import shared_folder
 from tests.support.cli import Run, assert_clean_failure, run_edgec
+from tests.support.keras3 import keras3_models
 
 HERE = Path(__file__).parent
 
@@ -48,19 +46,8 @@ REBUILD = {"nested.keras": "flat.npz", "ops.keras": "flat.npz", "custom.keras": 
 
 @pytest.fixture(scope="session")
 def keras3_dir(tmp_path_factory) -> Path:
-    """The models, made once per test run for every xdist worker (tests/support/cache.py)."""
-
-    def make(folder: Path) -> None:
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "PYTHONPATH")
-        }
-        done = subprocess.run(
-            [sys.executable, str(HERE / "keras3_models.py"), str(folder)],
-            env=env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-3000:]
-
-    return shared_folder(tmp_path_factory, "keras3_user", make)
+    """The models, made once per test run for every xdist worker (tests/support/keras3.py)."""
+    return keras3_models(tmp_path_factory)
 
 
 def _build(keras3_dir: Path, tmp_path: Path, model: str, *extra: str):

@@ -239,6 +239,26 @@ def test_converter_crash_is_one_line(keras3_dir, own_tmpdir, monkeypatch):
     assert convert.convert_int8(load_keras_model(keras3_dir / "cnn.keras"), digits)
 
 
+def test_translation_is_made_once_per_model_and_data(keras3_dir, monkeypatch):
+    """A plain build asks for the proven tf_keras twin twice when a BatchNormalization is
+    not folded (fold_batch_norms, then layer_error): the second is the first rebuild,
+    not a second rebuild and proof (each predicts with both models)."""
+    from edgec.pipeline import keras3
+    from edgec.pipeline.model_io import load_keras_model
+
+    rebuilds = []
+    rebuild = keras3._rebuild
+    monkeypatch.setattr(keras3, "_rebuild", lambda *a: rebuilds.append(1) or rebuild(*a))
+    model = load_keras_model(keras3_dir / "residual.keras")
+    x = np.load(keras3_dir / "digits.npz")["x"][:40]
+    first = keras3.translate(model, x)
+    assert keras3.translate(model, x.copy()) is first and len(rebuilds) == 1
+    # other data, another model object of the same file: rebuilt and proven again
+    assert keras3.translate(model, x[:20]) is not first and len(rebuilds) == 2
+    again = load_keras_model(keras3_dir / "residual.keras")
+    assert keras3.translate(again, x).max_abs_diff == first.max_abs_diff and len(rebuilds) == 3
+
+
 @pytest.mark.parametrize("model", ["cnn.keras", "cnn.h5", "residual_export", "lstm.keras"])
 def test_inspect(keras3_dir, model):
     run = run_edgec("inspect", keras3_dir / model, "--format", "json")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import pytest
 
 from tests.support.cache import shared_folder
 from tests.support.cli import Build, Run, run_edgec
+from tests.support.keras3 import keras3_models
 from tests.support.models import Clustered, Denoiser, UserModel, make_clustered
 
 # The builds of the suite run their model work in the test process (EDGEC_SANDBOX=off,
@@ -138,18 +137,9 @@ def denoiser(tmp_path_factory) -> Denoiser:
 
 @pytest.fixture(scope="session")
 def keras3_model(tmp_path_factory) -> Path:
-    """A model saved with Keras 3 (the 'keras' package), made in a separate process."""
-
-    def build(folder: Path) -> None:
-        script = (
-            "import keras\n"
-            "m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), "
-            "keras.layers.Dense(10)])\n"
-            f"m.save({str(folder / 'k3.keras')!r})\n"
-        )
-        subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=300)
-
-    return shared_folder(tmp_path_factory, "keras3", build) / "k3.keras"
+    """A model saved with Keras 3 (the 'keras' package), made in the one Keras 3 process
+    of the run (tests/support/keras3.py)."""
+    return keras3_models(tmp_path_factory) / "k3.keras"
 
 
 @pytest.fixture(scope="session")

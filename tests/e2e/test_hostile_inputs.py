@@ -25,9 +25,9 @@ import pytest
 
 from edgec.artifact import tflite_model as reader
 from tests.support import hostile
-from tests.support.cache import shared_folder
 from tests.support.hostile import Bounded
 from tests.support.hostile import run_bounded as _run_bounded
+from tests.support.keras3 import KERAS3_BAD_NAMES, keras3_models
 from tests.support.tflite_builder import TfliteBuilder, dense_int8, schema
 
 SECONDS = 30.0
@@ -529,29 +529,11 @@ def test_files_that_are_cheap_to_write_and_slow_to_process(tmp_path, inputs):
     assert_bounded(_build(tmp_path, "m.keras", "d.npz"), "10,001 members")
 
 
-KERAS3_BAD_NAMES = ["dense one", "ü", "_x"]
-
-
 @pytest.fixture(scope="module")
 def keras3_badly_named(tmp_path_factory) -> Path:
     """One Keras 3 file per name of KERAS3_BAD_NAMES (k3-0.keras, ...), saved by Keras 3
-    itself in one process (each Keras 3 import costs seconds)."""
-    import subprocess
-    import sys
-
-    script = (
-        "import keras, pathlib, sys\n"
-        "for i, name in enumerate(sys.argv[2:]):\n"
-        "    x = keras.Input((8, 8, 1))\n"
-        "    y = keras.layers.Dense(3, name=name)(keras.layers.Flatten()(x))\n"
-        "    keras.Model(x, y).save(pathlib.Path(sys.argv[1]) / f'k3-{i}.keras')\n"
-    )
-
-    def build(folder: Path) -> None:
-        subprocess.run([sys.executable, "-c", script, str(folder), *KERAS3_BAD_NAMES],
-                       check=True, capture_output=True, timeout=300)  # fmt: skip
-
-    return shared_folder(tmp_path_factory, "keras3-bad-layer-names", build)
+    itself in the one Keras 3 process of the run (each Keras 3 import costs seconds)."""
+    return keras3_models(tmp_path_factory)
 
 
 @pytest.mark.parametrize("index", range(len(KERAS3_BAD_NAMES)), ids=KERAS3_BAD_NAMES)

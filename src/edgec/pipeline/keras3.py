@@ -8,7 +8,9 @@ rebuilds the model as tf_keras, layer by layer: each layer's config translated
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,8 +106,30 @@ class Translation:
     keras_version: str
 
 
+# model -> (key of x and custom objects, its proven translation): a plain build asks twice
+# for the same model and data (fold_batch_norms, then layer_error's twin when nothing was
+# folded), and each rebuild and proof predicts with both models (a trace each). Weak: an
+# entry goes with its Keras 3 model. Readers must not change the returned model.
+_TRANSLATIONS: weakref.WeakKeyDictionary[Any, tuple[tuple, Translation]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def translate(model, x: np.ndarray, custom_objects: dict | None = None) -> Translation:
-    """Rebuild ``model`` as tf_keras and prove it: equal outputs on ``x``."""
+    """Rebuild ``model`` as tf_keras and prove it: equal outputs on ``x`` (once per model,
+    data and custom objects: a second call returns the first proven rebuild)."""
+    x = np.ascontiguousarray(x)
+    key = (x.shape, x.dtype.str, hashlib.sha256(x.data).hexdigest(),
+           sorted((name, id(obj)) for name, obj in (custom_objects or {}).items()))  # fmt: skip
+    cached = _TRANSLATIONS.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    translation = _translate(model, x, custom_objects)
+    _TRANSLATIONS[model] = (key, translation)
+    return translation
+
+
+def _translate(model, x: np.ndarray, custom_objects: dict | None) -> Translation:
     from edgec._tf import keras as tf_keras
     from edgec.pipeline.convert import flat_layers
     from edgec.pipeline.graph_rewrite import proven_equal

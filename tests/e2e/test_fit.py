@@ -12,6 +12,7 @@ and finish the search.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import EDGEC, assert_clean_failure, run_edgec, signal_when
+from tests.support.fit_searches import FitRun
 from tests.support.hints import the_hint
 from tests.support.models import UserModel
 
@@ -40,20 +42,12 @@ def _search(user_model: UserModel) -> tuple[str, ...]:
 
 
 @dataclass
-class Fit:
-    search: tuple[str, ...]  # the command's arguments (without --out)
-    first: dict  # fit.json when the interrupted process had stopped
-    interrupted: tuple[int, str, list[str]]  # its exit code, stderr, what it left behind
-    run: object  # the same command again, to the end
-    out: Path
+class Fit(FitRun):
+    """The search a real process began and was interrupted in, then ran to the end here
+    (``run``: the same command again)."""
 
-    @property
-    def state(self) -> dict:
-        return json.loads((self.out / "fit.json").read_text())
-
-    @property
-    def report(self) -> dict:
-        return json.loads((self.out / "report.json").read_text())
+    first: dict = dataclasses.field(default_factory=dict)  # fit.json when it had stopped
+    interrupted: tuple[int, str, list[str]] = (0, "", [])  # exit code, stderr, left behind
 
 
 def _trained_so_far(state_file: Path) -> int:
@@ -86,7 +80,7 @@ def fit_search(tmp_path_factory, user_model) -> Fit:
     search = _search(user_model)
     interrupted = _interrupt_after_first_training(search, out, tmp)
     state = json.loads((out / "fit.json").read_text())
-    return Fit(search, state, interrupted, run_edgec(*search, "--out", out), out)
+    return Fit(search, run_edgec(*search, "--out", out), out, state, interrupted)
 
 
 def _assert_trial_line(line: str, trial: dict) -> None:

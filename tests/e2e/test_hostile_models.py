@@ -1,7 +1,7 @@
 """Issue 20: model files are data. Every case is a file that runs code (or writes files)
 when a library loads it, made by ``tests/support/hostile_models.py``; each runs through a
-real edgec process started as ``python -m edgec`` starts (one for all of them:
-``tests/support/hostile.py``'s ``run_many``; each command has its own model process), from
+real edgec process (forked from one that imported edgec: ``tests/support/hostile.py``'s
+``run_many``; each command has its own model process), from
 a folder holding a module the file names, and shows, for that command alone:
 
 - no code ran: the marker file its payload creates does not exist;
@@ -33,7 +33,7 @@ import pytest
 import edgec
 from tests.support import hostile_models as hostile
 from tests.support.cli import assert_clean_failure, run_edgec
-from tests.support.hostile import Verdict, run_many
+from tests.support.hostile import Verdict, run_many, snapshot
 
 TIME_LIMIT_S = 30
 MEMORY_LIMIT = 2 * 2**30
@@ -122,14 +122,6 @@ def run_real(args: list[str | Path], cwd: Path, tmp: Path, env: dict | None = No
     return Result(proc.returncode, err, time.monotonic() - start, usage.ru_maxrss * 1024)
 
 
-def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {
-        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 ISSUE_CASES = [
     ("steered_keras", "TensorFlow's legacy Keras class"),
     ("module_keras", f"names module '{SHADOW_MODULE}'"),
@@ -160,7 +152,7 @@ STUDENTS = ["../models/lambda.h5", "{models}/lambda.h5", "link/lambda.h5"]
 
 @dataclass
 class Refusals:
-    """Every refusal of this file's tests, run by one real process (``run_many``)."""
+    """Every refusal of this file's tests, each a real process (``run_many``)."""
 
     before: dict[str, tuple[int, int]]  # the checkout's files before any command
     verdicts: dict[str, Verdict]
@@ -169,11 +161,10 @@ class Refusals:
 
 @pytest.fixture(scope="module")
 def refusals(hostile_files, tmp_path_factory) -> Refusals:
-    """One real edgec process (``python -m edgec``'s start, EDGEC_SANDBOX=on) runs each
-    inspect and build of a hostile file through the CLI, each with its own model process;
-    after each, its exit code, stderr, time, the marker, TMPDIR and the checkout are
-    taken for that command alone. Starting Python and edgec once instead of once per file
-    is the only thing shared."""
+    """Each inspect and build of a hostile file as a real edgec process (EDGEC_SANDBOX=on,
+    its own model process), forked from the edgec server; after each, its exit code,
+    stderr, time, peak memory, the marker, TMPDIR and the checkout are taken for that
+    command alone. Starting Python and importing edgec once is the only thing shared."""
     h = hostile_files
     root = tmp_path_factory.mktemp("refusals")
     tmp = root / "tmpdir"

@@ -12,12 +12,10 @@ through one real process, each judged alone (``tests/e2e/test_hostile_models.py`
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import struct
 import subprocess
-import sys
 import time
 import zipfile
 from dataclasses import dataclass
@@ -57,7 +55,7 @@ def _python_path() -> str:
     return ":".join(dict.fromkeys(entries))
 
 
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     found = {}
     for path in folder.rglob("*"):
         if path.is_file() or path.is_symlink():
@@ -88,7 +86,7 @@ def run_bounded(
     home, tmp = work / ".home", work / ".tmp"
     home.mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
-    before = _snapshot(work)
+    before = snapshot(work)
     env = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp), "TF_NUM_INTRAOP_THREADS": "1",
            "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": _python_path(), "EDGEC_SANDBOX": "on"}  # fmt: skip
@@ -110,7 +108,7 @@ def run_bounded(
         out_file.unlink()
         err_file.unlink()
     seconds = time.monotonic() - start
-    after = _snapshot(work)
+    after = snapshot(work)
     skip = (".home", ".tmp", *allowed)
     written = sorted(
         name for name, stat in after.items()
@@ -344,38 +342,7 @@ def write_png_header(path: Path, width: int, height: int) -> None:
     )
 
 
-# ----------------------------------------------------------------- many commands, one process
-
-# The driver of run_many: the CLI's main once per command, in one process started the way
-# ``python -m edgec`` starts (its working folder dropped from sys.path); after each, one
-# JSON line of what that command did.
-_MANY = r"""
-import contextlib, io, json, os, resource, sys, time
-here = os.path.realpath(os.getcwd())
-sys.path[:] = [p for p in sys.path if p != "" and os.path.realpath(p) != here]
-from edgec.cli import main
-commands, marker, tmp = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-def snapshot():
-    found = {}
-    for root, _, files in os.walk(here):
-        for name in files:
-            st = os.lstat(os.path.join(root, name))
-            found[os.path.relpath(os.path.join(root, name), here)] = [st.st_size, st.st_mtime_ns]
-    return found
-for args in commands:
-    err, start = io.StringIO(), time.monotonic()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    print(json.dumps({
-        "code": code, "err": err.getvalue(), "seconds": time.monotonic() - start,
-        "marker": os.path.exists(marker), "tmp": sorted(os.listdir(tmp)), "work": snapshot(),
-        "peak_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
-    }), flush=True)
-"""
+# ----------------------------------------------------------------- many commands, one server
 
 
 @dataclass
@@ -387,8 +354,8 @@ class Verdict:
     seconds: float  # this command's wall time
     marker: bool  # the marker file existed after it (code from a file ran)
     tmp: list[str]  # what was left in TMPDIR after it
-    work: dict[str, list[int]]  # the working folder's files after it: path -> size, mtime
-    peak_bytes: int  # the largest model process (or other child) so far
+    work: dict[str, tuple[int, int]]  # the working folder's files after it (``snapshot``)
+    peak_bytes: int  # the command's process and the children it waited for (model process)
 
     @property
     def error_lines(self) -> list[str]:
@@ -398,18 +365,24 @@ class Verdict:
 def run_many(
     commands: dict[str, list[str | Path]], cwd: Path, tmp: Path, marker: Path
 ) -> dict[str, Verdict]:
-    """Run each of ``commands`` (name -> edgec arguments) through the CLI's ``main`` in one
-    real process (EDGEC_SANDBOX=on: each command's model work in its own model process),
-    in ``cwd`` with TMPDIR ``tmp``: a Python start and edgec import for all of them rather
-    than one each (a hostile file refused from its bytes costs little more than that).
-    Every command's verdict is its own, taken as it ends."""
+    """Run each of ``commands`` (name -> edgec arguments) as a real edgec process forked
+    from the edgec server (tests/support/edgec_server.py: Python's start and edgec's
+    imports paid once), EDGEC_SANDBOX=on (each command's model work in its own model
+    process), in ``cwd`` with TMPDIR ``tmp``, BROWSER touching ``marker``. Every command's
+    verdict is its own, taken as it ends."""
+    from tests.support.edgec_server import edgec_server
+
     env = {**os.environ, "TMPDIR": str(tmp), "BROWSER": f"touch {marker}",
            "PYTHONPATH": _python_path(), "EDGEC_SANDBOX": "on"}  # fmt: skip
-    listed = [[str(a) for a in args] for args in commands.values()]
-    done = subprocess.run(
-        [sys.executable, "-c", _MANY, json.dumps(listed), str(marker), str(tmp)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=60 * len(listed),
-    )  # fmt: skip
-    lines = [json.loads(ln) for ln in done.stdout.splitlines() if ln.startswith("{")]
-    assert done.returncode == 0 and len(lines) == len(listed), done.stderr[-3000:]
-    return {name: Verdict(**line) for name, line in zip(commands, lines, strict=True)}
+    streams = tmp.with_name(tmp.name + "-streams")  # neither in cwd nor in TMPDIR
+    streams.mkdir(exist_ok=True)
+    out, err = streams / "stdout", streams / "stderr"
+    verdicts = {}
+    for name, args in commands.items():
+        done = edgec_server(env).run([str(a) for a in args], cwd=cwd, env=env, out=out,
+                                     err=err, timeout=60.0)  # fmt: skip
+        verdicts[name] = Verdict(
+            done.code, err.read_text(errors="replace"), done.seconds, marker.exists(),
+            sorted(os.listdir(tmp)), snapshot(cwd), done.peak_bytes,
+        )  # fmt: skip
+    return verdicts

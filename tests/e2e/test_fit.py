@@ -80,7 +80,7 @@ def fit_search(tmp_path_factory, user_model) -> Fit:
     search = _search(user_model)
     interrupted = _interrupt_after_first_training(search, out, tmp)
     state = json.loads((out / "fit.json").read_text())
-    return Fit(search, run_edgec(*search, "--out", out), out, state, interrupted)
+    return Fit(run_edgec(*search, "--out", out), out, search, state, interrupted)
 
 
 def _assert_trial_line(line: str, trial: dict) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cache import shared_folder
-from tests.support.cli import Run, run_edgec
+from tests.support.cli import Build, Run, run_edgec
 from tests.support.models import UserModel
 
 # two structures (seed 0): the plain model, then its int4 filters; one trial trained
@@ -26,18 +26,14 @@ INT4_BUDGET = ("--target", "cortex-m", "--budget", "flash=30KB,ram=48KB")
 
 
 @dataclass
-class FitRun:
-    search: tuple[str, ...]  # the command's arguments (without --out)
-    run: Run
-    out: Path
+class FitRun(Build):
+    """An ``edgec fit`` run: its output folder holds the winner's build and fit.json."""
+
+    search: tuple[str, ...] = ()  # the command's arguments (without --out)
 
     @property
     def state(self) -> dict:
         return json.loads((self.out / "fit.json").read_text())
-
-    @property
-    def report(self) -> dict:
-        return json.loads((self.out / "report.json").read_text())
 
 
 def int4_model_args(user_model: UserModel) -> tuple[str, ...]:
@@ -54,4 +50,4 @@ def int4_search(tmp_path_factory: pytest.TempPathFactory, user_model: UserModel)
         (folder / "run.json").write_text(json.dumps(vars(run)))
 
     folder = shared_folder(tmp_path_factory, "fit-int4", build, search=search)
-    return FitRun(search, Run(**json.loads((folder / "run.json").read_text())), folder / "out")
+    return FitRun(Run(**json.loads((folder / "run.json").read_text())), folder / "out", search)

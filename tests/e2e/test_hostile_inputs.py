@@ -25,19 +25,12 @@ import pytest
 
 from edgec.artifact import tflite_model as reader
 from tests.support import hostile
-from tests.support.hostile import Bounded
-from tests.support.hostile import run_bounded as _run_bounded
+from tests.support.hostile import Bounded, run_bounded
 from tests.support.keras3 import KERAS3_BAD_NAMES, keras3_models
 from tests.support.tflite_builder import TfliteBuilder, dense_int8, schema
 
 SECONDS = 30.0
 PEAK_BYTES = 2 << 30
-
-
-def run_bounded(args: list[str], work: Path, **kwargs) -> Bounded:
-    """A real edgec process, forked from a server that imported edgec once (the ~0.5 s
-    of Python and edgec start-up per command was most of this module's time)."""
-    return _run_bounded(args, work, how="forked", **kwargs)
 
 
 def assert_bounded(run: Bounded, *needles: str, code: int | None = 1) -> None:
@@ -642,7 +635,7 @@ def test_a_forged_winner_is_measured_before_it_is_written(tmp_path, inputs):
     TensorFlow loaded already; the sandbox's own tests cover the model process."""
     args = _fit_state(tmp_path, inputs, {"metric": "top1", "accuracy": 100.0,
                                          "float_accuracy": 100.0})  # fmt: skip
-    run = _run_bounded(args, tmp_path, allowed=("out",), timeout=300, how="in-process")
+    run = run_bounded(args, tmp_path, allowed=("out",), timeout=300, how="in-process")
     assert run.code == 0, run.err[-3000:]
     assert run.peak_bytes < PEAK_BYTES and run.written == [] and run.left_in_tmp == []
     assert "not trusted:" in run.out and "fit.json said top1 100, fits" in run.out

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import struct
-import subprocess
 import time
 import zipfile
 from dataclasses import dataclass
@@ -24,8 +22,6 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-from tests.support.cli import EDGEC
 
 # ----------------------------------------------------------------- running edgec, bounded
 
@@ -70,19 +66,20 @@ def run_bounded(
     *,
     allowed: tuple[str, ...] = (),
     timeout: float = 30.0,
-    how: str = "started",
+    how: str = "forked",
 ) -> Bounded:
     """``edgec ARGS`` as a child process with ``work`` as its current folder, HOME and
     TMPDIR, killed after ``timeout`` s. ``allowed``: folders (relative to ``work``) it may
     write into (its --out); anything else it creates or changes under ``work`` is in
     ``written``. The peak memory is the child's ``ru_maxrss`` from ``wait4``, which
-    includes the children it waited for. ``how``: "started" afresh; "forked" from a server
-    that imported edgec once (tests/support/edgec_server.py); "in-process": run here
+    includes the children it waited for. ``how``: "forked" from a server that imported
+    edgec once (tests/support/edgec_server.py: a real process without Python's start-up and
+    edgec's imports each time, ~0.5 s); "in-process": run here
     (``run_edgec``, EDGEC_SANDBOX as this process has it) from ``work`` with its TMPDIR,
     the peak being this process's or its children's (a bound on the command's); HOME
     stays this process's (a new HOME restarts edgec's per-process workers), and the
     folders of the workers that outlive a command (a real process removes them at exit,
-    which the other modes check) are not counted as left."""
+    which the forked mode checks) are not counted as left."""
     home, tmp = work / ".home", work / ".tmp"
     home.mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
@@ -95,14 +92,11 @@ def run_bounded(
     if how == "in-process":
         code, text_out, text_err, peak = _in_process(args, work, tmp)
     else:
-        if how == "forked":
-            from tests.support.edgec_server import edgec_server
+        from tests.support.edgec_server import edgec_server
 
-            done = edgec_server(env).run([*map(str, args)], cwd=work, env=env, out=out_file,
-                                         err=err_file, timeout=timeout)  # fmt: skip
-            code, peak = done.code, done.peak_bytes
-        else:
-            code, peak = _started(args, work, env, out_file, err_file, timeout, start)
+        done = edgec_server(env).run([*map(str, args)], cwd=work, env=env, out=out_file,
+                                     err=err_file, timeout=timeout)  # fmt: skip
+        code, peak = done.code, done.peak_bytes
         text_out = out_file.read_text(errors="replace")
         text_err = err_file.read_text(errors="replace")
         out_file.unlink()
@@ -121,37 +115,6 @@ def run_bounded(
     if how == "in-process":
         left = [name for name in left if not name.startswith(_OUTLIVING)]
     return Bounded(code, text_out, text_err, seconds, peak, written, left)
-
-
-def _started(
-    args: list[str | Path],
-    work: Path,
-    env: dict[str, str],
-    out_file: Path,
-    err_file: Path,
-    timeout: float,
-    start: float,
-) -> tuple[int, int]:
-    """A fresh ``edgec`` process: its exit code and peak resident memory (``wait4``)."""
-    with open(out_file, "wb") as out, open(err_file, "wb") as err:
-        proc = subprocess.Popen(
-            [*EDGEC, *map(str, args)], cwd=work, env=env, stdout=out, stderr=err,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        code, peak = None, 0
-        while code is None:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                code, peak = os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
-                proc.returncode = code
-            elif time.monotonic() - start > timeout:
-                os.killpg(proc.pid, signal.SIGKILL)
-                _, status, usage = os.wait4(proc.pid, 0)
-                code, peak = -9, usage.ru_maxrss * 1024
-                proc.returncode = code
-            else:
-                time.sleep(0.02)
-    return code, peak
 
 
 # the folders of edgec's per-process converter and arena-probe workers (removed at exit)

@@ -162,11 +162,18 @@ def test_the_child_dies_with_its_parent_even_while_it_works():
 def test_a_child_started_before_tensorflow_s_import_is_kept_after_it():
     """The model process starts the child first, then imports TensorFlow, which sets
     TF_USE_LEGACY_KERAS and its defaults: not another environment for the child (which
-    sets them too), so the build must not start a second one (seen: two per build)."""
+    sets them too), so the build must not start a second one (seen: two per build).
+
+    The child is stopped (SIGSTOP) while the parent imports TensorFlow: alive all the
+    same (what ``start_converter`` looks at besides the environment), it spends no CPU on
+    a TensorFlow import of its own (a second import's 3 CPU-s, for nothing), and it is
+    killed at exit as a busy child is."""
     script = (
+        "import os, signal\n"
         "from edgec.pipeline import convert\n"
         "convert.start_converter()\n"
         "first = convert._WORKER._proc.pid\n"
+        "os.kill(first, signal.SIGSTOP)\n"
         "import edgec._tf\n"
         "convert.start_converter()\n"
         "print(first == convert._WORKER._proc.pid)\n"

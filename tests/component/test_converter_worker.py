@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,48 +72,70 @@ def test_the_child_outlives_a_command_that_ends_normally_and_not_its_folder():
     assert _pid() == pid
 
 
-def test_a_busy_child_is_stopped_with_its_command_and_its_folder_removed():
-    """A command that fails while the child imports TensorFlow (or converts) stops it: it
-    would write into the command's folder after that folder is gone."""
-    convert._WORKER.close()
-    with pytest.raises(SystemExit), command_scope():
-        convert.start_converter()
-        proc, folder = convert._WORKER._proc, convert._WORKER._folder
-        raise SystemExit(1)
-    assert proc is not None and proc.poll() is not None
-    assert folder is not None and not folder.exists()
-    assert convert._WORKER._proc is None
+@pytest.fixture(scope="module")
+def reference() -> tuple[object, np.ndarray, bytes]:
+    """A model, its calibration samples and its converted bytes."""
+    model, samples = _model(4, 3), _samples(3)
+    return model, samples, convert.convert_int8(model, samples)
 
 
-def test_a_dead_child_is_replaced_and_an_abandoned_job_is_not_answered_late():
-    model = _model(4, 3)
-    expected = convert.convert_int8(model, _samples(3))
+def test_a_dead_child_is_replaced_and_an_abandoned_job_is_not_answered_late(reference):
+    model, samples, expected = reference
+    assert convert.convert_int8(model, samples) == expected
     pid, folder = _pid(), convert._WORKER._folder
     os.kill(pid, signal.SIGKILL)  # as a crash between jobs would
     convert._WORKER._proc.wait()  # type: ignore[union-attr]
-    assert convert.convert_int8(model, _samples(3)) == expected
+    assert convert.convert_int8(model, samples) == expected
     assert _pid() != pid and folder is not None and not folder.exists()
     # an interrupt mid-job without a command around it (the API in a notebook) leaves
-    # the child's answer unread: the next job must not take it for its own
+    # the child's answer unread: the next job must not take it for its own, so the child
+    # is replaced before the next job is sent (start_converter is run()'s first step; the
+    # old child here has no late answer to give, so a job would show nothing more, and
+    # the new child goes on to the next test instead of importing TensorFlow for one)
     convert._WORKER._in_job = True
     pid = _pid()
-    assert convert.convert_int8(model, _samples(3)) == expected
-    assert _pid() != pid
+    convert.start_converter()
+    assert _pid() != pid and not convert._WORKER._in_job
 
 
-def test_a_changed_environment_gets_a_new_child(monkeypatch):
+def test_a_changed_environment_gets_a_new_child_and_its_stdout_cannot_hang_it(
+    reference, monkeypatch, tmp_path
+):
     """Only what decides the conversion counts: pytest changes PYTEST_CURRENT_TEST at
-    every test, which replaced the child at every test of the suite."""
-    model = _model(4, 4)
-    convert.convert_int8(model, _samples(4))
+    every test, which replaced the child at every test of the suite. A changed PYTHONPATH
+    does count: the new child is started under it.
+
+    That PYTHONPATH's sitecustomize prints at every Python start, as TensorFlow's import
+    did when it tolerated a failure (without a working ssl module: a traceback, then
+    "Continuing without ssl support."). The child answers on its stdout: the parent took
+    that line for the answer, then waited forever for a child that was waiting for its
+    next job (seen on a fresh machine). One new child shows both (each costs a TensorFlow
+    import)."""
+    model, samples, expected = reference
+    convert.start_converter()
     pid = _pid()
     monkeypatch.setenv("PYTEST_CURRENT_TEST", "another test")
     monkeypatch.setenv("COLUMNS", "37")
-    convert.convert_int8(model, _samples(4))
+    convert.start_converter()  # what run() does first: keep or replace the child
     assert _pid() == pid
-    monkeypatch.setenv("TF_NUM_INTEROP_THREADS", "1" if os.environ.get(
-        "TF_NUM_INTEROP_THREADS") != "1" else "2")  # fmt: skip
-    convert.convert_int8(model, _samples(4))
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    (noise / "sitecustomize.py").write_text(  # prints at every Python start, as TF did
+        "print('Traceback (most recent call last):')\n"
+        "print('Warning: Failed to load ssl module. Continuing without ssl support.')\n"
+    )
+    path = os.pathsep.join([str(noise), *filter(None, [os.environ.get("PYTHONPATH")])])
+    monkeypatch.setenv("PYTHONPATH", path)
+    done: list[bytes] = []
+    # a hang is the failure: the conversion in a thread, given a deadline
+    thread = threading.Thread(
+        target=lambda: done.append(convert.convert_int8(model, samples)), daemon=True
+    )
+    thread.start()
+    thread.join(timeout=300)
+    if thread.is_alive():
+        convert._WORKER._proc.kill()  # type: ignore[union-attr]  # the hung child
+    assert done == [expected]
     assert _pid() != pid
 
 
@@ -149,11 +172,18 @@ def test_the_child_dies_with_its_parent_even_while_it_works():
 def test_a_child_started_before_tensorflow_s_import_is_kept_after_it():
     """The model process starts the child first, then imports TensorFlow, which sets
     TF_USE_LEGACY_KERAS and its defaults: not another environment for the child (which
-    sets them too), so the build must not start a second one (seen: two per build)."""
+    sets them too), so the build must not start a second one (seen: two per build).
+
+    The child is stopped (SIGSTOP) while the parent imports TensorFlow: alive all the
+    same (what ``start_converter`` looks at besides the environment), it spends no CPU on
+    a TensorFlow import of its own (a second import's 3 CPU-s, for nothing), and it is
+    killed at exit as a busy child is."""
     script = (
+        "import os, signal\n"
         "from edgec.pipeline import convert\n"
         "convert.start_converter()\n"
         "first = convert._WORKER._proc.pid\n"
+        "os.kill(first, signal.SIGSTOP)\n"
         "import edgec._tf\n"
         "convert.start_converter()\n"
         "print(first == convert._WORKER._proc.pid)\n"
@@ -163,3 +193,16 @@ def test_a_child_started_before_tensorflow_s_import_is_kept_after_it():
                           env=env, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_a_busy_child_is_stopped_with_its_command_and_its_folder_removed():
+    """A command that fails while the child imports TensorFlow (or converts) stops it: it
+    would write into the command's folder after that folder is gone."""
+    convert._WORKER.close()
+    with pytest.raises(SystemExit), command_scope():
+        convert.start_converter()
+        proc, folder = convert._WORKER._proc, convert._WORKER._folder
+        raise SystemExit(1)
+    assert proc is not None and proc.poll() is not None
+    assert folder is not None and not folder.exists()
+    assert convert._WORKER._proc is None

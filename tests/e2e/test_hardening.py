@@ -450,39 +450,3 @@ def test_signal_mid_build_cleans_up(tmp_path, tiny_model, sig, wait_for):
     assert "interrupted; nothing was written" in err and "Traceback" not in err
     assert list(tmp.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
-
-
-def test_a_library_printing_on_stdout_cannot_hang_the_conversion(tmp_path, monkeypatch):
-    """The conversion child answers on its stdout; TensorFlow prints there when its import
-    tolerates a failure (without a working ssl module: a traceback, then "Continuing
-    without ssl support."). The parent took that line for the answer and then waited
-    forever for a child that was waiting for its next job (seen on a fresh machine).
-
-    A conversion child of its own (a new ``_Worker``, as a fresh process has) under a
-    PYTHONPATH whose sitecustomize prints at every Python start, as TF did; the parent is
-    this process (its TensorFlow imported already), not a second one importing it."""
-    import numpy as np
-
-    from edgec._tf import keras
-    from edgec.pipeline import convert
-
-    noise = tmp_path / "noise"
-    noise.mkdir()
-    (noise / "sitecustomize.py").write_text(  # prints at every Python start, as TF did
-        "print('Traceback (most recent call last):')\n"
-        "print('Warning: Failed to load ssl module. Continuing without ssl support.')\n"
-    )
-    path = os.pathsep.join([str(noise), *filter(None, [os.environ.get("PYTHONPATH")])])
-    monkeypatch.setenv("PYTHONPATH", path)
-    worker = convert._Worker()
-    monkeypatch.setattr(convert, "_WORKER", worker)
-    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(2)])
-    samples = np.random.default_rng(0).random((8, 4), np.float32)
-    done: list[bytes] = []
-    try:  # a hang is the failure: the conversion in a thread, given a deadline
-        thread = threading.Thread(target=lambda: done.append(convert.convert_int8(model, samples)))
-        thread.start()
-        thread.join(timeout=300)
-    finally:
-        worker.close()  # ends the child, which a hang would leave waiting
-    assert len(done) == 1 and done[0][4:8] == b"TFL3"

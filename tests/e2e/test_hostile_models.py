@@ -33,7 +33,7 @@ import pytest
 import edgec
 from tests.support import hostile_models as hostile
 from tests.support.cli import assert_clean_failure, run_edgec
-from tests.support.hostile import Verdict, run_many, snapshot
+from tests.support.hostile import Verdict, run_many, run_one, snapshot
 
 TIME_LIMIT_S = 30
 MEMORY_LIMIT = 2 * 2**30
@@ -101,7 +101,7 @@ class Result:
     peak_bytes: int
 
 
-def run_real(args: list[str | Path], cwd: Path, tmp: Path, env: dict | None = None) -> Result:
+def run_real(args: list[str | Path], cwd: Path, tmp: Path) -> Result:
     """``python -m edgec ARGS`` in ``cwd`` (its TMPDIR ``tmp``): exit code, stderr, wall
     time and the peak resident memory of its largest process (ru_maxrss, in KiB)."""
     start = time.monotonic()
@@ -111,7 +111,7 @@ def run_real(args: list[str | Path], cwd: Path, tmp: Path, env: dict | None = No
         [sys.executable, "-m", "edgec", *map(str, args)],
         cwd=cwd,
         env={**os.environ, "TMPDIR": str(tmp), "BROWSER": f"touch {cwd / 'MARKER'}",
-             "PYTHONPATH": path, "EDGEC_SANDBOX": "on", **(env or {})},
+             "PYTHONPATH": path, "EDGEC_SANDBOX": "on"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -287,9 +287,11 @@ def test_trusted_code_still_runs_in_the_sandbox(hostile_files, tmp_path):
     """With ``--trust-model`` the Lambda's payload runs, inside the model process: its
     write outside the private folder is refused, and the command fails in one line."""
     h = hostile_files
-    result = run_real(["inspect", h.files["lambda_h5"], "--trust-model"], h.work, tmp_path)
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    result = run_one(["inspect", h.files["lambda_h5"], "--trust-model"], h.work, tmp, h.marker)
     assert result.code == 1 and "cannot load model" in result.err
-    assert not h.marker.exists()
+    assert not result.marker and not h.marker.exists()
 
 
 def test_keras24_savedmodel_loads_as_keras(user_model, tmp_path):
@@ -329,11 +331,12 @@ def test_a_limit_that_trips_is_one_line(user_model, tmp_path, limits, args, need
     out = tmp_path / "out"
     filled = [a.format(model=user_model.keras, data=user_model.data) for a in args]
     extra = ["--out", str(out)] if args[0] == "build" else []
-    result = run_real([*filled, *extra], tmp_path, tmp, env={"EDGEC_LIMITS": limits})
-    lines = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    result = run_one([*filled, *extra], tmp_path, tmp, tmp_path / "MARKER",
+                     env={"EDGEC_LIMITS": limits})  # fmt: skip
+    lines = result.error_lines
     assert result.code == 1 and len(lines) == 1, result.err
     assert needle in lines[0] and "EDGEC_LIMITS=" in lines[0], lines[0]
-    assert not out.exists() and list(tmp.iterdir()) == []
+    assert not out.exists() and result.tmp == [] and list(tmp.iterdir()) == []
 
 
 def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
@@ -372,31 +375,37 @@ def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
     assert (here / "model.tflite").read_bytes() == (sandboxed / "model.tflite").read_bytes()
 
 
+@pytest.fixture(scope="module")
+def shadowed_tensorflow(tmp_path_factory) -> str:
+    """A PYTHONPATH whose ``tensorflow`` fails as it is imported, then this edgec: one for
+    both commands below (one edgec server started under it)."""
+    shadow = tmp_path_factory.mktemp("shadow")
+    (shadow / "tensorflow").mkdir()
+    (shadow / "tensorflow" / "__init__.py").write_text(
+        "raise ImportError('edgec imported tensorflow before refusing the file')\n"
+    )
+    return os.pathsep.join([str(shadow), str(Path(edgec.__file__).parents[1])])
+
+
 @pytest.mark.parametrize("command", ["inspect", "build"])
 def test_a_file_its_bytes_refuse_is_refused_before_tensorflow_starts(
-    hostile_files, tmp_path, command
+    hostile_files, shadowed_tensorflow, tmp_path, command
 ):
     """A file refused from its bytes (an .h5 Lambda) is refused by the model process's
     first, TensorFlow-free call: with a ``tensorflow`` on the path that fails as it is
     imported, the command still gives the one-line refusal (the model process imports
     TensorFlow only for its first call that needs it)."""
     h = hostile_files
-    shadow = tmp_path / "shadow"
-    (shadow / "tensorflow").mkdir(parents=True)
-    (shadow / "tensorflow" / "__init__.py").write_text(
-        "raise ImportError('edgec imported tensorflow before refusing the file')\n"
-    )
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
     args = [command, h.files["lambda_h5"]]
     if command == "build":
         args += ["--data", h.data, "--target", "cortex-m", "--out", tmp_path / "out"]
-    result = run_real(args, h.work, tmp, env={"PYTHONPATH": os.pathsep.join(
-        [str(shadow), str(Path(edgec.__file__).parents[1])])})  # fmt: skip
-    lines = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    result = run_one(args, h.work, tmp, h.marker, env={"PYTHONPATH": shadowed_tensorflow})
+    lines = result.error_lines
     assert result.code == 1 and len(lines) == 1, result.err
     assert "layer 'evil_lambda' is a Lambda" in lines[0], lines[0]
-    assert not h.marker.exists()
+    assert not result.marker and not h.marker.exists()
 
 
 SAVEDMODELS = [case for case, _ in ISSUE_CASES + VARIANTS if case.endswith("_savedmodel")]

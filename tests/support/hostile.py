@@ -349,3 +349,30 @@ def run_many(
             sorted(os.listdir(tmp)), snapshot(cwd), done.peak_bytes,
         )  # fmt: skip
     return verdicts
+
+
+def run_one(
+    args: list[str | Path],
+    cwd: Path,
+    tmp: Path,
+    marker: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300.0,
+) -> Verdict:
+    """One command as ``run_many`` runs each (forked from the edgec server, EDGEC_SANDBOX=on,
+    in ``cwd`` with TMPDIR ``tmp``, BROWSER touching ``marker``), with ``env`` added to its
+    environment: a limit (EDGEC_LIMITS is read by the command), or a PYTHONPATH of its own
+    (the server is started under it, as a fresh process would start)."""
+    from tests.support.edgec_server import edgec_server
+
+    full = {**os.environ, "TMPDIR": str(tmp), "BROWSER": f"touch {marker}",
+            "PYTHONPATH": _python_path(), "EDGEC_SANDBOX": "on", **(env or {})}  # fmt: skip
+    streams = tmp.with_name(tmp.name + "-streams")  # neither in cwd nor in TMPDIR
+    streams.mkdir(exist_ok=True)
+    out, err = streams / "stdout", streams / "stderr"
+    done = edgec_server(full).run([str(a) for a in args], cwd=cwd, env=full, out=out, err=err,
+                                  timeout=timeout)  # fmt: skip
+    return Verdict(
+        done.code, err.read_text(errors="replace"), done.seconds, marker.exists(),
+        sorted(os.listdir(tmp)), snapshot(cwd), done.peak_bytes,
+    )  # fmt: skip

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from edgec import builder
+from edgec.fit.trial import TRIAL_PHASES, target_figures
+from edgec.report import TargetSection
 from tests.support.cli import EDGEC, assert_clean_failure, run_edgec, signal_when
 from tests.support.fit_searches import FitRun
 from tests.support.hints import the_hint
@@ -177,6 +180,20 @@ def test_winner_is_the_most_accurate_fitting_trial(fit_search):
     assert state["rebuild"]["same_flash_and_arena_as_trial"], state["rebuild"]
     out = fit_search.run.out
     assert "Chosen:" in out and "[[stage]]" in out and "prune_channels" in out
+
+
+def test_a_trained_trial_measures_what_the_full_build_reports(fit_search):
+    """A trial skips only the phases no verdict reads (per-layer errors, the firmware
+    package): the winner's trial recorded every figure its full rebuild reports."""
+    assert [p for p in builder.PHASES if p not in TRIAL_PHASES] == [
+        builder.layer_error,
+        builder.export,
+    ]
+    state, report = fit_search.state, fit_search.report
+    assert report["layers"] and report["firmware"] is not None  # the rebuild ran them
+    winner = next(t for t in _trials(state, "train") if t["key"] == state["winner"])
+    rebuilt = [target_figures(TargetSection.from_dict(t)) for t in report["targets"]]
+    assert rebuilt == winner["targets"]
 
 
 def test_report_html_has_the_pareto_plots(fit_search):

@@ -1,7 +1,9 @@
 """One trial: a candidate screened (untrained, PTQ, measured) or trained and built for real.
 
-A trained trial is ``run_build`` with the candidate's recipe, so its figures are exactly
-those ``edgec build --recipe`` reports. A screen runs the build's own phases up to the
+A trained trial is ``run_build``'s phases with the candidate's recipe, so its figures are
+exactly those ``edgec build --recipe`` reports; it skips only the phases that add no figure
+and no check (the per-layer error analysis, the firmware package): the winner's rebuild
+runs them, for the one build that is written. A screen runs the build's own phases up to the
 target checks on the candidate's *untrained* transformation (the model every stage's
 ``plan`` leaves: fewer channels, factorised kernels, the untrained student), with clustered
 kernels snapped to their cluster count, converted by post-training quantization (an int4
@@ -34,6 +36,10 @@ _SCREEN_BEFORE = (builder.load_model, builder.load_data, builder.translate_keras
 _SCREEN_AFTER = (builder.fold_batch_norms, builder.convert, builder.cheapest_precision,
                  builder.int4_weights, builder.measure_arena, builder.lut_compress, builder.lean,
                  builder.check_targets)  # fmt: skip
+# what a trained trial runs: every phase of the build but those that only describe it
+# (per-layer errors: a trace and a run per layer) or write its files (the firmware
+# package), which neither the verdict nor the ranking reads
+TRIAL_PHASES = tuple(p for p in builder.PHASES if p not in (builder.layer_error, builder.export))
 
 
 def activation_types() -> tuple[str, ...]:
@@ -55,7 +61,7 @@ def run_job(job: TrialJob) -> TrialResult:
                     _result(job, start, sections, fits=all(s.ok for s in sections)),
                     failed_checks=_failed_target_checks(sections),
                 )
-            return trained_result(job, start, builder.run_build(options).report)
+            return trained_result(job, start, trained_build(options))
     except EdgecError as exc:
         return _result(job, start, [], fits=False, error=str(exc))
 
@@ -84,6 +90,17 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         weights=weights,
         **build_options(job.params),
     )
+
+
+def trained_build(options: builder.BuildOptions) -> BuildReport:
+    """The report of the candidate's build (``TRIAL_PHASES``): its figures and checks."""
+    from edgec.pipeline.convert import start_converter
+
+    ctx = builder.new_context(options)
+    start_converter()  # as run_build: its TensorFlow import overlaps this process's work
+    for phase in TRIAL_PHASES:
+        phase(ctx)
+    return builder.build_report(ctx)
 
 
 def screen(options: builder.BuildOptions) -> list[TargetSection]:

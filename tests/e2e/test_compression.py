@@ -485,7 +485,9 @@ def test_cqat_keeps_the_clusters_of_relu6_layers():
     QuantizeConfig (edgec's relu6 layers, every conv of MobileNetV1) and trains its kernel
     freely: the QAT stage snaps such kernels back to their clusters after every batch.
     (One epoch of one 32-sample batch: without the snap a kernel holds 36 values per
-    channel.)"""
+    channel.) No BatchNormalization between a conv and its ReLU6 as in MobileNetV1: the
+    cluster stage folds it into the conv before the qat stage sees the model, and the fold
+    (with its proof of equal outputs) is test_bias_less_conv_is_clustered_per_channel's."""
     from edgec._tf import keras
     from edgec.datasets.loading import Dataset
     from edgec.stages.plan import run_stage, validate
@@ -494,7 +496,7 @@ def test_cqat_keeps_the_clusters_of_relu6_layers():
     keras.utils.set_random_seed(0)
     layers = keras.layers
     inputs = layers.Input((8, 8, 4))
-    x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(16, 3, name="conv")(inputs)))
+    x = layers.ReLU(6.0)(layers.Conv2D(16, 3, name="conv")(inputs))
     x = layers.ReLU(6.0)(layers.Conv2D(8, 1, name="pointwise")(x))
     model = keras.Model(inputs, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
     rng = np.random.default_rng(0)

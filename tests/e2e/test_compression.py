@@ -18,7 +18,7 @@ from edgec.artifact.stats import find_kernel, kernel_stats
 from edgec.errors import InputError
 from edgec.targets import TfliteModel
 from edgec.targets.weights import Expectations, compression_checks
-from tests.support.cli import Build, assert_clean_failure, run_edgec
+from tests.support.cli import Build, Run, assert_clean_failure, run_edgec
 from tests.support.recipes import cluster_qat_lut_build, one_epoch_recipe, p24_qat_build
 
 KERNEL_LAYERS = ("conv2d", "conv2d_1", "dense", "logits")  # the example CNN's kernels
@@ -194,39 +194,6 @@ def test_checks_fail_when_the_effect_is_missing(example_build):
     assert "did not survive" in checks["sparsity"].detail
 
 
-def test_user_model_trains_on_its_own_data(user_model, tmp_path):
-    """Per-layer targets, layer selection by type, block sparsity, constant schedule."""
-    out = tmp_path / "out"
-    recipe = _recipe(
-        tmp_path,
-        '[[stage]]\ntype = "prune"\nschedule = "constant"\nsparsity = 0.5\nepochs = 2\n'
-        'layers = ["Dense"]\nblock = [4, 1]\n[stage.layer_sparsity]\ndense = 0.8\n',
-    )
-    run = run_edgec(
-        "build", user_model.keras, "--target", "cortex-m", "--data", user_model.data,
-        "--recipe", recipe, "--out", out,
-    )  # fmt: skip
-    assert run.code == 0, run.out + run.err
-    report = Build(run, out).report
-    prune = _stages(report)["prune"]["metrics"]
-    assert set(prune["layers"]) == {"dense", "logits"}  # by type: the Dense layers only
-    stats = kernel_stats(Build(run, out).flat)
-    dense, logits = find_kernel(stats, "dense"), find_kernel(stats, "logits")
-    assert dense.zeros >= 0.8 - 0.005 and logits.zeros >= 0.5 - 0.005
-    assert find_kernel(stats, "conv2d_1").zeros < 0.1  # not selected: stays dense
-    # block [4, 1] on the Keras (in, out) kernel: 4 neighbouring inputs of one output are
-    # zero together; in the TFLite (out, in) layout those are 4 neighbouring columns
-    flat = TfliteModel.from_bytes(Build(run, out).tflite)
-    fc = [op for op in flat.operators if op.name == "FULLY_CONNECTED"][0]
-    w = flat.tensors[fc.inputs[1]].array()
-    blocks = w.reshape(w.shape[0], w.shape[1] // 4, 4) == 0
-    assert np.mean(blocks.all(axis=2)) >= 0.8 - 0.005
-    # 600 labelled samples: 300 held out (150 calibration + 150 evaluation), 300 to train
-    assert report["data"]["calibration_samples"] + report["data"]["evaluation_samples"] == 300
-    assert prune["training_samples"] + prune["validation_samples"] == 300
-    assert prune["validation_samples"] == 30
-
-
 # ---------------------------------------------------------------------------- recipe errors
 
 
@@ -245,28 +212,38 @@ class Recorder:
         self.messages.append(text)
 
 
-def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
-    """A user's student file is distilled from the user's model, then pruned."""
+def test_student_file_then_prune_on_the_users_data_with_progress_per_epoch(user_model, tmp_path):
+    """A user's recipe on the user's model and data: a student file (named relative to the
+    recipe) distilled from the user's model, then pruned with per-layer targets, layer
+    selection by type, block sparsity and a constant schedule; each stage's epochs are
+    reported. (One build for what two builds proved: the prune stage works on the
+    student's layers either way.)"""
     from edgec._tf import keras
-    from edgec.builder import BuildOptions, run_build
+    from edgec.builder import BuildOptions, run_build, write_build
 
     layers = keras.layers
     student = keras.Sequential(
         [layers.Input((8, 8, 1)), layers.Conv2D(4, 3, activation="relu", name="c"),
-         layers.Flatten(), layers.Dense(10, name="d")], name="small",
+         layers.Flatten(), layers.Dense(32, activation="relu", name="h"),
+         layers.Dense(10, name="d")], name="small",
     )  # fmt: skip
     student.save(tmp_path / "small.keras")
+    recipe = _recipe(
+        tmp_path,
+        '[[stage]]\ntype = "distill"\nstudent = "small.keras"\nepochs = 2\n'
+        '[[stage]]\ntype = "prune"\nschedule = "constant"\nsparsity = 0.5\nepochs = 2\n'
+        'layers = ["Dense"]\nblock = [4, 1]\n[stage.layer_sparsity]\nh = 0.8\n',
+    )
     recorder = Recorder()
     options = BuildOptions(
         model=user_model.keras, data=user_model.data, target="cortex-m", out=tmp_path / "out",
-        stages={"distill": str(tmp_path / "small.keras"), "prune": "0.5"}, epochs=2,
+        recipe=str(recipe),
     )  # fmt: skip
     result = run_build(options, recorder)  # type: ignore[arg-type]
     stages = {s.name: s for s in result.report.stages}
     m = stages["distill"].metrics
     assert m.student == str(tmp_path / "small.keras")
     assert m.student_parameters == student.count_params() < m.teacher_parameters
-    assert set(stages["prune"].metrics.layers or {}) == {"c", "d"}  # the student's layers
     assert result.report.model.parameters == student.count_params()
     for stage in ("distill", "prune"):
         for epoch in (1, 2):
@@ -274,6 +251,28 @@ def test_student_file_then_prune_with_progress_per_epoch(user_model, tmp_path):
                 t.startswith(f"{stage} epoch {epoch}/2: loss ") and "validation" in t
                 for t in recorder.messages
             ), (stage, epoch, recorder.messages)
+    write_build(result, tmp_path / "out")
+    build = Build(Run(0, "", ""), tmp_path / "out")
+    report = build.report
+    prune = _stages(report)["prune"]["metrics"]
+    assert set(prune["layers"]) == {"h", "d"}  # by type: the student's Dense layers only
+    stats = kernel_stats(build.flat)
+    hidden, logits = find_kernel(stats, "h"), find_kernel(stats, "d")
+    assert hidden.zeros >= 0.8 - 0.005 and logits.zeros >= 0.5 - 0.005
+    assert find_kernel(stats, "c").zeros < 0.1  # not selected: stays dense
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["sparsity"]["ok"] and checks["dtypes"]["ok"], checks
+    # block [4, 1] on the Keras (in, out) kernel: 4 neighbouring inputs of one output are
+    # zero together; in the TFLite (out, in) layout those are 4 neighbouring columns
+    flat = TfliteModel.from_bytes(build.tflite)
+    fc = [op for op in flat.operators if op.name == "FULLY_CONNECTED"][0]  # h
+    w = flat.tensors[fc.inputs[1]].array()
+    blocks = w.reshape(w.shape[0], w.shape[1] // 4, 4) == 0
+    assert np.mean(blocks.all(axis=2)) >= 0.8 - 0.005
+    # 600 labelled samples: 300 held out (150 calibration + 150 evaluation), 300 to train
+    assert report["data"]["calibration_samples"] + report["data"]["evaluation_samples"] == 300
+    assert prune["training_samples"] + prune["validation_samples"] == 300
+    assert prune["validation_samples"] == 30
 
 
 def _run_build_fails(tmp_path: Path, **options) -> tuple[str, list[str]]:
@@ -485,7 +484,9 @@ def test_cqat_keeps_the_clusters_of_relu6_layers():
     QuantizeConfig (edgec's relu6 layers, every conv of MobileNetV1) and trains its kernel
     freely: the QAT stage snaps such kernels back to their clusters after every batch.
     (One epoch of one 32-sample batch: without the snap a kernel holds 36 values per
-    channel.)"""
+    channel.) No BatchNormalization between a conv and its ReLU6 as in MobileNetV1: the
+    cluster stage folds it into the conv before the qat stage sees the model, and the fold
+    (with its proof of equal outputs) is test_bias_less_conv_is_clustered_per_channel's."""
     from edgec._tf import keras
     from edgec.datasets.loading import Dataset
     from edgec.stages.plan import run_stage, validate
@@ -494,7 +495,7 @@ def test_cqat_keeps_the_clusters_of_relu6_layers():
     keras.utils.set_random_seed(0)
     layers = keras.layers
     inputs = layers.Input((8, 8, 4))
-    x = layers.ReLU(6.0)(layers.BatchNormalization()(layers.Conv2D(16, 3, name="conv")(inputs)))
+    x = layers.ReLU(6.0)(layers.Conv2D(16, 3, name="conv")(inputs))
     x = layers.ReLU(6.0)(layers.Conv2D(8, 1, name="pointwise")(x))
     model = keras.Model(inputs, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
     rng = np.random.default_rng(0)

@@ -228,14 +228,16 @@ def autoencoder(tmp_path_factory) -> tuple[Path, Path]:
 
         layers = keras.layers
         rng = np.random.default_rng(2)
-        basis = rng.normal(size=(4, 64)).astype(np.float32)
-        x = np.tanh(rng.normal(size=(700, 4)).astype(np.float32) @ basis / 3)
+        basis = rng.normal(size=(4, 32)).astype(np.float32)
+        x = np.tanh(rng.normal(size=(400, 4)).astype(np.float32) @ basis / 3)
         keras.utils.set_random_seed(2)
-        inputs = layers.Input((64,))
+        inputs = layers.Input((32,))
         h = inputs
-        for units in (64, 64, 8, 64, 64):  # benchmarks' 128 x4, 8, 128 x4, narrower
+        # benchmarks' 128 x4, 8, 128 x4, narrower and shallower (each stage's training
+        # traces every layer: three blocks keep a Dense -> BN on each side of the bottleneck)
+        for units in (32, 8, 32):
             h = layers.ReLU()(layers.BatchNormalization()(layers.Dense(units)(h)))
-        model = keras.Model(inputs, layers.Dense(64)(h))
+        model = keras.Model(inputs, layers.Dense(32)(h))
         _fit(model, x, x, epochs=30, loss="mse")
         model.save(folder / "ae.keras")
         np.savez(folder / "ae.npz", x=x)

@@ -17,7 +17,6 @@ from edgec.artifact.tflite_model import TfliteModel
 from tests.support.cli import Built, assert_clean_failure, run_edgec
 from tests.support.recipes import p24_qat_build
 
-
 LAYERS = 4  # the autoencoder's Dense layers
 
 

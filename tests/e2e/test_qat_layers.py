@@ -220,7 +220,7 @@ def test_accuracy_is_judged_against_the_input_model(user_model, tmp_path):
 
 @pytest.fixture(scope="session")
 def autoencoder(tmp_path_factory) -> tuple[Path, Path]:
-    """The FC autoencoder's structure (Dense + BN after each, bottleneck), narrower; x only.
+    """The FC autoencoder's bottleneck block (Dense + BN + ReLU), narrower; x only.
     Trained once per test run for every xdist worker."""
 
     def make(folder: Path) -> None:
@@ -228,14 +228,14 @@ def autoencoder(tmp_path_factory) -> tuple[Path, Path]:
 
         layers = keras.layers
         rng = np.random.default_rng(2)
-        basis = rng.normal(size=(4, 64)).astype(np.float32)
-        x = np.tanh(rng.normal(size=(700, 4)).astype(np.float32) @ basis / 3)
+        basis = rng.normal(size=(4, 32)).astype(np.float32)
+        x = np.tanh(rng.normal(size=(400, 4)).astype(np.float32) @ basis / 3)
         keras.utils.set_random_seed(2)
-        inputs = layers.Input((64,))
-        h = inputs
-        for units in (64, 64, 8, 64, 64):  # benchmarks' 128 x4, 8, 128 x4, narrower
-            h = layers.ReLU()(layers.BatchNormalization()(layers.Dense(units)(h)))
-        model = keras.Model(inputs, layers.Dense(64)(h))
+        inputs = layers.Input((32,))
+        # benchmarks' 128 x4, 8, 128 x4, narrower and shallower: the bottleneck block alone
+        # (each stage's training traces every layer)
+        h = layers.ReLU()(layers.BatchNormalization()(layers.Dense(8)(inputs)))
+        model = keras.Model(inputs, layers.Dense(32)(h))
         _fit(model, x, x, epochs=30, loss="mse")
         model.save(folder / "ae.keras")
         np.savez(folder / "ae.npz", x=x)
@@ -273,8 +273,8 @@ def autoencoder_build(autoencoder, tmp_path_factory) -> Callable[[str], Built]:
         if recipe not in builds:
             folder = tmp_path_factory.mktemp(f"ae-{recipe}")
             (folder / "recipe.toml").write_text(AE_RECIPES[recipe])
-            # The short recipes raise the reconstruction error above the input model's
-            # (+50% and +140%, measured), which the accuracy check judges (test_per_channel.py):
+            # The short prune-cluster-qat raises the reconstruction error above the input
+            # model's (+41%, measured), which the accuracy check judges (test_per_channel.py):
             # allowed here, where what is tested is the training targets and the clusters.
             builds[recipe] = _build(
                 folder / "out", model, data, "--recipe", folder / "recipe.toml",

@@ -460,10 +460,17 @@ def test_names_at_the_caps_do_not_stall_the_terminal(tmp_path):
         b.op("CUSTOM", [x], [y], custom_code=f"{i:04d}" + "C" * 60_000)
         x = y
     (tmp_path / "m.tflite").write_bytes(b.build(inputs=[first], outputs=[x]))
-    for fmt in ("text", "markdown", "junit"):
-        run = run_bounded(["check", "m.tflite", "-t", "cortex-m", "--format", fmt], tmp_path)
+    # with --out the text summary still goes to stdout: two runs give all three formats
+    for fmt, out in (("markdown", "comment.md"), ("junit", "checks.xml")):
+        run = run_bounded(["check", "m.tflite", "-t", "cortex-m", "--format", fmt, "--out", out],
+                          tmp_path, allowed=(out,))  # fmt: skip
         assert_bounded(run, code=None)
-        assert run.code == 3 and (len(run.out) < 100_000 or fmt == "junit")
+        assert run.code == 3 and len(run.out) < 100_000  # the terminal's text
+        report = (tmp_path / out).read_text()
+        if fmt == "junit":
+            assert "0249" + "C" * 60_000 in report
+        else:
+            assert len(report) < 100_000
 
 
 # --- parsers and figures: messages, not internal errors ---------------------------------------

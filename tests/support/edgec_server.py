@@ -30,8 +30,9 @@ from pathlib import Path
 PREIMPORTED = (
     "edgec.api", "edgec.builder", "edgec.pipeline.inspect", "edgec.report.diff",
     "edgec.report.junit", "edgec.report.markdown", "edgec.export.writer",
-    "edgec.sandbox.worker", "rich.console", "rich.live", "rich.markup", "rich.status",
-    "rich.table",
+    "edgec.sandbox.worker", "edgec.fit.executor", "edgec.fit.search",
+    "ai_edge_litert.schema_py_generated", "rich.console", "rich.live", "rich.markup",
+    "rich.status", "rich.table",
 )  # fmt: skip
 
 _SERVER = r"""

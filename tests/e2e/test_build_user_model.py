@@ -30,7 +30,9 @@ def test_keras_file(tmp_path, user_model):
     assert "g_digits_model_data" in (out / "model_data.h").read_text()
 
 
-def test_h5_file_uint8_io_and_custom_name(tmp_path, user_model):
+def test_h5_file_uint8_io_custom_name_and_over_budget(tmp_path, user_model):
+    """An .h5 file with uint8 I/O and a custom name, over a RAM budget: exit 3, and the
+    files are still written (one build: the budget fails only the ram check)."""
     run, out, report = build(
         tmp_path,
         user_model.h5,
@@ -40,25 +42,21 @@ def test_h5_file_uint8_io_and_custom_name(tmp_path, user_model):
         "uint8",
         "--name",
         "My KWS-1",
+        "--budget",
+        "ram=1KiB",
     )
-    assert run.code == 0, run.err
+    assert run.code == 3, run.err
+    assert report["ok"] is False
+    assert [c["name"] for c in report["checks"] if not c["ok"]] == ["ram"]  # all else passes
+    ram = next(c for c in report["checks"] if c["name"] == "ram")
+    assert ram["value"] > ram["limit"] == 1024
+    assert report["memory"]["ram_budget_bytes"] == 1024
+    assert (out / "model.tflite").exists() and (out / "model_data.cc").exists()
+    assert "over by" in run.out and "FAIL" in run.out
     model = TfliteModel.from_bytes((out / "model.tflite").read_bytes())
     assert model.input_tensor().dtype == "uint8" and model.output_tensor().dtype == "uint8"
     assert "QUANTIZE" in model.op_names
     assert report["model"]["name"] == "my_kws_1" and report["model"]["io_type"] == "uint8"
-
-
-def test_over_budget_exits_3_and_still_writes(tmp_path, user_model):
-    run, out, report = build(
-        tmp_path, user_model.keras, "--data", user_model.data, "--budget", "ram=1KiB"
-    )
-    assert run.code == 3
-    assert report["ok"] is False
-    ram = next(c for c in report["checks"] if c["name"] == "ram")
-    assert ram["ok"] is False and ram["value"] > ram["limit"] == 1024
-    assert report["memory"]["ram_budget_bytes"] == 1024
-    assert (out / "model.tflite").exists() and (out / "model_data.cc").exists()
-    assert "over by" in run.out and "FAIL" in run.out
 
 
 def test_image_folder_data(tmp_path, user_model):

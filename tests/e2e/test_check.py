@@ -29,24 +29,16 @@ EIGHT = (
 class Models:
     folder: Path
     dwres: Path  # Conv2D -> DepthwiseConv2D -> residual Add -> GAP -> Dense
-    dwres_macs: int  # computed from the Keras layer shapes
+    dwres_macs: int  # computed from the layer shapes
     leaky: Path  # Conv2D -> LeakyReLU (no Edge TPU op) -> Conv2D -> Dense
     big_dims: Path  # a broadcast Add on a 5-D tensor with four dimensions > 1
-    float_model: Path  # the dwres model converted without quantization
+    float_model: Path  # the dwres model in float32 (as converted without quantization)
     pool_relu: Path  # MaxPool -> ReLU (the converter fuses it) -> dilated DepthwiseConv2D
-
-
-def _convert_float(model) -> bytes:
-    from edgec._tf import tf
-
-    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32)
-    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model).convert()
 
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> Models:
-    """Converted once per test run, for every pytest-xdist worker (shared_folder)."""
+    """Written once per test run, for every pytest-xdist worker (shared_folder)."""
     macs = 16 * 16 * 8 * (3 * 3 * 3) + 16 * 16 * 8 * (3 * 3) + 4 * 8  # conv + depthwise + dense
     folder = shared_folder(tmp_path_factory, "check-models", _build_models)
     return Models(folder, folder / "dwres.tflite", macs, folder / "leaky.tflite",
@@ -55,46 +47,87 @@ def models(tmp_path_factory) -> Models:
 
 
 def _build_models(folder: Path) -> None:
-    from edgec._tf import keras, tf
-    from edgec.pipeline.convert import convert_int8
+    """The models as the converter writes them (the shapes, ops and fused options of
+    Keras layers), written directly (tests/support/tflite_builder.py): check reads their
+    ops, options, shapes and types, not how they were made."""
+    from tests.support.tflite_builder import Layers, TfliteBuilder, schema
 
-    layers = keras.layers
-    keras.utils.set_random_seed(0)
-    calibration = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype(np.float32)
+    def start() -> tuple[TfliteBuilder, Layers, object]:
+        b = TfliteBuilder()
+        return b, Layers(b), b.tensor("input", (1, 16, 16, 3), scale=0.02, zero_point=-1)
 
-    def save(name, inputs, outputs, *, quantize=True):
-        model = keras.Model(inputs, outputs)
-        data = convert_int8(model, calibration) if quantize else _convert_float(model)
-        (folder / name).write_bytes(data)
+    def head(b: TfliteBuilder, layers: Layers, x_in, x, name: str) -> None:  # GAP, Dense(4)
+        y = layers.dense(layers.mean(x, [1, 2]), 4)
+        (folder / name).write_bytes(b.build(inputs=[x_in], outputs=[y]))
 
-    x_in = layers.Input((16, 16, 3))
-    conv = layers.Conv2D(8, 3, padding="same", activation="relu")
-    dw = layers.DepthwiseConv2D(3, padding="same", activation="relu")
-    dense = layers.Dense(4)
-    x = conv(x_in)
-    x = layers.Add()([x, dw(x)])
-    out = dense(layers.GlobalAveragePooling2D()(x))
-    save("dwres.tflite", x_in, out)
-    save("float.tflite", x_in, out, quantize=False)
+    # Conv2D(8, 3, same, relu) -> DepthwiseConv2D(3, same, relu) -> Add -> GAP -> Dense(4)
+    b, layers, x_in = start()
+    x = layers.conv(x_in, 8, 3)
+    head(b, layers, x_in, layers.add(x, layers.conv(x, 8, 3, depthwise=True)), "dwres.tflite")
+    (folder / "float.tflite").write_bytes(_float_dwres())
 
-    x_in = layers.Input((16, 16, 3))
-    x = layers.LeakyReLU(0.1)(layers.Conv2D(8, 3, padding="same")(x_in))
-    x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    save("leaky.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
+    # Conv2D(8, 3) -> LeakyReLU(0.1) -> Conv2D(8, 3, relu) -> GAP -> Dense(4)
+    b, layers, x_in = start()
+    x = layers.conv(x_in, 8, 3)
+    leaky = b.tensor("leaky_re_lu", x.shape, scale=0.05, zero_point=-1)
+    b.op("LEAKY_RELU", [x], [leaky], options=schema.LeakyReluOptionsT(alpha=0.1))
+    head(b, layers, x_in, layers.conv(leaky, 8, 3), "leaky.tflite")
 
-    x_in = layers.Input((16, 16, 3))
-    x = layers.Conv2D(8, 3, padding="same", activation="relu")(x_in)
-    x = layers.Reshape((2, 8, 16, 8))(x)
-    # a broadcast add keeps the 5-D tensor (the converter folds reshapes around x + x)
-    offsets = np.arange(2, dtype=np.float32).reshape(2, 1, 1, 1) * 0.5
-    x = layers.Lambda(lambda t: t + tf.constant(offsets))(x)
-    x = layers.Reshape((16, 16, 8))(x)
-    save("big_dims.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
+    # Conv2D -> Reshape to 5-D -> a broadcast Add of a (2, 1, 1, 1) constant -> Reshape
+    b, layers, x_in = start()
+    x = layers.conv(x_in, 8, 3)
+    five = b.tensor("reshape", (1, 2, 8, 16, 8), scale=0.05, zero_point=-1)
+    b.op("RESHAPE", [x, b.constant("shape5", np.array(five.shape, np.int32))], [five])
+    offsets = b.constant("offsets", np.array([0, 10], np.int8).reshape(2, 1, 1, 1),
+                         scale=0.05, zero_point=0)  # fmt: skip
+    added = b.tensor("add", five.shape, scale=0.05, zero_point=-1)
+    b.op("ADD", [five, offsets], [added], options=schema.AddOptionsT())
+    back = b.tensor("reshape_1", (1, 16, 16, 8), scale=0.05, zero_point=-1)
+    b.op("RESHAPE", [added, b.constant("shape4", np.array(back.shape, np.int32))], [back])
+    head(b, layers, x_in, back, "big_dims.tflite")
 
-    x_in = layers.Input((16, 16, 3))
-    x = layers.ReLU()(layers.MaxPooling2D()(layers.Conv2D(8, 3, padding="same")(x_in)))
-    x = layers.DepthwiseConv2D(3, dilation_rate=2, padding="same")(x)
-    save("pool_relu.tflite", x_in, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
+    # Conv2D -> MaxPooling2D + ReLU (fused into the pool) -> DepthwiseConv2D(3, dilation 2)
+    b, layers, x_in = start()
+    x = layers.conv(x_in, 8, 3)
+    pooled = b.tensor("max_pool", (1, 8, 8, 8), scale=0.05, zero_point=-128)
+    options = schema.Pool2DOptionsT()
+    options.padding, options.strideW, options.strideH = schema.Padding.VALID, 2, 2
+    options.filterWidth = options.filterHeight = 2
+    options.fusedActivationFunction = schema.ActivationFunctionType.RELU
+    b.op("MAX_POOL_2D", [x], [pooled], options=options)
+    head(b, layers, x_in, layers.conv(pooled, 8, 3, dilation=2, depthwise=True), "pool_relu.tflite")
+
+
+def _float_dwres() -> bytes:
+    """The dwres model in float32 (converted without quantization)."""
+    from tests.support.tflite_builder import TfliteBuilder, schema
+
+    rng = np.random.default_rng(0)
+    b = TfliteBuilder()
+
+    def weights(name: str, shape: tuple[int, ...]):
+        return b.constant(name, rng.normal(0, 0.2, shape).astype(np.float32))
+
+    def act(name: str, shape: tuple[int, ...]):
+        return b.tensor(name, shape, "float32")
+
+    same = {"padding": schema.Padding.SAME, "strideW": 1, "strideH": 1}
+    x_in = act("input", (1, 16, 16, 3))
+    conv = act("conv", (1, 16, 16, 8))
+    b.op("CONV_2D", [x_in, weights("conv/w", (8, 3, 3, 3)), weights("conv/b", (8,))], [conv],
+         options=schema.Conv2DOptionsT(**same))  # fmt: skip
+    dw = act("depthwise", (1, 16, 16, 8))
+    b.op("DEPTHWISE_CONV_2D", [conv, weights("dw/w", (1, 3, 3, 8)), weights("dw/b", (8,))],
+         [dw], options=schema.DepthwiseConv2DOptionsT(depthMultiplier=1, **same))  # fmt: skip
+    added = act("add", conv.shape)
+    b.op("ADD", [conv, dw], [added], options=schema.AddOptionsT())
+    mean = act("mean", (1, 8))
+    axes = b.constant("axes", np.array([1, 2], np.int32))
+    b.op("MEAN", [added, axes], [mean], options=schema.ReducerOptionsT())
+    y = act("dense", (1, 4))
+    b.op("FULLY_CONNECTED", [mean, weights("dense/w", (4, 8)), weights("dense/b", (4,))], [y],
+         options=schema.FullyConnectedOptionsT())  # fmt: skip
+    return b.build(inputs=[x_in], outputs=[y])
 
 
 @pytest.fixture(scope="session")

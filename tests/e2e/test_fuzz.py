@@ -277,15 +277,25 @@ def test_fuzz_in_subprocesses(tmp_path, seed_tflite):
     real process without Python's and edgec's start-up each time."""
     server = edgec_server(dict(os.environ))
     out, err = tmp_path / "stdout", tmp_path / "stderr"
+
+    def check(path: Path) -> tuple[Run, float]:
+        done = server.run(["check", str(path), "-t", "cortex-m,android-arm64"], cwd=Path.cwd(),
+                          env=dict(os.environ), out=out, err=err, timeout=60)  # fmt: skip
+        run = Run(done.code, out.read_text(errors="replace"), err.read_text(errors="replace"))
+        assert done.code >= 0, (path.name, done.code, run.err[-2000:])  # -9: killed at 60 s
+        return run, done.seconds
+
+    # 5 s per case, or 3x the unmutated model's check where the shared machine is slower
+    (tmp_path / "seed.tflite").write_bytes(seed_tflite)
+    run, baseline = check(tmp_path / "seed.tflite")
+    assert run.code == 0, run.err
+    limit = max(MAX_SECONDS, 3 * baseline)
     cases = list(mutated_models(seed_tflite, 40))[::4]
     for n, (label, data) in enumerate(cases):
         path = tmp_path / f"case{n}.tflite"
         path.write_bytes(data)
-        done = server.run(["check", str(path), "-t", "cortex-m,android-arm64"], cwd=Path.cwd(),
-                          env=dict(os.environ), out=out, err=err, timeout=60)  # fmt: skip
-        run = Run(done.code, out.read_text(errors="replace"), err.read_text(errors="replace"))
-        assert done.code >= 0, (label, done.code, run.err[-2000:])  # -9: killed at 60 s
-        _outcome(run, done.seconds, f"{n} {label} subprocess")
+        run, seconds = check(path)
+        _outcome(run, seconds, f"{n} {label} subprocess", limit)
 
 
 def _profile(**changes: str) -> str:

@@ -398,15 +398,39 @@ def _hostile_profile(tmp_path: Path) -> Path:
     return profile
 
 
-def test_junit_is_well_formed_xml(tmp_path):
+@dataclass
+class NamedChecks:
+    work: Path
+    junit: Bounded  # check --format junit --out checks.xml (the text on stdout)
+    markdown: Bounded  # check --format markdown --out comment.md (the text on stdout)
+    inspect: Bounded
+
+
+@pytest.fixture(scope="module")
+def named_checks(tmp_path_factory) -> NamedChecks:
+    """The model of HOSTILE_NAMES checked against cortex-m and the hostile profile, once
+    per report format others parse (each written with --out: the terminal's text goes to
+    stdout beside it), and inspected."""
+    work = tmp_path_factory.mktemp("named")
+    (work / "m.tflite").write_bytes(_named_model(HOSTILE_NAMES))
+    _hostile_profile(work)
+    runs = [
+        run_bounded(
+            ["check", "m.tflite", "-t", "cortex-m,board.toml", "--format", fmt, "--out", out],
+            work,
+            allowed=(out,),
+        )  # fmt: skip
+        for fmt, out in (("junit", "checks.xml"), ("markdown", "comment.md"))
+    ]
+    return NamedChecks(work, *runs, run_bounded(["inspect", "m.tflite"], work))
+
+
+def test_junit_is_well_formed_xml(named_checks):
     """ESC, NUL and BEL from names were written raw: CI's JUnit reader rejected the file."""
-    (tmp_path / "m.tflite").write_bytes(_named_model(HOSTILE_NAMES))
-    _hostile_profile(tmp_path)
-    run = run_bounded(["check", "m.tflite", "-t", "cortex-m,board.toml", "--format", "junit",
-                       "--out", "checks.xml"], tmp_path, allowed=("checks.xml",))  # fmt: skip
+    run = named_checks.junit
     assert_bounded(run, code=None)
     assert run.code == 3  # the custom op is not in TFLM
-    text = (tmp_path / "checks.xml").read_text()
+    text = (named_checks.work / "checks.xml").read_text()
     root = ET.fromstring(text.encode())  # expat: well-formed XML 1.0 or an exception
     assert root.tag == "testsuites" and len(root) == 2
     assert not any(c in text for c in "\x1b\x00\x07\u202e\ufffe\uffff")
@@ -420,33 +444,31 @@ def _rendered(markdown: str) -> list:
     return md.parse(markdown)
 
 
-def test_markdown_comment_cannot_be_forged(tmp_path):
+def test_markdown_comment_cannot_be_forged(named_checks):
     """Names and the profile's part.name could add a '### ... pass' heading, table rows,
     links and raw HTML to the pull-request comment."""
-    (tmp_path / "m.tflite").write_bytes(_named_model(HOSTILE_NAMES))
-    _hostile_profile(tmp_path)
-    run = run_bounded(["check", "m.tflite", "-t", "cortex-m,board.toml", "--format",
-                       "markdown"], tmp_path)  # fmt: skip
+    run = named_checks.markdown
     assert_bounded(run, code=None)
-    tokens = _rendered(run.out)
+    comment = (named_checks.work / "comment.md").read_text()
+    tokens = _rendered(comment)
     kinds = [t.type for t in tokens]
     assert kinds.count("heading_open") == 1 and kinds.count("table_open") == 1
     assert kinds.count("tr_open") == 3  # the header row and one row per target
     inline = [child for t in tokens for child in (t.children or [])]
     assert not [c for c in inline if c.type in ("link_open", "html_inline", "image")]
     assert not [t for t in tokens if t.type == "html_block"]
-    assert "\u202e" not in run.out and "\x1b" not in run.out
+    assert "\u202e" not in comment and "\x1b" not in comment
     heading = tokens[kinds.index("heading_open") + 1].content
     assert heading.startswith("edgec check:") and heading.endswith("❌ fail"), heading
 
 
-def test_terminal_output_has_no_bidi_overrides(tmp_path):
-    (tmp_path / "m.tflite").write_bytes(_named_model(HOSTILE_NAMES))
-    for args in (["check", "m.tflite", "-t", "cortex-m"], ["inspect", "m.tflite"]):
-        run = run_bounded(args, tmp_path)
+def test_terminal_output_has_no_bidi_overrides(named_checks):
+    """check's text (on stdout beside each --out report) and inspect's table."""
+    for run in (named_checks.junit, named_checks.markdown, named_checks.inspect):
         assert_bounded(run, code=None)
+        assert "checking cortex-m" in run.err or "FULLY_CONNECTED" in run.out
         for char in "\u202e\u2066\u2069\x1b\x07\x00":
-            assert char not in run.out + run.err, (args, repr(char))
+            assert char not in run.out + run.err, (run.out[:200], repr(char))
 
 
 def test_names_at_the_caps_do_not_stall_the_terminal(tmp_path):
@@ -460,10 +482,17 @@ def test_names_at_the_caps_do_not_stall_the_terminal(tmp_path):
         b.op("CUSTOM", [x], [y], custom_code=f"{i:04d}" + "C" * 60_000)
         x = y
     (tmp_path / "m.tflite").write_bytes(b.build(inputs=[first], outputs=[x]))
-    for fmt in ("text", "markdown", "junit"):
-        run = run_bounded(["check", "m.tflite", "-t", "cortex-m", "--format", fmt], tmp_path)
+    # with --out the text summary still goes to stdout: two runs give all three formats
+    for fmt, out in (("markdown", "comment.md"), ("junit", "checks.xml")):
+        run = run_bounded(["check", "m.tflite", "-t", "cortex-m", "--format", fmt, "--out", out],
+                          tmp_path, allowed=(out,))  # fmt: skip
         assert_bounded(run, code=None)
-        assert run.code == 3 and (len(run.out) < 100_000 or fmt == "junit")
+        assert run.code == 3 and len(run.out) < 100_000  # the terminal's text
+        report = (tmp_path / out).read_text()
+        if fmt == "junit":
+            assert "0249" + "C" * 60_000 in report
+        else:
+            assert len(report) < 100_000
 
 
 # --- parsers and figures: messages, not internal errors ---------------------------------------

@@ -1,6 +1,9 @@
 """Real ``edgec`` processes without paying Python's start and edgec's imports each time.
 
-A server process imports ``edgec.cli`` once; for each command it forks a child that
+A server process imports ``edgec.cli`` (and the TensorFlow-free modules its commands
+import, ``PREIMPORTED``) and asks the installed tflite-micro which builtin ops it
+registers (``edgec.artifact.tflm_ops`` keeps the answers for the process) once; for each
+command it forks a child that
 becomes a fresh session, takes the command's folder, environment, stdin (/dev/null),
 stdout and stderr files and argv, runs ``edgec.cli.main()`` and exits with its status.
 The child is a real process: its own memory, exit status or signal, its own children
@@ -25,10 +28,34 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# edgec's command modules (TensorFlow-free) and the rich modules edgec.ui uses
+PREIMPORTED = (
+    "edgec.api", "edgec.builder", "edgec.pipeline.inspect", "edgec.report.diff",
+    "edgec.report.junit", "edgec.report.markdown", "edgec.export.writer",
+    "edgec.sandbox.worker", "edgec.fit.executor", "edgec.fit.search",
+    "ai_edge_litert.schema_py_generated", "rich.console", "rich.live", "rich.markup",
+    "rich.status", "rich.table",
+)  # fmt: skip
+
 _SERVER = r"""
 import io, json, os, signal, sys, tempfile, time
 
 from edgec.cli import main
+
+# What the commands import anyway, imported once here so that no fork pays it again
+# (~0.1 s of CPU per command). Only modules that read no environment, folder or
+# terminal at import time: not edgec.ui, whose consoles read NO_COLOR, TERM and whether
+# stdout is a terminal when they are made (each command must make them itself).
+import importlib
+for name in PREIMPORTED:
+    importlib.import_module(name)
+assert "edgec.ui" not in sys.modules and "tensorflow" not in sys.modules
+# The installed tflite-micro's builtin ops, asked once here (edgec.artifact.tflm_ops keeps
+# the answers for the process: a child process, ~0.4 s of CPU, in each command that checks
+# a model). They depend on no input; a model's custom op names are still asked by the
+# command that reads them, in its own child.
+from edgec.artifact import tflm_ops
+tflm_ops.registered(tflm_ops.candidates())
 
 replies = os.fdopen(int(sys.argv[1]), "w", buffering=1)
 requests = os.fdopen(int(sys.argv[2]), "r")
@@ -89,7 +116,8 @@ class EdgecServer:
         request_read, self._request = os.pipe()
         self._reply, reply_write = os.pipe()
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, str(reply_write), str(request_read)],
+            [sys.executable, "-c", f"PREIMPORTED = {PREIMPORTED!r}\n" + _SERVER,
+             str(reply_write), str(request_read)],
             env=env, stdin=subprocess.DEVNULL, pass_fds=(reply_write, request_read),
         )  # fmt: skip
         os.close(request_read)

@@ -109,7 +109,7 @@ basis = rng.normal(size=(4, 24)).astype("float32")
 x_ae = (rng.normal(size=(600, 4)).astype("float32") @ basis) / 4
 np.savez(out / "ae.npz", x=x_ae)
 ae = keras.Sequential([keras.Input((24,))])
-for units in (16, 4, 16):
+for units in (16, 8):
     ae.add(layers.Dense(units))
     ae.add(layers.BatchNormalization())
     ae.add(layers.ReLU())

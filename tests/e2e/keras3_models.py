@@ -109,7 +109,7 @@ basis = rng.normal(size=(4, 24)).astype("float32")
 x_ae = (rng.normal(size=(600, 4)).astype("float32") @ basis) / 4
 np.savez(out / "ae.npz", x=x_ae)
 ae = keras.Sequential([keras.Input((24,))])
-for units in (16, 4, 16):
+for units in (16, 8):
     ae.add(layers.Dense(units))
     ae.add(layers.BatchNormalization())
     ae.add(layers.ReLU())
@@ -120,7 +120,9 @@ fit(ae, x_ae, x_ae, 10, loss="mse").save(out / "ae.keras")
 # MobileNetV2, 32x32 and 17 blocks, made the slowest builds of the suite): a stride-2 stem,
 # inverted residuals (1x1 expand, ZeroPadding2D + stride-2 depthwise, 1x1 linear project,
 # Add where the shape stays), Conv2D without bias -> BatchNormalization -> ReLU(6.0),
-# GlobalAveragePooling2D, Dropout, Dense softmax
+# GlobalAveragePooling2D, Dropout, Dense softmax. relu6 in each of its Keras forms (QAT
+# takes only the ReLU(6.0) layer): Activation("relu6") in the stem, a Conv2D's own
+# activation="relu6" in the head
 x_mb = np.repeat(np.kron(x_img, np.ones((1, 2, 2, 1), "float32")), 3, axis=-1)
 np.savez(out / "digits16.npz", x=x_mb, y=y_img)
 
@@ -136,12 +138,13 @@ def conv_bn(h, filters, kernel=1, strides=1, relu6=True, depthwise=False):
 
 
 inputs = keras.Input((16, 16, 3))
-h = conv_bn(inputs, 8, 3, strides=2)  # stem: 8x8x8
+h = conv_bn(inputs, 8, 3, strides=2, relu6=False)  # stem: 8x8x8
+h = layers.Activation("relu6")(h)
 expanded = conv_bn(h, 24)  # block 1: stride 2, 4x4x8
 padded = layers.ZeroPadding2D(((0, 1), (0, 1)))(expanded)
 h = conv_bn(conv_bn(padded, 0, 3, strides=2, depthwise=True), 8, relu6=False)
 block = conv_bn(conv_bn(conv_bn(h, 24), 0, 3, depthwise=True), 8, relu6=False)  # block 2
-h = conv_bn(layers.Add()([h, block]), 32)
+h = layers.Conv2D(32, 1, activation="relu6")(layers.Add()([h, block]))
 h = layers.Dropout(0.2)(layers.GlobalAveragePooling2D()(h))
 mobilenet = keras.Model(inputs, layers.Dense(10, activation="softmax")(h), name="mobilenet")
 fit(mobilenet, x_mb, y_img, 10).save(out / "mobilenet.keras")

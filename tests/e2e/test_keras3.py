@@ -21,7 +21,8 @@ HERE = Path(__file__).parent
 
 # model file, data file, failed checks that are a true reason for exit 3
 PLAIN = {
-    "cnn.keras": ("digits.npz", set()),
+    # the CNN as .h5 (Keras 3's legacy reader); the same model's .keras file is read by the
+    # tests below, and every other .keras model here is a plain build of a .keras file
     "cnn.h5": ("digits.npz", set()),
     "residual.keras": ("digits.npz", set()),
     "residual_export": ("digits.npz", set()),
@@ -160,14 +161,17 @@ def test_recurrent_model_is_rebuilt_and_proven(plain_build):
 @pytest.mark.parametrize(
     "model",
     [
-        # the CNN once: the rebuild starts from the loaded model, the same for .keras and
-        # .h5 (each loaded by its plain build); conv1d, lstm and ae are .keras Sequentials
-        "cnn.h5",
-        "residual.keras",  # relu6
-        "conv1d.keras",  # Conv1D, Rescaling
+        # Functional: Conv2D without bias -> BN -> relu6 in its three forms (ReLU(6.0),
+        # Activation("relu6"), Conv2D(activation="relu6")), ZeroPadding2D, stride-2
+        # DepthwiseConv2D, Add, GlobalAveragePooling2D, Dropout, Dense softmax. Neither the
+        # CNN (its Sequential, Dropout and softmax are in the models here; the rebuild starts
+        # from the loaded model, the same for .keras and .h5, and the .h5's plain build
+        # rebuilds it for the per-layer error) nor the residual net (its relu6 forms and Add
+        # are in this model): each was a build of its own
+        "mobilenet.keras",
+        "conv1d.keras",  # Sequential: Conv1D, SeparableConv1D, Rescaling
         "lstm.keras",  # LSTM QAT
         "ae.keras",  # Dense+BN, x-only data
-        "mobilenet.keras",
         # not kws_bn.keras (BN after ReLU: folded into the next layer, or kept as MUL/ADD):
         # its layers' rebuild is proven by its plain build (fold_batch_norms rebuilds it)
         # and the other models here, and prune-qat on the same model is

@@ -67,7 +67,9 @@ class CompressionPlan:
         if self.targets_from == "inputs":
             return dataclasses.replace(data, y=data.x)
         if self.targets_from == "teacher":
-            out = np.asarray(self.teacher.predict(data.x, batch_size=256, verbose=0))
+            from edgec._tf import predict
+
+            out = np.asarray(predict(self.teacher, data.x))
             return dataclasses.replace(data, y=out.argmax(1) if self.task == "classes" else out)
         return data
 

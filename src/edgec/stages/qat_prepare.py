@@ -152,7 +152,7 @@ def init_activation_ranges(qat_model, float_model, x: np.ndarray) -> int:
     0.047, and LiteRT and TFLM then differed by 2-5 steps at a small classifier's logits.
     Returns the number of ranges set.
     """
-    from edgec._tf import keras
+    from edgec._tf import keras, predict
 
     # Each layer's output in this model's own graph: TF-MOT stages reuse layer objects,
     # whose ``.output`` may belong to another model ("Graph disconnected").
@@ -165,7 +165,7 @@ def init_activation_ranges(qat_model, float_model, x: np.ndarray) -> int:
     if not names:
         return 0
     probe = keras.Model(float_model.inputs, [output_of[n] for n in names])
-    outs = probe.predict(x, batch_size=256, verbose=0)
+    outs = predict(probe, x)
     outs = outs if len(names) > 1 else [outs]
     ranges = {n: (float(np.min(o)), float(np.max(o))) for n, o in zip(names, outs, strict=True)}
     ranges[""] = (float(np.min(x)), float(np.max(x)))  # the QuantizeLayer after the input

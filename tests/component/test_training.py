@@ -166,3 +166,44 @@ def test_evaluating_a_model_again_traces_nothing_and_measures_the_same(
     np.testing.assert_array_equal(
         predict(model, big), model.predict(big, batch_size=256, verbose=0)
     )
+
+
+def test_the_qat_check_plans_the_rewrite_without_rebuilding_or_predicting(
+    train_validation, monkeypatch
+):
+    """Validating a QAT recipe checks the layers ``prepare_for_qat`` would make (a Conv2D
+    with its BatchNormalization folded in, here) against TF-MOT's registry without
+    rebuilding the model or proving the rebuild: the stage rebuilds and proves the model
+    it trains when it runs. The check used to pay a rebuild and two predict traces."""
+    from edgec._tf import keras
+    from edgec.errors import InputError
+    from edgec.stages.structure import qat_rewrite
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the QAT check rebuilt or predicted")
+
+    train, _ = train_validation
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.layers.Input((6, 6, 1)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    monkeypatch.setattr(qat_rewrite, "rebuild", refused)
+    monkeypatch.setattr(qat_rewrite, "proven_equal", refused)
+    plan = _planned({"qat": True}, model, train)
+    assert plan.stages[0].spec.type == "qat"
+    kinds = [type(layer).__name__ for layer in qat_rewrite.qat_layers(model)]
+    assert kinds == ["Conv2D", "Flatten", "Dense"]  # BN folded, ReLU taken in
+
+    unsupported = keras.Sequential(
+        [keras.layers.Input((6, 6, 1)), keras.layers.LayerNormalization(), keras.layers.Flatten(),
+         keras.layers.Dense(3)]
+    )  # fmt: skip
+    with pytest.raises(InputError, match="cannot be quantization-aware trained"):
+        _planned({"qat": True}, unsupported, train)

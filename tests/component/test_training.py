@@ -207,3 +207,36 @@ def test_the_qat_check_plans_the_rewrite_without_rebuilding_or_predicting(
     )  # fmt: skip
     with pytest.raises(InputError, match="cannot be quantization-aware trained"):
         _planned({"qat": True}, unsupported, train)
+
+
+def test_qat_annotation_clones_the_model_once(monkeypatch):
+    """``annotate`` wraps every layer in one clone (relu6 layers with their own config, the
+    others as ``quantize_annotate_model`` wraps them) instead of cloning once for the relu6
+    configs and again through ``quantize_annotate_model``."""
+    from edgec._tf import keras
+    from edgec.stages.qat_prepare import annotate
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.layers.Input((6, 6, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu6"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    clones: list[object] = []
+    clone = keras.models.clone_model
+
+    def counting(*args, **kwargs):
+        clones.append(args[0])
+        return clone(*args, **kwargs)
+
+    monkeypatch.setattr(keras.models, "clone_model", counting)
+    annotated, scope = annotate(model)
+    assert len(clones) == 1
+    assert [type(layer).__name__ for layer in annotated.layers] == ["QuantizeAnnotate"] * 3
+    conv, flatten, dense = annotated.layers
+    assert type(conv.quantize_config).__name__ in scope  # the relu6 config
+    assert flatten.quantize_config is None and dense.quantize_config is None
+    assert [layer.layer for layer in annotated.layers] == model.layers  # the model's weights

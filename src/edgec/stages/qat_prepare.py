@@ -25,6 +25,11 @@ def annotate(model):
     the config TF-MOT gives an Add: its output fake-quantized, nothing else; the converter
     makes it int8 MUL and ADD ops, as without QAT.
 
+    One clone makes every annotation: each other layer gets the plain ``QuantizeAnnotate``
+    that ``quantize_annotate_model`` gives it (the stage's check refused the Lambda layers
+    and nested models it treats otherwise); cloning once with the relu6 configs and again
+    through ``quantize_annotate_model`` built the model's graph twice.
+
     Returns the annotated model and the ``quantize_scope`` that ``quantize_apply`` needs.
     The config classes are the default scheme's own (taken from its registry). Trap: a
     layer annotated with its own config never goes through the scheme's registry, so PQAT
@@ -43,15 +48,14 @@ def annotate(model):
             scope[cls.__name__] = cls
             return quantize.quantize_annotate_layer(layer, cls([], [], True))
         if not _is_relu6(layer.get_config().get("activation")) or not registry.supports(layer):
-            return layer
+            return quantize.quantize_annotate_layer(layer)
         cls = type(registry.get_quantize_config(layer))
         scope[cls.__name__] = cls
         weights = ["depthwise_kernel"] if hasattr(layer, "depthwise_kernel") else ["kernel"]
         return quantize.quantize_annotate_layer(layer, cls(weights, [], True))
 
-    custom = keras.models.clone_model(model, clone_function=wrap)
-    custom.set_weights(model.get_weights())
-    return quantize.quantize_annotate_model(custom), scope
+    # the wrappers hold the model's own layers: the annotated model has their weights
+    return keras.models.clone_model(model, clone_function=wrap), scope
 
 
 def _is_relu6(activation) -> bool:

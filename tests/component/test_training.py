@@ -240,3 +240,31 @@ def test_qat_annotation_clones_the_model_once(monkeypatch):
     assert type(conv.quantize_config).__name__ in scope  # the relu6 config
     assert flatten.quantize_config is None and dense.quantize_config is None
     assert [layer.layer for layer in annotated.layers] == model.layers  # the model's weights
+
+
+def test_teacher_targets_are_predicted_once_for_all_stages(train_validation):
+    """With x-only data a recipe starting with distill trains on the teacher's outputs;
+    each stage asked for them again (a prediction of all the training data per stage)."""
+    import dataclasses
+
+    from edgec.stages import plan as compress
+
+    train, validation = train_validation
+    teacher = _model(dropout=False)
+    plan = compress.CompressionPlan(
+        recipe=None, stages=[], task="classes", targets_from="teacher", teacher=teacher
+    )
+    calls: list[int] = []
+    predict = teacher.predict
+
+    def counting(x, *args, **kwargs):
+        calls.append(len(x) if hasattr(x, "__len__") else -1)
+        return predict(x, *args, **kwargs)
+
+    teacher.predict = counting
+    x_only = dataclasses.replace(train, y=None)
+    first = plan.labelled(x_only)
+    again = plan.labelled(x_only)
+    assert len(calls) == 1 and again is first
+    assert plan.labelled(validation) is not first and len(calls) == 2
+    np.testing.assert_array_equal(first.y, predict(x_only.x, batch_size=256, verbose=0).argmax(1))

@@ -61,14 +61,22 @@ class CompressionPlan:
     # --per-channel (auto | always | never): how the build will quantize the weights that
     # no qat stage fixes; the cluster stage makes its clusters match (stages.cluster)
     per_channel: str = "auto"
+    # labelled(): data -> its teacher-labelled copy, made once for all the stages
+    _taught: dict[int, tuple[Dataset, Dataset]] = field(default_factory=dict, repr=False)
 
     def labelled(self, data: Dataset) -> Dataset:
-        """``data`` with the targets the training stages fit."""
+        """``data`` with the targets the training stages fit (the teacher's outputs are
+        predicted once per data set, not again for every stage)."""
         if self.targets_from == "inputs":
             return dataclasses.replace(data, y=data.x)
         if self.targets_from == "teacher":
-            out = np.asarray(self.teacher.predict(data.x, batch_size=256, verbose=0))
-            return dataclasses.replace(data, y=out.argmax(1) if self.task == "classes" else out)
+            if id(data) not in self._taught:
+                from edgec._tf import predict
+
+                out = np.asarray(predict(self.teacher, data.x))
+                y = out.argmax(1) if self.task == "classes" else out
+                self._taught[id(data)] = (data, dataclasses.replace(data, y=y))
+            return self._taught[id(data)][1]
         return data
 
     @property

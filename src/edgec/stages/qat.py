@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
-
 from edgec.errors import InputError
 from edgec.stages.base import Param, ShortForm, Stage, register, training_params
 from edgec.stages.metrics import QatMetrics
@@ -98,7 +96,8 @@ class Qat(Stage):
                 "centroids)",
                 "drop the cluster stage, or train 8-bit weights",
             )
-        _check(sp.spec, model, train.x[:8] if train is not None else None)
+        if train is not None:  # else _check_training_data already refused the recipe
+            _check(sp.spec, model)
         return model
 
     def run(self, sp, plan, model, train, validation, on_epoch) -> StageResult:
@@ -117,18 +116,21 @@ class Qat(Stage):
         return parts
 
 
-def _check(spec: StageSpec, model, sample: np.ndarray | None) -> None:
-    """QAT takes the model as ``prepare_for_qat`` rewrites it: every layer must be supported."""
-    from edgec.stages.structure.qat_rewrite import prepare_for_qat
+def _check(spec: StageSpec, model) -> None:
+    """QAT takes the model as ``prepare_for_qat`` rewrites it: every layer must be supported.
 
-    if sample is None:  # _check_training_data already refused this
-        return
+    The layers are the rewrite's plan (``qat_layers``), not a rebuilt and proven model: the
+    stage rebuilds and proves the model it trains when it runs (an earlier stage changes
+    the weights), and the check's own rebuild and proof cost every QAT recipe with a
+    rewrite two more predict traces while it was validated."""
+    from edgec.stages.structure.qat_rewrite import qat_layers
+
     try:
-        model = prepare_for_qat(model, sample).model
+        layers = qat_layers(model)
     except InputError as exc:
         raise fail(spec, exc.message, exc.hint or "skip QAT") from None
     registry = _qat_registry()
-    for layer in model.layers:
+    for layer in layers:
         kind = type(layer).__name__
         if kind == "InputLayer" or kind in RECURRENT:
             continue

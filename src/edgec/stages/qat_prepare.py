@@ -25,6 +25,11 @@ def annotate(model):
     the config TF-MOT gives an Add: its output fake-quantized, nothing else; the converter
     makes it int8 MUL and ADD ops, as without QAT.
 
+    One clone makes every annotation: each other layer gets the plain ``QuantizeAnnotate``
+    that ``quantize_annotate_model`` gives it (the stage's check refused the Lambda layers
+    and nested models it treats otherwise); cloning once with the relu6 configs and again
+    through ``quantize_annotate_model`` built the model's graph twice.
+
     Returns the annotated model and the ``quantize_scope`` that ``quantize_apply`` needs.
     The config classes are the default scheme's own (taken from its registry). Trap: a
     layer annotated with its own config never goes through the scheme's registry, so PQAT
@@ -43,15 +48,14 @@ def annotate(model):
             scope[cls.__name__] = cls
             return quantize.quantize_annotate_layer(layer, cls([], [], True))
         if not _is_relu6(layer.get_config().get("activation")) or not registry.supports(layer):
-            return layer
+            return quantize.quantize_annotate_layer(layer)
         cls = type(registry.get_quantize_config(layer))
         scope[cls.__name__] = cls
         weights = ["depthwise_kernel"] if hasattr(layer, "depthwise_kernel") else ["kernel"]
         return quantize.quantize_annotate_layer(layer, cls(weights, [], True))
 
-    custom = keras.models.clone_model(model, clone_function=wrap)
-    custom.set_weights(model.get_weights())
-    return quantize.quantize_annotate_model(custom), scope
+    # the wrappers hold the model's own layers: the annotated model has their weights
+    return keras.models.clone_model(model, clone_function=wrap), scope
 
 
 def _is_relu6(activation) -> bool:
@@ -152,7 +156,7 @@ def init_activation_ranges(qat_model, float_model, x: np.ndarray) -> int:
     0.047, and LiteRT and TFLM then differed by 2-5 steps at a small classifier's logits.
     Returns the number of ranges set.
     """
-    from edgec._tf import keras
+    from edgec._tf import keras, predict
 
     # Each layer's output in this model's own graph: TF-MOT stages reuse layer objects,
     # whose ``.output`` may belong to another model ("Graph disconnected").
@@ -165,7 +169,7 @@ def init_activation_ranges(qat_model, float_model, x: np.ndarray) -> int:
     if not names:
         return 0
     probe = keras.Model(float_model.inputs, [output_of[n] for n in names])
-    outs = probe.predict(x, batch_size=256, verbose=0)
+    outs = predict(probe, x)
     outs = outs if len(names) > 1 else [outs]
     ranges = {n: (float(np.min(o)), float(np.max(o))) for n, o in zip(names, outs, strict=True)}
     ranges[""] = (float(np.min(x)), float(np.max(x)))  # the QuantizeLayer after the input

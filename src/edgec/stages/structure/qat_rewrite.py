@@ -119,15 +119,39 @@ def fold_forward_batch_norms(model, sample: np.ndarray) -> Prepared:
     return _rewrite(model, sample, backward=False, forward=True, qat=False)
 
 
-def _rewrite(model, sample: np.ndarray, *, backward: bool, forward: bool, qat: bool) -> Prepared:
+def qat_layers(model) -> list[Any]:
+    """The layers ``prepare_for_qat`` would give ``model``, decided without rebuilding it
+    or proving the rebuild (what the QAT stage checks against TF-MOT's registry while the
+    recipe is validated: the rebuild and its proof, two predict traces, are the stage's
+    own when it runs). Raises the InputError ``prepare_for_qat`` would."""
+    plan = _plan(model, backward=True, forward=True, qat=True)
+    layers: dict[int, Any] = {}
+    for gn in layer_calls(model):
+        replacement = plan.calls[id(gn.node)]
+        for layer in (gn.layer,) if replacement is None else replacement.layers:
+            layers.setdefault(id(layer), layer)
+    return list(layers.values())
+
+
+@dataclass
+class _Plan:
+    """Every layer call's replacement (None: cloned as it is), before anything is rebuilt."""
+
+    calls: dict[int, Replacement | None]
+    rewrites: list[str]
+    kept: dict[str, str]
+    input_scale: float = 1.0
+
+
+def _plan(model, *, backward: bool, forward: bool, qat: bool) -> _Plan:
     rewrites: list[str] = []
     folds = _bn_folds(model)
     takes, kept = _bn_forward_folds(model, folds) if forward else ({}, {})
     taken = {fold.bn for fold in takes.values()}
     folds = folds if backward else {}
     relus = _relu_absorbs(model, folds) if qat else {}
-    if not (qat or folds or takes):  # nothing to rewrite: no rebuild
-        return Prepared(model, kept=kept)
+    if not (qat or folds or takes):  # nothing to rewrite
+        return _Plan({}, rewrites, kept)
     scaler: Any = None
     input_scale, first_fold = 1.0, None
     if qat:  # only QAT moves an input Rescaling/Normalization (it may refuse one)
@@ -150,21 +174,28 @@ def _rewrite(model, sample: np.ndarray, *, backward: bool, forward: bool, qat: b
             rewrites.append(takes[layer.name].describe())
         return _replacement(model, gn, (fold, pre, relus.get(layer.name)), rewrites)
 
+    calls = {id(gn.node): replace(gn) for gn in layer_calls(model)}
+    return _Plan(calls, rewrites, kept, input_scale)
+
+
+def _rewrite(model, sample: np.ndarray, *, backward: bool, forward: bool, qat: bool) -> Prepared:
     # Every call's replacement is decided before anything is rebuilt: with nothing to
     # rewrite the model is handed back as it is, not rebuilt as a copy only to be dropped
     # (that cost every QAT stage a clone of the model, 0.2 s on the example).
-    planned = {id(gn.node): replace(gn) for gn in layer_calls(model)}
-    if not rewrites:
-        return Prepared(model, kept=kept)
-    rebuilt = rebuild(model, lambda gn: planned[id(gn.node)])
-    proof = proven_equal(model, rebuilt, sample, input_scale=input_scale)
+    plan = _plan(model, backward=backward, forward=forward, qat=qat)
+    if not plan.rewrites:
+        return Prepared(model, kept=plan.kept)
+    rebuilt = rebuild(model, lambda gn: plan.calls[id(gn.node)])
+    proof = proven_equal(model, rebuilt, sample, input_scale=plan.input_scale)
     if not proof.equal:
         raise InputError(
             f"rewriting the model (folding layers into others) changed its outputs (largest "
             f"difference {proof.max_difference:.3g})",
             hint="report it with the model attached",
         )
-    return Prepared(rebuilt, input_scale, tuple(rewrites), proof.max_difference, kept)
+    return Prepared(
+        rebuilt, plan.input_scale, tuple(plan.rewrites), proof.max_difference, plan.kept
+    )
 
 
 # ---------------------------------------------------------------------------- graph walk

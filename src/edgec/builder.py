@@ -172,6 +172,7 @@ class BuildContext:
     tflm_ok: bool = False  # measure_arena: TFLM has every op
     arena: int | None = None
     x_q: np.ndarray = field(init=False)  # measure_arena: the evaluation inputs, quantized
+    tflm_out: np.ndarray | None = None  # tflm_outputs: the standard file's, in ctx.arena
     lut_info: dict | None = None
     # measurements and outputs
     sections: list[TargetSection] = field(default_factory=list)  # check_targets
@@ -595,6 +596,7 @@ def convert(ctx: BuildContext) -> None:
 
 def _set_converted(ctx: BuildContext, tflite: bytes) -> None:
     ctx.tflite = tflite
+    ctx.tflm_out = None  # TFLM's outputs of the bytes before
     ctx.converted = ModelArtifact.from_bytes(ctx.tflite, source="the converted model")
     ctx.flat = ctx.converted.model
     # until lut_compress replaces it
@@ -848,7 +850,12 @@ def lean(ctx: BuildContext) -> None:
             check = Check(LEAN_CHECK, True, f"the standard file ships (TFLM arena {why})")
         else:
             keep_names = ctx.options.keep_names
-            ctx.lean = make_lean_verified(ctx.shipped, ctx.x_q, arena, keep_names=keep_names)
+            # the standard file's outputs are the agreement check's too (run once)
+            same = ctx.shipped is ctx.tflite and arena == ctx.arena
+            ctx.lean = make_lean_verified(
+                ctx.shipped, ctx.x_q, arena, keep_names=keep_names,
+                reference=tflm_outputs(ctx) if same else None,
+            )  # fmt: skip
             files = model_files(ctx)
             m.update(ctx.lean.metrics(names_file=next(iter(files.names), "")))
             check = ctx.lean.check
@@ -943,10 +950,21 @@ def _runtime_agreement(
         why = ctx.converted.tflm_run(runnable=ctx.tflm_ok).detail.removeprefix("not measured: ")
         return Check("litert_vs_tflm", False, f"not run: {why}"), None
     x = ctx.x_q[: len(litert.raw)]
-    tflm = runtimes.run_tflm(ctx.tflite, x, ctx.arena)
     # the exact arena cannot hold every tensor at once: a second run keeps them
-    tflm = runtimes.Outputs(tflm.raw, runtimes.run_tflm(ctx.tflite, x, ctx.arena, keep).kept)
+    kept = runtimes.run_tflm(ctx.tflite, x, ctx.arena, keep).kept
+    tflm = runtimes.Outputs(tflm_outputs(ctx, len(x)), kept)
     return verify.agreement_check(litert, tflm, model=ctx.flat), tflm
+
+
+def tflm_outputs(ctx: BuildContext, n: int | None = None) -> np.ndarray:
+    """TFLM's raw outputs of the standard file (``ctx.tflite``) in its exact arena on the
+    first ``n`` evaluation samples (all by default): run once per build for the lean
+    proof and the agreement check (the same interpreter on the same bytes and inputs)."""
+    assert ctx.arena is not None  # measure_arena found it: TFLM runs the model
+    n = len(ctx.x_q) if n is None else n
+    if ctx.tflm_out is None or len(ctx.tflm_out) < n:
+        ctx.tflm_out = runtimes.run_tflm(ctx.tflite, ctx.x_q[:n], ctx.arena).raw
+    return ctx.tflm_out[:n]
 
 
 def phone_variants(ctx: BuildContext) -> None:

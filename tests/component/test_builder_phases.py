@@ -67,3 +67,38 @@ def test_a_phase_run_out_of_order_says_what_is_missing(user_model):
     ctx = new_context(options)
     with pytest.raises(AttributeError, match="model"):
         builder.load_data(ctx)  # load_model has not run
+
+
+def test_tflm_runs_the_shipped_bytes_once_for_the_lean_proof_and_the_agreement(
+    converted, monkeypatch
+):
+    """The lean proof and the LiteRT-vs-TFLM check both need TFLM's outputs of the
+    standard file in its exact arena on the evaluation samples: one run serves both, and
+    the lean file's arena (most often the standard one's) is confirmed, not searched."""
+    from edgec.artifact import runtimes
+
+    ctx, runs, searches = converted, [], []
+    run_tflm, measure_arena = runtimes.run_tflm, runtimes.measure_arena
+
+    def counted_run(model, x, arena_bytes, keep=()):
+        runs.append((model == ctx.tflite, len(x), arena_bytes, bool(keep)))
+        return run_tflm(model, x, arena_bytes, keep)
+
+    def counted_search(model, inputs, **options):
+        result = measure_arena(model, inputs, **options)
+        searches.append(result)
+        return result
+
+    monkeypatch.setattr(runtimes, "run_tflm", counted_run)
+    monkeypatch.setattr(runtimes, "measure_arena", counted_search)
+    builder.lean(ctx)
+    builder.evaluate(ctx)
+    assert ctx.lean is not None and ctx.lean.check.ok, ctx.lean.check.detail
+    assert ctx.checks["litert_vs_tflm"][0].ok, ctx.checks["litert_vs_tflm"][0].detail
+    n = len(ctx.x_q)
+    standard = [r for r in runs if r[0] and not r[3]]
+    assert standard == [(True, n, ctx.arena, False)]  # lean's reference, the agreement's too
+    assert [r for r in runs if r[0] and r[3]] == [(True, min(n, 300), ctx.arena, True)]
+    # the lean file: its own run, its arena confirmed at the standard one's in 2 probes
+    assert [r[1:] for r in runs if not r[0]] == [(n, ctx.arena, False)]
+    assert [(s.bytes, s.probes) for s in searches] == [(ctx.arena, 2)]

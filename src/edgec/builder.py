@@ -495,9 +495,10 @@ def run_recipe(ctx: BuildContext) -> None:
     """The recipe's stages, in order, each one timed with its metrics."""
     if ctx.recipe_plan is None:
         return
+    from edgec.pipeline.outputs import model_outputs
     from edgec.stages import plan as compress
 
-    ctx.input_model_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
+    ctx.input_model_out = model_outputs(ctx.model, ctx.evaluation.x)
     ctx.input_parameters = int(ctx.model.count_params())
     before = None  # the model's validation figures, measured by the stage before
     for sp in ctx.recipe_plan.stages:
@@ -698,7 +699,9 @@ def _precision_budget(ctx: BuildContext) -> Budget:
 def float_outputs(ctx: BuildContext) -> np.ndarray:
     """The (compressed) float model's outputs on the evaluation samples, computed once."""
     if ctx.float_out is None:
-        ctx.float_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
+        from edgec.pipeline.outputs import model_outputs
+
+        ctx.float_out = model_outputs(ctx.model, ctx.evaluation.x)
     return ctx.float_out
 
 

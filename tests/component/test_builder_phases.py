@@ -102,3 +102,14 @@ def test_tflm_runs_the_shipped_bytes_once_for_the_lean_proof_and_the_agreement(
     # the lean file: its own run, its arena confirmed at the standard one's in 2 probes
     assert [r[1:] for r in runs if not r[0]] == [(n, ctx.arena, False)]
     assert [(s.bytes, s.probes) for s in searches] == [(ctx.arena, 2)]
+
+
+def test_the_float_outputs_trace_no_predict_function(converted):
+    """The float model's outputs (the accuracy check's, the per-layer choice's) are the
+    model called batch by batch: tf_keras's predict would trace a function per model."""
+    ctx = converted
+    ctx.float_out = None
+    out = builder.float_outputs(ctx)
+    assert out.shape == (len(ctx.evaluation), 10)
+    assert ctx.model.predict_function is None
+    assert builder.float_outputs(ctx) is out  # computed once

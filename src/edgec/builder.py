@@ -173,6 +173,7 @@ class BuildContext:
     arena: int | None = None
     x_q: np.ndarray = field(init=False)  # measure_arena: the evaluation inputs, quantized
     tflm_out: np.ndarray | None = None  # tflm_outputs: the standard file's, in ctx.arena
+    shipped_out: np.ndarray | None = None  # lut_compress: TFLM's of the compressed file
     lut_info: dict | None = None
     # measurements and outputs
     sections: list[TargetSection] = field(default_factory=list)  # check_targets
@@ -810,10 +811,12 @@ def lut_compress(ctx: BuildContext) -> None:
         else:
             arena_budget, note = _lut_arena_budget(ctx, budget)
             lut = compress_lut_verified(
-                ctx.tflite, ctx.x_q, ctx.arena, ram_budget_bytes=arena_budget
-            )
+                ctx.tflite, ctx.x_q, ctx.arena, ram_budget_bytes=arena_budget,
+                reference=tflm_outputs(ctx),  # the lean proof's or the agreement's anyway
+            )  # fmt: skip
             if lut.compressed:  # else the converted model ships (its arena already measured)
                 ctx.shipped, ctx.shipped_artifact = lut.model, lut.artifact
+                ctx.shipped_out = lut.outputs  # in its arena: the lean proof's reference
             ctx.lut_info, check = lut.info(), lut.check
             if budget is not None:  # the budget as the user gave it, and what it left
                 ctx.lut_info |= {"ram_budget_bytes": budget, "note": ctx.lut_info["note"] + note}
@@ -853,12 +856,13 @@ def lean(ctx: BuildContext) -> None:
             check = Check(LEAN_CHECK, True, f"the standard file ships (TFLM arena {why})")
         else:
             keep_names = ctx.options.keep_names
-            # the standard file's outputs are the agreement check's too (run once)
-            same = ctx.shipped is ctx.tflite and arena == ctx.arena
             ctx.lean = make_lean_verified(
-                ctx.shipped, ctx.x_q, arena, keep_names=keep_names,
-                reference=tflm_outputs(ctx) if same else None,
-            )  # fmt: skip
+                ctx.shipped,
+                ctx.x_q,
+                arena,
+                keep_names=keep_names,
+                reference=_shipped_outputs(ctx, arena),
+            )
             files = model_files(ctx)
             m.update(ctx.lean.metrics(names_file=next(iter(files.names), "")))
             check = ctx.lean.check
@@ -957,6 +961,16 @@ def _runtime_agreement(
     kept = runtimes.run_tflm(ctx.tflite, x, ctx.arena, keep).kept
     tflm = runtimes.Outputs(tflm_outputs(ctx, len(x)), kept)
     return verify.agreement_check(litert, tflm, model=ctx.flat), tflm
+
+
+def _shipped_outputs(ctx: BuildContext, arena: int) -> np.ndarray | None:
+    """TFLM's outputs of what ships in ``arena`` on every evaluation sample, where an
+    earlier phase ran them (the standard file's are the agreement check's too)."""
+    if ctx.shipped is ctx.tflite and arena == ctx.arena:
+        return tflm_outputs(ctx)
+    if ctx.shipped_out is not None and arena == ctx.shipped_artifact.arena()[0]:
+        return ctx.shipped_out
+    return None
 
 
 def tflm_outputs(ctx: BuildContext, n: int | None = None) -> np.ndarray:

@@ -113,3 +113,36 @@ def test_the_float_outputs_trace_no_predict_function(converted):
     assert out.shape == (len(ctx.evaluation), 10)
     assert ctx.model.predict_function is None
     assert builder.float_outputs(ctx) is out  # computed once
+
+
+def test_a_lut_build_runs_each_file_in_tflm_once_for_its_proofs(clustered, monkeypatch):
+    """--compress lut: the LUT proof's reference is the standard file's outputs (the
+    agreement check's too), and its outputs of the compressed file are the lean proof's
+    reference: TFLM runs the standard, the compressed and the lean file once each."""
+    from edgec.artifact import runtimes
+
+    options = BuildOptions(
+        model=clustered.keras, data=clustered.data, target="cortex-m", out=None,
+        compress="lut", per_channel="never",
+    )  # fmt: skip
+    ctx, runs = new_context(options), []
+    run_tflm = runtimes.run_tflm
+
+    def counted_run(model, x, arena_bytes, keep=()):
+        runs.append((model, len(x), bool(keep)))
+        return run_tflm(model, x, arena_bytes, keep)
+
+    monkeypatch.setattr(runtimes, "run_tflm", counted_run)
+    for phase in builder.PHASES[: builder.PHASES.index(builder.evaluate) + 1]:
+        phase(ctx)
+    assert ctx.checks["lut_bit_identical"][0].ok and ctx.lut_info is not None
+    assert ctx.shipped is not ctx.tflite  # compressed
+    assert ctx.lean is not None and ctx.checks["lean_bit_identical"][0].ok
+    assert ctx.checks["litert_vs_tflm"][0].ok, ctx.checks["litert_vs_tflm"][0].detail
+    n, lean = len(ctx.x_q), ctx.lean.lean.data
+    # every evaluation sample: the standard, the compressed, the lean file, once each
+    assert [(m, size) for m, size, kept in runs if not kept] == [
+        (ctx.tflite, n), (ctx.shipped, n), (lean, n)
+    ]  # fmt: skip
+    # and the agreement check's run that keeps every tensor
+    assert [(m, size) for m, size, kept in runs if kept] == [(ctx.tflite, min(n, 300))]

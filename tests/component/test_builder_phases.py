@@ -146,3 +146,32 @@ def test_a_lut_build_runs_each_file_in_tflm_once_for_its_proofs(clustered, monke
     ]  # fmt: skip
     # and the agreement check's run that keeps every tensor
     assert [(m, size) for m, size, kept in runs if kept] == [(ctx.tflite, min(n, 300))]
+
+
+def test_an_int4_build_runs_the_int4_file_in_tflm_once_for_its_proofs(user_model, monkeypatch):
+    """--weights int4: the int4 proof's TFLM outputs of the int4 file (in its measured
+    arena, on every evaluation sample) are the lean proof's reference and the agreement
+    check's outputs."""
+    from edgec.artifact import runtimes
+
+    options = BuildOptions(
+        model=user_model.keras, data=user_model.data, target="cortex-m", out=None,
+        weights="int4", calibration_samples=64,
+    )  # fmt: skip
+    ctx, runs = new_context(options), []
+    run_tflm = runtimes.run_tflm
+
+    def counted_run(model, x, arena_bytes, keep=()):
+        runs.append((model, len(x), bool(keep)))
+        return run_tflm(model, x, arena_bytes, keep)
+
+    monkeypatch.setattr(runtimes, "run_tflm", counted_run)
+    for phase in builder.PHASES[: builder.PHASES.index(builder.evaluate) + 1]:
+        phase(ctx)
+    assert ctx.checks["int4_bit_identical"][0].ok, ctx.checks["int4_bit_identical"][0].detail
+    assert ctx.lean is not None and ctx.checks["lean_bit_identical"][0].ok
+    assert ctx.checks["litert_vs_tflm"][0].ok, ctx.checks["litert_vs_tflm"][0].detail
+    n, int4 = len(ctx.x_q), ctx.tflite
+    assert sum(model == int4 and not kept for model, _, kept in runs) == 1
+    assert [(m == int4, size) for m, size, kept in runs if kept] == [(True, min(n, 300))]
+    assert len(runs) == 4  # the int8 twin, the int4 file, the lean file, the kept tensors

@@ -172,6 +172,10 @@ class BuildContext:
     tflm_ok: bool = False  # measure_arena: TFLM has every op
     arena: int | None = None
     x_q: np.ndarray = field(init=False)  # measure_arena: the evaluation inputs, quantized
+    # tflm_outputs: TFLM's outputs of the standard file, with the arena and inputs they
+    # ran with
+    tflm_out: tuple[int, np.ndarray, np.ndarray] | None = None
+    shipped_out: np.ndarray | None = None  # lut_compress: TFLM's of the compressed file
     lut_info: dict | None = None
     # measurements and outputs
     sections: list[TargetSection] = field(default_factory=list)  # check_targets
@@ -494,9 +498,10 @@ def run_recipe(ctx: BuildContext) -> None:
     """The recipe's stages, in order, each one timed with its metrics."""
     if ctx.recipe_plan is None:
         return
+    from edgec.pipeline.outputs import model_outputs
     from edgec.stages import plan as compress
 
-    ctx.input_model_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
+    ctx.input_model_out = model_outputs(ctx.model, ctx.evaluation.x)
     ctx.input_parameters = int(ctx.model.count_params())
     before = None  # the model's validation figures, measured by the stage before
     for sp in ctx.recipe_plan.stages:
@@ -595,6 +600,7 @@ def convert(ctx: BuildContext) -> None:
 
 def _set_converted(ctx: BuildContext, tflite: bytes) -> None:
     ctx.tflite = tflite
+    ctx.tflm_out = None  # TFLM's outputs of the bytes before
     ctx.converted = ModelArtifact.from_bytes(ctx.tflite, source="the converted model")
     ctx.flat = ctx.converted.model
     # until lut_compress replaces it
@@ -696,7 +702,9 @@ def _precision_budget(ctx: BuildContext) -> Budget:
 def float_outputs(ctx: BuildContext) -> np.ndarray:
     """The (compressed) float model's outputs on the evaluation samples, computed once."""
     if ctx.float_out is None:
-        ctx.float_out = ctx.model.predict(ctx.evaluation.x, batch_size=256, verbose=0)
+        from edgec.pipeline.outputs import model_outputs
+
+        ctx.float_out = model_outputs(ctx.model, ctx.evaluation.x)
     return ctx.float_out
 
 
@@ -735,6 +743,8 @@ def int4_weights(ctx: BuildContext) -> None:
     _set_converted(ctx, proven.result.model)
     # the int4 file parsed once, its arena measured: measure_arena reads it from here
     ctx.converted = ctx.shipped_artifact = proven.artifact
+    if proven.outputs is not None:  # tflm_outputs' (the file, its arena, these inputs)
+        ctx.tflm_out = proven.arena_bytes, x_q, proven.outputs
 
 
 def measure_arena(ctx: BuildContext) -> None:
@@ -805,10 +815,12 @@ def lut_compress(ctx: BuildContext) -> None:
         else:
             arena_budget, note = _lut_arena_budget(ctx, budget)
             lut = compress_lut_verified(
-                ctx.tflite, ctx.x_q, ctx.arena, ram_budget_bytes=arena_budget
-            )
+                ctx.tflite, ctx.x_q, ctx.arena, ram_budget_bytes=arena_budget,
+                reference=tflm_outputs(ctx),  # the lean proof's or the agreement's anyway
+            )  # fmt: skip
             if lut.compressed:  # else the converted model ships (its arena already measured)
                 ctx.shipped, ctx.shipped_artifact = lut.model, lut.artifact
+                ctx.shipped_out = lut.outputs  # in its arena: the lean proof's reference
             ctx.lut_info, check = lut.info(), lut.check
             if budget is not None:  # the budget as the user gave it, and what it left
                 ctx.lut_info |= {"ram_budget_bytes": budget, "note": ctx.lut_info["note"] + note}
@@ -848,7 +860,13 @@ def lean(ctx: BuildContext) -> None:
             check = Check(LEAN_CHECK, True, f"the standard file ships (TFLM arena {why})")
         else:
             keep_names = ctx.options.keep_names
-            ctx.lean = make_lean_verified(ctx.shipped, ctx.x_q, arena, keep_names=keep_names)
+            ctx.lean = make_lean_verified(
+                ctx.shipped,
+                ctx.x_q,
+                arena,
+                keep_names=keep_names,
+                reference=_shipped_outputs(ctx, arena),
+            )
             files = model_files(ctx)
             m.update(ctx.lean.metrics(names_file=next(iter(files.names), "")))
             check = ctx.lean.check
@@ -943,10 +961,38 @@ def _runtime_agreement(
         why = ctx.converted.tflm_run(runnable=ctx.tflm_ok).detail.removeprefix("not measured: ")
         return Check("litert_vs_tflm", False, f"not run: {why}"), None
     x = ctx.x_q[: len(litert.raw)]
-    tflm = runtimes.run_tflm(ctx.tflite, x, ctx.arena)
     # the exact arena cannot hold every tensor at once: a second run keeps them
-    tflm = runtimes.Outputs(tflm.raw, runtimes.run_tflm(ctx.tflite, x, ctx.arena, keep).kept)
+    kept = runtimes.run_tflm(ctx.tflite, x, ctx.arena, keep).kept
+    tflm = runtimes.Outputs(tflm_outputs(ctx, len(x)), kept)
     return verify.agreement_check(litert, tflm, model=ctx.flat), tflm
+
+
+def _shipped_outputs(ctx: BuildContext, arena: int) -> np.ndarray | None:
+    """TFLM's outputs of what ships in ``arena`` on every evaluation sample, where an
+    earlier phase ran them (the standard file's are the agreement check's too)."""
+    if ctx.shipped is ctx.tflite and arena == ctx.arena:
+        return tflm_outputs(ctx)
+    if ctx.shipped_out is not None and arena == ctx.shipped_artifact.arena()[0]:
+        return ctx.shipped_out
+    return None
+
+
+def tflm_outputs(ctx: BuildContext, n: int | None = None) -> np.ndarray:
+    """TFLM's raw outputs of the standard file (``ctx.tflite``) in its exact arena on the
+    first ``n`` evaluation samples (all by default): run once per build for the lean
+    proof and the agreement check (the same interpreter on the same bytes and inputs)."""
+    assert ctx.arena is not None  # measure_arena found it: TFLM runs the model
+    n = len(ctx.x_q) if n is None else n
+    known = ctx.tflm_out
+    if not (
+        known is not None
+        and known[0] == ctx.arena
+        and len(known[1]) >= n
+        and np.array_equal(known[1][:n], ctx.x_q[:n])
+    ):
+        x = ctx.x_q[:n]
+        known = ctx.tflm_out = ctx.arena, x, runtimes.run_tflm(ctx.tflite, x, ctx.arena).raw
+    return known[2][:n]
 
 
 def phone_variants(ctx: BuildContext) -> None:

@@ -67,3 +67,111 @@ def test_a_phase_run_out_of_order_says_what_is_missing(user_model):
     ctx = new_context(options)
     with pytest.raises(AttributeError, match="model"):
         builder.load_data(ctx)  # load_model has not run
+
+
+def test_tflm_runs_the_shipped_bytes_once_for_the_lean_proof_and_the_agreement(
+    converted, monkeypatch
+):
+    """The lean proof and the LiteRT-vs-TFLM check both need TFLM's outputs of the
+    standard file in its exact arena on the evaluation samples: one run serves both, and
+    the lean file's arena (most often the standard one's) is confirmed, not searched."""
+    from edgec.artifact import runtimes
+
+    ctx, runs, searches = converted, [], []
+    run_tflm, measure_arena = runtimes.run_tflm, runtimes.measure_arena
+
+    def counted_run(model, x, arena_bytes, keep=()):
+        runs.append((model == ctx.tflite, len(x), arena_bytes, bool(keep)))
+        return run_tflm(model, x, arena_bytes, keep)
+
+    def counted_search(model, inputs, **options):
+        result = measure_arena(model, inputs, **options)
+        searches.append(result)
+        return result
+
+    monkeypatch.setattr(runtimes, "run_tflm", counted_run)
+    monkeypatch.setattr(runtimes, "measure_arena", counted_search)
+    builder.lean(ctx)
+    builder.evaluate(ctx)
+    assert ctx.lean is not None and ctx.lean.check.ok, ctx.lean.check.detail
+    assert ctx.checks["litert_vs_tflm"][0].ok, ctx.checks["litert_vs_tflm"][0].detail
+    n = len(ctx.x_q)
+    standard = [r for r in runs if r[0] and not r[3]]
+    assert standard == [(True, n, ctx.arena, False)]  # lean's reference, the agreement's too
+    assert [r for r in runs if r[0] and r[3]] == [(True, min(n, 300), ctx.arena, True)]
+    # the lean file: its own run, its arena confirmed at the standard one's in 2 probes
+    assert [r[1:] for r in runs if not r[0]] == [(n, ctx.arena, False)]
+    assert [(s.bytes, s.probes) for s in searches] == [(ctx.arena, 2)]
+
+
+def test_the_float_outputs_trace_no_predict_function(converted):
+    """The float model's outputs (the accuracy check's, the per-layer choice's) are the
+    model called batch by batch: tf_keras's predict would trace a function per model."""
+    ctx = converted
+    ctx.float_out = None
+    out = builder.float_outputs(ctx)
+    assert out.shape == (len(ctx.evaluation), 10)
+    assert ctx.model.predict_function is None
+    assert builder.float_outputs(ctx) is out  # computed once
+
+
+def test_a_lut_build_runs_each_file_in_tflm_once_for_its_proofs(clustered, monkeypatch):
+    """--compress lut: the LUT proof's reference is the standard file's outputs (the
+    agreement check's too), and its outputs of the compressed file are the lean proof's
+    reference: TFLM runs the standard, the compressed and the lean file once each."""
+    from edgec.artifact import runtimes
+
+    options = BuildOptions(
+        model=clustered.keras, data=clustered.data, target="cortex-m", out=None,
+        compress="lut", per_channel="never",
+    )  # fmt: skip
+    ctx, runs = new_context(options), []
+    run_tflm = runtimes.run_tflm
+
+    def counted_run(model, x, arena_bytes, keep=()):
+        runs.append((model, len(x), bool(keep)))
+        return run_tflm(model, x, arena_bytes, keep)
+
+    monkeypatch.setattr(runtimes, "run_tflm", counted_run)
+    for phase in builder.PHASES[: builder.PHASES.index(builder.evaluate) + 1]:
+        phase(ctx)
+    assert ctx.checks["lut_bit_identical"][0].ok and ctx.lut_info is not None
+    assert ctx.shipped is not ctx.tflite  # compressed
+    assert ctx.lean is not None and ctx.checks["lean_bit_identical"][0].ok
+    assert ctx.checks["litert_vs_tflm"][0].ok, ctx.checks["litert_vs_tflm"][0].detail
+    n, lean = len(ctx.x_q), ctx.lean.lean.data
+    # every evaluation sample: the standard, the compressed, the lean file, once each
+    assert [(m, size) for m, size, kept in runs if not kept] == [
+        (ctx.tflite, n), (ctx.shipped, n), (lean, n)
+    ]  # fmt: skip
+    # and the agreement check's run that keeps every tensor
+    assert [(m, size) for m, size, kept in runs if kept] == [(ctx.tflite, min(n, 300))]
+
+
+def test_an_int4_build_runs_the_int4_file_in_tflm_once_for_its_proofs(user_model, monkeypatch):
+    """--weights int4: the int4 proof's TFLM outputs of the int4 file (in its measured
+    arena, on every evaluation sample) are the lean proof's reference and the agreement
+    check's outputs."""
+    from edgec.artifact import runtimes
+
+    options = BuildOptions(
+        model=user_model.keras, data=user_model.data, target="cortex-m", out=None,
+        weights="int4", calibration_samples=64,
+    )  # fmt: skip
+    ctx, runs = new_context(options), []
+    run_tflm = runtimes.run_tflm
+
+    def counted_run(model, x, arena_bytes, keep=()):
+        runs.append((model, len(x), bool(keep)))
+        return run_tflm(model, x, arena_bytes, keep)
+
+    monkeypatch.setattr(runtimes, "run_tflm", counted_run)
+    for phase in builder.PHASES[: builder.PHASES.index(builder.evaluate) + 1]:
+        phase(ctx)
+    assert ctx.checks["int4_bit_identical"][0].ok, ctx.checks["int4_bit_identical"][0].detail
+    assert ctx.lean is not None and ctx.checks["lean_bit_identical"][0].ok
+    assert ctx.checks["litert_vs_tflm"][0].ok, ctx.checks["litert_vs_tflm"][0].detail
+    n, int4 = len(ctx.x_q), ctx.tflite
+    assert sum(model == int4 and not kept for model, _, kept in runs) == 1
+    assert [(m == int4, size) for m, size, kept in runs if kept] == [(True, min(n, 300))]
+    assert len(runs) == 4  # the int8 twin, the int4 file, the lean file, the kept tensors

@@ -21,7 +21,7 @@ for bit on every evaluation sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -330,6 +330,9 @@ class VerifiedInt4:
     arena_bytes: int  # measured: the reference kernels' unpack scratch included
     twin_arena_bytes: int
     check: Check
+    # TFLM's raw outputs of the int4 file in ``arena_bytes`` on the samples it was proven
+    # on: a build's later proofs and its agreement check reuse them
+    outputs: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def metrics(self) -> dict[str, Any]:
         return self.result.info()
@@ -373,7 +376,8 @@ def to_int4_verified(
     detail = f"{check.detail}; {_litert(result, x_q)}"
     detail += f"; arena {arena:,} B with the reference kernels' int4 unpack scratch"
     detail += f" (int8 twin {twin_arena:,} B)"
-    return VerifiedInt4(result, artifact, arena, twin_arena, replace(check, detail=detail))
+    check = replace(check, detail=detail)
+    return VerifiedInt4(result, artifact, arena, twin_arena, check, outputs)
 
 
 def _litert(result: Int4Result, x_q: np.ndarray) -> str:

@@ -126,16 +126,29 @@ def make_lean(data: bytes, *, keep_names: bool = False) -> Lean:
 
 
 def make_lean_verified(
-    data: bytes, x_q: np.ndarray, arena_bytes: int, *, keep_names: bool = False
+    data: bytes,
+    x_q: np.ndarray,
+    arena_bytes: int,
+    *,
+    keep_names: bool = False,
+    reference: np.ndarray | None = None,
 ) -> LeanModel:
     """The lean form of ``data`` (whose measured TFLM arena is ``arena_bytes``), its arena
-    measured and TFLM's outputs of both compared on every sample of ``x_q``."""
+    measured and TFLM's outputs of both compared on every sample of ``x_q``.
+
+    ``reference``: TFLM's raw outputs of ``data`` in ``arena_bytes`` on ``x_q``, where the
+    caller ran them already (a build runs them once for this and its agreement check).
+    """
     lean = make_lean(data, keep_names=keep_names)
     artifact = Artifact.from_bytes(lean.data, source="the lean model")
-    arena, why = artifact.arena()
+    # Leaving out what TFLM never reads most often leaves the arena as it was: that size
+    # is tried first (confirmed by the same two fresh-process probes as every answer, else
+    # searched in full), which saves the search's dozen probes.
+    arena, why = artifact.arena(known=arena_bytes)
     if arena is None:
         raise ToolError(f"the lean model does not run in TFLM: {why}")
-    reference = runtimes.run_tflm(data, x_q, arena_bytes).raw
+    if reference is None:
+        reference = runtimes.run_tflm(data, x_q, arena_bytes).raw
     outputs = runtimes.run_tflm(lean.data, x_q, arena).raw
     check = bit_identical_check(reference, outputs, CHECK, what="the lean vs the standard model")
     check = replace(

@@ -336,6 +336,9 @@ class VerifiedLut:
     arena_bytes: int  # measured for what ships
     check: Check  # lut_bit_identical
     ram_budget_bytes: int | None = None  # auto: the budget the choice respects
+    # TFLM's raw outputs of the compressed model in its arena on the samples it was
+    # proven on (None when nothing was compressed): a build's lean proof reuses them
+    outputs: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def model(self) -> bytes:
@@ -389,7 +392,12 @@ def _row(t: LutTensor, arena_before: int) -> dict[str, Any]:
 
 
 def compress_lut_verified(
-    tflite: bytes, x_q: np.ndarray, arena_bytes: int, *, ram_budget_bytes: int | None = None
+    tflite: bytes,
+    x_q: np.ndarray,
+    arena_bytes: int,
+    *,
+    ram_budget_bytes: int | None = None,
+    reference: np.ndarray | None = None,
 ) -> VerifiedLut:
     """LUT-compress ``tflite`` and compare TFLM outputs on every sample of ``x_q``.
 
@@ -397,6 +405,9 @@ def compress_lut_verified(
     uncompressed model's measured arena. Without ``ram_budget_bytes`` every tensor that
     saves flash is compressed (``--compress lut``); with it, only those that fit
     (``--compress auto``), and possibly none: then the input ships unchanged.
+    ``reference``: TFLM's raw outputs of ``tflite`` in ``arena_bytes`` on ``x_q``, where
+    the caller ran them already (a build runs them once for this, the lean proof and the
+    agreement check).
     """
     result, shipped = compress_lut(
         tflite, arena_bytes=arena_bytes, ram_budget_bytes=ram_budget_bytes
@@ -410,10 +421,11 @@ def compress_lut_verified(
     arena, why = shipped.arena()
     if arena is None:
         raise ToolError(f"the LUT-compressed model does not run in TFLM: {why}")
-    reference = runtimes.run_tflm(tflite, x_q, arena_bytes).raw
+    if reference is None:
+        reference = runtimes.run_tflm(tflite, x_q, arena_bytes).raw
     outputs = runtimes.run_tflm(result.model, x_q, arena).raw
     check = bit_identical_check(reference, outputs, "lut_bit_identical")
-    return VerifiedLut(result, shipped, arena_bytes, arena, check, ram_budget_bytes)
+    return VerifiedLut(result, shipped, arena_bytes, arena, check, ram_budget_bytes, outputs)
 
 
 def lut_for_budget(

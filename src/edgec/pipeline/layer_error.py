@@ -40,6 +40,7 @@ def with_layer_errors(
     """
     from edgec._tf import keras
     from edgec.artifact.runtimes import dequantize, quantize, run_litert
+    from edgec.pipeline.outputs import model_outputs
 
     probes = _probes(keras_model, flat, names)
     if not probes:
@@ -56,7 +57,7 @@ def with_layer_errors(
         probe = keras.Model(keras_model.inputs, tensors)
     except ValueError:  # a layer this model does not reach from its input: no figures
         return layers
-    outs = probe.predict(x, batch_size=64, verbose=0)
+    outs = model_outputs(probe, x, batch_size=SAMPLES)
     outs = outs if len(wanted) > 1 else [outs]
     float_of = {}
     for (name, kind), out in zip(wanted, outs, strict=True):

@@ -37,8 +37,7 @@ with _collector_paused():
     import tensorflow as tf
     import tf_keras as keras
 
-# and tfmot, cluster_weights_wrapper, protos, lazily
-__all__ = ["tf", "keras", "set_threads", "predict"]
+__all__ = ["tf", "keras", "set_threads"]  # and tfmot, cluster_weights_wrapper, protos, lazily
 
 
 def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage needs it.
@@ -79,21 +78,3 @@ def set_threads(count: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(count)
     except RuntimeError:  # already initialised: keep what is set
         pass
-
-
-def predict(model, x, batch_size: int = 256):
-    """``model.predict(x, batch_size=batch_size, verbose=0)``, the same batches through the
-    same predict function, without tf_keras's per-call input pipeline for an array.
-
-    tf_keras wraps an array in a ``TensorLikeDataAdapter``, which builds a shuffle-ready
-    tf.data pipeline and traces three dataset functions on every ``predict`` call (measured:
-    48 ms per call of a small CNN on 180 samples, 9 ms from a batched dataset; the outputs
-    are bit-identical). A batched dataset of the array gives the predict function the same
-    batches; anything else (several inputs, a Keras 3 model) goes to ``predict`` as it is.
-    """
-    import numpy as np
-
-    if isinstance(x, np.ndarray) and isinstance(model, keras.Model):
-        x = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
-        return model.predict(x, verbose=0)
-    return model.predict(x, batch_size=batch_size, verbose=0)

@@ -149,22 +149,23 @@ def test_evaluating_a_model_again_traces_nothing_and_measures_the_same(
     train_validation, monkeypatch
 ):
     """evaluate_model (each stage's before/after and every epoch line), proven_equal and the
-    QAT range probe predict through ``edgec._tf.predict``: Keras's own ``predict`` of an
-    array built an input pipeline and traced three tf.data functions on every call (a small
-    CNN on 180 samples: 48 ms a call, 9 ms from a batched dataset). The same batches go
-    through the same predict function: the outputs are bit-identical."""
-    from edgec._tf import predict
+    QAT range probe predict through ``pipeline.outputs.model_outputs``: Keras's own
+    ``predict`` of an array built an input pipeline and traced three tf.data functions on
+    every call (a small CNN on 180 samples: 48 ms a call, 9 ms from a batched dataset). The
+    model's call is traced once per model and given predict's batches: the outputs are
+    bit-identical."""
+    from edgec.pipeline.outputs import model_outputs
     from edgec.stages.training import evaluate_model
 
     _, validation = train_validation
     model = _model(dropout=False)
-    first = evaluate_model(model, validation, "classes")  # traces the predict function
+    first = evaluate_model(model, validation, "classes")  # traces the model's call
     traced = _traces(monkeypatch)
     assert evaluate_model(model, validation, "classes") == first
     assert traced == []
     big = np.concatenate([validation.x] * 14)  # 280 samples: a full and a partial batch
     np.testing.assert_array_equal(
-        predict(model, big), model.predict(big, batch_size=256, verbose=0)
+        model_outputs(model, big), model.predict(big, batch_size=256, verbose=0)
     )
 
 
@@ -242,11 +243,12 @@ def test_qat_annotation_clones_the_model_once(monkeypatch):
     assert [layer.layer for layer in annotated.layers] == model.layers  # the model's weights
 
 
-def test_teacher_targets_are_predicted_once_for_all_stages(train_validation):
+def test_teacher_targets_are_predicted_once_for_all_stages(train_validation, monkeypatch):
     """With x-only data a recipe starting with distill trains on the teacher's outputs;
     each stage asked for them again (a prediction of all the training data per stage)."""
     import dataclasses
 
+    from edgec.pipeline import outputs
     from edgec.stages import plan as compress
 
     train, validation = train_validation
@@ -255,16 +257,17 @@ def test_teacher_targets_are_predicted_once_for_all_stages(train_validation):
         recipe=None, stages=[], task="classes", targets_from="teacher", teacher=teacher
     )
     calls: list[int] = []
-    predict = teacher.predict
+    model_outputs = outputs.model_outputs
 
-    def counting(x, *args, **kwargs):
-        calls.append(len(x) if hasattr(x, "__len__") else -1)
-        return predict(x, *args, **kwargs)
+    def counting(model, x, *args, **kwargs):
+        calls.append(len(x))
+        return model_outputs(model, x, *args, **kwargs)
 
-    teacher.predict = counting
+    monkeypatch.setattr(outputs, "model_outputs", counting)
     x_only = dataclasses.replace(train, y=None)
     first = plan.labelled(x_only)
     again = plan.labelled(x_only)
     assert len(calls) == 1 and again is first
     assert plan.labelled(validation) is not first and len(calls) == 2
-    np.testing.assert_array_equal(first.y, predict(x_only.x, batch_size=256, verbose=0).argmax(1))
+    want = teacher.predict(x_only.x, batch_size=256, verbose=0).argmax(1)
+    np.testing.assert_array_equal(first.y, want)

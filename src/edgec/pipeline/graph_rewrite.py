@@ -230,12 +230,12 @@ class Equality:
 def proven_equal(original, rebuilt, sample: np.ndarray, *, input_scale: float = 1.0) -> Equality:
     """``rebuilt`` against ``original`` on ``sample`` (``rebuilt`` takes ``sample *
     input_scale``: a removed input Rescaling): equal to float32 rounding, or not."""
-    from edgec._tf import predict
+    from edgec.pipeline.outputs import model_outputs
 
-    want = np.asarray(predict(original, sample), np.float64)
+    want = np.asarray(model_outputs(original, sample), np.float64)
     if input_scale != 1.0:
         sample = (sample * input_scale).astype(np.float32)
-    got = np.asarray(predict(rebuilt, sample), np.float64)
+    got = np.asarray(model_outputs(rebuilt, sample), np.float64)
     if want.shape != got.shape:
         return Equality(float("inf"), False)
     diff = float(np.max(np.abs(want - got))) if want.size else 0.0

@@ -13,11 +13,16 @@ own ``predict`` (``SignatureModel.predict`` calls the signature batch by batch).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
 
 BATCH = 256
+
+# each model's traced call, made on its first outputs and kept while the model lives: a
+# stage's model is evaluated before, after and at every epoch line
+_CALLS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def model_outputs(model: Any, x: np.ndarray, batch_size: int = BATCH) -> Any:
@@ -34,7 +39,11 @@ def model_outputs(model: Any, x: np.ndarray, batch_size: int = BATCH) -> Any:
         and len(x) > 0
     ):
         return model.predict(x, batch_size=batch_size, verbose=0)
-    spec = tf.TensorSpec((None, *inputs[0].shape[1:]), tf.float32)
-    call = tf.function(lambda batch: model(batch, training=False), input_signature=[spec])
+    call = _CALLS.get(model)
+    if call is None:
+        owner: Any = weakref.ref(model)  # the cache's value must not keep its key alive
+        spec = tf.TensorSpec((None, *inputs[0].shape[1:]), tf.float32)
+        call = tf.function(lambda batch: owner()(batch, training=False), input_signature=[spec])
+        _CALLS[model] = call
     parts = [call(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     return tf.nest.map_structure(lambda *p: np.concatenate([t.numpy() for t in p]), *parts)

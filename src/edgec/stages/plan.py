@@ -71,9 +71,9 @@ class CompressionPlan:
             return dataclasses.replace(data, y=data.x)
         if self.targets_from == "teacher":
             if id(data) not in self._taught:
-                from edgec._tf import predict
+                from edgec.pipeline.outputs import model_outputs
 
-                out = np.asarray(predict(self.teacher, data.x))
+                out = np.asarray(model_outputs(self.teacher, data.x))
                 y = out.argmax(1) if self.task == "classes" else out
                 self._taught[id(data)] = (data, dataclasses.replace(data, y=y))
             return self._taught[id(data)][1]
@@ -297,7 +297,7 @@ def run_stage(
     (``plan.student``); "before" is then the teacher's figure, "after" the student's.
     ``before``: ``model``'s figures on ``validation`` when measured already (the previous
     stage's ``StageResult.after``): each evaluation predicts every validation sample
-    through a newly traced predict function.
+    through the model's traced call (made on its first outputs).
     """
     from edgec._tf import keras
 

@@ -156,7 +156,8 @@ def init_activation_ranges(qat_model, float_model, x: np.ndarray) -> int:
     0.047, and LiteRT and TFLM then differed by 2-5 steps at a small classifier's logits.
     Returns the number of ranges set.
     """
-    from edgec._tf import keras, predict
+    from edgec._tf import keras
+    from edgec.pipeline.outputs import model_outputs
 
     # Each layer's output in this model's own graph: TF-MOT stages reuse layer objects,
     # whose ``.output`` may belong to another model ("Graph disconnected").
@@ -169,7 +170,7 @@ def init_activation_ranges(qat_model, float_model, x: np.ndarray) -> int:
     if not names:
         return 0
     probe = keras.Model(float_model.inputs, [output_of[n] for n in names])
-    outs = predict(probe, x)
+    outs = model_outputs(probe, x)
     outs = outs if len(names) > 1 else [outs]
     ranges = {n: (float(np.min(o)), float(np.max(o))) for n, o in zip(names, outs, strict=True)}
     ranges[""] = (float(np.min(x)), float(np.max(x)))  # the QuantizeLayer after the input

@@ -29,9 +29,9 @@ def labels_of(data: Dataset) -> np.ndarray:
 
 def evaluate_model(model, data: Dataset, task: str) -> dict[str, float]:
     """Loss and accuracy (classes) or MSE (targets) on ``data``, in numpy."""
-    from edgec._tf import predict
+    from edgec.pipeline.outputs import model_outputs
 
-    out = np.asarray(predict(model, data.x), dtype=np.float64)
+    out = np.asarray(model_outputs(model, data.x), dtype=np.float64)
     if task == "classes":
         y = labels_of(data).astype(np.int64)
         probs = out if outputs_probabilities(model) else _softmax(out)

@@ -304,11 +304,12 @@ def _output_errors(model, new, names: list[str], x: np.ndarray | None) -> dict[s
     """Relative L2 error of each factorised layer's output, fed the original model's inputs."""
     if x is None or not names:
         return {}
-    from edgec._tf import keras, predict
+    from edgec._tf import keras
+    from edgec.pipeline.outputs import model_outputs
 
     originals = [model.get_layer(n) for n in names]
     probe = keras.Model(model.inputs, [t for lay in originals for t in (lay.input, lay.output)])
-    values = predict(probe, x, batch_size=32)  # predict's default batch
+    values = model_outputs(probe, x, batch_size=32)  # predict's default batch
     errors = {}
     for i, name in enumerate(names):
         inputs, reference = values[2 * i], values[2 * i + 1]

@@ -115,16 +115,11 @@ def test_the_float_outputs_trace_no_predict_function(converted):
     assert builder.float_outputs(ctx) is out  # computed once
 
 
-def test_a_lut_build_runs_each_file_in_tflm_once_for_its_proofs(clustered, monkeypatch):
-    """--compress lut: the LUT proof's reference is the standard file's outputs (the
-    agreement check's too), and its outputs of the compressed file are the lean proof's
-    reference: TFLM runs the standard, the compressed and the lean file once each."""
+def _through_evaluate_counting_tflm_runs(options, monkeypatch):
+    """The build's phases up to evaluate, each TFLM run recorded as (model bytes, samples,
+    whether it kept every tensor)."""
     from edgec.artifact import runtimes
 
-    options = BuildOptions(
-        model=clustered.keras, data=clustered.data, target="cortex-m", out=None,
-        compress="lut", per_channel="never",
-    )  # fmt: skip
     ctx, runs = new_context(options), []
     run_tflm = runtimes.run_tflm
 
@@ -135,6 +130,18 @@ def test_a_lut_build_runs_each_file_in_tflm_once_for_its_proofs(clustered, monke
     monkeypatch.setattr(runtimes, "run_tflm", counted_run)
     for phase in builder.PHASES[: builder.PHASES.index(builder.evaluate) + 1]:
         phase(ctx)
+    return ctx, runs
+
+
+def test_a_lut_build_runs_each_file_in_tflm_once_for_its_proofs(clustered, monkeypatch):
+    """--compress lut: the LUT proof's reference is the standard file's outputs (the
+    agreement check's too), and its outputs of the compressed file are the lean proof's
+    reference: TFLM runs the standard, the compressed and the lean file once each."""
+    options = BuildOptions(
+        model=clustered.keras, data=clustered.data, target="cortex-m", out=None,
+        compress="lut", per_channel="never",
+    )  # fmt: skip
+    ctx, runs = _through_evaluate_counting_tflm_runs(options, monkeypatch)
     assert ctx.checks["lut_bit_identical"][0].ok and ctx.lut_info is not None
     assert ctx.shipped is not ctx.tflite  # compressed
     assert ctx.lean is not None and ctx.checks["lean_bit_identical"][0].ok
@@ -152,22 +159,11 @@ def test_an_int4_build_runs_the_int4_file_in_tflm_once_for_its_proofs(user_model
     """--weights int4: the int4 proof's TFLM outputs of the int4 file (in its measured
     arena, on every evaluation sample) are the lean proof's reference and the agreement
     check's outputs."""
-    from edgec.artifact import runtimes
-
     options = BuildOptions(
         model=user_model.keras, data=user_model.data, target="cortex-m", out=None,
         weights="int4", calibration_samples=64,
     )  # fmt: skip
-    ctx, runs = new_context(options), []
-    run_tflm = runtimes.run_tflm
-
-    def counted_run(model, x, arena_bytes, keep=()):
-        runs.append((model, len(x), bool(keep)))
-        return run_tflm(model, x, arena_bytes, keep)
-
-    monkeypatch.setattr(runtimes, "run_tflm", counted_run)
-    for phase in builder.PHASES[: builder.PHASES.index(builder.evaluate) + 1]:
-        phase(ctx)
+    ctx, runs = _through_evaluate_counting_tflm_runs(options, monkeypatch)
     assert ctx.checks["int4_bit_identical"][0].ok, ctx.checks["int4_bit_identical"][0].detail
     assert ctx.lean is not None and ctx.checks["lean_bit_identical"][0].ok
     assert ctx.checks["litert_vs_tflm"][0].ok, ctx.checks["litert_vs_tflm"][0].detail

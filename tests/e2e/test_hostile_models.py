@@ -266,6 +266,7 @@ def test_trust_model_builds_a_lambda_model_and_says_it_runs_code(tmp_path):
     """The way out: ``--trust-model`` loads a Lambda (here a harmless one) and says so."""
     from edgec._tf import keras
 
+    keras.utils.set_random_seed(0)
     x = keras.layers.Input((4,))
     y = keras.layers.Lambda(lambda t: t * 2.0, name="double")(keras.layers.Dense(8)(x))
     keras.Model(x, keras.layers.Dense(3)(y)).save(tmp_path / "lambda.h5")
@@ -275,7 +276,10 @@ def test_trust_model_builds_a_lambda_model_and_says_it_runs_code(tmp_path):
     args = ["build", tmp_path / "lambda.h5", "--data", tmp_path / "d.npz", "--target",
             "cortex-m", "--out", tmp_path / "out"]  # fmt: skip
     assert_clean_failure(run_edgec(*args), "layer 'double' is a Lambda", "--trust-model")
-    run = run_edgec(*args, "--trust-model")
+    # an untrained model on random labels: its accuracy check is not what is tested here
+    # (one of 32 evaluation samples flipped by int8 is a 3-point drop; the test failed so
+    # under load, with unseeded weights)
+    run = run_edgec(*args, "--trust-model", "--max-accuracy-drop", "100")
     assert run.code == 0, run.err
     assert "--trust-model: the model file's own code runs" in run.err
     assert "layer 'double' (Lambda)" in run.err

@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,13 +212,18 @@ CHECK_ORDER = (
 TARGET_COMMON_CHECKS = ("ops", "dtypes", "static_shapes")
 
 
-def run_build(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
-    """The build, in this process (the model process of ``build_in_sandbox``)."""
+def run_build(
+    options: BuildOptions,
+    progress: Progress | None = None,
+    phases: Sequence[Callable[[BuildContext], None]] = (),
+) -> BuildResult:
+    """The build, in this process (the model process of ``build_in_sandbox``): ``phases``,
+    every phase of ``PHASES`` by default (an edgec fit trial leaves some out)."""
     ctx = new_context(options, progress)
     from edgec.pipeline.convert import start_converter
 
     start_converter()  # the conversion child imports TensorFlow while this process works
-    for phase in PHASES:
+    for phase in phases or PHASES:
         phase(ctx)
     return BuildResult(report=build_report(ctx), files=ctx.files)
 

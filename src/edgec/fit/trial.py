@@ -61,7 +61,8 @@ def run_job(job: TrialJob) -> TrialResult:
                     _result(job, start, sections, fits=all(s.ok for s in sections)),
                     failed_checks=_failed_target_checks(sections),
                 )
-            return trained_result(job, start, trained_build(options))
+            build = builder.run_build(options, phases=TRIAL_PHASES)
+            return trained_result(job, start, build.report)
     except EdgecError as exc:
         return _result(job, start, [], fits=False, error=str(exc))
 
@@ -90,17 +91,6 @@ def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> bu
         weights=weights,
         **build_options(job.params),
     )
-
-
-def trained_build(options: builder.BuildOptions) -> BuildReport:
-    """The report of the candidate's build (``TRIAL_PHASES``): its figures and checks."""
-    from edgec.pipeline.convert import start_converter
-
-    ctx = builder.new_context(options)
-    start_converter()  # as run_build: its TensorFlow import overlaps this process's work
-    for phase in TRIAL_PHASES:
-        phase(ctx)
-    return builder.build_report(ctx)
 
 
 def screen(options: builder.BuildOptions) -> list[TargetSection]:

@@ -333,22 +333,7 @@ def run_many(
     imports paid once), EDGEC_SANDBOX=on (each command's model work in its own model
     process), in ``cwd`` with TMPDIR ``tmp``, BROWSER touching ``marker``. Every command's
     verdict is its own, taken as it ends."""
-    from tests.support.edgec_server import edgec_server
-
-    env = {**os.environ, "TMPDIR": str(tmp), "BROWSER": f"touch {marker}",
-           "PYTHONPATH": _python_path(), "EDGEC_SANDBOX": "on"}  # fmt: skip
-    streams = tmp.with_name(tmp.name + "-streams")  # neither in cwd nor in TMPDIR
-    streams.mkdir(exist_ok=True)
-    out, err = streams / "stdout", streams / "stderr"
-    verdicts = {}
-    for name, args in commands.items():
-        done = edgec_server(env).run([str(a) for a in args], cwd=cwd, env=env, out=out,
-                                     err=err, timeout=60.0)  # fmt: skip
-        verdicts[name] = Verdict(
-            done.code, err.read_text(errors="replace"), done.seconds, marker.exists(),
-            sorted(os.listdir(tmp)), snapshot(cwd), done.peak_bytes,
-        )  # fmt: skip
-    return verdicts
+    return {name: run_one(args, cwd, tmp, marker, timeout=60.0) for name, args in commands.items()}
 
 
 def run_one(

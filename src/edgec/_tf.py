@@ -37,7 +37,7 @@ with _collector_paused():
     import tensorflow as tf
     import tf_keras as keras
 
-__all__ = ["tf", "keras", "set_threads"]  # and tfmot, cluster_weights_wrapper, protos, lazily
+__all__ = ["tf", "keras", "set_threads", "runtime_started"]  # and tfmot, cluster_weights_wrapper, protos, lazily
 
 
 def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage needs it.
@@ -69,6 +69,14 @@ def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage ne
 
         return lite
     raise AttributeError(name)
+
+
+def runtime_started() -> bool:
+    """TensorFlow's eager runtime is initialised (an op has run): it has started its
+    thread pools, so this process can no longer fork safely."""
+    from tensorflow.python.eager import context
+
+    return bool(context.context()._initialized)
 
 
 def set_threads(count: int) -> None:

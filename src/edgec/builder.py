@@ -248,7 +248,7 @@ def build_in_sandbox(
         "plugins": plugins,
     }
     readable = input_paths(options, plan.recipe)
-    warm_up = ("converter", "tensorflow")  # as run_build starts the converter first
+    warm_up = ("converter", "tensorflow")  # TensorFlow, and the converter forked after it
     roots = plugin_roots(plugins)
     with (
         ModelProcess(readable, debug=options.debug, warm_up=warm_up, python_path=roots) as process,

@@ -33,7 +33,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -123,6 +123,8 @@ def warm_up() -> None:
 
 
 def main() -> None:
+    """The spawned child: ``python -m edgec.pipeline._convert_worker PARENT_PID``, jobs on
+    stdin, answers on stdout."""
     if len(sys.argv) > 1:  # the parent's pid: this child never outlives it
         from edgec._process import end_with_parent
 
@@ -134,9 +136,16 @@ def main() -> None:
         # which the parent read as the answer, then waited for this process forever
         os.dup2(devnull.fileno(), 1)
         os.dup2(devnull.fileno(), 2)
-        with contextlib.suppress(Exception):  # only a speed-up: real jobs report errors
-            warm_up()
-    for line in sys.stdin:
+    serve(sys.stdin, answers)
+
+
+def serve(jobs: TextIO, answers: TextIO) -> None:
+    """Warm up, then run each job folder named on ``jobs`` and answer ``done`` on
+    ``answers``, until ``jobs`` ends. File descriptors 1 and 2 go to the null device
+    between jobs and to the job's ``log.txt`` during one."""
+    with contextlib.suppress(Exception):  # only a speed-up: real jobs report errors
+        warm_up()
+    for line in jobs:
         folder = Path(line.strip())
         tmp = folder / "tmp"  # the converter's own temporary files, removed by the parent
         os.environ["TMPDIR"] = tempfile.tempdir = str(tmp)

@@ -438,7 +438,9 @@ class _Worker:
     ``edgec.cli.main`` runs in one process); a new one after a crash.
 
     Importing TensorFlow and warming its converter up costs the child about 3 s (one core),
-    once per edgec process; a crash costs only the job that caused it. The child keeps its
+    once per edgec process; a crash costs only the job that caused it. A model process
+    forks its child instead (``fork_converter``), once it has imported TensorFlow: the
+    child then starts with the parent's TensorFlow and imports nothing. The child keeps its
     own temporary folder (``_process.process_tempdir``), removed when it ends, so it
     outlives the command that started it. It ends with this process: at its stdin's EOF
     (``close``, at exit) or, if this process dies first, by the parent-death signal
@@ -448,7 +450,7 @@ class _Worker:
     """
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen[str] | None = None
+        self._proc: subprocess.Popen[str] | _Forked | None = None
         self._folder: Path | None = None
         self._environment: dict[str, str] = {}
         # From its start (importing TensorFlow, warming up) to its first answer, and while a
@@ -459,12 +461,13 @@ class _Worker:
         self._lock = threading.Lock()  # one job at a time (the API may run in threads)
         atexit.register(self.close)
 
-    def start(self) -> None:
-        """Start the child (if not running) so that its TensorFlow import overlaps other work."""
+    def start(self, fork: bool = False) -> None:
+        """Start the child (if not running) so that its TensorFlow import overlaps other work;
+        ``fork``: fork this process where that is safe (``_Forked``) instead."""
         with self._lock:
-            self._start()
+            self._start(fork)
 
-    def _start(self) -> None:
+    def _start(self, fork: bool = False) -> None:
         environment = process_environment()
         if self._proc is not None and (self._in_job or self._environment != environment):
             # a job abandoned mid-way (an interrupt without a command to stop it: its answer
@@ -474,6 +477,11 @@ class _Worker:
             self._discard()
         if self._proc is None:
             self._folder = Path(tempfile.mkdtemp(prefix="edgec-converter-", dir=process_tempdir()))
+            if fork and _Forked.safe():
+                self._proc = _Forked(outliving_env(self._folder))
+                self._environment = environment
+                self._warming = True
+                return
             self._proc = subprocess.Popen(
                 # -P: not the current directory first on sys.path (a checkout's numpy.py);
                 # it runs inside the build's model process, confined with it
@@ -551,9 +559,108 @@ class _Worker:
             self._folder = None
 
 
+class _Forked:
+    """The conversion child as a fork of this process, with ``subprocess.Popen``'s
+    interface as ``_Worker`` uses it (``pid``, ``stdin``, ``stdout``, ``poll``, ``wait``,
+    ``kill``): it serves jobs as the spawned child does (``_convert_worker.serve``), with
+    the TensorFlow this process imported.
+
+    Only where forking is safe (``safe``): a process with one thread whose TensorFlow
+    runtime has not started (no op has run, so none of its thread pools exists). A model
+    process is that right after its TensorFlow import (``fork_converter``). The threads
+    NumPy's and SciPy's OpenBLAS start at their import wait idle, and OpenBLAS stops them
+    around a fork (its ``pthread_atfork`` handler).
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        jobs_read, jobs_write = os.pipe()  # both ends not inherited by later children
+        answers_read, answers_write = os.pipe()
+        parent = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child; the tests see what it answers)
+            _serve_forked(parent, env, jobs_read, answers_write)
+        os.close(jobs_read)
+        os.close(answers_write)
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stdin = os.fdopen(jobs_write, "w")
+        self.stdout = os.fdopen(answers_read, "r")
+
+    @staticmethod
+    def safe() -> bool:
+        """This process can fork the child: one thread, TensorFlow imported and idle."""
+        if threading.active_count() != 1 or "tensorflow" not in sys.modules:
+            return False
+        from edgec._tf import runtime_started
+
+        return not runtime_started()
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
+def _serve_forked(parent: int, env: dict[str, str], jobs: int, answers: int) -> None:
+    """The forked child: the spawned child's set-up (its environment, the null device on
+    fd 0-2, nothing else of the parent's open), then its loop; it never returns into the
+    parent's code, and exits without the parent's ``atexit`` handlers."""
+    code = 0
+    try:
+        from edgec._process import end_with_parent
+        from edgec.pipeline._convert_worker import serve
+
+        end_with_parent(parent)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        keep = {0, 1, 2, jobs, answers}
+        for name in os.listdir("/proc/self/fd"):  # the parent's pipes, logs and files
+            if int(name) not in keep:
+                with contextlib.suppress(OSError):
+                    os.close(int(name))
+        os.environ.clear()
+        os.environ.update(env)
+        tempfile.tempdir = None
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 (the process's own streams)
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        serve(os.fdopen(jobs, "r"), os.fdopen(answers, "w"))
+    except BaseException:  # noqa: BLE001 (a job's failure is answered; this ends the child)
+        code = 1
+    finally:
+        os._exit(code)
+
+
 _WORKER = _Worker()
 start_converter = _WORKER.start
 stop_on_interrupt(_WORKER.stop)
+
+
+def fork_converter() -> None:
+    """In a model process, right after its TensorFlow import: start the conversion child
+    as a fork of this process (``_Forked``), or as a new process where forking is not safe."""
+    import edgec._tf  # noqa: F401 (the import is what the child inherits)
+
+
+    _WORKER.start(fork=True)
 
 
 def _crash_error(code: int, progress: Path, samples: int) -> ConversionError:

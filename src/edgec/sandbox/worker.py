@@ -53,11 +53,11 @@ ENTRIES = {
 # refuse (from its bytes) is refused in a fraction of a second, not after TensorFlow's
 # import (several seconds, every time CI is given a hostile file).
 BEFORE_WARM_UP = frozenset({"examine"})
-# What a child does before its first call that needs TensorFlow: start the converter
-# child (its TensorFlow import then overlaps this one's), import TensorFlow and the
-# entries' modules.
+# What a child does before its first call that needs TensorFlow: import TensorFlow and
+# fork the converter child from this process (which then imports nothing: a spawned
+# child's own TensorFlow import cost ~3 CPU-s a build), and import the entries' modules.
 WARM_UPS = {
-    "converter": "edgec.pipeline.convert:start_converter",
+    "converter": "edgec.pipeline.convert:fork_converter",
     "tensorflow": "edgec._tf:set_threads",  # the import is the point; set_threads unused
 }
 _RESULT = "result.json"  # in the child's private folder

@@ -37,7 +37,8 @@ with _collector_paused():
     import tensorflow as tf
     import tf_keras as keras
 
-__all__ = ["tf", "keras", "set_threads", "runtime_started"]  # and tfmot, cluster_weights_wrapper, protos, lazily
+# and, lazily: tfmot, cluster_weights_wrapper, the protobuf schemas
+__all__ = ["tf", "keras", "set_threads", "runtime_started"]
 
 
 def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage needs it.

@@ -659,7 +659,6 @@ def fork_converter() -> None:
     as a fork of this process (``_Forked``), or as a new process where forking is not safe."""
     import edgec._tf  # noqa: F401 (the import is what the child inherits)
 
-
     _WORKER.start(fork=True)
 
 

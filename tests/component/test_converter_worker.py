@@ -5,6 +5,7 @@ parent, however the parent ends."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -170,7 +171,8 @@ def test_the_child_dies_with_its_parent_even_while_it_works():
 
 
 def test_a_child_started_before_tensorflow_s_import_is_kept_after_it():
-    """The model process starts the child first, then imports TensorFlow, which sets
+    """A build in this process (the API, ``EDGEC_SANDBOX=off``; a model process forks its
+    child after the import instead) starts the child first, then imports TensorFlow, which sets
     TF_USE_LEGACY_KERAS and its defaults: not another environment for the child (which
     sets them too), so the build must not start a second one (seen: two per build).
 
@@ -206,3 +208,69 @@ def test_a_busy_child_is_stopped_with_its_command_and_its_folder_removed():
     assert proc is not None and proc.poll() is not None
     assert folder is not None and not folder.exists()
     assert convert._WORKER._proc is None
+
+
+# A model process in miniature: TensorFlow imported, no op run yet, one thread; a pipe
+# stands for its protocol with the CLI (a child that kept it open would hide the model
+# process's death from the CLI). It forks its conversion child, and a second fork is
+# crashed by hand; with another thread alive, and once an op has run, forking is refused.
+_FORKING_MODEL_PROCESS = """
+import json, os, signal, sys, threading, time
+import edgec._tf
+from edgec.pipeline import convert
+protocol_read, protocol_write = os.pipe()
+convert.fork_converter()
+child = convert._WORKER._proc
+crashed = convert._Forked(dict(os.environ))
+os.kill(crashed.pid, signal.SIGSEGV)
+thread = threading.Thread(target=time.sleep, args=(0.2,))
+thread.start()
+with_a_thread = convert._Forked.safe()
+thread.join()
+import numpy as np
+from edgec._tf import keras
+model = keras.models.load_model(sys.argv[1], compile=False)
+tflite = convert.convert_int8(model, np.load(sys.argv[2]))
+fds = [os.readlink(f"/proc/{child.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{child.pid}/fd")]
+print(json.dumps({
+    "forked": type(child).__name__, "pid": child.pid, "kept": child is convert._WORKER._proc,
+    "cmdline": open(f"/proc/{child.pid}/cmdline", "rb").read().decode().split("\\0"),
+    "fds": fds, "protocol": f"pipe:[{os.fstat(protocol_write).st_ino}]",
+    "tflite": tflite.hex(), "crash": crashed.wait(),
+    "with_a_thread": with_a_thread, "after_an_op": convert._Forked.safe(),
+}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_model_process_forks_its_converter_after_tensorflow_s_import(reference, tmp_path):
+    """The model process forks its conversion child once TensorFlow is imported: the
+    child starts with the parent's TensorFlow (a spawned child's own import cost ~3 CPU-s
+    a build). It converts the bytes a spawned child converts, holds none of the parent's
+    files but its two pipes (and what it opens itself), reports a crash as a signal as a
+    spawned child does, and dies with its parent. Where forking is not safe (another
+    thread, an op has run) the child is spawned instead."""
+    model, samples, expected = reference  # converted by this worker's spawned child
+    model.save(tmp_path / "m.h5")
+    np.save(tmp_path / "x.npy", samples)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _FORKING_MODEL_PROCESS, str(tmp_path / "m.h5"),
+         str(tmp_path / "x.npy")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert parent.stdout is not None
+    try:
+        seen = json.loads(parent.stdout.readline())
+    finally:
+        parent.kill()
+        parent.wait()
+    assert seen["forked"] == "_Forked" and seen["kept"]
+    assert "edgec.pipeline._convert_worker" not in seen["cmdline"]  # a fork, not a spawn
+    assert bytes.fromhex(seen["tflite"]) == expected
+    assert seen["protocol"] not in seen["fds"]
+    assert seen["crash"] == -signal.SIGSEGV
+    assert seen["with_a_thread"] is False and seen["after_an_op"] is False
+    deadline = time.monotonic() + 2.0
+    while not _dead(seen["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _dead(seen["pid"])

@@ -8,7 +8,9 @@ appends the calibration sample it is feeding to ``progress`` (so a crash names i
 input), answers ``done`` and waits for the next job: TensorFlow is imported once per
 worker, which serves every conversion of its parent process (``convert._Worker``) and
 ends with it (stdin's EOF, or the parent-death signal: ``python -m
-edgec.pipeline._convert_worker PARENT_PID``). Each job starts from the job folder's files
+edgec.pipeline._convert_worker PARENT_PID``). A model process, which has imported TensorFlow
+already, forks the child instead (``convert._Forked``): the fork runs ``serve`` with the
+parent's TensorFlow. Each job starts from the job folder's files
 alone (a new converter, the SavedModel loaded afresh, its own temporary folder), so an
 earlier job leaves nothing in its output.
 

@@ -478,10 +478,14 @@ class _Worker:
         if self._proc is None:
             self._folder = Path(tempfile.mkdtemp(prefix="edgec-converter-", dir=process_tempdir()))
             if fork and _Forked.safe():
-                self._proc = _Forked(outliving_env(self._folder))
-                self._environment = environment
-                self._warming = True
-                return
+                try:
+                    self._proc = _Forked(outliving_env(self._folder))
+                except OSError:  # no fork here (strict overcommit: ENOMEM): spawn it
+                    pass
+                else:
+                    self._environment = environment
+                    self._warming = True
+                    return
             self._proc = subprocess.Popen(
                 # -P: not the current directory first on sys.path (a checkout's numpy.py);
                 # it runs inside the build's model process, confined with it
@@ -578,7 +582,14 @@ class _Forked:
         parent = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            # a model process has TensorFlow's ~2 GB of address space: with strict
+            # overcommit (vm.overcommit_memory=2) fork fails where a spawn does not
+            pid = os.fork()
+        except OSError:
+            for fd in (jobs_read, jobs_write, answers_read, answers_write):
+                os.close(fd)
+            raise
         if pid == 0:  # pragma: no cover (the child; the tests see what it answers)
             _serve_forked(parent, env, jobs_read, answers_write)
         os.close(jobs_read)
@@ -656,7 +667,8 @@ stop_on_interrupt(_WORKER.stop)
 
 def fork_converter() -> None:
     """In a model process, right after its TensorFlow import: start the conversion child
-    as a fork of this process (``_Forked``), or as a new process where forking is not safe."""
+    as a fork of this process (``_Forked``), or as a new process where forking is not safe
+    or fails (a speed-up only: the build goes on either way)."""
     import edgec._tf  # noqa: F401 (the import is what the child inherits)
 
     _WORKER.start(fork=True)

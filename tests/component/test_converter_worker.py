@@ -325,3 +325,26 @@ def test_a_fork_that_fails_spawns_the_converter_instead(reference, tmp_path):
     assert seen["child"] == "Popen"
     assert seen["new_pipes"] == 2  # the spawned child's stdin and stdout
     assert bytes.fromhex(seen["tflite"]) == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prlimit of another process")
+def test_a_limit_the_conversion_child_reaches_is_that_limit_not_a_crash(reference):
+    """The model process's limits bind its conversion child (forked or spawned): a child
+    killed by one (here SIGXCPU, its CPU time limit lowered below what it has used) was
+    reported as "the TFLite converter crashed (signal SIGXCPU) while converting the graph",
+    with a hint about the model's layers; the model process now reports the limit as its own
+    (``_describe``: the CLI's one line with ``EDGEC_LIMITS``)."""
+    import resource
+
+    from edgec.errors import ConversionError
+    from edgec.sandbox.worker import _describe
+
+    model, samples, expected = reference
+    assert convert.convert_int8(model, samples) == expected  # the child has run a while
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.prlimit(_pid(), resource.RLIMIT_CPU, (1, hard))
+    with pytest.raises(ConversionError) as caught:
+        convert.convert_int8(model, samples)
+    assert "CPU time limit (signal SIGXCPU)" in caught.value.message
+    assert _describe(caught.value)["limit"] == "cpu"
+    assert convert.convert_int8(model, samples) == expected  # a new child, without it

@@ -252,7 +252,7 @@ def _convert_full_integer(
         if not quiet and log:
             print(log, file=sys.stderr)
         if crashed is not None:
-            raise _crash_error(crashed, folder / "progress", len(samples))
+            raise _crash_error(crashed, folder / "progress", len(samples), log)
         if (folder / "error.txt").exists():
             text = (folder / "error.txt").read_text("utf-8", "replace")
             raise _conversion_error(text + "\n" + log, concrete.graph, activations)
@@ -674,10 +674,25 @@ def fork_converter() -> None:
     _WORKER.start(fork=True)
 
 
-def _crash_error(code: int, progress: Path, samples: int) -> ConversionError:
-    """What the converter was doing when its process died."""
+def _crash_error(code: int, progress: Path, samples: int, log: str = "") -> ConversionError:
+    """What the converter was doing when its process died (``log``: what it wrote), or
+    the resource limit it reached: the model process's limits bind its conversion child
+    too, and a limit is not a crash (``reached_limit``: the model process reports it as
+    its own, with how to raise it)."""
+    from edgec.sandbox.worker import limit_in
+
     steps = progress.read_text().split() if progress.exists() else []
     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+    limit = limit_in(code, log)
+    if limit is not None:
+        what = {"cpu": "CPU time", "file": "file size", "files": "open files"}.get(limit, limit)
+        error = ConversionError(
+            f"the TFLite converter's process reached its {what} limit ({how}); nothing was written",
+            hint="if the model really needs more, raise the limit its process inherits "
+            "(EDGEC_LIMITS in edgec's sandbox, else ulimit)",
+        )
+        error.reached_limit = limit  # type: ignore[attr-defined]
+        return error
     if not steps:
         where = "while converting the graph (before calibration)"
         hint = "run with --debug for the converter's log; a plain float model may show the layer"

@@ -364,6 +364,10 @@ def _call_here(
 
 def serve() -> None:
     """The child's loop: one call per line on stdin, until stdin closes."""
+    # SIGCHLD ignored by whatever started edgec reaches here through exec: the kernel then
+    # reaps this process's children itself and no exit status is seen (every arena probe
+    # read as a TFLM crash, the forked conversion child's wait failed with ECHILD)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # print() and progress bars of the libraries go to the log, not the protocol
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)

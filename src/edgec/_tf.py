@@ -77,7 +77,8 @@ def runtime_started() -> bool:
     thread pools, so this process can no longer fork safely."""
     from tensorflow.python.eager import context
 
-    return bool(context.context()._initialized)
+    # a private attribute (TF 2.21's): a TensorFlow without it counts as started (no fork)
+    return bool(getattr(context.context(), "_initialized", True))
 
 
 def set_threads(count: int) -> None:

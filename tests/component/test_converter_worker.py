@@ -274,3 +274,77 @@ def test_a_model_process_forks_its_converter_after_tensorflow_s_import(reference
     while not _dead(seen["pid"]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _dead(seen["pid"])
+
+
+# A model process in miniature whose fork fails, as it does under strict overcommit
+# (vm.overcommit_memory=2: forking TensorFlow's ~2 GB of address space is refused with
+# ENOMEM, where a spawn is not).
+_FORK_REFUSED = """
+import errno, json, os, sys
+import edgec._tf
+import numpy as np
+from edgec._tf import keras
+from edgec.pipeline import convert
+
+def pipes():
+    links = []
+    for fd in os.listdir("/proc/self/fd"):  # the listing's own descriptor is gone
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except FileNotFoundError:
+            pass
+    return sum(link.startswith("pipe:") for link in links)
+
+def refused():
+    raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+
+before = pipes()
+os.fork = refused
+convert.fork_converter()
+child = convert._WORKER._proc
+model = keras.models.load_model(sys.argv[1], compile=False)
+tflite = convert.convert_int8(model, np.load(sys.argv[2]))
+print(json.dumps({"child": type(child).__name__, "new_pipes": pipes() - before,
+                  "tflite": tflite.hex()}), flush=True)
+"""
+
+
+def test_a_fork_that_fails_spawns_the_converter_instead(reference, tmp_path):
+    """Forking is a speed-up: where the kernel refuses it, the model process spawns its
+    conversion child as elsewhere, converts the same bytes and leaks none of the fork's
+    pipes (the failed fork was the model process's death: a build that could not start)."""
+    model, samples, expected = reference
+    model.save(tmp_path / "m.h5")
+    np.save(tmp_path / "x.npy", samples)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORK_REFUSED, str(tmp_path / "m.h5"), str(tmp_path / "x.npy")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert seen["child"] == "Popen"
+    assert seen["new_pipes"] == 2  # the spawned child's stdin and stdout
+    assert bytes.fromhex(seen["tflite"]) == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prlimit of another process")
+def test_a_limit_the_conversion_child_reaches_is_that_limit_not_a_crash(reference):
+    """The model process's limits bind its conversion child (forked or spawned): a child
+    killed by one (here SIGXCPU, its CPU time limit lowered below what it has used) was
+    reported as "the TFLite converter crashed (signal SIGXCPU) while converting the graph",
+    with a hint about the model's layers; the model process now reports the limit as its own
+    (``_describe``: the CLI's one line with ``EDGEC_LIMITS``)."""
+    import resource
+
+    from edgec.errors import ConversionError
+    from edgec.sandbox.worker import _describe
+
+    model, samples, expected = reference
+    assert convert.convert_int8(model, samples) == expected  # the child has run a while
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.prlimit(_pid(), resource.RLIMIT_CPU, (1, hard))
+    with pytest.raises(ConversionError) as caught:
+        convert.convert_int8(model, samples)
+    assert "CPU time limit (signal SIGXCPU)" in caught.value.message
+    assert _describe(caught.value)["limit"] == "cpu"
+    assert convert.convert_int8(model, samples) == expected  # a new child, without it

@@ -11,6 +11,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -450,3 +451,23 @@ def test_signal_mid_build_cleans_up(tmp_path, tiny_model, sig, wait_for):
     assert "interrupted; nothing was written" in err and "Traceback" not in err
     assert list(tmp.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
+
+
+_SIGCHLD_IGNORED = (
+    "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def test_a_build_started_with_sigchld_ignored_still_sees_its_children(tmp_path, tiny_model):
+    """A parent that ignores SIGCHLD passes that on through exec, to the model process:
+    the kernel then reaped its children itself, every arena probe read as a TFLM crash
+    (the ram check failed: exit 3) and the forked conversion child's wait raised ECHILD."""
+    out = tmp_path / "out"
+    build = ["build", str(tiny_model.model), "-d", str(tiny_model.data), "--target", "cortex-m"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIGCHLD_IGNORED, *EDGEC, *build, "--out", str(out), "--debug"],
+        env={**os.environ, "EDGEC_SANDBOX": "on"}, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ChildProcessError" not in proc.stderr

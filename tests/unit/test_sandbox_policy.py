@@ -43,6 +43,15 @@ def test_bad_limits_are_usage_errors(monkeypatch, text):
         (-signal.SIGABRT, "terminate called after throwing 'std::bad_alloc'", "memory limit"),
         (1, "MemoryError", "memory limit (8 GiB"),
         (1, "OSError: [Errno 24] Too many open files", "open files limit (256)"),
+        # what the address-space limit looked like in a build (memory=2100MiB-2150MiB)
+        (
+            -signal.SIGABRT,
+            "F0000 env.cc:84] Check failed: ret == 0 (11 vs. 0) Thread "
+            "tf_ConvertSignatures creation via pthread_create() failed.",
+            "memory limit",
+        ),
+        (127, "cannot allocate memory for thread-local data: ABORT", "memory limit"),
+        (1, "OSError: /x/libLiteRt.so: failed to map segment from shared object", "memory limit"),
     ],
 )
 def test_a_limit_that_trips_is_named(code, log, needle):

@@ -252,7 +252,7 @@ def _convert_full_integer(
         if not quiet and log:
             print(log, file=sys.stderr)
         if crashed is not None:
-            raise _crash_error(crashed, folder / "progress", len(samples))
+            raise _crash_error(crashed, folder / "progress", len(samples), log)
         if (folder / "error.txt").exists():
             text = (folder / "error.txt").read_text("utf-8", "replace")
             raise _conversion_error(text + "\n" + log, concrete.graph, activations)
@@ -478,10 +478,14 @@ class _Worker:
         if self._proc is None:
             self._folder = Path(tempfile.mkdtemp(prefix="edgec-converter-", dir=process_tempdir()))
             if fork and _Forked.safe():
-                self._proc = _Forked(outliving_env(self._folder))
-                self._environment = environment
-                self._warming = True
-                return
+                try:
+                    self._proc = _Forked(outliving_env(self._folder))
+                except OSError:  # no fork here (strict overcommit: ENOMEM): spawn it
+                    pass
+                else:
+                    self._environment = environment
+                    self._warming = True
+                    return
             self._proc = subprocess.Popen(
                 # -P: not the current directory first on sys.path (a checkout's numpy.py);
                 # it runs inside the build's model process, confined with it
@@ -578,7 +582,14 @@ class _Forked:
         parent = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            # a model process has TensorFlow's ~2 GB of address space: with strict
+            # overcommit (vm.overcommit_memory=2) fork fails where a spawn does not
+            pid = os.fork()
+        except OSError:
+            for fd in (jobs_read, jobs_write, answers_read, answers_write):
+                os.close(fd)
+            raise
         if pid == 0:  # pragma: no cover (the child; the tests see what it answers)
             _serve_forked(parent, env, jobs_read, answers_write)
         os.close(jobs_read)
@@ -656,16 +667,32 @@ stop_on_interrupt(_WORKER.stop)
 
 def fork_converter() -> None:
     """In a model process, right after its TensorFlow import: start the conversion child
-    as a fork of this process (``_Forked``), or as a new process where forking is not safe."""
+    as a fork of this process (``_Forked``), or as a new process where forking is not safe
+    or fails (a speed-up only: the build goes on either way)."""
     import edgec._tf  # noqa: F401 (the import is what the child inherits)
 
     _WORKER.start(fork=True)
 
 
-def _crash_error(code: int, progress: Path, samples: int) -> ConversionError:
-    """What the converter was doing when its process died."""
+def _crash_error(code: int, progress: Path, samples: int, log: str = "") -> ConversionError:
+    """What the converter was doing when its process died (``log``: what it wrote), or
+    the resource limit it reached: the model process's limits bind its conversion child
+    too, and a limit is not a crash (``reached_limit``: the model process reports it as
+    its own, with how to raise it)."""
+    from edgec.sandbox.worker import limit_in
+
     steps = progress.read_text().split() if progress.exists() else []
     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+    limit = limit_in(code, log)
+    if limit is not None:
+        what = {"cpu": "CPU time", "file": "file size", "files": "open files"}.get(limit, limit)
+        error = ConversionError(
+            f"the TFLite converter's process reached its {what} limit ({how}); nothing was written",
+            hint="if the model really needs more, raise the limit its process inherits "
+            "(EDGEC_LIMITS in edgec's sandbox, else ulimit)",
+        )
+        error.reached_limit = limit  # type: ignore[attr-defined]
+        return error
     if not steps:
         where = "while converting the graph (before calibration)"
         hint = "run with --debug for the converter's log; a plain float model may show the layer"

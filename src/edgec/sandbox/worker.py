@@ -278,20 +278,38 @@ def _size(n: int) -> str:
 
 
 _FILE_SIGN = os.strerror(errno.EFBIG)  # "File too large"
+# Under the address-space limit (seen with the built-in example at memory=2100-2150MiB):
+# in the conversion child, TensorFlow aborts when a thread's stack cannot be mapped
+# ("Check failed: ret == 0 (11 vs. 0) Thread tf_ConvertSignatures creation via
+# pthread_create() failed", SIGABRT) and glibc ends a new thread's process ("cannot
+# allocate memory for thread-local data: ABORT", exit status 127); in the model process a
+# library loaded late fails ("libLiteRt.so: failed to map segment from shared object")
 _MEMORY_SIGNS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "OOM when allocat",
-                 "failed to allocate", "Resource exhausted")  # fmt: skip
+                 "failed to allocate", "Resource exhausted", "pthread_create() failed",
+                 "cannot allocate memory for thread-local data",
+                 "failed to map segment")  # fmt: skip
+
+
+def limit_in(code: int, log: str) -> str | None:
+    """The limit (``limit_error``'s name) a process that ended with ``code`` and wrote
+    ``log`` reached, if its signal or its log says so: the model process, or a child of
+    it (the conversion child), which its limits bind too."""
+    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and "SIGXCPU" in log):
+        return "cpu"
+    if code == -signal.SIGXFSZ or _FILE_SIGN in log:
+        return "file"
+    if any(sign in log for sign in _MEMORY_SIGNS):
+        return "memory"
+    if "Too many open files" in log:
+        return "files"
+    return None
 
 
 def diagnose(code: int, log: str, limits: Limits) -> errors.EdgecError:
     """Why the child ended without an answer: a limit it reached, or its signal."""
-    if code == -signal.SIGXCPU or (code == -signal.SIGKILL and "SIGXCPU" in log):
-        return limit_error("cpu", limits)
-    if code == -signal.SIGXFSZ or _FILE_SIGN in log:
-        return limit_error("file", limits)
-    if any(sign in log for sign in _MEMORY_SIGNS):
-        return limit_error("memory", limits)
-    if "Too many open files" in log:
-        return limit_error("files", limits)
+    limit = limit_in(code, log)
+    if limit is not None:
+        return limit_error(limit, limits)
     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
     return errors.ToolError(
         f"the model process ended unexpectedly ({how}); nothing was written",
@@ -346,6 +364,10 @@ def _call_here(
 
 def serve() -> None:
     """The child's loop: one call per line on stdin, until stdin closes."""
+    # SIGCHLD ignored by whatever started edgec reaches here through exec: the kernel then
+    # reaps this process's children itself and no exit status is seen (every arena probe
+    # read as a TFLM crash, the forked conversion child's wait failed with ECHILD)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # print() and progress bars of the libraries go to the log, not the protocol
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
@@ -415,6 +437,9 @@ def _describe(exc: BaseException) -> dict[str, Any]:
 def _limit_of(exc: BaseException) -> str | None:
     seen: BaseException | None = exc
     while seen is not None:
+        # an error that knows (the conversion child's death: convert._crash_error)
+        if isinstance(limit := getattr(seen, "reached_limit", None), str):
+            return limit
         # TensorFlow's allocator says so in its message (ResourceExhaustedError, or an
         # error a loader re-raised with the first line of it)
         if isinstance(seen, MemoryError) or any(sign in str(seen) for sign in _MEMORY_SIGNS):

@@ -131,9 +131,30 @@ def forget_on_interrupt(stop: Callable[[], None]) -> None:
 
 @contextlib.contextmanager
 def command_scope() -> Iterator[None]:
-    """Run one command with a private temporary folder and SIGTERM as an exception."""
-    with _private_tempdir(), _signals_raise():
+    """Run one command with a private temporary folder, SIGTERM as an exception and its
+    children's exit statuses seen (``see_child_statuses``)."""
+    with _private_tempdir(), _signals_raise(), _child_statuses_seen():
         yield
+
+
+def see_child_statuses() -> signal.Handlers | Callable[..., object] | int | None:
+    """Set SIGCHLD to its default; returns what it was. A parent that ignores SIGCHLD (a
+    supervisor, a CI agent) passes that on through exec, and the kernel then reaps this
+    process's children itself: their exit statuses are lost (every TFLM arena probe read as
+    a crash and failed the ram check; a model process's death read as exit status 0)."""
+    return signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _child_statuses_seen() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal dispositions can only be set from the main thread
+        return
+    previous = see_child_statuses()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
 
 
 @contextlib.contextmanager

@@ -459,15 +459,36 @@ _SIGCHLD_IGNORED = (
 )
 
 
-def test_a_build_started_with_sigchld_ignored_still_sees_its_children(tmp_path, tiny_model):
-    """A parent that ignores SIGCHLD passes that on through exec, to the model process:
-    the kernel then reaped its children itself, every arena probe read as a TFLM crash
-    (the ram check failed: exit 3) and the forked conversion child's wait raised ECHILD."""
-    out = tmp_path / "out"
-    build = ["build", str(tiny_model.model), "-d", str(tiny_model.data), "--target", "cortex-m"]
+def test_a_check_started_with_sigchld_ignored_still_sees_its_children(tmp_path, seed_tflite):
+    """A parent that ignores SIGCHLD (some supervisors and CI agents) passes that on
+    through exec: the kernel then reaped edgec's children itself, and every TFLM arena
+    probe read as a crash (the ram check failed: exit 3)."""
+    model = tmp_path / "m.tflite"
+    model.write_bytes(seed_tflite)
     proc = subprocess.run(
-        [sys.executable, "-c", _SIGCHLD_IGNORED, *EDGEC, *build, "--out", str(out), "--debug"],
+        [sys.executable, "-c", _SIGCHLD_IGNORED, *EDGEC, "check", str(model), "-t", "cortex-m"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+_API_BUILD = (
+    "import signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); import edgec; "
+    "edgec.build(sys.argv[1], data=sys.argv[2], target='cortex-m', out=sys.argv[3], debug=True)"
+)
+
+
+def test_a_build_in_a_process_ignoring_sigchld_sees_its_children_and_forks(tmp_path, tiny_model):
+    """The API in a process that ignores SIGCHLD: the model process inherits it through
+    exec, so it sets its own (the arena probes read as TFLM crashes and the forked
+    conversion child's wait failed with ECHILD). The model process forks its conversion
+    child (``--debug`` would say if it spawned one: a new import that starts a thread)."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-c", _API_BUILD, str(tiny_model.model), str(tiny_model.data), str(out)],
         env={**os.environ, "EDGEC_SANDBOX": "on"}, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "model.tflite").is_file()
     assert "ChildProcessError" not in proc.stderr
+    assert "spawned, not forked" not in proc.stderr

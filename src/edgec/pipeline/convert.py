@@ -582,31 +582,44 @@ class _Forked:
         parent = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
+        # Ctrl-C or SIGTERM held until both sides are set up: a signal just after the fork
+        # would run this process's exit path (its atexit handlers) in the child, or leave
+        # a child that nothing tracks here
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             # a model process has TensorFlow's ~2 GB of address space: with strict
             # overcommit (vm.overcommit_memory=2) fork fails where a spawn does not
             pid = os.fork()
         except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             for fd in (jobs_read, jobs_write, answers_read, answers_write):
                 os.close(fd)
             raise
         if pid == 0:  # pragma: no cover (the child; the tests see what it answers)
-            _serve_forked(parent, env, jobs_read, answers_write)
+            _serve_forked(parent, env, jobs_read, answers_write, held)
         os.close(jobs_read)
         os.close(answers_write)
         self.pid = pid
         self.returncode: int | None = None
         self.stdin = os.fdopen(jobs_write, "w")
         self.stdout = os.fdopen(answers_read, "r")
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     @staticmethod
     def safe() -> bool:
         """This process can fork the child: one thread, TensorFlow imported and idle."""
-        if threading.active_count() != 1 or "tensorflow" not in sys.modules:
-            return False
+        return not _Forked.unsafe()
+
+    @staticmethod
+    def unsafe() -> str:
+        """Why this process cannot fork the child ("" if it can)."""
+        if threading.active_count() != 1:
+            return f"{threading.active_count()} threads"
+        if "tensorflow" not in sys.modules:
+            return "TensorFlow is not imported"
         from edgec._tf import runtime_started
 
-        return not runtime_started()
+        return "TensorFlow's runtime has started" if runtime_started() else ""
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -627,18 +640,15 @@ class _Forked:
                 os.kill(self.pid, signal.SIGKILL)
 
 
-def _serve_forked(parent: int, env: dict[str, str], jobs: int, answers: int) -> None:
+def _serve_forked(
+    parent: int, env: dict[str, str], jobs: int, answers: int, held: set[int | signal.Signals]
+) -> None:
     """The forked child: the spawned child's set-up (its environment, the null device on
     fd 0-2, nothing else of the parent's open), then its loop; it never returns into the
-    parent's code, and exits without the parent's ``atexit`` handlers."""
+    parent's code, and exits without the parent's ``atexit`` handlers. ``held``: the
+    signal mask to restore once its own handlers are set."""
     code = 0
     try:
-        from edgec._process import end_with_parent
-        from edgec.pipeline._convert_worker import serve
-
-        end_with_parent(parent)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
@@ -647,6 +657,13 @@ def _serve_forked(parent: int, env: dict[str, str], jobs: int, answers: int) -> 
             if int(name) not in keep:
                 with contextlib.suppress(OSError):
                     os.close(int(name))
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        from edgec._process import end_with_parent
+        from edgec.pipeline._convert_worker import serve
+
+        end_with_parent(parent)
         os.environ.clear()
         os.environ.update(env)
         tempfile.tempdir = None
@@ -671,6 +688,8 @@ def fork_converter() -> None:
     or fails (a speed-up only: the build goes on either way)."""
     import edgec._tf  # noqa: F401 (the import is what the child inherits)
 
+    if why := _Forked.unsafe():  # a new import that starts a thread, say: --debug shows it
+        print(f"edgec: the conversion child is spawned, not forked ({why})", file=sys.stderr)
     _WORKER.start(fork=True)
 
 

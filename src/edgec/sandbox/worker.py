@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from edgec import errors
-from edgec._process import forget_on_interrupt, stop_on_interrupt
+from edgec._process import forget_on_interrupt, see_child_statuses, stop_on_interrupt
 from edgec.sandbox.kernel import Limits
 from edgec.sandbox.launch import ENV_LIMITS, ENV_POLICY, Policy, command, limits_from_env
 
@@ -364,10 +364,7 @@ def _call_here(
 
 def serve() -> None:
     """The child's loop: one call per line on stdin, until stdin closes."""
-    # SIGCHLD ignored by whatever started edgec reaches here through exec: the kernel then
-    # reaps this process's children itself and no exit status is seen (every arena probe
-    # read as a TFLM crash, the forked conversion child's wait failed with ECHILD)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    see_child_statuses()  # for the whole process: SIGCHLD ignored by what started edgec
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # print() and progress bars of the libraries go to the log, not the protocol
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)

@@ -213,9 +213,10 @@ def test_a_busy_child_is_stopped_with_its_command_and_its_folder_removed():
 # A model process in miniature: TensorFlow imported, no op run yet, one thread; a pipe
 # stands for its protocol with the CLI (a child that kept it open would hide the model
 # process's death from the CLI). It forks its conversion child, and a second fork is
-# crashed by hand; with another thread alive, and once an op has run, forking is refused.
+# crashed by hand; with another thread alive, and once an op has run, forking is refused;
+# where the kernel refuses the fork, the child is spawned.
 _FORKING_MODEL_PROCESS = """
-import json, os, signal, sys, threading, time
+import errno, json, os, signal, sys, threading, time
 import edgec._tf
 from edgec.pipeline import convert
 protocol_read, protocol_write = os.pipe()
@@ -227,6 +228,24 @@ thread = threading.Thread(target=time.sleep, args=(0.2,))
 thread.start()
 with_a_thread = convert._Forked.safe()
 thread.join()
+
+def pipes():
+    links = []
+    for fd in os.listdir("/proc/self/fd"):  # the listing's own descriptor is gone
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except FileNotFoundError:
+            pass
+    return sum(link.startswith("pipe:") for link in links)
+
+def refused():  # as under strict overcommit (forking TensorFlow's ~2 GB: ENOMEM)
+    raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+
+before, os.fork = pipes(), refused
+fallback = convert._Worker()
+fallback.start(fork=True)
+refused_fork = {"child": type(fallback._proc).__name__, "new_pipes": pipes() - before}
+fallback.stop(busy_only=False)  # killed in its warm-up
 import numpy as np
 from edgec._tf import keras
 model = keras.models.load_model(sys.argv[1], compile=False)
@@ -238,6 +257,7 @@ print(json.dumps({
     "fds": fds, "protocol": f"pipe:[{os.fstat(protocol_write).st_ino}]",
     "tflite": tflite.hex(), "crash": crashed.wait(),
     "with_a_thread": with_a_thread, "after_an_op": convert._Forked.safe(),
+    "refused_fork": refused_fork,
 }), flush=True)
 sys.stdin.readline()
 """
@@ -249,7 +269,9 @@ def test_a_model_process_forks_its_converter_after_tensorflow_s_import(reference
     a build). It converts the bytes a spawned child converts, holds none of the parent's
     files but its two pipes (and what it opens itself), reports a crash as a signal as a
     spawned child does, and dies with its parent. Where forking is not safe (another
-    thread, an op has run) the child is spawned instead."""
+    thread, an op has run) or the kernel refuses it (strict overcommit: ENOMEM), the child
+    is spawned instead, and the refused fork's pipes are closed (a refused fork was the
+    model process's death: a build that could not start)."""
     model, samples, expected = reference  # converted by this worker's spawned child
     model.save(tmp_path / "m.h5")
     np.save(tmp_path / "x.npy", samples)
@@ -270,61 +292,11 @@ def test_a_model_process_forks_its_converter_after_tensorflow_s_import(reference
     assert seen["protocol"] not in seen["fds"]
     assert seen["crash"] == -signal.SIGSEGV
     assert seen["with_a_thread"] is False and seen["after_an_op"] is False
+    assert seen["refused_fork"] == {"child": "Popen", "new_pipes": 2}  # its stdin, stdout
     deadline = time.monotonic() + 2.0
     while not _dead(seen["pid"]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _dead(seen["pid"])
-
-
-# A model process in miniature whose fork fails, as it does under strict overcommit
-# (vm.overcommit_memory=2: forking TensorFlow's ~2 GB of address space is refused with
-# ENOMEM, where a spawn is not).
-_FORK_REFUSED = """
-import errno, json, os, sys
-import edgec._tf
-import numpy as np
-from edgec._tf import keras
-from edgec.pipeline import convert
-
-def pipes():
-    links = []
-    for fd in os.listdir("/proc/self/fd"):  # the listing's own descriptor is gone
-        try:
-            links.append(os.readlink(f"/proc/self/fd/{fd}"))
-        except FileNotFoundError:
-            pass
-    return sum(link.startswith("pipe:") for link in links)
-
-def refused():
-    raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
-
-before = pipes()
-os.fork = refused
-convert.fork_converter()
-child = convert._WORKER._proc
-model = keras.models.load_model(sys.argv[1], compile=False)
-tflite = convert.convert_int8(model, np.load(sys.argv[2]))
-print(json.dumps({"child": type(child).__name__, "new_pipes": pipes() - before,
-                  "tflite": tflite.hex()}), flush=True)
-"""
-
-
-def test_a_fork_that_fails_spawns_the_converter_instead(reference, tmp_path):
-    """Forking is a speed-up: where the kernel refuses it, the model process spawns its
-    conversion child as elsewhere, converts the same bytes and leaks none of the fork's
-    pipes (the failed fork was the model process's death: a build that could not start)."""
-    model, samples, expected = reference
-    model.save(tmp_path / "m.h5")
-    np.save(tmp_path / "x.npy", samples)
-    proc = subprocess.run(
-        [sys.executable, "-c", _FORK_REFUSED, str(tmp_path / "m.h5"), str(tmp_path / "x.npy")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    seen = json.loads(proc.stdout.splitlines()[-1])
-    assert seen["child"] == "Popen"
-    assert seen["new_pipes"] == 2  # the spawned child's stdin and stdout
-    assert bytes.fromhex(seen["tflite"]) == expected
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prlimit of another process")

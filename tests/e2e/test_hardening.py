@@ -470,25 +470,3 @@ def test_a_check_started_with_sigchld_ignored_still_sees_its_children(tmp_path, 
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-
-
-_API_BUILD = (
-    "import signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); import edgec; "
-    "edgec.build(sys.argv[1], data=sys.argv[2], target='cortex-m', out=sys.argv[3], debug=True)"
-)
-
-
-def test_a_build_in_a_process_ignoring_sigchld_sees_its_children_and_forks(tmp_path, tiny_model):
-    """The API in a process that ignores SIGCHLD: the model process inherits it through
-    exec, so it sets its own (the arena probes read as TFLM crashes and the forked
-    conversion child's wait failed with ECHILD). The model process forks its conversion
-    child (``--debug`` would say if it spawned one: a new import that starts a thread)."""
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-c", _API_BUILD, str(tiny_model.model), str(tiny_model.data), str(out)],
-        env={**os.environ, "EDGEC_SANDBOX": "on"}, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (out / "model.tflite").is_file()
-    assert "ChildProcessError" not in proc.stderr
-    assert "spawned, not forked" not in proc.stderr

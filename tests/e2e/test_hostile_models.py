@@ -350,7 +350,13 @@ def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
 
     That =off starts no model process is tests/unit/test_sandbox_switch.py's (its
     ``process._proc is None``): a second real process importing TensorFlow only to show
-    it is in ``sys.modules`` cost as much as this whole test now does."""
+    it is in ``sys.modules`` cost as much as this whole test now does.
+
+    The caller ignores SIGCHLD, which the model process inherits through exec: it sets its
+    own (else the kernel reaped its children itself, every arena probe read as a TFLM crash
+    and the forked conversion child's wait failed with ECHILD). And the model process
+    forks its conversion child (``--debug`` says when it spawns one instead: a new import
+    that starts a thread would bring back a spawned child's TensorFlow import)."""
     from edgec._tf import keras
 
     model, data = tmp_path / "plain.keras", tmp_path / "x.npz"
@@ -362,9 +368,10 @@ def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
     np.savez(data, x=np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32))
     sandboxed, here = tmp_path / "sandboxed", tmp_path / "here"
     script = (
-        "import sys, edgec\n"
+        "import signal, sys, edgec\n"
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
         f"report = edgec.build({str(model)!r}, data={str(data)!r}, "
-        f"target='cortex-m', out={str(sandboxed)!r})\n"
+        f"target='cortex-m', out={str(sandboxed)!r}, debug=True)\n"
         "print(report.ok, 'tensorflow' in sys.modules)\n"
     )
     path = str(Path(edgec.__file__).parents[1])
@@ -374,6 +381,8 @@ def test_the_default_build_keeps_tensorflow_out_of_the_caller(tmp_path):
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "False"], done.stdout
+    assert "ChildProcessError" not in done.stderr
+    assert "spawned, not forked" not in done.stderr
     assert os.environ["EDGEC_SANDBOX"] == "off"  # tests/conftest.py's
     assert edgec.build(model, data=data, target="cortex-m", out=here).ok
     assert (here / "model.tflite").read_bytes() == (sandboxed / "model.tflite").read_bytes()

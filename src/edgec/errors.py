@@ -63,6 +63,10 @@ class UsageError(InputError):
 class ConversionError(EdgecError):
     """The TFLite converter failed, or its result is not a deployable int8 model."""
 
+    # the resource limit (``sandbox.worker.LIMIT_NAMES``) the converter's process reached,
+    # if that is why it died: reported as its model process's own (``_limit_of``)
+    reached_limit: str | None = None
+
 
 class ToolError(EdgecError):
     """An external tool or runtime edgec relies on is missing or misbehaved."""

@@ -698,19 +698,19 @@ def _crash_error(code: int, progress: Path, samples: int, log: str = "") -> Conv
     the resource limit it reached: the model process's limits bind its conversion child
     too, and a limit is not a crash (``reached_limit``: the model process reports it as
     its own, with how to raise it)."""
-    from edgec.sandbox.worker import limit_in
+    from edgec.sandbox.worker import LIMIT_NAMES, limit_in
 
     steps = progress.read_text().split() if progress.exists() else []
     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
     limit = limit_in(code, log)
     if limit is not None:
-        what = {"cpu": "CPU time", "file": "file size", "files": "open files"}.get(limit, limit)
         error = ConversionError(
-            f"the TFLite converter's process reached its {what} limit ({how}); nothing was written",
+            f"the TFLite converter's process reached its {LIMIT_NAMES.get(limit, limit)} limit "
+            f"({how}); nothing was written",
             hint="if the model really needs more, raise the limit its process inherits "
             "(EDGEC_LIMITS in edgec's sandbox, else ulimit)",
         )
-        error.reached_limit = limit  # type: ignore[attr-defined]
+        error.reached_limit = limit
         return error
     if not steps:
         where = "while converting the graph (before calibration)"

@@ -244,13 +244,22 @@ def _error(data: Any, limits: Limits) -> BaseException:
     return exc
 
 
+# each limit's name in a message ("its CPU time limit")
+LIMIT_NAMES = {"memory": "memory", "cpu": "CPU time", "file": "file size", "files": "open files"}
+
+
 def limit_error(limit: str, limits: Limits) -> errors.LimitError:
-    what = {
-        "memory": f"its memory limit ({_size(limits.memory_bytes)} of address space)",
-        "cpu": f"its CPU time limit ({limits.cpu_seconds:,} s)",
-        "file": f"its file size limit ({_size(limits.file_bytes)} per file)",
-        "files": f"its open files limit ({limits.open_files:,})",
-    }.get(limit, f"a limit ({limit})")
+    amount = {
+        "memory": f"{_size(limits.memory_bytes)} of address space",
+        "cpu": f"{limits.cpu_seconds:,} s",
+        "file": f"{_size(limits.file_bytes)} per file",
+        "files": f"{limits.open_files:,}",
+    }
+    what = (
+        f"its {LIMIT_NAMES[limit]} limit ({amount[limit]})"
+        if limit in LIMIT_NAMES
+        else f"a limit ({limit})"
+    )
     raised = {  # twice the limit, as EDGEC_LIMITS writes it
         "memory": f"memory={_as_written(2 * limits.memory_bytes)}",
         "cpu": f"cpu={-(-2 * limits.cpu_seconds // 3600)}h",
@@ -435,8 +444,8 @@ def _limit_of(exc: BaseException) -> str | None:
     seen: BaseException | None = exc
     while seen is not None:
         # an error that knows (the conversion child's death: convert._crash_error)
-        if isinstance(limit := getattr(seen, "reached_limit", None), str):
-            return limit
+        if isinstance(seen, errors.ConversionError) and seen.reached_limit is not None:
+            return seen.reached_limit
         # TensorFlow's allocator says so in its message (ResourceExhaustedError, or an
         # error a loader re-raised with the first line of it)
         if isinstance(seen, MemoryError) or any(sign in str(seen) for sign in _MEMORY_SIGNS):

@@ -37,6 +37,13 @@ def _samples(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(16, 6)).astype(np.float32)
 
 
+def _killed_parent_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a parent these tests kill (SIGKILL: no exit handlers): its
+    temporary files (its converter's folder, autograph's sources) in the test's folder,
+    not left in the machine's /tmp by every run."""
+    return {**os.environ, "TMPDIR": str(tmp_path)}
+
+
 def _pid() -> int:
     proc = convert._WORKER._proc
     assert proc is not None and proc.poll() is None
@@ -149,7 +156,7 @@ def _dead(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
-def test_the_child_dies_with_its_parent_even_while_it_works():
+def test_the_child_dies_with_its_parent_even_while_it_works(tmp_path):
     """A parent killed while its child imports TensorFlow (or converts): the child would
     run on until its stdin's EOF reached a loop it is not in yet."""
     script = (
@@ -159,7 +166,8 @@ def test_the_child_dies_with_its_parent_even_while_it_works():
         "print(convert._WORKER._proc.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              env=_killed_parent_env(tmp_path))  # fmt: skip
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
     parent.kill()
@@ -278,7 +286,7 @@ def test_a_model_process_forks_its_converter_after_tensorflow_s_import(reference
     parent = subprocess.Popen(
         [sys.executable, "-c", _FORKING_MODEL_PROCESS, str(tmp_path / "m.h5"),
          str(tmp_path / "x.npy")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_killed_parent_env(tmp_path),
     )  # fmt: skip
     assert parent.stdout is not None
     try:

@@ -7,6 +7,7 @@ for layer conv2d_1), and the graph output renamed after the signature.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from edgec.artifact.layer_names import LayerNames
@@ -91,6 +92,33 @@ def test_layers_of_an_op_are_in_call_order(keras3_like):
     assert names.layers(fused, fused.operators[0]) == ("conv2d", "bn", "re_lu")
     assert names.name(fused, fused.operators[0]) == "conv2d"
     assert NAMES.layers(flat, flat.operators[0]) == ("conv2d",)
+
+
+def test_a_padding_fused_into_a_convolution_does_not_name_its_row():
+    """The converter fuses a ZeroPadding2D's PAD into the convolution after it (MobileNet's
+    strided depthwise convolutions): that op's row is the convolution's, first in call
+    order though the padding is. A PAD left on its own is the padding's row."""
+    names = LayerNames(
+        scopes={"m/zero_padding2d": "zero_padding2d", "m/conv2d": "conv2d",
+                "m/zero_padding2d_1": "zero_padding2d_1"},
+        shown={"zero_padding2d": "zero_padding2d", "conv2d": "conv2d",
+               "zero_padding2d_1": "zero_padding2d_1"},
+        kinds={"zero_padding2d": "ZeroPadding2D", "conv2d": "Conv2D",
+               "zero_padding2d_1": "ZeroPadding2D"},
+    )  # fmt: skip
+    b = TfliteBuilder()
+    x = b.tensor("x", (1, 6, 6, 4), scale=0.1)
+    # as the converter names the fused op's output (seen on tf_keras and Keras 3 models)
+    fused = "m/conv2d/Conv2D;m/zero_padding2d/Pad/paddings;m/zero_padding2d/Pad"
+    h = conv_relu(b, x, "conv2d", fused, 0)
+    paddings = b.constant(
+        "m/zero_padding2d_1/Pad/paddings", np.array([[0, 0], [1, 1], [1, 1], [0, 0]], np.int32)
+    )
+    y = b.tensor("m/zero_padding2d_1/Pad", (1, 8, 8, 4), scale=0.1, zero_point=-128)
+    b.op("PAD", [h, paddings], [y])
+    flat = TfliteModel.from_bytes(b.build(inputs=[x], outputs=[y]))
+    assert names.layers(flat, flat.operators[0]) == ("zero_padding2d", "conv2d")
+    assert [names.name(flat, op) for op in flat.operators] == ["conv2d", "zero_padding2d_1"]
 
 
 def test_converter_inserted_ops_and_tfmot_layers():

@@ -22,6 +22,12 @@ if TYPE_CHECKING:  # tflite_model imports stats, which imports this module
     from edgec.artifact.tflite_model import Operator, TfliteModel
 
 
+# Layers whose PAD the converter fuses into the convolution after them (MobileNet's
+# ZeroPadding2D before each strided DepthwiseConv2D): the op is that convolution's, and
+# its row is named by it, not by the padding first in call order
+_PADDING = frozenset({"ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"})
+
+
 @dataclass(frozen=True)
 class LayerNames:
     """The layers of the traced model and the name scopes their calls ran in.
@@ -94,12 +100,14 @@ class LayerNames:
 
     def name(self, model: TfliteModel, op: Operator) -> str:
         """The op's row name: its first layer as ``model.summary()`` shows it (one of the
-        user's layers before TF-MOT's own QuantizeLayer), else the op's tensor name (an op
-        no layer call made, e.g. the input's QUANTIZE)."""
+        user's layers before TF-MOT's own QuantizeLayer; a padding fused into the op is
+        passed over), else the op's tensor name (an op no layer call made, e.g. the input's
+        QUANTIZE)."""
         layers = self.layers(model, op)
         if not layers:
             return op.location
-        first = next((layer for layer in layers if layer in self.shown), layers[0])
+        users = [layer for layer in layers if layer in self.shown] or list(layers)
+        first = next((layer for layer in users if self.kinds.get(layer) not in _PADDING), users[0])
         return self.shown.get(first, first)
 
     def kind(self, layer: str) -> str:

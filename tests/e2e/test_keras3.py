@@ -189,9 +189,11 @@ def test_recipe_prune_qat(keras3_dir, tmp_path, model):
     acc = report["accuracy"]
     if "accuracy" in failed and acc["metric"] == "top1":
         # A true reason when the recipe itself lost it: the compressed float model is as
-        # far below the input model, and int8 stays within 2 points of it.
+        # far below the input model, and int8's outputs match its. Not "int8 within 2
+        # points of float": one epoch at 75% leaves MobileNet near chance (~15%), where
+        # near-equal scores let top-1 move either way; that held by the seed's luck.
         assert acc["detail"]["input_model_float"] - acc["float"] > 2.0, acc
-        assert abs(acc["float"] - acc["int8"]) <= 2.0, acc
+        assert acc["detail"]["output_cosine"] >= 0.98, acc
         failed -= {"accuracy"}
     if "accuracy" in failed and acc["metric"] == "rmse":
         # the same for an error (the autoencoder): the recipe itself raised it above the

@@ -4,6 +4,7 @@ from PIL import Image
 
 from edgec.datasets import load_dataset, split_calibration
 from edgec.datasets.digits import load_digits
+from edgec.datasets.loading import check_data_file
 from edgec.errors import InputError
 
 SHAPE = (8, 8, 1)
@@ -49,6 +50,34 @@ def test_bad_samples(tmp_path, x, needle):
     with pytest.raises(InputError) as info:
         load_dataset(tmp_path / "d.npz", SHAPE)
     assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "arrays", "needle"),
+    [
+        (".npz", {"x": np.zeros((0, *SHAPE))}, "is empty"),
+        (".npy", {"x": np.zeros((0, *SHAPE))}, "is empty"),
+        (".npz", {"x": np.float32(1.0)}, "x is a single number"),
+        (".npy", {"x": np.float32(1.0)}, "x is a single number"),
+        (".npz", {"x": np.zeros((5, *SHAPE)), "y": np.zeros(4)}, "y has shape (4,) but x has 5"),
+        (".npz", {"x": np.zeros((5, *SHAPE)), "y": np.int64(3)}, "y has shape () but x has 5"),
+    ],
+    ids=["empty-npz", "empty-npy", "scalar-npz", "scalar-npy", "fewer-labels", "scalar-label"],
+)
+def test_data_refused_from_its_headers(tmp_path, suffix, arrays, needle):
+    """What the headers show is refused before the model is loaded (the build's parent,
+    no TensorFlow): a user waited for the model process's TensorFlow import to hear that
+    the data was empty. The model's input shape is known only when it is loaded."""
+    path = tmp_path / f"d{suffix}"
+    if suffix == ".npz":
+        np.savez(path, **arrays)
+    else:
+        np.save(path, arrays["x"])
+    with pytest.raises(InputError) as info:
+        check_data_file(path)
+    assert needle in str(info.value)
+    np.savez(tmp_path / "good.npz", x=np.zeros((5, *SHAPE)), y=np.zeros(5))
+    check_data_file(tmp_path / "good.npz")
 
 
 def test_bad_files(tmp_path):

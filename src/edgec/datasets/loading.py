@@ -107,8 +107,10 @@ def check_data_file(
 ) -> None:
     """What can be checked of DATA before the model is loaded (no TensorFlow): a regular
     file or folder of a known kind, an archive's members, each array's header against its
-    bytes, and each image a build would read (a regular file inside the folder, its pixel
-    count from its header). ``load_dataset`` checks all of it again as it reads."""
+    bytes, samples in x and as many labels in y (from the headers), and each image a build
+    would read (a regular file inside the folder, its pixel count from its header).
+    ``load_dataset`` checks all of it again as it reads; the model's input shape is known
+    only there."""
     path = Path(path)
     if path.is_dir():
         _, files = _image_files(path)
@@ -119,14 +121,19 @@ def check_data_file(
                 pixels.add(image)
     elif path.suffix == ".npz":
         with safeio.open_archive(path, "data", _NPZ_LIMITS, kind=".npz") as archive:
+            headers = {}
             for role, name in zip(("x", "y"), _npz_members(archive, path), strict=True):
                 if name is not None:
                     info = archive.getinfo(name)
                     with archive.open(info) as stream:
-                        _read_header(stream, str(path), info.file_size, role)
+                        headers[role] = _read_header(stream, str(path), info.file_size, role)
+        check_samples(headers["x"].shape, str(path))
+        if "y" in headers:
+            _check_labels(headers["y"], headers["x"].shape[0], path)
     elif path.suffix == ".npy":
         with safeio.open_regular(path, "data") as stream:
-            _read_header(stream, str(path), safeio.file_size(stream), "x")
+            header = _read_header(stream, str(path), safeio.file_size(stream), "x")
+        check_samples(header.shape, str(path))
     else:
         _unknown_format(path)
 
@@ -154,12 +161,17 @@ def validate_samples(data: Dataset, input_shape: tuple[int, ...]) -> None:
             raise InputError(f"data {name}: y contains NaN or infinite values")
 
 
-def check_shape(shape: tuple[int, ...], input_shape: tuple[int, ...], name: str) -> None:
-    """Samples of ``shape`` (first axis: samples) fit a model input of ``input_shape``."""
+def check_samples(shape: tuple[int, ...], name: str) -> None:
+    """x of ``shape`` is an array of at least one sample (first axis: samples)."""
     if len(shape) == 0:
         raise InputError(f"data {name}: x is a single number, expected an array of samples")
     if shape[0] == 0:
         raise InputError(f"data {name} is empty", hint="calibration needs real samples (about 300)")
+
+
+def check_shape(shape: tuple[int, ...], input_shape: tuple[int, ...], name: str) -> None:
+    """Samples of ``shape`` (first axis: samples) fit a model input of ``input_shape``."""
+    check_samples(shape, name)
     if tuple(shape[1:]) != tuple(input_shape):
         expected = (shape[0], *input_shape)
         hint = "give samples in the model's input shape, first axis = samples"
@@ -349,13 +361,15 @@ def _load_npz(path: Path, input_shape: tuple[int, ...], sampler: _Sampler) -> Da
             y_info = archive.getinfo(y_name)
             with archive.open(y_info) as stream:
                 y_header = _read_header(stream, where, y_info.file_size, "y")
-                if not y_header.shape or y_header.shape[0] != count:
-                    raise InputError(
-                        f"data {path}: y has shape {y_header.shape} but x has {count} samples"
-                    )
+                _check_labels(y_header, count, path)
                 y = _read_rows(stream, y_header, rows, where, "y")
     return Dataset(x=_as_samples(x), y=y, source=where,
                    sampled_from=sampler.sampled_from(count))  # fmt: skip
+
+
+def _check_labels(y: _Header, count: int, path: Path) -> None:
+    if not y.shape or y.shape[0] != count:
+        raise InputError(f"data {path}: y has shape {y.shape} but x has {count} samples")
 
 
 # ---------------------------------------------------------------------- image folders

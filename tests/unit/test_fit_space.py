@@ -14,6 +14,7 @@ from edgec.fit import space
 from edgec.fit.executor import InProcess, TrialJob, TrialResult, packed, unpacked
 from edgec.fit.search import FitOptions, FitProgress, Search, parse_duration, parse_rungs, score
 from edgec.fit.store import Record, Store
+from edgec.fit.trial import job_options
 from edgec.stages.recipe import parse_recipe
 
 LEVERS = space.supported_levers(("int8", "int16"))
@@ -207,3 +208,18 @@ def test_a_ray_worker_runs_its_trials_in_one_model_process(tmp_path, monkeypatch
         assert handed[5] is not handed[4] and handed[5]._readable == (str(other),)
     finally:
         distributed._close_worker_process()
+
+
+def test_a_trial_s_recipe_file_is_the_one_it_is_given(tmp_path):
+    """The winner's rebuild writes its annotated recipe (the note, the build's flags) into
+    --out: the build's options no longer overwrite it with the plain one first (a rebuild
+    interrupted then left the plain recipe in --out)."""
+    params = {"distill_width": None, "channel_fraction": 0.5, "low_rank_energy": None,
+              "clusters": None, "compress": None, "qat": True}  # fmt: skip
+    job = TrialJob("k", params, 1, 0, 5, "cortex-m")
+    path = tmp_path / "recipe.toml"
+    annotated = space.recipe_toml(job.params, 1, note="edgec fit's choice", keep_names=True)
+    options = job_options(job, path, toml=annotated)
+    assert options.recipe == str(path) and path.read_text() == annotated
+    job_options(job, path)  # a trial's own: the plain recipe of its stages
+    assert path.read_text() == space.recipe_toml(job.params, 1) != annotated

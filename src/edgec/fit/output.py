@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgec import builder
 from edgec.errors import EdgecError, InputError
-from edgec.export.writer import prepare_output_dir, write_file_atomically
+from edgec.export.writer import prepare_output_dir
 from edgec.fit import space
 from edgec.fit.executor import TrialResult
 from edgec.fit.trial import job_options, target_figures, trained_result
@@ -86,11 +86,10 @@ def _rebuild(search: Search, winner: Record) -> tuple[Any, str | None, TrialResu
         )  # fmt: skip
     search.progress.message(f"building the winner {result.key}")
     start = time.perf_counter()
+    # in --out before the build: the report (model_settings.h) names it as the recipe's source
     recipe_path = search.options.out / "recipe.toml"
-    if toml is not None:  # the report (model_settings.h) names it as the recipe's source
-        write_file_atomically(recipe_path, toml.encode())
     try:
-        built = builder.build_in_sandbox(job_options(job, recipe_path), seed=job.seed)
+        built = builder.build_in_sandbox(job_options(job, recipe_path, toml=toml), seed=job.seed)
     except EdgecError as exc:
         failed = TrialResult(
             result.key,

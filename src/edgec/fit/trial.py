@@ -25,6 +25,7 @@ import numpy as np
 
 from edgec import builder
 from edgec.errors import EdgecError
+from edgec.export.writer import write_file_atomically
 from edgec.fit.executor import BUDGET_CHECKS, TrialJob, TrialResult
 from edgec.fit.space import build_options, recipe_stages, recipe_toml
 from edgec.options import TRIAL_FIELDS
@@ -72,14 +73,18 @@ def sandboxed_trial(payload: dict[str, Any], emit: Any) -> dict[str, Any]:
     return run_job(TrialJob(**payload)).to_dict()
 
 
-def job_options(job: TrialJob, recipe_path: Path, out: Path | None = None) -> builder.BuildOptions:
-    """The build a trial runs; its recipe (if any stage is on) written to ``recipe_path``.
+def job_options(
+    job: TrialJob, recipe_path: Path, out: Path | None = None, *, toml: str | None = None
+) -> builder.BuildOptions:
+    """The build a trial runs; its recipe (if any stage is on) written to ``recipe_path``:
+    ``toml`` (the winner's, annotated, in ``--out``), else the job's plain recipe.
     A screen of int4 weights asks for them post-training (``--weights int4``)."""
     recipe = None
     # a screen of int4 weights: its structure has no qat stage to train them
     weights = "int4" if job.screen and job.params.get("weights", 8) == 4 else None
     if recipe_stages(job.params, max(job.epochs, 1)):
-        recipe_path.write_text(recipe_toml(job.params, max(job.epochs, 1)))
+        text = toml if toml is not None else recipe_toml(job.params, max(job.epochs, 1))
+        write_file_atomically(recipe_path, text.encode())
         recipe = str(recipe_path)
     return builder.BuildOptions(
         model=Path(job.model) if job.model is not None else None,

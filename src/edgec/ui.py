@@ -761,8 +761,10 @@ def print_fit_summary(outcome: FitOutcome, seconds: float, argv: list[str] | Non
                 soft_wrap=True,
             )
         if outcome.budget_met is not None and outcome.new_folder is not None:
+            untrained = " untrained (its trained build may not)"
             out.print(
-                "A budget the closest candidate meets starts a new search in "
+                f"A budget the closest candidate meets{untrained * outcome.budget_untrained} "
+                "starts a new search in "
                 f"{t(outcome.new_folder)}: "
                 f"`{t(command_line(argv, {'--budget': outcome.budget_met}))}`",
                 soft_wrap=True,

@@ -254,6 +254,8 @@ def test_cannot_fit_names_the_misses_and_its_hints_run(user_model, tmp_path):
 
     budget = next(ln for ln in more_run.out.splitlines() if "starts a new search" in ln)
     assert f"starts a new search in {tmp_path / 'tiny-2'}:" in budget
+    # from a screen (none was trained): said, as its trained build may not fit that budget
+    assert "meets untrained (its trained build may not) starts" in budget
     done = run_edgec(*the_hint(budget))
     text = done.out + done.err
     assert done.code in (0, 3), text

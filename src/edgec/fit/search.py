@@ -238,6 +238,7 @@ class FitOutcome:
     # closest candidate meets, and the folder a search with that budget would use
     more: list[tuple[str, str]] = field(default_factory=list)
     budget_met: str | None = None
+    budget_untrained: bool = False  # budget_met is a screened (untrained) candidate's
     new_folder: Path | None = None
 
 
@@ -276,7 +277,8 @@ def run_fit(
         store.winner = None
         store.save()
         outcome.misses, outcome.closest_lever = closest_misses(search)
-        outcome.more, outcome.budget_met = more_of(search), closest_budget(search)
+        outcome.more = more_of(search)
+        outcome.budget_met, outcome.budget_untrained = closest_budget(search)
         outcome.new_folder = next_folder(requested)  # this search's folder is taken now
     return outcome
 
@@ -346,13 +348,15 @@ def more_of(search: Search) -> list[tuple[str, str]]:
     return more
 
 
-def closest_budget(search: Search) -> str | None:
+def closest_budget(search: Search) -> tuple[str | None, bool]:
     """A --budget the closest trained candidate (else the closest screened one) meets:
-    each budget it was measured against, raised to its figure where it missed."""
+    each budget it was measured against, raised to its figure where it missed; and
+    whether that candidate was only screened (its trained build may measure otherwise:
+    following the hint can still end in "nothing fits")."""
     measured = [r for r in search.store.records if r.result.targets and not r.result.error]
     trained = [r for r in measured if r.result.epochs > 0]
     if not measured:
-        return None
+        return None, False
     best = min(trained or measured, key=lambda r: (_worst_ratio(r.result), r.result.key))
     sizes: dict[str, int] = {}
     for target in best.result.targets:
@@ -360,7 +364,8 @@ def closest_budget(search: Search) -> str | None:
             if b["name"] in ("flash", "ram") and b["limit"] is not None:
                 figure = max(b["limit"], b["value"] if b["value"] is not None else 0)
                 sizes[b["name"]] = max(sizes.get(b["name"], 0), int(math.ceil(figure)))
-    return ",".join(f"{name}={size}B" for name, size in sorted(sizes.items())) or None
+    budget = ",".join(f"{name}={size}B" for name, size in sorted(sizes.items())) or None
+    return budget, not trained
 
 
 # what a search may change and stay the same search (continued with more of it)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import sys
+import threading
 from collections.abc import Iterator
 
 from edgec import _tf_env
@@ -41,9 +43,9 @@ with _collector_paused():
 __all__ = ["tf", "keras", "set_threads", "runtime_started"]
 
 
-def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage needs it.
+def __getattr__(name: str):  # TF-MOT costs ~1 s to import: only when a stage needs it.
     if name == "tfmot":
-        with _collector_paused():
+        with _collector_paused(), _keras3_not_imported():
             import tensorflow_model_optimization as tfmot
 
         return tfmot
@@ -70,6 +72,37 @@ def __getattr__(name: str):  # TF-MOT costs ~2 s to import: only when a stage ne
 
         return lite
     raise AttributeError(name)
+
+
+class _Keras3Refused:
+    """A ``sys.meta_path`` finder that fails one thread's imports of the Keras 3 package."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, path=None, target=None):
+        if name == "keras" and threading.get_ident() == self.thread:
+            raise ModuleNotFoundError("Keras 3 is not imported for TF-MOT", name=name)
+        return None
+
+
+@contextlib.contextmanager
+def _keras3_not_imported() -> Iterator[None]:
+    """TF-MOT's import without the Keras 3 package's. Its prune_registry tries
+    ``from keras.engine import base_layer``, which imports Keras 3 (0.9 CPU-s: 1.1 of
+    TF-MOT's 1.2) and then fails (Keras 3 has no ``keras.engine``), leaving
+    ``base_layer`` None; refused at once, it is None all the same. Only this thread's
+    imports are refused (the API may run in a user's threads), and only when Keras 3 is
+    not imported already (then it costs nothing)."""
+    if "keras" in sys.modules:
+        yield
+        return
+    finder = _Keras3Refused()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def runtime_started() -> bool:

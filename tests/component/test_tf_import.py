@@ -34,3 +34,53 @@ def test_the_collector_is_paused_while_tensorflow_imports() -> None:
         seen.append(gc.isenabled())
     assert seen == [False]
     assert gc.isenabled()
+
+
+PRUNE_REGISTRY = "tensorflow_model_optimization.python.core.sparsity.keras.prune_registry"
+
+
+def test_tf_mot_s_import_leaves_keras_3_unimported() -> None:
+    """TF-MOT's prune_registry imports Keras 3 (0.9 CPU-s) only to fail on ``keras.engine``
+    and keep ``base_layer`` None: under the guard it fails at once, with the same result.
+    TF-MOT's module runs again here, with Keras 3's modules out of ``sys.modules``, and
+    everything is put back after."""
+    import sys
+
+    import edgec._tf
+
+    assert edgec._tf.tfmot is not None
+
+    def keras3() -> dict:
+        return {k: m for k, m in sys.modules.items() if k == "keras" or k.startswith("keras.")}
+
+    saved = {**keras3(), PRUNE_REGISTRY: sys.modules[PRUNE_REGISTRY]}
+    for name in saved:
+        del sys.modules[name]
+    try:
+        with edgec._tf._keras3_not_imported():
+            registry = importlib.import_module(PRUNE_REGISTRY)
+        assert registry.base_layer is None  # as when Keras 3 is imported and fails it
+        assert not keras3()
+        assert not any(type(f).__name__ == "_Keras3Refused" for f in sys.meta_path)
+    finally:
+        for name in keras3():  # a failing guard's Keras 3
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def test_only_the_importing_thread_is_refused_keras_3() -> None:
+    """The API may run builds in a user's threads: another thread's ``import keras`` while
+    TF-MOT imports goes on as usual."""
+    import threading
+
+    from edgec._tf import _Keras3Refused
+
+    finder = _Keras3Refused()
+    with pytest.raises(ModuleNotFoundError):
+        finder.find_spec("keras")
+    assert finder.find_spec("keras.src") is None and finder.find_spec("tf_keras") is None
+    seen = []
+    other = threading.Thread(target=lambda: seen.append(finder.find_spec("keras")))
+    other.start()
+    other.join()
+    assert seen == [None]

@@ -43,7 +43,7 @@ with _collector_paused():
 __all__ = ["tf", "keras", "set_threads", "runtime_started"]
 
 
-def __getattr__(name: str):  # TF-MOT costs ~1 s to import: only when a stage needs it.
+def __getattr__(name: str):  # TF-MOT: imported only when a stage needs it
     if name == "tfmot":
         with _collector_paused(), _keras3_not_imported():
             import tensorflow_model_optimization as tfmot
@@ -89,8 +89,8 @@ class _Keras3Refused:
 @contextlib.contextmanager
 def _keras3_not_imported() -> Iterator[None]:
     """TF-MOT's import without the Keras 3 package's. Its prune_registry tries
-    ``from keras.engine import base_layer``, which imports Keras 3 (0.9 CPU-s: 1.1 of
-    TF-MOT's 1.2) and then fails (Keras 3 has no ``keras.engine``), leaving
+    ``from keras.engine import base_layer``, which imports Keras 3 (0.9 CPU-s, most of
+    TF-MOT's import) and then fails (Keras 3 has no ``keras.engine``), leaving
     ``base_layer`` None; refused at once, it is None all the same. Only this thread's
     imports are refused (the API may run in a user's threads), and only when Keras 3 is
     not imported already (then it costs nothing)."""

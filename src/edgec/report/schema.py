@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 import json
 import typing
 from dataclasses import dataclass, field, fields
@@ -642,13 +643,25 @@ def from_plain(cls: type[T], data: Any) -> T:
     return typing.cast(T, _typed(cls, data))
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """A report dataclass's field types, once per class: ``typing.get_type_hints``
+    evaluates every annotation's string again on each call (once per layer row, check
+    and target of every report read)."""
+    hints = typing.get_type_hints(cls)
+    open_field = getattr(cls, "OPEN", None)
+    if open_field is not None:
+        hints[open_field] = dict[str, Any]
+    return hints
+
+
 def _typed(hint: Any, data: Any) -> Any:
     if data is None:
         return None
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if not isinstance(data, dict):
             raise TypeError(f"{hint.__name__} must be an object, not {type(data).__name__}")
-        hints = typing.get_type_hints(hint)
+        hints = _field_types(hint)
         open_field = getattr(hint, "OPEN", None)
         if open_field is not None:  # keys no field has go to the open field
             known = {f.name for f in fields(hint)} - {open_field}
@@ -656,7 +669,6 @@ def _typed(hint: Any, data: Any) -> Any:
                 **{k: v for k, v in data.items() if k in known},
                 open_field: {k: v for k, v in data.items() if k not in known},
             }
-            hints[open_field] = dict[str, Any]
         return hint(**{key: _typed(hints.get(key, Any), value) for key, value in data.items()})
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is list:

@@ -45,10 +45,7 @@ __all__ = ["tf", "keras", "set_threads", "runtime_started"]
 
 def __getattr__(name: str):  # TF-MOT: imported only when a stage needs it
     if name == "tfmot":
-        with _collector_paused(), _keras3_not_imported():
-            import tensorflow_model_optimization as tfmot
-
-        return tfmot
+        return _tfmot()
     if name == "saved_model_pb2":  # SavedModel's protobuf schema: read without loading
         from tensorflow.core.protobuf import saved_model_pb2
 
@@ -60,6 +57,7 @@ def __getattr__(name: str):  # TF-MOT: imported only when a stage needs it
     if name == "cluster_weights_wrapper":
         # TF-MOT's clustering wrapper class, not exported by tfmot.clustering.keras: needed
         # to cluster a bias-less Conv2D per channel (see edgec.stages.cluster).
+        _tfmot()  # the package's import first, as "tfmot" imports it
         from tensorflow_model_optimization.python.core.clustering.keras.cluster_wrapper import (
             ClusterWeights,
         )
@@ -72,6 +70,13 @@ def __getattr__(name: str):  # TF-MOT: imported only when a stage needs it
 
         return lite
     raise AttributeError(name)
+
+
+def _tfmot():
+    with _collector_paused(), _keras3_not_imported():
+        import tensorflow_model_optimization as tfmot
+
+    return tfmot
 
 
 class _Keras3Refused:

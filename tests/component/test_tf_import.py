@@ -84,3 +84,15 @@ def test_only_the_importing_thread_is_refused_keras_3() -> None:
     other.start()
     other.join()
     assert seen == [None]
+
+
+def test_tf_mot_s_clustering_wrapper_is_imported_through_the_guard(monkeypatch) -> None:
+    """The wrapper's module imports TF-MOT's package first: asked for before ``tfmot``, it
+    imported Keras 3 all the same."""
+    import edgec._tf
+
+    guarded = []
+    real = edgec._tf._tfmot
+    monkeypatch.setattr(edgec._tf, "_tfmot", lambda: guarded.append(True) or real())
+    assert edgec._tf.cluster_weights_wrapper.__name__ == "ClusterWeights"
+    assert guarded

@@ -40,7 +40,7 @@ with _collector_paused():
     import tf_keras as keras
 
 # and, lazily: tfmot, cluster_weights_wrapper, the protobuf schemas
-__all__ = ["tf", "keras", "set_threads", "runtime_started"]
+__all__ = ["tf", "keras", "set_threads", "runtime_started", "custom_gradients_dropped"]
 
 
 def __getattr__(name: str):  # TF-MOT: imported only when a stage needs it
@@ -108,6 +108,31 @@ def _keras3_not_imported() -> Iterator[None]:
         yield
     finally:
         sys.meta_path.remove(finder)
+
+
+@contextlib.contextmanager
+def custom_gradients_dropped() -> Iterator[None]:
+    """A build's custom gradients out of TensorFlow's gradient registry when it ends.
+
+    ``tf.custom_gradient``, traced in graph mode (TF-MOT's pruning, clustering and QAT
+    wrappers, in every train_function and traced call), registers each call's gradient
+    under a new name (``CustomGradient-<uid>``) in TensorFlow's global registry and never
+    removes it: with it stay the traced graph and its tensors, ~80 MB and ~80k objects a
+    prune-cluster-qat build, in every process that runs builds one after another (the
+    API, a notebook, fit's trials, the test workers). A graph's gradients are built when
+    it is traced, so the names a build registered are dropped when it ends; names
+    registered before it, or under other names, are kept."""
+    from tensorflow.python.framework import ops
+
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    before = set(registry) if isinstance(registry, dict) else set()  # private: TF 2.21's
+    try:
+        yield
+    finally:
+        if isinstance(registry, dict):
+            for name in set(registry) - before:
+                if name.startswith("CustomGradient-"):
+                    del registry[name]
 
 
 def runtime_started() -> bool:

@@ -220,11 +220,13 @@ def run_build(
     """The build, in this process (the model process of ``build_in_sandbox``): ``phases``,
     every phase of ``PHASES`` by default (an edgec fit trial leaves some out)."""
     ctx = new_context(options, progress)
+    from edgec._tf import custom_gradients_dropped
     from edgec.pipeline.convert import start_converter
 
     start_converter()  # the conversion child imports TensorFlow while this process works
-    for phase in phases or PHASES:
-        phase(ctx)
+    with custom_gradients_dropped():  # a process may run many builds (the API, fit)
+        for phase in phases or PHASES:
+            phase(ctx)
     return BuildResult(report=build_report(ctx), files=ctx.files)
 
 

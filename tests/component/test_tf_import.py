@@ -96,3 +96,51 @@ def test_tf_mot_s_clustering_wrapper_is_imported_through_the_guard(monkeypatch) 
     monkeypatch.setattr(edgec._tf, "_tfmot", lambda: guarded.append(True) or real())
     assert edgec._tf.cluster_weights_wrapper.__name__ == "ClusterWeights"
     assert guarded
+
+
+def test_a_build_s_custom_gradients_leave_tensorflow_s_registry_with_it(monkeypatch) -> None:
+    """``tf.custom_gradient`` traced in graph mode (TF-MOT's wrappers) registers a gradient
+    under a new name per trace and TensorFlow never removes it, nor the graph it holds:
+    a process running builds one after another grew ~80 MB a prune-cluster-qat build.
+    ``custom_gradients_dropped`` (around run_build and a fit screen) drops the names
+    registered inside it; a function traced inside still runs and differentiates."""
+    from tensorflow.python.framework import ops
+
+    from edgec._tf import custom_gradients_dropped, tf
+
+    registry = ops._gradient_registry._registry
+    spec = tf.TensorSpec([2], tf.float32)
+
+    @tf.custom_gradient
+    def doubled_gradient(x):
+        return tf.identity(x), lambda dy: 2 * dy
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = doubled_gradient(x * x)
+        return tape.gradient(y, x)
+
+    tf.function(step).get_concrete_function(spec)  # before: kept
+    kept = set(registry)
+    with custom_gradients_dropped():
+        traced = tf.function(step).get_concrete_function(spec)
+        tf.function(step).get_concrete_function(spec)
+        assert len(set(registry) - kept) == 2  # one name a trace
+    assert set(registry) == kept
+    assert traced(tf.constant([1.0, 3.0])).numpy().tolist() == [4.0, 12.0]  # 2 * 2x
+
+    # run_build holds its phases in it, and drops the names of a build that fails too
+    from edgec import builder
+    from edgec.options import BuildOptions
+    from edgec.pipeline import convert
+
+    def tracing_phase(ctx) -> None:
+        tf.function(step).get_concrete_function(spec)
+        assert len(set(registry) - kept) == 1
+        raise InterruptedError("the build stops here")
+
+    monkeypatch.setattr(convert, "start_converter", lambda: None)  # no child: not needed
+    with pytest.raises(InterruptedError):
+        builder.run_build(BuildOptions(target="cortex-m"), phases=[tracing_phase])
+    assert set(registry) == kept

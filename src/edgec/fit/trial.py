@@ -100,20 +100,24 @@ def job_options(
 
 def screen(options: builder.BuildOptions) -> list[TargetSection]:
     """The target sections of the recipe's untrained transformation, PTQ int8."""
+    from edgec._tf import custom_gradients_dropped
     from edgec.pipeline.convert import start_converter
 
     ctx = builder.new_context(options)
     start_converter()
-    for phase in _SCREEN_BEFORE:
-        phase(ctx)
-    # Flash, arena and MACs follow from the structure, not from the ranges calibration
-    # finds: a screen calibrates (and proves LUT compression bit-exact) on a few samples.
-    ctx.calibration = ctx.calibration.subset(np.arange(min(SCREEN_SAMPLES, len(ctx.calibration))))
-    ctx.evaluation = ctx.evaluation.subset(np.arange(min(SCREEN_SAMPLES, len(ctx.evaluation))))
-    if ctx.recipe_plan is not None:
-        ctx.model = _snapped(ctx.recipe_plan)
-    for phase in _SCREEN_AFTER:
-        phase(ctx)
+    with custom_gradients_dropped():  # as run_build: a model process runs many trials
+        for phase in _SCREEN_BEFORE:
+            phase(ctx)
+        # Flash, arena and MACs follow from the structure, not from the ranges calibration
+        # finds: a screen calibrates (and proves LUT compression bit-exact) on few samples.
+        ctx.calibration = ctx.calibration.subset(
+            np.arange(min(SCREEN_SAMPLES, len(ctx.calibration)))
+        )
+        ctx.evaluation = ctx.evaluation.subset(np.arange(min(SCREEN_SAMPLES, len(ctx.evaluation))))
+        if ctx.recipe_plan is not None:
+            ctx.model = _snapped(ctx.recipe_plan)
+        for phase in _SCREEN_AFTER:
+            phase(ctx)
     return ctx.sections
 
 

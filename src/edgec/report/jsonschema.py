@@ -40,7 +40,7 @@ def json_schema() -> dict[str, Any]:
 def _ref(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
     if cls.__name__ not in defs:
         defs[cls.__name__] = {}  # placeholder: a dataclass may refer to itself
-        hints = typing.get_type_hints(cls)
+        hints = report.field_types(cls)
         open_field = getattr(cls, "OPEN", None)  # its keys are written flat: any are allowed
         fields = [f for f in dataclasses.fields(cls) if f.name != open_field]
         properties = {f.name: _schema(hints[f.name], defs) for f in fields}

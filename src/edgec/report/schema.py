@@ -644,10 +644,10 @@ def from_plain(cls: type[T], data: Any) -> T:
 
 
 @functools.cache
-def _field_types(cls: type) -> dict[str, Any]:
-    """A report dataclass's field types, once per class: ``typing.get_type_hints``
-    evaluates every annotation's string again on each call (once per layer row, check
-    and target of every report read)."""
+def field_types(cls: type) -> dict[str, Any]:
+    """A report dataclass's field types (its open field's: ``dict[str, Any]``), once per
+    class: ``typing.get_type_hints`` evaluates every annotation's string again on each
+    call (once per layer row, check and target of every report read)."""
     hints = typing.get_type_hints(cls)
     open_field = getattr(cls, "OPEN", None)
     if open_field is not None:
@@ -661,7 +661,7 @@ def _typed(hint: Any, data: Any) -> Any:
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if not isinstance(data, dict):
             raise TypeError(f"{hint.__name__} must be an object, not {type(data).__name__}")
-        hints = _field_types(hint)
+        hints = field_types(hint)
         open_field = getattr(hint, "OPEN", None)
         if open_field is not None:  # keys no field has go to the open field
             known = {f.name for f in fields(hint)} - {open_field}

@@ -21,6 +21,7 @@ from tests.support.cache import shared_folder
 from tests.support.cli import Build, Run, run_edgec
 from tests.support.keras3 import keras3_models
 from tests.support.models import Clustered, Denoiser, UserModel, make_clustered
+from tests.support.schedule import longest_first
 
 # The builds of the suite run their model work in the test process (EDGEC_SANDBOX=off,
 # edgec.sandbox.worker): the same entries and JSON as the model process, without a process
@@ -60,8 +61,10 @@ _frozen: list[bool] = []
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test of the e2e and firmware tiers builds, trains or starts a process: slow
     (tests/component marks its slow tests itself; tests/unit has none). Every unit test is
-    TensorFlow-free (tests/unit/conftest.py's guard): marked no_tensorflow."""
+    TensorFlow-free (tests/unit/conftest.py's guard): marked no_tensorflow. The files go
+    to pytest-xdist's workers longest first (tests/support/schedule.py)."""
     tests = Path(__file__).parent
+    longest_first(items, tests)
     for item in items:
         tier = item.path.relative_to(tests).parts[0] if item.path.is_relative_to(tests) else ""
         if tier in SLOW_TIERS:

@@ -8,10 +8,11 @@ started at 180 s on one worker while the other ended 17 s earlier with nothing l
 Longest first (pyproject's ``--no-loadscope-reorder`` keeps this order) leaves the short
 files for the end, where they even the two workers out.
 
-``SECONDS`` is each file's time in one worker (its tests and the fixtures it built first),
-measured with every test's start and end logged on a ``.ci/run`` machine; a file not
-listed keeps pytest-xdist's order after the listed ones (more tests first). Stale figures
-only cost balance, never a result: measure again when a file's time changes a lot.
+``SECONDS`` is each file's time in one worker: its tests' setup, call and teardown
+(``pytest -m "not no_tensorflow" --durations=0``, summed per file), the session fixtures
+it happened to build first included, on 2 idle cores. A file not listed follows the listed
+ones in pytest-xdist's order (more tests first). Stale figures only cost balance, never a
+result: measure again when a file's time changes a lot.
 """
 
 from __future__ import annotations

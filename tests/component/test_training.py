@@ -32,11 +32,11 @@ def _model(dropout: bool = True):
     )
 
 
-def _planned(short_forms: dict, model, train: Dataset):
+def _planned(short_forms: dict, model, train: Dataset, epochs: int = 1):
     from edgec.stages import plan as compress
     from edgec.stages.recipe import recipe_from_options
 
-    recipe = recipe_from_options(epochs=1, **short_forms)
+    recipe = recipe_from_options(epochs=epochs, **short_forms)
     assert recipe is not None
     return compress.validate(recipe, model, train)
 
@@ -112,6 +112,44 @@ def test_run_stage_takes_the_figures_the_stage_before_measured(train_validation)
         done.after["accuracy"],
         done.after["loss"],
     )
+
+
+def test_the_last_epoch_line_shows_the_returned_model_s_figures(train_validation, monkeypatch):
+    """A prune stage's last epoch line waits for run_stage's measurement of the stripped
+    model it returns: the wrapped model is measured for the epochs before only (its
+    inference graph traced once less per stage). A stage that fails after training still
+    shows the line, without a validation figure."""
+    from edgec.stages import plan as compress
+    from edgec.stages import training
+
+    train, validation = train_validation
+    measured: list[object] = []
+    evaluate = training.evaluate_model
+    monkeypatch.setattr(
+        training, "evaluate_model", lambda m, *a: measured.append(m) or evaluate(m, *a)
+    )
+    model = _model(dropout=False)
+    plan = _planned({"prune": 0.5}, model, train, epochs=2)
+    lines: list[str] = []
+    done = compress.run_stage(plan.stages[0], plan, model, train, validation, on_epoch=lines.append)
+    assert len(measured) == 1 and measured[0] is not done.model  # epoch 1's, the wrapped model
+    assert [line.split(":")[0] for line in lines] == ["prune epoch 1/2", "prune epoch 2/2"]
+    assert done.after is not None
+    assert lines[1].endswith(f", validation {done.after['accuracy']:.1f}%"), lines
+
+    def fails(*args):
+        raise RuntimeError("after training")
+
+    monkeypatch.setattr(compress, "evaluate_model", fails)
+    lines.clear()
+    plan = _planned({"prune": 0.5}, model, train)
+    with pytest.raises(RuntimeError, match="after training"):
+        compress.run_stage(
+            plan.stages[0], plan, model, train, validation, on_epoch=lines.append,
+            before={"accuracy": 50.0, "loss": 1.0},
+        )  # fmt: skip
+    assert len(lines) == 1 and lines[0].startswith("prune epoch 1/1: loss "), lines
+    assert "validation" not in lines[0]
 
 
 def test_qat_preparation_of_a_model_with_nothing_to_rewrite_makes_no_copy(monkeypatch):

@@ -242,7 +242,7 @@ def _cluster(sp, plan, model, train, validation, on_epoch) -> StageResult:
     # ship (qat_rewrite.fold_batch_norms says why; QAT would fold it later anyway).
     model = fold_batch_norms(model, train.x[:256]).model
     wrapped = keras.models.clone_model(model, clone_function=wrap)
-    fit(wrapped, sp, plan, train, validation, on_epoch)
+    fit(wrapped, sp, plan, train, validation, on_epoch, last_from_result=True)
     stripped = clustering.strip_clustering(wrapped)
     for name, cfg in sp.layers.items():
         if cfg["per_channel"]:

@@ -84,7 +84,7 @@ class LowRank(Stage):
         factorised, report = _factorise(sp.spec, model, validation.x[:_SAMPLES])
         _record(sp, report)  # the trained weights decide the ranks, not the planned ones
         if report.factorised:
-            fit(factorised, sp, plan, train, validation, on_epoch)
+            fit(factorised, sp, plan, train, validation, on_epoch, last_from_result=True)
         else:  # required = false: nothing pays, so the model goes on as it came
             factorised = model
         metrics = LowRankMetrics(shrink(model, factorised), sp.spec["conv"], _layers(report))

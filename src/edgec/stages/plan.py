@@ -31,7 +31,7 @@ from edgec.errors import InputError
 from edgec.stages.base import EpochCallback, Metrics, get_stage
 from edgec.stages.metrics import KernelFigures, StageMetrics, TrainingFigures
 from edgec.stages.recipe import Recipe, StageSpec
-from edgec.stages.training import evaluate_model, labels_of, outputs_probabilities
+from edgec.stages.training import EpochLines, evaluate_model, labels_of, outputs_probabilities
 from edgec.targets.weights import Expectations
 
 SEED = 0
@@ -306,8 +306,12 @@ def run_stage(
     train, validation = plan.labelled(train), plan.labelled(validation)
     if before is None:
         before = evaluate_model(model, validation, plan.task)
-    result = stage.run(sp, plan, model, train, validation, on_epoch)
-    after = evaluate_model(result.model, scaled(validation, result.input_scale), plan.task)
+    lines, after = EpochLines(on_epoch), None
+    try:
+        result = stage.run(sp, plan, model, train, validation, lines)
+        after = evaluate_model(result.model, scaled(validation, result.input_scale), plan.task)
+    finally:
+        lines.finish(after)  # a last epoch line held for these figures
     result.after = after
     metric = "accuracy" if plan.task == "classes" else "mse"
     figures = TrainingFigures(

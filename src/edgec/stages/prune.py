@@ -216,7 +216,10 @@ def _prune(sp, plan, model, train, validation, on_epoch) -> StageResult:
         )
 
     wrapped = keras.models.clone_model(model, clone_function=wrap)
-    fit(wrapped, sp, plan, train, validation, on_epoch, callbacks=[sparsity.UpdatePruningStep()])
+    fit(
+        wrapped, sp, plan, train, validation, on_epoch,
+        callbacks=[sparsity.UpdatePruningStep()], last_from_result=True,
+    )  # fmt: skip
     stripped = sparsity.strip_pruning(wrapped)
     metrics = PruneMetrics(
         schedule=(

@@ -226,7 +226,10 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
     if clustered:  # the relu6 layers annotate configured keep no clusters in CQAT/PCQAT
         callbacks.append(ClusterMask(qat_model, earlier.clusters).callback())
     try:
-        fit(qat_model, sp, plan, train, validation, on_epoch, callbacks=callbacks)
+        fit(
+            qat_model, sp, plan, train, validation, on_epoch, callbacks=callbacks,
+            last_from_result=True,
+        )  # fmt: skip
     finally:
         tf_logger.removeFilter(quiet)
     if clustered:

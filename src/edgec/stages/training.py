@@ -80,7 +80,7 @@ class EpochLines:
     measuring the wrapped model instead traced its inference graph once more, the costliest
     trace of a one-epoch stage (TF-MOT's wrappers; the cluster wrapper builds its ops channel
     by channel). Measured, a one-epoch prune -> cluster -> PCQAT build of the example CNN
-    in one process (``EDGEC_SANDBOX=off``): 9.1-10.2 CPU-s a build before, 7.1-8.0 after,
+    in one process (``EDGEC_SANDBOX=off``): 9.1-10.2 CPU-s a build before, 6.9-8.0 after,
     with the same model.tflite. A stage that fails after training still shows its line,
     without the validation figure."""
 
@@ -107,18 +107,19 @@ def _epoch_line(name: str, epoch: int, epochs: int, logs: dict, figures: dict | 
     """``name epoch 2/5: loss ..., accuracy ..., validation ...``: Keras's training figures
     (``logs``) and the validation figures ``evaluate_model`` measured (None: Keras's own
     validation pass's, in ``logs``, if any)."""
-    logs = dict(logs)
     if figures is not None:
-        logs["val_loss"] = figures["loss"]
-        if "accuracy" in figures:
-            logs["val_accuracy"] = figures["accuracy"] / 100
+        accuracy = figures.get("accuracy")
+        val_accuracy = None if accuracy is None else accuracy / 100
+        val_loss = figures["loss"]
+    else:
+        val_accuracy, val_loss = logs.get("val_accuracy"), logs.get("val_loss")
     parts = [f"loss {logs.get('loss', 0):.4f}"]
     if "accuracy" in logs:
         parts.append(f"accuracy {logs['accuracy'] * 100:.1f}%")
-    if "val_accuracy" in logs:
-        parts.append(f"validation {logs['val_accuracy'] * 100:.1f}%")
-    elif "val_loss" in logs:
-        parts.append(f"validation loss {logs['val_loss']:.4f}")
+    if val_accuracy is not None:
+        parts.append(f"validation {val_accuracy * 100:.1f}%")
+    elif val_loss is not None:
+        parts.append(f"validation loss {val_loss:.4f}")
     return f"{name} epoch {epoch + 1}/{epochs}: " + ", ".join(parts)
 
 

@@ -470,3 +470,26 @@ def test_a_check_started_with_sigchld_ignored_still_sees_its_children(tmp_path, 
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+_API_CHECK_SIGCHLD_IGNORED = (
+    "import signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); import edgec; "
+    "report = edgec.check(sys.argv[1], target='cortex-m'); "
+    "print([c.detail for t in report.targets for c in t.checks if not c.ok]); "
+    "assert signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN, 'the caller was changed'; "
+    "sys.exit(0 if report.ok else 3)"
+)
+
+
+def test_an_api_check_in_a_caller_that_ignores_sigchld_measures_the_arena(tmp_path, seed_tflite):
+    """The API leaves its caller's signal dispositions alone, so the TFLM arena worker it
+    starts inherited SIGCHLD ignored: every probe's forked copy was reaped by the kernel,
+    read as a crash, and a model TFLM runs failed the ram check ("crashed at every arena
+    size"). The worker now sees its own children's statuses."""
+    model = tmp_path / "m.tflite"
+    model.write_bytes(seed_tflite)
+    proc = subprocess.run(
+        [sys.executable, "-c", _API_CHECK_SIGCHLD_IGNORED, str(model)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

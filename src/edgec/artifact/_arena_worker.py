@@ -137,6 +137,12 @@ def _serve_model(paths: list[str], down: int, up: int) -> None:
 
 
 def main() -> None:
+    from edgec._process import end_with_parent, see_child_statuses
+
+    # Each probe's copy is this process's child: a caller that ignores SIGCHLD (an API
+    # caller; the CLI resets it) passes that on through exec, and the kernel would reap
+    # the copies itself, so every probe would read as a crash (a false ram failure)
+    see_child_statuses()
     # The answers go to the parent through a copy of fd 1; fd 1 itself goes to the log
     # (stderr), so nothing a library prints on stdout here, in a model child or in a
     # probe's copy can be read as an answer (the conversion child's lesson)
@@ -148,8 +154,6 @@ def main() -> None:
     answers.flush()
 
     if len(sys.argv) > 1 and sys.argv[1].startswith("--parent="):  # never outlive it
-        from edgec._process import end_with_parent
-
         end_with_parent(int(sys.argv.pop(1).split("=", 1)[1]))
     # Interpreter.from_bytes unpacks the whole flatbuffer into Python objects to count its
     # resource variables, on every construction: 3.6 of a probe's 4.6 ms on the FC

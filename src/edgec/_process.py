@@ -5,6 +5,8 @@
   user has no ~/.keras) goes under one private folder,
   removed when the command ends, however it ends: normally, on an error, on SIGINT or
   on SIGTERM. Only SIGKILL can leave it behind.
+- Standard fds 0-2 that are closed are opened on the null device, so that printing
+  neither fails the command nor lands in a file edgec opened.
 - SIGTERM is turned into an exception, as Python already does with SIGINT, so cleanup
   code (``finally``, context managers) runs on both; the exit status is 128 + the signal.
 - Tools installed beside edgec (``vela`` in the same virtual environment) are found even
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import shutil
@@ -131,10 +134,40 @@ def forget_on_interrupt(stop: Callable[[], None]) -> None:
 
 @contextlib.contextmanager
 def command_scope() -> Iterator[None]:
-    """Run one command with a private temporary folder, SIGTERM as an exception and its
-    children's exit statuses seen (``see_child_statuses``)."""
+    """Run one command with its standard streams open (``standard_fds_opened``), a private
+    temporary folder, SIGTERM as an exception and its children's exit statuses seen
+    (``see_child_statuses``)."""
+    standard_fds_opened()
     with _private_tempdir(), _signals_raise(), _child_statuses_seen():
         yield
+
+
+def standard_fds_opened() -> None:
+    """Open the null device on each of fds 0-2 that is closed, or open only the wrong way.
+
+    ``2>&-`` or a daemon's child leaves one closed; a launcher can leave a file of its own
+    there (pyenv's shim, run with stderr closed, leaves its script on fd 2, read-only).
+    With stderr so, the first progress line failed the command (exit 1, nothing written,
+    nothing said); and a closed standard fd is the number the next file opened gets, so
+    what is printed would land in that file (a model, a report)."""
+    for fd, name, modes in (
+        (0, "stdin", (os.O_RDONLY, os.O_RDWR)),
+        (1, "stdout", (os.O_WRONLY, os.O_RDWR)),
+        (2, "stderr", (os.O_WRONLY, os.O_RDWR)),
+    ):
+        try:
+            if (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) in modes:
+                continue
+        except OSError:  # closed
+            pass
+        null = os.open(os.devnull, modes[0])
+        if null != fd:  # fd was open the wrong way, or fds below it were closed too
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:  # Python found it closed at start
+            mode = "r" if fd == 0 else "w"
+            stream = open(fd, mode, buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
+            setattr(sys, name, stream)
 
 
 def see_child_statuses() -> signal.Handlers | Callable[..., object] | int | None:

@@ -6,6 +6,7 @@ each case of the issue has its own test with its stated outcome.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -470,6 +471,30 @@ def test_a_check_started_with_sigchld_ignored_still_sees_its_children(tmp_path, 
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+_STDERR_SO = {
+    "closed": "os.close(2)",
+    # what pyenv's shim, run with stderr closed, leaves there: its own script, read-only
+    "read-only": "os.dup2(os.open(os.devnull, os.O_RDONLY), 2)",
+}
+
+
+@pytest.mark.parametrize("how", sorted(_STDERR_SO))
+def test_a_command_whose_stderr_is_closed_still_does_its_work(tmp_path, seed_tflite, how):
+    """``2>&-``, or a daemon's child: the first progress line failed the command (exit 1,
+    nothing said, a build wrote nothing). Its checks now decide the exit status, and the
+    files it opens cannot take fd 2's number (``standard_fds_opened``)."""
+    model = tmp_path / "m.tflite"
+    model.write_bytes(seed_tflite)
+    start = f"import os, sys; {_STDERR_SO[how]}; os.execv(sys.argv[1], sys.argv[1:])"
+    check = ["check", str(model), "-t", "cortex-m", "--format", "json"]
+    proc = subprocess.run(
+        [sys.executable, "-c", start, *EDGEC, *check],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert json.loads(proc.stdout)["ok"] is True
 
 
 _API_CHECK_SIGCHLD_IGNORED = (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import os
 import sys
 import time
 import traceback
@@ -518,6 +520,9 @@ def main(argv: list[str] | None = None) -> None:
                 EXIT_ERROR,
             )
         except Exception as exc:  # a bug: say so in one line, traceback with --debug
+            full = disk_full_line(exc)
+            if full:
+                _fail(full, exc, EXIT_ERROR)
             name = getattr(exc, "remote_type", type(exc).__name__)  # the model process's
             _fail(
                 f"internal error: {name}: {exc} (run with --debug for the traceback)",
@@ -525,6 +530,28 @@ def main(argv: list[str] | None = None) -> None:
                 EXIT_ERROR,
             )
     sys.exit(code if isinstance(code, int) else EXIT_OK)  # --help/--version return 0
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_line(exc: BaseException) -> str | None:
+    """The error line for a full file system (or quota), wherever it was met: edgec's own
+    writes, or a library's (TensorFlow saving the model for the converter says it in its
+    ResourceExhaustedError's text, in the model process). Not a bug: the user's to fix."""
+    if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+        reason = os.strerror(exc.errno)
+    else:
+        text = str(exc)
+        reason = next((os.strerror(e) for e in _NO_SPACE if os.strerror(e) in text), "")
+        if not reason:
+            return None
+    from edgec._process import process_tempdir
+
+    return (
+        f"error: {reason.lower()}; nothing was written (free space where the output goes "
+        f"or in the temporary folder {process_tempdir()}, or set TMPDIR to a folder with room)"
+    )
 
 
 def _fail(line: str, exc: BaseException, code: int) -> None:

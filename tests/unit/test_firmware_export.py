@@ -1,4 +1,6 @@
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -68,6 +70,61 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(TypeError):
         write_outputs(out, {"report.json": b"{}", "bad": "not bytes"})  # type: ignore[dict-item]
     assert list(tmp_path.iterdir()) == []
+
+
+_FILE_SIZE_LIMITED = """
+import resource, signal, sys
+from pathlib import Path
+from edgec.export.writer import write_file_atomically, write_outputs
+from edgec.errors import InputError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+out, report = map(Path, sys.argv[1:3])
+for write in (lambda: write_outputs(out, {"report.json": b"{}", "model.tflite": bytes(8192)}),
+              lambda: write_file_atomically(report, bytes(8192))):
+    try:
+        write()
+    except InputError as exc:
+        print(exc)
+"""
+
+
+def test_a_write_the_file_system_refuses_is_one_error_and_keeps_the_earlier_output(tmp_path):
+    """A full disk, a quota or a file size limit: "internal error: OSError" before, as if
+    edgec had a bug. Now one line naming the output, and the earlier build stays whole.
+    (A real refusal: the child's file size limit, which fails the write with EFBIG.)"""
+    out, report = tmp_path / "out", tmp_path / "checks.xml"
+    write_outputs(out, {"report.json": b"{}", "model.tflite": b"earlier"})
+    report.write_bytes(b"earlier")
+    done = subprocess.run(
+        [sys.executable, "-c", _FILE_SIZE_LIMITED, str(out), str(report)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        f"cannot write {path}: File too large; nothing was written (write the output elsewhere)"
+        for path in (out, report)
+    ]
+    assert (out / "model.tflite").read_bytes() == b"earlier" and report.read_bytes() == b"earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checks.xml", "out"]
+
+
+def test_a_full_file_system_is_an_error_line_wherever_it_is_met():
+    """Met outside edgec's own writes (TensorFlow saving the model for the converter, in
+    the model process), a full file system was "internal error: ResourceExhaustedError"."""
+    from edgec.cli import disk_full_line
+
+    with pytest.raises(OSError) as real, open("/dev/full", "wb") as full:  # ENOSPC, always
+        full.write(b"x")
+        full.flush()
+    line = disk_full_line(real.value)
+    assert line is not None
+    assert line.startswith("error: no space left on device; nothing was written (free space")
+    saver = RuntimeError(
+        "{{function_node SaveV2}} /t/variables_temp/part-0; No space left on device"
+    )
+    assert disk_full_line(saver) == line
+    assert disk_full_line(ValueError("the data has 3 channels, the model 1")) is None
 
 
 def test_model_data_plain_c_in_a_linker_section():

@@ -135,15 +135,30 @@ def check_writable(out: Path) -> None:
 def write_file_atomically(path: Path, content: bytes) -> None:
     """Replace the regular file ``path`` (or create it) in one step, with umask modes."""
     prepare_output_file(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise write_failed(path, exc) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; follow the umask instead
         with os.fdopen(fd, "wb") as f:
             f.write(content)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_failed(path, exc) from None
         raise
+
+
+def write_failed(path: Path, exc: OSError) -> InputError:
+    """The file system refused what was being written (full, read-only, over quota): the
+    user's to fix, not a bug; nothing of it was left behind."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free space on that file system, or write the output elsewhere"
+    else:
+        hint = "write the output elsewhere"
+    return InputError(f"cannot write {path}: {exc.strerror or exc}; nothing was written", hint=hint)
 
 
 def write_outputs(out: Path, files: dict[str, bytes]) -> None:
@@ -153,7 +168,10 @@ def write_outputs(out: Path, files: dict[str, bytes]) -> None:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create {parent}: {exc.strerror}") from None
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgec-", dir=parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.edgec-", dir=parent))
+    except OSError as exc:
+        raise write_failed(out, exc) from None
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; follow the umask instead
         for rel, content in files.items():
@@ -161,8 +179,10 @@ def write_outputs(out: Path, files: dict[str, bytes]) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         _move_into_place(staging, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise write_failed(out, exc) from None
         raise
 
 

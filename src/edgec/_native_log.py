@@ -44,7 +44,10 @@ def captured_native_stderr(*, enabled: bool = True) -> Iterator[NativeLog]:
     try:
         if sys.stderr.fileno() == 2:
             swapped = sys.stderr
-            sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
+            # its encoding and errors too (an ASCII stream's, _process.standard_streams_encodable)
+            sys.stderr = os.fdopen(
+                os.dup(saved), "w", buffering=1, encoding=swapped.encoding, errors=swapped.errors
+            )
     except (AttributeError, OSError, ValueError):  # pytest's capture: no real fd behind it
         pass
     with tempfile.TemporaryFile() as sink, _python_logs_to(sink):

@@ -18,9 +18,11 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ctypes
 import fcntl
+import io
 import os
 import re
 import shutil
@@ -138,6 +140,7 @@ def command_scope() -> Iterator[None]:
     temporary folder, SIGTERM as an exception and its children's exit statuses seen
     (``see_child_statuses``)."""
     standard_fds_opened()
+    standard_streams_encodable()
     with _private_tempdir(), _signals_raise(), _child_statuses_seen():
         yield
 
@@ -168,6 +171,34 @@ def standard_fds_opened() -> None:
             mode = "r" if fd == 0 else "w"
             stream = open(fd, mode, buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
             setattr(sys, name, stream)
+
+
+# What edgec prints beyond ASCII, as ASCII, for a stream whose encoding lacks it
+_ASCII = {"✓": "ok", "✗": "x", "→": "->", "…": "...", "—": "-", "≤": "<=", "≥": ">=", "×": "x"}
+
+
+def _ascii_instead(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    text = exc.object[exc.start : exc.end]
+    return "".join(_ASCII.get(ch, "?") for ch in text), exc.end
+
+
+codecs.register_error("edgec-ascii", _ascii_instead)
+
+
+def standard_streams_encodable() -> None:
+    """Let stdout and stderr print what they cannot encode, as ASCII (``_ASCII``) or "?".
+
+    An ASCII or Latin-1 stream (``PYTHONIOENCODING=ascii``, a legacy locale) made the first
+    "✓" an internal error (UnicodeEncodeError), after the work was done."""
+    for stream in (sys.stdout, sys.stderr):
+        if not isinstance(stream, io.TextIOWrapper):  # replaced (pytest's capture)
+            continue
+        try:
+            "".join(_ASCII).encode(stream.encoding)
+        except UnicodeEncodeError:
+            stream.reconfigure(errors="edgec-ascii")
 
 
 def see_child_statuses() -> signal.Handlers | Callable[..., object] | int | None:

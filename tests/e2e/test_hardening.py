@@ -497,6 +497,29 @@ def test_a_command_whose_stderr_is_closed_still_does_its_work(tmp_path, seed_tfl
     assert json.loads(proc.stdout)["ok"] is True
 
 
+_ASCII_STREAMS = {
+    "PYTHONIOENCODING=ascii": {"PYTHONIOENCODING": "ascii"},
+    # the C locale without Python's UTF-8 mode: every text stream it opens is ASCII too
+    "C locale": {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"},
+}
+
+
+@pytest.mark.parametrize("how", sorted(_ASCII_STREAMS))
+def test_a_command_on_ascii_streams_prints_ascii(tmp_path, seed_tflite, how):
+    """The first "✓" on an ASCII stream was an internal error (UnicodeEncodeError), after
+    the checks had run; it now prints "ok" ("->" for "→", "?" for the rest)."""
+    model = tmp_path / "m.tflite"
+    model.write_bytes(seed_tflite)
+    env = {k: v for k, v in os.environ.items() if k not in ("LANG", "LC_ALL", "LC_CTYPE")}
+    proc = subprocess.run(
+        [*EDGEC, "check", str(model), "-t", "cortex-m", "-t", "cortex-m7"],
+        capture_output=True, env={**env, **_ASCII_STREAMS[how]}, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout[-2000:] + proc.stderr[-2000:]).decode()
+    assert proc.stdout.isascii() and proc.stderr.isascii()
+    assert b" ok " in proc.stdout + proc.stderr
+
+
 _API_CHECK_SIGCHLD_IGNORED = (
     "import signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); import edgec; "
     "report = edgec.check(sys.argv[1], target='cortex-m'); "

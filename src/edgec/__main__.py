@@ -13,7 +13,10 @@ import sys
 
 # ... and so is every other entry naming it: an empty PYTHONPATH element (a trailing or
 # doubled ':', as "PYTHONPATH=$PYTHONPATH:..." writes when it was unset) means the cwd too.
-_here = os.path.realpath(os.getcwd())
+try:
+    _here = os.path.realpath(os.getcwd())
+except FileNotFoundError:  # the current directory was removed: main() says so
+    _here = ""
 sys.path[:] = [p for p in sys.path if p != "" and os.path.realpath(p) != _here]
 
 from edgec.cli import main  # noqa: E402

@@ -498,6 +498,15 @@ def main(argv: list[str] | None = None) -> None:
     from edgec._process import command_scope, exit_status
 
     _state.update(debug=False, verbosity=NORMAL, argv=list(sys.argv[1:] if argv is None else argv))
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # removed under the shell (rm -rf build && mkdir build)
+        click.echo(
+            "error: the current directory no longer exists (cd into an existing directory "
+            "and run edgec again)",
+            err=True,
+        )
+        sys.exit(EXIT_ERROR)
     with command_scope():
         try:
             code = cli.main(args=argv, prog_name="edgec", standalone_mode=False)

@@ -497,6 +497,29 @@ def test_a_command_whose_stderr_is_closed_still_does_its_work(tmp_path, seed_tfl
     assert json.loads(proc.stdout)["ok"] is True
 
 
+def test_a_command_run_in_a_removed_directory_says_so(tmp_path, seed_tflite):
+    """``rm -rf build && mkdir build`` from another shell: the command's current directory
+    is gone. It was "internal error: FileNotFoundError" (a traceback through
+    ``python -m edgec``), even with absolute paths."""
+    model = tmp_path / "m.tflite"
+    model.write_bytes(seed_tflite)
+    gone = tmp_path / "gone"
+    start = "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); " + (
+        "os.execv(sys.argv[2], sys.argv[2:])"
+    )
+    for edgec in (EDGEC, [sys.executable, "-m", "edgec"]):
+        gone.mkdir()
+        proc = subprocess.run(
+            [sys.executable, "-c", start, str(gone), *edgec, "check", str(model), "-t", "cortex-m"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert (proc.returncode, proc.stderr) == (
+            1,
+            "error: the current directory no longer exists (cd into an existing directory "
+            "and run edgec again)\n",
+        )
+
+
 _ASCII_STREAMS = {
     "PYTHONIOENCODING=ascii": {"PYTHONIOENCODING": "ascii"},
     # the C locale without Python's UTF-8 mode: every text stream it opens is ASCII too

@@ -1233,7 +1233,7 @@ def _validate(options: BuildOptions) -> _Plan:
             "to float), or build with --activations int8",
         )
     if options.out is not None:
-        prepare_output_dir(options.out)
+        prepare_output_dir(options.out, inputs=options.input_paths())
     if options.model is not None:
         # only whether it is there, and its kind by name: the file itself is read in the
         # model process

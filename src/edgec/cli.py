@@ -369,7 +369,7 @@ def check(
     ui = _ui()
 
     if out is not None:
-        prepare_output_file(out)
+        prepare_output_file(out, inputs=(model, *target.split(",")))
     with captured_native_stderr(enabled=not _state["debug"]):
         report = api.check(
             model,

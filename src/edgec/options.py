@@ -266,6 +266,12 @@ class BuildOptions:
     debug: bool = False  # --debug: tracebacks, the converter's and the model process's log
     verbosity: int = NORMAL  # --quiet -1, --verbose 1 (what they show: edgec.ui)
 
+    def input_paths(self) -> tuple[str | Path | None, ...]:
+        """What the build reads, by the names the user gave (model, data, custom-objects
+        file, recipe and profile files; names that are no file are skipped by the caller):
+        the output folder, which is replaced, must hold none of them."""
+        return (self.model, self.data, self.custom_objects, self.recipe, *self.target.split(","))
+
 
 def parse_duration(text: str) -> float:
     """``20m``, ``90s``, ``1.5h`` or plain seconds, in seconds."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,6 +310,22 @@ def test_markdown_for_a_pull_request(tmp_path, models):
     text = md.read_text()
     assert "| `cortex-m4` |" in text and "| `edgetpu` |" in text and "❌ fail" in text
     assert "`edgetpu_mapping`" in text and "LEAKY\\_RELU" in text  # details are escaped
+
+
+def test_check_refuses_to_write_over_what_it_reads(tmp_path, example_build):
+    """``edgec check out/model.tflite --artifacts out`` replaced the build folder with the
+    check's report.json: the model it had just checked, and the C sources and headers
+    beside it, were gone. ``--out`` naming the model overwrote it with the XML."""
+    build = tmp_path / "edgec-out"
+    shutil.copytree(example_build.out, build)
+    before = {p.name: p.read_bytes() for p in build.iterdir()}
+    model = build / "model.tflite"
+    artifacts = run_edgec("check", model, "-t", "cortex-m4", "--artifacts", build)
+    report = run_edgec("check", model, "-t", "cortex-m4", "--format", "junit", "--out", model)
+    assert (artifacts.code, report.code) == (1, 1)
+    assert f"output directory {build} holds {model}, which this command reads" in artifacts.err
+    assert f"--out {model} is {model}, which this command reads" in report.err
+    assert {p.name: p.read_bytes() for p in build.iterdir()} == before
 
 
 def test_diff_fails_when_the_arena_grows(tmp_path, example_tflite, models, example_build):

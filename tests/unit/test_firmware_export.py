@@ -1,6 +1,7 @@
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from edgec.export import (
     prepare_output_dir,
     write_outputs,
 )
+from edgec.export.writer import prepare_output_file
 
 
 @pytest.mark.parametrize(
@@ -63,6 +65,43 @@ def test_write_outputs_refuses_file_and_foreign_dir(tmp_path):
     with pytest.raises(InputError, match="not empty"):
         write_outputs(tmp_path / "mine", {"report.json": b"{}"})
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
+
+
+def test_an_output_folder_holding_an_input_or_the_current_directory_is_refused(
+    tmp_path, monkeypatch
+):
+    """The folder is replaced whole: an input inside it would be deleted, and the current
+    directory (or a folder above it) fails at the rename, after all the work."""
+    out = tmp_path / "out"
+    write_outputs(out, {"report.json": b"{}", "model.tflite": b"m"})
+    data = tmp_path / "data"
+    data.mkdir()
+    prepare_output_dir(out, inputs=[None, data, "tiny", tmp_path / "missing.npz"])
+    for given in (out / "model.tflite", out, str(out / ".." / "out" / "model.tflite")):
+        with pytest.raises(InputError, match=f"holds {re.escape(str(given))}, which this"):
+            prepare_output_dir(out, inputs=[data, given])
+    with pytest.raises(InputError, match="is .*model.tflite, which this command reads"):
+        prepare_output_file(out / "model.tflite", inputs=[out / "model.tflite"])
+    prepare_output_file(tmp_path / "checks.xml", inputs=[out / "model.tflite"])
+    monkeypatch.chdir(data)
+    for here, what in ((".", "is"), ("..", "holds"), (str(data), "is")):
+        with pytest.raises(InputError, match=f"{re.escape(here)} {what} the current directory"):
+            prepare_output_dir(Path(here))
+    prepare_output_dir(Path("edgec-out"))
+
+
+def test_a_build_refuses_an_output_folder_holding_its_recipe_before_any_work(tmp_path):
+    """``edgec fit`` writes recipe.toml into its folder; building that recipe into the same
+    folder deleted it. Refused while the options are checked (no TensorFlow)."""
+    import edgec
+
+    out = tmp_path / "out"
+    files = {"report.json": b"{}", "recipe.toml": b'[[stage]]\ntype = "qat"\n', "m.keras": b""}
+    write_outputs(out, files)
+    with pytest.raises(InputError, match="recipe.toml, which this command reads"):
+        edgec.build(target="cortex-m", recipe=str(out / "recipe.toml"), out=out)
+    with pytest.raises(InputError, match="m.keras, which this command reads"):
+        edgec.build(out / "m.keras", data=tmp_path / "d.npz", target="cortex-m", out=out)
 
 
 def test_failed_write_leaves_nothing(tmp_path):

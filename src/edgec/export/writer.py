@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from edgec.errors import InputError
@@ -45,15 +46,56 @@ def confined(root: Path, rel: str) -> Path:
     return root.joinpath(*pure.parts)
 
 
-def prepare_output_dir(out: Path) -> None:
-    """Refuse, before any work, an output folder edgec must not replace or cannot write."""
+def prepare_output_dir(out: Path, inputs: Iterable[str | Path | None] = ()) -> None:
+    """Refuse, before any work, an output folder edgec must not replace or cannot write,
+    or one that holds an input of the command (``inputs``: what it reads, by the names the
+    user gave; those that name nothing on disk are skipped)."""
+    # The folder is replaced whole, by a rename: onto the current directory that fails
+    # at the end (EBUSY, after all the work); onto one above it, it would leave the shell
+    # in a deleted directory
+    if _input_at(out, [os.curdir], inside=True) is not None:
+        where = "is" if out.resolve() == Path.cwd().resolve() else "holds"
+        raise InputError(
+            f"output directory {out} {where} the current directory, and edgec replaces its "
+            "output directory whole",
+            hint="give one that does not hold the current directory, e.g. edgec-out",
+        )
     names = _listing(out)
     if names and MARKER not in names and FIT_MARKER not in names:
         raise InputError(
             f"output directory {out} is not empty and holds no earlier edgec build or fit",
             hint=f"give a new or empty directory, e.g. `--out {_free_name(out)}`",
         )
+    # ``edgec check out/model.tflite --artifacts out``: replacing out deleted the model it
+    # checked, and the rest of the build beside it
+    inside = _input_at(out, inputs, inside=True)
+    if inside is not None:
+        raise InputError(
+            f"output directory {out} holds {inside}, which this command reads: replacing "
+            "the directory would delete it",
+            hint=f"give another directory, e.g. `{_free_name(out)}`",
+        )
     check_writable(out)
+
+
+def _input_at(out: Path, inputs: Iterable[str | Path | None], *, inside: bool) -> str | None:
+    """The first of ``inputs`` that is ``out`` itself (or, with ``inside``, in it)."""
+    try:
+        target = out.resolve()
+    except (OSError, RuntimeError):  # a link loop: _listing or the write says why
+        return None
+    for name in inputs:
+        if name is None or str(name) == "":
+            continue
+        try:
+            real = Path(name).resolve()
+        except (OSError, RuntimeError):
+            continue
+        if not real.exists():
+            continue
+        if real == target or inside and target in real.parents:
+            return str(name)
+    return None
 
 
 def _free_name(out: Path) -> str:
@@ -104,8 +146,15 @@ def _listing(out: Path, _retry: int = 20) -> list[str]:
         os.close(fd)
 
 
-def prepare_output_file(path: Path) -> None:
-    """Refuse, before any work, a report file path that is not a plain, writable file."""
+def prepare_output_file(path: Path, inputs: Iterable[str | Path | None] = ()) -> None:
+    """Refuse, before any work, a report file path that is not a plain, writable file, or
+    that is one of the command's ``inputs`` (``check model.tflite --out model.tflite``)."""
+    same = _input_at(path, inputs, inside=False)
+    if same is not None:
+        raise InputError(
+            f"--out {path} is {same}, which this command reads: writing it would overwrite it",
+            hint="give a new file name, e.g. checks.xml",
+        )
     if path.is_symlink() or path.exists() and not path.is_file():
         what = "a directory" if path.is_dir() else "not a regular file"
         raise InputError(

@@ -27,16 +27,15 @@ def check_inputs(options: FitOptions) -> tuple[tuple[str, ...], bool]:
         raise InputError("--time-budget must be positive, e.g. 20m")
     if not options.rungs or any(e < 1 for e in options.rungs):
         raise InputError("rungs must be epochs of at least 1")
-    ctx = builder.new_context(
-        builder.BuildOptions(
-            model=options.model,
-            target=options.target,
-            data=options.data,
-            out=None,
-            **options.trial_options(),
-        )
+    build_options = builder.BuildOptions(
+        model=options.model,
+        target=options.target,
+        data=options.data,
+        out=None,
+        **options.trial_options(),
     )
-    prepare_output_dir(options.out)
+    ctx = builder.new_context(build_options)
+    prepare_output_dir(options.out, inputs=build_options.input_paths())
     profiles = ctx.plan.profiles
     return tuple(p.name for p in profiles), all(p.runtime.int4_weights for p in profiles)
 

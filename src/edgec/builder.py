@@ -435,9 +435,14 @@ def load_model(ctx: BuildContext) -> None:
 def load_data(ctx: BuildContext) -> None:
     options, recipe = ctx.options, ctx.plan.recipe
     input_shape = tuple(int(d) for d in ctx.model.inputs[0].shape[1:])
+    outputs = ctx.model.outputs
+    output_shape = tuple(int(d) for d in outputs[0].shape[1:]) if len(outputs) == 1 else None
     with ctx.stage("load_data", "Loading calibration and evaluation data"):
         if options.data is not None:  # a user model always has data (see _validate)
-            ctx.data = load_dataset(options.data, input_shape, max_samples=options.max_samples)
+            ctx.data = load_dataset(
+                options.data, input_shape, output_shape=output_shape,
+                max_samples=options.max_samples,
+            )  # fmt: skip
         if recipe is not None and options.model is not None:
             given = ctx.data
             ctx.train, ctx.data = split_holdout(ctx.data, 2 * options.calibration_samples)

@@ -70,20 +70,29 @@ def test_keras3_model_is_accepted(tmp_path, keras3_model, user_model):
     assert (out / "report.json").is_file() and "Keras 3" not in run.err
 
 
+_X = np.full((20, 8, 8, 1), 0.5, np.float32)
+
+
 @pytest.mark.parametrize(
-    ("x", "needle"),
+    ("x", "y", "needle"),
     [
         (
             np.zeros((20, 28, 28, 1), np.float32),
+            None,
             "has shape (20, 28, 28, 1) but the model takes (N, 8, 8, 1)",
         ),
-        (np.zeros((0, 8, 8, 1), np.float32), "is empty"),
-        (np.where(np.arange(20 * 64).reshape(20, 8, 8, 1) == 77, np.nan, 0.5), "NaN"),
+        (np.zeros((0, 8, 8, 1), np.float32), None, "is empty"),
+        (np.where(np.arange(20 * 64).reshape(20, 8, 8, 1) == 77, np.nan, 0.5), None, "NaN"),
+        # before, a plain build judged its accuracy against them as they were
+        (_X, np.arange(20) % 11, "y holds 11 classes (class 10 in sample 10) but the model "
+         "output is [10]: class numbers are 0-9"),
+        (_X, np.linspace(0, 1, 20), "the targets y have shape [] per sample but the model "
+         "output is [10]"),
     ],
-    ids=["shape", "empty", "nan"],
-)
-def test_bad_data(tmp_path, user_model, x, needle):
-    np.savez(tmp_path / "d.npz", x=x)
+    ids=["shape", "empty", "nan", "class-beyond-the-outputs", "targets-not-the-output"],
+)  # fmt: skip
+def test_bad_data(tmp_path, user_model, x, y, needle):
+    np.savez(tmp_path / "d.npz", x=x, **({} if y is None else {"y": y}))
     run, out = build(
         tmp_path, user_model.keras, "--target", "cortex-m", "--data", tmp_path / "d.npz"
     )

@@ -1,10 +1,12 @@
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from edgec.datasets import load_dataset, split_calibration
 from edgec.datasets.digits import load_digits
-from edgec.datasets.loading import check_data_file
+from edgec.datasets.loading import Dataset, check_data_file, labels_for
 from edgec.errors import InputError
 
 SHAPE = (8, 8, 1)
@@ -113,3 +115,37 @@ def test_a_calibration_cap_is_said():
     note = calibration_cap(5000, cal, data)
     assert note is not None and f"--calibration-samples 5,000: {len(cal):,} calibrated" in note
     assert calibration_cap(300, split_calibration(data, 300)[0], data) is None
+
+
+def _labelled(y) -> Dataset:
+    return Dataset(x=np.zeros((len(y), 2), np.float32), y=np.asarray(y), source="d.npz")
+
+
+def test_labels_stored_otherwise_are_read_as_class_numbers():
+    """One-hot rows and whole numbers stored as floats (as Keras users save them) were
+    judged as regression targets, by RMSE, not by top-1."""
+    one_hot = _labelled(np.eye(3, dtype=np.float32)[[2, 0, 1, 2]])
+    floats = _labelled(np.array([2.0, 0.0, 1.0, 2.0], np.float32))
+    for data, how in ((one_hot, "one-hot rows"), (floats, "whole numbers stored as floats")):
+        read = labels_for(data, (3,))
+        assert read.labels == "classes" and read.y.tolist() == [2, 0, 1, 2]
+        assert read.preprocessing.endswith(f"; y: {how}, read as class numbers")
+    # what is not: multi-hot rows are targets; a one-output model's y stays as given
+    multi_hot = _labelled(np.array([[1, 1, 0], [0, 1, 0]], np.float32))
+    assert labels_for(multi_hot, (3,)) is multi_hot
+    for y in ([0, 1, 1, 0], [0.5, 2.0, 1.0, 3.0], [7, 3, 0, 9]):
+        assert labels_for(_labelled(y), (1,)).y.tolist() == y
+
+
+@pytest.mark.parametrize(
+    ("y", "needle"),
+    [
+        ([0, 3, 1], "y holds 4 classes (class 3 in sample 1) but the model output is [3]"),
+        ([0, -1, 1], "y holds class -1 in sample 1 but the model output is [3]: class numbers"),
+        ([0.5, 1.0, 2.0], "the targets y have shape [] per sample but the model output is [3]"),
+        (np.zeros((3, 2)), "the targets y have shape [2] per sample but the model output is [3]"),
+    ],
+)
+def test_labels_the_model_cannot_give_are_refused(y, needle):
+    with pytest.raises(InputError, match=re.escape(needle)):
+        labels_for(_labelled(y), (3,))

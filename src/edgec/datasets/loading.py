@@ -11,6 +11,7 @@ samples used, not the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import warnings
 import zipfile
@@ -77,10 +78,12 @@ def load_dataset(
     path: str | Path,
     input_shape: tuple[int, ...],
     *,
+    output_shape: tuple[int, ...] | None = None,
     max_samples: int = DEFAULT_MAX_SAMPLES,
     seed: int = 0,
 ) -> Dataset:
-    """Load samples for a model whose input (without batch) is ``input_shape``.
+    """Load samples for a model whose input (without batch) is ``input_shape``; with its
+    ``output_shape`` (one output), the labels are checked against it (``labels_for``).
 
     A file with more than ``max_samples`` samples gives a seeded sample of them
     (``Dataset.sampled_from`` says how many there were).
@@ -99,7 +102,53 @@ def load_dataset(
     else:
         _unknown_format(path)
     validate_samples(data, input_shape)
+    return data if output_shape is None else labels_for(data, output_shape)
+
+
+def labels_for(data: Dataset, output_shape: tuple[int, ...]) -> Dataset:
+    """``data`` with its y checked against the model's output, read as class numbers where
+    they are ones stored otherwise (one-hot rows, whole numbers as floats, as Keras users
+    often save them: else they were judged as regression targets, by RMSE).
+
+    Class numbers must each name an output, and targets must have the output's size: else
+    the accuracy figure was computed against labels the model cannot give (a class 42 of a
+    10-output model counted as a miss; a scalar target broadcast against 10 outputs). A
+    one-output model's integer y stays as it is (binary labels, or integer targets)."""
+    y, name, outputs = data.y, data.source, math.prod(output_shape)
+    if y is None:
+        return data
+    read_as = ""
+    if outputs > 1 and y.ndim == 2 and y.shape[1] == outputs and _one_hot(y):
+        y, read_as = y.argmax(1).astype(np.int64), "one-hot rows"
+    elif outputs > 1 and y.ndim == 1 and y.dtype.kind == "f" and np.all(y == np.round(y)):
+        y, read_as = y.astype(np.int64), "whole numbers stored as floats"
+    if y.ndim == 1 and y.dtype.kind in "iu":
+        if outputs > 1 and len(y) and (y.min() < 0 or y.max() >= outputs):
+            first = int(np.flatnonzero((y < 0) | (y >= outputs))[0])
+            held = f"class {y[first]} in sample {first}"
+            if y.min() >= 0:
+                held = f"{int(y.max()) + 1} classes ({held})"
+            raise InputError(
+                f"data {name}: y holds {held} but the model output is "
+                f"{list(output_shape)}: class numbers are 0-{outputs - 1}",
+                hint="give y as class numbers 0..N-1 for a model with N outputs",
+            )
+        if not read_as:
+            return data
+        note = f"y: {read_as}, read as class numbers"
+        return dataclasses.replace(data, y=y, preprocessing=f"{data.preprocessing}; {note}")
+    if math.prod(y.shape[1:]) != outputs:
+        raise InputError(
+            f"data {name}: the targets y have shape {list(y.shape[1:])} per sample but the "
+            f"model output is {list(output_shape)}",
+            hint="give y in the model's output shape, or integer class numbers",
+        )
     return data
+
+
+def _one_hot(y: np.ndarray) -> bool:
+    """Every row is zeros and a single one."""
+    return bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1))
 
 
 def check_data_file(

@@ -57,3 +57,27 @@ def test_accuracy_is_also_judged_on_the_device_runtime():
     device = with_device_accuracy(litert, float_out, drifted, data, max_drop=2.0)
     assert not device.check.ok and "on TFLM" in device.check.detail
     assert round(device.accuracy.detail["int8_tflm"], 2) == round(50 / 60 * 100, 2)
+
+
+def test_a_binary_classifier_is_judged_by_top_1_not_by_cosine():
+    """One output, labels 0 and 1: judged by the cosine of its outputs, a sigmoid's int8
+    model could flip decisions at 0.5 and still pass (its outputs are all positive, so
+    their cosine stays near 1). It is judged by top-1 now: above 0.5 for probabilities,
+    above 0 for logits."""
+    from edgec.datasets.loading import Dataset
+    from edgec.pipeline.verify import evaluate
+
+    y = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 0])
+    data = Dataset(x=np.zeros((10, 2), np.float32), y=y, source="d.npz")
+    sigmoid = np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.3, 0.6, 0.45, 0.55, 0.4])[:, None]
+    flipped = sigmoid.copy()
+    flipped[[7, 8]] = [[0.52], [0.48]]  # two decisions cross 0.5: 100% -> 80%
+    result = evaluate(sigmoid, flipped, data, max_drop=2)
+    assert result.accuracy.metric == "top1"
+    assert (result.accuracy.float, result.accuracy.int8) == (100.0, 80.0)
+    assert not result.check.ok and "drop of 20.00 points" in result.check.detail
+    logits = 8 * (sigmoid - 0.5)  # the same model without its sigmoid: read above 0
+    assert evaluate(logits, logits, data, max_drop=2).accuracy.float == 100.0
+    # integer targets of a one-output model (not 0/1) are still compared by cosine
+    counts = Dataset(x=data.x, y=np.arange(10), source="d.npz")
+    assert evaluate(sigmoid, flipped, counts, max_drop=2).accuracy.metric == "cosine"

@@ -70,7 +70,7 @@ def scores(output: np.ndarray, data: Dataset, float_out: np.ndarray) -> Scores:
     flat = output.reshape(len(output), -1).astype(np.float64)
     metric, y = _metric(float_out, data)
     if metric == "top1":
-        return Scores(metric, (flat.argmax(1) == y).astype(np.float64))
+        return Scores(metric, (_classes(flat, float_out) == y).astype(np.float64))
     if metric == "rmse":
         assert y is not None
         return Scores(metric, np.mean((flat - y.reshape(len(y), -1)) ** 2, axis=1))
@@ -84,11 +84,29 @@ def _metric(float_out: np.ndarray, data: Dataset) -> tuple[str, np.ndarray | Non
     if data.y is None and float_out.shape == data.x.shape:  # an autoencoder: y is x
         data = dataclasses.replace(data, y=data.x)
     outputs = int(np.prod(float_out.shape[1:]))
-    if data.labels == "classes" and outputs > 1:
+    if data.labels == "classes" and (outputs > 1 or _binary(data.y)):
         return "top1", data.y
     if data.labels == "targets" and data.y is not None:
         return "rmse", data.y.astype(np.float64)
     return "cosine", None
+
+
+def _binary(y: np.ndarray | None) -> bool:
+    """Class labels 0 and 1 only: with one output, a binary classifier's."""
+    return y is not None and bool(np.isin(y, (0, 1)).all())
+
+
+def _classes(flat: np.ndarray, float_out: np.ndarray) -> np.ndarray:
+    """Each sample's class: the largest output's index; with one output (a binary
+    classifier), 1 above 0.5 where the float model's outputs all lie in [0, 1] (a
+    sigmoid's probabilities), else above 0 (logits). Both models are read the same way.
+
+    A sigmoid's outputs always lie in [0, 1]; a logits model's lie there on every sample
+    only if it never says "class 0" with any confidence (its logits would be negative)."""
+    if flat.shape[1] > 1:
+        return flat.argmax(1)
+    probabilities = float_out.min() >= 0 and float_out.max() <= 1
+    return (flat[:, 0] > (0.5 if probabilities else 0.0)).astype(np.int64)
 
 
 def evaluate(

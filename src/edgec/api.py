@@ -140,7 +140,7 @@ def check(
 
     folder = Path(artifacts) if artifacts is not None else None
     if folder is not None:
-        prepare_output_dir(folder, inputs=(path, *target.split(",")))
+        prepare_output_dir(folder, inputs=(path, *target.split(",")), option="--artifacts")
     if not 0 <= arena_margin <= 1000:
         raise InputError(f"--arena-margin {arena_margin:g} is not a percentage (0-1000)")
     report, files = _check(Path(path), target, budget, arena_margin, progress)

@@ -324,6 +324,8 @@ def test_check_refuses_to_write_over_what_it_reads(tmp_path, example_build):
     report = run_edgec("check", model, "-t", "cortex-m4", "--format", "junit", "--out", model)
     assert (artifacts.code, report.code) == (1, 1)
     assert f"output directory {build} holds {model}, which this command reads" in artifacts.err
+    # the hint runs as printed: check's folder option is --artifacts (its --out is a file)
+    assert f"--artifacts {build}-2`" in artifacts.err and "--out" not in artifacts.err
     assert f"--out {model} is {model}, which this command reads" in report.err
     assert {p.name: p.read_bytes() for p in build.iterdir()} == before
 

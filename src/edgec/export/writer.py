@@ -46,10 +46,13 @@ def confined(root: Path, rel: str) -> Path:
     return root.joinpath(*pure.parts)
 
 
-def prepare_output_dir(out: Path, inputs: Iterable[str | Path | None] = ()) -> None:
+def prepare_output_dir(
+    out: Path, inputs: Iterable[str | Path | None] = (), *, option: str = "--out"
+) -> None:
     """Refuse, before any work, an output folder edgec must not replace or cannot write,
     or one that holds an input of the command (``inputs``: what it reads, by the names the
-    user gave; those that name nothing on disk are skipped)."""
+    user gave; those that name nothing on disk are skipped). ``option``: the one that
+    named ``out``, for the hints (``check --artifacts``)."""
     # The folder is replaced whole, by a rename: onto the current directory that fails
     # at the end (EBUSY, after all the work); onto one above it, it would leave the shell
     # in a deleted directory
@@ -58,13 +61,13 @@ def prepare_output_dir(out: Path, inputs: Iterable[str | Path | None] = ()) -> N
         raise InputError(
             f"output directory {out} {where} the current directory, and edgec replaces its "
             "output directory whole",
-            hint="give one that does not hold the current directory, e.g. edgec-out",
+            hint=f"give one that does not hold the current directory, e.g. `{option} edgec-out`",
         )
-    names = _listing(out)
+    names = _listing(out, option)
     if names and MARKER not in names and FIT_MARKER not in names:
         raise InputError(
             f"output directory {out} is not empty and holds no earlier edgec build or fit",
-            hint=f"give a new or empty directory, e.g. `--out {_free_name(out)}`",
+            hint=f"give a new or empty directory, e.g. `{option} {_free_name(out)}`",
         )
     # ``edgec check out/model.tflite --artifacts out``: replacing out deleted the model it
     # checked, and the rest of the build beside it
@@ -73,7 +76,7 @@ def prepare_output_dir(out: Path, inputs: Iterable[str | Path | None] = ()) -> N
         raise InputError(
             f"output directory {out} holds {inside}, which this command reads: replacing "
             "the directory would delete it",
-            hint=f"give another directory, e.g. `{_free_name(out)}`",
+            hint=f"give another directory, e.g. `{option} {_free_name(out)}`",
         )
     check_writable(out)
 
@@ -110,7 +113,7 @@ def _free_name(out: Path) -> str:
     raise AssertionError("unreachable")
 
 
-def _listing(out: Path, _retry: int = 20) -> list[str]:
+def _listing(out: Path, option: str = "--out", _retry: int = 20) -> list[str]:
     """The names in ``out`` (empty if it does not exist), read through one open handle.
 
     One handle gives a consistent view of one directory even while another edgec run
@@ -123,13 +126,14 @@ def _listing(out: Path, _retry: int = 20) -> list[str]:
     except OSError as exc:
         if out.is_symlink():
             raise InputError(
-                f"output path {out} is a symbolic link", hint="give the real directory with --out"
+                f"output path {out} is a symbolic link",
+                hint=f"give the real directory with {option}",
             ) from None
         if exc.errno == errno.ENOTDIR:
             what = "a file" if out.is_file() else "not a directory"
             raise InputError(
                 f"output path {out} is {what}",
-                hint=f"give a new directory, e.g. `--out {_free_name(out)}`",
+                hint=f"give a new directory, e.g. `{option} {_free_name(out)}`",
             ) from None
         raise InputError(f"cannot open output path {out}: {exc.strerror}") from None
     try:
@@ -141,7 +145,7 @@ def _listing(out: Path, _retry: int = 20) -> list[str]:
             still_here = os.stat(out, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             return []
-        return names if still_here or _retry <= 0 else _listing(out, _retry - 1)
+        return names if still_here or _retry <= 0 else _listing(out, option, _retry - 1)
     finally:
         os.close(fd)
 

@@ -181,6 +181,60 @@ def test_distill_regression_model_uses_mse(tmp_path_factory, tmp_path):
     assert 2.0 < check["value"] <= 10.0, check
 
 
+def _binary_classifier(logits: bool):
+    """A one-output classifier of 16 features (labels 0 and 1): sigmoid, or logits."""
+    from edgec._tf import keras
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(400, 16)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64)
+    model = keras.Sequential([
+        keras.layers.Input((16,)), keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(1, activation=None if logits else "sigmoid"),
+    ])  # fmt: skip
+    model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=logits))
+    model.fit(x, y, epochs=5, verbose=0)
+    return model, x, y
+
+
+def test_a_binary_classifier_trains_through_distill_and_prune(tmp_path):
+    """One sigmoid output, labels 0 and 1: refused before ("the labels have 2 classes but
+    the model output is [1]"). Trained with binary cross-entropy, judged by top-1."""
+    model, x, y = _binary_classifier(logits=False)
+    model.save(tmp_path / "bin.keras")
+    np.savez(tmp_path / "bin.npz", x=x, y=y)
+    recipe = _recipe(tmp_path, '[[stage]]\ntype = "distill"\nwidth = 0.5\nepochs = 1\n'
+                     '[[stage]]\ntype = "prune"\nepochs = 1\n')  # fmt: skip
+    out = tmp_path / "out"
+    run = run_edgec(
+        "build", tmp_path / "bin.keras", "--target", "cortex-m", "--data", tmp_path / "bin.npz",
+        "--recipe", recipe, "--out", out, "--max-accuracy-drop", "100",
+    )  # fmt: skip
+    assert run.code == 0, run.out + run.err
+    report = Build(run, out).report
+    assert report["accuracy"]["metric"] == "top1"
+    for stage in ("distill", "prune"):
+        metrics = _stages(report)[stage]["metrics"]
+        assert {"accuracy_before", "accuracy_after"} <= set(metrics), metrics
+        assert 0 < metrics["accuracy_after"] <= 100
+
+
+def test_a_binary_classifier_s_logits_read_as_its_sigmoid_would_be():
+    """Without its sigmoid the same classifier has the same accuracy and cross-entropy."""
+    from edgec._tf import keras
+    from edgec.datasets.loading import Dataset
+    from edgec.stages.training import evaluate_model, outputs_sigmoid
+
+    model, x, y = _binary_classifier(logits=True)
+    probabilities = keras.Sequential([model, keras.layers.Activation("sigmoid")])
+    data = Dataset(x=x, y=y, source="bin.npz")
+    assert outputs_sigmoid(probabilities) and not outputs_sigmoid(model)
+    as_logits = evaluate_model(model, data, "binary")
+    as_probabilities = evaluate_model(probabilities, data, "binary")
+    assert as_logits["accuracy"] == as_probabilities["accuracy"] > 50
+    assert as_logits["loss"] == pytest.approx(as_probabilities["loss"], abs=1e-4)
+
+
 def test_checks_fail_when_the_effect_is_missing(example_build):
     """A plain int8 model (no recipe) has neither zeros nor clusters: every proof fails."""
     flat = example_build.flat

@@ -48,7 +48,7 @@ class StagePlan:
 class CompressionPlan:
     recipe: Recipe
     stages: list[StagePlan]
-    task: str  # "classes" | "targets"
+    task: str  # "classes" | "binary" (one output, labels 0 and 1) | "targets"
     output_shape: tuple[int, ...] = ()
     student: Any = None  # distill: the (untrained) student model
     student_origin: str = ""  # distill: the student's file, or how it was derived
@@ -186,6 +186,8 @@ def _check_training_data(recipe: Recipe, model, train: Dataset | None) -> tuple[
     out_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
     if train.labels == "classes":
         classes = int(labels_of(train).max()) + 1
+        if out_shape == (1,) and set(np.unique(labels_of(train))) <= {0, 1}:
+            return "binary", "labels"  # a sigmoid's probability, or a logit
         if len(out_shape) != 1 or out_shape[0] < classes or out_shape[0] < 2:
             raise fail(
                 first,
@@ -306,7 +308,7 @@ def run_stage(
     finally:
         lines.finish(after)  # a last epoch line held for these figures
     result.after = after
-    metric = "accuracy" if plan.task == "classes" else "mse"
+    metric = "mse" if plan.task == "targets" else "accuracy"
     figures = TrainingFigures(
         metric=metric,
         before=before[metric],

@@ -30,10 +30,17 @@ def labels_of(data: Dataset) -> np.ndarray:
 
 
 def evaluate_model(model, data: Dataset, task: str) -> dict[str, float]:
-    """Loss and accuracy (classes) or MSE (targets) on ``data``, in numpy."""
+    """Loss and accuracy (classes, binary) or MSE (targets) on ``data``, in numpy."""
     from edgec.pipeline.outputs import model_outputs
 
     out = np.asarray(model_outputs(model, data.x), dtype=np.float64)
+    if task == "binary":  # one output: a sigmoid's probability, or a logit
+        y = labels_of(data).reshape(-1).astype(np.float64)
+        z = out.reshape(-1)
+        p = np.clip(z if outputs_sigmoid(model) else 1 / (1 + np.exp(-z)), 1e-7, 1 - 1e-7)
+        loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+        acc = float(np.mean((p > 0.5) == (y == 1)) * 100)
+        return {"loss": round(loss, 5), "accuracy": round(acc, 2)}
     if task == "classes":
         y = labels_of(data).astype(np.int64)
         probs = out if outputs_probabilities(model) else _softmax(out)
@@ -51,6 +58,15 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def outputs_probabilities(model) -> bool:
     """True if the model ends in a softmax (its outputs are probabilities, not logits)."""
+    return _final_activation(model) == "softmax"
+
+
+def outputs_sigmoid(model) -> bool:
+    """True if the model ends in a sigmoid (a binary classifier's probability, not a logit)."""
+    return _final_activation(model) == "sigmoid"
+
+
+def _final_activation(model) -> str:
     last = model.layers[-1]
     inner = getattr(last, "layer", last)  # QAT/prune wrappers
     # QAT replaces a layer's activation with a QuantizeAwareActivation that holds the
@@ -58,11 +74,17 @@ def outputs_probabilities(model) -> bool:
     # compiled with from_logits=True (softmax applied to probabilities).
     activation = getattr(inner, "activation", None)
     activation = getattr(activation, "activation", activation)
-    name = getattr(activation, "__name__", activation)
-    return type(inner).__name__ == "Softmax" or name == "softmax"
+    if type(inner).__name__ == "Softmax":
+        return "softmax"
+    return str(getattr(activation, "__name__", activation))
 
 
 def _loss_and_metrics(model, task: str, keras):
+    if task == "binary":
+        sigmoid = outputs_sigmoid(model)
+        return keras.losses.BinaryCrossentropy(from_logits=not sigmoid), [
+            keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.5 if sigmoid else 0.0)
+        ]
     if task == "classes":
         loss = keras.losses.SparseCategoricalCrossentropy(
             from_logits=not outputs_probabilities(model)
@@ -170,6 +192,8 @@ def fit(
     def labels(data: Dataset) -> np.ndarray:
         if plan.task == "classes":
             return labels_of(data)
+        if plan.task == "binary":
+            return labels_of(data).reshape(len(data), 1).astype(np.float32)
         return labels_of(data).reshape((len(data), *plan.output_shape)).astype(np.float32)
 
     y_train = labels(train)
@@ -208,12 +232,16 @@ def _create_training_variables(model, y_true: np.ndarray, *, compiled: bool) -> 
     model.optimizer.build(model.trainable_variables)
 
 
-def _distillation_loss(temperature: float, alpha: float, classes: bool, teacher, student):
+def _distillation_loss(temperature: float, alpha: float, task: str, teacher, student):
     """loss(x, y, s): alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) for
-    classes, alpha * hard + (1 - alpha) * MSE(teacher, student) for targets."""
+    classes, alpha * hard + (1 - alpha) * MSE(teacher, student) for targets, and for a
+    binary classifier on the two models' probabilities (a logit through its sigmoid)."""
     from edgec._tf import keras, tf
 
+    classes = task == "classes"
     teacher_probs, student_probs = outputs_probabilities(teacher), outputs_probabilities(student)
+    if task == "binary":
+        teacher_probs, student_probs = outputs_sigmoid(teacher), outputs_sigmoid(student)
 
     def logits(out, probs: bool):
         # log(p) differs from the logits by a per-sample constant, which softmax ignores.
@@ -222,8 +250,13 @@ def _distillation_loss(temperature: float, alpha: float, classes: bool, teacher,
     hard = (
         keras.losses.SparseCategoricalCrossentropy(from_logits=not student_probs)
         if classes
+        else keras.losses.BinaryCrossentropy(from_logits=not student_probs)
+        if task == "binary"
         else keras.losses.MeanSquaredError()
     )
+
+    def probability(out, probs: bool):
+        return out if probs else tf.sigmoid(out)
 
     def loss(x, y, s):
         t = teacher(x, training=False)
@@ -234,6 +267,9 @@ def _distillation_loss(temperature: float, alpha: float, classes: bool, teacher,
                 tf.reduce_sum(t_soft * (tf.math.log(t_soft + 1e-12) - s_log), axis=-1)
             )
             soft = kl * temperature**2
+        elif task == "binary":
+            t_p = probability(tf.cast(t, s.dtype), teacher_probs)
+            soft = tf.reduce_mean(tf.square(t_p - probability(s, student_probs)))
         else:
             soft = tf.reduce_mean(tf.square(tf.cast(t, s.dtype) - s))
         return alpha * hard(y, s) + (1 - alpha) * soft
@@ -249,8 +285,10 @@ def fit_to_teacher(
     from edgec._tf import keras, tf
 
     spec = sp.spec
-    classes = plan.task == "classes"
-    loss = _distillation_loss(temperature, alpha, classes, teacher, student)
+    classes = plan.task in ("classes", "binary")  # an accuracy to track
+    loss = _distillation_loss(temperature, alpha, plan.task, teacher, student)
+    if plan.task == "binary":
+        threshold = 0.5 if outputs_sigmoid(student) else 0.0
 
     class Distiller(keras.Model):
         """alpha * hard + (1 - alpha) * T^2 * KL(teacher || student); MSE for regression.
@@ -262,7 +300,11 @@ def fit_to_teacher(
             super().__init__()
             self.student = student
             self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+            self.acc = (
+                keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold)
+                if plan.task == "binary"
+                else keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+            )
 
         @property
         def metrics(self):

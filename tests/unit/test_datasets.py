@@ -126,10 +126,19 @@ def test_labels_stored_otherwise_are_read_as_class_numbers():
     judged as regression targets, by RMSE, not by top-1."""
     one_hot = _labelled(np.eye(3, dtype=np.float32)[[2, 0, 1, 2]])
     floats = _labelled(np.array([2.0, 0.0, 1.0, 2.0], np.float32))
-    for data, how in ((one_hot, "one-hot rows"), (floats, "whole numbers stored as floats")):
+    column = _labelled(np.array([[2], [0], [1], [2]], np.float64))
+    for data, how in (
+        (one_hot, "one-hot rows"),
+        (floats, "whole numbers stored as floats"),
+        (column, "a column, whole numbers stored as floats"),
+    ):
         read = labels_for(data, (3,))
         assert read.labels == "classes" and read.y.tolist() == [2, 0, 1, 2]
         assert read.preprocessing.endswith(f"; y: {how}, read as class numbers")
+    # one output: 0 and 1 alone are a binary classifier's classes, however stored
+    for y in ([1.0, 0.0, 0.0, 1.0], [[1], [0], [0], [1]]):
+        read = labels_for(_labelled(y), (1,))
+        assert read.labels == "classes" and read.y.tolist() == [1, 0, 0, 1]
     # what is not: multi-hot rows are targets; a one-output model's y stays as given
     multi_hot = _labelled(np.array([[1, 1, 0], [0, 1, 0]], np.float32))
     assert labels_for(multi_hot, (3,)) is multi_hot

@@ -113,15 +113,26 @@ def labels_for(data: Dataset, output_shape: tuple[int, ...]) -> Dataset:
     Class numbers must each name an output, and targets must have the output's size: else
     the accuracy figure was computed against labels the model cannot give (a class 42 of a
     10-output model counted as a miss; a scalar target broadcast against 10 outputs). A
-    one-output model's integer y stays as it is (binary labels, or integer targets)."""
+    one-output model's y is read as classes only if it holds 0 and 1 alone (a binary
+    classifier's labels); other integers stay as they are (integer targets)."""
     y, name, outputs = data.y, data.source, math.prod(output_shape)
     if y is None:
         return data
-    read_as = ""
+    read_as = []
+    if y.ndim == 2 and y.shape[1] == 1 and (outputs > 1 or bool(np.isin(y, (0, 1)).all())):
+        y = y[:, 0]  # labels as a column, y.reshape(-1, 1); one output's 0/1 classes too
+        read_as.append("a column")
     if outputs > 1 and y.ndim == 2 and y.shape[1] == outputs and _one_hot(y):
-        y, read_as = y.argmax(1).astype(np.int64), "one-hot rows"
-    elif outputs > 1 and y.ndim == 1 and y.dtype.kind == "f" and np.all(y == np.round(y)):
-        y, read_as = y.astype(np.int64), "whole numbers stored as floats"
+        y = y.argmax(1).astype(np.int64)
+        read_as.append("one-hot rows")
+    elif (
+        y.ndim == 1
+        and y.dtype.kind == "f"
+        and np.all(y == np.round(y))
+        and (outputs > 1 or bool(np.isin(y, (0, 1)).all()))  # one output: 0/1 classes only
+    ):
+        y = y.astype(np.int64)
+        read_as.append("whole numbers stored as floats")
     if y.ndim == 1 and y.dtype.kind in "iu":
         if outputs > 1 and len(y) and (y.min() < 0 or y.max() >= outputs):
             first = int(np.flatnonzero((y < 0) | (y >= outputs))[0])
@@ -135,7 +146,7 @@ def labels_for(data: Dataset, output_shape: tuple[int, ...]) -> Dataset:
             )
         if not read_as:
             return data
-        note = f"y: {read_as}, read as class numbers"
+        note = f"y: {', '.join(read_as)}, read as class numbers"
         return dataclasses.replace(data, y=y, preprocessing=f"{data.preprocessing}; {note}")
     if math.prod(y.shape[1:]) != outputs:
         raise InputError(

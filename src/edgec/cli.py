@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             sys.exit(code)
         except EdgecError as exc:
-            hint = f" ({runnable_hint(exc.hint, _state['argv'])})" if exc.hint else ""
+            hint = f" ({runnable_hint(exc.hint, _long_forms(_state['argv']))})" if exc.hint else ""
             _fail(f"error: {exc.message}{hint}", exc, exc.exit_code)
         except click.ClickException as exc:  # UsageError and BadParameter carry exit code 2
             exc.show()
@@ -539,6 +539,20 @@ def main(argv: list[str] | None = None) -> None:
                 EXIT_ERROR,
             )
     sys.exit(code if isinstance(code, int) else EXIT_OK)  # --help/--version return 0
+
+
+def _long_forms(argv: list[str]) -> list[str]:
+    """``argv`` with each option's short form (``-o``) written long (``--out``): a hint
+    that changes ``--out`` then replaces what ``-o`` gave instead of adding to it."""
+    from edgec.options import cli_fields
+
+    long = {
+        flag: f"--{f.name.replace('_', '-')}"
+        for command in ("build", "fit", "check", "inspect")
+        for f, option in cli_fields(command)
+        for flag in option.flags
+    }
+    return [long.get(arg, arg) for arg in argv]
 
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)

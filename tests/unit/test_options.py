@@ -147,3 +147,15 @@ def test_unknown_keywords_and_bad_values_are_refused():
     counted = from_keywords(base, {"calibration_samples": numpy.int64(5)}).calibration_samples
     assert counted == 5 and type(counted) is int  # the model process gets it as JSON
     assert isinstance(BuildOptions(model=None, target="x").out, Path)
+
+
+def test_a_hint_that_changes_an_option_replaces_its_short_form():
+    """`-o .` in the command and a hint changing --out printed `... -o . --out edgec-out`."""
+    from edgec.cli import _long_forms
+    from edgec.errors import runnable_hint
+
+    argv = _long_forms(["build", "m.keras", "-t", "cortex-m", "-d", "d.npz", "-o", "."])
+    assert argv == ["build", "m.keras", "--target", "cortex-m", "--data", "d.npz", "--out", "."]
+    assert runnable_hint("e.g. `--out edgec-out`", argv) == (
+        "e.g. `edgec build m.keras --target cortex-m --data d.npz --out edgec-out`"
+    )

@@ -81,3 +81,24 @@ def test_a_binary_classifier_is_judged_by_top_1_not_by_cosine():
     # integer targets of a one-output model (not 0/1) are still compared by cosine
     counts = Dataset(x=data.x, y=np.arange(10), source="d.npz")
     assert evaluate(sigmoid, flipped, counts, max_drop=2).accuracy.metric == "cosine"
+
+
+def test_litert_s_repeated_messages_are_said_once():
+    """TFLM's person_detect on a phone target: LiteRT ran two messages together for each of
+    14 tensors, a 1,600-character reason. Dotted names and URLs stay whole."""
+    from edgec.artifact.runtimes import said_once
+
+    tensors = [33, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72, 76, 80, 84]
+    text = "ValueError: " + "".join(
+        f"quantized_dimension must be in range [0, 1). Was 3.Tensor {n} has invalid "
+        "quantization parameters."
+        for n in tensors
+    )
+    once = said_once(text)
+    assert once.startswith("ValueError: quantized_dimension must be in range [0, 1). Was 3. ")
+    assert once.count("Tensor ") == 2 and once.endswith("(12 more like these)")
+    assert len(once) < 300 < len(text)
+    url = "RuntimeError: Unresolved custom op: X.See https://www.tensorflow.org/lite/x y.tflite"
+    assert said_once(url) == (
+        "RuntimeError: Unresolved custom op: X. See https://www.tensorflow.org/lite/x y.tflite."
+    )

@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -612,5 +613,26 @@ def litert_latency_ms(data: bytes, *, runs: int, threads: int) -> float:
         raise ToolError(f"the LiteRT interpreter crashed on the model ({name})")
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
-        raise ToolError(f"LiteRT cannot run the model: {lines[-1] if lines else proc.returncode}")
+        why = said_once(lines[-1]) if lines else proc.returncode
+        raise ToolError(f"LiteRT cannot run the model: {why}")
     return float(lines[-1])
+
+
+# LiteRT's messages, run together ("Was 3.Tensor 36 has"): a full stop then a capital (not
+# one inside a URL or a dotted name, which a lowercase letter follows)
+_JOINED = re.compile(r"\.(?=[A-Z])")
+
+
+def said_once(text: str) -> str:
+    """LiteRT's error text with each message it repeats per tensor kept once: TFLM's
+    person_detect gave two messages for each of 14 tensors, a 1,600-character line."""
+    parts = [p.strip().rstrip(".") for p in _JOINED.split(text)]
+    kept: list[str] = []
+    seen: set[str] = set()
+    for part in filter(None, parts):
+        key = re.sub(r"\d+", "#", re.sub(r"^\w+: ", "", part))
+        if key not in seen:
+            seen.add(key)
+            kept.append(part)
+    left = len(list(filter(None, parts))) - len(kept)
+    return ". ".join(kept) + "." + (f" ({left} more like these)" if left else "")

@@ -119,7 +119,7 @@ def labels_for(data: Dataset, output_shape: tuple[int, ...]) -> Dataset:
     if y is None:
         return data
     read_as = []
-    if y.ndim == 2 and y.shape[1] == 1 and (outputs > 1 or bool(np.isin(y, (0, 1)).all())):
+    if y.ndim == 2 and y.shape[1] == 1 and (outputs > 1 or binary_labels(y)):
         y = y[:, 0]  # labels as a column, y.reshape(-1, 1); one output's 0/1 classes too
         read_as.append("a column")
     if outputs > 1 and y.ndim == 2 and y.shape[1] == outputs and _one_hot(y):
@@ -129,7 +129,7 @@ def labels_for(data: Dataset, output_shape: tuple[int, ...]) -> Dataset:
         y.ndim == 1
         and y.dtype.kind == "f"
         and np.all(y == np.round(y))
-        and (outputs > 1 or bool(np.isin(y, (0, 1)).all()))  # one output: 0/1 classes only
+        and (outputs > 1 or binary_labels(y))  # one output: 0/1 classes only
     ):
         y = y.astype(np.int64)
         read_as.append("whole numbers stored as floats")
@@ -155,6 +155,12 @@ def labels_for(data: Dataset, output_shape: tuple[int, ...]) -> Dataset:
             hint="give y in the model's output shape, or integer class numbers",
         )
     return data
+
+
+def binary_labels(y: np.ndarray | None) -> bool:
+    """y holds 0 and 1 alone: with one output, a binary classifier's labels (the loader
+    reads them as classes, the accuracy check and the training stages as binary)."""
+    return y is not None and bool(np.isin(y, (0, 1)).all())
 
 
 def _one_hot(y: np.ndarray) -> bool:

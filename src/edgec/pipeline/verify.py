@@ -9,7 +9,7 @@ import numpy as np
 
 from edgec.artifact.runtimes import Outputs
 from edgec.artifact.tflite_model import TfliteModel
-from edgec.datasets.loading import Dataset
+from edgec.datasets.loading import Dataset, binary_labels
 from edgec.report import Accuracy, Check
 
 MIN_COSINE = 0.98  # for models judged without class labels
@@ -84,16 +84,11 @@ def _metric(float_out: np.ndarray, data: Dataset) -> tuple[str, np.ndarray | Non
     if data.y is None and float_out.shape == data.x.shape:  # an autoencoder: y is x
         data = dataclasses.replace(data, y=data.x)
     outputs = int(np.prod(float_out.shape[1:]))
-    if data.labels == "classes" and (outputs > 1 or _binary(data.y)):
+    if data.labels == "classes" and (outputs > 1 or binary_labels(data.y)):
         return "top1", data.y
     if data.labels == "targets" and data.y is not None:
         return "rmse", data.y.astype(np.float64)
     return "cosine", None
-
-
-def _binary(y: np.ndarray | None) -> bool:
-    """Class labels 0 and 1 only: with one output, a binary classifier's."""
-    return y is not None and bool(np.isin(y, (0, 1)).all())
 
 
 def _classes(flat: np.ndarray, float_out: np.ndarray) -> np.ndarray:

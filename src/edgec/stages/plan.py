@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edgec.datasets.loading import Dataset
+from edgec.datasets.loading import Dataset, binary_labels
 from edgec.errors import InputError
 from edgec.stages.base import EpochCallback, Metrics, get_stage
 from edgec.stages.metrics import KernelFigures, StageMetrics, TrainingFigures
@@ -186,7 +186,7 @@ def _check_training_data(recipe: Recipe, model, train: Dataset | None) -> tuple[
     out_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
     if train.labels == "classes":
         classes = int(labels_of(train).max()) + 1
-        if out_shape == (1,) and set(np.unique(labels_of(train))) <= {0, 1}:
+        if out_shape == (1,) and binary_labels(labels_of(train)):
             return "binary", "labels"  # a sigmoid's probability, or a logit
         if len(out_shape) != 1 or out_shape[0] < classes or out_shape[0] < 2:
             raise fail(

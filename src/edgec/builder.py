@@ -55,7 +55,7 @@ from edgec.export import (
 )
 from edgec.export.toolchain import measure_model_object
 from edgec.options import BuildOptions, check_values
-from edgec.pipeline.convert import PHONE_VARIANTS, model_io_type
+from edgec.pipeline.convert import PHONE_VARIANTS, index_input, model_io_type
 from edgec.pipeline.model_files import check_model_path
 from edgec.pipeline.model_io import absolute_custom_objects
 from edgec.report import (
@@ -441,7 +441,7 @@ def load_data(ctx: BuildContext) -> None:
         if options.data is not None:  # a user model always has data (see _validate)
             ctx.data = load_dataset(
                 options.data, input_shape, output_shape=output_shape,
-                max_samples=options.max_samples,
+                max_samples=options.max_samples, indices=index_input(ctx.model),
             )  # fmt: skip
         if recipe is not None and options.model is not None:
             given = ctx.data

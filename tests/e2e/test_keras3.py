@@ -161,6 +161,36 @@ def test_recurrent_model_is_rebuilt_and_proven(plain_build):
     assert report["data"]["labels"] == "classes" and report["accuracy"]["int8"] > 80, report
 
 
+def test_token_ids_into_an_embedding_stay_whole(keras3_dir, tmp_path):
+    """An int32 input read by an Embedding converts as int32 indices into one GATHER.
+
+    Traced as float32 like other inputs, the ids were quantized to int8 and truncated back
+    (DEQUANTIZE, CAST: float tensors, which failed the MCU's dtypes check), Keras 3's
+    negative-index SELECT had no TFLM kernel, and the phone variants' evaluation stopped
+    with an internal error.
+    """
+    from edgec.artifact.tflite_model import TfliteModel
+
+    out = tmp_path / "out"
+    run = run_edgec("build", keras3_dir / "tokens.keras", "--data", keras3_dir / "tokens.npz",
+                    "--target", "cortex-m,android-arm64", "--phone-variants", "float16",
+                    "--out", out)  # fmt: skip
+    assert run.code == 0, run.err + run.out
+    report = json.loads((out / "report.json").read_text())
+    assert not {"CAST", "DEQUANTIZE", "QUANTIZE", "SELECT"} & set(report["model"]["ops"])
+    assert "GATHER" in report["model"]["ops"]
+    model = TfliteModel.from_bytes((out / "model.tflite").read_bytes())
+    tensor = model.input_tensor()
+    assert tensor.dtype == "int32" and not tensor.scales
+    acc = report["accuracy"]
+    assert acc["float"] > 60 and abs(acc["float"] - acc["int8"]) <= 2.0, acc
+    phone = next(t for t in report["targets"] if t["target"] == "android-arm64")
+    assert [c["ok"] for c in phone["checks"] if c["name"] == "variant_float16"] == [True]
+    settings = (out / "model_settings.h").read_text()
+    assert "#define TOKENS_INPUT_C_TYPE int32_t" in settings
+    assert "the input takes whole numbers (indices) as they are" in settings
+
+
 @pytest.mark.parametrize(
     "model",
     [

@@ -6,7 +6,7 @@ from PIL import Image
 
 from edgec.datasets import load_dataset, split_calibration
 from edgec.datasets.digits import load_digits
-from edgec.datasets.loading import Dataset, check_data_file, labels_for
+from edgec.datasets.loading import Dataset, IndexInput, check_data_file, labels_for
 from edgec.errors import InputError
 
 SHAPE = (8, 8, 1)
@@ -158,3 +158,40 @@ def test_labels_stored_otherwise_are_read_as_class_numbers():
 def test_labels_the_model_cannot_give_are_refused(y, needle):
     with pytest.raises(InputError, match=re.escape(needle)):
         labels_for(_labelled(y), (3,))
+
+
+TOKENS = IndexInput("int32", rows=50, layer="embed")
+
+
+@pytest.mark.parametrize("stored", [np.int64, np.uint8, np.float64])
+def test_an_index_input_takes_whole_numbers_as_its_integers(tmp_path, stored):
+    """Token ids stay whole, in the model input's dtype (float32 was the only dtype once)."""
+    ids = np.arange(40).reshape(4, 10) + [[0], [1], [2], [9]]
+    np.savez(tmp_path / "d.npz", x=ids.astype(stored), y=np.arange(4) % 2)
+    data = load_dataset(tmp_path / "d.npz", (10,), indices=TOKENS)
+    assert data.x.dtype == np.int32 and (data.x == ids).all()
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        (50, "x holds 50 in sample 2, but the model's input holds whole numbers 0..49, the "
+             "rows of Embedding layer 'embed'"),
+        (-1, "x holds -1 in sample 2"),
+        (3.5, "x holds 3.5 in sample 2"),
+        (np.nan, "x holds nan in sample 2"),
+    ],
+)  # fmt: skip
+def test_indices_the_embedding_does_not_have_are_refused(tmp_path, value, needle):
+    x = np.zeros((4, 10))
+    x[2, 5] = value
+    np.savez(tmp_path / "d.npz", x=x)
+    with pytest.raises(InputError, match=re.escape(needle)):
+        load_dataset(tmp_path / "d.npz", (10,), indices=TOKENS)
+
+
+def test_an_image_folder_is_refused_for_an_index_input(tmp_path):
+    (tmp_path / "cat").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "cat" / "0.png")
+    with pytest.raises(InputError, match="image folder, but the model's input holds whole"):
+        load_dataset(tmp_path, (8, 8, 1), indices=TOKENS)

@@ -39,6 +39,13 @@ def test_quantize_rounds_and_saturates():
     assert q.dtype == np.int8 and q.tolist() == [[-10, -7, 127]]
 
 
+def test_an_index_input_takes_its_values_as_they_are():
+    """An Embedding's int32 input has no quantization: ids are neither scaled nor shifted."""
+    tensor = Tensor(0, "ids", "int32", (1, 3), (1, 3), None, (), (), 0)
+    q = quantize(np.array([[0, 7, 299]], np.int32), tensor)
+    assert q.dtype == np.int32 and q.tolist() == [[0, 7, 299]]
+
+
 def test_accuracy_is_also_judged_on_the_device_runtime():
     """Per-op agreement can pass while small differences add up: TFLM's own outputs count."""
     from edgec.datasets.loading import Dataset

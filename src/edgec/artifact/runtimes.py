@@ -498,9 +498,10 @@ def arena_job(data: bytes, model: TfliteModel) -> ArenaJob:
 
 def quantize(x: np.ndarray, tensor: Tensor) -> np.ndarray:
     """float samples -> the model input's dtype (int8, uint8, int16 or float32):
-    q = round(x / scale) + zero_point, clipped to the dtype's range."""
-    if tensor.dtype == "float32":
-        return x.astype(np.float32)
+    q = round(x / scale) + zero_point, clipped to the dtype's range. An integer input
+    without quantization (indices, edgec.pipeline.convert.index_input) takes ``x`` as is."""
+    if tensor.dtype == "float32" or not tensor.scales:
+        return x.astype(tensor.numpy_dtype())
     info = np.iinfo(np.dtype(tensor.dtype))
     q = np.round(x / tensor.scales[0]) + tensor.zero_points[0]
     return np.clip(q, info.min, info.max).astype(tensor.dtype)

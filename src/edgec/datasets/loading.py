@@ -42,8 +42,25 @@ _CHUNK = 8 << 20
 
 
 @dataclass(frozen=True)
+class IndexInput:
+    """A model input that holds indices: whole numbers of integer ``dtype``, each a row of
+    the ``rows`` an Embedding layer (``layer``) has (None and "" for a SavedModel signature,
+    whose layers are unknown). The model takes them as they are, unquantized (TFLite's
+    GATHER reads int32 positions); any other input takes float32."""
+
+    dtype: str
+    rows: int | None = None
+    layer: str = ""
+
+    def describe(self) -> str:
+        if self.rows is None:
+            return f"whole numbers ({self.dtype}), as its serving signature takes"
+        return f"whole numbers 0..{self.rows - 1}, the rows of Embedding layer '{self.layer}'"
+
+
+@dataclass(frozen=True)
 class Dataset:
-    x: np.ndarray  # float32, (N, *input_shape)
+    x: np.ndarray  # float32 (an IndexInput's integer dtype), (N, *input_shape)
     y: np.ndarray | None  # (N,) integer classes, or (N, ...) targets
     source: str
     preprocessing: str = "none: samples used as given"
@@ -81,9 +98,11 @@ def load_dataset(
     output_shape: tuple[int, ...] | None = None,
     max_samples: int = DEFAULT_MAX_SAMPLES,
     seed: int = 0,
+    indices: IndexInput | None = None,
 ) -> Dataset:
     """Load samples for a model whose input (without batch) is ``input_shape``; with its
     ``output_shape`` (one output), the labels are checked against it (``labels_for``).
+    The samples are float32, or for an input of ``indices`` that input's integers.
 
     A file with more than ``max_samples`` samples gives a seeded sample of them
     (``Dataset.sampled_from`` says how many there were).
@@ -94,6 +113,12 @@ def load_dataset(
     if not path.exists() and not path.is_symlink():
         raise InputError(f"data {path} does not exist")
     if path.is_dir():
+        if indices is not None:
+            raise InputError(
+                f"data {path} is an image folder, but the model's input holds "
+                f"{indices.describe()}, not pixels",
+                hint="give an .npz whose x holds the indices",
+            )
         data = _load_image_folder(path, input_shape, _Sampler(max_samples, seed))
     elif path.suffix == ".npz":
         data = _load_npz(path, input_shape, _Sampler(max_samples, seed))
@@ -101,6 +126,7 @@ def load_dataset(
         data = _load_npy(path, input_shape, _Sampler(max_samples, seed))
     else:
         _unknown_format(path)
+    data = dataclasses.replace(data, x=_as_input(data, indices))
     validate_samples(data, input_shape)
     return data if output_shape is None else labels_for(data, output_shape)
 
@@ -382,12 +408,35 @@ def _load_npy(path: Path, input_shape: tuple[int, ...], sampler: _Sampler) -> Da
         check_shape(header.shape, input_shape, str(path))
         count = header.shape[0]
         x = _read_rows(stream, header, sampler.rows(count), str(path), "x")
-    return Dataset(x=_as_samples(x), y=None, source=str(path),
+    return Dataset(x=x, y=None, source=str(path),
                    sampled_from=sampler.sampled_from(count))  # fmt: skip
 
 
-def _as_samples(array: np.ndarray) -> np.ndarray:
-    return array.astype(np.float32, copy=False)
+def _as_input(data: Dataset, indices: IndexInput | None) -> np.ndarray:
+    """The samples as the model takes them: float32, or an index input's integers (whole
+    numbers, each a row of its Embedding, else refused naming the first sample)."""
+    x = data.x
+    if indices is None:
+        return x.astype(np.float32, copy=False)
+    flat = x.reshape(len(x), -1)
+    if x.dtype.kind == "c":
+        raise InputError(f"data {data.source}: x holds complex numbers, not indices")
+    whole = x.dtype.kind in "iu"
+    values = flat if whole else flat.astype(np.float64)
+    info = np.iinfo(np.dtype(indices.dtype))
+    low, high = (0, indices.rows - 1) if indices.rows is not None else (info.min, info.max)
+    with np.errstate(invalid="ignore"):
+        bad = ~(values >= low) | (values > high)
+        if not whole:
+            bad |= np.floor(values) != values
+    if bad.any():
+        sample, at = (int(i) for i in np.argwhere(bad)[0])
+        raise InputError(
+            f"data {data.source}: x holds {values[sample, at]:g} in sample {sample}, but the "
+            f"model's input holds {indices.describe()}",
+            hint="give the token or category indices the model was trained on",
+        )
+    return x.astype(indices.dtype)
 
 
 def _member_name(archive: zipfile.ZipFile, key: str) -> str | None:
@@ -429,7 +478,7 @@ def _load_npz(path: Path, input_shape: tuple[int, ...], sampler: _Sampler) -> Da
                 y_header = _read_header(stream, where, y_info.file_size, "y")
                 _check_labels(y_header, count, path)
                 y = _read_rows(stream, y_header, rows, where, "y")
-    return Dataset(x=_as_samples(x), y=y, source=where,
+    return Dataset(x=x, y=y, source=where,
                    sampled_from=sampler.sampled_from(count))  # fmt: skip
 
 

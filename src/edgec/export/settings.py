@@ -52,6 +52,7 @@ def model_settings_header(
         _cpp_constant(prefix, s, kind) for s, _, kind in macros if kind == "TfLiteType"
     )
     pre = preprocessing or "none stated"
+    feed = _feeding(model, prefix)
     decodes = sum(op.name == "TFLM_DECODE" for op in model.operators)
     decode_note = (
         f"\n// LUT-compressed: {decodes} DECODE ops expand weights into the arena at run time;"
@@ -70,9 +71,7 @@ def model_settings_header(
 {chr(10).join(lines)}
 //
 // Preprocessing the model was calibrated with: {_comment(pre)}.
-// On the device: x = raw * {prefix}_INPUT_RAW_SCALE, then
-//   q = clamp(round(x / {prefix}_INPUT_SCALE) + {prefix}_INPUT_ZERO_POINT) for integer input
-//   (int8/uint8/int16: the range of {prefix}_INPUT_C_TYPE).
+{feed}
 //
 // Tensor arena: {arena.measured_bytes} bytes measured (tflite-micro host interpreter; see
 // report.json){_kernels(arena)} + {arena.margin_percent:g}% margin, rounded up to {ALIGN} bytes.
@@ -97,6 +96,21 @@ namespace {name} {{
 #endif  // {guard}
 """
     return text.encode()
+
+
+def _feeding(model: TfliteModel, prefix: str) -> str:
+    """How firmware turns its values into the input tensor's, as comment lines."""
+    tensor, p = model.input_tensor(), f"{prefix}_INPUT"
+    if tensor.dtype != "float32" and not tensor.scales:  # indices (an Embedding's)
+        return (
+            "// On the device: the input takes whole numbers (indices) as they are, in\n"
+            f"//   {p}_C_TYPE: not scaled, not quantized ({p}_SCALE is 0)."
+        )
+    return (
+        f"// On the device: x = raw * {p}_RAW_SCALE, then\n"
+        f"//   q = clamp(round(x / {p}_SCALE) + {p}_ZERO_POINT) for integer input\n"
+        f"//   (int8/uint8/int16: the range of {p}_C_TYPE)."
+    )
 
 
 def _kernels(arena: ArenaSize) -> str:

@@ -40,7 +40,7 @@ from edgec._process import (
     stop_on_interrupt,
 )
 from edgec.artifact.layer_names import LayerNames
-from edgec.datasets.loading import non_finite
+from edgec.datasets.loading import IndexInput, non_finite
 from edgec.errors import ConversionError, InputError, UsageError
 
 IO_TYPES = ("int8", "uint8", "int16", "float32")
@@ -271,7 +271,10 @@ MAX_CALIBRATION_MAGNITUDE = 1e30
 
 
 def check_calibration_data(x: np.ndarray) -> np.ndarray:
-    """The calibration samples as float32, refused when the quantizer cannot represent them."""
+    """The calibration samples as float32, refused when the quantizer cannot represent them;
+    integer samples (an ``index_input``'s, checked by the loader) as they are."""
+    if x.dtype.kind in "iu":
+        return x
     samples = np.asarray(x, dtype=np.float64)
     if (found := non_finite(samples)) is not None:
         raise InputError(
@@ -291,7 +294,8 @@ def check_calibration_data(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Traced:
-    """``model`` traced with a fixed batch-1 float32 input, and the scope of each layer call."""
+    """``model`` traced with a fixed batch-1 input (float32, or an ``index_input``'s dtype),
+    and the scope of each layer call."""
 
     function: Any  # a TensorFlow concrete function
     names: LayerNames
@@ -306,7 +310,9 @@ def trace_batch1(model) -> Traced:
     """
     from edgec._tf import tf
 
-    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32, name="input")
+    indices = index_input(model)
+    dtype = tf.float32 if indices is None else tf.as_dtype(indices.dtype)
+    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], dtype, name="input")
     layers = flat_layers(model)
     scopes: dict[str, str] = {}
     with _recording_scopes(layers, scopes):
@@ -409,10 +415,53 @@ def flat_layers(model) -> list:
     return out
 
 
+def index_input(model) -> IndexInput | None:
+    """The model's input when it holds indices: an integer input read by an Embedding layer,
+    or the integer input of a SavedModel signature (whose function takes no other dtype).
+
+    It is traced and converted with its own dtype, unquantized: the converter keeps an
+    integer input as it is (int8 I/O applies to float inputs) and TFLM's GATHER reads its
+    int32 positions. Traced as float32 like other inputs, it was quantized and then
+    truncated back (DEQUANTIZE, CAST): with 50 token ids in int8 steps of 0.19, id 7 came
+    back as 6. An integer input that the Keras model casts to float at once (pixels into
+    Rescaling) stays a float32 input, quantized exactly: kept integer, the CAST would leave
+    a float tensor in the int8 model.
+    """
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        return None
+    dtype = str(getattr(inputs[0].dtype, "name", inputs[0].dtype))
+    if not dtype.startswith(("int", "uint")):
+        return None
+    if not getattr(model, "layers", None):  # a SavedModel signature
+        return IndexInput(dtype)
+    readers = [
+        layer
+        for layer in flat_layers(model)
+        if type(layer).__name__ == "Embedding" and _reads(layer, inputs[0])
+    ]
+    if not readers:
+        return None
+    rows = min(readers, key=lambda layer: int(layer.input_dim))
+    return IndexInput(dtype, int(rows.input_dim), rows.name)
+
+
+def _reads(layer, tensor) -> bool:
+    """``layer`` is called on ``tensor``: by name, as a cloned model (TF-MOT's strip_pruning)
+    gives its layers other tensor objects of the same names."""
+    try:
+        read = layer.input
+    except (AttributeError, ValueError):  # a layer called more than once
+        return False
+    return read is tensor or getattr(read, "name", None) == tensor.name
+
+
 def needs_tf_keras(model) -> bool:
     """Recurrent layers convert to TFLM's fused LSTM only from tf_keras (Keras 3 LSTMs crash
-    the calibrator: they lack the ``tf._implements`` annotation that fuses them)."""
-    return any(type(layer).__name__ in ("LSTM", "GRU") for layer in flat_layers(model))
+    the calibrator: they lack the ``tf._implements`` annotation that fuses them). Keras 3's
+    Embedding wraps negative indices (``ops.take``: LESS, ADD and a SELECT, which TFLM has
+    no kernel for); tf_keras' converts to one GATHER."""
+    return any(type(layer).__name__ in ("LSTM", "GRU", "Embedding") for layer in flat_layers(model))
 
 
 def check_recurrent(model) -> None:

@@ -165,7 +165,7 @@ class SignatureModel:
         from edgec._tf import tf
 
         parts = [
-            self(tf.constant(x[i : i + batch_size], tf.float32)).numpy()
+            self(tf.constant(x[i : i + batch_size], self.inputs[0].dtype)).numpy()
             for i in range(0, len(x), batch_size)
         ]
         return np.concatenate(parts)

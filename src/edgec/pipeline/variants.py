@@ -32,8 +32,7 @@ def add_phone_variants(
     from edgec.pipeline.convert import convert
 
     converted = {v: convert(model, mode=v, quiet=quiet) for v in variants}
-    x = evaluation.x.astype(np.float32)
-    outputs = {v: run_litert(data, x).raw for v, data in converted.items()}
+    outputs = {v: run_litert(data, evaluation.x).raw for v, data in converted.items()}
     files: dict[str, bytes] = {}
     result = []
     for section, profile in zip(sections, profiles, strict=True):

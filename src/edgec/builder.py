@@ -55,7 +55,7 @@ from edgec.export import (
 )
 from edgec.export.toolchain import measure_model_object
 from edgec.options import BuildOptions, check_values
-from edgec.pipeline.convert import PHONE_VARIANTS, index_input, model_io_type
+from edgec.pipeline.convert import PHONE_VARIANTS, cast_input, index_input, model_io_type
 from edgec.pipeline.model_files import check_model_path
 from edgec.pipeline.model_io import absolute_custom_objects
 from edgec.report import (
@@ -442,6 +442,7 @@ def load_data(ctx: BuildContext) -> None:
             ctx.data = load_dataset(
                 options.data, input_shape, output_shape=output_shape,
                 max_samples=options.max_samples, indices=index_input(ctx.model),
+                raw_pixels=cast_input(ctx.model) is not None,
             )  # fmt: skip
         if recipe is not None and options.model is not None:
             given = ctx.data
@@ -474,6 +475,28 @@ def translate_keras3(ctx: BuildContext) -> None:
         metrics.update(max_abs_diff=translation.max_abs_diff, layers_rebuilt=translation.layers,
                        keras_version=translation.keras_version)  # fmt: skip
     ctx.model = translation.model
+
+
+def float_input(ctx: BuildContext) -> None:
+    """An integer input the model casts to float (``convert.cast_input``) made float32."""
+    from edgec.pipeline.convert import cast_input
+
+    dtype = cast_input(ctx.model)
+    if dtype is None:
+        return
+    from edgec.pipeline.graph_rewrite import proven_equal, rebuild
+
+    with ctx.stage("float_input", f"Taking the model's {dtype} input as float32") as metrics:
+        rebuilt = rebuild(ctx.model, lambda gn: None, input_dtype="float32")
+        equality = proven_equal(ctx.model, rebuilt, ctx.calibration.x)
+        metrics.update(input_dtype=dtype, rewrite_max_difference=equality.max_difference)
+        if not equality.equal:
+            raise InputError(
+                f"the model casts its input to {dtype}, which changes the data's values "
+                f"(outputs differ by up to {equality.max_difference:.3g})",
+                hint=f"give x as whole numbers in {dtype}'s range, as the model takes them",
+            )
+    ctx.model = rebuilt
 
 
 def validate_recipe(ctx: BuildContext) -> None:
@@ -1165,6 +1188,7 @@ PHASES: tuple[Callable[[BuildContext], None], ...] = (
     load_model,
     load_data,
     translate_keras3,
+    float_input,
     validate_recipe,
     train_example,
     run_recipe,

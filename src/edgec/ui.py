@@ -323,6 +323,11 @@ def _stage_line(name: str, m: dict) -> str:
         )
     if name == "fold_batch_norms":
         parts.extend(_batch_norm_parts(m))
+    if name == "float_input":
+        parts.append(
+            f"the model's {m['input_dtype']} input taken as float32 (its cast left out), outputs "
+            f"equal: largest difference {m['rewrite_max_difference']:.2g}"
+        )
     if "kept_ops" in m:  # batch_norm_cost
         parts.append(_batch_norm_cost(m))
     if "flash_bytes_after" in m:  # lean

@@ -1,4 +1,5 @@
-"""Non-classifiers, unlabelled samples and SavedModel folders through ``edgec build``."""
+"""Non-classifiers, unlabelled samples, SavedModel folders and raw-pixel (uint8) inputs
+through ``edgec build``."""
 
 import json
 
@@ -90,3 +91,41 @@ def test_unlabelled_non_autoencoder_compares_with_float(tmp_path, user_model):
 def test_savedmodel_folder(tmp_path, regression_model):
     report = build(tmp_path, regression_model / "ae_savedmodel", regression_model / "ae.npz")
     assert report["model"]["name"] == "ae_savedmodel" and report["ok"]
+
+
+def test_a_uint8_pixel_input_is_taken_as_float32_and_quantized_exactly(tmp_path):
+    """Raw pixels into ``Rescaling`` (an Input of dtype uint8): the model casts its input.
+
+    Traced as float32, that cast stayed in the int8 model as DEQUANTIZE and a CAST to
+    uint8, which TFLM cannot run ("Output type UINT8 (3) not supported": ram and
+    litert_vs_tflm failed), and an image folder's pixels, scaled to [0, 1], were all cast
+    to 0 (float top-1 6%). Now the input is float32 (proven equal) and the folder's
+    pixels are given as they are.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from edgec._tf import keras
+
+    digits = load_digits()
+    x, y = (digits.images * 15).astype(np.uint8)[:300, ..., None], digits.target[:300]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.layers.Input((8, 8, 1), dtype="uint8"),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])  # fmt: skip
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=4, verbose=0)
+    model.save(tmp_path / "raw.keras")
+    for i, (image, label) in enumerate(zip(x, y, strict=True)):
+        (tmp_path / "images" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(tmp_path / "images" / str(label) / f"{i}.png")
+    report = build(tmp_path, tmp_path / "raw.keras", tmp_path / "images")
+    assert not {"CAST", "DEQUANTIZE", "QUANTIZE"} & set(report["model"]["ops"])
+    stage = next(s for s in report["stages"] if s["name"] == "float_input")
+    assert stage["metrics"] == {"input_dtype": "uint8", "rewrite_max_difference": 0.0}
+    assert "pixels as they are (0..255)" in report["data"]["preprocessing"]
+    assert report["accuracy"]["float"] > 60, report["accuracy"]

@@ -36,6 +36,9 @@ def test_image_folder(tmp_path):
     assert data.class_names == ("cat", "dog") and list(data.y) == [0, 0, 0, 1, 1, 1]
     assert data.x.min() >= 0.0 and data.x.max() <= 1.0
     assert "resized to 8x8" in data.preprocessing
+    raw = load_dataset(tmp_path, SHAPE, raw_pixels=True)  # an integer input's: 0..255
+    assert raw.x.max() == 200.0 and raw.raw_scale == 1.0
+    assert "pixels as they are (0..255)" in raw.preprocessing
 
 
 @pytest.mark.parametrize(

@@ -99,10 +99,13 @@ def load_dataset(
     max_samples: int = DEFAULT_MAX_SAMPLES,
     seed: int = 0,
     indices: IndexInput | None = None,
+    raw_pixels: bool = False,
 ) -> Dataset:
     """Load samples for a model whose input (without batch) is ``input_shape``; with its
     ``output_shape`` (one output), the labels are checked against it (``labels_for``).
-    The samples are float32, or for an input of ``indices`` that input's integers.
+    The samples are float32, or for an input of ``indices`` that input's integers. An
+    image folder's pixels are scaled to [0, 1], or with ``raw_pixels`` (a model with an
+    integer input, which it casts itself) kept as they are, 0..255.
 
     A file with more than ``max_samples`` samples gives a seeded sample of them
     (``Dataset.sampled_from`` says how many there were).
@@ -119,7 +122,7 @@ def load_dataset(
                 f"{indices.describe()}, not pixels",
                 hint="give an .npz whose x holds the indices",
             )
-        data = _load_image_folder(path, input_shape, _Sampler(max_samples, seed))
+        data = _load_image_folder(path, input_shape, _Sampler(max_samples, seed), raw_pixels)
     elif path.suffix == ".npz":
         data = _load_npz(path, input_shape, _Sampler(max_samples, seed))
     elif path.suffix == ".npy":
@@ -508,7 +511,9 @@ def _image_files(path: Path) -> tuple[list[str], list[tuple[int, Path]]]:
     return classes, files
 
 
-def _load_image_folder(path: Path, input_shape: tuple[int, ...], sampler: _Sampler) -> Dataset:
+def _load_image_folder(
+    path: Path, input_shape: tuple[int, ...], sampler: _Sampler, raw: bool = False
+) -> Dataset:
     if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
         raise InputError(
             f"data {path} is an image folder, but the model input {list(input_shape)} is not "
@@ -526,17 +531,19 @@ def _load_image_folder(path: Path, input_shape: tuple[int, ...], sampler: _Sampl
         with _open_image(file, path) as image:
             pixels.add(image)
             resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-        xs.append(np.asarray(resized, dtype=np.float32) / 255.0)
+        xs.append(np.asarray(resized, dtype=np.float32) / (1.0 if raw else 255.0))
     return Dataset(
         x=np.stack(xs).reshape(len(xs), height, width, channels),
         y=np.asarray([label for label, _ in chosen], dtype=np.int64),
         source=str(path),
         preprocessing=(
             f"images converted to {'grayscale' if channels == 1 else 'RGB'}, resized to "
-            f"{height}x{width} (bilinear), pixels scaled to [0, 1]; classes in folder-name order"
+            f"{height}x{width} (bilinear), "
+            + ("pixels as they are (0..255)" if raw else "pixels scaled to [0, 1]")
+            + "; classes in folder-name order"
         ),
         class_names=tuple(classes),
-        raw_scale=1 / 255,
+        raw_scale=1.0 if raw else 1 / 255,
         sampled_from=sampler.sampled_from(len(files)),
     )
 

@@ -446,6 +446,23 @@ def index_input(model) -> IndexInput | None:
     return IndexInput(dtype, int(rows.input_dim), rows.name)
 
 
+def cast_input(model) -> str | None:
+    """The dtype of an integer input the Keras model casts to float (raw pixels or counts
+    into ``Rescaling``; not indices, ``index_input``), else None.
+
+    Traced as float32, such a model casts its input to the integer dtype and back (tf_keras
+    and Keras 3 both cast a model's input to its Input's dtype): in the int8 model a
+    DEQUANTIZE and a CAST to uint8 that TFLM cannot run ("Output type UINT8 (3) not
+    supported"). The build gives it a float32 input (``graph_rewrite.rebuild``), proven
+    equal on the data; whole numbers in the dtype's range are then quantized exactly.
+    """
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1 or not getattr(model, "layers", None) or index_input(model):
+        return None
+    dtype = str(getattr(inputs[0].dtype, "name", inputs[0].dtype))
+    return dtype if dtype.startswith(("int", "uint")) else None
+
+
 def _reads(layer, tensor) -> bool:
     """``layer`` is called on ``tensor``: by name, as a cloned model (TF-MOT's strip_pruning)
     gives its layers other tensor objects of the same names."""
@@ -460,8 +477,11 @@ def needs_tf_keras(model) -> bool:
     """Recurrent layers convert to TFLM's fused LSTM only from tf_keras (Keras 3 LSTMs crash
     the calibrator: they lack the ``tf._implements`` annotation that fuses them). Keras 3's
     Embedding wraps negative indices (``ops.take``: LESS, ADD and a SELECT, which TFLM has
-    no kernel for); tf_keras' converts to one GATHER."""
-    return any(type(layer).__name__ in ("LSTM", "GRU", "Embedding") for layer in flat_layers(model))
+    no kernel for); tf_keras' converts to one GATHER. An integer input the model casts is
+    made float32 by ``graph_rewrite``, which rebuilds tf_keras models."""
+    return cast_input(model) is not None or any(
+        type(layer).__name__ in ("LSTM", "GRU", "Embedding") for layer in flat_layers(model)
+    )
 
 
 def check_recurrent(model) -> None:

@@ -150,19 +150,22 @@ def clone_layer(layer, config: dict | None = None):
     return layer.__class__.from_config(config if config is not None else layer.get_config())
 
 
-def rebuild(model, replace: Callable[[GraphNode], Replacement | None]):
+def rebuild(
+    model, replace: Callable[[GraphNode], Replacement | None], *, input_dtype: str | None = None
+):
     """A new functional model: each layer cloned with its weights, or as ``replace`` says.
 
     ``replace`` sees every non-input layer call; it returns None to keep the layer as is.
     The new layers are called on the rebuilt inputs, then their weights are set; a
-    replacement with no layers (``IDENTITY``) passes the call's first input on.
+    replacement with no layers (``IDENTITY``) passes the call's first input on. The new
+    inputs have ``input_dtype`` when given, else the old ones'.
     """
     from edgec._tf import keras, tf
 
     tensors: dict[str, Any] = {}
     for old in model.inputs:
         tensors[tensor_id(old)] = keras.Input(
-            shape=old.shape[1:], dtype=old.dtype, name=old._keras_history.layer.name
+            shape=old.shape[1:], dtype=input_dtype or old.dtype, name=old._keras_history.layer.name
         )
     clones: dict[int, Any] = {}  # a shared layer stays one (shared) layer
     for gn in layer_calls(model):

@@ -182,10 +182,22 @@ gru_unrolled.set_weights(gru_trained.get_weights())
 gru_unrolled.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
 gru_unrolled.save(out / "gru_unrolled.keras")
 
+# UpSampling2D (nearest): Keras 3's converts to TILE, which TFLM lacks; tf_keras' to one
+# RESIZE_NEAREST_NEIGHBOR, so the build converts its tf_keras rebuild
+upsample = fit(keras.Sequential([
+    keras.Input((8, 8, 1)),
+    layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
+    layers.UpSampling2D(),
+    layers.Conv2D(4, 3, activation="relu"),
+    layers.Flatten(),
+    layers.Dense(10, activation="softmax"),
+]), x_img, y_img, 4)  # fmt: skip
+upsample.save(out / "upsample.keras")
+
 # Each model's layer names as its model.summary() lists them (model.layers)
 models = {"cnn": cnn, "residual": residual, "conv1d": conv1d, "lstm": lstm, "ae": ae,
           "mobilenet": mobilenet, "custom": custom, "nested": nested, "ops": ops_model,
-          "gru_unrolled": gru_unrolled, "kws_bn": kws_bn}  # fmt: skip
+          "gru_unrolled": gru_unrolled, "kws_bn": kws_bn, "upsample": upsample}  # fmt: skip
 names = {f"{key}.keras": [layer.name for layer in m.layers] for key, m in models.items()}
 (out / "summary_names.json").write_text(json.dumps({**names, "cnn.h5": names["cnn.keras"]}))
 
@@ -214,3 +226,11 @@ fit(keras.Sequential([
     layers.Dense(16, activation="relu"),
     layers.Dense(3, activation="softmax"),
 ]), x_tok, y_tok, 6).save(out / "tokens.keras")  # fmt: skip
+
+# Self-attention over the digits' 8 rows (tf_keras' MultiHeadAttention.from_config cannot
+# read Keras 3's config: the rebuild fails, a plain build converts the model as it is)
+np.savez(out / "rows.npz", x=x_img[..., 0], y=y_img)
+rows_in = keras.Input((8, 8))
+attended = layers.MultiHeadAttention(2, 4, name="mha")(rows_in, rows_in)
+mha = keras.Model(rows_in, layers.Dense(10, activation="softmax")(layers.Flatten()(attended)))
+fit(mha, x_img[..., 0], y_img, 2).save(out / "mha.keras")

@@ -473,14 +473,28 @@ def _reads(layer, tensor) -> bool:
     return read is tensor or getattr(read, "name", None) == tensor.name
 
 
+# Keras 3 layers whose direct conversion TFLM cannot run, while their tf_keras form converts
+# to its kernels: a model with any of them converts through its proven tf_keras rebuild
+_THROUGH_TF_KERAS = frozenset((
+    # fused LSTM only from tf_keras: Keras 3 LSTMs crash the calibrator (they lack the
+    # ``tf._implements`` annotation that fuses them)
+    "LSTM",
+    "GRU",
+    # Keras 3 wraps negative indices (``ops.take``: LESS, ADD and a SELECT, which TFLM has
+    # no kernel for); tf_keras' Embedding is one GATHER
+    "Embedding",
+    # Keras 3 repeats rows and columns (``ops.repeat``: TILE, which TFLM has no kernel for);
+    # tf_keras' is one RESIZE_NEAREST_NEIGHBOR
+    "UpSampling2D",
+))  # fmt: skip
+
+
 def needs_tf_keras(model) -> bool:
-    """Recurrent layers convert to TFLM's fused LSTM only from tf_keras (Keras 3 LSTMs crash
-    the calibrator: they lack the ``tf._implements`` annotation that fuses them). Keras 3's
-    Embedding wraps negative indices (``ops.take``: LESS, ADD and a SELECT, which TFLM has
-    no kernel for); tf_keras' converts to one GATHER. An integer input the model casts is
-    made float32 by ``graph_rewrite``, which rebuilds tf_keras models."""
+    """A Keras 3 model converts through its tf_keras rebuild: it has a layer of
+    ``_THROUGH_TF_KERAS``, or an integer input it casts (``cast_input``: made float32 by
+    ``graph_rewrite``, which rebuilds tf_keras models)."""
     return cast_input(model) is not None or any(
-        type(layer).__name__ in ("LSTM", "GRU", "Embedding") for layer in flat_layers(model)
+        type(layer).__name__ in _THROUGH_TF_KERAS for layer in flat_layers(model)
     )
 
 

@@ -192,7 +192,13 @@ def _rebuild(model, tf_keras, custom_objects: dict):
             else:
                 if index == 0:
                     layer = _layer(spec, tf_keras, custom_objects)
-                out = layer(*args, **kwargs)
+                try:
+                    out = layer(*args, **kwargs)
+                except Exception as exc:  # tf_keras' call differs from Keras 3's
+                    raise TranslationError(
+                        name, f"({spec['class_name']}) cannot be called as tf_keras: {_why(exc)}",
+                        "use built-in layers, or report the model",
+                    ) from None  # fmt: skip
             tensors[(name, index)] = out
     inputs = [tensors[(n, i)] for n, i, *_ in _node_list(config["input_layers"])]
     outputs = [_pick(tensors[(n, i)], t) for n, i, t in _node_list(config["output_layers"])]
@@ -253,9 +259,16 @@ def _layer(spec: dict, tf_keras, custom_objects: dict):
         return tf_keras.layers.deserialize(
             {"class_name": cls_name, "config": config}, custom_objects=custom_objects
         )
-    except (TypeError, ValueError) as exc:
-        raise TranslationError(name, f"({cls_name}) cannot be rebuilt: {exc}",
+    # Any exception: tf_keras' from_config methods read Keras 2's keys (MultiHeadAttention
+    # raised KeyError 'query_shape', which Keras 3's config does not have)
+    except Exception as exc:
+        raise TranslationError(name, f"({cls_name}) cannot be rebuilt: {_why(exc)}",
                                "use built-in layers, or report the model") from None  # fmt: skip
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{type(exc).__name__} {text}" if isinstance(exc, KeyError) or not text else text
 
 
 def _config(value):

@@ -102,7 +102,18 @@ lstm = fit(keras.Sequential(
     [keras.Input((8, 1)), layers.LSTM(12), layers.Dense(3, activation="softmax")]
 ), x_wave, y_seq, 6)  # fmt: skip
 lstm.save(out / "lstm.keras")
+# The same in both directions: Bidirectional(LSTM) crashed the calibrator (SIGSEGV) until
+# its two LSTMs were unrolled too
+bidirectional = fit(keras.Sequential([
+    keras.Input((8, 1)),
+    layers.Bidirectional(layers.LSTM(6)),
+    layers.Dense(3, activation="softmax"),
+]), x_wave, y_seq, 6)  # fmt: skip
+bidirectional.save(out / "bidirectional.keras")
 keras.Sequential([keras.Input((8, 1)), layers.GRU(8), layers.Dense(3)]).save(out / "gru.keras")
+keras.Sequential([keras.Input((8, 1)), layers.Bidirectional(layers.GRU(4)), layers.Dense(3)]).save(
+    out / "bigru.keras"
+)
 
 # Dense + BN autoencoder, x-only data
 basis = rng.normal(size=(4, 24)).astype("float32")
@@ -197,7 +208,8 @@ upsample.save(out / "upsample.keras")
 # Each model's layer names as its model.summary() lists them (model.layers)
 models = {"cnn": cnn, "residual": residual, "conv1d": conv1d, "lstm": lstm, "ae": ae,
           "mobilenet": mobilenet, "custom": custom, "nested": nested, "ops": ops_model,
-          "gru_unrolled": gru_unrolled, "kws_bn": kws_bn, "upsample": upsample}  # fmt: skip
+          "gru_unrolled": gru_unrolled, "kws_bn": kws_bn, "upsample": upsample,
+          "bidirectional": bidirectional}  # fmt: skip
 names = {f"{key}.keras": [layer.name for layer in m.layers] for key, m in models.items()}
 (out / "summary_names.json").write_text(json.dumps({**names, "cnn.h5": names["cnn.keras"]}))
 

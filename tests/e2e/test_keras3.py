@@ -42,6 +42,9 @@ PLAIN = {
     "gru_unrolled.keras": ("waves.npz", set()),
     "kws_bn.keras": ("digits.npz", set()),  # Conv2D(relu) -> BatchNormalization
     "upsample.keras": ("digits.npz", set()),  # UpSampling2D: through tf_keras, not TILE
+    # both directions' LSTMs unrolled (it crashed the calibrator, SIGSEGV); the converter
+    # leaves a gate SPLIT in float in some runs, as with lstm.keras (seen here 1 in 5)
+    "bidirectional.keras": ("waves.npz", {"dtypes"}),
 }
 REBUILD = {"nested.keras": "flat.npz", "ops.keras": "flat.npz", "custom.keras": "digits.npz",
            "mha.keras": "rows.npz"}  # fmt: skip
@@ -250,7 +253,11 @@ def test_recipe_on_savedmodel_without_keras_metadata(keras3_dir, tmp_path):
 
 @pytest.mark.parametrize(
     "model,data,needle",
-    [("gru.keras", "waves.npz", "is a GRU"), ("cnn.keras", "huge.npz", "beyond what int8")],
+    [
+        ("gru.keras", "waves.npz", "is a GRU"),
+        ("bigru.keras", "waves.npz", "is a GRU"),
+        ("cnn.keras", "huge.npz", "beyond what int8"),
+    ],
 )
 def test_unconvertible_input_fails_cleanly(keras3_dir, tmp_path, own_tmpdir, model, data, needle):
     np.savez(tmp_path / "huge.npz", x=np.full((40, 8, 8, 1), 3e38, np.float32))

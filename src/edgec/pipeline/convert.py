@@ -493,15 +493,21 @@ def needs_tf_keras(model) -> bool:
     """A Keras 3 model converts through its tf_keras rebuild: it has a layer of
     ``_THROUGH_TF_KERAS``, or an integer input it casts (``cast_input``: made float32 by
     ``graph_rewrite``, which rebuilds tf_keras models)."""
+    from edgec.pipeline.recurrent import recurrent_type
+
     return cast_input(model) is not None or any(
-        type(layer).__name__ in _THROUGH_TF_KERAS for layer in flat_layers(model)
+        recurrent_type(layer) in _THROUGH_TF_KERAS for layer in flat_layers(model)
     )
 
 
 def check_recurrent(model) -> None:
-    """A GRU (not unrolled) crashes TensorFlow's calibrator: say so before converting."""
+    """A GRU (not unrolled) crashes TensorFlow's calibrator: say so before converting (also
+    one a Bidirectional wraps)."""
+    from edgec.pipeline.recurrent import recurrent_type
+
     for layer in flat_layers(model):
-        if type(layer).__name__ == "GRU" and not getattr(layer, "unroll", False):
+        inner = getattr(layer, "forward_layer", layer)  # a Bidirectional's
+        if recurrent_type(layer) == "GRU" and not getattr(inner, "unroll", False):
             raise ConversionError(
                 f"layer '{layer.name}' is a GRU: TensorFlow's int8 calibrator crashes on its "
                 "loop, and TFLM has no GRU kernel",

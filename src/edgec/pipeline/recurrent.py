@@ -19,8 +19,17 @@ from edgec.errors import ConversionError
 UNROLLED = ("LSTM",)
 
 
+def recurrent_type(layer) -> str:
+    """The recurrent layer type of ``layer``, or of the layer a Bidirectional wraps."""
+    inner = (
+        getattr(layer, "forward_layer", None) if type(layer).__name__ == "Bidirectional" else None
+    )
+    return type(inner if inner is not None else layer).__name__
+
+
 def unroll_recurrent(model, sample: np.ndarray):
-    """``model`` with every LSTM unrolled (same weights), checked equal on ``sample``."""
+    """``model`` with every LSTM unrolled (same weights; in a Bidirectional both
+    directions'), checked equal on ``sample``."""
     from edgec._tf import keras
     from edgec.pipeline.graph_rewrite import (
         Replacement,
@@ -30,7 +39,7 @@ def unroll_recurrent(model, sample: np.ndarray):
         rebuild,
     )
 
-    todo = [layer for layer in model.layers if type(layer).__name__ in UNROLLED]
+    todo = [layer for layer in model.layers if recurrent_type(layer) in UNROLLED]
     if not todo or not (isinstance(model, keras.Sequential) or model._is_graph_network):
         return model
     for layer in todo:
@@ -43,8 +52,15 @@ def unroll_recurrent(model, sample: np.ndarray):
     def unrolled_copy(layer) -> Replacement | None:
         if layer not in todo:
             return None
-        copy = clone_layer(layer, {**layer.get_config(), "unroll": True})
-        return Replacement((copy,), (layer.get_weights(),))
+        config = layer.get_config()
+        if type(layer).__name__ == "Bidirectional":  # both directions' layers unrolled
+            for key in ("layer", "backward_layer"):
+                if key in config:
+                    inner = config[key]
+                    config[key] = {**inner, "config": {**inner["config"], "unroll": True}}
+        else:
+            config = {**config, "unroll": True}
+        return Replacement((clone_layer(layer, config),), (layer.get_weights(),))
 
     unrolled = rebuild(model, per_layer(unrolled_copy))
     if not proven_equal(model, unrolled, sample).equal:

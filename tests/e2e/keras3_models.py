@@ -205,11 +205,23 @@ upsample = fit(keras.Sequential([
 ]), x_img, y_img, 4)  # fmt: skip
 upsample.save(out / "upsample.keras")
 
+# LayerNormalization over the digits' 8 rows: Keras 3's converts with a float NEG, so the
+# build converts its tf_keras rebuild (all int8)
+np.savez(out / "rows.npz", x=x_img[..., 0], y=y_img)
+layernorm = fit(keras.Sequential([
+    keras.Input((8, 8)),
+    layers.Dense(16, activation="relu"),
+    layers.LayerNormalization(),
+    layers.Flatten(),
+    layers.Dense(10, activation="softmax"),
+]), x_img[..., 0], y_img, 4)  # fmt: skip
+layernorm.save(out / "layernorm.keras")
+
 # Each model's layer names as its model.summary() lists them (model.layers)
 models = {"cnn": cnn, "residual": residual, "conv1d": conv1d, "lstm": lstm, "ae": ae,
           "mobilenet": mobilenet, "custom": custom, "nested": nested, "ops": ops_model,
           "gru_unrolled": gru_unrolled, "kws_bn": kws_bn, "upsample": upsample,
-          "bidirectional": bidirectional}  # fmt: skip
+          "bidirectional": bidirectional, "layernorm": layernorm}  # fmt: skip
 names = {f"{key}.keras": [layer.name for layer in m.layers] for key, m in models.items()}
 (out / "summary_names.json").write_text(json.dumps({**names, "cnn.h5": names["cnn.keras"]}))
 
@@ -241,7 +253,6 @@ fit(keras.Sequential([
 
 # Self-attention over the digits' 8 rows (tf_keras' MultiHeadAttention.from_config cannot
 # read Keras 3's config: the rebuild fails, a plain build converts the model as it is)
-np.savez(out / "rows.npz", x=x_img[..., 0], y=y_img)
 rows_in = keras.Input((8, 8))
 attended = layers.MultiHeadAttention(2, 4, name="mha")(rows_in, rows_in)
 mha = keras.Model(rows_in, layers.Dense(10, activation="softmax")(layers.Flatten()(attended)))

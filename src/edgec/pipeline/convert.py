@@ -486,6 +486,9 @@ _THROUGH_TF_KERAS = frozenset((
     # Keras 3 repeats rows and columns (``ops.repeat``: TILE, which TFLM has no kernel for);
     # tf_keras' is one RESIZE_NEAREST_NEIGHBOR
     "UpSampling2D",
+    # Keras 3 negates the mean in float (DEQUANTIZE, NEG, QUANTIZE: a float tensor in the
+    # int8 model); tf_keras' converts to int8 MEAN, SQUARED_DIFFERENCE, RSQRT, MUL, SUB
+    "LayerNormalization",
 ))  # fmt: skip
 
 

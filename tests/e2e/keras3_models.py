@@ -193,35 +193,29 @@ gru_unrolled.set_weights(gru_trained.get_weights())
 gru_unrolled.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
 gru_unrolled.save(out / "gru_unrolled.keras")
 
-# UpSampling2D (nearest): Keras 3's converts to TILE, which TFLM lacks; tf_keras' to one
-# RESIZE_NEAREST_NEIGHBOR, so the build converts its tf_keras rebuild
-upsample = fit(keras.Sequential([
+# Keras 3 layers whose direct conversion TFLM cannot run, where tf_keras' converts to its
+# kernels, so the build converts the proven tf_keras rebuild: UpSampling2D (nearest: Keras
+# 3's is TILE, tf_keras' RESIZE_NEAREST_NEIGHBOR) and LayerNormalization (Keras 3's
+# negates the mean in float: DEQUANTIZE, NEG, QUANTIZE)
+rebuilt_layers = fit(keras.Sequential([
     keras.Input((8, 8, 1)),
     layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
     layers.UpSampling2D(),
     layers.Conv2D(4, 3, activation="relu"),
-    layers.Flatten(),
-    layers.Dense(10, activation="softmax"),
-]), x_img, y_img, 4)  # fmt: skip
-upsample.save(out / "upsample.keras")
-
-# LayerNormalization over the digits' 8 rows: Keras 3's converts with a float NEG, so the
-# build converts its tf_keras rebuild (all int8)
-np.savez(out / "rows.npz", x=x_img[..., 0], y=y_img)
-layernorm = fit(keras.Sequential([
-    keras.Input((8, 8)),
-    layers.Dense(16, activation="relu"),
     layers.LayerNormalization(),
     layers.Flatten(),
     layers.Dense(10, activation="softmax"),
-]), x_img[..., 0], y_img, 4)  # fmt: skip
-layernorm.save(out / "layernorm.keras")
+]), x_img, y_img, 4)  # fmt: skip
+rebuilt_layers.save(out / "upsample_layernorm.keras")
+
+# Self-attention input: the digits' 8 rows
+np.savez(out / "rows.npz", x=x_img[..., 0], y=y_img)
 
 # Each model's layer names as its model.summary() lists them (model.layers)
 models = {"cnn": cnn, "residual": residual, "conv1d": conv1d, "lstm": lstm, "ae": ae,
           "mobilenet": mobilenet, "custom": custom, "nested": nested, "ops": ops_model,
-          "gru_unrolled": gru_unrolled, "kws_bn": kws_bn, "upsample": upsample,
-          "bidirectional": bidirectional, "layernorm": layernorm}  # fmt: skip
+          "gru_unrolled": gru_unrolled, "kws_bn": kws_bn, "bidirectional": bidirectional,
+          "upsample_layernorm": rebuilt_layers}  # fmt: skip
 names = {f"{key}.keras": [layer.name for layer in m.layers] for key, m in models.items()}
 (out / "summary_names.json").write_text(json.dumps({**names, "cnn.h5": names["cnn.keras"]}))
 

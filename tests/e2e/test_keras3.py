@@ -41,8 +41,8 @@ PLAIN = {
     # one step where its inputs agree
     "gru_unrolled.keras": ("waves.npz", set()),
     "kws_bn.keras": ("digits.npz", set()),  # Conv2D(relu) -> BatchNormalization
-    "upsample.keras": ("digits.npz", set()),  # UpSampling2D: through tf_keras, not TILE
-    "layernorm.keras": ("rows.npz", set()),  # through tf_keras: no float NEG
+    # UpSampling2D and LayerNormalization: through tf_keras (no TILE, no float NEG)
+    "upsample_layernorm.keras": ("digits.npz", set()),
     # both directions' LSTMs unrolled (it crashed the calibrator, SIGSEGV); the converter
     # leaves a gate SPLIT in float in some runs, as with lstm.keras (seen here 1 in 5)
     "bidirectional.keras": ("waves.npz", {"dtypes"}),
@@ -106,7 +106,7 @@ def test_plain_build(keras3_dir, plain_build, model):
         assert acc["metric"] == "rmse" and acc["detail"]["output_cosine"] > 0.98, acc
     if model != "residual_export":  # a SavedModel without Keras layers keeps tensor names
         _assert_named_as_summary(keras3_dir, model, report)
-    if model == "upsample.keras":  # TFLM has RESIZE_NEAREST_NEIGHBOR, not TILE
+    if model == "upsample_layernorm.keras":  # TFLM has RESIZE_NEAREST_NEIGHBOR, not TILE
         assert "RESIZE_NEAREST_NEIGHBOR" in report["model"]["ops"], report["model"]["ops"]
     if model == "mobilenet.keras":  # its ZeroPadding2D's PAD is fused into the depthwise conv
         rows = [(row["op"], row["name"]) for row in report["layers"]]
@@ -167,6 +167,29 @@ def test_recurrent_model_is_rebuilt_and_proven(plain_build):
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in report["model"]["ops"]
     assert {"LOGISTIC", "TANH", "FULLY_CONNECTED"} <= set(report["model"]["ops"])
     assert report["data"]["labels"] == "classes" and report["accuracy"]["int8"] > 80, report
+
+
+@pytest.mark.parametrize(
+    "layer", ["LSTM", "GRU", "Embedding", "UpSampling2D", "LayerNormalization", "Bidirectional"]
+)
+def test_each_layer_whose_keras3_conversion_tflm_cannot_run_goes_through_tf_keras(layer):
+    """One model per layer type (upsample_layernorm.keras's build shows where it leads)."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    from edgec.pipeline.convert import is_keras3, needs_tf_keras
+
+    made = {
+        "Embedding": lambda: keras.layers.Embedding(10, 2),
+        "UpSampling2D": lambda: keras.layers.UpSampling2D(),
+        "Bidirectional": lambda: keras.layers.Bidirectional(keras.layers.LSTM(2)),
+    }.get(layer, lambda: getattr(keras.layers, layer)(2))
+    shape, dtype = {"Embedding": ((4,), "int32"), "UpSampling2D": ((2, 2, 1), "float32")}.get(
+        layer, ((4, 2), "float32")
+    )
+    model = keras.Sequential([keras.Input(shape, dtype=dtype), made()])
+    plain = keras.Sequential([keras.Input((4, 2)), keras.layers.Dense(2)])
+    assert is_keras3(model) and needs_tf_keras(model) and not needs_tf_keras(plain)
 
 
 def test_token_ids_into_an_embedding_stay_whole(keras3_dir, tmp_path):

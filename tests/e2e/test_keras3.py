@@ -192,6 +192,37 @@ def test_each_layer_whose_keras3_conversion_tflm_cannot_run_goes_through_tf_kera
     assert is_keras3(model) and needs_tf_keras(model) and not needs_tf_keras(plain)
 
 
+@pytest.mark.parametrize("wrapper", ["TimeDistributed", "Bidirectional"])
+def test_a_wrapped_layer_is_rebuilt_without_the_keys_tf_keras_rejects(wrapper):
+    """Keras 3's Dense config has ``quantization_config``, which tf_keras' Dense rejects:
+    inside a TimeDistributed the rebuild failed ("Keyword argument not understood")."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    from edgec.pipeline.keras3 import translate
+
+    inner = keras.layers.Dense(3) if wrapper == "TimeDistributed" else keras.layers.LSTM(3)
+    model = keras.Sequential([keras.Input((4, 2)), getattr(keras.layers, wrapper)(inner)])
+    x = np.random.default_rng(0).normal(size=(8, 4, 2)).astype(np.float32)
+    translation = translate(model, x)
+    assert type(translation.model.layers[-1]).__name__ == wrapper
+    assert translation.max_abs_diff <= 1e-5
+
+
+def test_keras3_s_hard_sigmoid_is_not_rebuilt_as_tf_keras_other_hard_sigmoid():
+    """The rebuild's proof refused it as "different outputs, report this model": now it
+    says why, naming the layer."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    from edgec.pipeline.keras3 import TranslationError, translate
+
+    layer = keras.layers.Dense(3, activation="hard_sigmoid", name="gate")
+    model = keras.Sequential([keras.Input((4,)), layer])
+    with pytest.raises(TranslationError, match="layer 'gate' uses Keras 3's hard_sigmoid"):
+        translate(model, np.ones((2, 4), np.float32))
+
+
 def test_token_ids_into_an_embedding_stay_whole(keras3_dir, tmp_path):
     """An int32 input read by an Embedding converts as int32 indices into one GATHER.
 

@@ -253,8 +253,13 @@ def _layer(spec: dict, tf_keras, custom_objects: dict):
     if cls_name == "InputLayer":
         config.pop("optional", None)
         return tf_keras.layers.InputLayer(**config)
-    accepted = set(inspect.signature(cls).parameters) | _LAYER_KWARGS
-    config = {k: v for k, v in config.items() if k in accepted}
+    if config.get("activation") == "hard_sigmoid":  # same name, another function
+        raise TranslationError(
+            name, "uses Keras 3's hard_sigmoid, relu6(x + 3) / 6, which tf_keras' "
+            "hard_sigmoid (0.2 x + 0.5, clipped) is not",
+            "for a recipe, train the model with another activation (sigmoid, relu6)",
+        )  # fmt: skip
+    config = _accepted(cls, config, tf_keras, custom_objects)
     try:
         return tf_keras.layers.deserialize(
             {"class_name": cls_name, "config": config}, custom_objects=custom_objects
@@ -264,6 +269,24 @@ def _layer(spec: dict, tf_keras, custom_objects: dict):
     except Exception as exc:
         raise TranslationError(name, f"({cls_name}) cannot be rebuilt: {_why(exc)}",
                                "use built-in layers, or report the model") from None  # fmt: skip
+
+
+def _accepted(cls, config: dict, tf_keras, custom_objects: dict) -> dict:
+    """``config`` without the keys tf_keras' ``cls`` rejects (Keras 3 adds some, such as
+    Dense's ``quantization_config``), also in the layers a wrapper holds (TimeDistributed's
+    and Bidirectional's ``layer``)."""
+    accepted = set(inspect.signature(cls).parameters) | _LAYER_KWARGS
+    out = {k: v for k, v in config.items() if k in accepted}
+    for key in ("layer", "backward_layer"):
+        inner = out.get(key)
+        if isinstance(inner, dict) and isinstance(inner.get("config"), dict):
+            inner_cls = custom_objects.get(inner.get("class_name")) or getattr(
+                tf_keras.layers, str(inner.get("class_name")), None
+            )
+            if isinstance(inner_cls, type):
+                filtered = _accepted(inner_cls, inner["config"], tf_keras, custom_objects)
+                out[key] = {**inner, "config": filtered}
+    return out
 
 
 def _why(exc: Exception) -> str:

@@ -56,3 +56,24 @@ def test_trust_lets_code_through_and_classes_are_left_to_examine(tmp_path):
 def test_a_folder_without_saved_model_pb_is_refused(tmp_path):
     with pytest.raises(InputError, match="no saved_model.pb"):
         precheck(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("model", "layer", "needle"),
+    [
+        ("notebook model", "in", "the model's name 'notebook model' is one TensorFlow cannot use"),
+        ("m", "dense one", "layer 'dense one' has a name TensorFlow cannot use"),
+    ],
+)
+def test_names_tensorflow_cannot_use_as_a_scope_are_refused_before_it_starts(
+    tmp_path, model, layer, needle
+):
+    """The model's own name is the root scope of every trace: a space in it was an
+    internal error ("not a valid root scope name") in every build."""
+    from edgec.pipeline.model_files import check_config_names
+
+    config = {"class_name": "Sequential", "config": {"name": model, "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 4], "name": layer}}
+    ]}}  # fmt: skip
+    with pytest.raises(InputError, match=needle):
+        check_config_names(config, "m.keras")

@@ -721,7 +721,11 @@ _SCOPE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")
 
 
 def check_layer_names(model, source: str) -> None:
-    """Every layer (nested ones too) has a name TensorFlow can use as a name scope."""
+    """Every layer (nested ones too), and the model itself, has a name TensorFlow can use as
+    a name scope (the model's is the root scope of every trace: "'notebook model/' is not
+    a valid root scope name" was an internal error of the conversion)."""
+    if getattr(model, "layers", None):  # a Keras model (a SavedModel signature has none)
+        _check_name(model.name, source, layer=False)
     stack = list(getattr(model, "layers", []))
     while stack:
         layer = stack.pop()
@@ -729,18 +733,25 @@ def check_layer_names(model, source: str) -> None:
         stack.extend(getattr(layer, "layers", []))
 
 
-def _check_name(name: str, source: str) -> None:
+def _check_name(name: str, source: str, layer: bool = True) -> None:
     if not _SCOPE_NAME.fullmatch(name):
+        shown = printable(repr(name))[:80]
+        subject = f"layer {shown} has a name" if layer else f"the model's name {shown} is one"
         raise InputError(
-            f"model {source}: layer {printable(repr(name))[:80]} has a name TensorFlow "
-            "cannot use (letters, digits and . _ - / > only, not starting with _ - / >)",
-            hint="rename the layer when building the model (name=...) and save it again",
+            f"model {source}: {subject} TensorFlow cannot use (letters, digits and "
+            ". _ - / > only, not starting with _ - / >)",
+            hint=f"rename the {'layer' if layer else 'model'} when building it (name=...) "
+            "and save it again",
         )
 
 
 def check_config_names(config: object, source: str) -> None:
     """The layer names in a saved model's config (nested models' too), as
     check_layer_names checks a loaded model's: read before TensorFlow starts."""
+    root = config.get("config") if isinstance(config, dict) else None
+    name = root.get("name") if isinstance(root, dict) else None
+    if isinstance(name, str) and isinstance(root, dict) and isinstance(root.get("layers"), list):
+        _check_name(name, source, layer=False)
     stack = [config]
     while stack:
         item = stack.pop()

@@ -22,7 +22,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,10 +44,10 @@ __all__ = ["build", "check", "inspect", "target_profiles"]
 
 
 def build(
-    model: str | Path | None = None,
+    model: str | Path | Any = None,
     *,
     target: str,
-    data: str | Path | None = None,
+    data: str | Path | Any = None,
     recipe: str | None = None,
     out: str | Path | None = None,
     progress: Progress | None = None,
@@ -52,11 +56,14 @@ def build(
     """Convert a Keras model to int8, check it against targets and export firmware files.
 
     Args:
-        model: a Keras ``.keras``/``.h5`` file or SavedModel folder; ``None`` builds the
+        model: a Keras ``.keras``/``.h5`` file or SavedModel folder, or a Keras model
+            object (Keras 3 or tf_keras; saved for the build as a ``.keras`` file in a
+            temporary folder, which ``report.model.source`` names); ``None`` builds the
             built-in example (a small CNN trained on scikit-learn's digits).
         target: a built-in target name, a profile TOML file, or several comma-separated.
-        data: calibration/evaluation data (``.npz``, ``.npy`` or an image folder);
-            required with ``model``.
+        data: calibration/evaluation data (``.npz``, ``.npy`` or an image folder), or
+            arrays: ``x``, ``(x, y)`` or ``{"x": x, "y": y}`` (saved as an ``.npz`` for
+            the build); required with ``model``.
         recipe: a built-in recipe name or a recipe TOML file.
         out: the output folder (replaced atomically); ``None`` writes nothing and only
             returns the report.
@@ -99,11 +106,69 @@ def build(
     """
     from edgec.builder import build_in_sandbox, write_build
 
-    build_options = _build_options(model, target, data, recipe, out, options)
-    result = build_in_sandbox(build_options, progress)
+    with _as_files(model, data) as (model_path, data_path):
+        build_options = _build_options(model_path, target, data_path, recipe, out, options)
+        result = build_in_sandbox(build_options, progress)
     if build_options.out is not None:
         write_build(result, build_options.out)
     return result.report
+
+
+@contextlib.contextmanager
+def _as_files(model: Any, data: Any) -> Iterator[tuple[Any, Any]]:
+    """A Keras model object and arrays, as the files a build reads: saved into a private
+    temporary folder (the ``model.save`` and ``np.savez`` a notebook would write), removed
+    after the build. Paths pass through."""
+    own_model = model is not None and not isinstance(model, str | os.PathLike)
+    own_data = data is not None and not isinstance(data, str | os.PathLike)
+    if not (own_model or own_data):
+        yield model, data
+        return
+    with tempfile.TemporaryDirectory(prefix="edgec-api-") as tmp:
+        yield (
+            _saved_model(model, Path(tmp)) if own_model else model,
+            _saved_data(data, Path(tmp)) if own_data else data,
+        )
+
+
+def _saved_model(model: Any, folder: Path) -> Path:
+    if not (callable(getattr(model, "save", None)) and hasattr(model, "layers")):
+        raise InputError(
+            f"model is of type {type(model).__name__}: give a Keras model or its file",
+            hint="a .keras/.h5 file, a SavedModel folder, or a keras.Model",
+        )
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", str(getattr(model, "name", "") or "model"))[:64]
+    path = folder / f"{name or 'model'}.keras"
+    try:
+        model.save(path)  # Keras 3 and tf_keras both write the .keras format
+    except Exception as exc:  # Keras raises many types for models it cannot save
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise InputError(
+            f"cannot save the model for the build: {type(exc).__name__}: {first}",
+            hint="save it yourself (model.save('model.keras')) and give the file",
+        ) from None
+    return path
+
+
+def _saved_data(data: Any, folder: Path) -> Path:
+    import numpy as np
+
+    if isinstance(data, dict):
+        arrays = {k: data[k] for k in ("x", "y") if k in data}
+        if "x" not in arrays or set(data) - {"x", "y"}:
+            raise InputError(f"data has keys {sorted(map(str, data))}: give 'x' and optionally 'y'")
+    elif isinstance(data, tuple | list):
+        if len(data) not in (1, 2):
+            raise InputError(f"data has {len(data)} items: give x or (x, y)")
+        arrays = dict(zip(("x", "y"), data, strict=False))
+    else:
+        arrays = {"x": data}
+    path, x = folder / "data.npz", np.asarray(arrays["x"])
+    if arrays.get("y") is None:
+        np.savez(path, x=x)
+    else:
+        np.savez(path, x=x, y=np.asarray(arrays["y"]))
+    return path
 
 
 def check(
@@ -199,7 +264,7 @@ def _check(
 
 
 def inspect(
-    path: str | Path,
+    path: str | Path | Any,
     *,
     custom_objects: str | None = None,
     names: str | Path | None = None,
@@ -211,7 +276,8 @@ def inspect(
     bytes go (``model_bytes``).
 
     Args:
-        path: a ``.tflite``, a Keras 2 or Keras 3 ``.keras``/``.h5`` file, or a SavedModel.
+        path: a ``.tflite``, a Keras 2 or Keras 3 ``.keras``/``.h5`` file, a SavedModel,
+            or a Keras model object (saved as a ``.keras`` file in a temporary folder).
         custom_objects: a ``.py`` file or module path defining the model's own layers
             (it is executed: trusted code only).
         names: the names sidecar of a lean ``.tflite`` (an error if it is another
@@ -228,13 +294,14 @@ def inspect(
     """
     from edgec.pipeline.inspect import inspect_in_sandbox
 
-    return inspect_in_sandbox(
-        Path(path),
-        custom_objects,
-        names=None if names is None else Path(names),
-        trust_model=trust_model,
-        debug=debug,
-    )
+    with _as_files(path, None) as (model_path, _):
+        return inspect_in_sandbox(
+            Path(model_path),
+            custom_objects,
+            names=None if names is None else Path(names),
+            trust_model=trust_model,
+            debug=debug,
+        )
 
 
 def target_profiles() -> list[TargetProfile]:

@@ -32,8 +32,9 @@ from edgec.options import TRIAL_FIELDS
 from edgec.report import BuildReport, TargetSection
 
 SCREEN_SAMPLES = 32  # calibration (and LUT proof) samples of a screen
-_SCREEN_BEFORE = (builder.load_model, builder.load_data, builder.translate_keras3,
-                  builder.validate_recipe, builder.train_example)  # fmt: skip
+# the build's phases up to its training, every one of them (a model prepared as the build
+# prepares it: the uint8 input made float32 was missing from a list of its own here)
+_SCREEN_BEFORE = builder.PHASES[: builder.PHASES.index(builder.train_example) + 1]
 _SCREEN_AFTER = (builder.fold_batch_norms, builder.convert, builder.cheapest_precision,
                  builder.int4_weights, builder.measure_arena, builder.lut_compress, builder.lean,
                  builder.check_targets)  # fmt: skip

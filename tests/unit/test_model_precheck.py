@@ -77,3 +77,12 @@ def test_names_tensorflow_cannot_use_as_a_scope_are_refused_before_it_starts(
     ]}}  # fmt: skip
     with pytest.raises(InputError, match=needle):
         check_config_names(config, "m.keras")
+
+
+def test_a_tflite_given_to_build_points_to_check(tmp_path):
+    from edgec.pipeline.model_files import check_model_path
+
+    (tmp_path / "m.tflite").write_bytes(b"TFL3")
+    with pytest.raises(InputError, match="is a converted .tflite model") as raised:
+        check_model_path(tmp_path / "m.tflite")
+    assert "edgec check MODEL.tflite" in (raised.value.hint or "")

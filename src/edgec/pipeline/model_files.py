@@ -224,10 +224,15 @@ def check_model_path(path: Path) -> None:
     if not path.exists():
         raise InputError(f"model {path} does not exist")
     if not path.is_dir() and path.suffix.lower() not in SUFFIXES:
+        converted = path.suffix.lower() == ".tflite"
         raise InputError(
-            f"model {path} is not a Keras model file",
-            hint="give a Keras .keras or .h5 file, or a SavedModel folder",
-        )
+            f"model {path} is "
+            + ("a converted .tflite model, not a Keras model" if converted
+               else "not a Keras model file"),
+            hint="`edgec check MODEL.tflite --target T` checks a .tflite as it is; a build "
+            "takes a Keras .keras or .h5 file, or a SavedModel folder" if converted
+            else "give a Keras .keras or .h5 file, or a SavedModel folder",
+        )  # fmt: skip
 
 
 # ------------------------------------------------------------------ .keras and .h5

@@ -57,6 +57,12 @@ def test_h5_file_uint8_io_custom_name_and_over_budget(tmp_path, user_model):
     assert model.input_tensor().dtype == "uint8" and model.output_tensor().dtype == "uint8"
     assert "QUANTIZE" in model.op_names
     assert report["model"]["name"] == "my_kws_1" and report["model"]["io_type"] == "uint8"
+    # uint8 I/O's output QUANTIZE converts the last op's value: it was taken for the last
+    # layer (after a separate SOFTMAX: compared with the logits, "dense (QUANTIZE): 176
+    # steps RMSE, try QAT"); the layer's own op carries its figure
+    rows = report["layers"]
+    assert rows[-1]["op"] == "QUANTIZE" and rows[-1]["error_steps"] is None, rows[-1]
+    assert rows[-2]["name"] == "logits" and rows[-2]["error_steps"] < 2, rows[-2]
 
 
 def test_image_folder_data(tmp_path, user_model):

@@ -137,3 +137,21 @@ def test_converter_inserted_ops_and_tfmot_layers():
     flat = TfliteModel.from_bytes(b.build(inputs=[x], outputs=[y]))
     assert [names.name(flat, op) for op in flat.operators] == ["conv2d", "conv2d"]
     assert names.layers(flat, flat.operators[0]) == ("quantize_layer", "conv2d")
+
+
+def test_a_uint8_output_s_quantize_leaves_the_softmax_named_by_its_layer():
+    """--io-type uint8: SOFTMAX (int8, "StatefulPartitionedCall:01") -> QUANTIZE (uint8,
+    the signature's output_0). The SOFTMAX computes the last layer's output: named so, as
+    with int8 I/O, not by its converter-made tensor name."""
+    names = LayerNames(scopes={"m/dense": "dense"}, shown={"dense": "dense"},
+                       outputs={"output_0": "dense"})  # fmt: skip
+    b = TfliteBuilder()
+    x = b.tensor("x", (1, 3), scale=0.1)
+    probs = b.tensor("StatefulPartitionedCall:01", (1, 3), scale=1 / 256, zero_point=-128)
+    b.op("SOFTMAX", [x], [probs])
+    y = b.tensor("StatefulPartitionedCall:0", (1, 3), "uint8", scale=1 / 256, zero_point=0)
+    b.op("QUANTIZE", [probs], [y])
+    flat = TfliteModel.from_bytes(
+        b.build(inputs=[x], outputs=[y], signature_outputs={"output_0": y})
+    )
+    assert [names.name(flat, op) for op in flat.operators] == ["dense", "dense"]

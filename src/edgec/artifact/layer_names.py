@@ -77,7 +77,9 @@ class LayerNames:
         if not found:
             for key, index in model.signature_outputs:
                 layer = self.outputs.get(key)
-                if index in op.outputs and layer is not None:
+                # the output, or the tensor --io-type's QUANTIZE/DEQUANTIZE made it from
+                # (the SOFTMAX before a uint8 output was named "StatefulPartitionedCall:01")
+                if layer is not None and {index, _converted_from(model, index)} & set(op.outputs):
                     found.add(layer)
         if not found:
             constants = (model.tensors[i] for i in op.inputs if i >= 0)
@@ -112,3 +114,10 @@ class LayerNames:
 
     def kind(self, layer: str) -> str:
         return self.kinds.get(layer, "")
+
+
+def _converted_from(model: TfliteModel, tensor: int) -> int | None:
+    """The tensor a QUANTIZE or DEQUANTIZE made ``tensor`` from, if one did."""
+    producer = model.producers.get(tensor)
+    op = model.operators[producer] if producer is not None else None
+    return op.inputs[0] if op is not None and op.name in ("QUANTIZE", "DEQUANTIZE") else None

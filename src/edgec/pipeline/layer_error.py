@@ -197,6 +197,11 @@ def _match_layers(keras_model, flat: TfliteModel, names: LayerNames) -> dict[int
     producer = {t: op.index for op in flat.operators for t in op.outputs}
     matched: dict[int, str] = {}
     for op in flat.operators:
+        if op.name in ("QUANTIZE", "DEQUANTIZE") and op.outputs[0] in flat.outputs:
+            # --io-type's conversion of the model output (uint8, float32): the value of the
+            # op before it, in another type. Matched to the last layer, it took the place of
+            # its SOFTMAX and was compared with the logits (176 steps "RMSE", "try QAT")
+            continue
         layers = [name for name in names.layers(flat, op) if name in known]
         if not layers:
             continue

@@ -55,7 +55,7 @@ from edgec.export import (
 )
 from edgec.export.toolchain import measure_model_object
 from edgec.options import BuildOptions, check_values
-from edgec.pipeline.convert import PHONE_VARIANTS, cast_input, index_input, model_io_type
+from edgec.pipeline.convert import PHONE_VARIANTS, index_input, input_as, model_io_type
 from edgec.pipeline.model_files import check_model_path
 from edgec.pipeline.model_io import absolute_custom_objects
 from edgec.report import (
@@ -442,7 +442,7 @@ def load_data(ctx: BuildContext) -> None:
             ctx.data = load_dataset(
                 options.data, input_shape, output_shape=output_shape,
                 max_samples=options.max_samples, indices=index_input(ctx.model),
-                raw_pixels=cast_input(ctx.model) is not None,
+                raw_pixels=(input_as(ctx.model) or ("", ""))[1] == "float32",
             )  # fmt: skip
         if recipe is not None and options.model is not None:
             given = ctx.data
@@ -477,24 +477,25 @@ def translate_keras3(ctx: BuildContext) -> None:
     ctx.model = translation.model
 
 
-def float_input(ctx: BuildContext) -> None:
-    """An integer input the model casts to float (``convert.cast_input``) made float32."""
-    from edgec.pipeline.convert import cast_input
-
-    dtype = cast_input(ctx.model)
-    if dtype is None:
+def input_dtype(ctx: BuildContext) -> None:
+    """The model's input given the dtype the build converts it with (``convert.input_as``:
+    float32 for an integer input the model casts, int32 for token ids), proven equal."""
+    change = input_as(ctx.model)
+    if change is None:
         return
     from edgec.pipeline.graph_rewrite import proven_equal, rebuild
 
-    with ctx.stage("float_input", f"Taking the model's {dtype} input as float32") as metrics:
-        rebuilt = rebuild(ctx.model, lambda gn: None, input_dtype="float32")
+    old, new = change
+    with ctx.stage("input_dtype", f"Taking the model's {old} input as {new}") as metrics:
+        rebuilt = rebuild(ctx.model, lambda gn: None, input_dtype=new)
         equality = proven_equal(ctx.model, rebuilt, ctx.calibration.x)
-        metrics.update(input_dtype=dtype, rewrite_max_difference=equality.max_difference)
+        metrics.update(input_dtype=old, as_dtype=new,
+                       rewrite_max_difference=equality.max_difference)  # fmt: skip
         if not equality.equal:
             raise InputError(
-                f"the model casts its input to {dtype}, which changes the data's values "
+                f"the model casts its input to {old}, which changes the data's values "
                 f"(outputs differ by up to {equality.max_difference:.3g})",
-                hint=f"give x as whole numbers in {dtype}'s range, as the model takes them",
+                hint=f"give x as whole numbers in {old}'s range, as the model takes them",
             )
     ctx.model = rebuilt
 
@@ -1188,7 +1189,7 @@ PHASES: tuple[Callable[[BuildContext], None], ...] = (
     load_model,
     load_data,
     translate_keras3,
-    float_input,
+    input_dtype,
     validate_recipe,
     train_example,
     run_recipe,

@@ -323,10 +323,10 @@ def _stage_line(name: str, m: dict) -> str:
         )
     if name == "fold_batch_norms":
         parts.extend(_batch_norm_parts(m))
-    if name == "float_input":
+    if name == "input_dtype":
         parts.append(
-            f"the model's {m['input_dtype']} input taken as float32 (its cast left out), outputs "
-            f"equal: largest difference {m['rewrite_max_difference']:.2g}"
+            f"the model's {m['input_dtype']} input taken as {m['as_dtype']}, outputs equal: "
+            f"largest difference {m['rewrite_max_difference']:.2g}"
         )
     if "kept_ops" in m:  # batch_norm_cost
         parts.append(_batch_norm_cost(m))

@@ -230,15 +230,16 @@ for index, bad_name in enumerate(sys.argv[2:]):
     keras.Model(bad_inputs, bad).save(out / f"k3-{index}.keras")
 
 # Token ids into an Embedding (a keyword or intent classifier over 12 tokens of 300): the
-# int32 input stays int32 through conversion. Three classes, 40% of each sequence's tokens
-# from its class's hundred ids, the rest from the first hundred.
+# int64 input becomes int32 (TFLM's GATHER takes int32 positions) and stays integer.
+# Three classes, 40% of each sequence's tokens from its class's hundred ids, the rest
+# from the first hundred.
 tokens_rng = np.random.default_rng(1)
 y_tok = tokens_rng.integers(0, 3, 600)
 own = y_tok[:, None] * 100 + tokens_rng.integers(0, 100, (600, 12))
 x_tok = np.where(tokens_rng.random((600, 12)) < 0.6, tokens_rng.integers(0, 100, (600, 12)), own)
-np.savez(out / "tokens.npz", x=x_tok.astype("int32"), y=y_tok)
+np.savez(out / "tokens.npz", x=x_tok.astype("int64"), y=y_tok)
 fit(keras.Sequential([
-    keras.Input((12,), dtype="int32"),
+    keras.Input((12,), dtype="int64"),
     layers.Embedding(300, 16),
     layers.GlobalAveragePooling1D(),
     layers.Dense(16, activation="relu"),

@@ -125,7 +125,11 @@ def test_a_uint8_pixel_input_is_taken_as_float32_and_quantized_exactly(tmp_path)
         Image.fromarray(image[..., 0]).save(tmp_path / "images" / str(label) / f"{i}.png")
     report = build(tmp_path, tmp_path / "raw.keras", tmp_path / "images")
     assert not {"CAST", "DEQUANTIZE", "QUANTIZE"} & set(report["model"]["ops"])
-    stage = next(s for s in report["stages"] if s["name"] == "float_input")
-    assert stage["metrics"] == {"input_dtype": "uint8", "rewrite_max_difference": 0.0}
+    stage = next(s for s in report["stages"] if s["name"] == "input_dtype")
+    assert stage["metrics"] == {
+        "input_dtype": "uint8",
+        "as_dtype": "float32",
+        "rewrite_max_difference": 0.0,
+    }
     assert "pixels as they are (0..255)" in report["data"]["preprocessing"]
     assert report["accuracy"]["float"] > 60, report["accuracy"]

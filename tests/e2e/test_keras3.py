@@ -224,12 +224,12 @@ def test_keras3_s_hard_sigmoid_is_not_rebuilt_as_tf_keras_other_hard_sigmoid():
 
 
 def test_token_ids_into_an_embedding_stay_whole(keras3_dir, tmp_path):
-    """An int32 input read by an Embedding converts as int32 indices into one GATHER.
+    """An int64 input read by an Embedding converts as int32 indices into one GATHER.
 
     Traced as float32 like other inputs, the ids were quantized to int8 and truncated back
     (DEQUANTIZE, CAST: float tensors, which failed the MCU's dtypes check), Keras 3's
     negative-index SELECT had no TFLM kernel, and the phone variants' evaluation stopped
-    with an internal error.
+    with an internal error; kept int64, TFLM's GATHER refused the positions' type.
     """
     from edgec.artifact.tflite_model import TfliteModel
 
@@ -241,6 +241,8 @@ def test_token_ids_into_an_embedding_stay_whole(keras3_dir, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert not {"CAST", "DEQUANTIZE", "QUANTIZE", "SELECT"} & set(report["model"]["ops"])
     assert "GATHER" in report["model"]["ops"]
+    stage = next(s for s in report["stages"] if s["name"] == "input_dtype")
+    assert stage["metrics"]["input_dtype"] == "int64" and stage["metrics"]["as_dtype"] == "int32"
     model = TfliteModel.from_bytes((out / "model.tflite").read_bytes())
     tensor = model.input_tensor()
     assert tensor.dtype == "int32" and not tensor.scales

@@ -227,11 +227,11 @@ def test_a_trial_s_recipe_file_is_the_one_it_is_given(tmp_path):
 
 def test_a_screen_prepares_the_model_as_the_build_does():
     """A screen runs every phase the build runs before training: its own list missed
-    ``float_input``, so every screen of a uint8-input model kept the CAST that TFLM cannot
-    run and fit said "Nothing fits" for a model a plain build passes."""
+    ``input_dtype``, so every screen of a uint8-input model kept the CAST that TFLM
+    cannot run and fit said "Nothing fits" for a model a plain build passes."""
     from edgec import builder
     from edgec.fit import trial
 
     before = builder.PHASES[: builder.PHASES.index(builder.train_example) + 1]
-    assert builder.float_input in before
+    assert builder.input_dtype in before
     assert set(before) <= set(trial._SCREEN_BEFORE)

@@ -419,22 +419,22 @@ def index_input(model) -> IndexInput | None:
     """The model's input when it holds indices: an integer input read by an Embedding layer,
     or the integer input of a SavedModel signature (whose function takes no other dtype).
 
-    It is traced and converted with its own dtype, unquantized: the converter keeps an
-    integer input as it is (int8 I/O applies to float inputs) and TFLM's GATHER reads its
-    int32 positions. Traced as float32 like other inputs, it was quantized and then
-    truncated back (DEQUANTIZE, CAST): with 50 token ids in int8 steps of 0.19, id 7 came
-    back as 6. An integer input that the Keras model casts to float at once (pixels into
-    Rescaling) stays a float32 input, quantized exactly: kept integer, the CAST would leave
-    a float tensor in the int8 model.
+    It is traced and converted as integers, unquantized: the converter keeps an integer
+    input as it is (int8 I/O applies to float inputs) and TFLM's GATHER reads int32
+    positions. Traced as float32 like other inputs, it was quantized and then truncated
+    back (DEQUANTIZE, CAST): with 50 token ids in int8 steps of 0.19, id 7 came back as 6.
+    A Keras model's index input is int32 (``input_as``: the build rebuilds an int64 or
+    uint8 one, whose GATHER TFLM refuses, "Positions of type 'INT64' are not supported",
+    or whose CAST to int32 it cannot run); a signature's keeps its dtype. An integer input
+    that the Keras model casts to float at once (pixels into Rescaling) is no index input
+    (``input_as`` makes it float32).
     """
-    inputs = getattr(model, "inputs", None) or []
-    if len(inputs) != 1:
-        return None
-    dtype = str(getattr(inputs[0].dtype, "name", inputs[0].dtype))
-    if not dtype.startswith(("int", "uint")):
+    dtype = _input_dtype(model)
+    if dtype is None or not dtype.startswith(("int", "uint")):
         return None
     if not getattr(model, "layers", None):  # a SavedModel signature
         return IndexInput(dtype)
+    inputs = model.inputs
     readers = [
         layer
         for layer in flat_layers(model)
@@ -443,24 +443,31 @@ def index_input(model) -> IndexInput | None:
     if not readers:
         return None
     rows = min(readers, key=lambda layer: int(layer.input_dim))
-    return IndexInput(dtype, int(rows.input_dim), rows.name)
+    return IndexInput("int32", int(rows.input_dim), rows.name)
 
 
-def cast_input(model) -> str | None:
-    """The dtype of an integer input the Keras model casts to float (raw pixels or counts
-    into ``Rescaling``; not indices, ``index_input``), else None.
+def input_as(model) -> tuple[str, str] | None:
+    """(the Keras model's input dtype, the dtype the build gives it) where they differ: an
+    integer input the model casts to float (raw pixels or counts into ``Rescaling``)
+    becomes float32, an index input (``index_input``) of another integer type int32.
 
-    Traced as float32, such a model casts its input to the integer dtype and back (tf_keras
-    and Keras 3 both cast a model's input to its Input's dtype): in the int8 model a
-    DEQUANTIZE and a CAST to uint8 that TFLM cannot run ("Output type UINT8 (3) not
-    supported"). The build gives it a float32 input (``graph_rewrite.rebuild``), proven
-    equal on the data; whole numbers in the dtype's range are then quantized exactly.
+    Traced as it is, a cast input left the model's cast in the int8 model (tf_keras and
+    Keras 3 both cast a model's input to its Input's dtype): a DEQUANTIZE and a CAST to
+    uint8 that TFLM cannot run ("Output type UINT8 (3) not supported"). The build rebuilds
+    the model with the new input (``graph_rewrite.rebuild``), proven equal on the data;
+    whole numbers in the dtype's range are then quantized exactly, or read as positions.
     """
-    inputs = getattr(model, "inputs", None) or []
-    if len(inputs) != 1 or not getattr(model, "layers", None) or index_input(model):
+    dtype = _input_dtype(model)
+    if dtype is None or not getattr(model, "layers", None):
         return None
-    dtype = str(getattr(inputs[0].dtype, "name", inputs[0].dtype))
-    return dtype if dtype.startswith(("int", "uint")) else None
+    if (indices := index_input(model)) is not None:
+        return (dtype, indices.dtype) if dtype != indices.dtype else None
+    return (dtype, "float32") if dtype.startswith(("int", "uint")) else None
+
+
+def _input_dtype(model) -> str | None:
+    inputs = getattr(model, "inputs", None) or []
+    return str(getattr(inputs[0].dtype, "name", inputs[0].dtype)) if len(inputs) == 1 else None
 
 
 def _reads(layer, tensor) -> bool:
@@ -494,11 +501,11 @@ _THROUGH_TF_KERAS = frozenset((
 
 def needs_tf_keras(model) -> bool:
     """A Keras 3 model converts through its tf_keras rebuild: it has a layer of
-    ``_THROUGH_TF_KERAS``, or an integer input it casts (``cast_input``: made float32 by
+    ``_THROUGH_TF_KERAS``, or an input the build gives another dtype (``input_as``: by
     ``graph_rewrite``, which rebuilds tf_keras models)."""
     from edgec.pipeline.recurrent import recurrent_type
 
-    return cast_input(model) is not None or any(
+    return input_as(model) is not None or any(
         recurrent_type(layer) in _THROUGH_TF_KERAS for layer in flat_layers(model)
     )
 

@@ -127,8 +127,10 @@ class StageMetrics:
     arena_bytes_without_ops: int | None = None
     flash_bytes_with_ops: int | None = None
     flash_bytes_without_ops: int | None = None
-    # float_input: the integer input made float32 (and rewrite_max_difference)
+    # input_dtype: the model's input dtype, the one the build gave it (float32 for an input
+    # the model casts, int32 for token ids), and rewrite_max_difference
     input_dtype: str | None = None
+    as_dtype: str | None = None
     # translate_keras3
     max_abs_diff: builtins.float | None = None
     layers_rebuilt: int | None = None

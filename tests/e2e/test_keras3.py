@@ -373,6 +373,20 @@ def test_inspect(keras3_dir, model):
     assert json.loads(run.out)["layers"]
 
 
+@pytest.mark.parametrize(
+    ("model", "shown", "not_shown"),
+    [("tokens.keras", "GATHER", {"SELECT", "CAST"}),
+     ("upsample_layernorm.keras", "RESIZE_NEAREST_NEIGHBOR", {"TILE", "NEG"})],
+)  # fmt: skip
+def test_inspect_shows_the_ops_a_build_converts_to(keras3_dir, model, shown, not_shown):
+    """Keras 3 layers a build converts through tf_keras (and an input it retypes): inspect
+    showed their Keras 3 ops (SELECT, TILE), which TFLM lacks and the build never ships."""
+    run = run_edgec("inspect", keras3_dir / model, "--format", "json")
+    assert run.code == 0, run.err
+    ops = {layer["op"] for layer in json.loads(run.out)["layers"]}
+    assert shown in ops and not ops & not_shown, ops
+
+
 def test_custom_objects(keras3_dir, tmp_path):
     out = tmp_path / "out"
     args = ["build", keras3_dir / "custom.keras", "--data", keras3_dir / "digits.npz",

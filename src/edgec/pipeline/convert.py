@@ -465,6 +465,33 @@ def input_as(model) -> tuple[str, str] | None:
     return (dtype, "float32") if dtype.startswith(("int", "uint")) else None
 
 
+def retyped(model, x: np.ndarray):
+    """(the model rebuilt with ``input_as``'s dtype, its proof on ``x``), or None when the
+    build converts the input as it is."""
+    from edgec.pipeline.graph_rewrite import proven_equal, rebuild
+
+    change = input_as(model)
+    if change is None:
+        return None
+    rebuilt = rebuild(model, lambda gn: None, input_dtype=change[1])
+    return rebuilt, proven_equal(model, rebuilt, x)
+
+
+def synthetic_samples(model, count: int = 8, seed: int = 0) -> np.ndarray:
+    """Inputs for proving a rewrite where no data is given (``edgec inspect``): normal
+    floats, ids within an Embedding's rows, or whole numbers 0..255 for an integer input
+    the model casts (pixels)."""
+    rng = np.random.default_rng(seed)
+    shape = (count, *(int(d) for d in model.inputs[0].shape[1:]))
+    indices, dtype = index_input(model), _input_dtype(model) or "float32"
+    if indices is not None:
+        high = indices.rows if indices.rows is not None else 128
+        return rng.integers(0, high, shape).astype(indices.dtype)
+    if dtype.startswith(("int", "uint")):
+        return rng.integers(0, 256, shape).astype(np.float32)
+    return rng.normal(size=shape).astype(np.float32)
+
+
 def _input_dtype(model) -> str | None:
     inputs = getattr(model, "inputs", None) or []
     return str(getattr(inputs[0].dtype, "name", inputs[0].dtype)) if len(inputs) == 1 else None

@@ -128,10 +128,9 @@ def inspect_model(
     from edgec.pipeline.convert import convert_named
     from edgec.pipeline.model_io import load_custom_objects, load_keras_model
 
-    model = load_keras_model(
-        path, load_custom_objects(custom_objects), trust=trust_model, on_code=on_code
-    )
-    conversion = convert_named(model, mode="float")
+    objects = load_custom_objects(custom_objects)
+    model = load_keras_model(path, objects, trust=trust_model, on_code=on_code)
+    conversion = convert_named(_as_built(model, objects), mode="float")
     return Inspection(
         str(path),
         "Keras model, shown as its float32 TFLite conversion (batch 1), ops named by "
@@ -140,3 +139,21 @@ def inspect_model(
         analyze_layers(TfliteModel.from_bytes(conversion.tflite), conversion.names),
         byte_breakdown(conversion.tflite, file="float32 conversion"),
     )
+
+
+def _as_built(model, custom_objects: dict):
+    """The model as a build converts it, proven on synthetic inputs (inspect has no data):
+    a Keras 3 model whose layers TFLM cannot run in their Keras 3 form as its tf_keras
+    rebuild, an input the build retypes retyped (``convert.needs_tf_keras``,
+    ``convert.retyped``). Where that fails, the model as it is: the table still shows it."""
+    from edgec.pipeline.convert import is_keras3, needs_tf_keras, retyped, synthetic_samples
+    from edgec.pipeline.keras3 import TranslationError, translate
+
+    x = synthetic_samples(model)
+    try:
+        if is_keras3(model) and needs_tf_keras(model):
+            model = translate(model, x, custom_objects).model
+        done = retyped(model, x)
+    except TranslationError:
+        return model
+    return done[0] if done is not None and done[1].equal else model

@@ -468,10 +468,19 @@ def translate_keras3(ctx: BuildContext) -> None:
         return
     if ctx.plan.recipe is None and not needs_tf_keras(ctx.model):
         return
-    from edgec.pipeline.keras3 import translate
+    from edgec.pipeline.keras3 import TranslationError, translate
 
     with ctx.stage("translate_keras3", "Rebuilding the Keras 3 model as tf_keras") as metrics:
-        translation = translate(ctx.model, ctx.calibration.x, ctx.custom_objects)
+        try:
+            translation = translate(ctx.model, ctx.calibration.x, ctx.custom_objects)
+        except TranslationError as exc:
+            if ctx.plan.recipe is not None:
+                raise
+            # a plain build converts the Keras 3 model as it is: its checks judge the ops
+            # its Keras 3 layers convert to (a layer of needs_tf_keras' may be one TFLM lacks)
+            ctx.warnings.append(f"the Keras 3 model is converted as it is, not through "
+                                f"tf_keras: {exc.reason}")  # fmt: skip
+            return
         metrics.update(max_abs_diff=translation.max_abs_diff, layers_rebuilt=translation.layers,
                        keras_version=translation.keras_version)  # fmt: skip
     ctx.model = translation.model
@@ -480,10 +489,17 @@ def translate_keras3(ctx: BuildContext) -> None:
 def input_dtype(ctx: BuildContext) -> None:
     """The model's input given the dtype the build converts it with (``convert.input_as``:
     float32 for an integer input the model casts, int32 for token ids), proven equal."""
+    from edgec.pipeline.convert import is_keras3, retyped
+
     change = input_as(ctx.model)
     if change is None:
         return
-    from edgec.pipeline.convert import retyped
+    if is_keras3(ctx.model) or not getattr(ctx.model, "_is_graph_network", False):
+        # no tf_keras graph to rebuild (a Keras 3 model tf_keras could not rebuild, a
+        # subclassed model): converted as it is, its checks judge it
+        ctx.warnings.append(f"the model's {change[0]} input is converted as it is (its model "
+                            f"cannot be rebuilt with a {change[1]} input)")  # fmt: skip
+        return
 
     old, new = change
     with ctx.stage("input_dtype", f"Taking the model's {old} input as {new}") as metrics:

@@ -252,3 +252,11 @@ rows_in = keras.Input((8, 8))
 attended = layers.MultiHeadAttention(2, 4, name="mha")(rows_in, rows_in)
 mha = keras.Model(rows_in, layers.Dense(10, activation="softmax")(layers.Flatten()(attended)))
 fit(mha, x_img[..., 0], y_img, 2).save(out / "mha.keras")
+
+# Both: an Embedding (converted through tf_keras where it can be) and a MultiHeadAttention
+# (which tf_keras cannot rebuild): a plain build converts the Keras 3 model as it is
+ids_in = keras.Input((12,), dtype="int32")
+embedded = layers.Embedding(300, 8)(ids_in)
+attended_ids = layers.MultiHeadAttention(2, 4, name="mha")(embedded, embedded)
+pooled = layers.GlobalAveragePooling1D()(attended_ids)
+keras.Model(ids_in, layers.Dense(3, activation="softmax")(pooled)).save(out / "emb_mha.keras")

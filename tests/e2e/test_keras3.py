@@ -431,6 +431,23 @@ def test_model_that_cannot_be_rebuilt(keras3_dir, tmp_path, model, needles):
     assert not out.exists()
 
 
+def test_a_plain_build_converts_as_it_is_what_tf_keras_cannot_rebuild(keras3_dir, tmp_path):
+    """An Embedding sends a Keras 3 model through tf_keras, but its MultiHeadAttention
+    cannot be rebuilt there: a plain build stopped ("cannot rebuild ... for the recipe ...
+    a plain build (no recipe) still works"); it converts the model as it is, says so, and
+    its checks judge it (Keras 3's SELECT, which TFLM lacks)."""
+    out = tmp_path / "out"
+    run = run_edgec("build", keras3_dir / "emb_mha.keras", "--data", keras3_dir / "tokens.npz",
+                    "--target", "cortex-m", "--out", out)  # fmt: skip
+    assert run.code == 3, run.err + run.out
+    report = json.loads((out / "report.json").read_text())
+    assert "converted as it is, not through tf_keras: layer 'mha'" in " ".join(
+        report["data"]["warnings"]
+    )
+    ops = next(c for c in report["checks"] if c["name"] == "ops")
+    assert not ops["ok"] and "SELECT" in ops["detail"]
+
+
 def test_a_plain_build_of_a_model_tf_keras_cannot_rebuild_goes_on_without_it(keras3_dir, tmp_path):
     """The per-layer error's tf_keras twin fails to rebuild: the build goes on without it."""
     run, out = _build(keras3_dir, tmp_path, "mha.keras")

@@ -147,13 +147,13 @@ def _as_built(model, custom_objects: dict):
     rebuild, an input the build retypes retyped (``convert.needs_tf_keras``,
     ``convert.retyped``). Where that fails, the model as it is: the table still shows it."""
     from edgec.pipeline.convert import is_keras3, needs_tf_keras, retyped, synthetic_samples
-    from edgec.pipeline.keras3 import TranslationError, translate
+    from edgec.pipeline.keras3 import translate
 
     x = synthetic_samples(model)
     try:
         if is_keras3(model) and needs_tf_keras(model):
             model = translate(model, x, custom_objects).model
         done = retyped(model, x)
-    except TranslationError:
+    except InputError:  # not rebuilt (TranslationError), or no graph to rebuild
         return model
     return done[0] if done is not None and done[1].equal else model

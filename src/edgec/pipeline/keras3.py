@@ -34,6 +34,7 @@ class TranslationError(InputError):
             f"cannot rebuild the Keras 3 model as tf_keras for the recipe: layer '{layer}' {what}",
             hint=f"{hint}; a plain build (no recipe) still works",
         )
+        self.reason = f"layer '{layer}' {what}"
 
 
 def load_model(path: Path, custom_objects: dict | None = None, *, safe_mode: bool = True):

@@ -41,6 +41,9 @@ _QAT_UNSUPPORTED = {
 # unrolled cell on some runs. A model with one skips QAT as a whole, says so in the
 # stage's metrics and summary, and gets its int8 ranges from post-training calibration.
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
+# TF-MOT has no QAT for it (and would fake-quantize its int32 ids): left float in training
+# (qat_prepare.annotate), the converter's calibration quantizes its table and output
+EMBEDDING = "Embedding"
 WEIGHT_BITS = (8, 4)
 # the layers whose weights become the filters of CONV_2D, DEPTHWISE_CONV_2D and
 # FULLY_CONNECTED: the ops whose TFLM kernels take int4 filters
@@ -140,7 +143,7 @@ def _check(spec: StageSpec, model) -> None:
                 f"layer '{layer.name}' ({kind}) cannot be quantization-aware trained",
                 _QAT_UNSUPPORTED[kind],
             )
-        if kind == "BatchNormalization":  # one no fold takes: int8 MUL/ADD (annotate)
+        if kind in ("BatchNormalization", EMBEDDING):  # annotate's own handling
             continue
         if not registry.supports(layer):
             raise fail(
@@ -234,9 +237,13 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
         tf_logger.removeFilter(quiet)
     if clustered:
         qat_model = combine.strip_clustering_cqat(qat_model)
+    left = "no QAT in TF-MOT: trained in float, quantized by the converter's calibration"
     metrics = QatMetrics(
         scheme=scheme_name,
         parameters=parameters,
+        skipped_layers={
+            layer.name: left for layer in model.layers if type(layer).__name__ == EMBEDDING
+        },
         rewrites=tuple(prepared.rewrites),
         rewrite_max_difference=prepared.max_difference if prepared.rewrites else None,
         input_scale=prepared.input_scale,

@@ -23,7 +23,7 @@ def annotate(model):
     output (after relu6) fake-quantized; the converter fuses RELU6 into the op. A
     BatchNormalization left in the model (``Prepared.kept``: no exact fold takes it) gets
     the config TF-MOT gives an Add: its output fake-quantized, nothing else; the converter
-    makes it int8 MUL and ADD ops, as without QAT.
+    makes it int8 MUL and ADD ops, as without QAT. An Embedding is not annotated.
 
     One clone makes every annotation: each other layer gets the plain ``QuantizeAnnotate``
     that ``quantize_annotate_model`` gives it (the stage's check refused the Lambda layers
@@ -43,6 +43,11 @@ def annotate(model):
     scope: dict[str, type] = {}
 
     def wrap(layer):
+        if type(layer).__name__ == "Embedding":
+            # not annotated: TF-MOT has no config for it, and quantize_apply would put a
+            # QuantizeLayer on the model's int32 ids ("FakeQuantWithMinMaxVars ... int32");
+            # trained in float, its table and output quantized by the converter's calibration
+            return layer
         if type(layer).__name__ == "BatchNormalization":  # TF-MOT 0.8.1 has no config for it
             cls = type(registry.get_quantize_config(keras.layers.Add()))
             scope[cls.__name__] = cls

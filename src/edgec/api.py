@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgec.errors import InputError
+from edgec.errors import EdgecError, InputError
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 
 if TYPE_CHECKING:  # the runtime imports stay inside the functions (TensorFlow is slow)
@@ -125,10 +125,21 @@ def _as_files(model: Any, data: Any) -> Iterator[tuple[Any, Any]]:
         yield model, data
         return
     with tempfile.TemporaryDirectory(prefix="edgec-api-") as tmp:
-        yield (
+        saved = (
             _saved_model(model, Path(tmp)) if own_model else model,
             _saved_data(data, Path(tmp)) if own_data else data,
         )
+        try:
+            yield saved
+        except EdgecError as exc:  # name what the caller gave, not the temporary files
+            roles = (("model", "the model object"), ("data", "the data given as arrays"))
+            for path, (role, given) in zip(saved, roles, strict=True):
+                if isinstance(path, Path) and path.parent == Path(tmp):
+                    exc.message = exc.message.replace(f"{role} {path}", given)
+                    exc.message = exc.message.replace(str(path), given)
+            if own_model and exc.hint:
+                exc.hint = exc.hint.replace("--custom-objects FILE.py", "custom_objects='FILE.py'")
+            raise
 
 
 def _saved_model(model: Any, folder: Path) -> Path:

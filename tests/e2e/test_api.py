@@ -58,6 +58,11 @@ def test_a_notebook_builds_its_model_object_on_its_arrays(tmp_path):
     assert (tmp_path / "out" / "model.tflite").exists()
     names = edgec.inspect(model).layers
     assert [layer.op for layer in names] == ["FULLY_CONNECTED", "SOFTMAX"]
+    # errors name what the caller gave, not the temporary files
+    with pytest.raises(edgec.errors.InputError) as raised:
+        edgec.build(model, data=x[:, :5], target="cortex-m")
+    assert raised.value.message.startswith("the data given as arrays has shape (40, 5)")
     model._name = "notebook model"  # a name TensorFlow refuses as a scope: one clear error
-    with pytest.raises(edgec.errors.InputError, match="the model's name 'notebook model'"):
+    with pytest.raises(edgec.errors.InputError) as raised:
         edgec.build(model, data=x, target="cortex-m")
+    assert raised.value.message.startswith("the model object: the model's name 'notebook model'")

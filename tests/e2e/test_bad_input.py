@@ -63,6 +63,25 @@ def test_truncated_keras_archive(tmp_path, user_model):
     nothing_written(tmp_path, out)
 
 
+def test_a_channels_first_model_tensorflow_cannot_run_here_is_one_clear_error(tmp_path):
+    """NCHW convolutions do not run on TensorFlow's CPU kernels: every float figure of the
+    build failed, first as "internal error: UnimplementedError" from the precision choice."""
+    from edgec._tf import keras
+
+    model = keras.Sequential([
+        keras.Input((3, 8, 8)),
+        keras.layers.Conv2D(4, 3, data_format="channels_first"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(2),
+    ])  # fmt: skip
+    model.save(tmp_path / "nchw.keras")
+    np.savez(tmp_path / "d.npz", x=np.zeros((20, 3, 8, 8), np.float32))
+    run, out = build(tmp_path, tmp_path / "nchw.keras", "--target", "cortex-m",
+                     "--data", tmp_path / "d.npz")  # fmt: skip
+    assert_clean_failure(run, "has channels_first (NCHW) layers", "data_format='channels_last'")
+    nothing_written(tmp_path, out)
+
+
 def test_keras3_model_is_accepted(tmp_path, keras3_model, user_model):
     """The README's first command on a Keras 3 file: no refusal any more (issue 10)."""
     run, out = build(tmp_path, keras3_model, "--target", "cortex-m", "--data", user_model.data)

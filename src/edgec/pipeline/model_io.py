@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -187,3 +188,35 @@ def check_model_io(model, source: str) -> None:
             f"model {source} has input shape {list(shape)} with unknown dimensions",
             hint="give the Input layer a fixed shape (microcontrollers need static shapes)",
         )
+    _check_runs_on_this_cpu(model, source)
+
+
+def _check_runs_on_this_cpu(model, source: str) -> None:
+    """A model with channels_first (NCHW) layers, run once on a zero sample: TensorFlow's
+    CPU kernels take NHWC convolutions only ("The Conv2D op currently only supports the
+    NHWC tensor format on the CPU"), and every float figure of a build runs the model here
+    (that error surfaced as an internal error from the first one). Measured, not assumed:
+    a channels_first layer TensorFlow runs (Conv1D transposes) passes."""
+    from edgec.pipeline.convert import flat_layers
+
+    if not any(
+        getattr(layer, "data_format", None) == "channels_first" for layer in flat_layers(model)
+    ):
+        return
+    from edgec._tf import tf
+
+    spec = model.inputs[0]
+    zeros = np.zeros(
+        (1, *(int(d) for d in spec.shape[1:])), dtype=str(getattr(spec.dtype, "name", spec.dtype))
+    )
+    try:
+        model(zeros, training=False)
+    except tf.errors.UnimplementedError as exc:
+        said = re.search(r"The \w+ op currently only supports the NHWC tensor format on the CPU",
+                         str(exc))  # fmt: skip
+        raise InputError(
+            f"model {source} has channels_first (NCHW) layers, which TensorFlow cannot run "
+            f"on a CPU" + (f" ({said.group(0)})" if said else ""),
+            hint="build it with data_format='channels_last' (Keras' default; "
+            "keras.config.set_image_data_format('channels_last')) and save it again",
+        ) from None

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgec.errors import EdgecError, InputError
+from edgec.errors import EdgecError, InputError, first_line
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 
 if TYPE_CHECKING:  # the runtime imports stay inside the functions (TensorFlow is slow)
@@ -153,9 +153,8 @@ def _saved_model(model: Any, folder: Path) -> Path:
     try:
         model.save(path)  # Keras 3 and tf_keras both write the .keras format
     except Exception as exc:  # Keras raises many types for models it cannot save
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise InputError(
-            f"cannot save the model for the build: {type(exc).__name__}: {first}",
+            f"cannot save the model for the build: {type(exc).__name__}: {first_line(exc)[:200]}",
             hint="save it yourself (model.save('model.keras')) and give the file",
         ) from None
     return path

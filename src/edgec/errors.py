@@ -36,6 +36,13 @@ def clip(text: str, limit: int = 2_000) -> str:
     return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's summary for a one-line message: the first line of its text (libraries
+    put the summary there and the details after), else its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class EdgecError(Exception):
     """An expected failure, caused by the input or the environment, not by a bug."""
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import edgec
 from edgec._process import stop_on_interrupt
-from edgec.errors import EdgecError, InputError, ToolError
+from edgec.errors import EdgecError, InputError, ToolError, first_line
 from edgec.fit.executor import TRIAL_WARM_UP, TrialJob, TrialResult, job_inputs, packed, run_trial
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class RayExecutor:
             raise
         except Exception as exc:  # ConnectionError, ValueError, RuntimeError, ...
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ToolError(
                 f"could not start or join {where}: {first}",
                 hint="check the address (ray status on the head node shows it), "
@@ -196,7 +196,7 @@ class RayExecutor:
                 raise cause from None
             raise exc.as_instanceof_cause() from None
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayActorError) as exc:
-            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            why = first_line(exc)
             return TrialResult(
                 key=job.key,
                 rung=job.rung,

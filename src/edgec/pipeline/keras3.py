@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgec.errors import InputError
+from edgec.errors import InputError, first_line
 
 _DROP = ("module", "registered_name", "build_config", "compile_config", "shared_object_id")
 # tf_keras Layer.__init__ accepts these through **kwargs; anything else it rejects.
@@ -291,8 +291,9 @@ def _accepted(cls, config: dict, tf_keras, custom_objects: dict) -> dict:
 
 
 def _why(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    return f"{type(exc).__name__} {text}" if isinstance(exc, KeyError) or not text else text
+    """A KeyError's text is only the key: named with its type ("KeyError 'query_shape'")."""
+    line = first_line(exc)[:200]
+    return f"KeyError {line}" if isinstance(exc, KeyError) and str(exc) else line
 
 
 def _config(value):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgec.errors import InputError
+from edgec.errors import InputError, first_line
 from edgec.pipeline.model_files import check_layer_names
 
 
@@ -43,7 +43,7 @@ def load_keras_model(
     try:
         model = loader(path, custom_objects, safe_mode=not trust)
     except Exception as exc:  # Keras raises many types for unreadable or custom models
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         hint = None
         if any(s in first for s in ("Unknown layer", "custom", "Could not locate", "deserialized")):
             hint = "the model uses custom layers: give their code with --custom-objects FILE.py"

@@ -489,23 +489,23 @@ def translate_keras3(ctx: BuildContext) -> None:
 def input_dtype(ctx: BuildContext) -> None:
     """The model's input given the dtype the build converts it with (``convert.input_as``:
     float32 for an integer input the model casts, int32 for token ids), proven equal."""
-    from edgec.pipeline.convert import is_keras3, retyped
+    from edgec.pipeline.convert import retyped
+    from edgec.pipeline.graph_rewrite import check_graph_model
 
     change = input_as(ctx.model)
     if change is None:
         return
-    if is_keras3(ctx.model) or not getattr(ctx.model, "_is_graph_network", False):
+    old, new = change
+    try:
+        check_graph_model(ctx.model, f"taking the input as {new}")
+    except InputError:
         # no tf_keras graph to rebuild (a Keras 3 model tf_keras could not rebuild, a
         # subclassed model): converted as it is, its checks judge it
-        ctx.warnings.append(f"the model's {change[0]} input is converted as it is (its model "
-                            f"cannot be rebuilt with a {change[1]} input)")  # fmt: skip
+        ctx.warnings.append(f"the model's {old} input is converted as it is (its model "
+                            f"cannot be rebuilt with a {new} input)")  # fmt: skip
         return
-
-    old, new = change
     with ctx.stage("input_dtype", f"Taking the model's {old} input as {new}") as metrics:
-        done = retyped(ctx.model, ctx.calibration.x)
-        assert done is not None  # input_as said so
-        rebuilt, equality = done
+        rebuilt, equality = retyped(ctx.model, ctx.calibration.x, new)
         metrics.update(input_dtype=old, as_dtype=new,
                        rewrite_max_difference=equality.max_difference)  # fmt: skip
         if not equality.equal:

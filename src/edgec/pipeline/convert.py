@@ -465,15 +465,11 @@ def input_as(model) -> tuple[str, str] | None:
     return (dtype, "float32") if dtype.startswith(("int", "uint")) else None
 
 
-def retyped(model, x: np.ndarray):
-    """(the model rebuilt with ``input_as``'s dtype, its proof on ``x``), or None when the
-    build converts the input as it is."""
+def retyped(model, x: np.ndarray, dtype: str):
+    """(the model rebuilt with a ``dtype`` input, as ``input_as`` says, its proof on ``x``)."""
     from edgec.pipeline.graph_rewrite import proven_equal, rebuild
 
-    change = input_as(model)
-    if change is None:
-        return None
-    rebuilt = rebuild(model, lambda gn: None, input_dtype=change[1])
+    rebuilt = rebuild(model, lambda gn: None, input_dtype=dtype)
     return rebuilt, proven_equal(model, rebuilt, x)
 
 

@@ -146,14 +146,22 @@ def _as_built(model, custom_objects: dict):
     a Keras 3 model whose layers TFLM cannot run in their Keras 3 form as its tf_keras
     rebuild, an input the build retypes retyped (``convert.needs_tf_keras``,
     ``convert.retyped``). Where that fails, the model as it is: the table still shows it."""
-    from edgec.pipeline.convert import is_keras3, needs_tf_keras, retyped, synthetic_samples
+    from edgec.pipeline.convert import (
+        input_as,
+        is_keras3,
+        needs_tf_keras,
+        retyped,
+        synthetic_samples,
+    )
     from edgec.pipeline.keras3 import translate
 
     x = synthetic_samples(model)
     try:
         if is_keras3(model) and needs_tf_keras(model):
             model = translate(model, x, custom_objects).model
-        done = retyped(model, x)
+        if (change := input_as(model)) is None:
+            return model
+        rebuilt, equality = retyped(model, x, change[1])
     except InputError:  # not rebuilt (TranslationError), or no graph to rebuild
         return model
-    return done[0] if done is not None and done[1].equal else model
+    return rebuilt if equality.equal else model

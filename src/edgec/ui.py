@@ -405,7 +405,7 @@ def _bytes(n: int | None) -> str:
 
 
 def print_layers(result: Inspection) -> None:
-    from edgec.artifact.stats import LIVE_METHOD, MACS_METHOD
+    from edgec.artifact.stats import LIVE_METHOD, MACS_METHOD, SUBGRAPH_NOTE
 
     layers = result.layers
     table = Table(title=t(f"{result.source}: {result.what}"), title_justify="left")
@@ -413,8 +413,9 @@ def print_layers(result: Inspection) -> None:
                    "MACs", "live B"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("op", "layer") else "right")
     for layer in layers:
+        where = f"{layer.subgraph}:{layer.index}" if layer.subgraph else str(layer.index)
         table.add_row(
-            str(layer.index), t(layer.op), t(layer.name), "x".join(map(str, layer.output_shape)),
+            where, t(layer.op), t(layer.name), "x".join(map(str, layer.output_shape)),
             f"{layer.parameters:,}", f"{layer.weight_bytes:,}",
             "-" if layer.sparsity is None else f"{layer.sparsity:.1%}",
             "-" if layer.unique_values is None else str(layer.unique_values),
@@ -428,6 +429,8 @@ def print_layers(result: Inspection) -> None:
         f"{sum(x.macs for x in layers):,} MACs, peak live activations {peak:,} B"
     )
     out.print(f"[dim]MACs: {MACS_METHOD}.\nlive B: {LIVE_METHOD}.[/]")
+    if any(layer.subgraph for layer in layers):
+        out.print(f"[dim]{SUBGRAPH_NOTE}[/]")
     if result.names:
         out.print(f"[dim]{t(result.names)}[/]")
     if result.model_bytes is not None:

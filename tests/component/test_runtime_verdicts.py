@@ -23,7 +23,7 @@ from edgec.targets.analyzers.ethos_u import parse_vela
 from edgec.targets.analyzers.vela_compiled import npu_config
 from edgec.targets.profile import load_runtime
 from tests.support import real_model_defects as defects
-from tests.support.tflite_builder import TfliteBuilder, dense_int8, schema
+from tests.support.tflite_builder import TfliteBuilder, dense_int8, schema, while_loop_int8
 
 # TensorFlow-free, but most tests here start TFLM, LiteRT or Vela processes (arena searches,
 # probes): guarded like the unit tier, too slow for it.
@@ -155,6 +155,37 @@ def test_an_op_tflm_does_not_register_is_named(tmp_path):
     report, checks = _check(tmp_path, b.build(inputs=[x], outputs=[y]))
     assert not checks["ops"].ok and "no kernel for RELU_N1_TO_1" in checks["ops"].detail
     assert report.targets[0].memory.arena_bytes is None
+
+
+# A tf.while_loop (a GRU or an RNN the converter does not fuse) converts to a WHILE whose
+# condition and body are subgraphs 1 and 2. TFLM prepares every subgraph: each op needs a
+# kernel and each tensor a type the target takes. The checks used to see subgraph 0 only
+# (ops "all 1 op types are provided: WHILE" for a body TFLM has no kernel for; dtypes
+# passed a float body; the body's MACs were not counted).
+
+
+def test_a_while_loop_body_is_judged_as_tflm_runs_it(tmp_path):
+    report, checks = _check(tmp_path, while_loop_int8())
+    assert report.ok, [c for c in checks.values() if not c.ok]
+    assert checks["ops"].detail.endswith("WHILE, LESS, ADD, FULLY_CONNECTED"), checks["ops"]
+    macs = checks["macs"]  # the body's 8x8 FULLY_CONNECTED, once: the turns are run-time
+    assert macs.value == 64 and macs.method == "estimated" and "WHILE loop" in macs.detail
+    assert report.targets[0].memory.arena_bytes > 0  # TFLM ran the loop
+
+
+def test_an_op_tflm_lacks_in_a_loop_body_fails_ops(tmp_path):
+    report, checks = _check(tmp_path, while_loop_int8(body_op="TILE"))
+    assert not report.ok and not checks["ops"].ok
+    assert "no kernel for TILE: op #1 TILE" in checks["ops"].detail
+    assert "in subgraph 2 'while_body'" in checks["ops"].detail
+
+
+def test_a_float_loop_body_fails_dtypes(tmp_path):
+    _, checks = _check(tmp_path, while_loop_int8(body_op="FLOAT_FC"))
+    assert not checks["dtypes"].ok
+    assert "in subgraph 2 'while_body' input 'while_body/state' is float32" in (
+        checks["dtypes"].detail
+    )
 
 
 def test_the_resolver_method_table_matches_the_installed_tflm():

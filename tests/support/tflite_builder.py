@@ -32,11 +32,32 @@ DTYPES = {
 
 
 class TfliteBuilder:
-    """One subgraph, built tensor by tensor and op by op."""
+    """A model built tensor by tensor and op by op: one subgraph, or more
+    (``add_subgraph``: a WHILE's condition and body)."""
 
     def __init__(self, *, description: str | None = "tests/support builder") -> None:
-        self.subgraph = me.Subgraph(name="main")
-        self.model = me.Model(subgraphs=[self.subgraph], description=description)
+        self.main = self.subgraph = me.Subgraph(name="main")
+        self.model = me.Model(subgraphs=[self.main], description=description)
+
+    def add_subgraph(self, name: str) -> me.Subgraph:
+        """A further subgraph; tensors and ops go to it until ``use`` names another."""
+        self.subgraph = self.model.add_subgraph(name=name)
+        return self.subgraph
+
+    def use(
+        self,
+        subgraph: me.Subgraph,
+        *,
+        inputs: Sequence[me.Tensor] | None = None,
+        outputs: Sequence[me.Tensor] | None = None,
+    ) -> None:
+        """Build in ``subgraph`` from now on; ``inputs``/``outputs`` set the current one's
+        first (a condition's or a body's, before going back to ``b.main``)."""
+        if inputs is not None:
+            self.subgraph.inputs = list(inputs)
+        if outputs is not None:
+            self.subgraph.outputs = list(outputs)
+        self.subgraph = subgraph
 
     def tensor(
         self,
@@ -117,8 +138,8 @@ class TfliteBuilder:
         inputs and outputs (what the converter writes for LiteRT's signature runner);
         ``signature_outputs``: a "serving_default" (or ``signature``) def whose outputs are
         these keys (as the converter writes one: "output_0", ...)."""
-        self.subgraph.inputs = list(inputs)
-        self.subgraph.outputs = list(outputs)
+        self.main.inputs = list(inputs)
+        self.main.outputs = list(outputs)
         data = bytes(self.model.build())
         if signature is None and signature_outputs is None:
             return data
@@ -497,4 +518,54 @@ def split_int8(seed: int = 0) -> bytes:
     flat = b.tensor("flatten", (1, 64), scale=0.1, zero_point=-1)
     b.op("RESHAPE", [mixed, shape], [flat])
     y = layers.dense(flat, 3)
+    return b.build(inputs=[x], outputs=[y])
+
+
+def while_loop_int8(*, body_op: str = "FULLY_CONNECTED", turns: int = 3, seed: int = 0) -> bytes:
+    """INPUT (int8 1x8) -> WHILE (turns times: ``body_op`` on the int8 state) -> OUTPUT, the
+    converter's form of a ``tf.while_loop``: the condition and the body are subgraphs 1
+    and 2, each with its own tensors.
+
+    ``body_op``: ``FULLY_CONNECTED`` (8 -> 8, int8: TFLM runs the model); ``TILE`` (an
+    int8 op TFLM has no kernel for); ``FLOAT_FC`` (the FULLY_CONNECTED on a float32 state:
+    a float island inside the body)."""
+    rng = np.random.default_rng(seed)
+    b = TfliteBuilder()
+    state = "float32" if body_op == "FLOAT_FC" else "int8"
+    quant: dict[str, Any] = {} if state == "float32" else {"scale": 0.05, "zero_point": -3}
+    x = b.tensor("input", (1, 8), state, **quant)
+    start = b.constant("while/counter", np.array([0], np.int32))
+    done = b.tensor("while/turns", (1,), "int32")
+    y = b.tensor("output", (1, 8), state, **quant)
+    options = schema.WhileOptionsT()
+    options.condSubgraphIndex, options.bodySubgraphIndex = 1, 2
+    b.op("WHILE", [start, x], [done, y], options=options)
+
+    b.add_subgraph("while_cond")
+    ci = b.tensor("while_cond/counter", (1,), "int32")
+    cx = b.tensor("while_cond/state", (1, 8), state, **quant)
+    limit = b.constant("while_cond/limit", np.array([turns], np.int32))
+    going = b.tensor("while_cond/Less", (1,), "bool")
+    b.op("LESS", [ci, limit], [going])
+    b.use(b.main, inputs=[ci, cx], outputs=[going])
+    b.add_subgraph("while_body")
+    bi = b.tensor("while_body/counter", (1,), "int32")
+    bx = b.tensor("while_body/state", (1, 8), state, **quant)
+    one = b.constant("while_body/one", np.array([1], np.int32))
+    bi2 = b.tensor("while_body/add", (1,), "int32")
+    b.op("ADD", [bi, one], [bi2], options=schema.AddOptionsT())
+    by = b.tensor("while_body/next", (1, 8), state, **quant)
+    if body_op == "TILE":
+        multiples = b.constant("while_body/multiples", np.array([1, 1], np.int32))
+        b.op("TILE", [bx, multiples], [by])
+    elif state == "float32":
+        w = b.constant("while_body/weights", rng.normal(size=(8, 8)).astype(np.float32))
+        b.op("FULLY_CONNECTED", [bx, w, None], [by], options=schema.FullyConnectedOptionsT())
+    else:
+        w = b.constant(
+            "while_body/weights", rng.integers(-127, 128, (8, 8), dtype=np.int8), scale=0.01
+        )
+        bias = b.constant("while_body/bias", np.zeros(8, np.int32), scale=0.0005)
+        b.op("FULLY_CONNECTED", [bx, w, bias], [by], options=schema.FullyConnectedOptionsT())
+    b.use(b.main, inputs=[bi, bx], outputs=[bi2, by])
     return b.build(inputs=[x], outputs=[y])

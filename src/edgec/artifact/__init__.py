@@ -71,7 +71,7 @@ class Artifact:
         """The model's op names that the installed tflite-micro registers (asked of TFLM
         once per artifact, see ``tflm_ops``); a ToolError when TFLM cannot be asked."""
         if self._registered is None:
-            ops = {(op.name, op.custom) for op in self.model.operators}
+            ops = {(op.name, op.custom) for _, op in self.model.all_operators}
             try:
                 self._registered = tflm_ops.registered(ops)
             except ToolError as exc:

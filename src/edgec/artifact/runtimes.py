@@ -484,10 +484,11 @@ def arena_job(data: bytes, model: TfliteModel) -> ArenaJob:
     inputs = [
         np.zeros(model.tensors[i].shape, dtype=model.tensors[i].numpy_dtype()) for i in model.inputs
     ]
-    activations = [t.nbytes for t in model.tensors if not t.is_constant]
-    # generous: every activation live at once, 16x for kernels' scratch buffers
-    # (TRANSPOSE_CONV keeps 8 bytes per output element), plus TFLM's structures
-    bound = 16 * sum(activations) + 256 * (len(model.tensors) + len(model.operators))
+    activations = [t.nbytes for t in model.all_tensors if not t.is_constant]
+    # generous: every activation live at once (TFLM allocates every subgraph's), 16x for
+    # kernels' scratch buffers (TRANSPOSE_CONV keeps 8 bytes per output element), plus
+    # TFLM's structures
+    bound = 16 * sum(activations) + 256 * (len(model.all_tensors) + len(model.all_operators))
     return ArenaJob(
         data,
         inputs,

@@ -28,7 +28,7 @@ from edgec.report import Layer
 
 if TYPE_CHECKING:  # tflite_model reads ITEMSIZE from here
     from edgec.artifact.layer_names import LayerNames
-    from edgec.artifact.tflite_model import Operator, Tensor, TfliteModel
+    from edgec.artifact.tflite_model import Graph, Operator, Subgraph, Tensor, TfliteModel
 
 # Bytes per element of each TFLite dtype; sub-byte types are packed. None: no fixed size.
 ITEMSIZE: dict[str, float | None] = {
@@ -52,23 +52,37 @@ LIVE_METHOD = (
     "sum of activation tensors alive during each op (from the flatbuffer's tensor lifetimes); "
     "a lower bound of TFLM's planned arena, which adds persistent allocations and alignment"
 )
+SUBGRAPH_NOTE = (
+    "#: S:N is op N of subgraph S, which the model's control-flow ops run (a WHILE's condition "
+    "and body, an IF's branches, a CALL_ONCE's initialiser); its live B are its own "
+    "subgraph's, and a loop body's MACs count once per iteration"
+)
 
 
 def analyze_layers(model: TfliteModel, names: LayerNames | None = None) -> list[Layer]:
-    """One row per op. ``names``: the Keras layers recorded when the model was traced, so a
+    """One row per op, every subgraph's in turn (a WHILE's condition and body after the
+    model's graph). ``names``: the Keras layers recorded when the model was traced, so a
     row is named as ``model.summary()`` names its layer; without them (a bare .tflite), by
     the op's tensor name."""
-    live = live_bytes_per_op(model)
+    rows = []
+    for graph in model.graphs:
+        named = names if graph.index == 0 else None  # a traced Keras model has one graph
+        rows += _graph_layers(model, graph, named)
+    return rows
+
+
+def _graph_layers(model: TfliteModel, graph: Subgraph, names: LayerNames | None) -> list[Layer]:
+    live = live_bytes_per_op(graph)
     measured: dict[int, tuple[float, int]] = {}  # per kernel tensor: ops may share one
     rows = []
-    for op in model.operators:
-        tensors = [model.tensors[i] for i in op.inputs if i >= 0]
+    for op in graph.operators:
+        tensors = [graph.tensors[i] for i in op.inputs if i >= 0]
         constants = [t for t in tensors if t.is_constant]
         kernel = _kernel(op.name, tensors)
         if kernel is not None and kernel.index not in measured:
             measured[kernel.index] = (_kernel_sparsity(kernel), distinct(kernel.array()))
         sparse, unique = measured[kernel.index] if kernel is not None else (None, None)
-        out = model.tensors[op.outputs[0]] if op.outputs else None
+        out = graph.tensors[op.outputs[0]] if op.outputs else None
         rows.append(
             Layer(
                 index=op.index,
@@ -80,14 +94,15 @@ def analyze_layers(model: TfliteModel, names: LayerNames | None = None) -> list[
                 weight_bytes=sum(len(t.data or b"") for t in constants),
                 sparsity=sparse,
                 unique_values=unique,
-                macs=op_macs(model, op),
+                macs=op_macs(graph, op),
                 live_bytes=live[op.index],
+                subgraph=graph.index,
             )
         )
     return rows
 
 
-def live_bytes_per_op(model: TfliteModel) -> list[int]:
+def live_bytes_per_op(model: Graph) -> list[int]:
     """Bytes of activation tensors alive during each op, in execution order (one pass over
     the lifetimes, whatever their lengths)."""
     count = len(model.operators)
@@ -123,7 +138,7 @@ def _kernel_sparsity(kernel: Tensor) -> float:
     return sparsity(kernel.array(), zero=zero)
 
 
-def op_macs(model: TfliteModel, op: Operator) -> int:
+def op_macs(model: Graph, op: Operator) -> int:
     """Multiply-accumulates of one op, from the flatbuffer's tensor shapes (0 if not counted)."""
     if op.name not in MAC_OPS or not op.outputs:
         return 0
@@ -153,14 +168,16 @@ def _macs(name: str, out: tuple[int, ...], shape: list[tuple[int, ...]]) -> int:
 
 
 def count_macs(model: TfliteModel) -> int:
-    """Multiply-accumulates of one inference."""
-    return sum(op_macs(model, op) for op in model.operators)
+    """Multiply-accumulates of one inference: every subgraph's ops once (a WHILE body's
+    too, though it runs as often as its loop turns, which the file does not say)."""
+    return sum(op_macs(graph, op) for graph, op in model.all_operators)
 
 
 def activation_bytes(model: TfliteModel) -> int:
-    """Bytes of all activation tensors at once (an upper bound of a runtime's working memory)."""
+    """Bytes of all activation tensors at once, every subgraph's (an upper bound of a
+    runtime's working memory)."""
     return sum(
-        t.nbytes for t in model.tensors if not t.is_constant and t.dtype in ACTIVATION_DTYPES
+        t.nbytes for t in model.all_tensors if not t.is_constant and t.dtype in ACTIVATION_DTYPES
     )
 
 

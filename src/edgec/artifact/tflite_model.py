@@ -8,9 +8,15 @@ The file is untrusted, and a flatbuffer can point many times at one table: a vec
 100,000 operators sharing one input vector. The flatbuffers *object* API would build
 every use of them before anything could be checked (seen: a 44 KB file past 2 GB). This
 reader walks the file through the *accessor* API instead: it counts subgraphs, tensors,
-operators and operands first, then reads the first subgraph element by element, each
+operators and operands first, then reads each subgraph element by element, each
 vector's length checked against a budget (counted once per use) before the vector is
-read. Only that subgraph is turned into objects; the others are counted.
+read.
+
+Most models have one subgraph. Control flow adds more: a WHILE's condition and body (the
+converter's form of a ``tf.while_loop``, a GRU or an RNN it does not fuse), an IF's
+branches, a CALL_ONCE's initialiser (resource variables). TFLM prepares every subgraph
+when it allocates, so every op of every subgraph needs a kernel and every tensor a type
+the target takes: the checks judge ``TfliteModel.graphs``, not the first subgraph alone.
 """
 
 from __future__ import annotations
@@ -133,13 +139,36 @@ class Operator:
     # as a name under "fusedActivationFunction" ("NONE", "RELU", ...)
     options: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    # where the op lives when not in the first subgraph: "subgraph 2 'while_body'"
+    graph: str = ""
+
     def describe(self) -> str:
-        return f"op #{self.index} {self.name} ({self.location})"
+        where = f" in {self.graph}" if self.graph else ""
+        return f"op #{self.index} {self.name} ({self.location}){where}"
+
+
+@dataclass(frozen=True)
+class Subgraph:
+    """One subgraph: its own tensors (indices are the subgraph's own), ops, inputs and
+    outputs. The first is the model's graph; the others run from its control-flow ops."""
+
+    index: int
+    name: str
+    tensors: tuple[Tensor, ...]
+    operators: tuple[Operator, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+# An op's options that name a subgraph (WHILE, IF, CALL_ONCE, STABLEHLO_* regions)
+_SUBGRAPH_OPTION = "SubgraphIndex"
 
 
 @dataclass(frozen=True)
 class TfliteModel:
-    """One-subgraph view of a TFLite model (edgec's targets use one subgraph)."""
+    """A TFLite model: its first subgraph's tensors, ops, inputs and outputs (the model's
+    graph: what runs, is fed and answers), and the other subgraphs, which the first one's
+    control-flow ops run. ``graphs`` is every subgraph, the first one first."""
 
     size_bytes: int
     tensors: tuple[Tensor, ...]
@@ -150,6 +179,7 @@ class TfliteModel:
     # the first signature's outputs, (key, tensor index): "output_0" for the traced
     # function's first output (graph output tensors are named after the signature)
     signature_outputs: tuple[tuple[str, int], ...] = ()
+    others: tuple[Subgraph, ...] = ()  # subgraphs 1.. (control flow), read as the first is
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "model") -> TfliteModel:
@@ -189,56 +219,42 @@ class TfliteModel:
         if not model.subgraphs:
             raise _Malformed("it has no subgraph")
         _count(model)
-        graph = model.subgraphs[0]
-        if not graph.operators:
-            raise _Malformed("its graph has no operators (nothing to run)")
-        buffers = model.buffers
-        type_names = _enum_names(schema.TensorType)
-        tensors = [
-            _tensor(i, t, buffers, data, type_names) for i, t in enumerate(graph.tensors or [])
+        names = _Names(schema)
+        graphs = [
+            _read_graph(g, model, data, names, len(model.subgraphs))
+            for g in range(len(model.subgraphs))
         ]
-        op_names = _enum_names(schema.BuiltinOperator)
-        activations = _enum_names(schema.ActivationFunctionType)
-        codes = model.operatorCodes
-        operators = []
-        for i, op in enumerate(graph.operators):
-            where = f"operator {i}"
-            if not 0 <= op.opcodeIndex < len(codes):
-                raise _Malformed(
-                    f"{where}: opcode index {op.opcodeIndex} is out of range "
-                    f"(the model has {len(codes)} opcodes)"
-                )
-            code = codes[op.opcodeIndex]
-            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-            is_custom = builtin == schema.BuiltinOperator.CUSTOM
-            name = _text(code.customCode) if is_custom else op_names.get(builtin, f"OP_{builtin}")
-            ins = _indices(op.inputs, len(tensors), f"{where} input", optional=True)
-            outs = _indices(op.outputs, len(tensors), f"{where} output")
-            operators.append(
-                Operator(
-                    index=i,
-                    name=name,
-                    custom=is_custom,
-                    inputs=ins,
-                    outputs=outs,
-                    location=_location(tensors, ins, outs),
-                    options=_options(op.builtinOptions, activations),
-                )
-            )
-        _check_channels(tensors, operators)
-        inputs = _indices(graph.inputs, len(tensors), "graph input")
-        outputs = _indices(graph.outputs, len(tensors), "graph output")
-        if not inputs or not outputs:
+        main = graphs[0]
+        if not main.operators:
+            raise _Malformed("its graph has no operators (nothing to run)")
+        if not main.inputs or not main.outputs:
             raise _Malformed("its graph has no inputs or no outputs")
         return cls(
             size_bytes=len(data),
-            tensors=tuple(tensors),
-            operators=tuple(operators),
-            inputs=inputs,
-            outputs=outputs,
-            subgraph_count=len(model.subgraphs),
-            signature_outputs=_signature_outputs(model, len(tensors)),
+            tensors=main.tensors,
+            operators=main.operators,
+            inputs=main.inputs,
+            outputs=main.outputs,
+            subgraph_count=len(graphs),
+            signature_outputs=_signature_outputs(model, len(main.tensors)),
+            others=tuple(graphs[1:]),
         )
+
+    @cached_property
+    def graphs(self) -> tuple[Subgraph, ...]:
+        """Every subgraph, the model's graph first (as ``with_names`` left it)."""
+        main = Subgraph(0, "", self.tensors, self.operators, self.inputs, self.outputs)
+        return (main, *self.others)
+
+    @cached_property
+    def all_operators(self) -> tuple[tuple[Subgraph, Operator], ...]:
+        """Every op of every subgraph, with the subgraph whose tensors it reads."""
+        return tuple((g, op) for g in self.graphs for op in g.operators)
+
+    @cached_property
+    def all_tensors(self) -> tuple[Tensor, ...]:
+        """Every tensor of every subgraph (each subgraph numbers its own from 0)."""
+        return tuple(t for g in self.graphs for t in g.tensors)
 
     @cached_property
     def producers(self) -> dict[int, int]:
@@ -247,8 +263,8 @@ class TfliteModel:
 
     @cached_property
     def op_names(self) -> tuple[str, ...]:
-        """Distinct op names in first-use order."""
-        return tuple(dict.fromkeys(op.name for op in self.operators))
+        """Distinct op names of every subgraph, in first-use order."""
+        return tuple(dict.fromkeys(op.name for _, op in self.all_operators))
 
     @cached_property
     def activations(self) -> str:
@@ -276,6 +292,82 @@ class TfliteModel:
 
     def output_tensor(self, i: int = 0) -> Tensor:
         return self.tensors[self.outputs[i]]
+
+
+# What the per-op rules (MACs, kernel scratch, resolver signatures) read an op's tensors
+# from: the model (its first subgraph), or the subgraph ``all_operators`` pairs it with.
+Graph = TfliteModel | Subgraph
+
+
+class _Names:
+    """The schema's enum names, looked up once per file."""
+
+    def __init__(self, schema: Any) -> None:
+        self.types = _enum_names(schema.TensorType)
+        self.ops = _enum_names(schema.BuiltinOperator)
+        self.activations = _enum_names(schema.ActivationFunctionType)
+        self.custom: int = schema.BuiltinOperator.CUSTOM
+
+
+def _read_graph(
+    g: int, model: _ModelView, data: bytes, names: _Names, graph_count: int
+) -> Subgraph:
+    """Subgraph ``g``, every index in it checked against its own tensors, and every
+    subgraph an op's options name checked against the model's subgraphs."""
+    graph = model.subgraphs[g]
+    label = f"subgraph {g} '{_text(graph.name)[:60]}'" if g else ""
+    if not g:
+        return _read_tensors_and_ops(graph, model, data, names, graph_count, label)
+    try:
+        return _read_tensors_and_ops(graph, model, data, names, graph_count, label)
+    except _Malformed as exc:
+        raise _Malformed(f"{label}: {exc}") from None
+
+
+def _read_tensors_and_ops(
+    graph: _GraphView, model: _ModelView, data: bytes, names: _Names, graph_count: int,
+    label: str,
+) -> Subgraph:  # fmt: skip
+    buffers = model.buffers
+    tensors = [_tensor(i, t, buffers, data, names.types) for i, t in enumerate(graph.tensors or [])]
+    codes = model.operatorCodes
+    operators = []
+    for i, op in enumerate(graph.operators):
+        where = f"operator {i}"
+        if not 0 <= op.opcodeIndex < len(codes):
+            raise _Malformed(
+                f"{where}: opcode index {op.opcodeIndex} is out of range "
+                f"(the model has {len(codes)} opcodes)"
+            )
+        code = codes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        is_custom = builtin == names.custom
+        name = _text(code.customCode) if is_custom else names.ops.get(builtin, f"OP_{builtin}")
+        ins = _indices(op.inputs, len(tensors), f"{where} input", optional=True)
+        outs = _indices(op.outputs, len(tensors), f"{where} output")
+        options = _options(op.builtinOptions, names.activations)
+        for key, value in options.items():
+            if key.endswith(_SUBGRAPH_OPTION) and not 0 <= value < graph_count:
+                raise _Malformed(
+                    f"{where} ({name}): its {key} {value} names no subgraph "
+                    f"(the model has {graph_count})"
+                )
+        operators.append(
+            Operator(
+                index=i,
+                name=name,
+                custom=is_custom,
+                inputs=ins,
+                outputs=outs,
+                location=_location(tensors, ins, outs),
+                options=options,
+                graph=label,
+            )
+        )
+    _check_channels(tensors, operators)
+    inputs = _indices(graph.inputs, len(tensors), "graph input")
+    outputs = _indices(graph.outputs, len(tensors), "graph output")
+    return Subgraph(graph.index, graph.name, tuple(tensors), tuple(operators), inputs, outputs)
 
 
 MAX_METADATA = 1024
@@ -563,8 +655,9 @@ def _string_length(tab: Any, slot: int) -> int:
 
 class _ModelView:
     def __init__(self, root: Any, data: bytes, budget: _Budget) -> None:
-        self.subgraphs = _Lazy(root.SubgraphsLength(), lambda i: _GraphView(root.Subgraphs(i),
-                                                                            budget))  # fmt: skip
+        self.subgraphs = _Lazy(root.SubgraphsLength(),
+                               lambda i: _GraphView(root.Subgraphs(i), i, budget),
+                               cache=True)  # fmt: skip
         self.buffers = _Buffers(root, data, budget)
         self.operatorCodes = _Lazy(
             root.OperatorCodesLength(), lambda i: _Code.read(root.OperatorCodes(i), budget),
@@ -600,8 +693,10 @@ class _Signature:
 
 
 class _GraphView:
-    def __init__(self, graph: Any, budget: _Budget) -> None:
-        self._graph = graph
+    def __init__(self, graph: Any, index: int, budget: _Budget) -> None:
+        self._graph, self.index = graph, index
+        _name_length(_string_length(graph._tab, 12), f"subgraph {index}", budget)
+        self.name = _text(graph.Name())
         self.tensors = _Lazy(graph.TensorsLength(),
                              lambda i: _TensorFields.read(graph.Tensors(i), i, budget))  # fmt: skip
         self.operators = _Lazy(graph.OperatorsLength(),

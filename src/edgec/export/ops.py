@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgec import __version__
-from edgec.artifact.tflite_model import Operator, TfliteModel
+from edgec.artifact.tflite_model import Graph, Operator, TfliteModel
 from edgec.errors import ConversionError
 from edgec.export.names import c_comment
 from edgec.targets.profile import KernelVariant, Runtime
@@ -49,13 +49,14 @@ SIGNAL_NOTE = (
 def resolver_methods(model: TfliteModel, runtime: Runtime) -> list[tuple[str, str]]:
     """(op name, ``AddXxx`` method) for each distinct op, in first-use order."""
     methods, missing = [], []
+    ops = [op for _, op in model.all_operators]  # TFLM prepares every subgraph's ops
     for op_name in model.op_names:
-        custom = any(op.custom for op in model.operators if op.name == op_name)
+        custom = any(op.custom for op in ops if op.name == op_name)
         table = runtime.custom_ops if custom else runtime.builtin_ops
         if op_name in table:
             methods.append((op_name, table[op_name]))
         else:
-            missing.append(next(op for op in model.operators if op.name == op_name))
+            missing.append(next(op for op in ops if op.name == op_name))
     if missing:
         raise ConversionError(
             f"edgec knows no {runtime.name} MicroMutableOpResolver method for "
@@ -71,9 +72,9 @@ def registrations(model: TfliteModel, runtime: Runtime) -> list[Registration]:
     dtypes of every instance of the op, else the generic one."""
     result = []
     for op_name, method in resolver_methods(model, runtime):
-        instances = [op for op in model.operators if op.name == op_name]
-        found = {_signature(model, op) for op in instances}
-        choices = runtime.variants.get(op_name, ()) if not instances[0].custom else ()
+        instances = [(g, op) for g, op in model.all_operators if op.name == op_name]
+        found = {_signature(g, op) for g, op in instances}
+        choices = runtime.variants.get(op_name, ()) if not instances[0][1].custom else ()
         variant = next((v for v in choices if all(_fits(v, s) for s in found)), None)
         if variant is not None:
             reason = _describe(variant)
@@ -90,7 +91,7 @@ def registrations(model: TfliteModel, runtime: Runtime) -> list[Registration]:
 _Signature = tuple[tuple[str, ...], tuple[str, ...]]
 
 
-def _signature(model: TfliteModel, op: Operator) -> _Signature:
+def _signature(model: Graph, op: Operator) -> _Signature:
     """The dtypes of an op's inputs and outputs by position ("-" for an omitted input)."""
 
     def dtype(i: int) -> str:

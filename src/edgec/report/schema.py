@@ -292,6 +292,7 @@ class Layer:
     live_bytes: int  # activation bytes alive while the op runs
     error_rmse: builtins.float | None = None  # float vs int8 at this op's output
     error_steps: builtins.float | None = None  # the same, in output quantization steps
+    subgraph: int = 0  # the op's subgraph (0: the model's graph; others: control flow)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from fractions import Fraction
 import numpy as np
 
 from edgec.artifact import Artifact
-from edgec.artifact.tflite_model import Operator, Tensor, TfliteModel
+from edgec.artifact.tflite_model import Graph, Operator, Tensor, TfliteModel
 from edgec.report import Check
 
 ALIGN = 16  # TFLM's MicroArenaBufferAlignment(): every planned buffer is a multiple of it
@@ -124,11 +124,13 @@ class OpBuffers:
     reference: tuple[int, ...]
     cmsis_nn: tuple[int, ...]
     persistent: tuple[int, ...] = ()  # CMSIS-NN only: allocated once, kept (kernel sums)
+    graph: str = ""  # the op's subgraph, when not the first (Operator.graph)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "index": self.index,
             "op": self.op,
+            **({"subgraph": self.graph} if self.graph else {}),
             "reference_scratch_bytes": list(self.reference),
             "cmsis_nn_scratch_bytes": list(self.cmsis_nn),
             "cmsis_nn_persistent_bytes": list(self.persistent),
@@ -193,7 +195,7 @@ def kernel_arena(model: TfliteModel, measured_bytes: int, cpu: str) -> KernelAre
     core = core_class(cpu)
     if core is None:
         return KernelArena(measured_bytes)
-    ops = tuple(op_buffers(model, op, core) for op in model.operators)
+    ops = tuple(op_buffers(graph, op, core) for graph, op in model.all_operators)
     differ = tuple(o for o in ops if o.reference != o.cmsis_nn or o.persistent)
     reference = {o.index: o.reference for o in ops}
     cmsis = {o.index: o.cmsis_nn for o in ops}
@@ -345,28 +347,28 @@ def greedy_plan(buffers: list[tuple[int, int, int]]) -> int:
 # ----------------------------------------------------------------- per-op scratch rules
 
 
-def op_buffers(model: TfliteModel, op: Operator, core: str) -> OpBuffers:
+def op_buffers(model: Graph, op: Operator, core: str) -> OpBuffers:
     """The scratch ``op`` requests with TFLM's reference kernels and with CMSIS-NN's."""
     if not op.outputs:  # nothing TFLM would run
-        return OpBuffers(op.index, op.name, (), ())
+        return OpBuffers(op.index, op.name, (), (), graph=op.graph)
     reference = _REFERENCE_RULES.get(op.name, _none)(model, op)
     rule = _CMSIS_NN_RULES.get(op.name)
     if rule is None:  # no CMSIS-NN kernel: the reference kernel runs in both
-        return OpBuffers(op.index, op.name, reference, reference)
+        return OpBuffers(op.index, op.name, reference, reference, graph=op.graph)
     scratch, persistent = rule(model, op, core)
-    return OpBuffers(op.index, op.name, reference, scratch, persistent)
+    return OpBuffers(op.index, op.name, reference, scratch, persistent, op.graph)
 
 
-def _none(model: TfliteModel, op: Operator) -> tuple[int, ...]:
+def _none(model: Graph, op: Operator) -> tuple[int, ...]:
     return ()
 
 
-def _t(model: TfliteModel, op: Operator, position: int) -> Tensor | None:
+def _t(model: Graph, op: Operator, position: int) -> Tensor | None:
     index = op.inputs[position] if position < len(op.inputs) else -1
     return model.tensors[index] if index >= 0 else None
 
 
-def _out(model: TfliteModel, op: Operator) -> Tensor:
+def _out(model: Graph, op: Operator) -> Tensor:
     return model.tensors[op.outputs[0]]
 
 
@@ -374,13 +376,13 @@ def _elements(tensor: Tensor) -> int:
     return math.prod(tensor.shape)
 
 
-def _int4_unpack(model: TfliteModel, op: Operator) -> tuple[int, ...]:
+def _int4_unpack(model: Graph, op: Operator) -> tuple[int, ...]:
     """Conv, depthwise conv, fully connected: an int4 filter is unpacked into scratch."""
     weights = _t(model, op, 1)
     return (_elements(weights),) if weights is not None and weights.dtype == "int4" else ()
 
 
-def _transpose_conv_reference(model: TfliteModel, op: Operator) -> tuple[int, ...]:
+def _transpose_conv_reference(model: Graph, op: Operator) -> tuple[int, ...]:
     """int32 (int8 input) or int64 (int16 input) accumulators for every output element."""
     x = _t(model, op, 2)
     if x is None or x.dtype not in ("int8", "int16"):
@@ -388,7 +390,7 @@ def _transpose_conv_reference(model: TfliteModel, op: Operator) -> tuple[int, ..
     return (_elements(_out(model, op)) * (4 if x.dtype == "int8" else 8),)
 
 
-def _reduce(model: TfliteModel, op: Operator) -> tuple[int, ...]:
+def _reduce(model: Graph, op: Operator) -> tuple[int, ...]:
     """MEAN/SUM keep int32 accumulators per output element (integer inputs); every
     reduction keeps an input iterator and the resolved axes (reduce_common.cc)."""
     x, axis = _t(model, op, 0), _t(model, op, 1)
@@ -399,7 +401,7 @@ def _reduce(model: TfliteModel, op: Operator) -> tuple[int, ...]:
     return ((4 * _elements(_out(model, op)),) if sums else ()) + (4 * len(x.shape), 4 * axes)
 
 
-def _svdf_reference(model: TfliteModel, op: Operator) -> tuple[int, ...]:
+def _svdf_reference(model: Graph, op: Operator) -> tuple[int, ...]:
     x, weights = _t(model, op, 0), _t(model, op, 1)
     y = _out(model, op)
     if x is None or weights is None or len(x.shape) != 2 or len(weights.shape) != 2 or not y.shape:
@@ -410,7 +412,7 @@ def _svdf_reference(model: TfliteModel, op: Operator) -> tuple[int, ...]:
     return (batch * filters * 4,)  # float
 
 
-def _lstm_shape(model: TfliteModel, op: Operator) -> tuple[int, int, str] | None:
+def _lstm_shape(model: Graph, op: Operator) -> tuple[int, int, str] | None:
     """(batch, state size, cell state dtype) of an UNIDIRECTIONAL_SEQUENCE_LSTM."""
     hidden, cell = _t(model, op, 18), _t(model, op, 19)
     if hidden is None or cell is None or len(hidden.shape) != 2:
@@ -418,7 +420,7 @@ def _lstm_shape(model: TfliteModel, op: Operator) -> tuple[int, int, str] | None
     return hidden.shape[0], hidden.shape[1], cell.dtype
 
 
-def _lstm_reference(model: TfliteModel, op: Operator) -> tuple[int, ...]:
+def _lstm_reference(model: Graph, op: Operator) -> tuple[int, ...]:
     shape = _lstm_shape(model, op)
     if shape is None:
         return ()
@@ -427,7 +429,7 @@ def _lstm_reference(model: TfliteModel, op: Operator) -> tuple[int, ...]:
 
 
 _ITEM = {"int8": 1, "int16": 2, "int32": 4, "float32": 4}
-_REFERENCE_RULES: dict[str, Callable[[TfliteModel, Operator], tuple[int, ...]]] = {
+_REFERENCE_RULES: dict[str, Callable[[Graph, Operator], tuple[int, ...]]] = {
     "CONV_2D": _int4_unpack,
     "DEPTHWISE_CONV_2D": _int4_unpack,
     "FULLY_CONNECTED": _int4_unpack,
@@ -473,7 +475,7 @@ class _Conv:
     batch: int
 
     @classmethod
-    def of(cls, model: TfliteModel, op: Operator) -> _Conv | None:
+    def of(cls, model: Graph, op: Operator) -> _Conv | None:
         x, w, y = _t(model, op, 0), _t(model, op, 1), _out(model, op)
         if x is None or w is None or not len(x.shape) == len(w.shape) == len(y.shape) == 4:
             return None
@@ -536,7 +538,7 @@ def _conv_wrapper_s8(c: _Conv, core: str) -> int:
     return _conv_s8(core, c.in_c, c.k_h, c.k_w)
 
 
-def _cmsis_conv(model: TfliteModel, op: Operator, core: str) -> _Scratch:
+def _cmsis_conv(model: Graph, op: Operator, core: str) -> _Scratch:
     c, x, bias = _Conv.of(model, op), _t(model, op, 0), _t(model, op, 2)
     if c is None or x is None:
         return (), ()
@@ -550,7 +552,7 @@ def _cmsis_conv(model: TfliteModel, op: Operator, core: str) -> _Scratch:
     return ((size,) if size > 0 else ()), ()
 
 
-def _cmsis_depthwise(model: TfliteModel, op: Operator, core: str) -> _Scratch:
+def _cmsis_depthwise(model: Graph, op: Operator, core: str) -> _Scratch:
     c, x, w = _Conv.of(model, op), _t(model, op, 0), _t(model, op, 1)
     if c is None or x is None or w is None or x.dtype != "int8":
         return (), ()  # TFLM's CMSIS-NN int16 depthwise requests nothing
@@ -585,7 +587,7 @@ def _cmsis_depthwise(model: TfliteModel, op: Operator, core: str) -> _Scratch:
     return ((size,) if size > 0 else ()), ()
 
 
-def _cmsis_fully_connected(model: TfliteModel, op: Operator, core: str) -> _Scratch:
+def _cmsis_fully_connected(model: Graph, op: Operator, core: str) -> _Scratch:
     x, w, bias, y = _t(model, op, 0), _t(model, op, 1), _t(model, op, 2), _out(model, op)
     if x is None or w is None or x.dtype != "int8" or w.dtype == "int4" or not w.shape:
         return (), ()  # int16: arm_fully_connected_s16_get_buffer_size is 0
@@ -604,14 +606,14 @@ def _cmsis_fully_connected(model: TfliteModel, op: Operator, core: str) -> _Scra
     return (depth * 4,), ()
 
 
-def _cmsis_average_pool(model: TfliteModel, op: Operator, core: str) -> _Scratch:
+def _cmsis_average_pool(model: Graph, op: Operator, core: str) -> _Scratch:
     x, y = _t(model, op, 0), _out(model, op)
     if x is None or x.dtype not in ("int8", "int16") or core != DSP or len(y.shape) != 4:
         return (), ()
     return (y.shape[3] * 4,), ()
 
 
-def _cmsis_transpose_conv(model: TfliteModel, op: Operator, core: str) -> _Scratch:
+def _cmsis_transpose_conv(model: Graph, op: Operator, core: str) -> _Scratch:
     x, w, y = _t(model, op, 2), _t(model, op, 1), _out(model, op)
     if x is None or w is None or len(x.shape) != 4 or len(w.shape) != 4 or len(y.shape) != 4:
         return (), ()
@@ -631,7 +633,7 @@ def _cmsis_transpose_conv(model: TfliteModel, op: Operator, core: str) -> _Scrat
     return (size, reverse), ()  # both requested, even when 0
 
 
-def _cmsis_svdf(model: TfliteModel, op: Operator, core: str) -> _Scratch:
+def _cmsis_svdf(model: Graph, op: Operator, core: str) -> _Scratch:
     scratch = _svdf_reference(model, op)
     weights = _t(model, op, 1)
     x = _t(model, op, 0)
@@ -640,7 +642,7 @@ def _cmsis_svdf(model: TfliteModel, op: Operator, core: str) -> _Scratch:
     return scratch, ()
 
 
-def _cmsis_lstm(model: TfliteModel, op: Operator, core: str) -> _Scratch:
+def _cmsis_lstm(model: Graph, op: Operator, core: str) -> _Scratch:
     shape, x = _lstm_shape(model, op), _t(model, op, 0)
     if shape is None or x is None:
         return (), ()
@@ -651,14 +653,14 @@ def _cmsis_lstm(model: TfliteModel, op: Operator, core: str) -> _Scratch:
     return (batch * state * 2,) * 3, sums
 
 
-def _cmsis_batch_matmul(model: TfliteModel, op: Operator, core: str) -> _Scratch:
+def _cmsis_batch_matmul(model: Graph, op: Operator, core: str) -> _Scratch:
     x, y = _t(model, op, 0), _out(model, op)
     if x is None or x.dtype != "int8" or core != MVE:
         return (), ()
     return (y.shape[-1] * 4,) if y.shape else (4,), ()
 
 
-_CMSIS_NN_RULES: dict[str, Callable[[TfliteModel, Operator, str], _Scratch]] = {
+_CMSIS_NN_RULES: dict[str, Callable[[Graph, Operator, str], _Scratch]] = {
     "CONV_2D": _cmsis_conv,
     "DEPTHWISE_CONV_2D": _cmsis_depthwise,
     "FULLY_CONNECTED": _cmsis_fully_connected,

@@ -66,7 +66,7 @@ def check_ops(
     if installed_error is not None and runtime.asks_tflm:
         return Check("ops", False, installed_error)
     kernels = runtime.kernels(installed)
-    missing = [op for op in model.operators if op.name not in kernels]
+    missing = [op for _, op in model.all_operators if op.name not in kernels]
     if not missing:
         return Check(
             "ops",
@@ -164,8 +164,8 @@ def check_dtypes(
             value=1,
             limit=0,
         )
-    present = sorted({t.dtype for t in model.tensors if _policed(t.dtype)} & allowed)
-    others = sorted({t.dtype for t in model.tensors if not _policed(t.dtype)})
+    present = sorted({t.dtype for t in model.all_tensors if _policed(t.dtype)} & allowed)
+    others = sorted({t.dtype for t in model.all_tensors if not _policed(t.dtype)})
     detail = (
         f"activations and weights are {' and '.join(present) or 'none of its types'} "
         f"({profile.name} takes {' and '.join(sorted(allowed))}; model I/O {io_type})"
@@ -184,14 +184,16 @@ def check_dtypes(
 
 
 def _policy_offenders(model: TfliteModel, allowed: set[str], io_type: str) -> list[str]:
+    """The activations and weights of every subgraph's ops that ``allowed`` lacks (the
+    model's own inputs and outputs may be ``io_type``)."""
     edges = set(model.inputs) | set(model.outputs)
     offenders: list[str] = []
-    for op in model.operators:
+    for graph, op in model.all_operators:
         by_design = BY_DESIGN.get(op.name, {})
         for position, index in enumerate((*op.inputs, *op.outputs)):
             if index < 0:  # optional input left out
                 continue
-            tensor = model.tensors[index]
+            tensor = graph.tensors[index]
             if not _policed(tensor.dtype) or tensor.dtype in allowed:
                 continue
             if position < len(op.inputs) and tensor.dtype in by_design.get(position, ()):
@@ -202,7 +204,7 @@ def _policy_offenders(model: TfliteModel, allowed: set[str], io_type: str) -> li
                 and ((op.name == DECODE_OP and tensor.is_constant) or op.name in PRECOMPILED)
             ):
                 continue  # packed LUT indices and tables; a compiled program's buffers
-            if index in edges and tensor.dtype == io_type != "int16":
+            if graph.index == 0 and index in edges and tensor.dtype == io_type != "int16":
                 continue
             role = "input" if position < len(op.inputs) else "output"
             offenders.append(
@@ -212,7 +214,9 @@ def _policy_offenders(model: TfliteModel, allowed: set[str], io_type: str) -> li
 
 
 def _policy_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str], int16: bool) -> str:
-    if not any(t.dtype in ("int8", "uint8", "int16") for t in model.tensors if not t.is_constant):
+    if not any(
+        t.dtype in ("int8", "uint8", "int16") for t in model.all_tensors if not t.is_constant
+    ):
         return _float_lead(model, profile, allowed)
     if int16 and "int16" not in allowed:
         return (
@@ -225,7 +229,7 @@ def _policy_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str], 
 def _float_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str]) -> str:
     """Why a model with float activations fails: float, or dynamic-range quantized."""
     needs = "/".join(sorted(allowed))
-    weights = {t.dtype for t in model.tensors if t.is_constant} & {"int8", "int4"}
+    weights = {t.dtype for t in model.all_tensors if t.is_constant} & {"int8", "int4"}
     if weights:  # int8 weights, float activations: dequantized or hybrid kernels at run time
         return (
             f"the model is dynamic-range quantized ({'/'.join(sorted(weights))} weights, "
@@ -257,7 +261,7 @@ def check_static_shapes(model: TfliteModel, profile: TargetProfile) -> Check:
     Every ``shape`` is static (the reader refuses a negative one). A -1 in
     ``shape_signature`` fails only a runtime whose compiler refuses dynamic sizes.
     """
-    dynamic = [t for t in model.tensors if t.is_dynamic]
+    dynamic = [t for t in model.all_tensors if t.is_dynamic]
     batch = model.input_tensor().shape[:1]
     batch_text = f"batch size {batch[0] if batch else 1}"
     names = ", ".join(f"'{t.name.split(';')[0]}' {list(t.shape_signature)}" for t in dynamic[:3])

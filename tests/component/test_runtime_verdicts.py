@@ -188,6 +188,27 @@ def test_a_float_loop_body_fails_dtypes(tmp_path):
     )
 
 
+def test_the_flash_check_says_which_bytes_tflm_never_reads(tmp_path):
+    """A model with its labels zipped after the flatbuffer (TFLite's metadata writer):
+    the flash figure is the file firmware would embed; the check says how much of it TFLM
+    never reads and where the model ends."""
+    import io
+    import zipfile
+
+    plain = dense_int8()
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as z:
+        z.writestr("labels.txt", "cat\ndog\n" * 500)
+    data = plain + packed.getvalue()
+    report, checks = _check(tmp_path, data)
+    assert report.ok and checks["flash"].value == len(data)
+    zipped = len(data) - len(plain)
+    assert f"{zipped:,} B of it are a zip appended after the flatbuffer" in checks["flash"].detail
+    assert f"(head -c {len(plain)} FILE)" in checks["flash"].detail
+    _, phone = _check(tmp_path, data, "android-arm64")  # LiteRT's task libraries read them
+    assert "zip" not in phone["flash"].detail
+
+
 def test_the_resolver_method_table_matches_the_installed_tflm():
     """Every op the installed tflite-micro registers has its MicroMutableOpResolver method
     in runtimes/tflite-micro.toml, and the table names no op TFLM lacks ('ethos-u' aside:

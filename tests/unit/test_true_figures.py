@@ -141,3 +141,36 @@ def test_the_summary_and_the_page_show_the_data_warning(capsys):
     ui.print_summary(report, __import__("pathlib").Path("out"), 1.0)
     assert "warning: the recipe trains on 21" in " ".join(capsys.readouterr().out.split())
     assert "<li>the recipe trains on 21</li>" in render_html(report)
+
+
+def _with_labels_zip(model: bytes, *, comment: bytes = b"") -> bytes:
+    """``model`` with a zip of associated files appended, as TFLite's metadata writer
+    packs a Model Maker or MediaPipe model's labels."""
+    import io
+    import zipfile
+
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as z:
+        z.writestr("labels.txt", "cat\ndog\n" * 500)
+        z.comment = comment
+    return model + packed.getvalue()
+
+
+def test_an_appended_zip_of_associated_files_is_metadata_not_structure():
+    from edgec.artifact.breakdown import appended_zip, byte_breakdown
+    from tests.support.tflite_builder import dense_int8
+
+    plain = dense_int8()
+    before = byte_breakdown(plain)
+    for data in (_with_labels_zip(plain), _with_labels_zip(plain, comment=b"v1")):
+        TfliteModel.from_bytes(data)  # the reader takes it as it is
+        after = byte_breakdown(data)
+        assert appended_zip(data) == len(data) - len(plain)
+        assert after.structure_bytes == before.structure_bytes
+        assert after.metadata_bytes == before.metadata_bytes + len(data) - len(plain)
+    assert appended_zip(plain) == 0
+    # an end record whose zip would begin inside the flatbuffer: not an appended zip
+    import struct
+
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, 46, 100, 0)
+    assert appended_zip(plain + end) == 0

@@ -13,7 +13,9 @@ offsets, operator codes and options, shapes, and the padding that aligns buffers
 - scales: quantization scales (and the min/max vectors some converters add);
 - zero points: quantization zero points (int64 each in the schema);
 - names: tensor and subgraph names and the model description;
-- metadata: metadata entries and their buffers, and the signature defs.
+- metadata: metadata entries and their buffers, the signature defs, and the associated
+  files (labels, vocabularies) TFLite's metadata writer appends after the flatbuffer as a
+  zip (``appended_zip``), which LiteRT's task libraries read and TFLM never does.
 
 Nothing here imports TensorFlow; the caller parsed the model first (``TfliteModel``),
 so the offsets followed here are known to be in range.
@@ -21,6 +23,7 @@ so the offsets followed here are known to be in range.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
@@ -111,6 +114,9 @@ def _breakdown(data: bytes, file: str) -> ModelBytes:
         external = _external(model.Buffers(b), len(data))
         if external is not None:  # a model beyond 2 GB keeps its data after the flatbuffer
             claim(external, BIASES if b in bias_buffers else WEIGHTS)
+    zipped = _appended_zip_span(data)
+    if zipped is not None and not owner[zipped[0] :].any():  # no byte of it is the model's
+        claim(zipped, METADATA)
     counts = np.bincount(owner, minlength=7)
     return ModelBytes(
         file=file,
@@ -123,6 +129,33 @@ def _breakdown(data: bytes, file: str) -> ModelBytes:
         metadata_bytes=int(counts[METADATA]),
         structure_bytes=int(counts[STRUCTURE]),
     )
+
+
+_ZIP_END = struct.Struct("<4s4H2LH")  # a zip's end of central directory record
+_ZIP_END_MAX = _ZIP_END.size + 0xFFFF  # the record and the longest comment
+
+
+def appended_zip(data: bytes) -> int:
+    """Bytes of the zip appended after the flatbuffer (0 if none): TFLite's metadata
+    writer packs a model's associated files (labels, vocabularies) so, as Model Maker and
+    MediaPipe models carry them. Found from the zip's end record, which must end the file
+    and put the zip's first header after the flatbuffer's identifier."""
+    span = _appended_zip_span(data)
+    return 0 if span is None else span[1] - span[0]
+
+
+def _appended_zip_span(data: bytes) -> tuple[int, int] | None:
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - _ZIP_END_MAX))
+    if at < 8 or at + _ZIP_END.size > len(data):
+        return None
+    _, _, _, _, entries, directory_bytes, directory_at, comment = _ZIP_END.unpack_from(data, at)
+    if at + _ZIP_END.size + comment != len(data):
+        return None
+    start = at - directory_bytes - directory_at  # where the zip's own offsets count from
+    first = b"PK\x05\x06" if entries == 0 else b"PK\x03\x04"
+    if start < 8 or data[start : start + 4] != first:
+        return None
+    return start, len(data)
 
 
 def _bias_buffers(model: Any, schema: Any) -> set[int]:

@@ -285,8 +285,11 @@ def check_static_shapes(model: TfliteModel, profile: TargetProfile) -> Check:
     )
 
 
-def check_budget(name: str, used: int | None, limit: int, what: str, why: str = "") -> Check:
-    """``used`` against ``limit``; unmeasured (None), the check fails and says ``why``."""
+def check_budget(
+    name: str, used: int | None, limit: int, what: str, why: str = "", note: str = ""
+) -> Check:
+    """``used`` against ``limit``; unmeasured (None), the check fails and says ``why``;
+    ``note`` follows the figures."""
     if used is None:
         reason = why.removeprefix("not measured: ") if why else ""
         text = f"{what} could not be measured" + (f": {reason}" if reason else "")
@@ -297,4 +300,6 @@ def check_budget(name: str, used: int | None, limit: int, what: str, why: str = 
     else:  # the excess as a share of the budget (not the usage ratio)
         over = f" ({(used - limit) / limit:.1%} over)" if limit else ""
         text = f"{what} {used:,} B is over the {limit:,} B budget by {used - limit:,} B{over}"
+    if note:
+        text += f"; {note}"
     return Check(name, used <= limit, text, value=used, limit=limit, unit="bytes")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from edgec.artifact import Artifact
+from edgec.artifact.breakdown import appended_zip
 from edgec.errors import ToolError
 from edgec.registry import Registry
 from edgec.report import Check, Memory, TargetFigures, TargetSection, from_plain
@@ -81,8 +82,9 @@ def analyze_target(
     budget = profile.budget.overridden(overrides or {})
     checks = [*common, *found.checks]
     checks.append(
-        target_checks.check_budget("flash", found.flash_bytes, budget.flash_bytes, "model")
-    )
+        target_checks.check_budget("flash", found.flash_bytes, budget.flash_bytes, "model",
+                                   note=_unread_bytes(artifact, profile, found.flash_bytes))
+    )  # fmt: skip
     arena_method = found.figures.pop("ram_detail", found.ram_method)
     kernels = found.kernel_arena
     if found.tflm_arena:
@@ -116,6 +118,20 @@ def analyze_target(
         ),
     )
     return section, found.files
+
+
+def _unread_bytes(artifact: Artifact, profile: TargetProfile, flash_bytes: int | None) -> str:
+    """The flash check's note on tflite-micro: the bytes of the file it never reads (a zip
+    of the metadata's associated files appended after the flatbuffer), if any."""
+    zipped = appended_zip(artifact.data)
+    if not zipped or not profile.runtime.installed_ops or flash_bytes != artifact.size_bytes:
+        return ""
+    model = artifact.size_bytes - zipped
+    return (
+        f"{zipped:,} B of it are a zip appended after the flatbuffer (the metadata's "
+        f"associated files: labels, vocabularies), which {profile.runtime.name} never "
+        f"reads: the first {model:,} B are the whole model (head -c {model} FILE)"
+    )
 
 
 def _check_ops(artifact: Artifact, profile: TargetProfile) -> Check:

@@ -29,7 +29,7 @@ from edgec.report import (
 )
 from edgec.report.html import render_html
 from edgec.targets import load_target
-from edgec.targets.checks import check_budget, check_dtypes
+from edgec.targets.checks import check_budget, check_dtypes, check_ops
 from tests.support.tflite_builder import TfliteBuilder
 
 
@@ -73,6 +73,36 @@ def test_a_dynamic_range_model_is_not_called_float():
     assert "not quantized (float)" not in check.detail
     float_model = check_dtypes(_two_dense("float32"), load_target("cortex-m4"), "float32")
     assert float_model.detail.startswith("the model is not quantized (float)")
+
+
+def test_a_float16_model_is_named_as_such():
+    """TFLite's float16 quantization: float16 weights, each DEQUANTIZEd to float32."""
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 8), "float32")
+    w16 = b.constant("dense/weights", np.ones((4, 8), np.float16))
+    w = b.tensor("dense/weights_f32", (4, 8), "float32")
+    y = b.tensor("output", (1, 4), "float32")
+    b.op("DEQUANTIZE", [w16], [w])
+    b.op("FULLY_CONNECTED", [x, w, None], [y])
+    model = TfliteModel.from_bytes(b.build(inputs=[x], outputs=[y]))
+    check = check_dtypes(model, load_target("cortex-m4"), "float32")
+    assert check.detail.startswith(
+        "the model is float16-quantized (float16 weights, float32 activations), but "
+        "cortex-m4 needs int16/int8"
+    ), check.detail
+
+
+def test_a_tensorflow_op_kept_by_select_tf_ops_is_named_with_what_runs_it():
+    """The converter's SELECT_TF_OPS keeps a TensorFlow op as custom op FlexCumprod."""
+    b = TfliteBuilder()
+    x, y = b.tensor("input", (1, 8), "float32"), b.tensor("output", (1, 8), "float32")
+    b.op("CUSTOM", [x], [y], custom_code="FlexCumprod")
+    model = TfliteModel.from_bytes(b.build(inputs=[x], outputs=[y]))
+    mcu = check_ops(model, load_target("cortex-m4"), installed=())
+    assert not mcu.ok and "converted with SELECT_TF_OPS" in mcu.detail
+    assert "cortex-m4 has no TensorFlow runtime" in mcu.detail
+    phone = check_ops(model, load_target("android-arm64"))
+    assert not phone.ok and "links the select-TF-ops library" in phone.detail
 
 
 def _report(stages: list[Stage], input_parameters: int | None) -> BuildReport:

@@ -22,6 +22,8 @@ from edgec.artifact.tflite_model import TfliteModel
 from edgec.report import Check
 from edgec.targets.profile import DTYPES, Runtime, TargetProfile
 
+# The converter's SELECT_TF_OPS keeps a TensorFlow op as custom op "Flex" + its name.
+FLEX_PREFIX = "Flex"
 # TFLM's DECODE (LUT compression) reads constant uint8 buffers: packed indices and tables.
 DECODE_OP = "TFLM_DECODE"
 # Custom ops that hold a model already compiled for an accelerator: its driver runs them.
@@ -80,12 +82,33 @@ def check_ops(
         detail = _precompiled_elsewhere(compiled[0], profile)
         return Check("ops", False, detail, value=len(names), limit=0)
     where = "; ".join(op.describe() for op in missing[:5])
+    flex = sorted({op.name for op in missing if op.custom and op.name.startswith(FLEX_PREFIX)})
     return Check(
         "ops",
         False,
-        f"{where_runs} has no kernel for {', '.join(names)}: {where}",
+        f"{where_runs} has no kernel for {', '.join(names)}: {where}"
+        + (_flex_note(flex, profile) if flex else ""),
         value=len(names),
         limit=0,
+    )
+
+
+def _flex_note(flex: list[str], profile: TargetProfile) -> str:
+    """Why TensorFlow ops kept by the converter (SELECT_TF_OPS) do not run, per runtime."""
+    what = (
+        f"; {', '.join(flex)} {'is a TensorFlow op' if len(flex) == 1 else 'are TensorFlow ops'} "
+        "the converter kept because the model was converted with SELECT_TF_OPS (the Flex "
+        "delegate)"
+    )
+    if profile.kind == "phone":
+        return what + (
+            ": LiteRT runs them only in an app that links the select-TF-ops library "
+            "(several MB) and applies the Flex delegate; convert with TFLITE_BUILTINS "
+            "only, replacing the layer, to run on the builtin kernels"
+        )
+    return (
+        what + f": {profile.name} has no TensorFlow runtime; replace the layer with one "
+        "the converter maps to builtin ops and convert with TFLITE_BUILTINS only"
     )
 
 
@@ -236,6 +259,12 @@ def _float_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str]) -
             f"float32 activations), but {profile.name} needs {needs} activations too: convert "
             "it with full-integer quantization, calibrated on a representative dataset "
             "(edgec build does): "
+        )
+    if any(t.dtype == "float16" for t in model.all_tensors if t.is_constant):
+        return (
+            f"the model is float16-quantized (float16 weights, float32 activations), but "
+            f"{profile.name} needs {needs}: convert it with full-integer quantization, "
+            "calibrated on a representative dataset (edgec build does): "
         )
     return (
         f"the model is not quantized (float), but {profile.name} needs {needs}: convert it "

@@ -82,6 +82,19 @@ def test_a_channels_first_model_tensorflow_cannot_run_here_is_one_clear_error(tm
     nothing_written(tmp_path, out)
 
 
+def test_a_model_with_two_outputs_is_refused_with_what_can_check_it(tmp_path, user_model):
+    from edgec._tf import keras
+
+    inputs = keras.Input((8, 8, 1))
+    flat = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(2)(flat), keras.layers.Dense(1)(flat)])
+    model.save(tmp_path / "heads.keras")
+    run, out = build(tmp_path, tmp_path / "heads.keras", "--target", "cortex-m",
+                     "--data", user_model.data)  # fmt: skip
+    assert_clean_failure(run, "has 1 inputs and 2 outputs", "edgec check takes a .tflite")
+    nothing_written(tmp_path, out)
+
+
 def test_keras3_model_is_accepted(tmp_path, keras3_model, user_model):
     """The README's first command on a Keras 3 file: no refusal any more (issue 10)."""
     run, out = build(tmp_path, keras3_model, "--target", "cortex-m", "--data", user_model.data)

@@ -180,7 +180,9 @@ def check_model_io(model, source: str) -> None:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise InputError(
             f"model {source} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-            "edgec builds single-input, single-output models"
+            "edgec builds single-input, single-output models",
+            hint="convert it to a full-integer .tflite yourself: edgec check takes a .tflite "
+            "with any number of inputs and outputs",
         )
     shape = tuple(model.inputs[0].shape)
     if any(d is None for d in shape[1:]):

@@ -316,3 +316,44 @@ def test_check_json_of_a_model_with_no_npu_op_is_valid(tmp_path):
     assert "not measured: no operator runs on the NPU" in checks["latency"].detail
     assert report.targets[0].memory.arena_bytes == Artifact.from_bytes(path.read_bytes()).arena()[0]
     json.loads(report.to_json())
+
+
+def _dense_then(b: TfliteBuilder, units: int = 4):
+    x = b.tensor("input", (1, 8), scale=0.05, zero_point=-3)
+    w = b.constant("dense/weights", np.ones((units, 8), np.int8), scale=0.01)
+    bias = b.constant("dense/bias", np.zeros(units, np.int32), scale=0.0005)
+    h = b.tensor("dense/out", (1, units), scale=0.25)
+    b.op("FULLY_CONNECTED", [x, w, bias], [h], options=schema.FullyConnectedOptionsT())
+    return x, h
+
+
+def test_vela_s_own_operation_count_is_not_given_as_the_model_s(tmp_path):
+    """Vela lowers a SOFTMAX into tens of NPU operations: "30 operators on the NPU" was
+    read as the model's, which has two ops."""
+    b = TfliteBuilder()
+    x, logits = _dense_then(b)
+    y = b.tensor("output", (1, 4), scale=1 / 256, zero_point=-128)
+    options = schema.SoftmaxOptionsT()
+    options.beta = 1.0
+    b.op("SOFTMAX", [logits], [y], options=options)
+    _, checks = _check(tmp_path, b.build(inputs=[x], outputs=[y]), "cortex-m55-ethos-u55")
+    vela = checks["vela"]
+    assert vela.ok and "2 of the model's 2 ops on the NPU (as " in vela.detail, vela.detail
+    assert vela.value > 2 and "NPU operations after Vela's lowering), 0 on the CPU" in vela.detail
+
+
+def test_a_cpu_operation_vela_names_by_its_own_tensor_is_not_a_missing_kernel(tmp_path):
+    """Vela passes an op with no outputs (ASSIGN_VARIABLE) to the CPU as "Passthrough
+    (placeholder-for-2-OFM)": that is no op of the model, and TFLM has ASSIGN_VARIABLE;
+    the check failed with "no CPU kernel for Passthrough"."""
+    b = TfliteBuilder()
+    x, y = _dense_then(b)
+    state = b.tensor("state", (), "resource")
+    options = schema.VarHandleOptionsT()
+    options.sharedName = "state"
+    b.op("VAR_HANDLE", [], [state], options=options)
+    b.op("ASSIGN_VARIABLE", [state, y], [])
+    _, checks = _check(tmp_path, b.build(inputs=[x], outputs=[y]), "cortex-m55-ethos-u55")
+    assert checks["ops"].ok and checks["vela"].ok, checks["vela"].detail
+    assert "no CPU kernel" not in checks["vela"].detail
+    assert "Vela names by tensors the model lacks" in checks["vela"].detail

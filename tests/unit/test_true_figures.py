@@ -92,6 +92,20 @@ def test_a_float16_model_is_named_as_such():
     ), check.detail
 
 
+def test_a_tf1_uint8_model_is_named_as_such():
+    """TensorFlow 1's quantization: uint8 weights and activations, which TFLM dropped."""
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 8), "uint8", scale=0.05, zero_point=128)
+    w = b.constant("dense/weights", np.full((4, 8), 130, np.uint8), scale=0.01, zero_point=128)
+    bias = b.constant("dense/bias", np.zeros(4, np.int32), scale=0.0005)
+    y = b.tensor("output", (1, 4), "uint8", scale=0.25, zero_point=128)
+    b.op("FULLY_CONNECTED", [x, w, bias], [y])
+    model = TfliteModel.from_bytes(b.build(inputs=[x], outputs=[y]))
+    check = check_dtypes(model, load_target("cortex-m4"), "uint8")
+    assert check.detail.startswith("the model is uint8-quantized (TensorFlow 1's scheme"), check
+    assert check_dtypes(model, load_target("edgetpu"), "uint8").ok  # the Edge TPU takes uint8
+
+
 def test_a_tensorflow_op_kept_by_select_tf_ops_is_named_with_what_runs_it():
     """The converter's SELECT_TF_OPS keeps a TensorFlow op as custom op FlexCumprod."""
     b = TfliteBuilder()

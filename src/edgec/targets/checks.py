@@ -241,12 +241,32 @@ def _policy_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str], 
         t.dtype in ("int8", "uint8", "int16") for t in model.all_tensors if not t.is_constant
     ):
         return _float_lead(model, profile, allowed)
+    if "uint8" not in allowed and _uint8_filters(model):
+        return (
+            f"the model is uint8-quantized (TensorFlow 1's scheme: uint8 weights and "
+            f"activations), which {profile.name} does not take ({'/'.join(sorted(allowed))}; "
+            "TFLM's kernels dropped uint8): convert it again with full-integer int8 "
+            "quantization (edgec build does): "
+        )
     if int16 and "int16" not in allowed:
         return (
             f"int16 activations (TFLite's 16x8 mode) do not run on {profile.name}, which "
             f"takes {'/'.join(sorted(allowed))} tensors only: build with --activations int8: "
         )
     return f"{profile.name} takes {'/'.join(sorted(allowed))} activations and weights: "
+
+
+def _uint8_filters(model: TfliteModel) -> bool:
+    """A uint8 filter in a conv or fully-connected op: TensorFlow 1's uint8 quantization
+    (LUT-packed uint8 tables feed DECODE, not these ops)."""
+    weighted = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+    for graph, op in model.all_operators:
+        filters = op.inputs[2 if op.name == "TRANSPOSE_CONV" else 1 :][:1]
+        if op.name in weighted and filters and filters[0] >= 0:
+            tensor = graph.tensors[filters[0]]
+            if tensor.is_constant and tensor.dtype == "uint8":
+                return True
+    return False
 
 
 def _float_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str]) -> str:

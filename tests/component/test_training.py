@@ -309,3 +309,38 @@ def test_teacher_targets_are_predicted_once_for_all_stages(train_validation, mon
     assert plan.labelled(validation) is not first and len(calls) == 2
     want = teacher.predict(x_only.x, batch_size=256, verbose=0).argmax(1)
     np.testing.assert_array_equal(first.y, want)
+
+
+def test_augmentation_layers_are_left_out_of_qat_and_the_input_rescaling_behind_them_moves(
+    train_validation,
+):
+    """Data augmentation inside the model (Keras tutorials put RandomFlip and friends
+    there) is the identity at inference, and TF-MOT has no QAT config for it: every recipe
+    with QAT failed on "layer 'random_flip' (RandomFlip) has no default 8-bit QAT
+    configuration". QAT's rewrite now leaves it out, proven equal; the Rescaling behind
+    it still moves into the input quantization."""
+    from edgec._tf import keras
+    from edgec.stages.structure import qat_rewrite
+
+    train, _ = train_validation
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.layers.Input((6, 6, 1)),
+            keras.layers.RandomFlip("horizontal"),
+            keras.layers.RandomRotation(0.1),
+            keras.layers.GaussianNoise(0.1),
+            keras.layers.Rescaling(0.5),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    plan = _planned({"qat": True}, model, train)  # the stage's check passes
+    assert plan.stages[0].spec.type == "qat"
+    kinds = [type(layer).__name__ for layer in qat_rewrite.qat_layers(model)]
+    assert kinds == ["Conv2D", "Flatten", "Dense"]
+    prepared = qat_rewrite.prepare_for_qat(model, train.x[:8])
+    assert prepared.input_scale == 0.5
+    assert [type(layer).__name__ for layer in prepared.model.layers] == ["InputLayer", *kinds]
+    assert any("random_flip: RandomFlip left out of QAT" in r for r in prepared.rewrites)

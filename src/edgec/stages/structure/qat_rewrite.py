@@ -34,6 +34,10 @@ the original on sample inputs before QAT trains it:
   or a Rescaling with an offset, is folded into the first Dense/Conv layer's kernel and bias
   when that is exact (no zero padding, or no offset).
 
+- Layers that are the identity at inference (``INFERENCE_IDENTITY``: data augmentation
+  and noise) are left out of QAT: its training then runs without them. An input
+  Rescaling/Normalization after them counts as right after the input.
+
 Layer names are kept (a folded BN's output is its producer's), so recipes and reports keep
 naming the user's layers. ``fold_batch_norms`` (the cluster stage) and
 ``fold_forward_batch_norms`` (a build without QAT, before conversion: the converter folds
@@ -73,6 +77,16 @@ REWRITTEN_1D = (
     "UpSampling1D",
 )
 INPUT_SCALERS = ("Rescaling", "Normalization")
+# Layers that are the identity at inference, active only in training (data augmentation
+# and noise, which Keras tutorials put inside the model): TF-MOT has no QAT config for any
+# of them, and the converter drops them. QAT's rewrite leaves them out (proven equal as
+# every rewrite is); QAT then fine-tunes without them. RandomCrop is not one: at inference
+# it crops to its size.
+INFERENCE_IDENTITY = (
+    "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+    "RandomBrightness", "RandomHeight", "RandomWidth", "GaussianNoise", "GaussianDropout",
+    "AlphaDropout",
+)  # fmt: skip
 # What a BatchNormalization after an activation is folded into (its input side), and the
 # layers its per-channel y * s + t passes through on the way: identities, and averages of
 # one channel (weights summing to 1; "same" average pooling averages the valid inputs only).
@@ -166,6 +180,12 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool) -> _Plan:
             rewrites.append(f"{layer.name}: {type(layer).__name__} folded into {where}")
             return IDENTITY
         if layer.name in dropped:
+            return IDENTITY
+        if qat and type(layer).__name__ in INFERENCE_IDENTITY:
+            rewrites.append(
+                f"{layer.name}: {type(layer).__name__} left out of QAT (the identity at "
+                "inference; QAT trains without it)"
+            )
             return IDENTITY
         fold = folds.get(layer.name)
         pre = first_fold if first_fold and first_fold[0] == layer.name else None
@@ -391,8 +411,10 @@ def _last_axis(bn) -> bool:
 
 
 def _input_scaler(model):
-    """(the Rescaling/Normalization right after the input, its scale, first-layer fold)."""
-    gn = next(iter(layer_calls(model)), None)
+    """(the Rescaling/Normalization right after the input, or after the input's
+    augmentation layers (``INFERENCE_IDENTITY``, left out), its scale, first-layer fold)."""
+    leading = (gn for gn in layer_calls(model) if type(gn.layer).__name__ not in INFERENCE_IDENTITY)
+    gn = next(leading, None)
     if gn is None or type(gn.layer).__name__ not in INPUT_SCALERS:
         return None, 1.0, None
     layer = gn.layer

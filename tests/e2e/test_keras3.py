@@ -331,6 +331,31 @@ def test_unconvertible_input_fails_cleanly(keras3_dir, tmp_path, own_tmpdir, mod
     assert not out.exists() and not list(own_tmpdir.iterdir())
 
 
+def test_a_built_in_layer_keras_cannot_rebuild_is_named_not_called_custom(keras3_dir, tmp_path):
+    """Keras 3.15 saves RandomShear's x_factor as [-0.1, 0.1] and its constructor then
+    refuses -0.1: keras.saving.load_model fails on such a file. edgec said "the model uses
+    custom layers: give their code with --custom-objects" for a model with none. The same
+    failure is made here on any Keras version: a saved Dense config its constructor refuses."""
+    import json
+    import zipfile
+
+    bad = tmp_path / "units.keras"
+    with zipfile.ZipFile(keras3_dir / "cnn.keras") as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                dense = next(x for x in config["config"]["layers"] if x["class_name"] == "Dense")
+                dense["config"]["units"] = -3
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    out = tmp_path / "out"
+    run = run_edgec("build", bad, "--data", keras3_dir / "digits.npz", "--target", "cortex-m",
+                    "--out", out)  # fmt: skip
+    assert_clean_failure(run, "Keras cannot rebuild its built-in Dense layer", "units=-3")
+    assert "custom" not in run.err and not out.exists()
+
+
 def test_converter_crash_is_one_line(keras3_dir, own_tmpdir, monkeypatch):
     """With the GRU check off, TF's calibrator really segfaults: only the child dies."""
     from edgec.errors import ConversionError

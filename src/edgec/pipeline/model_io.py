@@ -43,13 +43,41 @@ def load_keras_model(
     try:
         model = loader(path, custom_objects, safe_mode=not trust)
     except Exception as exc:  # Keras raises many types for unreadable or custom models
-        first = first_line(exc)
-        hint = None
-        if any(s in first for s in ("Unknown layer", "custom", "Could not locate", "deserialized")):
-            hint = "the model uses custom layers: give their code with --custom-objects FILE.py"
-        raise InputError(f"cannot load model {path}: {first[:300]}", hint=hint) from None
+        raise _load_failure(path, exc) from None
     check_model_io(model, str(path))
     return model
+
+
+# Keras 3 wraps a layer's own error: "Error when deserializing class 'RandomShear' using
+# config={...}.\n\nException encountered: <the layer's error>", once per level
+_DESERIALIZING = re.compile(r"Error when deserializing class '([A-Za-z_][\w.]*)'")
+_ENCOUNTERED = "Exception encountered: "
+
+
+def _load_failure(path: Path, exc: Exception) -> InputError:
+    """One line on why Keras could not load the model. A built-in Keras layer whose saved
+    config its own constructor refuses (Keras 3.15's RandomShear saves x_factor [-0.1, 0.1]
+    and then refuses -0.1) is named with its own error: it is no custom layer."""
+    text = str(exc)
+    classes = _DESERIALIZING.findall(text)
+    layer = classes[-1] if classes else ""
+    builtin = layer and re.search(
+        r"'module': 'keras(\.src)?\.layers[\w.]*', 'class_name': '" + re.escape(layer) + "'",
+        text,
+    )
+    if builtin and _ENCOUNTERED in text:
+        reason = text.rsplit(_ENCOUNTERED, 1)[1].strip().split("\n")[0]
+        return InputError(
+            f"cannot load model {path}: Keras cannot rebuild its built-in {layer} layer from "
+            f"the saved config: {reason[:200]}",
+            hint=f"keras.saving.load_model fails the same way on this file; save the model "
+            f"without the {layer} layer (or with a Keras version that loads it)",
+        )
+    first = first_line(exc)
+    hint = None
+    if any(s in first for s in ("Unknown layer", "custom", "Could not locate", "deserialized")):
+        hint = "the model uses custom layers: give their code with --custom-objects FILE.py"
+    return InputError(f"cannot load model {path}: {first[:300]}", hint=hint)
 
 
 def _load_tf_keras(path: Path, custom_objects: dict | None = None, *, safe_mode: bool = True):

@@ -483,6 +483,8 @@ def translate_keras3(ctx: BuildContext) -> None:
             return
         metrics.update(max_abs_diff=translation.max_abs_diff, layers_rebuilt=translation.layers,
                        keras_version=translation.keras_version)  # fmt: skip
+        if translation.left_out:
+            metrics.update(layers_left_out=list(translation.left_out))
     ctx.model = translation.model
 
 

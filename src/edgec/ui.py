@@ -321,6 +321,11 @@ def _stage_line(name: str, m: dict) -> str:
             f"({m.get('layers_rebuilt', '?')} layers), outputs equal: largest difference "
             f"{m['max_abs_diff']:.2g}"
         )
+        if m.get("layers_left_out"):
+            parts.append(
+                f"left out (augmentation, the identity at inference; a recipe trains without "
+                f"it): {', '.join(m['layers_left_out'])}"
+            )
     if name == "fold_batch_norms":
         parts.extend(_batch_norm_parts(m))
     if name == "input_dtype":

@@ -223,6 +223,42 @@ def test_keras3_s_hard_sigmoid_is_not_rebuilt_as_tf_keras_other_hard_sigmoid():
         translate(model, np.ones((2, 4), np.float32))
 
 
+@pytest.mark.parametrize("api", ["Sequential", "functional"])
+def test_keras3_augmentation_layers_tf_keras_lacks_are_left_out_of_the_rebuild(api):
+    """RandomGaussianBlur, RandomErasing, RandomInvert, ... exist in Keras 3 only: a recipe
+    failed with "is of type RandomGaussianBlur, which tf_keras does not know", and a plain
+    build fell back to converting the Keras 3 model as it is. At inference each is the
+    identity: the rebuild leaves them out, proven equal, and says which."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    from edgec.pipeline.keras3 import translate
+
+    keras.utils.set_random_seed(0)
+    augment = [
+        keras.layers.RandomGaussianBlur(name="blur"),
+        keras.layers.RandomErasing(name="erase"),
+        keras.layers.RandomInvert(value_range=(0, 1), name="invert"),
+        keras.layers.RandomFlip(name="flip"),
+    ]
+    head = [keras.layers.Conv2D(2, 3), keras.layers.Flatten(), keras.layers.Dense(3)]
+    if api == "Sequential":
+        model = keras.Sequential([keras.Input((6, 6, 3)), *augment, *head])
+    else:
+        inputs = h = keras.Input((6, 6, 3))
+        for layer in (*augment, *head):
+            h = layer(h)
+        model = keras.Model(inputs, h)
+    x = np.random.default_rng(0).uniform(size=(8, 6, 6, 3)).astype(np.float32)
+    translation = translate(model, x)
+    assert translation.left_out == (
+        "blur (RandomGaussianBlur)", "erase (RandomErasing)", "invert (RandomInvert)",
+    )  # fmt: skip
+    kinds = [type(layer).__name__ for layer in translation.model.layers]
+    assert kinds[-4:] == ["RandomFlip", "Conv2D", "Flatten", "Dense"]  # tf_keras has it
+    assert translation.max_abs_diff <= 1e-5
+
+
 def test_token_ids_into_an_embedding_stay_whole(keras3_dir, tmp_path):
     """An int64 input read by an Embedding converts as int32 indices into one GATHER, and
     QAT trains the rest of the model.

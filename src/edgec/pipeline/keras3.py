@@ -20,6 +20,17 @@ import numpy as np
 from edgec.errors import InputError, first_line
 
 _DROP = ("module", "registered_name", "build_config", "compile_config", "shared_object_id")
+# Keras 3's random augmentation layers that tf_keras lacks. Each is the identity at
+# inference (measured with Keras 3.15: layer(x, training=False) returned x for every one),
+# so the rebuild leaves them out, proven as every rebuild is (equal outputs); a recipe then
+# trains without them. The layers tf_keras has (RandomFlip, RandomRotation, ...) are
+# rebuilt, and QAT leaves them out (stages/structure/qat_rewrite.INFERENCE_IDENTITY).
+AUGMENTATION = frozenset({
+    "RandomColorDegeneration", "RandomColorJitter", "RandomElasticTransform",
+    "RandomErasing", "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert",
+    "RandomPerspective", "RandomPosterization", "RandomSaturation", "RandomSharpness",
+    "RandomShear", "AugMix", "RandAugment", "MixUp", "CutMix",
+})  # fmt: skip
 # tf_keras Layer.__init__ accepts these through **kwargs; anything else it rejects.
 _LAYER_KWARGS = {"trainable", "name", "dtype", "dynamic", "input_dim", "input_shape",
                  "batch_input_shape", "batch_size", "weights", "activity_regularizer",
@@ -105,6 +116,7 @@ class Translation:
     max_abs_diff: float
     layers: int
     keras_version: str
+    left_out: tuple[str, ...] = ()  # "name (Class)" of the AUGMENTATION layers left out
 
 
 # model -> (key of x and custom objects, its proven translation): a plain build asks twice
@@ -135,7 +147,8 @@ def _translate(model, x: np.ndarray, custom_objects: dict | None) -> Translation
     from edgec.pipeline.convert import flat_layers
     from edgec.pipeline.graph_rewrite import proven_equal
 
-    rebuilt = _rebuild(model, tf_keras, custom_objects or {})
+    left_out: list[str] = []
+    rebuilt = _rebuild(model, tf_keras, custom_objects or {}, left_out)
     sources = {layer.name: layer for layer in flat_layers(model)}
     copied = 0
     for layer in rebuilt.layers:
@@ -150,7 +163,9 @@ def _translate(model, x: np.ndarray, custom_objects: dict | None) -> Translation
             f"{proof.max_difference:.3g})",
             "report this model to the edgec developers",
         )
-    return Translation(rebuilt, proof.max_difference, len(rebuilt.layers), version())
+    return Translation(
+        rebuilt, proof.max_difference, len(rebuilt.layers), version(), tuple(left_out)
+    )
 
 
 def tf_keras_twin(model, x: np.ndarray, custom_objects: dict):
@@ -166,11 +181,27 @@ def tf_keras_twin(model, x: np.ndarray, custom_objects: dict):
         return None
 
 
-def _rebuild(model, tf_keras, custom_objects: dict):
+def _left_out(spec: dict, tf_keras, custom_objects: dict, left_out: list[str]) -> bool:
+    """Whether the rebuild leaves the layer of ``spec`` out (``AUGMENTATION``: the identity
+    at inference, unknown to tf_keras); noted in ``left_out``."""
+    cls_name = spec["class_name"]
+    if cls_name not in AUGMENTATION or cls_name in custom_objects:
+        return False
+    if hasattr(tf_keras.layers, cls_name):  # a later tf_keras has it: rebuilt as it is
+        return False
+    left_out.append(f"{spec.get('name') or spec['config'].get('name', '?')} ({cls_name})")
+    return True
+
+
+def _rebuild(model, tf_keras, custom_objects: dict, left_out: list[str]):
     config = model.get_config()
     kind = type(model).__name__
     if kind == "Sequential":
-        layers = [_layer(spec, tf_keras, custom_objects) for spec in config["layers"]]
+        layers = [
+            _layer(spec, tf_keras, custom_objects)
+            for spec in config["layers"]
+            if not _left_out(spec, tf_keras, custom_objects, left_out)
+        ]
         return tf_keras.Sequential(layers, name=config.get("name"))
     if kind != "Functional":
         raise TranslationError(model.name, f"is a subclassed model ({kind})",
@@ -182,9 +213,18 @@ def _rebuild(model, tf_keras, custom_objects: dict):
             layer = _layer(spec, tf_keras, custom_objects)
             tensors[(name, 0)] = layer.output
             continue
+        if _left_out(spec, tf_keras, custom_objects, left_out):  # its output is its input
+            for index, node in enumerate(spec["inbound_nodes"]):
+                tensors[(name, index)] = _resolve(node.get("args", []), tensors, name)[0]
+            continue
         for index, node in enumerate(spec["inbound_nodes"]):
             args = _resolve(node.get("args", []), tensors, name)
             kwargs = _resolve(node.get("kwargs", {}), tensors, name)
+            # Keras 3 records the training flag a layer was called with when the model
+            # was made (True for its augmentation layers) and overrides it with the
+            # model's own at every call; tf_keras would keep it: RandomFlip would flip
+            # at inference. The tf_keras model's call decides, as Keras 3's does.
+            kwargs.pop("training", None)
             if spec["class_name"] == "Sequential":  # a nested Sequential: flattened
                 out = args[0]
                 for inner in spec["config"]["layers"]:

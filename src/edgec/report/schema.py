@@ -135,6 +135,9 @@ class StageMetrics:
     max_abs_diff: builtins.float | None = None
     layers_rebuilt: int | None = None
     keras_version: str | None = None
+    # "name (Class)" of Keras 3 augmentation layers the rebuild left out (the identity at
+    # inference, unknown to tf_keras)
+    layers_left_out: list[str] | None = None
     # lean: the TFLM flatbuffer's bytes before -> after, and what made the difference
     flash_bytes_before: int | None = None
     flash_bytes_after: int | None = None

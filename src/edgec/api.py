@@ -198,8 +198,10 @@ def check(
         budget: overrides every target's model budget, e.g. ``"flash=256KiB,ram=64KiB"``.
         arena_margin: percent added to the arena, as ``edgec build --arena-margin`` adds
             it to ``TENSOR_ARENA_SIZE``: an mcu target's ram check judges the arena with it.
-        artifacts: a folder for ``report.json`` and what the targets produce (the
-            Vela-optimised model, ...), replaced atomically; ``None`` writes nothing.
+        artifacts: a folder for ``report.json``, what the targets produce (the
+            Vela-optimised model, ...) and the firmware package for the first TFLM target
+            (C arrays, ``model_settings.h``, ``model_ops.h``), replaced atomically; ``None``
+            writes nothing.
         progress: called with each target profile before it is checked.
 
     Returns:
@@ -218,7 +220,8 @@ def check(
         prepare_output_dir(folder, inputs=(path, *target.split(",")), option="--artifacts")
     if not 0 <= arena_margin <= 1000:
         raise InputError(f"--arena-margin {arena_margin:g} is not a percentage (0-1000)")
-    report, files = _check(Path(path), target, budget, arena_margin, progress)
+    report, files = _check(Path(path), target, budget, arena_margin, progress,
+                           package=folder is not None)  # fmt: skip
     if folder is not None:
         write_outputs(folder, {**files, "report.json": report.to_json().encode()})
     return report
@@ -230,8 +233,11 @@ def _check(
     budget: str | None,
     arena_margin: float,
     progress: Callable[[TargetProfile], None] | None,
+    *,
+    package: bool = False,
 ) -> tuple[CheckReport, dict[str, bytes]]:
-    """The report of ``check`` and the files the targets produced."""
+    """The report of ``check`` and the files the targets produced; with ``package``, the
+    firmware package for the first TFLM target too (``_firmware_package``)."""
     from edgec.artifact import Artifact
     from edgec.artifact.lean import collapsed_zero_points
     from edgec.artifact.sidecar import with_sidecar_names
@@ -259,6 +265,12 @@ def _check(
         section, produced = analyze_target(artifact, profile, overrides, arena_margin=arena_margin)
         sections.append(section)
         files.update(produced)
+    versions = tool_versions(packages=("edgec", "ai-edge-litert", "tflite-micro", "ethos-u-vela"))
+    firmware = None
+    mcu = next((p for p in profiles if tflm_target(p)), None)
+    if package and mcu is not None:
+        package_files, firmware = _firmware_package(artifact, path, mcu, arena_margin, versions)
+        files = {**package_files, **files}
     report = CheckReport(
         ok=all(s.ok for s in sections),
         model=str(path),
@@ -266,11 +278,49 @@ def _check(
         sha256=artifact.sha256,
         ops=list(artifact.model.op_names),
         targets=sections,
-        versions=tool_versions(
-            packages=("edgec", "ai-edge-litert", "tflite-micro", "ethos-u-vela")
-        ),
+        versions=versions,
+        firmware=firmware,
     )
     return report, files
+
+
+def _firmware_package(
+    artifact: Any, path: Path, profile: TargetProfile, arena_margin: float, versions: dict
+) -> tuple[dict[str, bytes], Any]:
+    """What a build exports, for a model edgec did not build: the model as it is in C
+    arrays, ``model_settings.h`` (its I/O quantization, TENSOR_ARENA_SIZE for the kernels
+    ``profile``'s core links, as its ram check measured it) and ``model_ops.h``. Only the
+    arrays where TFLM cannot run the model, as a build does."""
+    from edgec.export import (
+        ExportSpec,
+        c_identifier,
+        export_package,
+        firmware_info,
+        model_data_sources,
+    )
+    from edgec.targets.arena import firmware_arena
+    from edgec.targets.profile import load_runtime
+
+    name, source = c_identifier(path.stem), f"{path.name} (sha256 {artifact.sha256[:12]})"
+    kernels = firmware_arena(artifact, profile.cpu)
+    if kernels is None:
+        return {"model.tflite": artifact.data,
+                **model_data_sources(artifact.data, name, source=source)}, None  # fmt: skip
+    spec = ExportSpec(
+        model=artifact.data,
+        parsed=artifact.model,  # with the sidecar's names, for the headers' comments
+        name=name,
+        source=source,
+        target=profile.name,
+        runtime=load_runtime("tflite-micro"),
+        arena_bytes=kernels.measured_bytes,
+        arena_margin_percent=arena_margin,
+        arena_extra_bytes=kernels.extra_bytes,
+        arena_kernels=kernels.kernels,
+        versions=versions,
+    )
+    files = export_package(spec)
+    return files, firmware_info(spec, files, profile.cpu)
 
 
 def inspect(

@@ -49,11 +49,11 @@ from edgec.export import (
     c_identifier,
     check_section,
     export_package,
+    firmware_info,
     model_data_sources,
     prepare_output_dir,
     write_outputs,
 )
-from edgec.export.toolchain import measure_model_object
 from edgec.options import BuildOptions, check_values
 from edgec.pipeline.convert import PHONE_VARIANTS, index_input, input_as, model_io_type
 from edgec.pipeline.model_files import check_model_path
@@ -65,9 +65,7 @@ from edgec.report import (
     DataInfo,
     Firmware,
     Layer,
-    LutCompression,
     ModelInfo,
-    ObjectSize,
     Stage,
     StageMetrics,
     TargetSection,
@@ -80,7 +78,6 @@ from edgec.targets import TargetProfile, TfliteModel, load_targets, parse_budget
 from edgec.targets.analyzers import analyze_target
 from edgec.targets.analyzers.mcu import tflm_target
 from edgec.targets.arena import (
-    ArenaSize,
     KernelArena,
     firmware_arena,
     measured_budget,
@@ -1104,7 +1101,7 @@ def export(ctx: BuildContext) -> None:
         else:
             spec = _export_spec(ctx, artifact, files, kernels)
             package = {**files.models, **export_package(spec)}
-            ctx.firmware = _firmware_info(spec, package, ctx.plan.profiles[0].cpu, ctx.lut_info)
+            ctx.firmware = firmware_info(spec, package, ctx.plan.profiles[0].cpu, ctx.lut_info)
         ctx.files = {**package, **ctx.files}  # the package first, then what the targets made
 
 
@@ -1377,39 +1374,6 @@ def _check_per_channel(mode: str, recipe: Recipe | None) -> None:
             hint="drop --per-channel (auto; the report lists what each layer has), or "
             "drop the qat stage",
         )
-
-
-def _firmware_info(
-    spec: ExportSpec, files: dict[str, bytes], cpu: str, compression: dict | None
-) -> Firmware:
-    from edgec.export.ops import resolver_methods
-
-    source = next(v for k, v in files.items() if k.endswith(f"model_data.{spec.lang}"))
-    header = next(v for k, v in files.items() if k.endswith("model_data.h"))
-    size = measure_model_object(source, header, lang=spec.lang, cpu=cpu)
-    note = (
-        f"measured: {size.command}"
-        if size is not None
-        else f"not measured: arm-none-eabi-gcc/-size not found or no flags for CPU '{cpu}'"
-    )
-    flat = spec.flat()
-    return Firmware(
-        layout=spec.layout,
-        c_language=spec.lang,
-        section=spec.section,
-        tensor_arena_bytes=ArenaSize(
-            spec.arena_bytes, spec.arena_margin_percent, spec.arena_extra_bytes, spec.arena_kernels
-        ).bytes,
-        arena_margin_percent=spec.arena_margin_percent,
-        resolver_methods=[m for _, m in resolver_methods(flat, spec.runtime)],
-        compression=None if compression is None else from_plain(LutCompression, compression),
-        object_size=None
-        if size is None
-        else ObjectSize(size.cpu, size.text, size.data, size.bss, size.flash_bytes, size.ram_bytes),
-        object_size_note=note,
-        kernel_scratch_bytes=spec.arena_extra_bytes,
-        arena_kernels=spec.arena_kernels,
-    )
 
 
 def _recipe(options: BuildOptions) -> Recipe | None:

@@ -342,8 +342,9 @@ def inspect(
 @click.option(
     "--artifacts",
     type=click.Path(path_type=Path),
-    help="Directory for report.json and the files the targets produce (e.g. the "
-    "Vela-optimised .tflite); replaced atomically.",
+    help="Directory for report.json, the files the targets produce (e.g. the "
+    "Vela-optimised .tflite) and, for the first TFLM target, the firmware package (C arrays, "
+    "model_settings.h, model_ops.h); replaced atomically.",
 )
 @common_options
 def check(
@@ -391,6 +392,8 @@ def check(
         ui.print_check(report, quiet=_state["verbosity"] < 0)
         if out is not None:
             ui.out.print(f"Wrote {ui.t(out)} ({fmt})")
+        if artifacts is not None and _state["verbosity"] >= 0:
+            ui.print_artifacts(artifacts, report)
     else:
         click.echo(rendered, nl=False)
     sys.exit(EXIT_OK if report.ok else EXIT_CHECK_FAILED)

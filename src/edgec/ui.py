@@ -442,6 +442,20 @@ def print_layers(result: Inspection) -> None:
         out.print(bytes_table([result.model_bytes], "Bytes (each byte in one column)"))
 
 
+def print_artifacts(folder: Path, report: CheckReport) -> None:
+    """Where ``edgec check --artifacts`` wrote what (the firmware package for its first TFLM
+    target, if it had one)."""
+    firmware = report.firmware
+    if firmware is None:
+        out.print(f"Wrote {t(str(folder))}: report.json and the targets' files")
+        return
+    out.print(
+        f"Wrote {t(str(folder))}: report.json, and the firmware package: model_data.cc/.h, "
+        f"model_settings.h (TENSOR_ARENA_SIZE {firmware.tensor_arena_bytes:,} B, "
+        f"{t(firmware.arena_kernels)}), model_ops.h ({len(firmware.resolver_methods)} ops)"
+    )
+
+
 def print_targets(profiles: list[TargetProfile]) -> None:
     table = Table(title="Built-in targets", title_justify="left")
     for column in ("name", "kind", "part", "model flash budget", "model RAM budget", "runtime"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -328,6 +329,41 @@ def test_check_refuses_to_write_over_what_it_reads(tmp_path, example_build):
     assert f"--artifacts {build}-2`" in artifacts.err and "--out" not in artifacts.err
     assert f"--out {model} is {model}, which this command reads" in report.err
     assert {p.name: p.read_bytes() for p in build.iterdir()} == before
+
+
+def _resolver(header: str) -> list[str]:
+    return re.findall(r"resolver\.(Add\w+\(.*?\))", header)
+
+
+def _arena(header: str) -> int:
+    return int(re.search(r"_TENSOR_ARENA_SIZE (\d+)", header).group(1))
+
+
+def test_check_artifacts_hold_the_firmware_package_a_build_writes(tmp_path, example_build):
+    """A model edgec did not build gets what a build exports: ``check --artifacts`` wrote
+    report.json alone. Checked here on the example build's own model (copied under a name
+    C cannot take): the same TENSOR_ARENA_SIZE and op resolver as the build's headers,
+    for the first TFLM target given (the Edge TPU first makes none)."""
+    model = tmp_path / "my model-v2.tflite"
+    shutil.copy(example_build.out / "model.tflite", model)
+    shutil.copy(example_build.out / "model_names.json", tmp_path / "my model-v2_names.json")
+    art = tmp_path / "fw"
+    run = run_edgec("check", model, "-t", "edgetpu,cortex-m", "--artifacts", art)
+    assert run.code in (0, 3), run.err
+    built = {n: (example_build.out / n).read_text() for n in ("model_settings.h", "model_ops.h")}
+    settings, ops = (art / "model_settings.h").read_text(), (art / "model_ops.h").read_text()
+    assert _arena(settings) == _arena(built["model_settings.h"])
+    assert _resolver(ops) == _resolver(built["model_ops.h"]) != []
+    assert "#define MY_MODEL_V2_TENSOR_ARENA_SIZE" in settings  # the name escaped for C
+    assert (art / "model.tflite").read_bytes() == model.read_bytes()
+    report = CheckReport.from_dict(json.loads((art / "report.json").read_text()))
+    assert report.firmware.tensor_arena_bytes == _arena(settings)
+    assert report.targets[1].memory.tensor_arena_bytes == _arena(settings)
+    assert f"TENSOR_ARENA_SIZE {_arena(settings):,} B" in run.out
+    only_tpu = run_edgec("check", model, "-t", "edgetpu", "--artifacts", tmp_path / "tpu")
+    assert not (tmp_path / "tpu" / "model_settings.h").exists(), only_tpu.err
+    tpu = json.loads((tmp_path / "tpu" / "report.json").read_text())
+    assert CheckReport.from_dict(tpu).firmware is None
 
 
 def test_diff_fails_when_the_arena_grows(tmp_path, example_tflite, models, example_build):

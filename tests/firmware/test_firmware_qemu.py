@@ -41,3 +41,20 @@ def test_the_image_reports_a_wrong_checksum(example_build, tmp_path):
     done = run_qemu("cortex-m4", elf)
     assert firmware_line(done).endswith("result=FAIL")
     assert done.returncode != 0
+
+
+def test_the_package_check_writes_for_a_model_edgec_did_not_build_runs_on_the_core(tmp_path):
+    """``edgec check --artifacts`` on a .tflite made elsewhere: its array and settings
+    header link and check out on the core as a build's do."""
+    from tests.support.cli import run_edgec
+    from tests.support.tflite_builder import dense_int8
+
+    model = tmp_path / "dense-8.tflite"
+    model.write_bytes(dense_int8())
+    package = tmp_path / "fw"
+    run = run_edgec("check", model, "-t", "cortex-m4", "--artifacts", package)
+    assert run.code == 0, run.err
+    done = run_qemu("cortex-m4", build_image(package, "dense_8", "cortex-m4", tmp_path / "w"))
+    line = firmware_line(done)
+    assert f"size={len(model.read_bytes())} fnv1a={fnv1a(model.read_bytes()):08x}" in line
+    assert "aligned=yes" in line and line.endswith("result=PASS"), line

@@ -18,9 +18,10 @@ from edgec.errors import InputError
 from edgec.export.c_array import model_data_sources
 from edgec.export.layouts import LAYOUTS
 from edgec.export.names import c_comment
-from edgec.export.ops import model_ops_header
+from edgec.export.ops import model_ops_header, resolver_methods
 from edgec.export.settings import ArenaSize, model_settings_header
-from edgec.report import json_text
+from edgec.export.toolchain import measure_model_object
+from edgec.report import Firmware, LutCompression, ObjectSize, from_plain, json_text
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN, REFERENCE
 from edgec.targets.profile import Runtime
 
@@ -113,3 +114,35 @@ def _manifest(spec: ExportSpec, files: dict[str, bytes], arena: ArenaSize) -> by
         },
     }
     return json_text(manifest).encode()
+
+
+def firmware_info(
+    spec: ExportSpec, files: dict[str, bytes], cpu: str, compression: dict | None = None
+) -> Firmware:
+    """report.json's ``firmware``: what the package ``files`` of ``spec`` declare, and the
+    model object's size as arm-none-eabi-gcc compiles it for ``cpu`` (when installed)."""
+    source = next(v for k, v in files.items() if k.endswith(f"model_data.{spec.lang}"))
+    header = next(v for k, v in files.items() if k.endswith("model_data.h"))
+    size = measure_model_object(source, header, lang=spec.lang, cpu=cpu)
+    note = (
+        f"measured: {size.command}"
+        if size is not None
+        else f"not measured: arm-none-eabi-gcc/-size not found or no flags for CPU '{cpu}'"
+    )
+    return Firmware(
+        layout=spec.layout,
+        c_language=spec.lang,
+        section=spec.section,
+        tensor_arena_bytes=ArenaSize(
+            spec.arena_bytes, spec.arena_margin_percent, spec.arena_extra_bytes, spec.arena_kernels
+        ).bytes,
+        arena_margin_percent=spec.arena_margin_percent,
+        resolver_methods=[m for _, m in resolver_methods(spec.flat(), spec.runtime)],
+        compression=None if compression is None else from_plain(LutCompression, compression),
+        object_size=None
+        if size is None
+        else ObjectSize(size.cpu, size.text, size.data, size.bss, size.flash_bytes, size.ram_bytes),
+        object_size_note=note,
+        kernel_scratch_bytes=spec.arena_extra_bytes,
+        arena_kernels=spec.arena_kernels,
+    )

@@ -610,6 +610,8 @@ class CheckReport:
     ops: list[str]
     targets: list[TargetSection]
     versions: dict[str, str] = field(default_factory=dict)
+    # --artifacts: the firmware package written for the first TFLM target
+    firmware: Firmware | None = None
     kind: str = "check"
     schema_version: int = SCHEMA_VERSION
 

@@ -27,10 +27,11 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgec.errors import EdgecError, InputError, first_line
+from edgec.errors import EdgecError, InputError, UsageError, first_line
 from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 
 if TYPE_CHECKING:  # the runtime imports stay inside the functions (TensorFlow is slow)
@@ -188,6 +189,9 @@ def check(
     budget: str | None = None,
     arena_margin: float = DEFAULT_ARENA_MARGIN,
     artifacts: str | Path | None = None,
+    layout: str = "plain",
+    c_lang: str = "cc",
+    section: str | None = None,
     progress: Callable[[TargetProfile], None] | None = None,
 ) -> CheckReport:
     """Check an existing ``.tflite`` against targets, without TensorFlow or data.
@@ -202,6 +206,7 @@ def check(
             Vela-optimised model, ...) and the firmware package for the first TFLM target
             (C arrays, ``model_settings.h``, ``model_ops.h``), replaced atomically; ``None``
             writes nothing.
+        layout, c_lang, section: the firmware package's, as ``edgec build`` takes them.
         progress: called with each target profile before it is checked.
 
     Returns:
@@ -220,8 +225,16 @@ def check(
         prepare_output_dir(folder, inputs=(path, *target.split(",")), option="--artifacts")
     if not 0 <= arena_margin <= 1000:
         raise InputError(f"--arena-margin {arena_margin:g} is not a percentage (0-1000)")
+    package = _Package(layout, c_lang, section)
+    if folder is None and package != _Package():
+        raise UsageError(
+            "--layout, --c-lang and --section shape the firmware package that --artifacts "
+            "writes, and no --artifacts was given",
+            hint="add --artifacts DIR, or leave them out",
+        )
+    package.validate()
     report, files = _check(Path(path), target, budget, arena_margin, progress,
-                           package=folder is not None)  # fmt: skip
+                           package=package if folder is not None else None)  # fmt: skip
     if folder is not None:
         write_outputs(folder, {**files, "report.json": report.to_json().encode()})
     return report
@@ -234,7 +247,7 @@ def _check(
     arena_margin: float,
     progress: Callable[[TargetProfile], None] | None,
     *,
-    package: bool = False,
+    package: _Package | None = None,
 ) -> tuple[CheckReport, dict[str, bytes]]:
     """The report of ``check`` and the files the targets produced; with ``package``, the
     firmware package for the first TFLM target too (``_firmware_package``)."""
@@ -268,8 +281,10 @@ def _check(
     versions = tool_versions(packages=("edgec", "ai-edge-litert", "tflite-micro", "ethos-u-vela"))
     firmware = None
     mcu = next((p for p in profiles if tflm_target(p)), None)
-    if package and mcu is not None:
-        package_files, firmware = _firmware_package(artifact, path, mcu, arena_margin, versions)
+    if package is not None and mcu is not None:
+        package_files, firmware = _firmware_package(
+            artifact, path, mcu, arena_margin, versions, package
+        )
         files = {**package_files, **files}
     report = CheckReport(
         ok=all(s.ok for s in sections),
@@ -284,8 +299,34 @@ def _check(
     return report, files
 
 
+@dataclass(frozen=True)
+class _Package:
+    """The firmware package ``check --artifacts`` writes: its layout, language, section."""
+
+    layout: str = "plain"
+    c_lang: str = "cc"
+    section: str | None = None
+
+    def validate(self) -> None:
+        """The values the CLI's choices check, checked for the API before any work."""
+        from edgec.export import LAYOUTS, check_section
+        from edgec.export.c_array import LANGUAGES
+
+        if self.layout not in LAYOUTS:
+            raise InputError(f"unknown layout '{self.layout}' (use {', '.join(LAYOUTS)})")
+        if self.c_lang not in LANGUAGES:
+            raise InputError(f"unknown c_lang '{self.c_lang}' (use {', '.join(LANGUAGES)})")
+        if self.section is not None:
+            check_section(self.section)
+
+
 def _firmware_package(
-    artifact: Any, path: Path, profile: TargetProfile, arena_margin: float, versions: dict
+    artifact: Any,
+    path: Path,
+    profile: TargetProfile,
+    arena_margin: float,
+    versions: dict,
+    package: _Package,
 ) -> tuple[dict[str, bytes], Any]:
     """What a build exports, for a model edgec did not build: the model as it is in C
     arrays, ``model_settings.h`` (its I/O quantization, TENSOR_ARENA_SIZE for the kernels
@@ -304,8 +345,10 @@ def _firmware_package(
     name, source = c_identifier(path.stem), f"{path.name} (sha256 {artifact.sha256[:12]})"
     kernels = firmware_arena(artifact, profile.cpu)
     if kernels is None:
-        return {"model.tflite": artifact.data,
-                **model_data_sources(artifact.data, name, source=source)}, None  # fmt: skip
+        sources = model_data_sources(
+            artifact.data, name, source=source, lang=package.c_lang, section=package.section
+        )
+        return {"model.tflite": artifact.data, **sources}, None
     spec = ExportSpec(
         model=artifact.data,
         parsed=artifact.model,  # with the sidecar's names, for the headers' comments
@@ -318,6 +361,9 @@ def _firmware_package(
         arena_extra_bytes=kernels.extra_bytes,
         arena_kernels=kernels.kernels,
         versions=versions,
+        lang=package.c_lang,
+        section=package.section,
+        layout=package.layout,
     )
     files = export_package(spec)
     return files, firmware_info(spec, files, profile.cpu)

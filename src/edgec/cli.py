@@ -355,6 +355,9 @@ def check(
     out: Path | None,
     artifacts: Path | None,
     arena_margin: float,
+    layout: str,
+    c_lang: str,
+    section: str | None,
 ) -> None:
     """Check an existing MODEL.tflite against target(s), without retraining.
 
@@ -378,6 +381,9 @@ def check(
             budget=budget,
             arena_margin=arena_margin,
             artifacts=artifacts,
+            layout=layout,
+            c_lang=c_lang,
+            section=section,
             progress=lambda p: ui.line(f"checking {p.name}"),
         )
     rendered = {

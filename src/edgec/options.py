@@ -107,6 +107,7 @@ def _targets_help(text: str) -> Callable[[], str]:
 
 _BUILD_FIT = ("build", "fit")
 _BUILD_FIT_CHECK = ("build", "fit", "check")
+_BUILD_CHECK = ("build", "check")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,16 +251,18 @@ class BuildOptions:
         "to model_names.json, which inspect and check read; TFLM reads none).",
     )  # fmt: skip
     layout: str = _option(
-        "plain", group="firmware", choices=LAYOUTS.names,
+        "plain", group="firmware", choices=LAYOUTS.names, commands=_BUILD_CHECK,
         help="Firmware package layout: a plain folder, an Arduino library, or a CMake target.",
+        help_for={"check": "Layout of the firmware package --artifacts writes: a plain folder, "
+                  "an Arduino library, or a CMake target."},
     )  # fmt: skip
     c_lang: str = _option(
-        "cc", group="firmware", choices=lambda: LANGUAGES,
+        "cc", group="firmware", choices=lambda: LANGUAGES, commands=_BUILD_CHECK,
         help="Model array source: C++ (model_data.cc, alignas) or C11 (model_data.c, "
         "_Alignas).",
     )  # fmt: skip
     section: str | None = _option(
-        None, group="firmware", metavar="NAME",
+        None, group="firmware", metavar="NAME", commands=_BUILD_CHECK,
         help="Place the model array in this linker section, e.g. .rodata.model.",
     )  # fmt: skip
     # common to every command (edgec.cli declares them on each)

@@ -449,10 +449,12 @@ def print_artifacts(folder: Path, report: CheckReport) -> None:
     if firmware is None:
         out.print(f"Wrote {t(str(folder))}: report.json and the targets' files")
         return
+    ops = len(firmware.resolver_methods)
     out.print(
-        f"Wrote {t(str(folder))}: report.json, and the firmware package: model_data.cc/.h, "
-        f"model_settings.h (TENSOR_ARENA_SIZE {firmware.tensor_arena_bytes:,} B, "
-        f"{t(firmware.arena_kernels)}), model_ops.h ({len(firmware.resolver_methods)} ops)"
+        f"Wrote {t(str(folder))}: report.json, and the {t(firmware.layout)} firmware package: "
+        f"model_data.{t(firmware.c_language)}/.h, model_settings.h (TENSOR_ARENA_SIZE "
+        f"{firmware.tensor_arena_bytes:,} B, {t(firmware.arena_kernels)}), model_ops.h "
+        f"({ops} op{'s' if ops != 1 else ''})"
     )
 
 

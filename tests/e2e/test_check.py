@@ -360,6 +360,14 @@ def test_check_artifacts_hold_the_firmware_package_a_build_writes(tmp_path, exam
     assert report.firmware.tensor_arena_bytes == _arena(settings)
     assert report.targets[1].memory.tensor_arena_bytes == _arena(settings)
     assert f"TENSOR_ARENA_SIZE {_arena(settings):,} B" in run.out
+    arduino = tmp_path / "arduino"
+    shaped = run_edgec("check", model, "-t", "cortex-m", "--artifacts", arduino, "--layout",
+                       "arduino", "--c-lang", "c", "--section", ".rodata.model")  # fmt: skip
+    assert shaped.code in (0, 3) and (arduino / "library.properties").is_file(), shaped.err
+    assert '".rodata.model"' in (arduino / "src" / "model_data.c").read_text()
+    assert _arena((arduino / "src" / "model_settings.h").read_text()) == _arena(settings)
+    unused = run_edgec("check", model, "-t", "cortex-m", "--layout", "cmake")
+    assert unused.code == 2 and "no --artifacts was given" in unused.err
     only_tpu = run_edgec("check", model, "-t", "edgetpu", "--artifacts", tmp_path / "tpu")
     assert not (tmp_path / "tpu" / "model_settings.h").exists(), only_tpu.err
     tpu = json.loads((tmp_path / "tpu" / "report.json").read_text())

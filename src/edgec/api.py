@@ -27,7 +27,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -253,7 +253,7 @@ def _check(
     firmware package for the first TFLM target too (``_firmware_package``)."""
     from edgec.artifact import Artifact
     from edgec.artifact.lean import collapsed_zero_points
-    from edgec.artifact.sidecar import with_sidecar_names
+    from edgec.artifact.sidecar import names_path, with_sidecar_names
     from edgec.report import CheckReport, tool_versions
     from edgec.targets import load_targets, parse_budget
     from edgec.targets.analyzers import analyze_target
@@ -261,7 +261,7 @@ def _check(
 
     profiles = load_targets(targets)
     overrides = parse_budget(budget) if budget is not None else {}
-    artifact, _ = with_sidecar_names(Artifact.read(path), path)  # names for the messages
+    artifact, names = with_sidecar_names(Artifact.read(path), path)  # names for the messages
     other = next((p for p in profiles if not tflm_target(p)), None)
     if other is not None and collapsed_zero_points(artifact.data):
         raise InputError(
@@ -282,8 +282,9 @@ def _check(
     firmware = None
     mcu = next((p for p in profiles if tflm_target(p)), None)
     if package is not None and mcu is not None:
+        sidecar = names_path(path) if names.startswith("names from") else None
         package_files, firmware = _firmware_package(
-            artifact, path, mcu, arena_margin, versions, package
+            artifact, path, mcu, arena_margin, versions, replace(package, sidecar=sidecar)
         )
         files = {**package_files, **files}
     report = CheckReport(
@@ -306,6 +307,7 @@ class _Package:
     layout: str = "plain"
     c_lang: str = "cc"
     section: str | None = None
+    sidecar: Path | None = None  # the checked lean model's names, shipped beside it
 
     def validate(self) -> None:
         """The values the CLI's choices check, checked for the API before any work."""
@@ -349,8 +351,16 @@ def _firmware_package(
             artifact.data, name, source=source, lang=package.c_lang, section=package.section
         )
         return {"model.tflite": artifact.data, **sources}, None
+    from edgec.artifact.sidecar import MAX_SIDECAR_BYTES
+    from edgec.safeio import read_regular
+
+    names = {}
+    if package.sidecar is not None:  # read and matched to the model by with_sidecar_names
+        names = {"model_names.json": read_regular(package.sidecar, "names file",
+                                                  limit=MAX_SIDECAR_BYTES)}  # fmt: skip
     spec = ExportSpec(
         model=artifact.data,
+        extra_files=names,
         parsed=artifact.model,  # with the sidecar's names, for the headers' comments
         name=name,
         source=source,

@@ -356,6 +356,10 @@ def test_check_artifacts_hold_the_firmware_package_a_build_writes(tmp_path, exam
     assert _resolver(ops) == _resolver(built["model_ops.h"]) != []
     assert "#define MY_MODEL_V2_TENSOR_ARENA_SIZE" in settings  # the name escaped for C
     assert (art / "model.tflite").read_bytes() == model.read_bytes()
+    # the lean model's names go with it, as a build ships them
+    assert (art / "model_names.json").read_bytes() == (
+        example_build.out / "model_names.json"
+    ).read_bytes()
     report = CheckReport.from_dict(json.loads((art / "report.json").read_text()))
     assert report.firmware.tensor_arena_bytes == _arena(settings)
     assert report.targets[1].memory.tensor_arena_bytes == _arena(settings)

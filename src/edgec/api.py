@@ -27,7 +27,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from edgec.targets.arena import DEFAULT_ARENA_MARGIN
 
 if TYPE_CHECKING:  # the runtime imports stay inside the functions (TensorFlow is slow)
     from edgec.builder import Progress
+    from edgec.export.checked import PackageOptions
     from edgec.options import BuildOptions
     from edgec.pipeline.inspect import Inspection
     from edgec.report import BuildReport, CheckReport
@@ -192,6 +193,7 @@ def check(
     layout: str = "plain",
     c_lang: str = "cc",
     section: str | None = None,
+    keep_names: bool = False,
     progress: Callable[[TargetProfile], None] | None = None,
 ) -> CheckReport:
     """Check an existing ``.tflite`` against targets, without TensorFlow or data.
@@ -206,7 +208,8 @@ def check(
             Vela-optimised model, ...) and the firmware package for the first TFLM target
             (C arrays, ``model_settings.h``, ``model_ops.h``), replaced atomically; ``None``
             writes nothing.
-        layout, c_lang, section: the firmware package's, as ``edgec build`` takes them.
+        layout, c_lang, section, keep_names: the firmware package's, as ``edgec build``
+            takes them (the package ships the lean form of the model, proven in TFLM).
         progress: called with each target profile before it is checked.
 
     Returns:
@@ -225,11 +228,13 @@ def check(
         prepare_output_dir(folder, inputs=(path, *target.split(",")), option="--artifacts")
     if not 0 <= arena_margin <= 1000:
         raise InputError(f"--arena-margin {arena_margin:g} is not a percentage (0-1000)")
-    package = _Package(layout, c_lang, section)
-    if folder is None and package != _Package():
+    from edgec.export.checked import PackageOptions
+
+    package = PackageOptions(layout, c_lang, section, keep_names)
+    if folder is None and package != PackageOptions():
         raise UsageError(
-            "--layout, --c-lang and --section shape the firmware package that --artifacts "
-            "writes, and no --artifacts was given",
+            "--layout, --c-lang, --section and --keep-names shape the firmware package that "
+            "--artifacts writes, and no --artifacts was given",
             hint="add --artifacts DIR, or leave them out",
         )
     package.validate()
@@ -247,7 +252,7 @@ def _check(
     arena_margin: float,
     progress: Callable[[TargetProfile], None] | None,
     *,
-    package: _Package | None = None,
+    package: PackageOptions | None = None,
 ) -> tuple[CheckReport, dict[str, bytes]]:
     """The report of ``check`` and the files the targets produced; with ``package``, the
     firmware package for the first TFLM target too (``_firmware_package``)."""
@@ -279,14 +284,16 @@ def _check(
         sections.append(section)
         files.update(produced)
     versions = tool_versions(packages=("edgec", "ai-edge-litert", "tflite-micro", "ethos-u-vela"))
-    firmware = None
+    firmware = lean = None
     mcu = next((p for p in profiles if tflm_target(p)), None)
     if package is not None and mcu is not None:
+        from edgec.export.checked import checked_model_package
+
         sidecar = names_path(path) if names.startswith("names from") else None
-        package_files, firmware = _firmware_package(
+        made = checked_model_package(
             artifact, path, mcu, arena_margin, versions, replace(package, sidecar=sidecar)
         )
-        files = {**package_files, **files}
+        files, firmware, lean = {**made.files, **files}, made.firmware, made.lean
     report = CheckReport(
         ok=all(s.ok for s in sections),
         model=str(path),
@@ -296,87 +303,9 @@ def _check(
         targets=sections,
         versions=versions,
         firmware=firmware,
+        lean=lean,
     )
     return report, files
-
-
-@dataclass(frozen=True)
-class _Package:
-    """The firmware package ``check --artifacts`` writes: its layout, language, section."""
-
-    layout: str = "plain"
-    c_lang: str = "cc"
-    section: str | None = None
-    sidecar: Path | None = None  # the checked lean model's names, shipped beside it
-
-    def validate(self) -> None:
-        """The values the CLI's choices check, checked for the API before any work."""
-        from edgec.export import LAYOUTS, check_section
-        from edgec.export.c_array import LANGUAGES
-
-        if self.layout not in LAYOUTS:
-            raise InputError(f"unknown layout '{self.layout}' (use {', '.join(LAYOUTS)})")
-        if self.c_lang not in LANGUAGES:
-            raise InputError(f"unknown c_lang '{self.c_lang}' (use {', '.join(LANGUAGES)})")
-        if self.section is not None:
-            check_section(self.section)
-
-
-def _firmware_package(
-    artifact: Any,
-    path: Path,
-    profile: TargetProfile,
-    arena_margin: float,
-    versions: dict,
-    package: _Package,
-) -> tuple[dict[str, bytes], Any]:
-    """What a build exports, for a model edgec did not build: the model as it is in C
-    arrays, ``model_settings.h`` (its I/O quantization, TENSOR_ARENA_SIZE for the kernels
-    ``profile``'s core links, as its ram check measured it) and ``model_ops.h``. Only the
-    arrays where TFLM cannot run the model, as a build does."""
-    from edgec.export import (
-        ExportSpec,
-        c_identifier,
-        export_package,
-        firmware_info,
-        model_data_sources,
-    )
-    from edgec.targets.arena import firmware_arena
-    from edgec.targets.profile import load_runtime
-
-    name, source = c_identifier(path.stem), f"{path.name} (sha256 {artifact.sha256[:12]})"
-    kernels = firmware_arena(artifact, profile.cpu)
-    if kernels is None:
-        sources = model_data_sources(
-            artifact.data, name, source=source, lang=package.c_lang, section=package.section
-        )
-        return {"model.tflite": artifact.data, **sources}, None
-    from edgec.artifact.sidecar import MAX_SIDECAR_BYTES
-    from edgec.safeio import read_regular
-
-    names = {}
-    if package.sidecar is not None:  # read and matched to the model by with_sidecar_names
-        names = {"model_names.json": read_regular(package.sidecar, "names file",
-                                                  limit=MAX_SIDECAR_BYTES)}  # fmt: skip
-    spec = ExportSpec(
-        model=artifact.data,
-        extra_files=names,
-        parsed=artifact.model,  # with the sidecar's names, for the headers' comments
-        name=name,
-        source=source,
-        target=profile.name,
-        runtime=load_runtime("tflite-micro"),
-        arena_bytes=kernels.measured_bytes,
-        arena_margin_percent=arena_margin,
-        arena_extra_bytes=kernels.extra_bytes,
-        arena_kernels=kernels.kernels,
-        versions=versions,
-        lang=package.c_lang,
-        section=package.section,
-        layout=package.layout,
-    )
-    files = export_package(spec)
-    return files, firmware_info(spec, files, profile.cpu)
 
 
 def inspect(

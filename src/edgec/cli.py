@@ -355,6 +355,7 @@ def check(
     out: Path | None,
     artifacts: Path | None,
     arena_margin: float,
+    keep_names: bool,
     layout: str,
     c_lang: str,
     section: str | None,
@@ -384,6 +385,7 @@ def check(
             layout=layout,
             c_lang=c_lang,
             section=section,
+            keep_names=keep_names,
             progress=lambda p: ui.line(f"checking {p.name}"),
         )
     rendered = {

@@ -246,7 +246,7 @@ class BuildOptions:
         },
     )  # fmt: skip  (None: nothing is written, the Python API's default)
     keep_names: bool = _option(
-        False, group="firmware", kind=bool, commands=_BUILD_FIT,
+        False, group="firmware", kind=bool, commands=_BUILD_FIT_CHECK,
         help="TFLM targets: keep the tensor names in the shipped model (by default they go "
         "to model_names.json, which inspect and check read; TFLM reads none).",
     )  # fmt: skip

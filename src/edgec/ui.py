@@ -456,6 +456,14 @@ def print_artifacts(folder: Path, report: CheckReport) -> None:
         f"{firmware.tensor_arena_bytes:,} B, {t(firmware.arena_kernels)}), model_ops.h "
         f"({ops} op{'s' if ops != 1 else ''})"
     )
+    lean = report.lean
+    if lean is not None and lean.bytes_after != lean.bytes_before:
+        out.print(
+            f"  model.tflite is the lean form: {lean.bytes_before:,} -> {lean.bytes_after:,} B "
+            f"({t(lean.check.detail)})"
+        )
+    elif lean is not None:
+        out.print(f"  {t(lean.check.detail)}")
 
 
 def print_targets(profiles: list[TargetProfile]) -> None:

@@ -378,6 +378,26 @@ def test_check_artifacts_hold_the_firmware_package_a_build_writes(tmp_path, exam
     assert CheckReport.from_dict(tpu).firmware is None
 
 
+def test_check_artifacts_ship_the_lean_form_proven_in_tflm(tmp_path, models):
+    """What a build ships for TFLM, for a converter's file: the package's model.tflite
+    leaves out what TFLM never reads (here names, per-channel zero points, metadata), its
+    TFLM outputs bit-identical to the checked file's on deterministic inputs; the names go
+    to model_names.json, or stay with --keep-names."""
+    art, kept = tmp_path / "fw", tmp_path / "kept"
+    run = run_edgec("check", models.dwres, "-t", "cortex-m4", "--artifacts", art)
+    assert run.code == 0, run.err
+    report = CheckReport.from_dict(json.loads((art / "report.json").read_text()))
+    lean, shipped = report.lean, (art / "model.tflite").read_bytes()
+    assert lean.check.ok and "16 bit-identical, 0 differ" in lean.check.detail
+    assert lean.bytes_before == models.dwres.stat().st_size > lean.bytes_after == len(shipped)
+    assert not any(t.name for t in TfliteModel.from_bytes(shipped).tensors)
+    assert (art / "model_names.json").is_file() and "is the lean form" in run.out
+    assert _arena((art / "model_settings.h").read_text()) == report.firmware.tensor_arena_bytes
+    run = run_edgec("check", models.dwres, "-t", "cortex-m4", "--artifacts", kept, "--keep-names")
+    assert run.code == 0 and not (kept / "model_names.json").exists(), run.err
+    assert all(t.name for t in TfliteModel.from_bytes((kept / "model.tflite").read_bytes()).tensors)
+
+
 def test_diff_fails_when_the_arena_grows(tmp_path, example_tflite, models, example_build):
     old, new = tmp_path / "old", tmp_path / "new"
     assert run_edgec("check", example_tflite, "-t", "cortex-m4", "--artifacts", old).code == 0

@@ -44,17 +44,19 @@ def test_the_image_reports_a_wrong_checksum(example_build, tmp_path):
 
 
 def test_the_package_check_writes_for_a_model_edgec_did_not_build_runs_on_the_core(tmp_path):
-    """``edgec check --artifacts`` on a .tflite made elsewhere: its array and settings
-    header link and check out on the core as a build's do."""
+    """``edgec check --artifacts`` on a .tflite made elsewhere: its package's array (the
+    lean form) and settings header link and check out on the core as a build's do."""
     from tests.support.cli import run_edgec
     from tests.support.tflite_builder import dense_int8
 
     model = tmp_path / "dense-8.tflite"
-    model.write_bytes(dense_int8())
+    model.write_bytes(dense_int8(per_channel=True))
     package = tmp_path / "fw"
     run = run_edgec("check", model, "-t", "cortex-m4", "--artifacts", package)
     assert run.code == 0, run.err
     done = run_qemu("cortex-m4", build_image(package, "dense_8", "cortex-m4", tmp_path / "w"))
     line = firmware_line(done)
-    assert f"size={len(model.read_bytes())} fnv1a={fnv1a(model.read_bytes()):08x}" in line
+    shipped = (package / "model.tflite").read_bytes()  # the lean form of the model
+    assert len(shipped) < len(model.read_bytes())
+    assert f"size={len(shipped)} fnv1a={fnv1a(shipped):08x}" in line
     assert "aligned=yes" in line and line.endswith("result=PASS"), line

@@ -132,6 +132,7 @@ def make_lean_verified(
     *,
     keep_names: bool = False,
     reference: np.ndarray | None = None,
+    samples: str = "evaluation samples",
 ) -> LeanModel:
     """The lean form of ``data`` (whose measured TFLM arena is ``arena_bytes``), its arena
     measured and TFLM's outputs of both compared on every sample of ``x_q``.
@@ -150,11 +151,36 @@ def make_lean_verified(
     if reference is None:
         reference = runtimes.run_tflm(data, x_q, arena_bytes).raw
     outputs = runtimes.run_tflm(lean.data, x_q, arena).raw
-    check = bit_identical_check(reference, outputs, CHECK, what="the lean vs the standard model")
+    check = bit_identical_check(
+        reference, outputs, CHECK, what="the lean vs the standard model", samples=samples
+    )
     check = replace(
         check, detail=f"{check.detail}; arena {arena:,} B (standard model {arena_bytes:,} B)"
     )
     return LeanModel(artifact, lean, len(data), arena_bytes, check)
+
+
+PROOF_SAMPLES = 16
+
+
+def proof_inputs(model: TfliteModel, count: int = PROOF_SAMPLES) -> np.ndarray | None:
+    """Deterministic inputs for the lean proof of a model with no data (``edgec check``):
+    the lean form changes no arithmetic, only how TFLM finds the numbers, so any inputs
+    that run every op serve. int8/uint8/int16: the whole range; int32/int64 (indices,
+    lengths): 0 and 1, within any table; floats: standard normal. None for a model with
+    more inputs than one (the proof feeds one)."""
+    if len(model.inputs) != 1:
+        return None
+    tensor = model.input_tensor()
+    dtype = tensor.numpy_dtype()
+    shape = (count, *tensor.shape[1:]) if tensor.shape else (count,)
+    rng = np.random.default_rng(0)
+    if dtype in (np.int32, np.int64):
+        return rng.integers(0, 2, shape).astype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
 
 
 def collapsed_zero_points(data: bytes) -> int:

@@ -476,6 +476,7 @@ def bit_identical_check(
     name: str,
     *,
     what: str = "the compressed vs the uncompressed model",
+    samples: str = "evaluation samples",
 ) -> Check:
     """Same runtime, two models: every output of every sample must be bit-identical."""
     differs = np.any(
@@ -486,7 +487,7 @@ def bit_identical_check(
     return Check(
         name,
         bad == 0,
-        f"TFLM outputs of {what} on {len(reference)} evaluation samples: "
+        f"TFLM outputs of {what} on {len(reference)} {samples}: "
         f"{len(reference) - bad} bit-identical, {bad} differ"
         + (f" (by up to {worst} steps)" if bad else ""),
         value=bad,

@@ -599,6 +599,16 @@ class BuildReport:
         return [c for c in self.checks if not c.ok]
 
 
+@dataclass(frozen=True, slots=True)
+class LeanShipped:
+    """``check --artifacts``: the lean form of the checked model that its firmware package
+    ships (what TFLM never reads left out, ``artifact.lean``), proven in TFLM."""
+
+    bytes_before: int  # the model as checked
+    bytes_after: int  # what the package ships (the checked model's size when not made)
+    check: Check  # lean_bit_identical: TFLM's outputs of both on deterministic inputs
+
+
 @dataclass(slots=True)
 class CheckReport:
     """``edgec check``: an existing .tflite against one or more targets (no training data)."""
@@ -612,6 +622,7 @@ class CheckReport:
     versions: dict[str, str] = field(default_factory=dict)
     # --artifacts: the firmware package written for the first TFLM target
     firmware: Firmware | None = None
+    lean: LeanShipped | None = None  # the lean file that package ships, and its proof
     kind: str = "check"
     schema_version: int = SCHEMA_VERSION
 

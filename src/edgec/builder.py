@@ -624,7 +624,7 @@ def convert(ctx: BuildContext) -> None:
     )
     with ctx.stage(
         "convert", f"Converting to full-integer {width} ({len(calibration)} calibration samples)"
-    ):
+    ) as metrics:
         model = unroll_recurrent(ctx.model, calibration.x[:16])
         ctx.conversion = convert_full_integer(
             model,
@@ -643,6 +643,8 @@ def convert(ctx: BuildContext) -> None:
                 ctx.conversion = dataclasses.replace(ctx.conversion, int16=twin.model)
             except ConversionError as exc:  # the int8 model stands; the report says why
                 ctx.conversion = dataclasses.replace(ctx.conversion, int16_error=exc.message)
+        if ctx.conversion.integer_casts:
+            metrics.update(integer_casts=list(ctx.conversion.integer_casts))
     assert ctx.conversion.names is not None  # convert_full_integer traced the model
     ctx.names = ctx.conversion.names
     _set_converted(ctx, ctx.conversion.model)

@@ -133,3 +133,31 @@ def test_a_uint8_pixel_input_is_taken_as_float32_and_quantized_exactly(tmp_path)
     }
     assert "pixels as they are (0..255)" in report["data"]["preprocessing"]
     assert report["accuracy"]["float"] > 60, report["accuracy"]
+
+
+def test_a_text_model_s_mask_is_cast_as_an_integer_and_passes_the_int8_target(tmp_path):
+    """``Embedding(mask_zero=True)`` before a pooling layer: the converter writes the mask
+    as CAST (bool -> float32) then QUANTIZE, a float tensor in the int8 model, and the
+    cortex-m dtypes check failed every such text classifier. The cast is now an integer
+    one (proven: LiteRT's outputs bit-identical), and the stage says so."""
+    from edgec._tf import keras
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 50, (200, 12)).astype(np.int32)
+    for row, length in zip(ids, rng.integers(3, 13, 200), strict=True):
+        row[length:] = 0  # padding, masked out
+    labels = (ids[:, 0] % 2).astype(np.int64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.layers.Input((12,), dtype="int32"),
+        keras.layers.Embedding(50, 4, mask_zero=True),
+        keras.layers.GlobalAveragePooling1D(),
+        keras.layers.Dense(2, activation="softmax"),
+    ])  # fmt: skip
+    model.save(tmp_path / "masked.keras")
+    np.savez(tmp_path / "ids.npz", x=ids, y=labels)
+    report = build(tmp_path, tmp_path / "masked.keras", tmp_path / "ids.npz")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["dtypes"]["ok"] and checks["litert_vs_tflm"]["ok"], checks["dtypes"]
+    convert = next(s for s in report["stages"] if s["name"] == "convert")
+    assert "bool -> int8, not float32" in convert["metrics"]["integer_casts"][0]

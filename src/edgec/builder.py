@@ -643,8 +643,8 @@ def convert(ctx: BuildContext) -> None:
                 ctx.conversion = dataclasses.replace(ctx.conversion, int16=twin.model)
             except ConversionError as exc:  # the int8 model stands; the report says why
                 ctx.conversion = dataclasses.replace(ctx.conversion, int16_error=exc.message)
-        if ctx.conversion.integer_casts:
-            metrics.update(integer_casts=list(ctx.conversion.integer_casts))
+        if ctx.conversion.op_rewrites:
+            metrics.update(op_rewrites=list(ctx.conversion.op_rewrites))
     assert ctx.conversion.names is not None  # convert_full_integer traced the model
     ctx.names = ctx.conversion.names
     _set_converted(ctx, ctx.conversion.model)

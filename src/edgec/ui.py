@@ -326,10 +326,10 @@ def _stage_line(name: str, m: dict) -> str:
                 f"left out (augmentation, the identity at inference; a recipe trains without "
                 f"it): {', '.join(m['layers_left_out'])}"
             )
-    if m.get("integer_casts"):
+    if m.get("op_rewrites"):
         parts.append(
-            "mask cast made integer (bool -> int, not float32; LiteRT's outputs bit-identical): "
-            + "; ".join(m["integer_casts"])
+            "ops rewritten into forms TFLM runs in int8 (LiteRT's outputs bit-identical): "
+            + "; ".join(m["op_rewrites"])
         )
     if name == "fold_batch_norms":
         parts.extend(_batch_norm_parts(m))

@@ -160,4 +160,4 @@ def test_a_text_model_s_mask_is_cast_as_an_integer_and_passes_the_int8_target(tm
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["dtypes"]["ok"] and checks["litert_vs_tflm"]["ok"], checks["dtypes"]
     convert = next(s for s in report["stages"] if s["name"] == "convert")
-    assert "bool -> int8, not float32" in convert["metrics"]["integer_casts"][0]
+    assert "bool -> int8, not float32" in convert["metrics"]["op_rewrites"][0]

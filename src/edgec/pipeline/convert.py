@@ -39,8 +39,8 @@ from edgec._process import (
     process_tempdir,
     stop_on_interrupt,
 )
-from edgec.artifact.bool_casts import integer_bool_casts
 from edgec.artifact.layer_names import LayerNames
+from edgec.artifact.op_forms import tflm_forms
 from edgec.datasets.loading import IndexInput, non_finite
 from edgec.errors import ConversionError, InputError, UsageError
 
@@ -181,8 +181,8 @@ class Converted:
     names: LayerNames | None = None  # the Keras layer behind each op (recorded in tracing)
     int16: bytes | None = None  # --activations auto: the same calibration in 16x8 mode
     int16_error: str = ""  # asked for, but the 16x8 conversion failed: why
-    # the bool -> float32 casts made integer (artifact.bool_casts), described
-    integer_casts: tuple[str, ...] = ()
+    # the ops rewritten into forms TFLM runs in int8 (artifact.op_forms), described
+    op_rewrites: tuple[str, ...] = ()
 
 
 def convert_int8(
@@ -260,15 +260,15 @@ def _convert_full_integer(
             text = (folder / "error.txt").read_text("utf-8", "replace")
             raise _conversion_error(text + "\n" + log, concrete.graph, activations)
         twin, failed = folder / "model_per_tensor.tflite", folder / "per_tensor_error.txt"
-        # a mask's bool -> float32 cast before a QUANTIZE, made integer where proven equal
-        main, casts = integer_bool_casts((folder / "model.tflite").read_bytes(), samples)
-        twin_model = integer_bool_casts(twin.read_bytes(), samples)[0] if twin.exists() else None
+        # a mask's float cast made integer, SELECT made SELECT_V2, where proven equal
+        main, rewrites = tflm_forms((folder / "model.tflite").read_bytes(), samples)
+        twin_model = tflm_forms(twin.read_bytes(), samples)[0] if twin.exists() else None
         return Converted(
             main,
             twin_model,
             failed.read_text("utf-8", "replace")[:300] if failed.exists() else "",
             traced.names,
-            integer_casts=casts,
+            op_rewrites=rewrites,
         )
 
 

@@ -131,8 +131,8 @@ class StageMetrics:
     # the model casts, int32 for token ids), and rewrite_max_difference
     input_dtype: str | None = None
     as_dtype: str | None = None
-    # convert: the bool -> float32 casts (masks) made integer, proven (artifact.bool_casts)
-    integer_casts: list[str] | None = None
+    # convert: ops rewritten into forms TFLM runs in int8, proven (artifact.op_forms)
+    op_rewrites: list[str] | None = None
     # translate_keras3
     max_abs_diff: builtins.float | None = None
     layers_rebuilt: int | None = None

@@ -1,4 +1,4 @@
-"""A mask's bool -> float32 cast before a QUANTIZE, made integer (artifact.bool_casts).
+"""A mask's bool -> float32 cast before a QUANTIZE, made integer (artifact.op_forms).
 
 The converter writes ``Embedding(mask_zero=True)``'s mask as NOT_EQUAL -> CAST (bool ->
 float32) -> QUANTIZE, a float tensor in an int8 model. Reproduced here directly."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.artifact import runtimes
-from edgec.artifact.bool_casts import integer_bool_casts
+from edgec.artifact.op_forms import tflm_forms
 from edgec.artifact.tflite_model import TfliteModel
 from tests.support.tflite_builder import TfliteBuilder
 
@@ -35,7 +35,7 @@ def _mask_model(*, float_reader: bool = False) -> bytes:
 
 def test_the_float_mask_becomes_an_integer_cast_with_the_same_outputs():
     data = _mask_model()
-    rewritten, described = integer_bool_casts(data, IDS)
+    rewritten, described = tflm_forms(data, IDS)
     assert described == ("op #1 CAST (pooling/Cast): bool -> int8, not float32",)
     flat = TfliteModel.from_bytes(rewritten)
     assert not [t for t in flat.tensors if t.dtype == "float32"]
@@ -47,4 +47,4 @@ def test_the_float_mask_becomes_an_integer_cast_with_the_same_outputs():
 
 def test_a_cast_something_else_reads_as_float_stays():
     data = _mask_model(float_reader=True)
-    assert integer_bool_casts(data, IDS) == (data, ())
+    assert tflm_forms(data, IDS) == (data, ())

@@ -14,7 +14,7 @@ from edgec.artifact.breakdown import byte_breakdown
 from edgec.artifact.sidecar import read_names, with_sidecar_names
 from edgec.artifact.stats import analyze_layers
 from edgec.artifact.tflite_model import TfliteModel
-from edgec.errors import InputError, ToolError, printable
+from edgec.errors import ConversionError, InputError, ToolError, printable
 from edgec.pipeline.model_files import check_model_path
 from edgec.report import Layer, ModelBytes, from_plain, to_plain
 
@@ -144,8 +144,9 @@ def inspect_model(
 def _as_built(model, custom_objects: dict):
     """The model as a build converts it, proven on synthetic inputs (inspect has no data):
     a Keras 3 model whose layers TFLM cannot run in their Keras 3 form as its tf_keras
-    rebuild, an input the build retypes retyped (``convert.needs_tf_keras``,
-    ``convert.retyped``). Where that fails, the model as it is: the table still shows it."""
+    rebuild, an input the build retypes retyped, LSTMs unrolled (``convert.needs_tf_keras``,
+    ``convert.retyped``, ``recurrent.unroll_recurrent``). Where a step fails, the model as
+    the steps before left it: the table still shows it."""
     from edgec.pipeline.convert import (
         input_as,
         is_keras3,
@@ -154,14 +155,17 @@ def _as_built(model, custom_objects: dict):
         synthetic_samples,
     )
     from edgec.pipeline.keras3 import translate
+    from edgec.pipeline.recurrent import unroll_recurrent
 
     x = synthetic_samples(model)
     try:
         if is_keras3(model) and needs_tf_keras(model):
             model = translate(model, x, custom_objects).model
-        if (change := input_as(model)) is None:
-            return model
-        rebuilt, equality = retyped(model, x, change[1])
-    except InputError:  # not rebuilt (TranslationError), or no graph to rebuild
+        if (change := input_as(model)) is not None:
+            rebuilt, equality = retyped(model, x, change[1])
+            if not equality.equal:
+                return model
+            model = rebuilt
+        return unroll_recurrent(model, x[:16])
+    except (InputError, ConversionError):  # not rebuilt (TranslationError), no graph, ...
         return model
-    return rebuilt if equality.equal else model

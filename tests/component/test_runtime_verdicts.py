@@ -57,6 +57,18 @@ def test_an_old_converters_bias_axis_is_read_as_tflm_reads_it(tmp_path):
     assert report.ok and report.targets[0].memory.arena_bytes > 0, checks
 
 
+def test_a_phone_says_litert_refuses_an_old_converters_bias_axis(tmp_path):
+    """person_detect.tflite fails on phones: LiteRT's loader checks the axis TFLM ignores.
+    That sat under "latency: not measured"; it is the litert check's, with what to do."""
+    report, checks = _check(tmp_path, defects.old_converter_bias(), "android-arm64")
+    assert not report.ok and not checks["litert"].ok
+    assert "quantized_dimension must be in range" in checks["litert"].detail
+    assert "convert the model again with a current TFLite converter" in checks["litert"].detail
+    assert checks["latency"].detail == "not measured: the model does not run in LiteRT (see litert)"
+    _, runs = _check(tmp_path, dense_int8(), "android-arm64")
+    assert "litert" not in runs and runs["latency"].ok
+
+
 def test_an_off_shape_axis_on_a_filter_is_still_refused():
     """A kernel indexes the filter's shape with that axis: TFLM would read out of bounds."""
     b = TfliteBuilder()

@@ -255,7 +255,7 @@ def _check(
     package: PackageOptions | None = None,
 ) -> tuple[CheckReport, dict[str, bytes]]:
     """The report of ``check`` and the files the targets produced; with ``package``, the
-    firmware package for the first TFLM target too (``_firmware_package``)."""
+    firmware package for the first TFLM target too (``export.checked``)."""
     from edgec.artifact import Artifact
     from edgec.artifact.lean import collapsed_zero_points
     from edgec.artifact.sidecar import names_path, with_sidecar_names
@@ -266,7 +266,8 @@ def _check(
 
     profiles = load_targets(targets)
     overrides = parse_budget(budget) if budget is not None else {}
-    artifact, names = with_sidecar_names(Artifact.read(path), path)  # names for the messages
+    read = Artifact.read(path)
+    artifact, _ = with_sidecar_names(read, path)  # names for the messages
     other = next((p for p in profiles if not tflm_target(p)), None)
     if other is not None and collapsed_zero_points(artifact.data):
         raise InputError(
@@ -289,7 +290,7 @@ def _check(
     if package is not None and mcu is not None:
         from edgec.export.checked import checked_model_package
 
-        sidecar = names_path(path) if names.startswith("names from") else None
+        sidecar = names_path(path) if artifact is not read else None  # its names came from it
         made = checked_model_package(
             artifact, path, mcu, arena_margin, versions, replace(package, sidecar=sidecar)
         )

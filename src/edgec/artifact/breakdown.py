@@ -52,9 +52,9 @@ _BIAS_SLOT = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANS
 def byte_breakdown(data: bytes, *, file: str = "model.tflite") -> ModelBytes:
     """The exact bytes of each category in ``data`` (a .tflite the reader accepted).
 
-    The reader reads the first subgraph and counts the rest; this walk also reaches the
-    metadata, signature defs and other subgraphs, where a damaged file can still hold a
-    bad offset: that is an InputError naming the file, never an exception from below.
+    The reader reads the subgraphs; this walk also reaches the metadata and signature
+    defs, where a damaged file can still hold a bad offset: that is an InputError naming
+    the file, never an exception from below.
     """
     try:
         return _breakdown(data, file)

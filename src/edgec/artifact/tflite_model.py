@@ -597,7 +597,7 @@ def _text(value: bytes | str | None) -> str:
 
 
 class _Budget:
-    """What reading the first subgraph may build, counted once per use before it is built."""
+    """What reading the subgraphs may build, counted once per use before it is built."""
 
     def __init__(self, file_bytes: int) -> None:
         self.limits = {

@@ -240,6 +240,10 @@ def test_keras3_augmentation_layers_tf_keras_lacks_are_left_out_of_the_rebuild(a
         keras.layers.RandomErasing(name="erase"),
         keras.layers.RandomInvert(value_range=(0, 1), name="invert"),
         keras.layers.RandomFlip(name="flip"),
+        # Keras 3's own container for them (tf_keras has none)
+        keras.layers.Pipeline(
+            [keras.layers.RandomFlip(), keras.layers.RandomHue(0.1, (0, 1))], name="pipe"
+        ),
     ]
     head = [keras.layers.Conv2D(2, 3), keras.layers.Flatten(), keras.layers.Dense(3)]
     if api == "Sequential":
@@ -253,6 +257,7 @@ def test_keras3_augmentation_layers_tf_keras_lacks_are_left_out_of_the_rebuild(a
     translation = translate(model, x)
     assert translation.left_out == (
         "blur (RandomGaussianBlur)", "erase (RandomErasing)", "invert (RandomInvert)",
+        "pipe (Pipeline)",
     )  # fmt: skip
     kinds = [type(layer).__name__ for layer in translation.model.layers]
     assert kinds[-4:] == ["RandomFlip", "Conv2D", "Flatten", "Dense"]  # tf_keras has it

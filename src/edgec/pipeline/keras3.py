@@ -24,7 +24,8 @@ _DROP = ("module", "registered_name", "build_config", "compile_config", "shared_
 # inference (measured with Keras 3.15: layer(x, training=False) returned x for every one),
 # so the rebuild leaves them out, proven as every rebuild is (equal outputs); a recipe then
 # trains without them. The layers tf_keras has (RandomFlip, RandomRotation, ...) are
-# rebuilt, and QAT leaves them out (stages/structure/qat_rewrite.INFERENCE_IDENTITY).
+# rebuilt, and QAT leaves them out (graph_rewrite.INFERENCE_IDENTITY); a Keras 3 Pipeline of
+# either kind is left out too.
 AUGMENTATION = frozenset({
     "RandomColorDegeneration", "RandomColorJitter", "RandomElasticTransform",
     "RandomErasing", "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert",
@@ -182,12 +183,19 @@ def tf_keras_twin(model, x: np.ndarray, custom_objects: dict):
 
 
 def _left_out(spec: dict, tf_keras, custom_objects: dict, left_out: list[str]) -> bool:
-    """Whether the rebuild leaves the layer of ``spec`` out (``AUGMENTATION``: the identity
-    at inference, unknown to tf_keras); noted in ``left_out``."""
+    """Whether the rebuild leaves the layer of ``spec`` out (``AUGMENTATION``, or a
+    ``Pipeline`` of augmentation layers: the identity at inference, unknown to tf_keras);
+    noted in ``left_out``."""
+    from edgec.pipeline.graph_rewrite import INFERENCE_IDENTITY
+
     cls_name = spec["class_name"]
-    if cls_name not in AUGMENTATION or cls_name in custom_objects:
-        return False
-    if hasattr(tf_keras.layers, cls_name):  # a later tf_keras has it: rebuilt as it is
+    if cls_name in custom_objects or hasattr(tf_keras.layers, cls_name):
+        return False  # rebuilt as it is (a later tf_keras may have it)
+    if cls_name == "Pipeline":
+        inner = [str(layer.get("class_name")) for layer in spec["config"].get("layers", [])]
+        if not inner or not set(inner) <= AUGMENTATION | set(INFERENCE_IDENTITY):
+            return False
+    elif cls_name not in AUGMENTATION:
         return False
     left_out.append(f"{spec.get('name') or spec['config'].get('name', '?')} ({cls_name})")
     return True

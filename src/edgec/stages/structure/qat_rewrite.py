@@ -54,6 +54,7 @@ import numpy as np
 from edgec.errors import InputError
 from edgec.pipeline.graph_rewrite import (
     IDENTITY,
+    INFERENCE_IDENTITY,
     GraphNode,
     Replacement,
     calls,
@@ -77,16 +78,6 @@ REWRITTEN_1D = (
     "UpSampling1D",
 )
 INPUT_SCALERS = ("Rescaling", "Normalization")
-# Layers that are the identity at inference, active only in training (data augmentation
-# and noise, which Keras tutorials put inside the model): TF-MOT has no QAT config for any
-# of them, and the converter drops them. QAT's rewrite leaves them out (proven equal as
-# every rewrite is); QAT then fine-tunes without them. RandomCrop is not one: at inference
-# it crops to its size.
-INFERENCE_IDENTITY = (
-    "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
-    "RandomBrightness", "RandomHeight", "RandomWidth", "GaussianNoise", "GaussianDropout",
-    "AlphaDropout",
-)  # fmt: skip
 # What a BatchNormalization after an activation is folded into (its input side), and the
 # layers its per-channel y * s + t passes through on the way: identities, and averages of
 # one channel (weights summing to 1; "same" average pooling averages the valid inputs only).

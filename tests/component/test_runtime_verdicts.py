@@ -369,3 +369,31 @@ def test_a_cpu_operation_vela_names_by_its_own_tensor_is_not_a_missing_kernel(tm
     assert checks["ops"].ok and checks["vela"].ok, checks["vela"].detail
     assert "no CPU kernel" not in checks["vela"].detail
     assert "Vela names by tensors the model lacks" in checks["vela"].detail
+
+
+def test_a_two_output_model_s_package_declares_both_and_ships_as_it_is(tmp_path):
+    """edgec check takes a .tflite with two heads (a build refuses the Keras model):
+    model_settings.h declared the first output only, and the lean proof, which compares
+    one output, would have vouched for the second unseen."""
+    import re
+
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 8), scale=0.05, zero_point=-3)
+    heads = []
+    for name, units in (("cls", 3), ("box", 4)):
+        w = b.constant(f"{name}/weights", np.ones((units, 8), np.int8), scale=0.01)
+        bias = b.constant(f"{name}/bias", np.zeros(units, np.int32), scale=0.0005)
+        y = b.tensor(f"{name}/out", (1, units), scale=0.25)
+        b.op("FULLY_CONNECTED", [x, w, bias], [y], options=schema.FullyConnectedOptionsT())
+        heads.append(y)
+    path = tmp_path / "heads.tflite"
+    path.write_bytes(b.build(inputs=[x], outputs=heads))
+    report = check(path, target="cortex-m4", artifacts=tmp_path / "fw")
+    settings = (tmp_path / "fw" / "model_settings.h").read_text()
+    assert re.search(r"#define HEADS_OUTPUT_SHAPE \{1, 3\}", settings)
+    assert re.search(r"#define HEADS_OUTPUT1_SHAPE \{1, 4\}", settings)
+    assert "#define HEADS_OUTPUT_COUNT 2" in settings and "INPUT_COUNT" not in settings
+    assert report.lean.bytes_after == report.lean.bytes_before == path.stat().st_size
+    why = report.lean.check.detail
+    assert "compares one output; the model has 1 input(s) and 2 output(s)" in why
+    assert (tmp_path / "fw" / "model.tflite").read_bytes() == path.read_bytes()

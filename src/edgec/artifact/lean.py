@@ -168,8 +168,8 @@ def proof_inputs(model: TfliteModel, count: int = PROOF_SAMPLES) -> np.ndarray |
     the lean form changes no arithmetic, only how TFLM finds the numbers, so any inputs
     that run every op serve. int8/uint8/int16: the whole range; int32/int64 (indices,
     lengths): 0 and 1, within any table; floats: standard normal. None for a model with
-    more inputs than one (the proof feeds one)."""
-    if len(model.inputs) != 1:
+    more inputs or outputs than one (the proof feeds one and compares one: ``run_tflm``)."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
         return None
     tensor = model.input_tensor()
     dtype = tensor.numpy_dtype()

@@ -115,8 +115,11 @@ def _lean(
         return as_it_is(True, "it is lean already (its names in a sidecar, zero points collapsed)")
     x = proof_inputs(artifact.model)
     if x is None:
-        inputs = len(artifact.model.inputs)
-        return as_it_is(True, f"the lean proof feeds one input and the model has {inputs}")
+        ins, outs = len(artifact.model.inputs), len(artifact.model.outputs)
+        return as_it_is(
+            True, f"the lean proof feeds one input and compares one output; the model has "
+            f"{ins} input(s) and {outs} output(s)",
+        )  # fmt: skip
     try:
         made = make_lean_verified(
             artifact.data, x, arena, keep_names=options.keep_names,

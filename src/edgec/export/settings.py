@@ -123,10 +123,19 @@ def _kernels(arena: ArenaSize) -> str:
 
 
 def _tensor_settings(model: TfliteModel) -> tuple[list[str], list[tuple[str, str, str]]]:
-    """The I/O tensors' comment lines and macros: (suffix, value, C++ declaration type)."""
+    """The I/O tensors' comment lines and macros: (suffix, value, C++ declaration type).
+
+    The first input and output are INPUT and OUTPUT; a model with more (one edgec check
+    packages: edgec builds single-input, single-output models) also gets INPUT1, OUTPUT1,
+    ... and INPUT_COUNT / OUTPUT_COUNT."""
     macros: list[tuple[str, str, str]] = []
     lines: list[str] = []
-    for role, tensor in (("INPUT", model.input_tensor()), ("OUTPUT", model.output_tensor())):
+    roles = [
+        (f"{kind}{i or ''}", model.tensors[index])
+        for kind, indices in (("INPUT", model.inputs), ("OUTPUT", model.outputs))
+        for i, index in enumerate(indices)
+    ]
+    for role, tensor in roles:
         ctype, _ = _C_TYPES.get(tensor.dtype, (tensor.dtype, ""))
         scale = tensor.scales[0] if tensor.scales else 0.0
         zero_point = tensor.zero_points[0] if tensor.zero_points else 0
@@ -146,6 +155,9 @@ def _tensor_settings(model: TfliteModel) -> tuple[list[str], list[tuple[str, str
             (f"{role}_SCALE", _float(scale), "float"),
             (f"{role}_ZERO_POINT", str(zero_point), "int"),
         ]
+    for kind, indices in (("INPUT", model.inputs), ("OUTPUT", model.outputs)):
+        if len(indices) > 1:
+            macros.append((f"{kind}_COUNT", str(len(indices)), "int"))
     return lines, macros
 
 

@@ -228,7 +228,9 @@ def check(
         prepare_output_dir(folder, inputs=(path, *target.split(",")), option="--artifacts")
     if not 0 <= arena_margin <= 1000:
         raise InputError(f"--arena-margin {arena_margin:g} is not a percentage (0-1000)")
+    from edgec.export import check_section
     from edgec.export.checked import PackageOptions
+    from edgec.options import BuildOptions, check_values
 
     package = PackageOptions(layout, c_lang, section, keep_names)
     if folder is None and package != PackageOptions():
@@ -237,7 +239,10 @@ def check(
             "--artifacts writes, and no --artifacts was given",
             hint="add --artifacts DIR, or leave them out",
         )
-    package.validate()
+    # the choices click checks on the command line, checked as a build's API values are
+    check_values(BuildOptions(target=target, layout=layout, c_lang=c_lang, section=section))
+    if section is not None:
+        check_section(section)
     report, files = _check(Path(path), target, budget, arena_margin, progress,
                            package=package if folder is not None else None)  # fmt: skip
     if folder is not None:

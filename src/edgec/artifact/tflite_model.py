@@ -316,11 +316,11 @@ def _read_graph(
     subgraph an op's options name checked against the model's subgraphs."""
     graph = model.subgraphs[g]
     label = f"subgraph {g} '{_text(graph.name)[:60]}'" if g else ""
-    if not g:
-        return _read_tensors_and_ops(graph, model, data, names, graph_count, label)
     try:
         return _read_tensors_and_ops(graph, model, data, names, graph_count, label)
     except _Malformed as exc:
+        if not label:  # the model's own graph: messages name no subgraph
+            raise
         raise _Malformed(f"{label}: {exc}") from None
 
 

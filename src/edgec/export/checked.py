@@ -16,9 +16,8 @@ from edgec.artifact import Artifact
 from edgec.artifact.lean import CHECK, collapsed_zero_points, make_lean_verified, proof_inputs
 from edgec.artifact.sidecar import MAX_SIDECAR_BYTES, names_path
 from edgec.artifact.tflite_model import TfliteModel
-from edgec.errors import ConversionError, InputError, ToolError
-from edgec.export.c_array import LANGUAGES, check_section, model_data_sources
-from edgec.export.layouts import LAYOUTS
+from edgec.errors import ConversionError, ToolError
+from edgec.export.c_array import model_data_sources
 from edgec.export.names import c_identifier
 from edgec.export.package import ExportSpec, export_package, firmware_info
 from edgec.report import Check, Firmware, LeanShipped
@@ -31,22 +30,14 @@ MODEL_FILE = "model.tflite"
 
 @dataclass(frozen=True)
 class PackageOptions:
-    """How the package is laid out, as ``edgec build`` takes it."""
+    """How the package is laid out, as ``edgec build`` takes it (its values checked as a
+    build's are: ``options.check_values``, ``c_array.check_section``)."""
 
     layout: str = "plain"
     c_lang: str = "cc"
     section: str | None = None
     keep_names: bool = False  # the lean file keeps its names (no sidecar)
     sidecar: Path | None = None  # the checked model's names file, if its names are there
-
-    def validate(self) -> None:
-        """What the CLI's choices check, checked for the API before any work."""
-        if self.layout not in LAYOUTS:
-            raise InputError(f"unknown layout '{self.layout}' (use {', '.join(LAYOUTS)})")
-        if self.c_lang not in LANGUAGES:
-            raise InputError(f"unknown c_lang '{self.c_lang}' (use {', '.join(LANGUAGES)})")
-        if self.section is not None:
-            check_section(self.section)
 
 
 @dataclass(frozen=True)

@@ -65,17 +65,15 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
     # A CPU operation Vela names by a tensor the model lacks (its own rewrite of an op,
     # "Passthrough (Variable_12)" for a VAR_HANDLE) is no op of the model: the ops check
     # judges the model's ops against the fallback's kernels; only mapped ones are judged here.
-    unmapped = [name for _, name in result["cpu_ops"] if name not in by_output]
-    missing = sorted({
-        op for (op, _), (_, name) in zip(cpu_ops, result["cpu_ops"], strict=True)
-        if name in by_output and op not in cpu_kernels
-    })  # fmt: skip
+    mapped = [by_output[name] for _, name in result["cpu_ops"] if name in by_output]
+    unmapped = len(result["cpu_ops"]) - len(mapped)
+    missing = sorted({op.name for op in mapped if op.name not in cpu_kernels})
     npu, cpu = result["npu_operators"], result["cpu_operators"]
     where = "; ".join(f"{op} ({loc})" for op, loc in cpu_ops[:5])
     detail = (
         f"Vela {result['vela_version']} ({profile.vela.accelerator_config}, "
         f"{profile.vela.system_config}, {profile.vela.memory_mode}): "
-        f"{_placement(model, result['cpu_ops'], by_output, npu, cpu)}"
+        f"{_placement(len(model.operators), mapped, unmapped, npu, cpu)}"
         + (f" ({where})" if cpu_ops else "")
     )
     ok = not missing
@@ -85,7 +83,7 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
         detail += f"; no CPU kernel for {', '.join(missing)}"
     if unmapped:
         detail += (
-            f"; {len(unmapped)} of the CPU operations Vela names by tensors the model lacks "
+            f"; {unmapped} of the CPU operations Vela names by tensors the model lacks "
             "(its rewrites of the model's ops): the ops check judges the model's own ops"
         )
     checks = [
@@ -108,17 +106,17 @@ def analyze(artifact: Artifact, profile: TargetProfile, runnable: bool) -> Analy
     )
 
 
-def _placement(model, vela_cpu_ops: list, by_output: dict, npu: int, cpu: int) -> str:
-    """Where the model's ops run, in the model's ops. Vela counts its own operations after
-    lowering (a SOFTMAX or MEAN becomes several NPU operations: a 4-op model measured 32),
-    so its counts are given beside the model's, not as the model's."""
-    mapped = {by_output[name].index for _, name in vela_cpu_ops if name in by_output}
-    if len(mapped) != len(vela_cpu_ops):  # a CPU op Vela named by a tensor the model lacks
+def _placement(total: int, mapped: list, unmapped: int, npu: int, cpu: int) -> str:
+    """Where the model's ``total`` ops run, in the model's ops (``mapped``: those Vela puts
+    on the CPU). Vela counts its own operations after lowering (a SOFTMAX or MEAN becomes
+    several NPU operations: a 4-op model measured 32), so its counts are given beside the
+    model's, not as the model's; alone where a CPU operation maps to no op of the model."""
+    if unmapped:
         return f"{npu} NPU operations, {cpu} CPU operations (Vela's counts)"
-    total = len(model.operators)
+    on_cpu = len({op.index for op in mapped})
     return (
-        f"{total - len(mapped)} of the model's {total} ops on the NPU (as {npu} NPU operations "
-        f"after Vela's lowering), {len(mapped)} on the CPU"
+        f"{total - on_cpu} of the model's {total} ops on the NPU (as {npu} NPU operations "
+        f"after Vela's lowering), {on_cpu} on the CPU"
     )
 
 

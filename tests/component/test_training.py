@@ -344,3 +344,59 @@ def test_augmentation_layers_are_left_out_of_qat_and_the_input_rescaling_behind_
     assert prepared.input_scale == 0.5
     assert [type(layer).__name__ for layer in prepared.model.layers] == ["InputLayer", *kinds]
     assert any("random_flip: RandomFlip left out of QAT" in r for r in prepared.rewrites)
+
+
+def test_mobilenet_v3_s_parts_are_quantization_aware_trained_and_ship_as_int8_ops(
+    train_validation,
+):
+    """Keras' MobileNetV3 (tf_keras' keras.applications writes it so) failed every recipe
+    with QAT: its hard_sigmoid ``ReLU(6.0)(x + 3.0) * (1.0 / 6.0)`` is TFOpLambda layers
+    ("cannot be quantization-aware trained"), its hard_swish and squeeze-and-excite a
+    Multiply ("no default 8-bit QAT configuration"), and its input Rescaling(1 / 127.5,
+    offset=-1) before a zero-padded conv folds nowhere exactly ("QAT can only fold ...").
+    Each hard_sigmoid becomes one Activation, each Multiply([x, hard_sigmoid(x)]) one
+    hard_swish Activation, proven equal; the input Rescaling stays, trained in float. TF-MOT
+    applies QAT to the result, and the converter ships it as int8 ops TFLM runs: one
+    HARD_SWISH, the Rescaling's MUL and ADD, the squeeze-and-excite's MUL."""
+    from edgec._tf import keras, tfmot
+    from edgec.artifact.tflite_model import TfliteModel
+    from edgec.pipeline.convert import convert_int8
+    from edgec.stages.qat_prepare import annotate
+    from edgec.stages.structure import qat_rewrite
+
+    def hard_sigmoid(x):
+        return keras.layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)
+
+    train, _ = train_validation
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 1))
+    scaled = keras.layers.Rescaling(0.5, offset=-1.0, name="to_unit")(inputs)
+    h = keras.layers.Conv2D(4, 3, padding="same")(scaled)
+    h = keras.layers.Multiply()([h, hard_sigmoid(h)])  # hard_swish
+    s = keras.layers.Conv2D(4, 1)(keras.layers.GlobalAveragePooling2D(keepdims=True)(h))
+    h = keras.layers.Multiply()([h, hard_sigmoid(s)])  # squeeze-and-excite
+    # a Rescaling inside the model ("QAT takes Rescaling only right after the input"):
+    # its output quantized, as a kept BatchNormalization's
+    h = keras.layers.Rescaling(0.5, name="halve")(keras.layers.Flatten()(h))
+    model = keras.Model(inputs, keras.layers.Dense(3)(h))
+
+    plan = _planned({"qat": True}, model, train)  # the stage's check passes
+    assert plan.stages[0].spec.type == "qat"
+    prepared = qat_rewrite.prepare_for_qat(model, train.x[:16])
+    kinds = [type(layer).__name__ for layer in prepared.model.layers]
+    assert "TFOpLambda" not in kinds and kinds.count("Activation") == 2, kinds
+    functions = sorted(layer.activation.__name__ for layer in prepared.model.layers
+                       if type(layer).__name__ == "Activation")  # fmt: skip
+    assert functions == ["hard_silu", "keras3_hard_sigmoid"]
+    assert list(prepared.kept) == ["to_unit"]
+    annotated, scope = annotate(prepared.model)
+    wrapped = {getattr(layer, "layer", layer).name for layer in annotated.layers
+               if type(layer).__name__ == "QuantizeAnnotate"}  # fmt: skip
+    assert "halve" in wrapped and "to_unit" not in wrapped  # the input's: trained in float
+    with tfmot.quantization.keras.quantize_scope(scope):
+        qat_model = tfmot.quantization.keras.quantize_apply(annotated)
+    flat = TfliteModel.from_bytes(convert_int8(qat_model, train.x[:16]))
+    ops = [op.name for op in flat.operators]
+    assert ops.count("HARD_SWISH") == 1 and ops[:2] == ["MUL", "ADD"], ops
+    assert ops[-2:] == ["MUL", "FULLY_CONNECTED"], ops  # "halve"
+    assert {flat.tensors[t].dtype for op in flat.operators for t in op.outputs} == {"int8"}

@@ -133,28 +133,40 @@ fit(ae, x_ae, x_ae, 10, loss="mse").save(out / "ae.keras")
 # Add where the shape stays), Conv2D without bias -> BatchNormalization -> ReLU(6.0),
 # GlobalAveragePooling2D, Dropout, Dense softmax. relu6 in each of its Keras forms (QAT
 # takes only the ReLU(6.0) layer): Activation("relu6") in the stem, a Conv2D's own
-# activation="relu6" in the head
+# activation="relu6" in the head. And MobileNetV3's, as keras.applications writes them:
+# Rescaling(1 / 127.5, offset=-1) at the input (here x 2 - 1: the data is in [0, 1]) before
+# a zero-padded conv, hard_swish (Activation("hard_silu")) and a squeeze-and-excite block
+# whose hard_sigmoid is ReLU(6.0)(x + 3.0) * (1.0 / 6.0): keras.ops nodes, and Multiply
 x_mb = np.repeat(np.kron(x_img, np.ones((1, 2, 2, 1), "float32")), 3, axis=-1)
 np.savez(out / "digits16.npz", x=x_mb, y=y_img)
 
 
-def conv_bn(h, filters, kernel=1, strides=1, relu6=True, depthwise=False):
+def conv_bn(h, filters, kernel=1, strides=1, relu6=True, depthwise=False, activation=None):
     if depthwise:
         h = layers.DepthwiseConv2D(kernel, strides, padding="valid" if strides == 2 else "same",
                                    use_bias=False)(h)  # fmt: skip
     else:
         h = layers.Conv2D(filters, kernel, strides, padding="same", use_bias=False)(h)
     h = layers.BatchNormalization(epsilon=1e-3, momentum=0.9)(h)
+    if activation:
+        return layers.Activation(activation)(h)
     return layers.ReLU(6.0)(h) if relu6 else h
 
 
+def squeeze_excite(h, channels):
+    s = layers.GlobalAveragePooling2D(keepdims=True)(h)
+    s = layers.Conv2D(channels, 1)(layers.Conv2D(8, 1, activation="relu")(s))
+    return layers.Multiply()([h, layers.ReLU(6.0)(s + 3.0) * (1.0 / 6.0)])
+
+
 inputs = keras.Input((16, 16, 3))
-h = conv_bn(inputs, 8, 3, strides=2, relu6=False)  # stem: 8x8x8
-h = layers.Activation("relu6")(h)
+h = conv_bn(layers.Rescaling(2.0, offset=-1.0)(inputs), 8, 3, strides=2, relu6=False)  # stem
+h = layers.Activation("relu6")(h)  # 8x8x8
 expanded = conv_bn(h, 24)  # block 1: stride 2, 4x4x8
 padded = layers.ZeroPadding2D(((0, 1), (0, 1)))(expanded)
 h = conv_bn(conv_bn(padded, 0, 3, strides=2, depthwise=True), 8, relu6=False)
-block = conv_bn(conv_bn(conv_bn(h, 24), 0, 3, depthwise=True), 8, relu6=False)  # block 2
+block = conv_bn(h, 24, activation="hard_silu")  # block 2
+block = conv_bn(squeeze_excite(conv_bn(block, 0, 3, depthwise=True), 24), 8, relu6=False)
 h = layers.Conv2D(32, 1, activation="relu6")(layers.Add()([h, block]))
 h = layers.Dropout(0.2)(layers.GlobalAveragePooling2D()(h))
 mobilenet = keras.Model(inputs, layers.Dense(10, activation="softmax")(h), name="mobilenet")
@@ -211,12 +223,14 @@ rebuilt_layers.save(out / "upsample_layernorm.keras")
 # Self-attention input: the digits' 8 rows
 np.savez(out / "rows.npz", x=x_img[..., 0], y=y_img)
 
-# Each model's layer names as its model.summary() lists them (model.layers)
+# Each model's layer names as its model.summary() lists them (a functional model's
+# operations: its layers and keras.ops nodes)
 models = {"cnn": cnn, "residual": residual, "conv1d": conv1d, "lstm": lstm, "ae": ae,
           "mobilenet": mobilenet, "custom": custom, "nested": nested, "ops": ops_model,
           "gru_unrolled": gru_unrolled, "kws_bn": kws_bn, "bidirectional": bidirectional,
           "upsample_layernorm": rebuilt_layers}  # fmt: skip
-names = {f"{key}.keras": [layer.name for layer in m.layers] for key, m in models.items()}
+names = {f"{key}.keras": [op.name for op in getattr(m, "operations", m.layers)]
+         for key, m in models.items()}  # fmt: skip
 (out / "summary_names.json").write_text(json.dumps({**names, "cnn.h5": names["cnn.keras"]}))
 
 # test_bad_input: the README's first command on a Keras 3 file (untrained: only accepted)

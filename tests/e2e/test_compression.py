@@ -367,7 +367,6 @@ def odd_models(tmp_path_factory) -> dict[str, Path]:
         model.save(folder / f"{name}.keras")
 
     head = (layers.Flatten(), layers.Dense(4))
-    image_model(layers.Conv2D(8, 3), layers.Rescaling(0.5), *head, name="midscale")
     image_model(layers.Conv2D(8, 3), layers.LayerNormalization(), *head, name="layernorm")
     image_model(layers.Conv2D(8, 3), *head, name="plain")
     image_model(layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(6), name="six_outputs")
@@ -387,12 +386,6 @@ def _recipe(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("model", "data", "recipe", "needles"),
     [
-        (
-            "midscale",
-            "data",
-            "qat",
-            ["stage 1 (qat)", "(Rescaling) cannot be quant", "only right after the input"],
-        ),
         ("layernorm", "data", "qat", ["(LayerNormalization) cannot be quantization-aware"]),
         ("nested", "data", "prune", ["nested model 'inner'", "flatten it"]),
         (

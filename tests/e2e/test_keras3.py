@@ -111,6 +111,8 @@ def test_plain_build(keras3_dir, plain_build, model):
     if model == "mobilenet.keras":  # its ZeroPadding2D's PAD is fused into the depthwise conv
         rows = [(row["op"], row["name"]) for row in report["layers"]]
         assert not [r for r in rows if r[0] != "PAD" and r[1].startswith("zero_padding")], rows
+        # the keras.ops node "* (1.0 / 6.0)" named as the summary names it, not by its scope
+        assert ("MUL", "multiply") in rows and "HARD_SWISH" in report["model"]["ops"], rows
 
 
 # layers QAT's exact rewrite adds (qat_rewrite: a 1-D layer as its 2-D form), named after
@@ -209,18 +211,30 @@ def test_a_wrapped_layer_is_rebuilt_without_the_keys_tf_keras_rejects(wrapper):
     assert translation.max_abs_diff <= 1e-5
 
 
-def test_keras3_s_hard_sigmoid_is_not_rebuilt_as_tf_keras_other_hard_sigmoid():
-    """The rebuild's proof refused it as "different outputs, report this model": now it
-    says why, naming the layer."""
+def test_keras3_s_hard_activations_and_arithmetic_are_rebuilt_equal():
+    """Keras 3's hard_sigmoid is relu6(x + 3) / 6, tf_keras' another function of that name
+    (the rebuild refused it), and tf_keras has no hard_silu (alias hard_swish: "cannot be
+    rebuilt"); keras.ops arithmetic (MobileNetV3's ``ReLU(6.0)(x + 3.0) * (1.0 / 6.0)``)
+    was "a keras.ops node, which has no tf_keras layer". Every recipe on a MobileNetV3
+    stopped there. Each is now rebuilt, proven equal where the functions bend (|x| <= 4)."""
     import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
     import keras
 
-    from edgec.pipeline.keras3 import TranslationError, translate
+    from edgec.pipeline.keras3 import translate
 
-    layer = keras.layers.Dense(3, activation="hard_sigmoid", name="gate")
-    model = keras.Sequential([keras.Input((4,)), layer])
-    with pytest.raises(TranslationError, match="layer 'gate' uses Keras 3's hard_sigmoid"):
-        translate(model, np.ones((2, 4), np.float32))
+    inputs = keras.Input((6,))
+    gate = keras.layers.Dense(6, activation="hard_sigmoid", name="gate")(inputs)
+    swish = keras.layers.Activation("hard_silu")(keras.layers.Activation("hard_swish")(inputs))
+    ops = keras.layers.ReLU(6.0)(inputs + 3.0) * (1.0 / 6.0) - gate / 2.0
+    model = keras.Model(inputs, keras.layers.Concatenate()([gate, swish, ops, 1.0 - inputs]))
+    x = np.random.default_rng(0).uniform(-5, 5, (256, 6)).astype(np.float32)
+    translation = translate(model, x)
+    assert translation.max_abs_diff <= 1e-6
+    kinds = [type(layer).__name__ for layer in translation.model.layers]
+    assert kinds.count("TFOpLambda") == 5, kinds  # + 3, * 1/6, / 2, the -, 1 - x
+    functions = {getattr(layer.activation, "__name__", "") for layer in translation.model.layers
+                 if hasattr(layer, "activation")}  # fmt: skip
+    assert {"keras3_hard_sigmoid", "hard_silu"} <= functions
 
 
 @pytest.mark.parametrize("api", ["Sequential", "functional"])
@@ -346,6 +360,15 @@ def test_recipe_prune_qat(keras3_dir, tmp_path, model):
         failed -= {"accuracy"}
     assert failed <= PLAIN[model][1], (failed, run.out)
     _assert_named_as_summary(keras3_dir, model, report)
+    if model == "mobilenet.keras":
+        # MobileNetV3's parts (every recipe stopped at the rebuild, then at QAT: "keras.ops
+        # node", hard_silu unknown, Multiply and the padded input Rescaling refused): the
+        # hard_swish ships as one HARD_SWISH, the hard_sigmoid's three layers trained as one
+        # activation, the Rescaling as int8 MUL and ADD (the dtypes check passed above)
+        qat = next(s for s in report["stages"] if s["name"] == "qat")["metrics"]
+        assert any("hard_sigmoid (3 layers) as one Activation" in r for r in qat["rewrites"])
+        assert "kept as int8 MUL/ADD ops at the input" in " ".join(qat["kept_layers"].values())
+        assert "HARD_SWISH" in report["model"]["ops"]
 
 
 def test_recipe_on_savedmodel_without_keras_metadata(keras3_dir, tmp_path):

@@ -350,10 +350,14 @@ def _recording_scopes(layers: list, scopes: dict[str, str]) -> Iterator[None]:
 
     def recorder(layer):
         call = layer.call
+        # a Keras 3 keras.ops node (``x + 3.0``) opens no name scope of its own: the trace
+        # opens one, so its ops are named after it, as the model's summary() names it
+        bare = not hasattr(layer, "trainable_weights")
 
         def recording_call(*args, **kwargs):
-            scopes.setdefault(tf.get_current_name_scope(), layer.name)
-            return call(*args, **kwargs)
+            with tf.name_scope(layer.name) if bare else contextlib.nullcontext():
+                scopes.setdefault(tf.get_current_name_scope(), layer.name)
+                return call(*args, **kwargs)
 
         return recording_call
 
@@ -416,8 +420,10 @@ def variables_of(concrete):
 
 
 def flat_layers(model) -> list:
+    """The model's layers, a nested model's in its place; a Keras 3 model's keras.ops nodes
+    too (its ``operations``: what its summary() lists)."""
     out = []
-    for layer in getattr(model, "layers", []):
+    for layer in getattr(model, "operations", None) or getattr(model, "layers", []):
         out.extend(flat_layers(layer) if hasattr(layer, "layers") else [layer])
     return out
 

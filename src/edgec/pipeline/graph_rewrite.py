@@ -48,6 +48,9 @@ class Replacement:
 
     layers: tuple[Any, ...]  # none: the layer call is dropped, its input passes on
     weights: tuple[Sequence[np.ndarray] | None, ...]  # None: the layer's fresh weights
+    # None: the new layers take the call's arguments. A number: they take only that one of
+    # the call's input tensors (a Multiply([x, f(x)]) that becomes an activation of x)
+    takes: int | None = None
 
 
 IDENTITY = Replacement((), ())
@@ -219,6 +222,8 @@ def per_layer(
 
 
 def _apply(replacement: Replacement, args, kwargs):
+    if replacement.takes is not None:
+        args, kwargs = (_tensors(args)[replacement.takes],), {}
     if not replacement.layers:
         return args[0]
     first, *rest = replacement.layers
@@ -231,6 +236,11 @@ def _apply(replacement: Replacement, args, kwargs):
             if weights is not None:
                 layer.set_weights(list(weights))
     return out
+
+
+def _tensors(args) -> list:
+    """The Keras tensors among a call's arguments, in order."""
+    return [t for t in flat(list(args)) if hasattr(t, "_keras_history")]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import operator
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import InputError, first_line
+from edgec.pipeline import activations
 
 _DROP = ("module", "registered_name", "build_config", "compile_config", "shared_object_id")
 # Keras 3's random augmentation layers that tf_keras lacks. Each is the identity at
@@ -233,7 +235,9 @@ def _rebuild(model, tf_keras, custom_objects: dict, left_out: list[str]):
             # model's own at every call; tf_keras would keep it: RandomFlip would flip
             # at inference. The tf_keras model's call decides, as Keras 3's does.
             kwargs.pop("training", None)
-            if spec["class_name"] == "Sequential":  # a nested Sequential: flattened
+            if (operator := _arithmetic(spec, args, kwargs)) is not None:
+                out = operator(*args)
+            elif spec["class_name"] == "Sequential":  # a nested Sequential: flattened
                 out = args[0]
                 for inner in spec["config"]["layers"]:
                     if inner["class_name"] != "InputLayer":
@@ -256,6 +260,27 @@ def _rebuild(model, tf_keras, custom_objects: dict, left_out: list[str]):
         outputs[0] if len(outputs) == 1 else outputs,
         name=config.get("name"),
     )
+
+
+# keras.ops nodes of elementwise arithmetic (``x + 3.0``, ``x * y`` on Keras tensors; Keras'
+# MobileNetV3 writes its hard_sigmoid so): the same arithmetic on tf_keras tensors, which
+# tf_keras records as TFOpLambda layers (as a Keras 2 model written so has them). Keras 3
+# computes each as TensorFlow's op on float32 (the proof checks it).
+_ARITHMETIC = {"Add": operator.add, "Subtract": operator.sub, "Multiply": operator.mul,
+               "Divide": operator.truediv, "TrueDivide": operator.truediv}  # fmt: skip
+
+
+def _arithmetic(spec: dict, args: list, kwargs: dict):
+    """The Python operator for an arithmetic keras.ops node on two operands, each a tensor
+    or a number (None: the node is not one)."""
+    module = str(spec.get("module") or "")
+    if not module.startswith(("keras.src.ops.numpy", "keras.ops")) or kwargs or len(args) != 2:
+        return None
+    if spec["class_name"] not in _ARITHMETIC:
+        return None
+    numbers = [a for a in args if isinstance(a, int | float) and not isinstance(a, bool)]
+    tensors = [a for a in args if hasattr(a, "_keras_history")]
+    return _ARITHMETIC[spec["class_name"]] if tensors and len(numbers) + len(tensors) == 2 else None
 
 
 def _node_list(entries: list) -> list:
@@ -302,13 +327,10 @@ def _layer(spec: dict, tf_keras, custom_objects: dict):
     if cls_name == "InputLayer":
         config.pop("optional", None)
         return tf_keras.layers.InputLayer(**config)
-    if config.get("activation") == "hard_sigmoid":  # same name, another function
-        raise TranslationError(
-            name, "uses Keras 3's hard_sigmoid, relu6(x + 3) / 6, which tf_keras' "
-            "hard_sigmoid (0.2 x + 0.5, clipped) is not",
-            "for a recipe, train the model with another activation (sigmoid, relu6)",
-        )  # fmt: skip
     config = _accepted(cls, config, tf_keras, custom_objects)
+    # hard_silu, which tf_keras lacks, and hard_sigmoid, which it defines otherwise
+    if (function := activations.for_keras3(config.get("activation"))) is not None:
+        config["activation"] = function
     try:
         return tf_keras.layers.deserialize(
             {"class_name": cls_name, "config": config}, custom_objects=custom_objects

@@ -29,9 +29,6 @@ from edgec.targets.weights import Expectations
 
 _QAT_UNSUPPORTED = {
     "LayerNormalization": "use BatchNormalization after a Conv/Dense, or skip QAT",
-    "Rescaling": "QAT takes Rescaling only right after the input; scale the data instead",
-    "Normalization": "QAT takes Normalization only right after the input; normalize the data "
-    "before the model instead",
     "TFOpLambda": "replace the TensorFlow op with a Keras layer, or skip QAT",
     "Lambda": "replace the Lambda with a Keras layer, or skip QAT",
 }
@@ -41,9 +38,6 @@ _QAT_UNSUPPORTED = {
 # unrolled cell on some runs. A model with one skips QAT as a whole, says so in the
 # stage's metrics and summary, and gets its int8 ranges from post-training calibration.
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
-# TF-MOT has no QAT for it (and would fake-quantize its int32 ids): left float in training
-# (qat_prepare.annotate), the converter's calibration quantizes its table and output
-EMBEDDING = "Embedding"
 WEIGHT_BITS = (8, 4)
 # the layers whose weights become the filters of CONV_2D, DEPTHWISE_CONV_2D and
 # FULLY_CONNECTED: the ops whose TFLM kernels take int4 filters
@@ -126,6 +120,7 @@ def _check(spec: StageSpec, model) -> None:
     stage rebuilds and proves the model it trains when it runs (an earlier stage changes
     the weights), and the check's own rebuild and proof cost every QAT recipe with a
     rewrite two more predict traces while it was validated."""
+    from edgec.stages.qat_prepare import OUTPUT_QUANTIZED
     from edgec.stages.structure.qat_rewrite import qat_layers
 
     try:
@@ -143,7 +138,7 @@ def _check(spec: StageSpec, model) -> None:
                 f"layer '{layer.name}' ({kind}) cannot be quantization-aware trained",
                 _QAT_UNSUPPORTED[kind],
             )
-        if kind in ("BatchNormalization", EMBEDDING):  # annotate's own handling
+        if kind in OUTPUT_QUANTIZED or kind == "Embedding":  # annotate's own handling
             continue
         if not registry.supports(layer):
             raise fail(
@@ -201,6 +196,7 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
         SparsityMask,
         annotate,
         init_activation_ranges,
+        left_float,
     )
     from edgec.stages.structure.qat_rewrite import prepare_for_qat
 
@@ -241,9 +237,7 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
     metrics = QatMetrics(
         scheme=scheme_name,
         parameters=parameters,
-        skipped_layers={
-            layer.name: left for layer in model.layers if type(layer).__name__ == EMBEDDING
-        },
+        skipped_layers=dict.fromkeys(left_float(prepared.model), left),
         rewrites=tuple(prepared.rewrites),
         rewrite_max_difference=prepared.max_difference if prepared.rewrites else None,
         input_scale=prepared.input_scale,

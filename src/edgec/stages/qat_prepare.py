@@ -14,16 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from edgec.pipeline.graph_rewrite import calls, flat, layer_calls
+from edgec.pipeline import activations
+from edgec.pipeline.graph_rewrite import calls, flat, layer_calls, tensor_id
 
 
 def annotate(model):
     """``quantize_annotate_model``, with a QuantizeConfig of TF-MOT's own classes for layers
-    whose activation is relu6: kernel fake-quantized, the activation left as it is, the
-    output (after relu6) fake-quantized; the converter fuses RELU6 into the op. A
-    BatchNormalization left in the model (``Prepared.kept``: no exact fold takes it) gets
-    the config TF-MOT gives an Add: its output fake-quantized, nothing else; the converter
-    makes it int8 MUL and ADD ops, as without QAT. An Embedding is not annotated.
+    whose activation is relu6 or one TF-MOT has no rule for (``activations.is_unruled``:
+    hard_sigmoid, hard_silu): kernel fake-quantized, the activation left as it is, the
+    output (after it) fake-quantized; the converter fuses RELU6 into the op, or makes the
+    activation its own ops (HARD_SWISH). The ``OUTPUT_QUANTIZED`` layers, and an
+    Activation layer of an unruled activation, get the config TF-MOT gives an Add: their
+    output fake-quantized, nothing else. The ``left_float`` layers are not annotated.
 
     One clone makes every annotation: each other layer gets the plain ``QuantizeAnnotate``
     that ``quantize_annotate_model`` gives it (the stage's check refused the Lambda layers
@@ -42,17 +44,19 @@ def annotate(model):
     registry = quantize.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
     scope: dict[str, type] = {}
 
+    floats = set(left_float(model))
+
     def wrap(layer):
-        if type(layer).__name__ == "Embedding":
-            # not annotated: TF-MOT has no config for it, and quantize_apply would put a
-            # QuantizeLayer on the model's int32 ids ("FakeQuantWithMinMaxVars ... int32");
-            # trained in float, its table and output quantized by the converter's calibration
+        kind = type(layer).__name__
+        if layer.name in floats:
             return layer
-        if type(layer).__name__ == "BatchNormalization":  # TF-MOT 0.8.1 has no config for it
+        unruled = activations.is_unruled(getattr(layer, "activation", None))
+        if kind in OUTPUT_QUANTIZED or (kind == "Activation" and unruled):
             cls = type(registry.get_quantize_config(keras.layers.Add()))
             scope[cls.__name__] = cls
             return quantize.quantize_annotate_layer(layer, cls([], [], True))
-        if not _is_relu6(layer.get_config().get("activation")) or not registry.supports(layer):
+        relu6 = _is_relu6(layer.get_config().get("activation"))
+        if not (relu6 or unruled) or not registry.supports(layer):
             return quantize.quantize_annotate_layer(layer)
         cls = type(registry.get_quantize_config(layer))
         scope[cls.__name__] = cls
@@ -61,6 +65,35 @@ def annotate(model):
 
     # the wrappers hold the model's own layers: the annotated model has their weights
     return keras.models.clone_model(model, clone_function=wrap), scope
+
+
+# Layers TF-MOT 0.8.1 has no config for, given the config it gives an Add (their output
+# fake-quantized, nothing else): the converter makes them int8 ops TFLM runs, with or without
+# QAT. BatchNormalization: one in ``Prepared.kept`` (no exact fold takes it), as MUL and
+# ADD; Multiply (a squeeze-and-excitation block's) as MUL; Subtract as SUB; Rescaling and
+# Normalization (``SCALERS``) as MUL and ADD.
+SCALERS = ("Rescaling", "Normalization")
+OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", *SCALERS)
+
+
+def left_float(model) -> list[str]:
+    """The layers ``annotate`` leaves out: trained in float, quantized by the converter's
+    calibration.
+
+    - An Embedding: TF-MOT has no config for it, and quantize_apply would put a
+      QuantizeLayer on the model's int32 ids ("FakeQuantWithMinMaxVars ... int32").
+    - A ``SCALERS`` layer that takes the model's input (one that ``Prepared.kept`` keeps:
+      MobileNetV3's Rescaling before a zero-padded conv). Annotated, behind TF-MOT's input
+      QuantizeLayer, it converted with a float DEQUANTIZE -> QUANTIZE pair before its MUL
+      and ADD; left float, to int8 MUL and ADD alone (measured here).
+    """
+    inputs = {tensor_id(t) for t in model.inputs}
+    return [
+        gn.layer.name
+        for gn in layer_calls(model)
+        if type(gn.layer).__name__ == "Embedding"
+        or (type(gn.layer).__name__ in SCALERS and inputs & set(gn.inputs))
+    ]
 
 
 def _is_relu6(activation) -> bool:

@@ -28,11 +28,18 @@ the original on sample inputs before QAT trains it:
   (or after its folded BN) becomes that layer's activation (see ``_relu_absorbs``); a
   ``relu6`` activation is then quantized by ``annotate`` (TF-MOT's QuantizeAwareActivation
   takes relu but not relu6).
+- Keras' MobileNetV3 hard_sigmoid, ``ReLU(6.0)(x + 3.0) * (1.0 / 6.0)`` (TFOpLambda layers
+  in tf_keras; ``keras.ops`` nodes in Keras 3, rebuilt as them), becomes one Activation
+  layer of ``keras3_hard_sigmoid``, and its hard_swish, ``Multiply()([x, hard_sigmoid(x)])``,
+  one of ``hard_silu`` (``pipeline/activations.py``; see ``_hard_activations``). TF-MOT has
+  no config for the TFOpLambda layers; ``annotate`` quantizes the Activation's output, and
+  the converter makes hard_swish one HARD_SWISH op.
 - A Rescaling right after the input is removed: the model then takes the rescaled values,
   the scale moves into the input quantization (``scale`` of the result; firmware applies
   it as ``<NAME>_INPUT_RAW_SCALE``). A Normalization there (per-channel mean and variance),
   or a Rescaling with an offset, is folded into the first Dense/Conv layer's kernel and bias
-  when that is exact (no zero padding, or no offset).
+  when that is exact (no zero padding, or no offset); else it stays (``Prepared.kept``),
+  as int8 MUL/ADD ops, and QAT quantizes its output (``annotate``).
 
 - Layers that are the identity at inference (``INFERENCE_IDENTITY``: data augmentation
   and noise) are left out of QAT: its training then runs without them. An input
@@ -155,14 +162,18 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool) -> _Plan:
     taken = {fold.bn for fold in takes.values()}
     folds = folds if backward else {}
     relus = _relu_absorbs(model, folds) if qat else {}
+    hards = _hard_activations(model) if qat else {}
     if not (qat or folds or takes):  # nothing to rewrite
         return _Plan({}, rewrites, kept)
     scaler: Any = None
     input_scale, first_fold = 1.0, None
-    if qat:  # only QAT moves an input Rescaling/Normalization (it may refuse one)
-        scaler, input_scale, first_fold = _input_scaler(model)
+    if qat:  # only QAT moves an input Rescaling/Normalization (or keeps it: kept_why)
+        scaler, input_scale, first_fold, kept_why = _input_scaler(model)
+        if kept_why:
+            kept[scaler.name], scaler = kept_why, None
     # folded into its producer, or into a layer after it: its output is its input
     dropped = set(folds.values()) | set(relus.values()) | taken
+    dropped |= {name for hard in hards.values() for name in hard.dropped}
 
     def replace(gn: GraphNode) -> Replacement | None:
         layer = gn.layer
@@ -170,6 +181,10 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool) -> _Plan:
             where = "its first layer" if first_fold else "the input quantization"
             rewrites.append(f"{layer.name}: {type(layer).__name__} folded into {where}")
             return IDENTITY
+        if layer.name in hards:
+            hard = hards[layer.name]
+            rewrites.append(hard.describe())
+            return hard.replacement()
         if layer.name in dropped:
             return IDENTITY
         if qat and type(layer).__name__ in INFERENCE_IDENTITY:
@@ -383,6 +398,87 @@ def _relu_absorbs(model, folds: dict[str, str]) -> dict[str, str]:
     return absorbs
 
 
+@dataclass(frozen=True)
+class _Hard:
+    """One hard_sigmoid or hard_swish written as layers, to become one Activation layer."""
+
+    name: str  # the Activation's: the ReLU's (hard_sigmoid), the Multiply's (hard_swish)
+    function: str  # pipeline/activations.py's
+    dropped: tuple[str, ...]  # the pattern's other layers (their calls pass x on)
+    takes: int  # which input tensor of the call it replaces is x
+
+    def describe(self) -> str:
+        what = "hard_sigmoid" if self.function == "keras3_hard_sigmoid" else "hard_swish"
+        return f"{self.name}: {what} ({len(self.dropped) + 1} layers) as one Activation"
+
+    def replacement(self) -> Replacement:
+        from edgec._tf import keras
+        from edgec.pipeline import activations
+
+        layer = keras.layers.Activation(activations.functions()[self.function], name=self.name)
+        return Replacement((layer,), (None,), takes=self.takes)
+
+
+def _hard_activations(model) -> dict[str, _Hard]:
+    """The layer whose call becomes the Activation -> its ``_Hard``, for every
+    ``x + 3 -> ReLU(6) -> * (1/6)`` (or ``/ 6``) whose layers are called once and feed
+    only the next, and for each ``Multiply([x, that])`` after one (either order)."""
+    outputs = {id(t) for t in model.outputs}
+    found: dict[str, _Hard] = {}
+    for gn in layer_calls(model):
+        add, relu = producer(gn), gn.layer
+        if _relu_kind(relu) != "relu6" or add is None or len(calls(model, relu)) != 1:
+            continue
+        add_calls, after_relu = calls(model, add), consumers(model, relu)
+        if len(add_calls) != 1 or len(after_relu) != 1:
+            continue
+        mul_gn = after_relu[0]
+        if not (
+            _scalar_op(add_calls[0], ("__operators__.add", "math.add"), 3.0)
+            and (_scalar_op(mul_gn, ("math.multiply",), 1 / 6)
+                 or _scalar_op(mul_gn, ("math.truediv",), 6.0))
+            and len(consumers(model, add)) == 1
+            and len(calls(model, mul_gn.layer)) == 1
+            and not {id(t) for g in (add_calls[0], gn) for t in flat(g.node.outputs)} & outputs
+        ):  # fmt: skip
+            continue
+        x = add_calls[0].inputs[0]
+        after = consumers(model, mul_gn.layer)
+        if (
+            len(after) == 1
+            and type(after[0].layer).__name__ == "Multiply"
+            and len(calls(model, after[0].layer)) == 1
+            and sorted(after[0].inputs) == sorted((x, mul_gn.outputs[0]))
+            and id(flat(mul_gn.node.outputs)[0]) not in outputs
+        ):
+            swish = after[0]
+            found[swish.layer.name] = _Hard(
+                swish.layer.name, "hard_silu", (add.name, relu.name, mul_gn.layer.name),
+                swish.inputs.index(x),
+            )  # fmt: skip
+        else:
+            found[mul_gn.layer.name] = _Hard(
+                relu.name, "keras3_hard_sigmoid", (add.name, relu.name), 0
+            )
+    return found
+
+
+def _scalar_op(gn: GraphNode, symbols: tuple[str, ...], constant: float) -> bool:
+    """Whether the call is a TFOpLambda of one of ``symbols`` on (a tensor, ``constant``)."""
+    if type(gn.layer).__name__ != "TFOpLambda" or getattr(gn.layer, "symbol", None) not in symbols:
+        return False
+    # the constant is an argument, or (a model loaded from its config) the keyword y
+    kwargs = {k: v for k, v in gn.node.call_kwargs.items() if k != "name" or v is not None}
+    args = flat(gn.node.call_args) + ([kwargs.pop("y")] if "y" in kwargs else [])
+    return (
+        len(args) == 2
+        and hasattr(args[0], "_keras_history")
+        and isinstance(args[1], float | int)
+        and abs(float(args[1]) - constant) <= 1e-6 * constant
+        and not kwargs
+    )
+
+
 def _relu_kind(layer) -> str | None:
     """ "relu" or "relu6" for a ReLU / Activation layer that is exactly that, else None."""
     kind = type(layer).__name__
@@ -403,37 +499,42 @@ def _last_axis(bn) -> bool:
 
 def _input_scaler(model):
     """(the Rescaling/Normalization right after the input, or after the input's
-    augmentation layers (``INFERENCE_IDENTITY``, left out), its scale, first-layer fold)."""
+    augmentation layers (``INFERENCE_IDENTITY``, left out), its scale, first-layer fold,
+    why it stays where no fold is exact: then it converts to int8 MUL/ADD ops at the
+    input, as without QAT, and ``annotate`` quantizes its output)."""
     leading = (gn for gn in layer_calls(model) if type(gn.layer).__name__ not in INFERENCE_IDENTITY)
     gn = next(leading, None)
     if gn is None or type(gn.layer).__name__ not in INPUT_SCALERS:
-        return None, 1.0, None
+        return None, 1.0, None, ""
     layer = gn.layer
     if type(layer).__name__ == "Rescaling":
         scale = np.asarray(layer.scale, np.float64)
         offset = np.asarray(layer.offset, np.float64)
         if scale.size == 1 and not np.any(offset):
-            return layer, float(scale), None
+            return layer, float(scale), None, ""
     else:
         var = np.asarray(layer.variance.numpy(), np.float64).reshape(-1)
         scale = 1.0 / np.sqrt(np.maximum(var, 1e-7))
         offset = -np.asarray(layer.mean.numpy(), np.float64).reshape(-1) * scale
-    return layer, 1.0, _first_layer_fold(model, layer, scale, offset)
+    fold = _first_layer_fold(model, layer, scale, offset)
+    if fold is None:
+        why = (
+            "kept as int8 MUL/ADD ops at the input: its offset or per-channel scale folds "
+            "only into a directly following Dense or Conv layer without zero padding"
+        )
+        return layer, 1.0, None, why
+    return layer, 1.0, fold, ""
 
 
 def _first_layer_fold(model, scaler, scale, offset):
-    """(first layer name, per-input-channel scale, offset) for folding the input scaler."""
+    """(first layer name, per-input-channel scale, offset) for folding the input scaler,
+    or None where the fold would not be exact."""
     nodes = consumers(model, scaler)
     first = nodes[0].layer if len(nodes) == 1 else None
     kind = type(first).__name__ if first is not None else ""
     padded = first is not None and _zero_padding(first, _input_shape(nodes[0]))
     if kind not in ("Dense", "Conv1D", "Conv2D") or (padded and np.any(offset)):
-        raise InputError(
-            f"layer '{scaler.name}' ({type(scaler).__name__}) at the input has an offset or "
-            "per-channel scale that QAT can only fold into a directly following Dense or "
-            "Conv layer without zero padding",
-            hint="normalize the data before the model (and drop the layer), or skip QAT",
-        )
+        return None
     return first.name, scale, offset
 
 

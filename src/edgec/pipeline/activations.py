@@ -1,0 +1,56 @@
+"""Keras 3 activations that tf_keras lacks or defines otherwise, as tf_keras functions.
+
+MobileNetV3 (``keras.applications`` and most hand-made copies) uses both:
+
+- ``hard_silu`` (also saved as ``hard_swish``): ``x * relu6(x + 3) / 6``. tf_keras has none.
+  The converter fuses it into one HARD_SWISH op, which TFLM has a kernel for.
+- ``hard_sigmoid``: Keras 3's is ``relu6(x + 3) / 6``. tf_keras' function of that name
+  is another one, ``clip(0.2 x + 0.5, 0, 1)``; a rebuild that took the name would not
+  be output-equal.
+
+Each is Keras 3's TensorFlow code (``keras/src/backend/tensorflow/nn.py``) written again, so
+the rebuild is equal to float32 rounding. They are registered with tf_keras' serialization
+(``edgec>NAME``): TF-MOT clones a model through its config, and the clone must find them.
+TF-MOT's QAT has no rule for them; ``stages/qat_prepare.annotate`` gives their layers one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+# Keras 3's names -> the name of the tf_keras function here
+KERAS3_NAMES = {"hard_sigmoid": "keras3_hard_sigmoid", "hard_silu": "hard_silu",
+                "hard_swish": "hard_silu"}  # fmt: skip
+
+
+@functools.cache
+def functions() -> dict[str, Callable]:
+    """The tf_keras functions, by their own names (defined and registered once)."""
+    from edgec._tf import keras, tf
+
+    register = keras.saving.register_keras_serializable(package="edgec")
+
+    @register
+    def keras3_hard_sigmoid(x):
+        x = tf.convert_to_tensor(x)
+        return tf.nn.relu6(x + tf.constant(3.0, x.dtype)) / tf.constant(6.0, x.dtype)
+
+    @register
+    def hard_silu(x):
+        return x * keras3_hard_sigmoid(x)
+
+    return {"keras3_hard_sigmoid": keras3_hard_sigmoid, "hard_silu": hard_silu}
+
+
+def for_keras3(name: object) -> Callable | None:
+    """The tf_keras function for the Keras 3 activation ``name``, where the name alone would
+    not give it (None: tf_keras' own of that name is Keras 3's)."""
+    own = KERAS3_NAMES.get(name) if isinstance(name, str) else None
+    return functions()[own] if own else None
+
+
+def is_unruled(activation: object) -> bool:
+    """Whether ``activation`` (a function) is one of these, or tf_keras' hard_sigmoid: TF-MOT's
+    QuantizeAwareActivation has no rule for them and refuses them."""
+    return getattr(activation, "__name__", None) in ("hard_sigmoid", *functions())

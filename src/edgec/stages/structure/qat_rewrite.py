@@ -38,8 +38,8 @@ the original on sample inputs before QAT trains it:
   the scale moves into the input quantization (``scale`` of the result; firmware applies
   it as ``<NAME>_INPUT_RAW_SCALE``). A Normalization there (per-channel mean and variance),
   or a Rescaling with an offset, is folded into the first Dense/Conv layer's kernel and bias
-  when that is exact (no zero padding, or no offset); else it stays (``Prepared.kept``),
-  as int8 MUL/ADD ops, and QAT quantizes its output (``annotate``).
+  when that is exact (no zero padding, or no offset); else it stays (``Prepared.kept``):
+  trained in float (``qat_prepare.left_float``), it converts to int8 MUL/ADD ops.
 
 - Layers that are the identity at inference (``INFERENCE_IDENTITY``: data augmentation
   and noise) are left out of QAT: its training then runs without them. An input

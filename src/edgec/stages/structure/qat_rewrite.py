@@ -30,7 +30,8 @@ the original on sample inputs before QAT trains it:
   takes relu but not relu6).
 - Keras' MobileNetV3 hard_sigmoid, ``ReLU(6.0)(x + 3.0) * (1.0 / 6.0)`` (TFOpLambda layers
   in tf_keras; ``keras.ops`` nodes in Keras 3, rebuilt as them), becomes one Activation
-  layer of ``keras3_hard_sigmoid``, and its hard_swish, ``Multiply()([x, hard_sigmoid(x)])``,
+  layer of ``keras3_hard_sigmoid`` (or the activation of the linear Conv/Dense that feeds
+  only it: a squeeze-and-excite's), and its hard_swish, ``Multiply()([x, hard_sigmoid(x)])``,
   one of ``hard_silu`` (``pipeline/activations.py``; see ``_hard_activations``). TF-MOT has
   no config for the TFOpLambda layers; ``annotate`` quantizes the Activation's output, and
   the converter makes hard_swish one HARD_SWISH op.
@@ -59,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import InputError
+from edgec.pipeline import activations
 from edgec.pipeline.graph_rewrite import (
     IDENTITY,
     INFERENCE_IDENTITY,
@@ -181,8 +183,8 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool) -> _Plan:
             where = "its first layer" if first_fold else "the input quantization"
             rewrites.append(f"{layer.name}: {type(layer).__name__} folded into {where}")
             return IDENTITY
-        if layer.name in hards:
-            hard = hards[layer.name]
+        hard = hards.get(layer.name)
+        if hard is not None and not hard.into:
             rewrites.append(hard.describe())
             return hard.replacement()
         if layer.name in dropped:
@@ -198,7 +200,7 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool) -> _Plan:
         if layer.name in takes:
             pre = takes[layer.name].pre
             rewrites.append(takes[layer.name].describe())
-        return _replacement(model, gn, (fold, pre, relus.get(layer.name)), rewrites)
+        return _replacement(model, gn, (fold, pre, relus.get(layer.name), hard), rewrites)
 
     calls = {id(gn.node): replace(gn) for gn in layer_calls(model)}
     return _Plan(calls, rewrites, kept, input_scale)
@@ -406,23 +408,30 @@ class _Hard:
     function: str  # pipeline/activations.py's
     dropped: tuple[str, ...]  # the pattern's other layers (their calls pass x on)
     takes: int  # which input tensor of the call it replaces is x
+    # the linear Conv/Dense that computes x and feeds only it, which takes the activation
+    # in (no Activation layer then): as the converter fuses a plain model's, the + 3 goes
+    # into its bias and the relu6 into its op (an Activation layer converted to its own ADD)
+    into: str = ""
 
     def describe(self) -> str:
         what = "hard_sigmoid" if self.function == "keras3_hard_sigmoid" else "hard_swish"
-        return f"{self.name}: {what} ({len(self.dropped) + 1} layers) as one Activation"
+        layers = len(self.dropped) + (0 if self.into else 1)
+        if self.into:
+            return f"{self.name}: {what} ({layers} layers) taken into {self.into} as its activation"
+        return f"{self.name}: {what} ({layers} layers) as one Activation"
 
     def replacement(self) -> Replacement:
         from edgec._tf import keras
-        from edgec.pipeline import activations
 
         layer = keras.layers.Activation(activations.functions()[self.function], name=self.name)
         return Replacement((layer,), (None,), takes=self.takes)
 
 
 def _hard_activations(model) -> dict[str, _Hard]:
-    """The layer whose call becomes the Activation -> its ``_Hard``, for every
-    ``x + 3 -> ReLU(6) -> * (1/6)`` (or ``/ 6``) whose layers are called once and feed
-    only the next, and for each ``Multiply([x, that])`` after one (either order)."""
+    """The layer whose call changes (it becomes the Activation, or takes it ``into``) ->
+    its ``_Hard``, for every ``x + 3 -> ReLU(6) -> * (1/6)`` (or ``/ 6``) whose layers are
+    called once and feed only the next, and for each ``Multiply([x, that])`` after one
+    (either order)."""
     outputs = {id(t) for t in model.outputs}
     found: dict[str, _Hard] = {}
     for gn in layer_calls(model):
@@ -456,11 +465,30 @@ def _hard_activations(model) -> dict[str, _Hard]:
                 swish.layer.name, "hard_silu", (add.name, relu.name, mul_gn.layer.name),
                 swish.inputs.index(x),
             )  # fmt: skip
+        elif (into := _linear_producer(model, add_calls[0], outputs)) is not None:
+            found[into] = _Hard(relu.name, "keras3_hard_sigmoid",
+                                (add.name, relu.name, mul_gn.layer.name), 0, into)  # fmt: skip
         else:
             found[mul_gn.layer.name] = _Hard(
                 relu.name, "keras3_hard_sigmoid", (add.name, relu.name), 0
             )
     return found
+
+
+def _linear_producer(model, gn: GraphNode, outputs: set[int]) -> str | None:
+    """The linear Dense / Conv2D / DepthwiseConv2D, called once, whose output only the call
+    ``gn`` takes (and not the model), if one computes ``gn``'s input tensor."""
+    source = next(t for t in flat(gn.node.call_args) if hasattr(t, "_keras_history"))
+    layer = source._keras_history.layer
+    if (
+        type(layer).__name__ in ("Dense", "Conv2D", "DepthwiseConv2D")
+        and layer.get_config().get("activation") in _LINEAR
+        and len(calls(model, layer)) == 1
+        and len(consumers(model, layer)) == 1
+        and id(source) not in outputs
+    ):
+        return str(layer.name)
+    return None
 
 
 def _scalar_op(gn: GraphNode, symbols: tuple[str, ...], constant: float) -> bool:
@@ -547,10 +575,11 @@ def _input_shape(gn: GraphNode) -> tuple:
 
 
 def _replacement(model, gn: GraphNode, absorbed, rewrites: list[str]) -> Replacement | None:
-    """The layer, fresh, with what it absorbs: (BN name, input scaler fold, ReLU name);
-    None where it stays as it is (cloned with its weights)."""
+    """The layer, fresh, with what it absorbs: (BN name, input scaler fold, ReLU name,
+    ``_Hard`` taken in as its activation); None where it stays as it is (cloned with its
+    weights)."""
     layer = gn.layer
-    fold, pre, relu = absorbed
+    fold, pre, relu, hard = absorbed
     kind = type(layer).__name__
     changes: dict[str, Any] = {}
     weights = layer.get_weights()
@@ -562,6 +591,9 @@ def _replacement(model, gn: GraphNode, absorbed, rewrites: list[str]) -> Replace
     if relu is not None:
         changes["activation"] = _relu_kind(model.get_layer(relu))
         rewrites.append(f"{relu}: taken into {layer.name} as its activation")
+    if hard is not None:
+        changes["activation"] = activations.functions()[hard.function]
+        rewrites.append(hard.describe())
     if kind in REWRITTEN_1D:
         replacement = _as_2d(gn, changes, weights)
         rewrites.append(f"{layer.name}: {kind} as its 2-D form on a (1, width) input")

@@ -528,8 +528,8 @@ def _last_axis(bn) -> bool:
 def _input_scaler(model):
     """(the Rescaling/Normalization right after the input, or after the input's
     augmentation layers (``INFERENCE_IDENTITY``, left out), its scale, first-layer fold,
-    why it stays where no fold is exact: then it converts to int8 MUL/ADD ops at the
-    input, as without QAT, and ``annotate`` quantizes its output)."""
+    why it stays where no fold is exact: then, trained in float (``qat_prepare.left_float``),
+    it converts to int8 MUL/ADD ops at the input, as without QAT)."""
     leading = (gn for gn in layer_calls(model) if type(gn.layer).__name__ not in INFERENCE_IDENTITY)
     gn = next(leading, None)
     if gn is None or type(gn.layer).__name__ not in INPUT_SCALERS:

@@ -179,7 +179,7 @@ scaled = Scale(name="scale")(layers.Flatten()(custom_inputs))  # noqa: F821
 custom = keras.Model(custom_inputs, layers.Dense(10, activation="softmax")(scaled))
 fit(custom, x_img, y_img, 4).save(out / "custom.keras")
 
-# For the rebuild: a nested Sequential (flattened), a keras.ops node (cannot be rebuilt),
+# For the rebuild: a nested Sequential (flattened), a keras.ops node (cumsum: cannot be rebuilt),
 # and an unrolled GRU (converts to int8 builtin ops)
 x_flat = x_img.reshape(len(x_img), 64)
 np.savez(out / "flat.npz", x=x_flat, y=y_img)
@@ -191,7 +191,8 @@ nested = keras.Model(flat_inputs, inner(layers.Dense(16, activation="relu")(flat
 fit(nested, x_flat, y_img, 3, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 nested.save(out / "nested.keras")
 h = layers.Dense(16)(flat_inputs)
-ops_model = keras.Model(flat_inputs, layers.Dense(10)(keras.ops.relu(h) * 2.0))
+summed = keras.ops.cumsum(keras.ops.relu(h), axis=-1)
+ops_model = keras.Model(flat_inputs, layers.Dense(10)(summed * 2.0))
 ops_model.save(out / "ops.keras")
 # trained rolled (the unrolled GRU's training cost twice as much here), then its weights
 # in the unrolled GRU: the same cell, the same numbers

@@ -235,8 +235,8 @@ def _rebuild(model, tf_keras, custom_objects: dict, left_out: list[str]):
             # model's own at every call; tf_keras would keep it: RandomFlip would flip
             # at inference. The tf_keras model's call decides, as Keras 3's does.
             kwargs.pop("training", None)
-            if (operator := _arithmetic(spec, args, kwargs)) is not None:
-                out = operator(*args)
+            if (op := _op_node(spec, args, kwargs, tf_keras)) is not None:
+                out = op(*args)
             elif spec["class_name"] == "Sequential":  # a nested Sequential: flattened
                 out = args[0]
                 for inner in spec["config"]["layers"]:
@@ -268,19 +268,29 @@ def _rebuild(model, tf_keras, custom_objects: dict, left_out: list[str]):
 # computes each as TensorFlow's op on float32 (the proof checks it).
 _ARITHMETIC = {"Add": operator.add, "Subtract": operator.sub, "Multiply": operator.mul,
                "Divide": operator.truediv, "TrueDivide": operator.truediv}  # fmt: skip
+# keras.ops activations (``keras.ops.relu(x)``): a tf_keras Activation layer of the same
+# function, named as the node (Keras 3 computes ``tf.nn.relu`` and the rest, as tf_keras)
+_ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "Sigmoid": "sigmoid", "Tanh": "tanh",
+                "Silu": "silu", "HardSigmoid": "hard_sigmoid", "HardSilu": "hard_silu"}  # fmt: skip
 
 
-def _arithmetic(spec: dict, args: list, kwargs: dict):
-    """The Python operator for an arithmetic keras.ops node on two operands, each a tensor
-    or a number (None: the node is not one)."""
+def _op_node(spec: dict, args: list, kwargs: dict, tf_keras):
+    """What computes a keras.ops node that has a tf_keras form: a Python operator for
+    arithmetic on two operands (each a tensor or a number), an Activation layer for an
+    activation of one tensor (None: the node is not one)."""
     module = str(spec.get("module") or "")
-    if not module.startswith(("keras.src.ops.numpy", "keras.ops")) or kwargs or len(args) != 2:
+    if not module.startswith(("keras.src.ops", "keras.ops")) or kwargs:
         return None
-    if spec["class_name"] not in _ARITHMETIC:
-        return None
-    numbers = [a for a in args if isinstance(a, int | float) and not isinstance(a, bool)]
+    kind = spec["class_name"]
     tensors = [a for a in args if hasattr(a, "_keras_history")]
-    return _ARITHMETIC[spec["class_name"]] if tensors and len(numbers) + len(tensors) == 2 else None
+    if kind in _ACTIVATIONS and len(args) == len(tensors) == 1:
+        name = _ACTIVATIONS[kind]
+        function = activations.for_keras3(name) or name
+        return tf_keras.layers.Activation(function, name=spec.get("name") or None)
+    numbers = [a for a in args if isinstance(a, int | float) and not isinstance(a, bool)]
+    if kind in _ARITHMETIC and len(args) == 2 and tensors and len(numbers) + len(tensors) == 2:
+        return _ARITHMETIC[kind]
+    return None
 
 
 def _node_list(entries: list) -> list:

@@ -379,7 +379,8 @@ def test_mobilenet_v3_s_parts_are_quantization_aware_trained_and_ship_as_int8_op
     # a Rescaling inside the model ("QAT takes Rescaling only right after the input"):
     # its output quantized, as a kept BatchNormalization's
     h = keras.layers.Rescaling(0.5, name="halve")(keras.layers.Flatten()(h))
-    model = keras.Model(inputs, keras.layers.Dense(3)(h))
+    # and a PReLU ("has no default 8-bit QAT configuration"): its output quantized too
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.PReLU()(h)))
 
     plan = _planned({"qat": True}, model, train)  # the stage's check passes
     assert plan.stages[0].spec.type == "qat"
@@ -404,5 +405,5 @@ def test_mobilenet_v3_s_parts_are_quantization_aware_trained_and_ship_as_int8_op
     ops = [op.name for op in flat.operators]
     assert ops.count("HARD_SWISH") == 1 and ops[:2] == ["MUL", "ADD"], ops
     assert ops.count("ADD") == 1, ops  # the input Rescaling's
-    assert ops[-2:] == ["MUL", "FULLY_CONNECTED"], ops  # "halve"
+    assert ops[-3:] == ["MUL", "PRELU", "FULLY_CONNECTED"], ops  # "halve", the PReLU
     assert {flat.tensors[t].dtype for op in flat.operators for t in op.outputs} == {"int8"}

@@ -71,9 +71,10 @@ def annotate(model):
 # fake-quantized, nothing else): the converter makes them int8 ops TFLM runs, with or without
 # QAT. BatchNormalization: one in ``Prepared.kept`` (no exact fold takes it), as MUL and
 # ADD; Multiply (a squeeze-and-excitation block's) as MUL; Subtract as SUB; Rescaling and
-# Normalization (``SCALERS``) as MUL and ADD.
+# Normalization (``SCALERS``) as MUL and ADD; PReLU as PRELU (its slopes trained in float,
+# quantized by the converter, as without QAT).
 SCALERS = ("Rescaling", "Normalization")
-OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", *SCALERS)
+OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", "PReLU", *SCALERS)
 
 
 def left_float(model) -> list[str]:

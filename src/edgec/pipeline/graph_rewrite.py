@@ -223,7 +223,7 @@ def per_layer(
 
 def _apply(replacement: Replacement, args, kwargs):
     if replacement.takes is not None:
-        args, kwargs = (_tensors(args)[replacement.takes],), {}
+        args, kwargs = (call_tensors(args)[replacement.takes],), {}
     if not replacement.layers:
         return args[0]
     first, *rest = replacement.layers
@@ -238,8 +238,8 @@ def _apply(replacement: Replacement, args, kwargs):
     return out
 
 
-def _tensors(args) -> list:
-    """The Keras tensors among a call's arguments, in order."""
+def call_tensors(args) -> list:
+    """The Keras tensors among a call's (nested) arguments, in order."""
     return [t for t in flat(list(args)) if hasattr(t, "_keras_history")]
 
 

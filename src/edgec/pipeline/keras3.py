@@ -20,6 +20,7 @@ import numpy as np
 
 from edgec.errors import InputError, first_line
 from edgec.pipeline import activations
+from edgec.pipeline.graph_rewrite import call_tensors
 
 _DROP = ("module", "registered_name", "build_config", "compile_config", "shared_object_id")
 # Keras 3's random augmentation layers that tf_keras lacks. Each is the identity at
@@ -282,7 +283,7 @@ def _op_node(spec: dict, args: list, kwargs: dict, tf_keras):
     if not module.startswith(("keras.src.ops", "keras.ops")) or kwargs:
         return None
     kind = spec["class_name"]
-    tensors = [a for a in args if hasattr(a, "_keras_history")]
+    tensors = call_tensors(args)
     if kind in _ACTIVATIONS and len(args) == len(tensors) == 1:
         name = _ACTIVATIONS[kind]
         function = activations.for_keras3(name) or name

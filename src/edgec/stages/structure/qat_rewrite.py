@@ -66,6 +66,7 @@ from edgec.pipeline.graph_rewrite import (
     INFERENCE_IDENTITY,
     GraphNode,
     Replacement,
+    call_tensors,
     calls,
     clone_layer,
     consumers,
@@ -478,7 +479,7 @@ def _hard_activations(model) -> dict[str, _Hard]:
 def _linear_producer(model, gn: GraphNode, outputs: set[int]) -> str | None:
     """The linear Dense / Conv2D / DepthwiseConv2D, called once, whose output only the call
     ``gn`` takes (and not the model), if one computes ``gn``'s input tensor."""
-    source = next(t for t in flat(gn.node.call_args) if hasattr(t, "_keras_history"))
+    source = call_tensors(gn.node.call_args)[0]
     layer = source._keras_history.layer
     if (
         type(layer).__name__ in ("Dense", "Conv2D", "DepthwiseConv2D")

@@ -96,8 +96,11 @@ def outliving_env(folder: Path) -> dict[str, str]:
 # The variables that decide what a worker child does (how Python, TensorFlow, NumPy's BLAS,
 # tflite-micro and edgec are set up), not those that change between the calls it serves
 # (pytest's PYTEST_CURRENT_TEST, the terminal's COLUMNS, the folders outliving_env sets).
+# PYTHONBREAKPOINT only names what breakpoint() calls: ray.init sets it in the process that
+# starts Ray (edgec fit --workers), which replaced the child (a TensorFlow import) at the
+# next build of that process.
 _WORKER_ENV = re.compile(
-    r"(PATH|HOME|LANG|LANGUAGE|LC_\w+|LD_\w+|VIRTUAL_ENV|CONDA_\w+|PYTHON\w*|TF_\w+"
+    r"(PATH|HOME|LANG|LANGUAGE|LC_\w+|LD_\w+|VIRTUAL_ENV|CONDA_\w+|PYTHON(?!BREAKPOINT)\w*|TF_\w+"
     r"|KERAS_BACKEND|XLA_\w+|CUDA_\w+|OMP_\w+|MKL_\w+|OPENBLAS_\w+|EDGEC_\w+)"
 )
 

@@ -110,7 +110,8 @@ def test_a_changed_environment_gets_a_new_child_and_its_stdout_cannot_hang_it(
     reference, monkeypatch, tmp_path
 ):
     """Only what decides the conversion counts: pytest changes PYTEST_CURRENT_TEST at
-    every test, which replaced the child at every test of the suite. A changed PYTHONPATH
+    every test, which replaced the child at every test of the suite; ray.init sets
+    PYTHONBREAKPOINT, which replaced it after a fit on Ray. A changed PYTHONPATH
     does count: the new child is started under it.
 
     That PYTHONPATH's sitecustomize prints at every Python start, as TensorFlow's import
@@ -124,6 +125,7 @@ def test_a_changed_environment_gets_a_new_child_and_its_stdout_cannot_hang_it(
     pid = _pid()
     monkeypatch.setenv("PYTEST_CURRENT_TEST", "another test")
     monkeypatch.setenv("COLUMNS", "37")
+    monkeypatch.setenv("PYTHONBREAKPOINT", "ray.util.rpdb._driver_set_trace")  # ray.init's
     convert.start_converter()  # what run() does first: keep or replace the child
     assert _pid() == pid
     noise = tmp_path / "noise"

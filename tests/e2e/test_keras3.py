@@ -211,6 +211,52 @@ def test_a_wrapped_layer_is_rebuilt_without_the_keys_tf_keras_rejects(wrapper):
     assert translation.max_abs_diff <= 1e-5
 
 
+def test_keys_keras3_renamed_or_tf_keras_takes_through_kwargs_are_kept():
+    """Keras 3's LeakyReLU calls its slope ``negative_slope`` (tf_keras: ``alpha``), and
+    tf_keras' GlobalAveragePooling1D takes ``keepdims`` through **kwargs, outside its
+    signature: both keys were dropped as unknown, and the rebuild took the defaults
+    (slope 0.3, keepdims False), failing its proof ("gives different outputs")."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    from edgec.pipeline.keras3 import translate
+
+    model = keras.Sequential([
+        keras.Input((6, 2)),
+        keras.layers.Conv1D(4, 3),
+        keras.layers.LeakyReLU(negative_slope=0.05),
+        keras.layers.GlobalAveragePooling1D(keepdims=True),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3),
+    ])  # fmt: skip
+    x = np.random.default_rng(0).normal(size=(32, 6, 2)).astype(np.float32)
+    translation = translate(model, x)
+    assert translation.max_abs_diff <= 1e-6
+    leaky, pooled = translation.model.layers[1:3]
+    assert np.isclose(leaky.alpha, 0.05) and pooled.keepdims
+
+
+def test_a_rebuild_that_differs_names_the_first_layer_that_differs():
+    """The error named the model's last layer, wherever the difference began."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    from edgec.pipeline import keras3
+
+    model = keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(4, name="first"),
+        keras.layers.LeakyReLU(negative_slope=0.05, name="slope"),
+        keras.layers.Dense(3, name="last"),
+    ])  # fmt: skip
+    x = np.random.default_rng(0).normal(size=(32, 6)).astype(np.float32)
+    # the rebuild of a Keras 3 key tf_keras reads otherwise (as negative_slope once was)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras3, "_RENAMED", {})
+        with pytest.raises(keras3.TranslationError, match="layer 'slope' gives different"):
+            keras3.translate(model, x)
+
+
 def test_keras3_s_hard_activations_and_arithmetic_are_rebuilt_equal():
     """Keras 3's hard_sigmoid is relu6(x + 3) / 6, tf_keras' another function of that name
     (the rebuild refused it), and tf_keras has no hard_silu (alias hard_swish: "cannot be

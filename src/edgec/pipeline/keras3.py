@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import operator
+import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,14 @@ AUGMENTATION = frozenset({
 _LAYER_KWARGS = {"trainable", "name", "dtype", "dynamic", "input_dim", "input_shape",
                  "batch_input_shape", "batch_size", "weights", "activity_regularizer",
                  "autocast", "implementation"}  # fmt: skip
+# Keys Keras 3 renamed: left under the Keras 3 name, tf_keras dropped the key and took its
+# default (LeakyReLU(negative_slope=0.1) became alpha=0.3: the rebuild failed its proof)
+_RENAMED = {"LeakyReLU": {"negative_slope": "alpha"}}
+# Keys a tf_keras layer takes through **kwargs for its base class, not in its signature
+# (GlobalAveragePooling1D(keepdims=True) lost keepdims: another output shape). Of the keys
+# Keras 3 configs have, the only one that changes inference: the others tf_keras' base
+# classes take this way (seed, dropout, noise_shape) act in training only.
+_FORWARDED = {"GlobalAveragePooling1D": {"keepdims"}}
 
 
 class TranslationError(InputError):
@@ -161,15 +170,40 @@ def _translate(model, x: np.ndarray, custom_objects: dict | None) -> Translation
             copied += 1
     proof = proven_equal(model, rebuilt, x)
     if not proof.equal:
-        raise TranslationError(
+        name, difference = _first_difference(model, rebuilt, x[:64]) or (
             rebuilt.layers[-1].name,
-            "gives different outputs after the rebuild (max abs difference "
-            f"{proof.max_difference:.3g})",
+            proof.max_difference,
+        )
+        raise TranslationError(
+            name,
+            f"gives different outputs after the rebuild (max abs difference {difference:.3g})",
             "report this model to the edgec developers",
         )
     return Translation(
         rebuilt, proof.max_difference, len(rebuilt.layers), version(), tuple(left_out)
     )
+
+
+def _first_difference(model, rebuilt, x: np.ndarray) -> tuple[str, float] | None:
+    """The first layer of the rebuild whose output differs from the Keras 3 layer of its
+    name, with the difference (what the error names: the layer to look at, not the last);
+    None where the outputs cannot be compared layer by layer (a nested or shared layer)."""
+    from edgec._tf import keras as tf_keras
+    from edgec.pipeline.graph_rewrite import TOLERANCE
+
+    keras = sys.modules["keras"]  # Keras 3, imported already: ``model`` is one of its models
+    names = [layer.name for layer in rebuilt.layers if layer.name not in rebuilt.input_names]
+    try:
+        want = keras.Model(model.inputs, [model.get_layer(n).output for n in names])(x)
+        got = tf_keras.Model(rebuilt.inputs, [rebuilt.get_layer(n).output for n in names])(x)
+    except Exception:  # noqa: BLE001 (a layer without one output of its own: not named)
+        return None
+    for name, a, b in zip(names, want, got, strict=True):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        difference = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
+        if not difference <= TOLERANCE * max(float(np.max(np.abs(a), initial=0.0)), 1.0):
+            return name, difference
+    return None
 
 
 def tf_keras_twin(model, x: np.ndarray, custom_objects: dict):
@@ -358,7 +392,9 @@ def _accepted(cls, config: dict, tf_keras, custom_objects: dict) -> dict:
     Dense's ``quantization_config``), also in the layers a wrapper holds (TimeDistributed's
     and Bidirectional's ``layer``)."""
     accepted = set(inspect.signature(cls).parameters) | _LAYER_KWARGS
-    out = {k: v for k, v in config.items() if k in accepted}
+    accepted |= _FORWARDED.get(cls.__name__, set())
+    renamed = _RENAMED.get(cls.__name__, {})
+    out = {renamed.get(k, k): v for k, v in config.items() if renamed.get(k, k) in accepted}
     for key in ("layer", "backward_layer"):
         inner = out.get(key)
         if isinstance(inner, dict) and isinstance(inner.get("config"), dict):

@@ -205,7 +205,7 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
         scaled(train, prepared.input_scale),
         scaled(validation, prepared.input_scale),
     )
-    annotated, scope = annotate(prepared.model)
+    annotated, scope = annotate(prepared.model, scheme)
     with quantize.quantize_scope(scope):
         qat_model = (
             quantize.quantize_apply(annotated, scheme)

@@ -18,7 +18,7 @@ from edgec.pipeline import activations
 from edgec.pipeline.graph_rewrite import calls, flat, layer_calls, tensor_id
 
 
-def annotate(model):
+def annotate(model, scheme=None):
     """``quantize_annotate_model``, with a QuantizeConfig of TF-MOT's own classes for layers
     whose activation is relu6 or one TF-MOT has no rule for (``activations.is_unruled``:
     hard_sigmoid, hard_silu): kernel fake-quantized, the activation left as it is, the
@@ -32,6 +32,12 @@ def annotate(model):
     and nested models it treats otherwise); cloning once with the relu6 configs and again
     through ``quantize_annotate_model`` built the model's graph twice.
 
+    ``scheme``: the scheme ``quantize_apply`` will be given (None: the default). A layer
+    the default scheme configures and ``scheme``'s registry does not gets the default
+    config: CQAT's registry knows Conv2D, Dense and DepthwiseConv2D only, and
+    ``quantize_apply`` stopped at a Conv2DTranspose ("is not supported"), which the cluster
+    stage does not cluster (nothing to preserve) and default QAT takes.
+
     Returns the annotated model and the ``quantize_scope`` that ``quantize_apply`` needs.
     The config classes are the default scheme's own (taken from its registry). Trap: a
     layer annotated with its own config never goes through the scheme's registry, so PQAT
@@ -42,6 +48,7 @@ def annotate(model):
 
     quantize = tfmot.quantization.keras
     registry = quantize.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
+    own = registry if scheme is None else scheme.get_quantize_registry()
     scope: dict[str, type] = {}
 
     floats = set(left_float(model))
@@ -57,6 +64,10 @@ def annotate(model):
             return quantize.quantize_annotate_layer(layer, cls([], [], True))
         relu6 = _is_relu6(layer.get_config().get("activation"))
         if not (relu6 or unruled) or not registry.supports(layer):
+            if registry.supports(layer) and not own.supports(layer):
+                config = registry.get_quantize_config(layer)
+                scope[type(config).__name__] = type(config)
+                return quantize.quantize_annotate_layer(layer, config)
             return quantize.quantize_annotate_layer(layer)
         cls = type(registry.get_quantize_config(layer))
         scope[cls.__name__] = cls

@@ -1116,7 +1116,7 @@ def _export_spec(
         model_file=files.firmware,
         extra_files=files.names,
         # the names (from the sidecar) for the headers' comments; the arrays hold none
-        parsed=ctx.lean.named if ctx.lean is not None else artifact.model,
+        parsed=artifact.model,
         name=ctx.name,
         source=ctx.source,
         target=ctx.plan.profiles[0].name,

@@ -8,6 +8,7 @@ the object, not in a module. Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -58,6 +59,13 @@ class Artifact:
         """A .tflite file: a regular file of at most ``MAX_MODEL_BYTES`` (safeio)."""
         data = read_regular(path, "model", limit=MAX_MODEL_BYTES)
         return cls.from_bytes(data, source=str(path))
+
+    def named(self, names: Sequence[str]) -> Artifact:
+        """The same bytes with the tensor names ``names`` (a lean file's, from its sidecar)
+        for what names tensors; what TFLM measured and registers of the bytes is kept."""
+        other = Artifact(self.data, self.model.with_names(names))
+        other._run, other._registered = self._run, self._registered
+        return other
 
     @cached_property
     def sha256(self) -> str:

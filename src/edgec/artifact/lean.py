@@ -78,19 +78,11 @@ class Lean:
 class LeanModel:
     """A lean model proven in TFLM: what ships to the TFLM targets, its arena measured."""
 
-    artifact: Artifact
+    artifact: Artifact  # the lean bytes, parsed with their names (the sidecar's, if any)
     lean: Lean
     bytes_before: int
     arena_before: int
     check: Check  # lean_bit_identical
-
-    @property
-    def named(self) -> TfliteModel:
-        """The lean model with its names (from the sidecar) for what names tensors."""
-        model = self.artifact.model
-        if self.lean.names is None:
-            return model
-        return model.with_names(self.lean.names.subgraphs[0].tensors)
 
     def metrics(self, *, names_file: str) -> dict[str, Any]:
         """The lean stage's figures for the report (StageMetrics keys); ``names_file``:
@@ -142,6 +134,8 @@ def make_lean_verified(
     """
     lean = make_lean(data, keep_names=keep_names)
     artifact = Artifact.from_bytes(lean.data, source="the lean model")
+    if lean.names is not None:  # what names tensors (the checks, the headers) uses these
+        artifact = artifact.named(lean.names.subgraphs[0].tensors)
     # Leaving out what TFLM never reads most often leaves the arena as it was: that size
     # is tried first (confirmed by the same two fresh-process probes as every answer, else
     # searched in full), which saves the search's dozen probes.

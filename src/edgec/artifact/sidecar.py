@@ -143,7 +143,7 @@ def read_names(path: Path, artifact: Artifact) -> Artifact:
     raw = read_regular(path, "names file", limit=MAX_SIDECAR_BYTES)  # safeio: no FIFO, no /proc
     names = ModelNames.parse(raw, source=str(path))
     names.check_belongs(artifact, source=str(path))
-    return Artifact(artifact.data, artifact.model.with_names(names.subgraphs[0].tensors))
+    return artifact.named(names.subgraphs[0].tensors)
 
 
 def with_sidecar_names(artifact: Artifact, model_path: Path) -> tuple[Artifact, str]:

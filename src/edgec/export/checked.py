@@ -124,4 +124,4 @@ def _lean(
     if made.lean.names is not None:
         names = {names_path(Path(MODEL_FILE)).name: made.lean.names.to_json()}
     lean = LeanShipped(size, made.artifact.size_bytes, made.check)
-    return made.artifact, made.named, names, lean
+    return made.artifact, made.artifact.model, names, lean

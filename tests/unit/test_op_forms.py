@@ -48,3 +48,63 @@ def test_the_float_mask_becomes_an_integer_cast_with_the_same_outputs():
 def test_a_cast_something_else_reads_as_float_stays():
     data = _mask_model(float_reader=True)
     assert tflm_forms(data, IDS) == (data, ())
+
+
+# Every int8 input value, as float samples at the input's scale
+ALL_INT8 = (np.arange(-128, 128, dtype=np.float32) * 0.03).reshape(16, 16)
+
+
+def _elu_island(*, float_reader: bool = False) -> bytes:
+    """What the converter makes of a Keras ELU in an int8 model: DEQUANTIZE -> ELU (float32)
+    -> QUANTIZE, between int8 ops."""
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 16), "int8", scale=0.03, zero_point=0)
+    doubled = b.tensor("conv/Relu", (1, 16), "int8", scale=0.06, zero_point=0)
+    b.op("ADD", [x, x], [doubled])
+    as_float = b.tensor("tfl.dequantize", (1, 16), "float32")
+    b.op("DEQUANTIZE", [doubled], [as_float])
+    elu = b.tensor("model/elu/Elu", (1, 16), "float32")
+    b.op("ELU", [as_float], [elu])
+    y = b.tensor("model/elu/Elu;quantized", (1, 16), "int8", scale=7.6 / 255, zero_point=-95)
+    b.op("QUANTIZE", [elu], [y])
+    outputs = [y]
+    if float_reader:  # the float result also read as float: the island must stay
+        negated = b.tensor("negated", (1, 16), "float32")
+        b.op("NEG", [elu], [negated])
+        outputs.append(negated)
+    return b.build(inputs=[x], outputs=outputs)
+
+
+def test_an_elu_island_becomes_one_int8_elu_with_the_same_outputs():
+    """The converter leaves Keras' ELU float32 between DEQUANTIZE and QUANTIZE: a float
+    island in an int8 model, which an int8-only target's dtypes check fails. TFLite's and
+    TFLM's int8 ELU compute the island in one op; the rewrite keeps the ELU's tensor (its
+    name: the layer's) with the QUANTIZE's quantization."""
+    data = _elu_island()
+    rewritten, described = tflm_forms(data, ALL_INT8)
+    assert described == (
+        "op #2 ELU (model/elu/Elu): int8, not float32 between op #1 DEQUANTIZE and op #3 QUANTIZE",
+    )
+    flat = TfliteModel.from_bytes(rewritten)
+    assert [op.name for op in flat.operators] == ["ADD", "ELU"]
+    assert not [t for t in flat.tensors if t.dtype == "float32"]
+    out = flat.output_tensor()
+    assert (out.name, out.dtype, out.scales, out.zero_points) == (
+        "model/elu/Elu",
+        "int8",
+        (np.float32(7.6 / 255),),
+        (-95,),
+    )
+    x = runtimes.quantize(ALL_INT8, flat.input_tensor())
+    before, after = runtimes.run_litert(data, x).raw, runtimes.run_litert(rewritten, x).raw
+    assert len(np.unique(before)) > 100  # the whole curve, not a few clipped values
+    # the int8 table rounds once, the island in float32 on the way: 1 of the 256 a step apart
+    steps = np.abs(before.astype(np.int32) - after.astype(np.int32))
+    assert steps.max() == 1 and np.count_nonzero(steps) == 1
+    # TFLM (the MCU targets' runtime) computes the same table as LiteRT
+    np.testing.assert_array_equal(after, runtimes.run_tflm(rewritten, x, 8192).raw)
+
+
+def test_an_island_whose_float_result_is_read_as_float_stays():
+    data = _elu_island(float_reader=True)
+    assert tflm_forms(data, ALL_INT8) == (data, ())

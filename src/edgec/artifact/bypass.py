@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from edgec.artifact.repack import pack_aligned, unpack
+from edgec.artifact.repack import drop_unused, pack_aligned, unpack
 from edgec.artifact.tflite_model import TfliteModel
 from edgec.errors import ConversionError
 
@@ -51,45 +51,10 @@ def without_ops(data: bytes, indices: Iterable[int]) -> bytes:
     for signature in model.signatureDefs or []:
         for entry in (signature.inputs or []) + (signature.outputs or []):
             entry.tensorIndex = read(int(entry.tensorIndex))
-    _drop_unused(model)
+    drop_unused(model)
     return pack_aligned(model, size_hint=len(data), what="taking ops out of the model")
 
 
 def _same_form(model: TfliteModel, a: int, b: int) -> bool:
     ta, tb = model.tensors[a], model.tensors[b]
     return ta.shape == tb.shape and ta.dtype == tb.dtype
-
-
-def _drop_unused(model) -> None:
-    """Remove the tensors no op or graph I/O uses, then the buffers no tensor or metadata
-    uses (buffer 0, the empty one, stays), renumbering every reference."""
-    graph = model.subgraphs[0]
-    used = set(int(i) for i in graph.inputs) | set(int(i) for i in graph.outputs)
-    for op in graph.operators:
-        for field in (op.inputs, op.outputs, op.intermediates):
-            used.update(int(i) for i in (field if field is not None else []) if i >= 0)
-    tensor_index = {old: new for new, old in enumerate(sorted(used))}
-
-    def renumber(values):
-        return [tensor_index[int(i)] if i >= 0 else int(i) for i in values]
-
-    graph.tensors = [graph.tensors[old] for old in sorted(used)]
-    graph.inputs, graph.outputs = renumber(graph.inputs), renumber(graph.outputs)
-    for op in graph.operators:
-        op.inputs, op.outputs = renumber(op.inputs), renumber(op.outputs)
-        if op.intermediates is not None:
-            op.intermediates = renumber(op.intermediates)
-    for signature in model.signatureDefs or []:
-        for entry in (signature.inputs or []) + (signature.outputs or []):
-            entry.tensorIndex = tensor_index.get(int(entry.tensorIndex), entry.tensorIndex)
-    buffers = {0} | {int(t.buffer) for t in graph.tensors}
-    buffers |= {int(m.buffer) for m in model.metadata or []}
-    buffers |= {int(b) for b in model.metadataBuffer or []}
-    buffer_index = {old: new for new, old in enumerate(sorted(buffers))}
-    model.buffers = [model.buffers[old] for old in sorted(buffers)]
-    for tensor in graph.tensors:
-        tensor.buffer = buffer_index[int(tensor.buffer)]
-    for entry in model.metadata or []:
-        entry.buffer = buffer_index[int(entry.buffer)]
-    if model.metadataBuffer is not None:
-        model.metadataBuffer = [buffer_index[int(b)] for b in model.metadataBuffer]

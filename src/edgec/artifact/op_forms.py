@@ -14,6 +14,14 @@ and cast bool to either). The rewrite changes that tensor's type and quantizatio
 CAST's options, nothing else
 (same ops, same tensor indices).
 
+**Float islands made integer.** Even with TFLITE_BUILTINS_INT8 only, the converter (TF
+2.21) leaves a Keras ELU in float32 between a DEQUANTIZE and a QUANTIZE, without an error
+(an EEGNet's activations; measured: ELU the only one of Keras' activations it does so).
+TFLite's and TFLM's int8 ELU compute exactly that island in one op: a table of
+``quantize(elu(dequantize(q)))`` over the 256 inputs. The island becomes that op, reading
+the DEQUANTIZE's int8 input and writing the ELU's tensor with the QUANTIZE's type and
+quantization (its name, so the op stays the layer's); the two float tensors go.
+
 Not rewritten: a SELECT (TensorFlow's SelectV2 of equal shapes, which the converter
 writes as SELECT; Keras 3's Embedding wraps negative ids so, left in a ``model.export()``
 SavedModel). TFLM registers SELECT_V2 only, but its SELECT_V2 takes no int32 values
@@ -23,23 +31,38 @@ tflite-micro's interpreter here), and those ids are int32: the ops check's verdi
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgec.artifact import runtimes
-from edgec.artifact.repack import builtin_op_name, pack_aligned, unpack
+from edgec.artifact.repack import builtin_op_name, drop_unused, pack_aligned, unpack
 from edgec.artifact.tflite_model import TfliteModel, flatbuffer_schema
 from edgec.errors import ConversionError, ToolError
 
 # the QUANTIZE outputs whose type the cast can give directly
 _INTEGER = {"int8": "INT8", "int16": "INT16"}
+# The ops the converter was seen leaving float between int8 DEQUANTIZE and QUANTIZE, whose
+# int8 kernels (TFLite's and TFLM's) compute that island in one op
+ISLAND_OPS = ("ELU",)
 PROOF_SAMPLES = 32
 
 
 def tflm_forms(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]]:
     """``data`` with each CAST (bool -> float32) whose output only QUANTIZE ops read, all
-    to one integer type, cast to that type instead; and a description of each. ``data``
-    unchanged (and no descriptions) when there is none, or when LiteRT's outputs of the
-    two files differ on ``samples`` (float samples, quantized to the input here)."""
+    to one integer type, cast to that type instead, and each int8 float island
+    (``ISLAND_OPS``) one int8 op; and a description of each. Each kind is kept only where
+    proven on ``samples`` (float samples, quantized to the input here): the casts where
+    LiteRT's outputs of the two files are bit-identical, the islands where each island's
+    int8 outputs are within one step of the float island's, wherever their inputs agree
+    (the int8 op rounds its table once; the island rounded in float32 on the way: measured,
+    1 of 256 inputs a step apart)."""
+    data, casts = _integer_casts(data, samples)
+    data, islands = _integer_islands(data, samples)
+    return data, casts + islands
+
+
+def _integer_casts(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]]:
     parsed = TfliteModel.from_bytes(data, source="the converted model")
     casts = _bool_casts(parsed)
     if not casts:
@@ -71,6 +94,47 @@ def tflm_forms(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]
     return (rewritten, tuple(described)) if same else (data, ())
 
 
+def _integer_islands(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]]:
+    parsed = TfliteModel.from_bytes(data, source="the converted model")
+    islands = _float_islands(parsed)
+    if not islands:
+        return data, ()
+    model = unpack(data)
+    graph = model.subgraphs[0]
+    _join_islands(graph, islands)
+    dropped = sorted(i for d, _, q in islands for i in (d, q))
+    graph.operators = [op for i, op in enumerate(graph.operators) if i not in dropped]
+    drop_unused(model)
+    rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
+    joined = TfliteModel.from_bytes(rewritten, source="the rewritten model")
+    # each island's (input, output) in the two files: the DEQUANTIZE's input and the
+    # QUANTIZE's output, the int8 op's own (its index less the ops dropped before it)
+    before = [
+        (parsed.operators[d].inputs[0], parsed.operators[q].outputs[0]) for d, _, q in islands
+    ]
+    after = []
+    for _, index, _ in islands:
+        op = joined.operators[index - sum(i < index for i in dropped)]
+        after.append((op.inputs[0], op.outputs[0]))
+    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
+    try:
+        a = runtimes.run_litert(data, x, [t for pair in before for t in pair]).kept
+        b = runtimes.run_litert(rewritten, x, [t for pair in after for t in pair]).kept
+    except (ConversionError, ToolError, ValueError, RuntimeError):
+        return data, ()  # LiteRT refused one of them: the converter's file stands
+    for (in_a, out_a), (in_b, out_b) in zip(before, after, strict=True):
+        agree = a[in_a] == b[in_b]  # elementwise ops: each output reads its own input
+        steps = np.abs(a[out_a].astype(np.int32) - b[out_b].astype(np.int32))
+        if np.any(steps[agree] > 1):
+            return data, ()
+    described = tuple(
+        f"{parsed.operators[op].describe()}: int8, not float32 between "
+        f"op #{dequantize} DEQUANTIZE and op #{quantize} QUANTIZE"
+        for dequantize, op, quantize in islands
+    )
+    return rewritten, described
+
+
 def _bool_casts(model: TfliteModel) -> list[tuple[int, int, str]]:
     """(CAST op index, its float32 output, the integer type every reader quantizes it to)
     for each CAST (bool -> float32) read only by QUANTIZE ops of one integer output type,
@@ -94,3 +158,52 @@ def _bool_casts(model: TfliteModel) -> list[tuple[int, int, str]]:
             if kind in _INTEGER:
                 found.append((op.index, out.index, kind))
     return found
+
+
+def _float_islands(model: TfliteModel) -> list[tuple[int, int, int]]:
+    """(DEQUANTIZE, op, QUANTIZE) op indices of each ``ISLAND_OPS`` op whose one input is
+    an int8 DEQUANTIZE's output that it alone reads, and whose one float32 output only one
+    QUANTIZE to int8 reads; in the model's graph, no float tensor a graph output."""
+    readers: dict[int, list[int]] = {}
+    producer: dict[int, int] = {}
+    for op in model.operators:
+        for i in op.inputs:
+            if i >= 0:
+                readers.setdefault(i, []).append(op.index)
+        for i in op.outputs:
+            producer[i] = op.index
+    found = []
+    for op in model.operators:
+        if op.name not in ISLAND_OPS or len(op.inputs) != 1 or len(op.outputs) != 1:
+            continue
+        source, out = op.inputs[0], op.outputs[0]
+        before = model.operators[producer[source]] if source in producer else None
+        after = [model.operators[r] for r in readers.get(out, [])]
+        if (
+            before is not None
+            and before.name == "DEQUANTIZE"
+            and model.tensors[before.inputs[0]].dtype == "int8"
+            and readers.get(source) == [op.index]
+            and len(after) == 1
+            and after[0].name == "QUANTIZE"
+            and model.tensors[after[0].outputs[0]].dtype == "int8"
+            and not {source, out} & set(model.outputs)
+        ):
+            found.append((before.index, op.index, after[0].index))
+    return found
+
+
+def _join_islands(graph: Any, islands: list[tuple[int, int, int]]) -> None:
+    """In ``graph`` (a ``SubGraphT``): each island's op reads the DEQUANTIZE's input, and
+    its output tensor takes the QUANTIZE's type and quantization and is read where the
+    QUANTIZE's output was (the DEQUANTIZE and QUANTIZE ops are left for the caller)."""
+    read_instead: dict[int, int] = {}
+    for dequantize, index, quantize in islands:
+        op, q = graph.operators[index], graph.operators[quantize]
+        op.inputs = [int(graph.operators[dequantize].inputs[0])]
+        tensor, quantized = graph.tensors[int(op.outputs[0])], graph.tensors[int(q.outputs[0])]
+        tensor.type, tensor.quantization = quantized.type, quantized.quantization
+        read_instead[int(q.outputs[0])] = int(op.outputs[0])
+    for op in graph.operators:
+        op.inputs = [read_instead.get(int(i), int(i)) for i in op.inputs]
+    graph.outputs = [read_instead.get(int(i), int(i)) for i in graph.outputs]

@@ -80,3 +80,38 @@ def unaligned_buffers(data: bytes) -> list[int]:
         if start % BUFFER_ALIGNMENT:
             bad.append(i)
     return bad
+
+
+def drop_unused(model: Any) -> None:
+    """Remove the tensors no op or graph I/O uses, then the buffers no tensor or metadata
+    uses (buffer 0, the empty one, stays), renumbering every reference."""
+    graph = model.subgraphs[0]
+    used = set(int(i) for i in graph.inputs) | set(int(i) for i in graph.outputs)
+    for op in graph.operators:
+        for field in (op.inputs, op.outputs, op.intermediates):
+            used.update(int(i) for i in (field if field is not None else []) if i >= 0)
+    tensor_index = {old: new for new, old in enumerate(sorted(used))}
+
+    def renumber(values):
+        return [tensor_index[int(i)] if i >= 0 else int(i) for i in values]
+
+    graph.tensors = [graph.tensors[old] for old in sorted(used)]
+    graph.inputs, graph.outputs = renumber(graph.inputs), renumber(graph.outputs)
+    for op in graph.operators:
+        op.inputs, op.outputs = renumber(op.inputs), renumber(op.outputs)
+        if op.intermediates is not None:
+            op.intermediates = renumber(op.intermediates)
+    for signature in model.signatureDefs or []:
+        for entry in (signature.inputs or []) + (signature.outputs or []):
+            entry.tensorIndex = tensor_index.get(int(entry.tensorIndex), entry.tensorIndex)
+    buffers = {0} | {int(t.buffer) for t in graph.tensors}
+    buffers |= {int(m.buffer) for m in model.metadata or []}
+    buffers |= {int(b) for b in model.metadataBuffer or []}
+    buffer_index = {old: new for new, old in enumerate(sorted(buffers))}
+    model.buffers = [model.buffers[old] for old in sorted(buffers)]
+    for tensor in graph.tensors:
+        tensor.buffer = buffer_index[int(tensor.buffer)]
+    for entry in model.metadata or []:
+        entry.buffer = buffer_index[int(entry.buffer)]
+    if model.metadataBuffer is not None:
+        model.metadataBuffer = [buffer_index[int(b)] for b in model.metadataBuffer]

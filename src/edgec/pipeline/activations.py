@@ -50,7 +50,14 @@ def for_keras3(name: object) -> Callable | None:
     return functions()[own] if own else None
 
 
+# The activations TF-MOT 0.8.1's QAT has a rule for (QuantizeAwareActivation's pre- and
+# post-quantized names, Default8BitActivationQuantizeConfig's), and relu6, which
+# ``stages/qat_prepare.annotate`` configures itself
+TF_MOT_RULED = frozenset({"linear", "relu", "relu6", "swish", "gelu", "softmax", "sigmoid", "tanh"})
+
+
 def is_unruled(activation: object) -> bool:
-    """Whether ``activation`` (a function) is one of these, or tf_keras' hard_sigmoid: TF-MOT's
-    QuantizeAwareActivation has no rule for them and refuses them."""
-    return getattr(activation, "__name__", None) in ("hard_sigmoid", *functions())
+    """Whether ``activation`` (a function) is one TF-MOT's QAT has no rule for and refuses:
+    these, tf_keras' hard_sigmoid, elu (an EEGNet's), selu, softplus, a user's own ..."""
+    name = getattr(activation, "__name__", None)
+    return callable(activation) and name is not None and name not in TF_MOT_RULED

@@ -21,11 +21,12 @@ from edgec.pipeline.graph_rewrite import calls, flat, layer_calls, tensor_id
 def annotate(model, scheme=None):
     """``quantize_annotate_model``, with a QuantizeConfig of TF-MOT's own classes for layers
     whose activation is relu6 or one TF-MOT has no rule for (``activations.is_unruled``:
-    hard_sigmoid, hard_silu): kernel fake-quantized, the activation left as it is, the
-    output (after it) fake-quantized; the converter fuses RELU6 into the op, or makes the
-    activation its own ops (HARD_SWISH). The ``OUTPUT_QUANTIZED`` layers, and an
-    Activation layer of an unruled activation, get the config TF-MOT gives an Add: their
-    output fake-quantized, nothing else. The ``left_float`` layers are not annotated.
+    hard_sigmoid, hard_silu, elu, ...): kernel fake-quantized, the activation left as it
+    is, the output (after it) fake-quantized (not for ``ISLANDS``); the converter fuses
+    RELU6 into the op, or makes the activation its own ops (HARD_SWISH). The
+    ``OUTPUT_QUANTIZED`` layers, and an Activation layer of an unruled activation, get the
+    config TF-MOT gives an Add: their output fake-quantized, nothing else. The
+    ``left_float`` layers are not annotated.
 
     One clone makes every annotation: each other layer gets the plain ``QuantizeAnnotate``
     that ``quantize_annotate_model`` gives it (the stage's check refused the Lambda layers
@@ -57,11 +58,14 @@ def annotate(model, scheme=None):
         kind = type(layer).__name__
         if layer.name in floats:
             return layer
-        unruled = activations.is_unruled(getattr(layer, "activation", None))
+        function = getattr(layer, "activation", None)
+        unruled = activations.is_unruled(function)
+        # the output quantized, unless the converter calibrates it (ISLANDS)
+        output = kind != "ELU" and getattr(function, "__name__", None) not in ISLANDS
         if kind in OUTPUT_QUANTIZED or (kind == "Activation" and unruled):
             cls = type(registry.get_quantize_config(keras.layers.Add()))
             scope[cls.__name__] = cls
-            return quantize.quantize_annotate_layer(layer, cls([], [], True))
+            return quantize.quantize_annotate_layer(layer, cls([], [], output))
         relu6 = _is_relu6(layer.get_config().get("activation"))
         if not (relu6 or unruled) or not registry.supports(layer):
             if registry.supports(layer) and not own.supports(layer):
@@ -72,7 +76,7 @@ def annotate(model, scheme=None):
         cls = type(registry.get_quantize_config(layer))
         scope[cls.__name__] = cls
         weights = ["depthwise_kernel"] if hasattr(layer, "depthwise_kernel") else ["kernel"]
-        return quantize.quantize_annotate_layer(layer, cls(weights, [], True))
+        return quantize.quantize_annotate_layer(layer, cls(weights, [], output))
 
     # the wrappers hold the model's own layers: the annotated model has their weights
     return keras.models.clone_model(model, clone_function=wrap), scope
@@ -83,9 +87,16 @@ def annotate(model, scheme=None):
 # QAT. BatchNormalization: one in ``Prepared.kept`` (no exact fold takes it), as MUL and
 # ADD; Multiply (a squeeze-and-excitation block's) as MUL; Subtract as SUB; Rescaling and
 # Normalization (``SCALERS``) as MUL and ADD; PReLU as PRELU (its slopes trained in float,
-# quantized by the converter, as without QAT).
+# quantized by the converter, as without QAT); ELU as ELU (int8: ``artifact.op_forms``).
 SCALERS = ("Rescaling", "Normalization")
-OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", "PReLU", *SCALERS)
+# Activations the converter leaves float32 between DEQUANTIZE and QUANTIZE (elu; the ELU
+# layer's too), which the conversion joins into one int8 op (``artifact.op_forms``). Their
+# output is not fake-quantized: with it, the converter found two ranges for a same-scale op
+# after them (Conv2D(activation="elu") -> Flatten: "'tfl.reshape' op quantization
+# parameters violate the same scale constraint") and failed; without it, the output is
+# calibrated, as without QAT, and every weight before it still trains quantized.
+ISLANDS = ("elu",)
+OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", "PReLU", "ELU", *SCALERS)
 
 
 def left_float(model) -> list[str]:

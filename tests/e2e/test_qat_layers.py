@@ -169,15 +169,22 @@ def test_prepare_for_qat_is_exact_on_every_rewritten_layer():
     h = layers.AveragePooling1D()(h)
     h = layers.UpSampling1D(2)(h)
     h = layers.Activation("relu")(layers.Conv1D(4, 1)(h))
-    model = keras.Model(inp, layers.Flatten()(h))
-    bn = model.layers[2]
-    gamma, beta, mean, var = bn.get_weights()
-    bn.set_weights([gamma * 1.7, beta + 0.3, mean + 0.2, var * 3])
+    # an EEGNet's separable block: a BN after a separable or depthwise conv folds into it
+    # (it stayed as int8 MUL and ADD ops: "the next layer, 'elu' (ELU), cannot take it in")
+    h = layers.SeparableConv1D(6, 3, padding="same", use_bias=False, name="separable")(h)
+    h = layers.ELU()(layers.BatchNormalization()(h))
+    h = layers.BatchNormalization()(layers.DepthwiseConv1D(3, use_bias=False, name="dw")(h))
+    model = keras.Model(inp, layers.Flatten()(layers.ELU()(h)))
+    for bn in (layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"):
+        gamma, beta, mean, var = bn.get_weights()
+        bn.set_weights([gamma * 1.7, beta + 0.3, mean + 0.2, var * 3])
     x = np.random.default_rng(0).normal(size=(16, 32, 3)).astype(np.float32)
     prepared = prepare_for_qat(model, x)
     kinds = {type(layer).__name__ for layer in prepared.model.layers}
     assert not kinds & {"Conv1D", "DepthwiseConv1D", "AveragePooling1D", "UpSampling1D",
-                        "BatchNormalization", "Activation"}, kinds  # fmt: skip
+                        "BatchNormalization", "Activation", "SeparableConv1D"}, kinds  # fmt: skip
+    folds = [r for r in prepared.rewrites if "BatchNormalization folded into" in r]
+    assert [f.rsplit(" ", 1)[-1] for f in folds][1:] == ["separable", "dw"], folds
     got = prepared.model(x, training=False).numpy()  # a direct call: predict traces per model
     np.testing.assert_allclose(got, model(x, training=False).numpy(), atol=1e-4)
 

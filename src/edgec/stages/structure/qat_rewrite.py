@@ -78,7 +78,8 @@ from edgec.pipeline.graph_rewrite import (
 )
 
 _LINEAR = ("linear", None)
-BN_PRODUCERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D")
+BN_PRODUCERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv1D", "DepthwiseConv2D",
+                "SeparableConv1D", "SeparableConv2D")  # fmt: skip
 REWRITTEN_1D = (
     "Conv1D",
     "SeparableConv1D",
@@ -390,7 +391,7 @@ def _relu_absorbs(model, folds: dict[str, str]) -> dict[str, str]:
         elif prev.name in folds.values() or type(prev).__name__ == "BatchNormalization":
             continue
         producer_ok = (
-            type(prev).__name__ in BN_PRODUCERS + REWRITTEN_1D[:3] + ("SeparableConv2D",)
+            type(prev).__name__ in BN_PRODUCERS
             and prev.get_config().get("activation") in _LINEAR
             and len(calls(model, prev)) == 1
             and prev.name not in absorbs
@@ -608,10 +609,16 @@ def _replacement(model, gn: GraphNode, absorbed, rewrites: list[str]) -> Replace
 
 
 def _folded_weights(layer, weights, bn, pre) -> list[np.ndarray]:
-    """Kernel and bias with a following BN and/or a preceding input scaler folded in."""
+    """Kernel and bias with a following BN and/or a preceding input scaler folded in (a
+    separable convolution's: its depthwise kernel, then its pointwise kernel and bias,
+    which a following BN scales)."""
+    kind = type(layer).__name__
+    if kind in ("SeparableConv1D", "SeparableConv2D"):
+        assert pre is None  # an input scaler folds into a Dense or Conv only
+        return [weights[0], *_folded_weights(_Pointwise(layer), weights[1:], bn, None)]
     kernel = weights[0].astype(np.float64)
     out_channels = kernel.shape[-1]
-    depthwise = type(layer).__name__ == "DepthwiseConv2D"
+    depthwise = kind in ("DepthwiseConv1D", "DepthwiseConv2D")
     if depthwise:
         out_channels = kernel.shape[-2] * kernel.shape[-1]
     bias = (
@@ -639,6 +646,16 @@ def _folded_weights(layer, weights, bn, pre) -> list[np.ndarray]:
             kernel = kernel * factor
         bias = bias * factor + shift
     return [kernel.astype(np.float32), bias.astype(np.float32)]
+
+
+class _Pointwise:
+    """A separable convolution's pointwise part, as ``_folded_weights`` reads a layer."""
+
+    def __init__(self, layer) -> None:
+        self._config = layer.get_config()
+
+    def get_config(self) -> dict[str, Any]:
+        return self._config
 
 
 def _bn_weights(bn) -> list[np.ndarray]:

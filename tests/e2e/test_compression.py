@@ -547,7 +547,11 @@ def test_cqat_keeps_the_clusters_of_relu6_layers():
     keras.utils.set_random_seed(0)
     layers = keras.layers
     inputs = layers.Input((8, 8, 4))
-    x = layers.ReLU(6.0)(layers.Conv2D(16, 3, name="conv")(inputs))
+    # an input Normalization: QAT folds it into the first conv, each input channel's kernel
+    # rows times its own scale, which split the conv's clusters where the cluster stage had
+    # not folded it first (as a tabular model's first Dense: 17 values for 8 clusters)
+    scaled = layers.Normalization(mean=[0.5, -1.0, 2.0, 0.0], variance=[4.0, 0.25, 1.0, 9.0])
+    x = layers.ReLU(6.0)(layers.Conv2D(16, 3, name="conv")(scaled(inputs)))
     x = layers.ReLU(6.0)(layers.Conv2D(8, 1, name="pointwise")(x))
     x = layers.Conv2DTranspose(4, 2, strides=2, name="upsample")(x)
     model = keras.Model(inputs, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))

@@ -118,14 +118,17 @@ def prepare_for_qat(model, sample: np.ndarray) -> Prepared:
 
 
 def fold_batch_norms(model, sample: np.ndarray) -> Prepared:
-    """Only the BatchNormalization folds of ``prepare_for_qat`` (same input, same output).
+    """The BatchNormalization folds of ``prepare_for_qat``, and its fold of an input
+    Rescaling/Normalization into the first layer (same input, same output).
 
     The cluster stage folds first: folding after clustering multiplies each output unit's
     kernel column by its own gamma / sqrt(variance), so 16 values per tensor become up to
     16 x units, and TF-MOT's CQAT skips a layer above 1,024 centroids with only a warning
-    ("No clustering performed on layer ... Too many centroids to cluster").
+    ("No clustering performed on layer ... Too many centroids to cluster"). The input
+    fold multiplies each kernel row by its feature's scale: QAT's fold after clustering
+    left a tabular model's first Dense with 17 values where 8 were clustered.
     """
-    return _rewrite(model, sample, backward=True, forward=True, qat=False)
+    return _rewrite(model, sample, backward=True, forward=True, qat=False, input_fold=True)
 
 
 def fold_forward_batch_norms(model, sample: np.ndarray) -> Prepared:
@@ -159,7 +162,7 @@ class _Plan:
     input_scale: float = 1.0
 
 
-def _plan(model, *, backward: bool, forward: bool, qat: bool) -> _Plan:
+def _plan(model, *, backward: bool, forward: bool, qat: bool, input_fold: bool = False) -> _Plan:
     rewrites: list[str] = []
     folds = _bn_folds(model)
     takes, kept = _bn_forward_folds(model, folds) if forward else ({}, {})
@@ -167,14 +170,17 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool) -> _Plan:
     folds = folds if backward else {}
     relus = _relu_absorbs(model, folds) if qat else {}
     hards = _hard_activations(model) if qat else {}
-    if not (qat or folds or takes):  # nothing to rewrite
-        return _Plan({}, rewrites, kept)
     scaler: Any = None
     input_scale, first_fold = 1.0, None
     if qat:  # only QAT moves an input Rescaling/Normalization (or keeps it: kept_why)
         scaler, input_scale, first_fold, kept_why = _input_scaler(model)
         if kept_why:
             kept[scaler.name], scaler = kept_why, None
+    elif input_fold:  # only its fold into the first layer, which changes no input
+        scaler, _, first_fold, _ = _input_scaler(model)
+        scaler = scaler if first_fold is not None else None
+    if not (qat or folds or takes or scaler):  # nothing to rewrite
+        return _Plan({}, rewrites, kept)
     # folded into its producer, or into a layer after it: its output is its input
     dropped = set(folds.values()) | set(relus.values()) | taken
     dropped |= {name for hard in hards.values() for name in hard.dropped}
@@ -208,11 +214,13 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool) -> _Plan:
     return _Plan(calls, rewrites, kept, input_scale)
 
 
-def _rewrite(model, sample: np.ndarray, *, backward: bool, forward: bool, qat: bool) -> Prepared:
+def _rewrite(
+    model, sample: np.ndarray, *, backward: bool, forward: bool, qat: bool, input_fold=False
+) -> Prepared:
     # Every call's replacement is decided before anything is rebuilt: with nothing to
     # rewrite the model is handed back as it is, not rebuilt as a copy only to be dropped
     # (that cost every QAT stage a clone of the model, 0.2 s on the example).
-    plan = _plan(model, backward=backward, forward=forward, qat=qat)
+    plan = _plan(model, backward=backward, forward=forward, qat=qat, input_fold=input_fold)
     if not plan.rewrites:
         return Prepared(model, kept=plan.kept)
     rebuilt = rebuild(model, lambda gn: plan.calls[id(gn.node)])

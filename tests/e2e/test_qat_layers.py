@@ -77,7 +77,8 @@ def _make_qat_models(folder: Path) -> None:
     np.savez(folder / "image.npz", x=img, y=img_y)
     upsample = keras.Sequential(
         [layers.Input((8, 8, 1)), layers.Conv2D(8, 3, padding="same", activation="relu6"),
-         layers.MaxPooling2D(), layers.UpSampling2D(), layers.Conv2D(8, 3), layers.ReLU(6.0),
+         layers.MaxPooling2D(), layers.UpSampling2D(), layers.Resizing(6, 6),
+         layers.Conv2D(8, 3), layers.ReLU(6.0),
          layers.Flatten(), layers.Dense(2)]
     )  # fmt: skip
     _fit(upsample, img, img_y, epochs=8, loss=keras.losses.SparseCategoricalCrossentropy(True))
@@ -132,7 +133,9 @@ def test_relu6_and_upsampling_through_qat(qat_models, tmp_path):
                    "--epochs", "1")  # fmt: skip
     assert built.code == 0, built.log
     flat = built.flat
-    assert "RESIZE_NEAREST_NEIGHBOR" in flat.op_names
+    # UpSampling2D, and a Resizing ("has no default 8-bit QAT configuration": its output
+    # is quantized now, as TF-MOT quantizes UpSampling2D's)
+    assert {"RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"} <= set(flat.op_names)
     fused = [op.options.get("fusedActivationFunction") for op in flat.operators
              if op.name == "CONV_2D"]  # fmt: skip
     assert fused == ["RELU6", "RELU6"], fused  # activation="relu6" and the ReLU(6.0) layer

@@ -87,7 +87,8 @@ def annotate(model, scheme=None):
 # QAT. BatchNormalization: one in ``Prepared.kept`` (no exact fold takes it), as MUL and
 # ADD; Multiply (a squeeze-and-excitation block's) as MUL; Subtract as SUB; Rescaling and
 # Normalization (``SCALERS``) as MUL and ADD; PReLU as PRELU (its slopes trained in float,
-# quantized by the converter, as without QAT); ELU as ELU (int8: ``artifact.op_forms``).
+# quantized by the converter, as without QAT); ELU as ELU (int8: ``artifact.op_forms``);
+# Resizing as RESIZE_BILINEAR or _NEAREST_NEIGHBOR (as TF-MOT configures UpSampling2D).
 SCALERS = ("Rescaling", "Normalization")
 # Activations the converter leaves float32 between DEQUANTIZE and QUANTIZE (elu; the ELU
 # layer's too), which the conversion joins into one int8 op (``artifact.op_forms``). Their
@@ -96,7 +97,8 @@ SCALERS = ("Rescaling", "Normalization")
 # parameters violate the same scale constraint") and failed; without it, the output is
 # calibrated, as without QAT, and every weight before it still trains quantized.
 ISLANDS = ("elu",)
-OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", "PReLU", "ELU", *SCALERS)
+OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", "PReLU", "ELU", "Resizing",
+                    *SCALERS)  # fmt: skip
 
 
 def left_float(model) -> list[str]:

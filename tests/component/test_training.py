@@ -241,11 +241,38 @@ def test_the_qat_check_plans_the_rewrite_without_rebuilding_or_predicting(
     assert kinds == ["Conv2D", "Flatten", "Dense"]  # BN folded, ReLU taken in
 
     unsupported = keras.Sequential(
-        [keras.layers.Input((6, 6, 1)), keras.layers.LayerNormalization(), keras.layers.Flatten(),
-         keras.layers.Dense(3)]
+        [keras.layers.Input((6, 6, 1)), keras.layers.Lambda(lambda x: x * 2.0),
+         keras.layers.Flatten(), keras.layers.Dense(3)]
     )  # fmt: skip
     with pytest.raises(InputError, match="cannot be quantization-aware trained"):
         _planned({"qat": True}, unsupported, train)
+
+
+def test_layer_normalization_is_trained_float_in_qat_and_converts_to_int8(train_validation):
+    """TF-MOT has no QAT config for a LayerNormalization, and the QAT check refused it
+    ("use BatchNormalization after a Conv/Dense, or skip QAT"), although the converter
+    quantizes one by calibration. Left float, as an Embedding is (``left_float``), the
+    rest of the model trains quantized and every op of the int8 model is int8."""
+    from edgec._tf import keras, tfmot
+    from edgec.artifact.tflite_model import TfliteModel
+    from edgec.pipeline.convert import convert_int8
+    from edgec.stages.qat_prepare import annotate, left_float
+
+    train, _ = train_validation
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.layers.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+         keras.layers.LayerNormalization(name="norm"), keras.layers.Flatten(),
+         keras.layers.Dense(3)]
+    )  # fmt: skip
+    _planned({"qat": True}, model, train)  # the stage's check passes
+    assert left_float(model) == ["norm"]
+    annotated, scope = annotate(model)
+    with tfmot.quantization.keras.quantize_scope(scope):
+        qat_model = tfmot.quantization.keras.quantize_apply(annotated)
+    flat = TfliteModel.from_bytes(convert_int8(qat_model, train.x[:16]))
+    assert {"MEAN", "RSQRT"} <= set(flat.op_names), flat.op_names
+    assert {flat.tensors[t].dtype for op in flat.operators for t in op.outputs} == {"int8"}
 
 
 def test_qat_annotation_clones_the_model_once(monkeypatch):

@@ -28,7 +28,6 @@ from edgec.stages.training import fit
 from edgec.targets.weights import Expectations
 
 _QAT_UNSUPPORTED = {
-    "LayerNormalization": "use BatchNormalization after a Conv/Dense, or skip QAT",
     "TFOpLambda": "replace the TensorFlow op with a Keras layer, or skip QAT",
     "Lambda": "replace the Lambda with a Keras layer, or skip QAT",
 }
@@ -120,7 +119,7 @@ def _check(spec: StageSpec, model) -> None:
     stage rebuilds and proves the model it trains when it runs (an earlier stage changes
     the weights), and the check's own rebuild and proof cost every QAT recipe with a
     rewrite two more predict traces while it was validated."""
-    from edgec.stages.qat_prepare import OUTPUT_QUANTIZED
+    from edgec.stages.qat_prepare import FLOAT_IN_QAT, OUTPUT_QUANTIZED
     from edgec.stages.structure.qat_rewrite import qat_layers
 
     try:
@@ -138,7 +137,7 @@ def _check(spec: StageSpec, model) -> None:
                 f"layer '{layer.name}' ({kind}) cannot be quantization-aware trained",
                 _QAT_UNSUPPORTED[kind],
             )
-        if kind in OUTPUT_QUANTIZED or kind == "Embedding":  # annotate's own handling
+        if kind in OUTPUT_QUANTIZED or kind in FLOAT_IN_QAT:  # annotate's own handling
             continue
         if not registry.supports(layer):
             raise fail(

@@ -101,12 +101,18 @@ OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", "PReLU", "ELU"
                     *SCALERS)  # fmt: skip
 
 
+FLOAT_IN_QAT = ("Embedding", "LayerNormalization")  # left_float's kinds
+
+
 def left_float(model) -> list[str]:
     """The layers ``annotate`` leaves out: trained in float, quantized by the converter's
     calibration.
 
     - An Embedding: TF-MOT has no config for it, and quantize_apply would put a
       QuantizeLayer on the model's int32 ids ("FakeQuantWithMinMaxVars ... int32").
+    - A LayerNormalization: TF-MOT has no config for it either, and the converter's
+      calibration makes it int8 ops TFLM runs (MEAN, SQUARED_DIFFERENCE, RSQRT, MUL, ADD:
+      measured, as without QAT); the QAT check refused it.
     - A ``SCALERS`` layer that takes the model's input (one that ``Prepared.kept`` keeps:
       MobileNetV3's Rescaling before a zero-padded conv). Annotated, behind TF-MOT's input
       QuantizeLayer, it converted with a float DEQUANTIZE -> QUANTIZE pair before its MUL
@@ -116,7 +122,7 @@ def left_float(model) -> list[str]:
     return [
         gn.layer.name
         for gn in layer_calls(model)
-        if type(gn.layer).__name__ == "Embedding"
+        if type(gn.layer).__name__ in FLOAT_IN_QAT
         or (type(gn.layer).__name__ in SCALERS and inputs & set(gn.inputs))
     ]
 

@@ -22,13 +22,13 @@ half, the ELU ops, the float32 tensors left, and the seconds.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import keras3_builds  # noqa: E402
 
 MAKE = """
 import sys, keras, numpy as np
@@ -73,36 +73,23 @@ def main() -> None:
     parser.add_argument("--target", default="cortex-m4")
     args = parser.parse_args()
 
-    from edgec.builder import BuildOptions, run_build
-    from edgec.targets import TfliteModel
-
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-        start = time.perf_counter()
-        made = subprocess.run([sys.executable, "-c", MAKE, tmp, str(args.epochs)],
-                              env=env, capture_output=True, text=True)  # fmt: skip
-        if made.returncode:
-            sys.exit(made.stderr[-2000:])
+        said, seconds = keras3_builds.make(MAKE, tmp, str(args.epochs))
         print(f"EEGNet 8x128, {args.epochs} epochs on 900 synthetic trials: made in "
-              f"{time.perf_counter() - start:.0f} s; {made.stdout.strip()}")  # fmt: skip
+              f"{seconds:.0f} s; {said}")  # fmt: skip
         print("| build | flash B | arena B | top-1 float | top-1 int8 | ELU ops | "
               "float32 tensors | failed checks | s |\n"
               "|---|---:|---:|---:|---:|---:|---:|---|---:|")  # fmt: skip
-        for name in (None, *filter(None, args.recipes.split(","))):  # built-in recipes
-            start = time.perf_counter()
-            options = BuildOptions(
-                model=Path(tmp) / "eegnet.keras", data=Path(tmp) / "eeg.npz",
-                target=args.target, out=Path(tmp) / f"out-{name}", recipe=name,
-            )  # fmt: skip
-            result = run_build(options)
-            seconds = time.perf_counter() - start
+        folder = Path(tmp)
+        for name, result, flat, seconds in keras3_builds.builds(
+            folder / "eegnet.keras", folder / "eeg.npz", args.target, args.recipes, folder
+        ):
             report = result.report
-            flat = TfliteModel.from_bytes(result.files["model.tflite"])
             ops = Counter(op.name for op in flat.operators)
             floats = sum(t.dtype == "float32" for t in flat.tensors)
             acc = report.accuracy
             failed = ", ".join(c.name for c in report.failed_checks) or "-"
-            print(f"| {name or 'plain'} | {len(result.files['model.tflite']):,} | "
+            print(f"| {name} | {len(result.files['model.tflite']):,} | "
                   f"{report.memory.arena_bytes:,} | {acc.float:.2f} | {acc.int8:.2f} | "
                   f"{ops['ELU']} | {floats} | {failed} | {seconds:.0f} |")  # fmt: skip
 

@@ -15,13 +15,13 @@ the accuracy on the held-out evaluation set, the HARD_SWISH and ADD ops and the 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import keras3_builds  # noqa: E402
 
 MAKE = """
 import sys, keras, numpy as np
@@ -49,37 +49,22 @@ def main() -> None:
     parser.add_argument("--target", default="cortex-m7")
     args = parser.parse_args()
 
-    from edgec.builder import BuildOptions, run_build
-    from edgec.targets import TfliteModel
-
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-        start = time.perf_counter()
-        made = subprocess.run(
-            [sys.executable, "-c", MAKE, tmp, str(args.alpha), str(args.epochs)],
-            env=env, capture_output=True, text=True,
-        )  # fmt: skip
-        if made.returncode:
-            sys.exit(made.stderr[-2000:])
+        _, seconds = keras3_builds.make(MAKE, tmp, str(args.alpha), str(args.epochs))
         print(f"MobileNetV3Small alpha {args.alpha}, 32x32x3, {args.epochs} epochs on the "
-              f"digits: made in {time.perf_counter() - start:.0f} s")  # fmt: skip
+              f"digits: made in {seconds:.0f} s")  # fmt: skip
         print("| build | flash B | arena B | top-1 float | top-1 int8 | HARD_SWISH | ADD | "
               "failed checks | s |\n|---|---:|---:|---:|---:|---:|---:|---|---:|")  # fmt: skip
-        for recipe in (None, *filter(None, args.recipes.split(","))):
-            start = time.perf_counter()
-            options = BuildOptions(
-                model=Path(tmp) / "mobilenet_v3.keras", data=Path(tmp) / "digits32.npz",
-                target=args.target, out=Path(tmp) / f"out-{recipe}", recipe=recipe,
-            )  # fmt: skip
-            result = run_build(options)
-            seconds = time.perf_counter() - start
+        folder = Path(tmp)
+        for name, result, flat, seconds in keras3_builds.builds(
+            folder / "mobilenet_v3.keras", folder / "digits32.npz", args.target, args.recipes,
+            folder,
+        ):  # fmt: skip
             report = result.report
-            ops = Counter(
-                op.name for op in TfliteModel.from_bytes(result.files["model.tflite"]).operators
-            )
+            ops = Counter(op.name for op in flat.operators)
             acc = report.accuracy
             failed = ", ".join(c.name for c in report.failed_checks) or "-"
-            print(f"| {recipe or 'plain'} | {len(result.files['model.tflite']):,} | "
+            print(f"| {name} | {len(result.files['model.tflite']):,} | "
                   f"{report.memory.arena_bytes:,} | {acc.float:.2f} | {acc.int8:.2f} | "
                   f"{ops['HARD_SWISH']} | {ops['ADD']} | {failed} | {seconds:.0f} |")  # fmt: skip
 

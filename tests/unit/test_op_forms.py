@@ -72,7 +72,7 @@ def _elu_island(*, float_reader: bool = False) -> bytes:
         negated = b.tensor("negated", (1, 16), "float32")
         b.op("NEG", [elu], [negated])
         outputs.append(negated)
-    return b.build(inputs=[x], outputs=outputs)
+    return b.build(inputs=[x], outputs=outputs, signature="serving_default")
 
 
 def test_an_elu_island_becomes_one_int8_elu_with_the_same_outputs():
@@ -89,6 +89,7 @@ def test_an_elu_island_becomes_one_int8_elu_with_the_same_outputs():
     assert [op.name for op in flat.operators] == ["ADD", "ELU"]
     assert not [t for t in flat.tensors if t.dtype == "float32"]
     out = flat.output_tensor()
+    assert [i for _, i in flat.signature_outputs] == [out.index]  # a signature runner reads it
     assert (out.name, out.dtype, out.scales, out.zero_points) == (
         "model/elu/Elu",
         "int8",

@@ -101,7 +101,7 @@ def _integer_islands(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str
         return data, ()
     model = unpack(data)
     graph = model.subgraphs[0]
-    _join_islands(graph, islands)
+    _join_islands(model, islands)
     dropped = sorted(i for d, _, q in islands for i in (d, q))
     graph.operators = [op for i, op in enumerate(graph.operators) if i not in dropped]
     drop_unused(model)
@@ -193,10 +193,12 @@ def _float_islands(model: TfliteModel) -> list[tuple[int, int, int]]:
     return found
 
 
-def _join_islands(graph: Any, islands: list[tuple[int, int, int]]) -> None:
-    """In ``graph`` (a ``SubGraphT``): each island's op reads the DEQUANTIZE's input, and
-    its output tensor takes the QUANTIZE's type and quantization and is read where the
-    QUANTIZE's output was (the DEQUANTIZE and QUANTIZE ops are left for the caller)."""
+def _join_islands(model: Any, islands: list[tuple[int, int, int]]) -> None:
+    """In ``model`` (a ``ModelT``), its graph: each island's op reads the DEQUANTIZE's input,
+    and its output tensor takes the QUANTIZE's type and quantization and is read where the
+    QUANTIZE's output was, by ops, the graph's outputs and its signatures (the DEQUANTIZE
+    and QUANTIZE ops are left for the caller)."""
+    graph = model.subgraphs[0]
     read_instead: dict[int, int] = {}
     for dequantize, index, quantize in islands:
         op, q = graph.operators[index], graph.operators[quantize]
@@ -207,3 +209,6 @@ def _join_islands(graph: Any, islands: list[tuple[int, int, int]]) -> None:
     for op in graph.operators:
         op.inputs = [read_instead.get(int(i), int(i)) for i in op.inputs]
     graph.outputs = [read_instead.get(int(i), int(i)) for i in graph.outputs]
+    for signature in model.signatureDefs or []:
+        for entry in signature.outputs or []:
+            entry.tensorIndex = read_instead.get(int(entry.tensorIndex), int(entry.tensorIndex))

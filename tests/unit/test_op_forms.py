@@ -109,3 +109,16 @@ def test_an_elu_island_becomes_one_int8_elu_with_the_same_outputs():
 def test_an_island_whose_float_result_is_read_as_float_stays():
     data = _elu_island(float_reader=True)
     assert tflm_forms(data, ALL_INT8) == (data, ())
+
+
+def test_the_dtypes_check_names_a_float_island_and_what_joins_it():
+    """A model converted elsewhere (``edgec check``) with the converter's float ELU."""
+    from edgec.targets import load_target
+    from edgec.targets.checks import check_dtypes
+
+    check = check_dtypes(TfliteModel.from_bytes(_elu_island()), load_target("cortex-m4"), "int8")
+    assert not check.ok
+    assert check.detail.startswith(
+        "the converter left op #2 ELU float32 between DEQUANTIZE and QUANTIZE, which "
+        "cortex-m4 does not take (int16/int8): edgec build joins each such island"
+    ), check.detail

@@ -96,7 +96,7 @@ def _integer_casts(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, 
 
 def _integer_islands(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]]:
     parsed = TfliteModel.from_bytes(data, source="the converted model")
-    islands = _float_islands(parsed)
+    islands = float_islands(parsed)
     if not islands:
         return data, ()
     model = unpack(data)
@@ -160,7 +160,7 @@ def _bool_casts(model: TfliteModel) -> list[tuple[int, int, str]]:
     return found
 
 
-def _float_islands(model: TfliteModel) -> list[tuple[int, int, int]]:
+def float_islands(model: TfliteModel) -> list[tuple[int, int, int]]:
     """(DEQUANTIZE, op, QUANTIZE) op indices of each ``ISLAND_OPS`` op whose one input is
     an int8 DEQUANTIZE's output that it alone reads, and whose one float32 output only one
     QUANTIZE to int8 reads; in the model's graph, no float tensor a graph output."""

@@ -18,6 +18,7 @@ import re
 from collections.abc import Collection
 
 from edgec.artifact import TflmRun
+from edgec.artifact.op_forms import float_islands
 from edgec.artifact.tflite_model import TfliteModel
 from edgec.report import Check
 from edgec.targets.profile import DTYPES, Runtime, TargetProfile
@@ -247,6 +248,15 @@ def _policy_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str], 
             f"activations), which {profile.name} does not take ({'/'.join(sorted(allowed))}; "
             "TFLM's kernels dropped uint8): convert it again with full-integer int8 "
             "quantization (edgec build does): "
+        )
+    islands = float_islands(model)
+    if islands:
+        where = ", ".join(f"op #{op} {model.operators[op].name}" for _, op, _ in islands)
+        return (
+            f"the converter left {where} float32 between DEQUANTIZE and QUANTIZE, which "
+            f"{profile.name} does not take ({'/'.join(sorted(allowed))}): edgec build joins "
+            "each such island into one int8 op (TFLite's and TFLM's kernel) where it proves "
+            "the outputs within a step; else replace the activation: "
         )
     if int16 and "int16" not in allowed:
         return (

@@ -84,14 +84,9 @@ def main() -> None:
         for name, result, flat, seconds in keras3_builds.builds(
             folder / "eegnet.keras", folder / "eeg.npz", args.target, args.recipes, folder
         ):
-            report = result.report
             ops = Counter(op.name for op in flat.operators)
             floats = sum(t.dtype == "float32" for t in flat.tensors)
-            acc = report.accuracy
-            failed = ", ".join(c.name for c in report.failed_checks) or "-"
-            print(f"| {name} | {len(result.files['model.tflite']):,} | "
-                  f"{report.memory.arena_bytes:,} | {acc.float:.2f} | {acc.int8:.2f} | "
-                  f"{ops['ELU']} | {floats} | {failed} | {seconds:.0f} |")  # fmt: skip
+            print(keras3_builds.row(name, result, seconds, ops["ELU"], floats))
 
 
 if __name__ == "__main__":

@@ -40,3 +40,14 @@ def builds(
         result = run_build(options)
         flat = TfliteModel.from_bytes(result.files["model.tflite"])
         yield recipe or "plain", result, flat, time.perf_counter() - start
+
+
+def row(name: str, result: Any, seconds: float, *extra: object) -> str:
+    """A Markdown table row: build, flash B, arena B, top-1 float and int8, ``extra``
+    columns, the failed checks and the seconds."""
+    report, acc = result.report, result.report.accuracy
+    failed = ", ".join(c.name for c in report.failed_checks) or "-"
+    flash, arena = len(result.files["model.tflite"]), report.memory.arena_bytes
+    cells = [name, f"{flash:,}", f"{arena:,}", f"{acc.float:.2f}", f"{acc.int8:.2f}",
+             *map(str, extra), failed, f"{seconds:.0f}"]  # fmt: skip
+    return f"| {' | '.join(cells)} |"

@@ -60,13 +60,8 @@ def main() -> None:
             folder / "mobilenet_v3.keras", folder / "digits32.npz", args.target, args.recipes,
             folder,
         ):  # fmt: skip
-            report = result.report
             ops = Counter(op.name for op in flat.operators)
-            acc = report.accuracy
-            failed = ", ".join(c.name for c in report.failed_checks) or "-"
-            print(f"| {name} | {len(result.files['model.tflite']):,} | "
-                  f"{report.memory.arena_bytes:,} | {acc.float:.2f} | {acc.int8:.2f} | "
-                  f"{ops['HARD_SWISH']} | {ops['ADD']} | {failed} | {seconds:.0f} |")  # fmt: skip
+            print(keras3_builds.row(name, result, seconds, ops["HARD_SWISH"], ops["ADD"]))
 
 
 if __name__ == "__main__":

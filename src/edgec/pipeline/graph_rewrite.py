@@ -259,7 +259,13 @@ def proven_equal(original, rebuilt, sample: np.ndarray, *, input_scale: float = 
     want = np.asarray(model_outputs(original, sample), np.float64)
     if input_scale != 1.0:
         sample = (sample * input_scale).astype(np.float32)
-    got = np.asarray(model_outputs(rebuilt, sample), np.float64)
+    return equality(want, np.asarray(model_outputs(rebuilt, sample), np.float64))
+
+
+def equality(want: np.ndarray, got: np.ndarray) -> Equality:
+    """``got`` against ``want`` (outputs of the same samples): equal to float32 rounding
+    (``TOLERANCE`` of their span), or not."""
+    want, got = np.asarray(want, np.float64), np.asarray(got, np.float64)
     if want.shape != got.shape:
         return Equality(float("inf"), False)
     diff = float(np.max(np.abs(want - got))) if want.size else 0.0

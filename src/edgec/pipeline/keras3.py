@@ -189,7 +189,7 @@ def _first_difference(model, rebuilt, x: np.ndarray) -> tuple[str, float] | None
     name, with the difference (what the error names: the layer to look at, not the last);
     None where the outputs cannot be compared layer by layer (a nested or shared layer)."""
     from edgec._tf import keras as tf_keras
-    from edgec.pipeline.graph_rewrite import TOLERANCE
+    from edgec.pipeline.graph_rewrite import equality
 
     keras = sys.modules["keras"]  # Keras 3, imported already: ``model`` is one of its models
     names = [layer.name for layer in rebuilt.layers if layer.name not in rebuilt.input_names]
@@ -199,10 +199,9 @@ def _first_difference(model, rebuilt, x: np.ndarray) -> tuple[str, float] | None
     except Exception:  # noqa: BLE001 (a layer without one output of its own: not named)
         return None
     for name, a, b in zip(names, want, got, strict=True):
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        difference = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
-        if not difference <= TOLERANCE * max(float(np.max(np.abs(a), initial=0.0)), 1.0):
-            return name, difference
+        layer = equality(np.asarray(a), np.asarray(b))
+        if not layer.equal:
+            return name, layer.max_difference
     return None
 
 

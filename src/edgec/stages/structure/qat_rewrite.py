@@ -7,8 +7,9 @@ QAT (the BatchNormalization folds), made with the one model rebuilder
 Every rewrite is exact (the same function, rearranged) and the result is checked against
 the original on sample inputs before QAT trains it:
 
-- BatchNormalization right after a linear Dense / Conv1D / Conv2D / DepthwiseConv2D is
-  folded into that layer's kernel and bias, and the BN layer is dropped. TF-MOT's own
+- BatchNormalization right after a linear Dense / Conv1D / Conv2D / DepthwiseConv1D/2D /
+  SeparableConv1D/2D (its pointwise kernel) is folded into that layer's kernel and bias,
+  and the BN layer is dropped. TF-MOT's own
   Dense+BN handling keeps BN as a separate float op with a fake-quant after it; the
   converter then cannot fold it into FULLY_CONNECTED and leaves a float MUL/ADD island.
 - A BatchNormalization anywhere else (after an activation: ``Conv2D(activation="relu")``

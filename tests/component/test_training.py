@@ -248,31 +248,50 @@ def test_the_qat_check_plans_the_rewrite_without_rebuilding_or_predicting(
         _planned({"qat": True}, unsupported, train)
 
 
-def test_layer_normalization_is_trained_float_in_qat_and_converts_to_int8(train_validation):
-    """TF-MOT has no QAT config for a LayerNormalization, and the QAT check refused it
-    ("use BatchNormalization after a Conv/Dense, or skip QAT"), although the converter
-    quantizes one by calibration. Left float, as an Embedding is (``left_float``), the
-    rest of the model trains quantized and every op of the int8 model is int8."""
+def test_layers_tf_mot_has_no_config_for_are_quantization_aware_trained_to_int8(
+    train_validation,
+):
+    """TF-MOT has no QAT config for a LayerNormalization, a Maximum, a Minimum or an
+    Average, and the QAT check refused each ("use BatchNormalization after a Conv/Dense",
+    "has no default 8-bit QAT configuration"). The LayerNormalization is left float, as an
+    Embedding is (``left_float``): the converter's calibration quantizes it. The others
+    get the Add config (their output quantized): the converter gives a MAXIMUM's or
+    MINIMUM's inputs and output one scale (they compare raw int8 values), requantizing
+    what differs. Every op of the int8 model is int8, and its outputs follow the QAT
+    model's."""
     from edgec._tf import keras, tfmot
+    from edgec.artifact import runtimes
     from edgec.artifact.tflite_model import TfliteModel
     from edgec.pipeline.convert import convert_int8
-    from edgec.stages.qat_prepare import annotate, left_float
+    from edgec.stages.qat_prepare import annotate, init_activation_ranges, left_float
 
     train, _ = train_validation
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.layers.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-         keras.layers.LayerNormalization(name="norm"), keras.layers.Flatten(),
-         keras.layers.Dense(3)]
-    )  # fmt: skip
+    inputs = keras.Input((6, 6, 1))
+    a = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    b = keras.layers.Conv2D(4, 3)(inputs)
+    low, high = keras.layers.Minimum()([a, b]), keras.layers.Maximum()([a, b])
+    h = keras.layers.LayerNormalization(name="norm")(keras.layers.Average()([low, high]))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(h)))
     _planned({"qat": True}, model, train)  # the stage's check passes
     assert left_float(model) == ["norm"]
     annotated, scope = annotate(model)
     with tfmot.quantization.keras.quantize_scope(scope):
         qat_model = tfmot.quantization.keras.quantize_apply(annotated)
-    flat = TfliteModel.from_bytes(convert_int8(qat_model, train.x[:16]))
-    assert {"MEAN", "RSQRT"} <= set(flat.op_names), flat.op_names
+    init_activation_ranges(qat_model, model, train.x[:64])  # as the stage does
+    data = convert_int8(qat_model, train.x[:16])
+    flat = TfliteModel.from_bytes(data)
+    assert {"MINIMUM", "MAXIMUM", "MEAN", "RSQRT"} <= set(flat.op_names), flat.op_names
     assert {flat.tensors[t].dtype for op in flat.operators for t in op.outputs} == {"int8"}
+    for op in (op for op in flat.operators if op.name in ("MINIMUM", "MAXIMUM")):
+        assert len({flat.tensors[t].scales for t in (*op.inputs, *op.outputs)}) == 1
+    out = flat.output_tensor()
+    got = runtimes.dequantize(runtimes.run_litert(data, runtimes.quantize(
+        train.x[:16], flat.input_tensor())).raw, out)  # fmt: skip
+    want = qat_model.predict(train.x[:16], verbose=0).ravel()
+    # the LayerNormalization's int8 ops, calibrated, round where its QAT twin is float
+    cosine = float(got.ravel() @ want / np.linalg.norm(got) / np.linalg.norm(want))
+    assert cosine > 0.99, cosine
 
 
 def test_qat_annotation_clones_the_model_once(monkeypatch):

@@ -367,9 +367,9 @@ def odd_models(tmp_path_factory) -> dict[str, Path]:
         model.save(folder / f"{name}.keras")
 
     head = (layers.Flatten(), layers.Dense(4))
-    inputs = layers.Input((8, 8, 1))  # QAT has no configuration for a Maximum
-    both = layers.Maximum()([layers.Conv2D(8, 3)(inputs), layers.Conv2D(8, 3)(inputs)])
-    keras.Model(inputs, head[1](head[0](both)), name="maximum").save(folder / "maximum.keras")
+    # QAT has no configuration for a TimeDistributed
+    rows = (layers.Reshape((8, 8)), layers.TimeDistributed(layers.Dense(4)))
+    image_model(*rows, layers.Flatten(), layers.Dense(4), name="timedistributed")
     image_model(layers.Conv2D(8, 3), *head, name="plain")
     image_model(layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(6), name="six_outputs")
     image_model(layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2), name="two_outputs")
@@ -388,7 +388,12 @@ def _recipe(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(
     ("model", "data", "recipe", "needles"),
     [
-        ("maximum", "data", "qat", ["(Maximum) has no default 8-bit QAT configuration"]),
+        (
+            "timedistributed",
+            "data",
+            "qat",
+            ["(TimeDistributed) has no default 8-bit QAT configuration"],
+        ),
         ("nested", "data", "prune", ["nested model 'inner'", "flatten it"]),
         (
             "plain",
@@ -430,10 +435,10 @@ def test_recipe_errors_against_the_model(odd_models, tmp_path, model, data, reci
 
 def test_recipe_error_on_the_command_line_is_one_clean_line(odd_models, tmp_path):
     run = run_edgec(
-        "build", odd_models["maximum"], "--target", "cortex-m", "--data", odd_models["data"],
-        "--qat", "--out", tmp_path / "out",
+        "build", odd_models["timedistributed"], "--target", "cortex-m", "--data",
+        odd_models["data"], "--qat", "--out", tmp_path / "out",
     )  # fmt: skip
-    assert_clean_failure(run, "recipe stage 1 (qat): layer 'maximum")
+    assert_clean_failure(run, "recipe stage 1 (qat): layer 'time_distributed")
     assert not (tmp_path / "out").exists()
 
 

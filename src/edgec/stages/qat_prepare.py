@@ -88,7 +88,10 @@ def annotate(model, scheme=None):
 # ADD; Multiply (a squeeze-and-excitation block's) as MUL; Subtract as SUB; Rescaling and
 # Normalization (``SCALERS``) as MUL and ADD; PReLU as PRELU (its slopes trained in float,
 # quantized by the converter, as without QAT); ELU as ELU (int8: ``artifact.op_forms``);
-# Resizing as RESIZE_BILINEAR or _NEAREST_NEIGHBOR (as TF-MOT configures UpSampling2D).
+# Resizing as RESIZE_BILINEAR or _NEAREST_NEIGHBOR (as TF-MOT configures UpSampling2D);
+# Maximum and Minimum as MAXIMUM and MINIMUM, which compare raw int8 values: the converter
+# gives both inputs one scale (their producers requantize to it; measured: outputs within
+# two steps of the QAT model's), Average as ADD and MUL.
 SCALERS = ("Rescaling", "Normalization")
 # Activations the converter leaves float32 between DEQUANTIZE and QUANTIZE (elu; the ELU
 # layer's too), which the conversion joins into one int8 op (``artifact.op_forms``). Their
@@ -97,8 +100,8 @@ SCALERS = ("Rescaling", "Normalization")
 # parameters violate the same scale constraint") and failed; without it, the output is
 # calibrated, as without QAT, and every weight before it still trains quantized.
 ISLANDS = ("elu",)
-OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", "PReLU", "ELU", "Resizing",
-                    *SCALERS)  # fmt: skip
+OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", "Maximum", "Minimum",
+                    "Average", "PReLU", "ELU", "Resizing", *SCALERS)  # fmt: skip
 
 
 FLOAT_IN_QAT = ("Embedding", "LayerNormalization")  # left_float's kinds

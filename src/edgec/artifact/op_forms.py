@@ -57,13 +57,17 @@ def tflm_forms(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]
     int8 outputs are within one step of the float island's, wherever their inputs agree
     (the int8 op rounds its table once; the island rounded in float32 on the way: measured,
     1 of 256 inputs a step apart)."""
-    data, casts = _integer_casts(data, samples)
-    data, islands = _integer_islands(data, samples)
-    return data, casts + islands
-
-
-def _integer_casts(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]]:
     parsed = TfliteModel.from_bytes(data, source="the converted model")
+    cast, casts = _integer_casts(data, parsed, samples)
+    if cast is not data:  # the islands are looked for in the file the casts made
+        parsed = TfliteModel.from_bytes(cast, source="the converted model")
+    joined, islands = _integer_islands(cast, parsed, samples)
+    return joined, casts + islands
+
+
+def _integer_casts(
+    data: bytes, parsed: TfliteModel, samples: np.ndarray
+) -> tuple[bytes, tuple[str, ...]]:
     casts = _bool_casts(parsed)
     if not casts:
         return data, ()
@@ -94,8 +98,9 @@ def _integer_casts(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, 
     return (rewritten, tuple(described)) if same else (data, ())
 
 
-def _integer_islands(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]]:
-    parsed = TfliteModel.from_bytes(data, source="the converted model")
+def _integer_islands(
+    data: bytes, parsed: TfliteModel, samples: np.ndarray
+) -> tuple[bytes, tuple[str, ...]]:
     islands = float_islands(parsed)
     if not islands:
         return data, ()

@@ -216,7 +216,13 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool, input_fold: bool =
 
 
 def _rewrite(
-    model, sample: np.ndarray, *, backward: bool, forward: bool, qat: bool, input_fold=False
+    model,
+    sample: np.ndarray,
+    *,
+    backward: bool,
+    forward: bool,
+    qat: bool,
+    input_fold: bool = False,
 ) -> Prepared:
     # Every call's replacement is decided before anything is rebuilt: with nothing to
     # rewrite the model is handed back as it is, not rebuilt as a copy only to be dropped

@@ -497,13 +497,20 @@ def test_malformed_profile(tmp_path, models):
     assert_clean_failure(run_edgec("check", models.dwres, "-t", board), "not valid TOML")
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00not a flatbuffer" * 10, b"PK\x03\x04zip"])
-def test_not_a_flatbuffer(tmp_path, content):
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (b"", "is empty (0 bytes), not a TFLite flatbuffer"),
+        (b"\x00not a flatbuffer" * 10, "is not a TFLite flatbuffer (no 'TFL3' identifier)"),
+        (b"PK\x03\x04zip", "is a zip archive (a Keras .keras model is one), not a TFLite"),
+    ],
+)
+def test_not_a_flatbuffer(tmp_path, content, says):
     bad = tmp_path / "model.tflite"
     bad.write_bytes(content)
     out = tmp_path / "r.json"
     run = run_edgec("check", bad, "--target", "cortex-m4", "--format", "json", "--out", out)
-    assert_clean_failure(run, "is not a TFLite flatbuffer")
+    assert_clean_failure(run, says)
     assert not out.exists()
 
 

@@ -86,3 +86,29 @@ def test_a_tflite_given_to_build_points_to_check(tmp_path):
     with pytest.raises(InputError, match="is a converted .tflite model") as raised:
         check_model_path(tmp_path / "m.tflite")
     assert "edgec check MODEL.tflite" in (raised.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    "name, content, needle, points_to_build",
+    [
+        ("m.tflite", b"", r"is empty \(0 bytes\), not a TFLite flatbuffer", False),
+        ("m.tflite", b"\x00junk" * 4, r"is not a TFLite flatbuffer \(no 'TFL3'", False),
+        ("m.keras", b"PK\x03\x04rest", r"is a zip archive \(a Keras \.keras model is one\)", True),
+        ("m.h5", b"\x89HDF\r\n\x1a\nrest", r"is an HDF5 file \(a Keras \.h5 model is one\)", True),
+        ("sm", None, "is a SavedModel folder, not a converted .tflite file", True),
+    ],
+)
+def test_a_keras_model_given_to_check_points_to_build(
+    tmp_path, name, content, needle, points_to_build
+):
+    from edgec.artifact import Artifact
+
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+        (path / "saved_model.pb").write_bytes(b"\x08\x01")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=needle) as raised:
+        Artifact.read(path)
+    assert ("edgec build MODEL" in (raised.value.hint or "")) == points_to_build

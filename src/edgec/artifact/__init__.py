@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgec.artifact import runtimes, tflm_ops
 from edgec.artifact.tflite_model import MAX_MODEL_BYTES, TfliteModel
-from edgec.errors import ToolError
+from edgec.errors import InputError, ToolError
 from edgec.safeio import read_regular
 
 NOT_RUNNABLE = "not measured: the model has ops TFLM lacks"
@@ -57,6 +57,11 @@ class Artifact:
     @classmethod
     def read(cls, path: Path) -> Artifact:
         """A .tflite file: a regular file of at most ``MAX_MODEL_BYTES`` (safeio)."""
+        if path.is_dir() and (path / "saved_model.pb").is_file():
+            raise InputError(
+                f"model {path} is a SavedModel folder, not a converted .tflite file",
+                hint="`edgec build MODEL --target T --data D` converts a SavedModel and checks it",
+            )
         data = read_regular(path, "model", limit=MAX_MODEL_BYTES)
         return cls.from_bytes(data, source=str(path))
 

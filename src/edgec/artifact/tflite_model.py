@@ -190,10 +190,7 @@ class TfliteModel:
         and never more work or memory than the budgets above allow.
         """
         if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
-            raise InputError(
-                f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)",
-                hint="give a .tflite file written by the TFLite converter",
-            )
+            raise _not_a_flatbuffer(data, source)
         if len(data) > MAX_MODEL_BYTES:
             raise InputError(
                 f"{source} is {len(data):,} bytes; edgec reads models up to "
@@ -400,6 +397,30 @@ def read_metadata(data: bytes, name: str) -> bytes | None:
     except Exception:  # the generated accessors raise anything on bad offsets
         return None
     return None
+
+
+# What a file that is not a flatbuffer often is instead: a Keras model given where a
+# converted one belongs (`edgec check model.keras`). Its first bytes say so.
+_KERAS_HINT = (
+    "edgec check reads a converted .tflite; `edgec build MODEL --target T --data D` "
+    "converts a Keras model and checks it"
+)
+_OTHER_FORMATS = (
+    (b"PK\x03\x04", "a zip archive (a Keras .keras model is one)"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model is one)"),
+)
+
+
+def _not_a_flatbuffer(data: bytes, source: str) -> InputError:
+    if not data:
+        return InputError(f"{source} is empty (0 bytes), not a TFLite flatbuffer",
+                          hint=_DAMAGED_HINT)  # fmt: skip
+    for magic, what in _OTHER_FORMATS:
+        if data.startswith(magic):
+            return InputError(f"{source} is {what}, not a TFLite flatbuffer", hint=_KERAS_HINT)
+    return InputError(
+        f"{source} is not a TFLite flatbuffer (no 'TFL3' identifier)", hint=_DAMAGED_HINT
+    )
 
 
 def _limit(what: str, count: int, limit: int) -> None:

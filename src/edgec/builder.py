@@ -984,7 +984,10 @@ def evaluate(ctx: BuildContext) -> None:
         # Every op's outputs, for the samples TFLM runs too: the agreement check judges each
         # op on the samples where its inputs agreed in both runtimes (a legitimate 1-step
         # rounding difference, e.g. in MEAN, is not blamed on the ops after it).
-        keep = verify.op_outputs(flat) if ctx.arena is not None else []
+        # Only where a target runs TFLM (an MCU, or an accelerator's CPU fallback): a
+        # phone's LiteRT never meets TFLM's kernels, so their verdict is not the phone's.
+        on_tflm = any(p.runtime.asks_tflm for p in ctx.plan.profiles)
+        keep = verify.op_outputs(flat) if on_tflm and ctx.arena is not None else []
         n = min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)
         litert = runtimes.run_litert(ctx.tflite, ctx.x_q, keep=keep, keep_samples=n)
         output = runtimes.dequantize(litert.raw, flat.output_tensor())
@@ -994,7 +997,9 @@ def evaluate(ctx: BuildContext) -> None:
                 result, ctx.input_model_out, evaluation, max_drop=max_drop,
                 float_out=float_out, int8_out=output, label=what,
             )  # fmt: skip
-        agreement, tflm = _runtime_agreement(ctx, litert.first(n), keep)
+        agreement, tflm = (
+            _runtime_agreement(ctx, litert.first(n), keep) if on_tflm else (None, None)
+        )
         if tflm is not None:
             device_out = runtimes.dequantize(tflm.raw, flat.output_tensor())
             result = verify.with_device_accuracy(
@@ -1002,7 +1007,7 @@ def evaluate(ctx: BuildContext) -> None:
             )
         ctx.evaluation_result = result
         ctx.checks["accuracy"] = [result.check]
-        ctx.checks["litert_vs_tflm"] = [agreement]
+        ctx.checks["litert_vs_tflm"] = [agreement] if agreement is not None else []
 
 
 def _runtime_agreement(

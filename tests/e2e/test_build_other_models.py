@@ -161,3 +161,26 @@ def test_a_text_model_s_mask_is_cast_as_an_integer_and_passes_the_int8_target(tm
     assert checks["dtypes"]["ok"] and checks["litert_vs_tflm"]["ok"], checks["dtypes"]
     convert = next(s for s in report["stages"] if s["name"] == "convert")
     assert "bool -> int8, not float32" in convert["metrics"]["op_rewrites"][0]
+
+
+def test_a_phone_build_is_not_judged_by_tflm(tmp_path):
+    """GELU runs in LiteRT, and TFLM has no kernel for it: a build for a phone alone gets
+    no ``litert_vs_tflm`` check (it failed the build with "not run: the model has ops TFLM
+    lacks", though no target of it runs TFLM)."""
+    from edgec._tf import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [keras.layers.Input((8,)), keras.layers.Dense(8, activation="gelu"), keras.layers.Dense(3)]
+    )
+    model.save(tmp_path / "gelu.keras")
+    np.save(tmp_path / "x.npy", np.random.default_rng(3).normal(size=(64, 8)).astype(np.float32))
+    out = tmp_path / "out"
+    run = run_edgec("build", tmp_path / "gelu.keras", "--data", tmp_path / "x.npy",
+                    "--target", "android-arm64", "--out", out)  # fmt: skip
+    assert run.code == 0, run.err + run.out
+    report = json.loads((out / "report.json").read_text())
+    assert "GELU" in report["model"]["ops"], report["model"]["ops"]
+    assert [c["name"] for c in report["checks"]] == [
+        "ops", "dtypes", "static_shapes", "accuracy", "latency", "flash", "ram"
+    ]  # fmt: skip

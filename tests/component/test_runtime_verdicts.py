@@ -397,3 +397,46 @@ def test_a_two_output_model_s_package_declares_both_and_ships_as_it_is(tmp_path)
     why = report.lean.check.detail
     assert "compares one output; the model has 1 input(s) and 2 output(s)" in why
     assert (tmp_path / "fw" / "model.tflite").read_bytes() == path.read_bytes()
+
+
+def _softmax(scale: float) -> bytes:
+    b = TfliteBuilder()
+    x = b.tensor("logits", (1, 4), "int8", scale=scale)
+    y = b.tensor("probs", (1, 4), "int8", scale=1 / 256, zero_point=-128)
+    options = schema.SoftmaxOptionsT()
+    options.beta = 1.0
+    b.op("SOFTMAX", [x], [y], options=options)
+    return b.build(inputs=[x], outputs=[y])
+
+
+def _binary(op: str, scale: float, out_scale: float | None) -> bytes:
+    b = TfliteBuilder()
+    x1, x2 = (b.tensor(n, (1, 4), "int8", scale=scale) for n in ("a", "b"))
+    y = b.tensor("y", (1, 4), "bool" if out_scale is None else "int8", scale=out_scale)
+    b.op(op, [x1, x2], [y])
+    return b.build(inputs=[x1, x2], outputs=[y])
+
+
+# Each model makes TFLM's Prepare abort (SIGABRT; a microcontroller stops in
+# AllocateTensors), and its neighbour on the other side of the rule runs: the converter
+# writes a softmax input scale of 2e-6 / 255 where a random-init MobileNet's logits are
+# all but 0 on the calibration data, a comparison's int8 scale above 1 where its input
+# spans more than 255.
+@pytest.mark.parametrize(
+    "aborts, runs, rule",
+    [
+        (_softmax(7.84e-9), _softmax(2e-8), "beta x input scale x 2^26 is 0.526"),
+        (_binary("ADD", 1.0, 1e-6), _binary("ADD", 1.0, 1e-5), "output scale) is 1.91"),
+        (_binary("SUB", 1.0, 1e-6), _binary("SUB", 1.0, 1e-5), "output scale) is 1.91"),
+        (_binary("GREATER", 1.5, None), _binary("GREATER", 0.9, None), "has scale 1.5"),
+    ],
+    ids=["softmax", "add", "sub", "greater"],
+)
+def test_a_model_tflm_aborts_on_names_the_op_and_the_rule(tmp_path, aborts, runs, rule):
+    _, checks = _check(tmp_path, aborts, "cortex-m4")
+    ram = checks["ram"]
+    assert not ram.ok and "crashed (SIGABRT) at every arena size" in ram.detail, ram.detail
+    assert "op #0 " in ram.detail and "TFLM aborts in its Prepare" in ram.detail, ram.detail
+    assert rule in ram.detail, ram.detail
+    _, checks = _check(tmp_path, runs, "cortex-m4")
+    assert checks["ram"].ok, checks["ram"].detail

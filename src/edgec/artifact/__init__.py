@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgec.artifact import runtimes, tflm_ops
 from edgec.artifact.tflite_model import MAX_MODEL_BYTES, TfliteModel
+from edgec.artifact.tflm_aborts import prepare_aborts
 from edgec.errors import InputError, ToolError
 from edgec.safeio import read_regular
 
@@ -109,6 +110,10 @@ class Artifact:
                 self._run = TflmRun(arena, runtimes.METHOD)
             except runtimes.TflmRefused as exc:
                 self._run = TflmRun(None, f"not measured: {exc}", exc.messages)
+            except runtimes.TflmCrashed as exc:
+                aborts = prepare_aborts(self.model)
+                why = exc.explained(aborts[0]) if aborts else str(exc)
+                self._run = TflmRun(None, f"not measured: {why}")
             except ToolError as exc:
                 self._run = TflmRun(None, f"not measured: {exc}")
         return self._run

@@ -62,6 +62,22 @@ class TflmRefused(ToolError):
         self.messages = messages
 
 
+class TflmCrashed(ToolError):
+    """The tflite-micro interpreter crashed at every arena size, far above what the
+    model's tensors need: not a too-small arena but the model (``explained`` says why,
+    where a rule of ``tflm_aborts`` knows)."""
+
+    def __init__(self, how: str, high: int) -> None:
+        self.how, self.high = how, high
+        super().__init__(self.explained("the model is malformed or TFLM cannot run it"))
+
+    def explained(self, why: str) -> str:
+        return (
+            f"the tflite-micro interpreter crashed ({self.how}) at every arena size up to "
+            f"{self.high:,} bytes, far above what the model's tensors need: {why}"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ArenaResult:
     bytes: int
@@ -419,11 +435,7 @@ def _search(
             break
         crashes_in_a_row = crashes_in_a_row + 1 if worker.crashes > crashes else 0
         if crashes_in_a_row >= _CRASHES_TO_GIVE_UP and high > crash_bound_bytes:
-            raise ToolError(
-                f"the tflite-micro interpreter crashed ({worker.last_signal or 'died'}) "
-                f"at every arena size up to {high:,} bytes, far above what the model's "
-                "tensors need: the model is malformed or TFLM cannot run it"
-            )
+            raise TflmCrashed(worker.last_signal or "died", high)
         low, high = high, high * 2
         if high > _MAX_ARENA:
             said = tflm_messages(log)

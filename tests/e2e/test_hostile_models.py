@@ -451,3 +451,36 @@ def test_savedmodels_read_without_tensorflow_as_tensorflow_reads_them(hostile_fi
         with pytest.raises(InputError) as by_tensorflow:
             model_files.examine(path)
         assert str(by_bytes.value) == str(by_tensorflow.value), case
+
+
+def test_tensorflow_s_own_initializers_load_and_its_other_classes_stay_code(tmp_path):
+    """tf_keras saves ``tf.constant_initializer(0)`` (its EfficientNetV2 classifier's bias)
+    under TensorFlow's module ``init_ops_v2``: a stock tf_keras model was refused as
+    "TensorFlow's legacy Keras class". Those initializers load now; a class of another
+    TensorFlow module is still refused as code."""
+    import zipfile
+
+    from edgec._tf import keras, tf
+    from edgec.errors import InputError
+    from edgec.pipeline.model_io import load_keras_model
+
+    x_in = keras.layers.Input((4,))
+    dense = keras.layers.Dense(3, kernel_initializer=tf.random_normal_initializer(seed=1),
+                               bias_initializer=tf.constant_initializer(0.5))  # fmt: skip
+    path = tmp_path / "tf_initializers.keras"
+    keras.Model(x_in, dense(x_in)).save(path)
+    model = load_keras_model(path)
+    np.testing.assert_array_equal(model.layers[-1].bias.numpy(), [0.5] * 3)
+
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = files["config.json"].decode()
+    assert '"module": "tensorflow.python.ops.init_ops_v2"' in config  # what tf_keras wrote
+    steered = tmp_path / "steered.keras"
+    with zipfile.ZipFile(steered, "w") as archive:
+        for name, data in files.items():
+            if name == "config.json":  # the v1 module's Constant: not in the allowlist
+                data = config.replace("ops.init_ops_v2", "ops.init_ops").encode()
+            archive.writestr(name, data)
+    with pytest.raises(InputError, match="TensorFlow's legacy Keras class"):
+        load_keras_model(steered)

@@ -155,6 +155,19 @@ _DATA_CLASSES = frozenset(
 )
 _TYPE_SPECS = frozenset(("tf.TensorSpec",))  # tf_keras' saved input specs ("TypeSpec")
 _KERAS_PACKAGES = ("keras", "tf_keras")
+# TensorFlow's own initializers (tf.constant_initializer, tf.zeros_initializer, ...): a
+# tf_keras layer given one saves it under this module, and tf_keras' loader builds it from
+# its config of numbers (tf_keras' EfficientNetV2 gives its classifier
+# tf.constant_initializer(0)). Only these classes of this one module; any other class a
+# file names in a TensorFlow module is refused as code.
+_TF_INITIALIZERS_MODULE = "tensorflow.python.ops.init_ops_v2"
+_TF_INITIALIZERS = {  # class -> the public TensorFlow function that makes it
+    "Constant": "constant_initializer",
+    "Zeros": "zeros_initializer",
+    "Ones": "ones_initializer",
+    "RandomNormal": "random_normal_initializer",
+    "RandomUniform": "random_uniform_initializer",
+}
 
 
 @dataclass(frozen=True)
@@ -337,7 +350,7 @@ def allowlist(kind: str, custom: frozenset[str] = frozenset()) -> Allowlist:
 
 @functools.cache
 def _tf_keras_allowlist() -> Allowlist:
-    from edgec._tf import keras
+    from edgec._tf import keras, tf
 
     namespaces = {
         "keras.layers": keras.layers,
@@ -352,6 +365,10 @@ def _tf_keras_allowlist() -> Allowlist:
         "keras": keras,
     }
     classes = _public_classes(namespaces, "tf_keras")
+    for name, function in _TF_INITIALIZERS.items():  # where this TensorFlow defines them
+        made = getattr(tf, function, None)
+        if made is not None and (made.__name__, made.__module__) == (name, _TF_INITIALIZERS_MODULE):
+            classes.setdefault(name, set()).add(_TF_INITIALIZERS_MODULE)
     functional = next(c for c in keras.Sequential.__mro__ if c.__name__ == "Functional")
     classes.setdefault("Functional", set()).update(_defined_in(functional, "tf_keras"))
     functions = {
@@ -456,6 +473,8 @@ class _Checker:
             return
         package = module.split(".", 1)[0]
         if package in _KERAS_PACKAGES:
+            return
+        if module == _TF_INITIALIZERS_MODULE and name in _TF_INITIALIZERS:
             return
         if package == "tensorflow":
             self._code(where, name, f"is TensorFlow's legacy Keras class {module}.{name}, which "

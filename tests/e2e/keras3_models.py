@@ -275,3 +275,14 @@ embedded = layers.Embedding(300, 8)(ids_in)
 attended_ids = layers.MultiHeadAttention(2, 4, name="mha")(embedded, embedded)
 pooled = layers.GlobalAveragePooling1D()(attended_ids)
 keras.Model(ids_in, layers.Dense(3, activation="softmax")(pooled)).save(out / "emb_mha.keras")
+
+# The layers Keras defines inside its applications, in no public namespace (ConvNeXt's
+# LayerScale and StochasticDepth, InceptionResNetV2's CustomScaleLayer): untrained, loaded
+from keras.src.applications.convnext import LayerScale, StochasticDepth  # noqa: E402
+from keras.src.applications.inception_resnet_v2 import CustomScaleLayer  # noqa: E402
+
+app_in = keras.Input((6, 8))
+dense = layers.Dense(8)(app_in)
+scaled = StochasticDepth(0.1)(LayerScale(0.5, 8)(dense))
+mixed = CustomScaleLayer(0.2)([layers.Add()([dense, scaled]), dense])
+keras.Model(app_in, layers.Dense(3)(layers.Flatten()(mixed))).save(out / "app_layers.keras")

@@ -612,3 +612,13 @@ def test_a_plain_build_of_a_model_tf_keras_cannot_rebuild_goes_on_without_it(ker
     report = json.loads((out / "report.json").read_text())
     assert "BATCH_MATMUL" in report["model"]["ops"]
     assert report["layers"] and all(row["error_rmse"] is None for row in report["layers"])
+
+
+def test_the_layers_keras_defines_in_its_applications_load(keras3_dir):
+    """keras.applications.ConvNeXtTiny and InceptionResNetV2 were refused: their LayerScale,
+    StochasticDepth and CustomScaleLayer are Keras' own classes, in no public namespace."""
+    from edgec.pipeline.model_io import load_keras_model
+
+    model = load_keras_model(keras3_dir / "app_layers.keras")
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert {"LayerScale", "StochasticDepth", "CustomScaleLayer"} <= kinds, kinds

@@ -9,8 +9,10 @@ rebuilds the model as tf_keras, layer by layer: each layer's config translated
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import operator
+import pkgutil
 import sys
 import weakref
 from dataclasses import dataclass
@@ -103,6 +105,21 @@ def allowlist() -> tuple[dict[str, set[str]], set[str]]:
             ops.append(cls)
     for cls in ops:
         classes.setdefault(cls.__name__, set()).update(_defined_in(cls, "keras"))
+    # Layers Keras defines inside its applications, in no public namespace (ConvNeXt's
+    # LayerScale and StochasticDepth, InceptionResNetV2's CustomScaleLayer): Keras' own
+    # code, saved under their module, which Keras 3 loads (keras.applications.ConvNeXtTiny
+    # was refused as "not a Keras layer")
+    from keras.src import applications
+
+    for info in pkgutil.iter_modules(applications.__path__):
+        module = importlib.import_module(f"{applications.__name__}.{info.name}")
+        for name, cls in vars(module).items():
+            if (
+                isinstance(cls, type)
+                and issubclass(cls, keras.layers.Layer)
+                and cls.__module__ == module.__name__
+            ):
+                classes.setdefault(name, set()).add(module.__name__)
     return classes, _public_functions(keras.activations)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from edgec.errors import clip, printable
-from edgec.report.schema import TargetSection
+from edgec.report.schema import BuildReport, TargetSection
 
 # ASCII punctuation Markdown gives a meaning to; a backslash makes each one literal
 _SPECIAL = frozenset("\\`*_{}[]()#+-.!|~>@:$")
@@ -46,9 +46,42 @@ def markdown_code(text: object, *, table: bool = False) -> str:
 def markdown(sections: list[TargetSection], model: str) -> str:
     """A pull-request comment: one verdict table, then each target's failed checks."""
     ok = all(s.ok for s in sections)
+    heading = f"### edgec check: {markdown_code(model)} {_verdict(ok)}"
+    return "\n".join([heading, "", *_targets(sections)]) + "\n"
+
+
+def build_markdown(report: BuildReport) -> str:
+    """A build's verdict as a notebook shows it (``BuildReport._repr_markdown_``): the
+    model, its accuracy, the checks of the build itself that failed, then the targets'
+    table and their failed checks, as ``markdown`` writes them."""
+    model, acc = report.model, report.accuracy
+    lines = [f"### edgec build: {markdown_code(model.name)} {_verdict(report.ok)}", ""]
+    about = f"{escape_markdown(', '.join(model.ops))}; {model.parameters:,} parameters"
+    lines.append(f"- model: {about}; {model.activations} activations")
+    if acc.float is not None and acc.int8 is not None:
+        unit = "%" if acc.metric == "top1" else ""
+        metric = _METRICS.get(acc.metric, acc.metric)
+        lines.append(
+            f"- {escape_markdown(metric)}: float {acc.float:g}{unit}, "
+            f"{escape_markdown(model.activations)} {acc.int8:g}{unit} "
+            f"on {acc.samples:,} evaluation samples"
+        )
+    targets = {c.name for s in report.targets for c in s.checks}
+    own = [c for c in report.checks if not c.ok and c.name not in targets]
+    lines += [f"- {markdown_code(c.name)} failed: {escape_markdown(clip(c.detail))}" for c in own]
+    return "\n".join([*lines, "", *_targets(report.targets)]) + "\n"
+
+
+_METRICS = {"top1": "top-1", "rmse": "RMSE", "cosine": "cosine similarity to the float model"}
+
+
+def _verdict(ok: bool) -> str:
+    return "✅ pass" if ok else "❌ fail"
+
+
+def _targets(sections: list[TargetSection]) -> list[str]:
+    """The verdict table of ``sections``, then each target's failed checks."""
     lines = [
-        f"### edgec check: {markdown_code(model)} {'✅ pass' if ok else '❌ fail'}",
-        "",
         "| target | part | verdict | flash (model) | RAM | latency |",
         "|---|---|---|---:|---:|---:|",
     ]
@@ -57,7 +90,7 @@ def markdown(sections: list[TargetSection], model: str) -> str:
         lat = f"{latency.value:.3f} ms ({latency.method})" if latency and latency.value else "-"
         lines.append(
             f"| {markdown_code(s.target, table=True)} | {escape_markdown(clip(s.part, 200))} "
-            f"| {'✅ pass' if s.ok else '❌ fail'} "
+            f"| {_verdict(s.ok)} "
             f"| {_used(s.memory.flash_bytes, s.memory.flash_budget_bytes)} "
             f"| {_used(s.memory.ram_used_bytes, s.memory.ram_budget_bytes)} "
             f"| {escape_markdown(lat)} |"
@@ -69,7 +102,7 @@ def markdown(sections: list[TargetSection], model: str) -> str:
             lines += [
                 f"- {markdown_code(c.name)}: {escape_markdown(clip(c.detail))}" for c in failed
             ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _used(used: int | None, budget: int) -> str:

@@ -577,6 +577,13 @@ class BuildReport:
     precision: Precision | None = None  # per-channel or per-tensor weights, per layer
     schema_version: int = SCHEMA_VERSION
 
+    def _repr_markdown_(self) -> str:
+        """What a notebook shows for the report (Jupyter calls it): the verdict, as
+        ``edgec check --format markdown`` writes it, with the build's accuracy."""
+        from edgec.report.markdown import build_markdown
+
+        return build_markdown(self)
+
     @property
     def after_qat(self) -> bool:
         """The recipe trained with quantization (advice must not suggest QAT again)."""
@@ -627,6 +634,12 @@ class CheckReport:
     lean: LeanShipped | None = None  # the lean file that package ships, and its proof
     kind: str = "check"
     schema_version: int = SCHEMA_VERSION
+
+    def _repr_markdown_(self) -> str:
+        """What a notebook shows for the report: ``edgec check --format markdown``'s."""
+        from edgec.report.markdown import markdown
+
+        return markdown(self.targets, self.model)
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)

@@ -57,7 +57,7 @@ def build_markdown(report: BuildReport) -> str:
     model, acc = report.model, report.accuracy
     lines = [f"### edgec build: {markdown_code(model.name)} {_verdict(report.ok)}", ""]
     about = f"{escape_markdown(', '.join(model.ops))}; {model.parameters:,} parameters"
-    lines.append(f"- model: {about}; {model.activations} activations")
+    lines.append(f"- model: {about}; {escape_markdown(model.activations)} activations")
     if acc.float is not None and acc.int8 is not None:
         unit = "%" if acc.metric == "top1" else ""
         metric = _METRICS.get(acc.metric, acc.metric)

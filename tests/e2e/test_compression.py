@@ -547,9 +547,6 @@ def test_cqat_keeps_the_clusters_of_relu6_layers():
     cluster stage leaves it unclustered and default QAT takes it; it gets default QAT's
     config."""
     from edgec._tf import keras
-    from edgec.datasets.loading import Dataset
-    from edgec.stages.plan import run_stage, validate
-    from edgec.stages.recipe import parse_recipe
 
     keras.utils.set_random_seed(0)
     layers = keras.layers
@@ -562,15 +559,7 @@ def test_cqat_keeps_the_clusters_of_relu6_layers():
     x = layers.ReLU(6.0)(layers.Conv2D(8, 1, name="pointwise")(x))
     x = layers.Conv2DTranspose(4, 2, strides=2, name="upsample")(x)
     model = keras.Model(inputs, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
-    rng = np.random.default_rng(0)
-    x_all = rng.normal(size=(48, 8, 8, 4)).astype(np.float32)
-    y_all = rng.integers(0, 4, 48)
-    train, validation = Dataset(x_all[:32], y_all[:32], "t"), Dataset(x_all[32:], y_all[32:], "v")
-    stages = [{"type": "cluster", "clusters": 8, "epochs": 1},
-              {"type": "qat", "epochs": 1, "learning_rate": 1e-2}]  # fmt: skip
-    plan = validate(parse_recipe({"name": "c", "stage": stages}, source="t"), model, train)
-    for sp in plan.stages:
-        model = run_stage(sp, plan, model, train, validation).model
+    model = _cluster_then_qat(model)
     assert type(model.get_layer("quant_upsample").quantize_config).__name__ == (
         "Default8BitConvTransposeQuantizeConfig"
     )
@@ -580,6 +569,43 @@ def test_cqat_keeps_the_clusters_of_relu6_layers():
         kernel = kernels[name]
         per_channel = [len(np.unique(kernel[..., c])) for c in range(kernel.shape[-1])]
         assert max(per_channel) <= 8, (name, per_channel)
+
+
+def _cluster_then_qat(model):
+    """``model`` through cluster (8 clusters) and CQAT, one epoch each, on 32 samples."""
+    from edgec.datasets.loading import Dataset
+    from edgec.stages.plan import run_stage, validate
+    from edgec.stages.recipe import parse_recipe
+
+    rng = np.random.default_rng(0)
+    x_all = rng.normal(size=(48, *model.input_shape[1:])).astype(np.float32)
+    y_all = rng.integers(0, 4, 48)
+    train, validation = Dataset(x_all[:32], y_all[:32], "t"), Dataset(x_all[32:], y_all[32:], "v")
+    stages = [{"type": "cluster", "clusters": 8, "epochs": 1},
+              {"type": "qat", "epochs": 1, "learning_rate": 1e-2}]  # fmt: skip
+    plan = validate(parse_recipe({"name": "c", "stage": stages}, source="t"), model, train)
+    for sp in plan.stages:
+        model = run_stage(sp, plan, model, train, validation).model
+    return model
+
+
+def test_cqat_takes_an_input_rescaling_left_float():
+    """MobileNetV3's input Rescaling (an offset, before a zero-padded conv: no exact fold)
+    stays float in QAT. TF-MOT's CQAT registry says it supports such a layer (it has no
+    trainable weights) and then asks the default registry for its config, which raises:
+    cluster-qat on MobileNetV3 ended in an internal error."""
+    from edgec._tf import keras
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = layers.Input((8, 8, 3))
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescaling")(inputs)
+    x = layers.ReLU()(layers.Conv2D(8, 3, strides=2, padding="same", name="stem")(x))
+    model = keras.Model(inputs, layers.Dense(4)(layers.GlobalAveragePooling2D()(x)))
+    model = _cluster_then_qat(model)
+    assert type(model.get_layer("rescaling")).__name__ == "Rescaling"  # float, not wrapped
+    kernel = model.get_layer("quant_stem").weights[0].numpy()
+    assert len(np.unique(kernel)) <= 8 * kernel.shape[-1]
 
 
 def test_a_derived_student_starts_from_the_teachers_strongest_channels(user_model):

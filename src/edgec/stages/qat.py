@@ -169,14 +169,21 @@ def _qat(sp, plan, model, train, validation, on_epoch, earlier: Expectations) ->
 
 def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageResult:
     from edgec._tf import tfmot
+    from edgec.stages.qat_prepare import (
+        ClusterMask,
+        SparsityMask,
+        annotate,
+        cluster_preserve_scheme,
+        init_activation_ranges,
+        left_float,
+    )
 
     pruned, clustered = bool(earlier.sparsity), bool(earlier.clusters)
     quantize = tfmot.quantization.keras
-    combine = tfmot.experimental.combine
     # Plain QAT would re-grow pruned zeros and split clusters: pick the collaborative scheme.
     if clustered:
         scheme_name = "PCQAT" if pruned else "CQAT"
-        scheme = combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=pruned)
+        scheme = cluster_preserve_scheme(preserve_sparsity=pruned)
     elif pruned:
         # Not TF-MOT's PQAT scheme: it keeps zeros only in the layers its registry
         # configures, and with a relu6 Dense annotated by ``annotate`` the converter gave
@@ -190,13 +197,6 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
     if bits != 8:  # TF-MOT's schemes are 8-bit: its weight quantizers are set to 4 below
         scheme_name = scheme_name.replace("default 8-bit", f"{bits}-bit weights, 8-bit activations")
     parameters = int(model.count_params())
-    from edgec.stages.qat_prepare import (
-        ClusterMask,
-        SparsityMask,
-        annotate,
-        init_activation_ranges,
-        left_float,
-    )
     from edgec.stages.structure.qat_rewrite import prepare_for_qat
 
     prepared = prepare_for_qat(model, train.x[:256])
@@ -231,7 +231,7 @@ def _qat_apply(sp, plan, model, train, validation, on_epoch, earlier) -> StageRe
     finally:
         tf_logger.removeFilter(quiet)
     if clustered:
-        qat_model = combine.strip_clustering_cqat(qat_model)
+        qat_model = tfmot.experimental.combine.strip_clustering_cqat(qat_model)
     left = "no QAT in TF-MOT: trained in float, quantized by the converter's calibration"
     metrics = QatMetrics(
         scheme=scheme_name,

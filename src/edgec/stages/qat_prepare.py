@@ -82,6 +82,33 @@ def annotate(model, scheme=None):
     return keras.models.clone_model(model, clone_function=wrap), scope
 
 
+def cluster_preserve_scheme(*, preserve_sparsity: bool):
+    """TF-MOT's CQAT (PCQAT with ``preserve_sparsity``) scheme, whose registry supports no
+    layer that the default 8-bit scheme's does not.
+
+    Its own ``supports`` says yes to every layer without trainable weights, and its
+    ``get_quantize_config`` then asks the default registry, which raises for a layer it
+    does not support. ``quantize_apply`` asks so for the layer before each annotated one,
+    when that layer itself is not annotated: a Rescaling left float at the input
+    (MobileNetV3's) stopped CQAT with an internal error ("get_quantize_config() called on
+    an unsupported layer ... Rescaling"), where default QAT leaves it as it is.
+    """
+    from edgec._tf import tfmot
+
+    default = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
+    default_registry = default.get_quantize_registry()
+    base = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme
+
+    class Scheme(base):  # type: ignore[misc, valid-type]
+        def get_quantize_registry(self):
+            registry = super().get_quantize_registry()
+            own = registry.supports
+            registry.supports = lambda layer: own(layer) and default_registry.supports(layer)
+            return registry
+
+    return Scheme(preserve_sparsity=preserve_sparsity)
+
+
 # Layers TF-MOT 0.8.1 has no config for, given the config it gives an Add (their output
 # fake-quantized, nothing else): the converter makes them int8 ops TFLM runs, with or without
 # QAT. BatchNormalization: one in ``Prepared.kept`` (no exact fold takes it), as MUL and

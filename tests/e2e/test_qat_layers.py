@@ -159,7 +159,7 @@ def test_dense_bn_is_folded_before_qat(qat_models, tmp_path):
     assert advice and not any("QAT" in line for line in advice), advice  # QAT already ran
 
 
-def test_prepare_for_qat_is_exact_on_every_rewritten_layer():
+def test_prepare_for_qat_is_exact_on_every_rewritten_layer(tmp_path):
     from edgec._tf import keras
     from edgec.stages.structure.qat_rewrite import prepare_for_qat
 
@@ -177,15 +177,28 @@ def test_prepare_for_qat_is_exact_on_every_rewritten_layer():
     h = layers.SeparableConv1D(6, 3, padding="same", use_bias=False, name="separable")(h)
     h = layers.ELU()(layers.BatchNormalization()(h))
     h = layers.BatchNormalization()(layers.DepthwiseConv1D(3, use_bias=False, name="dw")(h))
-    model = keras.Model(inp, layers.Flatten()(layers.ELU()(h)))
+    h = layers.ELU()(h)
+    # arithmetic on tensors, written as Python operators (TFOpLambda layers, which TF-MOT
+    # has no config for): a residual add of two tensors, and tensors with numbers
+    h = (h + layers.Conv1D(6, 1, name="branch")(h)) * 0.5
+    h = 2.0 * (3.0 - h / 4.0) - h
+    model = keras.Model(inp, layers.Flatten()(h))
     for bn in (layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"):
         gamma, beta, mean, var = bn.get_weights()
         bn.set_weights([gamma * 1.7, beta + 0.3, mean + 0.2, var * 3])
+    # as loaded from a file: a TFOpLambda then takes its second operand as y= (2.0 - h: the
+    # tensor only there)
+    model.save(tmp_path / "m.keras")
+    model = keras.models.load_model(tmp_path / "m.keras")
     x = np.random.default_rng(0).normal(size=(16, 32, 3)).astype(np.float32)
     prepared = prepare_for_qat(model, x)
     kinds = {type(layer).__name__ for layer in prepared.model.layers}
     assert not kinds & {"Conv1D", "DepthwiseConv1D", "AveragePooling1D", "UpSampling1D",
-                        "BatchNormalization", "Activation", "SeparableConv1D"}, kinds  # fmt: skip
+                        "BatchNormalization", "Activation", "SeparableConv1D",
+                        "TFOpLambda"}, kinds  # fmt: skip
+    assert {"Add", "Subtract", "Rescaling"} <= kinds, kinds
+    arithmetic = [r for r in prepared.rewrites if "TensorFlow arithmetic" in r]
+    assert len(arithmetic) == 6, prepared.rewrites  # +, * 0.5, / 4.0, 3.0 -, 2.0 *, -
     folds = [r for r in prepared.rewrites if "BatchNormalization folded into" in r]
     assert [f.rsplit(" ", 1)[-1] for f in folds][1:] == ["separable", "dw"], folds
     got = prepared.model(x, training=False).numpy()  # a direct call: predict traces per model

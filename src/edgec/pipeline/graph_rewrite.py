@@ -51,6 +51,9 @@ class Replacement:
     # None: the new layers take the call's arguments. A number: they take only that one of
     # the call's input tensors (a Multiply([x, f(x)]) that becomes an activation of x)
     takes: int | None = None
+    # the first new layer takes the call's input tensors as one list (``x + y`` that
+    # becomes a Keras Add)
+    merge: bool = False
 
 
 IDENTITY = Replacement((), ())
@@ -222,8 +225,12 @@ def per_layer(
 
 
 def _apply(replacement: Replacement, args, kwargs):
+    # the call's tensors, keyword arguments' too (a TFOpLambda loaded from its config
+    # takes its second operand as y=)
     if replacement.takes is not None:
-        args, kwargs = (call_tensors(args)[replacement.takes],), {}
+        args, kwargs = (call_tensors((args, kwargs))[replacement.takes],), {}
+    elif replacement.merge:
+        args, kwargs = (call_tensors((args, kwargs)),), {}
     if not replacement.layers:
         return args[0]
     first, *rest = replacement.layers

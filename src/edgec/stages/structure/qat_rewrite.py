@@ -36,6 +36,10 @@ the original on sample inputs before QAT trains it:
   one of ``hard_silu`` (``pipeline/activations.py``; see ``_hard_activations``). TF-MOT has
   no config for the TFOpLambda layers; ``annotate`` quantizes the Activation's output, and
   the converter makes hard_swish one HARD_SWISH op.
+- Arithmetic written with Python operators on tensors (TFOpLambda layers in tf_keras; the
+  Keras 3 rebuild's keras.ops nodes): ``h + shortcut`` of two tensors of one shape becomes
+  Add (Subtract, Multiply), and a tensor with a number (``x * 0.5``, ``3.0 - x``, ``x / 4``)
+  a Rescaling (``_arithmetic``). TF-MOT has no config for TFOpLambda.
 - A Rescaling right after the input is removed: the model then takes the rescaled values,
   the scale moves into the input quantization (``scale`` of the result; firmware applies
   it as ``<NAME>_INPUT_RAW_SCALE``). A Normalization there (per-channel mean and variance),
@@ -198,6 +202,11 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool, input_fold: bool =
             return hard.replacement()
         if layer.name in dropped:
             return IDENTITY
+        arithmetic = _arithmetic(gn) if qat else None
+        if arithmetic is not None:
+            made = type(arithmetic.layers[0]).__name__
+            rewrites.append(f"{layer.name}: TensorFlow arithmetic as a Keras {made} layer")
+            return arithmetic
         if qat and type(layer).__name__ in INFERENCE_IDENTITY:
             rewrites.append(
                 f"{layer.name}: {type(layer).__name__} left out of QAT (the identity at "
@@ -522,6 +531,64 @@ def _scalar_op(gn: GraphNode, symbols: tuple[str, ...], constant: float) -> bool
         and abs(float(args[1]) - constant) <= 1e-6 * constant
         and not kwargs
     )
+
+
+# TFOpLambda arithmetic (``h + shortcut``, ``x * 0.5``): tf_keras records a Python operator
+# on its tensors so, and the Keras 3 rebuild makes a keras.ops node so. TF-MOT has no config
+# for TFOpLambda, and QAT refused every residual net written with ``+``. Two tensors of one
+# shape become Add / Subtract / Multiply; a tensor and a number, a Rescaling (x * scale +
+# offset). The converter makes the same ADD, SUB and MUL ops of either.
+_MERGES = {"__operators__.add": "Add", "math.add": "Add", "math.subtract": "Subtract",
+           "math.multiply": "Multiply"}  # fmt: skip
+
+
+def _arithmetic(gn: GraphNode) -> Replacement | None:
+    """The Keras layer computing a TFOpLambda's elementwise arithmetic, if it is one."""
+    from edgec._tf import keras
+
+    symbol = getattr(gn.layer, "symbol", None)
+    if type(gn.layer).__name__ != "TFOpLambda" or symbol not in (*_MERGES, "math.truediv"):
+        return None
+    operands = _operands(gn)
+    if operands is None:
+        return None
+    tensors = [o for o in operands if not isinstance(o, float)]
+    name = gn.layer.name
+    if len(tensors) == 2:
+        if symbol not in _MERGES or tuple(tensors[0].shape) != tuple(tensors[1].shape):
+            return None
+        merge = getattr(keras.layers, _MERGES[symbol])(name=name)
+        return Replacement((merge,), (None,), merge=True)
+    number, first = next(o for o in operands if isinstance(o, float)), operands[0] is tensors[0]
+    scale, offset = {
+        "__operators__.add": (1.0, number), "math.add": (1.0, number),
+        "math.subtract": (1.0, -number) if first else (-1.0, number),
+        "math.multiply": (number, 0.0),
+        "math.truediv": (1.0 / number, 0.0) if first and number else (None, None),
+    }[symbol]  # fmt: skip
+    if scale is None:
+        return None
+    return Replacement((keras.layers.Rescaling(scale, offset, name=name),), (None,), takes=0)
+
+
+def _operands(gn: GraphNode) -> list | None:
+    """The call's two operands, each a Keras tensor or a number (a Python one, or a
+    TensorFlow constant of one value, as ``2.0 * x`` passes it), or None."""
+    kwargs = {k: v for k, v in gn.node.call_kwargs.items() if k != "name" or v is not None}
+    args = list(gn.node.call_args) + ([kwargs.pop("y")] if "y" in kwargs else [])
+    if kwargs or len(args) != 2:
+        return None
+    operands: list = []
+    for arg in args:
+        if hasattr(arg, "_keras_history"):
+            operands.append(arg)
+        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+            operands.append(float(arg))
+        elif hasattr(arg, "numpy") and np.size(arg.numpy()) == 1:
+            operands.append(float(np.asarray(arg.numpy()).reshape(())))
+        else:
+            return None
+    return operands if any(not isinstance(o, float) for o in operands) else None
 
 
 def _relu_kind(layer) -> str | None:

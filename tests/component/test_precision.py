@@ -273,6 +273,26 @@ def test_auto_keeps_per_channel_where_per_tensor_breaks_the_recipes_clusters():
     ]  # fmt: skip
 
 
+def test_a_promise_failing_elsewhere_does_not_hide_the_layer_a_mix_breaks():
+    """The clusters check is one check over every clustered layer. Where it failed in the
+    per-channel model already (a layer whose kernel the lookup did not find: MobileNetV3's,
+    looked up without the conversion's layer names), a mix that broke another layer's
+    clusters was "not its doing", and auto shipped every layer per tensor. It is judged
+    layer by layer now: the layer it breaks stays per channel."""
+    mlp = make_mlp(second_clusters=4)
+    expected = Expectations(clusters={"dense_1": 4, "no_such_layer": 4})
+    choice = precision.choose(
+        Converted(mlp.per_channel, mlp.per_tensor), mode="auto", evaluation=mlp.data,
+        float_out=mlp.float_out, budget=precision.Budget(), runnable=True,
+        expectations=expected,
+    )  # fmt: skip
+    second = choice.report.layers[1]
+    assert second.choice == PER_CHANNEL and "break" in second.reason, second.reason
+    shipped = Artifact.from_bytes(choice.model).model
+    (clusters,) = compression_checks(shipped, Expectations(clusters={"dense_1": 4}))
+    assert clusters.ok, clusters.detail
+
+
 def test_a_crashing_probe_costs_no_new_process(tmp_path):
     """tflite-micro SIGSEGVs on this MLP below 464 B of arena ("Failed to allocate tail
     memory", then a null pointer): the probe's forked copy dies, the worker answers."""

@@ -36,6 +36,7 @@ import numpy as np
 
 from edgec.artifact import Artifact, runtimes
 from edgec.artifact.int4 import INT16_INPUT, to_int4
+from edgec.artifact.layer_names import LayerNames
 from edgec.artifact.precision import (
     INT16,
     PER_CHANNEL,
@@ -53,7 +54,7 @@ from edgec.errors import ConversionError, ToolError
 from edgec.pipeline.convert import PER_CHANNEL_MODES, Converted
 from edgec.pipeline.verify import Scores, scores
 from edgec.report import Precision, PrecisionLayer, PrecisionOption
-from edgec.targets.weights import Expectations, compression_checks
+from edgec.targets.weights import Expectations, failing_layers
 
 MODES = PER_CHANNEL_MODES
 # What the per-layer measurement may spend on scoring: LiteRT runs (samples x models)
@@ -147,7 +148,7 @@ def choose(
     part, part_out = _samples(base, evaluation, float_out, (slots + 2) * passes)
     expected = expectations or Expectations()
     if variants is not None and variants.slots:
-        trials = _Trials(variants, part, part_out, runnable, expected)
+        trials = _Trials(variants, part, part_out, runnable, expected, names=converted.names)
         try:
             first = _choose(trials, mode, budget)
         finally:
@@ -166,7 +167,9 @@ def choose(
             first, converted, activations, part, part_out, runnable, expected, budget
         )
     if bits is not None:
-        first = _choose_bits(first, bits, part, part_out, runnable, expected, budget)
+        first = _choose_bits(
+            first, bits, part, part_out, runnable, expected, budget, converted.names
+        )
     return _with_activations(first)
 
 
@@ -207,6 +210,7 @@ def _choose_bits(
     runnable: bool,
     expectations: Expectations,
     budget: Budget,
+    names: LayerNames | None = None,
 ) -> Choice:
     """int8 or int4 filters per layer on ``first``'s model: each layer's filter
     requantized to int4 (``artifact.int4.to_int4``, as ``--weights int4`` does for all),
@@ -224,7 +228,7 @@ def _choose_bits(
         text = exc.message if isinstance(exc, ConversionError) else str(exc)
         note = f"int8 weights everywhere: {text}"
         return dataclasses.replace(first, report=_bits_report(report, note, None, {}, {}, []))
-    trials = _Trials(variants, data, float_out, runnable, expectations, alt=INT4)
+    trials = _Trials(variants, data, float_out, runnable, expectations, alt=INT4, names=names)
     try:
         reference = trials.reference
         float_value = scores(float_out, data, float_out).value
@@ -299,7 +303,9 @@ def _choose_activations(
     except Incompatible as exc:
         note = f"int8 activations everywhere: {exc}"
         return dataclasses.replace(first, report=_int16_report(report, note, {}, {}, {}, []))
-    trials = _Trials(layers, data, float_out, runnable, expectations, alt=INT16)
+    trials = _Trials(
+        layers, data, float_out, runnable, expectations, alt=INT16, names=converted.names
+    )
     try:
         current, reasons, note = _int16_layers(trials, wanted, float_value=scores(
             float_out, data, float_out).value, budget=budget)  # fmt: skip
@@ -538,11 +544,12 @@ def cheapest(converted: Converted, *, mode: str, expectations: Expectations | No
         return converted.model
     if mode == "never" or not expectations:
         return variants.splice(variants.uniform(PER_TENSOR))
-    before = _failed_checks(variants.base.data, expectations)
+    names = converted.names
+    before = _failed_checks(variants.base.data, expectations, names)
     free = [
         s.op
         for s in variants.slots
-        if not _failed_checks(variants.splice({s.op: PER_TENSOR}), expectations, before)
+        if not _failed_checks(variants.splice({s.op: PER_TENSOR}), expectations, names, before)
     ]
     return variants.splice(dict.fromkeys(free, PER_TENSOR)) if free else converted.model
 
@@ -571,8 +578,10 @@ class _Trials:
         runnable: bool,
         expectations: Expectations,
         alt: str = PER_TENSOR,
+        names: LayerNames | None = None,
     ) -> None:
         self.variants, self.data, self.float_out = variants, data, float_out
+        self.names = names  # the conversion's: how the build's checks find each kernel
         self.alt, self.base_name = alt, variants.base_name
         self.runnable, self.expectations = runnable, expectations
         self.x_q = runtimes.quantize(data.x, variants.base.model.input_tensor())
@@ -581,7 +590,7 @@ class _Trials:
         self._arenas: dict[frozenset[int], int | None] = {}
         self.failures: dict[frozenset[int], str] = {}  # mixes TFLM cannot run: why
         self._prober: runtimes.ArenaProber | None = None
-        self._failing: dict[str, str] | None = None
+        self._failing: dict[tuple[str, str], str] | None = None
         self._saved: dict[tuple, int] = {}  # arena one layer per tensor saved, by _kind
 
     def model(self, key: frozenset[int]) -> bytes:
@@ -670,9 +679,9 @@ class _Trials:
         if not self.expectations:
             return ""
         if self._failing is None:  # what fails in the base already is not ``alt``'s doing
-            self._failing = _failed_checks(self.model(frozenset()), self.expectations)
-        failed = _failed_checks(self.model(key), self.expectations, self._failing)
-        return "; ".join(failed.values())
+            self._failing = _failed_checks(self.model(frozenset()), self.expectations, self.names)
+        failed = _failed_checks(self.model(key), self.expectations, self.names, self._failing)
+        return "; ".join(dict.fromkeys(failed.values()))
 
     @property
     def everywhere(self) -> frozenset[int]:
@@ -689,12 +698,19 @@ class _Trials:
 
 
 def _failed_checks(
-    data: bytes, expectations: Expectations, failing_before: dict[str, str] | None = None
-) -> dict[str, str]:
-    """The recipe's int8 checks that fail on ``data`` (name -> detail); with
-    ``failing_before`` (another model's failures) only those that newly fail."""
+    data: bytes,
+    expectations: Expectations,
+    names: LayerNames | None,
+    failing_before: dict[tuple[str, str], str] | None = None,
+) -> dict[tuple[str, str], str]:
+    """The recipe's promises that fail on ``data``, layer by layer ((check, layer) ->
+    detail); with ``failing_before`` (another model's failures) only those that newly
+    fail. ``names``: the conversion's layer names, by which the build's own check finds
+    each layer's kernel (without them, a layer whose tensors the converter named after
+    another scope was "not found" in every mix, and the clusters check, failing already,
+    kept no layer per channel: MobileNetV3's per-channel clusters shipped per tensor)."""
     model = Artifact.from_bytes(data).model
-    failed = {c.name: c.detail for c in compression_checks(model, expectations) if not c.ok}
+    failed = failing_layers(model, expectations, names)
     return {k: v for k, v in failed.items() if k not in (failing_before or {})}
 
 

@@ -49,6 +49,29 @@ def compression_checks(
     return checks
 
 
+def failing_layers(
+    model: TfliteModel, expected: Expectations, names: LayerNames | None = None
+) -> dict[tuple[str, str], str]:
+    """(check, layer) -> the check's detail, for each layer whose promise does not hold in
+    ``model``: what a mix of layer choices breaks is judged layer by layer (a check that
+    already fails for one layer must not hide that another layer breaks it)."""
+    stats = kernel_stats(model, names)
+    single = (
+        ("sparsity", expected.sparsity.items(), lambda kv: _check_sparsity(stats, dict([kv]))),
+        ("pattern_2_4", ((x, x) for x in expected.pattern_2_4),
+         lambda kv: _check_2_4(stats, (kv[0],))),
+        ("clusters", expected.clusters.items(), lambda kv: _check_clusters(stats, dict([kv]))),
+        ("channels", expected.channels.items(), lambda kv: _check_channels(stats, dict([kv]))),
+    )  # fmt: skip
+    failing = {}
+    for name, items, check in single:
+        for item in items:
+            result = check(item)
+            if not result.ok:
+                failing[(name, item[0])] = result.detail
+    return failing
+
+
 def _missing(layer: str) -> str:
     return f"{layer}: no int8 kernel found"
 

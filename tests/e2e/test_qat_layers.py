@@ -182,6 +182,7 @@ def test_prepare_for_qat_is_exact_on_every_rewritten_layer(tmp_path):
     # has no config for): a residual add of two tensors, and tensors with numbers
     h = (h + layers.Conv1D(6, 1, name="branch")(h)) * 0.5
     h = 2.0 * (3.0 - h / 4.0) - h
+    h = h * layers.GlobalAveragePooling1D(keepdims=True)(h)  # (1, 6): broadcast
     model = keras.Model(inp, layers.Flatten()(h))
     for bn in (layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"):
         gamma, beta, mean, var = bn.get_weights()
@@ -196,9 +197,9 @@ def test_prepare_for_qat_is_exact_on_every_rewritten_layer(tmp_path):
     assert not kinds & {"Conv1D", "DepthwiseConv1D", "AveragePooling1D", "UpSampling1D",
                         "BatchNormalization", "Activation", "SeparableConv1D",
                         "TFOpLambda"}, kinds  # fmt: skip
-    assert {"Add", "Subtract", "Rescaling"} <= kinds, kinds
+    assert {"Add", "Subtract", "Multiply", "Rescaling"} <= kinds, kinds
     arithmetic = [r for r in prepared.rewrites if "TensorFlow arithmetic" in r]
-    assert len(arithmetic) == 6, prepared.rewrites  # +, * 0.5, / 4.0, 3.0 -, 2.0 *, -
+    assert len(arithmetic) == 7, prepared.rewrites  # +, * 0.5, / 4.0, 3.0 -, 2.0 *, -, *
     folds = [r for r in prepared.rewrites if "BatchNormalization folded into" in r]
     assert [f.rsplit(" ", 1)[-1] for f in folds][1:] == ["separable", "dw"], folds
     got = prepared.model(x, training=False).numpy()  # a direct call: predict traces per model

@@ -536,8 +536,9 @@ def _scalar_op(gn: GraphNode, symbols: tuple[str, ...], constant: float) -> bool
 # TFOpLambda arithmetic (``h + shortcut``, ``x * 0.5``): tf_keras records a Python operator
 # on its tensors so, and the Keras 3 rebuild makes a keras.ops node so. TF-MOT has no config
 # for TFOpLambda, and QAT refused every residual net written with ``+``. Two tensors of one
-# shape become Add / Subtract / Multiply; a tensor and a number, a Rescaling (x * scale +
-# offset). The converter makes the same ADD, SUB and MUL ops of either.
+# shape (or one broadcast along dimensions of 1) become Add / Subtract / Multiply; a tensor
+# and a number, a Rescaling (x * scale + offset). The converter makes the same ADD, SUB and
+# MUL ops of either.
 _MERGES = {"__operators__.add": "Add", "math.add": "Add", "math.subtract": "Subtract",
            "math.multiply": "Multiply"}  # fmt: skip
 
@@ -555,7 +556,7 @@ def _arithmetic(gn: GraphNode) -> Replacement | None:
     tensors = [o for o in operands if not isinstance(o, float)]
     name = gn.layer.name
     if len(tensors) == 2:
-        if symbol not in _MERGES or tuple(tensors[0].shape) != tuple(tensors[1].shape):
+        if symbol not in _MERGES or not _broadcast(*(tuple(t.shape) for t in tensors)):
             return None
         merge = getattr(keras.layers, _MERGES[symbol])(name=name)
         return Replacement((merge,), (None,), merge=True)
@@ -569,6 +570,14 @@ def _arithmetic(gn: GraphNode) -> Replacement | None:
     if scale is None:
         return None
     return Replacement((keras.layers.Rescaling(scale, offset, name=name),), (None,), takes=0)
+
+
+def _broadcast(a: tuple, b: tuple) -> bool:
+    """Shapes a Keras merge layer takes: one rank, each dimension equal or 1 in one
+    (a squeeze-and-excite's ``x * se``, se of shape (1, 1, C))."""
+    if len(a) != len(b):
+        return False
+    return all(x == y or 1 in (x, y) for x, y in zip(a[1:], b[1:], strict=True))
 
 
 def _operands(gn: GraphNode) -> list | None:

@@ -62,11 +62,13 @@ def annotate(model, scheme=None):
         unruled = activations.is_unruled(function)
         # the output quantized, unless the converter calibrates it (ISLANDS)
         output = kind != "ELU" and getattr(function, "__name__", None) not in ISLANDS
-        if kind in OUTPUT_QUANTIZED or (kind == "Activation" and unruled):
+        relu6 = _is_relu6(layer.get_config().get("activation"))
+        # an Activation layer of relu6 no linear layer took in (after an Add, a concat):
+        # TF-MOT's config for it is the activation's own, which takes no weights
+        if kind in OUTPUT_QUANTIZED or (kind == "Activation" and (unruled or relu6)):
             cls = type(registry.get_quantize_config(keras.layers.Add()))
             scope[cls.__name__] = cls
             return quantize.quantize_annotate_layer(layer, cls([], [], output))
-        relu6 = _is_relu6(layer.get_config().get("activation"))
         if not (relu6 or unruled) or not registry.supports(layer):
             if registry.supports(layer) and not own.supports(layer):
                 config = registry.get_quantize_config(layer)

@@ -39,7 +39,8 @@ the original on sample inputs before QAT trains it:
 - Arithmetic written with Python operators on tensors (TFOpLambda layers in tf_keras; the
   Keras 3 rebuild's keras.ops nodes): ``h + shortcut`` of two tensors of one shape becomes
   Add (Subtract, Multiply), and a tensor with a number (``x * 0.5``, ``3.0 - x``, ``x / 4``)
-  a Rescaling (``_arithmetic``). TF-MOT has no config for TFOpLambda.
+  a Rescaling (``_arithmetic``); ``tf.nn.relu`` (relu6, sigmoid, tanh) an Activation and
+  ``tf.concat`` a Concatenate (``_tf_op``). TF-MOT has no config for TFOpLambda.
 - A Rescaling right after the input is removed: the model then takes the rescaled values,
   the scale moves into the input quantization (``scale`` of the result; firmware applies
   it as ``<NAME>_INPUT_RAW_SCALE``). A Normalization there (per-channel mean and variance),
@@ -202,11 +203,11 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool, input_fold: bool =
             return hard.replacement()
         if layer.name in dropped:
             return IDENTITY
-        arithmetic = _arithmetic(gn) if qat else None
-        if arithmetic is not None:
-            made = type(arithmetic.layers[0]).__name__
-            rewrites.append(f"{layer.name}: TensorFlow arithmetic as a Keras {made} layer")
-            return arithmetic
+        tf_op = _tf_op(gn) if qat else None
+        if tf_op is not None:
+            made = type(tf_op.layers[0]).__name__
+            rewrites.append(f"{layer.name}: TensorFlow op as a Keras {made} layer")
+            return tf_op
         if qat and type(layer).__name__ in INFERENCE_IDENTITY:
             rewrites.append(
                 f"{layer.name}: {type(layer).__name__} left out of QAT (the identity at "
@@ -543,12 +544,47 @@ _MERGES = {"__operators__.add": "Add", "math.add": "Add", "math.subtract": "Subt
            "math.multiply": "Multiply"}  # fmt: skip
 
 
-def _arithmetic(gn: GraphNode) -> Replacement | None:
-    """The Keras layer computing a TFOpLambda's elementwise arithmetic, if it is one."""
+# TFOpLambda activations and concatenation (``tf.nn.relu(x)``, ``tf.concat([a, b], -1)``):
+# the same Keras Activation and Concatenate layers
+_TF_ACTIVATIONS = {"nn.relu": "relu", "nn.relu6": "relu6", "math.sigmoid": "sigmoid",
+                   "math.tanh": "tanh"}  # fmt: skip
+
+
+def _tf_op(gn: GraphNode) -> Replacement | None:
+    """The Keras layer computing a TFOpLambda call (arithmetic, an activation, a concat),
+    if it is one of those."""
     from edgec._tf import keras
 
     symbol = getattr(gn.layer, "symbol", None)
-    if type(gn.layer).__name__ != "TFOpLambda" or symbol not in (*_MERGES, "math.truediv"):
+    if type(gn.layer).__name__ != "TFOpLambda":
+        return None
+    kwargs = {k: v for k, v in gn.node.call_kwargs.items() if k != "name" or v is not None}
+    args = list(gn.node.call_args)
+    if symbol in _TF_ACTIVATIONS and not kwargs and len(args) == 1:
+        if not hasattr(args[0], "_keras_history"):
+            return None
+        layer = keras.layers.Activation(_TF_ACTIVATIONS[symbol], name=gn.layer.name)
+        return Replacement((layer,), (None,), takes=0)
+    if symbol == "concat":
+        axis = kwargs.pop("axis", args[1] if len(args) == 2 else None)
+        parts = args[0] if args and isinstance(args[0], list | tuple) else []
+        if (
+            kwargs
+            or not isinstance(axis, int)
+            or len(parts) < 2
+            or not all(hasattr(t, "_keras_history") for t in parts)
+        ):
+            return None
+        layer = keras.layers.Concatenate(axis=axis, name=gn.layer.name)
+        return Replacement((layer,), (None,), merge=True)
+    return _arithmetic(gn, symbol)
+
+
+def _arithmetic(gn: GraphNode, symbol: str | None) -> Replacement | None:
+    """The Keras layer computing a TFOpLambda's elementwise arithmetic, if it is one."""
+    from edgec._tf import keras
+
+    if symbol not in (*_MERGES, "math.truediv"):
         return None
     operands = _operands(gn)
     if operands is None:

@@ -39,8 +39,10 @@ the original on sample inputs before QAT trains it:
 - Arithmetic written with Python operators on tensors (TFOpLambda layers in tf_keras; the
   Keras 3 rebuild's keras.ops nodes): ``h + shortcut`` of two tensors of one shape becomes
   Add (Subtract, Multiply), and a tensor with a number (``x * 0.5``, ``3.0 - x``, ``x / 4``)
-  a Rescaling (``_arithmetic``); ``tf.nn.relu`` (relu6, sigmoid, tanh) an Activation and
-  ``tf.concat`` a Concatenate (``_tf_op``). TF-MOT has no config for TFOpLambda.
+  a Rescaling (``_arithmetic``); ``tf.nn.relu`` (relu6, sigmoid, tanh) an Activation,
+  ``tf.concat`` a Concatenate, ``tf.reshape(x, [-1, ...])`` a Reshape and ``tf.reduce_mean``
+  over the spatial axes a GlobalAveragePooling (``_tf_op``). TF-MOT has no config for
+  TFOpLambda.
 - A Rescaling right after the input is removed: the model then takes the rescaled values,
   the scale moves into the input quantization (``scale`` of the result; firmware applies
   it as ``<NAME>_INPUT_RAW_SCALE``). A Normalization there (per-channel mean and variance),
@@ -565,6 +567,18 @@ def _tf_op(gn: GraphNode) -> Replacement | None:
             return None
         layer = keras.layers.Activation(_TF_ACTIVATIONS[symbol], name=gn.layer.name)
         return Replacement((layer,), (None,), takes=0)
+    if symbol == "reshape" and len(args) == 1 and set(kwargs) == {"shape"}:
+        shape = list(kwargs["shape"]) if isinstance(kwargs["shape"], list | tuple) else []
+        if (
+            len(shape) < 2
+            or shape[0] not in (-1, None)
+            or not all(isinstance(d, int) and d > 0 for d in shape[1:])
+        ):
+            return None
+        layer = keras.layers.Reshape(tuple(shape[1:]), name=gn.layer.name)
+        return Replacement((layer,), (None,), takes=0)
+    if symbol == "math.reduce_mean" and len(args) == 1 and hasattr(args[0], "_keras_history"):
+        return _spatial_mean(gn.layer.name, len(args[0].shape), kwargs)
     if symbol == "concat":
         axis = kwargs.pop("axis", args[1] if len(args) == 2 else None)
         parts = args[0] if args and isinstance(args[0], list | tuple) else []
@@ -578,6 +592,24 @@ def _tf_op(gn: GraphNode) -> Replacement | None:
         layer = keras.layers.Concatenate(axis=axis, name=gn.layer.name)
         return Replacement((layer,), (None,), merge=True)
     return _arithmetic(gn, symbol)
+
+
+def _spatial_mean(name: str, rank: int, kwargs: dict) -> Replacement | None:
+    """``tf.reduce_mean`` over every spatial axis of a channels-last tensor (axis [1, 2] of
+    a rank-4 one, [1] of a rank-3 one) as the GlobalAveragePooling layer of that rank."""
+    from edgec._tf import keras
+
+    keepdims = kwargs.get("keepdims", False)
+    axis = kwargs.get("axis")
+    axes = sorted(a % rank for a in axis) if isinstance(axis, list | tuple) else None
+    if set(kwargs) - {"axis", "keepdims"} or not isinstance(keepdims, bool):
+        return None
+    if axes != list(range(1, rank - 1)) or rank not in (3, 4):
+        return None
+    pooling = (
+        keras.layers.GlobalAveragePooling2D if rank == 4 else keras.layers.GlobalAveragePooling1D
+    )
+    return Replacement((pooling(keepdims=keepdims, name=name),), (None,), takes=0)
 
 
 def _arithmetic(gn: GraphNode, symbol: str | None) -> Replacement | None:

@@ -522,18 +522,25 @@ def _linear_producer(model, gn: GraphNode, outputs: set[int]) -> str | None:
 
 def _scalar_op(gn: GraphNode, symbols: tuple[str, ...], constant: float) -> bool:
     """Whether the call is a TFOpLambda of one of ``symbols`` on (a tensor, ``constant``)."""
-    if type(gn.layer).__name__ != "TFOpLambda" or getattr(gn.layer, "symbol", None) not in symbols:
+    call = _tf_call(gn)
+    if call is None or call[0] not in symbols:
         return False
-    # the constant is an argument, or (a model loaded from its config) the keyword y
-    kwargs = {k: v for k, v in gn.node.call_kwargs.items() if k != "name" or v is not None}
-    args = flat(gn.node.call_args) + ([kwargs.pop("y")] if "y" in kwargs else [])
+    operands = _operands(*call[1:])
     return (
-        len(args) == 2
-        and hasattr(args[0], "_keras_history")
-        and isinstance(args[1], float | int)
-        and abs(float(args[1]) - constant) <= 1e-6 * constant
-        and not kwargs
+        operands is not None
+        and not isinstance(operands[0], float)
+        and isinstance(operands[1], float)
+        and abs(operands[1] - constant) <= 1e-6 * constant
     )
+
+
+def _tf_call(gn: GraphNode) -> tuple[str, list, dict] | None:
+    """A TFOpLambda call's TensorFlow function, positional and keyword arguments (without
+    the ``name=None`` tf_keras records), or None for any other layer."""
+    if type(gn.layer).__name__ != "TFOpLambda":
+        return None
+    kwargs = {k: v for k, v in gn.node.call_kwargs.items() if k != "name" or v is not None}
+    return str(getattr(gn.layer, "symbol", "")), list(gn.node.call_args), kwargs
 
 
 # TFOpLambda arithmetic (``h + shortcut``, ``x * 0.5``): tf_keras records a Python operator
@@ -557,11 +564,10 @@ def _tf_op(gn: GraphNode) -> Replacement | None:
     if it is one of those."""
     from edgec._tf import keras
 
-    symbol = getattr(gn.layer, "symbol", None)
-    if type(gn.layer).__name__ != "TFOpLambda":
+    call = _tf_call(gn)
+    if call is None:
         return None
-    kwargs = {k: v for k, v in gn.node.call_kwargs.items() if k != "name" or v is not None}
-    args = list(gn.node.call_args)
+    symbol, args, kwargs = call
     if symbol in _TF_ACTIVATIONS and not kwargs and len(args) == 1:
         if not hasattr(args[0], "_keras_history"):
             return None
@@ -591,7 +597,7 @@ def _tf_op(gn: GraphNode) -> Replacement | None:
             return None
         layer = keras.layers.Concatenate(axis=axis, name=gn.layer.name)
         return Replacement((layer,), (None,), merge=True)
-    return _arithmetic(gn, symbol)
+    return _arithmetic(gn.layer.name, symbol, args, kwargs)
 
 
 def _spatial_mean(name: str, rank: int, kwargs: dict) -> Replacement | None:
@@ -612,17 +618,16 @@ def _spatial_mean(name: str, rank: int, kwargs: dict) -> Replacement | None:
     return Replacement((pooling(keepdims=keepdims, name=name),), (None,), takes=0)
 
 
-def _arithmetic(gn: GraphNode, symbol: str | None) -> Replacement | None:
+def _arithmetic(name: str, symbol: str, args: list, kwargs: dict) -> Replacement | None:
     """The Keras layer computing a TFOpLambda's elementwise arithmetic, if it is one."""
     from edgec._tf import keras
 
     if symbol not in (*_MERGES, "math.truediv"):
         return None
-    operands = _operands(gn)
+    operands = _operands(args, kwargs)
     if operands is None:
         return None
     tensors = [o for o in operands if not isinstance(o, float)]
-    name = gn.layer.name
     if len(tensors) == 2:
         if symbol not in _MERGES or not _broadcast(*(tuple(t.shape) for t in tensors)):
             return None
@@ -648,11 +653,12 @@ def _broadcast(a: tuple, b: tuple) -> bool:
     return all(x == y or 1 in (x, y) for x, y in zip(a[1:], b[1:], strict=True))
 
 
-def _operands(gn: GraphNode) -> list | None:
-    """The call's two operands, each a Keras tensor or a number (a Python one, or a
-    TensorFlow constant of one value, as ``2.0 * x`` passes it), or None."""
-    kwargs = {k: v for k, v in gn.node.call_kwargs.items() if k != "name" or v is not None}
-    args = list(gn.node.call_args) + ([kwargs.pop("y")] if "y" in kwargs else [])
+def _operands(args: list, kwargs: dict) -> list | None:
+    """A TFOpLambda call's two operands, each a Keras tensor or a number (a Python one, or
+    a TensorFlow constant of one value, as ``2.0 * x`` passes it), or None. The second is
+    an argument, or (a model loaded from its config) the keyword y."""
+    kwargs = dict(kwargs)
+    args = args + ([kwargs.pop("y")] if "y" in kwargs else [])
     if kwargs or len(args) != 2:
         return None
     operands: list = []

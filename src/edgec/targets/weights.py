@@ -8,6 +8,7 @@ technique whose effect did not survive conversion is a failed check.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from edgec.artifact.layer_names import LayerNames
@@ -36,7 +37,37 @@ def compression_checks(
 ) -> list[Check]:
     """One check per requested technique, measured on the int8 kernels (found by layer:
     ``names``, recorded when the model was traced, or else the tensors' name scopes)."""
+    return _checks(kernel_stats(model, names), expected)
+
+
+def failing_layers(
+    model: TfliteModel, expected: Expectations, names: LayerNames | None = None
+) -> dict[tuple[str, str], str]:
+    """(check, layer) -> the check's detail, for each layer whose promise does not hold in
+    ``model``: what a mix of layer choices breaks is judged layer by layer (a check that
+    already fails for one layer must not hide that another layer breaks it)."""
     stats = kernel_stats(model, names)
+    return {
+        (check.name, layer): check.detail
+        for layer, one in _per_layer(expected)
+        for check in _checks(stats, one)
+        if not check.ok
+    }
+
+
+def _per_layer(expected: Expectations) -> Iterator[tuple[str, Expectations]]:
+    """Each layer's promise on its own."""
+    for layer, zeros in expected.sparsity.items():
+        yield layer, Expectations(sparsity={layer: zeros})
+    for layer in expected.pattern_2_4:
+        yield layer, Expectations(pattern_2_4=(layer,))
+    for layer, values in expected.clusters.items():
+        yield layer, Expectations(clusters={layer: values})
+    for layer, count in expected.channels.items():
+        yield layer, Expectations(channels={layer: count})
+
+
+def _checks(stats: list[KernelStats], expected: Expectations) -> list[Check]:
     checks = []
     if expected.sparsity:
         checks.append(_check_sparsity(stats, expected.sparsity))
@@ -47,29 +78,6 @@ def compression_checks(
     if expected.channels:
         checks.append(_check_channels(stats, expected.channels))
     return checks
-
-
-def failing_layers(
-    model: TfliteModel, expected: Expectations, names: LayerNames | None = None
-) -> dict[tuple[str, str], str]:
-    """(check, layer) -> the check's detail, for each layer whose promise does not hold in
-    ``model``: what a mix of layer choices breaks is judged layer by layer (a check that
-    already fails for one layer must not hide that another layer breaks it)."""
-    stats = kernel_stats(model, names)
-    single = (
-        ("sparsity", expected.sparsity.items(), lambda kv: _check_sparsity(stats, dict([kv]))),
-        ("pattern_2_4", ((x, x) for x in expected.pattern_2_4),
-         lambda kv: _check_2_4(stats, (kv[0],))),
-        ("clusters", expected.clusters.items(), lambda kv: _check_clusters(stats, dict([kv]))),
-        ("channels", expected.channels.items(), lambda kv: _check_channels(stats, dict([kv]))),
-    )  # fmt: skip
-    failing = {}
-    for name, items, check in single:
-        for item in items:
-            result = check(item)
-            if not result.ok:
-                failing[(name, item[0])] = result.detail
-    return failing
 
 
 def _missing(layer: str) -> str:

@@ -569,3 +569,68 @@ def while_loop_int8(*, body_op: str = "FULLY_CONNECTED", turns: int = 3, seed: i
         b.op("FULLY_CONNECTED", [bx, w, bias], [by], options=schema.FullyConnectedOptionsT())
     b.use(b.main, inputs=[bi, bx], outputs=[bi2, by])
     return b.build(inputs=[x], outputs=[y])
+
+
+# ------------------------------------------------------------------ sparse constants
+# TFLite's sparse tensor format (edgec.artifact.sparse), written as the converter writes
+# it for Optimize.EXPERIMENTAL_SPARSITY: a 2-D constant's rows dense and its columns
+# SPARSE_CSR, or its columns in 1 x ``block`` blocks kept or dropped whole.
+
+_INDEX_TYPES = {"uint8": "Uint8Vector", "uint16": "Uint16Vector", "int32": "Int32Vector"}
+
+
+def sparse_constant(
+    b: TfliteBuilder,
+    name: str,
+    dense: np.ndarray,
+    *,
+    block: int | None = None,
+    columns_first: bool = False,
+    index_type: str = "uint8",
+    **quant: Any,
+) -> me.Tensor:
+    """``dense`` (2-D) stored sparse: its kept values in the buffer, the index in the
+    tensor's sparsity parameters (``columns_first``: traversal order [1, 0])."""
+    rows, cols = dense.shape
+    size = block or 1
+    blocks = dense.reshape(rows, cols // size, size)
+    kept = np.any(blocks != 0, axis=2)
+    outer = kept.T if columns_first else kept
+    segments, indices, values = [0], [], []
+    for i in range(outer.shape[0]):
+        for j in np.flatnonzero(outer[i]):
+            r, c = (j, i) if columns_first else (i, j)
+            indices.append(int(j))
+            values.extend(blocks[r, c])
+        segments.append(len(indices))
+    levels = [_dense_level(outer.shape[0]), _csr_level(segments, indices, index_type)]
+    params = schema.SparsityParametersT()
+    params.traversalOrder = [1, 0] if columns_first else [0, 1]
+    params.blockMap = []
+    if block:
+        params.traversalOrder.append(2)
+        params.blockMap = [1]
+        levels.append(_dense_level(block))
+    params.dimMetadata = levels
+    stored = np.array(values, dense.dtype)
+    tensor = b.tensor(name, dense.shape, str(dense.dtype), data=stored.tobytes(), **quant)
+    tensor._fb.sparsity = params
+    return tensor
+
+
+def _dense_level(size: int) -> Any:
+    level = schema.DimensionMetadataT()
+    level.format, level.denseSize = schema.DimensionType.DENSE, size
+    return level
+
+
+def _csr_level(segments: list[int], indices: list[int], index_type: str) -> Any:
+    level = schema.DimensionMetadataT()
+    level.format = schema.DimensionType.SPARSE_CSR
+    kind = _INDEX_TYPES[index_type]
+    for field, values in (("arraySegments", segments), ("arrayIndices", indices)):
+        vector = getattr(schema, kind + "T")()
+        vector.values = list(values)
+        setattr(level, field, vector)
+        setattr(level, field + "Type", getattr(schema.SparseIndexVector, kind))
+    return level

@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 
+from edgec.artifact import sparse
 from edgec.artifact.stats import ITEMSIZE
 from edgec.errors import InputError
 
@@ -55,6 +56,9 @@ MAX_NAME_LENGTH = 64 << 10  # one name (real ones are a few hundred bytes)
 CONSTANT_BYTES_FACTOR, CONSTANT_BYTES_SLACK = 2, 16 << 20
 MAX_RANK = 8
 MAX_TENSOR_BYTES = 1 << 30
+# what sparse tensors expand to (artifact.sparse), all of them together: the largest
+# target's RAM; a pruned model's file is a fraction of its dense weights
+MAX_EXPANDED_BYTES = 256 << 20
 _NUMPY_DTYPES = frozenset([
     "float32", "float16", "int32", "uint8", "int64", "bool", "int16", "complex64", "int8",
     "float64", "complex128", "uint64", "uint32", "uint16",
@@ -89,6 +93,13 @@ class Tensor:
     zero_points: tuple[int, ...]
     quantized_dimension: int
     is_variable: bool = False  # state kept between invocations (TFLM allocates it once)
+    # a constant stored in TFLite's sparse format (artifact.sparse): ``data`` holds the
+    # kept values as stored, this the dense contents they stand for
+    dense_data: bytes | None = None
+
+    @property
+    def is_sparse(self) -> bool:
+        return self.dense_data is not None
 
     @property
     def is_constant(self) -> bool:
@@ -121,6 +132,8 @@ class Tensor:
         """The constant contents as a numpy array of the tensor's shape."""
         if self.data is None:
             raise ValueError(f"tensor {self.name} is not constant")
+        if self.dense_data is not None:
+            return np.frombuffer(self.dense_data, dtype=self.numpy_dtype()).reshape(self.shape)
         if self.dtype == "int4":  # packed two a byte (artifact.int4): read as int8 values
             return unpack_nibbles(self.data, math.prod(self.shape)).reshape(self.shape)
         # the reader checked len(data) == nbytes, so the reshape cannot fail
@@ -326,7 +339,10 @@ def _read_tensors_and_ops(
     label: str,
 ) -> Subgraph:  # fmt: skip
     buffers = model.buffers
-    tensors = [_tensor(i, t, buffers, data, names.types) for i, t in enumerate(graph.tensors or [])]
+    tensors = [
+        _tensor(i, t, buffers, data, names.types, model.budget)
+        for i, t in enumerate(graph.tensors or [])
+    ]
     codes = model.operatorCodes
     operators = []
     for i, op in enumerate(graph.operators):
@@ -463,8 +479,9 @@ def _indices(values: Any, count: int, what: str, *, optional: bool = False) -> t
 
 
 def _tensor(
-    i: int, t: Any, buffers: Sequence[Any], data: bytes, type_names: dict[int, str]
-) -> Tensor:
+    i: int, t: Any, buffers: Sequence[Any], data: bytes, type_names: dict[int, str],
+    budget: _Budget,
+) -> Tensor:  # fmt: skip
     """One tensor, with its shape, dtype, buffer and quantization checked."""
     name = _text(t.name)
     where = f"tensor {i} '{name[:60]}'"
@@ -489,7 +506,11 @@ def _tensor(
     if not 0 <= t.buffer < max(len(buffers), 1):
         raise _Malformed(f"{where}: buffer {t.buffer} is out of range ({len(buffers)} buffers)")
     raw = _buffer_data(buffers[t.buffer] if buffers else None, data, where)
-    if raw is not None and ITEMSIZE[dtype] is not None and len(raw) != nbytes:
+    dense = None
+    if raw is not None and t.sparsity is not None:
+        budget.spend("expanded sparse data", nbytes, where)
+        dense = _densify(t.sparsity, raw, shape, dtype, where)
+    elif raw is not None and ITEMSIZE[dtype] is not None and len(raw) != nbytes:
         raise _Malformed(
             f"{where}: its buffer holds {len(raw):,} bytes but shape {list(shape)} of "
             f"{dtype} needs {nbytes:,}"
@@ -520,7 +541,21 @@ def _tensor(
         zero_points=zps,
         quantized_dimension=axis,
         is_variable=bool(t.isVariable),
+        dense_data=dense,
     )
+
+
+def _densify(
+    layout: sparse.SparseLayout, raw: bytes, shape: tuple[int, ...], dtype: str, where: str
+) -> bytes:
+    """The dense contents of a constant stored sparse, its index checked on the way."""
+    if dtype not in _NUMPY_DTYPES or len(raw) % np.dtype(dtype).itemsize:
+        raise _Malformed(f"{where}: stored sparse as {dtype}, {len(raw):,} bytes, which edgec "
+                         "cannot read as values")  # fmt: skip
+    try:
+        return sparse.densify(layout, np.frombuffer(raw, dtype), shape).tobytes()
+    except sparse.SparseFormatError as exc:
+        raise _Malformed(f"{where}: stored sparse, but {exc}") from None
 
 
 def _old_converter_axis(axis: int, shape: tuple[int, ...], scales: int, where: str) -> int:
@@ -625,6 +660,7 @@ class _Budget:
             "constant data": CONSTANT_BYTES_FACTOR * file_bytes + CONSTANT_BYTES_SLACK,
             "names": MAX_NAME_BYTES,
             "quantization values": MAX_QUANTIZATION_VALUES,
+            "expanded sparse data": MAX_EXPANDED_BYTES,
         }
         self.spent = dict.fromkeys(self.limits, 0)
 
@@ -679,6 +715,7 @@ class _ModelView:
         self.subgraphs = _Lazy(root.SubgraphsLength(),
                                lambda i: _GraphView(root.Subgraphs(i), i, budget),
                                cache=True)  # fmt: skip
+        self.budget = budget
         self.buffers = _Buffers(root, data, budget)
         self.operatorCodes = _Lazy(
             root.OperatorCodesLength(), lambda i: _Code.read(root.OperatorCodes(i), budget),
@@ -767,6 +804,7 @@ class _TensorFields:
     buffer: int
     quantization: _QuantizationFields | None
     isVariable: bool
+    sparsity: sparse.SparseLayout | None
 
     @classmethod
     def read(cls, t: Any, i: int, budget: _Budget) -> _TensorFields:
@@ -795,7 +833,46 @@ class _TensorFields:
             buffer=t.Buffer(),
             quantization=quantization,
             isVariable=bool(t.IsVariable()),
+            sparsity=_sparsity(t.Sparsity(), where, budget),
         )
+
+
+# SparseIndexVector's union members: the index arrays' element types
+_INDEX_VECTORS = {1: "Int32Vector", 2: "Uint16Vector", 3: "Uint8Vector"}
+
+
+def _sparsity(params: Any, where: str, budget: _Budget) -> sparse.SparseLayout | None:
+    """A tensor's SparsityParameters, each vector's length checked or budgeted first."""
+    if params is None:
+        return None
+    lengths = (params.TraversalOrderLength(), params.BlockMapLength(), params.DimMetadataLength())
+    if max(lengths) > 2 * MAX_RANK:
+        raise _Malformed(f"{where}: its sparsity parameters describe more than "
+                         f"{2 * MAX_RANK} dimensions")  # fmt: skip
+    levels = []
+    for i in range(lengths[2]):
+        entry = params.DimMetadata(i)
+        levels.append(sparse.Level(
+            format=entry.Format(),
+            dense_size=entry.DenseSize(),
+            segments=_index_vector(entry.ArraySegmentsType(), entry.ArraySegments(), where, budget),
+            indices=_index_vector(entry.ArrayIndicesType(), entry.ArrayIndices(), where, budget),
+        ))  # fmt: skip
+    return sparse.SparseLayout(
+        traversal_order=tuple(int(d) for d in params.TraversalOrderAsNumpy()) if lengths[0] else (),
+        block_map=tuple(int(d) for d in params.BlockMapAsNumpy()) if lengths[1] else (),
+        levels=tuple(levels),
+    )
+
+
+def _index_vector(kind: int, table: Any, where: str, budget: _Budget) -> np.ndarray | None:
+    if table is None or kind not in _INDEX_VECTORS:
+        return None
+    vector = getattr(flatbuffer_schema(), _INDEX_VECTORS[kind])()
+    vector.Init(table.Bytes, table.Pos)
+    length = vector.ValuesLength()
+    budget.spend("constant data", length * (4, 2, 1)[kind - 1], where)
+    return vector.ValuesAsNumpy() if length else np.zeros(0, np.int64)
 
 
 @dataclass(slots=True)

@@ -15,11 +15,11 @@ judges it.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from edgec.artifact import TflmRun
 from edgec.artifact.op_forms import float_islands
-from edgec.artifact.tflite_model import TfliteModel
+from edgec.artifact.tflite_model import Tensor, TfliteModel
 from edgec.report import Check
 from edgec.targets.profile import DTYPES, Runtime, TargetProfile
 
@@ -142,6 +142,25 @@ def int4_refusal(profile: TargetProfile, count: int) -> str:
     )
 
 
+def sparse_refusal(profile: TargetProfile, tensors: Sequence[Tensor]) -> str:
+    """Why constants stored in TFLite's sparse format do not run on ``profile``: TFLM has
+    no reader of sparsity parameters (nor a DENSIFY kernel), so a FULLY_CONNECTED given a
+    block-sparse filter takes the kept values for the whole tensor (measured: TFLM invoked
+    such a model and answered other numbers than LiteRT); Vela ignores them too."""
+    named = ", ".join(
+        f"'{t.name.split(';')[0][:60]}' ({len(t.data or b''):,} of {t.nbytes:,} bytes kept)"
+        for t in tensors[:3]
+    )
+    more = f" (+{len(tensors) - 3} more)" if len(tensors) > 3 else ""
+    return (
+        f"{len(tensors)} constant tensor(s) stored in TFLite's sparse format (a conversion "
+        f"with tf.lite.Optimize.EXPERIMENTAL_SPARSITY): {named}{more}; {profile.name} "
+        f"({profile.runtime.title}) reads tensors dense only, and its kernels would take the "
+        "kept values for the whole tensor: convert without EXPERIMENTAL_SPARSITY (only "
+        "LiteRT reads the format)"
+    )
+
+
 def _policed(dtype: str) -> bool:
     """The dtypes a profile's ``tensor_dtypes`` rule on: the widths a quantization scheme
     gives activations and weights, and floats. Other types are the kernels' business
@@ -172,6 +191,10 @@ def check_dtypes(
     int4 = int4_filters(model)
     if int4 and not profile.runtime.int4_weights:
         return Check("dtypes", False, int4_refusal(profile, len(int4)), value=len(int4), limit=0)
+    stored_sparse = [t for t in model.all_tensors if t.is_sparse]
+    if stored_sparse and not profile.runtime.sparse_tensors:
+        return Check("dtypes", False, sparse_refusal(profile, stored_sparse),
+                     value=len(stored_sparse), limit=0)  # fmt: skip
     allowed = set(profile.tensor_dtypes)
     offenders = _policy_offenders(model, allowed, io_type)
     int16 = model.activations == "int16"

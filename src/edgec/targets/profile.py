@@ -128,6 +128,8 @@ class Runtime:
     static_shape_signature: bool = False
     # packed int4 filters run (TFLM, LiteRT); Vela and the Edge TPU compiler take 8-bit ones
     int4_weights: bool = False
+    # constants stored in TFLite's sparse format (artifact.sparse) are read (LiteRT only)
+    sparse_tensors: bool = False
     # op name -> its narrower registrations, in the TOML's order (tflite-micro only)
     variants: dict[str, tuple[KernelVariant, ...]] = field(default_factory=dict)
 
@@ -336,6 +338,7 @@ def load_runtime(name: str) -> Runtime:
         installed_ops=bool(table.get("installed_ops", False)),
         static_shape_signature=bool(table.get("static_shape_signature", False)),
         int4_weights=bool(table.get("int4_weights", False)),
+        sparse_tensors=bool(table.get("sparse_tensors", False)),
         variants={
             op: tuple(
                 KernelVariant(

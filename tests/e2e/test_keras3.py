@@ -211,6 +211,28 @@ def test_a_wrapped_layer_is_rebuilt_without_the_keys_tf_keras_rejects(wrapper):
     assert translation.max_abs_diff <= 1e-5
 
 
+def test_multi_head_attention_is_rebuilt_from_its_build_shapes():
+    """tf_keras' MultiHeadAttention.from_config reads the input shapes Keras 2 saved in the
+    config; Keras 3 keeps them in build_config. The rebuild failed (KeyError 'query_shape'):
+    a transformer block's build went around tf_keras (its LayerNormalization stayed float
+    for cortex-m, no recipe could run). Self-attention, and a key of its own shape."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    from edgec.pipeline.keras3 import translate
+
+    x = keras.Input((6, 8))
+    value, key = keras.layers.Dense(4)(x), keras.layers.Dense(3)(x)
+    attended = keras.layers.MultiHeadAttention(2, 4)(x, x)  # self-attention
+    crossed = keras.layers.MultiHeadAttention(2, 3)(x, value, key)
+    model = keras.Model(x, keras.layers.Add()([attended, crossed]))
+    samples = np.random.default_rng(0).normal(size=(8, 6, 8)).astype(np.float32)
+    translation = translate(model, samples)
+    kinds = [type(layer).__name__ for layer in translation.model.layers]
+    assert kinds.count("MultiHeadAttention") == 2
+    assert translation.max_abs_diff <= 1e-5
+
+
 def test_keys_keras3_renamed_or_tf_keras_takes_through_kwargs_are_kept():
     """Keras 3's LeakyReLU calls its slope ``negative_slope`` (tf_keras: ``alpha``), and
     tf_keras' GlobalAveragePooling1D takes ``keepdims`` through **kwargs, outside its

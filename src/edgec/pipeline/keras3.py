@@ -389,6 +389,14 @@ def _layer(spec: dict, tf_keras, custom_objects: dict):
         config.pop("optional", None)
         return tf_keras.layers.InputLayer(**config)
     config = _accepted(cls, config, tf_keras, custom_objects)
+    if cls_name == "MultiHeadAttention":
+        # tf_keras' from_config builds the layer from the input shapes Keras 2 saved in its
+        # config (KeyError 'query_shape' without them); Keras 3 keeps them in the layer's
+        # build_config. A key left out is the value (both Keras' call).
+        shapes = (spec.get("build_config") or {}).get("shapes_dict") or {}
+        value = shapes.get("value_shape")
+        config |= {"query_shape": shapes.get("query_shape"), "value_shape": value,
+                   "key_shape": shapes.get("key_shape") or value}  # fmt: skip
     # hard_silu, which tf_keras lacks, and hard_sigmoid, which it defines otherwise
     if (function := activations.for_keras3(config.get("activation"))) is not None:
         config["activation"] = function

@@ -405,7 +405,7 @@ def _layer(spec: dict, tf_keras, custom_objects: dict):
             {"class_name": cls_name, "config": config}, custom_objects=custom_objects
         )
     # Any exception: tf_keras' from_config methods read Keras 2's keys (MultiHeadAttention
-    # raised KeyError 'query_shape', which Keras 3's config does not have)
+    # raised KeyError 'query_shape' before _layer gave it its build shapes)
     except Exception as exc:
         raise TranslationError(name, f"({cls_name}) cannot be rebuilt: {_why(exc)}",
                                "use built-in layers, or report the model") from None  # fmt: skip

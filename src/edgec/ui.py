@@ -219,7 +219,10 @@ def print_summary(report: BuildReport, folder: Path, seconds: float) -> None:
     from edgec.report.layer_summary import error_summary
 
     for line in error_summary(
-        report.layers, after_qat=report.after_qat, activations=report.model.activations
+        report.layers,
+        after_qat=report.after_qat,
+        left_float=report.qat_left_float,
+        activations=report.model.activations,
     ):
         out.print(f" [dim]quantization:[/] {t(line)}")
     for warning in report.data.warnings:

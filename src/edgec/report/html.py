@@ -120,7 +120,10 @@ def render_html(report: BuildReport, extra: str = "") -> str:
 def _notes(report: BuildReport) -> list[str]:
     """The data warnings and the quantization summary, each a list when there is one."""
     summary = error_summary(
-        report.layers, after_qat=report.after_qat, activations=report.model.activations
+        report.layers,
+        after_qat=report.after_qat,
+        left_float=report.qat_left_float,
+        activations=report.model.activations,
     )
     sections = (("Warnings", report.data.warnings), ("Quantization", summary))
     return [

@@ -6,18 +6,27 @@ report show this summary of them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from edgec.report.schema import Layer
 
 NOTICEABLE_STEPS = 1.0  # below one quantization step, rounding explains the error
 
 
 def error_summary(
-    layers: list[Layer], *, worst: int = 3, after_qat: bool = False, activations: str = "int8"
+    layers: list[Layer],
+    *,
+    worst: int = 3,
+    after_qat: bool = False,
+    left_float: Collection[str] = (),
+    activations: str = "int8",
 ) -> list[str]:
     """The layers that lose most, with what to try, for the terminal and the HTML report.
 
     ``after_qat``: the recipe already trained with quantization, so QAT is not advised
-    again; what is left is the model's shape or 16-bit activations. With ``activations``
+    again; what is left is the model's shape or 16-bit activations, except for the layers
+    QAT left float (``left_float``: TF-MOT has no QAT for them), which only calibration
+    quantized. With ``activations``
     int16 the steps are int16 steps (1/256 of an int8 step, same range): a layer is
     noticeable from one int8 step's worth on, and what is left is the int8 weights.
     """
@@ -50,6 +59,11 @@ def error_summary(
             and layer.parameters < 256
         ):
             hint = f"few weights per channel: keep the layer wider{qat}"
+        elif layer.name in left_float:
+            hint = (
+                "left float by QAT (TF-MOT has none for it), quantized by calibration: try "
+                "more calibration data (--calibration-samples) or 16x8 quantization"
+            )
         elif after_qat:
             hint = "already quantization-aware trained: try more QAT epochs or a wider layer"
         else:

@@ -589,6 +589,12 @@ class BuildReport:
         """The recipe trained with quantization (advice must not suggest QAT again)."""
         return any(stage.name == "qat" for stage in self.stages)
 
+    @property
+    def qat_left_float(self) -> set[str]:
+        """The layers the recipe's QAT left float (TF-MOT has no QAT for them)."""
+        return {name for stage in self.stages if stage.name == "qat"
+                for name in stage.metrics.skipped_layers or {}}  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
 

@@ -224,12 +224,19 @@ rebuilt_layers.save(out / "upsample_layernorm.keras")
 # Self-attention input: the digits' 8 rows
 np.savez(out / "rows.npz", x=x_img[..., 0], y=y_img)
 
+# Self-attention over the digits' 8 rows: rebuilt as tf_keras (its MultiHeadAttention from
+# the shapes in Keras 3's build_config), which QAT leaves float (TF-MOT has none for it)
+rows_in = keras.Input((8, 8))
+attended = layers.MultiHeadAttention(2, 4, name="mha")(rows_in, rows_in)
+mha = keras.Model(rows_in, layers.Dense(10, activation="softmax")(layers.Flatten()(attended)))
+fit(mha, x_img[..., 0], y_img, 5).save(out / "mha.keras")
+
 # Each model's layer names as its model.summary() lists them (a functional model's
 # operations: its layers and keras.ops nodes)
 models = {"cnn": cnn, "residual": residual, "conv1d": conv1d, "lstm": lstm, "ae": ae,
           "mobilenet": mobilenet, "custom": custom, "nested": nested, "ops": ops_model,
           "gru_unrolled": gru_unrolled, "kws_bn": kws_bn, "bidirectional": bidirectional,
-          "upsample_layernorm": rebuilt_layers}  # fmt: skip
+          "upsample_layernorm": rebuilt_layers, "mha": mha}  # fmt: skip
 names = {f"{key}.keras": [op.name for op in getattr(m, "operations", m.layers)]
          for key, m in models.items()}  # fmt: skip
 (out / "summary_names.json").write_text(json.dumps({**names, "cnn.h5": names["cnn.keras"]}))
@@ -261,20 +268,20 @@ fit(keras.Sequential([
     layers.Dense(3, activation="softmax"),
 ]), x_tok, y_tok, 6).save(out / "tokens.keras")  # fmt: skip
 
-# Self-attention over the digits' 8 rows (tf_keras' MultiHeadAttention.from_config cannot
-# read Keras 3's config: the rebuild fails, a plain build converts the model as it is)
-rows_in = keras.Input((8, 8))
-attended = layers.MultiHeadAttention(2, 4, name="mha")(rows_in, rows_in)
-mha = keras.Model(rows_in, layers.Dense(10, activation="softmax")(layers.Flatten()(attended)))
-fit(mha, x_img[..., 0], y_img, 2).save(out / "mha.keras")
+# An activation tf_keras does not have (hard_tanh): its Dense cannot be rebuilt as
+# tf_keras; a plain build converts the Keras 3 model as it is
+rows_flat = layers.Flatten()(rows_in)
+odd = layers.Dense(16, activation="hard_tanh", name="odd")(rows_flat)
+odd_model = keras.Model(rows_in, layers.Dense(10, activation="softmax")(odd))
+fit(odd_model, x_img[..., 0], y_img, 2).save(out / "odd.keras")
 
-# Both: an Embedding (converted through tf_keras where it can be) and a MultiHeadAttention
-# (which tf_keras cannot rebuild): a plain build converts the Keras 3 model as it is
+# Both: an Embedding (converted through tf_keras where it can be) and a layer tf_keras
+# cannot rebuild: a plain build converts the Keras 3 model as it is
 ids_in = keras.Input((12,), dtype="int32")
 embedded = layers.Embedding(300, 8)(ids_in)
-attended_ids = layers.MultiHeadAttention(2, 4, name="mha")(embedded, embedded)
-pooled = layers.GlobalAveragePooling1D()(attended_ids)
-keras.Model(ids_in, layers.Dense(3, activation="softmax")(pooled)).save(out / "emb_mha.keras")
+pooled = layers.GlobalAveragePooling1D()(embedded)
+odd_ids = layers.Dense(8, activation="hard_tanh", name="odd")(pooled)
+keras.Model(ids_in, layers.Dense(3, activation="softmax")(odd_ids)).save(out / "emb_odd.keras")
 
 # The layers Keras defines inside its applications, in no public namespace (ConvNeXt's
 # LayerScale and StochasticDepth, InceptionResNetV2's CustomScaleLayer): untrained, loaded

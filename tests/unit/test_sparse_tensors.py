@@ -135,6 +135,23 @@ def _huge_shape(params, tensor):
     params.dimMetadata[0].denseSize = 1 << 13
 
 
+def _repeated_rows(params, tensor):
+    """Level 0 CSR listing row 0 65,536 times, then dense columns: 268M entries, which
+    must be refused before they are made (a few KB of index)."""
+    tensor._fb.shape = [4096, 4096]
+    rows = schema.DimensionMetadataT()
+    rows.format = schema.DimensionType.SPARSE_CSR
+    for field, values in (("arraySegments", np.array([0, 65536], np.int32)),
+                          ("arrayIndices", np.zeros(65536, np.int32))):  # fmt: skip
+        vector = schema.Int32VectorT()
+        vector.values = values
+        setattr(rows, field, vector)
+        setattr(rows, field + "Type", schema.SparseIndexVector.Int32Vector)
+    columns = schema.DimensionMetadataT()
+    columns.format, columns.denseSize = schema.DimensionType.DENSE, 4096
+    params.dimMetadata = [rows, columns]
+
+
 DAMAGE = {
     "index past its dimension": (_indices_past_the_dimension, "an index outside its dimension"),
     "segments going back": (_set(1, "arraySegments", [0, 5, 3, 9, 9, 9, 9, 9, 9]),
@@ -144,6 +161,7 @@ DAMAGE = {
     "dense size off its shape": (_dense_size, "dense with 9 entries"),
     "more values than places": (_set(1, "arraySegments", [0] * 9), "places 0 values"),
     "a dense shape past the cap": (_huge_shape, "edgec expands sparse tensors of up to"),
+    "rows listed again and again": (_repeated_rows, "level 1 addresses more entries"),
 }  # fmt: skip
 
 

@@ -82,6 +82,8 @@ def densify(layout: SparseLayout, values: np.ndarray, shape: tuple[int, ...]) ->
                     f"level {i} is dense with {level.dense_size} entries, but its dimension "
                     f"has {size}"
                 )
+            if len(position) * size > elements:  # checked before the product is made
+                raise SparseFormatError(f"level {i} addresses more entries than its shape holds")
             coordinate = np.arange(size, dtype=np.int64)
             position = (position[:, None] * size + coordinate).ravel()
             offset = (offset[:, None] + coordinate * strides[order[i]]).ravel()
@@ -91,8 +93,6 @@ def densify(layout: SparseLayout, values: np.ndarray, shape: tuple[int, ...]) ->
         else:
             raise SparseFormatError(f"level {i} has storage format {level.format}, "
                                     "neither DENSE nor SPARSE_CSR")  # fmt: skip
-        if len(position) > elements:
-            raise SparseFormatError(f"level {i} addresses more entries than its shape holds")
     if len(position) != len(values) or (len(position) and int(position.max()) >= len(values)):
         raise SparseFormatError(
             f"its index places {len(position):,} values, but its buffer holds {len(values):,}"

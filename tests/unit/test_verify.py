@@ -109,3 +109,10 @@ def test_litert_s_repeated_messages_are_said_once():
     assert said_once(url) == (
         "RuntimeError: Unresolved custom op: X. See https://www.tensorflow.org/lite/x y.tflite."
     )
+    # XNNPACK on an int8 DENSIFY model (a sparse filter): no full stop between the two
+    xnnpack = ("RuntimeError: failed to delegate FULLY_CONNECTED node #1Node number 4 "
+               "(TfLiteXNNPackDelegate) failed to prepare.")  # fmt: skip
+    assert said_once(xnnpack) == (
+        "RuntimeError: failed to delegate FULLY_CONNECTED node #1. Node number 4 "
+        "(TfLiteXNNPackDelegate) failed to prepare."
+    )

@@ -633,8 +633,9 @@ def litert_latency_ms(data: bytes, *, runs: int, threads: int) -> float:
 
 
 # LiteRT's messages, run together ("Was 3.Tensor 36 has"): a full stop then a capital (not
-# one inside a URL or a dotted name, which a lowercase letter follows)
-_JOINED = re.compile(r"\.(?=[A-Z])")
+# one inside a URL or a dotted name, which a lowercase letter follows), or its node message
+# right after the text before it ("FULLY_CONNECTED node #1Node number 4 (...) failed")
+_JOINED = re.compile(r"\.(?=[A-Z])|(?<=[\w)])(?=Node number \d)")
 
 
 def said_once(text: str) -> str:

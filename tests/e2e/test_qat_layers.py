@@ -181,6 +181,9 @@ def test_prepare_for_qat_is_exact_on_every_rewritten_layer(tmp_path):
     h = layers.ELU()(layers.BatchNormalization()(h))
     h = layers.BatchNormalization()(layers.DepthwiseConv1D(3, use_bias=False, name="dw")(h))
     h = layers.ELU()(h)
+    # a TimeDistributed(Dense) (a Dense on the last axis) and an Identity: TF-MOT has no
+    # config for either ("has no default 8-bit QAT configuration")
+    h = layers.Identity()(layers.TimeDistributed(layers.Dense(6), name="td")(h))
     # arithmetic on tensors, written as Python operators (TFOpLambda layers, which TF-MOT
     # has no config for): a residual add of two tensors, and tensors with numbers
     h = (h + layers.Conv1D(6, 1, name="branch")(h)) * 0.5
@@ -200,7 +203,9 @@ def test_prepare_for_qat_is_exact_on_every_rewritten_layer(tmp_path):
     prepared = prepare_for_qat(model, x)
     kinds = {type(layer).__name__ for layer in prepared.model.layers}
     assert not kinds & {"Conv1D", "DepthwiseConv1D", "AveragePooling1D", "UpSampling1D",
-                        "BatchNormalization", "SeparableConv1D", "TFOpLambda"}, kinds  # fmt: skip
+                        "BatchNormalization", "SeparableConv1D", "TFOpLambda",
+                        "TimeDistributed", "Identity"}, kinds  # fmt: skip
+    assert type(prepared.model.get_layer("td")).__name__ == "Dense"
     # the Activation("relu") absorbed into its conv; the two of TensorFlow's functions made
     activations = [layer.name for layer in prepared.model.layers
                    if type(layer).__name__ == "Activation"]  # fmt: skip

@@ -58,7 +58,8 @@ class Replacement:
 
 IDENTITY = Replacement((), ())
 # Layers that are the identity at inference, active only in training (data augmentation
-# and noise, which Keras tutorials put inside the model; tf_keras has each): TF-MOT has no
+# and noise, which Keras tutorials put inside the model; tf_keras has each), and Identity,
+# the identity always (a model built from options keeps it for a block left out): TF-MOT has no
 # QAT config for any of them and the converter drops them. QAT's rewrite leaves them out
 # (stages/structure/qat_rewrite.py), and a Keras 3 Pipeline of them (or of Keras 3's own,
 # pipeline/keras3.AUGMENTATION) is left out of the tf_keras rebuild. RandomCrop is not one:
@@ -66,7 +67,7 @@ IDENTITY = Replacement((), ())
 INFERENCE_IDENTITY = (
     "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
     "RandomBrightness", "RandomHeight", "RandomWidth", "GaussianNoise", "GaussianDropout",
-    "AlphaDropout",
+    "AlphaDropout", "Identity",
 )  # fmt: skip
 
 

@@ -53,6 +53,8 @@ the original on sample inputs before QAT trains it:
 - Layers that are the identity at inference (``INFERENCE_IDENTITY``: data augmentation
   and noise) are left out of QAT: its training then runs without them. An input
   Rescaling/Normalization after them counts as right after the input.
+- A TimeDistributed(Dense) becomes that Dense, on the wrapper's input: a Dense acts on the
+  last axis whatever the rank, and TF-MOT has no config for the wrapper.
 
 Layer names are kept (a folded BN's output is its producer's), so recipes and reports keep
 naming the user's layers. ``fold_batch_norms`` (the cluster stage) and
@@ -768,6 +770,11 @@ def _replacement(model, gn: GraphNode, absorbed, rewrites: list[str]) -> Replace
     if kind == "SeparableConv2D":
         rewrites.append(f"{layer.name}: SeparableConv2D as DepthwiseConv2D + 1x1 Conv2D")
         return _separable_2d({**layer.get_config(), **changes}, weights)
+    if kind == "TimeDistributed" and type(layer.layer).__name__ == "Dense" and not changes:
+        rewrites.append(f"{layer.name}: TimeDistributed(Dense) as a Dense on the last axis")
+        config = {**layer.layer.get_config(), "name": layer.name}
+        # the input alone: TimeDistributed's call takes a mask, which Dense does not
+        return Replacement((clone_layer(layer.layer, config),), (weights,), takes=0)
     if not changes:
         return None
     return Replacement((clone_layer(layer, {**layer.get_config(), **changes}),), (weights,))

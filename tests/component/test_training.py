@@ -251,10 +251,11 @@ def test_the_qat_check_plans_the_rewrite_without_rebuilding_or_predicting(
 def test_layers_tf_mot_has_no_config_for_are_quantization_aware_trained_to_int8(
     train_validation,
 ):
-    """TF-MOT has no QAT config for a LayerNormalization, a Maximum, a Minimum or an
-    Average, and the QAT check refused each ("use BatchNormalization after a Conv/Dense",
-    "has no default 8-bit QAT configuration"). The LayerNormalization is left float, as an
-    Embedding is (``left_float``): the converter's calibration quantizes it. The others
+    """TF-MOT has no QAT config for a LayerNormalization, a UnitNormalization, a Maximum, a
+    Minimum or an Average, and the QAT check refused each ("use BatchNormalization after a
+    Conv/Dense", "has no default 8-bit QAT configuration"). The normalizations are left
+    float, as an Embedding is (``left_float``): the converter's calibration quantizes them
+    (UnitNormalization: one int8 L2_NORMALIZATION). The others
     get the Add config (their output quantized): the converter gives a MAXIMUM's or
     MINIMUM's inputs and output one scale (they compare raw int8 values), requantizing
     what differs. Every op of the int8 model is int8. (No runtime runs it here: on one CI
@@ -272,16 +273,17 @@ def test_layers_tf_mot_has_no_config_for_are_quantization_aware_trained_to_int8(
     b = keras.layers.Conv2D(4, 3)(inputs)
     low, high = keras.layers.Minimum()([a, b]), keras.layers.Maximum()([a, b])
     h = keras.layers.LayerNormalization(name="norm")(keras.layers.Average()([low, high]))
-    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(h)))
+    h = keras.layers.UnitNormalization(name="unit")(keras.layers.Flatten()(h))
+    model = keras.Model(inputs, keras.layers.Dense(3)(h))
     _planned({"qat": True}, model, train)  # the stage's check passes
-    assert left_float(model) == ["norm"]
+    assert left_float(model) == ["norm", "unit"]
     annotated, scope = annotate(model)
     with tfmot.quantization.keras.quantize_scope(scope):
         qat_model = tfmot.quantization.keras.quantize_apply(annotated)
     init_activation_ranges(qat_model, model, train.x[:64])  # as the stage does
     data = convert_int8(qat_model, train.x[:16])
     flat = TfliteModel.from_bytes(data)
-    assert {"MINIMUM", "MAXIMUM", "MEAN", "RSQRT"} <= set(flat.op_names), flat.op_names
+    assert {"MINIMUM", "MAXIMUM", "MEAN", "RSQRT", "L2_NORMALIZATION"} <= set(flat.op_names)
     assert {flat.tensors[t].dtype for op in flat.operators for t in op.outputs} == {"int8"}
     for op in (op for op in flat.operators if op.name in ("MINIMUM", "MAXIMUM")):
         assert len({flat.tensors[t].scales for t in (*op.inputs, *op.outputs)}) == 1

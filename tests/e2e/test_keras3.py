@@ -175,8 +175,10 @@ def test_recurrent_model_is_rebuilt_and_proven(plain_build):
 
 
 @pytest.mark.parametrize(
-    "layer", ["LSTM", "GRU", "Embedding", "UpSampling2D", "LayerNormalization", "Bidirectional"]
-)
+    "layer",
+    ["LSTM", "GRU", "Embedding", "UpSampling2D", "LayerNormalization", "UnitNormalization",
+     "Bidirectional"],
+)  # fmt: skip
 def test_each_layer_whose_keras3_conversion_tflm_cannot_run_goes_through_tf_keras(layer):
     """One model per layer type (upsample_layernorm.keras's build shows where it leads)."""
     import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set

@@ -532,6 +532,9 @@ _THROUGH_TF_KERAS = frozenset((
     # Keras 3 negates the mean in float (DEQUANTIZE, NEG, QUANTIZE: a float tensor in the
     # int8 model); tf_keras' converts to int8 MEAN, SQUARED_DIFFERENCE, RSQRT, MUL, SUB
     "LayerNormalization",
+    # Keras 3 squares in float (DEQUANTIZE, SQUARE, QUANTIZE), then SUM, RSQRT, MINIMUM
+    # and MUL; tf_keras' is one int8 L2_NORMALIZATION
+    "UnitNormalization",
 ))  # fmt: skip
 
 

@@ -133,7 +133,12 @@ OUTPUT_QUANTIZED = ("BatchNormalization", "Multiply", "Subtract", "Maximum", "Mi
                     "Average", "PReLU", "ELU", "Resizing", *SCALERS)  # fmt: skip
 
 
-FLOAT_IN_QAT = ("Embedding", "LayerNormalization", "MultiHeadAttention")  # left_float's kinds
+FLOAT_IN_QAT = (
+    "Embedding",
+    "LayerNormalization",
+    "MultiHeadAttention",
+    "UnitNormalization",
+)  # left_float's kinds
 
 
 def left_float(model) -> list[str]:
@@ -145,6 +150,7 @@ def left_float(model) -> list[str]:
     - A LayerNormalization: TF-MOT has no config for it either, and the converter's
       calibration makes it int8 ops TFLM runs (MEAN, SQUARED_DIFFERENCE, RSQRT, MUL, ADD:
       measured, as without QAT); the QAT check refused it.
+    - A UnitNormalization: no config in TF-MOT; calibrated, one int8 L2_NORMALIZATION.
     - A MultiHeadAttention: no config in TF-MOT; calibrated, its EinsumDense projections,
       BATCH_MATMULs and SOFTMAX convert to int8 (measured: a transformer block's QAT
       build passed cortex-m7's dtypes check); the QAT check refused it.

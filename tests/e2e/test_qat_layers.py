@@ -174,6 +174,7 @@ def test_prepare_for_qat_is_exact_on_every_rewritten_layer(tmp_path):
     h = layers.DepthwiseConv1D(3, padding="same")(h)
     h = layers.AveragePooling1D()(h)
     h = layers.UpSampling1D(2)(h)
+    h = layers.Conv1DTranspose(5, 3, strides=2, padding="same", output_padding=1)(h)
     h = layers.Activation("relu")(layers.Conv1D(4, 1)(h))
     # an EEGNet's separable block: a BN after a separable or depthwise conv folds into it
     # (it stayed as int8 MUL and ADD ops: "the next layer, 'elu' (ELU), cannot take it in")
@@ -204,7 +205,7 @@ def test_prepare_for_qat_is_exact_on_every_rewritten_layer(tmp_path):
     kinds = {type(layer).__name__ for layer in prepared.model.layers}
     assert not kinds & {"Conv1D", "DepthwiseConv1D", "AveragePooling1D", "UpSampling1D",
                         "BatchNormalization", "SeparableConv1D", "TFOpLambda",
-                        "TimeDistributed", "Identity"}, kinds  # fmt: skip
+                        "TimeDistributed", "Identity", "Conv1DTranspose"}, kinds  # fmt: skip
     assert type(prepared.model.get_layer("td")).__name__ == "Dense"
     # the Activation("relu") absorbed into its conv; the two of TensorFlow's functions made
     activations = [layer.name for layer in prepared.model.layers

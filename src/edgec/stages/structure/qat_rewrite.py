@@ -97,6 +97,7 @@ REWRITTEN_1D = (
     "MaxPooling1D",
     "AveragePooling1D",
     "UpSampling1D",
+    "Conv1DTranspose",  # a 1-D autoencoder's (denoiser's) decoder: TF-MOT has Conv2DTranspose
 )
 INPUT_SCALERS = ("Rescaling", "Normalization")
 # What a BatchNormalization after an activation is folded into (its input side), and the
@@ -858,7 +859,7 @@ def _as_2d(gn: GraphNode, changes, weights) -> Replacement:
         chain.append(keras.layers.ZeroPadding2D(((0, 0), (pad, 0)), name=f"{name}_causal_pad"))
         config["padding"] = "valid"
     chain_weights: list[Any] = [[] for _ in chain]
-    if kind in ("Conv1D", "SeparableConv1D", "DepthwiseConv1D"):
+    if kind in ("Conv1D", "SeparableConv1D", "DepthwiseConv1D", "Conv1DTranspose"):
         weights = [w[None] if w.ndim >= 3 else w for w in weights]
     if kind == "SeparableConv1D":
         separable = _separable_2d(_two_d_config(config), weights)
@@ -893,6 +894,10 @@ def _two_d_layer(kind: str, config: dict, keras):
             name=name,
         )
     common = _two_d_config(config)
+    if kind == "Conv1DTranspose":
+        extra = config.get("output_padding")
+        extra = None if extra is None else (0, _pair(extra)[1])
+        return layers.Conv2DTranspose(output_padding=extra, **common)
     if kind == "Conv1D":
         return layers.Conv2D(groups=config.get("groups", 1), **common)
     return layers.DepthwiseConv2D(**common)

@@ -367,8 +367,8 @@ def odd_models(tmp_path_factory) -> dict[str, Path]:
         model.save(folder / f"{name}.keras")
 
     head = (layers.Flatten(), layers.Dense(4))
-    # QAT has no configuration for a TimeDistributed
-    rows = (layers.Reshape((8, 8)), layers.TimeDistributed(layers.Dense(4)))
+    # QAT has no configuration for a TimeDistributed (of a Dense, it takes the Dense)
+    rows = (layers.TimeDistributed(layers.Conv1D(2, 3)),)
     image_model(*rows, layers.Flatten(), layers.Dense(4), name="timedistributed")
     image_model(layers.Conv2D(8, 3), *head, name="plain")
     image_model(layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(6), name="six_outputs")

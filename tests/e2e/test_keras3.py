@@ -46,7 +46,6 @@ PLAIN = {
     # both directions' LSTMs unrolled (it crashed the calibrator, SIGSEGV); the converter
     # leaves a gate SPLIT in float in some runs, as with lstm.keras (seen here 1 in 5)
     "bidirectional.keras": ("waves.npz", {"dtypes"}),
-    "mha.keras": ("rows.npz", set()),  # MultiHeadAttention: through tf_keras
 }
 REBUILD = {"nested.keras": "flat.npz", "ops.keras": "flat.npz", "custom.keras": "digits.npz",
            "mha.keras": "rows.npz", "odd.keras": "rows.npz"}  # fmt: skip
@@ -107,8 +106,6 @@ def test_plain_build(keras3_dir, plain_build, model):
         assert acc["metric"] == "rmse" and acc["detail"]["output_cosine"] > 0.98, acc
     if model != "residual_export":  # a SavedModel without Keras layers keeps tensor names
         _assert_named_as_summary(keras3_dir, model, report)
-    if model == "mha.keras":  # rebuilt as tf_keras: its per-layer error is measured
-        assert any(r["name"] == "mha" and r["error_rmse"] is not None for r in report["layers"])
     if model == "upsample_layernorm.keras":  # TFLM has RESIZE_NEAREST_NEIGHBOR, not TILE
         assert "RESIZE_NEAREST_NEIGHBOR" in report["model"]["ops"], report["model"]["ops"]
     if model == "mobilenet.keras":  # its ZeroPadding2D's PAD is fused into the depthwise conv
@@ -446,11 +443,13 @@ def test_recipe_prune_qat(keras3_dir, tmp_path, model):
         assert acc["float"] > 1.02 * acc["detail"]["input_model_float"], acc
         assert acc["int8"] <= 1.05 * acc["float"], acc
         failed -= {"accuracy"}
-    assert failed <= PLAIN[model][1], (failed, run.out)
+    assert failed <= (PLAIN[model][1] if model in PLAIN else set()), (failed, run.out)
     _assert_named_as_summary(keras3_dir, model, report)
     if model == "mha.keras":  # "has no default 8-bit QAT configuration" refused it
         qat = next(s for s in report["stages"] if s["name"] == "qat")
         assert list(qat["metrics"]["skipped_layers"]) == ["mha"], qat["metrics"]
+        # rebuilt as tf_keras (KeyError 'query_shape' before): its per-layer error measured
+        assert any(r["name"] == "mha" and r["error_rmse"] is not None for r in report["layers"])
     if model == "mobilenet.keras":
         # MobileNetV3's parts (every recipe stopped at the rebuild, then at QAT: "keras.ops
         # node", hard_silu unknown, Multiply and the padded input Rescaling refused): the

@@ -1,4 +1,6 @@
-"""A mask's bool -> float32 cast before a QUANTIZE, made integer (artifact.op_forms).
+"""The converter's ops TFLM cannot run, rewritten where proven (artifact.op_forms): a
+mask's bool -> float32 cast before a QUANTIZE made integer, a float ELU island one int8
+ELU, a SELECT of one shape SELECT_V2.
 
 The converter writes ``Embedding(mask_zero=True)``'s mask as NOT_EQUAL -> CAST (bool ->
 float32) -> QUANTIZE, a float tensor in an int8 model. Reproduced here directly."""
@@ -122,3 +124,47 @@ def test_the_dtypes_check_names_a_float_island_and_what_joins_it():
         "the converter left op #2 ELU float32 between DEQUANTIZE and QUANTIZE, which "
         "cortex-m4 does not take (int16/int8): edgec build joins each such island"
     ), check.detail
+
+
+def _select_model(dtype: str = "int8") -> bytes:
+    """A hand-written leaky ReLU, ``tf.where(x > 0, x, 0.2 * x)``, as the converter writes
+    it: GREATER, MUL, SELECT (TensorFlow's SelectV2 of one shape), the values ``dtype``."""
+    b = TfliteBuilder()
+    quant = {"scale": 0.03, "zero_point": 0} if dtype == "int8" else {}
+    x = b.tensor("input", (1, 16), dtype, **quant)
+    zero = b.constant("zero", np.zeros(1, np.int8 if dtype == "int8" else np.int32), **quant)
+    positive = b.tensor("model/tf.where/Greater", (1, 16), "bool")
+    b.op("GREATER", [x, zero], [positive])
+    fifth = (  # 0.2, or (int32) 0
+        b.constant("fifth", np.array([51], np.int8), scale=0.2 / 51)
+        if dtype == "int8"
+        else b.constant("fifth", np.array([0], np.int32))
+    )
+    scaled = b.tensor("model/tf.math.multiply", (1, 16), dtype, **quant)
+    b.op("MUL", [x, fifth], [scaled])
+    y = b.tensor("model/tf.where/SelectV2", (1, 16), dtype, **quant)
+    b.op("SELECT", [positive, x, scaled], [y])
+    return b.build(inputs=[x], outputs=[y])
+
+
+def test_a_select_of_one_shape_becomes_select_v2_which_tflm_runs():
+    """TFLM registers SELECT_V2, not SELECT, which the converter writes for TensorFlow's
+    SelectV2 of one shape: a model with ``tf.where`` (or a selu) failed every MCU's ops
+    check. With one shape the two compute the same; LiteRT's outputs of the two files are
+    bit-identical, and TFLM runs the rewritten one to the same numbers."""
+    data = _select_model()
+    rewritten, described = tflm_forms(data, ALL_INT8)
+    assert described == ("op #2 SELECT (model/tf.where/SelectV2): SELECT_V2 (one shape)",)
+    assert TfliteModel.from_bytes(rewritten).op_names == ("GREATER", "MUL", "SELECT_V2")
+    x = runtimes.quantize(ALL_INT8, TfliteModel.from_bytes(data).input_tensor())
+    litert = runtimes.run_litert(data, x).raw
+    np.testing.assert_array_equal(runtimes.run_tflm(rewritten, x, 8 << 10).raw, litert)
+    assert len(set(litert.ravel())) > 100  # both branches taken, over every int8 input
+
+
+def test_a_select_of_int32_values_stays_a_select():
+    """TFLM's SELECT_V2 takes int8, int16 and float32 values only (an int32 one fails its
+    Prepare): Keras 3's Embedding's negative-id SELECT stays, and the ops check says so."""
+    data = _select_model("int32")
+    ids = np.arange(-8, 8, dtype=np.int32).reshape(1, 16)
+    assert tflm_forms(data, ids) == (data, ())

@@ -22,11 +22,15 @@ TFLite's and TFLM's int8 ELU compute exactly that island in one op: a table of
 the DEQUANTIZE's int8 input and writing the ELU's tensor with the QUANTIZE's type and
 quantization (its name, so the op stays the layer's); the two float tensors go.
 
-Not rewritten: a SELECT (TensorFlow's SelectV2 of equal shapes, which the converter
-writes as SELECT; Keras 3's Embedding wraps negative ids so, left in a ``model.export()``
-SavedModel). TFLM registers SELECT_V2 only, but its SELECT_V2 takes no int32 values
-("Does not support type other than int8|int16|float32, but got INT32", measured with
-tflite-micro's interpreter here), and those ids are int32: the ops check's verdict stands.
+**SELECT as SELECT_V2.** TensorFlow's SelectV2 of a condition and values of one shape
+converts to SELECT (a Keras ``selu``: GREATER, EXP, ... SELECT, all int8), which TFLM does
+not register; it registers SELECT_V2, which differs only in broadcasting, so with one
+shape the two compute the same. Such an op becomes SELECT_V2 where its values are int8,
+int16 or float32, the types TFLM's SELECT_V2 takes, and LiteRT's outputs of the two files
+are bit-identical. Not an int32 SELECT (Keras 3's Embedding wraps negative ids so, left
+in a ``model.export()`` SavedModel): TFLM's SELECT_V2 refuses it ("Does not support type
+other than int8|int16|float32, but got INT32", measured with tflite-micro's interpreter
+here), and the ops check's verdict stands.
 """
 
 from __future__ import annotations
@@ -62,7 +66,10 @@ def tflm_forms(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]
     if cast is not data:  # the islands are looked for in the file the casts made
         parsed = TfliteModel.from_bytes(cast, source="the converted model")
     joined, islands = _integer_islands(cast, parsed, samples)
-    return joined, casts + islands
+    if joined is not cast:
+        parsed = TfliteModel.from_bytes(joined, source="the converted model")
+    selected, selects = _selects_v2(joined, parsed, samples)
+    return selected, casts + islands + selects
 
 
 def _integer_casts(
@@ -96,6 +103,59 @@ def _integer_casts(
     except (ConversionError, ToolError, ValueError, RuntimeError):
         same = False  # LiteRT refused one of them: the converter's file stands
     return (rewritten, tuple(described)) if same else (data, ())
+
+
+def _selects_v2(
+    data: bytes, parsed: TfliteModel, samples: np.ndarray
+) -> tuple[bytes, tuple[str, ...]]:
+    found = [
+        op.index
+        for op in parsed.operators
+        if op.name == "SELECT" and len(op.inputs) == 3 and _one_shape(parsed, op)
+    ]
+    if not found:
+        return data, ()
+    schema = flatbuffer_schema()
+    model = unpack(data)
+    graph = model.subgraphs[0]
+    code = schema.BuiltinOperator.SELECT_V2
+    known = [i for i, c in enumerate(model.operatorCodes) if c.builtinCode == code]
+    if not known:
+        entry = schema.OperatorCodeT()
+        entry.builtinCode, entry.deprecatedBuiltinCode, entry.version = code, code, 1
+        model.operatorCodes.append(entry)
+    index = known[0] if known else len(model.operatorCodes) - 1
+    for op_index in found:
+        op = graph.operators[op_index]
+        op.opcodeIndex = index
+        op.builtinOptionsType = schema.BuiltinOptions.SelectV2Options
+        op.builtinOptions = schema.SelectV2OptionsT()
+    rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
+    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
+    try:
+        same = np.array_equal(
+            runtimes.run_litert(data, x).raw, runtimes.run_litert(rewritten, x).raw
+        )
+    except (ConversionError, ToolError, ValueError, RuntimeError):
+        same = False  # LiteRT refused one of them: the converter's file stands
+    described = tuple(f"{parsed.operators[i].describe()}: SELECT_V2 (one shape)" for i in found)
+    return (rewritten, described) if same else (data, ())
+
+
+# the value types TFLM's SELECT_V2 takes (its Prepare refuses others)
+_SELECT_V2_TYPES = ("int8", "int16", "float32")
+
+
+def _one_shape(model: TfliteModel, op: Any) -> bool:
+    """A SELECT whose condition, values and output have one shape (nothing to broadcast),
+    its values of a type TFLM's SELECT_V2 takes."""
+    condition, a, b = (model.tensors[i] for i in op.inputs)
+    out = model.tensors[op.outputs[0]]
+    return (
+        condition.shape == a.shape == b.shape == out.shape
+        and a.dtype == b.dtype == out.dtype
+        and a.dtype in _SELECT_V2_TYPES
+    )
 
 
 def _integer_islands(

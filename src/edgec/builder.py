@@ -416,9 +416,18 @@ def load_model(ctx: BuildContext) -> None:
                 ctx.progress.warning(f"--trust-model: the model file's own code runs: "
                                      f"{', '.join(code)}")  # fmt: skip
 
+            def in_float32(policy: str, layers: list[str]) -> None:
+                metrics["float32_from"] = policy
+                ctx.warnings.append(
+                    f"the model was trained with mixed precision ({policy}): its "
+                    f"{len(layers)} layer(s) compute in float32 here, from their float32 "
+                    "weights, and the int8 model is calibrated from that"
+                )
+
             ctx.model = load_keras_model(
-                options.model, ctx.custom_objects, trust=options.trust_model, on_code=trusted
-            )
+                options.model, ctx.custom_objects, trust=options.trust_model,
+                on_code=trusted, on_float32=in_float32,
+            )  # fmt: skip
         if ctx.plan.recipe is not None and not getattr(ctx.model, "layers", None):
             raise InputError(
                 f"model {options.model} is a SavedModel without Keras metadata: a recipe "

@@ -235,6 +235,28 @@ def test_multi_head_attention_is_rebuilt_from_its_build_shapes():
     assert translation.max_abs_diff <= 1e-5
 
 
+def test_a_keras3_mixed_precision_model_computes_in_float32(tmp_path):
+    """Keras 3's mixed_float16 layers (tests/component/test_mixed_precision.py: tf_keras'):
+    set to float32 through Keras 3's own dtype_policy setter, they convert to int8."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    from edgec.artifact.tflite_model import TfliteModel
+    from edgec.pipeline.convert import convert_int8
+    from edgec.pipeline.model_io import load_keras_model
+
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, name="conv", dtype="mixed_float16")(inputs)
+    h = keras.layers.Dense(3, name="dense", dtype="mixed_float16")(keras.layers.Flatten()(h))
+    keras.Model(inputs, h).save(tmp_path / "m.keras")
+    told = []
+    model = load_keras_model(tmp_path / "m.keras", on_float32=lambda *a: told.append(a))
+    assert told == [("mixed_float16", ["conv", "dense"])], told
+    x = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
+    ops = TfliteModel.from_bytes(convert_int8(model, x)).op_names
+    assert "CONV_2D" in ops and "FULLY_CONNECTED" in ops, ops
+
+
 def test_keys_keras3_renamed_or_tf_keras_takes_through_kwargs_are_kept():
     """Keras 3's LeakyReLU calls its slope ``negative_slope`` (tf_keras: ``alpha``), and
     tf_keras' GlobalAveragePooling1D takes ``keepdims`` through **kwargs, outside its

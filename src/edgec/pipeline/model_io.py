@@ -20,11 +20,14 @@ def load_keras_model(
     *,
     trust: bool = False,
     on_code: Callable[[tuple[str, ...]], None] | None = None,
+    on_float32: Callable[[str, list[str]], None] | None = None,
 ):
     """Load a tf_keras or Keras 3 model, or a SavedModel's signature (TensorFlow imported
     here), as data: ``model_files.examine`` checks the file first and chooses the loader
     from its structure. With ``trust``, code the file carries loads too, and ``on_code``
-    is told what it is (the caller says that it runs)."""
+    is told what it is (the caller says that it runs). A model trained with mixed
+    precision computes in float32 from here on (``compute_in_float32``); ``on_float32`` is
+    told its policy and the layers that changed."""
     from edgec.pipeline.model_files import KERAS3, SIGNATURE, examine
 
     checked = examine(path, custom_names(custom_objects or {}), trust=trust)
@@ -45,7 +48,37 @@ def load_keras_model(
     except Exception as exc:  # Keras raises many types for unreadable or custom models
         raise _load_failure(path, exc) from None
     check_model_io(model, str(path))
+    policy, changed = compute_in_float32(model)
+    if changed and on_float32 is not None:
+        on_float32(policy, changed)
     return model
+
+
+def compute_in_float32(model) -> tuple[str, list[str]]:
+    """Set the layers of a model trained with mixed precision to compute in float32: its
+    policy ("mixed_float16", a GPU's; "mixed_bfloat16", a TPU's) and the layers changed.
+
+    Such a layer keeps float32 weights and computes in 16 bits. The converter took its
+    float16 Conv2D for a TensorFlow op ("'tf.Conv2D' op is neither a custom op nor a flex
+    op": every build failed) and TF-MOT's pruning wrapper failed on the casts. In float32
+    the model is what its weights say (outputs within float16 rounding: 6e-5 to 1e-4 of a
+    softmax measured here), which the int8 model is calibrated from.
+    """
+    from edgec.pipeline.convert import flat_layers
+
+    policy, changed = "", []
+    for layer in (model, *flat_layers(model)):
+        name = str(getattr(getattr(layer, "dtype_policy", None), "name", ""))
+        if not name.startswith("mixed_"):
+            continue
+        policy = name
+        if hasattr(layer, "_set_dtype_policy"):  # tf_keras: no public setter (frozen 2.x)
+            layer._set_dtype_policy("float32")
+        else:  # Keras 3
+            layer.dtype_policy = "float32"
+        if layer is not model:
+            changed.append(layer.name)
+    return policy, changed
 
 
 # Keras 3 wraps a layer's own error: "Error when deserializing class 'RandomShear' using

@@ -36,7 +36,7 @@ from edgec.artifact.lut import compress_lut_verified
 from edgec.artifact.sidecar import names_path
 from edgec.artifact.stats import analyze_layers
 from edgec.datasets import Dataset, load_dataset, split_calibration
-from edgec.datasets.loading import check_data_file
+from edgec.datasets.loading import check_data_file, sample_shape
 from edgec.datasets.split import (
     calibration_cap,
     recipe_split_warning,
@@ -424,9 +424,18 @@ def load_model(ctx: BuildContext) -> None:
                     "weights, and the int8 model is calibrated from that"
                 )
 
+            def fixed(own: list, shape: list[int]) -> None:
+                metrics["input_shape_from_data"] = shape
+                ctx.warnings.append(
+                    f"the model's input {own} leaves dimensions open: built at {shape}, the "
+                    f"shape of the samples in {options.data}"
+                )
+
             ctx.model = load_keras_model(
                 options.model, ctx.custom_objects, trust=options.trust_model,
                 on_code=trusted, on_float32=in_float32,
+                data_shape=sample_shape(options.data) if options.data else None,
+                on_input_shape=fixed,
             )  # fmt: skip
         if ctx.plan.recipe is not None and not getattr(ctx.model, "layers", None):
             raise InputError(

@@ -257,6 +257,32 @@ def test_a_keras3_mixed_precision_model_computes_in_float32(tmp_path):
     assert "CONV_2D" in ops and "FULLY_CONNECTED" in ops, ops
 
 
+def test_a_keras3_model_with_open_time_steps_is_built_at_the_data_s_shape(tmp_path):
+    """A keyword spotter over any number of frames, ``Input((None, 8))``: refused before
+    ("unknown dimensions"); the build takes the data's frames and says so."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    inputs = keras.Input((None, 8), name="frames")
+    h = keras.layers.GlobalMaxPooling1D()(keras.layers.Conv1D(4, 3, activation="relu")(inputs))
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(h)).save(tmp_path / "m.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((40, 12, 8), dtype=np.float32),
+             y=rng.integers(0, 3, 40))  # fmt: skip
+    out = tmp_path / "out"
+    run = run_edgec("build", tmp_path / "m.keras", "--data", tmp_path / "d.npz",
+                    "--target", "cortex-m", "--out", out)  # fmt: skip
+    assert run.code in (0, 3), run.err + run.out  # untrained: its accuracy may fail
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["input_shape"] == [1, 12, 8]
+    stage = next(s for s in report["stages"] if s["name"] == "load_model")
+    assert stage["metrics"]["input_shape_from_data"] == [1, 12, 8]
+    assert "the model's input [None, None, 8] leaves dimensions open: built at [1, 12, 8]" in (
+        " ".join(report["data"]["warnings"])
+    )
+    assert {c["name"] for c in report["checks"] if not c["ok"]} <= {"accuracy"}
+
+
 def test_keys_keras3_renamed_or_tf_keras_takes_through_kwargs_are_kept():
     """Keras 3's LeakyReLU calls its slope ``negative_slope`` (tf_keras: ``alpha``), and
     tf_keras' GlobalAveragePooling1D takes ``keepdims`` through **kwargs, outside its

@@ -6,7 +6,13 @@ from PIL import Image
 
 from edgec.datasets import load_dataset, split_calibration
 from edgec.datasets.digits import load_digits
-from edgec.datasets.loading import Dataset, IndexInput, check_data_file, labels_for
+from edgec.datasets.loading import (
+    Dataset,
+    IndexInput,
+    check_data_file,
+    labels_for,
+    sample_shape,
+)
 from edgec.errors import InputError
 
 SHAPE = (8, 8, 1)
@@ -198,3 +204,17 @@ def test_an_image_folder_is_refused_for_an_index_input(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "cat" / "0.png")
     with pytest.raises(InputError, match="image folder, but the model's input holds whole"):
         load_dataset(tmp_path, (8, 8, 1), indices=TOKENS)
+
+
+def test_one_sample_s_shape_is_read_from_the_header(tmp_path):
+    """What a model with an open input (``(None, 8)`` frames) is built at, before the data
+    is read: x's shape less the sample axis, from an .npz's or .npy's header alone."""
+    x = np.zeros((5, 12, 8), np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(5, np.int64))
+    np.save(tmp_path / "d.npy", x)
+    assert sample_shape(tmp_path / "d.npz") == sample_shape(tmp_path / "d.npy") == (12, 8)
+    (tmp_path / "images").mkdir()
+    assert sample_shape(tmp_path / "images") is None  # resized to the model's own shape
+    np.save(tmp_path / "scalar.npy", np.float32(1.0))
+    with pytest.raises(InputError, match="x is a single number"):
+        sample_shape(tmp_path / "scalar.npy")

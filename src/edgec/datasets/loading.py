@@ -214,23 +214,40 @@ def check_data_file(
         for _, file in files if rows is None else [files[i] for i in rows]:
             with _open_image(file, path) as image:
                 pixels.add(image)
-    elif path.suffix == ".npz":
-        with safeio.open_archive(path, "data", _NPZ_LIMITS, kind=".npz") as archive:
-            headers = {}
-            for role, name in zip(("x", "y"), _npz_members(archive, path), strict=True):
-                if name is not None:
-                    info = archive.getinfo(name)
-                    with archive.open(info) as stream:
-                        headers[role] = _read_header(stream, str(path), info.file_size, role)
+    elif path.suffix in (".npz", ".npy"):
+        headers = _headers(path)
         check_samples(headers["x"].shape, str(path))
         if "y" in headers:
             _check_labels(headers["y"], headers["x"].shape[0], path)
-    elif path.suffix == ".npy":
-        with safeio.open_regular(path, "data") as stream:
-            header = _read_header(stream, str(path), safeio.file_size(stream), "x")
-        check_samples(header.shape, str(path))
     else:
         _unknown_format(path)
+
+
+def sample_shape(path: str | Path) -> tuple[int, ...] | None:
+    """The shape of one sample of an .npz's x or an .npy, from its header (None for a folder
+    of images, which a build resizes to the model's input)."""
+    path = Path(path)
+    if path.suffix not in (".npz", ".npy"):
+        return None
+    shape = _headers(path)["x"].shape
+    check_samples(shape, str(path))
+    return tuple(int(d) for d in shape[1:])
+
+
+def _headers(path: Path) -> dict[str, _Header]:
+    """The array headers of an .npz's x (and y) or an .npy's (its x), each checked against
+    the bytes it stands for."""
+    if path.suffix == ".npy":
+        with safeio.open_regular(path, "data") as stream:
+            return {"x": _read_header(stream, str(path), safeio.file_size(stream), "x")}
+    headers = {}
+    with safeio.open_archive(path, "data", _NPZ_LIMITS, kind=".npz") as archive:
+        for role, name in zip(("x", "y"), _npz_members(archive, path), strict=True):
+            if name is not None:
+                info = archive.getinfo(name)
+                with archive.open(info) as stream:
+                    headers[role] = _read_header(stream, str(path), info.file_size, role)
+    return headers
 
 
 def _unknown_format(path: Path) -> None:

@@ -21,13 +21,17 @@ def load_keras_model(
     trust: bool = False,
     on_code: Callable[[tuple[str, ...]], None] | None = None,
     on_float32: Callable[[str, list[str]], None] | None = None,
+    data_shape: tuple[int, ...] | None = None,
+    on_input_shape: Callable[[list, list[int]], None] | None = None,
 ):
     """Load a tf_keras or Keras 3 model, or a SavedModel's signature (TensorFlow imported
     here), as data: ``model_files.examine`` checks the file first and chooses the loader
     from its structure. With ``trust``, code the file carries loads too, and ``on_code``
     is told what it is (the caller says that it runs). A model trained with mixed
     precision computes in float32 from here on (``compute_in_float32``); ``on_float32`` is
-    told its policy and the layers that changed."""
+    told its policy and the layers that changed. A model whose input leaves dimensions
+    unknown is rebuilt on ``data_shape`` (one sample's, from the data) where that fits it
+    (``on_input_shape`` is told the two); one it does not fit is refused."""
     from edgec.pipeline.model_files import KERAS3, SIGNATURE, examine
 
     checked = examine(path, custom_names(custom_objects or {}), trust=trust)
@@ -47,11 +51,42 @@ def load_keras_model(
         model = loader(path, custom_objects, safe_mode=not trust)
     except Exception as exc:  # Keras raises many types for unreadable or custom models
         raise _load_failure(path, exc) from None
+    if data_shape is not None and (fixed := _on_input(model, data_shape)) is not model:
+        if on_input_shape is not None:
+            on_input_shape([None, *model.inputs[0].shape[1:]], [1, *data_shape])
+        model = fixed
     check_model_io(model, str(path))
     policy, changed = compute_in_float32(model)
     if changed and on_float32 is not None:
         on_float32(policy, changed)
     return model
+
+
+def _on_input(model, shape: tuple[int, ...]):
+    """``model`` rebuilt on an Input of ``shape`` (one sample's), its weights copied, when
+    its own input leaves dimensions unknown (a fully convolutional net's ``(None, None,
+    3)``, a keyword spotter's ``(None, 13)`` frames) and ``shape`` fills exactly those;
+    else ``model`` itself. Microcontrollers need static shapes, and the data says which."""
+    inputs = getattr(model, "inputs", None)
+    if not getattr(model, "layers", None) or not inputs or len(inputs) != 1:
+        return model  # a SavedModel signature, or several inputs: refused as they are
+    own = tuple(inputs[0].shape[1:])
+    if None not in own or len(own) != len(shape):
+        return model
+    if any(d is not None and d != s for d, s in zip(own, shape, strict=True)):
+        return model
+    from edgec.pipeline.convert import is_keras3
+
+    if is_keras3(model):
+        import keras
+    else:
+        from edgec._tf import keras
+    # the input keeps its layer's name (a Sequential's InputLayer is not in its layers)
+    name = inputs[0]._keras_history[0].name
+    new_input = keras.Input(shape, dtype=inputs[0].dtype, name=name)
+    rebuilt = keras.models.clone_model(model, input_tensors=new_input)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
 
 
 def compute_in_float32(model) -> tuple[str, list[str]]:
@@ -249,7 +284,8 @@ def check_model_io(model, source: str) -> None:
     if any(d is None for d in shape[1:]):
         raise InputError(
             f"model {source} has input shape {list(shape)} with unknown dimensions",
-            hint="give the Input layer a fixed shape (microcontrollers need static shapes)",
+            hint="give the Input layer a fixed shape, or data whose samples have the shape "
+            "to build it at (microcontrollers need static shapes)",
         )
     _check_runs_on_this_cpu(model, source)
 

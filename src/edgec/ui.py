@@ -331,7 +331,8 @@ def _stage_line(name: str, m: dict) -> str:
             )
     if m.get("op_rewrites"):
         parts.append(
-            "ops rewritten into forms TFLM runs in int8 (LiteRT's outputs bit-identical): "
+            "ops rewritten into forms TFLM runs (each proven in LiteRT: its outputs "
+            "bit-identical, a float island's or split's within one step): "
             + "; ".join(m["op_rewrites"])
         )
     if name == "fold_batch_norms":

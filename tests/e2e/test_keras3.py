@@ -32,8 +32,9 @@ PLAIN = {
     # 16), but every op agrees to one step where its inputs agree: litert_vs_tflm passes.
     # The converter is not deterministic on it: in some runs (2 of 3 here at 16 steps, same
     # model and data) it leaves the cell's gate SPLIT in float between DEQUANTIZE and
-    # QUANTIZE, which the dtypes check reports (open: see the closing note of issue 10)
-    "lstm.keras": ("waves.npz", {"dtypes"}),
+    # QUANTIZE, which the dtypes check failed; the build now makes it an int8 SPLIT where
+    # proven (artifact/op_forms.py; seen in 2 of 10 builds of these two models, all PASS)
+    "lstm.keras": ("waves.npz", set()),
     "ae.keras": ("ae.npz", set()),
     "mobilenet.keras": ("digits16.npz", set()),
     # LiteRT and TFLM differ by up to 7 steps at the unrolled GRU's output (measured, 300
@@ -44,8 +45,8 @@ PLAIN = {
     # UpSampling2D and LayerNormalization: through tf_keras (no TILE, no float NEG)
     "upsample_layernorm.keras": ("digits.npz", set()),
     # both directions' LSTMs unrolled (it crashed the calibrator, SIGSEGV); the converter
-    # leaves a gate SPLIT in float in some runs, as with lstm.keras (seen here 1 in 5)
-    "bidirectional.keras": ("waves.npz", {"dtypes"}),
+    # leaves a gate SPLIT in float in some runs, as with lstm.keras, made int8 likewise
+    "bidirectional.keras": ("waves.npz", set()),
 }
 REBUILD = {"nested.keras": "flat.npz", "ops.keras": "flat.npz", "custom.keras": "digits.npz",
            "mha.keras": "rows.npz", "odd.keras": "rows.npz"}  # fmt: skip

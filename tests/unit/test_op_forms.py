@@ -12,7 +12,7 @@ import numpy as np
 from edgec.artifact import runtimes
 from edgec.artifact.op_forms import tflm_forms
 from edgec.artifact.tflite_model import TfliteModel
-from tests.support.tflite_builder import TfliteBuilder
+from tests.support.tflite_builder import TfliteBuilder, schema
 
 IDS = np.array([[3, 0, 5, 0, 0, 1, 2, 7], [0, 0, 0, 0, 4, 4, 4, 4]], np.int32)
 
@@ -113,17 +113,19 @@ def test_an_island_whose_float_result_is_read_as_float_stays():
     assert tflm_forms(data, ALL_INT8) == (data, ())
 
 
-def test_the_dtypes_check_names_a_float_island_and_what_joins_it():
-    """A model converted elsewhere (``edgec check``) with the converter's float ELU."""
+def test_the_dtypes_check_names_a_float_island_or_split_and_what_makes_it_int8():
+    """A model converted elsewhere (``edgec check``) with the converter's float ELU, or its
+    float LSTM gate SPLIT."""
     from edgec.targets import load_target
     from edgec.targets.checks import check_dtypes
 
-    check = check_dtypes(TfliteModel.from_bytes(_elu_island()), load_target("cortex-m4"), "int8")
-    assert not check.ok
-    assert check.detail.startswith(
-        "the converter left op #2 ELU float32 between DEQUANTIZE and QUANTIZE, which "
-        "cortex-m4 does not take (int16/int8): edgec build joins each such island"
-    ), check.detail
+    for data, op in ((_elu_island(), "op #2 ELU"), (_float_split(), "op #1 SPLIT")):
+        check = check_dtypes(TfliteModel.from_bytes(data), load_target("cortex-m4"), "int8")
+        assert not check.ok
+        assert check.detail.startswith(
+            f"the converter left {op} float32 between DEQUANTIZE and QUANTIZE, which "
+            "cortex-m4 does not take (int16/int8): edgec build makes each such op int8"
+        ), check.detail
 
 
 def _select_model(dtype: str = "int8") -> bytes:
@@ -168,3 +170,63 @@ def test_a_select_of_int32_values_stays_a_select():
     data = _select_model("int32")
     ids = np.arange(-8, 8, dtype=np.int32).reshape(1, 16)
     assert tflm_forms(data, ids) == (data, ())
+
+
+def _float_split(*, graph_output: bool = False) -> bytes:
+    """What the converter makes, in some runs, of an unrolled LSTM cell's gate split: an
+    int8 tensor DEQUANTIZEd, SPLIT in float32 into 4 gates, 3 of them QUANTIZEd (each to a
+    scale of its own) and read on; the 4th unread."""
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 32), "int8", scale=0.05, zero_point=3)
+    as_float = b.tensor("tfl.dequantize", (1, 32), "float32")
+    b.op("DEQUANTIZE", [x], [as_float])
+    axis = b.constant("split/axis", np.array(1, np.int32))
+    gates = [b.tensor(f"lstm_cell/split:{i}", (1, 8), "float32") for i in range(4)]
+    options = schema.SplitOptionsT()
+    options.numSplits = 4
+    b.op("SPLIT", [axis, as_float], gates, options=options)
+    outputs = []
+    for i, scale in enumerate((0.04, 0.05, 0.07)):
+        q = b.tensor(f"gate_{i}", (1, 8), "int8", scale=scale, zero_point=-2 + i)
+        b.op("QUANTIZE", [gates[i]], [q])
+        sigmoid = b.tensor(f"sigmoid_{i}", (1, 8), "int8", scale=1 / 256, zero_point=-128)
+        b.op("LOGISTIC", [q], [sigmoid])
+        outputs.append(sigmoid)
+    if graph_output:  # a float gate the graph answers with: it must stay float
+        outputs.append(gates[3])
+    return b.build(inputs=[x], outputs=outputs)
+
+
+SPLIT_SAMPLES = np.linspace(-6, 6, 32 * 24, dtype=np.float32).reshape(24, 32)
+
+
+def test_a_float_split_becomes_an_int8_split_within_one_step():
+    """An int8 LSTM's gate SPLIT left float (the dtypes check of every int8-only target
+    failed, 1 build in 5 of the same model): the int8 SPLIT of the DEQUANTIZE's input,
+    each QUANTIZE requantizing int8 -> int8. TFLM then runs it, as LiteRT does."""
+    data = _float_split()
+    rewritten, described = tflm_forms(data, SPLIT_SAMPLES)
+    assert described == (
+        "op #1 SPLIT (lstm_cell/split:0): int8, not float32 after op #0 DEQUANTIZE",
+    )
+    flat = TfliteModel.from_bytes(rewritten)
+    assert "DEQUANTIZE" not in flat.op_names
+    assert not [t.name for t in flat.tensors if t.dtype == "float32"]
+    before = TfliteModel.from_bytes(data)
+    x = runtimes.quantize(SPLIT_SAMPLES, before.input_tensor())
+
+    def gates(model: TfliteModel, run) -> np.ndarray:  # the three QUANTIZE outputs
+        kept = [t.index for t in model.tensors if t.name.startswith("gate_")]
+        return np.stack([v.astype(np.int32) for v in run(kept).kept.values()])
+
+    float_path = gates(before, lambda keep: runtimes.run_litert(data, x, keep))
+    int8_path = gates(flat, lambda keep: runtimes.run_litert(rewritten, x, keep))
+    assert np.abs(float_path - int8_path).max() <= 1  # rounding once, in float or not
+    assert len(np.unique(int8_path)) > 100  # the gates cover the int8 range
+    tflm = runtimes.run_tflm(rewritten, x, 8 << 10).raw
+    np.testing.assert_array_equal(tflm, runtimes.run_litert(rewritten, x).raw)
+
+
+def test_a_split_whose_float_output_the_graph_answers_with_stays():
+    data = _float_split(graph_output=True)
+    assert tflm_forms(data, SPLIT_SAMPLES) == (data, ())

@@ -22,6 +22,15 @@ TFLite's and TFLM's int8 ELU compute exactly that island in one op: a table of
 the DEQUANTIZE's int8 input and writing the ELU's tensor with the QUANTIZE's type and
 quantization (its name, so the op stays the layer's); the two float tensors go.
 
+**Float splits made integer.** In some runs (the same model and data) the converter
+leaves an unrolled LSTM cell's gate SPLIT float: DEQUANTIZE, SPLIT, then a QUANTIZE for
+each gate (``lstm.keras`` of the Keras 3 tests, 1 run in 5; an LSTM autoencoder here), and
+an int8-only target's dtypes check failed on it. A SPLIT only moves values: it becomes the
+int8 SPLIT of the DEQUANTIZE's input, its outputs in that input's quantization, and each
+QUANTIZE then requantizes int8 -> int8 (TFLM and LiteRT both do), kept where each
+QUANTIZE's output is within one step of the float path's wherever the split's input
+agrees (rounding once in fixed point against once in float32).
+
 **SELECT as SELECT_V2.** TensorFlow's SelectV2 of a condition and values of one shape
 converts to SELECT (a Keras ``selu``: GREATER, EXP, ... SELECT, all int8), which TFLM does
 not register; it registers SELECT_V2, which differs only in broadcasting, so with one
@@ -35,6 +44,7 @@ here), and the ops check's verdict stands.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -69,7 +79,10 @@ def tflm_forms(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]
     if joined is not cast:
         parsed = TfliteModel.from_bytes(joined, source="the converted model")
     selected, selects = _selects_v2(joined, parsed, samples)
-    return selected, casts + islands + selects
+    if selected is not joined:
+        parsed = TfliteModel.from_bytes(selected, source="the converted model")
+    split, splits = _integer_splits(selected, parsed, samples)
+    return split, casts + islands + selects + splits
 
 
 def _integer_casts(
@@ -103,6 +116,96 @@ def _integer_casts(
     except (ConversionError, ToolError, ValueError, RuntimeError):
         same = False  # LiteRT refused one of them: the converter's file stands
     return (rewritten, tuple(described)) if same else (data, ())
+
+
+def _integer_splits(
+    data: bytes, parsed: TfliteModel, samples: np.ndarray
+) -> tuple[bytes, tuple[str, ...]]:
+    splits = float_splits(parsed)
+    if not splits:
+        return data, ()
+    model = unpack(data)
+    graph = model.subgraphs[0]
+    for dequantize, index, _ in splits:
+        op = graph.operators[index]
+        source = int(graph.operators[dequantize].inputs[0])
+        op.inputs = [int(op.inputs[0]), source]
+        for out in op.outputs:
+            tensor = graph.tensors[int(out)]
+            tensor.type = graph.tensors[source].type
+            tensor.quantization = copy.deepcopy(graph.tensors[source].quantization)
+    dropped = sorted(d for d, _, _ in splits)
+    graph.operators = [op for i, op in enumerate(graph.operators) if i not in dropped]
+    drop_unused(model)
+    rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
+    after_model = TfliteModel.from_bytes(rewritten, source="the rewritten model")
+
+    def moved(i: int) -> int:  # an op's index once the DEQUANTIZE ops before it are gone
+        return i - sum(d < i for d in dropped)
+
+    # each split's input, and each QUANTIZE's output, in the two files
+    before = [(parsed.operators[d].inputs[0], [parsed.operators[q].outputs[0] for q in qs])
+              for d, _, qs in splits]  # fmt: skip
+    after = [(after_model.operators[moved(s)].inputs[1],
+              [after_model.operators[moved(q)].outputs[0] for q in qs])
+             for _, s, qs in splits]  # fmt: skip
+    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
+    try:
+        a = runtimes.run_litert(data, x, [t for i, qs in before for t in (i, *qs)]).kept
+        b = runtimes.run_litert(rewritten, x, [t for i, qs in after for t in (i, *qs)]).kept
+    except (ConversionError, ToolError, ValueError, RuntimeError):
+        return data, ()  # LiteRT refused one of them: the converter's file stands
+    for (in_a, outs_a), (in_b, outs_b) in zip(before, after, strict=True):
+        agree = np.all((a[in_a] == b[in_b]).reshape(len(x), -1), axis=1)  # per sample
+        for out_a, out_b in zip(outs_a, outs_b, strict=True):
+            steps = np.abs(a[out_a].astype(np.int32) - b[out_b].astype(np.int32))
+            if not agree.any() or np.any(steps[agree] > 1):
+                return data, ()
+    described = tuple(
+        f"{parsed.operators[s].describe()}: int8, not float32 after op #{d} DEQUANTIZE"
+        for d, s, _ in splits
+    )
+    return rewritten, described
+
+
+def float_splits(model: TfliteModel) -> list[tuple[int, int, tuple[int, ...]]]:
+    """(DEQUANTIZE, SPLIT, its QUANTIZE readers) op indices of each SPLIT whose value input
+    is an int8 DEQUANTIZE's output that it alone reads, and whose float32 outputs are each
+    read by one QUANTIZE to int8 or by nothing; in the model's graph, no float tensor a
+    graph output."""
+    readers, producer = _links(model)
+    found = []
+    for op in model.operators:
+        if op.name != "SPLIT" or len(op.inputs) != 2:
+            continue
+        source = op.inputs[1]
+        before = model.operators[producer[source]] if source in producer else None
+        after = [[model.operators[r] for r in readers.get(out, [])] for out in op.outputs]
+        if (
+            before is not None
+            and before.name == "DEQUANTIZE"
+            and model.tensors[before.inputs[0]].dtype == "int8"
+            and readers.get(source) == [op.index]
+            and all(len(r) <= 1 for r in after)
+            and all(r[0].name == "QUANTIZE" for r in after if r)
+            and all(model.tensors[r[0].outputs[0]].dtype == "int8" for r in after if r)
+            and not {source, *op.outputs} & set(model.outputs)
+        ):
+            found.append((before.index, op.index, tuple(r[0].index for r in after if r)))
+    return found
+
+
+def _links(model: TfliteModel) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Each tensor's reading ops, and its producing op, in the model's graph."""
+    readers: dict[int, list[int]] = {}
+    producer: dict[int, int] = {}
+    for op in model.operators:
+        for i in op.inputs:
+            if i >= 0:
+                readers.setdefault(i, []).append(op.index)
+        for i in op.outputs:
+            producer[i] = op.index
+    return readers, producer
 
 
 def _selects_v2(
@@ -229,14 +332,7 @@ def float_islands(model: TfliteModel) -> list[tuple[int, int, int]]:
     """(DEQUANTIZE, op, QUANTIZE) op indices of each ``ISLAND_OPS`` op whose one input is
     an int8 DEQUANTIZE's output that it alone reads, and whose one float32 output only one
     QUANTIZE to int8 reads; in the model's graph, no float tensor a graph output."""
-    readers: dict[int, list[int]] = {}
-    producer: dict[int, int] = {}
-    for op in model.operators:
-        for i in op.inputs:
-            if i >= 0:
-                readers.setdefault(i, []).append(op.index)
-        for i in op.outputs:
-            producer[i] = op.index
+    readers, producer = _links(model)
     found = []
     for op in model.operators:
         if op.name not in ISLAND_OPS or len(op.inputs) != 1 or len(op.outputs) != 1:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Collection, Sequence
 
 from edgec.artifact import TflmRun
-from edgec.artifact.op_forms import float_islands
+from edgec.artifact.op_forms import float_islands, float_splits
 from edgec.artifact.tflite_model import Tensor, TfliteModel
 from edgec.report import Check
 from edgec.targets.profile import DTYPES, Runtime, TargetProfile
@@ -272,14 +272,14 @@ def _policy_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str], 
             "TFLM's kernels dropped uint8): convert it again with full-integer int8 "
             "quantization (edgec build does): "
         )
-    islands = float_islands(model)
-    if islands:
-        where = ", ".join(f"op #{op} {model.operators[op].name}" for _, op, _ in islands)
+    floating = [op for _, op, _ in float_islands(model)] + [op for _, op, _ in float_splits(model)]
+    if floating:
+        where = ", ".join(f"op #{op} {model.operators[op].name}" for op in sorted(floating))
         return (
             f"the converter left {where} float32 between DEQUANTIZE and QUANTIZE, which "
-            f"{profile.name} does not take ({'/'.join(sorted(allowed))}): edgec build joins "
-            "each such island into one int8 op (TFLite's and TFLM's kernel) where it proves "
-            "the outputs within a step; else replace the activation: "
+            f"{profile.name} does not take ({'/'.join(sorted(allowed))}): edgec build makes "
+            "each such op int8 (TFLite's and TFLM's kernel) where it proves the outputs "
+            "within a step; else replace the layer: "
         )
     if int16 and "int16" not in allowed:
         return (

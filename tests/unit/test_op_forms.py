@@ -230,3 +230,37 @@ def test_a_float_split_becomes_an_int8_split_within_one_step():
 def test_a_split_whose_float_output_the_graph_answers_with_stays():
     data = _float_split(graph_output=True)
     assert tflm_forms(data, SPLIT_SAMPLES) == (data, ())
+
+
+def _tile(rows: int) -> bytes:
+    """Keras' RepeatVector(5), as the converter writes it: a TILE (after its EXPAND_DIMS)
+    repeating ``rows`` rows 5 times."""
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, rows, 8), "int8", scale=0.05, zero_point=3)
+    times = b.constant("repeat_vector/stack", np.array([1, 5, 1], np.int32))
+    y = b.tensor("repeat_vector/Tile", (1, 5 * rows, 8), "int8", scale=0.05, zero_point=3)
+    b.op("TILE", [x, times], [y])
+    return b.build(inputs=[x], outputs=[y])
+
+
+def test_a_tile_of_axes_of_size_one_becomes_broadcast_to_which_tflm_runs():
+    """TFLM has no TILE (an LSTM autoencoder's RepeatVector failed every MCU's ops check);
+    a TILE of axes of size 1 is its BROADCAST_TO to the output shape."""
+    data = _tile(rows=1)
+    samples = np.linspace(-6, 6, 4 * 8, dtype=np.float32).reshape(4, 1, 8)
+    rewritten, described = tflm_forms(data, samples)
+    assert described == ("op #0 TILE (repeat_vector/Tile): BROADCAST_TO (it tiles axes of size 1)",)
+    flat = TfliteModel.from_bytes(rewritten)
+    assert flat.op_names == ("BROADCAST_TO",)
+    assert flat.tensors[flat.operators[0].inputs[1]].array().tolist() == [1, 5, 8]  # the shape
+    x = runtimes.quantize(samples, flat.input_tensor())
+    litert = runtimes.run_litert(data, x).raw
+    assert litert.shape == (4, 5, 8)
+    np.testing.assert_array_equal(runtimes.run_tflm(rewritten, x, 4 << 10).raw, litert)
+
+
+def test_a_tile_of_a_longer_axis_stays():
+    """Tiling 2 rows 5 times repeats a block, which no broadcast does."""
+    data = _tile(rows=2)
+    samples = np.zeros((2, 2, 8), np.float32)
+    assert tflm_forms(data, samples) == (data, ())

@@ -31,6 +31,12 @@ QUANTIZE then requantizes int8 -> int8 (TFLM and LiteRT both do), kept where eac
 QUANTIZE's output is within one step of the float path's wherever the split's input
 agrees (rounding once in fixed point against once in float32).
 
+**TILE as BROADCAST_TO.** Keras' RepeatVector converts to EXPAND_DIMS then TILE, which
+TFLM does not register (an LSTM autoencoder's, between its encoder and decoder). A TILE
+that repeats only axes of size 1 is a broadcast to its output shape: it becomes TFLM's
+BROADCAST_TO (up to 5 dimensions), its multiples constant rewritten as that shape, kept
+where LiteRT's outputs of the two files are bit-identical.
+
 **SELECT as SELECT_V2.** TensorFlow's SelectV2 of a condition and values of one shape
 converts to SELECT (a Keras ``selu``: GREATER, EXP, ... SELECT, all int8), which TFLM does
 not register; it registers SELECT_V2, which differs only in broadcasting, so with one
@@ -82,7 +88,10 @@ def tflm_forms(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]
     if selected is not joined:
         parsed = TfliteModel.from_bytes(selected, source="the converted model")
     split, splits = _integer_splits(selected, parsed, samples)
-    return split, casts + islands + selects + splits
+    if split is not selected:
+        parsed = TfliteModel.from_bytes(split, source="the converted model")
+    tiled, tiles = _tiles_as_broadcasts(split, parsed, samples)
+    return tiled, casts + islands + selects + splits + tiles
 
 
 def _integer_casts(
@@ -221,13 +230,7 @@ def _selects_v2(
     schema = flatbuffer_schema()
     model = unpack(data)
     graph = model.subgraphs[0]
-    code = schema.BuiltinOperator.SELECT_V2
-    known = [i for i, c in enumerate(model.operatorCodes) if c.builtinCode == code]
-    if not known:
-        entry = schema.OperatorCodeT()
-        entry.builtinCode, entry.deprecatedBuiltinCode, entry.version = code, code, 1
-        model.operatorCodes.append(entry)
-    index = known[0] if known else len(model.operatorCodes) - 1
+    index = _operator_code(model, schema.BuiltinOperator.SELECT_V2)
     for op_index in found:
         op = graph.operators[op_index]
         op.opcodeIndex = index
@@ -243,6 +246,77 @@ def _selects_v2(
         same = False  # LiteRT refused one of them: the converter's file stands
     described = tuple(f"{parsed.operators[i].describe()}: SELECT_V2 (one shape)" for i in found)
     return (rewritten, described) if same else (data, ())
+
+
+def _operator_code(model: Any, code: int, version: int = 1) -> int:
+    """The index of ``model``'s operator code for builtin ``code``, added if it has none
+    (a code past 127 keeps PLACEHOLDER_FOR_GREATER_OP_CODES in the deprecated field)."""
+    for i, entry in enumerate(model.operatorCodes):
+        if entry.builtinCode == code:
+            return i
+    entry = flatbuffer_schema().OperatorCodeT()
+    entry.builtinCode, entry.deprecatedBuiltinCode, entry.version = code, min(code, 127), version
+    model.operatorCodes.append(entry)
+    return len(model.operatorCodes) - 1
+
+
+def _tiles_as_broadcasts(
+    data: bytes, parsed: TfliteModel, samples: np.ndarray
+) -> tuple[bytes, tuple[str, ...]]:
+    found = [op.index for op in parsed.operators if _broadcast_tile(parsed, op)]
+    if not found:
+        return data, ()
+    schema = flatbuffer_schema()
+    model = unpack(data)
+    graph = model.subgraphs[0]
+    # BROADCAST_TO's versions start at 2 (LiteRT: "Didn't find op for builtin opcode
+    # 'BROADCAST_TO' version '1'"; version 1 was TensorFlow's own op, run by Flex)
+    index = _operator_code(model, schema.BuiltinOperator.BROADCAST_TO, version=2)
+    for op_index in found:
+        op = graph.operators[op_index]
+        shape = graph.tensors[int(op.inputs[1])]
+        target = np.array(graph.tensors[int(op.outputs[0])].shape, np.int32)
+        buffer = schema.BufferT()  # a buffer of its own: the converter shares equal ones
+        buffer.data = np.frombuffer(target.tobytes(), np.uint8)
+        model.buffers.append(buffer)
+        shape.buffer, shape.type = len(model.buffers) - 1, schema.TensorType.INT32
+        op.opcodeIndex = index
+        op.builtinOptionsType = schema.BuiltinOptions.BroadcastToOptions
+        op.builtinOptions = schema.BroadcastToOptionsT()
+    drop_unused(model)
+    rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
+    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
+    try:
+        same = np.array_equal(
+            runtimes.run_litert(data, x).raw, runtimes.run_litert(rewritten, x).raw
+        )
+    except (ConversionError, ToolError, ValueError, RuntimeError):
+        same = False  # LiteRT refused one of them: the converter's file stands
+    described = tuple(
+        f"{parsed.operators[i].describe()}: BROADCAST_TO (it tiles axes of size 1)" for i in found
+    )
+    return (rewritten, described) if same else (data, ())
+
+
+_BROADCAST_TO_DIMS = 5  # TFLM's BROADCAST_TO (kMaxDims)
+
+
+def _broadcast_tile(model: TfliteModel, op: Any) -> bool:
+    """A TILE that is a broadcast: its multiples a constant only it reads, every tiled axis
+    of size 1 in its input (RepeatVector's EXPAND_DIMS then TILE)."""
+    if op.name != "TILE" or len(op.inputs) != 2:
+        return False
+    x, multiples = model.tensors[op.inputs[0]], model.tensors[op.inputs[1]]
+    if not multiples.is_constant or multiples.dtype not in ("int32", "int64"):
+        return False
+    readers = [o for o in model.operators if op.inputs[1] in o.inputs]
+    times = [int(m) for m in multiples.array().ravel()]
+    return (
+        len(readers) == 1
+        and op.inputs[1] not in model.outputs
+        and len(times) == len(x.shape) <= _BROADCAST_TO_DIMS
+        and all(t == 1 or d == 1 for t, d in zip(times, x.shape, strict=True))
+    )
 
 
 # the value types TFLM's SELECT_V2 takes (its Prepare refuses others)

@@ -117,13 +117,7 @@ def _integer_casts(
         assert builtin_op_name(model, op) == "CAST"
         described.append(f"{parsed.operators[op_index].describe()}: bool -> {dtype}, not float32")
     rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
-    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
-    try:
-        same = np.array_equal(
-            runtimes.run_litert(data, x).raw, runtimes.run_litert(rewritten, x).raw
-        )
-    except (ConversionError, ToolError, ValueError, RuntimeError):
-        same = False  # LiteRT refused one of them: the converter's file stands
+    same = _bit_identical(data, rewritten, parsed, samples)
     return (rewritten, tuple(described)) if same else (data, ())
 
 
@@ -237,13 +231,7 @@ def _selects_v2(
         op.builtinOptionsType = schema.BuiltinOptions.SelectV2Options
         op.builtinOptions = schema.SelectV2OptionsT()
     rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
-    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
-    try:
-        same = np.array_equal(
-            runtimes.run_litert(data, x).raw, runtimes.run_litert(rewritten, x).raw
-        )
-    except (ConversionError, ToolError, ValueError, RuntimeError):
-        same = False  # LiteRT refused one of them: the converter's file stands
+    same = _bit_identical(data, rewritten, parsed, samples)
     described = tuple(f"{parsed.operators[i].describe()}: SELECT_V2 (one shape)" for i in found)
     return (rewritten, described) if same else (data, ())
 
@@ -285,13 +273,7 @@ def _tiles_as_broadcasts(
         op.builtinOptions = schema.BroadcastToOptionsT()
     drop_unused(model)
     rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
-    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
-    try:
-        same = np.array_equal(
-            runtimes.run_litert(data, x).raw, runtimes.run_litert(rewritten, x).raw
-        )
-    except (ConversionError, ToolError, ValueError, RuntimeError):
-        same = False  # LiteRT refused one of them: the converter's file stands
+    same = _bit_identical(data, rewritten, parsed, samples)
     described = tuple(
         f"{parsed.operators[i].describe()}: BROADCAST_TO (it tiles axes of size 1)" for i in found
     )
@@ -333,6 +315,18 @@ def _one_shape(model: TfliteModel, op: Any) -> bool:
         and a.dtype == b.dtype == out.dtype
         and a.dtype in _SELECT_V2_TYPES
     )
+
+
+def _bit_identical(data: bytes, rewritten: bytes, parsed: TfliteModel, samples) -> bool:
+    """LiteRT's outputs of the two files are bit-identical on ``samples`` (float samples,
+    quantized to the input here); False where LiteRT refuses either."""
+    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
+    try:
+        return np.array_equal(
+            runtimes.run_litert(data, x).raw, runtimes.run_litert(rewritten, x).raw
+        )
+    except (ConversionError, ToolError, ValueError, RuntimeError):
+        return False  # LiteRT refused one of them: the converter's file stands
 
 
 def _integer_islands(

@@ -108,10 +108,14 @@ def test_an_int32_quantize_output_passes_because_tflm_runs_it(tmp_path):
 
 
 def test_a_kernel_that_refuses_int16_fails_dtypes_in_tflms_words(tmp_path):
-    """TFLM's HARD_SWISH takes int8 and float only: it says so at Invoke."""
+    """TFLM's HARD_SWISH takes int8 and float only: it says so at Invoke, naming the op by
+    kind and index ("Node HARD_SWISH (number 0)"), to which the check adds its place in
+    the model (a layer's scope in a converted Keras model: a softplus's int8 EXP, which
+    TFLM takes as float32 only, became "Node EXP (number 2, .../dense_1/Softplus1)")."""
     report, checks = _check(tmp_path, defects.hard_swish_int16())
     assert checks["ops"].ok and not checks["dtypes"].ok
-    assert "HARD_SWISH" in checks["dtypes"].detail and "INT16" in checks["dtypes"].detail
+    assert "INT16" in checks["dtypes"].detail
+    assert "Node HARD_SWISH (number 0, output) failed" in checks["dtypes"].detail
     assert "not measured" in report.targets[0].memory.arena_method
 
 

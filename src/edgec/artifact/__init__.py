@@ -8,6 +8,7 @@ the object, not in a module. Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -109,7 +110,9 @@ class Artifact:
                 arena = runtimes.tflm_arena(self.data, self.model, known)
                 self._run = TflmRun(arena, runtimes.METHOD)
             except runtimes.TflmRefused as exc:
-                self._run = TflmRun(None, f"not measured: {exc}", exc.messages)
+                said = tuple(named_nodes(self.model, m) for m in exc.messages)
+                self._run = TflmRun(None, f"not measured: {named_nodes(self.model, str(exc))}",
+                                    said)  # fmt: skip
             except runtimes.TflmCrashed as exc:
                 aborts = prepare_aborts(self.model)
                 why = exc.explained(aborts[0]) if aborts else str(exc)
@@ -125,3 +128,22 @@ class Artifact:
 
 
 __all__ = ["Artifact", "TfliteModel", "TflmRun"]
+
+
+# TFLM names an op it refused by its kind and its index in the subgraph
+_NODE = re.compile(r"\bNode ([A-Z][A-Z0-9_]*) \(number (\d+)\)")
+
+
+def named_nodes(model: TfliteModel, text: str) -> str:
+    """TFLM's "Node EXP (number 2)" with the op's place in the model: "Node EXP (number 2,
+    functional/dense/Softplus/Exp)", the layer it came from (the first subgraph's op of
+    that index and kind; another subgraph's, or an op it does not match, stays as said)."""
+
+    def placed(match: re.Match[str]) -> str:
+        kind, index = match.group(1), int(match.group(2))
+        ops = model.operators
+        if index < len(ops) and ops[index].name == kind and ops[index].location:
+            return f"Node {kind} (number {index}, {ops[index].location})"
+        return match.group(0)
+
+    return _NODE.sub(placed, text)

@@ -264,3 +264,17 @@ def test_a_tile_of_a_longer_axis_stays():
     data = _tile(rows=2)
     samples = np.zeros((2, 2, 8), np.float32)
     assert tflm_forms(data, samples) == (data, ())
+
+
+def test_the_ops_check_of_a_model_made_elsewhere_says_what_a_build_would_rewrite():
+    """``edgec check`` of a converted RepeatVector: TFLM has no TILE, and edgec build would
+    make this one a BROADCAST_TO; a TILE no broadcast can be gets no such note."""
+    from edgec.targets import load_target
+    from edgec.targets.checks import check_ops
+
+    profile = load_target("cortex-m4")
+    check = check_ops(TfliteModel.from_bytes(_tile(rows=1)), profile, installed=())
+    assert not check.ok
+    assert "edgec build rewrites TILE -> BROADCAST_TO (op #0), which TFLM runs" in check.detail
+    check = check_ops(TfliteModel.from_bytes(_tile(rows=2)), profile, installed=())
+    assert not check.ok and "edgec build rewrites" not in check.detail

@@ -301,6 +301,16 @@ def _broadcast_tile(model: TfliteModel, op: Any) -> bool:
     )
 
 
+def build_makes(model: TfliteModel, op: Any) -> str | None:
+    """What ``tflm_forms`` makes of ``op`` (an op of the model's graph), where it can (a
+    ``check`` of a model made elsewhere says what a build would do), else None."""
+    if _broadcast_tile(model, op):
+        return "BROADCAST_TO"
+    if op.name == "SELECT" and len(op.inputs) == 3 and _one_shape(model, op):
+        return "SELECT_V2"
+    return None
+
+
 # the value types TFLM's SELECT_V2 takes (its Prepare refuses others)
 _SELECT_V2_TYPES = ("int8", "int16", "float32")
 

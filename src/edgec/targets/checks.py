@@ -18,7 +18,7 @@ import re
 from collections.abc import Collection, Sequence
 
 from edgec.artifact import TflmRun
-from edgec.artifact.op_forms import float_islands, float_splits
+from edgec.artifact.op_forms import build_makes, float_islands, float_splits
 from edgec.artifact.tflite_model import Tensor, TfliteModel
 from edgec.report import Check
 from edgec.targets.profile import DTYPES, Runtime, TargetProfile
@@ -88,9 +88,26 @@ def check_ops(
         "ops",
         False,
         f"{where_runs} has no kernel for {', '.join(names)}: {where}"
-        + (_flex_note(flex, profile) if flex else ""),
+        + (_flex_note(flex, profile) if flex else "")
+        + (_rewritable_note(model, missing) if runtime.asks_tflm else ""),
         value=len(names),
         limit=0,
+    )
+
+
+def _rewritable_note(model: TfliteModel, missing: list) -> str:
+    """What ``edgec build`` makes of missing ops that it rewrites for TFLM, proven (a TILE
+    of axes of size 1, RepeatVector's; a SELECT of one shape, tf.where's)."""
+    made: dict[str, list[str]] = {}
+    for op in missing:
+        if not op.graph and (form := build_makes(model, op)) is not None:
+            made.setdefault(f"{op.name} -> {form}", []).append(f"#{op.index}")
+    if not made:
+        return ""
+    what = ", ".join(f"{kind} (op {' '.join(ops[:5])})" for kind, ops in made.items())
+    return (
+        f"; edgec build rewrites {what}, which TFLM runs, where LiteRT proves the two files "
+        "alike: build the Keras model with edgec"
     )
 
 

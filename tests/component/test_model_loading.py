@@ -66,3 +66,22 @@ def test_an_open_input_is_built_at_the_data_s_shape_where_it_fits(tmp_path):
     with pytest.raises(InputError, match="unknown dimensions") as caught:
         load_keras_model(tmp_path / "m.keras", data_shape=(6, 5))
     assert "or data whose samples have the shape to build it at" in str(caught.value)
+
+
+def test_an_open_input_clone_model_cannot_remake_is_refused_as_before(tmp_path, monkeypatch):
+    """clone_model remakes each layer from its config; a custom layer whose config leaves an
+    argument out loads (its own from_config) but cannot be remade. Simulated here by
+    clone_model raising what Keras raises then: the build says "unknown dimensions", as it
+    did, not an internal error."""
+    from edgec._tf import keras
+    from edgec.pipeline.model_io import load_keras_model
+
+    inputs = keras.Input((None, 4))
+    keras.Model(inputs, keras.layers.Dense(3)(inputs)).save(tmp_path / "m.keras")
+
+    def cannot(*args, **kwargs):
+        raise TypeError("__init__() missing 1 required positional argument: 'factor'")
+
+    monkeypatch.setattr(keras.models, "clone_model", cannot)
+    with pytest.raises(InputError, match="unknown dimensions"):
+        load_keras_model(tmp_path / "m.keras", data_shape=(6, 4))

@@ -84,8 +84,11 @@ def _on_input(model, shape: tuple[int, ...]):
     # the input keeps its layer's name (a Sequential's InputLayer is not in its layers)
     name = inputs[0]._keras_history[0].name
     new_input = keras.Input(shape, dtype=inputs[0].dtype, name=name)
-    rebuilt = keras.models.clone_model(model, input_tensors=new_input)
-    rebuilt.set_weights(model.get_weights())
+    try:
+        rebuilt = keras.models.clone_model(model, input_tensors=new_input)
+        rebuilt.set_weights(model.get_weights())
+    except Exception:  # noqa: BLE001 (a layer clone_model cannot remake: refused as it is)
+        return model
     return rebuilt
 
 

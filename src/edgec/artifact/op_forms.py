@@ -51,6 +51,7 @@ here), and the ops check's verdict stands.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -78,20 +79,13 @@ def tflm_forms(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]
     (the int8 op rounds its table once; the island rounded in float32 on the way: measured,
     1 of 256 inputs a step apart)."""
     parsed = TfliteModel.from_bytes(data, source="the converted model")
-    cast, casts = _integer_casts(data, parsed, samples)
-    if cast is not data:  # the islands are looked for in the file the casts made
-        parsed = TfliteModel.from_bytes(cast, source="the converted model")
-    joined, islands = _integer_islands(cast, parsed, samples)
-    if joined is not cast:
-        parsed = TfliteModel.from_bytes(joined, source="the converted model")
-    selected, selects = _selects_v2(joined, parsed, samples)
-    if selected is not joined:
-        parsed = TfliteModel.from_bytes(selected, source="the converted model")
-    split, splits = _integer_splits(selected, parsed, samples)
-    if split is not selected:
-        parsed = TfliteModel.from_bytes(split, source="the converted model")
-    tiled, tiles = _tiles_as_broadcasts(split, parsed, samples)
-    return tiled, casts + islands + selects + splits + tiles
+    described: tuple[str, ...] = ()
+    for rewrite in _REWRITES:  # each looks at the file the ones before it made
+        rewritten, said = rewrite(data, parsed, samples)
+        if rewritten is not data:
+            data, described = rewritten, described + said
+            parsed = TfliteModel.from_bytes(data, source="the converted model")
+    return data, described
 
 
 def _integer_casts(
@@ -142,28 +136,16 @@ def _integer_splits(
     drop_unused(model)
     rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
     after_model = TfliteModel.from_bytes(rewritten, source="the rewritten model")
-
-    def moved(i: int) -> int:  # an op's index once the DEQUANTIZE ops before it are gone
-        return i - sum(d < i for d in dropped)
-
     # each split's input, and each QUANTIZE's output, in the two files
     before = [(parsed.operators[d].inputs[0], [parsed.operators[q].outputs[0] for q in qs])
               for d, _, qs in splits]  # fmt: skip
-    after = [(after_model.operators[moved(s)].inputs[1],
-              [after_model.operators[moved(q)].outputs[0] for q in qs])
+    after = [(after_model.operators[_shifted(s, dropped)].inputs[1],
+              [after_model.operators[_shifted(q, dropped)].outputs[0] for q in qs])
              for _, s, qs in splits]  # fmt: skip
-    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
-    try:
-        a = runtimes.run_litert(data, x, [t for i, qs in before for t in (i, *qs)]).kept
-        b = runtimes.run_litert(rewritten, x, [t for i, qs in after for t in (i, *qs)]).kept
-    except (ConversionError, ToolError, ValueError, RuntimeError):
-        return data, ()  # LiteRT refused one of them: the converter's file stands
-    for (in_a, outs_a), (in_b, outs_b) in zip(before, after, strict=True):
-        agree = np.all((a[in_a] == b[in_b]).reshape(len(x), -1), axis=1)  # per sample
-        for out_a, out_b in zip(outs_a, outs_b, strict=True):
-            steps = np.abs(a[out_a].astype(np.int32) - b[out_b].astype(np.int32))
-            if not agree.any() or np.any(steps[agree] > 1):
-                return data, ()
+    # a SPLIT's outputs are slices of its input: compared on the samples whose whole input
+    # agrees
+    if not _within_one_step(data, rewritten, parsed, samples, before, after, elementwise=False):
+        return data, ()
     described = tuple(
         f"{parsed.operators[s].describe()}: int8, not float32 after op #{d} DEQUANTIZE"
         for d, s, _ in splits
@@ -214,26 +196,62 @@ def _links(model: TfliteModel) -> tuple[dict[int, list[int]], dict[int, int]]:
 def _selects_v2(
     data: bytes, parsed: TfliteModel, samples: np.ndarray
 ) -> tuple[bytes, tuple[str, ...]]:
-    found = [
-        op.index
-        for op in parsed.operators
-        if op.name == "SELECT" and len(op.inputs) == 3 and _one_shape(parsed, op)
-    ]
+    found = [op.index for op in parsed.operators if _select_of_one_shape(parsed, op)]
+    return _retyped(data, parsed, samples, found, "SELECT_V2", "SELECT_V2 (one shape)")
+
+
+def _tiles_as_broadcasts(
+    data: bytes, parsed: TfliteModel, samples: np.ndarray
+) -> tuple[bytes, tuple[str, ...]]:
+    found = [op.index for op in parsed.operators if _broadcast_tile(parsed, op)]
+    what = "BROADCAST_TO (it tiles axes of size 1)"
+    return _retyped(data, parsed, samples, found, "BROADCAST_TO", what, edit=_shape_for_broadcast)
+
+
+# What each retyping makes of an op: the builtin, its first version LiteRT registers
+# (BROADCAST_TO's versions start at 2: "Didn't find op for builtin opcode 'BROADCAST_TO'
+# version '1'"; version 1 was TensorFlow's own op, run by Flex) and its options table
+_RETYPES = {"SELECT_V2": (1, "SelectV2Options"), "BROADCAST_TO": (2, "BroadcastToOptions")}
+
+
+def _retyped(
+    data: bytes, parsed: TfliteModel, samples: np.ndarray, found: list[int], into: str,
+    what: str, *, edit: Callable[[Any, Any], None] | None = None,
+) -> tuple[bytes, tuple[str, ...]]:  # fmt: skip
+    """``data`` with the ops ``found`` made ``into`` (after ``edit(model, op)``), kept where
+    LiteRT's outputs of the two files are bit-identical; and what became of each."""
     if not found:
         return data, ()
     schema = flatbuffer_schema()
     model = unpack(data)
-    graph = model.subgraphs[0]
-    index = _operator_code(model, schema.BuiltinOperator.SELECT_V2)
+    version, options = _RETYPES[into]
+    index = _operator_code(model, getattr(schema.BuiltinOperator, into), version)
     for op_index in found:
-        op = graph.operators[op_index]
+        op = model.subgraphs[0].operators[op_index]
+        if edit is not None:
+            edit(model, op)
         op.opcodeIndex = index
-        op.builtinOptionsType = schema.BuiltinOptions.SelectV2Options
-        op.builtinOptions = schema.SelectV2OptionsT()
+        op.builtinOptionsType = getattr(schema.BuiltinOptions, options)
+        op.builtinOptions = getattr(schema, f"{options}T")()
+    if edit is not None:  # what an edit replaced goes (a retyping alone replaces nothing)
+        drop_unused(model)
     rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
-    same = _bit_identical(data, rewritten, parsed, samples)
-    described = tuple(f"{parsed.operators[i].describe()}: SELECT_V2 (one shape)" for i in found)
-    return (rewritten, described) if same else (data, ())
+    if not _bit_identical(data, rewritten, parsed, samples):
+        return data, ()
+    return rewritten, tuple(f"{parsed.operators[i].describe()}: {what}" for i in found)
+
+
+def _shape_for_broadcast(model: Any, op: Any) -> None:
+    """A TILE's multiples made the shape BROADCAST_TO takes: its output's, in a buffer of
+    its own (the converter shares equal constants)."""
+    schema = flatbuffer_schema()
+    graph = model.subgraphs[0]
+    shape = graph.tensors[int(op.inputs[1])]
+    buffer = schema.BufferT()
+    target = np.array(graph.tensors[int(op.outputs[0])].shape, np.int32)
+    buffer.data = np.frombuffer(target.tobytes(), np.uint8)
+    model.buffers.append(buffer)
+    shape.buffer, shape.type = len(model.buffers) - 1, schema.TensorType.INT32
 
 
 def _operator_code(model: Any, code: int, version: int = 1) -> int:
@@ -248,38 +266,6 @@ def _operator_code(model: Any, code: int, version: int = 1) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _tiles_as_broadcasts(
-    data: bytes, parsed: TfliteModel, samples: np.ndarray
-) -> tuple[bytes, tuple[str, ...]]:
-    found = [op.index for op in parsed.operators if _broadcast_tile(parsed, op)]
-    if not found:
-        return data, ()
-    schema = flatbuffer_schema()
-    model = unpack(data)
-    graph = model.subgraphs[0]
-    # BROADCAST_TO's versions start at 2 (LiteRT: "Didn't find op for builtin opcode
-    # 'BROADCAST_TO' version '1'"; version 1 was TensorFlow's own op, run by Flex)
-    index = _operator_code(model, schema.BuiltinOperator.BROADCAST_TO, version=2)
-    for op_index in found:
-        op = graph.operators[op_index]
-        shape = graph.tensors[int(op.inputs[1])]
-        target = np.array(graph.tensors[int(op.outputs[0])].shape, np.int32)
-        buffer = schema.BufferT()  # a buffer of its own: the converter shares equal ones
-        buffer.data = np.frombuffer(target.tobytes(), np.uint8)
-        model.buffers.append(buffer)
-        shape.buffer, shape.type = len(model.buffers) - 1, schema.TensorType.INT32
-        op.opcodeIndex = index
-        op.builtinOptionsType = schema.BuiltinOptions.BroadcastToOptions
-        op.builtinOptions = schema.BroadcastToOptionsT()
-    drop_unused(model)
-    rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
-    same = _bit_identical(data, rewritten, parsed, samples)
-    described = tuple(
-        f"{parsed.operators[i].describe()}: BROADCAST_TO (it tiles axes of size 1)" for i in found
-    )
-    return (rewritten, described) if same else (data, ())
-
-
 _BROADCAST_TO_DIMS = 5  # TFLM's BROADCAST_TO (kMaxDims)
 
 
@@ -291,10 +277,10 @@ def _broadcast_tile(model: TfliteModel, op: Any) -> bool:
     x, multiples = model.tensors[op.inputs[0]], model.tensors[op.inputs[1]]
     if not multiples.is_constant or multiples.dtype not in ("int32", "int64"):
         return False
-    readers = [o for o in model.operators if op.inputs[1] in o.inputs]
+    readers, _ = _links(model)
     times = [int(m) for m in multiples.array().ravel()]
     return (
-        len(readers) == 1
+        len(readers[op.inputs[1]]) == 1
         and op.inputs[1] not in model.outputs
         and len(times) == len(x.shape) <= _BROADCAST_TO_DIMS
         and all(t == 1 or d == 1 for t, d in zip(times, x.shape, strict=True))
@@ -306,18 +292,18 @@ def build_makes(model: TfliteModel, op: Any) -> str | None:
     ``check`` of a model made elsewhere says what a build would do), else None."""
     if _broadcast_tile(model, op):
         return "BROADCAST_TO"
-    if op.name == "SELECT" and len(op.inputs) == 3 and _one_shape(model, op):
-        return "SELECT_V2"
-    return None
+    return "SELECT_V2" if _select_of_one_shape(model, op) else None
 
 
 # the value types TFLM's SELECT_V2 takes (its Prepare refuses others)
 _SELECT_V2_TYPES = ("int8", "int16", "float32")
 
 
-def _one_shape(model: TfliteModel, op: Any) -> bool:
+def _select_of_one_shape(model: TfliteModel, op: Any) -> bool:
     """A SELECT whose condition, values and output have one shape (nothing to broadcast),
     its values of a type TFLM's SELECT_V2 takes."""
+    if op.name != "SELECT" or len(op.inputs) != 3:
+        return False
     condition, a, b = (model.tensors[i] for i in op.inputs)
     out = model.tensors[op.outputs[0]]
     return (
@@ -325,6 +311,40 @@ def _one_shape(model: TfliteModel, op: Any) -> bool:
         and a.dtype == b.dtype == out.dtype
         and a.dtype in _SELECT_V2_TYPES
     )
+
+
+def _shifted(index: int, dropped: list[int]) -> int:
+    """An op's index once the ops ``dropped`` (indices) are gone from before it."""
+    return index - sum(d < index for d in dropped)
+
+
+def _within_one_step(
+    data: bytes, rewritten: bytes, parsed: TfliteModel, samples: np.ndarray,
+    before: list[tuple[int, list[int]]], after: list[tuple[int, list[int]]], *,
+    elementwise: bool,
+) -> bool:  # fmt: skip
+    """Each rewritten place's outputs, in LiteRT, within one step of the original's
+    wherever its input agrees in the two files: ``before``/``after`` hold (input tensor,
+    output tensors) per place. ``elementwise``: each output element where its own input
+    element agrees; else each sample whose whole input agrees, and at least one must.
+    False where LiteRT refuses either file."""
+    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
+    try:
+        a = runtimes.run_litert(data, x, [t for i, outs in before for t in (i, *outs)]).kept
+        b = runtimes.run_litert(rewritten, x, [t for i, outs in after for t in (i, *outs)]).kept
+    except (ConversionError, ToolError, ValueError, RuntimeError):
+        return False  # LiteRT refused one of them: the converter's file stands
+    for (in_a, outs_a), (in_b, outs_b) in zip(before, after, strict=True):
+        agree = a[in_a] == b[in_b]
+        if not elementwise:
+            agree = np.all(agree.reshape(len(x), -1), axis=1)
+            if not agree.any():
+                return False
+        for out_a, out_b in zip(outs_a, outs_b, strict=True):
+            steps = np.abs(a[out_a].astype(np.int32) - b[out_b].astype(np.int32))
+            if np.any(steps[agree] > 1):
+                return False
+    return True
 
 
 def _bit_identical(data: bytes, rewritten: bytes, parsed: TfliteModel, samples) -> bool:
@@ -356,23 +376,15 @@ def _integer_islands(
     # each island's (input, output) in the two files: the DEQUANTIZE's input and the
     # QUANTIZE's output, the int8 op's own (its index less the ops dropped before it)
     before = [
-        (parsed.operators[d].inputs[0], parsed.operators[q].outputs[0]) for d, _, q in islands
+        (parsed.operators[d].inputs[0], [parsed.operators[q].outputs[0]]) for d, _, q in islands
     ]
     after = []
     for _, index, _ in islands:
-        op = joined.operators[index - sum(i < index for i in dropped)]
-        after.append((op.inputs[0], op.outputs[0]))
-    x = runtimes.quantize(samples[:PROOF_SAMPLES], parsed.input_tensor())
-    try:
-        a = runtimes.run_litert(data, x, [t for pair in before for t in pair]).kept
-        b = runtimes.run_litert(rewritten, x, [t for pair in after for t in pair]).kept
-    except (ConversionError, ToolError, ValueError, RuntimeError):
-        return data, ()  # LiteRT refused one of them: the converter's file stands
-    for (in_a, out_a), (in_b, out_b) in zip(before, after, strict=True):
-        agree = a[in_a] == b[in_b]  # elementwise ops: each output reads its own input
-        steps = np.abs(a[out_a].astype(np.int32) - b[out_b].astype(np.int32))
-        if np.any(steps[agree] > 1):
-            return data, ()
+        op = joined.operators[_shifted(index, dropped)]
+        after.append((op.inputs[0], [op.outputs[0]]))
+    # elementwise ops: each output compared where its own input agrees
+    if not _within_one_step(data, rewritten, parsed, samples, before, after, elementwise=True):
+        return data, ()
     described = tuple(
         f"{parsed.operators[op].describe()}: int8, not float32 between "
         f"op #{dequantize} DEQUANTIZE and op #{quantize} QUANTIZE"
@@ -451,3 +463,7 @@ def _join_islands(model: Any, islands: list[tuple[int, int, int]]) -> None:
     for signature in model.signatureDefs or []:
         for entry in signature.outputs or []:
             entry.tensorIndex = read_instead.get(int(entry.tensorIndex), int(entry.tensorIndex))
+
+
+# tflm_forms' rewrites, in the order they run
+_REWRITES = (_integer_casts, _integer_islands, _selects_v2, _integer_splits, _tiles_as_broadcasts)

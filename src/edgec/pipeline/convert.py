@@ -260,8 +260,8 @@ def _convert_full_integer(
             text = (folder / "error.txt").read_text("utf-8", "replace")
             raise _conversion_error(text + "\n" + log, concrete.graph, activations)
         twin, failed = folder / "model_per_tensor.tflite", folder / "per_tensor_error.txt"
-        # a mask's float cast made integer, a float island one int8 op, a SELECT of one
-        # shape SELECT_V2, each where proven (artifact/op_forms.py)
+        # the converter's forms TFLM cannot run, rewritten where proven (a mask's float
+        # cast, float islands and splits, SELECT, TILE: artifact/op_forms.py)
         main, rewrites = tflm_forms((folder / "model.tflite").read_bytes(), samples)
         twin_model = tflm_forms(twin.read_bytes(), samples)[0] if twin.exists() else None
         return Converted(

@@ -651,6 +651,7 @@ def convert(ctx: BuildContext) -> None:
             activations="int8" if activations == "auto" else activations,
             quiet=not ctx.options.debug,
             per_tensor=True,  # the per-layer choice's other option (choose_precision)
+            for_tflm=_on_tflm(ctx),
         )
         if activations == "auto":  # the int16 layers' source: the same calibration, 16x8
             try:
@@ -668,6 +669,11 @@ def convert(ctx: BuildContext) -> None:
     _set_converted(ctx, ctx.conversion.model)
     # which of the model's ops the installed tflite-micro registers (asked of TFLM itself)
     ctx.tflm_ok = set(ctx.flat.op_names) <= ctx.converted.tflm_registered()
+
+
+def _on_tflm(ctx: BuildContext) -> bool:
+    """A target runs TFLM: an MCU, or an accelerator's CPU fallback."""
+    return any(p.runtime.asks_tflm for p in ctx.plan.profiles)
 
 
 def _set_converted(ctx: BuildContext, tflite: bytes) -> None:
@@ -1002,9 +1008,9 @@ def evaluate(ctx: BuildContext) -> None:
         # Every op's outputs, for the samples TFLM runs too: the agreement check judges each
         # op on the samples where its inputs agreed in both runtimes (a legitimate 1-step
         # rounding difference, e.g. in MEAN, is not blamed on the ops after it).
-        # Only where a target runs TFLM (an MCU, or an accelerator's CPU fallback): a
-        # phone's LiteRT never meets TFLM's kernels, so their verdict is not the phone's.
-        on_tflm = any(p.runtime.asks_tflm for p in ctx.plan.profiles)
+        # Only where a target runs TFLM: a phone's LiteRT never meets TFLM's kernels, so
+        # their verdict is not the phone's.
+        on_tflm = _on_tflm(ctx)
         keep = verify.op_outputs(flat) if on_tflm and ctx.arena is not None else []
         n = min(len(ctx.x_q), EVAL_RUNTIME_SAMPLES)
         litert = runtimes.run_litert(ctx.tflite, ctx.x_q, keep=keep, keep_samples=n)

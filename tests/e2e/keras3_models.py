@@ -225,10 +225,12 @@ rebuilt_layers.save(out / "upsample_layernorm.keras")
 np.savez(out / "rows.npz", x=x_img[..., 0], y=y_img)
 
 # Self-attention over the digits' 8 rows: rebuilt as tf_keras (its MultiHeadAttention from
-# the shapes in Keras 3's build_config), which QAT leaves float (TF-MOT has none for it)
+# the shapes in Keras 3's build_config), which QAT leaves float (TF-MOT has none for it);
+# then a transformer's feed-forward gelu, whose int8 GELU TFLM has no kernel for
 rows_in = keras.Input((8, 8))
 attended = layers.MultiHeadAttention(2, 4, name="mha")(rows_in, rows_in)
-mha = keras.Model(rows_in, layers.Dense(10, activation="softmax")(layers.Flatten()(attended)))
+ffn = layers.Dense(8, activation="gelu", name="ffn")(attended)
+mha = keras.Model(rows_in, layers.Dense(10, activation="softmax")(layers.Flatten()(ffn)))
 fit(mha, x_img[..., 0], y_img, 5).save(out / "mha.keras")
 
 # Each model's layer names as its model.summary() lists them (a functional model's

@@ -278,3 +278,64 @@ def test_the_ops_check_of_a_model_made_elsewhere_says_what_a_build_would_rewrite
     assert "edgec build rewrites TILE -> BROADCAST_TO (op #0), which TFLM runs" in check.detail
     check = check_ops(TfliteModel.from_bytes(_tile(rows=2)), profile, installed=())
     assert not check.ok and "edgec build rewrites" not in check.detail
+
+
+def _table_ops(*, per_channel_after: bool = False) -> bytes:
+    """A Keras gelu, then a softplus (EXP, ADD 1, LOG), as the converter writes them in an
+    int8 model: int8 ops TFLM cannot run (no GELU kernel; float32-only EXP and LOG).
+    ``per_channel_after``: then an ADD of a constant per element, which no table is."""
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 16), "int8", scale=0.03, zero_point=0)
+    gelu = b.tensor("model/dense/Gelu", (1, 16), "int8", scale=0.025, zero_point=-120)
+    b.op("GELU", [x], [gelu], options=schema.GeluOptionsT())
+    e = b.tensor("model/dense_1/Softplus1", (1, 16), "int8", scale=0.011, zero_point=-128)
+    b.op("EXP", [gelu], [e])
+    one = b.constant("one", np.array([127], np.int8), scale=1 / 127, zero_point=0)
+    plus = b.tensor("model/dense_1/Softplus2", (1, 16), "int8", scale=0.0146, zero_point=-128)
+    b.op("ADD", [e, one], [plus], options=schema.AddOptionsT())
+    y = b.tensor("model/dense_1/Softplus3", (1, 16), "int8", scale=0.0051, zero_point=-128)
+    b.op("LOG", [plus], [y])
+    if per_channel_after:
+        bias = b.constant("bias", np.arange(16, dtype=np.int8), scale=0.0051, zero_point=0)
+        z = b.tensor("model/bias", (1, 16), "int8", scale=0.01, zero_point=-128)
+        b.op("ADD", [y, bias], [z], options=schema.AddOptionsT())
+        y = z
+    return b.build(inputs=[x], outputs=[y])
+
+
+def test_int8_ops_tflm_cannot_run_become_one_table_tflm_runs_bit_identically():
+    """A Keras gelu has no TFLM kernel, and a softplus, selu, mish or celu converts to an
+    int8 EXP, which TFLM takes as float32 only: every MCU check failed. Pointwise ops from
+    one int8 tensor to another are a function of each int8 value: one table of 256 values,
+    which LiteRT computes, looked up by CAST, ADD 128 and GATHER, which TFLM has. The
+    per-element ADD after them is no such function and stays."""
+    data = _table_ops(per_channel_after=True)
+    rewritten, described = tflm_forms(data, ALL_INT8)
+    assert described == (
+        "op #0 GELU (model/dense/Gelu), op #1 EXP (model/dense_1/Softplus1), op #2 ADD "
+        "(model/dense_1/Softplus2), op #3 LOG (model/dense_1/Softplus3): one 256-value int8 "
+        "table (CAST, ADD, GATHER)",
+    )
+    flat = TfliteModel.from_bytes(rewritten)
+    assert [op.name for op in flat.operators] == ["CAST", "ADD", "GATHER", "ADD"]
+    assert flat.tensors[flat.operators[2].inputs[0]].shape == (256,)
+    x = runtimes.quantize(ALL_INT8, TfliteModel.from_bytes(data).input_tensor())
+    litert = runtimes.run_litert(data, x).raw
+    assert len(set(litert.ravel())) >= 40  # every int8 input, many outputs
+    np.testing.assert_array_equal(runtimes.run_litert(rewritten, x).raw, litert)
+    np.testing.assert_array_equal(runtimes.run_tflm(rewritten, x, 8 << 10).raw, litert)
+
+
+def test_the_checks_of_a_model_made_elsewhere_say_a_build_makes_a_table():
+    """``edgec check`` of a converted gelu and softplus: the ops check (no GELU kernel) and
+    the dtypes check (TFLM's EXP refuses int8) say what edgec build would make of them."""
+    from edgec.targets import load_target
+    from edgec.targets.checks import check_ops
+
+    model = TfliteModel.from_bytes(_table_ops())
+    check = check_ops(model, load_target("cortex-m4"), installed=("EXP", "ADD", "LOG"))
+    assert not check.ok
+    assert (
+        "edgec build rewrites GELU -> a 256-value int8 table (CAST, ADD, GATHER) (op #0), "
+        "which TFLM runs"
+    ) in check.detail, check.detail

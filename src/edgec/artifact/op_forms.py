@@ -46,11 +46,23 @@ are bit-identical. Not an int32 SELECT (Keras 3's Embedding wraps negative ids s
 in a ``model.export()`` SavedModel): TFLM's SELECT_V2 refuses it ("Does not support type
 other than int8|int16|float32, but got INT32", measured with tflite-micro's interpreter
 here), and the ops check's verdict stands.
+
+**Tables.** TFLM has no GELU kernel, and its EXP, LOG, SQRT, SIN and COS take float32
+only, so a Keras gelu, softplus, mish, selu, celu or exponential activation (each an int8
+GELU or EXP in the converted model) failed every MCU. Pointwise ops from one int8 tensor
+to another compute a function of each int8 value alone: each such run of ops holding one
+of those (``table_regions``) becomes one table of 256 values, computed by LiteRT running
+those ops alone on every int8 value, and looked up by CAST (int8 -> int32), ADD 128 and
+GATHER, which TFLM and LiteRT both have; kept where LiteRT's outputs of the two files are
+bit-identical. The lookup's int32 indices take 8 bytes of arena per element while it
+runs (the arena is measured with them). Only for a build a TFLM target runs: a phone's
+LiteRT has the ops themselves.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -69,7 +81,9 @@ ISLAND_OPS = ("ELU",)
 PROOF_SAMPLES = 32
 
 
-def tflm_forms(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]]:
+def tflm_forms(
+    data: bytes, samples: np.ndarray, *, tables: bool = True
+) -> tuple[bytes, tuple[str, ...]]:
     """``data`` with each CAST (bool -> float32) whose output only QUANTIZE ops read, all
     to one integer type, cast to that type instead, and each int8 float island
     (``ISLAND_OPS``) one int8 op; and a description of each. Each kind is kept only where
@@ -77,10 +91,11 @@ def tflm_forms(data: bytes, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]
     LiteRT's outputs of the two files are bit-identical, the islands where each island's
     int8 outputs are within one step of the float island's, wherever their inputs agree
     (the int8 op rounds its table once; the island rounded in float32 on the way: measured,
-    1 of 256 inputs a step apart)."""
+    1 of 256 inputs a step apart). ``tables``: also make int8 ops TFLM cannot run tables
+    (``_tables``; a model no TFLM runs keeps LiteRT's own GELU or EXP)."""
     parsed = TfliteModel.from_bytes(data, source="the converted model")
     described: tuple[str, ...] = ()
-    for rewrite in _REWRITES:  # each looks at the file the ones before it made
+    for rewrite in _REWRITES if tables else _REWRITES[:-1]:  # each sees what those before made
         rewritten, said = rewrite(data, parsed, samples)
         if rewritten is not data:
             data, described = rewritten, described + said
@@ -292,7 +307,11 @@ def build_makes(model: TfliteModel, op: Any) -> str | None:
     ``check`` of a model made elsewhere says what a build would do), else None."""
     if _broadcast_tile(model, op):
         return "BROADCAST_TO"
-    return "SELECT_V2" if _select_of_one_shape(model, op) else None
+    if _select_of_one_shape(model, op):
+        return "SELECT_V2"
+    if any(op.index in ops for _, _, ops in table_regions(model)):
+        return f"a {TABLE_SIZE}-value int8 table (CAST, ADD, GATHER)"
+    return None
 
 
 # the value types TFLM's SELECT_V2 takes (its Prepare refuses others)
@@ -465,5 +484,227 @@ def _join_islands(model: Any, islands: list[tuple[int, int, int]]) -> None:
             entry.tensorIndex = read_instead.get(int(entry.tensorIndex), int(entry.tensorIndex))
 
 
-# tflm_forms' rewrites, in the order they run
-_REWRITES = (_integer_casts, _integer_islands, _selects_v2, _integer_splits, _tiles_as_broadcasts)
+# int8 ops TFLM cannot run: GELU has no TFLM kernel; TFLM's EXP, LOG, SQRT, SIN and COS
+# take float32 only ("exp.cc:41 input->type != kTfLiteFloat32 (INT8 != FLOAT32)": a Keras
+# softplus, selu, mish, celu or exponential activation converts to an int8 EXP)
+TABLE_OPS = frozenset({"GELU", "EXP", "LOG", "SQRT", "SIN", "COS"})
+# ops that compute each output element from the same element of their operands alone
+# (given operands of one shape, and constants of one element)
+_POINTWISE = TABLE_OPS | frozenset({
+    "ABS", "NEG", "RSQRT", "SQUARE", "TANH", "LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1",
+    "RELU_0_TO_1", "LEAKY_RELU", "HARD_SWISH", "ELU", "QUANTIZE", "DEQUANTIZE", "CAST",
+    "FLOOR", "CEIL", "ROUND", "SIGN", "LOGICAL_NOT", "ADD", "SUB", "MUL", "DIV", "MAXIMUM",
+    "MINIMUM", "POW", "SQUARED_DIFFERENCE", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL",
+    "EQUAL", "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "PRELU", "SELECT", "SELECT_V2",
+})  # fmt: skip
+TABLE_SIZE = 256  # the int8 values
+
+
+def table_regions(model: TfliteModel) -> list[tuple[int, int, tuple[int, ...]]]:
+    """(input tensor, output tensor, op indices) of each region of pointwise ops, in the
+    model's graph, that maps one int8 tensor to one int8 tensor and holds a ``TABLE_OPS``
+    op with an int8 input: a function of each int8 value alone, so a table of 256 values.
+    Each region is grown from such an op: back through the pointwise ops whose only
+    operand is its input, then forward through every pointwise op that reads only the
+    region's tensors, and trimmed from its end until one tensor leaves it."""
+    readers, producer = _links(model)
+    taken: set[int] = set()
+    found = []
+    for seed in model.operators:
+        if seed.name not in TABLE_OPS or seed.index in taken:
+            continue
+        operands = _pointwise_operands(model, seed)
+        if operands is None or len(operands) != 1 or not _table_end(model, operands[0]):
+            continue
+        x, region = operands[0], {seed.index}
+        while x in producer and x not in model.outputs:
+            before = model.operators[producer[x]]
+            inner = _pointwise_operands(model, before)
+            if (
+                inner is None or len(inner) != 1 or not _table_end(model, inner[0])
+                or set(readers[x]) - region
+            ):  # fmt: skip
+                break
+            region.add(before.index)
+            x = inner[0]
+        made = {t for i in region for t in model.operators[i].outputs}
+        for op in model.operators[max(region) + 1 :]:
+            operands = _pointwise_operands(model, op)
+            if operands and set(operands) <= made | {x} and set(operands) & made:
+                region.add(op.index)
+                made.update(op.outputs)
+        while seed.index in region:
+            leaving = [
+                t for i in sorted(region) for t in model.operators[i].outputs
+                if t in model.outputs or set(readers.get(t, [])) - region
+            ]  # fmt: skip
+            if len(leaving) == 1 and _table_end(model, leaving[0]):
+                ops = tuple(sorted(region))
+                if model.tensors[x].shape == model.tensors[leaving[0]].shape:
+                    found.append((x, leaving[0], ops))
+                    taken.update(ops)
+                break
+            region.discard(max(region))
+    return found
+
+
+def _table_end(model: TfliteModel, index: int) -> bool:
+    """An int8 activation of one scale: a table's input or output."""
+    tensor = model.tensors[index]
+    return tensor.dtype == "int8" and not tensor.is_constant and len(tensor.scales) == 1
+
+
+def _pointwise_operands(model: TfliteModel, op: Any) -> list[int] | None:
+    """The activations a pointwise op reads (in order, without repeats), where it is one:
+    a ``_POINTWISE`` op with one output, all its activation operands and its output of
+    one shape, its constants of one element; else None."""
+    if op.name not in _POINTWISE or op.custom or len(op.outputs) != 1 or not op.inputs:
+        return None
+    shape = model.tensors[op.outputs[0]].shape
+    operands: list[int] = []
+    for i in op.inputs:
+        if i < 0:
+            return None
+        tensor = model.tensors[i]
+        if tensor.is_constant:
+            if math.prod(tensor.shape) != 1:
+                return None
+        elif tensor.shape != shape:
+            return None
+        elif i not in operands:
+            operands.append(i)
+    return operands or None
+
+
+def _tables(data: bytes, parsed: TfliteModel, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]]:
+    """Each ``table_regions`` region made one table lookup, which TFLM runs: CAST (int8 ->
+    int32), ADD 128, GATHER from the 256 int8 outputs LiteRT gives for the 256 inputs,
+    kept where LiteRT's outputs of the two files are bit-identical."""
+    regions = table_regions(parsed)
+    if not regions:
+        return data, ()
+    schema = flatbuffer_schema()
+    model = unpack(data)
+    graph = model.subgraphs[0]
+    cast = _operator_code(model, schema.BuiltinOperator.CAST)
+    add = _operator_code(model, schema.BuiltinOperator.ADD)
+    gather = _operator_code(model, schema.BuiltinOperator.GATHER)
+    replaced: dict[int, list[Any]] = {}  # the region's last op -> the three ops
+    for x, y, ops in regions:
+        try:
+            table = _table(model, x, y, ops)
+        except (ConversionError, ToolError, ValueError, RuntimeError):
+            return data, ()  # LiteRT refused the region alone: the converter's file stands
+        name = _text(graph.tensors[y].name)
+        shape = list(graph.tensors[x].shape)
+        index = _new_tensor(model, f"{name}/table_index", shape, schema.TensorType.INT32)
+        shifted = _new_tensor(model, f"{name}/table_row", shape, schema.TensorType.INT32)
+        offset = _new_tensor(
+            model, f"{name}/table_offset", [1], schema.TensorType.INT32,
+            data=np.array([TABLE_SIZE // 2], np.int32),
+        )  # fmt: skip
+        values = _new_tensor(
+            model, f"{name}/table", [TABLE_SIZE], schema.TensorType.INT8, data=table,
+            quantization=copy.deepcopy(graph.tensors[y].quantization),
+        )  # fmt: skip
+        cast_options = schema.CastOptionsT()
+        cast_options.inDataType, cast_options.outDataType = (
+            schema.TensorType.INT8, schema.TensorType.INT32,
+        )  # fmt: skip
+        gather_options = schema.GatherOptionsT()  # axis 0, no batch dimensions
+        replaced[ops[-1]] = [
+            _new_op(schema, cast, [x], [index], "CastOptions", cast_options),
+            _new_op(schema, add, [index, offset], [shifted], "AddOptions", schema.AddOptionsT()),
+            _new_op(schema, gather, [values, shifted], [y], "GatherOptions", gather_options),
+        ]
+    dropped = {i for _, _, ops in regions for i in ops}
+    operators = []
+    for i, op in enumerate(graph.operators):
+        operators.extend(replaced.get(i, []) if i in dropped else [op])
+    graph.operators = operators
+    drop_unused(model)
+    rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
+    if not _bit_identical(data, rewritten, parsed, samples):
+        return data, ()
+    described = tuple(
+        ", ".join(parsed.operators[i].describe() for i in ops)
+        + f": one {TABLE_SIZE}-value int8 table (CAST, ADD, GATHER)"
+        for _, _, ops in regions
+    )
+    return rewritten, described
+
+
+def _table(model: Any, x: int, y: int, ops: tuple[int, ...]) -> np.ndarray:
+    """The region's int8 output for each int8 input, -128 to 127, computed by LiteRT: the
+    region's ops alone, in a model of their own, every activation made [1, 256]."""
+    schema = flatbuffer_schema()
+    graph = model.subgraphs[0]
+    alone, region = schema.ModelT(), schema.SubGraphT()
+    alone.version, alone.operatorCodes = model.version, model.operatorCodes
+    alone.buffers, region.tensors, region.operators = [schema.BufferT()], [], []
+    index: dict[int, int] = {}
+
+    def kept(i: int) -> int:
+        if i not in index:
+            tensor = copy.deepcopy(graph.tensors[i])
+            contents = model.buffers[tensor.buffer].data if tensor.buffer else None
+            if contents is not None and len(contents):
+                alone.buffers.append(copy.deepcopy(model.buffers[tensor.buffer]))
+                tensor.buffer = len(alone.buffers) - 1
+            else:
+                tensor.buffer, tensor.shape = 0, [1, TABLE_SIZE]
+                tensor.shapeSignature = None
+            index[i] = len(region.tensors)
+            region.tensors.append(tensor)
+        return index[i]
+
+    for i in ops:
+        op = copy.deepcopy(graph.operators[i])
+        op.inputs = [kept(int(t)) for t in op.inputs]
+        op.outputs = [kept(int(t)) for t in op.outputs]
+        region.operators.append(op)
+    region.inputs, region.outputs = [kept(x)], [kept(y)]
+    alone.subgraphs = [region]
+    data = pack_aligned(alone, size_hint=4096, what="computing an int8 table")
+    values = np.arange(-TABLE_SIZE // 2, TABLE_SIZE // 2, dtype=np.int8).reshape(1, -1)
+    return np.asarray(runtimes.run_litert(data, values).raw, np.int8).reshape(TABLE_SIZE)
+
+
+def _text(name: bytes | str | None) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
+
+
+def _new_tensor(
+    model: Any, name: str, shape: list[int], dtype: int, *, data: np.ndarray | None = None,
+    quantization: Any = None,
+) -> int:  # fmt: skip
+    """A tensor added to ``model``'s graph (a constant with ``data``, in a buffer of its
+    own); its index."""
+    schema = flatbuffer_schema()
+    tensor = schema.TensorT()
+    tensor.name, tensor.shape, tensor.type, tensor.buffer = name, shape, dtype, 0
+    tensor.quantization = quantization
+    if data is not None:
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(data.tobytes(), np.uint8)
+        model.buffers.append(buffer)
+        tensor.buffer = len(model.buffers) - 1
+    graph = model.subgraphs[0]
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
+
+
+def _new_op(
+    schema: Any, code: int, inputs: list[int], outputs: list[int], kind: str, options: Any
+) -> Any:
+    """An operator of ``code`` (an operator code's index) with its ``kind`` options."""
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = code, inputs, outputs
+    op.builtinOptionsType, op.builtinOptions = getattr(schema.BuiltinOptions, kind), options
+    return op
+
+
+# tflm_forms' rewrites, in the order they run (the tables last: tflm_forms(tables=False))
+_REWRITES = (
+    _integer_casts, _integer_islands, _selects_v2, _integer_splits, _tiles_as_broadcasts, _tables,
+)  # fmt: skip

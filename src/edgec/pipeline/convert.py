@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import re
@@ -207,6 +208,7 @@ def convert_full_integer(
     activations: str = "int8",
     quiet: bool = True,
     per_tensor: bool = False,
+    for_tflm: bool = True,
 ) -> Converted:
     """``convert``'s full-integer modes (``activations`` int8 or int16, weights int8): the
     model, converted in the child process; with ``per_tensor`` also its per-tensor twin
@@ -219,12 +221,13 @@ def convert_full_integer(
 
     The model is traced here and saved with its variables; conversion, calibration and
     quantization run in a child process (``_convert_worker``), where a native crash
-    becomes a ``ConversionError``.
+    becomes a ``ConversionError``. ``for_tflm``: a TFLM target will run it (int8 ops TFLM
+    cannot run become tables: ``op_forms.tflm_forms``).
     """
     samples = check_calibration_data(calibration_x)
     check_recurrent(model)
     traced = trace_batch1(model)
-    return _convert_full_integer(traced, samples, io_type, activations, quiet, per_tensor)
+    return _convert_full_integer(traced, samples, io_type, activations, quiet, per_tensor, for_tflm)
 
 
 def _convert_full_integer(
@@ -234,6 +237,7 @@ def _convert_full_integer(
     activations: str,
     quiet: bool,
     per_tensor: bool,
+    for_tflm: bool = True,
 ) -> Converted:
     from edgec._tf import tf
 
@@ -261,9 +265,10 @@ def _convert_full_integer(
             raise _conversion_error(text + "\n" + log, concrete.graph, activations)
         twin, failed = folder / "model_per_tensor.tflite", folder / "per_tensor_error.txt"
         # the converter's forms TFLM cannot run, rewritten where proven (a mask's float
-        # cast, float islands and splits, SELECT, TILE: artifact/op_forms.py)
-        main, rewrites = tflm_forms((folder / "model.tflite").read_bytes(), samples)
-        twin_model = tflm_forms(twin.read_bytes(), samples)[0] if twin.exists() else None
+        # cast, float islands and splits, SELECT, TILE, tables: artifact/op_forms.py)
+        forms = functools.partial(tflm_forms, samples=samples, tables=for_tflm)
+        main, rewrites = forms((folder / "model.tflite").read_bytes())
+        twin_model = forms(twin.read_bytes())[0] if twin.exists() else None
         return Converted(
             main,
             twin_model,

@@ -18,7 +18,7 @@ import re
 from collections.abc import Collection, Sequence
 
 from edgec.artifact import TflmRun
-from edgec.artifact.op_forms import build_makes, float_islands, float_splits
+from edgec.artifact.op_forms import TABLE_OPS, build_makes, float_islands, float_splits
 from edgec.artifact.tflite_model import Tensor, TfliteModel
 from edgec.report import Check
 from edgec.targets.profile import DTYPES, Runtime, TargetProfile
@@ -224,7 +224,9 @@ def check_dtypes(
         return Check(
             "dtypes",
             False,
-            "tflite-micro's kernels refuse the model's tensor types: " + "; ".join(tflm.refused),
+            "tflite-micro's kernels refuse the model's tensor types: "
+            + "; ".join(tflm.refused)
+            + _rewritable_note(model, [op for op in model.operators if op.name in TABLE_OPS]),
             value=1,
             limit=0,
         )

@@ -527,9 +527,9 @@ def test_recipe_prune_qat(keras3_dir, tmp_path, model):
         # the gelu: an int8 GELU, which TFLM has no kernel for (ops, ram and litert_vs_tflm
         # failed), looked up in a table of its 256 values instead (artifact/op_forms.py)
         convert = next(s for s in report["stages"] if s["name"] == "convert")
-        assert any(
-            "GELU" in r and "int8 table" in r for r in convert["metrics"]["op_rewrites"]
-        ), convert["metrics"]
+        assert any("GELU" in r and "int8 table" in r for r in convert["metrics"]["op_rewrites"]), (
+            convert["metrics"]
+        )
         assert "GELU" not in report["model"]["ops"], report["model"]["ops"]
     if model == "mobilenet.keras":
         # MobileNetV3's parts (every recipe stopped at the rebuild, then at QAT: "keras.ops

@@ -119,7 +119,9 @@ def test_the_dtypes_check_names_a_float_island_or_split_and_what_makes_it_int8()
     from edgec.targets import load_target
     from edgec.targets.checks import check_dtypes
 
-    for data, op in ((_elu_island(), "op #2 ELU"), (_float_split(), "op #1 SPLIT")):
+    islands = ((_elu_island(), "op #2 ELU"), (_float_split(), "op #1 SPLIT"),
+               (_square_island(), "op #1 SQUARE"))  # fmt: skip
+    for data, op in islands:
         check = check_dtypes(TfliteModel.from_bytes(data), load_target("cortex-m4"), "int8")
         assert not check.ok
         assert check.detail.startswith(
@@ -339,3 +341,37 @@ def test_the_checks_of_a_model_made_elsewhere_say_a_build_makes_a_table():
         "edgec build rewrites GELU -> a 256-value int8 table (CAST, ADD, GATHER) (op #0), "
         "which TFLM runs"
     ) in check.detail, check.detail
+
+
+def _square_island() -> bytes:
+    """A Keras squareplus' first op as the converter writes it in an int8 model: SQUARE left
+    float32 between DEQUANTIZE and QUANTIZE (the dtypes check of every int8-only target
+    failed on it), then its int8 SQRT, which TFLM takes as float32 only."""
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 16), "int8", scale=0.03, zero_point=0)
+    as_float = b.tensor("tfl.dequantize", (1, 16), "float32")
+    b.op("DEQUANTIZE", [x], [as_float])
+    square = b.tensor("model/dense/Square", (1, 16), "float32")
+    b.op("SQUARE", [as_float], [square])
+    q = b.tensor("model/dense/Square;quantized", (1, 16), "int8", scale=14.8 / 255, zero_point=-128)
+    b.op("QUANTIZE", [square], [q])
+    y = b.tensor("model/dense/Sqrt", (1, 16), "int8", scale=3.9 / 255, zero_point=-128)
+    b.op("SQRT", [q], [y])
+    return b.build(inputs=[x], outputs=[y])
+
+
+def test_a_float_op_the_converter_left_between_int8_ops_joins_the_table():
+    """The float SQUARE island and the int8 SQRT after it are one function of the int8
+    input: one table, and no float tensor is left."""
+    data = _square_island()
+    rewritten, described = tflm_forms(data, ALL_INT8)
+    assert described == (
+        "op #0 DEQUANTIZE (tfl.dequantize), op #1 SQUARE (model/dense/Square), op #2 QUANTIZE "
+        "(model/dense/Square), op #3 SQRT (model/dense/Sqrt): one 256-value int8 "
+        "table (CAST, ADD, GATHER)",
+    )
+    flat = TfliteModel.from_bytes(rewritten)
+    assert not [t for t in flat.tensors if t.dtype == "float32"]
+    x = runtimes.quantize(ALL_INT8, TfliteModel.from_bytes(data).input_tensor())
+    litert = runtimes.run_litert(data, x).raw
+    np.testing.assert_array_equal(runtimes.run_tflm(rewritten, x, 8 << 10).raw, litert)

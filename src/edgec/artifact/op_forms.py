@@ -502,31 +502,37 @@ TABLE_SIZE = 256  # the int8 values
 
 def table_regions(model: TfliteModel) -> list[tuple[int, int, tuple[int, ...]]]:
     """(input tensor, output tensor, op indices) of each region of pointwise ops, in the
-    model's graph, that maps one int8 tensor to one int8 tensor and holds a ``TABLE_OPS``
-    op with an int8 input: a function of each int8 value alone, so a table of 256 values.
-    Each region is grown from such an op: back through the pointwise ops whose only
-    operand is its input, then forward through every pointwise op that reads only the
-    region's tensors, and trimmed from its end until one tensor leaves it."""
+    model's graph, that maps one int8 tensor to one int8 tensor and holds an op TFLM cannot
+    run there (a ``TABLE_OPS`` op, or a float32 op the converter left between DEQUANTIZE
+    and QUANTIZE: a log_sigmoid's NEG, a squareplus' SQUARE): a function of each int8
+    value alone, so a table of 256 values. Each region is grown from such an op: back
+    through the pointwise ops of one operand that only it reads, to the farthest int8
+    tensor, then forward through every pointwise op that reads only the region's tensors,
+    and trimmed from its end until one int8 tensor leaves it."""
     readers, producer = _links(model)
     taken: set[int] = set()
     found = []
     for seed in model.operators:
-        if seed.name not in TABLE_OPS or seed.index in taken:
-            continue
         operands = _pointwise_operands(model, seed)
-        if operands is None or len(operands) != 1 or not _table_end(model, operands[0]):
+        if seed.index in taken or operands is None or len(operands) != 1:
+            continue
+        floating = model.tensors[operands[0]].dtype == "float32"
+        if seed.name not in TABLE_OPS and not floating:
             continue
         x, region = operands[0], {seed.index}
-        while x in producer and x not in model.outputs:
+        start = (x, set(region)) if _table_end(model, x) else None
+        while x in producer and x not in model.outputs and not set(readers[x]) - region:
             before = model.operators[producer[x]]
             inner = _pointwise_operands(model, before)
-            if (
-                inner is None or len(inner) != 1 or not _table_end(model, inner[0])
-                or set(readers[x]) - region
-            ):  # fmt: skip
+            if inner is None or len(inner) != 1:
                 break
             region.add(before.index)
             x = inner[0]
+            if _table_end(model, x):
+                start = (x, set(region))
+        if start is None:
+            continue
+        x, region = start
         made = {t for i in region for t in model.operators[i].outputs}
         for op in model.operators[max(region) + 1 :]:
             operands = _pointwise_operands(model, op)

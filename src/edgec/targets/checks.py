@@ -18,7 +18,13 @@ import re
 from collections.abc import Collection, Sequence
 
 from edgec.artifact import TflmRun
-from edgec.artifact.op_forms import TABLE_OPS, build_makes, float_islands, float_splits
+from edgec.artifact.op_forms import (
+    TABLE_OPS,
+    build_makes,
+    float_islands,
+    float_splits,
+    table_regions,
+)
 from edgec.artifact.tflite_model import Tensor, TfliteModel
 from edgec.report import Check
 from edgec.targets.profile import DTYPES, Runtime, TargetProfile
@@ -292,13 +298,19 @@ def _policy_lead(model: TfliteModel, profile: TargetProfile, allowed: set[str], 
             "quantization (edgec build does): "
         )
     floating = [op for _, op, _ in float_islands(model)] + [op for _, op, _ in float_splits(model)]
+    floating += [  # a float op in a run of pointwise ops: part of a table
+        i for _, _, ops in table_regions(model) for i in ops
+        if model.operators[i].name not in ("DEQUANTIZE", "QUANTIZE")
+        and model.tensors[model.operators[i].outputs[0]].dtype == "float32"
+    ]  # fmt: skip
     if floating:
-        where = ", ".join(f"op #{op} {model.operators[op].name}" for op in sorted(floating))
+        where = ", ".join(f"op #{op} {model.operators[op].name}" for op in sorted(set(floating)))
         return (
             f"the converter left {where} float32 between DEQUANTIZE and QUANTIZE, which "
             f"{profile.name} does not take ({'/'.join(sorted(allowed))}): edgec build makes "
-            "each such op int8 (TFLite's and TFLM's kernel) where it proves the outputs "
-            "within a step; else replace the layer: "
+            "each such op int8 (TFLite's and TFLM's kernel, or a 256-value int8 table of it "
+            "and the pointwise ops around it) where LiteRT proves the outputs alike; else "
+            "replace the layer: "
         )
     if int16 and "int16" not in allowed:
         return (

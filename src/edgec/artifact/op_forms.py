@@ -524,7 +524,7 @@ def table_regions(model: TfliteModel) -> list[tuple[int, int, tuple[int, ...]]]:
         while x in producer and x not in model.outputs and not set(readers[x]) - region:
             before = model.operators[producer[x]]
             inner = _pointwise_operands(model, before)
-            if inner is None or len(inner) != 1:
+            if inner is None or len(inner) != 1 or before.index in taken:
                 break
             region.add(before.index)
             x = inner[0]
@@ -536,7 +536,9 @@ def table_regions(model: TfliteModel) -> list[tuple[int, int, tuple[int, ...]]]:
         made = {t for i in region for t in model.operators[i].outputs}
         for op in model.operators[max(region) + 1 :]:
             operands = _pointwise_operands(model, op)
-            if operands and set(operands) <= made | {x} and set(operands) & made:
+            if op.index in taken or not operands:
+                continue
+            if set(operands) <= made | {x} and set(operands) & made:
                 region.add(op.index)
                 made.update(op.outputs)
         while seed.index in region:

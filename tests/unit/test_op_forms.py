@@ -7,7 +7,10 @@ float32) -> QUANTIZE, a float tensor in an int8 model. Reproduced here directly.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pytest
 
 from edgec.artifact import runtimes
 from edgec.artifact.op_forms import tflm_forms
@@ -375,3 +378,32 @@ def test_a_float_op_the_converter_left_between_int8_ops_joins_the_table():
     x = runtimes.quantize(ALL_INT8, TfliteModel.from_bytes(data).input_tensor())
     litert = runtimes.run_litert(data, x).raw
     np.testing.assert_array_equal(runtimes.run_tflm(rewritten, x, 8 << 10).raw, litert)
+
+
+def _pointwise_chain(op: str, dtype: str, length: int) -> bytes:
+    quant = {"scale": 0.1} if dtype == "int8" else {}
+    b = TfliteBuilder()
+    x = first = b.tensor("input", (1, 8), dtype, **quant)
+    for i in range(length):
+        y = b.tensor(f"t{i}", (1, 8), dtype, **quant)
+        b.op(op, [x], [y])
+        x = y
+    out = b.tensor("output", (1, 8), "int8", scale=0.1)
+    b.op("QUANTIZE", [x], [out])
+    return b.build(inputs=[first], outputs=[out])
+
+
+@pytest.mark.parametrize(("op", "dtype"), [("NEG", "float32"), ("GELU", "int8")])
+def test_finding_tables_in_a_model_made_to_be_large_stays_linear(op, dtype):
+    """``edgec check`` looks for tables in files an attacker made: a chain of float ops with
+    no int8 tensor to start a table walked back to the input from every op, and a chain of
+    GELUs searched the whole model once per GELU the ops check missed (2,000 ops: seconds
+    to minutes). Now each op seeds once and a table holds at most MAX_TABLE_OPS ops."""
+    from edgec.artifact.op_forms import MAX_TABLE_OPS, build_forms, table_regions
+
+    model = TfliteModel.from_bytes(_pointwise_chain(op, dtype, 1998))  # the cap: 2,000 ops
+    start = time.perf_counter()
+    regions, forms = table_regions(model), build_forms(model)
+    assert time.perf_counter() - start < 0.5
+    assert all(len(ops) <= MAX_TABLE_OPS for _, _, ops in regions)
+    assert len(forms) == (len(model.operators) if op == "GELU" else 0)

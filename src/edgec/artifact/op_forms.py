@@ -62,8 +62,9 @@ LiteRT has the ops themselves.
 from __future__ import annotations
 
 import copy
+import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -284,15 +285,19 @@ def _operator_code(model: Any, code: int, version: int = 1) -> int:
 _BROADCAST_TO_DIMS = 5  # TFLM's BROADCAST_TO (kMaxDims)
 
 
-def _broadcast_tile(model: TfliteModel, op: Any) -> bool:
+def _broadcast_tile(
+    model: TfliteModel, op: Any, readers: dict[int, list[int]] | None = None
+) -> bool:
     """A TILE that is a broadcast: its multiples a constant only it reads, every tiled axis
-    of size 1 in its input (RepeatVector's EXPAND_DIMS then TILE)."""
+    of size 1 in its input (RepeatVector's EXPAND_DIMS then TILE). ``readers``: the
+    model's ``_links``, if made already."""
     if op.name != "TILE" or len(op.inputs) != 2:
         return False
     x, multiples = model.tensors[op.inputs[0]], model.tensors[op.inputs[1]]
     if not multiples.is_constant or multiples.dtype not in ("int32", "int64"):
         return False
-    readers, _ = _links(model)
+    if readers is None:
+        readers, _ = _links(model)
     times = [int(m) for m in multiples.array().ravel()]
     return (
         len(readers[op.inputs[1]]) == 1
@@ -302,16 +307,19 @@ def _broadcast_tile(model: TfliteModel, op: Any) -> bool:
     )
 
 
-def build_makes(model: TfliteModel, op: Any) -> str | None:
-    """What ``tflm_forms`` makes of ``op`` (an op of the model's graph), where it can (a
-    ``check`` of a model made elsewhere says what a build would do), else None."""
-    if _broadcast_tile(model, op):
-        return "BROADCAST_TO"
-    if _select_of_one_shape(model, op):
-        return "SELECT_V2"
-    if any(op.index in ops for _, _, ops in table_regions(model)):
-        return f"a {TABLE_SIZE}-value int8 table (CAST, ADD, GATHER)"
-    return None
+def build_forms(model: TfliteModel) -> dict[int, str]:
+    """What ``tflm_forms`` makes of the ops of the model's graph it can rewrite, by op index
+    (a ``check`` of a model made elsewhere says what a build would do); one pass over a
+    model that may be an attacker's."""
+    readers, _ = _links(model)
+    forms = {i: f"a {TABLE_SIZE}-value int8 table (CAST, ADD, GATHER)"
+             for _, _, ops in table_regions(model) for i in ops}  # fmt: skip
+    for op in model.operators:
+        if _broadcast_tile(model, op, readers):
+            forms[op.index] = "BROADCAST_TO"
+        elif _select_of_one_shape(model, op):
+            forms[op.index] = "SELECT_V2"
+    return forms
 
 
 # the value types TFLM's SELECT_V2 takes (its Prepare refuses others)
@@ -500,17 +508,23 @@ _POINTWISE = TABLE_OPS | frozenset({
 TABLE_SIZE = 256  # the int8 values
 
 
+# the most ops a table takes: an activation's ops are a few (a mish is 5, a selu's EXP, SUB
+# and MUL 3); the bound keeps the search linear in a model made to be large
+MAX_TABLE_OPS = 32
+
+
 def table_regions(model: TfliteModel) -> list[tuple[int, int, tuple[int, ...]]]:
     """(input tensor, output tensor, op indices) of each region of pointwise ops, in the
     model's graph, that maps one int8 tensor to one int8 tensor and holds an op TFLM cannot
     run there (a ``TABLE_OPS`` op, or a float32 op the converter left between DEQUANTIZE
     and QUANTIZE: a log_sigmoid's NEG, a squareplus' SQUARE): a function of each int8
-    value alone, so a table of 256 values. Each region is grown from such an op: back
-    through the pointwise ops of one operand that only it reads, to the farthest int8
-    tensor, then forward through every pointwise op that reads only the region's tensors,
-    and trimmed from its end until one int8 tensor leaves it."""
+    value alone, so a table of 256 values. Each region is grown from such an op (each op
+    seeds once): back through the pointwise ops of one operand that only it reads, to the
+    farthest int8 tensor, then forward, in the graph's order, through every pointwise op
+    that reads only the region's tensors, to at most ``MAX_TABLE_OPS`` ops; and trimmed
+    from its end until one int8 tensor leaves it."""
     readers, producer = _links(model)
-    taken: set[int] = set()
+    taken: set[int] = set()  # in a region, or a seed already tried
     found = []
     for seed in model.operators:
         operands = _pointwise_operands(model, seed)
@@ -519,9 +533,13 @@ def table_regions(model: TfliteModel) -> list[tuple[int, int, tuple[int, ...]]]:
         floating = model.tensors[operands[0]].dtype == "float32"
         if seed.name not in TABLE_OPS and not floating:
             continue
+        taken.add(seed.index)
         x, region = operands[0], {seed.index}
         start = (x, set(region)) if _table_end(model, x) else None
-        while x in producer and x not in model.outputs and not set(readers[x]) - region:
+        while (
+            len(region) < MAX_TABLE_OPS and x in producer and x not in model.outputs
+            and not set(readers[x]) - region
+        ):  # fmt: skip
             before = model.operators[producer[x]]
             inner = _pointwise_operands(model, before)
             if inner is None or len(inner) != 1 or before.index in taken:
@@ -533,14 +551,7 @@ def table_regions(model: TfliteModel) -> list[tuple[int, int, tuple[int, ...]]]:
         if start is None:
             continue
         x, region = start
-        made = {t for i in region for t in model.operators[i].outputs}
-        for op in model.operators[max(region) + 1 :]:
-            operands = _pointwise_operands(model, op)
-            if op.index in taken or not operands:
-                continue
-            if set(operands) <= made | {x} and set(operands) & made:
-                region.add(op.index)
-                made.update(op.outputs)
+        _grow(model, readers, x, region, taken)
         while seed.index in region:
             leaving = [
                 t for i in sorted(region) for t in model.operators[i].outputs
@@ -554,6 +565,36 @@ def table_regions(model: TfliteModel) -> list[tuple[int, int, tuple[int, ...]]]:
                 break
             region.discard(max(region))
     return found
+
+
+def _grow(
+    model: TfliteModel, readers: dict[int, list[int]], x: int, region: set[int], taken: set[int]
+) -> None:
+    """``region`` grown forward from its input ``x``: each pointwise op, in the graph's order,
+    that reads only ``x`` and the region's outputs, one of them at least, and no other
+    region took, while the region has fewer than ``MAX_TABLE_OPS`` ops. A tensor with more
+    readers than that is not followed (they cannot all join)."""
+    made = {t for i in region for t in model.operators[i].outputs}
+    waiting: list[int] = []
+    queued: set[int] = set()
+
+    def follow(tensors: Sequence[int]) -> None:
+        for t in tensors:
+            after = readers.get(t, [])
+            if len(after) <= MAX_TABLE_OPS:
+                for i in after:
+                    if i not in region and i not in queued and i not in taken:
+                        queued.add(i)
+                        heapq.heappush(waiting, i)
+
+    follow(sorted(made))
+    while waiting and len(region) < MAX_TABLE_OPS:
+        op = model.operators[heapq.heappop(waiting)]
+        operands = _pointwise_operands(model, op)
+        if operands and set(operands) <= made | {x}:
+            region.add(op.index)
+            made.update(op.outputs)
+            follow(op.outputs)
 
 
 def _table_end(model: TfliteModel, index: int) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Collection, Sequence
 from edgec.artifact import TflmRun
 from edgec.artifact.op_forms import (
     TABLE_OPS,
-    build_makes,
+    build_forms,
     float_islands,
     float_splits,
     table_regions,
@@ -105,8 +105,9 @@ def _rewritable_note(model: TfliteModel, missing: list) -> str:
     """What ``edgec build`` makes of missing ops that it rewrites for TFLM, proven (a TILE
     of axes of size 1, RepeatVector's; a SELECT of one shape, tf.where's)."""
     made: dict[str, list[str]] = {}
+    forms = build_forms(model)
     for op in missing:
-        if not op.graph and (form := build_makes(model, op)) is not None:
+        if not op.graph and (form := forms.get(op.index)) is not None:
             made.setdefault(f"{op.name} -> {form}", []).append(f"#{op.index}")
     if not made:
         return ""

@@ -270,10 +270,11 @@ fit(keras.Sequential([
     layers.Dense(3, activation="softmax"),
 ]), x_tok, y_tok, 6).save(out / "tokens.keras")  # fmt: skip
 
-# An activation tf_keras does not have (hard_tanh): its Dense cannot be rebuilt as
-# tf_keras; a plain build converts the Keras 3 model as it is
+# An activation tf_keras does not have (sparsemax, along an axis: edgec rebuilds Keras 3's
+# pointwise ones): its Dense cannot be rebuilt as tf_keras; a plain build converts the
+# Keras 3 model as it is
 rows_flat = layers.Flatten()(rows_in)
-odd = layers.Dense(16, activation="hard_tanh", name="odd")(rows_flat)
+odd = layers.Dense(16, activation="sparsemax", name="odd")(rows_flat)
 odd_model = keras.Model(rows_in, layers.Dense(10, activation="softmax")(odd))
 fit(odd_model, x_img[..., 0], y_img, 2).save(out / "odd.keras")
 
@@ -282,7 +283,7 @@ fit(odd_model, x_img[..., 0], y_img, 2).save(out / "odd.keras")
 ids_in = keras.Input((12,), dtype="int32")
 embedded = layers.Embedding(300, 8)(ids_in)
 pooled = layers.GlobalAveragePooling1D()(embedded)
-odd_ids = layers.Dense(8, activation="hard_tanh", name="odd")(pooled)
+odd_ids = layers.Dense(8, activation="sparsemax", name="odd")(pooled)
 keras.Model(ids_in, layers.Dense(3, activation="softmax")(odd_ids)).save(out / "emb_odd.keras")
 
 # The layers Keras defines inside its applications, in no public namespace (ConvNeXt's

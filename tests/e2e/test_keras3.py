@@ -701,7 +701,7 @@ def test_model_that_cannot_be_rebuilt(keras3_dir, tmp_path, model, needles):
 
 
 def test_a_plain_build_converts_as_it_is_what_tf_keras_cannot_rebuild(keras3_dir, tmp_path):
-    """An Embedding sends a Keras 3 model through tf_keras, but its hard_tanh Dense cannot
+    """An Embedding sends a Keras 3 model through tf_keras, but its sparsemax Dense cannot
     be rebuilt there: a plain build stopped ("cannot rebuild ... for the recipe ...
     a plain build (no recipe) still works"); it converts the model as it is, says so, and
     its checks judge it (Keras 3's SELECT, which TFLM lacks)."""
@@ -718,10 +718,13 @@ def test_a_plain_build_converts_as_it_is_what_tf_keras_cannot_rebuild(keras3_dir
 
 
 def test_a_plain_build_of_a_model_tf_keras_cannot_rebuild_goes_on_without_it(keras3_dir, tmp_path):
-    """The per-layer error's tf_keras twin fails to rebuild: the build goes on without it."""
+    """The per-layer error's tf_keras twin fails to rebuild: the build goes on without it,
+    to its checks (sparsemax sorts: TOPK_V2, which TFLM lacks)."""
     run, out = _build(keras3_dir, tmp_path, "odd.keras")
-    assert run.code == 0, run.err + run.out
+    assert run.code == 3, run.err + run.out
     report = json.loads((out / "report.json").read_text())
+    ops = next(c for c in report["checks"] if c["name"] == "ops")
+    assert not ops["ok"] and "TOPK_V2" in ops["detail"], ops
     assert report["layers"] and all(row["error_rmse"] is None for row in report["layers"])
 
 

@@ -224,6 +224,41 @@ def test_prepare_for_qat_is_exact_on_every_rewritten_layer(tmp_path):
     np.testing.assert_allclose(got, model(x, training=False).numpy(), atol=1e-4, rtol=1e-6)
 
 
+def test_tensorflow_ops_that_move_values_become_the_keras_layers_that_do(tmp_path):
+    """``tf.transpose``, ``tf.expand_dims``, ``tf.squeeze`` and slicing of steps, rows or
+    columns in a tf_keras model were each refused by QAT ("replace the TensorFlow op with a
+    Keras layer"): they are Permute, Reshape and Cropping1D/2D, which TF-MOT leaves
+    unquantized, as called and as loaded from a file. A slice of channels has no such
+    layer and stays (the QAT check refuses it, as before)."""
+    from types import MappingProxyType
+
+    from edgec._tf import keras, tf
+    from edgec.errors import InputError
+    from edgec.stages.qat import _check
+    from edgec.stages.recipe import StageSpec
+    from edgec.stages.structure.qat_rewrite import prepare_for_qat
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 6))
+    h = keras.layers.Dense(4)(inp)
+    h = tf.transpose(h, perm=[0, 2, 1])[:, 1:]  # (3, 8)
+    h = tf.squeeze(tf.expand_dims(h, 2), axis=2)  # (3, 8)
+    image = tf.expand_dims(h, -1)[:, 1:, 2:-1]  # (2, 5, 1): rows and columns
+    model = keras.Model(inp, keras.layers.Flatten()(image))
+    model.save(tmp_path / "m.keras")
+    x = np.random.default_rng(0).normal(size=(8, 8, 6)).astype(np.float32)
+    for source in (model, keras.models.load_model(tmp_path / "m.keras")):
+        prepared = prepare_for_qat(source, x)
+        kinds = [type(layer).__name__ for layer in prepared.model.layers]
+        assert "TFOpLambda" not in kinds and "SlicingOpLambda" not in kinds, kinds
+        assert {"Permute", "Reshape", "Cropping1D", "Cropping2D"} <= set(kinds), kinds
+        got = prepared.model(x, training=False).numpy()
+        np.testing.assert_array_equal(got, model(x, training=False).numpy())
+    channels = keras.Model(inp, keras.layers.Dense(2)(inp)[..., 1:])
+    with pytest.raises(InputError, match="getitem.*cannot be quantization-aware trained"):
+        _check(StageSpec("qat", MappingProxyType({}), 1), channels)
+
+
 # ---------------------------------------------------------------------------- per-layer error
 
 

@@ -29,6 +29,7 @@ from edgec.targets.weights import Expectations
 
 _QAT_UNSUPPORTED = {
     "TFOpLambda": "replace the TensorFlow op with a Keras layer, or skip QAT",
+    "SlicingOpLambda": "slice with a Keras layer (Cropping1D/2D) or not at all, or skip QAT",
     "Lambda": "replace the Lambda with a Keras layer, or skip QAT",
 }
 

@@ -41,8 +41,9 @@ the original on sample inputs before QAT trains it:
   Add (Subtract, Multiply), and a tensor with a number (``x * 0.5``, ``3.0 - x``, ``x / 4``)
   a Rescaling (``_arithmetic``); ``tf.nn.relu`` (relu6, sigmoid, tanh) an Activation,
   ``tf.concat`` a Concatenate, ``tf.reshape(x, [-1, ...])`` a Reshape and ``tf.reduce_mean``
-  over the spatial axes a GlobalAveragePooling (``_tf_op``). TF-MOT has no config for
-  TFOpLambda.
+  over the spatial axes a GlobalAveragePooling (``_tf_op``); ``tf.transpose``,
+  ``tf.expand_dims``, ``tf.squeeze`` and slicing of steps, rows or columns a Permute,
+  Reshape or Cropping1D/2D (``_MOVES``). TF-MOT has no config for TFOpLambda.
 - A Rescaling right after the input is removed: the model then takes the rescaled values,
   the scale moves into the input quantization (``scale`` of the result; firmware applies
   it as ``<NAME>_INPUT_RAW_SCALE``). A Normalization there (per-channel mean and variance),
@@ -64,6 +65,8 @@ a BN into a linear layer before it, never into the one after) do only the BN fol
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -540,7 +543,7 @@ def _scalar_op(gn: GraphNode, symbols: tuple[str, ...], constant: float) -> bool
 def _tf_call(gn: GraphNode) -> tuple[str, list, dict] | None:
     """A TFOpLambda call's TensorFlow function, positional and keyword arguments (without
     the ``name=None`` tf_keras records), or None for any other layer."""
-    if type(gn.layer).__name__ != "TFOpLambda":
+    if type(gn.layer).__name__ not in ("TFOpLambda", "SlicingOpLambda"):
         return None
     kwargs = {k: v for k, v in gn.node.call_kwargs.items() if k != "name" or v is not None}
     return str(getattr(gn.layer, "symbol", "")), list(gn.node.call_args), kwargs
@@ -588,6 +591,9 @@ def _tf_op(gn: GraphNode) -> Replacement | None:
         return Replacement((layer,), (None,), takes=0)
     if symbol == "math.reduce_mean" and len(args) == 1 and hasattr(args[0], "_keras_history"):
         return _spatial_mean(gn.layer.name, len(args[0].shape), kwargs)
+    if symbol in _MOVES and args and hasattr(args[0], "_keras_history"):
+        layer = _MOVES[symbol](gn, args, kwargs)
+        return None if layer is None else Replacement((layer,), (None,), takes=0)
     if symbol == "concat":
         axis = kwargs.pop("axis", args[1] if len(args) == 2 else None)
         parts = args[0] if args and isinstance(args[0], list | tuple) else []
@@ -601,6 +607,83 @@ def _tf_op(gn: GraphNode) -> Replacement | None:
         layer = keras.layers.Concatenate(axis=axis, name=gn.layer.name)
         return Replacement((layer,), (None,), merge=True)
     return _arithmetic(gn.layer.name, symbol, args, kwargs)
+
+
+def _permute(gn: GraphNode, args: list, kwargs: dict) -> Any:
+    """``tf.transpose(x, perm)`` that keeps the batch axis first: a Permute."""
+    from edgec._tf import keras
+
+    perm = kwargs.get("perm", args[1] if len(args) > 1 else None)
+    rank = len(args[0].shape)
+    if (
+        kwargs.get("conjugate", False)
+        or not isinstance(perm, list | tuple)
+        or sorted(perm) != list(range(rank))
+        or perm[0] != 0
+    ):
+        return None
+    return keras.layers.Permute(tuple(int(p) for p in perm[1:]), name=gn.layer.name)
+
+
+def _reshaped(gn: GraphNode, args: list, kwargs: dict) -> Any:
+    """``tf.expand_dims`` or ``tf.squeeze`` of axes other than the batch's: a Reshape to
+    the call's output shape (the same values in the same order)."""
+    from edgec._tf import keras
+
+    before, after = tuple(args[0].shape), tuple(gn.node.outputs.shape)
+    if (
+        before[:1] != (None,) or after[:1] != (None,)
+        or not all(isinstance(d, int) for d in before[1:] + after[1:])
+        or math.prod(before[1:]) != math.prod(after[1:])
+    ):  # fmt: skip
+        return None
+    return keras.layers.Reshape(after[1:], name=gn.layer.name)
+
+
+def _cropped(gn: GraphNode, args: list, kwargs: dict) -> Any:
+    """Slicing the steps of a sequence (``x[:, 2:-1]``) or the rows and columns of an image
+    (``x[:, 1:7, 2:6]``), whole along the channels: a Cropping1D or Cropping2D."""
+    from edgec._tf import keras
+
+    shape = tuple(args[0].shape)
+    # (x, items) as called; (x,) and slice_spec= as loaded from a file
+    items = args[1] if len(args) == 2 and not kwargs else kwargs.get("slice_spec")
+    items = tuple(items) if isinstance(items, tuple | list) else (items,)
+    if len(shape) not in (3, 4) or not 2 <= len(items) <= len(shape):
+        return None
+    spatial = len(shape) - 2
+    crops = []
+    for axis, item in enumerate(items):
+        if not isinstance(item, dict) or item.get("step") not in (None, 1):
+            return None
+        size = shape[axis]
+        start, stop = item.get("start"), item.get("stop")
+        if axis == 0 or axis > spatial:  # the batch and the channels: whole
+            if (start, stop) != (None, None):
+                return None
+            continue
+        if not isinstance(size, int) or not all(v is None or isinstance(v, int)
+                                                for v in (start, stop)):  # fmt: skip
+            return None
+        first, end, _ = slice(start, stop).indices(size)
+        if end <= first:
+            return None
+        crops.append((first, size - end))
+    crops += [(0, 0)] * (spatial - len(crops))
+    if spatial == 1:
+        return keras.layers.Cropping1D(crops[0], name=gn.layer.name)
+    return keras.layers.Cropping2D(tuple(crops), name=gn.layer.name)
+
+
+# TFOpLambda and SlicingOpLambda calls that move values (``tf.transpose``,
+# ``tf.expand_dims``, ``tf.squeeze``, ``x[:, 1:7]``; QAT refused each, "replace the
+# TensorFlow op with a Keras layer"): the Keras layer moving the same values, which
+# TF-MOT's registry leaves unquantized (Permute, Reshape, Cropping1D/2D)
+_MOVES: dict[str, Callable[[GraphNode, list, dict], Any]] = {
+    "transpose": _permute, "compat.v1.transpose": _permute,
+    "expand_dims": _reshaped, "compat.v1.squeeze": _reshaped, "squeeze": _reshaped,
+    "__operators__.getitem": _cropped,
+}  # fmt: skip
 
 
 def _spatial_mean(name: str, rank: int, kwargs: dict) -> Replacement | None:

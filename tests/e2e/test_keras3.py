@@ -368,6 +368,33 @@ def test_keras3_s_hard_activations_and_arithmetic_are_rebuilt_equal():
     } <= functions, functions  # fmt: skip (tf_keras' silu is named swish)
 
 
+def test_keras3_ops_that_move_values_are_rebuilt_and_taken_by_qat():
+    """``keras.ops.transpose``, ``expand_dims``, ``squeeze``, ``reshape`` and slicing in a
+    Keras 3 model were "a keras.ops node other than arithmetic and activations": every
+    recipe stopped at the rebuild. They are rebuilt as TensorFlow's ops on tf_keras
+    tensors, proven equal, which QAT's rewrite makes Permute, Reshape and Cropping layers."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    from edgec.pipeline.keras3 import translate
+    from edgec.stages.structure.qat_rewrite import prepare_for_qat
+
+    ops = keras.ops
+    inputs = keras.Input((8, 6))
+    h = ops.transpose(keras.layers.Dense(4)(inputs), (0, 2, 1))[:, 1:]  # (3, 8)
+    h = ops.squeeze(ops.expand_dims(h, 2), axis=2)
+    image = ops.expand_dims(h, -1)[:, 1:, 2:-1]  # (2, 5, 1)
+    model = keras.Model(inputs, keras.layers.Dense(3)(ops.reshape(image, (-1, 10))))
+    x = np.random.default_rng(0).normal(size=(32, 8, 6)).astype(np.float32)
+    translation = translate(model, x)
+    assert translation.max_abs_diff == 0.0
+    prepared = prepare_for_qat(translation.model, x)
+    kinds = [type(layer).__name__ for layer in prepared.model.layers]
+    assert "TFOpLambda" not in kinds and "SlicingOpLambda" not in kinds, kinds
+    assert {"Permute", "Reshape", "Cropping1D", "Cropping2D"} <= set(kinds), kinds
+    np.testing.assert_array_equal(prepared.model(x).numpy(), np.asarray(model(x)))
+
+
 NEWER_ACTIVATIONS = ("celu", "hard_shrink", "hard_tanh", "log_sigmoid", "soft_shrink",
                      "sparse_plus", "sparse_sigmoid", "squareplus", "tanh_shrink")  # fmt: skip
 

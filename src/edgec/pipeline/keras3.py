@@ -341,7 +341,59 @@ def _op_node(spec: dict, args: list, kwargs: dict, tf_keras):
     numbers = [a for a in args if isinstance(a, int | float) and not isinstance(a, bool)]
     if kind in _ARITHMETIC and len(args) == 2 and tensors and len(numbers) + len(tensors) == 2:
         return _ARITHMETIC[kind]
+    if kind in _MOVES and tensors and args[0] is tensors[0] and len(tensors) == 1:
+        return _MOVES[kind](spec.get("config") or {}, args[1:])
     return None
+
+
+def _moved(kind: str):
+    """A keras.ops node that moves values (transpose, expand_dims, squeeze, reshape): the
+    TensorFlow function Keras 3 calls, on tf_keras tensors (a TFOpLambda, which QAT's
+    rewrite makes the Keras layer: stages/structure/qat_rewrite._MOVES)."""
+
+    def make(config: dict, rest: list):
+        from edgec._tf import tf
+
+        if rest:
+            return None
+        if kind == "Transpose":
+            return lambda x: tf.transpose(x, perm=config.get("axes"))
+        if kind == "ExpandDims":
+            return lambda x: tf.expand_dims(x, config["axis"])
+        if kind == "Squeeze":
+            return lambda x: tf.squeeze(x, config.get("axis"))
+        shape = config.get("newshape", config.get("new_shape"))
+        return None if shape is None else (lambda x: tf.reshape(x, shape))
+
+    return make
+
+
+def _sliced(config: dict, rest: list):
+    """A keras.ops GetItem node (``x[:, 1:]``): the same slicing of the tf_keras tensor
+    (a SlicingOpLambda), its key read from Keras 3's serialized slices."""
+
+    def item(entry):
+        if isinstance(entry, dict) and entry.get("class_name") == "__slice__":
+            bounds = entry.get("config") or {}
+            return slice(bounds.get("start"), bounds.get("stop"), bounds.get("step"))
+        if isinstance(entry, dict) and entry.get("class_name") == "__ellipsis__":
+            return Ellipsis
+        if entry is None or (isinstance(entry, int) and not isinstance(entry, bool)):
+            return entry
+        raise TypeError(f"slice key {entry!r}")
+
+    if len(rest) != 1:
+        return None
+    try:
+        key = tuple(item(e) for e in rest[0]) if isinstance(rest[0], list) else item(rest[0])
+    except TypeError:
+        return None
+    return lambda x, _key: x[key]
+
+
+# keras.ops nodes that only move values, by Keras 3's class: their tf_keras form
+_MOVES = {**{kind: _moved(kind) for kind in ("Transpose", "ExpandDims", "Squeeze", "Reshape")},
+          "GetItem": _sliced}  # fmt: skip
 
 
 def _node_list(entries: list) -> list:

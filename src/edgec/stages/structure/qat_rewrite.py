@@ -579,8 +579,10 @@ def _tf_op(gn: GraphNode) -> Replacement | None:
             return None
         layer = keras.layers.Activation(_TF_ACTIVATIONS[symbol], name=gn.layer.name)
         return Replacement((layer,), (None,), takes=0)
-    if symbol == "reshape" and len(args) == 1 and set(kwargs) == {"shape"}:
-        shape = list(kwargs["shape"]) if isinstance(kwargs["shape"], list | tuple) else []
+    positional = len(args) == 2 and not kwargs  # tf.reshape(x, shape)
+    if symbol == "reshape" and (positional or (len(args) == 1 and set(kwargs) == {"shape"})):
+        given = args[1] if positional else kwargs["shape"]
+        shape = list(given) if isinstance(given, list | tuple) else []
         if (
             len(shape) < 2
             or shape[0] not in (-1, None)

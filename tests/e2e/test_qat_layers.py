@@ -259,6 +259,29 @@ def test_tensorflow_ops_that_move_values_become_the_keras_layers_that_do(tmp_pat
         _check(StageSpec("qat", MappingProxyType({}), 1), channels)
 
 
+def test_attention_written_with_dot_and_attention_layers_is_left_float_in_qat():
+    """TF-MOT has no config for Dot or Attention, and QAT refused both ("has no default
+    8-bit QAT configuration"): attention written with Keras layers. They are trained in
+    float and calibrated, as MultiHeadAttention is (measured: a QAT build of such a model
+    for cortex-m7 passes every check, its BATCH_MATMULs int8)."""
+    from types import MappingProxyType
+
+    from edgec._tf import keras
+    from edgec.stages.qat import _check
+    from edgec.stages.qat_prepare import left_float
+    from edgec.stages.recipe import StageSpec
+
+    layers = keras.layers
+    inp = keras.Input((8, 8))
+    q, k, v = (layers.Dense(8, name=n)(inp) for n in "qkv")
+    scores = layers.Activation("softmax")(layers.Dot(axes=(2, 2), name="scores")([q, k]))
+    mixed = layers.Dot(axes=(2, 1), name="mixed")([scores, v])
+    attended = layers.Attention(name="attention")([q, v, k])
+    model = keras.Model(inp, layers.Concatenate()([mixed, attended]))
+    _check(StageSpec("qat", MappingProxyType({}), 1), model)  # refused before
+    assert sorted(left_float(model)) == ["attention", "mixed", "scores"]
+
+
 # ---------------------------------------------------------------------------- per-layer error
 
 

@@ -138,6 +138,8 @@ FLOAT_IN_QAT = (
     "LayerNormalization",
     "MultiHeadAttention",
     "UnitNormalization",
+    "Dot",
+    "Attention",
 )  # left_float's kinds
 
 
@@ -154,6 +156,9 @@ def left_float(model) -> list[str]:
     - A MultiHeadAttention: no config in TF-MOT; calibrated, its EinsumDense projections,
       BATCH_MATMULs and SOFTMAX convert to int8 (measured: a transformer block's QAT
       build passed cortex-m7's dtypes check); the QAT check refused it.
+    - A Dot or an Attention (attention written with Keras layers: ``Dot(axes=2)([q, k])``,
+      a softmax, ``Dot(axes=(2, 1))([a, v])``): no config in TF-MOT, which refused both;
+      calibrated, int8 BATCH_MATMULs (and the Attention's SOFTMAX), as without QAT.
     - A ``SCALERS`` layer that takes the model's input (one that ``Prepared.kept`` keeps:
       MobileNetV3's Rescaling before a zero-padded conv). Annotated, behind TF-MOT's input
       QuantizeLayer, it converted with a float DEQUANTIZE -> QUANTIZE pair before its MUL

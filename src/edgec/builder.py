@@ -570,9 +570,18 @@ def run_recipe(ctx: BuildContext) -> None:
         return
     from edgec.pipeline.outputs import model_outputs
     from edgec.stages import plan as compress
+    from edgec.stages.training import WRAPPING_STAGES, without_activity_penalties
 
     ctx.input_model_out = model_outputs(ctx.model, ctx.evaluation.x)
     ctx.input_parameters = int(ctx.model.count_params())
+    if any(sp.spec.type in WRAPPING_STAGES for sp in ctx.recipe_plan.stages):
+        ctx.model, dropped = without_activity_penalties(ctx.model, ctx.fit_on.x[:256])
+        if dropped:
+            ctx.warnings.append(
+                f"the activity regularizers of {len(dropped)} layer(s) ({', '.join(dropped[:5])}"
+                f"{', ...' if len(dropped) > 5 else ''}) are left out of the recipe's training: "
+                "TF-MOT's wrappers fail on them (a training loss only; the outputs are the same)"
+            )
     before = None  # the model's validation figures, measured by the stage before
     for sp in ctx.recipe_plan.stages:
         with ctx.stage(sp.spec.type, get_stage(sp.spec.type).describe(sp.spec)) as metrics:

@@ -456,3 +456,30 @@ def test_mobilenet_v3_s_parts_are_quantization_aware_trained_and_ship_as_int8_op
     assert sorted(ops[-4:-2]) == ["MUL", "RESHAPE"], ops
     assert ops[-2:] == ["PRELU", "FULLY_CONNECTED"], ops
     assert {flat.tensors[t].dtype for op in flat.operators for t in op.outputs} == {"int8"}
+
+
+def test_activity_regularizers_are_rebuilt_away_before_tf_mot_wraps_the_model():
+    """TF-MOT's wrappers carry over the activity loss tf_keras made when the model was built:
+    a pruning fit of a model with ``Dense(activity_regularizer=...)`` or an
+    ActivityRegularization layer failed ("... is out of scope and cannot be used here"),
+    an internal error in every prune, cluster or QAT recipe. The model is rebuilt without
+    them first (a training loss only), its outputs proven the same, and the pruning fit
+    runs."""
+    from edgec._tf import keras, tfmot
+    from edgec.stages.training import without_activity_penalties
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 1))
+    h = keras.layers.Conv2D(4, 3, activity_regularizer="l2", name="conv")(inputs)
+    h = keras.layers.ActivityRegularization(l1=0.01, name="penalty")(keras.layers.Flatten()(h))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="dense")(h))
+    data = _data(32, 0)
+    rebuilt, changed = without_activity_penalties(model, data.x)
+    assert changed == ["conv", "penalty"]
+    assert "penalty" not in [layer.name for layer in rebuilt.layers]
+    np.testing.assert_array_equal(rebuilt(data.x).numpy(), model(data.x).numpy())
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(rebuilt)
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    step = tfmot.sparsity.keras.UpdatePruningStep()
+    pruned.fit(data.x, data.y, epochs=1, batch_size=16, verbose=0, callbacks=[step])
+    assert without_activity_penalties(rebuilt, data.x) == (rebuilt, [])

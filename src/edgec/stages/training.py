@@ -7,7 +7,7 @@ Each stage module imports what it trains with from here, never from another stag
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -358,3 +358,51 @@ def shrink(before, after) -> Shrink:
         kernel_macs(before),
         kernel_macs(after),
     )
+
+
+# The stages whose TF-MOT wrappers fail on a layer's activity regularizer
+WRAPPING_STAGES = ("prune", "cluster", "qat")
+
+
+def without_activity_penalties(model, sample: np.ndarray) -> tuple[Any, list[str]]:
+    """``model`` rebuilt without activity regularizers (``Dense(activity_regularizer="l2")``;
+    an ActivityRegularization layer, the identity at inference, left out), proven equal on
+    ``sample``, and the layers changed; ``model`` itself when it has none.
+
+    TF-MOT's wrappers (prune_low_magnitude, cluster_weights, quantize_apply) rebuild a layer
+    and carry over the activity loss tf_keras made when the model was built: fit then
+    failed ("... ActivityRegularizer/div_no_nan:0 is out of scope and cannot be used here";
+    reproduced with tf_keras and TF-MOT alone), an internal error in every such recipe.
+    Clearing the attribute is not enough: the loss made at construction stays. The penalty
+    is a training loss only: the outputs are the same."""
+    from edgec.pipeline.graph_rewrite import (
+        IDENTITY,
+        Replacement,
+        layer_calls,
+        proven_equal,
+        rebuild,
+    )
+
+    def penalized(layer) -> bool:
+        return type(layer).__name__ == "ActivityRegularization" or (
+            getattr(layer, "activity_regularizer", None) is not None
+        )
+
+    changed = list(dict.fromkeys(gn.layer.name for gn in layer_calls(model) if penalized(gn.layer)))
+    if not changed:
+        return model, []
+
+    def replace(gn):
+        layer = gn.layer
+        if type(layer).__name__ == "ActivityRegularization":
+            return IDENTITY
+        if not penalized(layer):
+            return None
+        config = {**layer.get_config(), "activity_regularizer": None}
+        return Replacement((type(layer).from_config(config),), (layer.get_weights(),))
+
+    rebuilt = rebuild(model, replace)
+    proof = proven_equal(model, rebuilt, sample)
+    if not proof.equal:  # a layer whose config does not rebuild it: its own error stands
+        return model, []
+    return rebuilt, changed

@@ -155,3 +155,25 @@ def test_a_uint8_output_s_quantize_leaves_the_softmax_named_by_its_layer():
         b.build(inputs=[x], outputs=[y], signature_outputs={"output_0": y})
     )
     assert [names.name(flat, op) for op in flat.operators] == ["dense", "dense"]
+
+
+def test_a_kernel_is_its_weights_layer_when_the_converter_names_its_output_otherwise():
+    """The converter fuses a Dense and the ExpandDims of a RepeatVector after it into one
+    FULLY_CONNECTED, named after the ExpandDims: the op's output names only the
+    RepeatVector, and the pruned Dense's kernel was no layer's ("dense_5: no int8 kernel
+    found": the sparsity check failed though its zeros were there). Its weights name it."""
+    b = TfliteBuilder()
+    x = b.tensor("input", (1, 8), scale=0.05)
+    w = b.constant("model/dense_5/MatMul", np.eye(4, 8, dtype=np.int8), scale=0.01)
+    bias = b.constant("model/dense_5/BiasAdd/ReadVariableOp", np.zeros(4, np.int32), scale=5e-4)
+    y = b.tensor("model/repeat_vector/ExpandDims", (1, 4), scale=0.05)
+    b.op("FULLY_CONNECTED", [x, w, bias], [y])
+    model = TfliteModel.from_bytes(b.build(inputs=[x], outputs=[y]))
+    names = LayerNames(
+        scopes={"model/dense_5": "dense_5", "model/repeat_vector": "repeat_vector"},
+        shown={"dense_5": "dense_5", "repeat_vector": "repeat_vector"},
+        kinds={"dense_5": "Dense", "repeat_vector": "RepeatVector"},
+    )
+    assert names.layers(model, model.operators[0]) == ("repeat_vector",)
+    kernel = find_kernel(kernel_stats(model, names), "dense_5")
+    assert kernel is not None and kernel.zeros == pytest.approx(28 / 32)

@@ -91,6 +91,17 @@ class LayerNames:
         order = self._order
         return tuple(sorted(found, key=lambda layer: order.get(layer, len(order))))
 
+    def kernel_layers(self, model: TfliteModel, op: Operator) -> tuple[str, ...]:
+        """``layers``, and the layer whose weights a kernel op reads (its second input): the
+        converter may name a fused op's output after an op it absorbed (a Dense then
+        RepeatVector's ExpandDims: "repeat_vector/ExpandDims"), and the Dense's kernel was
+        then no layer's ("dense_5: no int8 kernel found", though its zeros were there)."""
+        found = self.layers(model, op)
+        if len(op.inputs) > 1 and op.inputs[1] >= 0:
+            weights = self._from_names([model.tensors[op.inputs[1]].name]) - set(found)
+            found += tuple(sorted(weights))
+        return found
+
     def _from_names(self, names) -> set[str]:
         found = set()
         for name in names:

@@ -256,7 +256,7 @@ def kernel_stats(model: TfliteModel, names: LayerNames | None = None) -> list[Ke
                 op=op.describe(),
                 tensor=tensor.name.split(";")[0],
                 layers=(
-                    frozenset(names.shown.get(n, n) for n in names.layers(model, op))
+                    frozenset(names.shown.get(n, n) for n in names.kernel_layers(model, op))
                     if names is not None
                     else _layer_names(op.location, tensor.name)
                 ),

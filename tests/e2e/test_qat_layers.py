@@ -259,11 +259,12 @@ def test_tensorflow_ops_that_move_values_become_the_keras_layers_that_do(tmp_pat
         _check(StageSpec("qat", MappingProxyType({}), 1), channels)
 
 
-def test_attention_written_with_dot_and_attention_layers_is_left_float_in_qat():
-    """TF-MOT has no config for Dot or Attention, and QAT refused both ("has no default
-    8-bit QAT configuration"): attention written with Keras layers. They are trained in
-    float and calibrated, as MultiHeadAttention is (measured: a QAT build of such a model
-    for cortex-m7 passes every check, its BATCH_MATMULs int8)."""
+def test_layers_tf_mot_has_no_config_for_are_left_float_in_qat():
+    """TF-MOT has no config for Dot, Attention, AdditiveAttention, RepeatVector or
+    GroupNormalization, and QAT refused each ("has no default 8-bit QAT configuration"):
+    attention written with Keras layers, an autoencoder's repeat, a group norm. They are
+    trained in float and calibrated, as MultiHeadAttention is (measured, prune-QAT builds
+    for cortex-m4 and m7: every check passes but accuracy, one epoch of 50% pruning)."""
     from types import MappingProxyType
 
     from edgec._tf import keras
@@ -277,9 +278,15 @@ def test_attention_written_with_dot_and_attention_layers_is_left_float_in_qat():
     scores = layers.Activation("softmax")(layers.Dot(axes=(2, 2), name="scores")([q, k]))
     mixed = layers.Dot(axes=(2, 1), name="mixed")([scores, v])
     attended = layers.Attention(name="attention")([q, v, k])
-    model = keras.Model(inp, layers.Concatenate()([mixed, attended]))
+    added = layers.AdditiveAttention(name="additive")([q, v])
+    repeated = layers.RepeatVector(8, name="repeat")(layers.Flatten()(q))
+    grouped = layers.GroupNormalization(2, name="groups")(v)
+    model = keras.Model(inp, layers.Concatenate()([mixed, attended, added, grouped]))
+    model = keras.Model(inp, [model.output, repeated])
     _check(StageSpec("qat", MappingProxyType({}), 1), model)  # refused before
-    assert sorted(left_float(model)) == ["attention", "mixed", "scores"]
+    assert sorted(left_float(model)) == [
+        "additive", "attention", "groups", "mixed", "repeat", "scores"
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- per-layer error

@@ -140,6 +140,9 @@ FLOAT_IN_QAT = (
     "UnitNormalization",
     "Dot",
     "Attention",
+    "AdditiveAttention",
+    "RepeatVector",
+    "GroupNormalization",
 )  # left_float's kinds
 
 
@@ -156,9 +159,14 @@ def left_float(model) -> list[str]:
     - A MultiHeadAttention: no config in TF-MOT; calibrated, its EinsumDense projections,
       BATCH_MATMULs and SOFTMAX convert to int8 (measured: a transformer block's QAT
       build passed cortex-m7's dtypes check); the QAT check refused it.
-    - A Dot or an Attention (attention written with Keras layers: ``Dot(axes=2)([q, k])``,
-      a softmax, ``Dot(axes=(2, 1))([a, v])``): no config in TF-MOT, which refused both;
-      calibrated, int8 BATCH_MATMULs (and the Attention's SOFTMAX), as without QAT.
+    - A Dot, an Attention or an AdditiveAttention (attention written with Keras layers:
+      ``Dot(axes=2)([q, k])``, a softmax, ``Dot(axes=(2, 1))([a, v])``): no config in
+      TF-MOT, which refused them; calibrated, int8 BATCH_MATMULs (and SOFTMAX), as
+      without QAT.
+    - A RepeatVector (an autoencoder's): TF-MOT's registry has it commented out; it only
+      copies values (BROADCAST_TO after ``artifact.op_forms``).
+    - A GroupNormalization: no config in TF-MOT; calibrated, int8 (measured: a prune-QAT
+      build of a Conv2D, GroupNormalization, ReLU model passes cortex-m4's checks).
     - A ``SCALERS`` layer that takes the model's input (one that ``Prepared.kept`` keeps:
       MobileNetV3's Rescaling before a zero-padded conv). Annotated, behind TF-MOT's input
       QuantizeLayer, it converted with a float DEQUANTIZE -> QUANTIZE pair before its MUL

@@ -259,6 +259,30 @@ def test_tensorflow_ops_that_move_values_become_the_keras_layers_that_do(tmp_pat
         _check(StageSpec("qat", MappingProxyType({}), 1), channels)
 
 
+def test_a_center_crop_is_the_cropping2d_of_the_same_pixels():
+    """TF-MOT has no config for CenterCrop (QAT refused it): a crop of an image at least its
+    size is a Cropping2D, odd margins too; one to a larger size resizes, and stays."""
+    from types import MappingProxyType
+
+    from edgec._tf import keras
+    from edgec.errors import InputError
+    from edgec.stages.qat import _check
+    from edgec.stages.recipe import StageSpec
+    from edgec.stages.structure.qat_rewrite import prepare_for_qat
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3)(inp)  # 6 x 6
+    model = keras.Model(inp, keras.layers.CenterCrop(3, 4, name="crop")(h))  # margins 1+2, 1+1
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype(np.float32)
+    prepared = prepare_for_qat(model, x)
+    assert type(prepared.model.get_layer("crop")).__name__ == "Cropping2D"
+    np.testing.assert_array_equal(prepared.model(x).numpy(), model(x).numpy())
+    larger = keras.Model(inp, keras.layers.CenterCrop(10, 10, name="grow")(h))
+    with pytest.raises(InputError, match="'grow' \\(CenterCrop\\) has no default 8-bit QAT"):
+        _check(StageSpec("qat", MappingProxyType({}), 1), larger)
+
+
 def test_layers_tf_mot_has_no_config_for_are_left_float_in_qat():
     """TF-MOT has no config for Dot, Attention, AdditiveAttention, RepeatVector or
     GroupNormalization, and QAT refused each ("has no default 8-bit QAT configuration"):

@@ -216,6 +216,10 @@ def _plan(model, *, backward: bool, forward: bool, qat: bool, input_fold: bool =
             made = type(tf_op.layers[0]).__name__
             rewrites.append(f"{layer.name}: TensorFlow op as a Keras {made} layer")
             return tf_op
+        crop = _center_crop(gn) if qat else None
+        if crop is not None:
+            rewrites.append(f"{layer.name}: CenterCrop as a Keras Cropping2D layer")
+            return crop
         if qat and type(layer).__name__ in INFERENCE_IDENTITY:
             rewrites.append(
                 f"{layer.name}: {type(layer).__name__} left out of QAT (the identity at "
@@ -609,6 +613,25 @@ def _tf_op(gn: GraphNode) -> Replacement | None:
         layer = keras.layers.Concatenate(axis=axis, name=gn.layer.name)
         return Replacement((layer,), (None,), merge=True)
     return _arithmetic(gn.layer.name, symbol, args, kwargs)
+
+
+def _center_crop(gn: GraphNode) -> Replacement | None:
+    """A CenterCrop of an image at least its size: the Cropping2D of the same rows and
+    columns (its top and left margins the smaller halves, as Keras crops). TF-MOT has no
+    config for CenterCrop (QAT refused it); it leaves Cropping2D unquantized. A CenterCrop
+    to a larger size resizes instead, and stays."""
+    from edgec._tf import keras
+
+    layer = gn.layer
+    if type(layer).__name__ != "CenterCrop" or len(gn.node.input_shapes) != 4:
+        return None
+    _, rows, columns, _ = gn.node.input_shapes
+    height, width = layer.height, layer.width
+    if not all(isinstance(d, int) for d in (rows, columns)) or rows < height or columns < width:
+        return None
+    top, left = (rows - height) // 2, (columns - width) // 2
+    cropping = ((top, rows - height - top), (left, columns - width - left))
+    return Replacement((keras.layers.Cropping2D(cropping, name=layer.name),), (None,))
 
 
 def _permute(gn: GraphNode, args: list, kwargs: dict) -> Any:

@@ -49,9 +49,11 @@ here), and the ops check's verdict stands.
 
 **Tables.** TFLM has no GELU kernel, and its EXP, LOG, SQRT, SIN and COS take float32
 only, so a Keras gelu, softplus, mish, selu, celu or exponential activation (each an int8
-GELU or EXP in the converted model) failed every MCU. Pointwise ops from one int8 tensor
-to another compute a function of each int8 value alone: each such run of ops holding one
-of those (``table_regions``) becomes one table of 256 values, computed by LiteRT running
+GELU or EXP in the converted model) failed every MCU; a log_sigmoid's NEG and a
+squareplus' SQUARE the converter leaves float32 between DEQUANTIZE and QUANTIZE (every
+int8-only target's dtypes check failed). Pointwise ops from one int8 tensor to another
+compute a function of each int8 value alone: each such run of ops holding one of those
+(``table_regions``) becomes one table of 256 values, computed by LiteRT running
 those ops alone on every int8 value, and looked up by CAST (int8 -> int32), ADD 128 and
 GATHER, which TFLM and LiteRT both have; kept where LiteRT's outputs of the two files are
 bit-identical. The lookup's int32 indices take 8 bytes of arena per element while it

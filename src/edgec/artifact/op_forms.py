@@ -53,10 +53,12 @@ GELU or EXP in the converted model) failed every MCU; a log_sigmoid's NEG and a
 squareplus' SQUARE the converter leaves float32 between DEQUANTIZE and QUANTIZE (every
 int8-only target's dtypes check failed). Pointwise ops from one int8 tensor to another
 compute a function of each int8 value alone: each such run of ops holding one of those
-(``table_regions``) becomes one table of 256 values, computed by LiteRT running
-those ops alone on every int8 value, and looked up by CAST (int8 -> int32), ADD 128 and
-GATHER, which TFLM and LiteRT both have; kept where LiteRT's outputs of the two files are
-bit-identical. The lookup's int32 indices take 8 bytes of arena per element while it
+(``table_regions``) becomes one table of 256 values, looked up by CAST (int8 -> int32),
+ADD 128 and GATHER, which TFLM and LiteRT both have. The lookup is proven with the table
+LiteRT's int8 ops give on every int8 value (LiteRT's outputs of the two files
+bit-identical); the table shipped is then the ops' float function (LiteRT running them in
+float32) rounded once, where it is within ``MAX_TABLE_STEPS`` of the int8 ops' table,
+which rounded at every op (a softplus's EXP, ADD and LOG: up to 2 steps apart). The lookup's int32 indices take 8 bytes of arena per element while it
 runs (the arena is measured with them). Only for a build a TFLM target runs: a phone's
 LiteRT has the ops themselves.
 """
@@ -513,6 +515,9 @@ TABLE_SIZE = 256  # the int8 values
 # the most ops a table takes: an activation's ops are a few (a mish is 5, a selu's EXP, SUB
 # and MUL 3); the bound keeps the search linear in a model made to be large
 MAX_TABLE_OPS = 32
+# A table of the region's float function replaces the int8 ops' own where the two are at
+# most this many steps apart at every input (a float function read wrongly would be far)
+MAX_TABLE_STEPS = 8
 
 
 def table_regions(model: TfliteModel) -> list[tuple[int, int, tuple[int, ...]]]:
@@ -641,6 +646,7 @@ def _tables(data: bytes, parsed: TfliteModel, samples: np.ndarray) -> tuple[byte
     add = _operator_code(model, schema.BuiltinOperator.ADD)
     gather = _operator_code(model, schema.BuiltinOperator.GATHER)
     replaced: dict[int, list[Any]] = {}  # the region's last op -> the three ops
+    tables = []  # per region: its table tensor, the int8 ops' table, the float function's
     for x, y, ops in regions:
         try:
             table = _table(model, x, y, ops)
@@ -662,6 +668,7 @@ def _tables(data: bytes, parsed: TfliteModel, samples: np.ndarray) -> tuple[byte
         cast_options.inDataType, cast_options.outDataType = (
             schema.TensorType.INT8, schema.TensorType.INT32,
         )  # fmt: skip
+        tables.append((graph.tensors[values], table, _float_table(model, x, y, ops)))
         gather_options = schema.GatherOptionsT()  # axis 0, no batch dimensions
         replaced[ops[-1]] = [
             _new_op(schema, cast, [x], [index], "CastOptions", cast_options),
@@ -677,48 +684,122 @@ def _tables(data: bytes, parsed: TfliteModel, samples: np.ndarray) -> tuple[byte
     rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
     if not _bit_identical(data, rewritten, parsed, samples):
         return data, ()
-    described = tuple(
-        ", ".join(parsed.operators[i].describe() for i in ops)
-        + f": one {TABLE_SIZE}-value int8 table (CAST, ADD, GATHER)"
-        for _, _, ops in regions
-    )
-    return rewritten, described
+    described = []
+    for (_, _, ops), (tensor, table, exact) in zip(regions, tables, strict=True):
+        what = f": one {TABLE_SIZE}-value int8 table (CAST, ADD, GATHER)"
+        apart = 0 if exact is None else int(np.abs(exact.astype(int) - table).max())
+        if exact is not None and 0 < apart <= MAX_TABLE_STEPS:
+            model.buffers[tensor.buffer].data = np.frombuffer(exact.tobytes(), np.uint8)
+            what += (
+                f" of their float function, rounded once: the {len(ops)} int8 ops rounded "
+                f"each, up to {apart} step{'s' if apart > 1 else ''} from it"
+            )
+        described.append(", ".join(parsed.operators[i].describe() for i in ops) + what)
+    if any("rounded once" in d for d in described):
+        rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
+    return rewritten, tuple(described)
 
 
 def _table(model: Any, x: int, y: int, ops: tuple[int, ...]) -> np.ndarray:
-    """The region's int8 output for each int8 input, -128 to 127, computed by LiteRT: the
-    region's ops alone, in a model of their own, every activation made [1, 256]."""
+    """The region's int8 output for each int8 input, -128 to 127, as LiteRT's int8 ops
+    compute it (each rounding its output)."""
+    data = _region_alone(model, x, y, ops, in_float=False)
+    values = np.arange(-TABLE_SIZE // 2, TABLE_SIZE // 2, dtype=np.int8).reshape(1, -1)
+    return np.asarray(runtimes.run_litert(data, values).raw, np.int8).reshape(TABLE_SIZE)
+
+
+def _float_table(model: Any, x: int, y: int, ops: tuple[int, ...]) -> np.ndarray | None:
+    """The region's function computed in float32 by LiteRT on each int8 input's value,
+    rounded once to the output's int8 scale (as TFLite quantizes: round half away from
+    zero, then clamp); None where LiteRT cannot run the region in float."""
+    graph = model.subgraphs[0]
+    into, out_of = graph.tensors[x].quantization, graph.tensors[y].quantization
+    x_scale, x_zero = float(into.scale[0]), int(into.zeroPoint[0])
+    y_scale, y_zero = float(out_of.scale[0]), int(out_of.zeroPoint[0])
+    values = (np.arange(-TABLE_SIZE // 2, TABLE_SIZE // 2) - x_zero) * x_scale
+    try:
+        data = _region_alone(model, x, y, ops, in_float=True)
+        out = runtimes.run_litert(data, values.astype(np.float32).reshape(1, -1)).raw
+    except (ConversionError, ToolError, ValueError, RuntimeError, KeyError):
+        return None
+    out = np.asarray(out, np.float64).reshape(TABLE_SIZE)
+    if not np.all(np.isfinite(out)):
+        return None
+    steps = out / y_scale
+    rounded = np.sign(steps) * np.floor(np.abs(steps) + 0.5) + y_zero
+    return np.clip(rounded, -128, 127).astype(np.int8)
+
+
+def _region_alone(model: Any, x: int, y: int, ops: tuple[int, ...], *, in_float: bool) -> bytes:
+    """The region's ops alone, in a model of their own, every activation made [1, 256].
+    ``in_float``: its tensors float32 (constants dequantized, bool ones kept) and its
+    QUANTIZE and DEQUANTIZE ops gone (in float each is its input)."""
     schema = flatbuffer_schema()
     graph = model.subgraphs[0]
     alone, region = schema.ModelT(), schema.SubGraphT()
     alone.version, alone.operatorCodes = model.version, model.operatorCodes
     alone.buffers, region.tensors, region.operators = [schema.BufferT()], [], []
     index: dict[int, int] = {}
+    same: dict[int, int] = {}  # in float: a QUANTIZE's or DEQUANTIZE's output -> its input
+    if in_float:
+        for i in ops:
+            op = graph.operators[i]
+            if builtin_op_name(model, op) in ("QUANTIZE", "DEQUANTIZE"):
+                same[int(op.outputs[0])] = int(op.inputs[0])
 
     def kept(i: int) -> int:
+        while i in same:
+            i = same[i]
         if i not in index:
             tensor = copy.deepcopy(graph.tensors[i])
             contents = model.buffers[tensor.buffer].data if tensor.buffer else None
             if contents is not None and len(contents):
-                alone.buffers.append(copy.deepcopy(model.buffers[tensor.buffer]))
+                buffer = copy.deepcopy(model.buffers[tensor.buffer])
+                if in_float:
+                    buffer.data = _dequantized(tensor, bytes(contents))
+                alone.buffers.append(buffer)
                 tensor.buffer = len(alone.buffers) - 1
             else:
                 tensor.buffer, tensor.shape = 0, [1, TABLE_SIZE]
                 tensor.shapeSignature = None
+            if in_float and tensor.type != schema.TensorType.BOOL:
+                tensor.type, tensor.quantization = schema.TensorType.FLOAT32, None
             index[i] = len(region.tensors)
             region.tensors.append(tensor)
         return index[i]
 
     for i in ops:
-        op = copy.deepcopy(graph.operators[i])
+        op = graph.operators[i]
+        if in_float and int(op.outputs[0]) in same:
+            continue
+        op = copy.deepcopy(op)
         op.inputs = [kept(int(t)) for t in op.inputs]
         op.outputs = [kept(int(t)) for t in op.outputs]
         region.operators.append(op)
     region.inputs, region.outputs = [kept(x)], [kept(y)]
     alone.subgraphs = [region]
-    data = pack_aligned(alone, size_hint=4096, what="computing an int8 table")
-    values = np.arange(-TABLE_SIZE // 2, TABLE_SIZE // 2, dtype=np.int8).reshape(1, -1)
-    return np.asarray(runtimes.run_litert(data, values).raw, np.int8).reshape(TABLE_SIZE)
+    return pack_aligned(alone, size_hint=4096, what="computing an int8 table")
+
+
+# a constant's stored type -> numpy's (a pointwise op's one-element operand)
+_CONSTANT_TYPES = {"INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "FLOAT32": np.float32,
+                   "BOOL": np.bool_}  # fmt: skip
+
+
+def _dequantized(tensor: Any, contents: bytes) -> np.ndarray:
+    """A constant's values as float32 bytes (its real values: (q - zero point) * scale);
+    a bool constant's as they are. A KeyError for another type."""
+    schema = flatbuffer_schema()
+    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    kind = names[tensor.type]
+    values: np.ndarray = np.frombuffer(contents, _CONSTANT_TYPES[kind])
+    if kind == "BOOL":
+        return np.frombuffer(values.tobytes(), np.uint8)
+    quantization = tensor.quantization
+    if kind != "FLOAT32" and quantization is not None and quantization.scale is not None:
+        zero = quantization.zeroPoint[0] if quantization.zeroPoint is not None else 0
+        values = (values.astype(np.float64) - zero) * quantization.scale[0]
+    return np.frombuffer(values.astype(np.float32).tobytes(), np.uint8)
 
 
 def _text(name: bytes | str | None) -> str:

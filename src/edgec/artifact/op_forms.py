@@ -58,9 +58,10 @@ ADD 128 and GATHER, which TFLM and LiteRT both have. The lookup is proven with t
 LiteRT's int8 ops give on every int8 value (LiteRT's outputs of the two files
 bit-identical); the table shipped is then the ops' float function (LiteRT running them in
 float32) rounded once, where it is within ``MAX_TABLE_STEPS`` of the int8 ops' table,
-which rounded at every op (a softplus's EXP, ADD and LOG: up to 2 steps apart). The lookup's int32 indices take 8 bytes of arena per element while it
-runs (the arena is measured with them). Only for a build a TFLM target runs: a phone's
-LiteRT has the ops themselves.
+which rounded at every op (a softplus's EXP, ADD and LOG: up to 2 steps apart). The
+lookup's int32 indices take 8 bytes of arena per element while it runs (the arena is
+measured with them). Only for a build a TFLM target runs: a phone's LiteRT has the ops
+themselves.
 """
 
 from __future__ import annotations

@@ -635,8 +635,10 @@ def _pointwise_operands(model: TfliteModel, op: Any) -> list[int] | None:
 
 def _tables(data: bytes, parsed: TfliteModel, samples: np.ndarray) -> tuple[bytes, tuple[str, ...]]:
     """Each ``table_regions`` region made one table lookup, which TFLM runs: CAST (int8 ->
-    int32), ADD 128, GATHER from the 256 int8 outputs LiteRT gives for the 256 inputs,
-    kept where LiteRT's outputs of the two files are bit-identical."""
+    int32), ADD 128, GATHER from 256 int8 values. Built with the values LiteRT's int8 ops
+    give for the 256 inputs and kept where LiteRT's outputs of the two files are then
+    bit-identical; each table then takes its float function's values (``_float_table``)
+    where they are within ``MAX_TABLE_STEPS`` of those."""
     regions = table_regions(parsed)
     if not regions:
         return data, ()

@@ -395,6 +395,38 @@ def test_keras3_ops_that_move_values_are_rebuilt_and_taken_by_qat():
     np.testing.assert_array_equal(prepared.model(x).numpy(), np.asarray(model(x)))
 
 
+def test_keras3_ops_means_concatenations_and_activations_with_parameters_are_rebuilt():
+    """``keras.ops.mean``, ``concatenate``, ``softmax``, ``gelu(approximate=False)``, ``elu``,
+    ``leaky_relu``, ``softplus``, ``selu`` and ``softsign`` nodes stopped every recipe at the
+    rebuild ("a keras.ops node ... which has no tf_keras layer"). They are rebuilt as tf_keras
+    layers (the mean as TensorFlow's, which QAT makes a GlobalAveragePooling2D), proven
+    equal. Keras 3's ops.gelu defaults to the tanh form, which tf_keras' gelu is not: that
+    one stays refused."""
+    import edgec._tf  # noqa: F401, I001  TensorFlow first, with TF_USE_LEGACY_KERAS set
+    import keras
+
+    from edgec.pipeline.keras3 import TranslationError, translate
+    from edgec.stages.structure.qat_rewrite import prepare_for_qat
+
+    ops = keras.ops
+    inputs = keras.Input((8, 8, 2))
+    joined = ops.concatenate([keras.layers.Conv2D(4, 3, padding="same")(inputs), inputs], -1)
+    h = keras.layers.Dense(6)(ops.mean(joined, axis=(1, 2)))
+    activated = [ops.softmax(h, axis=-1), ops.gelu(h, approximate=False), ops.elu(h),
+                 ops.leaky_relu(h, negative_slope=0.1), ops.softplus(h), ops.selu(h),
+                 ops.softsign(h)]  # fmt: skip
+    model = keras.Model(inputs, ops.concatenate(activated, axis=-1))
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 2)).astype(np.float32)
+    translation = translate(model, x)
+    assert translation.max_abs_diff <= 1e-6
+    kinds = [type(layer).__name__ for layer in prepare_for_qat(translation.model, x).model.layers]
+    assert "TFOpLambda" not in kinds and "GlobalAveragePooling2D" in kinds, kinds
+    assert kinds.count("Activation") == 6 and "LeakyReLU" in kinds, kinds
+    tanh_gelu = keras.Model(inputs, ops.gelu(keras.layers.Dense(3)(inputs)))
+    with pytest.raises(TranslationError, match="keras.ops node"):
+        translate(tanh_gelu, x)
+
+
 NEWER_ACTIVATIONS = ("celu", "hard_shrink", "hard_tanh", "log_sigmoid", "soft_shrink",
                      "sparse_plus", "sparse_sigmoid", "squareplus", "tanh_shrink")  # fmt: skip
 

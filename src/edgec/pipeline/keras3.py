@@ -322,7 +322,15 @@ _ARITHMETIC = {"Add": operator.add, "Subtract": operator.sub, "Multiply": operat
 # keras.ops activations (``keras.ops.relu(x)``): a tf_keras Activation layer of the same
 # function, named as the node (Keras 3 computes ``tf.nn.relu`` and the rest, as tf_keras)
 _ACTIVATIONS = {"Relu": "relu", "Relu6": "relu6", "Sigmoid": "sigmoid", "Tanh": "tanh",
-                "Silu": "silu", "HardSigmoid": "hard_sigmoid", "HardSilu": "hard_silu"}  # fmt: skip
+                "Silu": "silu", "HardSigmoid": "hard_sigmoid", "HardSilu": "hard_silu",
+                "Softplus": "softplus", "Selu": "selu", "Softsign": "softsign"}  # fmt: skip
+# keras.ops activations with parameters: the config that is the tf_keras function's own
+# (ops.softmax over the last axis, ops.elu of alpha 1, ops.gelu exact: Keras 3's ops.gelu
+# defaults to the tanh approximation, which tf_keras' "gelu" is not)
+_ACTIVATIONS_IF: dict[str, tuple[str, dict[str, object]]] = {
+    "Softmax": ("softmax", {"axis": -1}), "Elu": ("elu", {"alpha": 1.0}),
+    "Gelu": ("gelu", {"approximate": False}),
+}  # fmt: skip
 
 
 def _op_node(spec: dict, args: list, kwargs: dict, tf_keras):
@@ -334,6 +342,21 @@ def _op_node(spec: dict, args: list, kwargs: dict, tf_keras):
         return None
     kind = spec["class_name"]
     tensors = call_tensors(args)
+    config = spec.get("config") or {}
+    if kind in _ACTIVATIONS_IF and len(args) == len(tensors) == 1:
+        name, wanted = _ACTIVATIONS_IF[kind]
+        if all(config.get(k, v) == v for k, v in wanted.items()):
+            return tf_keras.layers.Activation(name, name=spec.get("name") or None)
+    if kind == "LeakyRelu" and len(args) == len(tensors) == 1:
+        slope = config.get("negative_slope", 0.2)
+        return tf_keras.layers.LeakyReLU(alpha=slope, name=spec.get("name") or None)
+    if kind == "Concatenate" and len(args) == 1 and len(tensors) >= 2:
+        return tf_keras.layers.Concatenate(axis=config.get("axis", 0), name=spec.get("name"))
+    if kind == "Mean" and len(args) == len(tensors) == 1:
+        from edgec._tf import tf
+
+        axis, keepdims = config.get("axis"), bool(config.get("keepdims", False))
+        return lambda x: tf.reduce_mean(x, axis=axis, keepdims=keepdims)
     if kind in _ACTIVATIONS and len(args) == len(tensors) == 1:
         name = _ACTIVATIONS[kind]
         function = activations.for_keras3(name) or name

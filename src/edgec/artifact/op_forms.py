@@ -76,8 +76,8 @@ import numpy as np
 
 from edgec.artifact import runtimes
 from edgec.artifact.repack import builtin_op_name, drop_unused, pack_aligned, unpack
-from edgec.artifact.tflite_model import TfliteModel, flatbuffer_schema
-from edgec.errors import ConversionError, ToolError
+from edgec.artifact.tflite_model import Tensor, TfliteModel, flatbuffer_schema
+from edgec.errors import ConversionError, InputError, ToolError
 
 # the QUANTIZE outputs whose type the cast can give directly
 _INTEGER = {"int8": "INT8", "int16": "INT16"}
@@ -429,11 +429,7 @@ def _bool_casts(model: TfliteModel) -> list[tuple[int, int, str]]:
     """(CAST op index, its float32 output, the integer type every reader quantizes it to)
     for each CAST (bool -> float32) read only by QUANTIZE ops of one integer output type,
     in the model's graph (its first subgraph), not a graph output."""
-    readers: dict[int, list[int]] = {}
-    for op in model.operators:
-        for i in op.inputs:
-            if i >= 0:
-                readers.setdefault(i, []).append(op.index)
+    readers, _ = _links(model)
     found = []
     for op in model.operators:
         if op.name != "CAST" or len(op.inputs) != 1 or len(op.outputs) != 1:
@@ -671,7 +667,7 @@ def _tables(data: bytes, parsed: TfliteModel, samples: np.ndarray) -> tuple[byte
         cast_options.inDataType, cast_options.outDataType = (
             schema.TensorType.INT8, schema.TensorType.INT32,
         )  # fmt: skip
-        tables.append((graph.tensors[values], table, _float_table(model, x, y, ops)))
+        tables.append((graph.tensors[values], table, _float_table(model, parsed, x, y, ops)))
         gather_options = schema.GatherOptionsT()  # axis 0, no batch dimensions
         replaced[ops[-1]] = [
             _new_op(schema, cast, [x], [index], "CastOptions", cast_options),
@@ -687,18 +683,19 @@ def _tables(data: bytes, parsed: TfliteModel, samples: np.ndarray) -> tuple[byte
     rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
     if not _bit_identical(data, rewritten, parsed, samples):
         return data, ()
-    described = []
+    described, refined = [], False
     for (_, _, ops), (tensor, table, exact) in zip(regions, tables, strict=True):
         what = f": one {TABLE_SIZE}-value int8 table (CAST, ADD, GATHER)"
         apart = 0 if exact is None else int(np.abs(exact.astype(int) - table).max())
         if exact is not None and 0 < apart <= MAX_TABLE_STEPS:
             model.buffers[tensor.buffer].data = np.frombuffer(exact.tobytes(), np.uint8)
+            refined = True
             what += (
                 f" of their float function, rounded once: the {len(ops)} int8 ops rounded "
                 f"each, up to {apart} step{'s' if apart > 1 else ''} from it"
             )
         described.append(", ".join(parsed.operators[i].describe() for i in ops) + what)
-    if any("rounded once" in d for d in described):
+    if refined:
         rewritten = pack_aligned(model, size_hint=len(data), what="rewriting ops for TFLM")
     return rewritten, tuple(described)
 
@@ -706,37 +703,41 @@ def _tables(data: bytes, parsed: TfliteModel, samples: np.ndarray) -> tuple[byte
 def _table(model: Any, x: int, y: int, ops: tuple[int, ...]) -> np.ndarray:
     """The region's int8 output for each int8 input, -128 to 127, as LiteRT's int8 ops
     compute it (each rounding its output)."""
-    data = _region_alone(model, x, y, ops, in_float=False)
+    data = _region_alone(model, x, y, ops)
     values = np.arange(-TABLE_SIZE // 2, TABLE_SIZE // 2, dtype=np.int8).reshape(1, -1)
     return np.asarray(runtimes.run_litert(data, values).raw, np.int8).reshape(TABLE_SIZE)
 
 
-def _float_table(model: Any, x: int, y: int, ops: tuple[int, ...]) -> np.ndarray | None:
+def _float_table(
+    model: Any, parsed: TfliteModel, x: int, y: int, ops: tuple[int, ...]
+) -> np.ndarray | None:
     """The region's function computed in float32 by LiteRT on each int8 input's value,
     rounded once to the output's int8 scale (as TFLite quantizes: round half away from
     zero, then clamp); None where LiteRT cannot run the region in float."""
-    graph = model.subgraphs[0]
-    into, out_of = graph.tensors[x].quantization, graph.tensors[y].quantization
-    x_scale, x_zero = float(into.scale[0]), int(into.zeroPoint[0])
-    y_scale, y_zero = float(out_of.scale[0]), int(out_of.zeroPoint[0])
-    values = (np.arange(-TABLE_SIZE // 2, TABLE_SIZE // 2) - x_zero) * x_scale
+    codes = np.arange(-TABLE_SIZE // 2, TABLE_SIZE // 2, dtype=np.int8)
+    values = runtimes.dequantize(codes, parsed.tensors[x]).reshape(1, -1)
     try:
-        data = _region_alone(model, x, y, ops, in_float=True)
-        out = runtimes.run_litert(data, values.astype(np.float32).reshape(1, -1)).raw
-    except (ConversionError, ToolError, ValueError, RuntimeError, KeyError):
+        data = _region_alone(model, x, y, ops, floats_of=parsed)
+        out = runtimes.run_litert(data, values).raw
+    except (ConversionError, ToolError, ValueError, RuntimeError, InputError):
         return None
     out = np.asarray(out, np.float64).reshape(TABLE_SIZE)
     if not np.all(np.isfinite(out)):
         return None
-    steps = out / y_scale
-    rounded = np.sign(steps) * np.floor(np.abs(steps) + 0.5) + y_zero
+    into = parsed.tensors[y]
+    steps = out / into.scales[0]
+    rounded = np.sign(steps) * np.floor(np.abs(steps) + 0.5) + into.zero_points[0]
     return np.clip(rounded, -128, 127).astype(np.int8)
 
 
-def _region_alone(model: Any, x: int, y: int, ops: tuple[int, ...], *, in_float: bool) -> bytes:
+def _region_alone(
+    model: Any, x: int, y: int, ops: tuple[int, ...], *, floats_of: TfliteModel | None = None
+) -> bytes:
     """The region's ops alone, in a model of their own, every activation made [1, 256].
-    ``in_float``: its tensors float32 (constants dequantized, bool ones kept) and its
-    QUANTIZE and DEQUANTIZE ops gone (in float each is its input)."""
+    ``floats_of`` (the model, parsed): the region in float, its tensors float32 (each
+    constant its real values, a bool one as it is) and its QUANTIZE and DEQUANTIZE ops
+    gone (in float each is its input)."""
+    in_float = floats_of is not None
     schema = flatbuffer_schema()
     graph = model.subgraphs[0]
     alone, region = schema.ModelT(), schema.SubGraphT()
@@ -758,8 +759,8 @@ def _region_alone(model: Any, x: int, y: int, ops: tuple[int, ...], *, in_float:
             contents = model.buffers[tensor.buffer].data if tensor.buffer else None
             if contents is not None and len(contents):
                 buffer = copy.deepcopy(model.buffers[tensor.buffer])
-                if in_float:
-                    buffer.data = _dequantized(tensor, bytes(contents))
+                if floats_of is not None:
+                    buffer.data = _real_values(floats_of.tensors[i])
                 alone.buffers.append(buffer)
                 tensor.buffer = len(alone.buffers) - 1
             else:
@@ -784,25 +785,14 @@ def _region_alone(model: Any, x: int, y: int, ops: tuple[int, ...], *, in_float:
     return pack_aligned(alone, size_hint=4096, what="computing an int8 table")
 
 
-# a constant's stored type -> numpy's (a pointwise op's one-element operand)
-_CONSTANT_TYPES = {"INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "FLOAT32": np.float32,
-                   "BOOL": np.bool_}  # fmt: skip
-
-
-def _dequantized(tensor: Any, contents: bytes) -> np.ndarray:
-    """A constant's values as float32 bytes (its real values: (q - zero point) * scale);
-    a bool constant's as they are. A KeyError for another type."""
-    schema = flatbuffer_schema()
-    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    kind = names[tensor.type]
-    values: np.ndarray = np.frombuffer(contents, _CONSTANT_TYPES[kind])
-    if kind == "BOOL":
-        return np.frombuffer(values.tobytes(), np.uint8)
-    quantization = tensor.quantization
-    if kind != "FLOAT32" and quantization is not None and quantization.scale is not None:
-        zero = quantization.zeroPoint[0] if quantization.zeroPoint is not None else 0
-        values = (values.astype(np.float64) - zero) * quantization.scale[0]
-    return np.frombuffer(values.astype(np.float32).tobytes(), np.uint8)
+def _real_values(tensor: Tensor) -> np.ndarray:
+    """A constant's real values as float32 bytes ((q - zero point) * scale; an unquantized
+    one's values as they are), a bool constant's as they are."""
+    values = tensor.array()
+    if tensor.dtype != "bool":
+        real = runtimes.dequantize(values, tensor) if tensor.scales else values
+        values = np.asarray(real, np.float32)
+    return np.frombuffer(values.tobytes(), np.uint8)
 
 
 def _text(name: bytes | str | None) -> str:
